@@ -1,0 +1,77 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+func TestChainwatchRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.LoadChainwatch(ctx)
+	if err != nil || len(st.Scripts) != 0 || len(st.UTXOs) != 0 || st.HasTip {
+		t.Fatalf("empty state = %+v, %v", st, err)
+	}
+	s0 := ChainwatchScript{Branch: 0, Index: 0, ScriptHash: "aa", PkScript: []byte{0, 20, 1}, Status: "st0"}
+	s1 := ChainwatchScript{Branch: 1, Index: 3, ScriptHash: "bb", PkScript: []byte{0, 20, 2}}
+	u1 := ChainwatchUTXO{ChainwatchOutPoint{"t1", 0}, 5000, []byte{0, 20, 1}, 0, 0, 0}
+	u2 := ChainwatchUTXO{ChainwatchOutPoint{"t2", 1}, 7000, []byte{0, 20, 1}, 0, 0, 101}
+	tip := ChainwatchTip{Height: 101, Hash: "ff"}
+	if err := db.ApplyChainwatchUpdate(ctx, ChainwatchUpdate{PutScripts: []ChainwatchScript{s0, s1}, PutUTXOs: []ChainwatchUTXO{u1, u2}, Tip: &tip}); err != nil {
+		t.Fatal(err)
+	}
+	// Confirm u1, remove u2, change s0's status.
+	u1.Height = 102
+	s0.Status = "st1"
+	tip = ChainwatchTip{Height: 102, Hash: "ee"}
+	if err := db.ApplyChainwatchUpdate(ctx, ChainwatchUpdate{PutScripts: []ChainwatchScript{s0}, RemoveUTXOs: []ChainwatchOutPoint{u2.ChainwatchOutPoint}, PutUTXOs: []ChainwatchUTXO{u1}, Tip: &tip}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db, err = Open(ctx, path) // reopen: migrations are not applied twice
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err = db.LoadChainwatch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ChainwatchState{Scripts: []ChainwatchScript{s0, s1}, UTXOs: []ChainwatchUTXO{u1}, Tip: tip, HasTip: true}
+	if !reflect.DeepEqual(st, want) {
+		t.Fatalf("state =\n%+v\nwant\n%+v", st, want)
+	}
+}
+
+func TestChainwatchUpdateIsAtomic(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// A UTXO for a script that does not exist violates the foreign key: nothing is written.
+	tip := ChainwatchTip{Height: 1, Hash: "aa"}
+	err = db.ApplyChainwatchUpdate(ctx, ChainwatchUpdate{
+		PutScripts: []ChainwatchScript{{Branch: 0, Index: 0, ScriptHash: "aa", PkScript: []byte{1}}},
+		PutUTXOs:   []ChainwatchUTXO{{ChainwatchOutPoint: ChainwatchOutPoint{"t", 0}, ValueSat: 1, PkScript: []byte{1}, Branch: 9, Index: 9}},
+		Tip:        &tip,
+	})
+	if err == nil {
+		t.Fatal("update with a dangling UTXO succeeded")
+	}
+	st, err := db.LoadChainwatch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Scripts) != 0 || len(st.UTXOs) != 0 || st.HasTip {
+		t.Fatalf("partial write: %+v", st)
+	}
+}
