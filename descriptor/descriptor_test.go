@@ -244,6 +244,7 @@ func TestParseErrors(t *testing.T) {
 		{"short fingerprint", multi("1", "[deadbee/48h]"+k[0][strings.Index(k[0], "]")+1:]+mp), ErrSyntax, len("wsh(multi(1,[") + 1},
 		{"wsh without multi", "wsh(" + k[0] + mp + ")", ErrSyntax, 5},
 		{"nested too deep", strings.Repeat("wsh(", 20) + strings.Repeat(")", 20), ErrSyntax, 0},
+		{"too many steps", multi("1", k[0]+strings.Repeat("/0", 17)+"/*"), ErrUnsupported, len("wsh(multi(1,"+k[0]) + 2},
 		{"step out of range", multi("1", k[0]+"/2147483648/*"), ErrSyntax, 0},
 		{"corrupt xpub", multi("1", k[0][:len(k[0])-1]+"x"+mp), ErrSyntax, 0},
 	}

@@ -57,6 +57,11 @@ type keyExpr struct {
 	branchKeys []*hdkeychain.ExtendedKey
 }
 
+// maxStepsAfterKey bounds the steps between an extended key and the end of
+// its path (the multipath step counted, the wildcard not): BIP-48 wallets
+// use one (/<0;1>); each step costs an EC derivation at parse time.
+const maxStepsAfterKey = 16
+
 // pathElem is one "/"-separated element with its offset in the descriptor.
 type pathElem struct {
 	text string
@@ -171,6 +176,13 @@ func parseKey(tok string, pos int, net *chaincfg.Params) (*keyExpr, error) {
 		}
 	}
 
+	nSteps := len(k.prefix) + len(k.suffix)
+	if k.multi != nil {
+		nSteps++
+	}
+	if nSteps > maxStepsAfterKey {
+		return nil, errAt(steps[0].pos, ErrUnsupported, "%d derivation steps after the key; at most %d are supported", nSteps, maxStepsAfterKey)
+	}
 	if err := k.parseKeyText(keyText, net); err != nil {
 		return nil, err
 	}
