@@ -45,18 +45,27 @@ const (
 // Order: the client must be listed (and allowed the method), then the outflow must not exceed
 // max_per_tx.
 func Evaluate(p *Policy, in Input) Decision {
-	idx := slices.IndexFunc(p.Clients, func(c Client) bool { return c.PubKey == in.Client })
-	if idx < 0 {
-		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("client %s is not listed in the policy's clients", short(in.Client))}
-	}
-	c := p.Clients[idx]
-	if len(c.Methods) > 0 && !slices.Contains(c.Methods, in.Method) {
-		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("client %q may not call %s", c.Name, in.Method)}
+	if d := Authorize(p, in.Client, in.Method); d.Outcome != Allow {
+		return d
 	}
 	if in.Outflow > p.MaxPerTx {
 		return Decision{Outcome: Deny, Rule: RuleMaxPerTx, Reason: fmt.Sprintf("outflow %s (fee included) is over the per-transaction cap of %s", in.Outflow, p.MaxPerTx)}
 	}
-	return Decision{Outcome: Allow, Rule: RuleWithin, Reason: fmt.Sprintf("client %q, outflow %s is within the per-transaction cap of %s", c.Name, in.Outflow, p.MaxPerTx)}
+	return Decision{Outcome: Allow, Rule: RuleWithin, Reason: fmt.Sprintf("outflow %s is within the per-transaction cap of %s", in.Outflow, p.MaxPerTx)}
+}
+
+// Authorize decides only whether client may call method at all (the "clients" section), so that
+// a request from a stranger is refused before its payload is even decoded. Pure.
+func Authorize(p *Policy, client, method string) Decision {
+	idx := slices.IndexFunc(p.Clients, func(c Client) bool { return c.PubKey == client })
+	if idx < 0 {
+		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("client %s is not listed in the policy's clients", short(client))}
+	}
+	c := p.Clients[idx]
+	if len(c.Methods) > 0 && !slices.Contains(c.Methods, method) {
+		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("client %q may not call %s", c.Name, method)}
+	}
+	return Decision{Outcome: Allow, Rule: RuleClients, Reason: fmt.Sprintf("client %q may call %s", c.Name, method)}
 }
 
 func short(pk string) string {

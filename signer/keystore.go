@@ -99,21 +99,21 @@ func (k *Keys) MasterFingerprint() [4]byte { return k.masterFP }
 // AccountPath is the full account path from the master key (hardened steps flagged).
 func (k *Keys) AccountPath() []uint32 { return append([]uint32(nil), k.path...) }
 
-// DeriveChild returns the private key at AccountPath/branch/index (both unhardened), for
-// signing an input whose script was derived from the registered descriptor at branch/index.
-func (k *Keys) DeriveChild(branch, index uint32) (*btcec.PrivateKey, error) {
-	if branch >= hardened || index >= hardened {
-		return nil, fmt.Errorf("signer: hardened step after the account key: %w", ErrNotOurKey)
+// DeriveRelative returns the private key at AccountPath/steps… (all unhardened), for signing an
+// input whose script was derived from the registered descriptor (steps = the branch's steps and
+// the index). Errors: ErrNotOurKey for a hardened step.
+func (k *Keys) DeriveRelative(steps ...uint32) (*btcec.PrivateKey, error) {
+	key := k.account
+	for _, s := range steps {
+		if s >= hardened {
+			return nil, fmt.Errorf("signer: hardened step after the account key: %w", ErrNotOurKey)
+		}
+		var err error
+		if key, err = key.Derive(s); err != nil {
+			return nil, fmt.Errorf("signer: derive step %d: %w", s, err)
+		}
 	}
-	b, err := k.account.Derive(branch)
-	if err != nil {
-		return nil, fmt.Errorf("signer: derive branch %d: %w", branch, err)
-	}
-	c, err := b.Derive(index)
-	if err != nil {
-		return nil, fmt.Errorf("signer: derive index %d: %w", index, err)
-	}
-	return c.ECPrivKey()
+	return key.ECPrivKey()
 }
 
 // AccountPathFor returns the BIP48 account path m/48'/coin'/0'/2' for net (coin 0 on mainnet,
@@ -313,3 +313,9 @@ func keysFrom(p secretPayload, net *chaincfg.Params) (*Keys, error) {
 // FingerprintUint32 converts a fingerprint to the little-endian uint32 that btcd's psbt package
 // stores in Bip32Derivation.MasterKeyFingerprint.
 func FingerprintUint32(fp [4]byte) uint32 { return binary.LittleEndian.Uint32(fp[:]) }
+
+// NewKeys builds Keys from a 32-byte BIP32 seed and a Nostr secret key (hex) without a key file,
+// for tests and tooling that hold throwaway keys. Production keys come from LoadKeyFile.
+func NewKeys(seed []byte, nostrSK string, net *chaincfg.Params) (*Keys, error) {
+	return keysFrom(secretPayload{Seed: hex.EncodeToString(seed), NostrSK: nostrSK}, net)
+}

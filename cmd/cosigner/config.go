@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Config is read from the environment with prefix COSIGNER_. Every field has a default except
+// the ones `run` needs to know the wallet (DESCRIPTOR) and where to meet clients (RELAYS).
+type Config struct {
+	Network        string   `envconfig:"NETWORK" default:"regtest" desc:"bitcoin network: mainnet, testnet, signet or regtest"`
+	DataDir        string   `envconfig:"DATA_DIR" default:".cosigner" desc:"directory for the key file, the database and the default policy file"`
+	KeyFile        string   `envconfig:"KEY_FILE" default:"" desc:"encrypted key file (default DATA_DIR/key.json)"`
+	Passphrase     string   `envconfig:"PASSPHRASE" default:"" desc:"passphrase of the key file (prefer PASSPHRASE_FILE)"`
+	PassphraseFile string   `envconfig:"PASSPHRASE_FILE" default:"" desc:"file whose first line is the key file passphrase"`
+	Descriptor     string   `envconfig:"DESCRIPTOR" default:"" desc:"the registered wallet descriptor with #checksum, e.g. wsh(sortedmulti(2,[fp/48h/1h/0h/2h]tpub…/<0;1>/*,…))#xxxxxxxx"`
+	ElectrumURL    string   `envconfig:"ELECTRUM_URL" default:"tcp://127.0.0.1:50001" desc:"Electrum server, tcp://host:port"`
+	Relays         []string `envconfig:"RELAYS" default:"" desc:"comma-separated Nostr relay URLs (ws:// or wss://)"`
+	PolicyFile     string   `envconfig:"POLICY" default:"" desc:"policy YAML file (default DATA_DIR/policy.yaml)"`
+	Lookahead      int      `envconfig:"LOOKAHEAD" default:"20" desc:"unused scripts watched past the last used one, per branch"`
+	HealthAddr     string   `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz and /status (empty: off)"`
+	LogLevel       string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat      string   `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+}
+
+// loadConfig reads and checks the environment. Errors name the variable.
+func loadConfig() (*Config, error) {
+	var c Config
+	if err := envconfig.Process("COSIGNER", &c); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	if _, err := c.Params(); err != nil {
+		return nil, err
+	}
+	if c.KeyFile == "" {
+		c.KeyFile = filepath.Join(c.DataDir, "key.json")
+	}
+	if c.PolicyFile == "" {
+		c.PolicyFile = filepath.Join(c.DataDir, "policy.yaml")
+	}
+	if c.Lookahead < 1 || c.Lookahead > 1000 {
+		return nil, fmt.Errorf("configuration: COSIGNER_LOOKAHEAD=%d must be between 1 and 1000", c.Lookahead)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return nil, err
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return nil, fmt.Errorf("configuration: COSIGNER_LOG_FORMAT=%q must be text or json", c.LogFormat)
+	}
+	var relays []string
+	for _, r := range c.Relays {
+		if r = strings.TrimSpace(r); r != "" {
+			relays = append(relays, r)
+		}
+	}
+	c.Relays = relays
+	return &c, nil
+}
+
+// Params maps COSIGNER_NETWORK to chain parameters.
+func (c *Config) Params() (*chaincfg.Params, error) {
+	switch strings.ToLower(c.Network) {
+	case "mainnet", "bitcoin", "main":
+		return &chaincfg.MainNetParams, nil
+	case "testnet", "testnet3":
+		return &chaincfg.TestNet3Params, nil
+	case "signet":
+		return &chaincfg.SigNetParams, nil
+	case "regtest":
+		return &chaincfg.RegressionNetParams, nil
+	}
+	return nil, fmt.Errorf("configuration: COSIGNER_NETWORK=%q must be mainnet, testnet, signet or regtest", c.Network)
+}
+
+// DBPath is the SQLite database file.
+func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "cosigner.db") }
+
+// passphrase returns the key file passphrase from COSIGNER_PASSPHRASE_FILE or
+// COSIGNER_PASSPHRASE (exactly one must be set).
+func (c *Config) passphrase() (string, error) {
+	switch {
+	case c.PassphraseFile != "" && c.Passphrase != "":
+		return "", errors.New("configuration: set only one of COSIGNER_PASSPHRASE and COSIGNER_PASSPHRASE_FILE")
+	case c.PassphraseFile != "":
+		b, err := os.ReadFile(c.PassphraseFile)
+		if err != nil {
+			return "", fmt.Errorf("configuration: COSIGNER_PASSPHRASE_FILE: %w", err)
+		}
+		line, _, _ := strings.Cut(string(b), "\n")
+		line = strings.TrimRight(line, "\r")
+		if line == "" {
+			return "", errors.New("configuration: COSIGNER_PASSPHRASE_FILE is empty")
+		}
+		return line, nil
+	case c.Passphrase != "":
+		return c.Passphrase, nil
+	}
+	return "", errors.New("configuration: the key file passphrase is missing: set COSIGNER_PASSPHRASE_FILE (or COSIGNER_PASSPHRASE)")
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("configuration: COSIGNER_LOG_LEVEL=%q must be debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func (c *Config) logger() *slog.Logger {
+	lvl, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+const usage = `cosigner — a headless Bitcoin multisig co-signer on Nostr (NIP-46)
+
+usage:
+  cosigner init               create the account key and Nostr identity (encrypted key file)
+  cosigner bunker-uri         print a bunker:// URI with a fresh single-use connect secret
+  cosigner run                watch the wallet and serve NIP-46 until SIGTERM/SIGINT
+  cosigner status             the wallet as last seen: tip, balance, UTXOs
+  cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
+  cosigner policy check FILE  validate a policy file
+
+Configuration is read from COSIGNER_* environment variables; see the README.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := runCommand(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cosigner:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg + "\n\n" + usage }
+
+func runCommand(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(out, usage)
+		return nil
+	case "policy":
+		if len(args) != 3 || args[1] != "check" {
+			return usageError{"usage: cosigner policy check FILE"}
+		}
+		return cmdPolicyCheck(args[2], out)
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "init":
+		return cmdInit(cfg, out)
+	case "bunker-uri":
+		return cmdBunkerURI(ctx, cfg, out)
+	case "run":
+		return cmdRun(ctx, cfg)
+	case "status":
+		return cmdStatus(ctx, cfg, out)
+	case "health":
+		return cmdHealth(ctx, cfg, out)
+	}
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+func cmdInit(cfg *Config, out io.Writer) error {
+	params, _ := cfg.Params()
+	pass, err := cfg.passphrase()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	pub, err := signer.CreateKeyFile(cfg.KeyFile, pass, params)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	fmt.Fprintf(out, "Created %s (encrypted; keep the passphrase safe, it is not stored).\n\n", cfg.KeyFile)
+	fmt.Fprintf(out, "key origin and xpub (give this to your wallet coordinator):\n  %s\n", pub.KeyOrigin())
+	fmt.Fprintf(out, "Nostr identity of this co-signer (remote signer pubkey):\n  %s\n  %s\n", pub.NPub(), pub.NostrPubKey)
+	fmt.Fprintf(out, "\nNext: register the wallet descriptor in COSIGNER_DESCRIPTOR, write %s, then `cosigner bunker-uri` and `cosigner run`.\n", cfg.PolicyFile)
+	return nil
+}
+
+func cmdBunkerURI(ctx context.Context, cfg *Config, out io.Writer) error {
+	if len(cfg.Relays) == 0 {
+		return errors.New("configuration: COSIGNER_RELAYS is empty: list the relays clients should use")
+	}
+	pub, _, err := signer.ReadPublic(cfg.KeyFile)
+	if err != nil {
+		return fmt.Errorf("bunker-uri: %w (run `cosigner init` first)", err)
+	}
+	db, err := store.Open(ctx, cfg.DBPath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	secret := hex.EncodeToString(b)
+	if err := db.AddConnectSecret(ctx, secret); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, signer.BunkerURI(pub.NostrPubKey, cfg.Relays, secret))
+	return nil
+}
+
+func cmdStatus(ctx context.Context, cfg *Config, out io.Writer) error {
+	db, err := store.Open(ctx, cfg.DBPath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := chainwatch.ReadStatus(ctx, db)
+	if err != nil {
+		return err
+	}
+	printStatus(out, st)
+	return nil
+}
+
+func cmdHealth(ctx context.Context, cfg *Config, out io.Writer) error {
+	if cfg.HealthAddr == "" {
+		return errors.New("health: COSIGNER_HEALTH_ADDR is empty, the daemon serves no health endpoint")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+cfg.HealthAddr+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64*1024))
+	out.Write(body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: not healthy (HTTP %d)", resp.StatusCode)
+	}
+	return nil
+}
+
+func cmdPolicyCheck(path string, out io.Writer) error {
+	p, err := policy.Load(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s: OK (%d client(s), max_per_tx %s)\n", path, len(p.Clients), p.MaxPerTx)
+	return nil
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/relaypool"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// cmdRun wires the daemon: store, keys, descriptor, policy, chain watcher, relay pool, NIP-46
+// remote signer, health endpoint. It returns when ctx is cancelled (SIGTERM/SIGINT) after a
+// graceful stop, or with the first component's fatal error.
+func cmdRun(ctx context.Context, cfg *Config) error {
+	log := cfg.logger()
+	params, _ := cfg.Params()
+	if cfg.Descriptor == "" {
+		return errors.New("configuration: COSIGNER_DESCRIPTOR is empty: set the wallet descriptor (with #checksum) this co-signer holds a key of")
+	}
+	desc, err := descriptor.Parse(cfg.Descriptor, params, descriptor.RequireChecksum())
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
+	}
+	if len(cfg.Relays) == 0 {
+		return errors.New("configuration: COSIGNER_RELAYS is empty: list at least one relay (several for redundancy)")
+	}
+	pol, err := policy.Load(cfg.PolicyFile)
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
+	}
+	pass, err := cfg.passphrase()
+	if err != nil {
+		return err
+	}
+	keys, err := signer.LoadKeyFile(cfg.KeyFile, pass, params)
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_KEY_FILE: %w", err)
+	}
+	db, err := store.Open(ctx, cfg.DBPath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	watcher, err := chainwatch.New(chainwatch.Config{
+		ServerURL: cfg.ElectrumURL, Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
+		Logger: log, ClientName: "cosigner",
+	})
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: %w", err)
+	}
+	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log})
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
+	}
+	defer pool.Close()
+	flow, err := psbtflow.NewService(desc, keys, chainView{watcher}, func() *policy.Policy { return pol }, db, log)
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
+	}
+	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, flow, log)
+	if err != nil {
+		return err
+	}
+	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
+		"wallet", desc.String(), "electrum", cfg.ElectrumURL, "relays", pool.URLs(), "policy", cfg.PolicyFile)
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	start := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				cancel(fmt.Errorf("%s: %w", name, err))
+			}
+		}()
+	}
+	start("chainwatch", watcher.Run)
+	if cfg.HealthAddr != "" {
+		ln, err := net.Listen("tcp", cfg.HealthAddr)
+		if err != nil {
+			cancel(nil)
+			wg.Wait()
+			return fmt.Errorf("configuration: COSIGNER_HEALTH_ADDR=%s: %w", cfg.HealthAddr, err)
+		}
+		srv := &http.Server{Handler: healthHandler(watcher, pool, db), ReadHeaderTimeout: 5 * time.Second}
+		start("health", func(ctx context.Context) error {
+			go func() { <-ctx.Done(); srv.Close() }()
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	// Serve NIP-46 only once the wallet view is complete: before that, a sign_psbt could not
+	// tell a foreign coin from one of ours that is not synced yet.
+	start("signer", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-watcher.Ready():
+		}
+		log.Info("wallet synced; serving NIP-46", "utxos", len(watcher.UTXOs()), "tip", watcher.Tip().Height)
+		return remote.Run(ctx)
+	})
+	<-ctx.Done()
+	cause := context.Cause(ctx)
+	log.Info("stopping", "reason", cause)
+	wg.Wait()
+	if cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return nil
+}
+
+// chainView adapts the watcher to psbtflow.ChainView.
+type chainView struct{ w *chainwatch.Watcher }
+
+func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
+	u, ok := c.w.UTXO(op)
+	if !ok {
+		return psbtflow.Coin{}, false
+	}
+	return psbtflow.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
+}
+
+func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool) { return c.w.Lookup(pkScript) }
+func (c chainView) TipHeight() int32                            { return c.w.Tip().Height }
+
+// healthHandler serves /healthz (200 when the wallet is synced, the Electrum server connected and
+// at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).
+func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) {
+		ready := false
+		select {
+		case <-w.Ready():
+			ready = true
+		default:
+		}
+		relays := pool.Health()
+		up := 0
+		for _, r := range relays {
+			if r.Connected {
+				up++
+			}
+		}
+		eh := w.Health()
+		ok := ready && eh.Connected && up > 0
+		body := map[string]any{"ok": ok, "synced": ready, "electrum": eh, "relays": relays}
+		rw.Header().Set("Content-Type", "application/json")
+		if !ok {
+			rw.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(rw).Encode(body)
+	})
+	mux.HandleFunc("/status", func(rw http.ResponseWriter, r *http.Request) {
+		st, err := chainwatch.ReadStatus(r.Context(), db)
+		if err != nil {
+			http.Error(rw, "status unavailable", http.StatusInternalServerError)
+			return
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(rw).Encode(st)
+	})
+	return mux
+}
+
+var _ = os.Stderr
+var _ = slog.Default

@@ -1,0 +1,74 @@
+package psbtflow
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"strings"
+
+	"github.com/btcsuite/btcd/btcutil/psbt"
+
+	"github.com/custodyagents/cosigner/signer"
+)
+
+// MaxPSBTBytes bounds a decoded PSBT. NIP-44 v2 carries at most 65,535 bytes of plaintext, so a
+// larger PSBT cannot arrive over NIP-46 anyway.
+const MaxPSBTBytes = 64 * 1024
+
+// Encoding is how a PSBT was written in a request; the answer uses the same one.
+type Encoding int
+
+const (
+	// Base64 is the BIP-174 text form ("cHNidP8…").
+	Base64 Encoding = iota
+	// Hex is raw hex ("70736274ff…"), as Amber sends it.
+	Hex
+)
+
+// Decode reads a PSBT given as base64 or hex, told apart by the BIP-174 magic
+// ("psbt" 0xff: "cHNidP8" in base64, "70736274ff" in hex). Errors are *signer.MethodError with
+// code invalid_psbt. PSBT version 2 (BIP-370) is not supported by this version and is refused.
+func Decode(s string) (*psbt.Packet, Encoding, error) {
+	s = strings.TrimSpace(s)
+	var raw []byte
+	var enc Encoding
+	switch {
+	case strings.HasPrefix(s, "cHNidP8"):
+		if len(s) > MaxPSBTBytes*4/3+4 {
+			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "PSBT is larger than %d bytes", MaxPSBTBytes)
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "not valid base64: %v", err)
+		}
+		raw, enc = b, Base64
+	case strings.HasPrefix(strings.ToLower(s), "70736274ff"):
+		if len(s) > MaxPSBTBytes*2 {
+			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "PSBT is larger than %d bytes", MaxPSBTBytes)
+		}
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "not valid hex: %v", err)
+		}
+		raw, enc = b, Hex
+	default:
+		return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "not a PSBT: expected base64 starting with cHNidP8 or hex starting with 70736274ff")
+	}
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	if err != nil {
+		return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "cannot parse PSBT (BIP-174 v0; v2 is not supported yet): %v", err)
+	}
+	return p, enc, nil
+}
+
+// Encode writes p in enc.
+func Encode(p *psbt.Packet, enc Encoding) (string, error) {
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		return "", err
+	}
+	if enc == Hex {
+		return hex.EncodeToString(buf.Bytes()), nil
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
