@@ -1,0 +1,556 @@
+package chainwatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/store"
+)
+
+const (
+	subscribeBatch   = 100 // scripthashes per blockchain.scripthash.subscribe batch
+	fetchBatch       = 50  // scripts per get_history+listunspent batch
+	maxSpenderLookup = 10  // transactions fetched to find who spent one UTXO
+	retryMin         = 500 * time.Millisecond
+	retryMax         = 30 * time.Second
+)
+
+// syncState is one session's work queue. It is owned by the session goroutine.
+type syncState struct {
+	pending map[string]string // scripthash → announced status to fetch against ("" = null)
+	resub   map[string]bool   // refresh the announced status with the fetch (after a mismatch)
+	retry   map[string]*retryInfo
+}
+
+type retryInfo struct {
+	announced string
+	attempt   int
+	due       time.Time
+}
+
+type headerJSON struct {
+	Hex    string `json:"hex"`
+	Height int32  `json:"height"`
+}
+
+type historyJSON struct {
+	TxHash string `json:"tx_hash"`
+	Height int32  `json:"height"`
+}
+
+type unspentJSON struct {
+	TxHash string `json:"tx_hash"`
+	TxPos  uint32 `json:"tx_pos"`
+	Height int32  `json:"height"`
+	Value  int64  `json:"value"`
+}
+
+// session runs one connection: handshake (electrum.Dial), network check, tip, subscriptions,
+// the sync to a verified state, then following notifications until the connection or ctx ends.
+// synced reports whether the initial sync completed on this connection.
+func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
+	c, err := electrum.Dial(ctx, w.cfg.ServerURL, w.cfg.Electrum)
+	if err != nil {
+		return false, err
+	}
+	w.mu.Lock()
+	w.client = c
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.client = nil
+		w.mu.Unlock()
+		c.Close()
+	}()
+	w.log.Info("connected to Electrum server", "server", w.cfg.ServerURL, "software", c.ServerSoftware, "protocol", c.Protocol)
+
+	if err := w.checkNetwork(ctx, c); err != nil {
+		return false, err
+	}
+	var hdr headerJSON
+	if err := c.Call(ctx, "blockchain.headers.subscribe", nil, &hdr); err != nil {
+		return false, fmt.Errorf("chainwatch: blockchain.headers.subscribe: %w", err)
+	}
+	if err := w.applyHeader(ctx, hdr); err != nil {
+		return false, err
+	}
+
+	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}}
+	w.mu.RLock()
+	known := w.tr.Scripts()
+	w.mu.RUnlock()
+	var upd store.ChainwatchUpdate
+	var evs []Event
+	if err := w.subscribe(ctx, c, s, known, &upd, &evs); err != nil {
+		return false, err
+	}
+	if err := w.extend(ctx, c, s, &upd, &evs); err != nil {
+		return false, err
+	}
+	if err := w.commit(ctx, upd, evs); err != nil {
+		return false, err
+	}
+
+	notifs := c.Notifications()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+	drain: // take what has arrived, so a burst is fetched in few batches
+		for {
+			select {
+			case n, ok := <-notifs:
+				if !ok {
+					return synced, connErr(c)
+				}
+				if err := w.handleNotification(ctx, s, n); err != nil {
+					return synced, err
+				}
+			default:
+				break drain
+			}
+		}
+		if len(s.pending) > 0 {
+			if err := w.fetch(ctx, c, s); err != nil {
+				return synced, err
+			}
+			continue
+		}
+		if !synced && len(s.retry) == 0 {
+			synced = true
+			w.markReady()
+		}
+		var retryC <-chan time.Time
+		if due, ok := nextDue(s); ok {
+			timer.Reset(max(time.Until(due), 0))
+			retryC = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return synced, ctx.Err()
+		case n, ok := <-notifs:
+			if !ok {
+				return synced, connErr(c)
+			}
+			if err := w.handleNotification(ctx, s, n); err != nil {
+				return synced, err
+			}
+		case <-retryC:
+			now := time.Now()
+			for sh, r := range s.retry {
+				if !r.due.After(now) {
+					s.pending[sh] = r.announced
+					s.resub[sh] = true
+				}
+			}
+		}
+	}
+}
+
+func connErr(c *electrum.Client) error {
+	if err := c.Err(); err != nil {
+		return err
+	}
+	return electrum.ErrClosed
+}
+
+func nextDue(s *syncState) (time.Time, bool) {
+	var due time.Time
+	for sh, r := range s.retry {
+		if _, queued := s.pending[sh]; queued {
+			continue
+		}
+		if due.IsZero() || r.due.Before(due) {
+			due = r.due
+		}
+	}
+	return due, !due.IsZero()
+}
+
+// checkNetwork compares the server's genesis header (blockchain.block.header 0) with Params.
+func (w *Watcher) checkNetwork(ctx context.Context, c *electrum.Client) error {
+	var hexHdr string
+	if err := c.Call(ctx, "blockchain.block.header", []any{0}, &hexHdr); err != nil {
+		return fmt.Errorf("chainwatch: blockchain.block.header 0: %w", err)
+	}
+	h, err := parseHeader(hexHdr)
+	if err != nil {
+		return err
+	}
+	if got := h.BlockHash(); got != *w.cfg.Params.GenesisHash {
+		return fmt.Errorf("%w: genesis %s, want %s (%s)", ErrWrongNetwork, got, w.cfg.Params.GenesisHash, w.cfg.Params.Name)
+	}
+	return nil
+}
+
+func parseHeader(s string) (wire.BlockHeader, error) {
+	var h wire.BlockHeader
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 80 {
+		return h, fmt.Errorf("%w: header %q is not 80 bytes of hex", ErrBadHistory, truncate(s))
+	}
+	if err := h.Deserialize(bytes.NewReader(b)); err != nil {
+		return h, fmt.Errorf("%w: header: %w", ErrBadHistory, err)
+	}
+	return h, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// applyHeader records a header from blockchain.headers.subscribe as the tip.
+// TODO(next issue): verify it connects to our header chain (SPV) and handle reorgs here.
+func (w *Watcher) applyHeader(ctx context.Context, hj headerJSON) error {
+	h, err := parseHeader(hj.Hex)
+	if err != nil {
+		return err
+	}
+	tip := Tip{Height: hj.Height, Hash: h.BlockHash()}
+	w.mu.Lock()
+	evs := w.tr.SetTip(tip)
+	w.mu.Unlock()
+	if len(evs) == 0 {
+		return nil
+	}
+	st := store.ChainwatchTip{Height: tip.Height, Hash: tip.Hash.String()}
+	return w.commit(ctx, store.ChainwatchUpdate{Tip: &st}, evs)
+}
+
+func (w *Watcher) handleNotification(ctx context.Context, s *syncState, n electrum.Notification) error {
+	switch n.Method {
+	case "blockchain.headers.subscribe":
+		var ps []headerJSON
+		if err := json.Unmarshal(n.Params, &ps); err != nil || len(ps) == 0 {
+			return fmt.Errorf("%w: headers notification %s", ErrBadHistory, truncate(string(n.Params)))
+		}
+		return w.applyHeader(ctx, ps[len(ps)-1])
+	case "blockchain.scripthash.subscribe":
+		var ps []*string
+		if err := json.Unmarshal(n.Params, &ps); err != nil || len(ps) != 2 || ps[0] == nil {
+			return fmt.Errorf("%w: scripthash notification %s", ErrBadHistory, truncate(string(n.Params)))
+		}
+		sh, status := *ps[0], deref(ps[1])
+		w.mu.RLock()
+		_, tracked := w.tr.Script(sh)
+		upToDate := w.tr.UpToDate(sh, status)
+		w.mu.RUnlock()
+		if !tracked {
+			w.log.Debug("notification for an untracked scripthash", "scripthash", sh)
+			return nil
+		}
+		delete(s.retry, sh) // a newer announcement supersedes a pending retry
+		if upToDate {
+			delete(s.pending, sh)
+			return nil
+		}
+		s.pending[sh] = status
+		delete(s.resub, sh)
+	default:
+		w.log.Debug("ignoring notification", "method", n.Method)
+	}
+	return nil
+}
+
+func deref(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// subscribe sends blockchain.scripthash.subscribe for scripts in batches. A null status on a
+// script not yet verified is applied at once (null status = empty history); a status equal to
+// the verified one needs nothing; anything else is queued for fetching.
+func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncState, scripts []ScriptState, upd *store.ChainwatchUpdate, evs *[]Event) error {
+	for start := 0; start < len(scripts); start += subscribeBatch {
+		chunk := scripts[start:min(start+subscribeBatch, len(scripts))]
+		calls := make([]*electrum.Call, len(chunk))
+		results := make([]*string, len(chunk))
+		for i, sc := range chunk {
+			calls[i] = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sc.ScriptHash}, Result: &results[i]}
+		}
+		if err := c.Batch(ctx, calls); err != nil {
+			return fmt.Errorf("chainwatch: subscribe: %w", err)
+		}
+		for i, sc := range chunk {
+			if calls[i].Err != nil {
+				return fmt.Errorf("chainwatch: subscribe %d/%d: %w", sc.Branch, sc.Index, calls[i].Err)
+			}
+			status := deref(results[i])
+			w.mu.Lock()
+			if w.tr.UpToDate(sc.ScriptHash, status) {
+				w.mu.Unlock()
+				continue
+			}
+			if status != "" {
+				w.mu.Unlock()
+				s.pending[sc.ScriptHash] = status
+				continue
+			}
+			u, err := w.tr.Apply(sc.ScriptHash, "", nil, nil)
+			w.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			addUpdate(upd, u)
+			*evs = append(*evs, u.Events...)
+		}
+	}
+	return nil
+}
+
+// extend grows the lookahead windows (cascading is driven by the fetch loop: each applied
+// history may raise a branch's highest used index) and subscribes the new scripts.
+func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, upd *store.ChainwatchUpdate, evs *[]Event) error {
+	w.mu.Lock()
+	fresh, err := w.tr.Extend()
+	w.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	w.log.Debug("lookahead window extended", "new_scripts", len(fresh))
+	return w.subscribe(ctx, c, s, fresh, upd, evs)
+}
+
+func addUpdate(upd *store.ChainwatchUpdate, u Update) {
+	upd.PutScripts = append(upd.PutScripts, scriptToStore(u.Script))
+	for _, op := range u.Remove {
+		upd.RemoveUTXOs = append(upd.RemoveUTXOs, outPointToStore(op))
+	}
+	for _, x := range u.Put {
+		upd.PutUTXOs = append(upd.PutUTXOs, utxoToStore(x))
+	}
+}
+
+// commit writes upd in one transaction, then publishes evs.
+func (w *Watcher) commit(ctx context.Context, upd store.ChainwatchUpdate, evs []Event) error {
+	if err := w.cfg.DB.ApplyChainwatchUpdate(ctx, upd); err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	if !w.emit(ctx, evs) {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// fetch takes up to fetchBatch queued scripts, fetches blockchain.scripthash.get_history and
+// .listunspent for each in one batch (with .subscribe first for scripts being retried), verifies
+// and applies them, grows the windows, writes everything in one transaction and publishes the
+// events.
+func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) error {
+	shs := make([]string, 0, fetchBatch)
+	for sh := range s.pending {
+		shs = append(shs, sh)
+		if len(shs) == fetchBatch {
+			break
+		}
+	}
+	sort.Strings(shs)
+	type job struct {
+		sh        string
+		announced string
+		sub       *electrum.Call
+		status    *string
+		hist      []historyJSON
+		unspent   []unspentJSON
+		histCall  *electrum.Call
+		utxoCall  *electrum.Call
+	}
+	jobs := make([]*job, len(shs))
+	var calls []*electrum.Call
+	for i, sh := range shs {
+		j := &job{sh: sh, announced: s.pending[sh]}
+		if s.resub[sh] {
+			j.sub = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sh}, Result: &j.status}
+			calls = append(calls, j.sub)
+		}
+		j.histCall = &electrum.Call{Method: "blockchain.scripthash.get_history", Params: []any{sh}, Result: &j.hist}
+		j.utxoCall = &electrum.Call{Method: "blockchain.scripthash.listunspent", Params: []any{sh}, Result: &j.unspent}
+		calls = append(calls, j.histCall, j.utxoCall)
+		jobs[i] = j
+		delete(s.pending, sh)
+		delete(s.resub, sh)
+	}
+	w.fetches.Add(uint64(len(jobs)))
+	if err := c.Batch(ctx, calls); err != nil {
+		return fmt.Errorf("chainwatch: fetch histories: %w", err)
+	}
+
+	var upd store.ChainwatchUpdate
+	var evs []Event
+	histories := map[string][]HistoryItem{}
+	for _, j := range jobs {
+		announced := j.announced
+		if j.sub != nil && j.sub.Err == nil {
+			announced = deref(j.status)
+		}
+		hist, unspent, err := parseFetch(j.histCall, j.utxoCall, j.hist, j.unspent)
+		var u Update
+		if err == nil {
+			w.mu.Lock()
+			u, err = w.tr.Apply(j.sh, announced, hist, unspent)
+			w.mu.Unlock()
+		}
+		if err != nil {
+			r := s.retry[j.sh]
+			if r == nil {
+				r = &retryInfo{}
+				s.retry[j.sh] = r
+			}
+			r.announced = announced
+			delay := min(retryMin<<min(r.attempt, 10), retryMax)
+			r.attempt++
+			r.due = time.Now().Add(delay)
+			w.setErr(err)
+			w.log.Warn("script history not applied; will refetch", "scripthash", j.sh, "attempt", r.attempt, "in", delay, "err", err)
+			continue
+		}
+		delete(s.retry, j.sh)
+		histories[j.sh] = hist
+		addUpdate(&upd, u)
+		evs = append(evs, u.Events...)
+	}
+	if err := w.extend(ctx, c, s, &upd, &evs); err != nil {
+		return err
+	}
+	w.findSpenders(ctx, c, evs, histories)
+	return w.commit(ctx, upd, evs)
+}
+
+// parseFetch turns the JSON answers into typed items (ErrBadHistory or the server's error).
+func parseFetch(hc, uc *electrum.Call, hist []historyJSON, unspent []unspentJSON) ([]HistoryItem, []UnspentItem, error) {
+	if hc.Err != nil {
+		return nil, nil, hc.Err
+	}
+	if uc.Err != nil {
+		return nil, nil, uc.Err
+	}
+	hs := make([]HistoryItem, len(hist))
+	for i, h := range hist {
+		txid, err := chainhash.NewHashFromStr(h.TxHash)
+		if err != nil || len(h.TxHash) != 64 {
+			return nil, nil, fmt.Errorf("%w: history tx_hash %q", ErrBadHistory, truncate(h.TxHash))
+		}
+		hs[i] = HistoryItem{TxHash: *txid, Height: h.Height}
+	}
+	us := make([]UnspentItem, len(unspent))
+	for i, u := range unspent {
+		txid, err := chainhash.NewHashFromStr(u.TxHash)
+		if err != nil || len(u.TxHash) != 64 {
+			return nil, nil, fmt.Errorf("%w: unspent tx_hash %q", ErrBadHistory, truncate(u.TxHash))
+		}
+		if u.Value < 0 || u.Value > btcutil.MaxSatoshi {
+			return nil, nil, fmt.Errorf("%w: unspent value %d", ErrBadHistory, u.Value)
+		}
+		us[i] = UnspentItem{TxHash: *txid, TxPos: u.TxPos, Height: u.Height, Value: btcutil.Amount(u.Value)}
+	}
+	return hs, us, nil
+}
+
+// findSpenders fills Spent.SpentBy, best effort: it fetches (blockchain.transaction.get) the
+// transactions of the script's history that could have spent the output and looks for the one
+// whose input names it. Failures leave SpentBy nil.
+func (w *Watcher) findSpenders(ctx context.Context, c *electrum.Client, evs []Event, histories map[string][]HistoryItem) {
+	txs := map[chainhash.Hash]*wire.MsgTx{}
+	for i, ev := range evs {
+		sp, ok := ev.(Spent)
+		if !ok {
+			continue
+		}
+		hist := histories[ScriptHash(sp.UTXO.PkScript)]
+		var want []chainhash.Hash
+		for k := len(hist) - 1; k >= 0 && len(want) < maxSpenderLookup; k-- {
+			h := hist[k]
+			if h.TxHash == sp.OutPoint.Hash || (h.Height > 0 && h.Height < sp.UTXO.Height) {
+				continue
+			}
+			if _, have := txs[h.TxHash]; !have {
+				want = append(want, h.TxHash)
+			}
+		}
+		if len(want) > 0 {
+			calls := make([]*electrum.Call, len(want))
+			raws := make([]string, len(want))
+			for k, id := range want {
+				calls[k] = &electrum.Call{Method: "blockchain.transaction.get", Params: []any{id.String()}, Result: &raws[k]}
+			}
+			if err := c.Batch(ctx, calls); err != nil {
+				w.log.Debug("could not fetch candidate spenders", "err", err)
+				continue
+			}
+			for k, id := range want {
+				if calls[k].Err != nil {
+					continue
+				}
+				b, err := hex.DecodeString(raws[k])
+				if err != nil {
+					continue
+				}
+				var tx wire.MsgTx
+				if err := tx.Deserialize(bytes.NewReader(b)); err != nil || tx.TxHash() != id {
+					continue
+				}
+				txs[id] = &tx
+			}
+		}
+		for id, tx := range txs {
+			for _, in := range tx.TxIn {
+				if in.PreviousOutPoint == sp.OutPoint {
+					id := id
+					sp.SpentBy = &id
+					evs[i] = sp
+				}
+			}
+		}
+	}
+}
+
+// Broadcast sends tx with blockchain.transaction.broadcast and returns its txid as the server
+// answered it. Errors: ErrNotConnected; ErrBroadcastRejected wrapping the server's
+// *electrum.ServerError (its Message carries the node's reason); transport errors.
+func (w *Watcher) Broadcast(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error) {
+	w.mu.RLock()
+	c := w.client
+	w.mu.RUnlock()
+	txid := tx.TxHash()
+	if c == nil {
+		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: %w", txid, ErrNotConnected)
+	}
+	var buf bytes.Buffer
+	if err := tx.Serialize(&buf); err != nil {
+		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: serialize: %w", txid, err)
+	}
+	var got string
+	err := c.Call(ctx, "blockchain.transaction.broadcast", []any{hex.EncodeToString(buf.Bytes())}, &got)
+	var se *electrum.ServerError
+	if errors.As(err, &se) {
+		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: %w: %w", txid, ErrBroadcastRejected, se)
+	}
+	if err != nil {
+		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: %w", txid, err)
+	}
+	h, err := chainhash.NewHashFromStr(got)
+	if err != nil || *h != txid {
+		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: server answered %q, not the txid", txid, truncate(got))
+	}
+	w.log.Info("transaction broadcast", "txid", txid)
+	return txid, nil
+}

@@ -1,0 +1,286 @@
+package chainwatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// Defaults for Config.
+const (
+	DefaultLookahead    = 20
+	DefaultEventBuffer  = 1024
+	DefaultReconnectMin = 500 * time.Millisecond
+	DefaultReconnectMax = 60 * time.Second
+)
+
+// Config configures a Watcher. ServerURL, Scripts, DB and Params are required.
+type Config struct {
+	// ServerURL is the Electrum server, "tcp://host:port". ("ssl://" is refused for now.)
+	ServerURL string
+	// Scripts derives the wallet's scriptPubKeys (a *descriptor.Descriptor).
+	Scripts ScriptSource
+	// Lookahead is the number of unused scripts kept subscribed after the highest used index of
+	// each branch (Electrum's gap limit). Default 20.
+	Lookahead int
+	// DB persists scripts, UTXOs and the tip (store migration 0002).
+	DB *store.DB
+	// Params is the network; the server's genesis header must match Params.GenesisHash.
+	Params *chaincfg.Params
+	// Logger gets records with component=chainwatch; nil means slog.Default().
+	Logger *slog.Logger
+	// ClientName is sent in server.version. Default "cosigner".
+	ClientName string
+
+	// EventBuffer is the capacity of the Events channel. Default 1024.
+	EventBuffer int
+	// ReconnectMin and ReconnectMax bound the reconnect backoff, which doubles from Min up to
+	// Max with ±50 % jitter and resets after a session that completed its sync.
+	ReconnectMin, ReconnectMax time.Duration
+	// Electrum tunes the client (timeouts, keepalive interval, message size bound); its
+	// ClientName and Logger are set from this Config.
+	Electrum electrum.Options
+}
+
+// Watcher follows the wallet's scripts on an Electrum server. Create it with New, start it with
+// Run; the read methods are safe for concurrent use at any time.
+type Watcher struct {
+	cfg    Config
+	log    *slog.Logger
+	events chan Event
+	ready  chan struct{}
+
+	readyOnce sync.Once
+	running   atomic.Bool
+	fetches   atomic.Uint64
+
+	mu        sync.RWMutex // guards everything below
+	tr        *Tracker
+	client    *electrum.Client
+	lastErr   error
+	lastErrAt time.Time
+}
+
+// New validates cfg and returns a Watcher that has not connected yet. Errors wrap ErrConfig,
+// or electrum.ErrUnsupportedScheme / electrum.ErrBadURL for the server URL.
+func New(cfg Config) (*Watcher, error) {
+	if err := electrum.ParseServerURL(cfg.ServerURL); err != nil {
+		return nil, fmt.Errorf("%w: ServerURL: %w", ErrConfig, err)
+	}
+	if cfg.Scripts == nil {
+		return nil, fmt.Errorf("%w: Scripts is nil", ErrConfig)
+	}
+	if cfg.DB == nil {
+		return nil, fmt.Errorf("%w: DB is nil", ErrConfig)
+	}
+	if cfg.Params == nil {
+		return nil, fmt.Errorf("%w: Params is nil", ErrConfig)
+	}
+	if cfg.Lookahead == 0 {
+		cfg.Lookahead = DefaultLookahead
+	}
+	if cfg.Lookahead < 0 {
+		return nil, fmt.Errorf("%w: Lookahead %d < 0", ErrConfig, cfg.Lookahead)
+	}
+	if cfg.EventBuffer <= 0 {
+		cfg.EventBuffer = DefaultEventBuffer
+	}
+	if cfg.ReconnectMin <= 0 {
+		cfg.ReconnectMin = DefaultReconnectMin
+	}
+	if cfg.ReconnectMax < cfg.ReconnectMin {
+		cfg.ReconnectMax = max(DefaultReconnectMax, cfg.ReconnectMin)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ClientName == "" {
+		cfg.ClientName = electrum.DefaultClientName
+	}
+	tr, err := NewTracker(cfg.Scripts, cfg.Lookahead)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger.With("component", "chainwatch")
+	cfg.Electrum.ClientName = cfg.ClientName
+	cfg.Electrum.Logger = log
+	return &Watcher{
+		cfg:    cfg,
+		log:    log,
+		events: make(chan Event, cfg.EventBuffer),
+		ready:  make(chan struct{}),
+		tr:     tr,
+	}, nil
+}
+
+// Events returns the event channel (buffered, Config.EventBuffer). Events are never dropped: when
+// the buffer is full the watcher waits for the consumer, so drain it. It is closed when Run
+// returns.
+func (w *Watcher) Events() <-chan Event { return w.events }
+
+// Ready is closed once the first sync has completed: every script in the lookahead window
+// (cascading) is subscribed and its history verified against its status.
+func (w *Watcher) Ready() <-chan struct{} { return w.ready }
+
+// UTXO returns the wallet's UTXO at op, if unspent as far as the watcher knows.
+func (w *Watcher) UTXO(op wire.OutPoint) (UTXO, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tr.UTXO(op)
+}
+
+// UTXOs returns the UTXO set, ordered by height (mempool last), txid, output index.
+func (w *Watcher) UTXOs() []UTXO {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tr.UTXOs()
+}
+
+// Lookup reports whether pkScript is one of the tracked scripts (derived within the lookahead
+// window) and its branch/index.
+func (w *Watcher) Lookup(pkScript []byte) (branch, index uint32, ok bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tr.Lookup(pkScript)
+}
+
+// Tip returns the best header the server announced (zero before the first one).
+func (w *Watcher) Tip() Tip {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	t, _ := w.tr.Tip()
+	return t
+}
+
+// Health returns a snapshot of the connection and sync state.
+func (w *Watcher) Health() Health {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	h := Health{
+		Server:         w.cfg.ServerURL,
+		ScriptsTracked: w.tr.Len(),
+		HistoryFetches: w.fetches.Load(),
+		LastErrorAt:    w.lastErrAt,
+	}
+	h.Tip, _ = w.tr.Tip()
+	if w.client != nil {
+		h.Connected = true
+		h.ServerSoftware, h.Protocol = w.client.ServerSoftware, w.client.Protocol
+	}
+	if w.lastErr != nil {
+		h.LastError = w.lastErr.Error()
+	}
+	select {
+	case <-w.ready:
+		h.Ready = true
+	default:
+	}
+	return h
+}
+
+// Run loads the persisted state, then connects, syncs and follows the server's notifications
+// until ctx is done, reconnecting after a connection loss with a growing, jittered backoff. It
+// returns nil when ctx is done, or a fatal error: ErrWalletMismatch, ErrWrongNetwork, ErrStore,
+// ErrAlreadyRunning. Run may be called once; it closes the Events channel when it returns.
+func (w *Watcher) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	defer close(w.events)
+	if err := w.load(ctx); err != nil {
+		return err
+	}
+	backoff := w.cfg.ReconnectMin
+	for {
+		synced, err := w.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrWalletMismatch) || errors.Is(err, ErrWrongNetwork) || errors.Is(err, ErrStore) {
+			w.setErr(err)
+			w.log.Error("chainwatch stopped", "err", err)
+			return err
+		}
+		if synced {
+			backoff = w.cfg.ReconnectMin
+		}
+		w.setErr(err)
+		d := backoff/2 + rand.N(backoff)
+		w.log.Warn("electrum session ended; reconnecting", "err", err, "in", d)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, w.cfg.ReconnectMax)
+	}
+}
+
+func (w *Watcher) setErr(err error) {
+	w.mu.Lock()
+	w.lastErr, w.lastErrAt = err, time.Now()
+	w.mu.Unlock()
+}
+
+func (w *Watcher) markReady() {
+	w.readyOnce.Do(func() {
+		close(w.ready)
+		w.log.Info("chainwatch ready", "scripts", w.Health().ScriptsTracked, "utxos", len(w.UTXOs()))
+	})
+}
+
+// emit publishes events in order, waiting for buffer space; false if ctx ended first.
+func (w *Watcher) emit(ctx context.Context, evs []Event) bool {
+	for _, ev := range evs {
+		select {
+		case w.events <- ev:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// load restores the persisted state into the tracker.
+func (w *Watcher) load(ctx context.Context) error {
+	st, err := w.cfg.DB.LoadChainwatch(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	scripts := make([]ScriptState, len(st.Scripts))
+	for i, s := range st.Scripts {
+		scripts[i] = ScriptState{Branch: s.Branch, Index: s.Index, PkScript: s.PkScript, ScriptHash: s.ScriptHash, Status: s.Status, Verified: true}
+	}
+	utxos := make([]UTXO, len(st.UTXOs))
+	for i, u := range st.UTXOs {
+		if utxos[i], err = utxoFromStore(u); err != nil {
+			return err
+		}
+	}
+	var tip *Tip
+	if st.HasTip {
+		t, err := tipFromStore(st.Tip)
+		if err != nil {
+			return err
+		}
+		tip = &t
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.tr.Restore(scripts, utxos, tip); err != nil {
+		return err
+	}
+	w.log.Info("chainwatch state loaded", "scripts", len(scripts), "utxos", len(utxos))
+	return nil
+}
