@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""bdkwallet.py: a BDK (bdkpython 3.1.1) coordinator wallet for end-to-end
+tests and the demo. It holds one key (key "B") of a P2WSH multisig, builds
+PSBTs, signs its own share, and finalizes and broadcasts once the co-signer
+has added its signature.
+
+Every subcommand prints exactly one JSON object on stdout; logs and errors
+go to stderr. Exit status: 0 success, 1 failure, 2 usage error.
+
+Subcommands:
+
+  keys --network regtest [--mnemonic "words…"]
+      New (or restored) BIP-39 mnemonic and its BIP-48 P2WSH account key
+      m/48'/<coin>'/0'/2' →
+      {"mnemonic", "xprv_key": "[fp/48h/1h/0h/2h]tprv…",
+       "xpub_key": "[fp/48h/1h/0h/2h]tpub…", "fingerprint"}
+
+  address  --descriptor D --network regtest --index N [--change]
+  balance  --descriptor D --electrum tcp://127.0.0.1:PORT --network regtest
+  build    --descriptor D --electrum URL --network regtest
+           --to ADDR --amount SAT --feerate SATVB [--global-xpubs]
+  finalize --descriptor D --electrum URL --network regtest --psbt BASE64
+
+The wallet descriptor D is ONE multipath descriptor (BIP-389), receive
+branch /0/*, change branch /1/*, with key B as a private key expression and
+the other keys as public ones, for example
+
+  wsh(sortedmulti(2,[aaaaaaaa/48h/1h/0h/2h]tpubA…/<0;1>/*,
+                    [bbbbbbbb/48h/1h/0h/2h]tprvB…/<0;1>/*,
+                    [cccccccc/48h/1h/0h/2h]tpubC…/<0;1>/*))
+
+(a checksum is optional). BDK 3.1.1 refuses multipath descriptors holding
+a private key, so the script splits D into its receive (/0/*) and change
+(/1/*) descriptors and builds the wallet from those. The wallet lives in memory: each call rebuilds it
+from D and does a full scan through the Electrum server (stop gap 20), so
+calls are independent and need no files.
+"""
+import argparse
+import base64
+import json
+import sys
+
+import bdkpython as bdk
+
+STOP_GAP = 20
+BATCH_SIZE = 10
+
+NETWORKS = {
+    "bitcoin": (bdk.Network.BITCOIN, bdk.NetworkKind.MAIN, 0),
+    "testnet": (bdk.Network.TESTNET, bdk.NetworkKind.TEST, 1),
+    "testnet4": (bdk.Network.TESTNET4, bdk.NetworkKind.TEST, 1),
+    "signet": (bdk.Network.SIGNET, bdk.NetworkKind.TEST, 1),
+    "regtest": (bdk.Network.REGTEST, bdk.NetworkKind.TEST, 1),
+}
+
+
+class Failure(Exception):
+    """An error to report on stderr with exit status 1."""
+
+
+def log(msg: str) -> None:
+    print(f"bdkwallet: {msg}", file=sys.stderr, flush=True)
+
+
+def emit(obj: dict) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+def h_origin(key: str) -> str:
+    """Write the hardened markers of a key origin as h (BDK prints ')."""
+    if key.startswith("["):
+        end = key.index("]")
+        return key[:end].replace("'", "h") + key[end:]
+    return key
+
+
+# ---------------------------------------------------------------- keys
+
+def cmd_keys(args) -> dict:
+    _, kind, coin = NETWORKS[args.network]
+    if args.mnemonic:
+        mnemonic = bdk.Mnemonic.from_string(args.mnemonic)
+    else:
+        mnemonic = bdk.Mnemonic(bdk.WordCount.WORDS12)
+    root = bdk.DescriptorSecretKey(kind, mnemonic, None)
+    account = root.derive(bdk.DerivationPath(f"m/48h/{coin}h/0h/2h"))
+    xpub = account.as_public()
+    return {
+        "mnemonic": str(mnemonic),
+        "xprv_key": h_origin(str(account)),
+        "xpub_key": h_origin(str(xpub)),
+        "fingerprint": xpub.master_fingerprint(),
+    }
+
+
+# ---------------------------------------------------------------- wallet
+
+def split_multipath(desc: str) -> tuple:
+    """Expand /<0;1>/ (BIP-389) into the receive and change descriptors.
+
+    BDK 3.1.1 refuses a multipath descriptor that holds a private key
+    ("Miniscript error"), so the wallet is built from the two single-path
+    descriptors instead. The checksum, if any, is dropped: it covers the
+    multipath text, and BDK computes its own.
+    """
+    body = desc.split("#", 1)[0].strip()
+    if body.count("/<0;1>/") == 0 or "<" in body.replace("/<0;1>/", ""):
+        raise Failure("--descriptor must use the multipath step /<0;1>/* on every key (receive and change)")
+    return body.replace("/<0;1>/", "/0/"), body.replace("/<0;1>/", "/1/")
+
+
+def open_wallet(args):
+    network, kind, _ = NETWORKS[args.network]
+    receive, change = split_multipath(args.descriptor)
+    try:
+        wallet = bdk.Wallet(bdk.Descriptor(receive, kind), bdk.Descriptor(change, kind),
+                            network, bdk.Persister.new_in_memory())
+    except Exception as e:  # DescriptorError, Miniscript, CreateWithPersistError
+        raise Failure(f"bad --descriptor: {type(e).__name__}: {e}") from e
+    return wallet, network
+
+
+def scan(wallet, url: str):
+    """Full scan through Electrum; returns the client for later use."""
+    try:
+        client = bdk.ElectrumClient(url)
+        request = wallet.start_full_scan().build()
+        update = client.full_scan(request, STOP_GAP, BATCH_SIZE, True)
+    except Exception as e:
+        raise Failure(f"electrum {url}: {e}") from e
+    wallet.apply_update(update)
+    return client
+
+
+def need_electrum(args) -> None:
+    if not args.electrum:
+        raise Failure(f"{args.command} needs --electrum tcp://HOST:PORT")
+
+
+def cmd_address(args) -> dict:
+    wallet, _ = open_wallet(args)
+    kind = bdk.KeychainKind.INTERNAL if args.change else bdk.KeychainKind.EXTERNAL
+    info = wallet.peek_address(kind, args.index)
+    return {"address": str(info.address), "index": info.index, "change": args.change}
+
+
+def utxo_json(u) -> dict:
+    pos = u.chain_position
+    height = pos.confirmation_block_time.block_id.height if pos.is_confirmed() else None
+    return {
+        "outpoint": f"{u.outpoint.txid}:{u.outpoint.vout}",
+        "txid": str(u.outpoint.txid),
+        "vout": u.outpoint.vout,
+        "amount": u.txout.value.to_sat(),
+        "keychain": "internal" if u.keychain == bdk.KeychainKind.INTERNAL else "external",
+        "index": u.derivation_index,
+        "confirmed": pos.is_confirmed(),
+        "height": height,
+    }
+
+
+def cmd_balance(args) -> dict:
+    need_electrum(args)
+    wallet, _ = open_wallet(args)
+    scan(wallet, args.electrum)
+    bal = wallet.balance()
+    return {
+        "confirmed": bal.confirmed.to_sat(),
+        "unconfirmed": bal.trusted_pending.to_sat() + bal.untrusted_pending.to_sat(),
+        "immature": bal.immature.to_sat(),
+        "utxos": [utxo_json(u) for u in wallet.list_unspent()],
+    }
+
+
+def sign_options(try_finalize: bool) -> bdk.SignOptions:
+    return bdk.SignOptions(
+        trust_witness_utxo=False,
+        assume_height=None,
+        allow_all_sighashes=False,
+        try_finalize=try_finalize,
+        sign_with_tap_internal_key=True,
+        allow_grinding=True,
+    )
+
+
+def psbt_summary(wallet, network, psbt) -> dict:
+    """Inputs and outputs of a PSBT as the wallet sees them."""
+    tx = psbt.extract_tx_unchecked_fee_rate()
+    inputs = []
+    for txin, pin in zip(tx.input(), psbt.input()):
+        inputs.append({
+            "outpoint": f"{txin.previous_output.txid}:{txin.previous_output.vout}",
+            "amount": pin.witness_utxo.value.to_sat() if pin.witness_utxo else None,
+            "bip32_derivations": len(pin.bip32_derivation),
+            "partial_sigs": len(pin.partial_sigs),
+            "has_witness_script": pin.witness_script is not None,
+        })
+    outputs = []
+    for txout in tx.output():
+        try:
+            addr = str(bdk.Address.from_script(txout.script_pubkey, network))
+        except Exception:
+            addr = None
+        where = wallet.derivation_of_spk(txout.script_pubkey)
+        outputs.append({
+            "address": addr,
+            "amount": txout.value.to_sat(),
+            "is_change": where is not None and where.keychain == bdk.KeychainKind.INTERNAL,
+        })
+    return {"txid": str(tx.compute_txid()), "inputs": inputs, "outputs": outputs}
+
+
+def cmd_build(args) -> dict:
+    need_electrum(args)
+    wallet, network = open_wallet(args)
+    scan(wallet, args.electrum)
+    try:
+        to = bdk.Address(args.to, network)
+    except Exception as e:
+        raise Failure(f"bad --to address for {args.network}: {e}") from e
+    builder = (bdk.TxBuilder()
+               .add_recipient(to.script_pubkey(), bdk.Amount.from_sat(args.amount))
+               .fee_rate(bdk.FeeRate.from_sat_per_vb(args.feerate)))
+    if args.global_xpubs:
+        builder = builder.add_global_xpubs()
+    try:
+        psbt = builder.finish(wallet)
+    except Exception as e:
+        raise Failure(f"cannot build the transaction: {e}") from e
+    # Sign key B's share only; with one of the required signatures the
+    # inputs stay unfinalized for the co-signer.
+    wallet.sign(psbt, sign_options(try_finalize=False))
+    out = {"psbt": psbt.serialize(), "fee": psbt.fee()}
+    out.update(psbt_summary(wallet, network, psbt))
+    missing = [i for i, inp in enumerate(out["inputs"]) if inp["partial_sigs"] < 1]
+    if missing:
+        raise Failure(f"BDK did not sign inputs {missing}: is key B in --descriptor a private key?")
+    return out
+
+
+def cmd_finalize(args) -> dict:
+    need_electrum(args)
+    wallet, network = open_wallet(args)
+    client = scan(wallet, args.electrum)
+    try:
+        base64.b64decode(args.psbt, validate=True)
+        psbt = bdk.Psbt(args.psbt)
+    except Exception as e:
+        raise Failure(f"bad --psbt (want base64 BIP-174): {e}") from e
+    fee = psbt.fee()
+    result = psbt.finalize()
+    if not result.could_finalize:
+        sigs = [len(i.partial_sigs) for i in psbt.input()]
+        errors = [str(e) for e in (result.errors or [])]
+        raise Failure(f"cannot finalize the PSBT (partial signatures per input: {sigs}): {errors}")
+    try:
+        tx = result.psbt.extract_tx()
+    except Exception as e:
+        raise Failure(f"cannot extract the transaction: {e}") from e
+    try:
+        txid = client.transaction_broadcast(tx)
+    except Exception as e:
+        raise Failure(f"broadcast through {args.electrum} failed: {e}") from e
+    return {"txid": str(txid), "fee": fee, "vsize": tx.vsize(), "weight": tx.weight()}
+
+
+# ---------------------------------------------------------------- main
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bdkwallet.py", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, electrum=True):
+        sp.add_argument("--network", choices=sorted(NETWORKS), default="regtest")
+        sp.add_argument("--descriptor", required=True,
+                        help="multipath wallet descriptor, key B as a private key expression")
+        sp.add_argument("--electrum", required=False,
+                        help="Electrum server, e.g. tcp://127.0.0.1:50001" + ("" if electrum else " (unused)"))
+
+    k = sub.add_parser("keys", help="new BIP-39 mnemonic and BIP-48 P2WSH account key")
+    k.add_argument("--network", choices=sorted(NETWORKS), default="regtest")
+    k.add_argument("--mnemonic", help="restore from these words instead of generating")
+
+    a = sub.add_parser("address", help="receive (or --change) address at an index")
+    common(a, electrum=False)
+    a.add_argument("--index", type=int, required=True)
+    a.add_argument("--change", action="store_true")
+
+    common(sub.add_parser("balance", help="confirmed/unconfirmed balance and UTXOs"))
+
+    b = sub.add_parser("build", help="build a PSBT and sign key B's share")
+    common(b)
+    b.add_argument("--to", required=True)
+    b.add_argument("--amount", type=int, required=True, help="sat")
+    b.add_argument("--feerate", type=int, required=True, help="sat/vB")
+    b.add_argument("--global-xpubs", action="store_true", help="add the xpubs as PSBT global xpubs")
+
+    f = sub.add_parser("finalize", help="finalize a co-signed PSBT and broadcast it")
+    common(f)
+    f.add_argument("--psbt", required=True, help="base64 PSBT")
+    return p
+
+
+COMMANDS = {
+    "keys": cmd_keys,
+    "address": cmd_address,
+    "balance": cmd_balance,
+    "build": cmd_build,
+    "finalize": cmd_finalize,
+}
+
+
+def main() -> int:
+    args = parser().parse_args()
+    try:
+        emit(COMMANDS[args.command](args))
+    except Failure as e:
+        log(f"{args.command}: {e}")
+        return 1
+    except Exception as e:  # an unexpected bdk error: still one clear line
+        log(f"{args.command}: {type(e).__name__}: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
