@@ -1,0 +1,43 @@
+# cosigner — the two commands a newcomer needs are `make demo` and `make test`.
+# Both install what they need first (scripts/install-tools.sh: pinned btcd, ElectrumX, bdkpython,
+# relay and nostr-tools packages, into .tools/ and internal/devnet/node/node_modules).
+
+GO      ?= go
+GOFLAGS ?=
+TEST_TIMEOUT ?= 45m
+
+.PHONY: all tools build test unit demo devnet fmt vet clean
+
+all: build
+
+tools:
+	@bash scripts/install-tools.sh
+
+build:
+	$(GO) build -o bin/cosigner ./cmd/cosigner
+
+vet:
+	$(GO) vet ./...
+
+# Unit tests of the pure cores, plus the integration and end-to-end tests against the local test
+# network (btcd, ElectrumX, three Nostr relays, nostr-tools, bdkpython), all with -race.
+test: tools vet
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# Only the tests that need no test network.
+unit:
+	$(GO) test -race -count=1 -short ./...
+
+# The whole product once, for real, on a local regtest network; prints what happens.
+demo: tools
+	$(GO) run ./internal/cmd/demo
+
+# Start the local test network by hand and leave it running until Ctrl-C.
+devnet: tools
+	$(GO) run ./internal/devnet/cmd/devnet
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin .devnet .demo
