@@ -1,0 +1,51 @@
+// Package devnet runs the local test network that the end-to-end tests, the
+// benchmarks and the demo use: real, independent implementations started on
+// 127.0.0.1 by the project's own scripts, never mocks of them.
+//
+//   - btcd v0.24.2 in regtest (--txindex), mining on demand with `generate`
+//     to a key that the harness holds, so that Fund can pay any address from
+//     mature coinbases.
+//   - ElectrumX (PyPI e-x, pinned in scripts/requirements.txt) indexing that
+//     btcd through an in-process JSON-RPC compatibility proxy (rpcproxy.go).
+//   - three (by default) Nostr relays: npm @nostr-relay/core with an SQLite
+//     event store behind a ws server (node/relay.mjs), each its own process.
+//
+// Tools come from scripts/install-tools.sh (.tools/ and node/node_modules);
+// a missing tool is an error wrapping ErrToolMissing that says so.
+//
+// # The RPC compatibility proxy
+//
+// ElectrumX is written against Bitcoin Core's RPC. btcd lacks or spells a
+// few of those calls differently; the proxy bridges exactly these and passes
+// every other request through unchanged (JSON-RPC batches included, which
+// ElectrumX uses and btcd accepts):
+//
+//   - the "jsonrpc" member: ElectrumX sends requests without it, which
+//     Bitcoin Core treats as JSON-RPC 1.0 and btcd answers with an empty
+//     body. The proxy adds "jsonrpc":"1.0" to forwarded requests that lack it.
+//   - getblock "hash" true|false: ElectrumX passes a boolean verbose flag
+//     (accepted by Bitcoin Core); btcd takes only the integer verbosity, so
+//     the flag becomes 1 or 0.
+//   - getnetworkinfo: missing in btcd. Answered from btcd's getinfo
+//     (version, protocolversion, timeoffset, connections, relayfee), with the
+//     other Bitcoin Core fields filled in for a local node. ElectrumX reads
+//     "version" and "relayfee" (blockchain.relayfee).
+//   - estimatesmartfee n [mode]: missing in btcd, which has the older
+//     estimatefee n. Answered as {"feerate": x, "blocks": n}, or, when btcd
+//     cannot estimate (always on a fresh regtest chain),
+//     {"errors": [...], "blocks": n} as Bitcoin Core does; ElectrumX then
+//     answers blockchain.estimatefee with -1.
+//
+// ElectrumX 1.19 and later are not used: they require the node to report
+// Bitcoin Core 28.0 or newer (2.0.0: 31.0 and a txospenderindex behind
+// gettxspendingprevout), which btcd is not and has not.
+//
+// # Lifetime
+//
+// Start returns when btcd has mined Config.InitialBlocks (450 by default, so
+// that segwit is active), ElectrumX serves that tip and each relay answers a
+// REQ with EOSE. Every process logs to a file in Config.Dir; a failed start
+// reports the tail of the failing process's log. Children run in their own
+// process groups, get SIGKILL from Linux if the harness dies (Pdeathsig), and
+// are stopped by Close with SIGTERM, then SIGKILL after a grace period.
+package devnet

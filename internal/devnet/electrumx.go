@@ -1,0 +1,201 @@
+package devnet
+
+// electrumx.go — the Electrum server (ElectrumX) and the few lines of Electrum
+// protocol the harness speaks to wait for it.
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+)
+
+// electrumPollInterval is ElectrumX's DAEMON_POLL_INTERVAL_BLOCKS and
+// DAEMON_POLL_INTERVAL_MEMPOOL: how often it asks the node for new blocks and
+// mempool transactions, which bounds notification latency on this network.
+const electrumPollInterval = 100 * time.Millisecond
+
+// startElectrumX starts electrumx_server against the RPC proxy and waits
+// until it serves the same tip as btcd.
+func (n *Network) startElectrumX(ctx context.Context) error {
+	dbDir := filepath.Join(n.dir, "electrumx-db")
+	if err := mkdirAll(dbDir); err != nil {
+		return err
+	}
+	ms := strconv.Itoa(int(electrumPollInterval / time.Millisecond))
+	env := []string{
+		"COIN=Bitcoin",
+		"NET=regtest",
+		fmt.Sprintf("DAEMON_URL=http://%s:%s@127.0.0.1:%d/", btcdRPCUser, btcdRPCPass, n.proxyPort),
+		"DB_DIRECTORY=" + dbDir,
+		"DB_ENGINE=leveldb",
+		fmt.Sprintf("SERVICES=tcp://127.0.0.1:%d", n.electrumPort),
+		"ALLOW_ROOT=1",
+		"PEER_DISCOVERY=off",
+		"COST_SOFT_LIMIT=0",
+		"COST_HARD_LIMIT=0",
+		"DAEMON_POLL_INTERVAL_BLOCKS=" + ms,
+		"DAEMON_POLL_INTERVAL_MEMPOOL=" + ms,
+		"LOG_LEVEL=info",
+		"PYTHONUNBUFFERED=1",
+	}
+	p, err := startProcess("electrumx", n.tools.electrumx, nil, env, n.dir, filepath.Join(n.dir, "electrumx.log"), n.log)
+	if err != nil {
+		return err
+	}
+	n.electrumx = p
+	if err := n.waitElectrumSynced(ctx); err != nil {
+		if p.exited() {
+			return p.exitError()
+		}
+		return fmt.Errorf("electrumx on 127.0.0.1:%d: %w; last lines of %s:\n%s", n.electrumPort, err, p.logPath, tailFile(p.logPath, 20))
+	}
+	return nil
+}
+
+// waitElectrumSynced waits until ElectrumX's tip (blockchain.headers.subscribe)
+// is btcd's best block, by hash.
+func (n *Network) waitElectrumSynced(ctx context.Context) error {
+	return poll(ctx, 20*time.Millisecond, func() (bool, error) {
+		if n.electrumx != nil && n.electrumx.exited() {
+			return false, n.electrumx.exitError()
+		}
+		best, height, err := n.rpc.GetBestBlock()
+		if err != nil {
+			return false, fmt.Errorf("btcd getbestblock: %w", err)
+		}
+		eh, eheight, err := n.electrumTip(ctx)
+		if err != nil {
+			n.log.Debug("electrumx not ready", "err", err)
+			return false, nil
+		}
+		return eheight == int64(height) && eh == *best, nil
+	})
+}
+
+// electrumTip asks ElectrumX for its tip over the harness's Electrum
+// connection, dialling it when needed.
+func (n *Network) electrumTip(ctx context.Context) (chainhash.Hash, int64, error) {
+	n.ecMu.Lock()
+	defer n.ecMu.Unlock()
+	if n.ec == nil {
+		c, err := dialElectrum(ctx, n.ElectrumAddr())
+		if err != nil {
+			return chainhash.Hash{}, 0, err
+		}
+		n.ec = c
+	}
+	var tip struct {
+		Height int64  `json:"height"`
+		Hex    string `json:"hex"`
+	}
+	if err := n.ec.call(ctx, "blockchain.headers.subscribe", nil, &tip); err != nil {
+		n.ec.close()
+		n.ec = nil
+		return chainhash.Hash{}, 0, err
+	}
+	raw, err := hex.DecodeString(tip.Hex)
+	if err != nil || len(raw) != 80 {
+		return chainhash.Hash{}, 0, fmt.Errorf("electrumx: bad header %q", tip.Hex)
+	}
+	return chainhash.DoubleHashH(raw), tip.Height, nil
+}
+
+// electrumConn is a minimal Electrum protocol client (newline-delimited
+// JSON-RPC 2.0 over TCP) for the harness's health checks. Notifications are
+// skipped. Not safe for concurrent use.
+type electrumConn struct {
+	conn net.Conn
+	r    *bufio.Reader
+	id   int
+}
+
+func dialElectrum(ctx context.Context, addr string) (*electrumConn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &electrumConn{conn: conn, r: bufio.NewReaderSize(conn, 1<<16)}
+	var version []string
+	if err := c.call(ctx, "server.version", []any{"cosigner-devnet", "1.4"}, &version); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("server.version: %w", err)
+	}
+	return c, nil
+}
+
+// call sends one request and decodes its result into out, skipping
+// notifications. It gives up after 10 s or when ctx ends.
+func (c *electrumConn) call(ctx context.Context, method string, params []any, out any) error {
+	if params == nil {
+		params = []any{}
+	}
+	c.id++
+	req, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": c.id, "method": method, "params": params})
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return err
+	}
+	if _, err := c.conn.Write(append(req, '\n')); err != nil {
+		return err
+	}
+	for {
+		line, err := c.r.ReadBytes('\n')
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			ID     *int            `json:"id"`
+			Result json.RawMessage `json:"result"`
+			Error  json.RawMessage `json:"error"`
+		}
+		if err := json.Unmarshal(line, &resp); err != nil {
+			return fmt.Errorf("electrum: bad line %q: %w", truncate(string(line), 200), err)
+		}
+		if resp.ID == nil || *resp.ID != c.id {
+			continue // a notification or a stale answer
+		}
+		if len(resp.Error) > 0 && string(resp.Error) != "null" {
+			return fmt.Errorf("electrum %s: %s", method, resp.Error)
+		}
+		if out == nil {
+			return nil
+		}
+		return json.Unmarshal(resp.Result, out)
+	}
+}
+
+func (c *electrumConn) close() { c.conn.Close() }
+
+// ScriptHash returns the Electrum protocol script hash of pkScript: the
+// SHA-256 of the scriptPubKey, byte-reversed, in hex (Electrum protocol,
+// "Script Hashes").
+func ScriptHash(pkScript []byte) string {
+	h := sha256.Sum256(pkScript)
+	for i, j := 0, len(h)-1; i < j; i, j = i+1, j-1 {
+		h[i], h[j] = h[j], h[i]
+	}
+	return hex.EncodeToString(h[:])
+}
+
+// ecState holds the harness's Electrum connection (see electrumTip).
+type ecState struct {
+	ecMu sync.Mutex
+	ec   *electrumConn
+}
