@@ -45,6 +45,14 @@ type Config struct {
 	// and leaves 350 mature coinbases for Fund. Negative means none.
 	InitialBlocks int
 
+	// ElectrumPaddingWait is how long ElectrumX may hold a small Electrum TCP
+	// response back to pad it together with later ones (its
+	// PaddedRSTransport, a countermeasure against traffic analysis; stock
+	// value 1 s, which delays most round trips by up to a second). Default 0:
+	// send at once, still padded. Set time.Second for stock behaviour, e.g. in
+	// benchmarks that should show what a deployed server does.
+	ElectrumPaddingWait time.Duration
+
 	// Logger gets the harness's own log lines (not the processes' output,
 	// which goes to files in Dir). Default slog.Default().
 	Logger *slog.Logger
@@ -59,6 +67,7 @@ type Network struct {
 	log   *slog.Logger
 
 	btcdRPCPort, btcdP2PPort, proxyPort, electrumPort int
+	electrumPaddingWait                               time.Duration
 
 	key harnessKey
 	rpc *rpcclient.Client
@@ -125,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		return nil, err
 	}
 
-	n := &Network{dir: dir, tools: t, log: log, closed: make(chan struct{}), nextCoinbase: 1}
+	n := &Network{dir: dir, tools: t, log: log, closed: make(chan struct{}), nextCoinbase: 1, electrumPaddingWait: max(cfg.ElectrumPaddingWait, 0)}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	if n.key, err = newHarnessKey(n); err != nil {
 		return nil, err

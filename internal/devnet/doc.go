@@ -36,6 +36,19 @@
 //     {"errors": [...], "blocks": n} as Bitcoin Core does; ElectrumX then
 //     answers blockchain.estimatefee with -1.
 //
+// # ElectrumX settings
+//
+// ElectrumX runs from the venv through electrumx_launch.py with COIN=Bitcoin,
+// NET=regtest, ALLOW_ROOT=1 (CI runs as root), PEER_DISCOVERY=off,
+// COST_SOFT_LIMIT=0 and COST_HARD_LIMIT=0 (no throttling), and both
+// DAEMON_POLL_INTERVAL_BLOCKS and DAEMON_POLL_INTERVAL_MEMPOOL at 100 ms: it
+// learns of blocks and mempool transactions by polling, which bounds
+// notification latency here. ElectrumX 1.18 also holds small TCP responses
+// back for up to 1 s to pad them together (PaddedRSTransport, against traffic
+// analysis); the launcher sets that wait from Config.ElectrumPaddingWait,
+// 0 by default, so that round trips are not a second each. Responses are still
+// padded with spaces, as from any deployed ElectrumX 1.18.
+//
 // ElectrumX 1.19 and later are not used: they require the node to report
 // Bitcoin Core 28.0 or newer (2.0.0: 31.0 and a txospenderindex behind
 // gettxspendingprevout), which btcd is not and has not.

@@ -24,8 +24,9 @@ import (
 // mempool transactions, which bounds notification latency on this network.
 const electrumPollInterval = 100 * time.Millisecond
 
-// startElectrumX starts electrumx_server against the RPC proxy and waits
-// until it serves the same tip as btcd.
+// startElectrumX starts ElectrumX (through electrumx_launch.py, which sets
+// its padding wait) against the RPC proxy and waits until it serves the same
+// tip as btcd.
 func (n *Network) startElectrumX(ctx context.Context) error {
 	dbDir := filepath.Join(n.dir, "electrumx-db")
 	if err := mkdirAll(dbDir); err != nil {
@@ -47,8 +48,9 @@ func (n *Network) startElectrumX(ctx context.Context) error {
 		"DAEMON_POLL_INTERVAL_MEMPOOL=" + ms,
 		"LOG_LEVEL=info",
 		"PYTHONUNBUFFERED=1",
+		"DEVNET_ELECTRUMX_PADDING_WAIT=" + strconv.FormatFloat(n.electrumPaddingWait.Seconds(), 'f', -1, 64),
 	}
-	p, err := startProcess("electrumx", n.tools.electrumx, nil, env, n.dir, filepath.Join(n.dir, "electrumx.log"), n.log)
+	p, err := startProcess("electrumx", n.tools.python, []string{n.tools.launcher}, env, n.dir, filepath.Join(n.dir, "electrumx.log"), n.log)
 	if err != nil {
 		return err
 	}

@@ -32,7 +32,9 @@ func findRepoRoot() (string, error) {
 // tools are the absolute paths of the programs the network runs.
 type tools struct {
 	btcd      string // <tools>/bin/btcd
-	electrumx string // <tools>/venv/bin/electrumx_server
+	electrumx string // <tools>/venv/bin/electrumx_server (checked; started through launcher)
+	python    string // <tools>/venv/bin/python
+	launcher  string // <repo>/internal/devnet/electrumx_launch.py
 	node      string // node on PATH
 	relayJS   string // <repo>/internal/devnet/node/relay.mjs
 	nodeDir   string // <repo>/internal/devnet/node
@@ -53,11 +55,19 @@ func findTools(repoRoot, toolsDir string) (tools, error) {
 		nodeDir:   filepath.Join(repoRoot, "internal", "devnet", "node"),
 	}
 	t.relayJS = filepath.Join(t.nodeDir, "relay.mjs")
+	t.python = filepath.Join(toolsDir, "venv", "bin", "python")
+	t.launcher = filepath.Join(repoRoot, "internal", "devnet", "electrumx_launch.py")
 	if !isFile(t.btcd) {
 		return t, fmt.Errorf("btcd not found in %s: %s: %w", rel(filepath.Dir(t.btcd)), installHint, ErrToolMissing)
 	}
 	if !isFile(t.electrumx) {
 		return t, fmt.Errorf("electrumx_server not found in %s: %s: %w", rel(filepath.Dir(t.electrumx)), installHint, ErrToolMissing)
+	}
+	if !isFile(t.python) {
+		return t, fmt.Errorf("python not found in %s: %s: %w", rel(filepath.Dir(t.python)), installHint, ErrToolMissing)
+	}
+	if !isFile(t.launcher) {
+		return t, fmt.Errorf("electrumx_launch.py not found in %s: %w", rel(filepath.Dir(t.launcher)), ErrToolMissing)
 	}
 	if !isFile(t.relayJS) {
 		return t, fmt.Errorf("relay.mjs not found in %s: %w", rel(t.nodeDir), ErrToolMissing)
