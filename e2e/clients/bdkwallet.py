@@ -60,8 +60,7 @@ import sys
 import bdkpython as bdk
 
 STOP_GAP = 20
-# Electrum requests per batch. Large batches matter: every round trip to the
-# devnet's ElectrumX was measured at about 1 s.
+# Electrum requests per batch: fewer round trips per full scan.
 BATCH_SIZE = 100
 
 NETWORKS = {
