@@ -2,16 +2,27 @@ package devnet
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 )
 
 // startNetwork starts a network for t and closes it at the end. Missing
@@ -20,6 +31,9 @@ func startNetwork(t *testing.T, cfg Config) *Network {
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -181,4 +195,234 @@ func TestNetwork(t *testing.T) {
 	if _, err := n.Mine(ctx, 1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Mine after Close: %v, want ErrClosed", err)
 	}
+}
+
+func TestStartMissingTools(t *testing.T) {
+	empty := t.TempDir()
+	_, err := Start(context.Background(), Config{Dir: t.TempDir(), ToolsDir: empty})
+	if !errors.Is(err, ErrToolMissing) {
+		t.Fatalf("Start with empty ToolsDir: %v, want ErrToolMissing", err)
+	}
+	if !strings.Contains(err.Error(), "btcd not found in") || !strings.Contains(err.Error(), "run scripts/install-tools.sh") {
+		t.Errorf("error %q does not name btcd and the install script", err)
+	}
+}
+
+func TestStartPortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	_, err = Start(context.Background(), Config{Dir: t.TempDir(), ElectrumPort: port})
+	if errors.Is(err, ErrToolMissing) {
+		t.Fatalf("%v", err)
+	}
+	if !errors.Is(err, ErrPortInUse) {
+		t.Fatalf("Start with a taken ElectrumPort: %v, want ErrPortInUse", err)
+	}
+	if want := fmt.Sprintf("electrumx: 127.0.0.1:%d", port); !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name %q", err, want)
+	}
+}
+
+// TestNetworkChain covers what the end-to-end tests lean on: a multi-input
+// Fund, ElectrumX's header notifications, a reorg through invalidateblock,
+// and the fee calls the RPC proxy bridges.
+func TestNetworkChain(t *testing.T) {
+	n := startNetwork(t, Config{RelayPorts: []int{0}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	c, err := dialElectrum(ctx, n.ElectrumAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	var relayFee float64
+	if err := c.call(ctx, "blockchain.relayfee", nil, &relayFee); err != nil || relayFee != 0.00001 {
+		t.Errorf("blockchain.relayfee = %v, %v; want btcd's 0.00001 (bridged getnetworkinfo)", relayFee, err)
+	}
+	var fee float64
+	if err := c.call(ctx, "blockchain.estimatefee", []any{2}, &fee); err != nil || fee != -1 {
+		t.Errorf("blockchain.estimatefee = %v, %v; want -1 on a fresh chain (bridged estimatesmartfee)", fee, err)
+	}
+
+	// 60 BTC needs two 50 BTC coinbases.
+	addr, err := btcutil.NewAddressWitnessScriptHash(make([]byte, 32), n.Params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	txid, err := n.Fund(ctx, addr, 60*btcutil.SatoshiPerBitcoin)
+	if err != nil {
+		t.Fatalf("Fund 60 BTC: %v", err)
+	}
+	tx, err := n.RPC().GetRawTransaction(&txid)
+	if err != nil {
+		t.Fatalf("getrawtransaction: %v", err)
+	}
+	if got := len(tx.MsgTx().TxIn); got != 2 {
+		t.Errorf("Fund 60 BTC spent %d coinbases, want 2", got)
+	}
+
+	// Header notifications arrive after Mine.
+	var tip struct {
+		Height int64 `json:"height"`
+	}
+	if err := c.call(ctx, "blockchain.headers.subscribe", nil, &tip); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		line, err := c.r.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("no blockchain.headers.subscribe notification: %v", err)
+		}
+		var note struct {
+			Method string `json:"method"`
+			Params []struct {
+				Height int64 `json:"height"`
+			} `json:"params"`
+		}
+		if json.Unmarshal(line, &note) == nil && note.Method == "blockchain.headers.subscribe" && len(note.Params) == 1 {
+			if note.Params[0].Height != tip.Height+1 {
+				t.Fatalf("notified height %d, want %d", note.Params[0].Height, tip.Height+1)
+			}
+			break
+		}
+	}
+
+	// Reorg: invalidate the tip (which confirmed the Fund transaction), mine
+	// two blocks on the parent; Mine returns once ElectrumX follows.
+	best, height, err := n.RPC().GetBestBlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.RPC().InvalidateBlock(best); err != nil {
+		t.Fatalf("invalidateblock: %v", err)
+	}
+	hashes, err := n.Mine(ctx, 2)
+	if err != nil {
+		t.Fatalf("Mine after invalidateblock: %v", err)
+	}
+	ehash, eheight, err := n.electrumTip(ctx)
+	if err != nil || eheight != int64(height)+1 || ehash != hashes[1] {
+		t.Fatalf("ElectrumX tip after reorg = %s at %d (%v), want %s at %d", ehash, eheight, err, hashes[1], height+1)
+	}
+}
+
+// TestRelayEphemeral checks that a kind 24133 (NIP-46) event published on a
+// relay reaches a live subscriber on that relay, and that a forged one is
+// refused.
+func TestRelayEphemeral(t *testing.T) {
+	n := startNetwork(t, Config{RelayPorts: []int{0}, InitialBlocks: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := n.RelayURLs()[0]
+
+	priv, err := btcec.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pubkey := hex.EncodeToString(schnorr.SerializePubKey(priv.PubKey()))
+
+	sub := dialRelay(t, ctx, url)
+	send(t, sub, []any{"REQ", "s", map[string]any{"kinds": []int{24133}, "#p": []string{pubkey}}})
+	waitFrame(t, sub, "EOSE")
+
+	pub := dialRelay(t, ctx, url)
+	ev := signEvent(t, priv, 24133, [][]string{{"p", pubkey}}, "ciphertext")
+	send(t, pub, []any{"EVENT", ev})
+	ok := waitFrame(t, pub, "OK")
+	if string(ok[2]) != "true" {
+		t.Fatalf("relay refused a valid event: %s", ok)
+	}
+	got := waitFrame(t, sub, "EVENT")
+	var gotEv map[string]any
+	if err := json.Unmarshal(got[2], &gotEv); err != nil || gotEv["id"] != ev["id"] {
+		t.Fatalf("subscriber got %s, want event %v", got, ev["id"])
+	}
+
+	forged := signEvent(t, priv, 24133, [][]string{{"p", pubkey}}, "other")
+	forged["content"] = "tampered"
+	send(t, pub, []any{"EVENT", forged})
+	ok = waitFrame(t, pub, "OK")
+	if string(ok[2]) != "false" {
+		t.Fatalf("relay accepted a forged event: %s", ok)
+	}
+}
+
+type wsConn struct {
+	net.Conn
+	rw io.ReadWriter
+}
+
+func dialRelay(t *testing.T, ctx context.Context, url string) *wsConn {
+	t.Helper()
+	conn, br, _, err := ws.Dial(ctx, url)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	var rd io.Reader = conn
+	if br != nil {
+		rd = br
+	}
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return &wsConn{Conn: conn, rw: struct {
+		io.Reader
+		io.Writer
+	}{rd, conn}}
+}
+
+func send(t *testing.T, c *wsConn, msg []any) {
+	t.Helper()
+	b, _ := json.Marshal(msg)
+	if err := wsutil.WriteClientText(c.Conn, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFrame reads relay frames until one of type typ and returns its parts.
+func waitFrame(t *testing.T, c *wsConn, typ string) []json.RawMessage {
+	t.Helper()
+	for {
+		msg, err := wsutil.ReadServerText(c.rw)
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", typ, err)
+		}
+		var frame []json.RawMessage
+		if err := json.Unmarshal(msg, &frame); err != nil || len(frame) == 0 {
+			t.Fatalf("bad frame %s", msg)
+		}
+		var got string
+		_ = json.Unmarshal(frame[0], &got)
+		if got == typ {
+			return frame
+		}
+	}
+}
+
+// signEvent builds a NIP-01 event signed with BIP-340.
+func signEvent(t *testing.T, priv *btcec.PrivateKey, kind int, tags [][]string, content string) map[string]any {
+	t.Helper()
+	pubkey := hex.EncodeToString(schnorr.SerializePubKey(priv.PubKey()))
+	created := time.Now().Unix()
+	ser, err := json.Marshal([]any{0, pubkey, created, kind, tags, content})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := sha256.Sum256(ser)
+	sig, err := schnorr.Sign(priv, id[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]any{"id": hex.EncodeToString(id[:]), "pubkey": pubkey, "created_at": created, "kind": kind,
+		"tags": tags, "content": content, "sig": hex.EncodeToString(sig.Serialize())}
 }
