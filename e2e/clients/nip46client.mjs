@@ -12,7 +12,9 @@
 // Output: one JSON object on stdout.
 //   {"result": "<string>"}   the remote signer answered with a result
 //   {"error": "<string>"}    the remote signer answered with an error
-//                            (with "stage": "connect" if connect was refused)
+//   either one carries "connect_error" when the connect sent first was
+//   refused (the method is sent anyway: the client key may already be
+//   connected from an earlier run whose secret is now spent)
 //   {"pubkey": "<hex>"}      for --pubkey-only
 // Logs go to stderr as JSON lines: {"client_sk": …} when a key was generated
 // (test keys only), {"auth_url": …} when the signer holds a request.
@@ -23,8 +25,9 @@
 // Before <method>, the client sends connect [remote-signer-pubkey, secret]
 // unless --no-connect is given or <method> is itself "connect" (then the
 // params given are sent, or [pubkey, secret] from the URI if none). A bunker
-// secret is good for one connect: later runs with the same --sk should pass
-// --no-connect. A param "-" is replaced by standard input (for long PSBTs).
+// secret is good for one connect: later runs with the same --sk may pass
+// --no-connect to skip the refused connect. A param "-" is replaced by
+// standard input (for long PSBTs).
 //
 // Modules: nostr-tools 2.25.2 and ws 8.23.0 are looked up in
 // $NIP46_NODE_MODULES, then internal/devnet/node/node_modules of this
@@ -144,14 +147,19 @@ async function main() {
       out(await call('connect', params.length ? params : [pointer.pubkey, pointer.secret || '']))
       return 0
     }
+    let connectError
     if (opts.connect) {
+      // A refused connect is not fatal: a client key that connected in an
+      // earlier run may still be authorized (its secret is then spent).
       const r = await call('connect', [pointer.pubkey, pointer.secret || ''])
       if (r.error !== undefined) {
-        out({ error: r.error, stage: 'connect' })
-        return 0
+        connectError = r.error
+        log({ connect_error: r.error })
       }
     }
-    out(await call(method, params))
+    const answer = await call(method, params)
+    if (connectError !== undefined) answer.connect_error = connectError
+    out(answer)
     return 0
   } finally {
     clearTimeout(timer)
