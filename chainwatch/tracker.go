@@ -298,6 +298,7 @@ func (t *Tracker) Tip() (Tip, bool) { return t.tip, t.hasTip }
 // UTXO returns the UTXO at op, if the wallet has it.
 func (t *Tracker) UTXO(op wire.OutPoint) (UTXO, bool) {
 	u, ok := t.utxos[op]
+	u.PkScript = bytes.Clone(u.PkScript)
 	return u, ok
 }
 
@@ -305,6 +306,7 @@ func (t *Tracker) UTXO(op wire.OutPoint) (UTXO, bool) {
 func (t *Tracker) UTXOs() []UTXO {
 	out := make([]UTXO, 0, len(t.utxos))
 	for _, u := range t.utxos {
+		u.PkScript = bytes.Clone(u.PkScript) // callers may not alias the tracker's state
 		out = append(out, u)
 	}
 	sortUTXOs(out)
