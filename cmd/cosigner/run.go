@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"time"
 
@@ -182,6 +180,3 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 	})
 	return mux
 }
-
-var _ = os.Stderr
-var _ = slog.Default

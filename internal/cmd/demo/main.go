@@ -1,0 +1,215 @@
+// Command demo runs the whole product once, for real, on a local regtest network, and tells a
+// multisig user what happens (`make demo`). It exits non-zero if any step fails.
+//
+// A 2-of-3 wallet: key A lives in `cosigner run`, key B in a BDK wallet (bdkpython), key C is an
+// xpub only. The wallet is funded; BDK builds a payment and signs it, a Nostr client
+// (nostr-tools' BunkerSigner) sends it to the cosigner as a NIP-46 sign_psbt request over three
+// relays, the cosigner checks it against the chain and its policy and signs, BDK finalizes and
+// broadcasts through ElectrumX, a block is mined and the cosigner reports the spend. A second
+// payment over the policy's cap is refused with the rule that decided.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+
+	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/internal/scenario"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintf(os.Stderr, "\nDEMO FAILED: %v\n", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+var began = time.Now()
+
+func step(format string, args ...any) {
+	fmt.Printf("\n[%5.1fs] ", time.Since(began).Seconds())
+	fmt.Printf(format+"\n", args...)
+}
+
+func say(format string, args ...any) { fmt.Printf("         "+format+"\n", args...) }
+
+func run(ctx context.Context) error {
+	dir, err := filepath.Abs(".demo")
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(mustMkdir(dir), "harness.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+
+	fmt.Println("cosigner demo: a 2-of-3 multisig wallet co-signed over Nostr, on a local regtest network")
+	fmt.Printf("(everything runs on 127.0.0.1; logs and data in %s)\n", dir)
+
+	step("Starting btcd (regtest), ElectrumX, three Nostr relays, and cosigner with a fresh key…")
+	const capText = "1 BTC"
+	env, err := scenario.Setup(ctx, scenario.Options{Dir: dir, MaxPerTx: capText, Logger: slog.New(slog.NewTextHandler(logf, nil))})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	say("Electrum server  %s", env.Net.ElectrumURL())
+	say("Nostr relays     %s", strings.Join(env.Net.RelayURLs(), "  "))
+
+	step("The wallet: 2-of-3 P2WSH multisig (any two of three keys can spend)")
+	say("key A  cosigner (made by `cosigner init`, encrypted at rest)  %s", env.KeyA.KeyOrigin())
+	say("key B  BDK coordinator wallet                               %s", env.KeyB.XpubKey)
+	say("key C  offline backup, xpub only                            %s", env.KeyC.XpubKey)
+	say("descriptor registered in the cosigner:")
+	say("  %s", env.Descriptor.String())
+	say("cosigner's Nostr identity (remote signer): %s", env.KeyA.NPub())
+	say("policy: only the coordinator's Nostr key may ask for signatures; at most %s leaves the wallet per transaction (fee included)", capText)
+
+	step("Funding the wallet")
+	fund := btcutil.Amount(2 * btcutil.SatoshiPerBitcoin)
+	txid, addr, err := env.Fund(ctx, 0, fund)
+	if err != nil {
+		return err
+	}
+	say("%s sent to the wallet's first receive address %s (txid %s)", fund, addr, txid)
+	if _, err := env.Net.Mine(ctx, 1); err != nil {
+		return err
+	}
+	st, err := env.WaitStatus(ctx, 30*time.Second, func(s chainwatch.Status) bool { return s.Confirmed == fund })
+	if err != nil {
+		return err
+	}
+	say("one block mined; the cosigner's watcher (via ElectrumX) sees %s confirmed in %d UTXO(s)", st.Confirmed, len(st.UTXOs))
+
+	step("Connecting a Nostr app to the cosigner")
+	bunker, err := env.BunkerURI(ctx)
+	if err != nil {
+		return err
+	}
+	say("`cosigner bunker-uri` printed (the secret is good for one connect):")
+	say("  %s", bunker)
+
+	// Payment 1: within the policy.
+	payee, err := env.ExternalAddress()
+	if err != nil {
+		return err
+	}
+	amount := btcutil.Amount(40_000_000)
+	step("Payment 1: %s to %s, within the policy", amount, payee)
+	built, err := env.BuildPayment(ctx, payee, amount, 5)
+	if err != nil {
+		return err
+	}
+	say("BDK built the PSBT (fee %s) and signed it with key B: 1 of 2 signatures", btcutil.Amount(built.Fee))
+	say("relay 3 goes down now, to show redundancy: the request travels over the other two")
+	if err := env.Net.StopRelay(2); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	ans, err := env.NIP46(ctx, bunker, env.ClientSK, "sign_psbt", built.PSBT)
+	if err != nil {
+		return err
+	}
+	if ans.Error != "" {
+		return fmt.Errorf("the cosigner refused payment 1: %s", ans.Error)
+	}
+	dec, err := env.LastDecision(ctx, "sign_psbt")
+	if err != nil {
+		return err
+	}
+	say("nostr-tools BunkerSigner: connect, then sign_psbt → answered in %s", time.Since(t0).Round(time.Millisecond))
+	say("cosigner decision: %s by rule %q: %s", dec.Decision, dec.Rule, dec.Reason)
+	say("  (it checked every input is this wallet's and unspent with the amount the chain shows,")
+	say("   recognised the change by re-deriving it, and counted %s leaving the wallet)", btcutil.Amount(dec.OutflowSat))
+	fin, err := env.Finalize(ctx, ans.Result)
+	if err != nil {
+		return err
+	}
+	say("BDK finalized it with 2 of 3 signatures and broadcast it through ElectrumX")
+	say("txid %s, fee %s, %d vB", fin.TxID, btcutil.Amount(fin.Fee), fin.VSize)
+	if err := env.Net.StartRelay(2); err != nil {
+		return err
+	}
+	if _, err := env.Net.Mine(ctx, 1); err != nil {
+		return err
+	}
+	want := fund - amount - btcutil.Amount(fin.Fee)
+	st, err = env.WaitStatus(ctx, 30*time.Second, func(s chainwatch.Status) bool {
+		return s.Confirmed == want && s.Unconfirmed == 0
+	})
+	if err != nil {
+		return err
+	}
+	say("a block is mined; the cosigner reports the 2 BTC coin spent and the change back in the wallet:")
+	for _, u := range st.UTXOs {
+		kind := "receive"
+		if u.Branch == 1 {
+			kind = "change"
+		}
+		say("  %s  %s (%s #%d)", u.OutPoint, u.Value, kind, u.Index)
+	}
+	say("balance now %s", st.Confirmed)
+
+	// Payment 2: over the cap.
+	big := btcutil.Amount(150_000_000)
+	step("Payment 2: %s to %s, more than the policy's %s cap", big, payee, capText)
+	built2, err := env.BuildPayment(ctx, payee, big, 5)
+	if err != nil {
+		return err
+	}
+	bunker2, err := env.BunkerURI(ctx)
+	if err != nil {
+		return err
+	}
+	ans2, err := env.NIP46(ctx, bunker2, env.ClientSK, "sign_psbt", built2.PSBT)
+	if err != nil {
+		return err
+	}
+	if ans2.Error == "" || !strings.HasPrefix(ans2.Error, "policy_denied:") {
+		return fmt.Errorf("payment 2 should have been refused by the policy, got result=%.20q error=%q", ans2.Result, ans2.Error)
+	}
+	say("cosigner refused: %s", ans2.Error)
+	say("nothing was signed; the coins stay where they are (balance %s)", st.Confirmed)
+
+	step("Done. What happened is in the cosigner's audit log:")
+	log, err := env.Audit(ctx, 10)
+	if err != nil {
+		return err
+	}
+	for i := len(log) - 1; i >= 0; i-- {
+		a := log[i]
+		say("%s  %-14s %-9s rule %-14s %s", a.At.Format("15:04:05"), a.Method, a.Decision, a.Rule, truncate(a.Reason, 90))
+	}
+	fmt.Printf("\nThe demo took %s. Logs: %s (cosigner.log, network/*.log)\n", time.Since(began).Round(time.Second), dir)
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+func mustMkdir(d string) string {
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		panic(err)
+	}
+	return d
+}

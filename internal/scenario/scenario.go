@@ -1,0 +1,465 @@
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/internal/devnet"
+	"github.com/custodyagents/cosigner/signer"
+)
+
+// Options configure Setup.
+type Options struct {
+	// Dir holds everything: the network's data and logs, the cosigner's data dir and log.
+	Dir string
+	// MaxPerTx is the policy's per-transaction cap, e.g. "1 BTC".
+	MaxPerTx string
+	// Race builds the cosigner binary with the race detector.
+	Race bool
+	// RelayPorts, ElectrumPort, HealthPort: zero picks free ports.
+	RelayPorts   []int
+	ElectrumPort int
+	Logger       *slog.Logger
+}
+
+// BDKKey is a key made by bdkwallet.py keys.
+type BDKKey struct {
+	Mnemonic    string `json:"mnemonic"`
+	XprvKey     string `json:"xprv_key"`
+	XpubKey     string `json:"xpub_key"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// Env is a running scenario. Close it when done.
+type Env struct {
+	Root string // repository root
+	Dir  string
+	Net  *devnet.Network
+
+	KeyA signer.PublicInfo // the cosigner's key
+	KeyB BDKKey            // BDK's key (private)
+	KeyC BDKKey            // offline key: only its xpub is used
+
+	// Descriptor is the registered wallet descriptor (public keys, with checksum).
+	Descriptor *descriptor.Descriptor
+	// BDKDescriptor is the same wallet with key B private, for BDK.
+	BDKDescriptor string
+
+	// ClientSK/ClientPK is the NIP-46 client the policy authorises.
+	ClientSK, ClientPK string
+
+	PolicyFile string
+	HealthAddr string
+	env        []string // COSIGNER_* for the daemon and its subcommands
+	bin        string
+
+	mu     sync.Mutex
+	daemon *exec.Cmd
+	done   chan error
+	log    *slog.Logger
+}
+
+// Setup starts the network, builds cosigner, creates the three keys, the wallet and the policy,
+// and starts `cosigner run`, returning once its /healthz says it is synced and connected.
+func Setup(ctx context.Context, o Options) (_ *Env, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Env{Root: root, Dir: dir, log: o.Logger}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
+	e.bin = filepath.Join(dir, "cosigner")
+	args := []string{"build", "-o", e.bin}
+	if o.Race {
+		args = append(args, "-race")
+	}
+	if out, err := e.command(ctx, "go", append(args, "./cmd/cosigner")...).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building cosigner: %v\n%s", err, out)
+	}
+	e.Net, err = devnet.Start(ctx, devnet.Config{Dir: filepath.Join(dir, "network"), RelayPorts: o.RelayPorts,
+		ElectrumPort: o.ElectrumPort, Logger: o.Logger})
+	if err != nil {
+		return nil, err
+	}
+
+	// Key A: the cosigner's own, made by `cosigner init`.
+	hp, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	e.HealthAddr = fmt.Sprintf("127.0.0.1:%d", hp)
+	data := filepath.Join(dir, "cosigner-data")
+	passFile := filepath.Join(dir, "passphrase")
+	if err := os.WriteFile(passFile, []byte("demo passphrase "+nostr.GeneratePrivateKey()[:16]+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	e.PolicyFile = filepath.Join(data, "policy.yaml")
+	e.env = []string{
+		"COSIGNER_NETWORK=regtest",
+		"COSIGNER_DATA_DIR=" + data,
+		"COSIGNER_PASSPHRASE_FILE=" + passFile,
+		"COSIGNER_ELECTRUM_URL=" + e.Net.ElectrumURL(),
+		"COSIGNER_RELAYS=" + strings.Join(e.Net.RelayURLs(), ","),
+		"COSIGNER_HEALTH_ADDR=" + e.HealthAddr,
+		"COSIGNER_LOG_LEVEL=debug",
+	}
+	if _, err := e.Cosigner(ctx, "init"); err != nil {
+		return nil, err
+	}
+	if e.KeyA, _, err = signer.ReadPublic(filepath.Join(data, "key.json")); err != nil {
+		return nil, err
+	}
+	// Keys B and C: BDK's.
+	if err := e.BDKJSON(ctx, &e.KeyB, "keys", "--network", "regtest"); err != nil {
+		return nil, err
+	}
+	if err := e.BDKJSON(ctx, &e.KeyC, "keys", "--network", "regtest"); err != nil {
+		return nil, err
+	}
+	pub := fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*,%s/<0;1>/*))", e.KeyA.KeyOrigin(), e.KeyB.XpubKey, e.KeyC.XpubKey)
+	sum, err := descriptor.Checksum(pub)
+	if err != nil {
+		return nil, err
+	}
+	if e.Descriptor, err = descriptor.Parse(pub+"#"+sum, e.Net.Params(), descriptor.RequireChecksum()); err != nil {
+		return nil, err
+	}
+	e.BDKDescriptor = fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*,%s/<0;1>/*))", e.KeyA.KeyOrigin(), e.KeyB.XprvKey, e.KeyC.XpubKey)
+	e.env = append(e.env, "COSIGNER_DESCRIPTOR="+e.Descriptor.String())
+
+	e.ClientSK = nostr.GeneratePrivateKey()
+	e.ClientPK, _ = nostr.GetPublicKey(e.ClientSK)
+	if err := e.WritePolicy(o.MaxPerTx); err != nil {
+		return nil, err
+	}
+	if err := e.StartDaemon(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// WritePolicy writes the policy file: the scenario's client may call sign_psbt, up to maxPerTx.
+func (e *Env) WritePolicy(maxPerTx string) error {
+	npub, err := encodeNPub(e.ClientPK)
+	if err != nil {
+		return err
+	}
+	doc := fmt.Sprintf(`# cosigner policy (see README): who may ask, and how much one transaction may move.
+version: 1
+clients:
+  - name: coordinator
+    pubkey: %s
+    methods: [sign_psbt]
+limits:
+  max_per_tx: %s
+`, npub, maxPerTx)
+	return os.WriteFile(e.PolicyFile, []byte(doc), 0o600)
+}
+
+// StartDaemon starts `cosigner run` (log in Dir/cosigner.log) and waits for a healthy /healthz.
+func (e *Env) StartDaemon(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.daemon != nil {
+		return errors.New("scenario: cosigner already running")
+	}
+	logf, err := os.OpenFile(filepath.Join(e.Dir, "cosigner.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(e.bin, "run")
+	cmd.Env = append(os.Environ(), e.env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("scenario: start cosigner: %w", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait(); logf.Close() }()
+	e.daemon, e.done = cmd, done
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-done:
+			e.daemon = nil
+			return fmt.Errorf("scenario: cosigner exited during start-up (%v); log:\n%s", err, tail(filepath.Join(e.Dir, "cosigner.log"), 30))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if ok, _ := e.Healthy(ctx); ok {
+			return nil
+		}
+	}
+	return fmt.Errorf("scenario: cosigner not healthy after 90s; log:\n%s", tail(filepath.Join(e.Dir, "cosigner.log"), 30))
+}
+
+// StopDaemon stops `cosigner run` with SIGTERM (graceful) and waits.
+func (e *Env) StopDaemon() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.daemon == nil {
+		return nil
+	}
+	e.daemon.Process.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-e.done:
+	case <-time.After(20 * time.Second):
+		e.daemon.Process.Kill()
+		err = <-e.done
+		err = fmt.Errorf("cosigner did not stop within 20s after SIGTERM (killed): %v", err)
+	}
+	e.daemon = nil
+	return err
+}
+
+// DaemonRunning reports whether `cosigner run` is still up.
+func (e *Env) DaemonRunning() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.daemon == nil {
+		return false
+	}
+	select {
+	case err := <-e.done:
+		e.done <- err
+		return false
+	default:
+		return true
+	}
+}
+
+// Healthy asks the daemon's /healthz.
+func (e *Env) Healthy(ctx context.Context) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.HealthAddr+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// Status reads the daemon's /status (the wallet as the cosigner sees it).
+func (e *Env) Status(ctx context.Context) (chainwatch.Status, error) {
+	var st chainwatch.Status
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.HealthAddr+"/status", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("scenario: /status: HTTP %d", resp.StatusCode)
+	}
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// Cosigner runs a cosigner subcommand with the scenario's environment and returns its stdout.
+func (e *Env) Cosigner(ctx context.Context, args ...string) (string, error) {
+	return e.CosignerEnv(ctx, nil, args...)
+}
+
+// CosignerEnv is Cosigner with extra environment variables (later ones win).
+func (e *Env) CosignerEnv(ctx context.Context, extra []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.Env = append(append(os.Environ(), e.env...), extra...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("cosigner %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+// BunkerURI asks the cosigner for a bunker:// URI with a fresh single-use secret.
+func (e *Env) BunkerURI(ctx context.Context) (string, error) {
+	out, err := e.Cosigner(ctx, "bunker-uri")
+	return strings.TrimSpace(out), err
+}
+
+// BDKJSON runs e2e/clients/bdkwallet.py with args and decodes its JSON answer into out.
+func (e *Env) BDKJSON(ctx context.Context, out any, args ...string) error {
+	py := filepath.Join(e.toolsDir(), "venv", "bin", "python")
+	cmd := e.command(ctx, py, append([]string{filepath.Join(e.Root, "e2e", "clients", "bdkwallet.py")}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("bdkwallet %s: %v: %s", args[0], err, lastLines(stderr.String(), 8))
+	}
+	if err := json.Unmarshal(stdout.Bytes(), out); err != nil {
+		return fmt.Errorf("bdkwallet %s: bad JSON output %q: %w", args[0], stdout.String(), err)
+	}
+	return nil
+}
+
+// WalletArgs are the bdkwallet.py flags naming this scenario's wallet and server.
+func (e *Env) WalletArgs() []string {
+	return []string{"--descriptor", e.BDKDescriptor, "--electrum", e.Net.ElectrumURL(), "--network", "regtest"}
+}
+
+// NIP46Answer is what the remote signer answered: a result or an error string.
+type NIP46Answer struct {
+	Result string `json:"result"`
+	Error  string `json:"error"`
+}
+
+// NIP46 sends one NIP-46 request through nostr-tools' BunkerSigner (e2e/clients/nip46client.mjs):
+// connect with the bunker URI's secret, then method(params). A transport failure is an error;
+// an error answer from the signer is in NIP46Answer.Error.
+func (e *Env) NIP46(ctx context.Context, bunkerURI, clientSK, method string, params ...string) (NIP46Answer, error) {
+	var ans NIP46Answer
+	args := append([]string{filepath.Join(e.Root, "e2e", "clients", "nip46client.mjs"), "--bunker", bunkerURI, "--sk", clientSK, "--timeout", "60", method}, params...)
+	cmd := e.command(ctx, "node", args...)
+	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(e.Root, "internal", "devnet", "node", "node_modules"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return ans, fmt.Errorf("nip46client %s: %v: %s", method, err, lastLines(stderr.String(), 8))
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &ans); err != nil {
+		return ans, fmt.Errorf("nip46client %s: bad JSON output %q: %w", method, stdout.String(), err)
+	}
+	return ans, nil
+}
+
+// Fund pays amount to the wallet's receive address at index and returns the txid.
+func (e *Env) Fund(ctx context.Context, index uint32, amount btcutil.Amount) (string, btcutil.Address, error) {
+	d, err := e.Descriptor.Derive(0, index)
+	if err != nil {
+		return "", nil, err
+	}
+	txid, err := e.Net.Fund(ctx, d.Address, amount)
+	return txid.String(), d.Address, err
+}
+
+// WaitStatus polls /status until cond holds or the timeout passes.
+func (e *Env) WaitStatus(ctx context.Context, timeout time.Duration, cond func(chainwatch.Status) bool) (chainwatch.Status, error) {
+	deadline := time.Now().Add(timeout)
+	var st chainwatch.Status
+	var err error
+	for time.Now().Before(deadline) {
+		st, err = e.Status(ctx)
+		if err == nil && cond(st) {
+			return st, nil
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if err == nil {
+		err = errors.New("condition not met")
+	}
+	return st, fmt.Errorf("scenario: waiting for the cosigner's wallet view (%s): %w", timeout, err)
+}
+
+// Close stops the daemon and the network.
+func (e *Env) Close() {
+	if err := e.StopDaemon(); err != nil {
+		e.log.Warn("cosigner stop", "error", err)
+	}
+	if e.Net != nil {
+		e.Net.Close()
+	}
+}
+
+// LogTail returns the last n lines of the cosigner's log.
+func (e *Env) LogTail(n int) string { return tail(filepath.Join(e.Dir, "cosigner.log"), n) }
+
+func (e *Env) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = e.Root
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+func (e *Env) toolsDir() string {
+	if d := os.Getenv("TOOLS_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(e.Root, ".tools")
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("scenario: run from inside the repository (no go.mod found above the working directory)")
+		}
+		dir = parent
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	return lastLines(string(b), n)
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func encodeNPub(pk string) (string, error) {
+	return signer.PublicInfo{NostrPubKey: pk}.NPub(), nil
+}

@@ -1,0 +1,98 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcutil"
+
+	"github.com/custodyagents/cosigner/store"
+)
+
+// Built is what bdkwallet.py build answers: a PSBT signed by key B, not finalized.
+type Built struct {
+	PSBT    string `json:"psbt"`
+	Fee     int64  `json:"fee"`
+	TxID    string `json:"txid"`
+	Outputs []struct {
+		Address  string `json:"address"`
+		Amount   int64  `json:"amount"`
+		IsChange bool   `json:"is_change"`
+	} `json:"outputs"`
+}
+
+// Finalized is what bdkwallet.py finalize answers after broadcasting.
+type Finalized struct {
+	TxID  string `json:"txid"`
+	Fee   int64  `json:"fee"`
+	VSize int64  `json:"vsize"`
+}
+
+// Balance is what bdkwallet.py balance answers.
+type Balance struct {
+	Confirmed   int64 `json:"confirmed"`
+	Unconfirmed int64 `json:"unconfirmed"`
+}
+
+// BuildPayment has BDK build a payment of amount to addr at feerate (sat/vB) from the wallet
+// and sign it with key B.
+func (e *Env) BuildPayment(ctx context.Context, addr btcutil.Address, amount btcutil.Amount, feerate int) (Built, error) {
+	var b Built
+	args := append([]string{"build"}, e.WalletArgs()...)
+	args = append(args, "--to", addr.EncodeAddress(), "--amount", strconv.FormatInt(int64(amount), 10), "--feerate", strconv.Itoa(feerate))
+	err := e.BDKJSON(ctx, &b, args...)
+	return b, err
+}
+
+// Finalize has BDK finalize the co-signed PSBT (2 of 3 signatures), extract and broadcast it
+// through the Electrum server.
+func (e *Env) Finalize(ctx context.Context, psbtBase64 string) (Finalized, error) {
+	var f Finalized
+	args := append([]string{"finalize"}, e.WalletArgs()...)
+	err := e.BDKJSON(ctx, &f, append(args, "--psbt", psbtBase64)...)
+	return f, err
+}
+
+// BDKBalance asks BDK for the wallet's balance through the Electrum server.
+func (e *Env) BDKBalance(ctx context.Context) (Balance, error) {
+	var b Balance
+	err := e.BDKJSON(ctx, &b, append([]string{"balance"}, e.WalletArgs()...)...)
+	return b, err
+}
+
+// ExternalAddress is a fresh P2WPKH address outside the wallet (somebody being paid).
+func (e *Env) ExternalAddress() (btcutil.Address, error) {
+	pk, err := btcec.NewPrivateKey()
+	if err != nil {
+		return nil, err
+	}
+	return btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), e.Net.Params())
+}
+
+// Audit reads the cosigner's newest audit entries (newest first) from its database; SQLite's
+// WAL mode lets this reader run beside the daemon.
+func (e *Env) Audit(ctx context.Context, n int) ([]store.AuditEntry, error) {
+	db, err := store.Open(ctx, filepath.Join(e.Dir, "cosigner-data", "cosigner.db"))
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return db.AuditLog(ctx, n)
+}
+
+// LastDecision is the newest audit entry for a method.
+func (e *Env) LastDecision(ctx context.Context, method string) (store.AuditEntry, error) {
+	log, err := e.Audit(ctx, 50)
+	if err != nil {
+		return store.AuditEntry{}, err
+	}
+	for _, a := range log {
+		if a.Method == method {
+			return a, nil
+		}
+	}
+	return store.AuditEntry{}, fmt.Errorf("scenario: no audit entry for %s", method)
+}
