@@ -30,7 +30,7 @@ mkdir -p "$TOOLS_DIR/bin" "$LOG_DIR" "$STAMP_DIR"
 
 say() { printf 'install-tools: %s\n' "$*"; }
 
-sha() { sha256sum "$@" | sha256sum | cut -c1-16; }
+sha() { cat "$@" | sha256sum | cut -c1-16; }
 
 # run_step NAME STAMP_CONTENT CHECK_PATH FUNCTION
 # Skips when $STAMP_DIR/NAME holds STAMP_CONTENT and CHECK_PATH exists; otherwise
@@ -44,13 +44,23 @@ run_step() {
 	fi
 	local start=$SECONDS
 	rm -f "$stamp"
-	if ! ("$fn") >"$log" 2>&1; then
-		say "$name: FAILED — see $log; its last lines:"
+	# Not inside `if`: bash ignores errexit in a conditional context, so the
+	# subshell's `set -e` works only when run like this.
+	local rc=0
+	set +e
+	(
+		set -e
+		"$fn"
+	) >"$log" 2>&1
+	rc=$?
+	set -e
+	if [[ $rc != 0 ]]; then
+		say "$name: FAILED (exit $rc) — see $log; its last lines:" >&2
 		tail -n 25 "$log" | sed 's/^/    /' >&2
 		exit 1
 	fi
 	if [[ ! -e $check ]]; then
-		say "$name: FAILED — step finished but $check is missing; see $log"
+		say "$name: FAILED — step finished but $check is missing; see $log" >&2
 		exit 1
 	fi
 	printf '%s' "$want" >"$stamp"
@@ -59,7 +69,7 @@ run_step() {
 
 need() {
 	if ! command -v "$1" >/dev/null 2>&1; then
-		say "prerequisite missing: $1 ($2)"
+		say "prerequisite missing: $1 ($2)" >&2
 		exit 1
 	fi
 }
@@ -85,7 +95,7 @@ install_venv() {
 	"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed, have " + sys.version'
 	rm -rf "$TOOLS_DIR/venv"
 	"$PYTHON" -m venv "$TOOLS_DIR/venv"
-	"$TOOLS_DIR/venv/bin/python" -m pip install --disable-pip-version-check -r "$REQUIREMENTS"
+	"$TOOLS_DIR/venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -r "$REQUIREMENTS"
 	"$TOOLS_DIR/venv/bin/python" -m pip check
 	"$TOOLS_DIR/venv/bin/python" -c 'import electrumx, plyvel, bdkpython; print("electrumx", electrumx.version)'
 }

@@ -68,7 +68,11 @@ func (p *process) exited() bool {
 
 // exitError describes how the child ended, with the tail of its log.
 func (p *process) exitError() error {
-	return fmt.Errorf("%s exited early (%v); last lines of %s:\n%s", p.name, p.waitErr, p.logPath, tailFile(p.logPath, 20))
+	how := "exit status 0"
+	if p.waitErr != nil {
+		how = p.waitErr.Error()
+	}
+	return fmt.Errorf("%s exited early (%s); last lines of %s:\n%s", p.name, how, p.logPath, tailFile(p.logPath, 20))
 }
 
 // stop sends SIGTERM to the child's process group, waits up to grace, then

@@ -110,6 +110,9 @@ func (n *Network) StopRelay(i int) error {
 	}
 	n.relayMu.Lock()
 	defer n.relayMu.Unlock()
+	if err := n.checkOpen(); err != nil { // Close may have run meanwhile
+		return err
+	}
 	if i < 0 || i >= len(n.relays) {
 		return fmt.Errorf("devnet: StopRelay(%d): have relays 0..%d", i, len(n.relays)-1)
 	}
@@ -135,6 +138,9 @@ func (n *Network) StartRelay(i int) error {
 	}
 	n.relayMu.Lock()
 	defer n.relayMu.Unlock()
+	if err := n.checkOpen(); err != nil { // Close may have run meanwhile
+		return err
+	}
 	if i < 0 || i >= len(n.relays) {
 		return fmt.Errorf("devnet: StartRelay(%d): have relays 0..%d", i, len(n.relays)-1)
 	}
