@@ -241,7 +241,7 @@ func (c *Client) fail(err error) {
 			close(ch) // a closed channel means "connection ended"; see wait
 		}
 		if !errors.Is(err, ErrClosed) {
-			c.log.Warn("electrum connection ended", "err", err)
+			c.log.Debug("electrum connection ended", "err", err) // the owner logs what it does about it
 		}
 	})
 }
