@@ -21,6 +21,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
@@ -298,6 +299,10 @@ func TestNetworkChain(t *testing.T) {
 		}
 	}
 
+	// A wallet spends its coin through ElectrumX (blockchain.transaction.broadcast,
+	// .get and .get_merkle), as BDK does.
+	spendThroughElectrum(t, ctx, n, c)
+
 	// Reorg: invalidate the tip (which confirmed the Fund transaction), mine
 	// two blocks on the parent; Mine returns once ElectrumX follows.
 	best, height, err := n.RPC().GetBestBlock()
@@ -426,3 +431,78 @@ func signEvent(t *testing.T, priv *btcec.PrivateKey, kind int, tags [][]string, 
 	return map[string]any{"id": hex.EncodeToString(id[:]), "pubkey": pubkey, "created_at": created, "kind": kind,
 		"tags": tags, "content": content, "sig": hex.EncodeToString(sig.Serialize())}
 }
+
+// spendThroughElectrum funds a fresh P2WPKH key, confirms it, spends it with a
+// transaction broadcast through ElectrumX, confirms that, and reads it back
+// with its merkle proof.
+func spendThroughElectrum(t *testing.T, ctx context.Context, n *Network, c *electrumConn) {
+	t.Helper()
+	priv, err := btcec.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(priv.PubKey().SerializeCompressed()), n.Params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkScript, _ := txscript.PayToAddrScript(addr)
+	const value = 100_000
+	fundTxid, err := n.Fund(ctx, addr, value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+
+	tx := wire.NewMsgTx(2)
+	tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&fundTxid, 0), nil, nil))
+	tx.AddTxOut(wire.NewTxOut(value-1_000, pkScript))
+	fetcher := txscript.NewCannedPrevOutputFetcher(pkScript, value)
+	wit, err := txscript.WitnessSignature(tx, txscript.NewTxSigHashes(tx, fetcher), 0, value, pkScript, txscript.SigHashAll, priv, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx.TxIn[0].Witness = wit
+	var buf strings.Builder
+	if err := tx.Serialize(hexWriter{&buf}); err != nil {
+		t.Fatal(err)
+	}
+	var txid string
+	if err := c.call(ctx, "blockchain.transaction.broadcast", []any{buf.String()}, &txid); err != nil {
+		t.Fatalf("blockchain.transaction.broadcast: %v", err)
+	}
+	if txid != tx.TxHash().String() {
+		t.Fatalf("broadcast returned %s, want %s", txid, tx.TxHash())
+	}
+	if _, err := n.RPC().GetRawTransaction(ptr(tx.TxHash())); err != nil {
+		t.Fatalf("btcd does not know the broadcast tx: %v", err)
+	}
+	if _, err := n.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	_, height, _ := n.RPC().GetBestBlock()
+	var raw string
+	if err := c.call(ctx, "blockchain.transaction.get", []any{txid}, &raw); err != nil || raw != buf.String() {
+		t.Fatalf("blockchain.transaction.get = %.20s…, %v", raw, err)
+	}
+	var merkle struct {
+		BlockHeight int64 `json:"block_height"`
+		Pos         int   `json:"pos"`
+	}
+	if err := c.call(ctx, "blockchain.transaction.get_merkle", []any{txid, height}, &merkle); err != nil {
+		t.Fatalf("blockchain.transaction.get_merkle: %v", err)
+	}
+	if merkle.BlockHeight != int64(height) || merkle.Pos != 1 {
+		t.Fatalf("get_merkle = %+v, want height %d pos 1", merkle, height)
+	}
+}
+
+type hexWriter struct{ w *strings.Builder }
+
+func (h hexWriter) Write(p []byte) (int, error) {
+	h.w.WriteString(hex.EncodeToString(p))
+	return len(p), nil
+}
+
+func ptr[T any](v T) *T { return &v }
