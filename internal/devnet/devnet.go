@@ -37,7 +37,7 @@ type Config struct {
 	ElectrumPort int // ElectrumX's TCP (plain text) Electrum port
 
 	// RelayPorts has one entry per relay (zero = free port). Nil means three
-	// relays on free ports.
+	// relays on free ports; an empty, non-nil slice means no relays.
 	RelayPorts []int
 
 	// InitialBlocks is how many blocks Start mines. Default 450, which
