@@ -401,6 +401,22 @@ func (e *Env) Close() {
 	}
 }
 
+// RaceReports returns the race detector's reports found in the cosigner's log (binary built
+// with Options.Race), or "".
+func (e *Env) RaceReports() string {
+	b, err := os.ReadFile(filepath.Join(e.Dir, "cosigner.log"))
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, part := range strings.Split(string(b), "==================")[1:] {
+		if strings.Contains(part, "WARNING: DATA RACE") {
+			out = append(out, part)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // LogTail returns the last n lines of the cosigner's log.
 func (e *Env) LogTail(n int) string { return tail(filepath.Join(e.Dir, "cosigner.log"), n) }
 
