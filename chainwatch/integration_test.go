@@ -209,6 +209,9 @@ func findOut(t *testing.T, net *devnet.Network, txid chainhash.Hash, pkScript []
 // btcd's, a spend broadcast through the watcher, a restart that skips refetching, and a fresh
 // full sync that finds the same coins.
 func TestWatcherAgainstElectrumX(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network (make test)")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
@@ -467,6 +470,9 @@ func (c *cutter) connections() int {
 // TestWatcherReconnects severs the connection to the real ElectrumX twice; the watcher must
 // reconnect, resubscribe, and still report what happened while it was away.
 func TestWatcherReconnects(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network (make test)")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dn, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})

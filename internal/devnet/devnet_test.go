@@ -29,6 +29,9 @@ import (
 // startNetwork starts a network for t and closes it at the end. Missing
 // tools fail the test with the install hint; they never skip it.
 func startNetwork(t *testing.T, cfg Config) *Network {
+	if testing.Short() {
+		t.Skip("needs the local test network (make test)")
+	}
 	t.Helper()
 	if cfg.Dir == "" {
 		cfg.Dir = t.TempDir()
@@ -210,6 +213,9 @@ func TestStartMissingTools(t *testing.T) {
 }
 
 func TestStartPortInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the installed tools (make test)")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
