@@ -2,7 +2,6 @@ package descriptor
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -322,15 +321,4 @@ func matchSteps(path, origin, steps []uint32) bool {
 		}
 	}
 	return true
-}
-
-// ScriptHash returns the Electrum protocol scripthash of a scriptPubKey:
-// sha256 of the script, bytes reversed, hex encoded
-// (Electrum protocol, "Script Hashes").
-func ScriptHash(pkScript []byte) string {
-	h := sha256.Sum256(pkScript)
-	for i, j := 0, len(h)-1; i < j; i, j = i+1, j-1 {
-		h[i], h[j] = h[j], h[i]
-	}
-	return hex.EncodeToString(h[:])
 }

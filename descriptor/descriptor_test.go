@@ -343,13 +343,3 @@ func TestConcurrentDerive(t *testing.T) {
 	}
 	wg.Wait()
 }
-
-func TestScriptHash(t *testing.T) {
-	// Electrum protocol documentation, "Script Hashes": the P2PKH script of
-	// 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa.
-	// https://electrum-protocol.readthedocs.io/en/latest/protocol-basics.html#script-hashes
-	script, _ := hex.DecodeString("76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac")
-	if got := ScriptHash(script); got != "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161" {
-		t.Fatalf("ScriptHash = %s", got)
-	}
-}

@@ -10,8 +10,8 @@ import (
 // Input is what Evaluate reads about one request: who asks, for what, and the facts of the PSBT
 // analysis that the policy rules look at.
 type Input struct {
-	Client  string // client pubkey, hex
-	Method  string // NIP-46 method, e.g. "sign_psbt"
+	Client  string         // client pubkey, hex
+	Method  string         // NIP-46 method, e.g. "sign_psbt"
 	Outflow btcutil.Amount // inputs − change: what leaves the wallet, fee included
 	Fee     btcutil.Amount
 }

@@ -68,9 +68,9 @@ type Analysis struct {
 	Fee     btcutil.Amount `json:"fee_sat"`
 	// VSize is the virtual size of the finalized transaction, estimated from the descriptor's
 	// largest satisfaction (BIP-141 weight / 4, rounded up).
-	VSize   int64   `json:"vsize"`
-	FeeRate FeeRate `json:"feerate_sat_vb"`
-	LockTime uint32 `json:"locktime"`
+	VSize    int64   `json:"vsize"`
+	FeeRate  FeeRate `json:"feerate_sat_vb"`
+	LockTime uint32  `json:"locktime"`
 	// RBF is true when some input signals replaceability (BIP-125: nSequence < 0xfffffffe).
 	RBF bool `json:"rbf"`
 }

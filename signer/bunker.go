@@ -39,8 +39,8 @@ type RelayPool interface {
 
 // Request is a decoded NIP-46 request from an authenticated, connected client.
 type Request struct {
-	Client  string   // client pubkey, hex
-	ID      string   // the client's request id
+	Client  string // client pubkey, hex
+	ID      string // the client's request id
 	Method  string
 	Params  []string
 	EventID string // id of the kind-24133 event that carried it

@@ -42,7 +42,9 @@ func (m *memPool) take() []nostr.Event {
 
 type echoPSBT struct{}
 
-func (echoPSBT) SignPSBT(ctx context.Context, r Request) (string, error) { return "signed:" + r.Params[0], nil }
+func (echoPSBT) SignPSBT(ctx context.Context, r Request) (string, error) {
+	return "signed:" + r.Params[0], nil
+}
 
 type harness struct {
 	t        testing.TB

@@ -40,9 +40,9 @@ type KeyFile struct {
 	Network    string `json:"network"`
 	KDF        string `json:"kdf"` // "scrypt"
 	N, R, P    int
-	Salt       []byte `json:"salt"`
-	Nonce      []byte `json:"nonce"`
-	Ciphertext []byte `json:"ciphertext"`
+	Salt       []byte     `json:"salt"`
+	Nonce      []byte     `json:"nonce"`
+	Ciphertext []byte     `json:"ciphertext"`
 	Public     PublicInfo `json:"public"`
 }
 
@@ -79,12 +79,12 @@ type secretPayload struct {
 
 // Keys are the decrypted keys of one co-signer. Never log or print them.
 type Keys struct {
-	Public  PublicInfo
-	Params  *chaincfg.Params
-	account *hdkeychain.ExtendedKey // private account key at OriginPath
+	Public   PublicInfo
+	Params   *chaincfg.Params
+	account  *hdkeychain.ExtendedKey // private account key at OriginPath
 	masterFP [4]byte
-	path    []uint32
-	nostrSK string
+	path     []uint32
+	nostrSK  string
 }
 
 // String hides the secrets from fmt and slog.

@@ -140,7 +140,7 @@ func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
 }
 
 func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool) { return c.w.Lookup(pkScript) }
-func (c chainView) TipHeight() int32                            { return c.w.Tip().Height }
+func (c chainView) TipHeight() int32                              { return c.w.Tip().Height }
 
 // healthHandler serves /healthz (200 when the wallet is synced, the Electrum server connected and
 // at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).

@@ -118,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 	}
 	log = log.With("component", "devnet")
 
-	repo, repoErr := findRepoRoot()
+	repo, repoErr := RepoRoot()
 	toolsDir := cfg.ToolsDir
 	if toolsDir == "" {
 		if repoErr != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
+	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
@@ -74,7 +75,7 @@ func listUnspent(t *testing.T, ctx context.Context, addr string, pkScript []byte
 	}
 	defer c.close()
 	var us []utxo
-	if err := c.call(ctx, "blockchain.scripthash.listunspent", []any{ScriptHash(pkScript)}, &us); err != nil {
+	if err := c.call(ctx, "blockchain.scripthash.listunspent", []any{chainwatch.ScriptHash(pkScript)}, &us); err != nil {
 		t.Fatalf("listunspent: %v", err)
 	}
 	return us

@@ -6,7 +6,6 @@ package devnet
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -184,17 +183,6 @@ func (c *electrumConn) call(ctx context.Context, method string, params []any, ou
 }
 
 func (c *electrumConn) close() { c.conn.Close() }
-
-// ScriptHash returns the Electrum protocol script hash of pkScript: the
-// SHA-256 of the scriptPubKey, byte-reversed, in hex (Electrum protocol,
-// "Script Hashes").
-func ScriptHash(pkScript []byte) string {
-	h := sha256.Sum256(pkScript)
-	for i, j := 0, len(h)-1; i < j; i, j = i+1, j-1 {
-		h[i], h[j] = h[j], h[i]
-	}
-	return hex.EncodeToString(h[:])
-}
 
 // ecState holds the harness's Electrum connection (see electrumTip).
 type ecState struct {

@@ -229,14 +229,4 @@ func TestHandleBodyBackendError(t *testing.T) {
 	}
 }
 
-func TestScriptHash(t *testing.T) {
-	// Electrum protocol docs, "Script Hashes": P2PKH of
-	// 1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa hashes to this.
-	pkScript, _ := hexDecode("76a91462e907b15cbf27d5425399ebf6f0fb50ebb88f1888ac")
-	const want = "8b01df4e368ea28f8dc0423bcf7a4923e3a12d307c875e47a0cfbf90b5c39161"
-	if got := ScriptHash(pkScript); got != want {
-		t.Errorf("ScriptHash = %s, want %s", got, want)
-	}
-}
-
 func hexDecode(s string) ([]byte, error) { return hex.DecodeString(s) }

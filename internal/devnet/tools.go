@@ -11,8 +11,9 @@ import (
 // installHint is appended to every ErrToolMissing.
 const installHint = "run scripts/install-tools.sh"
 
-// findRepoRoot walks up from the working directory to the folder holding go.mod.
-func findRepoRoot() (string, error) {
+// RepoRoot walks up from the working directory to the folder holding go.mod (the repository
+// root), for tools and scripts that live in the repository.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err

@@ -84,7 +84,7 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	root, err := repoRoot()
+	root, err := devnet.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
@@ -432,23 +432,6 @@ func (e *Env) toolsDir() string {
 		return d
 	}
 	return filepath.Join(e.Root, ".tools")
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("scenario: run from inside the repository (no go.mod found above the working directory)")
-		}
-		dir = parent
-	}
 }
 
 func freePort() (int, error) {
