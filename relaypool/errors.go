@@ -1,0 +1,31 @@
+package relaypool
+
+import "errors"
+
+// Errors returned by the Pool, in PublishResult.Err, or recorded as a relay's RelayHealth.LastError.
+var (
+	// ErrNoRelays is returned by New when the relay list is empty.
+	ErrNoRelays = errors.New("relaypool: no relays configured")
+	// ErrClosed is returned for work asked of a Pool after Close.
+	ErrClosed = errors.New("relaypool: pool closed")
+	// ErrRejected is a relay's ["OK", <id>, false, <reason>] answer (NIP-01); the error text
+	// carries the reason (for example "blocked: …", "invalid: …", "rate-limited: …").
+	ErrRejected = errors.New("relaypool: relay rejected the event")
+	// ErrNoOK means the relay did not answer a published event with OK within
+	// Options.PublishTimeout.
+	ErrNoOK = errors.New("relaypool: no OK from relay in time")
+	// ErrConnectionLost means the relay connection ended (dropped by the relay or the network,
+	// a failed write, or no pong to a keepalive ping).
+	ErrConnectionLost = errors.New("relaypool: relay connection lost")
+	// ErrMessageTooLarge means the relay sent a message over the size bound (512 KiB);
+	// the connection is dropped and dialed again later.
+	ErrMessageTooLarge = errors.New("relaypool: relay message too large")
+	// ErrSubscriptionClosed is a relay's ["CLOSED", <subscription id>, <reason>] (NIP-01); the
+	// subscription is requested again after backoff.
+	ErrSubscriptionClosed = errors.New("relaypool: relay closed the subscription")
+
+	// Reasons an incoming event is dropped (see checkEvent).
+	ErrFilterMismatch = errors.New("relaypool: event does not match the subscription's filter")
+	ErrBadEventID     = errors.New("relaypool: event id is not the hash of the event")
+	ErrBadSignature   = errors.New("relaypool: event signature is invalid")
+)
