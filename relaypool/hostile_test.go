@@ -248,12 +248,21 @@ func TestHostileRelay(t *testing.T) {
 		t.Fatalf("delivered %v, want g1 g2 g3 g4", ids)
 	}
 
+	t.Log("CLOSED after EOSE still grows the backoff (50ms, 85ms, then 144ms ± 20%)")
+	hc2.send(t, "EOSE", r3.SubscriptionID)
+	closedAt := time.Now()
+	hc2.send(t, "CLOSED", r3.SubscriptionID, "rate-limited: slow down")
+	r4 := hc2.req(t)
+	if gap := time.Since(closedAt); gap < 110*time.Millisecond {
+		t.Fatalf("REQ re-sent %v after CLOSED, want the grown backoff (over 115ms)", gap)
+	}
+
 	t.Log("ending the subscription sends CLOSE")
 	cancel()
 	select {
 	case id := <-hc2.closes:
-		if id != r3.SubscriptionID {
-			t.Fatalf("CLOSE for %q, want %q", id, r3.SubscriptionID)
+		if id != r4.SubscriptionID {
+			t.Fatalf("CLOSE for %q, want %q", id, r4.SubscriptionID)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no CLOSE after the subscription's context ended")

@@ -74,17 +74,23 @@ type relaySubscription struct {
 	out    chan<- Event
 }
 
-// run keeps the subscription open on the relay until ctx ends.
+// run keeps the subscription open on the relay until ctx ends. The backoff starts again from
+// MinBackoff after an attempt that worked (EOSE or a valid event), unless the relay ended it
+// with CLOSED: a relay that keeps closing the subscription is asked less and less often.
 func (s *relaySubscription) run(ctx context.Context) {
 	p := s.pool
 	backoff := p.opts.MinBackoff
 	for {
-		opened, err := s.once(ctx, func() { backoff = p.opts.MinBackoff })
+		worked := false
+		opened, err := s.once(ctx, func() { worked = true })
 		if ctx.Err() != nil || p.ctx.Err() != nil {
 			return
 		}
 		if opened {
 			s.filter.Since = resumeSince(s.filter, time.Now())
+		}
+		if worked && !errors.Is(err, ErrSubscriptionClosed) {
+			backoff = p.opts.MinBackoff
 		}
 		p.log.Warn("subscription interrupted, will retry", "relay", s.relay.url, "error", err, "retry_in", backoff.Round(time.Millisecond))
 		select {
@@ -97,8 +103,8 @@ func (s *relaySubscription) run(ctx context.Context) {
 }
 
 // once sends one REQ and forwards its events until the connection ends, the relay closes the
-// subscription, or ctx ends; it returns whether the REQ was sent, and why it ended. working is called
-// when the relay shows the subscription works (EOSE or a valid event).
+// subscription, or ctx ends; it returns whether the REQ was sent, and why it ended. working is
+// called (in this goroutine) when the relay shows the subscription works: EOSE or a valid event.
 func (s *relaySubscription) once(ctx context.Context, working func()) (opened bool, err error) {
 	p, r := s.pool, s.relay
 	c, err := r.connect(ctx)
