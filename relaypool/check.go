@@ -49,11 +49,27 @@ func jittered(d time.Duration, u float64) time.Duration {
 	return d + time.Duration((u*2*backoffJitter-backoffJitter)*float64(d))
 }
 
-// resumeSince is the Since to re-send a subscription with after it was interrupted at t: one
-// minute before t, so that stored events missed meanwhile are fetched (duplicates are dropped
-// by id), unless the filter's own Since is later.
-func resumeSince(f nostr.Filter, t time.Time) *nostr.Timestamp {
-	since := nostr.Timestamp(t.Add(-time.Minute).Unix())
+// minLookback is the shortest look-back used when a subscription is re-sent.
+const minLookback = time.Minute
+
+// lookback is how far before "now" a subscription's Since reaches when it is opened at t: the
+// caller's own window (t − Since) when it has one, at least minLookback. A subscription re-sent
+// after an interruption keeps that width, so a remote signer that accepts requests up to ten
+// minutes old still receives them after a reconnect.
+func lookback(f nostr.Filter, t time.Time) time.Duration {
+	if f.Since != nil {
+		if d := t.Sub(f.Since.Time()); d > minLookback {
+			return d
+		}
+	}
+	return minLookback
+}
+
+// resumeSince is the Since to re-send a subscription with after it was interrupted at t: back
+// from t by the subscription's look-back width, so that stored events missed meanwhile are
+// fetched (duplicates are dropped by id), unless the filter's own Since is later.
+func resumeSince(f nostr.Filter, width time.Duration, t time.Time) *nostr.Timestamp {
+	since := nostr.Timestamp(t.Add(-width).Unix())
 	if f.Since != nil && *f.Since >= since {
 		return f.Since
 	}

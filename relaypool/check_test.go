@@ -123,6 +123,26 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+func TestLookbackKeepsTheCallersWindow(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	tenMin := nostr.Timestamp(now.Add(-10 * time.Minute).Unix())
+	recent := nostr.Timestamp(now.Add(-5 * time.Second).Unix())
+	if got := lookback(nostr.Filter{Since: &tenMin}, now); got != 10*time.Minute {
+		t.Fatalf("lookback with a 10-minute window = %v", got)
+	}
+	if got := lookback(nostr.Filter{Since: &recent}, now); got != time.Minute {
+		t.Fatalf("lookback with a 5-second window = %v, want the 1-minute floor", got)
+	}
+	if got := lookback(nostr.Filter{}, now); got != time.Minute {
+		t.Fatalf("lookback without Since = %v", got)
+	}
+	later := now.Add(time.Hour)
+	got := resumeSince(nostr.Filter{Since: &tenMin}, 10*time.Minute, later)
+	if want := nostr.Timestamp(later.Add(-10 * time.Minute).Unix()); *got != want {
+		t.Fatalf("resumed Since = %v, want %v (ten minutes before the interruption)", *got, want)
+	}
+}
+
 func TestResumeSince(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	minuteBefore := nostr.Timestamp(now.Add(-time.Minute).Unix())
@@ -143,7 +163,7 @@ func TestResumeSince(t *testing.T) {
 			if tc.since != nil {
 				before = *tc.since
 			}
-			got := resumeSince(f, now)
+			got := resumeSince(f, time.Minute, now)
 			if got == nil || *got != tc.want {
 				t.Fatalf("resumeSince = %v, want %v", got, tc.want)
 			}

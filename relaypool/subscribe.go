@@ -24,8 +24,8 @@ const closeTimeout = 2 * time.Second
 // the filter, and has a valid id and signature; others are logged and dropped. When the
 // connection drops, or the relay ends the subscription with ["CLOSED", <id>, <reason>], the
 // REQ is sent again (re-dialing if needed) after a growing, jittered delay (Options.MinBackoff,
-// MaxBackoff), with Since moved to one minute before the interruption so that stored events
-// missed meanwhile are fetched (duplicates are dropped by id). A relay message over 512 KiB
+// MaxBackoff), with Since moved back from the interruption by the filter's own look-back (at
+// least a minute) so that stored events missed meanwhile are fetched (duplicates are dropped by id). A relay message over 512 KiB
 // drops that relay's connection, which is then re-dialed the same way.
 //
 // Events wait in a buffer of Options.EventBuffer per relay until the channel has room; when a
@@ -40,6 +40,7 @@ func (p *Pool) Subscribe(ctx context.Context, filter nostr.Filter) <-chan Event 
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(p.ctx, cancel)
 	seen := newSeenSet(p.opts.SeenTTL)
+	width := lookback(filter, time.Now())
 
 	var loops sync.WaitGroup
 	loops.Add(len(p.relays))
@@ -47,7 +48,7 @@ func (p *Pool) Subscribe(ctx context.Context, filter nostr.Filter) <-chan Event 
 	for _, r := range p.relays {
 		fs = append(fs, func() {
 			defer loops.Done()
-			s := &relaySubscription{pool: p, relay: r, filter: filter, seen: seen, out: out}
+			s := &relaySubscription{pool: p, relay: r, filter: filter, lookback: width, seen: seen, out: out}
 			s.run(ctx)
 		})
 	}
@@ -70,6 +71,8 @@ type relaySubscription struct {
 	pool   *Pool
 	relay  *relay
 	filter nostr.Filter // as last sent; only Since changes, the caller's copy never does
+	// lookback is how far back Since reaches when the subscription is re-sent (see lookback).
+	lookback time.Duration
 	seen   *seenSet
 	out    chan<- Event
 }
@@ -87,7 +90,7 @@ func (s *relaySubscription) run(ctx context.Context) {
 			return
 		}
 		if opened {
-			s.filter.Since = resumeSince(s.filter, time.Now())
+			s.filter.Since = resumeSince(s.filter, s.lookback, time.Now())
 		}
 		if worked && !errors.Is(err, ErrSubscriptionClosed) {
 			backoff = p.opts.MinBackoff

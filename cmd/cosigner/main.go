@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nbd-wtf/go-nostr"
-
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/signer"
@@ -35,9 +33,6 @@ Configuration is read from COSIGNER_* environment variables; see the README.
 `
 
 func main() {
-	// go-nostr logs every event a relay sends that does not match the filter (our own responses
-	// echoed on the connection, for one) to stderr; it drops them itself, so keep the noise out.
-	nostr.InfoLogger.SetOutput(io.Discard)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := runCommand(ctx, os.Args[1:], os.Stdout)
 	stop()
