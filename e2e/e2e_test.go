@@ -127,6 +127,9 @@ func TestCosignOverNostr(t *testing.T) {
 			t.Fatal(err)
 		}
 		assertUTXOsMatchNode(t, env, st)
+		if _, err := env.WaitLog(ctx, 10*time.Second, `msg="coin spent"`, "outpoint="+fundTxid+":", "spent_by="+fin.TxID); err != nil {
+			t.Fatal(err)
+		}
 		h, _ := chainhash.NewHashFromStr(fundTxid)
 		if out, err := env.Net.RPC().GetTxOut(h, 0, true); err == nil && out != nil && out.Value == fund.ToBTC() {
 			t.Fatalf("funding output still unspent on the node")

@@ -30,6 +30,9 @@ type ChainView interface {
 	Lookup(pkScript []byte) (branch, index uint32, ok bool)
 	// TipHeight is the height of the best known block.
 	TipHeight() int32
+	// Synced reports whether the view is complete (the watcher's initial sync is done). Before
+	// that, a coin of ours could look foreign, so no request is decided.
+	Synced() bool
 }
 
 // FeeRate is a feerate in sat/vB.

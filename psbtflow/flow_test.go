@@ -29,9 +29,10 @@ var net = &chaincfg.RegressionNetParams
 
 // memChain is a wallet view held in memory: the pure core is tested against values.
 type memChain struct {
-	coins  map[wire.OutPoint]Coin
-	window map[string][2]uint32
-	tip    int32
+	coins   map[wire.OutPoint]Coin
+	window  map[string][2]uint32
+	tip     int32
+	syncing bool
 }
 
 func (m *memChain) Coin(op wire.OutPoint) (Coin, bool) { c, ok := m.coins[op]; return c, ok }
@@ -40,6 +41,7 @@ func (m *memChain) Lookup(s []byte) (uint32, uint32, bool) {
 	return bi[0], bi[1], ok
 }
 func (m *memChain) TipHeight() int32 { return m.tip }
+func (m *memChain) Synced() bool     { return !m.syncing }
 
 type fixture struct {
 	keys  [3]*signer.Keys

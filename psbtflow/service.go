@@ -71,6 +71,10 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 	if len(req.Params) < 1 || len(req.Params) > 2 {
 		return "", signer.Errorf(signer.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
 	}
+	if !s.chain.Synced() {
+		// Not recorded: the same request is decided normally once the view is complete.
+		return "", signer.Errorf(signer.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -91,6 +92,13 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		}()
 	}
 	start("chainwatch", watcher.Run)
+	// The watcher never drops an event and waits when its buffer is full, so its events are
+	// always drained here; for now they are reported in the log (psbtflow automations will
+	// consume them later).
+	start("chain events", func(ctx context.Context) error {
+		logChainEvents(ctx, watcher.Events(), log.With("component", "chainwatch"))
+		return nil
+	})
 	if cfg.HealthAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HealthAddr)
 		if err != nil {
@@ -107,16 +115,16 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 			return nil
 		})
 	}
-	// Serve NIP-46 only once the wallet view is complete: before that, a sign_psbt could not
-	// tell a foreign coin from one of ours that is not synced yet.
-	start("signer", func(ctx context.Context) error {
+	// NIP-46 is served from the start (connect, ping…); sign_psbt waits for the wallet view to be
+	// complete (psbtflow answers "not synced yet" before that).
+	start("signer", remote.Run)
+	start("sync report", func(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
-			return nil
 		case <-watcher.Ready():
+			log.Info("wallet synced", "utxos", len(watcher.UTXOs()), "tip", watcher.Tip().Height)
 		}
-		log.Info("wallet synced; serving NIP-46", "utxos", len(watcher.UTXOs()), "tip", watcher.Tip().Height)
-		return remote.Run(ctx)
+		return nil
 	})
 	<-ctx.Done()
 	cause := context.Cause(ctx)
@@ -126,6 +134,36 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return cause
 	}
 	return nil
+}
+
+// logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends.
+func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			switch e := ev.(type) {
+			case chainwatch.FundingSeen:
+				log.Info("funding seen", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String(), "branch", e.UTXO.Branch, "index", e.UTXO.Index, "height", e.UTXO.Height)
+			case chainwatch.FundingConfirmed:
+				log.Info("funding confirmed", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String(), "confirmations", e.Confs)
+			case chainwatch.Spent:
+				by := ""
+				if e.SpentBy != nil {
+					by = e.SpentBy.String()
+				}
+				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
+			case chainwatch.FundingDropped:
+				log.Warn("funding dropped (evicted, replaced or reorged out)", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
+			case chainwatch.NewTip:
+				log.Debug("new tip", "height", e.Tip.Height, "hash", e.Tip.Hash.String())
+			}
+		}
+	}
 }
 
 // chainView adapts the watcher to psbtflow.ChainView.
@@ -141,6 +179,16 @@ func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
 
 func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool) { return c.w.Lookup(pkScript) }
 func (c chainView) TipHeight() int32                              { return c.w.Tip().Height }
+
+// Synced is true once the watcher's initial sync has completed.
+func (c chainView) Synced() bool {
+	select {
+	case <-c.w.Ready():
+		return true
+	default:
+		return false
+	}
+}
 
 // healthHandler serves /healthz (200 when the wallet is synced, the Electrum server connected and
 // at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).

@@ -417,6 +417,34 @@ func (e *Env) RaceReports() string {
 	return strings.Join(out, "\n")
 }
 
+// WaitLog waits until a line of the cosigner's log contains every one of parts, and returns it.
+func (e *Env) WaitLog(ctx context.Context, timeout time.Duration, parts ...string) (string, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(filepath.Join(e.Dir, "cosigner.log"))
+		for _, line := range strings.Split(string(b), "\n") {
+			all := true
+			for _, p := range parts {
+				if !strings.Contains(line, p) {
+					all = false
+					break
+				}
+			}
+			if all {
+				return line, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("scenario: no cosigner log line with %q within %s", parts, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // LogTail returns the last n lines of the cosigner's log.
 func (e *Env) LogTail(n int) string { return tail(filepath.Join(e.Dir, "cosigner.log"), n) }
 

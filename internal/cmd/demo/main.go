@@ -156,7 +156,13 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	say("a block is mined; the cosigner reports the 2 BTC coin spent and the change back in the wallet:")
+	line, err := env.WaitLog(ctx, 10*time.Second, `msg="coin spent"`, "outpoint="+txid+":")
+	if err != nil {
+		return err
+	}
+	say("a block is mined; the cosigner's log says:")
+	say("  %s", truncate(line[strings.Index(line, "msg="):], 160))
+	say("and its wallet view holds only the change now:")
 	for _, u := range st.UTXOs {
 		kind := "receive"
 		if u.Branch == 1 {
