@@ -101,26 +101,37 @@ func relayRoundTrip(ctx context.Context, url string) error {
 	}
 }
 
+// lockRelay takes relayMu for op on relay i and returns it with the unlock function; it fails
+// (unlocked) if the network is closed or i is out of range.
+func (n *Network) lockRelay(op string, i int) (*relayState, func(), error) {
+	if err := n.checkOpen(); err != nil {
+		return nil, nil, err
+	}
+	n.relayMu.Lock()
+	if err := n.checkOpen(); err != nil { // Close may have run meanwhile
+		n.relayMu.Unlock()
+		return nil, nil, err
+	}
+	if i < 0 || i >= len(n.relays) {
+		n.relayMu.Unlock()
+		return nil, nil, fmt.Errorf("devnet: %s(%d): have relays 0..%d", op, i, len(n.relays)-1)
+	}
+	return &n.relays[i], n.relayMu.Unlock, nil
+}
+
 // StopRelay stops relay i (0-based) with SIGTERM, as a relay outage would
 // look to clients: their connections drop. Its port and stored events are
 // kept for StartRelay. Stopping a stopped relay is a no-op.
 func (n *Network) StopRelay(i int) error {
-	if err := n.checkOpen(); err != nil {
+	r, unlock, err := n.lockRelay("StopRelay", i)
+	if err != nil {
 		return err
 	}
-	n.relayMu.Lock()
-	defer n.relayMu.Unlock()
-	if err := n.checkOpen(); err != nil { // Close may have run meanwhile
-		return err
-	}
-	if i < 0 || i >= len(n.relays) {
-		return fmt.Errorf("devnet: StopRelay(%d): have relays 0..%d", i, len(n.relays)-1)
-	}
-	r := &n.relays[i]
+	defer unlock()
 	if r.proc == nil {
 		return nil
 	}
-	err := r.proc.stop(5 * time.Second)
+	err = r.proc.stop(5 * time.Second)
 	r.proc = nil
 	if err != nil {
 		return fmt.Errorf("devnet: StopRelay(%d): %w", i, err)
@@ -133,18 +144,11 @@ func (n *Network) StopRelay(i int) error {
 // and waits up to 30 s until it answers a REQ with EOSE. Starting a running
 // relay is a no-op. If the port was taken meanwhile, the error says so.
 func (n *Network) StartRelay(i int) error {
-	if err := n.checkOpen(); err != nil {
+	r, unlock, err := n.lockRelay("StartRelay", i)
+	if err != nil {
 		return err
 	}
-	n.relayMu.Lock()
-	defer n.relayMu.Unlock()
-	if err := n.checkOpen(); err != nil { // Close may have run meanwhile
-		return err
-	}
-	if i < 0 || i >= len(n.relays) {
-		return fmt.Errorf("devnet: StartRelay(%d): have relays 0..%d", i, len(n.relays)-1)
-	}
-	r := &n.relays[i]
+	defer unlock()
 	if r.proc != nil && !r.proc.exited() {
 		return nil
 	}
