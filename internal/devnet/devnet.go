@@ -268,7 +268,7 @@ func (n *Network) Close() error {
 
 		n.ecMu.Lock()
 		if n.ec != nil {
-			n.ec.close()
+			n.ec.Close()
 			n.ec = nil
 		}
 		n.ecMu.Unlock()

@@ -23,6 +23,7 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
@@ -69,13 +70,13 @@ type utxo struct {
 
 func listUnspent(t *testing.T, ctx context.Context, addr string, pkScript []byte) []utxo {
 	t.Helper()
-	c, err := dialElectrum(ctx, addr)
+	c, err := electrum.Dial(ctx, "tcp://"+addr, electrum.Options{ClientName: "devnet-test"})
 	if err != nil {
 		t.Fatalf("dial ElectrumX: %v", err)
 	}
-	defer c.close()
+	defer c.Close()
 	var us []utxo
-	if err := c.call(ctx, "blockchain.scripthash.listunspent", []any{chainwatch.ScriptHash(pkScript)}, &us); err != nil {
+	if err := c.Call(ctx, "blockchain.scripthash.listunspent", []any{chainwatch.ScriptHash(pkScript)}, &us); err != nil {
 		t.Fatalf("listunspent: %v", err)
 	}
 	return us
@@ -243,17 +244,17 @@ func TestNetworkChain(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	c, err := dialElectrum(ctx, n.ElectrumAddr())
+	c, err := electrum.Dial(ctx, n.ElectrumURL(), electrum.Options{ClientName: "devnet-test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.close()
+	defer c.Close()
 	var relayFee float64
-	if err := c.call(ctx, "blockchain.relayfee", nil, &relayFee); err != nil || relayFee != 0.00001 {
+	if err := c.Call(ctx, "blockchain.relayfee", nil, &relayFee); err != nil || relayFee != 0.00001 {
 		t.Errorf("blockchain.relayfee = %v, %v; want btcd's 0.00001 (bridged getnetworkinfo)", relayFee, err)
 	}
 	var fee float64
-	if err := c.call(ctx, "blockchain.estimatefee", []any{2}, &fee); err != nil || fee != -1 {
+	if err := c.Call(ctx, "blockchain.estimatefee", []any{2}, &fee); err != nil || fee != -1 {
 		t.Errorf("blockchain.estimatefee = %v, %v; want -1 on a fresh chain (bridged estimatesmartfee)", fee, err)
 	}
 
@@ -278,29 +279,26 @@ func TestNetworkChain(t *testing.T) {
 	var tip struct {
 		Height int64 `json:"height"`
 	}
-	if err := c.call(ctx, "blockchain.headers.subscribe", nil, &tip); err != nil {
+	if err := c.Call(ctx, "blockchain.headers.subscribe", nil, &tip); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := n.Mine(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	timeout := time.After(10 * time.Second)
 	for {
-		line, err := c.r.ReadBytes('\n')
-		if err != nil {
-			t.Fatalf("no blockchain.headers.subscribe notification: %v", err)
+		var note electrum.Notification
+		select {
+		case note = <-c.Notifications():
+		case <-timeout:
+			t.Fatal("no blockchain.headers.subscribe notification within 10s")
 		}
-		var note struct {
-			Method string `json:"method"`
-			Params []struct {
-				Height int64 `json:"height"`
-			} `json:"params"`
+		var params []struct {
+			Height int64 `json:"height"`
 		}
-		if json.Unmarshal(line, &note) == nil && note.Method == "blockchain.headers.subscribe" && len(note.Params) == 1 {
-			if note.Params[0].Height != tip.Height+1 {
-				t.Fatalf("notified height %d, want %d", note.Params[0].Height, tip.Height+1)
+		if note.Method == "blockchain.headers.subscribe" && json.Unmarshal(note.Params, &params) == nil && len(params) == 1 {
+			if params[0].Height != tip.Height+1 {
+				t.Fatalf("notified height %d, want %d", params[0].Height, tip.Height+1)
 			}
 			break
 		}
@@ -442,7 +440,7 @@ func signEvent(t *testing.T, priv *btcec.PrivateKey, kind int, tags [][]string, 
 // spendThroughElectrum funds a fresh P2WPKH key, confirms it, spends it with a
 // transaction broadcast through ElectrumX, confirms that, and reads it back
 // with its merkle proof.
-func spendThroughElectrum(t *testing.T, ctx context.Context, n *Network, c *electrumConn) {
+func spendThroughElectrum(t *testing.T, ctx context.Context, n *Network, c *electrum.Client) {
 	t.Helper()
 	priv, err := btcec.NewPrivateKey()
 	if err != nil {
@@ -476,7 +474,7 @@ func spendThroughElectrum(t *testing.T, ctx context.Context, n *Network, c *elec
 		t.Fatal(err)
 	}
 	var txid string
-	if err := c.call(ctx, "blockchain.transaction.broadcast", []any{buf.String()}, &txid); err != nil {
+	if err := c.Call(ctx, "blockchain.transaction.broadcast", []any{buf.String()}, &txid); err != nil {
 		t.Fatalf("blockchain.transaction.broadcast: %v", err)
 	}
 	if txid != tx.TxHash().String() {
@@ -490,14 +488,14 @@ func spendThroughElectrum(t *testing.T, ctx context.Context, n *Network, c *elec
 	}
 	_, height, _ := n.RPC().GetBestBlock()
 	var raw string
-	if err := c.call(ctx, "blockchain.transaction.get", []any{txid}, &raw); err != nil || raw != buf.String() {
+	if err := c.Call(ctx, "blockchain.transaction.get", []any{txid}, &raw); err != nil || raw != buf.String() {
 		t.Fatalf("blockchain.transaction.get = %.20s…, %v", raw, err)
 	}
 	var merkle struct {
 		BlockHeight int64 `json:"block_height"`
 		Pos         int   `json:"pos"`
 	}
-	if err := c.call(ctx, "blockchain.transaction.get_merkle", []any{txid, height}, &merkle); err != nil {
+	if err := c.Call(ctx, "blockchain.transaction.get_merkle", []any{txid, height}, &merkle); err != nil {
 		t.Fatalf("blockchain.transaction.get_merkle: %v", err)
 	}
 	if merkle.BlockHeight != int64(height) || merkle.Pos != 1 {

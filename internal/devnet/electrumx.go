@@ -4,18 +4,16 @@ package devnet
 // protocol the harness speaks to wait for it.
 
 import (
-	"bufio"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 )
 
 // electrumPollInterval is ElectrumX's DAEMON_POLL_INTERVAL_BLOCKS and
@@ -84,12 +82,13 @@ func (n *Network) waitElectrumSynced(ctx context.Context) error {
 }
 
 // electrumTip asks ElectrumX for its tip over the harness's Electrum
-// connection, dialling it when needed.
+// connection (the project's own client, chainwatch/electrum), dialling it when
+// needed.
 func (n *Network) electrumTip(ctx context.Context) (chainhash.Hash, int64, error) {
 	n.ecMu.Lock()
 	defer n.ecMu.Unlock()
 	if n.ec == nil {
-		c, err := dialElectrum(ctx, n.ElectrumAddr())
+		c, err := electrum.Dial(ctx, n.ElectrumURL(), electrum.Options{ClientName: "cosigner-devnet", PingInterval: -1})
 		if err != nil {
 			return chainhash.Hash{}, 0, err
 		}
@@ -99,8 +98,8 @@ func (n *Network) electrumTip(ctx context.Context) (chainhash.Hash, int64, error
 		Height int64  `json:"height"`
 		Hex    string `json:"hex"`
 	}
-	if err := n.ec.call(ctx, "blockchain.headers.subscribe", nil, &tip); err != nil {
-		n.ec.close()
+	if err := n.ec.Call(ctx, "blockchain.headers.subscribe", nil, &tip); err != nil {
+		n.ec.Close()
 		n.ec = nil
 		return chainhash.Hash{}, 0, err
 	}
@@ -111,81 +110,8 @@ func (n *Network) electrumTip(ctx context.Context) (chainhash.Hash, int64, error
 	return chainhash.DoubleHashH(raw), tip.Height, nil
 }
 
-// electrumConn is a minimal Electrum protocol client (newline-delimited
-// JSON-RPC 2.0 over TCP) for the harness's health checks. Notifications are
-// skipped. Not safe for concurrent use.
-type electrumConn struct {
-	conn net.Conn
-	r    *bufio.Reader
-	id   int
-}
-
-func dialElectrum(ctx context.Context, addr string) (*electrumConn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	c := &electrumConn{conn: conn, r: bufio.NewReaderSize(conn, 1<<16)}
-	var version []string
-	if err := c.call(ctx, "server.version", []any{"cosigner-devnet", "1.4"}, &version); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("server.version: %w", err)
-	}
-	return c, nil
-}
-
-// call sends one request and decodes its result into out, skipping
-// notifications. It gives up after 10 s or when ctx ends.
-func (c *electrumConn) call(ctx context.Context, method string, params []any, out any) error {
-	if params == nil {
-		params = []any{}
-	}
-	c.id++
-	req, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": c.id, "method": method, "params": params})
-	if err != nil {
-		return err
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	if err := c.conn.SetDeadline(deadline); err != nil {
-		return err
-	}
-	if _, err := c.conn.Write(append(req, '\n')); err != nil {
-		return err
-	}
-	for {
-		line, err := c.r.ReadBytes('\n')
-		if err != nil {
-			return err
-		}
-		var resp struct {
-			ID     *int            `json:"id"`
-			Result json.RawMessage `json:"result"`
-			Error  json.RawMessage `json:"error"`
-		}
-		if err := json.Unmarshal(line, &resp); err != nil {
-			return fmt.Errorf("electrum: bad line %q: %w", truncate(string(line), 200), err)
-		}
-		if resp.ID == nil || *resp.ID != c.id {
-			continue // a notification or a stale answer
-		}
-		if len(resp.Error) > 0 && string(resp.Error) != "null" {
-			return fmt.Errorf("electrum %s: %s", method, resp.Error)
-		}
-		if out == nil {
-			return nil
-		}
-		return json.Unmarshal(resp.Result, out)
-	}
-}
-
-func (c *electrumConn) close() { c.conn.Close() }
-
 // ecState holds the harness's Electrum connection (see electrumTip).
 type ecState struct {
 	ecMu sync.Mutex
-	ec   *electrumConn
+	ec   *electrum.Client
 }
