@@ -107,7 +107,7 @@ func (n *Network) startBtcd(ctx context.Context) error {
 		return err == nil, nil
 	})
 	if err != nil {
-		return fmt.Errorf("btcd did not answer RPC on 127.0.0.1:%d: %w; last lines of %s:\n%s", n.btcdRPCPort, err, p.logPath, tailFile(p.logPath, 20))
+		return fmt.Errorf("btcd did not answer RPC on 127.0.0.1:%d: %w; last lines of %s:\n%s", n.btcdRPCPort, err, p.logPath, TailFile(p.logPath, 20))
 	}
 	return nil
 }

@@ -23,8 +23,9 @@ type Config struct {
 	Dir string
 
 	// ToolsDir is where scripts/install-tools.sh installed the tools
-	// (bin/btcd, venv/bin/electrumx_server). Default: <repo>/.tools, where
-	// <repo> is the first folder above the working directory holding go.mod.
+	// (bin/btcd, venv/bin/electrumx_server). Default: ToolsDir() — $TOOLS_DIR,
+	// else <repo>/.tools, where <repo> is the first folder above the working
+	// directory holding go.mod.
 	// The relay's node packages are always taken from
 	// <repo>/internal/devnet/node.
 	ToolsDir string
@@ -121,10 +122,10 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 	repo, repoErr := RepoRoot()
 	toolsDir := cfg.ToolsDir
 	if toolsDir == "" {
-		if repoErr != nil {
-			return nil, repoErr
+		var err error
+		if toolsDir, err = ToolsDir(); err != nil {
+			return nil, err
 		}
-		toolsDir = filepath.Join(repo, ".tools")
 	}
 	if repoErr != nil {
 		return nil, fmt.Errorf("devnet: the relay's node packages are found from the repository root: %w", repoErr)

@@ -56,7 +56,7 @@ func (n *Network) startElectrumX(ctx context.Context) error {
 		if p.exited() {
 			return p.exitError()
 		}
-		return fmt.Errorf("electrumx on 127.0.0.1:%d: %w; last lines of %s:\n%s", n.electrumPort, err, p.logPath, tailFile(p.logPath, 20))
+		return fmt.Errorf("electrumx on 127.0.0.1:%d: %w; last lines of %s:\n%s", n.electrumPort, err, p.logPath, TailFile(p.logPath, 20))
 	}
 	return nil
 }

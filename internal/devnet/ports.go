@@ -36,3 +36,7 @@ func pickPort(service string, port int) (int, error) {
 	}
 	return p, nil
 }
+
+// FreePort returns a loopback TCP port that was free a moment ago, for a service (named in
+// errors) that the caller starts next.
+func FreePort(service string) (int, error) { return pickPort(service, 0) }

@@ -72,7 +72,7 @@ func (p *process) exitError() error {
 	if p.waitErr != nil {
 		how = p.waitErr.Error()
 	}
-	return fmt.Errorf("%s exited early (%s); last lines of %s:\n%s", p.name, how, p.logPath, tailFile(p.logPath, 20))
+	return fmt.Errorf("%s exited early (%s); last lines of %s:\n%s", p.name, how, p.logPath, TailFile(p.logPath, 20))
 }
 
 // stop sends SIGTERM to the child's process group, waits up to grace, then
@@ -101,8 +101,8 @@ func (p *process) stop(grace time.Duration) error {
 	}
 }
 
-// tailFile returns the last n lines of path, or a note saying why it cannot.
-func tailFile(path string, n int) string {
+// TailFile returns the last n lines of path (a process log), or a note saying why it cannot.
+func TailFile(path string, n int) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return "(no log: " + err.Error() + ")"

@@ -48,7 +48,7 @@ func (n *Network) startRelay(ctx context.Context, i int) error {
 		if p.exited() {
 			return err
 		}
-		return fmt.Errorf("%s on %s: %w; last lines of %s:\n%s", name, url, err, p.logPath, tailFile(p.logPath, 20))
+		return fmt.Errorf("%s on %s: %w; last lines of %s:\n%s", name, url, err, p.logPath, TailFile(p.logPath, 20))
 	}
 	return nil
 }

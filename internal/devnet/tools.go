@@ -30,6 +30,19 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// ToolsDir is where scripts/install-tools.sh puts the tools: $TOOLS_DIR when set (as the
+// script reads it), otherwise <repo>/.tools.
+func ToolsDir() (string, error) {
+	if d := os.Getenv("TOOLS_DIR"); d != "" {
+		return filepath.Abs(d)
+	}
+	repo, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(repo, ".tools"), nil
+}
+
 // tools are the absolute paths of the programs the network runs.
 type tools struct {
 	btcd      string // <tools>/bin/btcd

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/descriptor"
@@ -113,7 +113,7 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 	}
 
 	// Key A: the cosigner's own, made by `cosigner init`.
-	hp, err := freePort()
+	hp, err := devnet.FreePort("cosigner health endpoint")
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 
 // WritePolicy writes the policy file: the scenario's client may call sign_psbt, up to maxPerTx.
 func (e *Env) WritePolicy(maxPerTx string) error {
-	npub, err := encodeNPub(e.ClientPK)
+	npub, err := nip19.EncodePublicKey(e.ClientPK)
 	if err != nil {
 		return err
 	}
@@ -213,7 +213,7 @@ func (e *Env) StartDaemon(ctx context.Context) error {
 		select {
 		case err := <-done:
 			e.daemon = nil
-			return fmt.Errorf("scenario: cosigner exited during start-up (%v); log:\n%s", err, tail(filepath.Join(e.Dir, "cosigner.log"), 30))
+			return fmt.Errorf("scenario: cosigner exited during start-up (%v); log:\n%s", err, devnet.TailFile(filepath.Join(e.Dir, "cosigner.log"), 30))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
@@ -222,7 +222,7 @@ func (e *Env) StartDaemon(ctx context.Context) error {
 			return nil
 		}
 	}
-	return fmt.Errorf("scenario: cosigner not healthy after 90s; log:\n%s", tail(filepath.Join(e.Dir, "cosigner.log"), 30))
+	return fmt.Errorf("scenario: cosigner not healthy after 90s; log:\n%s", devnet.TailFile(filepath.Join(e.Dir, "cosigner.log"), 30))
 }
 
 // StopDaemon stops `cosigner run` with SIGTERM (graceful) and waits.
@@ -316,7 +316,11 @@ func (e *Env) BunkerURI(ctx context.Context) (string, error) {
 
 // BDKJSON runs e2e/clients/bdkwallet.py with args and decodes its JSON answer into out.
 func (e *Env) BDKJSON(ctx context.Context, out any, args ...string) error {
-	py := filepath.Join(e.toolsDir(), "venv", "bin", "python")
+	tools, err := devnet.ToolsDir()
+	if err != nil {
+		return err
+	}
+	py := filepath.Join(tools, "venv", "bin", "python")
 	cmd := e.command(ctx, py, append([]string{filepath.Join(e.Root, "e2e", "clients", "bdkwallet.py")}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -446,7 +450,7 @@ func (e *Env) WaitLog(ctx context.Context, timeout time.Duration, parts ...strin
 }
 
 // LogTail returns the last n lines of the cosigner's log.
-func (e *Env) LogTail(n int) string { return tail(filepath.Join(e.Dir, "cosigner.log"), n) }
+func (e *Env) LogTail(n int) string { return devnet.TailFile(filepath.Join(e.Dir, "cosigner.log"), n) }
 
 func (e *Env) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -455,38 +459,10 @@ func (e *Env) command(ctx context.Context, name string, args ...string) *exec.Cm
 	return cmd
 }
 
-func (e *Env) toolsDir() string {
-	if d := os.Getenv("TOOLS_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join(e.Root, ".tools")
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	return lastLines(string(b), n)
-}
-
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-func encodeNPub(pk string) (string, error) {
-	return signer.PublicInfo{NostrPubKey: pk}.NPub(), nil
 }
