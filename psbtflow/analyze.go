@@ -2,6 +2,7 @@ package psbtflow
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -188,8 +189,8 @@ func Analyze(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView) (*Ana
 // index is within the lookahead window — a far index would be change nobody watches).
 func changeOutput(pout psbt.POutput, pkScript []byte, desc *descriptor.Descriptor, chain ChainView) (uint32, uint32, bool) {
 	for _, d := range pout.Bip32Derivation {
-		var fp [4]byte
-		fp[0], fp[1], fp[2], fp[3] = byte(d.MasterKeyFingerprint), byte(d.MasterKeyFingerprint>>8), byte(d.MasterKeyFingerprint>>16), byte(d.MasterKeyFingerprint>>24)
+		var fp [4]byte // btcd's psbt keeps the fingerprint as a little-endian uint32
+		binary.LittleEndian.PutUint32(fp[:], d.MasterKeyFingerprint)
 		branch, index, ok := desc.MatchPath(fp, d.Bip32Path)
 		if !ok || branch != 1 {
 			continue

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -127,13 +128,13 @@ func (f *fixture) buildPSBT(t testing.TB, ins []wire.OutPoint, pay btcutil.Amoun
 		u.AddInWitnessUtxo(wire.NewTxOut(int64(c.Value), c.PkScript), i)
 		u.AddInWitnessScript(d.WitnessScript, i)
 		for _, k := range d.Keys {
-			u.AddInBip32Derivation(signer.FingerprintUint32(k.Fingerprint), k.Path, k.PubKey.SerializeCompressed(), i)
+			u.AddInBip32Derivation(binary.LittleEndian.Uint32(k.Fingerprint[:]), k.Path, k.PubKey.SerializeCompressed(), i)
 		}
 	}
 	d, _ := f.desc.Derive(1, changeIdx)
 	u.AddOutWitnessScript(d.WitnessScript, 1)
 	for _, k := range d.Keys {
-		u.AddOutBip32Derivation(signer.FingerprintUint32(k.Fingerprint), k.Path, k.PubKey.SerializeCompressed(), 1)
+		u.AddOutBip32Derivation(binary.LittleEndian.Uint32(k.Fingerprint[:]), k.Path, k.PubKey.SerializeCompressed(), 1)
 	}
 	return p
 }

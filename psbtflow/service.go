@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -38,7 +39,7 @@ type Service struct {
 func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain ChainView, pol func() *policy.Policy, db *store.DB, log *slog.Logger) (*Service, error) {
 	slot := -1
 	for i, k := range desc.Keys() {
-		if k.Fingerprint == keys.MasterFingerprint() && signer.FormatPath(k.OriginPath) == keys.Public.OriginPath &&
+		if k.Fingerprint == keys.MasterFingerprint() && slices.Equal(k.OriginPath, keys.AccountPath()) &&
 			k.XPub.String() == keys.Public.AccountXPub {
 			slot = i
 		}

@@ -2,7 +2,6 @@ package signer
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip19"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/scrypt"
+
+	"github.com/custodyagents/cosigner/descriptor"
 )
 
 // scrypt parameters for the key file (N=2^15, r=8, p=1: about 100 ms and 32 MiB per unlock).
@@ -124,19 +125,6 @@ func AccountPathFor(net *chaincfg.Params) []uint32 {
 		coin = 0
 	}
 	return []uint32{bip48Purpose + hardened, coin + hardened, 0 + hardened, bip48P2WSH + hardened}
-}
-
-// FormatPath writes a path as "48h/1h/0h/2h".
-func FormatPath(path []uint32) string {
-	parts := make([]string, len(path))
-	for i, s := range path {
-		if s >= hardened {
-			parts[i] = fmt.Sprintf("%dh", s-hardened)
-		} else {
-			parts[i] = fmt.Sprintf("%d", s)
-		}
-	}
-	return strings.Join(parts, "/")
 }
 
 // CreateKeyFile generates a fresh BIP32 seed and Nostr secret key from crypto/rand, encrypts them
@@ -302,17 +290,13 @@ func keysFrom(p secretPayload, net *chaincfg.Params) (*Keys, error) {
 	return &Keys{
 		Public: PublicInfo{
 			Fingerprint: hex.EncodeToString(fp[:]),
-			OriginPath:  FormatPath(path),
+			OriginPath:  strings.TrimPrefix(descriptor.FormatPath(path), "m/"),
 			AccountXPub: xpub.String(),
 			NostrPubKey: npk,
 		},
 		Params: net, account: acct, masterFP: fp, path: path, nostrSK: p.NostrSK,
 	}, nil
 }
-
-// FingerprintUint32 converts a fingerprint to the little-endian uint32 that btcd's psbt package
-// stores in Bip32Derivation.MasterKeyFingerprint.
-func FingerprintUint32(fp [4]byte) uint32 { return binary.LittleEndian.Uint32(fp[:]) }
 
 // NewKeys builds Keys from a 32-byte BIP32 seed and a Nostr secret key (hex) without a key file,
 // for tests and tooling that hold throwaway keys. Production keys come from LoadKeyFile.
