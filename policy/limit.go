@@ -1,5 +1,0 @@
-package policy
-
-import "io"
-
-func ioLimit(r io.Reader) io.Reader { return io.LimitReader(r, MaxFileBytes+1) }
