@@ -351,7 +351,6 @@ func (e *Env) NIP46(ctx context.Context, bunkerURI, clientSK, method string, par
 	var ans NIP46Answer
 	args := append([]string{filepath.Join(e.Root, "e2e", "clients", "nip46client.mjs"), "--bunker", bunkerURI, "--sk", clientSK, "--timeout", "60", method}, params...)
 	cmd := e.command(ctx, "node", args...)
-	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(e.Root, "internal", "devnet", "node", "node_modules"))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
