@@ -116,7 +116,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	say("BDK built the PSBT (fee %s) and signed it with key B: 1 of 2 signatures", btcutil.Amount(built.Fee))
+	say("BDK built the PSBT (fee %s) and signed it with key B: 1 of the 2 signatures the wallet needs", btcutil.Amount(built.Fee))
 	say("relay 3 goes down now, to show redundancy: the request travels over the other two")
 	if err := env.Net.StopRelay(2); err != nil {
 		return err
@@ -141,11 +141,12 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	say("BDK finalized it with 2 of 3 signatures and broadcast it through ElectrumX")
+	say("BDK finalized it (keys B and A have signed: 2 of 3, enough) and broadcast it through ElectrumX")
 	say("txid %s, fee %s, %d vB", fin.TxID, btcutil.Amount(fin.Fee), fin.VSize)
 	if err := env.Net.StartRelay(2); err != nil {
 		return err
 	}
+	say("relay 3 is back up; cosigner reconnects to it by itself")
 	if _, err := env.Net.Mine(ctx, 1); err != nil {
 		return err
 	}
@@ -203,6 +204,9 @@ func run(ctx context.Context) error {
 		say("%s  %-14s %-9s rule %-14s %s", a.At.Format("15:04:05"), a.Method, a.Decision, a.Rule, truncate(a.Reason, 90))
 	}
 	fmt.Printf("\nThe demo took %s. Logs: %s (cosigner.log, network/*.log)\n", time.Since(began).Round(time.Second), dir)
+	fmt.Println("Next: README.md, \"Running cosigner\", shows how to do the same with your own wallet:")
+	fmt.Println("`cosigner init` for the key, COSIGNER_DESCRIPTOR for the wallet, a policy file, `cosigner run`, and")
+	fmt.Println("`cosigner bunker-uri` for each app that should be able to ask for signatures.")
 	return nil
 }
 
