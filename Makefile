@@ -6,7 +6,7 @@ GO      ?= go
 GOFLAGS ?=
 TEST_TIMEOUT ?= 45m
 
-.PHONY: all tools build test unit demo devnet fmt vet clean
+.PHONY: all tools build test unit demo devnet bench fmt vet clean
 
 all: build
 
@@ -31,6 +31,10 @@ unit:
 # The whole product once, for real, on a local regtest network; prints what happens.
 demo: tools
 	$(GO) run ./internal/cmd/demo
+
+# The figures DESIGN.md asks for, each next to its baseline measured in the same run.
+bench: tools
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 60m ./bench/
 
 # Start the local test network by hand and leave it running until Ctrl-C.
 devnet: tools
