@@ -44,6 +44,10 @@ type Request struct {
 	Method  string
 	Params  []string
 	EventID string // id of the kind-24133 event that carried it
+	// Event is that kind-24133 event itself, signature checked: the client's Nostr signature
+	// over this request (kept as evidence, e.g. for approvals). Nil in tests that call handlers
+	// directly.
+	Event *nostr.Event
 }
 
 // PSBTHandler decides and signs sign_psbt requests (psbtflow). It returns the result string or
@@ -212,7 +216,7 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 			return
 		}
 	}
-	req := Request{Client: ev.PubKey, ID: wr.ID, Method: wr.Method, EventID: ev.ID}
+	req := Request{Client: ev.PubKey, ID: wr.ID, Method: wr.Method, EventID: ev.ID, Event: ev}
 	var result string
 	var merr *MethodError
 	if err := decodeParams(wr.Params, &req.Params); err != nil {
