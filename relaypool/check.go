@@ -215,12 +215,13 @@ func okAccepted(env nostr.OKEnvelope) bool {
 // retryable reports whether publishing again later may succeed after err: the connection
 // failed or gave no OK, or the relay said "rate-limited:", "error:" or "auth-required:"
 // (NIP-01 prefixes). A rejection for the event itself ("invalid:", "blocked:", "pow:",
-// "restricted:", …), a NIP-11 limit, a bad URL or a closed Pool is final.
+// "restricted:", …), a NIP-11 limit, AUTH that we cannot give (ErrAuthRequired), a bad URL or
+// a closed Pool is final.
 func retryable(err error) bool {
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrIdle), errors.Is(err, ErrRelayLimit),
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrIdle), errors.Is(err, ErrRelayLimit), errors.Is(err, ErrAuthRequired),
 		errors.Is(err, ErrBadRelayURL), errors.Is(err, ErrTooManyRelays), errors.Is(err, errEncoding):
 		return false
 	case errors.Is(err, ErrRejected):

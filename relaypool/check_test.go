@@ -298,6 +298,8 @@ func TestRetryable(t *testing.T) {
 		{&rejection{"error: could not save"}, true},
 		{&rejection{"auth-required: who are you"}, true},
 		{fmt.Errorf("%w within 7s", ErrNoOK), true},
+		{fmt.Errorf("%w (no AuthSigner configured)", ErrAuthRequired), false},
+		{fmt.Errorf("%w: relay said: invalid: bad challenge", ErrAuthFailed), true},
 		{fmt.Errorf("%w: EOF", ErrConnectionLost), true},
 		{fmt.Errorf("%w: next attempt in 3s", ErrBackingOff), true},
 		{errors.New("dial tcp: connection refused"), true},

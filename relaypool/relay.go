@@ -33,11 +33,14 @@ type relay struct {
 	lastErr  string
 	failures int       // consecutive failures (dials, and connections lost before they worked)
 	retryAt  time.Time // the next dial waits until then (StateBackingOff, StateFailed)
-	limits   Limits    // from the NIP-11 document, if any
-	infoAt   time.Time // when limits were fetched (zero: never)
-	subs     int       // REQs open or being opened on this relay (for max_subscriptions)
-	subFree  chan struct{}
-	stats    relayStats
+	// holdUntil, when set (by tests only), keeps every retryAt at least this late.
+	holdUntil time.Time
+	wake      chan struct{} // closed and replaced by kick: callers waiting out a backoff look again
+	limits    Limits        // from the NIP-11 document, if any
+	infoAt    time.Time     // when limits were fetched (zero: never)
+	subs      int           // REQs open or being opened on this relay (for max_subscriptions)
+	subFree   chan struct{}
+	stats     relayStats
 }
 
 // relayStats are the health counters of one relay.
@@ -62,7 +65,7 @@ type dialCall struct {
 // newRelay returns relay url of p, not connected yet, alive until p closes or cancel is called.
 func newRelay(p *Pool, url string) *relay {
 	ctx, cancel := context.WithCancelCause(p.ctx)
-	return &relay{url: url, pool: p, ctx: ctx, cancel: cancel, since: time.Now(), subFree: make(chan struct{})}
+	return &relay{url: url, pool: p, ctx: ctx, cancel: cancel, since: time.Now(), subFree: make(chan struct{}), wake: make(chan struct{})}
 }
 
 // setStateLocked moves to s (r.mu held), recording when.
@@ -121,7 +124,7 @@ func (r *relay) connect(ctx context.Context, maxWait time.Duration) (*conn, erro
 		call := r.dialing
 		if call == nil {
 			if wait := time.Until(r.retryAt); wait > 0 {
-				last := r.lastErr
+				last, wake := r.lastErr, r.wake
 				r.mu.Unlock()
 				if wait > maxWait {
 					return nil, fmt.Errorf("%w: next attempt in %s; last error: %s", ErrBackingOff, wait.Round(time.Millisecond), last)
@@ -129,6 +132,8 @@ func (r *relay) connect(ctx context.Context, maxWait time.Duration) (*conn, erro
 				t := time.NewTimer(wait)
 				select {
 				case <-t.C:
+				case <-wake:
+					t.Stop()
 				case <-r.ctx.Done():
 					t.Stop()
 				case <-ctx.Done():
@@ -215,7 +220,19 @@ func (r *relay) failLocked() {
 	r.failures++
 	o := r.pool.opts
 	r.retryAt = time.Now().Add(jittered(backoffDelay(r.failures, o.MinBackoff, o.MaxBackoff), rand.Float64()))
+	if r.retryAt.Before(r.holdUntil) {
+		r.retryAt = r.holdUntil
+	}
 	r.setStateLocked(failedState(r.failures))
+}
+
+// kick ends the relay's backoff (and any hold): the next connect dials at once.
+func (r *relay) kick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.retryAt, r.holdUntil = time.Time{}, time.Time{}
+	close(r.wake)
+	r.wake = make(chan struct{})
 }
 
 // working records that the relay answered on the current connection (EOSE, OK, an event), so
