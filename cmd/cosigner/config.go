@@ -23,9 +23,10 @@ type Config struct {
 	Descriptor     string   `envconfig:"DESCRIPTOR" default:"" desc:"the registered wallet descriptor with #checksum, e.g. wsh(sortedmulti(2,[fp/48h/1h/0h/2h]tpub…/<0;1>/*,…))#xxxxxxxx"`
 	ElectrumURL    string   `envconfig:"ELECTRUM_URL" default:"tcp://127.0.0.1:50001" desc:"Electrum server, tcp://host:port"`
 	Relays         []string `envconfig:"RELAYS" default:"" desc:"comma-separated Nostr relay URLs (ws:// or wss://)"`
+	RelayQuorum    int      `envconfig:"RELAY_QUORUM" default:"0" desc:"relays that must accept a published event before it counts as sent (0: a majority of COSIGNER_RELAYS); the others are retried in the background"`
 	PolicyFile     string   `envconfig:"POLICY" default:"" desc:"policy YAML file (default DATA_DIR/policy.yaml)"`
 	Lookahead      int      `envconfig:"LOOKAHEAD" default:"20" desc:"unused scripts watched past the last used one, per branch"`
-	HealthAddr     string   `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz and /status (empty: off)"`
+	HealthAddr     string   `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz, /status and /metrics (Prometheus) (empty: off)"`
 	LogLevel       string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string   `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 }
@@ -53,6 +54,9 @@ func loadConfig() (*Config, error) {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return nil, fmt.Errorf("configuration: COSIGNER_LOG_FORMAT=%q must be text or json", c.LogFormat)
+	}
+	if c.RelayQuorum < 0 {
+		return nil, fmt.Errorf("configuration: COSIGNER_RELAY_QUORUM=%d must be 0 (a majority) or a number of relays", c.RelayQuorum)
 	}
 	var relays []string
 	for _, r := range c.Relays {
