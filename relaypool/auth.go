@@ -30,6 +30,7 @@ type authState struct {
 	mu         sync.Mutex
 	challenge  string        // the last challenge, "" before one came
 	challenged chan struct{} // closed when the first challenge arrives
+	seen       bool          // challenged is closed
 	call       *authCall     // the AUTH for the current challenge, nil before one
 }
 
@@ -46,7 +47,8 @@ func (c *conn) onChallenge(challenge string) {
 	p := c.relay.pool
 	a := &c.auth
 	a.mu.Lock()
-	first := a.challenge == ""
+	first := !a.seen
+	a.seen = true
 	same := challenge == a.challenge && a.call != nil
 	a.challenge = challenge
 	var call *authCall

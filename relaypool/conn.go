@@ -180,7 +180,7 @@ func (c *conn) handle(msg []byte) {
 		log.Info("notice from relay", "relay", c.relay.url, "notice", string(*env))
 		c.relay.recordNotice(string(*env))
 	case *nostr.AuthEnvelope:
-		if env.Challenge == nil {
+		if env.Challenge == nil || *env.Challenge == "" {
 			log.Debug("ignored AUTH without a challenge", "relay", c.relay.url)
 			return
 		}
