@@ -124,3 +124,55 @@ func FuzzHandle(f *testing.F) {
 		c.handle(msg) // twice: full buffers must not block
 	})
 }
+
+// TestQuorumReturnsEarly: with a quorum of two, Publish returns once two relays said OK, while a
+// third that never answers is still pending (its PublishTimeout is far away), and the background
+// attempt on it ends with Close.
+func TestQuorumReturnsEarly(t *testing.T) {
+	answering := func(ctx context.Context, ws *websocket.Conn) {
+		for {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				return
+			}
+			if env, ok := nostr.ParseMessage(b).(*nostr.EventEnvelope); ok {
+				out, _ := json.Marshal([]any{"OK", env.Event.ID, true, ""})
+				_ = ws.Write(ctx, websocket.MessageText, out)
+			}
+		}
+	}
+	got := make(chan string, 4)
+	silent := func(ctx context.Context, ws *websocket.Conn) {
+		for {
+			_, b, err := ws.Read(ctx)
+			if err != nil {
+				return
+			}
+			if env, ok := nostr.ParseMessage(b).(*nostr.EventEnvelope); ok {
+				got <- env.Event.ID
+			}
+		}
+	}
+	urls := []string{startScriptedRelay(t, answering), startScriptedRelay(t, silent), startScriptedRelay(t, answering)}
+	pool, err := New(urls, Options{Quorum: 2, PublishTimeout: time.Hour, Logger: testLogger(t, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if q := pool.Quorum(); q != 2 {
+		t.Fatalf("Quorum() = %d", q)
+	}
+	ev := signed(t, 1, "", "quorum")
+	res := pool.Publish(context.Background(), ev)
+	if res[0].Err != nil || res[2].Err != nil || !errors.Is(res[1].Err, ErrPending) {
+		t.Fatalf("Publish = %+v, want OK, pending, OK", res)
+	}
+	if ok, err := Published(res); ok != 2 || !errors.Is(err, ErrPending) {
+		t.Fatalf("Published = %d, %v", ok, err)
+	}
+	if id := <-got; id != ev.ID {
+		t.Fatalf("silent relay got %s, want %s", id, ev.ID)
+	}
+	pool.Close()
+	assertNoPoolGoroutines(t)
+}

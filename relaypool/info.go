@@ -59,32 +59,34 @@ func parseInfo(b []byte) (Limits, error) {
 }
 
 // fetchInfo GETs the NIP-11 document of the relay at wsURL (ws→http, wss→https, same host and
-// path) with "Accept: application/nostr+json", within infoTimeout and infoMaxBytes.
-func fetchInfo(ctx context.Context, client *http.Client, wsURL string) (Limits, error) {
+// path) with "Accept: application/nostr+json", within infoTimeout and infoMaxBytes. reached is
+// false when no HTTP answer came (the relay is down): the document should be asked for again.
+func fetchInfo(ctx context.Context, client *http.Client, wsURL string) (l Limits, reached bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
 	defer cancel()
 	httpURL := "http" + strings.TrimPrefix(wsURL, "ws")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL, nil)
 	if err != nil {
-		return Limits{}, err
+		return Limits{}, true, err
 	}
 	req.Header.Set("Accept", "application/nostr+json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return Limits{}, err
+		return Limits{}, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return Limits{}, fmt.Errorf("relaypool: NIP-11 document: HTTP %s", resp.Status)
+		return Limits{}, true, fmt.Errorf("relaypool: NIP-11 document: HTTP %s", resp.Status)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, infoMaxBytes+1))
 	if err != nil {
-		return Limits{}, err
+		return Limits{}, true, err
 	}
 	if len(b) > infoMaxBytes {
-		return Limits{}, fmt.Errorf("relaypool: NIP-11 document over %d bytes", infoMaxBytes)
+		return Limits{}, true, fmt.Errorf("relaypool: NIP-11 document over %d bytes", infoMaxBytes)
 	}
-	return parseInfo(b)
+	l, err = parseInfo(b)
+	return l, true, err
 }
 
 // checkPublish reports why ev, encoded as msg, must not be sent to a relay with limits l, or

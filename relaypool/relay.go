@@ -169,9 +169,11 @@ func (r *relay) dial(call *dialCall) {
 	needInfo := r.infoAt.IsZero() || time.Since(r.infoAt) > infoTTL
 	r.mu.Unlock()
 	if needInfo {
-		l, err := fetchInfo(r.ctx, p.httpClient, r.url)
+		l, reached, err := fetchInfo(r.ctx, p.httpClient, r.url)
 		r.mu.Lock()
-		r.infoAt = time.Now()
+		if reached { // a relay without a document is not asked again for infoTTL
+			r.infoAt = time.Now()
+		}
 		if err == nil {
 			r.limits = l
 		}
