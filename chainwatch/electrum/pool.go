@@ -17,6 +17,7 @@ const (
 	DefaultBackoffMin  = 500 * time.Millisecond
 	DefaultBackoffMax  = 30 * time.Second
 	DefaultStableAfter = time.Minute
+	DefaultDialTimeout = 10 * time.Second
 )
 
 // PoolOptions tune a Pool. The zero value means every default.
@@ -30,6 +31,9 @@ type PoolOptions struct {
 	// StableAfter is how long a connection must last for its server's backoff to start again
 	// from BackoffMin when it ends (so a server that accepts and drops at once backs off).
 	StableAfter time.Duration
+	// DialTimeout bounds one attempt (TCP dial, TLS handshake, server.version), so that a
+	// server which accepts and then says nothing does not hold Connect.
+	DialTimeout time.Duration
 }
 
 // ServerHealth is one server's health as a Pool sees it, a value safe to keep and print (for
@@ -105,6 +109,9 @@ func NewPool(servers []string, opts PoolOptions) (*Pool, error) {
 	}
 	if p.opts.BackoffMax < p.opts.BackoffMin {
 		p.opts.BackoffMax = max(DefaultBackoffMax, p.opts.BackoffMin)
+	}
+	if p.opts.DialTimeout <= 0 {
+		p.opts.DialTimeout = DefaultDialTimeout
 	}
 	if p.opts.StableAfter <= 0 {
 		p.opts.StableAfter = DefaultStableAfter
@@ -196,9 +203,11 @@ func (p *Pool) dial(ctx context.Context, i int) (*Client, error) {
 		},
 		ended: func(err error) { p.ended(i, st, err) },
 	}
-	c, err := Dial(ctx, url, opts)
+	dctx, cancel := context.WithTimeout(ctx, p.opts.DialTimeout)
+	c, err := Dial(dctx, url, opts)
+	cancel()
 	if err != nil {
-		if ctx.Err() == nil || !errors.Is(err, ctx.Err()) {
+		if ctx.Err() == nil { // not the caller giving up
 			p.failed(i, err)
 		}
 		p.log.Warn("electrum server unavailable", "server", url, "err", err)
