@@ -234,10 +234,11 @@ func (c *Client) EstimateFee(ctx context.Context, blocks int, fallback, maxRate 
 
 // feeRateFromBTCPerKvB converts the result of blockchain.estimatefee to sat/vB.
 func feeRateFromBTCPerKvB(raw json.RawMessage) (FeeRate, error) {
-	var v float64
-	if err := json.Unmarshal(raw, &v); err != nil {
+	var p *float64
+	if err := json.Unmarshal(raw, &p); err != nil || p == nil {
 		return 0, fmt.Errorf("%w: %s is not a number", ErrImplausibleFee, truncate(raw))
 	}
+	v := *p
 	switch {
 	case v == -1:
 		return 0, ErrNoFeeEstimate
