@@ -161,8 +161,9 @@ type Client struct {
 // Options.TLS says), starts the client's goroutines and performs the handshake:
 // server.version(ClientName, [ProtocolMin, ProtocolMax]) as the first and only version
 // message (Electrum protocol, server.version). The negotiated version must be in the range
-// asked for. ctx bounds the dial, the TLS handshake and server.version, not the connection's
-// life; end that with Close.
+// asked for. ctx bounds the dial, the TLS handshake and server.version (all three together by
+// Options.RequestTimeout when ctx has no deadline), not the connection's life; end that with
+// Close.
 //
 // Errors: ErrBadURL, ErrUnsupportedScheme; dial errors; for TLS *PinMismatchError
 // (ErrCertificateMismatch), ErrUntrustedCertificate, ErrPinStore; ErrProtocolVersion; and what
@@ -172,6 +173,11 @@ func Dial(ctx context.Context, serverURL string, opts Options) (*Client, error) 
 	addr, err := ParseServer(serverURL)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.RequestTimeout)
+		defer cancel()
 	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr.Addr)
