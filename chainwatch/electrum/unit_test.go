@@ -733,3 +733,51 @@ func FuzzClientFraming(f *testing.F) {
 }
 
 func withDefaults(o Options) Options { o.setDefaults(); return o }
+
+func TestKeepalive(t *testing.T) {
+	pings := make(chan struct{}, 100)
+	answering := fakeMany(t, "1.4", nil, func(r *bufio.Reader, w net.Conn) {
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			var q rawReq
+			json.Unmarshal(line, &q)
+			if q.Method == "server.ping" {
+				pings <- struct{}{}
+			}
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":null}`+"\n", q.ID)
+		}
+	})
+	o := Options{PingInterval: 20 * time.Millisecond, RequestTimeout: 5 * time.Second}
+	c, err := Dial(context.Background(), "tcp://"+answering, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		<-pings
+	}
+	if c.Err() != nil {
+		t.Fatalf("answered pings ended the connection: %v", c.Err())
+	}
+	c.Close()
+
+	silent := fakeMany(t, "1.4", nil, func(r *bufio.Reader, w net.Conn) {
+		for {
+			if _, err := r.ReadBytes('\n'); err != nil {
+				return
+			}
+		}
+	})
+	o = Options{PingInterval: 20 * time.Millisecond, RequestTimeout: 50 * time.Millisecond, MaxConsecutiveTimeouts: -1}
+	c, err = Dial(context.Background(), "tcp://"+silent, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	<-c.Done()
+	if err := c.Err(); err == nil || !strings.Contains(err.Error(), "keepalive server.ping") || !errors.Is(err, ErrTimeout) {
+		t.Fatalf("unanswered ping: %v", err)
+	}
+}
