@@ -40,10 +40,12 @@ func ExamplePool() {
 		// … subscribe the wallet's scripthashes, then follow c.Notifications() until it closes.
 		for range c.Notifications() {
 		}
-		if errors.Is(c.Err(), electrum.ErrCertificateMismatch) {
-			slog.Error("server certificate changed", "err", c.Err())
+		if errors.Is(c.Err(), electrum.ErrUnresponsive) {
+			slog.Warn("server stopped answering; failing over", "server", c.Server())
 		}
 		c.Close()
-		_ = pool.Health() // per-server health for a status page
+		// Per-server health for a status page; a server whose certificate no longer matches its
+		// pin shows its *PinMismatchError as LastError and is not used.
+		_ = pool.Health()
 	}
 }
