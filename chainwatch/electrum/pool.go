@@ -265,8 +265,8 @@ func (p *Pool) ended(i int, st *connState, err error) {
 		s.level = 0
 	}
 	p.mu.Unlock()
-	if errors.Is(err, ErrClosed) {
-		return // closed by its owner, not the server's fault
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrNotificationBacklog) {
+		return // closed by its owner, or its owner fell behind: not the server's fault
 	}
 	p.failed(i, err)
 }
