@@ -33,7 +33,7 @@ type Options struct {
 	// a relay that requires AUTH refuses us (ErrAuthRequired, state auth-required).
 	AuthSigner AuthSigner
 	// SeenTTL is how long an event id is remembered for de-duplication (default 10m), and
-	// SeenMax how many at most per Subscribe call (default 100000, about 10 MB; the oldest are
+	// SeenMax how many at most per Subscribe call (default 100000, about 15 MB; the oldest are
 	// forgotten first).
 	SeenTTL time.Duration
 	SeenMax int
