@@ -47,9 +47,6 @@ var (
 	// claim to; the watcher fetches from further back to find the fork point.
 	ErrHeaderNoConnect = errors.New("chainwatch: headers do not connect to our chain")
 
-	// ErrHeaderNotBetter means a fork that does not reach above our tip (ties keep our chain).
-	ErrHeaderNotBetter = errors.New("chainwatch: fork is not longer than our chain")
-
 	// ErrReorgTooDeep means a fork below the reorg safety limit; the chain is kept.
 	ErrReorgTooDeep = errors.New("chainwatch: reorg deeper than the safety limit")
 
@@ -58,6 +55,9 @@ var (
 	// branch deeper than 30, CVE-2012-2459, CVE-2017-12842). The transaction is not trusted as
 	// confirmed.
 	ErrMerkleProof = errors.New("chainwatch: merkle proof rejected")
+
+	// ErrUnknownOutPoint means RegisterSpend named an output that is not in the wallet's UTXO set.
+	ErrUnknownOutPoint = errors.New("chainwatch: outpoint not in the wallet's UTXO set")
 
 	// ErrUnknownEvent means Ack named an event id the watcher never stored.
 	ErrUnknownEvent = errors.New("chainwatch: unknown event id")

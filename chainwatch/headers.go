@@ -85,9 +85,11 @@ func (c *HeaderChain) Header(height int32) (wire.BlockHeader, bool) {
 // are all valid and extend or replace part of the chain, applies them.
 //
 // headers may overlap the chain: identical headers are skipped; the first one that differs
-// starts a reorg, and every header of ours above it is disconnected, even beyond the end of
-// headers (a fork must carry the new chain at least to the old tip's height, else it is not the
-// better chain and ErrHeaderNotBetter is returned; ties keep the old chain, as nodes do).
+// starts a reorg, and every header of ours above the fork point is disconnected, even beyond the
+// end of headers. Like the Electrum wallet, the watcher follows its server's best chain: a valid
+// fork is taken even if it is not longer than ours (after invalidateblock the server's chain may
+// be equal or shorter); what protects us is that every header carries its proof of work, the
+// reorg safety limit, and the SPV check of every transaction against these headers.
 //
 // Errors (the chain is unchanged): ErrHeaderNoConnect when headers[0] does not link to our
 // header at start-1 or start is above Height()+1 — fetch from a lower height and try again;
@@ -118,13 +120,9 @@ func (c *HeaderChain) Connect(start int32, headers []wire.BlockHeader) (Reorg, e
 	if headers[0].PrevBlock != c.hashes[fork] {
 		return r, fmt.Errorf("%w: header at %d does not link to ours at %d", ErrHeaderNoConnect, start, fork)
 	}
-	end := start + int32(len(headers)) - 1
 	if fork < c.Height() {
 		if c.Height()-fork > c.limit {
 			return r, fmt.Errorf("%w: fork at %d, %d below the tip %d (limit %d)", ErrReorgTooDeep, fork, c.Height()-fork, c.Height(), c.limit)
-		}
-		if end <= c.Height() {
-			return r, fmt.Errorf("%w: fork at %d reaches height %d, our tip is %d", ErrHeaderNotBetter, fork, end, c.Height())
 		}
 	}
 	// Validate everything against a view of the chain up to fork plus the new headers.
