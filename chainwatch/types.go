@@ -192,8 +192,8 @@ type Health struct {
 	// checked yet; SPVFailures counts proofs rejected since start (see ErrMerkleProof).
 	Unproven    int
 	SPVFailures uint64
-	LastError      string // "" if none yet
-	LastErrorAt    time.Time
+	LastError   string // "" if none yet
+	LastErrorAt time.Time
 }
 
 // Status is the persisted view for commands that do not connect (see ReadStatus). Amounts are

@@ -31,7 +31,7 @@ func TestChainwatchRoundTrip(t *testing.T) {
 		PutTxs:      []ChainwatchTx{{TxID: "t1", Height: 0}, {TxID: "t2", Height: 101, Verified: true, BlockHash: "bb", Coinbase: true}},
 		Histories:   map[string][]string{"aa": {"t2", "t1"}},
 		HeadersFrom: 1, Headers: [][]byte{hdr(1), hdr(2), hdr(3)},
-		Events:      []ChainwatchEvent{{Kind: "seen", Payload: []byte(`{"a":1}`)}, {Kind: "tip", Payload: []byte(`{}`)}},
+		Events: []ChainwatchEvent{{Kind: "seen", Payload: []byte(`{"a":1}`)}, {Kind: "tip", Payload: []byte(`{}`)}},
 	})
 	if err != nil || len(ids) != 2 || ids[1] != ids[0]+1 {
 		t.Fatal(ids, err)
