@@ -329,9 +329,30 @@ func TestWatcherAgainstElectrumX(t *testing.T) {
 	}
 	t.Logf("bogus broadcast refused as expected: %v", err)
 
+	spendNtfn, err := w.RegisterSpend(spend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spendNtfn.Cancel()
+	if _, err := w.RegisterSpend(wire.OutPoint{Index: 7}); !errors.Is(err, ErrUnknownOutPoint) {
+		t.Fatalf("RegisterSpend of a foreign outpoint: %v", err)
+	}
 	txid, err := w.Broadcast(ctx, tx)
 	if err != nil || txid != tx.TxHash() {
 		t.Fatalf("Broadcast = %s, %v; want %s", txid, err, tx.TxHash())
+	}
+	confNtfn, err := w.RegisterConf(txid, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer confNtfn.Cancel()
+	select {
+	case d := <-spendNtfn.Spend:
+		if d.OutPoint != spend || d.SpentBy == nil || *d.SpentBy != txid {
+			t.Fatalf("SpendDetail %+v", d)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no spend notification")
 	}
 	sp := w.log.wait(t, "Spent of receive 0", func(e Event) bool {
 		s, ok := e.(Spent)
@@ -356,6 +377,14 @@ func TestWatcherAgainstElectrumX(t *testing.T) {
 		f, ok := e.(FundingConfirmed)
 		return ok && f.UTXO.OutPoint == changeOp && f.Confs == 1
 	})
+	select {
+	case c := <-confNtfn.Confirmed:
+		if c.TxID != txid || c.NumConfs != 1 || c.BlockHash != w.Tip().Hash {
+			t.Fatalf("TxConfirmation %+v, tip %v", c, w.Tip())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no confirmation notification")
+	}
 	if res, err := net.RPC().GetTxOut(&spend.Hash, spend.Index, true); err != nil || res != nil {
 		t.Fatalf("btcd gettxout of the spent coin = %v, %v; want spent", res, err)
 	}

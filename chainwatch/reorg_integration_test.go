@@ -62,6 +62,11 @@ func TestWatcherReorgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	op, value := findOut(t, net, fund, pk)
+	conf, err := w.RegisterConf(fund, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conf.Cancel()
 	mined, err := net.Mine(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +117,17 @@ func TestWatcherReorgs(t *testing.T) {
 		return ok && n.Reorged && n.Fork == height-1
 	})
 	waitTip(t, w.Watcher, remined[1])
+	// RegisterConf(fund, 2): one confirmation (an update), lost in the reorg (NegativeConf),
+	// then two in the new chain (Confirmed, in the new block).
+	if n := <-conf.Updates; n != 1 {
+		t.Fatalf("update %d, want 1", n)
+	}
+	if d := <-conf.NegativeConf; d != 1 {
+		t.Fatalf("NegativeConf %d, want 1", d)
+	}
+	if c := <-conf.Confirmed; c.BlockHash != remined[0] || c.BlockHeight != height || c.NumConfs != 2 {
+		t.Fatalf("Confirmed %+v", c)
+	}
 	checkAgainstNode(t, net, w.UTXOs(), map[wire.OutPoint]btcutil.Amount{op: value})
 	checkConfirmedBlocks(t, net, w.UTXOs())
 
