@@ -90,11 +90,22 @@ func ReadStatus(ctx context.Context, db *store.DB) (Status, error) {
 		out.UTXOs = append(out.UTXOs, u)
 		if u.Height > 0 {
 			out.Confirmed += u.Value
+			if !u.Mature(Tip{Height: out.Tip.Height + 1}) {
+				out.Immature += u.Value
+			}
 		} else {
 			out.Unconfirmed += u.Value
 		}
 	}
 	sortUTXOs(out.UTXOs)
+	out.Headers = int32(len(st.Headers))
+	out.Txs = len(st.Txs)
+	for _, x := range st.Txs {
+		if x.Height > 0 && !x.Verified {
+			out.Unproven++
+		}
+	}
+	out.UnackedEvents = len(st.Unacked)
 	return out, nil
 }
 

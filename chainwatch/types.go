@@ -197,13 +197,23 @@ type Health struct {
 }
 
 // Status is the persisted view for commands that do not connect (see ReadStatus). Amounts are
-// sums over UTXOs: Confirmed counts Height > 0, Unconfirmed the mempool ones.
+// sums over UTXOs: Confirmed counts Height > 0 (proven against the header chain), Unconfirmed
+// the others; Immature is the part of Confirmed in coinbase outputs that cannot be spent yet
+// (fewer than CoinbaseMaturity confirmations for the next block). Headers is the height of the
+// stored header chain; Unproven counts wallet transactions the server lists as confirmed whose
+// merkle proof has not checked (their outputs count as unconfirmed); UnackedEvents counts stored
+// events not yet acknowledged (Watcher.Ack).
 type Status struct {
 	Tip            Tip
 	HasTip         bool
 	UTXOs          []UTXO
 	Confirmed      btcutil.Amount
 	Unconfirmed    btcutil.Amount
+	Immature       btcutil.Amount
 	ScriptsTracked int
 	ScriptsUsed    int
+	Headers        int32
+	Txs            int
+	Unproven       int
+	UnackedEvents  int
 }
