@@ -198,4 +198,3 @@ func waitTip(t *testing.T, w *Watcher, hash chainhash.Hash) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
