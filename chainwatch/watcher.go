@@ -208,7 +208,10 @@ func (w *Watcher) Tx(txid chainhash.Hash) (TxState, bool) {
 func (w *Watcher) Tip() Tip {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	t, _ := w.tr.Tip()
+	t, ok := w.tr.Tip()
+	if !ok {
+		return Tip{}
+	}
 	return t
 }
 
