@@ -311,11 +311,20 @@ func (w *Watcher) syncHeaders(ctx context.Context, c *electrum.Client, hj header
 			if err != nil {
 				return err
 			}
+			// During a long catch-up only the last chunk's NewTip is published (and a reorg's).
+			more := from+int32(len(hdrs)) <= target
+			evs := up.Events[:0:0]
 			for _, ev := range up.Events {
-				if nt, ok := ev.(NewTip); ok && nt.Reorged {
-					w.log.Warn("reorg", "fork", nt.Fork, "tip", nt.Tip.Height, "hash", nt.Tip.Hash)
+				if nt, ok := ev.(NewTip); ok {
+					if nt.Reorged {
+						w.log.Warn("reorg", "fork", nt.Fork, "tip", nt.Tip.Height, "hash", nt.Tip.Hash)
+					} else if more {
+						continue
+					}
 				}
+				evs = append(evs, ev)
 			}
+			up.Events = evs
 			if err := w.commit(ctx, up); err != nil {
 				return err
 			}

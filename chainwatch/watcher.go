@@ -257,6 +257,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer close(w.events)
 	defer w.closeRegistry()
 	if err := w.load(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	if !w.emit(ctx, w.redeliver) {
