@@ -38,3 +38,11 @@ CREATE TABLE chainwatch_events (
 
 ALTER TABLE chainwatch_utxos ADD COLUMN block_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE chainwatch_utxos ADD COLUMN coinbase INTEGER NOT NULL DEFAULT 0;
+
+-- A database written before this migration holds coins taken without SPV proofs and no
+-- transactions: forget them and the statuses that vouch for them, so that the first run after
+-- the upgrade fetches every used script's history again and proves its transactions (the
+-- scripts themselves, and so the lookahead windows, are kept).
+DELETE FROM chainwatch_utxos;
+UPDATE chainwatch_scripts SET status = NULL;
+DELETE FROM chainwatch_tip;
