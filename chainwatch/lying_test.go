@@ -185,3 +185,31 @@ func TestWatcherDistrustsALyingServer(t *testing.T) {
 	checkAgainstNode(t, net, w.UTXOs(), map[wire.OutPoint]btcutil.Amount{op: 3_000_000})
 	w.stop(t)
 }
+
+// TestWatcherFailsOver: with a dead server listed first, the watcher syncs through the second
+// (electrum.Pool), and Health shows both servers' state.
+func TestWatcherFailsOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network (make test)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("devnet.Start: %v", err)
+	}
+	t.Cleanup(func() { net.Close() })
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "failover.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dead := "tcp://127.0.0.1:1"
+	b := newCutter(t, net.ElectrumAddr())
+	w := startWatcher(t, dead, db, newP2WPKHWallet(t, net.Params(), 12), net.Params(), b.url())
+	h := w.Health()
+	if !h.Connected || h.Server != b.url() || len(h.Servers) != 2 || h.Servers[0].Failures == 0 || h.Servers[0].Connected || !h.Servers[1].Connected {
+		t.Fatalf("health %+v", h)
+	}
+	w.stop(t)
+}

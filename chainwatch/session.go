@@ -56,11 +56,11 @@ type unspentJSON struct {
 	Value  int64  `json:"value"`
 }
 
-// session runs one connection: handshake (electrum.Dial), network check, tip, subscriptions,
+// session runs one connection: a server from the pool (handshake done), network check, tip, subscriptions,
 // the sync to a verified state, then following notifications until the connection or ctx ends.
 // synced reports whether the initial sync completed on this connection.
 func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
-	c, err := electrum.Dial(ctx, w.cfg.ServerURL, w.cfg.Electrum)
+	c, err := w.pool.Connect(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -73,7 +73,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		w.mu.Unlock()
 		c.Close()
 	}()
-	w.log.Info("connected to Electrum server", "server", w.cfg.ServerURL, "software", c.ServerSoftware, "protocol", c.Protocol)
+	w.log.Info("connected to Electrum server", "server", c.Server(), "software", c.ServerSoftware, "protocol", c.Protocol)
 
 	if err := w.checkNetwork(ctx, c); err != nil {
 		return false, err
@@ -742,4 +742,18 @@ func (w *Watcher) Broadcast(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash
 	}
 	w.log.Info("transaction broadcast", "txid", txid)
 	return txid, nil
+}
+
+// EstimateFee asks the connected server for a feerate to confirm within blocks
+// (blockchain.estimatefee through electrum.Client.EstimateFee: sat/vB, never below the minimum
+// relay feerate, the fallback when the server has no plausible estimate). Not connected, it
+// returns the fallback (electrum.DefaultFallbackFeeRate) with Reason ErrNotConnected.
+func (w *Watcher) EstimateFee(ctx context.Context, blocks int) electrum.FeeEstimate {
+	w.mu.RLock()
+	c := w.client
+	w.mu.RUnlock()
+	if c == nil {
+		return electrum.FeeEstimate{Rate: electrum.DefaultFallbackFeeRate, Reason: ErrNotConnected}
+	}
+	return c.EstimateFee(ctx, blocks, 0, 0)
 }
