@@ -31,7 +31,12 @@ type syncState struct {
 	resub      map[string]bool   // refresh the announced status with the fetch (after a mismatch)
 	retry      map[string]*retryInfo
 	proofTried map[chainhash.Hash]int32 // txid → header height at the last failed proof attempt
+	proofRetry time.Time                // when failed proofs are tried again without a new header
 }
+
+// proofRetryAfter is how long a failed merkle proof waits before it is asked again when no new
+// header comes first (a server still busy with a reorg may answer for the old block).
+const proofRetryAfter = 10 * time.Second
 
 type retryInfo struct {
 	announced string
@@ -152,6 +157,10 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 			}
 		case <-retryC:
 			now := time.Now()
+			if !s.proofRetry.IsZero() && !s.proofRetry.After(now) {
+				clear(s.proofTried)
+				s.proofRetry = time.Time{}
+			}
 			for sh, r := range s.retry {
 				if !r.due.After(now) {
 					s.pending[sh] = r.announced
@@ -170,7 +179,7 @@ func connErr(c *electrum.Client) error {
 }
 
 func nextDue(s *syncState) (time.Time, bool) {
-	var due time.Time
+	due := s.proofRetry
 	for sh, r := range s.retry {
 		if _, queued := s.pending[sh]; queued {
 			continue
@@ -349,7 +358,8 @@ const proofBatch = 50 // get_merkle requests per batch
 // prove fetches blockchain.transaction.get_merkle for the wallet transactions that need a
 // proof and applies them. A transaction whose proof fails (the server's error, or
 // ErrMerkleProof) stays unconfirmed in the published view and is tried again once the header
-// chain has moved (next block or reorg); Health.SPVFailures counts the rejected proofs.
+// chain has moved (next block or reorg) or after proofRetryAfter; Health.SPVFailures counts the
+// rejected proofs.
 func (w *Watcher) prove(ctx context.Context, c *electrum.Client, s *syncState) error {
 	w.mu.RLock()
 	need := w.tr.ProofNeeded()
@@ -400,6 +410,9 @@ func (w *Watcher) prove(ctx context.Context, c *electrum.Client, s *syncState) e
 			}
 			if err != nil {
 				s.proofTried[x.TxID] = height
+				if s.proofRetry.IsZero() {
+					s.proofRetry = time.Now().Add(proofRetryAfter)
+				}
 				if errors.Is(err, ErrMerkleProof) {
 					w.spvFailures.Add(1)
 				}
