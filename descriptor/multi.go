@@ -66,7 +66,7 @@ func buildMulti(n *node, maxKeys int, net *chaincfg.Params, reg *keyRegistry) (*
 		if err != nil {
 			return nil, err
 		}
-		m.keys = append(m.keys, ke)
+		m.keys = append(m.keys, reg.keys[slot]) // one keyExpr (and cache) per slot
 		m.slots = append(m.slots, slot)
 	}
 	return m, nil
@@ -91,11 +91,8 @@ func (m *multiExpr) pubKeys(branch int, index uint32) ([]*btcec.PublicKey, []int
 	pubs := make([]*btcec.PublicKey, len(m.keys))
 	slots := make([]int, len(m.keys))
 	for i, k := range m.keys {
-		child, err := k.branchKey(branch).Derive(index)
-		if err != nil {
-			return nil, nil, fmt.Errorf("descriptor: key %d at index %d: %w", i+1, index, err)
-		}
-		if pubs[i], err = child.ECPubKey(); err != nil {
+		var err error
+		if pubs[i], err = k.childPub(branch, index); err != nil {
 			return nil, nil, fmt.Errorf("descriptor: key %d at index %d: %w", i+1, index, err)
 		}
 		slots[i] = i

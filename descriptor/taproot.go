@@ -106,7 +106,7 @@ func buildTr(n *node, net *chaincfg.Params, reg *keyRegistry) (*trExpr, error) {
 		if t.internalSlot, err = reg.add(ke); err != nil {
 			return nil, err
 		}
-		t.internal = ke
+		t.internal = reg.keys[t.internalSlot]
 	}
 	tree, err := buildTapTree(n.args[1], 0, net, reg)
 	if err != nil {
@@ -202,11 +202,7 @@ func (t *trExpr) derive(net *chaincfg.Params, branch int, index uint32) (*Derive
 	var internal *btcec.PublicKey
 	bySlot := map[int]int{} // slot → position in out.Keys
 	if t.internal != nil {
-		child, err := t.internal.branchKey(branch).Derive(index)
-		if err != nil {
-			return nil, fmt.Errorf("descriptor: internal key at index %d: %w", index, err)
-		}
-		pub, err := child.ECPubKey()
+		pub, err := t.internal.childPub(branch, index)
 		if err != nil {
 			return nil, fmt.Errorf("descriptor: internal key at index %d: %w", index, err)
 		}
