@@ -204,3 +204,35 @@ func TestTaprootParseErrors(t *testing.T) {
 		})
 	}
 }
+
+// BIP-386 "Test Vectors" (https://github.com/bitcoin/bips/blob/master/bip-0386.mediawiki#test-vectors):
+// the valid tr() descriptors there are single keys or pk()/pkh() leaves, which a multisig
+// co-signer does not register: they are refused as unsupported (or for their private keys),
+// never as syntax errors; the invalid ones are refused.
+func TestTrBIP386(t *testing.T) {
+	valid := []string{
+		"tr(a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd)",
+		"tr(L4rK1yDtCWekvXuE6oXD9jCYfFNV2cWRpVuPLBcCU2z8TrisoyY1)",
+		"tr(a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd,pk(669b8afcec803a0d323e9a17f3ea8e68e8abe5a278020a929adbec52421adbd0))",
+		"tr(a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd,pkh(L4rK1yDtCWekvXuE6oXD9jCYfFNV2cWRpVuPLBcCU2z8TrisoyY1))",
+		"tr(xpub6ERApfZwUNrhLCkDtcHTcxd75RbzS1ed54G1LkBUHQVHQKqhMkhgbmJbZRkrgZw4koxb5JaHWkY4ALHY2grBGRjaDMzQLcgJvLJuZZvRcEL/0/*,pk(xpub6ERApfZwUNrhLCkDtcHTcxd75RbzS1ed54G1LkBUHQVHQKqhMkhgbmJbZRkrgZw4koxb5JaHWkY4ALHY2grBGRjaDMzQLcgJvLJuZZvRcEL/1/*))",
+	}
+	for _, s := range valid {
+		_, err := Parse(s, &chaincfg.MainNetParams)
+		if !errors.Is(err, ErrUnsupported) && !errors.Is(err, ErrPrivateKey) {
+			t.Errorf("%.40s…: %v, want unsupported", s, err)
+		}
+	}
+	invalid := []string{
+		"tr(5KYZdUEo39z3FPrtuX2QbbwGnNP5zTd7yyr2SC1j299sBCnWjss)",
+		"tr(04a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd5b8dec5235a0fa8722476c7709c02559e3aa73aa03918ba2d492eea75abea235)",
+		"wsh(tr(a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd))",
+		"sh(tr(a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd))",
+		"tr(04a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd5b8dec5235a0fa8722476c7709c02559e3aa73aa03918ba2d492eea75abea235,multi_a(1,xpub6ERApfZwUNrhLCkDtcHTcxd75RbzS1ed54G1LkBUHQVHQKqhMkhgbmJbZRkrgZw4koxb5JaHWkY4ALHY2grBGRjaDMzQLcgJvLJuZZvRcEL/*))",
+	}
+	for _, s := range invalid {
+		if _, err := Parse(s, &chaincfg.MainNetParams); err == nil {
+			t.Errorf("%.40s… accepted", s)
+		}
+	}
+}
