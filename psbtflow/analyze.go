@@ -85,11 +85,12 @@ type InputInfo struct {
 	SighashType uint32 `json:"sighash_type"`
 	// Sequence is the input's nSequence.
 	Sequence uint32 `json:"sequence"`
-	// SpendingPath says how the input will be spent: "k-of-n multisig" for wsh / sh(wsh), the
-	// tapscript leaves this co-signer signs for taproot.
+	// SpendingPath says how the input will be spent: "k-of-n multisig" for wsh / sh(wsh);
+	// "script path" and the registered tree's leaves (k-of-n and leaf hash prefix) for taproot,
+	// any of which a finalizer may use (this co-signer signs those holding its key).
 	SpendingPath string `json:"spending_path"`
-	// LeafHashes are the BIP-341 leaf hashes (hex) of the tapscript leaves this co-signer's key
-	// is in (taproot only): the script paths its signatures commit to.
+	// LeafHashes are the BIP-341 leaf hashes (hex) of the registered tree's tapscript leaves at
+	// this input's index (taproot only).
 	LeafHashes []string `json:"leaf_hashes,omitempty"`
 	// RelativeLock is the BIP-68 relative lock nSequence sets ("10 blocks", "5120s"), or "".
 	RelativeLock string `json:"relative_lock,omitempty"`
