@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,21 @@ func cosignShape(t *testing.T, shape string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// `cosigner psbt inspect` on the daemon's data dir shows what the request will do.
+	file := filepath.Join(t.TempDir(), "payment.psbt")
+	if err := os.WriteFile(file, []byte(built.PSBT), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	table, err := env.Cosigner(ctx, "psbt", "inspect", file)
+	if err != nil {
+		t.Fatalf("psbt inspect: %v\n%s", err, table)
+	}
+	for _, want := range []string{"wallet view: ", "(tip ", string(wantType), "change/", "0.30000000 BTC", "receive/0"} {
+		if !strings.Contains(table, want) {
+			t.Fatalf("psbt inspect output lacks %q:\n%s", want, table)
+		}
+	}
+
 	ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", built.PSBT)
 	if ans.Error != "" {
 		t.Fatalf("sign_psbt refused: %s", ans.Error)
