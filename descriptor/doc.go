@@ -15,8 +15,15 @@
 // (NUMSKey), which leaves only the script paths. A key written identically
 // in several leaves is one key slot.
 //
+// Derive answers "which scripts and keys at (branch, index)" (with the
+// taproot commitment: internal key, merkle root, leaf hashes and control
+// blocks); Match and MatchPath answer "is this script / key path ours, on
+// which branch and index"; MaxWitnessSize, MaxScriptSigSize and
+// MaxSatisfactionWeight size the spend for vsize estimates.
+//
 // The package is a pure functional core: no I/O, no goroutines; a parsed
-// *Descriptor is immutable and safe for concurrent use.
+// *Descriptor is immutable and safe for concurrent use (derived child
+// public keys are cached per key slot behind a mutex).
 //
 // Specifications:
 //   - BIP-380 https://github.com/bitcoin/bips/blob/master/bip-0380.mediawiki
