@@ -172,6 +172,35 @@ func (a *Analysis) warn(code, format string, args ...any) {
 // index the watcher tracks; an output carrying no derivation counts as change when its script is
 // tracked on branch 1. Everything else is spend. Outflow = inputs − change.
 func Analyze(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView) (*Analysis, error) {
+	return AnalyzeWith(p, desc, chain, AnalyzeOptions{})
+}
+
+// AnalyzeOptions relaxes Analyze where a policy has explicitly opted in (DESIGN.md, "PSBT
+// analysis and safety", check 6). The zero value is Analyze's strict behaviour.
+type AnalyzeOptions struct {
+	// AllowSighash lists sighash types signed besides ALL (and DEFAULT on taproot), for
+	// example SIGHASH_SINGLE|ANYONECANPAY for a coinjoin-style policy. Only the six defined
+	// types (ALL, NONE, SINGLE, each optionally |ANYONECANPAY) can be allowed; others are
+	// always refused. SignInputs then signs such an input with the type it asks for.
+	AllowSighash []txscript.SigHashType
+}
+
+func (o AnalyzeOptions) allows(h txscript.SigHashType) bool {
+	switch h &^ txscript.SigHashAnyOneCanPay {
+	case txscript.SigHashAll, txscript.SigHashNone, txscript.SigHashSingle:
+	default:
+		return false
+	}
+	for _, a := range o.AllowSighash {
+		if a == h {
+			return true
+		}
+	}
+	return false
+}
+
+// AnalyzeWith is Analyze with options (see AnalyzeOptions).
+func AnalyzeWith(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView, opts AnalyzeOptions) (*Analysis, error) {
 	tx := p.UnsignedTx
 	if tx == nil || len(tx.TxIn) == 0 || len(tx.TxOut) == 0 {
 		return nil, signer.Errorf(signer.CodeInvalidPSBT, "the transaction has no inputs or no outputs")
@@ -204,7 +233,7 @@ func Analyze(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView) (*Ana
 		if in.Sequence != wire.MaxTxInSequenceNum {
 			anyNonFinal = true
 		}
-		info, _, err := analyzeInput(p, i, desc, chain, tip)
+		info, _, err := analyzeInput(p, i, desc, chain, tip, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +292,7 @@ func Analyze(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView) (*Ana
 
 // analyzeInput checks input i against the chain and the descriptor (checks 1, 2, 6, 11 of
 // REFERENCE.md "PSBT safety") and returns its InputInfo and the descriptor's scripts there.
-func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain ChainView, tip int32) (InputInfo, *descriptor.Derived, error) {
+func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain ChainView, tip int32, opts AnalyzeOptions) (InputInfo, *descriptor.Derived, error) {
 	in := p.UnsignedTx.TxIn[i]
 	op := in.PreviousOutPoint
 	pin := p.Inputs[i]
@@ -322,7 +351,10 @@ func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain Chai
 			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "redeem_script: input %d's redeem script is not the registered descriptor's P2WSH program", i)
 		}
 		if pin.SighashType != 0 && pin.SighashType != txscript.SigHashAll {
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "sighash: input %d asks for sighash type %#x (%s); only SIGHASH_ALL is signed", i, uint32(pin.SighashType), sighashName(pin.SighashType))
+			if !opts.allows(pin.SighashType) {
+				return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "sighash: input %d asks for sighash type %#x (%s); only SIGHASH_ALL is signed", i, uint32(pin.SighashType), sighashName(pin.SighashType))
+			}
+			info.SighashType = uint32(pin.SighashType)
 		}
 		info.SpendingPath = fmt.Sprintf("%d-of-%d multisig", desc.Threshold(), len(d.Keys))
 	case descriptor.P2TR:
@@ -334,6 +366,10 @@ func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain Chai
 			info.SighashType = uint32(txscript.SigHashDefault)
 		case txscript.SigHashAll:
 		default:
+			if opts.allows(pin.SighashType) {
+				info.SighashType = uint32(pin.SighashType)
+				break
+			}
 			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "sighash: input %d asks for sighash type %#x (%s); only SIGHASH_DEFAULT or SIGHASH_ALL is signed", i, uint32(pin.SighashType), sighashName(pin.SighashType))
 		}
 		info.SpendingPath = "script path"

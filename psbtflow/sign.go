@@ -24,11 +24,11 @@ import (
 // wallet's and unspent). For each input it derives the key of desc's key slot `slot` at the
 // coin's branch and index from keys, checks that the public key is the one in the descriptor's
 // script, and signs:
-//   - wsh / sh(wsh): SIGHASH_ALL over the BIP-143 witness v0 sighash with the witness script,
+//   - wsh / sh(wsh): SIGHASH_ALL (or the type the analysis allowed) over the BIP-143 sighash with the witness script,
 //     placed as a partial signature (PSBT_IN_PARTIAL_SIG); the witness script, and for sh(wsh) the
 //     redeem script, are added (Updater role);
-//   - tr: for every tapscript leaf holding the key, SIGHASH_DEFAULT (or ALL if the input asks for
-//     it) over the BIP-341 script-path sighash with that leaf's hash, placed as
+//   - tr: for every tapscript leaf holding the key, SIGHASH_DEFAULT (or the type the input asks
+//     for and the analysis allowed) over the BIP-341 script-path sighash with that leaf's hash, placed as
 //     PSBT_IN_TAP_SCRIPT_SIG keyed by (x-only key, leaf hash) so that a finalizer finds it; the
 //     leaf scripts with their control blocks, the internal key and the merkle root are added
 //     (BIP-371) when missing.
@@ -86,9 +86,9 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 		var n int
 		switch d.Type {
 		case descriptor.P2WSH, descriptor.P2SHP2WSH:
-			n, err = signWitnessV0(u, i, c, d, priv, hashes)
+			n, err = signWitnessV0(u, i, c, d, priv, hashes, sighashFor(a, i, txscript.SigHashAll))
 		case descriptor.P2TR:
-			n, err = signTapscript(p, i, c, d, ours, priv, hashes)
+			n, err = signTapscript(p, i, c, d, ours, priv, hashes, sighashFor(a, i, txscript.SigHashDefault))
 		default:
 			err = fmt.Errorf("psbtflow: input %d: cannot sign output type %s", i, d.Type)
 		}
@@ -100,9 +100,19 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 	return signed, nil
 }
 
-// signWitnessV0 signs a wsh or sh(wsh) input with SIGHASH_ALL (BIP-143).
-func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, hashes *txscript.TxSigHashes) (int, error) {
-	sig, err := txscript.RawTxInWitnessSignature(u.Upsbt.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, txscript.SigHashAll, priv)
+// sighashFor returns the sighash type the analysis chose for input i (Analyze allows only ALL,
+// or DEFAULT/ALL on taproot, unless AnalyzeOptions opted in), or def without an analysis.
+func sighashFor(a *Analysis, i int, def txscript.SigHashType) txscript.SigHashType {
+	if a == nil || i >= len(a.Inputs) {
+		return def
+	}
+	return txscript.SigHashType(a.Inputs[i].SighashType)
+}
+
+// signWitnessV0 signs a wsh or sh(wsh) input over the BIP-143 sighash (SIGHASH_ALL unless the
+// analysis allowed another type).
+func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
+	sig, err := txscript.RawTxInWitnessSignature(u.Upsbt.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, hashType, priv)
 	if err != nil {
 		return 0, fmt.Errorf("psbtflow: sign input %d: %w", i, err)
 	}
@@ -131,12 +141,8 @@ func findPartialSig(sigs []*psbt.PartialSig, pub []byte) (int, bool) {
 
 // signTapscript adds a BIP-342 script-path signature of our key for every leaf it is in.
 func signTapscript(p *psbt.Packet, i int, c Coin, d *descriptor.Derived, ours *descriptor.DerivedKey, priv *btcec.PrivateKey,
-	hashes *txscript.TxSigHashes) (int, error) {
+	hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
 	pin := &p.Inputs[i]
-	hashType := txscript.SigHashDefault
-	if pin.SighashType == txscript.SigHashAll {
-		hashType = txscript.SigHashAll
-	}
 	tr := d.Taproot
 	xonly := schnorr.SerializePubKey(ours.PubKey)
 	if pin.TaprootInternalKey == nil {

@@ -313,3 +313,47 @@ func TestSignV2KeepsV2(t *testing.T) {
 		})
 	}
 }
+
+// A policy that opts into another sighash type gets it: AnalyzeWith accepts it, SignInputs signs
+// with it, and the signatures verify; without the option the same PSBT is refused, and an
+// undefined type cannot be allowed at all.
+func TestSighashOptIn(t *testing.T) {
+	for _, kind := range []string{"wsh", "sh-wsh", "tr"} {
+		t.Run(kind, func(t *testing.T) {
+			f := newKindFixture(t, kind)
+			op := f.addCoin(t, 0, 1, 100_000)
+			h := txscript.SigHashSingle | txscript.SigHashAnyOneCanPay
+			p := f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2)
+			p.Inputs[0].SighashType = h
+			if _, err := Analyze(p, f.desc, f.chain); err == nil || !strings.Contains(err.Error(), "sighash") {
+				t.Fatalf("strict Analyze: %v", err)
+			}
+			bogus := txscript.SigHashType(0x42)
+			q := f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2)
+			q.Inputs[0].SighashType = bogus
+			if _, err := AnalyzeWith(q, f.desc, f.chain, AnalyzeOptions{AllowSighash: []txscript.SigHashType{bogus}}); err == nil {
+				t.Fatal("undefined sighash type allowed")
+			}
+			a, err := AnalyzeWith(p, f.desc, f.chain, AnalyzeOptions{AllowSighash: []txscript.SigHashType{h}})
+			if err != nil || a.Inputs[0].SighashType != uint32(h) {
+				t.Fatalf("%v %+v", err, a)
+			}
+			for _, k := range []*signer.Keys{f.keys[0], f.keys[1]} {
+				if _, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, s := range p.Inputs[0].PartialSigs {
+				if txscript.SigHashType(s.Signature[len(s.Signature)-1]) != h {
+					t.Fatalf("ECDSA signature sighash byte %#x", s.Signature[len(s.Signature)-1])
+				}
+			}
+			for _, s := range p.Inputs[0].TaprootScriptSpendSig {
+				if s.SigHash != h {
+					t.Fatalf("taproot signature sighash %v", s.SigHash)
+				}
+			}
+			finalizeAndVerify(t, f, p)
+		})
+	}
+}
