@@ -254,7 +254,8 @@ func TestSignEveryType(t *testing.T) {
 			}
 			final := finalizeAndVerify(t, f, q)
 			real := (int64(final.SerializeSizeStripped())*3 + int64(final.SerializeSize()) + 3) / 4
-			if real > a.VSize || a.VSize-real > 40 {
+			t.Logf("%s: vsize estimate %d, real %d", kind, a.VSize, real)
+			if real > a.VSize || a.VSize-real > 10 {
 				t.Fatalf("vsize estimate %d, real %d", a.VSize, real)
 			}
 		})
