@@ -1,14 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 
 	"github.com/custodyagents/cosigner/chainwatch"
@@ -84,6 +89,31 @@ func cosignShape(t *testing.T, shape string) {
 		if !strings.Contains(table, want) {
 			t.Fatalf("psbt inspect output lacks %q:\n%s", want, table)
 		}
+	}
+
+	// A crafted variant of the same PSBT is refused with its own check, and the daemon stays up
+	// for the honest one: sh(wsh) gets the segwit fee attack (witness_utxo lying about the
+	// amount), taproot a leaf script that is not in the registered tree.
+	evil := decodePSBT(t, built.PSBT)
+	check := "input_amount"
+	if shape == "tr" {
+		check = "taproot_leaf"
+		k, _ := btcec.NewPrivateKey()
+		script, _ := txscript.NewScriptBuilder().AddData(schnorr.SerializePubKey(k.PubKey())).AddOp(txscript.OP_CHECKSIG).Script()
+		l := evil.Inputs[0].TaprootLeafScript[0]
+		cb := append([]byte{l.ControlBlock[0] ^ 1}, l.ControlBlock[1:]...) // the PSBT key is the control block: make it another
+		evil.Inputs[0].TaprootLeafScript = append(evil.Inputs[0].TaprootLeafScript,
+			&psbt.TaprootTapLeafScript{ControlBlock: cb, Script: script, LeafVersion: l.LeafVersion})
+	} else {
+		evil.Inputs[0].WitnessUtxo.Value -= 10_000_000
+	}
+	var buf bytes.Buffer
+	if err := evil.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	bad := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", base64.StdEncoding.EncodeToString(buf.Bytes()))
+	if !strings.HasPrefix(bad.Error, "unsafe_psbt: "+check+": ") {
+		t.Fatalf("crafted PSBT answered %+v, want unsafe_psbt: %s", bad, check)
 	}
 
 	ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", built.PSBT)

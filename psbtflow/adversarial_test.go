@@ -44,6 +44,7 @@ func adversarialCases() []adversarial {
 		{name: "non_witness_utxo of another transaction",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				prev := wire.NewMsgTx(2)
+				prev.AddTxIn(wire.NewTxIn(&wire.OutPoint{Hash: chainhash.Hash{3}}, nil, nil))
 				prev.AddTxOut(wire.NewTxOut(100_000, p.Inputs[0].WitnessUtxo.PkScript))
 				prev.AddTxOut(wire.NewTxOut(100_000, p.Inputs[0].WitnessUtxo.PkScript))
 				p.Inputs[0].NonWitnessUtxo = prev
@@ -56,12 +57,16 @@ func adversarialCases() []adversarial {
 				attacker, _ := btcec.NewPrivateKey()
 				addr, _ := btcutil.NewAddressTaproot(schnorr.SerializePubKey(attacker.PubKey()), net)
 				p.UnsignedTx.TxOut[1].PkScript, _ = txscript.PayToAddrScript(addr)
-				for _, d := range p.Outputs[1].Bip32Derivation {
-					d.PubKey = attacker.PubKey().SerializeCompressed()
+				// One derivation, of our first slot at 1/2, names the attacker's key.
+				if ds := p.Outputs[1].Bip32Derivation; len(ds) > 0 {
+					ds[0].PubKey = attacker.PubKey().SerializeCompressed()
+					p.Outputs[1].Bip32Derivation = ds[:1]
 				}
-				for _, d := range p.Outputs[1].TaprootBip32Derivation {
-					d.XOnlyPubKey = schnorr.SerializePubKey(attacker.PubKey())
+				if ds := p.Outputs[1].TaprootBip32Derivation; len(ds) > 0 {
+					ds[0].XOnlyPubKey = schnorr.SerializePubKey(attacker.PubKey())
+					p.Outputs[1].TaprootBip32Derivation = ds[:1]
 				}
+				p.Outputs[1].WitnessScript, p.Outputs[1].RedeemScript, p.Outputs[1].TaprootInternalKey = nil, nil, nil
 				return p
 			}, code: signer.CodeUnsafePSBT, check: "change_key"},
 		{name: "change that swaps the quorum (2-of-3 to 1-of-4)",
@@ -155,9 +160,10 @@ func adversarialCases() []adversarial {
 				attacker, _ := btcec.NewPrivateKey()
 				script, _ := txscript.NewScriptBuilder().AddData(schnorr.SerializePubKey(attacker.PubKey())).AddOp(txscript.OP_CHECKSIG).Script()
 				l := p.Inputs[0].TaprootLeafScript[0]
+				cb := append([]byte{l.ControlBlock[0] ^ 1}, l.ControlBlock[1:]...) // a key of its own (the control block)
 				p.Inputs[0].TaprootLeafScript = append(p.Inputs[0].TaprootLeafScript,
-					&psbt.TaprootTapLeafScript{ControlBlock: l.ControlBlock, Script: script, LeafVersion: l.LeafVersion})
-				return p
+					&psbt.TaprootTapLeafScript{ControlBlock: cb, Script: script, LeafVersion: l.LeafVersion})
+				return reencode(t, p)
 			}, code: signer.CodeUnsafePSBT, check: "taproot_leaf"},
 		{name: "taproot signature for a foreign leaf hash", kinds: taproot,
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
@@ -184,6 +190,20 @@ func adversarialCases() []adversarial {
 	}
 }
 
+// reencode passes p through Encode and Decode, as a request does: the attack must survive the
+// wire format.
+func reencode(t *testing.T, p *psbt.Packet) *psbt.Packet {
+	s, err := Encode(p, Base64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _, err := Decode(s)
+	if err != nil {
+		t.Fatalf("crafted PSBT does not decode: %v", err)
+	}
+	return q
+}
+
 func sighash(h txscript.SigHashType) func(*testing.T, *fixture, *psbt.Packet) *psbt.Packet {
 	return func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 		p.Inputs[0].SighashType = h
@@ -192,8 +212,8 @@ func sighash(h txscript.SigHashType) func(*testing.T, *fixture, *psbt.Packet) *p
 }
 
 // TestAdversarialPSBTs runs every attack against every wallet kind it applies to: each is
-// refused with its own code and check, and the same PSBT without the attack is accepted (so the
-// refusal is the attack's doing).
+// refused with its own code and check (after a trip through Encode and Decode, as on the wire),
+// and the same PSBT without the attack is accepted (so the refusal is the attack's doing).
 func TestAdversarialPSBTs(t *testing.T) {
 	for _, kind := range walletKinds {
 		for _, c := range adversarialCases() {
@@ -206,7 +226,7 @@ func TestAdversarialPSBTs(t *testing.T) {
 				if _, err := Analyze(f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2), f.desc, f.chain); err != nil {
 					t.Fatalf("honest PSBT refused: %v", err)
 				}
-				p := c.mutate(t, f, f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2))
+				p := reencode(t, c.mutate(t, f, f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2)))
 				_, err := Analyze(p, f.desc, f.chain)
 				var me *signer.MethodError
 				if !errors.As(err, &me) || me.Code != c.code || (c.check != "" && !strings.HasPrefix(me.Message, c.check+": ")) {
