@@ -323,3 +323,28 @@ func TestForeignPathDerivationIsSpend(t *testing.T) {
 		t.Fatalf("%+v", a)
 	}
 }
+
+// nLockTime L is final in a block of height h when L < h: with the tip at 500, L = 500 can be
+// mined in the next block and L = 501 cannot.
+func TestLockTimeBoundary(t *testing.T) {
+	for _, c := range []struct {
+		lock   uint32
+		future bool
+	}{{499, false}, {500, false}, {501, true}} {
+		f := newKindFixture(t, "wsh") // tip 500
+		op := f.addCoin(t, 0, 1, 100_000)
+		p := f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2)
+		p.UnsignedTx.LockTime = c.lock
+		a, err := Analyze(p, f.desc, f.chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		future := false
+		for _, w := range a.Warnings {
+			future = future || w.Code == WarnLockTimeFuture
+		}
+		if future != c.future || a.LockTimeKind != "height" {
+			t.Errorf("nLockTime %d: future %v (%s), want %v", c.lock, future, a.LockTimeKind, c.future)
+		}
+	}
+}

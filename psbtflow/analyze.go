@@ -250,9 +250,10 @@ func AnalyzeWith(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView, o
 		a.LockTimeKind = "none"
 	case tx.LockTime < lockTimeThreshold:
 		a.LockTimeKind = "height"
-		a.warn(WarnLockTime, "nLockTime %d: not valid before block %d", tx.LockTime, tx.LockTime+1)
-		if int64(tx.LockTime) > int64(tip)+1 {
-			a.warn(WarnLockTimeFuture, "nLockTime %d is %d blocks above the next block (%d)", tx.LockTime, int64(tx.LockTime)-int64(tip)-1, tip+1)
+		// Final in a block of height h when nLockTime < h (BIP-65 / consensus IsFinalTx).
+		a.warn(WarnLockTime, "nLockTime %d: valid from block %d on", tx.LockTime, int64(tx.LockTime)+1)
+		if int64(tx.LockTime) > int64(tip) {
+			a.warn(WarnLockTimeFuture, "nLockTime %d: not valid in the next block (%d); %d more blocks first", tx.LockTime, int64(tip)+1, int64(tx.LockTime)-int64(tip))
 		}
 	default:
 		a.LockTimeKind = "time"
