@@ -190,6 +190,17 @@ func adversarialCases() []adversarial {
 	}
 }
 
+// withFreshChain returns a fixture sharing f's keys and descriptor with a copy of its wallet
+// view (the window) and no coins, so that a case may change the view freely.
+func (f *fixture) withFreshChain() *fixture {
+	g := *f
+	g.chain = &memChain{coins: map[wire.OutPoint]Coin{}, window: map[string][2]uint32{}, tip: f.chain.tip}
+	for k, v := range f.chain.window {
+		g.chain.window[k] = v
+	}
+	return &g
+}
+
 // reencode passes p through Encode and Decode, as a request does: the attack must survive the
 // wire format.
 func reencode(t *testing.T, p *psbt.Packet) *psbt.Packet {
@@ -216,12 +227,13 @@ func sighash(h txscript.SigHashType) func(*testing.T, *fixture, *psbt.Packet) *p
 // and the same PSBT without the attack is accepted (so the refusal is the attack's doing).
 func TestAdversarialPSBTs(t *testing.T) {
 	for _, kind := range walletKinds {
+		base := newKindFixture(t, kind) // keys, descriptor and watched window: shared, read-only
 		for _, c := range adversarialCases() {
 			if c.kinds != nil && !contains(c.kinds, kind) {
 				continue
 			}
 			t.Run(kind+"/"+c.name, func(t *testing.T) {
-				f := newKindFixture(t, kind)
+				f := base.withFreshChain()
 				op := f.addCoin(t, 0, 1, 100_000)
 				if _, err := Analyze(f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2), f.desc, f.chain); err != nil {
 					t.Fatalf("honest PSBT refused: %v", err)
