@@ -320,16 +320,22 @@ func (t *trExpr) maxWitnessSize() int {
 }
 
 // KeyPathSpendable tells whether a tr() descriptor's internal key can sign:
-// false when it is the BIP-341 NUMS point H (only the script tree spends),
-// true for a ranged key or any other fixed key (whose owner, unknown to
-// this package, may hold its private key). Always false for wsh / sh(wsh).
+// false when it is the BIP-341 NUMS point H, or an extended key whose key
+// is H (as wallets such as Liana write an unspendable ranged internal key:
+// its children H + t·G have no known discrete logarithm either); true for
+// any other key, whose owner may hold its private key. Always false for
+// wsh / sh(wsh).
 func (d *Descriptor) KeyPathSpendable() bool {
 	t, ok := d.out.(*trExpr)
 	if !ok {
 		return false
 	}
+	pub := t.fixed
 	if t.internal != nil {
-		return true
+		var err error
+		if pub, err = t.internal.xpub.ECPubKey(); err != nil {
+			return true
+		}
 	}
-	return hex.EncodeToString(schnorr.SerializePubKey(t.fixed)) != NUMSKey
+	return hex.EncodeToString(schnorr.SerializePubKey(pub)) != NUMSKey
 }

@@ -1,6 +1,7 @@
 package descriptor
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
+	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
 )
@@ -234,5 +236,25 @@ func TestTrBIP386(t *testing.T) {
 		if _, err := Parse(s, &chaincfg.MainNetParams); err == nil {
 			t.Errorf("%.40s… accepted", s)
 		}
+	}
+}
+
+// An unspendable ranged internal key: an extended public key whose key is the NUMS point H
+// (any chain code). Its children are unspendable too, so the key path is reported unspendable;
+// a ranged key of a co-signer is spendable.
+func TestNUMSExtendedInternalKey(t *testing.T) {
+	_, k := threeKeys(t)
+	h, _ := hex.DecodeString("02" + NUMSKey)
+	nums := hdkeychain.NewExtendedKey(regtest.HDPublicKeyID[:], h, bytes.Repeat([]byte{7}, 32), []byte{0, 0, 0, 0}, 0, 0, false)
+	mp := "/<0;1>/*"
+	d := mustParse(t, "tr("+nums.String()+mp+",multi_a(2,"+k[0]+mp+","+k[1]+mp+"))", regtest)
+	if d.KeyPathSpendable() {
+		t.Fatal("NUMS xpub internal key reported spendable")
+	}
+	if _, err := d.Derive(1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if !mustParse(t, "tr("+k[2]+mp+",multi_a(2,"+k[0]+mp+","+k[1]+mp+"))", regtest).KeyPathSpendable() {
+		t.Fatal("co-signer internal key reported unspendable")
 	}
 }
