@@ -28,7 +28,8 @@ usage:
   cosigner status             the wallet as last seen: tip, balance, UTXOs
   cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
   cosigner policy check FILE  validate a policy file
-  cosigner psbt inspect FILE  what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
+  cosigner psbt inspect [--json] FILE
+                              what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
 
 Configuration is read from COSIGNER_* environment variables; see the README.
 `

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,18 +20,20 @@ import (
 
 // cmdPSBT dispatches `cosigner psbt inspect FILE`.
 func cmdPSBT(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
-	if len(args) != 2 || args[0] != "inspect" {
-		return usageError{"usage: cosigner psbt inspect FILE   (FILE: base64, hex or binary PSBT; - for stdin)"}
+	asJSON := len(args) == 3 && args[1] == "--json"
+	if len(args) < 2 || args[0] != "inspect" || len(args) > 3 || (len(args) == 3 && !asJSON) {
+		return usageError{"usage: cosigner psbt inspect [--json] FILE   (FILE: base64, hex or binary PSBT; - for stdin)"}
 	}
-	return cmdPSBTInspect(ctx, cfg, args[1], out)
+	return cmdPSBTInspect(ctx, cfg, args[len(args)-1], asJSON, out)
 }
 
 // cmdPSBTInspect analyses the PSBT in file against the registered wallet (COSIGNER_DESCRIPTOR)
 // exactly as sign_psbt would before asking the policy, and prints inputs, outputs, change, fee,
 // feerate, outflow and every warning. The wallet view is the one `cosigner run` last stored in
 // the data directory's database; without one, amounts are the PSBT's own claims (said so in the
-// output). A PSBT the co-signer would refuse prints the refusal and exits with status 1.
-func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, out io.Writer) error {
+// output). A PSBT the co-signer would refuse prints the refusal and exits with status 1. With
+// asJSON the analysis is printed as the JSON the audit log stores, after the wallet view line.
+func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, asJSON bool, out io.Writer) error {
 	if cfg.Descriptor == "" {
 		return errors.New("configuration: COSIGNER_DESCRIPTOR is empty: psbt inspect needs the registered wallet descriptor")
 	}
@@ -81,6 +84,14 @@ func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, out io.Writer
 	if err != nil {
 		fmt.Fprintf(out, "REFUSED: the co-signer would answer sign_psbt with\n  %v\n", err)
 		return errors.New("psbt inspect: the PSBT would be refused")
+	}
+	if asJSON {
+		b, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(out, "%s\n", b)
+		return err
 	}
 	return psbtflow.WriteTable(out, a)
 }

@@ -132,6 +132,11 @@ func TestPSBTInspectWithWalletView(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "REFUSED") || !strings.Contains(out.String(), "unsafe_psbt: input_amount") {
 		t.Fatalf("err %v, output:\n%s", err, out.String())
 	}
+	out.Reset()
+	if err := runCommand(ctx, []string{"psbt", "inspect", "--json", writePSBT(t, d, op, 100_000)}, &out); err != nil ||
+		!strings.Contains(out.String(), `"script_type": "p2tr"`) || !strings.Contains(out.String(), `"outflow_sat": 31000`) {
+		t.Fatalf("--json: %v\n%s", err, out.String())
+	}
 	if err := runCommand(ctx, []string{"psbt", "look"}, &out); err == nil {
 		t.Fatal("bad usage accepted")
 	}
