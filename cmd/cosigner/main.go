@@ -28,6 +28,8 @@ usage:
   cosigner status             the wallet as last seen (tip, balance, UTXOs) and the daemon's sync progress and servers
   cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
   cosigner policy check FILE  validate a policy file
+  cosigner psbt inspect [--json] FILE
+                              what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
 
 Configuration is read from COSIGNER_* environment variables; see the README.
 `
@@ -79,6 +81,8 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 		return cmdStatus(ctx, cfg, out)
 	case "health":
 		return cmdHealth(ctx, cfg, out)
+	case "psbt":
+		return cmdPSBT(ctx, cfg, args[1:], out)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }
