@@ -3,6 +3,8 @@ package signer
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -55,7 +57,9 @@ type harness struct {
 	clientPK string
 }
 
-func newHarness(t testing.TB) *harness {
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newHarness(t testing.TB, opts ...Option) *harness {
 	ctx := context.Background()
 	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
@@ -63,7 +67,7 @@ func newHarness(t testing.TB) *harness {
 	}
 	t.Cleanup(func() { db.Close() })
 	pool := &memPool{}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, nil)
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +150,10 @@ func TestRemoteSignerSessionAndMethods(t *testing.T) {
 		{"ping", "pong", ""},
 		{"get_public_key", h.rs.PublicKey(), ""},
 		{"switch_relays", `["ws://127.0.0.1:1","ws://127.0.0.1:2"]`, ""},
-		{"sign_event", "", "unknown_method: "},
+		{"sign_event", "", "invalid_params: "},
+		{"nip44_encrypt", "", "unauthorized: "},
+		{"get_wallet", "", "unknown_method: "},
+		{"no_such_method", "", "unknown_method: "},
 		{"nip04_encrypt", "", "unknown_method: "},
 		{"", "", "invalid_request: "},
 	}
