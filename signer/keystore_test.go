@@ -50,11 +50,3 @@ func TestKeyFileRoundTrip(t *testing.T) {
 		t.Fatalf("empty passphrase: err = %v", err)
 	}
 }
-
-func TestBunkerURI(t *testing.T) {
-	u := BunkerURI("ab", []string{"ws://127.0.0.1:1", "ws://127.0.0.1:2"}, "s3cret")
-	want := "bunker://ab?relay=ws%3A%2F%2F127.0.0.1%3A1&relay=ws%3A%2F%2F127.0.0.1%3A2&secret=s3cret"
-	if u != want {
-		t.Fatalf("BunkerURI = %s, want %s", u, want)
-	}
-}
