@@ -36,9 +36,6 @@ func TestKeyFileProductionParams(t *testing.T) {
 	if kf.N != 1<<16 || kf.R != 8 || kf.P != 1 || prefix != "ncryptsec" || data[1] != 16 {
 		t.Fatalf("scrypt N=%d r=%d p=%d, ncryptsec log2(N)=%d", kf.N, kf.R, kf.P, data[1])
 	}
-	if _, err := LoadKeyFile(path, "pw", &chaincfg.RegressionNetParams); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func TestKeyFileRoundTrip(t *testing.T) {
@@ -120,9 +117,6 @@ func TestNcryptsecSpecVector(t *testing.T) { // log2(N) = 16
 	sk, err := DecryptNcryptsec(ncryptsec, "nostr")
 	if err != nil || sk != "3501454135014541350145413501453fefb02227e449e57cf4d3a3ce05378683" {
 		t.Fatalf("spec vector: %q %v", sk, err)
-	}
-	if _, err := DecryptNcryptsec(ncryptsec, "Nostr"); !errors.Is(err, ErrBadPassphrase) {
-		t.Fatalf("wrong passphrase: %v", err)
 	}
 }
 
