@@ -44,7 +44,9 @@ func TestOverRealRelays(t *testing.T) {
 	}
 	defer pool.Close()
 	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(),
-		WithClientRelays(func(urls []string) (ClosablePool, error) { return relaypool.New(urls, relaypool.Options{Logger: quietLog()}) }))
+		WithClientRelays(func(urls []string) (ClosablePool, error) {
+			return relaypool.New(urls, relaypool.Options{Logger: quietLog()})
+		}))
 	if err != nil {
 		t.Fatal(err)
 	}
