@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -358,3 +360,41 @@ func TestNostrConnectQueue(t *testing.T) {
 type closable struct{ *memPool }
 
 func (closable) Close() {}
+
+// toPool is a memPool that also has PublishTo (like relaypool.Pool).
+type toPool struct {
+	*memPool
+	mu   sync.Mutex
+	urls [][]string
+}
+
+func (p *toPool) PublishTo(ctx context.Context, ev nostr.Event, urls []string) []relaypool.PublishResult {
+	p.mu.Lock()
+	p.urls = append(p.urls, urls)
+	p.mu.Unlock()
+	return p.Publish(ctx, ev)
+}
+
+func TestClientRelaysWithoutDialerUsePublishTo(t *testing.T) {
+	h := newHarness(t)
+	tp := &toPool{memPool: h.pool}
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), tp, h.db, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rs = rs
+	ctx := context.Background()
+	if err := h.db.AddNostrConnect(ctx, store.NostrConnect{Client: h.clientPK, Relays: []string{"wss://app.example", "ws://127.0.0.1:1"},
+		Secret: "x", Perms: ""}); err != nil {
+		t.Fatal(err)
+	}
+	rs.setClientRelays(h.clientPK, []string{"wss://app.example", "ws://127.0.0.1:1"})
+	if r := h.one(h.request("1", "ping")); r.Result != "pong" {
+		t.Fatal(r)
+	}
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if len(tp.urls) != 1 || len(tp.urls[0]) != 1 || tp.urls[0][0] != "wss://app.example" {
+		t.Fatalf("PublishTo urls %q (the pool's own relay must not be repeated)", tp.urls)
+	}
+}
