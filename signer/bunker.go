@@ -494,7 +494,11 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 		return
 	}
 	s.clientMu.Lock()
-	s.clientLegacy[ev.PubKey] = t.nip04
+	if t.nip04 { // only legacy clients are remembered (for Respond), so the map stays small
+		s.clientLegacy[ev.PubKey] = true
+	} else {
+		delete(s.clientLegacy, ev.PubKey)
+	}
 	s.clientMu.Unlock()
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
