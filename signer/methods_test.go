@@ -48,6 +48,9 @@ func TestSignEventPermittedKindsOnly(t *testing.T) {
 	if got := h.perms(); got != "sign_event:1" {
 		t.Fatalf("granted %q, want the intersection sign_event:1", got)
 	}
+	if r := h.one(h.request("0", "sign_event", `{"kind":1,"content":"x","tags":[],"created_at":1,"id":"bogus","sig":"bogus","pubkey":"`+h.rs.PublicKey()+`"}`)); r.Error != "" {
+		t.Fatalf("unsigned event with id/sig/pubkey fields: %+v", r)
+	}
 	r := h.one(h.request("1", "sign_event", template(1, "hello")))
 	if r.Error != "" {
 		t.Fatalf("sign_event kind 1: %+v", r)
@@ -66,7 +69,8 @@ func TestSignEventPermittedKindsOnly(t *testing.T) {
 		{"sign_psbt", "cHNidP8", "unauthorized: "},
 		{"nip44_decrypt", strings.Repeat("a", 64), "unauthorized: "},
 		{"sign_event", `{"kind":1}`, "invalid_params: "},
-		{"sign_event", `{"kind":1,"content":"","id":"x"}`, "invalid_params: "},
+		{"sign_event", `{"kind":1,"content":"","idx":"x"}`, "invalid_params: "},
+		{"sign_event", `{"kind":1,"content":"","pubkey":"` + strings.Repeat("0", 64) + `"}`, "invalid_params: "},
 		{"sign_event", `{"kind":70000,"content":""}`, "invalid_params: "},
 		{"sign_event", `{"kind":1,"content":"","tags":[[]]}`, "invalid_params: "},
 	} {
