@@ -166,7 +166,11 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 		select {
 		case <-ctx.Done():
 			tm.Stop()
-			log.Warn("gave up publishing", "attempts", attempt-1, "last_error", err, "reason", context.Cause(ctx))
+			if cause := context.Cause(ctx); errors.Is(cause, ErrClosed) || errors.Is(cause, ErrIdle) {
+				log.Debug("stopped publishing", "attempts", attempt-1, "reason", cause)
+			} else {
+				log.Warn("gave up publishing", "attempts", attempt-1, "last_error", err, "reason", cause)
+			}
 			return
 		case <-tm.C:
 		}
@@ -174,6 +178,10 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 		err = p.publishOnce(ctx, r, ev, msg, p.opts.PublishRetry)
 		if err == nil {
 			log.Info("published after retrying", "attempts", attempt)
+			return
+		}
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrIdle) {
+			log.Debug("stopped publishing", "attempts", attempt, "reason", err)
 			return
 		}
 		if !retryable(err) {
