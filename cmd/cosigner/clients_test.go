@@ -137,3 +137,19 @@ func TestRequestClientKey(t *testing.T) {
 		t.Fatal("request without a method accepted")
 	}
 }
+
+func TestPassphraseFromContainerSecret(t *testing.T) {
+	old := containerSecret
+	defer func() { containerSecret = old }()
+	containerSecret = filepath.Join(t.TempDir(), "cosigner_passphrase")
+	if _, err := (&Config{}).passphrase(); err == nil || !strings.Contains(err.Error(), containerSecret) {
+		t.Fatalf("no secret anywhere: %v", err)
+	}
+	os.WriteFile(containerSecret, []byte("from-secret\n"), 0o400)
+	if p, err := (&Config{}).passphrase(); err != nil || p != "from-secret" {
+		t.Fatalf("container secret: %q %v", p, err)
+	}
+	if p, err := (&Config{Passphrase: "env"}).passphrase(); err != nil || p != "env" {
+		t.Fatalf("the environment wins: %q %v", p, err)
+	}
+}
