@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/relaypool"
@@ -28,6 +29,16 @@ const (
 	MaxContentBytes = 96 * 1024
 	// MaxClockSkew is how far a request's created_at may be from now; older events are replays.
 	MaxClockSkew = 10 * time.Minute
+	// MaxClientRelays bounds the relays outside the pool that client sessions may add
+	// (nostrconnect:// URIs accepted by the operator).
+	MaxClientRelays = 32
+)
+
+// Default per-client rate limit (token bucket, golang.org/x/time/rate): requests per second and
+// burst. WithRateLimit changes it.
+const (
+	DefaultRatePerSecond = 20
+	DefaultRateBurst     = 100
 )
 
 // RelayPool is what the remote signer needs from the relays (satisfied by *relaypool.Pool).
@@ -36,6 +47,16 @@ type RelayPool interface {
 	Publish(ctx context.Context, ev nostr.Event) []relaypool.PublishResult
 	URLs() []string
 }
+
+// ClosablePool is a RelayPool the remote signer opens itself (a client's own relays) and closes
+// when it stops (satisfied by *relaypool.Pool).
+type ClosablePool interface {
+	RelayPool
+	Close()
+}
+
+// PoolDialer opens a pool on urls (for example relaypool.New with the daemon's options).
+type PoolDialer func(urls []string) (ClosablePool, error)
 
 // Request is a decoded NIP-46 request from an authenticated, connected client.
 type Request struct {
@@ -50,6 +71,10 @@ type Request struct {
 	Event *nostr.Event
 }
 
+// HandlerFunc answers one NIP-46 method: a non-empty result string, or an error (a *MethodError
+// is answered as is, a *HeldError as auth_url, anything else as "internal: …").
+type HandlerFunc func(ctx context.Context, req Request) (string, error)
+
 // PSBTHandler decides and signs sign_psbt requests (psbtflow). It returns the result string or
 // an error; errors that are not *MethodError are answered as "internal: …".
 type PSBTHandler interface {
@@ -58,92 +83,268 @@ type PSBTHandler interface {
 
 // Sessions is the durable session state (satisfied by *store.DB).
 type Sessions interface {
-	UseConnectSecret(ctx context.Context, secret, client, perms, metadata string) error
-	ClientConnected(ctx context.Context, client string) (bool, error)
+	UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant store.GrantFunc) (string, error)
+	SessionPerms(ctx context.Context, client string) (perms string, ok bool, err error)
+	ListSessions(ctx context.Context) ([]store.ClientSession, error)
 	EndSession(ctx context.Context, client string) error
 	AppendAudit(ctx context.Context, a store.AuditEntry) error
+	PendingNostrConnects(ctx context.Context) ([]store.NostrConnect, error)
+	FinishNostrConnect(ctx context.Context, client, state, errMsg string) error
 }
 
-// RemoteSigner is the NIP-46 remote signer (bunker). Create it with NewRemoteSigner and call Run.
+// Option configures a RemoteSigner.
+type Option func(*RemoteSigner)
+
+// WithLegacyNIP04 accepts requests in NIP-04 transport encryption (answered in NIP-04) and
+// serves nip04_encrypt / nip04_decrypt, for old clients such as go-nostr v0.38's BunkerClient.
+// Off by default: current NIP-46 is NIP-44 only (nostr-protocol/nips PR #1248).
+func WithLegacyNIP04(on bool) Option { return func(s *RemoteSigner) { s.legacyNIP04 = on } }
+
+// WithRateLimit limits each client pubkey to perSecond requests per second with bursts of burst
+// (token bucket); requests above it are answered "rate_limited: …". perSecond <= 0 turns the
+// limit off.
+func WithRateLimit(perSecond float64, burst int) Option {
+	return func(s *RemoteSigner) { s.limits = newRateLimits(perSecond, burst) }
+}
+
+// WithClientRelays lets the remote signer open pools on relays outside its own pool: the
+// relays a nostrconnect:// client named. Without it, such clients are answered only on the
+// pool's relays.
+func WithClientRelays(dial PoolDialer) Option { return func(s *RemoteSigner) { s.dial = dial } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(s *RemoteSigner) { s.now = now } }
+
+// RemoteSigner is the NIP-46 remote signer (bunker). Create it with NewRemoteSigner, register
+// extension methods with Handle, and call Run.
 type RemoteSigner struct {
-	sk, pk   string
-	pool     RelayPool
-	sessions Sessions
-	psbt     PSBTHandler
-	log      *slog.Logger
-	now      func() time.Time
+	sk, pk      string
+	pool        RelayPool
+	sessions    Sessions
+	log         *slog.Logger
+	now         func() time.Time
+	legacyNIP04 bool
+	limits      *rateLimits
+	dial        PoolDialer
+
+	handlersMu sync.RWMutex
+	handlers   map[string]HandlerFunc
 
 	convMu sync.Mutex
-	conv   map[string][32]byte // conversation keys by client pubkey
+	conv   map[string][32]byte // NIP-44 conversation keys by client pubkey
+
+	seen *seenIDs
+
+	clientMu      sync.Mutex
+	clientRelays  map[string][]string // client pubkey -> its own relays (nostrconnect)
+	clientLegacy  map[string]bool     // client pubkey -> last request came in NIP-04
+	extra         map[string]ClosablePool
+	runCtx        context.Context
+	filter        nostr.Filter
+	nostrConnects chan struct{}
 
 	sem chan struct{}
 	wg  sync.WaitGroup
 }
 
 // NewRemoteSigner returns a remote signer for the Nostr identity key sk (hex) that serves over
-// pool, keeps sessions in sessions, and passes sign_psbt to psbt.
-func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHandler, log *slog.Logger) (*RemoteSigner, error) {
+// pool, keeps sessions in sessions, and passes sign_psbt to psbt (nil: sign_psbt is not offered).
+func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHandler, log *slog.Logger, opts ...Option) (*RemoteSigner, error) {
 	pk, err := nostr.GetPublicKey(sk)
 	if err != nil {
-		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", err)
+		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", ErrNotOurKey)
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &RemoteSigner{
-		sk: sk, pk: pk, pool: pool, sessions: sessions, psbt: psbt,
+	s := &RemoteSigner{
+		sk: sk, pk: pk, pool: pool, sessions: sessions,
 		log: log.With("component", "signer"), now: time.Now,
-		conv: make(map[string][32]byte), sem: make(chan struct{}, 16),
-	}, nil
+		limits:        newRateLimits(DefaultRatePerSecond, DefaultRateBurst),
+		handlers:      make(map[string]HandlerFunc),
+		conv:          make(map[string][32]byte),
+		seen:          newSeenIDs(2*MaxClockSkew + time.Minute),
+		clientRelays:  make(map[string][]string),
+		clientLegacy:  make(map[string]bool),
+		extra:         make(map[string]ClosablePool),
+		sem:           make(chan struct{}, 16),
+		nostrConnects: make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	s.registerBuiltins()
+	if psbt != nil {
+		s.handlers["sign_psbt"] = psbt.SignPSBT
+	}
+	return s, nil
 }
 
 // PublicKey is the remote signer's pubkey (hex); it is also the user pubkey.
 func (s *RemoteSigner) PublicKey() string { return s.pk }
 
-// BunkerURI builds "bunker://<remote-signer-pubkey>?relay=…&relay=…&secret=…" (NIP-46).
-func BunkerURI(remoteSignerPubKey string, relays []string, secret string) string {
-	q := url.Values{}
-	for _, r := range relays {
-		q.Add("relay", r)
+// Handle registers h for method (an extension method such as psbt_status or approve, or a
+// replacement of a built-in one except the session methods). Call it before Run. A connected
+// client needs the permission named method to call it. Errors: the method name is malformed
+// or a session method.
+func (s *RemoteSigner) Handle(method string, h HandlerFunc) error {
+	if !validMethodName(method) || !NeedsPermission(method) || h == nil {
+		return fmt.Errorf("signer: cannot register a handler for %q", method)
 	}
-	if secret != "" {
-		q.Set("secret", secret)
-	}
-	return "bunker://" + remoteSignerPubKey + "?" + q.Encode()
+	s.handlersMu.Lock()
+	defer s.handlersMu.Unlock()
+	s.handlers[method] = h
+	return nil
 }
 
-// Run subscribes to kind-24133 events p-tagged to this signer on every relay and answers them
-// until ctx is done; it then waits for requests in flight to be answered.
+func (s *RemoteSigner) handler(method string) (HandlerFunc, bool) {
+	s.handlersMu.RLock()
+	defer s.handlersMu.RUnlock()
+	h, ok := s.handlers[method]
+	return h, ok
+}
+
+// Run subscribes to kind-24133 events p-tagged to this signer on every relay (the pool's, and the
+// relays of nostrconnect:// clients) and answers them until ctx is done; it then waits for
+// requests in flight to be answered and closes the pools it opened.
 func (s *RemoteSigner) Run(ctx context.Context) error {
 	since := nostr.Timestamp(s.now().Add(-MaxClockSkew).Unix())
-	events := s.pool.Subscribe(ctx, nostr.Filter{
-		Kinds: []int{KindNostrConnect},
-		Tags:  nostr.TagMap{"p": []string{s.pk}},
-		Since: &since,
-	})
-	s.log.Info("remote signer listening", "pubkey", s.pk, "relays", s.pool.URLs())
+	s.clientMu.Lock()
+	s.runCtx = ctx
+	s.filter = nostr.Filter{Kinds: []int{KindNostrConnect}, Tags: nostr.TagMap{"p": []string{s.pk}}, Since: &since}
+	s.clientMu.Unlock()
+	defer s.closeExtra()
 	defer s.wg.Wait()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
+
+	if sessions, err := s.sessions.ListSessions(ctx); err != nil {
+		s.log.Error("cannot read client sessions; clients on their own relays are not served", "error", err)
+	} else {
+		for _, c := range sessions {
+			if len(c.Relays) > 0 {
+				s.setClientRelays(c.Client, c.Relays)
 			}
-			select {
-			case s.sem <- struct{}{}:
-			case <-ctx.Done():
-				return nil
-			}
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() { <-s.sem }()
-				s.handleEvent(ctx, ev.Event, ev.Relay)
-			}()
 		}
 	}
+	s.serve(ctx, s.pool, "")
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.runNostrConnects(ctx)
+	}()
+	s.log.Info("remote signer listening", "pubkey", s.pk, "relays", s.pool.URLs(), "legacy_nip04", s.legacyNIP04)
+	<-ctx.Done()
+	return nil
+}
+
+// serve subscribes on pool and handles its events until ctx ends (one goroutine owned by Run).
+func (s *RemoteSigner) serve(ctx context.Context, pool RelayPool, label string) {
+	s.clientMu.Lock()
+	filter := s.filter
+	s.clientMu.Unlock()
+	s.serveWith(ctx, filter, pool, label)
+}
+
+func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool RelayPool, label string) {
+	events := pool.Subscribe(ctx, filter)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-events:
+				if !ok {
+					return
+				}
+				select {
+				case s.sem <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				s.wg.Add(1)
+				go func() {
+					defer s.wg.Done()
+					defer func() { <-s.sem }()
+					s.handleEvent(ctx, ev.Event, ev.Relay)
+				}()
+			}
+		}
+	}()
+	if label != "" {
+		s.log.Info("listening on a client's relay", "relay", label)
+	}
+}
+
+// setClientRelays records client's own relays and opens (and serves) those outside the pool.
+// It is called from goroutines owned by Run (or before Run starts serving).
+func (s *RemoteSigner) setClientRelays(client string, relays []string) {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	s.clientRelays[client] = slices.Clone(relays)
+	if s.dial == nil || s.runCtx == nil || s.runCtx.Err() != nil {
+		return
+	}
+	for _, u := range relays {
+		if slices.Contains(s.pool.URLs(), u) || s.extra[u] != nil {
+			continue
+		}
+		if len(s.extra) >= MaxClientRelays {
+			s.log.Warn("too many client relays; not opening another", "relay", u, "max", MaxClientRelays)
+			return
+		}
+		p, err := s.dial([]string{u})
+		if err != nil {
+			s.log.Warn("cannot use a client's relay", "relay", u, "error", err)
+			continue
+		}
+		s.extra[u] = p
+		s.serveWith(s.runCtx, s.filter, p, u)
+	}
+}
+
+func (s *RemoteSigner) closeExtra() {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	for u, p := range s.extra {
+		p.Close()
+		delete(s.extra, u)
+	}
+}
+
+// targets returns where a response to client goes besides the main pool's relays: the pools
+// opened on the client's own relays (and on the relay its request arrived on), and the client
+// relays that have no such pool (no PoolDialer, or MaxClientRelays reached).
+func (s *RemoteSigner) targets(client, arrivedOn string) (pools []RelayPool, other []string) {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	seen := map[string]bool{}
+	for _, u := range s.pool.URLs() {
+		seen[u] = true
+	}
+	for _, u := range append(slices.Clone(s.clientRelays[client]), arrivedOn) {
+		if u == "" || seen[u] {
+			continue
+		}
+		seen[u] = true
+		if p := s.extra[u]; p != nil {
+			pools = append(pools, p)
+		} else if s.clientRelaysKnown(client, u) {
+			other = append(other, u)
+		}
+	}
+	return pools, other
+}
+
+// clientRelaysKnown reports whether u is one of client's recorded relays (callers hold clientMu).
+func (s *RemoteSigner) clientRelaysKnown(client, u string) bool {
+	return slices.Contains(s.clientRelays[client], u)
+}
+
+// PublisherTo is a RelayPool that can also publish to relays outside itself
+// (relaypool.Pool.PublishTo); the remote signer uses it for a client's relays it has no pool on.
+type PublisherTo interface {
+	PublishTo(ctx context.Context, ev nostr.Event, urls []string) []relaypool.PublishResult
 }
 
 func (s *RemoteSigner) conversationKey(client string) ([32]byte, error) {
@@ -175,70 +376,159 @@ type wireResponse struct {
 	Error  string `json:"error,omitempty"`
 }
 
+// transport is how one client's messages are encrypted.
+type transport struct {
+	client string
+	nip04  bool     // legacy NIP-04 (only with WithLegacyNIP04)
+	ck     [32]byte // NIP-44 conversation key
+}
+
+func (t transport) encrypt(sk, plain string) (string, error) {
+	if t.nip04 {
+		shared, err := nip04.ComputeSharedSecret(t.client, sk)
+		if err != nil {
+			return "", err
+		}
+		return nip04.Encrypt(plain, shared)
+	}
+	return nip44.Encrypt(plain, t.ck)
+}
+
+// checkEvent applies the checks every request event must pass before it is decrypted; a
+// non-empty reason means drop it. Pure but for the replay set.
+func (s *RemoteSigner) checkEvent(ev *nostr.Event) string {
+	switch {
+	case ev.Kind != KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}):
+		return "not a NIP-46 request for this signer"
+	case len(ev.Content) > MaxContentBytes:
+		return "content too large"
+	}
+	if ok, err := ev.CheckSignature(); !ok || err != nil {
+		return "invalid signature or id"
+	}
+	if ev.PubKey == s.pk {
+		return "our own event"
+	}
+	if d := s.now().Sub(ev.CreatedAt.Time()); d > MaxClockSkew || d < -MaxClockSkew {
+		return "created_at too far from now (replay or bad clock)"
+	}
+	if !s.seen.first(ev.ID, s.now()) {
+		return "already handled (replayed or delivered by another relay)"
+	}
+	return ""
+}
+
+// decrypt opens a request: NIP-44 v2, or NIP-04 in legacy mode.
+func (s *RemoteSigner) decrypt(ev *nostr.Event) (transport, string, error) {
+	ck, err := s.conversationKey(ev.PubKey)
+	if err != nil {
+		return transport{}, "", fmt.Errorf("bad client pubkey: %w", err)
+	}
+	t := transport{client: ev.PubKey, ck: ck}
+	plain, err := nip44.Decrypt(ev.Content, ck)
+	if err == nil {
+		return t, plain, nil
+	}
+	if !s.legacyNIP04 || !strings.Contains(ev.Content, "?iv=") {
+		return t, "", fmt.Errorf("not NIP-44 v2 decryptable (NIP-04 transport needs the legacy mode): %w", err)
+	}
+	shared, serr := nip04.ComputeSharedSecret(ev.PubKey, s.sk)
+	if serr != nil {
+		return t, "", serr
+	}
+	if plain, err = nip04Decrypt(ev.Content, shared); err != nil {
+		return t, "", fmt.Errorf("not NIP-04 decryptable: %w", err)
+	}
+	t.nip04 = true
+	return t, plain, nil
+}
+
+// ParseRequest decodes a NIP-46 request payload {"id","method","params":[strings]}. It returns
+// the id even when the rest is malformed (so the error can be answered); an empty id means the
+// payload cannot be answered at all. Errors are *MethodError (invalid_request).
+func ParseRequest(plain string) (id, method string, params []string, err error) {
+	var wr wireRequest
+	if jerr := json.Unmarshal([]byte(plain), &wr); jerr != nil {
+		// A payload that is JSON with a string id but wrong elsewhere is still answered.
+		var idOnly struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal([]byte(plain), &idOnly)
+		return idOnly.ID, "", nil, Errorf(CodeInvalidRequest, "not a NIP-46 request object")
+	}
+	if wr.ID == "" {
+		return "", wr.Method, nil, Errorf(CodeInvalidRequest, "missing id")
+	}
+	if len(wr.ID) > 128 {
+		return "", wr.Method, nil, Errorf(CodeInvalidRequest, "id longer than 128 characters")
+	}
+	if err := decodeParams(wr.Params, &params); err != nil {
+		return wr.ID, wr.Method, nil, Errorf(CodeInvalidRequest, "%v", err)
+	}
+	if wr.Method == "" {
+		return wr.ID, "", params, Errorf(CodeInvalidRequest, "missing method")
+	}
+	return wr.ID, wr.Method, params, nil
+}
+
 // handleEvent checks, decrypts and answers one event. Anything it cannot attribute to a
 // client request (bad signature, not for us, undecryptable) is logged and dropped: there is no
 // one to answer safely.
 func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay string) {
 	log := s.log.With("event", ev.ID, "client", ev.PubKey, "relay", relay)
-	if ev.Kind != KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}) {
-		log.Warn("dropped event: not a NIP-46 request for this signer")
-		return
-	}
-	if ok, err := ev.CheckSignature(); !ok || err != nil {
-		log.Warn("dropped event: invalid signature or id")
-		return
-	}
-	if ev.PubKey == s.pk {
-		return // our own response echoed back
-	}
-	if d := s.now().Sub(ev.CreatedAt.Time()); d > MaxClockSkew || d < -MaxClockSkew {
-		log.Warn("dropped event: created_at too far from now (replay or bad clock)", "created_at", ev.CreatedAt)
-		return
-	}
-	if len(ev.Content) > MaxContentBytes {
-		log.Warn("dropped event: content too large", "bytes", len(ev.Content))
-		return
-	}
-	ck, err := s.conversationKey(ev.PubKey)
-	if err != nil {
-		log.Warn("dropped event: bad client pubkey", "error", err)
-		return
-	}
-	plain, err := nip44.Decrypt(ev.Content, ck)
-	if err != nil {
-		log.Warn("dropped event: not NIP-44 v2 decryptable (NIP-04 transport is not supported)", "error", err)
-		return
-	}
-	var wr wireRequest
-	if err := json.Unmarshal([]byte(plain), &wr); err != nil || wr.ID == "" {
-		log.Warn("request is not a NIP-46 JSON-RPC object with an id", "error", err)
-		if wr.ID == "" {
-			return
+	if reason := s.checkEvent(ev); reason != "" {
+		if reason != "our own event" {
+			log.Warn("dropped event: " + reason)
 		}
+		return
 	}
-	req := Request{Client: ev.PubKey, ID: wr.ID, Method: wr.Method, EventID: ev.ID, Event: ev}
+	limited := !s.limits.allow(ev.PubKey, s.now())
+	t, plain, err := s.decrypt(ev)
+	if err != nil {
+		log.Warn("dropped event", "error", err)
+		return
+	}
+	id, method, params, perr := ParseRequest(plain)
+	if id == "" {
+		log.Warn("dropped request without an id", "error", perr)
+		return
+	}
+	s.clientMu.Lock()
+	if t.nip04 { // only legacy clients are remembered (for Respond), so the map stays small
+		s.clientLegacy[ev.PubKey] = true
+	} else {
+		delete(s.clientLegacy, ev.PubKey)
+	}
+	s.clientMu.Unlock()
+	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
+	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
+	resp := wireResponse{ID: id}
 	var result string
-	var merr *MethodError
-	if err := decodeParams(wr.Params, &req.Params); err != nil {
-		merr = Errorf(CodeInvalidRequest, "%v", err)
-	} else {
-		log = log.With("id", wr.ID, "method", wr.Method)
+	switch {
+	case perr != nil:
+		err = perr
+	case limited:
+		err = Errorf(CodeRateLimited, "too many requests from this client; retry later")
+	default:
 		result, err = s.dispatch(ctx, req)
-		if err != nil {
-			merr = AsMethodError(err)
-			if merr.Code == CodeInternal {
-				log.Error("request failed", "error", err)
-			}
-		}
 	}
-	resp := wireResponse{ID: wr.ID, Result: result}
-	if merr != nil {
-		resp.Result, resp.Error = "", merr.Error()
+	var held *HeldError
+	switch {
+	case errors.As(err, &held):
+		resp.Result, resp.Error = "auth_url", held.URL
+		log.Info("answered auth_url (held)", "reason", held.Reason)
+	case err != nil:
+		merr := AsMethodError(err)
+		if merr.Code == CodeInternal {
+			log.Error("request failed", "error", err)
+		}
+		resp.Error = merr.Error()
 		log.Info("answered with error", "error", resp.Error)
-	} else {
+	default:
+		resp.Result = result
 		log.Info("answered")
 	}
-	if err := s.reply(ctx, ev.PubKey, ck, resp); err != nil {
+	if err := s.reply(ctx, t, relay, resp); err != nil {
 		log.Error("could not deliver the response to any relay", "error", err)
 	}
 }
@@ -264,12 +554,14 @@ func decodeParams(raw json.RawMessage, out *[]string) error {
 	return nil
 }
 
-func (s *RemoteSigner) reply(ctx context.Context, client string, ck [32]byte, resp wireResponse) error {
+// reply encrypts resp for the client and publishes it to the pool and to the client's own
+// relays (and the relay the request came on, if outside the pool).
+func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string, resp wireResponse) error {
 	body, err := json.Marshal(resp)
 	if err != nil {
 		return err
 	}
-	content, err := nip44.Encrypt(string(body), ck)
+	content, err := t.encrypt(s.sk, string(body))
 	if err != nil {
 		return err
 	}
@@ -277,17 +569,41 @@ func (s *RemoteSigner) reply(ctx context.Context, client string, ck [32]byte, re
 		PubKey:    s.pk,
 		CreatedAt: nostr.Now(),
 		Kind:      KindNostrConnect,
-		Tags:      nostr.Tags{{"p", client}},
+		Tags:      nostr.Tags{{"p", t.client}},
 		Content:   content,
 	}
 	if err := ev.Sign(s.sk); err != nil {
 		return err
 	}
+	return s.publish(ctx, ev, t.client, arrivedOn)
+}
+
+func (s *RemoteSigner) publish(ctx context.Context, ev nostr.Event, client, arrivedOn string) error {
 	// Publishing must finish even while shutting down: the request was acknowledged.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	n, err := relaypool.Published(s.pool.Publish(pctx, ev))
+	extra, other := s.targets(client, arrivedOn)
+	pt, canPublishTo := s.pool.(PublisherTo)
+	pools := append([]RelayPool{s.pool}, extra...)
+	results := make([][]relaypool.PublishResult, len(pools))
+	var wg sync.WaitGroup
+	for i, p := range pools {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i == 0 && canPublishTo && len(other) > 0 {
+				results[i] = pt.PublishTo(pctx, ev, other)
+				return
+			}
+			results[i] = p.Publish(pctx, ev)
+		}()
+	}
+	wg.Wait()
+	n, err := relaypool.Published(slices.Concat(results...))
 	if n == 0 {
+		if err == nil {
+			err = errors.New("no relay")
+		}
 		return err
 	}
 	if err != nil {
@@ -296,73 +612,63 @@ func (s *RemoteSigner) reply(ctx context.Context, client string, ck [32]byte, re
 	return nil
 }
 
-// dispatch runs one method. Every method except connect needs a session.
-func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error) {
-	if req.Method == "connect" {
-		return s.connect(ctx, req)
+// Respond delivers the late answer to a request that was answered with auth_url (Responder):
+// result, or err's MethodError wire form. It is encrypted as the client's last request was and
+// published to the pool and the client's own relays. Errors: no relay accepted it, or a bad
+// client pubkey.
+func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result string, err error) error {
+	ck, kerr := s.conversationKey(client)
+	if kerr != nil {
+		return fmt.Errorf("signer: respond to %s: %w", truncate(client, 64), kerr)
 	}
-	ok, err := s.sessions.ClientConnected(ctx, req.Client)
+	s.clientMu.Lock()
+	legacy := s.clientLegacy[client]
+	s.clientMu.Unlock()
+	resp := wireResponse{ID: requestID, Result: result}
 	if err != nil {
-		return "", err
+		resp.Result, resp.Error = "", AsMethodError(err).Error()
+	} else if result == "" {
+		return fmt.Errorf("signer: respond to %s/%s: empty result (NIP-46 clients never resolve it)", truncate(client, 64), truncate(requestID, 64))
 	}
-	if !ok {
-		return "", Errorf(CodeUnauthorized, "this client is not connected; send connect with the secret from the bunker:// URI first")
+	if rerr := s.reply(ctx, transport{client: client, ck: ck, nip04: legacy}, "", resp); rerr != nil {
+		return fmt.Errorf("signer: respond to %s/%s: %w", truncate(client, 64), truncate(requestID, 64), rerr)
 	}
-	switch req.Method {
-	case "ping":
-		return "pong", nil
-	case "get_public_key":
-		return s.pk, nil
-	case "switch_relays":
-		b, err := json.Marshal(s.pool.URLs())
-		return string(b), err
-	case "logout":
-		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
-			return "", err
-		}
-		return "ack", nil
-	case "sign_psbt":
-		if s.psbt == nil {
-			return "", Errorf(CodeInternal, "sign_psbt is not available")
-		}
-		return s.psbt.SignPSBT(ctx, req)
-	case "":
-		return "", Errorf(CodeInvalidRequest, "missing method")
-	default:
-		return "", Errorf(CodeUnknownMethod, "method %q is not supported by this remote signer", truncate(req.Method, 64))
-	}
+	s.log.Info("late answer sent", "client", client, "id", truncate(requestID, 64), "error", resp.Error)
+	return nil
 }
 
-// connect handles NIP-46 connect [remote_signer_pubkey, secret?, perms?, metadata?]: a valid
-// unused secret (single use) creates a session; a client that already has a session may
-// reconnect without one.
-func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error) {
-	if len(req.Params) < 1 || req.Params[0] != s.pk {
-		return "", Errorf(CodeInvalidParams, "connect: first param must be this remote signer's pubkey %s", s.pk)
+var _ Responder = (*RemoteSigner)(nil)
+
+// seenIDs remembers handled event ids for ttl (replay protection independent of the pools'
+// own de-duplication, which is per pool). Safe for concurrent use.
+type seenIDs struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	pruneAt int
+}
+
+func newSeenIDs(ttl time.Duration) *seenIDs {
+	return &seenIDs{ttl: ttl, seen: make(map[string]time.Time), pruneAt: 4096}
+}
+
+// first records id at now and reports whether it was not seen within ttl.
+func (s *seenIDs) first(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t, ok := s.seen[id]; ok && now.Sub(t) < s.ttl {
+		return false
 	}
-	secret, perms, meta := param(req.Params, 1), param(req.Params, 2), param(req.Params, 3)
-	if secret == "" {
-		ok, err := s.sessions.ClientConnected(ctx, req.Client)
-		if err != nil {
-			return "", err
+	s.seen[id] = now
+	if len(s.seen) > s.pruneAt {
+		for k, t := range s.seen {
+			if now.Sub(t) >= s.ttl {
+				delete(s.seen, k)
+			}
 		}
-		if ok {
-			return "ack", nil
-		}
-		return "", Errorf(CodeUnauthorized, "connect needs the secret from a bunker:// URI (create one with `cosigner bunker-uri`)")
+		s.pruneAt = max(4096, 2*len(s.seen))
 	}
-	if err := s.sessions.UseConnectSecret(ctx, secret, req.Client, perms, truncate(meta, 1024)); err != nil {
-		if errors.Is(err, store.ErrSecretInvalid) {
-			_ = s.sessions.AppendAudit(ctx, store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: "connect",
-				Decision: "rejected", Rule: "connect_secret", Reason: "unknown or already used secret"})
-			return "", Errorf(CodeUnauthorized, "connect secret is unknown or was already used; ask the operator for a new bunker:// URI")
-		}
-		return "", err
-	}
-	_ = s.sessions.AppendAudit(ctx, store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: "connect",
-		Decision: "connected", Rule: "connect_secret", Reason: "single-use secret accepted"})
-	s.log.Info("client connected", "client", req.Client)
-	return "ack", nil
+	return true
 }
 
 func param(ps []string, i int) string {

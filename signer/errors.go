@@ -11,4 +11,16 @@ var (
 	ErrNoPassphrase = errors.New("signer: empty passphrase")
 	// ErrNotOurKey means a derivation or script does not belong to this co-signer's key.
 	ErrNotOurKey = errors.New("signer: not this co-signer's key")
+	// ErrBadPerms means a permission string is not "method[:kind],…" (NIP-46 "Permissions").
+	ErrBadPerms = errors.New("signer: malformed permissions")
+	// ErrBadURI means a bunker:// or nostrconnect:// URI is malformed (NIP-46).
+	ErrBadURI = errors.New("signer: malformed NIP-46 URI")
+	// ErrKeyFileMode means the key file can be read by other users (it must be mode 0600).
+	ErrKeyFileMode = errors.New("signer: key file permissions too open")
+	// ErrOldKeyFile means a key file of an older format; `cosigner init --upgrade` rewrites it.
+	ErrOldKeyFile = errors.New("signer: key file has the old format")
+	// ErrTimeout means a NIP-46 request got no response in time (Client.Call).
+	ErrTimeout = errors.New("signer: no response from the remote signer in time")
+	// ErrClientClosed means the Client was closed.
+	ErrClientClosed = errors.New("signer: client closed")
 )

@@ -4,74 +4,262 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 )
 
-// ErrSecretInvalid means a connect secret is unknown or was already used by another client.
+// ErrSecretInvalid means a connect secret is unknown or was already used (by another client, or
+// by this client for a session that has since ended).
 var ErrSecretInvalid = errors.New("store: connect secret unknown or already used")
 
-// AddConnectSecret stores the SHA-256 of a fresh single-use connect secret (NIP-46 bunker URI).
+// ErrNoSession means the client pubkey has no session.
+var ErrNoSession = errors.New("store: no session for this client")
+
+// AddConnectSecret stores the SHA-256 of a fresh single-use connect secret (NIP-46 bunker URI)
+// that grants the default permissions (signer.DefaultPerms).
 func (db *DB) AddConnectSecret(ctx context.Context, secret string) error {
+	return db.addConnectSecret(ctx, secret, sql.NullString{})
+}
+
+// AddConnectSecretPerms is AddConnectSecret for a secret that grants perms (canonical
+// "method[:kind],…" string, see signer.Perms) instead of the defaults.
+func (db *DB) AddConnectSecretPerms(ctx context.Context, secret, perms string) error {
+	return db.addConnectSecret(ctx, secret, sql.NullString{String: perms, Valid: true})
+}
+
+func (db *DB) addConnectSecret(ctx context.Context, secret string, perms sql.NullString) error {
 	h := sha256.Sum256([]byte(secret))
-	_, err := db.SQL.ExecContext(ctx, `INSERT INTO connect_secrets(secret_sha256, created_at) VALUES (?, ?)`,
-		h[:], time.Now().Unix())
+	_, err := db.SQL.ExecContext(ctx, `INSERT INTO connect_secrets(secret_sha256, created_at, perms) VALUES (?, ?, ?)`,
+		h[:], time.Now().Unix(), perms)
 	if err != nil {
 		return fmt.Errorf("store: add connect secret: %w", err)
 	}
 	return nil
 }
 
+// GrantFunc computes the permissions a session gets from the secret's perms (has = false: the
+// secret was created without perms, use the defaults). It runs inside the connect transaction.
+type GrantFunc func(secretPerms string, has bool) (granted string, err error)
+
 // UseConnectSecret spends secret for client in one transaction: the secret must exist and be
-// unused (or already used by this same client, so a retried connect is answered alike), and the
-// client gets a session. Returns ErrSecretInvalid otherwise; nothing changes then.
-func (db *DB) UseConnectSecret(ctx context.Context, secret, client, perms, metadata string) error {
+// unused, and the client gets a session with the permissions grant returns (requested and
+// metadata are kept as the client sent them). A retried connect by the same client whose session
+// still exists is answered alike and changes nothing (so a repeated connect never restores
+// revoked permissions). Returns the session's permissions, or ErrSecretInvalid (nothing changes
+// then) or grant's error.
+func (db *DB) UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant GrantFunc) (string, error) {
 	h := sha256.Sum256([]byte(secret))
-	return db.Tx(ctx, func(tx *sql.Tx) error {
-		var usedBy sql.NullString
-		err := tx.QueryRowContext(ctx, `SELECT used_by FROM connect_secrets WHERE secret_sha256 = ?`, h[:]).Scan(&usedBy)
+	var granted string
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		var usedBy, perms sql.NullString
+		err := tx.QueryRowContext(ctx, `SELECT used_by, perms FROM connect_secrets WHERE secret_sha256 = ?`, h[:]).Scan(&usedBy, &perms)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrSecretInvalid
 		}
 		if err != nil {
 			return fmt.Errorf("store: use connect secret: %w", err)
 		}
-		if usedBy.Valid && usedBy.String != client {
-			return ErrSecretInvalid
+		if usedBy.Valid {
+			if usedBy.String != client {
+				return ErrSecretInvalid
+			}
+			err := tx.QueryRowContext(ctx, `SELECT perms FROM client_sessions WHERE client_pubkey = ?`, client).Scan(&granted)
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrSecretInvalid // the session it made has ended (logout, revoke)
+			}
+			return err
+		}
+		if granted, err = grant(perms.String, perms.Valid); err != nil {
+			return err
 		}
 		now := time.Now().Unix()
-		if !usedBy.Valid {
-			if _, err := tx.ExecContext(ctx, `UPDATE connect_secrets SET used_by = ?, used_at = ? WHERE secret_sha256 = ?`,
-				client, now, h[:]); err != nil {
-				return fmt.Errorf("store: use connect secret: %w", err)
-			}
+		if _, err := tx.ExecContext(ctx, `UPDATE connect_secrets SET used_by = ?, used_at = ? WHERE secret_sha256 = ?`,
+			client, now, h[:]); err != nil {
+			return fmt.Errorf("store: use connect secret: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, metadata) VALUES (?, ?, ?, ?)
-			ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at, perms = excluded.perms, metadata = excluded.metadata`,
-			client, now, perms, metadata)
+		_, err = tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at, perms = excluded.perms,
+			requested_perms = excluded.requested_perms, metadata = excluded.metadata`,
+			client, now, granted, requested, metadata)
 		if err != nil {
 			return fmt.Errorf("store: create session: %w", err)
 		}
 		return nil
 	})
+	return granted, err
 }
 
 // ClientConnected reports whether client (hex pubkey) has a session.
 func (db *DB) ClientConnected(ctx context.Context, client string) (bool, error) {
-	var n int
-	if err := db.SQL.QueryRowContext(ctx, `SELECT count(*) FROM client_sessions WHERE client_pubkey = ?`, client).Scan(&n); err != nil {
-		return false, fmt.Errorf("store: read session: %w", err)
-	}
-	return n > 0, nil
+	_, ok, err := db.SessionPerms(ctx, client)
+	return ok, err
 }
 
-// EndSession removes client's session (NIP-46 logout).
+// SessionPerms returns the permissions granted to client's session; ok is false when it has none.
+func (db *DB) SessionPerms(ctx context.Context, client string) (perms string, ok bool, err error) {
+	err = db.SQL.QueryRowContext(ctx, `SELECT perms FROM client_sessions WHERE client_pubkey = ?`, client).Scan(&perms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("store: read session: %w", err)
+	}
+	return perms, true, nil
+}
+
+// ClientSession is one connected NIP-46 client.
+type ClientSession struct {
+	Client         string // pubkey, hex
+	ConnectedAt    time.Time
+	Perms          string   // granted, canonical "method[:kind],…"
+	RequestedPerms string   // as the client asked in connect (or the nostrconnect URI)
+	Metadata       string   // connect's client metadata JSON, a display hint only
+	Relays         []string // the client's own relays (nostrconnect); empty: ours
+	Name           string
+}
+
+// ListSessions returns every session, oldest first.
+func (db *DB) ListSessions(ctx context.Context) ([]ClientSession, error) {
+	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, connected_at, perms, requested_perms, metadata, relays, name
+		FROM client_sessions ORDER BY connected_at, client_pubkey`)
+	if err != nil {
+		return nil, fmt.Errorf("store: list sessions: %w", err)
+	}
+	defer rows.Close()
+	var out []ClientSession
+	for rows.Next() {
+		var c ClientSession
+		var at int64
+		var relays string
+		if err := rows.Scan(&c.Client, &at, &c.Perms, &c.RequestedPerms, &c.Metadata, &relays, &c.Name); err != nil {
+			return nil, fmt.Errorf("store: list sessions: %w", err)
+		}
+		c.ConnectedAt = time.Unix(at, 0)
+		if err := json.Unmarshal([]byte(relays), &c.Relays); err != nil {
+			return nil, fmt.Errorf("store: session %s: relays: %w", c.Client, err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// SetSessionPerms replaces client's granted permissions (`cosigner clients grant|revoke`); the
+// running daemon reads them on the client's next request. Errors: ErrNoSession.
+func (db *DB) SetSessionPerms(ctx context.Context, client, perms string) error {
+	res, err := db.SQL.ExecContext(ctx, `UPDATE client_sessions SET perms = ? WHERE client_pubkey = ?`, perms, client)
+	if err != nil {
+		return fmt.Errorf("store: set perms: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNoSession
+	}
+	return nil
+}
+
+// EndSession removes client's session (NIP-46 logout, `cosigner clients revoke CLIENT`).
 func (db *DB) EndSession(ctx context.Context, client string) error {
 	if _, err := db.SQL.ExecContext(ctx, `DELETE FROM client_sessions WHERE client_pubkey = ?`, client); err != nil {
 		return fmt.Errorf("store: end session: %w", err)
 	}
 	return nil
+}
+
+// NostrConnect is a client-initiated connection (NIP-46 nostrconnect:// URI) accepted by the
+// operator.
+type NostrConnect struct {
+	Client         string   // client pubkey, hex
+	Relays         []string // the client's relays
+	Secret         string   // the client's secret, echoed in the connect response
+	Perms          string   // granted, canonical
+	RequestedPerms string
+	Name           string
+	State          string // pending | sent | failed | expired
+	Error          string
+	CreatedAt      time.Time
+}
+
+// nostrconnect_pending states.
+const (
+	ConnectPending = "pending"
+	ConnectSent    = "sent"
+	ConnectFailed  = "failed"
+	ConnectExpired = "expired"
+)
+
+// AddNostrConnect creates (or replaces) the client's session with c's permissions and relays and
+// queues the connect response for the daemon, in one transaction.
+func (db *DB) AddNostrConnect(ctx context.Context, c NostrConnect) error {
+	relays, err := json.Marshal(c.Relays)
+	if err != nil {
+		return err
+	}
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		now := time.Now().Unix()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata, relays, name)
+			VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at,
+			perms = excluded.perms, requested_perms = excluded.requested_perms, relays = excluded.relays, name = excluded.name`,
+			c.Client, now, c.Perms, c.RequestedPerms, string(relays), c.Name); err != nil {
+			return fmt.Errorf("store: nostrconnect session: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO nostrconnect_pending(client_pubkey, secret, relays, state, error, created_at, updated_at)
+			VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET secret = excluded.secret, relays = excluded.relays,
+			state = excluded.state, error = '', created_at = excluded.created_at, updated_at = excluded.updated_at`,
+			c.Client, c.Secret, string(relays), ConnectPending, now, now); err != nil {
+			return fmt.Errorf("store: nostrconnect queue: %w", err)
+		}
+		return nil
+	})
+}
+
+// PendingNostrConnects returns the queued nostrconnect responses (state pending), oldest first.
+func (db *DB) PendingNostrConnects(ctx context.Context) ([]NostrConnect, error) {
+	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, secret, relays, state, error, created_at
+		FROM nostrconnect_pending WHERE state = ? ORDER BY created_at`, ConnectPending)
+	if err != nil {
+		return nil, fmt.Errorf("store: pending nostrconnect: %w", err)
+	}
+	defer rows.Close()
+	var out []NostrConnect
+	for rows.Next() {
+		var c NostrConnect
+		var relays string
+		var at int64
+		if err := rows.Scan(&c.Client, &c.Secret, &relays, &c.State, &c.Error, &at); err != nil {
+			return nil, fmt.Errorf("store: pending nostrconnect: %w", err)
+		}
+		c.CreatedAt = time.Unix(at, 0)
+		if err := json.Unmarshal([]byte(relays), &c.Relays); err != nil {
+			return nil, fmt.Errorf("store: pending nostrconnect %s: relays: %w", c.Client, err)
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// FinishNostrConnect records the outcome of a queued nostrconnect response (sent, failed or
+// expired) and forgets the client's secret.
+func (db *DB) FinishNostrConnect(ctx context.Context, client, state, errMsg string) error {
+	_, err := db.SQL.ExecContext(ctx, `UPDATE nostrconnect_pending SET state = ?, error = ?, secret = '', updated_at = ?
+		WHERE client_pubkey = ?`, state, errMsg, time.Now().Unix(), client)
+	if err != nil {
+		return fmt.Errorf("store: finish nostrconnect: %w", err)
+	}
+	return nil
+}
+
+// NostrConnectState returns the state and error of client's queued nostrconnect response.
+// Errors: ErrNoSession when there is none.
+func (db *DB) NostrConnectState(ctx context.Context, client string) (state, errMsg string, err error) {
+	err = db.SQL.QueryRowContext(ctx, `SELECT state, error FROM nostrconnect_pending WHERE client_pubkey = ?`, client).Scan(&state, &errMsg)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", ErrNoSession
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("store: nostrconnect state: %w", err)
+	}
+	return state, errMsg, nil
 }
 
 // SignRequest is one row of sign_requests: a request that asked for a signing decision.

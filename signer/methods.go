@@ -1,0 +1,363 @@
+package signer
+
+import (
+	"bytes"
+	"context"
+	"crypto/aes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip04"
+	"github.com/nbd-wtf/go-nostr/nip44"
+
+	"github.com/custodyagents/cosigner/store"
+)
+
+// MaxEventTemplateBytes bounds sign_event's event template (JSON).
+const MaxEventTemplateBytes = 64 * 1024
+
+// registerBuiltins installs the NIP-46 methods that need a permission (the session methods are
+// answered in dispatch).
+func (s *RemoteSigner) registerBuiltins() {
+	s.handlers["sign_event"] = s.signEvent
+	s.handlers["nip44_encrypt"] = s.nip44Encrypt
+	s.handlers["nip44_decrypt"] = s.nip44Decrypt
+	if s.legacyNIP04 {
+		s.handlers["nip04_encrypt"] = s.nip04Encrypt
+		s.handlers["nip04_decrypt"] = s.nip04Decrypt
+	}
+}
+
+// dispatch runs one method. connect needs no session; the session methods need a session;
+// every other method needs the session's permission for it.
+func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error) {
+	if req.Method == "connect" {
+		return s.connect(ctx, req)
+	}
+	permsText, ok, err := s.sessions.SessionPerms(ctx, req.Client)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", Errorf(CodeUnauthorized, "this client is not connected; send connect with the secret from the bunker:// URI first")
+	}
+	switch req.Method {
+	case "ping":
+		return "pong", nil
+	case "get_public_key":
+		return s.pk, nil
+	case "switch_relays":
+		b, err := json.Marshal(s.pool.URLs())
+		return string(b), err
+	case "logout":
+		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
+			return "", err
+		}
+		s.audit(ctx, req, "logout", "", "session ended by the client")
+		return "ack", nil
+	}
+	h, known := s.handler(req.Method)
+	if !known {
+		if req.Method == "nip04_encrypt" || req.Method == "nip04_decrypt" {
+			return "", Errorf(CodeUnknownMethod, "%s is disabled on this remote signer (NIP-04 is deprecated; use nip44_*)", req.Method)
+		}
+		return "", Errorf(CodeUnknownMethod, "method %q is not supported by this remote signer", truncate(req.Method, 64))
+	}
+	perms, err := ParsePerms(permsText)
+	if err != nil {
+		return "", fmt.Errorf("session %s: stored perms: %w", req.Client, err)
+	}
+	kind := -1
+	if req.Method == "sign_event" {
+		tmpl, err := parseEventTemplate(param(req.Params, 0))
+		if err != nil {
+			return "", err
+		}
+		kind = tmpl.Kind
+	}
+	if !perms.Allows(req.Method, kind) {
+		what := req.Method
+		if kind >= 0 {
+			what = fmt.Sprintf("%s:%d", req.Method, kind)
+		}
+		s.audit(ctx, req, "rejected", "permissions", "client lacks "+what)
+		return "", Errorf(CodeUnauthorized, "this client is not permitted to call %s (granted: %s); the operator can grant it with `cosigner clients grant`", what, orNone(perms.String()))
+	}
+	return h(ctx, req)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func (s *RemoteSigner) audit(ctx context.Context, req Request, decision, rule, reason string) {
+	if err := s.sessions.AppendAudit(ctx, store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method,
+		Decision: decision, Rule: rule, Reason: reason}); err != nil {
+		s.log.Error("audit log write failed", "error", err)
+	}
+}
+
+// connect handles NIP-46 connect [remote_signer_pubkey, secret?, perms?, metadata?]: a valid
+// unused secret (single use) creates a session whose permissions are the secret's perms
+// intersected with the requested ones (GrantAtConnect); a client that already has a session may
+// reconnect without one.
+func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error) {
+	if len(req.Params) < 1 || req.Params[0] != s.pk {
+		return "", Errorf(CodeInvalidParams, "connect: first param must be this remote signer's pubkey %s", s.pk)
+	}
+	secret, requested, meta := param(req.Params, 1), param(req.Params, 2), param(req.Params, 3)
+	if secret == "" {
+		_, ok, err := s.sessions.SessionPerms(ctx, req.Client)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return "ack", nil
+		}
+		return "", Errorf(CodeUnauthorized, "connect needs the secret from a bunker:// URI (create one with `cosigner bunker-uri`)")
+	}
+	if len(requested) > 4096 {
+		return "", Errorf(CodeInvalidParams, "connect: perms longer than 4096 characters")
+	}
+	granted, err := s.sessions.UseConnectSecret(ctx, secret, req.Client, requested, truncate(meta, 1024),
+		func(secretPerms string, has bool) (string, error) {
+			p, err := GrantAtConnect(secretPerms, has, requested)
+			return p.String(), err
+		})
+	if err != nil {
+		if errors.Is(err, store.ErrSecretInvalid) {
+			s.audit(ctx, req, "rejected", "connect_secret", "unknown or already used secret")
+			return "", Errorf(CodeUnauthorized, "connect secret is unknown or was already used; ask the operator for a new bunker:// URI")
+		}
+		return "", err
+	}
+	s.audit(ctx, req, "connected", "connect_secret", "single-use secret accepted; perms: "+orNone(granted))
+	s.log.Info("client connected", "client", req.Client, "perms", granted)
+	return "ack", nil
+}
+
+// eventTemplate is sign_event's parameter (NIP-46 "sign_event": {kind, content, tags,
+// created_at}).
+type eventTemplate struct {
+	Kind      *int       `json:"kind"`
+	Content   *string    `json:"content"`
+	Tags      nostr.Tags `json:"tags"`
+	CreatedAt *int64     `json:"created_at"`
+	PubKey    string     `json:"pubkey,omitempty"`
+	// Some clients send an unsigned event with these; they are recomputed, never trusted.
+	ID  json.RawMessage `json:"id,omitempty"`
+	Sig json.RawMessage `json:"sig,omitempty"`
+}
+
+type parsedTemplate struct {
+	Kind      int
+	Content   string
+	Tags      nostr.Tags
+	CreatedAt nostr.Timestamp
+	PubKey    string
+}
+
+// parseEventTemplate checks sign_event's JSON param. Errors: *MethodError invalid_params.
+func parseEventTemplate(raw string) (parsedTemplate, error) {
+	if raw == "" {
+		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: missing the event template (params[0])")
+	}
+	if len(raw) > MaxEventTemplateBytes {
+		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: event template larger than %d bytes", MaxEventTemplateBytes)
+	}
+	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
+	dec.DisallowUnknownFields()
+	var t eventTemplate
+	if err := dec.Decode(&t); err != nil || dec.More() {
+		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: params[0] is not an event template {kind, content, tags, created_at}")
+	}
+	switch {
+	case t.Kind == nil || *t.Kind < 0 || *t.Kind > 65535:
+		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: kind must be an integer 0..65535")
+	case t.Content == nil:
+		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: content is missing")
+	case t.CreatedAt != nil && *t.CreatedAt < 0:
+		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: created_at must be a Unix time in seconds")
+	}
+	for i, tag := range t.Tags {
+		if len(tag) == 0 {
+			return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: tag %d is empty", i)
+		}
+	}
+	p := parsedTemplate{Kind: *t.Kind, Content: *t.Content, Tags: t.Tags, PubKey: t.PubKey}
+	if p.Tags == nil {
+		p.Tags = nostr.Tags{}
+	}
+	if t.CreatedAt != nil {
+		p.CreatedAt = nostr.Timestamp(*t.CreatedAt)
+	}
+	return p, nil
+}
+
+// signEvent handles NIP-46 sign_event [event template JSON] → the signed event JSON, signed by
+// the user key (this signer's Nostr key). The kind must be permitted (checked in dispatch).
+func (s *RemoteSigner) signEvent(ctx context.Context, req Request) (string, error) {
+	t, err := parseEventTemplate(param(req.Params, 0))
+	if err != nil {
+		return "", err
+	}
+	if t.PubKey != "" && t.PubKey != s.pk {
+		return "", Errorf(CodeInvalidParams, "sign_event: the template's pubkey is not this signer's user pubkey %s", s.pk)
+	}
+	if t.CreatedAt == 0 {
+		t.CreatedAt = nostr.Timestamp(s.now().Unix())
+	}
+	ev := nostr.Event{PubKey: s.pk, CreatedAt: t.CreatedAt, Kind: t.Kind, Tags: t.Tags, Content: t.Content}
+	if err := ev.Sign(s.sk); err != nil {
+		return "", fmt.Errorf("sign_event: %w", err)
+	}
+	s.audit(ctx, req, "signed", "permissions", fmt.Sprintf("event %s kind %d", ev.ID, ev.Kind))
+	return ev.String(), nil
+}
+
+// peer checks a [pubkey, text] param pair of the nip44_* / nip04_* methods.
+func peer(req Request) (string, string, error) {
+	if len(req.Params) != 2 {
+		return "", "", Errorf(CodeInvalidParams, "%s: params must be [third_party_pubkey, text]", req.Method)
+	}
+	pk := req.Params[0]
+	if b, err := hex.DecodeString(pk); err != nil || len(b) != 32 {
+		return "", "", Errorf(CodeInvalidParams, "%s: params[0] must be a 64-character hex pubkey", req.Method)
+	}
+	return pk, req.Params[1], nil
+}
+
+// looksLikeNIP46 reports whether a decrypted text is a NIP-46 message (request or response).
+// The user key is also the remote-signer key, so nip44_decrypt / nip04_decrypt would otherwise
+// let one client read another client's requests and responses (connect secrets, PSBTs).
+func looksLikeNIP46(plain string) bool {
+	var m map[string]json.RawMessage
+	if json.Unmarshal([]byte(plain), &m) != nil {
+		return false
+	}
+	_, id := m["id"]
+	_, method := m["method"]
+	_, result := m["result"]
+	_, errField := m["error"]
+	return id && (method || result || errField)
+}
+
+func (s *RemoteSigner) nip44Encrypt(ctx context.Context, req Request) (string, error) {
+	pk, text, err := peer(req)
+	if err != nil {
+		return "", err
+	}
+	ck, err := nip44.GenerateConversationKey(pk, s.sk)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip44_encrypt: %v", err)
+	}
+	out, err := nip44.Encrypt(text, ck)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip44_encrypt: %v", err)
+	}
+	return out, nil
+}
+
+func (s *RemoteSigner) nip44Decrypt(ctx context.Context, req Request) (string, error) {
+	pk, text, err := peer(req)
+	if err != nil {
+		return "", err
+	}
+	ck, err := nip44.GenerateConversationKey(pk, s.sk)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip44_decrypt: %v", err)
+	}
+	out, err := nip44.Decrypt(text, ck)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip44_decrypt: %v", err)
+	}
+	if looksLikeNIP46(out) {
+		return "", Errorf(CodeUnauthorized, "nip44_decrypt: refusing to decrypt a NIP-46 message addressed to this remote signer")
+	}
+	return out, nil
+}
+
+func (s *RemoteSigner) nip04Encrypt(ctx context.Context, req Request) (string, error) {
+	pk, text, err := peer(req)
+	if err != nil {
+		return "", err
+	}
+	shared, err := nip04.ComputeSharedSecret(pk, s.sk)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip04_encrypt: %v", err)
+	}
+	out, err := nip04.Encrypt(text, shared)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip04_encrypt: %v", err)
+	}
+	return out, nil
+}
+
+func (s *RemoteSigner) nip04Decrypt(ctx context.Context, req Request) (string, error) {
+	pk, text, err := peer(req)
+	if err != nil {
+		return "", err
+	}
+	shared, err := nip04.ComputeSharedSecret(pk, s.sk)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip04_decrypt: %v", err)
+	}
+	out, err := nip04Decrypt(text, shared)
+	if err != nil {
+		return "", Errorf(CodeInvalidParams, "nip04_decrypt: %v", err)
+	}
+	if looksLikeNIP46(out) {
+		return "", Errorf(CodeUnauthorized, "nip04_decrypt: refusing to decrypt a NIP-46 message addressed to this remote signer")
+	}
+	return out, nil
+}
+
+// WalletInfo is get_wallet's result: what a coordinator needs to register this co-signer
+// (BIP-388 style). JSON: {"descriptor","fingerprints","network","key_origin"}.
+type WalletInfo struct {
+	// Descriptor is the registered wallet descriptor with its #checksum (BIP-380).
+	Descriptor string `json:"descriptor"`
+	// Fingerprints are the master key fingerprints of every key in the descriptor, 8 hex each.
+	Fingerprints []string `json:"fingerprints"`
+	// Network is the Bitcoin network name (mainnet, testnet3, signet, regtest).
+	Network string `json:"network"`
+	// KeyOrigin is this co-signer's own key, "[fingerprint/path]xpub".
+	KeyOrigin string `json:"key_origin"`
+}
+
+// WalletMethod returns the get_wallet handler for info (register it with Handle("get_wallet", …)).
+func WalletMethod(info WalletInfo) HandlerFunc {
+	b, err := json.Marshal(info)
+	return func(ctx context.Context, req Request) (string, error) {
+		if err != nil {
+			return "", err
+		}
+		if len(req.Params) != 0 {
+			return "", Errorf(CodeInvalidParams, "get_wallet takes no params")
+		}
+		return string(b), nil
+	}
+}
+
+// nip04Decrypt is go-nostr's nip04.Decrypt after the shape checks it lacks (it panics on an IV
+// that is not 16 bytes or a ciphertext that is not whole AES blocks).
+func nip04Decrypt(content string, shared []byte) (string, error) {
+	ct, iv, ok := strings.Cut(content, "?iv=")
+	if !ok {
+		return "", errors.New("not NIP-04: no ?iv=")
+	}
+	ctb, err1 := base64.StdEncoding.DecodeString(ct)
+	ivb, err2 := base64.StdEncoding.DecodeString(iv)
+	if err1 != nil || err2 != nil || len(ivb) != aes.BlockSize || len(ctb) == 0 || len(ctb)%aes.BlockSize != 0 {
+		return "", errors.New("malformed NIP-04 ciphertext")
+	}
+	return nip04.Decrypt(content, shared)
+}
