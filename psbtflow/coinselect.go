@@ -1,0 +1,487 @@
+package psbtflow
+
+// Coin selection for the builder (BIP-174 Creator role): which of the wallet's unspent outputs a
+// new transaction spends, what it pays in fee, and whether it gets a change output.
+//
+// The algorithms follow Bitcoin Core's wallet (src/wallet/coinselection.cpp):
+//   - branch and bound (Murch, "An Evaluation of Coin Selection Strategies", 2016): a depth-first
+//     search, largest effective value first, for a set of inputs whose effective values add up to
+//     the target within the cost of change, so that no change output is needed; ties are broken by
+//     the least waste; the search stops after MaxTries steps;
+//   - when branch and bound finds nothing: single random draw (Bitcoin Core's SelectCoinsSRD):
+//     inputs drawn in random order until they pay the target, the fee of a change output and a
+//     change worth keeping; if all coins together cannot do that but can pay the target, all of
+//     them are spent and the remainder goes to change or, below the change floor, to the fee.
+//
+// Everything is computed in integer satoshis and weight units. A fee is always rounded up, and
+// the fee of a whole transaction is never more than the sum of the fees of its parts, so the
+// chosen inputs always pay at least the feerate asked for on the final (largest) satisfaction.
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sort"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/mempool"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/descriptor"
+)
+
+// Coin selection errors. Insufficient funds comes as *InsufficientFundsError, which wraps
+// ErrInsufficientFunds.
+var (
+	// ErrInsufficientFunds means the candidate coins cannot pay the target and the fee.
+	ErrInsufficientFunds = errors.New("psbtflow: insufficient funds")
+	// ErrSelectParams means SelectParams are incomplete or inconsistent (a caller bug).
+	ErrSelectParams = errors.New("psbtflow: invalid coin selection parameters")
+	// ErrFeeRate means the feerate is not a finite number of at least 0 sat/vB (or is absurd:
+	// above MaxFeeRate).
+	ErrFeeRate = errors.New("psbtflow: invalid feerate")
+	// ErrDustOutput means a payment, or the sweep's reserve, is below the output's dust limit
+	// (Bitcoin Core's GetDustThreshold at 3 sat/vB): nodes would not relay the transaction.
+	ErrDustOutput = errors.New("psbtflow: output below the dust limit")
+)
+
+// MaxFeeRate bounds the feerates Select accepts (sat/vB). Policy fee caps are lower; this only
+// keeps the integer arithmetic far from overflow.
+const MaxFeeRate FeeRate = 1_000_000
+
+// DefaultMaxTries is the branch-and-bound step budget, as in Bitcoin Core (TOTAL_TRIES).
+const DefaultMaxTries = 100_000
+
+// InsufficientFundsError says how much the candidate coins lack.
+type InsufficientFundsError struct {
+	// Available is the value of the coins worth spending at the feerate (effective value > 0).
+	Available btcutil.Amount
+	// Needed is the target plus the fee of spending all of them (no change output).
+	Needed btcutil.Amount
+	// Missing is Needed − Available: how much more the wallet must receive.
+	Missing btcutil.Amount
+}
+
+func (e *InsufficientFundsError) Error() string {
+	return fmt.Sprintf("psbtflow: insufficient funds: need %s (amount and fee), have %s worth spending at this feerate, missing %s",
+		e.Needed, e.Available, e.Missing)
+}
+
+// Unwrap makes errors.Is(err, ErrInsufficientFunds) true.
+func (e *InsufficientFundsError) Unwrap() error { return ErrInsufficientFunds }
+
+// UTXO is a candidate coin: an unspent output of the wallet and where it is.
+type UTXO struct {
+	OutPoint wire.OutPoint
+	Coin
+}
+
+// SelectMode is what Select is asked to do.
+type SelectMode int
+
+const (
+	// SelectTarget pays exactly the target to the payments, change back to the wallet.
+	SelectTarget SelectMode = iota
+	// SelectSweep spends every coin worth spending (effective value > 0 at the feerate); the one
+	// payment gets the input total minus the fee and minus SelectParams.Reserve, which comes
+	// back to the wallet as change ("sweep above a reserve"); target is ignored.
+	SelectSweep
+)
+
+// Algorithm names, as reported in Selection.Algorithm.
+const (
+	AlgorithmBnB   = "bnb"
+	AlgorithmSRD   = "srd"
+	AlgorithmAll   = "all"
+	AlgorithmSweep = "sweep"
+)
+
+// SelectParams describe the transaction around the inputs. NewSelectParams fills them from the
+// wallet's descriptor and the payments; zero MaxTries, LongTermFeeRate or Rand take defaults.
+type SelectParams struct {
+	Mode SelectMode
+	// Reserve is what a sweep leaves in the wallet, as a change output (0: sweep everything).
+	Reserve btcutil.Amount
+	// InputWeight is the weight (WU) of one input with its largest satisfaction: 4 × (outpoint,
+	// scriptSig, nSequence) + the witness with its item count (BIP-141).
+	InputWeight int64
+	// PaymentSizes are the serialized sizes (bytes: 8-byte value, script length, script) of the
+	// payment outputs, in any order.
+	PaymentSizes []int
+	// ChangeSize is the serialized size of a change output; ChangeDust its dust limit.
+	ChangeSize int
+	ChangeDust btcutil.Amount
+	// PaymentDust is the largest dust limit among the payment outputs: a sweep that would pay
+	// less fails with *InsufficientFundsError.
+	PaymentDust btcutil.Amount
+	// LongTermFeeRate is the feerate at which a change output is assumed to be spent later
+	// (Bitcoin Core's long-term/discard feerate); it prices the cost of change and the waste
+	// metric. 0: the selection feerate.
+	LongTermFeeRate FeeRate
+	// MaxTries bounds branch and bound (0: DefaultMaxTries).
+	MaxTries int
+	// Rand drives single random draw; nil uses math/rand/v2's randomly seeded source.
+	Rand *rand.Rand
+}
+
+// Selection is the outcome of Select: the inputs and the exact amounts of the transaction.
+// InputTotal = Amount + Change + Fee.
+type Selection struct {
+	Inputs     []UTXO
+	InputTotal btcutil.Amount
+	// Amount is what the payments get: the target, or for a sweep the swept amount.
+	Amount btcutil.Amount
+	// Change is the change output's value; 0 means no change output.
+	Change btcutil.Amount
+	// Fee is InputTotal − Amount − Change, at least FeeRate × VSize.
+	Fee btcutil.Amount
+	// Excess is the part of Fee above FeeRate × VSize: a changeless excess (branch and bound,
+	// bounded by the cost of change) or a change too small to keep, folded into the fee.
+	Excess btcutil.Amount
+	// VSize is the virtual size (vB) of the finished transaction with the largest satisfaction
+	// of every input, computed as Analyze does: ⌈(4 × stripped size + 2 + witness bytes) / 4⌉.
+	VSize   int64
+	FeeRate FeeRate
+	// Algorithm is AlgorithmBnB, AlgorithmSRD, AlgorithmAll or AlgorithmSweep.
+	Algorithm string
+	// Skipped are the coins a sweep left because spending them costs more than they are worth.
+	Skipped []UTXO
+}
+
+// NewSelectParams computes InputWeight, ChangeSize and ChangeDust from desc (the change output
+// is desc's script on branch 1) and PaymentSizes from the payments' scripts.
+func NewSelectParams(desc *descriptor.Descriptor, payments []Payment) (SelectParams, error) {
+	var p SelectParams
+	w, err := InputWeight(desc)
+	if err != nil {
+		return p, err
+	}
+	p.InputWeight = w
+	change, err := desc.PkScript(ChangeBranch, 0)
+	if err != nil {
+		return p, fmt.Errorf("%w: the descriptor has no change branch (write its keys with /<0;1>/*): %w", ErrSelectParams, err)
+	}
+	co := wire.NewTxOut(0, change)
+	p.ChangeSize = co.SerializeSize()
+	p.ChangeDust = btcutil.Amount(mempool.GetDustThreshold(co))
+	for i, pay := range payments {
+		s, err := pay.script(desc)
+		if err != nil {
+			return p, fmt.Errorf("psbtflow: payment %d: %w", i, err)
+		}
+		o := wire.NewTxOut(0, s)
+		p.PaymentSizes = append(p.PaymentSizes, o.SerializeSize())
+		p.PaymentDust = max(p.PaymentDust, btcutil.Amount(mempool.GetDustThreshold(o)))
+	}
+	return p, nil
+}
+
+// InputWeight returns the weight (WU) of one input spending an output of desc with its
+// largest satisfaction: 4 × (36-byte outpoint + scriptSig with its length + 4-byte nSequence)
+// + desc.MaxWitnessSize() (witness with item count). The scriptSig is empty for native segwit
+// and the push of the redeem script for P2SH-wrapped segwit.
+func InputWeight(desc *descriptor.Descriptor) (int64, error) {
+	d, err := desc.Derive(0, 0)
+	if err != nil {
+		return 0, err
+	}
+	scriptSig := 0
+	if len(d.RedeemScript) > 0 {
+		scriptSig = pushSize(len(d.RedeemScript))
+	}
+	return 4*int64(36+wire.VarIntSerializeSize(uint64(scriptSig))+scriptSig+4) + int64(desc.MaxWitnessSize()), nil
+}
+
+// pushSize is the size of a minimal push of n bytes.
+func pushSize(n int) int {
+	switch {
+	case n < 76:
+		return 1 + n
+	case n <= 0xff:
+		return 2 + n
+	case n <= 0xffff:
+		return 3 + n
+	}
+	return 5 + n
+}
+
+// satPerKvB turns a feerate into whole sat/kvB, rounding up: a fee computed from it is never
+// below the feerate.
+func satPerKvB(f FeeRate) (int64, error) {
+	if math.IsNaN(float64(f)) || f < 0 || f > MaxFeeRate {
+		return 0, fmt.Errorf("%w: %v sat/vB", ErrFeeRate, float64(f))
+	}
+	return int64(math.Ceil(float64(f)*1000 - 1e-6)), nil
+}
+
+// feeForWeight is the fee for weight WU at kvb sat/kvB: ⌈kvb × ⌈weight/4⌉ / 1000⌉.
+func feeForWeight(kvb, weight int64) btcutil.Amount {
+	return btcutil.Amount((kvb*((weight+3)/4) + 999) / 1000)
+}
+
+// txWeight is the weight of a segwit transaction with nIn inputs of inputWeight and outputs of
+// the given serialized sizes: 4 × (version, counts, outputs, locktime) + 2 (marker and flag)
+// + the inputs.
+func txWeight(nIn int, inputWeight int64, outSizes []int, extraOut int) int64 {
+	nOut := len(outSizes)
+	sum := 0
+	for _, s := range outSizes {
+		sum += s
+	}
+	if extraOut > 0 {
+		nOut++
+		sum += extraOut
+	}
+	stripped := 8 + wire.VarIntSerializeSize(uint64(nIn)) + wire.VarIntSerializeSize(uint64(nOut)) + sum
+	return 4*int64(stripped) + 2 + int64(nIn)*inputWeight
+}
+
+// candidate is a coin with its effective value: its value less the fee of spending it.
+type candidate struct {
+	UTXO
+	fee, longTermFee btcutil.Amount
+	effective        btcutil.Amount
+}
+
+// Select chooses inputs from coins to pay target (sat) at feerate (sat/vB) to outputs described
+// by params, and computes the change and the fee exactly.
+//
+// In SelectTarget mode it tries branch and bound first (changeless, excess ≤ cost of change,
+// least waste), then single random draw; see the file comment. A change output is made only
+// when it is worth at least max(ChangeDust, fee of spending it at LongTermFeeRate + 1 sat), as
+// Bitcoin Core's min_viable_change; a smaller remainder goes to the fee (Selection.Excess).
+// In SelectSweep mode every coin worth spending is used.
+//
+// Coins are never modified. Errors: *InsufficientFundsError (wrapping ErrInsufficientFunds),
+// ErrFeeRate, ErrSelectParams, ErrDustOutput (a target or swept amount below a payment's dust
+// limit is the caller's to check with Payment values; a reserve below the change dust limit is
+// refused here).
+func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectParams) (Selection, error) {
+	kvb, err := satPerKvB(feerate)
+	if err != nil {
+		return Selection{}, err
+	}
+	lt := params.LongTermFeeRate
+	if lt == 0 {
+		lt = feerate
+	}
+	ltKvB, err := satPerKvB(lt)
+	if err != nil {
+		return Selection{}, err
+	}
+	if params.InputWeight <= 0 || params.ChangeSize <= 0 || params.ChangeDust < 0 || len(params.PaymentSizes) == 0 {
+		return Selection{}, fmt.Errorf("%w: need InputWeight, ChangeSize and at least one payment size", ErrSelectParams)
+	}
+	if params.MaxTries <= 0 {
+		params.MaxTries = DefaultMaxTries
+	}
+	inFee := feeForWeight(kvb, params.InputWeight)
+	inFeeLT := feeForWeight(ltKvB, params.InputWeight)
+	var pool []candidate
+	var skipped []UTXO
+	seen := make(map[wire.OutPoint]bool, len(coins))
+	for _, c := range coins {
+		if seen[c.OutPoint] {
+			return Selection{}, fmt.Errorf("%w: coin %s given twice", ErrSelectParams, c.OutPoint)
+		}
+		seen[c.OutPoint] = true
+		if c.Value <= 0 || c.Value > btcutil.MaxSatoshi {
+			return Selection{}, fmt.Errorf("%w: coin %s has an impossible value %d", ErrSelectParams, c.OutPoint, int64(c.Value))
+		}
+		if c.Value <= inFee {
+			skipped = append(skipped, c)
+			continue
+		}
+		pool = append(pool, candidate{UTXO: c, fee: inFee, longTermFee: inFeeLT, effective: c.Value - inFee})
+	}
+	// The input count's varint is taken at the pool's size: an upper bound for any subset.
+	baseWeight := txWeight(len(pool), 0, params.PaymentSizes, 0)
+	baseFee := feeForWeight(kvb, baseWeight)
+	if params.Mode == SelectSweep {
+		if params.Reserve < 0 || (params.Reserve > 0 && params.Reserve < params.ChangeDust) {
+			return Selection{}, fmt.Errorf("%w: reserve %s is below the change output's dust limit %s", ErrDustOutput, params.Reserve, params.ChangeDust)
+		}
+		if len(params.PaymentSizes) != 1 {
+			return Selection{}, fmt.Errorf("%w: a sweep pays exactly one output, got %d", ErrSelectParams, len(params.PaymentSizes))
+		}
+		changeSize := 0
+		if params.Reserve > 0 {
+			changeSize = params.ChangeSize
+		}
+		ins := utxos(pool)
+		s := finish(ins, kvb, params, changeSize)
+		floor := max(params.PaymentDust, 1)
+		if rest := s.InputTotal - s.Fee - params.Reserve; len(ins) == 0 || rest < floor {
+			needed := s.Fee + params.Reserve + floor
+			return Selection{}, &InsufficientFundsError{Available: s.InputTotal, Needed: needed, Missing: needed - s.InputTotal}
+		}
+		rest := s.InputTotal - s.Fee - params.Reserve
+		s.Amount, s.Change, s.Algorithm, s.Skipped = rest, params.Reserve, AlgorithmSweep, skipped
+		return s, nil
+	}
+
+	if params.Mode != SelectTarget {
+		return Selection{}, fmt.Errorf("%w: unknown mode %d", ErrSelectParams, params.Mode)
+	}
+	if target <= 0 || target > btcutil.MaxSatoshi {
+		return Selection{}, fmt.Errorf("%w: target %d sat", ErrSelectParams, int64(target))
+	}
+	// Decided on the exact fee of spending every coin worth spending, without change.
+	if all := finish(utxos(pool), kvb, params, 0); all.InputTotal-all.Fee < target {
+		needed := target + all.Fee
+		return Selection{}, &InsufficientFundsError{Available: all.InputTotal, Needed: needed, Missing: needed - all.InputTotal}
+	}
+	need := target + baseFee
+	changeFee := feeForWeight(kvb, 4*int64(params.ChangeSize))
+	costOfChange := changeFee + inFeeLT
+	minChange := max(params.ChangeDust, inFeeLT+1)
+
+	// Largest effective value first, then by outpoint so that the result does not depend on
+	// the order of coins.
+	slices.SortFunc(pool, func(a, b candidate) int {
+		if a.effective != b.effective {
+			if a.effective > b.effective {
+				return -1
+			}
+			return 1
+		}
+		if c := slices.Compare(a.OutPoint.Hash[:], b.OutPoint.Hash[:]); c != 0 {
+			return c
+		}
+		return int(a.OutPoint.Index) - int(b.OutPoint.Index)
+	})
+	if sel := branchAndBound(pool, need, costOfChange, feerate > lt, params.MaxTries); sel != nil {
+		s := finish(sel, kvb, params, 0)
+		s.Amount, s.Algorithm = target, AlgorithmBnB
+		s.Excess = s.InputTotal - target - s.Fee
+		s.Fee += s.Excess
+		return s, nil
+	}
+
+	// Single random draw: until the inputs pay the target, a change output and a change worth
+	// keeping.
+	r := params.Rand
+	order := make([]int, len(pool))
+	for i := range order {
+		order[i] = i
+	}
+	shuffle := rand.Shuffle
+	if r != nil {
+		shuffle = r.Shuffle
+	}
+	shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	var sum btcutil.Amount
+	var drawn []UTXO
+	algo := AlgorithmAll
+	for _, i := range order {
+		drawn = append(drawn, pool[i].UTXO)
+		sum += pool[i].effective
+		if sum >= need+changeFee+minChange {
+			algo = AlgorithmSRD
+			break
+		}
+	}
+	return withChange(drawn, target, kvb, params, minChange, algo), nil
+}
+
+// withChange finishes a selection that pays target, with a change output when the remainder
+// is worth at least minChange and without one (remainder in the fee) otherwise.
+func withChange(ins []UTXO, target btcutil.Amount, kvb int64, params SelectParams, minChange btcutil.Amount, algo string) Selection {
+	s := finish(ins, kvb, params, params.ChangeSize)
+	if change := s.InputTotal - target - s.Fee; change >= minChange {
+		s.Amount, s.Change, s.Algorithm = target, change, algo
+		return s
+	}
+	s = finish(ins, kvb, params, 0)
+	s.Amount, s.Algorithm = target, algo
+	s.Excess = s.InputTotal - target - s.Fee
+	s.Fee += s.Excess
+	return s
+}
+
+// finish computes the input total, the vsize and the feerate's fee of spending ins to the
+// payments (and a change output of changeSize bytes, if not 0).
+func finish(ins []UTXO, kvb int64, params SelectParams, changeSize int) Selection {
+	s := Selection{Inputs: ins, FeeRate: FeeRate(float64(kvb) / 1000)}
+	for _, c := range ins {
+		s.InputTotal += c.Value
+	}
+	w := txWeight(len(ins), params.InputWeight, params.PaymentSizes, changeSize)
+	s.VSize = (w + 3) / 4
+	s.Fee = feeForWeight(kvb, w)
+	return s
+}
+
+func utxos(pool []candidate) []UTXO {
+	out := make([]UTXO, len(pool))
+	for i, c := range pool {
+		out[i] = c.UTXO
+	}
+	return out
+}
+
+// branchAndBound searches pool (sorted by effective value, largest first) for a subset whose
+// effective values sum to [target, target+costOfChange], least waste first (waste: Σ (fee −
+// long-term fee) + excess). It explores inclusion before omission, skips an omission branch
+// equivalent to one already explored (same effective value and fee as the omitted previous
+// coin), and prunes on waste when the feerate is above the long-term feerate. It returns nil
+// when nothing is found within maxTries steps.
+func branchAndBound(pool []candidate, target, costOfChange btcutil.Amount, feerateHigh bool, maxTries int) []UTXO {
+	var available btcutil.Amount
+	for _, c := range pool {
+		available += c.effective
+	}
+	var (
+		value, waste btcutil.Amount
+		sel          []int // indices of the included coins, increasing
+		best         []int
+		bestWaste    btcutil.Amount = btcutil.MaxSatoshi * 2
+		idx          int
+	)
+	for try := 0; try < maxTries; try, idx = try+1, idx+1 {
+		backtrack := false
+		switch {
+		case value+available < target || value > target+costOfChange || (feerateHigh && waste > bestWaste):
+			backtrack = true
+		case value >= target:
+			if w := waste + value - target; w <= bestWaste {
+				best, bestWaste = slices.Clone(sel), w
+			}
+			backtrack = true
+		}
+		if backtrack {
+			if len(sel) == 0 {
+				break // every branch explored
+			}
+			last := sel[len(sel)-1]
+			// The coins after the last included one go back into what is available, then the
+			// last included one is omitted instead.
+			for idx--; idx > last; idx-- {
+				available += pool[idx].effective
+			}
+			value -= pool[last].effective
+			waste -= pool[last].fee - pool[last].longTermFee
+			sel = sel[:len(sel)-1]
+			continue
+		}
+		c := pool[idx]
+		available -= c.effective
+		if len(sel) == 0 || sel[len(sel)-1] == idx-1 ||
+			c.effective != pool[idx-1].effective || c.fee != pool[idx-1].fee {
+			sel = append(sel, idx)
+			value += c.effective
+			waste += c.fee - c.longTermFee
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	sort.Ints(best)
+	out := make([]UTXO, len(best))
+	for i, j := range best {
+		out[i] = pool[j].UTXO
+	}
+	return out
+}
