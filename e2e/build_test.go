@@ -236,8 +236,8 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 		for _, c := range left {
 			if c.OutPoint.Hash == *txid {
 				change += c.Value
-				if c.Branch != psbtflow.ChangeBranch || c.Index != changeIndex {
-					t.Fatalf("change at %d/%d, want %d/%d", c.Branch, c.Index, psbtflow.ChangeBranch, changeIndex)
+				if c.Branch != 1 || c.Index != changeIndex {
+					t.Fatalf("change at %d/%d, want 1/%d", c.Branch, c.Index, changeIndex)
 				}
 			}
 		}

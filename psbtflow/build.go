@@ -17,7 +17,6 @@ import (
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/btcutil/txsort"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/btcsuite/btcd/mempool"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
@@ -100,12 +99,12 @@ type BuildOptions struct {
 	Rand *rand.Rand
 }
 
-// ChangeBranch is the descriptor branch that change goes to (/<0;1>/*: 1), the one Analyze
+// changeBranch is the descriptor branch that change goes to (/<0;1>/*: 1), the one Analyze
 // recognises as change.
-const ChangeBranch = 1
+const changeBranch = 1
 
 // Build writes the unsigned PSBT (v0, transaction version 2) that spends sel.Inputs to
-// payments and, when sel.Change > 0, to the change output at (ChangeBranch, opts.ChangeIndex).
+// payments and, when sel.Change > 0, to the change output at (branch 1, opts.ChangeIndex).
 //
 // Every input carries witness_utxo, non_witness_utxo (fetched through prev; skipped when prev
 // is nil), its witness script (and redeem script if P2SH-wrapped) and a BIP32 derivation for
@@ -142,8 +141,8 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		if amount <= 0 || amount > btcutil.MaxSatoshi {
 			return nil, fmt.Errorf("%w: payment %d of %d sat", ErrPayment, i, int64(amount))
 		}
-		if txscript.GetScriptClass(script) != txscript.NullDataTy && mempool.IsDust(out, mempool.DefaultMinRelayTxFee) {
-			return nil, fmt.Errorf("%w: payment %d of %s is below %d sat", ErrDustOutput, i, amount, mempool.GetDustThreshold(out))
+		if dust := DustThreshold(out); amount < dust {
+			return nil, fmt.Errorf("%w: payment %d of %s is below %s", ErrDustOutput, i, amount, dust)
 		}
 		paid += amount
 		tx.AddTxOut(out)
@@ -153,7 +152,7 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 	}
 	var change *descriptor.Derived
 	if sel.Change > 0 {
-		d, err := desc.Derive(ChangeBranch, opts.ChangeIndex)
+		d, err := desc.Derive(changeBranch, opts.ChangeIndex)
 		if err != nil {
 			return nil, fmt.Errorf("psbtflow: change output: %w", err)
 		}

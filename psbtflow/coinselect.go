@@ -26,7 +26,7 @@ import (
 	"sort"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/mempool"
+	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
@@ -43,7 +43,7 @@ var (
 	// above MaxFeeRate).
 	ErrFeeRate = errors.New("psbtflow: invalid feerate")
 	// ErrDustOutput means a payment, or the sweep's reserve, is below the output's dust limit
-	// (Bitcoin Core's GetDustThreshold at 3 sat/vB): nodes would not relay the transaction.
+	// (DustThreshold): nodes would not relay the transaction.
 	ErrDustOutput = errors.New("psbtflow: output below the dust limit")
 )
 
@@ -159,13 +159,13 @@ func NewSelectParams(desc *descriptor.Descriptor, payments []Payment) (SelectPar
 		return p, err
 	}
 	p.InputWeight = w
-	change, err := desc.PkScript(ChangeBranch, 0)
+	change, err := desc.PkScript(changeBranch, 0)
 	if err != nil {
 		return p, fmt.Errorf("%w: the descriptor has no change branch (write its keys with /<0;1>/*): %w", ErrSelectParams, err)
 	}
 	co := wire.NewTxOut(0, change)
 	p.ChangeSize = co.SerializeSize()
-	p.ChangeDust = btcutil.Amount(mempool.GetDustThreshold(co))
+	p.ChangeDust = DustThreshold(co)
 	for i, pay := range payments {
 		s, err := pay.script(desc)
 		if err != nil {
@@ -173,7 +173,7 @@ func NewSelectParams(desc *descriptor.Descriptor, payments []Payment) (SelectPar
 		}
 		o := wire.NewTxOut(0, s)
 		p.PaymentSizes = append(p.PaymentSizes, o.SerializeSize())
-		p.PaymentDust = max(p.PaymentDust, btcutil.Amount(mempool.GetDustThreshold(o)))
+		p.PaymentDust = max(p.PaymentDust, DustThreshold(o))
 	}
 	return p, nil
 }
@@ -192,6 +192,23 @@ func InputWeight(desc *descriptor.Descriptor) (int64, error) {
 		scriptSig = pushSize(len(d.RedeemScript))
 	}
 	return 4*int64(36+wire.VarIntSerializeSize(uint64(scriptSig))+scriptSig+4) + int64(desc.MaxWitnessSize()), nil
+}
+
+// DustThreshold is the smallest value out may carry to be relayed, as Bitcoin Core's
+// GetDustThreshold (policy/policy.cpp) computes it at the default dust relay feerate of
+// 3 sat/vB: 3 × (the output's serialized size + the size of the input that would spend it,
+// 67 bytes for a witness program and 148 otherwise). OP_RETURN outputs have none (0).
+func DustThreshold(out *wire.TxOut) btcutil.Amount {
+	if txscript.IsUnspendable(out.PkScript) {
+		return 0
+	}
+	size := out.SerializeSize()
+	if txscript.IsWitnessProgram(out.PkScript) {
+		size += 32 + 4 + 1 + 107/4 + 4
+	} else {
+		size += 32 + 4 + 1 + 107 + 4
+	}
+	return btcutil.Amount(3 * size)
 }
 
 // pushSize is the size of a minimal push of n bytes.
