@@ -34,6 +34,9 @@ var (
 	// ErrPrevTx means the previous transaction fetched for non_witness_utxo does not hash to
 	// the input's txid or does not carry the coin's value and script at its index.
 	ErrPrevTx = errors.New("psbtflow: previous transaction does not match the coin")
+	// ErrUnsupportedDescriptor means Build cannot write the PSBT fields this descriptor's
+	// inputs need: it writes witness (and redeem) scripts, not yet BIP-371 taproot fields.
+	ErrUnsupportedDescriptor = errors.New("psbtflow: the builder does not support this descriptor")
 	// ErrSelectionMismatch means the selection was computed for other outputs than the ones
 	// given to Build (its amounts or vsize do not add up).
 	ErrSelectionMismatch = errors.New("psbtflow: selection does not match the payments")
@@ -114,6 +117,7 @@ const changeBranch = 1
 // one time in ten a random 0–99 blocks earlier so that transactions built late do not stand out.
 //
 // Errors: ErrPayment, ErrDustOutput (a payment below its dust limit), ErrForeignCoin,
+// ErrUnsupportedDescriptor (descriptors without a witness script: taproot),
 // ErrPrevTx (or the fetcher's error, wrapped), ErrSelectionMismatch.
 func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, payments []Payment, opts BuildOptions, prev PrevTxFetcher) (*psbt.Packet, error) {
 	if len(sel.Inputs) == 0 || len(payments) == 0 {
@@ -172,6 +176,9 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		}
 		if !bytes.Equal(d.PkScript, c.PkScript) {
 			return nil, fmt.Errorf("%w: %s is not the descriptor's script at %d/%d", ErrForeignCoin, c.OutPoint, c.Branch, c.Index)
+		}
+		if d.WitnessScript == nil {
+			return nil, fmt.Errorf("%w: %s has no witness script (taproot PSBT fields are not built yet)", ErrUnsupportedDescriptor, c.OutPoint)
 		}
 		derived[c.OutPoint], coins[c.OutPoint] = d, c.Coin
 		inTotal += c.Value
