@@ -18,6 +18,7 @@ package psbtflow
 // chosen inputs always pay at least the feerate asked for on the final (largest) satisfaction.
 
 import (
+	"container/heap"
 	"errors"
 	"fmt"
 	"math"
@@ -45,7 +46,14 @@ var (
 	// ErrDustOutput means a payment, or the sweep's reserve, is below the output's dust limit
 	// (DustThreshold): nodes would not relay the transaction.
 	ErrDustOutput = errors.New("psbtflow: output below the dust limit")
+	// ErrTooManyInputs means the wallet holds enough, but only in more coins than one standard
+	// transaction can spend (SelectParams.MaxWeight): consolidate first (a sweep to itself).
+	ErrTooManyInputs = errors.New("psbtflow: paying this needs more inputs than a standard transaction holds")
 )
+
+// MaxStandardTxWeight is the heaviest transaction Bitcoin Core and btcd relay
+// (MAX_STANDARD_TX_WEIGHT, policy/policy.h): 400,000 weight units.
+const MaxStandardTxWeight = 400_000
 
 // MaxFeeRate bounds the feerates Select accepts (sat/vB). Policy fee caps are lower; this only
 // keeps the integer arithmetic far from overflow.
@@ -122,6 +130,9 @@ type SelectParams struct {
 	LongTermFeeRate FeeRate
 	// MaxTries bounds branch and bound (0: DefaultMaxTries).
 	MaxTries int
+	// MaxWeight bounds the transaction's weight (0: MaxStandardTxWeight), which bounds the
+	// number of inputs: at most 950 P2WSH 2-of-3 inputs in a standard transaction.
+	MaxWeight int64
 	// Rand drives single random draw; nil uses math/rand/v2's randomly seeded source.
 	Rand *rand.Rand
 }
@@ -146,7 +157,8 @@ type Selection struct {
 	FeeRate FeeRate
 	// Algorithm is AlgorithmBnB, AlgorithmSRD, AlgorithmAll or AlgorithmSweep.
 	Algorithm string
-	// Skipped are the coins a sweep left because spending them costs more than they are worth.
+	// Skipped are the coins a sweep left: those that cost more to spend than they are worth,
+	// and, beyond what fits in MaxWeight, the smallest ones (for the next sweep).
 	Skipped []UTXO
 }
 
@@ -313,6 +325,34 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 		}
 		pool = append(pool, candidate{UTXO: c, fee: inFee, longTermFee: inFeeLT, effective: c.Value - inFee})
 	}
+	// Largest effective value first, then by outpoint so that the result does not depend on
+	// the order of coins.
+	slices.SortFunc(pool, func(a, b candidate) int {
+		if a.effective != b.effective {
+			if a.effective > b.effective {
+				return -1
+			}
+			return 1
+		}
+		if c := slices.Compare(a.OutPoint.Hash[:], b.OutPoint.Hash[:]); c != 0 {
+			return c
+		}
+		return int(a.OutPoint.Index) - int(b.OutPoint.Index)
+	})
+	maxWeight := params.MaxWeight
+	if maxWeight <= 0 {
+		maxWeight = MaxStandardTxWeight
+	}
+	// The heaviest shape of the transaction without inputs: payments, change, and an input
+	// count of 3 bytes (up to 65,535 inputs).
+	maxIn := int((maxWeight - txWeight(0, 0, params.PaymentSizes, params.ChangeSize) - 4*2) / params.InputWeight)
+	if maxIn < 1 {
+		return Selection{}, fmt.Errorf("%w: not one input fits in %d weight units with these outputs", ErrSelectParams, maxWeight)
+	}
+	if params.Mode == SelectSweep && len(pool) > maxIn {
+		skipped = append(skipped, utxos(pool[maxIn:])...)
+		pool = pool[:maxIn]
+	}
 	// The input count's varint is taken at the pool's size: an upper bound for any subset.
 	baseWeight := txWeight(len(pool), 0, params.PaymentSizes, 0)
 	baseFee := feeForWeight(kvb, baseWeight)
@@ -350,26 +390,18 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 		needed := target + all.Fee
 		return Selection{}, &InsufficientFundsError{Available: all.InputTotal, Needed: needed, Missing: needed - all.InputTotal}
 	}
+	if len(pool) > maxIn {
+		if top := finish(utxos(pool[:maxIn]), kvb, params, 0); top.InputTotal-top.Fee < target {
+			return Selection{}, fmt.Errorf("%w: the %d largest coins (at most %d inputs fit in %d weight units) pay %s of %s",
+				ErrTooManyInputs, maxIn, maxIn, maxWeight, top.InputTotal-top.Fee, target)
+		}
+	}
 	need := target + baseFee
 	changeFee := feeForWeight(kvb, 4*int64(params.ChangeSize))
 	costOfChange := changeFee + inFeeLT
 	minChange := max(params.ChangeDust, inFeeLT+1)
 
-	// Largest effective value first, then by outpoint so that the result does not depend on
-	// the order of coins.
-	slices.SortFunc(pool, func(a, b candidate) int {
-		if a.effective != b.effective {
-			if a.effective > b.effective {
-				return -1
-			}
-			return 1
-		}
-		if c := slices.Compare(a.OutPoint.Hash[:], b.OutPoint.Hash[:]); c != 0 {
-			return c
-		}
-		return int(a.OutPoint.Index) - int(b.OutPoint.Index)
-	})
-	if sel := branchAndBound(pool, need, costOfChange, feerate > lt, params.MaxTries); sel != nil {
+	if sel := branchAndBound(pool, need, costOfChange, feerate > lt, params.MaxTries, maxIn); sel != nil {
 		s := finish(sel, kvb, params, 0)
 		s.Amount, s.Algorithm = target, AlgorithmBnB
 		s.Excess = s.InputTotal - target - s.Fee
@@ -378,29 +410,38 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 	}
 
 	// Single random draw: until the inputs pay the target, a change output and a change worth
-	// keeping.
-	r := params.Rand
+	// keeping; beyond maxIn inputs the smallest drawn one is put back (Bitcoin Core's SRD does
+	// the same with its weight limit). If the draw never gets there, what is left drawn is the
+	// maxIn largest coins, which pay at least the target (checked above).
 	order := make([]int, len(pool))
 	for i := range order {
 		order[i] = i
 	}
 	shuffle := rand.Shuffle
-	if r != nil {
-		shuffle = r.Shuffle
+	if params.Rand != nil {
+		shuffle = params.Rand.Shuffle
 	}
 	shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	var sum btcutil.Amount
-	var drawn []UTXO
+	drawn := &byEffective{pool: pool}
 	algo := AlgorithmAll
 	for _, i := range order {
-		drawn = append(drawn, pool[i].UTXO)
+		heap.Push(drawn, i)
 		sum += pool[i].effective
+		if drawn.Len() > maxIn {
+			sum -= pool[heap.Pop(drawn).(int)].effective
+		}
 		if sum >= need+changeFee+minChange {
 			algo = AlgorithmSRD
 			break
 		}
 	}
-	return withChange(drawn, target, kvb, params, minChange, algo), nil
+	slices.Sort(drawn.idx) // pool order: largest first
+	ins := make([]UTXO, len(drawn.idx))
+	for k, i := range drawn.idx {
+		ins[k] = pool[i].UTXO
+	}
+	return withChange(ins, target, kvb, params, minChange, algo), nil
 }
 
 // withChange finishes a selection that pays target, with a change output when the remainder
@@ -431,6 +472,24 @@ func finish(ins []UTXO, kvb int64, params SelectParams, changeSize int) Selectio
 	return s
 }
 
+// byEffective is a min-heap of pool indices by effective value (container/heap).
+type byEffective struct {
+	pool []candidate
+	idx  []int
+}
+
+func (h *byEffective) Len() int { return len(h.idx) }
+func (h *byEffective) Less(i, j int) bool {
+	return h.pool[h.idx[i]].effective < h.pool[h.idx[j]].effective
+}
+func (h *byEffective) Swap(i, j int) { h.idx[i], h.idx[j] = h.idx[j], h.idx[i] }
+func (h *byEffective) Push(x any)    { h.idx = append(h.idx, x.(int)) }
+func (h *byEffective) Pop() any {
+	x := h.idx[len(h.idx)-1]
+	h.idx = h.idx[:len(h.idx)-1]
+	return x
+}
+
 func utxos(pool []candidate) []UTXO {
 	out := make([]UTXO, len(pool))
 	for i, c := range pool {
@@ -443,9 +502,10 @@ func utxos(pool []candidate) []UTXO {
 // effective values sum to [target, target+costOfChange], least waste first (waste: Σ (fee −
 // long-term fee) + excess). It explores inclusion before omission, skips an omission branch
 // equivalent to one already explored (same effective value and fee as the omitted previous
-// coin), and prunes on waste when the feerate is above the long-term feerate. It returns nil
+// coin), and prunes on waste when the feerate is above the long-term feerate and on more than
+// maxInputs inputs (the weight limit). It returns nil
 // when nothing is found within maxTries steps.
-func branchAndBound(pool []candidate, target, costOfChange btcutil.Amount, feerateHigh bool, maxTries int) []UTXO {
+func branchAndBound(pool []candidate, target, costOfChange btcutil.Amount, feerateHigh bool, maxTries, maxInputs int) []UTXO {
 	var available btcutil.Amount
 	for _, c := range pool {
 		available += c.effective
@@ -460,7 +520,7 @@ func branchAndBound(pool []candidate, target, costOfChange btcutil.Amount, feera
 	for try := 0; try < maxTries; try, idx = try+1, idx+1 {
 		backtrack := false
 		switch {
-		case value+available < target || value > target+costOfChange || (feerateHigh && waste > bestWaste):
+		case value+available < target || value > target+costOfChange || len(sel) > maxInputs || (feerateHigh && waste > bestWaste):
 			backtrack = true
 		case value >= target:
 			if w := waste + value - target; w <= bestWaste {

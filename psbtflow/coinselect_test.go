@@ -166,6 +166,9 @@ func checkSelection(t testing.TB, coins []UTXO, target btcutil.Amount, feerate F
 	if v := (txWeight(len(s.Inputs), p.InputWeight, p.PaymentSizes, changeSize) + 3) / 4; v != s.VSize {
 		t.Fatalf("vsize %d, want %d", s.VSize, v)
 	}
+	if s.VSize*4 > MaxStandardTxWeight {
+		t.Fatalf("vsize %d is over the standard weight", s.VSize)
+	}
 	if float64(s.Fee) < float64(feerate)*float64(s.VSize)-1e-6 {
 		t.Fatalf("fee %s pays less than %v sat/vB on %d vB", s.Fee, feerate, s.VSize)
 	}
@@ -269,7 +272,7 @@ func TestBranchAndBoundFindsExactMatches(t *testing.T) {
 				best = w + v - need
 			}
 		}
-		got := branchAndBound(pool, need, coc, false, 1<<20)
+		got := branchAndBound(pool, need, coc, false, 1<<20, len(pool))
 		if (got == nil) != (best < 0) {
 			t.Fatalf("pool %v need %d: branch and bound found %v, exhaustive search waste %d", pool, need, got, best)
 		}
@@ -298,14 +301,17 @@ func TestBranchAndBoundGivesUpAfterMaxTries(t *testing.T) {
 	for i := range pool {
 		pool[i] = candidate{UTXO: coinsOf(1)[0], fee: 1, longTermFee: 1, effective: 2}
 	}
-	if got := branchAndBound(pool, 41, 0, false, 10); got != nil {
+	if got := branchAndBound(pool, 41, 0, false, 10, 40); got != nil {
 		t.Fatalf("found %v", got)
 	}
-	if got := branchAndBound(pool, 40, 0, false, 10); got != nil {
+	if got := branchAndBound(pool, 40, 0, false, 10, 40); got != nil {
 		t.Fatalf("found a 20-coin match within 10 tries: %v", got)
 	}
-	if got := branchAndBound(pool, 40, 0, false, DefaultMaxTries); len(got) != 20 {
+	if got := branchAndBound(pool, 40, 0, false, DefaultMaxTries, 40); len(got) != 20 {
 		t.Fatalf("found %d coins, want 20", len(got))
+	}
+	if got := branchAndBound(pool, 40, 0, false, DefaultMaxTries, 19); got != nil {
+		t.Fatalf("found %d coins with at most 19 allowed", len(got))
 	}
 }
 
@@ -313,6 +319,47 @@ func sortPool(pool []candidate) {
 	for i := 1; i < len(pool); i++ {
 		for j := i; j > 0 && pool[j].effective > pool[j-1].effective; j-- {
 			pool[j], pool[j-1] = pool[j-1], pool[j]
+		}
+	}
+}
+
+// TestSelectStaysStandard: a wallet of 3,000 small coins. A sweep takes the 950 largest that fit
+// in 400,000 WU and leaves the rest for the next one; a payment that only all coins together
+// could make fails with ErrTooManyInputs; one that 950 coins can make uses at most 950.
+func TestSelectStaysStandard(t *testing.T) {
+	params := selectParams(t)
+	values := make([]btcutil.Amount, 3000)
+	var total btcutil.Amount
+	for i := range values {
+		values[i] = btcutil.Amount(10_000 + i)
+		total += values[i]
+	}
+	coins := coinsOf(values...)
+	const maxIn = (MaxStandardTxWeight - (4*(8+1+1+31+43) + 2) - 8) / (164 + 254) // 956
+	p := params
+	p.Mode = SelectSweep
+	s, err := Select(coins, 0, 1, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSelection(t, coins, 0, 1, p, s)
+	if len(s.Inputs) != maxIn || len(s.Skipped) != 3000-maxIn || s.Inputs[len(s.Inputs)-1].Value != btcutil.Amount(10_000+3000-maxIn) {
+		t.Fatalf("sweep: %d inputs (smallest %s), %d skipped; want the %d largest", len(s.Inputs), s.Inputs[len(s.Inputs)-1].Value, len(s.Skipped), maxIn)
+	}
+	_, err = Select(coins, total-2_000_000, 1, params)
+	if !errors.Is(err, ErrTooManyInputs) {
+		t.Fatalf("payment needing all coins: err = %v, want ErrTooManyInputs", err)
+	}
+	for _, target := range []btcutil.Amount{5_000_000, 9_000_000} {
+		p := params
+		p.Rand = rand.New(rand.NewPCG(uint64(target), 9))
+		s, err := Select(coins, target, 1, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSelection(t, coins, target, 1, p, s)
+		if len(s.Inputs) > maxIn {
+			t.Fatalf("target %s: %d inputs", target, len(s.Inputs))
 		}
 	}
 }
