@@ -27,8 +27,9 @@ import (
 // 2-of-3 P2WSH wallet (values log-uniform from 1,000 sat to 1 BTC), paying random targets
 // (10,000 sat to 2 BTC) at random feerates (1–50 sat/vB): p50 and p99 of one Select call
 // (branch and bound up to 100,000 tries, then single random draw), the share of calls that
-// branch and bound answered, and as the baseline a sweep of the same wallet (no search: one pass
-// over the coins).
+// branch and bound answered; a wallet of whole-BTC coins (1…n BTC) and targets that no subset
+// matches, where branch and bound finds nothing and single random draw answers; and as the baseline a sweep of the same wallet (no search: a sort and
+// one pass over the coins).
 func BenchmarkCoinSelection(b *testing.B) {
 	if testing.Short() {
 		b.Skip("benchmarks are skipped under -short")
@@ -62,6 +63,37 @@ func BenchmarkCoinSelection(b *testing.B) {
 					feerate := psbtflow.FeeRate(1 + r.IntN(50))
 					began := time.Now()
 					s, err := psbtflow.Select(coins, target, feerate, p)
+					lat = append(lat, time.Since(began))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if s.Algorithm == psbtflow.AlgorithmBnB {
+						bnb++
+					}
+				}
+				slices.Sort(lat)
+				b.ReportMetric(buildMillis(lat[len(lat)/2]), "p50_ms")
+				b.ReportMetric(buildMillis(lat[len(lat)*99/100]), "p99_ms")
+				b.ReportMetric(100*float64(bnb)/samples, "bnb_%")
+			}
+		})
+		b.Run(fmt.Sprintf("select-no-exact-match/utxos=%d", n), func(b *testing.B) {
+			whole := make([]psbtflow.UTXO, n)
+			for i := range whole {
+				whole[i] = coins[i]
+				whole[i].Value = btcutil.Amount(i+1) * btcutil.SatoshiPerBitcoin
+			}
+			p := params
+			p.Rand = r
+			for b.Loop() {
+				lat := make([]time.Duration, 0, samples)
+				bnb := 0
+				for range samples {
+					// At 1 sat/vB an input costs 105 sat: k coins lose k × 105 sat, far from
+					// the half BTC the target is off by.
+					target := btcutil.Amount(r.Int64N(int64(n/2))+1)*btcutil.SatoshiPerBitcoin + btcutil.SatoshiPerBitcoin/2
+					began := time.Now()
+					s, err := psbtflow.Select(whole, target, 1, p)
 					lat = append(lat, time.Since(began))
 					if err != nil {
 						b.Fatal(err)
