@@ -13,6 +13,10 @@ package psbtflow
 //     change worth keeping; if all coins together cannot do that but can pay the target, all of
 //     them are spent and the remainder goes to change or, below the change floor, to the fee.
 //
+// No selection is heavier than a standard transaction (MaxStandardTxWeight): branch and bound
+// prunes on the input count, the random draw puts back its smallest coin when one too many is
+// drawn, and a sweep leaves the smallest coins for a later one.
+//
 // Everything is computed in integer satoshis and weight units. A fee is always rounded up, and
 // the fee of a whole transaction is never more than the sum of the fees of its parts, so the
 // chosen inputs always pay at least the feerate asked for on the final (largest) satisfaction.
@@ -281,12 +285,12 @@ type candidate struct {
 // least waste), then single random draw; see the file comment. A change output is made only
 // when it is worth at least max(ChangeDust, fee of spending it at LongTermFeeRate + 1 sat), as
 // Bitcoin Core's min_viable_change; a smaller remainder goes to the fee (Selection.Excess).
-// In SelectSweep mode every coin worth spending is used.
+// In SelectSweep mode every coin worth spending is used (the largest that fit in MaxWeight).
 //
-// Coins are never modified. Errors: *InsufficientFundsError (wrapping ErrInsufficientFunds),
-// ErrFeeRate, ErrSelectParams, ErrDustOutput (a target or swept amount below a payment's dust
-// limit is the caller's to check with Payment values; a reserve below the change dust limit is
-// refused here).
+// Coins are never modified. Errors: *InsufficientFundsError (wrapping ErrInsufficientFunds;
+// for a sweep also when the swept amount would be below PaymentDust), ErrTooManyInputs,
+// ErrFeeRate, ErrSelectParams, ErrDustOutput (a sweep's reserve below ChangeDust). Each
+// payment's own dust limit is checked by Build.
 func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectParams) (Selection, error) {
 	kvb, err := satPerKvB(feerate)
 	if err != nil {
