@@ -331,3 +331,81 @@ func TestBuildShuffleIsRandomAndBIP69IsNot(t *testing.T) {
 		t.Fatalf("%d BIP-69 transactions (want 1), %d shuffled ones (want several)", len(ids[OrderBIP69]), len(ids[OrderShuffle]))
 	}
 }
+
+// TestBuildProperties builds PSBTs for random wallets, payments, feerates, modes and orders:
+// whenever Select finds inputs, Build succeeds and Analyze accepts the PSBT with the selection's
+// fee and vsize, at least the feerate, and the change (if any) classified as change.
+func TestBuildProperties(t *testing.T) {
+	f := newFixture(t)
+	r := rand.New(rand.NewPCG(21, 22))
+	other, _ := f.desc.PkScript(0, 19) // a P2WSH payment script (to the wallet itself)
+	built := 0
+	for n := 0; n < 80; n++ {
+		f.chain.coins = map[wire.OutPoint]Coin{}
+		txs := prevTxs{}
+		var coins []UTXO
+		for i := 0; i < 1+r.IntN(12); i++ {
+			v := btcutil.Amount(500 + r.Int64N([]int64{20_000, 1_000_000, 50_000_000}[r.IntN(3)]))
+			coins = append(coins, f.fundCoin(t, txs, uint32(r.IntN(2)), uint32(r.IntN(20)), v))
+		}
+		target := btcutil.Amount(1_000 + r.Int64N(3_000_000))
+		var pays []Payment
+		left := target
+		for k := 1 + r.IntN(3); k > 1 && left > 2_000; k-- {
+			part := 1_000 + r.Int64N(int64(left)-1_000)
+			if left-btcutil.Amount(part) < 1_000 {
+				break
+			}
+			pays = append(pays, Payment{PkScript: other, Amount: btcutil.Amount(part)})
+			left -= btcutil.Amount(part)
+		}
+		pays = append(pays, Payment{Address: externalAddr, Amount: left})
+		params, err := NewSelectParams(f.desc, pays)
+		if err != nil {
+			t.Fatal(err)
+		}
+		params.Rand = r
+		if r.IntN(4) == 0 {
+			pays = pays[len(pays)-1:]
+			params.PaymentSizes, params.Mode = params.PaymentSizes[len(params.PaymentSizes)-1:], SelectSweep
+			if r.IntN(2) == 0 {
+				params.Reserve = 330 + btcutil.Amount(r.Int64N(50_000))
+			}
+		}
+		feerate := FeeRate(1 + r.IntN(100))
+		sel, err := Select(coins, target, feerate, params)
+		if err != nil {
+			if !errors.Is(err, ErrInsufficientFunds) {
+				t.Fatalf("Select: %v", err)
+			}
+			continue
+		}
+		changeIdx := uint32(r.IntN(20))
+		p, err := Build(context.Background(), f.desc, sel, pays, BuildOptions{ChangeIndex: changeIdx, TipHeight: f.chain.tip, Order: Order(r.IntN(2)), Rand: r}, txs)
+		if err != nil {
+			t.Fatalf("Build(%+v): %v", sel, err)
+		}
+		a, err := Analyze(p, f.desc, f.chain)
+		if err != nil {
+			t.Fatalf("Analyze: %v", err)
+		}
+		if a.Fee != sel.Fee || a.VSize != sel.VSize || a.FeeRate < feerate || a.Outflow != sel.InputTotal-sel.Change {
+			t.Fatalf("analysis fee %s vsize %d rate %v outflow %s; selection %+v", a.Fee, a.VSize, a.FeeRate, a.Outflow, sel)
+		}
+		changes := 0
+		for _, o := range a.Outputs {
+			if o.Kind == "change" && *o.Number == changeIdx {
+				changes++
+			}
+		}
+		// A payment to the wallet's own receive script is spend, never change.
+		if want := map[bool]int{false: 0, true: 1}[sel.Change > 0]; changes != want {
+			t.Fatalf("%d change outputs, want %d", changes, want)
+		}
+		built++
+	}
+	t.Logf("%d of 80 random wallets built and analysed", built)
+	if built < 40 {
+		t.Fatalf("only %d of 80 random wallets built: the generator misses the success path", built)
+	}
+}
