@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/base58"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/btcutil/txsort"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -111,7 +112,9 @@ const changeBranch = 1
 //
 // Every input carries witness_utxo, non_witness_utxo (fetched through prev; skipped when prev
 // is nil), its witness script (and redeem script if P2SH-wrapped) and a BIP32 derivation for
-// every key slot of desc; the change output carries its witness script and the derivations.
+// every key slot of desc; the change output carries its witness script and the derivations;
+// the global map has every key slot's xpub with its origin (PSBT_GLOBAL_XPUB), which hardware
+// co-signers use to check the multisig (this co-signer never takes keys from a PSBT).
 // Every input signals replaceability (nSequence 0xfffffffd, BIP-125) and nLockTime discourages
 // fee sniping as Bitcoin Core does (wallet/spend.cpp DiscourageFeeSniping): the tip height, and
 // one time in ten a random 0–99 blocks earlier so that transactions built late do not stand out.
@@ -261,6 +264,9 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 			}
 		}
 	}
+	if err := addGlobalXPubs(p, desc); err != nil {
+		return nil, err
+	}
 	if change != nil {
 		for j, out := range tx.TxOut {
 			if out.Value != int64(sel.Change) || !bytes.Equal(out.PkScript, change.PkScript) {
@@ -283,6 +289,29 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		}
 	}
 	return p, nil
+}
+
+// globalXPubType is PSBT_GLOBAL_XPUB (BIP-174): key 0x01 || the 78-byte serialized extended
+// public key, value the master fingerprint || the derivation path (uint32 little-endian each).
+// btcd's psbt package keeps it among the global Unknowns and writes it back unchanged.
+const globalXPubType = 0x01
+
+// addGlobalXPubs writes one PSBT_GLOBAL_XPUB per key slot of desc, so that signers that check
+// the multisig's keys from the PSBT (hardware co-signers) find all of them.
+func addGlobalXPubs(p *psbt.Packet, desc *descriptor.Descriptor) error {
+	for i, k := range desc.Keys() {
+		raw := base58.Decode(k.XPub.String())
+		if len(raw) != 82 { // 78 bytes and a 4-byte checksum
+			return fmt.Errorf("psbtflow: key slot %d: extended key of %d bytes", i, len(raw))
+		}
+		value := make([]byte, 4, 4+4*len(k.OriginPath))
+		copy(value, k.Fingerprint[:])
+		for _, step := range k.OriginPath {
+			value = binary.LittleEndian.AppendUint32(value, step)
+		}
+		p.Unknowns = append(p.Unknowns, &psbt.Unknown{Key: append([]byte{globalXPubType}, raw[:78]...), Value: value})
+	}
+	return nil
 }
 
 // fingerprintLE is the fingerprint as btcd's psbt package keeps it: a little-endian uint32.

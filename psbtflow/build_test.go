@@ -1,13 +1,16 @@
 package psbtflow
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/base58"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/btcutil/txsort"
 	"github.com/btcsuite/btcd/chaincfg"
@@ -147,6 +150,7 @@ func TestBuildAnalyzeSignFinalize(t *testing.T) {
 			if c.order == OrderBIP69 && !txsort.IsSorted(tx) {
 				t.Fatal("not sorted as BIP-69 says")
 			}
+			checkGlobalXPubs(t, f, p)
 			for i, pin := range p.Inputs {
 				if tx.TxIn[i].Sequence != 0xfffffffd || pin.NonWitnessUtxo == nil || pin.WitnessUtxo == nil ||
 					pin.WitnessScript == nil || len(pin.Bip32Derivation) != 3 {
@@ -189,6 +193,37 @@ func TestBuildAnalyzeSignFinalize(t *testing.T) {
 				t.Fatalf("real feerate %.3f below %v", fee, c.feerate)
 			}
 		})
+	}
+}
+
+// checkGlobalXPubs asserts that p carries PSBT_GLOBAL_XPUB for the three keys: the serialized
+// xpub (as hdkeychain parses it back) and the fingerprint and account path of its origin.
+func checkGlobalXPubs(t *testing.T, f *fixture, p *psbt.Packet) {
+	t.Helper()
+	found := 0
+	for _, u := range p.Unknowns {
+		if u.Key[0] != 0x01 {
+			continue
+		}
+		raw := u.Key[1:]
+		xpub := base58.Encode(append(append([]byte(nil), raw...), chainhash.DoubleHashB(raw)[:4]...))
+		for _, k := range f.keys {
+			if xpub != k.Public.AccountXPub {
+				continue
+			}
+			fp := k.MasterFingerprint()
+			value := append([]byte(nil), fp[:]...)
+			for _, step := range k.AccountPath() {
+				value = binary.LittleEndian.AppendUint32(value, step)
+			}
+			if !bytes.Equal(u.Value, value) {
+				t.Fatalf("global xpub %s: origin %x, want %x", xpub, u.Value, value)
+			}
+			found++
+		}
+	}
+	if found != 3 {
+		t.Fatalf("%d of 3 keys among the global xpubs", found)
 	}
 }
 
