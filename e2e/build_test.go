@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
-	"strings"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -96,10 +98,11 @@ func (w *electrumWallet) TipHeight() int32 { return w.tip }
 func (w *electrumWallet) Synced() bool     { return true }
 
 // TestBuiltPSBTIsAcceptedByBtcd funds a 2-of-3 P2WSH wallet on the local test network, builds a
-// payment with change and then a sweep from the UTXOs ElectrumX reports, with previous
-// transactions fetched from ElectrumX; each PSBT passes Analyze, is signed with keys A and C,
-// finalized by btcd's psbt finalizer, accepted by btcd and mined, and the wallet's UTXOs on the
-// server are then exactly the change.
+// payment with change and then two sweeps from the UTXOs ElectrumX reports, with previous
+// transactions fetched from ElectrumX; each PSBT passes Analyze and is signed with key A; the
+// payment is then signed with key B, finalized and broadcast by BDK, the sweeps signed with key
+// C, finalized by btcd's psbt finalizer and sent to btcd; each is mined, and the wallet's UTXOs
+// on the server are then exactly the coins not selected and the change.
 func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test: needs the local test network (make test)")
@@ -113,20 +116,32 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	defer n.Close()
 	params := n.Params()
 
-	var keys [3]*signer.Keys
-	var parts []string
+	// Keys A and C are cosigner keys (fixed test seeds: this wallet exists only on the local
+	// regtest chain); key B is BDK's, so that an independent PSBT implementation signs and
+	// finalizes what the builder wrote.
+	var keys [2]*signer.Keys
 	for i := range keys {
-		// Fixed test seeds: this wallet exists only on the local regtest chain.
 		keys[i], err = signer.NewKeys(bytes.Repeat([]byte{0xb0 + byte(i)}, 32), fmt.Sprintf("%064x", 0xb0+i), params)
 		if err != nil {
 			t.Fatal(err)
 		}
-		parts = append(parts, keys[i].Public.KeyOrigin()+"/<0;1>/*")
 	}
-	desc, err := descriptor.Parse("wsh(sortedmulti(2,"+strings.Join(parts, ",")+"))", params)
+	var bdkKey struct {
+		XprvKey string `json:"xprv_key"`
+		XpubKey string `json:"xpub_key"`
+	}
+	if err := runBDKWallet(ctx, &bdkKey, "keys", "--network", "regtest"); err != nil {
+		t.Fatal(err)
+	}
+	const mp = "/<0;1>/*"
+	body := func(b string) string {
+		return "wsh(sortedmulti(2," + keys[0].Public.KeyOrigin() + mp + "," + b + mp + "," + keys[1].Public.KeyOrigin() + mp + "))"
+	}
+	desc, err := descriptor.Parse(body(bdkKey.XpubKey), params)
 	if err != nil {
 		t.Fatal(err)
 	}
+	bdkArgs := []string{"--descriptor", body(bdkKey.XprvKey), "--network", "regtest"}
 	slot := func(k *signer.Keys) int {
 		for i, dk := range desc.Keys() {
 			if dk.XPub.String() == k.Public.AccountXPub {
@@ -172,7 +187,7 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	// spend builds, checks, signs with A and C, finalizes and sends one transaction, mines it,
 	// and checks on ElectrumX that it confirmed and what it left in the wallet: the coins not
 	// selected and the change.
-	spend := func(t *testing.T, mode psbtflow.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) {
+	spend := func(t *testing.T, finalizer string, mode psbtflow.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) {
 		coins := waitUTXOs(t, ctx, w, func(u []psbtflow.UTXO) bool { return len(u) > 0 && allConfirmed(u) })
 		pays := []psbtflow.Payment{{Address: dest, Amount: amount}}
 		sp, err := psbtflow.NewSelectParams(desc, pays)
@@ -195,31 +210,63 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 		if a.Fee != sel.Fee || a.ChangeTotal != sel.Change || a.Outflow != sel.InputTotal-sel.Change {
 			t.Fatalf("analysis %+v disagrees with selection %+v", a, sel)
 		}
-		for _, k := range []*signer.Keys{keys[0], keys[2]} {
-			if got, err := psbtflow.SignInputs(p, a, desc, slot(k), k, w); err != nil || got != len(p.Inputs) {
-				t.Fatalf("SignInputs = %d, %v", got, err)
+		if got, err := psbtflow.SignInputs(p, a, desc, slot(keys[0]), keys[0], w); err != nil || got != len(p.Inputs) {
+			t.Fatalf("SignInputs A = %d, %v", got, err)
+		}
+		var txid *chainhash.Hash
+		var vsize int64
+		if finalizer == "bdk" {
+			// BDK adds key B's signatures, then finalizes, extracts and broadcasts (through
+			// ElectrumX to btcd).
+			b64, err := psbtflow.Encode(p, psbtflow.Base64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var signed struct {
+				PSBT string `json:"psbt"`
+			}
+			if err := runBDKWallet(ctx, &signed, append([]string{"sign", "--psbt", b64}, bdkArgs...)...); err != nil {
+				t.Fatal(err)
+			}
+			var fin struct {
+				Txid  string `json:"txid"`
+				VSize int64  `json:"vsize"`
+			}
+			if err := runBDKWallet(ctx, &fin, append([]string{"finalize", "--psbt", signed.PSBT, "--electrum", n.ElectrumURL()}, bdkArgs...)...); err != nil {
+				t.Fatalf("BDK could not finalize and broadcast the built PSBT: %v", err)
+			}
+			if txid, err = chainhash.NewHashFromStr(fin.Txid); err != nil {
+				t.Fatal(err)
+			}
+			vsize = fin.VSize
+		} else {
+			// Key C signs here too; btcd's psbt Finalizer and Extractor finish, btcd takes it.
+			if got, err := psbtflow.SignInputs(p, a, desc, slot(keys[1]), keys[1], w); err != nil || got != len(p.Inputs) {
+				t.Fatalf("SignInputs C = %d, %v", got, err)
+			}
+			if err := psbt.MaybeFinalizeAll(p); err != nil {
+				t.Fatal(err)
+			}
+			final, err := psbt.Extract(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vsize = (int64(final.SerializeSizeStripped())*3 + int64(final.SerializeSize()) + 3) / 4
+			if txid, err = n.RPC().SendRawTransaction(final, false); err != nil {
+				t.Fatalf("btcd refused the built transaction: %v", err)
 			}
 		}
-		if err := psbt.MaybeFinalizeAll(p); err != nil {
-			t.Fatal(err)
+		if txid.String() != p.UnsignedTx.TxHash().String() {
+			t.Fatalf("broadcast %s, built %s", txid, p.UnsignedTx.TxHash())
 		}
-		final, err := psbt.Extract(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		vsize := (int64(final.SerializeSizeStripped())*3 + int64(final.SerializeSize()) + 3) / 4
 		if vsize > sel.VSize {
 			t.Fatalf("finalized vsize %d above the estimate %d", vsize, sel.VSize)
-		}
-		txid, err := n.RPC().SendRawTransaction(final, false)
-		if err != nil {
-			t.Fatalf("btcd refused the built transaction: %v", err)
 		}
 		if _, err := n.Mine(ctx, 1); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: %s, %d of %d coins in, %s paid, change %s, fee %s for %d vB (estimate %d vB), locktime %d at tip %d",
-			txid, sel.Algorithm, len(sel.Inputs), len(coins), sel.Amount, sel.Change, sel.Fee, vsize, sel.VSize, final.LockTime, w.tip)
+		t.Logf("%s: %s, %d of %d coins in, %s paid, change %s, fee %s for %d vB (estimate %d vB), locktime %d at tip %d, finalized by %s",
+			txid, sel.Algorithm, len(sel.Inputs), len(coins), sel.Amount, sel.Change, sel.Fee, vsize, sel.VSize, p.UnsignedTx.LockTime, w.tip, finalizer)
 		spent := map[wire.OutPoint]bool{}
 		for _, in := range sel.Inputs {
 			spent[in.OutPoint] = true
@@ -249,17 +296,37 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 			t.Fatalf("after %s: %d wallet UTXOs with change %s; want %d and %s", txid, len(left), change, want, sel.Change)
 		}
 	}
-	t.Run("payment with change", func(t *testing.T) {
+	t.Run("payment with change, co-signed and finalized by BDK", func(t *testing.T) {
 		// 500,000 sat: no two coins match it exactly, so a change output is made, and one or
 		// two coins stay unspent.
-		spend(t, psbtflow.SelectTarget, 500_000, 0, 0)
+		spend(t, "bdk", psbtflow.SelectTarget, 500_000, 0, 0)
 	})
 	t.Run("sweep above a reserve", func(t *testing.T) {
-		spend(t, psbtflow.SelectSweep, 0, 100_000, 1)
+		spend(t, "btcd", psbtflow.SelectSweep, 0, 100_000, 1)
 	})
 	t.Run("sweep everything", func(t *testing.T) {
-		spend(t, psbtflow.SelectSweep, 0, 0, 2)
+		spend(t, "btcd", psbtflow.SelectSweep, 0, 0, 2)
 	})
+}
+
+// runBDKWallet runs e2e/clients/bdkwallet.py (bdkpython in the tools' venv) and decodes its
+// one JSON answer into out.
+func runBDKWallet(ctx context.Context, out any, args ...string) error {
+	root, err := devnet.RepoRoot()
+	if err != nil {
+		return err
+	}
+	tools, err := devnet.ToolsDir()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(tools, "venv", "bin", "python"), append([]string{filepath.Join(root, "e2e", "clients", "bdkwallet.py")}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("bdkwallet.py %s: %v: %s", args[0], err, stderr.String())
+	}
+	return json.Unmarshal(stdout.Bytes(), out)
 }
 
 // confirmedOn tells whether the server lists txid in script's history at a height.
