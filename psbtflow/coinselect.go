@@ -374,11 +374,11 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 		ins := utxos(pool)
 		s := finish(ins, kvb, params, changeSize)
 		floor := max(params.PaymentDust, 1)
-		if rest := s.InputTotal - s.Fee - params.Reserve; len(ins) == 0 || rest < floor {
+		rest := s.InputTotal - s.Fee - params.Reserve
+		if len(ins) == 0 || rest < floor {
 			needed := s.Fee + params.Reserve + floor
 			return Selection{}, &InsufficientFundsError{Available: s.InputTotal, Needed: needed, Missing: needed - s.InputTotal}
 		}
-		rest := s.InputTotal - s.Fee - params.Reserve
 		s.Amount, s.Change, s.Algorithm, s.Skipped = rest, params.Reserve, AlgorithmSweep, skipped
 		return s, nil
 	}
