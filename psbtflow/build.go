@@ -103,10 +103,6 @@ type BuildOptions struct {
 	Rand *rand.Rand
 }
 
-// changeBranch is the descriptor branch that change goes to (/<0;1>/*: 1), the one Analyze
-// recognises as change.
-const changeBranch = 1
-
 // Build writes the unsigned PSBT (v0, transaction version 2) that spends sel.Inputs to
 // payments and, when sel.Change > 0, to the change output at (branch 1, opts.ChangeIndex).
 //
@@ -159,7 +155,7 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 	}
 	var change *descriptor.Derived
 	if sel.Change > 0 {
-		d, err := desc.Derive(changeBranch, opts.ChangeIndex)
+		d, err := desc.Derive(ChangeBranch, opts.ChangeIndex)
 		if err != nil {
 			return nil, fmt.Errorf("psbtflow: change output: %w", err)
 		}

@@ -169,7 +169,7 @@ func TestBuildAnalyzeSignFinalize(t *testing.T) {
 			for _, o := range a.Outputs {
 				if o.Kind == "change" {
 					changes++
-					if o.Value != sel.Change || *o.Branch != changeBranch || *o.Number != 3 {
+					if o.Value != sel.Change || *o.Branch != ChangeBranch || *o.Number != 3 {
 						t.Fatalf("change output %+v", o)
 					}
 					if len(p.Outputs[o.Index].Bip32Derivation) != 3 || p.Outputs[o.Index].WitnessScript == nil {

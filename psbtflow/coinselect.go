@@ -175,7 +175,7 @@ func NewSelectParams(desc *descriptor.Descriptor, payments []Payment) (SelectPar
 		return p, err
 	}
 	p.InputWeight = w
-	change, err := desc.PkScript(changeBranch, 0)
+	change, err := desc.PkScript(ChangeBranch, 0)
 	if err != nil {
 		return p, fmt.Errorf("%w: the descriptor has no change branch (write its keys with /<0;1>/*): %w", ErrSelectParams, err)
 	}
