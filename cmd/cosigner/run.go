@@ -38,8 +38,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if len(cfg.Relays) == 0 {
 		return errors.New("configuration: COSIGNER_RELAYS is empty: list at least one relay (several for redundancy)")
 	}
-	pol, err := policy.Load(cfg.PolicyFile)
-	if err != nil {
+	if _, err := policy.Load(cfg.PolicyFile); err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}
 	pass, err := cfg.passphrase()
@@ -55,6 +54,10 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
+	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, nil)
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
+	}
 
 	watcher, err := chainwatch.New(chainwatch.Config{
 		ServerURL: cfg.ElectrumURL, Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
@@ -68,7 +71,11 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}
 	defer pool.Close()
-	flow, err := psbtflow.NewService(desc, keys, chainView{watcher}, func() *policy.Policy { return pol }, db, log)
+	var flowOpts []psbtflow.Option
+	if cfg.HealthAddr != "" {
+		flowOpts = append(flowOpts, psbtflow.WithHoldURL("http://"+cfg.HealthAddr))
+	}
+	flow, err := psbtflow.NewService(desc, keys, chainView{watcher}, policies.Policy, db, log, flowOpts...)
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
 	}
@@ -96,7 +103,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// always drained here; for now they are reported in the log (psbtflow automations will
 	// consume them later).
 	start("chain events", func(ctx context.Context) error {
-		logChainEvents(ctx, watcher.Events(), log.With("component", "chainwatch"))
+		logChainEvents(ctx, watcher.Events(), log.With("component", "chainwatch"), flow)
 		return nil
 	})
 	if cfg.HealthAddr != "" {
@@ -106,7 +113,10 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 			wg.Wait()
 			return fmt.Errorf("configuration: COSIGNER_HEALTH_ADDR=%s: %w", cfg.HealthAddr, err)
 		}
-		srv := &http.Server{Handler: healthHandler(watcher, pool, db), ReadHeaderTimeout: 5 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/requests/", flow.HTTPHandler())
+		mux.Handle("/", healthHandler(watcher, pool, db))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		start("health", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); srv.Close() }()
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -118,6 +128,8 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// NIP-46 is served from the start (connect, ping…); sign_psbt waits for the wallet view to be
 	// complete (psbtflow answers "not synced yet" before that).
 	start("signer", remote.Run)
+	start("policy reload", policies.Run)
+	start("held requests", flow.Run)
 	start("sync report", func(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
@@ -137,7 +149,8 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 }
 
 // logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends.
-func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, log *slog.Logger) {
+// Spent events also go to the spend ledger (flow.NoteSpent).
+func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, log *slog.Logger, flow *psbtflow.Service) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -157,6 +170,11 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, log *sl
 					by = e.SpentBy.String()
 				}
 				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
+				if e.SpentBy != nil {
+					if err := flow.NoteSpent(ctx, e.OutPoint, *e.SpentBy); err != nil {
+						log.Error("spend ledger update failed", "error", err)
+					}
+				}
 			case chainwatch.FundingDropped:
 				log.Warn("funding dropped (evicted, replaced or reorged out)", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
 			case chainwatch.NewTip:
