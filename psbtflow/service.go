@@ -343,22 +343,31 @@ func outpoints(a *Analysis) []string {
 // (either may still confirm); it returns the part carried over from the replaced ones
 // (added to the reservation).
 func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *Analysis) (btcutil.Amount, error) {
-	replaced, err := db.ReservedSpending(ctx, a.UnsignedTxID, outpoints(a))
+	plan, err := db.PlanReplacement(ctx, a.UnsignedTxID, outpoints(a))
 	if err != nil {
 		return 0, err
 	}
-	carry, err := replacedOutflow(ctx, db, replaced)
-	if err != nil {
-		return 0, err
+	exclude := []string{a.UnsignedTxID}
+	var carry btcutil.Amount
+	for _, r := range plan.Replaced {
+		exclude = append(exclude, r.TxID)
+		carry = max(carry, btcutil.Amount(r.OutflowSat))
 	}
 	carry = max(0, carry-a.Outflow)
 	in.Spent = map[time.Duration]btcutil.Amount{}
 	for _, w := range pol.Windows(in.Now) {
-		n, err := db.SpentSince(ctx, in.Now.Add(-w), append(slices.Clone(replaced), a.UnsignedTxID))
+		since := in.Now.Add(-w)
+		n, err := db.SpentSince(ctx, since, exclude)
 		if err != nil {
 			return 0, err
 		}
-		in.Spent[w] = btcutil.Amount(n) + carry
+		spent := btcutil.Amount(n) + carry
+		for _, r := range plan.Reinstated {
+			if !r.At.Before(since) {
+				spent += btcutil.Amount(r.OutflowSat)
+			}
+		}
+		in.Spent[w] = spent
 	}
 	return carry, nil
 }
@@ -381,24 +390,6 @@ func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, 
 		return a, policy.Decision{}, err
 	}
 	return a, policy.Evaluate(pol, in), nil
-}
-
-// replacedOutflow is the largest outflow among the reservations txids.
-func replacedOutflow(ctx context.Context, db *store.DB, txids []string) (btcutil.Amount, error) {
-	if len(txids) == 0 {
-		return 0, nil
-	}
-	rs, err := db.Reservations(ctx, store.LedgerReserved)
-	if err != nil {
-		return 0, err
-	}
-	var m btcutil.Amount
-	for _, r := range rs {
-		if slices.Contains(txids, r.TxID) {
-			m = max(m, btcutil.Amount(r.OutflowSat))
-		}
-	}
-	return m, nil
 }
 
 // PolicyInput builds the facts policy.Evaluate reads from an analysis (and the PSBT's output

@@ -137,16 +137,96 @@ func insertDecisionAudit(ctx context.Context, tx *sql.Tx, a AuditEntry, policyHa
 	return nil
 }
 
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// ReplacementPlan is what reserving a transaction spending inputs would change in the ledger
+// (an RBF replacement): Replaced are the reserved transactions it conflicts with (sharing an
+// input; at most one of them and it can confirm), which stop counting on their own; Reinstated
+// are transactions those had replaced that do not conflict with the new one, so they could
+// confirm alongside it and count again.
+type ReplacementPlan struct {
+	Replaced   []Reservation
+	Reinstated []Reservation
+}
+
+// PlanReplacement computes the ReplacementPlan of a transaction txid spending inputs.
+func (db *DB) PlanReplacement(ctx context.Context, txid string, inputs []string) (ReplacementPlan, error) {
+	return planReplacement(ctx, db.SQL, txid, inputs)
+}
+
+func planReplacement(ctx context.Context, q querier, txid string, inputs []string) (ReplacementPlan, error) {
+	var plan ReplacementPlan
+	if len(inputs) == 0 {
+		return plan, nil
+	}
+	in := `(?` + strings.Repeat(",?", len(inputs)-1) + `)`
+	args := []any{LedgerReserved, txid}
+	for _, op := range inputs {
+		args = append(args, op)
+	}
+	var err error
+	plan.Replaced, err = queryReservations(ctx, q, `WHERE state = ? AND txid != ? AND txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint IN `+in+`)`, args...)
+	if err != nil {
+		return plan, err
+	}
+	for _, r := range plan.Replaced {
+		args := []any{LedgerReplaced, r.TxID}
+		for _, op := range inputs {
+			args = append(args, op)
+		}
+		children, err := queryReservations(ctx, q, `WHERE state = ? AND replaced_by = ? AND txid NOT IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint IN `+in+`)`, args...)
+		if err != nil {
+			return plan, err
+		}
+		plan.Reinstated = append(plan.Reinstated, children...)
+	}
+	return plan, nil
+}
+
+func queryReservations(ctx context.Context, q querier, where string, args ...any) ([]Reservation, error) {
+	rows, err := q.QueryContext(ctx, `SELECT txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, replaced_by FROM spend_ledger `+where+` ORDER BY reserved_at, txid`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: read spend ledger: %w", err)
+	}
+	defer rows.Close()
+	var out []Reservation
+	for rows.Next() {
+		var r Reservation
+		var at, rel int64
+		if err := rows.Scan(&r.TxID, &r.Client, &r.RequestID, &r.OutflowSat, &r.State, &at, &rel, &r.ReplacedBy); err != nil {
+			return nil, fmt.Errorf("store: read spend ledger: %w", err)
+		}
+		r.At, r.ReleaseAfter = time.Unix(at, 0), time.Duration(rel)*time.Second
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 func reserve(ctx context.Context, tx *sql.Tx, r Reservation, now int64) error {
-	// An RBF replacement: reserved transactions spending any of the same inputs are superseded.
-	for _, op := range r.Inputs {
-		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, replaced_by = ?, updated_at = ?
-			WHERE state = ? AND txid != ? AND txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint = ?)`,
-			LedgerReplaced, r.TxID, now, LedgerReserved, r.TxID, op); err != nil {
+	// An RBF replacement: reserved transactions spending any of the same inputs are superseded;
+	// what they had superseded without conflicting with r counts again.
+	plan, err := planReplacement(ctx, tx, r.TxID, r.Inputs)
+	if err != nil {
+		return err
+	}
+	for _, x := range plan.Reinstated {
+		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, replaced_by = '', updated_at = ? WHERE txid = ?`, LedgerReserved, now, x.TxID); err != nil {
+			return fmt.Errorf("store: reinstate reservation: %w", err)
+		}
+	}
+	for _, x := range plan.Replaced {
+		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET replaced_by = ?, updated_at = ? WHERE state = ? AND replaced_by = ?`, r.TxID, now, LedgerReplaced, x.TxID); err != nil {
+			return fmt.Errorf("store: supersede reservation: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, replaced_by = ?, updated_at = ? WHERE txid = ?`, LedgerReplaced, r.TxID, now, x.TxID); err != nil {
 			return fmt.Errorf("store: supersede reservation: %w", err)
 		}
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO spend_ledger(txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, updated_at)
+	_, err = tx.ExecContext(ctx, `INSERT INTO spend_ledger(txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT(txid) DO UPDATE SET state = excluded.state, reserved_at = excluded.reserved_at, release_after = excluded.release_after,
 			outflow_sat = excluded.outflow_sat, replaced_by = '', updated_at = excluded.updated_at`,
@@ -178,43 +258,6 @@ func (db *DB) SpentSince(ctx context.Context, since time.Time, exclude []string)
 		return 0, fmt.Errorf("store: sum spend ledger: %w", err)
 	}
 	return n, nil
-}
-
-// ReservedSpending returns the txids of reserved transactions (other than txid) that spend any
-// of outpoints: the ones a transaction spending outpoints would replace.
-func (db *DB) ReservedSpending(ctx context.Context, txid string, outpoints []string) ([]string, error) {
-	var out []string
-	for _, op := range outpoints {
-		rows, err := db.SQL.QueryContext(ctx, `SELECT l.txid FROM spend_ledger l JOIN spend_ledger_inputs i ON i.txid = l.txid
-			WHERE i.outpoint = ? AND l.state = ? AND l.txid != ?`, op, LedgerReserved, txid)
-		if err != nil {
-			return nil, fmt.Errorf("store: read spend ledger: %w", err)
-		}
-		for rows.Next() {
-			var t string
-			if err := rows.Scan(&t); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			if !contains(out, t) {
-				out = append(out, t)
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if y == x {
-			return true
-		}
-	}
-	return false
 }
 
 // Reservations returns the ledger entries in any of states (all when none given), oldest first.
@@ -264,12 +307,22 @@ func (db *DB) Reservations(ctx context.Context, states ...string) ([]Reservation
 	return out, nil
 }
 
-// SetLedgerState moves ledger transaction txid to state.
+// SetLedgerState moves ledger transaction txid to state. Releasing a transaction reinstates
+// (as reserved) the transactions it had replaced: they may still confirm.
 func (db *DB) SetLedgerState(ctx context.Context, txid, state string) error {
-	if _, err := db.SQL.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, updated_at = ? WHERE txid = ?`, state, time.Now().Unix(), txid); err != nil {
-		return fmt.Errorf("store: update spend ledger: %w", err)
-	}
-	return nil
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		now := time.Now().Unix()
+		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, updated_at = ? WHERE txid = ?`, state, now, txid); err != nil {
+			return fmt.Errorf("store: update spend ledger: %w", err)
+		}
+		if state == LedgerReleased {
+			if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, replaced_by = '', updated_at = ? WHERE state = ? AND replaced_by = ?`,
+				LedgerReserved, now, LedgerReplaced, txid); err != nil {
+				return fmt.Errorf("store: reinstate reservations: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 // CountRequests counts client's signing requests received at or after since.
