@@ -14,7 +14,7 @@ import (
 // compiled once at load time into a check; Evaluate only runs them.
 
 func capOutflow(name string, cap btcutil.Amount) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool { return in.Outflow <= cap }, func(in *Input) (bool, string) {
 		if in.Outflow > cap {
 			return false, fmt.Sprintf("outflow %s (fee included) is over %s", in.Outflow, cap)
 		}
@@ -23,7 +23,7 @@ func capOutflow(name string, cap btcutil.Amount) check {
 }
 
 func minOutflow(name string, floor btcutil.Amount) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool { return in.Outflow >= floor }, func(in *Input) (bool, string) {
 		if in.Outflow < floor {
 			return false, fmt.Sprintf("outflow %s is under %s", in.Outflow, floor)
 		}
@@ -32,7 +32,7 @@ func minOutflow(name string, floor btcutil.Amount) check {
 }
 
 func velocity(w Window) check {
-	return check{w.Name(), func(in *Input) (bool, string) {
+	return check{w.Name(), func(in *Input) bool { return in.Spent[w.Window]+in.Outflow <= w.Max }, func(in *Input) (bool, string) {
 		spent := in.Spent[w.Window]
 		if total := spent + in.Outflow; total > w.Max {
 			return false, fmt.Sprintf("%s already spent in the last %s; with this outflow of %s it would be %s, over the limit of %s",
@@ -43,7 +43,7 @@ func velocity(w Window) check {
 }
 
 func capFee(name string, cap btcutil.Amount) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool { return in.Fee <= cap }, func(in *Input) (bool, string) {
 		if in.Fee > cap {
 			return false, fmt.Sprintf("fee %s is over %s", in.Fee, cap)
 		}
@@ -52,7 +52,7 @@ func capFee(name string, cap btcutil.Amount) check {
 }
 
 func capFeeRate(name string, cap FeeRate) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool { return in.FeeRate <= cap }, func(in *Input) (bool, string) {
 		if in.FeeRate > cap {
 			return false, fmt.Sprintf("feerate %.2f sat/vB is over %g sat/vB", float64(in.FeeRate), float64(cap))
 		}
@@ -60,16 +60,20 @@ func capFeeRate(name string, cap FeeRate) check {
 	}}
 }
 
+func feeShareOK(in *Input, cap Share) bool {
+	// fee / outflow ≤ cap / 1e6, exactly: fee × 1e6 ≤ cap × outflow.
+	lhs := new(big.Int).Mul(big.NewInt(int64(in.Fee)), big.NewInt(1_000_000))
+	rhs := new(big.Int).Mul(big.NewInt(int64(cap)), big.NewInt(int64(in.Outflow)))
+	return lhs.Cmp(rhs) <= 0
+}
+
 func capFeeShare(name string, cap Share) check {
-	return check{name, func(in *Input) (bool, string) {
-		// fee / outflow ≤ cap / 1e6, exactly: fee × 1e6 ≤ cap × outflow.
-		lhs := new(big.Int).Mul(big.NewInt(int64(in.Fee)), big.NewInt(1_000_000))
-		rhs := new(big.Int).Mul(big.NewInt(int64(cap)), big.NewInt(int64(in.Outflow)))
+	return check{name, func(in *Input) bool { return feeShareOK(in, cap) }, func(in *Input) (bool, string) {
 		share := "n/a"
 		if in.Outflow > 0 {
 			share = fmt.Sprintf("%.4g%%", float64(in.Fee)*100/float64(in.Outflow))
 		}
-		if lhs.Cmp(rhs) > 0 {
+		if !feeShareOK(in, cap) {
 			return false, fmt.Sprintf("fee %s is %s of the outflow %s, over %s", in.Fee, share, in.Outflow, cap)
 		}
 		return true, fmt.Sprintf("fee share %s ≤ %s", share, cap)
@@ -77,7 +81,14 @@ func capFeeShare(name string, cap Share) check {
 }
 
 func minConfs(name string, n int32) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool {
+		for _, f := range in.Inputs {
+			if f.Confirmations < n {
+				return false
+			}
+		}
+		return true
+	}, func(in *Input) (bool, string) {
 		for i, f := range in.Inputs {
 			if f.Confirmations < n {
 				return false, fmt.Sprintf("input %d (%s) has %d confirmation(s), fewer than %d", i, f.OutPoint, f.Confirmations, n)
@@ -88,7 +99,7 @@ func minConfs(name string, n int32) check {
 }
 
 func inHours(name string, h *Hours) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool { return h.Contains(in.Now) }, func(in *Input) (bool, string) {
 		at := in.Now.In(h.Zone).Format("Mon 15:04 MST")
 		if !h.Contains(in.Now) {
 			return false, fmt.Sprintf("%s is outside %s", at, h)
@@ -98,7 +109,16 @@ func inHours(name string, h *Hours) check {
 }
 
 func denyDests(name string, ds []Destination) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool {
+		for _, o := range in.Outputs {
+			for _, d := range ds {
+				if d.Matches(o.PkScript) {
+					return false
+				}
+			}
+		}
+		return true
+	}, func(in *Input) (bool, string) {
 		for _, o := range in.Outputs {
 			for _, d := range ds {
 				if d.Matches(o.PkScript) {
@@ -112,7 +132,14 @@ func denyDests(name string, ds []Destination) check {
 
 // allowDests: every output that is not change must pay one of ds.
 func allowDests(name string, ds []Destination) check {
-	return check{name, func(in *Input) (bool, string) {
+	return check{name, func(in *Input) bool {
+		for _, o := range in.Outputs {
+			if o.Kind != "change" && !slices.ContainsFunc(ds, func(d Destination) bool { return d.Matches(o.PkScript) }) {
+				return false
+			}
+		}
+		return true
+	}, func(in *Input) (bool, string) {
 		n := 0
 		for _, o := range in.Outputs {
 			if o.Kind == "change" {
@@ -174,7 +201,7 @@ func (v *validator) match(n *yaml.Node) []check {
 				pks, names = append(pks, pk), append(names, item.Value)
 			}
 		}
-		cs = append(cs, check{"clients", func(in *Input) (bool, string) {
+		cs = append(cs, check{"clients", func(in *Input) bool { return slices.Contains(pks, in.Client) }, func(in *Input) (bool, string) {
 			if !slices.Contains(pks, in.Client) {
 				return false, fmt.Sprintf("client is not one of %s", strings.Join(names, ", "))
 			}
@@ -216,7 +243,7 @@ func (v *validator) match(n *yaml.Node) []check {
 			v.errorf(rn, "rbf must be true or false")
 		} else {
 			want := rn.Value == "true"
-			cs = append(cs, check{"rbf", func(in *Input) (bool, string) {
+			cs = append(cs, check{"rbf", func(in *Input) bool { return in.RBF == want }, func(in *Input) (bool, string) {
 				if in.RBF != want {
 					return false, fmt.Sprintf("RBF signalled is %v, not %v", in.RBF, want)
 				}

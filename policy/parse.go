@@ -570,6 +570,7 @@ func (v *validator) hours(n *yaml.Node) *Hours {
 	if !okAll {
 		return nil
 	}
+	h.text = h.format()
 	return h
 }
 

@@ -137,6 +137,7 @@ type Hours struct {
 	From, To ClockTime
 	Days     [7]bool // by time.Weekday
 	Zone     *time.Location
+	text     string // String(), computed once at load
 }
 
 // Contains reports whether t falls inside the window.
@@ -155,6 +156,13 @@ func (h *Hours) Contains(t time.Time) bool {
 }
 
 func (h *Hours) String() string {
+	if h.text != "" {
+		return h.text
+	}
+	return h.format()
+}
+
+func (h *Hours) format() string {
 	var days []string
 	all := true
 	for d, on := range h.Days {
