@@ -104,3 +104,49 @@ func TestReloadTightenNowLoosenLater(t *testing.T) {
 }
 
 func btcAmount(sat int64) btcutil.Amount { return btcutil.Amount(sat) }
+
+// TestReloaderRunWatchesTheFile: Run notices a file replaced by rename (as editors save) and
+// takes it; a bad file in between is refused and the running policy kept.
+func TestReloaderRunWatchesTheFile(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.yaml")
+	replace := func(doc string) {
+		tmp := filepath.Join(dir, ".policy.yaml.tmp")
+		if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(reloadDoc("1 BTC", ""))
+	r, err := NewReloader(ctx, path, &memVersions{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for i := 0; i < 600 && !cond(); i++ { // up to a minute on a loaded machine
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !cond() {
+			t.Fatalf("reloader never %s", what)
+		}
+	}
+	bad := reloadDoc("0.1 BTC", "  max_per_tx: 0.2 BTC\n")
+	replace(bad)
+	good := reloadDoc("0.5 BTC", "")
+	replace(good)
+	waitFor("took the tightened file", func() bool { return r.Policy().Hash == HashBytes([]byte(good)) })
+	if r.Policy().MaxPerTx() != 50_000_000 {
+		t.Fatalf("max_per_tx = %v", r.Policy().MaxPerTx())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
