@@ -595,13 +595,13 @@ func (s *Service) respondEnded(ctx context.Context) error {
 func (s *Service) NoteSpent(ctx context.Context, op wire.OutPoint, spentBy chainhash.Hash) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs, err := s.db.Reservations(ctx, store.LedgerReserved, store.LedgerReplaced, store.LedgerSpent)
+	rs, err := s.db.LedgerSpending(ctx, op.String())
 	if err != nil {
 		return err
 	}
 	by := spentBy.String()
 	for _, r := range rs {
-		if !slices.Contains(r.Inputs, op.String()) {
+		if r.State == store.LedgerReleased && r.TxID != by {
 			continue
 		}
 		state := store.LedgerReleased
@@ -628,11 +628,16 @@ func (s *Service) NoteSpent(ctx context.Context, op wire.OutPoint, spentBy chain
 func (s *Service) Reconcile(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rs, err := s.db.Reservations(ctx, store.LedgerReserved, store.LedgerSpent)
+	now := s.now()
+	// Spent entries older than the longest window in force no longer matter to any limit.
+	horizon := s.policy().ReleaseAfter(now)
+	for _, w := range s.policy().Windows(now) {
+		horizon = max(horizon, w)
+	}
+	rs, err := s.db.ActiveReservations(ctx, now.Add(-horizon))
 	if err != nil {
 		return err
 	}
-	now := s.now()
 	for _, r := range rs {
 		unspent := 0
 		for _, in := range r.Inputs {

@@ -260,33 +260,33 @@ func (db *DB) SpentSince(ctx context.Context, since time.Time, exclude []string)
 	return n, nil
 }
 
-// Reservations returns the ledger entries in any of states (all when none given), oldest first.
+// Reservations returns the ledger entries in any of states (all when none given), oldest
+// first, with their inputs.
 func (db *DB) Reservations(ctx context.Context, states ...string) ([]Reservation, error) {
-	q := `SELECT txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, replaced_by FROM spend_ledger`
-	var args []any
+	where, args := "", []any{}
 	if len(states) > 0 {
-		q += ` WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `)`
+		where = `WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `)`
 		for _, s := range states {
 			args = append(args, s)
 		}
 	}
-	rows, err := db.SQL.QueryContext(ctx, q+` ORDER BY reserved_at, txid`, args...)
+	return db.reservations(ctx, where, args...)
+}
+
+// ActiveReservations returns the reserved entries and the spent ones signed at or after since
+// (older spent entries are settled history), oldest first, with their inputs.
+func (db *DB) ActiveReservations(ctx context.Context, since time.Time) ([]Reservation, error) {
+	return db.reservations(ctx, `WHERE state = ? OR (state = ? AND reserved_at >= ?)`, LedgerReserved, LedgerSpent, since.Unix())
+}
+
+// LedgerSpending returns the ledger entries (any state) that spend outpoint, with their inputs.
+func (db *DB) LedgerSpending(ctx context.Context, outpoint string) ([]Reservation, error) {
+	return db.reservations(ctx, `WHERE txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint = ?)`, outpoint)
+}
+
+func (db *DB) reservations(ctx context.Context, where string, args ...any) ([]Reservation, error) {
+	out, err := queryReservations(ctx, db.SQL, where, args...)
 	if err != nil {
-		return nil, fmt.Errorf("store: read spend ledger: %w", err)
-	}
-	var out []Reservation
-	for rows.Next() {
-		var r Reservation
-		var at, rel int64
-		if err := rows.Scan(&r.TxID, &r.Client, &r.RequestID, &r.OutflowSat, &r.State, &at, &rel, &r.ReplacedBy); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("store: read spend ledger: %w", err)
-		}
-		r.At, r.ReleaseAfter = time.Unix(at, 0), time.Duration(rel)*time.Second
-		out = append(out, r)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return nil, err
 	}
 	for i := range out {
@@ -303,6 +303,9 @@ func (db *DB) Reservations(ctx context.Context, states ...string) ([]Reservation
 			out[i].Inputs = append(out[i].Inputs, op)
 		}
 		ins.Close()
+		if err := ins.Err(); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
