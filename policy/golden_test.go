@@ -52,18 +52,18 @@ func TestGolden(t *testing.T) {
 }
 
 type goldenFacts struct {
-	Client     string            `yaml:"client"`
-	Method     string            `yaml:"method"`
-	Now        string            `yaml:"now"`
-	Outflow    string            `yaml:"outflow"`
-	Fee        string            `yaml:"fee"`
-	FeeRate    string            `yaml:"feerate"`
-	RBF        bool              `yaml:"rbf"`
-	Inputs     []goldenInput     `yaml:"inputs"`
-	Outputs    []goldenOutput    `yaml:"outputs"`
-	Spent      map[string]string `yaml:"spent"`
-	HeldSince  string            `yaml:"held_since"`
-	Approvals  []string          `yaml:"approvals"`
+	Client    string            `yaml:"client"`
+	Method    string            `yaml:"method"`
+	Now       string            `yaml:"now"`
+	Outflow   string            `yaml:"outflow"`
+	Fee       string            `yaml:"fee"`
+	FeeRate   string            `yaml:"feerate"`
+	RBF       bool              `yaml:"rbf"`
+	Inputs    []goldenInput     `yaml:"inputs"`
+	Outputs   []goldenOutput    `yaml:"outputs"`
+	Spent     map[string]string `yaml:"spent"`
+	HeldSince string            `yaml:"held_since"`
+	Approvals []string          `yaml:"approvals"`
 }
 
 type goldenInput struct {

@@ -697,12 +697,19 @@ func (v *validator) rules(n *yaml.Node) {
 		if mn, ok := m["match"]; ok {
 			r.conds = v.match(mn)
 			r.catchAll = len(r.conds) == 0
+			if b, err := yaml.Marshal(mn); err == nil {
+				r.matchSource = string(b)
+			}
 		} else {
 			r.catchAll = true
 		}
 		for _, prev := range v.p.Rules {
 			if prev.catchAll {
 				v.errorf(item, "rule %q can never match: rule %q (line %d) above it matches every request", r.Name, prev.Name, prev.Line)
+				break
+			}
+			if !r.catchAll && prev.matchSource == r.matchSource {
+				v.errorf(item, "rule %q can never match: rule %q (line %d) above it has the same match", r.Name, prev.Name, prev.Line)
 				break
 			}
 		}

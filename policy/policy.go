@@ -185,11 +185,12 @@ type Rule struct {
 	Action Outcome // Allow, Deny or Hold
 	Hold   *HoldSpec
 	// Reason is the rule's own words for people (optional).
-	Reason string
-	Line   int
-	conds    []check
-	catchAll bool
-	source   string // the rule as YAML, for comparing policies
+	Reason      string
+	Line        int
+	conds       []check
+	catchAll    bool
+	source      string // the rule as YAML, for comparing policies
+	matchSource string // its match as YAML, for finding duplicates
 }
 
 // HoldSpec says when a held request is released: after CoolingOff (0 = no delay) and with

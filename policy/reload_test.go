@@ -24,7 +24,9 @@ func (m *memVersions) PutVersion(_ context.Context, v Version) error {
 	m.vs = append(m.vs, v)
 	return nil
 }
-func (m *memVersions) Versions(context.Context) ([]Version, error) { return append([]Version(nil), m.vs...), nil }
+func (m *memVersions) Versions(context.Context) ([]Version, error) {
+	return append([]Version(nil), m.vs...), nil
+}
 
 func reloadDoc(maxPerTx, extra string) string {
 	return "version: 1\nloosen_delay: 7d\nclients:\n  - {name: c, pubkey: " + pkA + "}\nlimits:\n  max_per_tx: " + maxPerTx + "\n" + extra

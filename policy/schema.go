@@ -85,7 +85,7 @@ func Schema() []byte {
 			"max_fee_share":     str(`Fee cap as a share of outflow: "2%".`, patShare),
 			"min_confirmations": confs,
 			"hours":             hours,
-			"destinations": obj(keysDest, js{"allow": dest, "deny": dest}),
+			"destinations":      obj(keysDest, js{"allow": dest, "deny": dest}),
 			"release_after":     duration("A signed transaction's reservation is released if its inputs are still unspent this long after signing (default 72h)."),
 		}, "max_per_tx"),
 		"rules": list(obj(keysRule, js{
