@@ -28,7 +28,7 @@ func signed(t *testing.T, db *DB, txid string, outflow int64, at time.Time, inpu
 		Request:    SignRequest{Client: "c", RequestID: txid, State: RequestSigned, Result: "psbt", UnsignedTxID: txid},
 		Audit:      AuditEntry{Client: "c", RequestID: txid, Method: "sign_psbt", Decision: "signed", Rule: "r"},
 		PolicyHash: "h1", Explanation: "[]",
-		Reserve:    &Reservation{TxID: txid, Client: "c", RequestID: txid, OutflowSat: outflow, Inputs: inputs, At: at, ReleaseAfter: time.Hour},
+		Reserve: &Reservation{TxID: txid, Client: "c", RequestID: txid, OutflowSat: outflow, Inputs: inputs, At: at, ReleaseAfter: time.Hour},
 	})
 	if err != nil {
 		t.Fatal(err)
