@@ -45,8 +45,9 @@ type Reloader struct {
 	now   func() time.Time
 	poll  time.Duration
 
-	mu  sync.Mutex // serialises reloads
-	cur atomic.Pointer[Policy]
+	mu      sync.Mutex // serialises reloads
+	cur     atomic.Pointer[Policy]
+	refused string // hash of the last file refused (not reported again)
 }
 
 // NewReloader loads the policy at path, records it in vs and rebuilds the chain of policies still
@@ -70,7 +71,7 @@ func NewReloader(ctx context.Context, path string, vs VersionStore, log *slog.Lo
 func (r *Reloader) Policy() *Policy { return r.cur.Load() }
 
 // Reload reads the file again. It returns whether a new version was taken, or the file's errors
-// (the running policy is kept then).
+// (the running policy is kept then; the same bad content is reported once).
 func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -82,8 +83,12 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 	if cur := r.cur.Load(); cur != nil && cur.Hash == hash {
 		return false, nil
 	}
+	if hash == r.refused {
+		return false, nil // already reported
+	}
 	next, err := Parse(r.path, data, r.opts...)
 	if err != nil {
+		r.refused = hash
 		return false, err
 	}
 	versions, err := r.store.Versions(ctx)

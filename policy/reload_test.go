@@ -87,6 +87,9 @@ func TestReloadTightenNowLoosenLater(t *testing.T) {
 	if r.Policy().MaxPerTx() != 200_000_000 {
 		t.Fatal("the running policy changed after a refused file")
 	}
+	if changed, err := r.Reload(ctx); changed || err != nil {
+		t.Fatalf("the same bad file again: %v, %v (want it reported once)", changed, err)
+	}
 	// Restart during the delay: the loosening is still pending.
 	write(reloadDoc("2 BTC", ""))
 	now = now.Add(24 * time.Hour)
