@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-func openTest(t *testing.T) *DB {
+func openLedgerTest(t *testing.T) *DB {
 	t.Helper()
 	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
@@ -50,7 +50,7 @@ func states(t *testing.T, db *DB) map[string]string {
 
 func TestLedgerReplacementChain(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := openLedgerTest(t)
 	t0 := time.Unix(1_800_000_000, 0)
 	signed(t, db, "A", 100, t0, "x:0")
 	signed(t, db, "B", 150, t0.Add(time.Minute), "x:0", "y:0") // replaces A
@@ -88,7 +88,7 @@ func TestLedgerReplacementChain(t *testing.T) {
 
 func TestPolicyVersionsOrder(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t)
+	db := openLedgerTest(t)
 	t0 := time.Unix(1_800_000_000, 0)
 	for i, h := range []string{"a", "b", "a"} { // a file reverted to an earlier content is the newest again
 		if err := db.PutPolicyVersion(ctx, PolicyVersion{Hash: h, Name: "p.yaml", Body: []byte(h), SeenAt: t0.Add(time.Duration(i) * time.Hour), EffectiveAt: t0}); err != nil {
