@@ -487,3 +487,58 @@ func checkWindows(t *testing.T, step int, txs []*modelTx, windows []policy.Windo
 		}
 	}
 }
+
+// TestApproveAndStatusRefuseBadInput: hostile or mistaken approve/psbt_status requests get a
+// clear error and change nothing; a client cannot see another client's request.
+func TestApproveAndStatusRefuseBadInput(t *testing.T) {
+	e := newHoldEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {approvals: 1, approvers: [alice]}\n")
+	ctx := context.Background()
+	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "h1", Method: "sign_psbt", Params: []string{e.psbt(t, 20_000)}})
+	heldURL(t, err)
+	other, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
+	alice := e.approverRequest(t, "alice", "h1", "approve")
+	cases := []struct {
+		name string
+		call func() (string, error)
+		code string
+	}{
+		{"approve: one param", func() (string, error) { r := alice; r.Params = []string{"h1"}; return e.svc.Approve(ctx, r) }, signer.CodeInvalidParams},
+		{"approve: bad decision", func() (string, error) {
+			r := alice
+			r.Params = []string{"h1", "yes please"}
+			return e.svc.Approve(ctx, r)
+		}, signer.CodeInvalidParams},
+		{"approve: unknown id", func() (string, error) {
+			r := alice
+			r.Params = []string{"nope", "approve"}
+			return e.svc.Approve(ctx, r)
+		}, signer.CodeInvalidParams},
+		{"approve: stranger cancels", func() (string, error) {
+			return e.svc.Approve(ctx, signer.Request{Client: other, ID: "x", Method: "approve", Params: []string{"h1", "cancel"}})
+		}, signer.CodeUnauthorized},
+		{"psbt_status: stranger", func() (string, error) {
+			return e.svc.PSBTStatus(ctx, signer.Request{Client: other, ID: "x", Method: "psbt_status", Params: []string{"h1"}})
+		}, signer.CodeUnauthorized},
+		{"psbt_status: no params", func() (string, error) {
+			return e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "x", Method: "psbt_status"})
+		}, signer.CodeInvalidParams},
+		{"psbt_status: unknown id", func() (string, error) {
+			return e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "x", Method: "psbt_status", Params: []string{"nope"}})
+		}, signer.CodeInvalidParams},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.call()
+			var me *signer.MethodError
+			if !errors.As(err, &me) || me.Code != c.code {
+				t.Fatalf("err = %v, want %s", err, c.code)
+			}
+		})
+	}
+	if as, err := e.db.Approvals(ctx, e.client, "h1"); err != nil || len(as) != 0 {
+		t.Fatalf("bad requests recorded approvals: %+v, %v", as, err)
+	}
+	if h, err := e.db.FindHold(ctx, e.client, "h1"); err != nil || h.State != store.HoldWaiting {
+		t.Fatalf("hold after bad requests: %+v, %v", h, err)
+	}
+}
