@@ -27,6 +27,7 @@ type Config struct {
 	ElectrumPins   []string `envconfig:"ELECTRUM_TLS_PINS" default:"" desc:"comma-separated host:port=SHA-256 fingerprints of ssl:// servers' certificates (pinned: any other certificate is refused)"`
 	ElectrumTOFU   bool     `envconfig:"ELECTRUM_TLS_TOFU" default:"true" desc:"trust an ssl:// server's self-signed certificate on first use and pin it in DATA_DIR/electrum-pins.json"`
 	Relays         []string `envconfig:"RELAYS" default:"" desc:"comma-separated Nostr relay URLs (ws:// or wss://)"`
+	RelayQuorum    int      `envconfig:"RELAY_QUORUM" default:"0" desc:"relays that must accept a published event before it counts as sent (0: a majority of COSIGNER_RELAYS); the others are retried in the background"`
 
 	// ElectrumServers is ElectrumURL split and checked (canonical tcp:// / ssl:// URLs);
 	// electrumPins is ElectrumPins as host:port → normalised fingerprint. Set by loadConfig.
@@ -34,7 +35,7 @@ type Config struct {
 	electrumPins    map[string]string `ignored:"true"`
 	PolicyFile      string            `envconfig:"POLICY" default:"" desc:"policy YAML file (default DATA_DIR/policy.yaml)"`
 	Lookahead       int               `envconfig:"LOOKAHEAD" default:"20" desc:"unused scripts watched past the last used one, per branch"`
-	HealthAddr      string            `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz and /status (empty: off)"`
+	HealthAddr      string            `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz, /status and /metrics (Prometheus) (empty: off)"`
 	LogLevel        string            `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string            `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 }
@@ -62,6 +63,9 @@ func loadConfig() (*Config, error) {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return nil, fmt.Errorf("configuration: COSIGNER_LOG_FORMAT=%q must be text or json", c.LogFormat)
+	}
+	if c.RelayQuorum < 0 {
+		return nil, fmt.Errorf("configuration: COSIGNER_RELAY_QUORUM=%d must be 0 (a majority) or a number of relays", c.RelayQuorum)
 	}
 	if err := c.parseElectrum(); err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: %w", err)
 	}
-	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log})
+	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log, Quorum: cfg.RelayQuorum, AuthSigner: nostrAuthSigner(keys.NostrSecretKey())})
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}
@@ -216,10 +216,11 @@ func (c chainView) Synced() bool {
 	}
 }
 
-// healthHandler serves /healthz (200 when the wallet is synced, the Electrum server connected and
+// healthHandler serves /metrics (Prometheus, see metrics.go), /healthz (200 when the wallet is synced, the Electrum server connected and
 // at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).
 func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metricsHandler(pool))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) {
 		ready := false
 		select {
