@@ -37,7 +37,7 @@ type conn struct {
 	ws    *websocket.Conn
 
 	// ctx ends when the connection does; context.Cause(ctx) says why (ErrClosed when the Pool
-	// closed, else an error wrapping ErrConnectionLost or ErrMessageTooLarge).
+	// closed, ErrIdle when an idle extra relay was retired, else an error wrapping ErrConnectionLost or ErrMessageTooLarge).
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
@@ -61,7 +61,7 @@ type route struct {
 
 func newConn(r *relay, ws *websocket.Conn) *conn {
 	ws.SetReadLimit(maxMessageBytes)
-	ctx, cancel := context.WithCancelCause(r.pool.ctx)
+	ctx, cancel := context.WithCancelCause(r.ctx)
 	readCtx, readCancel := context.WithCancel(context.Background())
 	return &conn{
 		relay: r, ws: ws, ctx: ctx, cancel: cancel, readCtx: readCtx, readCancel: readCancel,
@@ -271,7 +271,7 @@ loop:
 		}
 	}
 	cause := context.Cause(c.ctx)
-	if errors.Is(cause, ErrClosed) {
+	if errors.Is(cause, ErrClosed) || errors.Is(cause, ErrIdle) {
 		// The close handshake, for at most closeGrace: then the reader's context closes ws.
 		t := time.AfterFunc(closeGrace, c.readCancel)
 		_ = c.ws.Close(websocket.StatusNormalClosure, "")

@@ -9,6 +9,6 @@
 // checked before delivery: known subscription id, id and signature valid, filter matched.
 //
 // Files: pool.go (the Pool, health), relay.go (one relay: dialing, state), conn.go (one
-// connection: reader, writer, keepalive), subscribe.go, publish.go, check.go (pure checks,
+// connection: reader, writer, keepalive), subscribe.go, publish.go, extra.go (relays outside the pool for PublishTo), check.go (pure checks,
 // backoff, de-duplication), errors.go.
 package relaypool

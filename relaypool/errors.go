@@ -6,6 +6,14 @@ import "errors"
 var (
 	// ErrNoRelays is returned by New when the relay list is empty.
 	ErrNoRelays = errors.New("relaypool: no relays configured")
+	// ErrBadRelayURL means a relay URL is not a ws:// or wss:// URL with a host.
+	ErrBadRelayURL = errors.New("relaypool: relay URL is not a ws:// or wss:// URL")
+	// ErrTooManyRelays is PublishTo's result for an extra relay when Options.ExtraRelayLimit
+	// relays outside the pool are already in use.
+	ErrTooManyRelays = errors.New("relaypool: too many relays outside the pool in use")
+	// ErrIdle ends the connection to a relay outside the pool that PublishTo has not used for
+	// Options.ExtraRelayIdle.
+	ErrIdle = errors.New("relaypool: idle relay outside the pool disconnected")
 	// ErrClosed is returned for work asked of a Pool after Close.
 	ErrClosed = errors.New("relaypool: pool closed")
 	// ErrRejected is a relay's ["OK", <id>, false, <reason>] answer (NIP-01); the error text

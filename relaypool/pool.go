@@ -24,7 +24,12 @@ type Options struct {
 	SeenTTL time.Duration
 	// EventBuffer is the capacity of the channel returned by Subscribe (default 256).
 	EventBuffer int
-	Logger      *slog.Logger
+	// ExtraRelayLimit bounds how many relays outside the pool PublishTo keeps connections to at
+	// once (default 16); ExtraRelayIdle is how long such a relay stays connected after its last
+	// publish (default 2m).
+	ExtraRelayLimit int
+	ExtraRelayIdle  time.Duration
+	Logger          *slog.Logger
 }
 
 // Pool is a set of relays used as one. Create it with New, start subscriptions with Subscribe,
@@ -43,6 +48,8 @@ type Pool struct {
 
 	ctx    context.Context // cancelled with cause ErrClosed by Close
 	cancel context.CancelCauseFunc
+
+	extra extraRelays // relays outside the pool that PublishTo reached (extra.go)
 
 	lifeMu sync.Mutex // guards closed and wg.Add from a zero count
 	closed bool
@@ -72,18 +79,18 @@ type RelayHealth struct {
 
 // New validates the relay URLs (ws:// or wss://, duplicates removed after normalisation) and
 // returns a Pool that has not connected yet; connections are made by Subscribe and Publish.
-// It returns ErrNoRelays for an empty list and an error naming the URL for a bad one.
+// It returns ErrNoRelays for an empty list and an error wrapping ErrBadRelayURL, naming the
+// URL, for a bad one.
 func New(urls []string, opts Options) (*Pool, error) {
 	if len(urls) == 0 {
 		return nil, ErrNoRelays
 	}
 	var norm []string
 	for _, u := range urls {
-		pu, err := url.Parse(u)
-		if err != nil || (pu.Scheme != "ws" && pu.Scheme != "wss") || pu.Host == "" {
-			return nil, fmt.Errorf("relaypool: relay URL %q is not a ws:// or wss:// URL", u)
+		n, err := normalizeURL(u)
+		if err != nil {
+			return nil, err
 		}
-		n := nostr.NormalizeURL(u)
 		if !slices.Contains(norm, n) {
 			norm = append(norm, n)
 		}
@@ -104,6 +111,12 @@ func New(urls []string, opts Options) (*Pool, error) {
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 256
 	}
+	if opts.ExtraRelayLimit <= 0 {
+		opts.ExtraRelayLimit = 16
+	}
+	if opts.ExtraRelayIdle <= 0 {
+		opts.ExtraRelayIdle = 2 * time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
@@ -116,11 +129,20 @@ func New(urls []string, opts Options) (*Pool, error) {
 		cancel: cancel,
 	}
 	p.keepalive.interval, p.keepalive.timeout = defaultPingInterval, defaultPingTimeout
-	now := time.Now()
 	for _, u := range norm {
-		p.relays = append(p.relays, &relay{url: u, pool: p, since: now})
+		p.relays = append(p.relays, newRelay(p, u))
 	}
 	return p, nil
+}
+
+// normalizeURL checks that u is a ws:// or wss:// URL with a host and returns it normalised
+// (nostr.NormalizeURL); otherwise an error wrapping ErrBadRelayURL.
+func normalizeURL(u string) (string, error) {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "ws" && pu.Scheme != "wss") || pu.Host == "" {
+		return "", fmt.Errorf("%w: %q", ErrBadRelayURL, u)
+	}
+	return nostr.NormalizeURL(u), nil
 }
 
 // URLs returns the normalised relay URLs (a copy).

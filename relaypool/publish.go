@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/nbd-wtf/go-nostr"
@@ -18,10 +19,56 @@ import (
 // once (sharing a dial already in flight); it does not delay the others beyond that. ev is sent
 // as given: it must already carry its id and signature.
 func (p *Pool) Publish(ctx context.Context, ev nostr.Event) []PublishResult {
-	res := make([]PublishResult, len(p.relays))
+	return p.publish(ctx, ev, p.relays, make([]PublishResult, len(p.relays)))
+}
+
+// PublishTo is Publish to the pool's relays and also to urls: relays outside the pool (for
+// example those a NIP-46 client named with relay= in its URI, to which the response must go).
+// It returns the pool's results in URLs() order, then one per distinct URL of urls that is not
+// in the pool, in the order given (normalised like New's); a URL that is not ws:// or wss://
+// gets an error wrapping ErrBadRelayURL.
+//
+// A relay outside the pool is connected on first use and kept for later calls until unused
+// for Options.ExtraRelayIdle; at most Options.ExtraRelayLimit are kept at once (the one idle
+// longest is disconnected to make room; when all are in use the URL gets ErrTooManyRelays).
+// Nothing is subscribed on them.
+func (p *Pool) PublishTo(ctx context.Context, ev nostr.Event, urls []string) []PublishResult {
+	targets := slices.Clone(p.relays)
+	res := make([]PublishResult, len(p.relays), len(p.relays)+len(urls))
+	seen := slices.Clone(p.urls)
+	for _, u := range urls {
+		n, err := normalizeURL(u)
+		if err != nil {
+			res = append(res, PublishResult{Relay: u, Err: err})
+			targets = append(targets, nil)
+			continue
+		}
+		if slices.Contains(seen, n) {
+			continue
+		}
+		seen = append(seen, n)
+		r, release, err := p.acquireExtra(n)
+		if err != nil {
+			res = append(res, PublishResult{Relay: n, Err: err})
+			targets = append(targets, nil)
+			continue
+		}
+		defer release()
+		res = append(res, PublishResult{})
+		targets = append(targets, r)
+	}
+	return p.publish(ctx, ev, targets, res)
+}
+
+// publish sends ev to each non-nil targets[i] in parallel and records its answer in res[i]
+// (whose Relay it sets); res[i] of a nil target is left as it is.
+func (p *Pool) publish(ctx context.Context, ev nostr.Event, targets []*relay, res []PublishResult) []PublishResult {
 	msg, err := json.Marshal(nostr.EventEnvelope{Event: ev})
 	var wg sync.WaitGroup
-	for i, r := range p.relays {
+	for i, r := range targets {
+		if r == nil {
+			continue
+		}
 		res[i].Relay = r.url
 		if err != nil {
 			res[i].Err = fmt.Errorf("relaypool: encoding the event: %w", err)

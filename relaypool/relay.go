@@ -17,6 +17,10 @@ const dialTimeout = 10 * time.Second
 type relay struct {
 	url  string
 	pool *Pool
+	// ctx is the relay's life: a child of the Pool's, cancelled on its own (with cause ErrIdle)
+	// when an extra relay of PublishTo is retired. Connections and dials derive from it.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
 
 	mu      sync.Mutex
 	conn    *conn     // the live connection, or nil
@@ -32,6 +36,12 @@ type dialCall struct {
 	done chan struct{}
 	c    *conn
 	err  error
+}
+
+// newRelay returns relay url of p, not connected yet, alive until p closes or cancel is called.
+func newRelay(p *Pool, url string) *relay {
+	ctx, cancel := context.WithCancelCause(p.ctx)
+	return &relay{url: url, pool: p, ctx: ctx, cancel: cancel, since: time.Now()}
 }
 
 func (r *relay) health() RelayHealth {
@@ -73,11 +83,11 @@ func (r *relay) connect(ctx context.Context) (*conn, error) {
 func (r *relay) dial(call *dialCall) {
 	defer close(call.done)
 	p := r.pool
-	ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
+	ctx, cancel := context.WithTimeout(r.ctx, dialTimeout)
 	ws, _, err := websocket.Dial(ctx, r.url, &websocket.DialOptions{CompressionMode: websocket.CompressionDisabled})
 	cancel()
-	if err != nil && p.ctx.Err() != nil {
-		err = ErrClosed
+	if err != nil && r.ctx.Err() != nil {
+		err = context.Cause(r.ctx) // ErrClosed, or ErrIdle
 	}
 
 	r.mu.Lock()
@@ -111,8 +121,8 @@ func (r *relay) connDown(c *conn, cause error) {
 		r.lastErr = cause.Error()
 	}
 	r.mu.Unlock()
-	if errors.Is(cause, ErrClosed) {
-		r.pool.log.Debug("relay connection closed", "relay", r.url)
+	if errors.Is(cause, ErrClosed) || errors.Is(cause, ErrIdle) {
+		r.pool.log.Debug("relay connection closed", "relay", r.url, "reason", cause)
 	} else {
 		r.pool.log.Warn("relay connection lost", "relay", r.url, "reason", cause)
 	}

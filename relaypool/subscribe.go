@@ -73,8 +73,8 @@ type relaySubscription struct {
 	filter nostr.Filter // as last sent; only Since changes, the caller's copy never does
 	// lookback is how far back Since reaches when the subscription is re-sent (see lookback).
 	lookback time.Duration
-	seen   *seenSet
-	out    chan<- Event
+	seen     *seenSet
+	out      chan<- Event
 }
 
 // run keeps the subscription open on the relay until ctx ends. The backoff starts again from
