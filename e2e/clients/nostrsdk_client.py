@@ -45,7 +45,10 @@ async def run_step(name, coro):
     try:
         r = await coro
     except ns.NostrSdkError as e:  # the signer's error answer, or a timeout
-        out({"step": name, "error": str(e)})
+        msg = str(e)
+        if len(msg) >= 2 and msg[0] == msg[-1] and msg[0] in "'\"":
+            msg = msg[1:-1]  # str() of the FFI error quotes its message
+        out({"step": name, "error": msg})
         return
     if isinstance(r, dict):
         out({"step": name, **r})

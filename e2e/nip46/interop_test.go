@@ -15,6 +15,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
+	gonip46 "github.com/nbd-wtf/go-nostr/nip46"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
 )
@@ -129,12 +130,12 @@ func TestInteropNostrTools(t *testing.T) {
 		})
 		t.Run("sign_event", func(t *testing.T) {
 			r := mustStep(t, got, "sign_event")
-			unsupportedByServer(t, r)
+			noError(t, r)
 			checkSignedEvent(t, env, r, "signed by cosigner through nostr-tools")
 		})
 		t.Run("nip44", func(t *testing.T) {
 			r := mustStep(t, got, "nip44")
-			unsupportedByServer(t, r)
+			noError(t, r)
 			checkNIP44(t, env, r, peerSK)
 		})
 		t.Run("sign_psbt", func(t *testing.T) {
@@ -160,7 +161,7 @@ func TestInteropNostrTools(t *testing.T) {
 	steps := []string{"ping", "get_public_key", "sign_event", "nip44", "sign_psbt", "switch_relays"}
 
 	t.Run("fromBunker", func(t *testing.T) {
-		bunker := must[string](t)(env.BunkerURI(ctx))
+		bunker := bunkerURI(ctx, t, env, interopPerms)
 		built := buildPSBT(ctx, t, env, 10_000_000)
 		psbtFile := writeFile(t, "psbt.txt", built.PSBT)
 		p := startClient(ctx, t, env, "node", append([]string{script, "--bunker", bunker, "--sk", env.ClientSK,
@@ -208,7 +209,7 @@ func TestInteropRustNostr(t *testing.T) {
 	peerSK := nostr.GeneratePrivateKey()
 	peerPK, _ := nostr.GetPublicKey(peerSK)
 	clientSK := nostr.GeneratePrivateKey()
-	bunker := must[string](t)(env.BunkerURI(ctx))
+	bunker := bunkerURI(ctx, t, env, interopPerms)
 	p := startClient(ctx, t, env, python(t), filepath.Join("e2e", "clients", "nostrsdk_client.py"),
 		"--bunker", bunker, "--sk", clientSK, "--peer", peerPK, "--timeout", "60",
 		"get_public_key", "sign_event", "nip44", "sign_psbt")
@@ -220,7 +221,7 @@ func TestInteropRustNostr(t *testing.T) {
 	})
 	t.Run("sign_event", func(t *testing.T) {
 		r := mustStep(t, got, "sign_event")
-		unsupportedByServer(t, r)
+		noError(t, r)
 		if !r.Verified {
 			t.Fatalf("rust-nostr did not verify the signed event: %+v", r)
 		}
@@ -228,7 +229,7 @@ func TestInteropRustNostr(t *testing.T) {
 	})
 	t.Run("nip44", func(t *testing.T) {
 		r := mustStep(t, got, "nip44")
-		unsupportedByServer(t, r)
+		noError(t, r)
 		checkNIP44(t, env, r, peerSK)
 	})
 	t.Run("sign_psbt", func(t *testing.T) {
@@ -237,5 +238,59 @@ func TestInteropRustNostr(t *testing.T) {
 			t.Fatalf("nostr-sdk now reports sign_psbt as %+v: extend the script to send it", r)
 		}
 		t.Skipf("not possible with this client: %s", r.Unsupported)
+	})
+}
+
+// TestInteropGoNostr drives cosigner with go-nostr v0.38.2's nip46.BunkerClient, which speaks
+// the NIP-04 transport of the older NIP-46: the daemon runs with COSIGNER_NIP04_LEGACY=true
+// and must answer in NIP-04 too. connect (ConnectBunker), get_public_key, sign_event, a nip44
+// round trip and sign_psbt (through BunkerClient.RPC).
+func TestInteropGoNostr(t *testing.T) {
+	env := setup(t)
+	if _, err := env.WaitLog(context.Background(), 0, `msg="remote signer listening"`, "legacy_nip04=true"); err != nil {
+		t.Skip("this cosigner build does not read COSIGNER_NIP04_LEGACY (no legacy_nip04=true at start-up); go-nostr's BunkerClient needs it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	peerSK := nostr.GeneratePrivateKey()
+	peerPK, _ := nostr.GetPublicKey(peerSK)
+	pool := nostr.NewSimplePool(ctx)
+	bunker, err := gonip46.ConnectBunker(ctx, env.ClientSK, bunkerURI(ctx, t, env, interopPerms), pool, func(string) {})
+	if err != nil {
+		t.Fatalf("ConnectBunker: %v", err)
+	}
+	t.Run("get_public_key", func(t *testing.T) {
+		pk, err := bunker.GetPublicKey(ctx)
+		if err != nil || pk != env.KeyA.NostrPubKey {
+			t.Fatalf("get_public_key = %q, %v; want %s", pk, err, env.KeyA.NostrPubKey)
+		}
+	})
+	t.Run("sign_event", func(t *testing.T) {
+		ev := nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Tags: nostr.Tags{}, Content: "signed by cosigner through go-nostr"}
+		if err := bunker.SignEvent(ctx, &ev); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(ev)
+		checkSignedEvent(t, env, stepResult{Step: "sign_event", Result: string(b)}, "signed by cosigner through go-nostr")
+	})
+	t.Run("nip44", func(t *testing.T) {
+		text := "nip44 round trip through go-nostr"
+		ct, err := bunker.NIP44Encrypt(ctx, peerPK, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := bunker.NIP44Decrypt(ctx, peerPK, ct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkNIP44(t, env, stepResult{Step: "nip44", Result: map[bool]string{true: "ok"}[pt == text], Text: text, Ciphertext: ct, Plaintext: pt}, peerSK)
+	})
+	t.Run("sign_psbt", func(t *testing.T) {
+		built := buildPSBT(ctx, t, env, 10_000_000)
+		res, err := bunker.RPC(ctx, "sign_psbt", []string{built.PSBT})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkCosigned(t, built.PSBT, res)
 	})
 }

@@ -2,8 +2,9 @@ package nip46e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,8 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
 )
 
 // One network and one cosigner daemon serve every test of the package (setting them up is
@@ -65,8 +68,10 @@ func setup(t *testing.T) *scenario.Env {
 		if hostile, envErr = startHostileRelay(); envErr != nil {
 			return
 		}
-		sharedEnv, envErr = scenario.Setup(ctx, scenario.Options{Dir: envDir, MaxPerTx: "1 BTC", Race: true,
-			ExtraRelays: []string{hostile.URL()}})
+		sharedEnv, envErr = scenario.Setup(ctx, scenario.Options{Dir: envDir, MaxPerTx: "3 BTC", Race: true,
+			ExtraRelays: []string{hostile.URL()},
+			// go-nostr v0.38.2 BunkerClient speaks NIP-04 transport (TestInteropGoNostr).
+			ExtraEnv: []string{"COSIGNER_NIP04_LEGACY=true"}})
 		if envErr != nil {
 			return
 		}
@@ -190,17 +195,42 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// unsupportedByServer skips a step the cosigner on this branch does not offer yet (it answers
-// unknown_method); any other error answer fails.
-func unsupportedByServer(t *testing.T, r stepResult) {
+// noError fails the test if the step was answered with an error.
+func noError(t *testing.T, r stepResult) {
 	t.Helper()
-	if strings.HasPrefix(r.Error, "unknown_method: ") {
-		t.Skipf("the remote signer does not offer %s yet: %s", r.Step, r.Error)
-	}
 	if r.Error != "" {
 		t.Fatalf("%s answered with an error: %s", r.Step, r.Error)
 	}
 }
+
+// interopPerms are the permissions the interop clients' connect secrets grant.
+const interopPerms = "sign_psbt,sign_event:1,nip44_encrypt,nip44_decrypt"
+
+// bunkerURI makes a bunker:// URI with a fresh single-use secret that grants perms, as
+// `cosigner bunker-uri` does (the secret goes into the daemon's store, hashed), naming the
+// network's relays only (not the hostile relay). An empty perms grants the defaults.
+func bunkerURI(ctx context.Context, t *testing.T, env *scenario.Env, perms string) string {
+	t.Helper()
+	db, err := store.Open(ctx, dbPath(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	secret := hex.EncodeToString(b)
+	if perms == "" {
+		err = db.AddConnectSecret(ctx, secret) // the default permissions (signer.DefaultPerms)
+	} else {
+		err = db.AddConnectSecretPerms(ctx, secret, perms)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer.BunkerURI(env.KeyA.NostrPubKey, env.Net.RelayURLs(), secret)
+}
+
+func dbPath(env *scenario.Env) string { return filepath.Join(env.Dir, "cosigner-data", "cosigner.db") }
 
 func mustStep(t *testing.T, got map[string]stepResult, step string) stepResult {
 	t.Helper()
@@ -229,5 +259,3 @@ func must[T any](t *testing.T) func(T, error) T {
 		return v
 	}
 }
-
-var _ = fmt.Sprintf
