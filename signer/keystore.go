@@ -11,40 +11,55 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/bech32"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
+	"github.com/nbd-wtf/go-nostr/nip49"
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/scrypt"
 
 	"github.com/custodyagents/cosigner/descriptor"
 )
 
-// scrypt parameters for the key file (N=2^15, r=8, p=1: about 100 ms and 32 MiB per unlock).
+// scrypt parameters for the seed in the key file (N=2^16, r=8, p=1: 64 MiB and a few hundred
+// ms per unlock; files record their own parameters). The Nostr key is a NIP-49 ncryptsec with
+// log2(N) = nostrLogN.
+var (
+	// Variables only so that tests can make them cheap; production uses these values.
+	scryptN                = 1 << 16
+	nostrLogN        uint8 = 16
+	minNcryptsecLogN       = 16
+)
+
 const (
-	scryptN      = 1 << 15
 	scryptR      = 8
 	scryptP      = 1
-	keyFileV1    = 1
+	keyFileV1    = 1 // seed and Nostr key in one scrypt + XChaCha20-Poly1305 box
+	keyFileV2    = 2 // seed in that box, Nostr key as NIP-49 ncryptsec
 	seedLen      = 32
 	hardened     = hdkeychain.HardenedKeyStart
 	bip48P2WSH   = 2 // BIP48 script type 2' = native segwit multisig (P2WSH)
 	bip48Purpose = 48
 )
 
-// KeyFile is the on-disk JSON form. Public fields are in clear so that `cosigner bunker-uri` and
-// `cosigner init`'s summary need no passphrase; the seed and the Nostr secret key are only in
-// Ciphertext.
+// KeyFile is the on-disk JSON form (mode 0600). Public fields are in clear so that
+// `cosigner bunker-uri` and `cosigner init`'s summary need no passphrase. Version 2: the BIP32
+// seed is in Ciphertext (scrypt N,R,P over the passphrase and Salt → XChaCha20-Poly1305 key,
+// Nonce, the network name as associated data); the Nostr secret key is NostrNcryptsec (NIP-49,
+// same passphrase). Version 1 files (both secrets in Ciphertext) are refused with ErrOldKeyFile
+// until UpgradeKeyFile rewrites them.
 type KeyFile struct {
-	Version    int    `json:"version"`
-	Network    string `json:"network"`
-	KDF        string `json:"kdf"` // "scrypt"
-	N, R, P    int
-	Salt       []byte     `json:"salt"`
-	Nonce      []byte     `json:"nonce"`
-	Ciphertext []byte     `json:"ciphertext"`
-	Public     PublicInfo `json:"public"`
+	Version        int    `json:"version"`
+	Network        string `json:"network"`
+	KDF            string `json:"kdf"` // "scrypt"
+	N, R, P        int
+	Salt           []byte     `json:"salt"`
+	Nonce          []byte     `json:"nonce"`
+	Ciphertext     []byte     `json:"ciphertext"`
+	NostrNcryptsec string     `json:"nostr_ncryptsec,omitempty"`
+	Public         PublicInfo `json:"public"`
 }
 
 // PublicInfo is what a key file tells without its passphrase.
@@ -74,8 +89,8 @@ func (p PublicInfo) NPub() string {
 }
 
 type secretPayload struct {
-	Seed    string `json:"seed"`     // BIP32 seed, hex
-	NostrSK string `json:"nostr_sk"` // hex
+	Seed    string `json:"seed"`               // BIP32 seed, hex
+	NostrSK string `json:"nostr_sk,omitempty"` // hex; version 1 only (version 2: NostrNcryptsec)
 }
 
 // Keys are the decrypted keys of one co-signer. Never log or print them.
@@ -86,6 +101,7 @@ type Keys struct {
 	masterFP [4]byte
 	path     []uint32
 	nostrSK  string
+	seed     []byte
 }
 
 // String hides the secrets from fmt and slog.
@@ -150,26 +166,48 @@ func CreateKeyFile(path, passphrase string, net *chaincfg.Params) (PublicInfo, e
 	if err != nil {
 		return PublicInfo{}, err
 	}
-	b, err := json.MarshalIndent(kf, "", "  ")
-	if err != nil {
+	if err := writeKeyFile(path, kf, false); err != nil {
 		return PublicInfo{}, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	return keys.Public, nil
+}
+
+// writeKeyFile writes kf to path with mode 0600: a new file (O_EXCL) or, with replace, a
+// temporary file renamed over path after fsync.
+func writeKeyFile(path string, kf *KeyFile, replace bool) error {
+	b, err := json.MarshalIndent(kf, "", "  ")
+	if err != nil {
+		return err
+	}
+	target := path
+	if replace {
+		target = path + ".new"
+		_ = os.Remove(target)
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return PublicInfo{}, fmt.Errorf("%w: %s", ErrKeyFileExists, path)
+			return fmt.Errorf("%w: %s", ErrKeyFileExists, path)
 		}
-		return PublicInfo{}, fmt.Errorf("signer: write key file: %w", err)
+		return fmt.Errorf("signer: write key file: %w", err)
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		f.Close()
-		return PublicInfo{}, fmt.Errorf("signer: write key file: %w", err)
+		return fmt.Errorf("signer: write key file: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return PublicInfo{}, fmt.Errorf("signer: write key file: %w", err)
+		return fmt.Errorf("signer: write key file: %w", err)
 	}
-	return keys.Public, f.Close()
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("signer: write key file: %w", err)
+	}
+	if replace {
+		if err := os.Rename(target, path); err != nil {
+			return fmt.Errorf("signer: replace key file: %w", err)
+		}
+	}
+	return nil
 }
 
 // ReadPublic reads a key file's public half without decrypting it.
@@ -182,19 +220,43 @@ func ReadPublic(path string) (PublicInfo, *KeyFile, error) {
 	if err := json.Unmarshal(b, &kf); err != nil {
 		return PublicInfo{}, nil, fmt.Errorf("signer: key file %s is not valid JSON: %w", path, err)
 	}
-	if kf.Version != keyFileV1 || kf.KDF != "scrypt" {
+	if (kf.Version != keyFileV1 && kf.Version != keyFileV2) || kf.KDF != "scrypt" {
 		return PublicInfo{}, nil, fmt.Errorf("signer: key file %s: unsupported version %d / kdf %q", path, kf.Version, kf.KDF)
 	}
 	return kf.Public, &kf, nil
 }
 
-// LoadKeyFile decrypts the key file at path. The file's network must be net.
-// Errors: ErrBadPassphrase, a network mismatch, or I/O and format errors.
+// LoadKeyFile decrypts the key file at path. The file must be mode 0600 (or stricter) and for
+// network net. Errors: ErrKeyFileMode, ErrOldKeyFile (version 1: run `cosigner init --upgrade`),
+// ErrBadPassphrase, a network mismatch, or I/O and format errors. No error carries a secret.
 func LoadKeyFile(path, passphrase string, net *chaincfg.Params) (*Keys, error) {
+	if err := checkKeyFileMode(path); err != nil {
+		return nil, err
+	}
 	_, kf, err := ReadPublic(path)
 	if err != nil {
 		return nil, err
 	}
+	if kf.Version == keyFileV1 {
+		return nil, fmt.Errorf("%w: %s is version 1; run `cosigner init --upgrade` to rewrite it (the Nostr key becomes a NIP-49 ncryptsec)", ErrOldKeyFile, path)
+	}
+	return openKeyFile(path, kf, passphrase, net)
+}
+
+// checkKeyFileMode refuses a key file that group or others may read or write.
+func checkKeyFileMode(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("signer: read key file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o; run `chmod 600 %s`", ErrKeyFileMode, path, st.Mode().Perm(), path)
+	}
+	return nil
+}
+
+// openKeyFile decrypts a version 1 or 2 key file.
+func openKeyFile(path string, kf *KeyFile, passphrase string, net *chaincfg.Params) (*Keys, error) {
 	if kf.Network != net.Name {
 		return nil, fmt.Errorf("signer: key file %s is for network %q, not %q", path, kf.Network, net.Name)
 	}
@@ -203,7 +265,7 @@ func LoadKeyFile(path, passphrase string, net *chaincfg.Params) (*Keys, error) {
 	}
 	dk, err := scrypt.Key([]byte(passphrase), kf.Salt, kf.N, kf.R, kf.P, chacha20poly1305.KeySize)
 	if err != nil {
-		return nil, fmt.Errorf("signer: derive key: %w", err)
+		return nil, fmt.Errorf("signer: key file %s: scrypt parameters: %v", path, err)
 	}
 	aead, err := chacha20poly1305.NewX(dk)
 	if err != nil {
@@ -220,6 +282,14 @@ func LoadKeyFile(path, passphrase string, net *chaincfg.Params) (*Keys, error) {
 	if err := json.Unmarshal(plain, &payload); err != nil {
 		return nil, ErrBadPassphrase
 	}
+	if kf.Version == keyFileV2 {
+		if payload.NostrSK != "" {
+			return nil, fmt.Errorf("signer: key file %s: version 2 with the Nostr key in the seed box", path)
+		}
+		if payload.NostrSK, err = DecryptNcryptsec(kf.NostrNcryptsec, passphrase); err != nil {
+			return nil, fmt.Errorf("signer: key file %s: nostr_ncryptsec: %w", path, err)
+		}
+	}
 	keys, err := keysFrom(payload, net)
 	if err != nil {
 		return nil, err
@@ -228,6 +298,71 @@ func LoadKeyFile(path, passphrase string, net *chaincfg.Params) (*Keys, error) {
 		return nil, fmt.Errorf("signer: key file %s: public part does not match its secret part", path)
 	}
 	return keys, nil
+}
+
+// UpgradeKeyFile rewrites a version 1 key file at path as version 2 (the Nostr key as a NIP-49
+// ncryptsec, the seed re-encrypted with a fresh salt and nonce), replacing it atomically with
+// mode 0600. A version 2 file is left alone (upgraded = false). Errors: as LoadKeyFile.
+func UpgradeKeyFile(path, passphrase string, net *chaincfg.Params) (upgraded bool, err error) {
+	if err := checkKeyFileMode(path); err != nil {
+		return false, err
+	}
+	_, kf, err := ReadPublic(path)
+	if err != nil {
+		return false, err
+	}
+	if kf.Version != keyFileV1 {
+		return false, nil
+	}
+	keys, err := openKeyFile(path, kf, passphrase, net)
+	if err != nil {
+		return false, err
+	}
+	payload := secretPayload{Seed: hex.EncodeToString(keys.seed), NostrSK: keys.nostrSK}
+	nkf, err := seal(payload, passphrase, net, keys.Public)
+	if err != nil {
+		return false, err
+	}
+	return true, writeKeyFile(path, nkf, true)
+}
+
+// EncryptNcryptsec encrypts a Nostr secret key (hex) as a NIP-49 ncryptsec (log2(N) = 16,
+// key security byte 0x01: not known to have been handled insecurely).
+func EncryptNcryptsec(sk, passphrase string) (string, error) {
+	if passphrase == "" {
+		return "", ErrNoPassphrase
+	}
+	out, err := nip49.Encrypt(sk, passphrase, nostrLogN, nip49.NotKnownToHaveBeenHandledInsecurely)
+	if err != nil {
+		return "", errors.New("signer: cannot encrypt the Nostr key (malformed key)")
+	}
+	return out, nil
+}
+
+// DecryptNcryptsec decrypts a NIP-49 ncryptsec to the secret key (hex). It checks the shape
+// (version 0x02, 91 bytes, log2(N) 16..22) before running scrypt, so a hostile file can neither
+// crash the process nor make it allocate without bound. Errors: ErrBadPassphrase, or a format
+// error that does not include the input.
+func DecryptNcryptsec(ncryptsec, passphrase string) (string, error) {
+	prefix, data5, err := bech32.DecodeNoLimit(ncryptsec)
+	if err != nil || prefix != "ncryptsec" {
+		return "", errors.New("not an ncryptsec (NIP-49 bech32)")
+	}
+	data, err := bech32.ConvertBits(data5, 5, 8, false)
+	if err != nil || len(data) != 91 || data[0] != 0x02 {
+		return "", errors.New("ncryptsec is not NIP-49 version 2 (91 bytes)")
+	}
+	if logN := int(data[1]); logN < minNcryptsecLogN || logN > 22 {
+		return "", fmt.Errorf("ncryptsec log2(N) = %d is outside 16..22", logN)
+	}
+	sk, err := nip49.Decrypt(ncryptsec, passphrase)
+	if err != nil {
+		return "", ErrBadPassphrase
+	}
+	if _, err := nostr.GetPublicKey(sk); err != nil {
+		return "", ErrBadPassphrase
+	}
+	return sk, nil
 }
 
 func seal(payload secretPayload, passphrase string, net *chaincfg.Params, pub PublicInfo) (*KeyFile, error) {
@@ -247,13 +382,18 @@ func seal(payload secretPayload, passphrase string, net *chaincfg.Params, pub Pu
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	plain, err := json.Marshal(payload)
+	ncryptsec, err := EncryptNcryptsec(payload.NostrSK, passphrase)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := json.Marshal(secretPayload{Seed: payload.Seed})
 	if err != nil {
 		return nil, err
 	}
 	return &KeyFile{
-		Version: keyFileV1, Network: net.Name, KDF: "scrypt", N: scryptN, R: scryptR, P: scryptP,
-		Salt: salt, Nonce: nonce, Ciphertext: aead.Seal(nil, nonce, plain, []byte(net.Name)), Public: pub,
+		Version: keyFileV2, Network: net.Name, KDF: "scrypt", N: scryptN, R: scryptR, P: scryptP,
+		Salt: salt, Nonce: nonce, Ciphertext: aead.Seal(nil, nonce, plain, []byte(net.Name)),
+		NostrNcryptsec: ncryptsec, Public: pub,
 	}, nil
 }
 
@@ -294,7 +434,7 @@ func keysFrom(p secretPayload, net *chaincfg.Params) (*Keys, error) {
 			AccountXPub: xpub.String(),
 			NostrPubKey: npk,
 		},
-		Params: net, account: acct, masterFP: fp, path: path, nostrSK: p.NostrSK,
+		Params: net, account: acct, masterFP: fp, path: path, nostrSK: p.NostrSK, seed: seed,
 	}, nil
 }
 

@@ -28,6 +28,9 @@ type Config struct {
 	HealthAddr     string   `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz and /status (empty: off)"`
 	LogLevel       string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string   `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+	NIP04Legacy    bool     `envconfig:"NIP04_LEGACY" default:"false" desc:"also accept NIP-04 transport and serve nip04_* (old NIP-46 clients)"`
+	ClientRate     float64  `envconfig:"CLIENT_RATE" default:"20" desc:"NIP-46 requests per second allowed per client pubkey (0: no limit)"`
+	ClientBurst    int      `envconfig:"CLIENT_BURST" default:"100" desc:"burst of NIP-46 requests allowed per client pubkey"`
 }
 
 // loadConfig reads and checks the environment. Errors name the variable.
@@ -53,6 +56,9 @@ func loadConfig() (*Config, error) {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return nil, fmt.Errorf("configuration: COSIGNER_LOG_FORMAT=%q must be text or json", c.LogFormat)
+	}
+	if c.ClientRate < 0 || c.ClientBurst < 1 {
+		return nil, fmt.Errorf("configuration: COSIGNER_CLIENT_RATE=%v must be >= 0 and COSIGNER_CLIENT_BURST=%d >= 1", c.ClientRate, c.ClientBurst)
 	}
 	var relays []string
 	for _, r := range c.Relays {
@@ -82,8 +88,12 @@ func (c *Config) Params() (*chaincfg.Params, error) {
 // DBPath is the SQLite database file.
 func (c *Config) DBPath() string { return filepath.Join(c.DataDir, "cosigner.db") }
 
+// containerSecret is where Docker/Compose/Kubernetes secrets put the passphrase when neither
+// COSIGNER_PASSPHRASE_FILE nor COSIGNER_PASSPHRASE is set.
+var containerSecret = "/run/secrets/cosigner_passphrase"
+
 // passphrase returns the key file passphrase from COSIGNER_PASSPHRASE_FILE or
-// COSIGNER_PASSPHRASE (exactly one must be set).
+// COSIGNER_PASSPHRASE (at most one may be set), else from the container secret file.
 func (c *Config) passphrase() (string, error) {
 	switch {
 	case c.PassphraseFile != "" && c.Passphrase != "":
@@ -102,7 +112,11 @@ func (c *Config) passphrase() (string, error) {
 	case c.Passphrase != "":
 		return c.Passphrase, nil
 	}
-	return "", errors.New("configuration: the key file passphrase is missing: set COSIGNER_PASSPHRASE_FILE (or COSIGNER_PASSPHRASE)")
+	if _, err := os.Stat(containerSecret); err == nil {
+		c.PassphraseFile = containerSecret
+		return c.passphrase()
+	}
+	return "", errors.New("configuration: the key file passphrase is missing: set COSIGNER_PASSPHRASE_FILE (or COSIGNER_PASSPHRASE), or provide the container secret " + containerSecret)
 }
 
 func parseLevel(s string) (slog.Level, error) {

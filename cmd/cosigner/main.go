@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,8 +23,12 @@ import (
 const usage = `cosigner — a headless Bitcoin multisig co-signer on Nostr (NIP-46)
 
 usage:
-  cosigner init               create the account key and Nostr identity (encrypted key file)
-  cosigner bunker-uri         print a bunker:// URI with a fresh single-use connect secret
+  cosigner init [--upgrade]   create the account key and Nostr identity (encrypted key file);
+                              --upgrade rewrites a version 1 key file in the current format
+  cosigner bunker-uri [--perms P]  print a bunker:// URI with a fresh single-use connect secret
+  cosigner connect 'nostrconnect://…'  accept an app's nostrconnect:// URI (daemon answers it)
+  cosigner clients list|grant|revoke   connected NIP-46 clients and their permissions
+  cosigner request BUNKER_URI METHOD [PARAMS…]  call a NIP-46 remote signer, print the result
   cosigner run                watch the wallet and serve NIP-46 until SIGTERM/SIGINT
   cosigner status             the wallet as last seen: tip, balance, UTXOs
   cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
@@ -70,9 +75,21 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 	}
 	switch args[0] {
 	case "init":
+		if len(args) == 2 && args[1] == "--upgrade" {
+			return cmdInitUpgrade(cfg, out)
+		}
+		if len(args) != 1 {
+			return usageError{"usage: cosigner init [--upgrade]"}
+		}
 		return cmdInit(cfg, out)
 	case "bunker-uri":
-		return cmdBunkerURI(ctx, cfg, out)
+		return cmdBunkerURI(ctx, cfg, args[1:], out)
+	case "connect":
+		return cmdConnect(ctx, cfg, args[1:], out)
+	case "clients":
+		return cmdClients(ctx, cfg, args[1:], out)
+	case "request":
+		return cmdRequest(ctx, cfg, args[1:], out)
 	case "run":
 		return cmdRun(ctx, cfg)
 	case "status":
@@ -103,7 +120,20 @@ func cmdInit(cfg *Config, out io.Writer) error {
 	return nil
 }
 
-func cmdBunkerURI(ctx context.Context, cfg *Config, out io.Writer) error {
+func cmdBunkerURI(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bunker-uri", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	permsFlag := fs.String("perms", "", "permissions the secret grants (default "+signer.DefaultPerms+")")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return usageError{"usage: cosigner bunker-uri [--perms method[:kind],…]"}
+	}
+	var perms signer.Perms
+	if *permsFlag != "" {
+		var err error
+		if perms, err = signer.ParsePerms(*permsFlag); err != nil {
+			return fmt.Errorf("bunker-uri: --perms: %w", err)
+		}
+	}
 	if len(cfg.Relays) == 0 {
 		return errors.New("configuration: COSIGNER_RELAYS is empty: list the relays clients should use")
 	}
@@ -121,7 +151,12 @@ func cmdBunkerURI(ctx context.Context, cfg *Config, out io.Writer) error {
 		return err
 	}
 	secret := hex.EncodeToString(b)
-	if err := db.AddConnectSecret(ctx, secret); err != nil {
+	if *permsFlag != "" {
+		err = db.AddConnectSecretPerms(ctx, secret, perms.String())
+	} else {
+		err = db.AddConnectSecret(ctx, secret)
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintln(out, signer.BunkerURI(pub.NostrPubKey, cfg.Relays, secret))

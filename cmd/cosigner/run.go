@@ -72,7 +72,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
 	}
-	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, flow, log)
+	remote, err := newRemoteSigner(cfg, keys, desc, pool, db, flow, log)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,307 @@
+package signer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip44"
+
+	"github.com/custodyagents/cosigner/relaypool"
+)
+
+// ClientOptions tune a Client. The zero value gives the documented defaults.
+type ClientOptions struct {
+	// Timeout bounds the wait for a response to one call (default 30s). After an auth_url
+	// response the call waits up to AuthTimeout instead.
+	Timeout time.Duration
+	// AuthTimeout bounds the wait for the real answer after auth_url (default 15m).
+	AuthTimeout time.Duration
+	// OnAuthURL is called when the remote signer answers a call with auth_url (NIP-46, "Auth
+	// Challenges"): the URL a person must open. The call keeps waiting on the same id.
+	// Default: log the URL.
+	OnAuthURL func(method, requestID, url string)
+	// Perms are the permissions asked for in connect ("method[:kind],…"), optional.
+	Perms string
+	// Pool carries the requests (default: a relaypool.Pool on the bunker URI's relays, closed by
+	// Close).
+	Pool   RelayPool
+	Logger *slog.Logger
+}
+
+// Client is a NIP-46 client (NIP-46 "client" role): it sends requests to one remote signer over
+// NIP-44 v2 encrypted kind-24133 events and waits for the responses. Create it with DialBunker;
+// it is safe for concurrent calls; Close it when done.
+type Client struct {
+	sk, pk string
+	remote string // remote-signer pubkey
+	secret string
+	ck     [32]byte
+	pool   RelayPool
+	own    ClosablePool
+	opts   ClientOptions
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	pending map[string]chan wireResponse
+	closed  bool
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// RemoteError is an error response from the remote signer: its "error" string as sent.
+type RemoteError struct{ Text string }
+
+func (e *RemoteError) Error() string { return "remote signer: " + e.Text }
+
+// Code is the stable code before the first colon ("unauthorized", "policy_denied", …) or "".
+func (e *RemoteError) Code() string {
+	code, _, ok := strings.Cut(e.Text, ":")
+	if !ok || !validMethodName(code) {
+		return ""
+	}
+	return code
+}
+
+// DialBunker parses a bunker:// URI, subscribes to the remote signer's responses and sends
+// connect [remote_signer_pubkey, secret, perms] (NIP-46, "Direct connection initiated by remote
+// signer"), retrying it (connect is idempotent for this client) until it is answered, so that
+// the subscription is known to be live before other calls. clientSK is the client's key (hex).
+// Errors: ErrBadURI, ErrTimeout, *RemoteError (for example an unknown or spent secret).
+func DialBunker(ctx context.Context, clientSK, bunkerURI string, opts ClientOptions) (*Client, error) {
+	bp, err := ParseBunkerURI(bunkerURI)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newClient(clientSK, bp, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.connect(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, error) {
+	pk, err := nostr.GetPublicKey(clientSK)
+	if err != nil {
+		return nil, fmt.Errorf("signer: bad client secret key: %w", ErrNotOurKey)
+	}
+	ck, err := nip44.GenerateConversationKey(bp.RemoteSignerPubKey, clientSK)
+	if err != nil {
+		return nil, fmt.Errorf("%w: remote signer pubkey: %v", ErrBadURI, err)
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.AuthTimeout <= 0 {
+		opts.AuthTimeout = 15 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c := &Client{sk: clientSK, pk: pk, remote: bp.RemoteSignerPubKey, secret: bp.Secret, ck: ck, opts: opts,
+		log: opts.Logger.With("component", "nip46-client", "remote_signer", bp.RemoteSignerPubKey), pending: make(map[string]chan wireResponse)}
+	if opts.OnAuthURL == nil {
+		c.opts.OnAuthURL = func(method, id, url string) {
+			c.log.Warn("remote signer holds the request; open the URL to continue", "method", method, "id", id, "url", url)
+		}
+	}
+	c.pool = opts.Pool
+	if c.pool == nil {
+		p, err := relaypool.New(bp.Relays, relaypool.Options{Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("signer: client relays: %w", err)
+		}
+		c.pool, c.own = p, p
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
+	events := c.pool.Subscribe(ctx, nostr.Filter{Kinds: []int{KindNostrConnect}, Authors: []string{c.remote},
+		Tags: nostr.TagMap{"p": []string{c.pk}}, Since: &since})
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.receive(ctx, events)
+	}()
+	return c, nil
+}
+
+// PublicKey is the client's pubkey (hex).
+func (c *Client) PublicKey() string { return c.pk }
+
+// Close stops the client; calls in flight return ErrClientClosed.
+func (c *Client) Close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+	if c.own != nil {
+		c.own.Close()
+	}
+}
+
+// receive routes responses to the calls waiting on their ids (owned by newClient's goroutine).
+func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if ev.PubKey != c.remote || len(ev.Content) > MaxContentBytes {
+				continue
+			}
+			plain, err := nip44.Decrypt(ev.Content, c.ck)
+			if err != nil {
+				c.log.Warn("undecryptable response dropped", "event", ev.ID, "error", err)
+				continue
+			}
+			var r wireResponse
+			if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
+				c.log.Warn("malformed response dropped", "event", ev.ID)
+				continue
+			}
+			c.mu.Lock()
+			ch := c.pending[r.ID]
+			c.mu.Unlock()
+			if ch == nil {
+				continue // a duplicate, or a response to a call that gave up
+			}
+			select {
+			case ch <- r:
+			default:
+			}
+		}
+	}
+}
+
+func newRequestID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Call sends method with params and returns the result (NIP-46 request/response). It follows
+// auth_url: OnAuthURL is called and the call keeps waiting on the same id, up to AuthTimeout.
+// Errors: *RemoteError for an error response, ErrTimeout, ErrClientClosed, ctx's error, or a
+// publish error when no relay accepted the request.
+func (c *Client) Call(ctx context.Context, method string, params ...string) (string, error) {
+	return c.call(ctx, newRequestID(), method, params, 0)
+}
+
+// call sends (and, with resend > 0, re-sends every resend until answered) one request id.
+func (c *Client) call(ctx context.Context, id, method string, params []string, resend time.Duration) (string, error) {
+	if params == nil {
+		params = []string{}
+	}
+	body, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+	if err != nil {
+		return "", err
+	}
+	ch := make(chan wireResponse, 4)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return "", ErrClientClosed
+	}
+	c.pending[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, id)
+		c.mu.Unlock()
+	}()
+	if err := c.send(ctx, string(body)); err != nil {
+		return "", err
+	}
+	deadline := time.NewTimer(c.opts.Timeout)
+	defer deadline.Stop()
+	var tick <-chan time.Time
+	if resend > 0 {
+		t := time.NewTicker(resend)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-deadline.C:
+			return "", fmt.Errorf("%s: %w", method, ErrTimeout)
+		case <-tick:
+			if err := c.send(ctx, string(body)); err != nil {
+				c.log.Warn("re-sending request failed", "method", method, "error", err)
+			}
+		case r := <-ch:
+			if r.Result == "auth_url" && r.Error != "" {
+				c.opts.OnAuthURL(method, id, r.Error)
+				deadline.Reset(c.opts.AuthTimeout)
+				tick = nil
+				continue
+			}
+			if r.Error != "" {
+				return "", &RemoteError{Text: r.Error}
+			}
+			return r.Result, nil
+		}
+	}
+}
+
+func (c *Client) send(ctx context.Context, body string) error {
+	content, err := nip44.Encrypt(body, c.ck)
+	if err != nil {
+		return err
+	}
+	ev := nostr.Event{PubKey: c.pk, CreatedAt: nostr.Now(), Kind: KindNostrConnect,
+		Tags: nostr.Tags{{"p", c.remote}}, Content: content}
+	if err := ev.Sign(c.sk); err != nil {
+		return err
+	}
+	if n, err := relaypool.Published(c.pool.Publish(ctx, ev)); n == 0 {
+		if err == nil {
+			err = errors.New("no relay")
+		}
+		return fmt.Errorf("signer: request not accepted by any relay: %w", err)
+	}
+	return nil
+}
+
+// connect sends connect until answered (re-sent every 2s: the relays keep no kind-24133 event,
+// so a response sent before our subscription reached a relay is lost there).
+func (c *Client) connect(ctx context.Context) error {
+	params := []string{c.remote}
+	if c.secret != "" || c.opts.Perms != "" {
+		params = append(params, c.secret)
+	}
+	if c.opts.Perms != "" {
+		params = append(params, c.opts.Perms)
+	}
+	res, err := c.call(ctx, newRequestID(), "connect", params, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	if res != "ack" && (c.secret == "" || res != c.secret) {
+		return fmt.Errorf("signer: connect answered %q, not ack", truncate(res, 64))
+	}
+	return nil
+}
