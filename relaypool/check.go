@@ -4,8 +4,10 @@ package relaypool
 // de-duplication set. No I/O, no goroutines.
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,11 +19,25 @@ import (
 // sha256 of its serialization, and its sig a valid BIP-340 signature of that id by its pubkey
 // (NIP-01 "Events and signatures"). The cheap checks run first.
 func checkEvent(f nostr.Filter, ev *nostr.Event) error {
+	return checkEventOnce(f, ev, nil, time.Time{})
+}
+
+// errDuplicate is checkEventOnce's answer for an event id already delivered.
+var errDuplicate = errors.New("relaypool: event already delivered")
+
+// checkEventOnce is checkEvent that checks a signature once per event id: an event whose id is
+// in seen (already delivered, hence already verified) gives errDuplicate without the signature
+// check. The id is checked first, so the id names exactly the content that was verified; a
+// forged copy of a delivered event is dropped as that duplicate. seen may be nil.
+func checkEventOnce(f nostr.Filter, ev *nostr.Event, seen *seenSet, now time.Time) error {
 	if !f.Matches(ev) {
 		return ErrFilterMismatch
 	}
 	if ev.GetID() != ev.ID {
 		return ErrBadEventID
+	}
+	if seen != nil && seen.has(ev.ID, now) {
+		return errDuplicate
 	}
 	ok, err := ev.CheckSignature()
 	if err != nil {
@@ -76,26 +92,50 @@ func resumeSince(f nostr.Filter, width time.Duration, t time.Time) *nostr.Timest
 	return &since
 }
 
-// newSubscriptionID returns a fresh NIP-01 subscription id (16 hex digits; NIP-01 allows up to
-// 64 characters). A new id is used for every REQ, so that late messages for an earlier REQ are
+// newSubscriptionID returns a fresh NIP-01 subscription id (16 characters, "rp" and hex digits;
+// NIP-01 allows up to 64), cut to maxLen when a relay's NIP-11 max_subid_length is smaller (but
+// never below 8). A new id is used for every REQ, so that late messages for an earlier REQ are
 // recognised as unknown.
-func newSubscriptionID() string {
-	return fmt.Sprintf("rp%014x", rand.Uint64()>>8)
+func newSubscriptionID(maxLen int) string {
+	id := fmt.Sprintf("rp%014x", rand.Uint64()>>8)
+	if maxLen > 0 && maxLen < len(id) {
+		id = id[len(id)-max(maxLen, 8):]
+	}
+	return id
 }
 
-// seenSet remembers event ids for ttl, for de-duplication. It is safe for concurrent use.
+// seenSet remembers event ids for ttl, for de-duplication, and at most max of them: when more
+// arrive within ttl the oldest are forgotten first (a copy of such an old event arriving again
+// would be delivered again; callers that must not act twice keep their own record, as the
+// NIP-46 server does). It is safe for concurrent use.
 type seenSet struct {
 	ttl time.Duration
+	max int
 
-	mu      sync.Mutex
-	seen    map[string]time.Time
-	pruneAt int // prune expired ids when the set grows past this size
+	mu    sync.Mutex
+	seen  map[string]time.Time // id → when first seen
+	order []seenEntry          // insertion order (oldest first) from head on
+	head  int
 }
 
-const minPruneAt = 4096
+type seenEntry struct {
+	id string
+	at time.Time
+}
 
-func newSeenSet(ttl time.Duration) *seenSet {
-	return &seenSet{ttl: ttl, seen: make(map[string]time.Time), pruneAt: minPruneAt}
+// defaultSeenMax is the default bound on remembered ids per subscription (about 10 MB).
+const defaultSeenMax = 100_000
+
+func newSeenSet(ttl time.Duration, max int) *seenSet {
+	return &seenSet{ttl: ttl, max: max, seen: make(map[string]time.Time)}
+}
+
+// has reports whether id was seen within ttl before now.
+func (s *seenSet) has(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.seen[id]
+	return ok && now.Sub(t) < s.ttl
 }
 
 // firstSeen records id at now and reports whether it had not been seen within ttl.
@@ -106,14 +146,104 @@ func (s *seenSet) firstSeen(id string, now time.Time) bool {
 		return false
 	}
 	s.seen[id] = now
-	if len(s.seen) > s.pruneAt {
-		for k, t := range s.seen {
-			if now.Sub(t) >= s.ttl {
-				delete(s.seen, k)
-			}
+	s.order = append(s.order, seenEntry{id, now})
+	// Forget the expired, then the oldest beyond max.
+	for s.head < len(s.order) {
+		e := s.order[s.head]
+		if now.Sub(e.at) < s.ttl && len(s.seen) <= s.max {
+			break
 		}
-		// Amortised: the next full scan waits until the live set has doubled.
-		s.pruneAt = max(minPruneAt, 2*len(s.seen))
+		if t, ok := s.seen[e.id]; ok && t.Equal(e.at) {
+			delete(s.seen, e.id)
+		}
+		s.order[s.head] = seenEntry{}
+		s.head++
+	}
+	// Compact the queue once its dead prefix is as long as its live part.
+	if s.head > 1024 && s.head >= len(s.order)-s.head {
+		s.order = append([]seenEntry(nil), s.order[s.head:]...)
+		s.head = 0
 	}
 	return true
 }
+
+// len is the number of ids remembered.
+func (s *seenSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.seen)
+}
+
+// backoffDelay is the delay before the next attempt after failures consecutive failures (1 or
+// more): min·1.7^(failures−1), at most max, without jitter.
+func backoffDelay(failures int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < failures && d < hi; i++ {
+		d = nextBackoff(d, hi)
+	}
+	return min(d, hi)
+}
+
+// quorumOf is how many of n relays must accept a published event: q when 0 < q ≤ n, n when
+// q > n, and a majority (n/2 + 1) when q ≤ 0.
+func quorumOf(q, n int) int {
+	switch {
+	case n <= 0:
+		return 0
+	case q <= 0:
+		return n/2 + 1
+	case q > n:
+		return n
+	}
+	return q
+}
+
+// Machine-readable prefixes of OK and CLOSED messages (NIP-01).
+const (
+	prefixDuplicate    = "duplicate:"
+	prefixAuthRequired = "auth-required:"
+	prefixRateLimited  = "rate-limited:"
+	prefixError        = "error:"
+)
+
+// okAccepted reports whether an OK message means the relay has the event: OK true, or OK false
+// with "duplicate:" (it already had it; NIP-01).
+func okAccepted(env nostr.OKEnvelope) bool {
+	return env.OK || strings.HasPrefix(env.Reason, prefixDuplicate)
+}
+
+// retryable reports whether publishing again later may succeed after err: the connection
+// failed or gave no OK, or the relay said "rate-limited:", "error:" or "auth-required:"
+// (NIP-01 prefixes). A rejection for the event itself ("invalid:", "blocked:", "pow:",
+// "restricted:", …), a NIP-11 limit, AUTH that we cannot give (ErrAuthRequired), a bad URL or
+// a closed Pool is final.
+func retryable(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrIdle), errors.Is(err, ErrRelayLimit), errors.Is(err, ErrAuthRequired),
+		errors.Is(err, ErrBadRelayURL), errors.Is(err, ErrTooManyRelays), errors.Is(err, errEncoding):
+		return false
+	case errors.Is(err, ErrRejected):
+		var rj *rejection
+		if !errors.As(err, &rj) {
+			return false
+		}
+		for _, p := range []string{prefixRateLimited, prefixError, prefixAuthRequired} {
+			if strings.HasPrefix(rj.reason, p) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// rejection is a relay's OK false or CLOSED reason; it wraps ErrRejected.
+type rejection struct{ reason string }
+
+func (r *rejection) Error() string { return ErrRejected.Error() + ": " + r.reason }
+func (r *rejection) Unwrap() error { return ErrRejected }
+
+// isAuthRequired reports whether an OK false or CLOSED reason asks for NIP-42 AUTH.
+func isAuthRequired(reason string) bool { return strings.HasPrefix(reason, prefixAuthRequired) }

@@ -175,41 +175,66 @@ func TestResumeSince(t *testing.T) {
 }
 
 func TestSeenSet(t *testing.T) {
-	s := newSeenSet(time.Minute)
+	s := newSeenSet(time.Minute, 100)
 	t0 := time.Unix(1_700_000_000, 0)
 	if !s.firstSeen("a", t0) {
 		t.Fatal("new id reported as seen")
 	}
-	if s.firstSeen("a", t0.Add(59*time.Second)) {
+	if s.firstSeen("a", t0.Add(59*time.Second)) || !s.has("a", t0.Add(59*time.Second)) {
 		t.Fatal("id within ttl reported as new")
 	}
-	if !s.firstSeen("a", t0.Add(2*time.Minute)) {
+	if s.has("a", t0.Add(2*time.Minute)) || !s.firstSeen("a", t0.Add(2*time.Minute)) {
 		t.Fatal("id past ttl reported as seen")
 	}
 
-	// Growth past the prune size drops expired ids, and the next scan waits for doubling.
-	s = newSeenSet(time.Minute)
-	for i := range minPruneAt {
-		s.firstSeen(fmt.Sprint("old", i), t0)
-	}
-	later := t0.Add(2 * time.Minute)
-	s.firstSeen("x", later)
-	s.firstSeen("y", later)
-	if n := len(s.seen); n != 2 {
-		t.Fatalf("after pruning %d ids remain, want 2", n)
-	}
-	if s.pruneAt != minPruneAt {
-		t.Fatalf("pruneAt = %d, want %d", s.pruneAt, minPruneAt)
-	}
-	if s.firstSeen("x", later) {
-		t.Fatal("live id lost by pruning")
-	}
+	t.Run("expired ids are forgotten", func(t *testing.T) {
+		s := newSeenSet(time.Minute, 1_000_000)
+		for i := range 5000 {
+			s.firstSeen(fmt.Sprint("old", i), t0)
+		}
+		later := t0.Add(2 * time.Minute)
+		s.firstSeen("x", later)
+		if n := s.len(); n != 1 {
+			t.Fatalf("after expiry %d ids remain, want 1", n)
+		}
+		if s.firstSeen("x", later) {
+			t.Fatal("live id lost by pruning")
+		}
+	})
+
+	t.Run("memory is bounded: the oldest go first", func(t *testing.T) {
+		const max = 1000
+		s := newSeenSet(time.Hour, max)
+		for i := range 50 * max {
+			s.firstSeen(fmt.Sprint("id", i), t0.Add(time.Duration(i)*time.Millisecond))
+			if n := s.len(); n > max {
+				t.Fatalf("after %d ids the set holds %d, over its bound %d", i+1, n, max)
+			}
+		}
+		if len(s.order)-s.head > 2*max || cap(s.order) > 8*max {
+			t.Fatalf("queue holds %d live entries (cap %d) for a bound of %d", len(s.order)-s.head, cap(s.order), max)
+		}
+		now := t0.Add(50 * max * time.Millisecond)
+		if s.has("id0", now) || !s.has(fmt.Sprint("id", 50*max-1), now) || !s.has(fmt.Sprint("id", 49*max), now) {
+			t.Fatal("the bound did not keep the newest ids")
+		}
+	})
+
+	t.Run("re-seen after expiry keeps its new time", func(t *testing.T) {
+		s := newSeenSet(time.Minute, 10)
+		s.firstSeen("a", t0)
+		s.firstSeen("a", t0.Add(time.Minute)) // expired: recorded again
+		s.firstSeen("b", t0.Add(90*time.Second))
+		if !s.has("a", t0.Add(90*time.Second)) {
+			t.Fatal("the expired first entry took the renewed id with it")
+		}
+	})
 }
 
 func TestSubscriptionID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		id := newSubscriptionID()
+		id := newSubscriptionID(0)
 		if len(id) != 16 || len(id) > 64 {
 			t.Fatalf("subscription id %q: want 16 characters", id)
 		}
@@ -218,6 +243,112 @@ func TestSubscriptionID(t *testing.T) {
 		}
 		seen[id] = true
 	}
+	for _, tc := range []struct{ max, want int }{{64, 16}, {16, 16}, {10, 10}, {3, 8}} {
+		if id := newSubscriptionID(tc.max); len(id) != tc.want {
+			t.Errorf("newSubscriptionID(%d) = %q, want %d characters", tc.max, id, tc.want)
+		}
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	lo, hi := 500*time.Millisecond, 30*time.Second
+	for _, tc := range []struct {
+		failures int
+		want     time.Duration
+	}{{0, lo}, {1, lo}, {2, 850 * time.Millisecond}, {3, 1445 * time.Millisecond}, {50, hi}} {
+		if got := backoffDelay(tc.failures, lo, hi); got != tc.want {
+			t.Errorf("backoffDelay(%d) = %v, want %v", tc.failures, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		failures int
+		want     State
+	}{{1, StateBackingOff}, {failAfter - 1, StateBackingOff}, {failAfter, StateFailed}, {100, StateFailed}} {
+		if got := failedState(tc.failures); got != tc.want {
+			t.Errorf("failedState(%d) = %v, want %v", tc.failures, got, tc.want)
+		}
+	}
+}
+
+func TestQuorumOf(t *testing.T) {
+	for _, tc := range []struct{ q, n, want int }{
+		{0, 1, 1}, {0, 2, 2}, {0, 3, 2}, {0, 4, 3}, {0, 5, 3}, // majority by default
+		{-1, 3, 2}, {1, 3, 1}, {3, 3, 3}, {5, 3, 3}, {2, 0, 0},
+	} {
+		if got := quorumOf(tc.q, tc.n); got != tc.want {
+			t.Errorf("quorumOf(%d, %d) = %d, want %d", tc.q, tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{ErrClosed, false},
+		{ErrIdle, false},
+		{fmt.Errorf("%w: too big", ErrRelayLimit), false},
+		{&rejection{"blocked: not on the list"}, false},
+		{&rejection{"invalid: bad signature"}, false},
+		{&rejection{"pow: difficulty 20 required"}, false},
+		{&rejection{"no prefix at all"}, false},
+		{&rejection{"rate-limited: slow down"}, true},
+		{&rejection{"error: could not save"}, true},
+		{&rejection{"auth-required: who are you"}, true},
+		{fmt.Errorf("%w within 7s", ErrNoOK), true},
+		{fmt.Errorf("%w (no AuthSigner configured)", ErrAuthRequired), false},
+		{fmt.Errorf("%w: relay said: invalid: bad challenge", ErrAuthFailed), true},
+		{fmt.Errorf("%w: EOF", ErrConnectionLost), true},
+		{fmt.Errorf("%w: next attempt in 3s", ErrBackingOff), true},
+		{errors.New("dial tcp: connection refused"), true},
+	} {
+		if got := retryable(tc.err); got != tc.want {
+			t.Errorf("retryable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		env  nostr.OKEnvelope
+		want bool
+	}{
+		{nostr.OKEnvelope{OK: true}, true},
+		{nostr.OKEnvelope{OK: true, Reason: "duplicate: have it"}, true},
+		{nostr.OKEnvelope{OK: false, Reason: "duplicate: already have this event"}, true},
+		{nostr.OKEnvelope{OK: false, Reason: "blocked: no"}, false},
+	} {
+		if got := okAccepted(tc.env); got != tc.want {
+			t.Errorf("okAccepted(%+v) = %v, want %v", tc.env, got, tc.want)
+		}
+	}
+	if err := okErr(nostr.OKEnvelope{Reason: "blocked: no"}); !errors.Is(err, ErrRejected) || err.Error() != "relaypool: relay rejected the event: blocked: no" {
+		t.Errorf("okErr = %v", err)
+	}
+}
+
+func TestCheckEventOnce(t *testing.T) {
+	ev := signed(t, 1, "00", "x")
+	f := nostr.Filter{Kinds: []int{1}}
+	seen := newSeenSet(time.Minute, 10)
+	now := time.Now()
+	if err := checkEventOnce(f, &ev, seen, now); err != nil {
+		t.Fatal(err)
+	}
+	seen.firstSeen(ev.ID, now)
+	// A copy with a bad signature but the same id names the same, already verified content.
+	forged := forgedSig(t, ev)
+	if err := checkEventOnce(f, &forged, seen, now); !errors.Is(err, errDuplicate) {
+		t.Fatalf("forged copy of a delivered event: %v, want errDuplicate", err)
+	}
+	// A forged event not yet seen still fails its signature check, and changed content its id.
+	other := forgedSig(t, signed(t, 1, "00", "y"))
+	if err := checkEventOnce(f, &other, seen, now); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("forged new event: %v, want ErrBadSignature", err)
+	}
+	changed := forgedContent(ev)
+	if err := checkEventOnce(f, &changed, seen, now); !errors.Is(err, ErrBadEventID) {
+		t.Fatalf("changed content: %v, want ErrBadEventID", err)
+	}
 }
 
 // testConn is a conn with no socket, for the reader's routing (handle).
@@ -225,6 +356,7 @@ func testConn() *conn {
 	p := &Pool{log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	return &conn{
 		relay:  &relay{url: "ws://relay.invalid", pool: p},
+		auth:   authState{challenged: make(chan struct{})},
 		routes: make(map[string]*route),
 		oks:    make(map[string][]chan nostr.OKEnvelope),
 	}

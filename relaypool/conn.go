@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -44,7 +45,11 @@ type conn struct {
 	readCtx    context.Context // the reader's; cancelling it closes ws at once
 	readCancel context.CancelFunc
 	readerDone chan struct{}
+	down       chan struct{} // closed after relay.connDown has recorded the end
 	writeLock  chan struct{} // capacity 1: held while writing one message
+	worked     atomic.Bool   // the relay has answered something on this connection
+
+	auth authState // NIP-42 (auth.go)
 
 	mu     sync.Mutex
 	routes map[string]*route                  // by subscription id
@@ -66,6 +71,8 @@ func newConn(r *relay, ws *websocket.Conn) *conn {
 	return &conn{
 		relay: r, ws: ws, ctx: ctx, cancel: cancel, readCtx: readCtx, readCancel: readCancel,
 		readerDone: make(chan struct{}),
+		down:       make(chan struct{}),
+		auth:       authState{challenged: make(chan struct{})},
 		writeLock:  make(chan struct{}, 1),
 		routes:     make(map[string]*route),
 		oks:        make(map[string][]chan nostr.OKEnvelope),
@@ -122,7 +129,14 @@ func (c *conn) read() {
 // handle routes one relay message (NIP-01 relay-to-client messages). It never blocks.
 func (c *conn) handle(msg []byte) {
 	log := c.relay.pool.log
-	switch env := nostr.ParseMessage(msg).(type) {
+	env := nostr.ParseMessage(msg)
+	switch env.(type) {
+	case *nostr.EventEnvelope, *nostr.OKEnvelope, *nostr.EOSEEnvelope:
+		if c.worked.CompareAndSwap(false, true) {
+			c.relay.working()
+		}
+	}
+	switch env := env.(type) {
 	case *nostr.EventEnvelope:
 		if env.SubscriptionID == nil {
 			log.Debug("dropped event: no subscription id", "relay", c.relay.url)
@@ -164,8 +178,13 @@ func (c *conn) handle(msg []byte) {
 		}
 	case *nostr.NoticeEnvelope:
 		log.Info("notice from relay", "relay", c.relay.url, "notice", string(*env))
+		c.relay.recordNotice(string(*env))
 	case *nostr.AuthEnvelope:
-		log.Info("relay asks for NIP-42 AUTH, which this client does not do", "relay", c.relay.url)
+		if env.Challenge == nil || *env.Challenge == "" {
+			log.Debug("ignored AUTH without a challenge", "relay", c.relay.url)
+			return
+		}
+		c.onChallenge(*env.Challenge)
 	case nil:
 		log.Debug("ignored unparseable message", "relay", c.relay.url, "bytes", len(msg))
 	default:
@@ -283,4 +302,5 @@ loop:
 	c.readCancel()
 	<-c.readerDone
 	c.relay.connDown(c, cause)
+	close(c.down)
 }

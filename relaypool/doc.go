@@ -8,7 +8,16 @@
 // go-nostr's NIP-01 envelopes (REQ, CLOSE, EVENT, OK, EOSE, CLOSED, NOTICE). Incoming events are
 // checked before delivery: known subscription id, id and signature valid, filter matched.
 //
-// Files: pool.go (the Pool, health), relay.go (one relay: dialing, state), conn.go (one
-// connection: reader, writer, keepalive), subscribe.go, publish.go, extra.go (relays outside the pool for PublishTo), check.go (pure checks,
-// backoff, de-duplication), errors.go.
+// Each relay has a state (idle, connecting, connected, backing-off, auth-required, failed) and
+// its own exponential, jittered backoff; subscriptions resume with Since after a reconnect.
+// Publish returns at a quorum (Options.Quorum, default a majority) and keeps retrying the other
+// relays in the background. Relays that ask for NIP-42 AUTH get a kind 22242 event signed by
+// Options.AuthSigner; NIP-11 limits (max_message_length, max_subscriptions, max_limit, …) are
+// fetched before each relay's first dial and respected.
+//
+// Files: pool.go (the Pool, options, health), relay.go (one relay: state, dialing, backoff,
+// counters), state.go, conn.go (one connection: reader, writer, keepalive), auth.go (NIP-42),
+// info.go (NIP-11), subscribe.go, publish.go (quorum, background retries), extra.go (relays
+// outside the pool for PublishTo), check.go (pure checks, backoff, quorum, de-duplication),
+// errors.go.
 package relaypool

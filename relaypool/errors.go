@@ -28,9 +28,27 @@ var (
 	// ErrMessageTooLarge means the relay sent a message over the size bound (512 KiB);
 	// the connection is dropped and dialed again later.
 	ErrMessageTooLarge = errors.New("relaypool: relay message too large")
+	// ErrPending is Publish's result for a relay that had not answered when the quorum was
+	// reached (or the caller's ctx ended); the Pool goes on trying it in the background.
+	ErrPending = errors.New("relaypool: no answer yet; still publishing in the background")
+	// ErrBackingOff means the relay is down and its next connection attempt is later than the
+	// publish could wait (see Options.MinBackoff); the error text gives the last failure.
+	ErrBackingOff = errors.New("relaypool: relay down, backing off")
+	// ErrRelayLimit means the event or subscription exceeds a limit the relay announces in its
+	// NIP-11 information document (limitation.max_message_length, max_content_length,
+	// max_event_tags); it was not sent.
+	ErrRelayLimit = errors.New("relaypool: over the relay's NIP-11 limit")
+	// ErrAuthRequired means the relay asked for NIP-42 AUTH ("auth-required: …") and the Pool
+	// has no Options.AuthSigner, or the relay still refused after a successful AUTH.
+	ErrAuthRequired = errors.New("relaypool: relay requires NIP-42 authentication")
+	// ErrAuthFailed means the NIP-42 AUTH event could not be signed, or the relay answered it
+	// with OK false (the reason follows) or not at all.
+	ErrAuthFailed = errors.New("relaypool: NIP-42 authentication failed")
 	// ErrSubscriptionClosed is a relay's ["CLOSED", <subscription id>, <reason>] (NIP-01); the
 	// subscription is requested again after backoff.
 	ErrSubscriptionClosed = errors.New("relaypool: relay closed the subscription")
+
+	errEncoding = errors.New("relaypool: encoding the message")
 
 	// Reasons an incoming event is dropped (see checkEvent).
 	ErrFilterMismatch = errors.New("relaypool: event does not match the subscription's filter")

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,8 +22,21 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 	// PublishTimeout bounds the wait for one relay's OK to a published event (default 7s).
 	PublishTimeout time.Duration
-	// SeenTTL is how long an event id is remembered for de-duplication (default 10m).
+	// Quorum is how many relays must accept a published event before Publish returns success
+	// (default, and any value ≤ 0: a majority, n/2+1 of the n relays published to; a value over
+	// n means all). The others go on being tried in the background.
+	Quorum int
+	// PublishRetry is how long a relay that has not accepted a published event is retried in
+	// the background (default 2m).
+	PublishRetry time.Duration
+	// AuthSigner, if set, answers relays' NIP-42 AUTH challenges (see AuthSigner). Without it,
+	// a relay that requires AUTH refuses us (ErrAuthRequired, state auth-required).
+	AuthSigner AuthSigner
+	// SeenTTL is how long an event id is remembered for de-duplication (default 10m), and
+	// SeenMax how many at most per Subscribe call (default 100000, about 10 MB; the oldest are
+	// forgotten first).
 	SeenTTL time.Duration
+	SeenMax int
 	// EventBuffer is the capacity of the channel returned by Subscribe (default 256).
 	EventBuffer int
 	// ExtraRelayLimit bounds how many relays outside the pool PublishTo keeps connections to at
@@ -46,6 +61,9 @@ type Pool struct {
 
 	keepalive struct{ interval, timeout time.Duration } // WebSocket pings; see conn.supervise
 
+	httpClient *http.Client  // WebSocket dials and NIP-11 fetches
+	retrySlots chan struct{} // bounds background publish retries (maxBackgroundRetries)
+
 	ctx    context.Context // cancelled with cause ErrClosed by Close
 	cancel context.CancelCauseFunc
 
@@ -69,12 +87,39 @@ type PublishResult struct {
 	Err   error
 }
 
-// RelayHealth is the state of one relay connection, as reported by Health.
+// RelayHealth is the state of one relay connection and its counters since New, as reported by
+// Health.
 type RelayHealth struct {
-	URL       string    `json:"url"`
+	URL   string `json:"url"`
+	Extra bool   `json:"extra,omitempty"` // a relay outside the pool, reached by PublishTo
+	State State  `json:"state"`
+	// Connected is true in StateConnected and StateAuthRequired.
 	Connected bool      `json:"connected"`
-	Since     time.Time `json:"since"`
+	Since     time.Time `json:"since"` // when State last changed
 	LastError string    `json:"last_error,omitempty"`
+	// Failures counts consecutive failed attempts; RetryAt is the next dial while backing off.
+	Failures int       `json:"failures"`
+	RetryAt  time.Time `json:"retry_at,omitzero"`
+	// Connects and Disconnects count WebSocket connections made and ended.
+	Connects    uint64 `json:"connects"`
+	Disconnects uint64 `json:"disconnects"`
+	// Published and PublishFailed count publish attempts answered OK and not (per attempt,
+	// background retries included); LastOKLatency is the time from sending the last accepted
+	// event to its OK, at LastOKAt.
+	Published     uint64        `json:"published"`
+	PublishFailed uint64        `json:"publish_failed"`
+	LastOKLatency time.Duration `json:"last_ok_latency_ns"`
+	LastOKAt      time.Time     `json:"last_ok_at,omitzero"`
+	// EventsReceived counts valid events received on subscriptions (before de-duplication),
+	// the last at LastEventAt; EventsDropped counts those dropped for a bad id or signature.
+	EventsReceived uint64    `json:"events_received"`
+	EventsDropped  uint64    `json:"events_dropped"`
+	LastEventAt    time.Time `json:"last_event_at,omitzero"`
+	// AuthPubKey is the pubkey authenticated on the current connection (NIP-42), if any.
+	AuthPubKey string `json:"auth_pubkey,omitempty"`
+	LastNotice string `json:"last_notice,omitempty"`
+	// Limits are the relay's NIP-11 limits in force (zero: none announced or no document).
+	Limits Limits `json:"limits"`
 }
 
 // New validates the relay URLs (ws:// or wss://, duplicates removed after normalisation) and
@@ -108,6 +153,12 @@ func New(urls []string, opts Options) (*Pool, error) {
 	if opts.SeenTTL <= 0 {
 		opts.SeenTTL = 10 * time.Minute
 	}
+	if opts.SeenMax <= 0 {
+		opts.SeenMax = defaultSeenMax
+	}
+	if opts.PublishRetry <= 0 {
+		opts.PublishRetry = 2 * time.Minute
+	}
 	if opts.EventBuffer <= 0 {
 		opts.EventBuffer = 256
 	}
@@ -127,6 +178,9 @@ func New(urls []string, opts Options) (*Pool, error) {
 		log:    opts.Logger.With("component", "relaypool"),
 		ctx:    ctx,
 		cancel: cancel,
+
+		httpClient: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		retrySlots: make(chan struct{}, maxBackgroundRetries),
 	}
 	p.keepalive.interval, p.keepalive.timeout = defaultPingInterval, defaultPingTimeout
 	for _, u := range norm {
@@ -159,14 +213,31 @@ func (p *Pool) Close() {
 	p.wg.Wait()
 }
 
-// Health reports each relay's connection state, in URLs() order.
+// Health reports each relay's state and counters: the pool's relays in URLs() order, then the
+// relays outside the pool that PublishTo currently keeps (Extra set), by URL.
 func (p *Pool) Health() []RelayHealth {
 	out := make([]RelayHealth, 0, len(p.relays))
 	for _, r := range p.relays {
 		out = append(out, r.health())
 	}
+	p.extra.mu.Lock()
+	extras := make([]*relay, 0, len(p.extra.byURL))
+	for _, e := range p.extra.byURL {
+		extras = append(extras, e.r)
+	}
+	p.extra.mu.Unlock()
+	slices.SortFunc(extras, func(a, b *relay) int { return strings.Compare(a.url, b.url) })
+	for _, r := range extras {
+		h := r.health()
+		h.Extra = true
+		out = append(out, h)
+	}
 	return out
 }
+
+// Quorum is the number of relays that must accept an event Publish sends to the pool's relays
+// (Options.Quorum resolved for len(URLs())).
+func (p *Pool) Quorum() int { return quorumOf(p.opts.Quorum, len(p.relays)) }
 
 // spawn runs each f in its own goroutine owned by the Pool (Close waits for it). It starts
 // none and returns false once the Pool is closed.
@@ -186,8 +257,8 @@ func (p *Pool) spawn(fs ...func()) bool {
 	return true
 }
 
-// Published reports whether at least one relay accepted the event, and joins the errors of the
-// relays that did not.
+// Published counts the relays that accepted the event, and joins the errors of the relays that
+// did not (those still being tried in the background wrap ErrPending).
 func Published(res []PublishResult) (int, error) {
 	ok := 0
 	var errs []error

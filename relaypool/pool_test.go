@@ -227,7 +227,7 @@ func TestPoolAgainstRelays(t *testing.T) {
 
 	before := runtime.NumGoroutine()
 	rec := &logRecorder{}
-	pool, err := New(urls, Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond, PublishTimeout: 3 * time.Second, Logger: testLogger(t, rec)})
+	pool, err := New(urls, Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 400 * time.Millisecond, PublishTimeout: 3 * time.Second, Quorum: len(urls), Logger: testLogger(t, rec)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +368,7 @@ func TestForgedEventFromRawClient(t *testing.T) {
 	urls := n.RelayURLs()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pool, err := New(urls, Options{MinBackoff: 50 * time.Millisecond, Logger: testLogger(t, nil)})
+	pool, err := New(urls, Options{MinBackoff: 50 * time.Millisecond, Quorum: len(urls), Logger: testLogger(t, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

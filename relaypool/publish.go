@@ -5,42 +5,58 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
-	"sync"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 )
 
-// Publish sends ["EVENT", ev] (NIP-01) to every relay in parallel and waits for each relay's
-// ["OK", <id>, true|false, <message>] (NIP-01, formerly NIP-20) for at most
-// Options.PublishTimeout. It returns one PublishResult per relay, in the order of URLs(); Err
-// is nil for OK true, and otherwise wraps ErrRejected (with the relay's message), ErrNoOK,
-// ErrConnectionLost, ErrClosed, the dial error, or ctx's error. A relay that is down is dialed
-// once (sharing a dial already in flight); it does not delay the others beyond that. ev is sent
-// as given: it must already carry its id and signature.
+// Publish sends ["EVENT", ev] (NIP-01) to every relay in parallel and collects each relay's
+// ["OK", <id>, true|false, <message>] (NIP-01, formerly NIP-20). It returns as soon as the
+// quorum (Options.Quorum, default a majority of the relays) has accepted ev, or every relay has
+// answered, or ctx ends, with one PublishResult per relay in the order of URLs(). Err is nil for
+// OK true (or OK false "duplicate:"), and otherwise wraps ErrPending (no answer yet), ErrRejected
+// (with the relay's message), ErrNoOK (within Options.PublishTimeout, with the relay's last
+// NOTICE if any), ErrConnectionLost, ErrBackingOff, ErrRelayLimit (the event is over the relay's
+// NIP-11 limits and was not sent), ErrAuthRequired, ErrAuthFailed, ErrClosed, or the dial error.
+//
+// Relays that have not accepted ev by then go on in the background: a relay with a retryable
+// failure (connection, no OK, "rate-limited:", "error:", "auth-required:") is tried again with
+// growing, jittered delays for up to Options.PublishRetry (default 2m) — at most
+// maxBackgroundRetries publishes at once, the Pool's goroutines (Close ends them). A relay that
+// answers "auth-required:" is authenticated (NIP-42, Options.AuthSigner) and tried once more at
+// once. ev is sent as given: it must already carry its id and signature.
 func (p *Pool) Publish(ctx context.Context, ev nostr.Event) []PublishResult {
-	return p.publish(ctx, ev, p.relays, make([]PublishResult, len(p.relays)))
+	targets := make([]target, len(p.relays))
+	for i, r := range p.relays {
+		targets[i] = target{r: r}
+	}
+	return p.publish(ctx, ev, targets, make([]PublishResult, len(p.relays)))
 }
 
 // PublishTo is Publish to the pool's relays and also to urls: relays outside the pool (for
 // example those a NIP-46 client named with relay= in its URI, to which the response must go).
 // It returns the pool's results in URLs() order, then one per distinct URL of urls that is not
 // in the pool, in the order given (normalised like New's); a URL that is not ws:// or wss://
-// gets an error wrapping ErrBadRelayURL.
+// gets an error wrapping ErrBadRelayURL. The quorum counts every relay published to.
 //
 // A relay outside the pool is connected on first use and kept for later calls until unused
 // for Options.ExtraRelayIdle; at most Options.ExtraRelayLimit are kept at once (the one idle
 // longest is disconnected to make room; when all are in use the URL gets ErrTooManyRelays).
 // Nothing is subscribed on them.
 func (p *Pool) PublishTo(ctx context.Context, ev nostr.Event, urls []string) []PublishResult {
-	targets := slices.Clone(p.relays)
+	targets := make([]target, len(p.relays), len(p.relays)+len(urls))
+	for i, r := range p.relays {
+		targets[i] = target{r: r}
+	}
 	res := make([]PublishResult, len(p.relays), len(p.relays)+len(urls))
 	seen := slices.Clone(p.urls)
 	for _, u := range urls {
 		n, err := normalizeURL(u)
 		if err != nil {
 			res = append(res, PublishResult{Relay: u, Err: err})
-			targets = append(targets, nil)
+			targets = append(targets, target{})
 			continue
 		}
 		if slices.Contains(seen, n) {
@@ -50,79 +66,205 @@ func (p *Pool) PublishTo(ctx context.Context, ev nostr.Event, urls []string) []P
 		r, release, err := p.acquireExtra(n)
 		if err != nil {
 			res = append(res, PublishResult{Relay: n, Err: err})
-			targets = append(targets, nil)
+			targets = append(targets, target{})
 			continue
 		}
-		defer release()
 		res = append(res, PublishResult{})
-		targets = append(targets, r)
+		targets = append(targets, target{r: r, release: release})
 	}
 	return p.publish(ctx, ev, targets, res)
 }
 
-// publish sends ev to each non-nil targets[i] in parallel and records its answer in res[i]
-// (whose Relay it sets); res[i] of a nil target is left as it is.
-func (p *Pool) publish(ctx context.Context, ev nostr.Event, targets []*relay, res []PublishResult) []PublishResult {
+// target is one relay to publish to; release, if set, is called when the publish (with its
+// background retries) is done with the relay.
+type target struct {
+	r       *relay
+	release func()
+}
+
+// maxBackgroundRetries bounds the publishes retried in the background at once; beyond it a
+// failed relay is not retried (and that is logged).
+const maxBackgroundRetries = 1024
+
+// answer is one relay's first outcome for a publish.
+type answer struct {
+	i   int
+	err error
+}
+
+// publish sends ev to each targets[i] with a relay and records its first answer in res[i]
+// (whose Relay it sets); res[i] of a target without a relay is left as it is.
+func (p *Pool) publish(ctx context.Context, ev nostr.Event, targets []target, res []PublishResult) []PublishResult {
 	msg, err := json.Marshal(nostr.EventEnvelope{Event: ev})
-	var wg sync.WaitGroup
-	for i, r := range targets {
-		if r == nil {
+	answers := make(chan answer, len(targets)) // never blocks a sender
+	started := 0
+	for i, t := range targets {
+		if t.r == nil {
 			continue
 		}
-		res[i].Relay = r.url
+		res[i].Relay = t.r.url
 		if err != nil {
-			res[i].Err = fmt.Errorf("relaypool: encoding the event: %w", err)
+			res[i].Err = fmt.Errorf("%w: %v", errEncoding, err)
+		} else if p.spawn(func() { p.deliver(i, t, &ev, msg, answers) }) {
+			started++
+			res[i].Err = ErrPending
 			continue
+		} else {
+			res[i].Err = ErrClosed
 		}
-		wg.Add(1)
-		go func() { // owned by this call, which waits for it
-			defer wg.Done()
-			res[i].Err = p.publishTo(ctx, r, ev.ID, msg)
-		}()
+		if t.release != nil {
+			t.release()
+		}
 	}
-	wg.Wait()
+	need := quorumOf(p.opts.Quorum, started)
+	for ok := 0; started > 0 && ok < need; started-- {
+		select {
+		case a := <-answers:
+			res[a.i].Err = a.err
+			if a.err == nil {
+				ok++
+			}
+		case <-ctx.Done():
+			return res
+		}
+	}
 	return res
 }
 
-// publishTo sends msg (an EVENT carrying event id) to one relay and waits for its OK.
-func (p *Pool) publishTo(ctx context.Context, r *relay, id string, msg []byte) error {
-	c, err := r.connect(ctx)
+// deliver runs in a Pool goroutine: it publishes to one relay, reports the first outcome on
+// answers, and then, while it is retryable, tries again in the background.
+func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers chan<- answer) {
+	if t.release != nil {
+		defer t.release()
+	}
+	r := t.r
+	ctx, cancel := context.WithTimeout(r.ctx, p.opts.PublishRetry)
+	defer cancel()
+	err := p.publishOnce(ctx, r, ev, msg, p.opts.PublishTimeout)
+	answers <- answer{i, err}
+	if !retryable(err) {
+		return
+	}
+	select {
+	case p.retrySlots <- struct{}{}:
+		defer func() { <-p.retrySlots }()
+	default:
+		p.log.Warn("not retrying publish: too many in the background", "relay", r.url, "event", ev.ID, "error", err)
+		return
+	}
+	log := p.log.With("relay", r.url, "event", ev.ID)
+	log.Info("publish failed, retrying in the background", "error", err)
+	backoff := p.opts.MinBackoff
+	for attempt := 2; ; attempt++ {
+		tm := time.NewTimer(jittered(backoff, rand.Float64()))
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			log.Warn("gave up publishing", "attempts", attempt-1, "last_error", err, "reason", context.Cause(ctx))
+			return
+		case <-tm.C:
+		}
+		// The relay's own backoff bounds the dials; wait for it as long as the retry window lasts.
+		err = p.publishOnce(ctx, r, ev, msg, p.opts.PublishRetry)
+		if err == nil {
+			log.Info("published after retrying", "attempts", attempt)
+			return
+		}
+		if !retryable(err) {
+			log.Warn("gave up publishing", "attempts", attempt, "error", err)
+			return
+		}
+		backoff = nextBackoff(backoff, p.opts.MaxBackoff)
+	}
+}
+
+// publishOnce sends msg (the EVENT carrying ev) to one relay and waits for its OK, for at most
+// Options.PublishTimeout after sending; it waits for a backing-off relay's next attempt only
+// within maxWait. A refusal with "auth-required:" is followed by NIP-42 AUTH and one more send.
+func (p *Pool) publishOnce(ctx context.Context, r *relay, ev *nostr.Event, msg []byte, maxWait time.Duration) (err error) {
+	var latency time.Duration
+	defer func() {
+		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrIdle) && ctx.Err() == nil {
+			r.recordPublish(err, latency)
+		}
+	}()
+	if err := r.currentLimits().checkPublish(ev, msg); err != nil {
+		return err
+	}
+	c, err := r.connect(ctx, maxWait)
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, p.opts.PublishTimeout)
+	if err := c.relay.currentLimits().checkPublish(ev, msg); err != nil { // fetched by this dial
+		return err
+	}
+	for authTried := false; ; authTried = true {
+		var env nostr.OKEnvelope
+		env, latency, err = c.sendEvent(ctx, ev.ID, msg, p.opts.PublishTimeout)
+		if err != nil {
+			return err
+		}
+		if okAccepted(env) {
+			return nil
+		}
+		if !isAuthRequired(env.Reason) {
+			return &rejection{env.Reason}
+		}
+		if authTried {
+			err := fmt.Errorf("%w: still refused after AUTH: %s", ErrAuthRequired, env.Reason)
+			r.authRequired(err)
+			return err
+		}
+		if err := c.awaitAuth(ctx); err != nil {
+			return fmt.Errorf("%w (the relay said: %s)", err, env.Reason)
+		}
+	}
+}
+
+// sendEvent writes msg (an EVENT carrying event id) and waits up to timeout for the relay's OK;
+// it returns the OK and the time from send to OK. No OK is an error wrapping ErrNoOK (with the
+// relay's last NOTICE, if any), a lost connection its cause.
+func (c *conn) sendEvent(ctx context.Context, id string, msg []byte, timeout time.Duration) (nostr.OKEnvelope, time.Duration, error) {
+	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	noOK := func(err error) error {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("%w within %s", ErrNoOK, p.opts.PublishTimeout)
+			err = fmt.Errorf("%w within %s", ErrNoOK, timeout)
+			c.relay.mu.Lock()
+			notice := c.relay.stats.lastNotice
+			c.relay.mu.Unlock()
+			if notice != "" {
+				err = fmt.Errorf("%w (last NOTICE: %q)", err, notice)
+			}
 		}
 		return err
 	}
 	ok := c.expectOK(id)
 	defer c.forgetOK(id, ok)
+	sent := time.Now()
 	if err := c.send(pctx, msg); err != nil {
-		return noOK(err)
+		return nostr.OKEnvelope{}, 0, noOK(err)
 	}
 	select {
 	case env := <-ok:
-		return okErr(env)
+		return env, time.Since(sent), nil
 	case <-c.ctx.Done():
 		select {
 		case env := <-ok: // the OK came just before the connection ended
-			return okErr(env)
+			return env, time.Since(sent), nil
 		default:
 		}
-		return context.Cause(c.ctx)
+		return nostr.OKEnvelope{}, 0, context.Cause(c.ctx)
 	case <-pctx.Done():
-		return noOK(pctx.Err())
+		return nostr.OKEnvelope{}, 0, noOK(pctx.Err())
 	}
 }
 
-// okErr is the error a relay's OK message means: nil for true, ErrRejected with its message for
-// false.
+// okErr is the error a relay's OK message means: nil when it accepted the event (OK true, or
+// "duplicate:"), otherwise a rejection wrapping ErrRejected with its message.
 func okErr(env nostr.OKEnvelope) error {
-	if env.OK {
+	if okAccepted(env) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s", ErrRejected, env.Reason)
+	return &rejection{env.Reason}
 }

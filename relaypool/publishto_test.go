@@ -18,7 +18,7 @@ func TestPublishToExtraRelays(t *testing.T) {
 	urls := n.RelayURLs()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	pool, err := New(urls[:1], Options{PublishTimeout: 5 * time.Second, ExtraRelayLimit: 2, ExtraRelayIdle: 300 * time.Millisecond, Logger: testLogger(t, nil)})
+	pool, err := New(urls[:1], Options{PublishTimeout: 5 * time.Second, ExtraRelayLimit: 2, ExtraRelayIdle: 300 * time.Millisecond, Quorum: 10, Logger: testLogger(t, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestPublishToExtraRelays(t *testing.T) {
 	}
 
 	t.Log("at most ExtraRelayLimit extra relays at once: with a limit of 1, the second is refused")
-	small, err := New(urls[:1], Options{PublishTimeout: 5 * time.Second, ExtraRelayLimit: 1, Logger: testLogger(t, nil)})
+	small, err := New(urls[:1], Options{PublishTimeout: 5 * time.Second, ExtraRelayLimit: 1, Quorum: 10, Logger: testLogger(t, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

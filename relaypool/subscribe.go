@@ -39,7 +39,7 @@ func (p *Pool) Subscribe(ctx context.Context, filter nostr.Filter) <-chan Event 
 	out := make(chan Event, p.opts.EventBuffer)
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(p.ctx, cancel)
-	seen := newSeenSet(p.opts.SeenTTL)
+	seen := newSeenSet(p.opts.SeenTTL, p.opts.SeenMax)
 	width := lookback(filter, time.Now())
 
 	var loops sync.WaitGroup
@@ -77,52 +77,98 @@ type relaySubscription struct {
 	out      chan<- Event
 }
 
-// run keeps the subscription open on the relay until ctx ends. The backoff starts again from
-// MinBackoff after an attempt that worked (EOSE or a valid event), unless the relay ended it
-// with CLOSED: a relay that keeps closing the subscription is asked less and less often.
+// run keeps the subscription open on the relay until ctx ends. After a lost connection it asks
+// again as soon as the relay is connected again (the relay's own backoff paces the dials); after
+// the relay ended it with CLOSED it waits a growing, jittered delay first, which starts again
+// from MinBackoff after an attempt that worked (EOSE or a valid event) unless the relay keeps
+// closing the subscription.
 func (s *relaySubscription) run(ctx context.Context) {
 	p := s.pool
 	backoff := p.opts.MinBackoff
 	for {
 		worked := false
 		opened, err := s.once(ctx, func() { worked = true })
-		if ctx.Err() != nil || p.ctx.Err() != nil {
+		if ctx.Err() != nil || p.ctx.Err() != nil || s.relay.ctx.Err() != nil {
 			return
 		}
 		if opened {
 			s.filter.Since = resumeSince(s.filter, s.lookback, time.Now())
 		}
-		if worked && !errors.Is(err, ErrSubscriptionClosed) {
+		closed := errors.Is(err, ErrSubscriptionClosed)
+		if worked && !closed {
 			backoff = p.opts.MinBackoff
 		}
+		if !closed && !errors.Is(err, errNoConnection) {
+			// The connection ended or could not be made: the relay's backoff paces the next dial.
+			p.log.Warn("subscription interrupted, will resume when the relay is back", "relay", s.relay.url, "error", err)
+			continue
+		}
 		p.log.Warn("subscription interrupted, will retry", "relay", s.relay.url, "error", err, "retry_in", backoff.Round(time.Millisecond))
+		t := time.NewTimer(jittered(backoff, rand.Float64()))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(jittered(backoff, rand.Float64())):
+		case <-t.C:
 		}
 		backoff = nextBackoff(backoff, p.opts.MaxBackoff)
 	}
 }
 
+// errNoConnection marks a subscription attempt that failed for a reason other than the
+// connection (encoding), which the relay's backoff does not pace.
+var errNoConnection = errors.New("relaypool: subscription not sent")
+
 // once sends one REQ and forwards its events until the connection ends, the relay closes the
 // subscription, or ctx ends; it returns whether the REQ was sent, and why it ended. working is
 // called (in this goroutine) when the relay shows the subscription works: EOSE or a valid event.
+// A CLOSED with "auth-required:" is answered with NIP-42 AUTH and one more REQ.
 func (s *relaySubscription) once(ctx context.Context, working func()) (opened bool, err error) {
-	p, r := s.pool, s.relay
-	c, err := r.connect(ctx)
+	r := s.relay
+	c, err := r.connect(ctx, maxWaitForever)
 	if err != nil {
 		return false, err
 	}
-	id := newSubscriptionID()
+	if err := r.acquireSub(ctx); err != nil {
+		return false, err
+	}
+	defer r.releaseSub()
+	for authTried := false; ; authTried = true {
+		opened, reason, err := s.req(ctx, c, working)
+		if reason == "" || !isAuthRequired(reason) {
+			return opened, err
+		}
+		if authTried {
+			err := fmt.Errorf("%w: still refused after AUTH: %s", ErrAuthRequired, reason)
+			r.authRequired(err)
+			return opened, fmt.Errorf("%w: %w", ErrSubscriptionClosed, err)
+		}
+		if aerr := c.awaitAuth(ctx); aerr != nil {
+			return opened, fmt.Errorf("%w: %s: %w", ErrSubscriptionClosed, reason, aerr)
+		}
+	}
+}
+
+// maxWaitForever makes connect wait out any backoff.
+const maxWaitForever = time.Duration(1<<63 - 1)
+
+// req sends one REQ on c and forwards its events until c ends, the relay closes the
+// subscription (its reason is returned), or ctx ends.
+func (s *relaySubscription) req(ctx context.Context, c *conn, working func()) (opened bool, closedReason string, err error) {
+	p, r := s.pool, s.relay
+	limits := r.currentLimits()
+	id := newSubscriptionID(limits.MaxSubidLength)
 	rt := c.addRoute(id, p.opts.EventBuffer)
 	defer c.removeRoute(id)
-	req, err := json.Marshal(nostr.ReqEnvelope{SubscriptionID: id, Filters: nostr.Filters{s.filter}})
+	req, err := json.Marshal(nostr.ReqEnvelope{SubscriptionID: id, Filters: nostr.Filters{limits.adjustFilter(s.filter)}})
 	if err != nil {
-		return false, err
+		return false, "", fmt.Errorf("%w: %w: %v", errNoConnection, errEncoding, err)
+	}
+	if limits.MaxMessageLength > 0 && len(req) > limits.MaxMessageLength {
+		return false, "", fmt.Errorf("%w: %w: the REQ is %d bytes, the relay accepts at most %d (max_message_length)", errNoConnection, ErrRelayLimit, len(req), limits.MaxMessageLength)
 	}
 	if err := c.send(ctx, req); err != nil {
-		return false, err
+		return false, "", err
 	}
 	log := p.log.With("relay", r.url, "subscription", id)
 	log.Info("subscribed")
@@ -135,32 +181,38 @@ func (s *relaySubscription) once(ctx context.Context, working func()) (opened bo
 				_ = c.send(cctx, msg)
 				cancel()
 			}
-			return true, ctx.Err()
+			return true, "", ctx.Err()
 		case <-c.ctx.Done():
-			return true, context.Cause(c.ctx)
+			return true, "", context.Cause(c.ctx)
 		case reason := <-rt.closed:
 			log.Warn("relay closed the subscription", "reason", reason)
-			return true, fmt.Errorf("%w: %s", ErrSubscriptionClosed, reason)
+			return true, reason, fmt.Errorf("%w: %s", ErrSubscriptionClosed, reason)
 		case <-rt.eose:
 			log.Debug("end of stored events")
 			working()
 		case ev := <-rt.events:
-			if err := checkEvent(s.filter, ev); err != nil {
-				if errors.Is(err, ErrFilterMismatch) {
+			now := time.Now()
+			if err := checkEventOnce(s.filter, ev, s.seen, now); err != nil {
+				switch {
+				case errors.Is(err, errDuplicate):
+					working()
+				case errors.Is(err, ErrFilterMismatch):
 					log.Debug("dropped event", "event", ev.ID, "reason", err)
-				} else {
+				default:
+					r.recordEvent(false)
 					log.Warn("dropped event", "event", ev.ID, "pubkey", ev.PubKey, "reason", err)
 				}
 				continue
 			}
 			working()
-			if !s.seen.firstSeen(ev.ID, time.Now()) {
+			r.recordEvent(true)
+			if !s.seen.firstSeen(ev.ID, now) {
 				continue
 			}
 			select {
 			case s.out <- Event{Event: ev, Relay: r.url}:
 			case <-ctx.Done():
-				return true, ctx.Err()
+				return true, "", ctx.Err()
 			}
 		}
 	}

@@ -174,6 +174,7 @@ func cmdStatus(ctx context.Context, cfg *Config, out io.Writer) error {
 		return err
 	}
 	printStatus(out, st)
+	printRelayStatus(ctx, out, cfg.HealthAddr)
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
@@ -56,14 +57,21 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	}
 	defer db.Close()
 
+	etls, err := cfg.ElectrumTLS()
+	if err != nil {
+		return err
+	}
+	if len(cfg.ElectrumServers) > 1 {
+		log.Warn("several Electrum servers configured; chainwatch does not use electrum.Pool yet, so only the first is used", "server", cfg.ElectrumServers[0])
+	}
 	watcher, err := chainwatch.New(chainwatch.Config{
-		ServerURL: cfg.ElectrumURL, Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
-		Logger: log, ClientName: "cosigner",
+		ServerURL: cfg.ElectrumServers[0], Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
+		Logger: log, ClientName: "cosigner", Electrum: electrum.Options{TLS: etls},
 	})
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: %w", err)
 	}
-	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log})
+	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log, Quorum: cfg.RelayQuorum, AuthSigner: nostrAuthSigner(keys.NostrSecretKey())})
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}
@@ -190,10 +198,11 @@ func (c chainView) Synced() bool {
 	}
 }
 
-// healthHandler serves /healthz (200 when the wallet is synced, the Electrum server connected and
+// healthHandler serves /metrics (Prometheus, see metrics.go), /healthz (200 when the wallet is synced, the Electrum server connected and
 // at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).
 func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", metricsHandler(pool))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) {
 		ready := false
 		select {

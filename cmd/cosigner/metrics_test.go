@@ -1,0 +1,97 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/custodyagents/cosigner/relaypool"
+)
+
+// closedRelayURL is a ws:// URL on a loopback port nothing listens on.
+func closedRelayURL(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "ws://" + addr
+}
+
+func TestMetricsHandler(t *testing.T) {
+	down := closedRelayURL(t)
+	pool, err := relaypool.New([]string{down}, relaypool.Options{MinBackoff: time.Hour, PublishTimeout: time.Second, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	sk := nostr.GeneratePrivateKey()
+	ev := nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Content: "x"}
+	if err := ev.Sign(sk); err != nil {
+		t.Fatal(err)
+	}
+	if res := pool.Publish(context.Background(), ev); res[0].Err == nil {
+		t.Fatalf("publish to a closed port succeeded: %+v", res)
+	}
+
+	rec := httptest.NewRecorder()
+	metricsHandler(pool).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`cosigner_relay_up{relay="` + down + `"} 0`,
+		`cosigner_relay_state{relay="` + down + `",state="backing-off"} 1`,
+		`cosigner_relay_state{relay="` + down + `",state="connected"} 0`,
+		`cosigner_relay_consecutive_failures{relay="` + down + `"} 1`,
+		`cosigner_relay_publish_failed_total{relay="` + down + `"} 1`,
+		`cosigner_relay_published_total{relay="` + down + `"} 0`,
+		`cosigner_relay_quorum 1`,
+		`cosigner_relay_extra_connections 0`,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+func TestPrintRelays(t *testing.T) {
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	relays := []relaypool.RelayHealth{
+		{URL: "wss://relay.one", State: relaypool.StateConnected, Connected: true, Since: now.Add(-time.Hour),
+			Published: 12, PublishFailed: 1, LastOKAt: now.Add(-5 * time.Second), LastOKLatency: 42 * time.Millisecond,
+			EventsReceived: 30, LastEventAt: now.Add(-10 * time.Second), AuthPubKey: "ab", Limits: relaypool.Limits{MaxMessageLength: 65536}},
+		{URL: "wss://relay.two", State: relaypool.StateBackingOff, Since: now.Add(-time.Minute), Failures: 3,
+			RetryAt: now.Add(4 * time.Second), LastError: "dial tcp: connection refused", EventsDropped: 2},
+		{URL: "wss://client.relay", Extra: true, State: relaypool.StateIdle, Since: now},
+	}
+	var b bytes.Buffer
+	printRelays(&b, relays, now)
+	want := `relays       1 of 3 connected
+  wss://relay.one                      connected     since 1h0m0s ago; published 12, failed 1, last OK 5s ago in 42ms; events 30 (last 10s ago); authenticated (NIP-42); max message 65536 B
+  wss://relay.two                      backing-off   since 1m0s ago, 3 failures, retry in 4s; published 0, failed 0; events 0 (last never), 2 dropped as invalid; last error: dial tcp: connection refused
+  wss://client.relay (client's)        idle          since 0s ago; published 0, failed 0; events 0 (last never)
+`
+	if got := b.String(); got != want {
+		t.Fatalf("printRelays:\n%s\nwant:\n%s", got, want)
+	}
+
+	b.Reset()
+	printRelayStatus(context.Background(), &b, strings.TrimPrefix(closedRelayURL(t), "ws://"))
+	if !strings.Contains(b.String(), "relays       unknown: daemon not reachable") {
+		t.Fatalf("with no daemon: %q", b.String())
+	}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
