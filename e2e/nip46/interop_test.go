@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
-	gonip46 "github.com/nbd-wtf/go-nostr/nip46"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
 )
@@ -103,7 +103,9 @@ func checkNIP44(t *testing.T, env *scenario.Env, r stepResult, peerSK string) {
 // TestInteropNostrTools drives cosigner with nostr-tools' BunkerSigner (2.25.2) in both
 // NIP-46 flows: fromBunker with a bunker:// URI, and fromURI with a nostrconnect:// URI that
 // `cosigner connect` accepts. Each session: connect, get_public_key, sign_event, a nip44 round
-// trip, sign_psbt of a real 2-of-3 P2WSH PSBT, switch_relays.
+// trip, sign_psbt of a real 2-of-3 P2WSH PSBT, switch_relays. The permissions for sign_event
+// and nip44_* come from the connect secret (bunker) or `cosigner connect --perms` (nostrconnect),
+// intersected with what the client asks for.
 func TestInteropNostrTools(t *testing.T) {
 	env := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -172,7 +174,7 @@ func TestInteropNostrTools(t *testing.T) {
 	t.Run("fromURI", func(t *testing.T) {
 		built := buildPSBT(ctx, t, env, 10_000_000)
 		psbtFile := writeFile(t, "psbt.txt", built.PSBT)
-		args := []string{script, "--nostrconnect", "--sk", env.ClientSK, "--peer", peerPK, "--psbt-file", psbtFile, "--timeout", "90"}
+		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", env.ClientSK, "--peer", peerPK, "--psbt-file", psbtFile, "--timeout", "90"}
 		for _, u := range env.Net.RelayURLs() {
 			args = append(args, "--relay", u)
 		}
@@ -181,13 +183,8 @@ func TestInteropNostrTools(t *testing.T) {
 		if !ok || !strings.HasPrefix(first.NostrConnectURI, "nostrconnect://") {
 			t.Fatalf("no nostrconnect URI from the client: %+v", first)
 		}
-		if out, err := env.Cosigner(ctx, "connect", first.NostrConnectURI); err != nil {
-			if strings.Contains(err.Error(), "unknown command") || strings.Contains(err.Error(), "usage") {
-				p.cmd.Process.Kill()
-				<-p.done
-				_ = p.cmd.Wait()
-				t.Skipf("`cosigner connect` (nostrconnect:// flow) is not on this branch yet: %v", err)
-			}
+		out, err := env.Cosigner(ctx, "connect", "--perms", interopPerms, first.NostrConnectURI)
+		if err != nil {
 			t.Fatalf("cosigner connect: %v (%s)", err, out)
 		}
 		got := p.results(t)
@@ -241,56 +238,49 @@ func TestInteropRustNostr(t *testing.T) {
 	})
 }
 
-// TestInteropGoNostr drives cosigner with go-nostr v0.38.2's nip46.BunkerClient, which speaks
-// the NIP-04 transport of the older NIP-46: the daemon runs with COSIGNER_NIP04_LEGACY=true
-// and must answer in NIP-04 too. connect (ConnectBunker), get_public_key, sign_event, a nip44
-// round trip and sign_psbt (through BunkerClient.RPC).
+// TestInteropGoNostr drives cosigner with go-nostr v0.38.2's nip46.BunkerClient
+// (e2e/clients/gonostrclient, its own process), which speaks the NIP-04 transport of the older
+// NIP-46: the daemon runs with COSIGNER_NIP04_LEGACY=true and must answer in NIP-04 too.
+// connect (ConnectBunker), get_public_key, sign_event, a nip44 round trip and sign_psbt
+// (through BunkerClient.RPC).
 func TestInteropGoNostr(t *testing.T) {
 	env := setup(t)
 	if _, err := env.WaitLog(context.Background(), 0, `msg="remote signer listening"`, "legacy_nip04=true"); err != nil {
-		t.Skip("this cosigner build does not read COSIGNER_NIP04_LEGACY (no legacy_nip04=true at start-up); go-nostr's BunkerClient needs it")
+		t.Fatal("the daemon did not start in legacy NIP-04 mode (COSIGNER_NIP04_LEGACY=true); go-nostr's BunkerClient needs it")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	bin := filepath.Join(t.TempDir(), "gonostrclient")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./e2e/clients/gonostrclient")
+	build.Dir = env.Root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building gonostrclient: %v\n%s", err, out)
+	}
 	peerSK := nostr.GeneratePrivateKey()
 	peerPK, _ := nostr.GetPublicKey(peerSK)
-	pool := nostr.NewSimplePool(ctx)
-	bunker, err := gonip46.ConnectBunker(ctx, env.ClientSK, bunkerURI(ctx, t, env, interopPerms), pool, func(string) {})
-	if err != nil {
-		t.Fatalf("ConnectBunker: %v", err)
-	}
-	t.Run("get_public_key", func(t *testing.T) {
-		pk, err := bunker.GetPublicKey(ctx)
-		if err != nil || pk != env.KeyA.NostrPubKey {
-			t.Fatalf("get_public_key = %q, %v; want %s", pk, err, env.KeyA.NostrPubKey)
+	built := buildPSBT(ctx, t, env, 10_000_000)
+	p := startClient(ctx, t, env, bin, "--bunker", bunkerURI(ctx, t, env, interopPerms), "--sk", env.ClientSK,
+		"--peer", peerPK, "--psbt-file", writeFile(t, "psbt.txt", built.PSBT), "--timeout", "90s",
+		"get_public_key", "sign_event", "nip44", "sign_psbt")
+	got := p.results(t)
+	t.Run("connect and get_public_key", func(t *testing.T) {
+		if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
+			t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)
 		}
 	})
 	t.Run("sign_event", func(t *testing.T) {
-		ev := nostr.Event{Kind: 1, CreatedAt: nostr.Now(), Tags: nostr.Tags{}, Content: "signed by cosigner through go-nostr"}
-		if err := bunker.SignEvent(ctx, &ev); err != nil {
-			t.Fatal(err)
-		}
-		b, _ := json.Marshal(ev)
-		checkSignedEvent(t, env, stepResult{Step: "sign_event", Result: string(b)}, "signed by cosigner through go-nostr")
+		r := mustStep(t, got, "sign_event")
+		noError(t, r)
+		checkSignedEvent(t, env, r, "signed by cosigner through go-nostr")
 	})
 	t.Run("nip44", func(t *testing.T) {
-		text := "nip44 round trip through go-nostr"
-		ct, err := bunker.NIP44Encrypt(ctx, peerPK, text)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pt, err := bunker.NIP44Decrypt(ctx, peerPK, ct)
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkNIP44(t, env, stepResult{Step: "nip44", Result: map[bool]string{true: "ok"}[pt == text], Text: text, Ciphertext: ct, Plaintext: pt}, peerSK)
+		r := mustStep(t, got, "nip44")
+		noError(t, r)
+		checkNIP44(t, env, r, peerSK)
 	})
 	t.Run("sign_psbt", func(t *testing.T) {
-		built := buildPSBT(ctx, t, env, 10_000_000)
-		res, err := bunker.RPC(ctx, "sign_psbt", []string{built.PSBT})
-		if err != nil {
-			t.Fatal(err)
-		}
-		checkCosigned(t, built.PSBT, res)
+		r := mustStep(t, got, "sign_psbt")
+		noError(t, r)
+		checkCosigned(t, built.PSBT, r.Result)
 	})
 }
