@@ -73,7 +73,7 @@ func setup(t *testing.T) *scenario.Env {
 			// go-nostr v0.38.2 BunkerClient speaks NIP-04 transport (TestInteropGoNostr).
 			// A per-client rate limit low enough for TestHostileClients to cross it through the
 			// local relays (a few dozen requests per second at most on a busy machine).
-			ExtraEnv: []string{"COSIGNER_NIP04_LEGACY=true", "COSIGNER_CLIENT_RATE=5", "COSIGNER_CLIENT_BURST=40"}})
+			ExtraEnv: []string{"COSIGNER_NIP04_LEGACY=true", "COSIGNER_CLIENT_RATE=2", "COSIGNER_CLIENT_BURST=40"}})
 		if envErr != nil {
 			return
 		}
