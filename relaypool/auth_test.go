@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,10 +40,10 @@ func TestAuthRequiredRelay(t *testing.T) {
 	t.Log("with the bunker's key as AuthSigner: AUTH answered, publish and subscribe work")
 	sk := nostr.GeneratePrivateKey()
 	pk, _ := nostr.GetPublicKey(sk)
-	var signs int
+	var signs atomic.Int32
 	o := opts(nil)
 	o.AuthSigner = func(ctx context.Context, ev *nostr.Event) error {
-		signs++ // one connection, one challenge: called from one goroutine at a time
+		signs.Add(1)
 		if ev.Kind != nostr.KindClientAuthentication || ev.Tags.GetFirst([]string{"relay", url}) == nil || ev.Tags.GetFirst([]string{"challenge"}) == nil {
 			return errors.New("not an AUTH event for this relay")
 		}
@@ -61,8 +62,8 @@ func TestAuthRequiredRelay(t *testing.T) {
 	if h.State != StateConnected || h.AuthPubKey != pk {
 		t.Fatalf("Health = %+v, want connected and authenticated as %s", h, pk)
 	}
-	if signs != 1 {
-		t.Fatalf("AuthSigner called %d times for one connection, want once", signs)
+	if n := signs.Load(); n != 1 {
+		t.Fatalf("AuthSigner called %d times for one connection, want once", n)
 	}
 
 	t.Log("a signer that fails (a locked key): a clear error, and the relay stays refused")

@@ -123,7 +123,7 @@ type seenEntry struct {
 	at time.Time
 }
 
-// defaultSeenMax is the default bound on remembered ids per subscription (about 10 MB).
+// defaultSeenMax is the default bound on remembered ids per subscription (about 15 MB).
 const defaultSeenMax = 100_000
 
 func newSeenSet(ttl time.Duration, max int) *seenSet {

@@ -33,7 +33,7 @@ type Options struct {
 	// a relay that requires AUTH refuses us (ErrAuthRequired, state auth-required).
 	AuthSigner AuthSigner
 	// SeenTTL is how long an event id is remembered for de-duplication (default 10m), and
-	// SeenMax how many at most per Subscribe call (default 100000, about 10 MB; the oldest are
+	// SeenMax how many at most per Subscribe call (default 100000, about 15 MB; the oldest are
 	// forgotten first).
 	SeenTTL time.Duration
 	SeenMax int
@@ -258,14 +258,17 @@ func (p *Pool) spawn(fs ...func()) bool {
 }
 
 // Published counts the relays that accepted the event, and joins the errors of the relays that
-// did not (those still being tried in the background wrap ErrPending).
+// did not. Relays still being tried in the background (ErrPending: the quorum was reached
+// before they answered) are neither counted nor errors; the background attempt logs its outcome.
 func Published(res []PublishResult) (int, error) {
 	ok := 0
 	var errs []error
 	for _, r := range res {
-		if r.Err == nil {
+		switch {
+		case r.Err == nil:
 			ok++
-		} else {
+		case errors.Is(r.Err, ErrPending):
+		default:
 			errs = append(errs, fmt.Errorf("%s: %w", r.Relay, r.Err))
 		}
 	}

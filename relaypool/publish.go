@@ -18,7 +18,8 @@ import (
 // answered, or ctx ends, with one PublishResult per relay in the order of URLs(). Err is nil for
 // OK true (or OK false "duplicate:"), and otherwise wraps ErrPending (no answer yet), ErrRejected
 // (with the relay's message), ErrNoOK (within Options.PublishTimeout, with the relay's last
-// NOTICE if any), ErrConnectionLost, ErrBackingOff, ErrRelayLimit (the event is over the relay's
+// NOTICE if any), ErrConnectionLost, ErrBackingOff (the relay is down and its next dial is over
+// a second away), ErrRelayLimit (the event is over the relay's
 // NIP-11 limits and was not sent), ErrAuthRequired, ErrAuthFailed, ErrClosed, or the dial error.
 //
 // Relays that have not accepted ev by then go on in the background: a relay with a retryable
@@ -82,6 +83,11 @@ type target struct {
 	release func()
 }
 
+// firstAttemptMaxBackoffWait bounds how long a publish waits for a backing-off relay's next dial
+// before reporting ErrBackingOff for it (and going on in the background): a relay that is down
+// for longer does not hold up Publish when the quorum needs every answer.
+const firstAttemptMaxBackoffWait = time.Second
+
 // maxBackgroundRetries bounds the publishes retried in the background at once; beyond it a
 // failed relay is not retried (and that is logged).
 const maxBackgroundRetries = 1024
@@ -140,7 +146,7 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 	r := t.r
 	ctx, cancel := context.WithTimeout(r.ctx, p.opts.PublishRetry)
 	defer cancel()
-	err := p.publishOnce(ctx, r, ev, msg, p.opts.PublishTimeout)
+	err := p.publishOnce(ctx, r, ev, msg, min(p.opts.PublishTimeout, firstAttemptMaxBackoffWait))
 	answers <- answer{i, err}
 	if !retryable(err) {
 		return
@@ -160,7 +166,11 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 		select {
 		case <-ctx.Done():
 			tm.Stop()
-			log.Warn("gave up publishing", "attempts", attempt-1, "last_error", err, "reason", context.Cause(ctx))
+			if cause := context.Cause(ctx); errors.Is(cause, ErrClosed) || errors.Is(cause, ErrIdle) {
+				log.Debug("stopped publishing", "attempts", attempt-1, "reason", cause)
+			} else {
+				log.Warn("gave up publishing", "attempts", attempt-1, "last_error", err, "reason", cause)
+			}
 			return
 		case <-tm.C:
 		}
@@ -168,6 +178,10 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 		err = p.publishOnce(ctx, r, ev, msg, p.opts.PublishRetry)
 		if err == nil {
 			log.Info("published after retrying", "attempts", attempt)
+			return
+		}
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrIdle) {
+			log.Debug("stopped publishing", "attempts", attempt, "reason", err)
 			return
 		}
 		if !retryable(err) {

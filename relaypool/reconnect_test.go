@@ -2,6 +2,7 @@ package relaypool
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -88,6 +89,88 @@ func TestRestartedRelay(t *testing.T) {
 	for _, id := range []string{probe.ID, missed.ID, late.ID} {
 		if c := got.count(id); c != 1 {
 			t.Fatalf("event %s delivered %d times, want once", id, c)
+		}
+	}
+}
+
+// TestStreamWhileRelaysRestart publishes a stream of NIP-46-like ephemeral events through three
+// real relays to a subscriber while two of the relays are killed and later restarted: every
+// event that reached at least one relay is delivered, exactly once.
+func TestStreamWhileRelaysRestart(t *testing.T) {
+	n := startRelays(t)
+	urls := n.RelayURLs()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	opts := Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, PublishTimeout: 5 * time.Second, Logger: testLogger(t, nil)}
+	sub, err := New(urls, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	pub, err := New(urls, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	rcpt := freshPubKey(t)
+	got := collect(sub.Subscribe(ctx, nostr.Filter{Kinds: []int{24133, 1}, Tags: nostr.TagMap{"p": {rcpt}}}))
+	for i := range urls { // every relay's subscription is open: a stored probe comes through each
+		one, err := New(urls[i:i+1], opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe := signed(t, 1, rcpt, "probe")
+		assertAllOK(t, one.Publish(ctx, probe), urls[i:i+1])
+		got.await(t, probe.ID, "probe on "+urls[i], 20*time.Second)
+		one.Close()
+	}
+
+	const total, killAt, restartAt = 90, 30, 60
+	var sent []string
+	for i := range total {
+		switch i {
+		case killAt:
+			t.Log("relays 0 and 1 stop")
+			for _, k := range []int{0, 1} {
+				if err := n.StopRelay(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case restartAt:
+			t.Log("relays 0 and 1 start again")
+			for _, k := range []int{0, 1} {
+				if err := n.StartRelay(k); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ev := signed(t, 24133, rcpt, "request")
+		if ok, err := Published(pub.Publish(ctx, ev)); ok == 0 {
+			t.Fatalf("event %d reached no relay: %v", i, err)
+		}
+		sent = append(sent, ev.ID)
+	}
+	t.Log("all published; waiting for delivery")
+	for i, id := range sent {
+		got.await(t, id, fmt.Sprint("event ", i), 30*time.Second)
+	}
+	waitFor(t, 30*time.Second, "subscriber reconnected to every relay", func() bool {
+		for _, h := range sub.Health() {
+			if h.State != StateConnected {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second) // late copies from the restarted relays would arrive meanwhile
+	for i, id := range sent {
+		if c := got.count(id); c != 1 {
+			t.Fatalf("event %d delivered %d times, want once", i, c)
+		}
+	}
+	for i, h := range sub.Health()[:2] {
+		if h.Disconnects < 1 || h.Connects < 2 {
+			t.Fatalf("relay %d health %+v: want a reconnect counted", i, h)
 		}
 	}
 }

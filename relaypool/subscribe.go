@@ -17,16 +17,20 @@ const closeTimeout = 2 * time.Second
 
 // Subscribe opens the filter on every relay and returns one buffered channel (capacity
 // Options.EventBuffer) of events, each event id delivered once however many relays carry it
-// (ids are remembered for Options.SeenTTL, per Subscribe call).
+// (ids are remembered for Options.SeenTTL, at most Options.SeenMax of them, per Subscribe call).
 //
 // On each relay it sends ["REQ", <id>, filter] (NIP-01) with a fresh subscription id on the
-// relay's shared connection. An event is delivered only if it arrives under that id, matches
-// the filter, and has a valid id and signature; others are logged and dropped. When the
-// connection drops, or the relay ends the subscription with ["CLOSED", <id>, <reason>], the
-// REQ is sent again (re-dialing if needed) after a growing, jittered delay (Options.MinBackoff,
-// MaxBackoff), with Since moved back from the interruption by the filter's own look-back (at
-// least a minute) so that stored events missed meanwhile are fetched (duplicates are dropped by id). A relay message over 512 KiB
-// drops that relay's connection, which is then re-dialed the same way.
+// relay's shared connection, the filter's limit lowered to the relay's NIP-11 max_limit, and
+// waits for a slot while max_subscriptions REQs are open there. An event is delivered only if
+// it arrives under that id, matches the filter, and has a valid id and signature (checked once
+// per id); others are logged and dropped. When the connection drops, the REQ is sent again as
+// soon as the relay is reconnected (the relay's backoff: Options.MinBackoff growing ×1.7 up to
+// MaxBackoff, ±20% jitter); when the relay ends the subscription with ["CLOSED", <id>,
+// <reason>], after a growing, jittered delay of its own — or at once after NIP-42 AUTH when the
+// reason is "auth-required:". Since is then moved back from the interruption by the filter's own
+// look-back (at least a minute) so that stored events missed meanwhile are fetched (duplicates
+// are dropped by id). A relay message over 512 KiB drops that relay's connection, which is then
+// re-dialed the same way.
 //
 // Events wait in a buffer of Options.EventBuffer per relay until the channel has room; when a
 // consumer falls that far behind, further events from that relay are dropped (and logged)

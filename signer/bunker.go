@@ -312,20 +312,39 @@ func (s *RemoteSigner) closeExtra() {
 	}
 }
 
-// targets returns the pools a response to client goes to besides the main pool: the client's
-// own relays and the relay its request arrived on, where those are outside the pool.
-func (s *RemoteSigner) targets(client, arrivedOn string) []RelayPool {
+// targets returns where a response to client goes besides the main pool's relays: the pools
+// opened on the client's own relays (and on the relay its request arrived on), and the client
+// relays that have no such pool (no PoolDialer, or MaxClientRelays reached).
+func (s *RemoteSigner) targets(client, arrivedOn string) (pools []RelayPool, other []string) {
 	s.clientMu.Lock()
 	defer s.clientMu.Unlock()
-	var out []RelayPool
 	seen := map[string]bool{}
+	for _, u := range s.pool.URLs() {
+		seen[u] = true
+	}
 	for _, u := range append(slices.Clone(s.clientRelays[client]), arrivedOn) {
-		if p := s.extra[u]; p != nil && !seen[u] {
-			seen[u] = true
-			out = append(out, p)
+		if u == "" || seen[u] {
+			continue
+		}
+		seen[u] = true
+		if p := s.extra[u]; p != nil {
+			pools = append(pools, p)
+		} else if s.clientRelaysKnown(client, u) {
+			other = append(other, u)
 		}
 	}
-	return out
+	return pools, other
+}
+
+// clientRelaysKnown reports whether u is one of client's recorded relays (callers hold clientMu).
+func (s *RemoteSigner) clientRelaysKnown(client, u string) bool {
+	return slices.Contains(s.clientRelays[client], u)
+}
+
+// PublisherTo is a RelayPool that can also publish to relays outside itself
+// (relaypool.Pool.PublishTo); the remote signer uses it for a client's relays it has no pool on.
+type PublisherTo interface {
+	PublishTo(ctx context.Context, ev nostr.Event, urls []string) []relaypool.PublishResult
 }
 
 func (s *RemoteSigner) conversationKey(client string) ([32]byte, error) {
@@ -475,7 +494,11 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 		return
 	}
 	s.clientMu.Lock()
-	s.clientLegacy[ev.PubKey] = t.nip04
+	if t.nip04 { // only legacy clients are remembered (for Respond), so the map stays small
+		s.clientLegacy[ev.PubKey] = true
+	} else {
+		delete(s.clientLegacy, ev.PubKey)
+	}
 	s.clientMu.Unlock()
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
@@ -559,13 +582,19 @@ func (s *RemoteSigner) publish(ctx context.Context, ev nostr.Event, client, arri
 	// Publishing must finish even while shutting down: the request was acknowledged.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
-	pools := append([]RelayPool{s.pool}, s.targets(client, arrivedOn)...)
+	extra, other := s.targets(client, arrivedOn)
+	pt, canPublishTo := s.pool.(PublisherTo)
+	pools := append([]RelayPool{s.pool}, extra...)
 	results := make([][]relaypool.PublishResult, len(pools))
 	var wg sync.WaitGroup
 	for i, p := range pools {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if i == 0 && canPublishTo && len(other) > 0 {
+				results[i] = pt.PublishTo(pctx, ev, other)
+				return
+			}
 			results[i] = p.Publish(pctx, ev)
 		}()
 	}

@@ -217,13 +217,27 @@ func FuzzRemoteSignerPayload(f *testing.F) {
 	f.Add(`{"id":"1","method":"connect","params":["x","y"]}`)
 	f.Add(`{"id":"1","method":"sign_psbt","params":["cHNidP8"]}`)
 	f.Add(`{"id":"","method":null,"params":{}}`)
-	h := newHarness(f)
+	f.Add(`{"id":"2","method":"sign_event","params":["{\"kind\":1,\"content\":\"x\",\"tags\":[[\"p\"]]}"]}`)
+	f.Add(`{"id":"3","method":"nip44_decrypt","params":["` + strings.Repeat("ab", 32) + `","AgAA"]}`)
+	f.Add(`{"id":"4","method":"nip04_decrypt","params":["` + strings.Repeat("ab", 32) + `","QUFB?iv=QUFB"]}`)
+	f.Add(`{"id":"5","method":"logout","params":[]}`)
+	h := newHarness(f, WithLegacyNIP04(true), WithRateLimit(0, 0))
+	// A connected client that may call everything, so that the fuzzer reaches every method.
+	const all = "nip04_decrypt,nip04_encrypt,nip44_decrypt,nip44_encrypt,sign_event,sign_event:24133,sign_psbt"
+	h.connectWith(all, "")
 	f.Fuzz(func(t *testing.T, payload string) {
 		h.t = t
+		ctx := context.Background()
+		if _, ok, _ := h.db.SessionPerms(ctx, h.clientPK); !ok { // an earlier input logged out
+			h.db.AddNostrConnect(ctx, store.NostrConnect{Client: h.clientPK, Perms: all, Secret: "x"})
+		}
 		ev := h.event(payload)
 		h.rs.handleEvent(context.Background(), ev, "mem://")
 		if len(h.pool.take()) > 1 {
 			t.Fatal("more than one response to one request")
+		}
+		if p, ok, _ := h.db.SessionPerms(ctx, h.clientPK); !strings.Contains(payload, "logout") && (!ok || p != all) {
+			t.Fatalf("session changed by %q: %q %v", payload, p, ok)
 		}
 	})
 }

@@ -1,12 +1,24 @@
-// Package signer owns cosigner's keys and its NIP-46 remote signer ("bunker").
+// Package signer owns cosigner's keys, its NIP-46 remote signer ("bunker") and its NIP-46
+// client.
 //
-// Keys: the BIP32 account key of the multisig wallet (BIP48 path m/48'/coin'/0'/2' for P2WSH)
-// and the Nostr identity key, both kept encrypted at rest (scrypt + XChaCha20-Poly1305) in one
-// key file whose public half (fingerprint, xpub, npub) is readable without the passphrase.
+// Keys (keystore.go): the BIP32 account key of the multisig wallet (BIP48 path m/48'/coin'/0'/2'
+// for P2WSH) encrypted with scrypt + XChaCha20-Poly1305, and the Nostr identity key as a NIP-49
+// ncryptsec, in one key file (mode 0600, checked on load) whose public half (fingerprint, xpub,
+// npub) is readable without the passphrase.
 //
-// Remote signer: NIP-46 over kind 24133 events, NIP-44 v2 encrypted, reached through a relay
-// pool; single-use connect secrets from bunker:// URIs; method dispatch (connect,
-// get_public_key, ping, switch_relays, logout, sign_psbt) with an error answer for every
-// unknown method. Spending policy is not applied here: sign_psbt goes to a PSBTHandler
-// (psbtflow), which analyses, asks the policy, and signs through this package's AccountKey.
+// Remote signer (bunker.go, methods.go): NIP-46 over kind 24133 events, NIP-44 v2 encrypted
+// (NIP-04 only in the legacy mode), reached through a relay pool and the relays of
+// nostrconnect:// clients (nostrconnect.go). Events are checked (p tag, signature, created_at,
+// size, replayed id) before anything else; each client pubkey is rate limited (ratelimit.go).
+// connect spends a single-use secret and grants permissions (perms.go: secret perms ∩ requested,
+// `method[:kind]`); every method but the session ones (ping, get_public_key, switch_relays,
+// logout) needs its permission. Built in: sign_event, nip44_encrypt|decrypt, nip04_* (legacy);
+// sign_psbt goes to a PSBTHandler (psbtflow), other extension methods are registered with
+// RemoteSigner.Handle. A *HeldError from a handler is answered with auth_url, and
+// RemoteSigner.Respond (Responder) sends the late answer. Unknown methods get an error.
+//
+// Client (client.go): DialBunker connects to another remote signer by bunker:// URI; Call sends
+// a request and waits for its answer, following auth_url.
+//
+// Spending policy is not applied here: that is psbtflow with policy.
 package signer

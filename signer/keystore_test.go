@@ -184,3 +184,15 @@ func TestKeyFileV1RefusedThenUpgraded(t *testing.T) {
 		t.Fatalf("second upgrade: %v %v", up, err)
 	}
 }
+
+func FuzzDecryptNcryptsec(f *testing.F) {
+	f.Add("ncryptsec1qgg9947rlpvqu76pj5ecreduf9jxhselq2nae2kghhvd5g7dgjtcxfqtd67p9m0w57lspw8gsq6yphnm8623nsl8xn9j4jdzz84zm3frztj3z7s35vpzmqf6ksu8r89qk5z2zxfmu5gv8th8wclt0h4p")
+	f.Add("ncryptsec1qqqq")
+	f.Add("nsec1")
+	f.Fuzz(func(t *testing.T, s string) {
+		sk, err := DecryptNcryptsec(s, "pw")
+		if err == nil && len(sk) != 64 {
+			t.Fatalf("accepted %q giving %q", s, sk)
+		}
+	})
+}

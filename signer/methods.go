@@ -152,6 +152,9 @@ type eventTemplate struct {
 	Tags      nostr.Tags `json:"tags"`
 	CreatedAt *int64     `json:"created_at"`
 	PubKey    string     `json:"pubkey,omitempty"`
+	// Some clients send an unsigned event with these; they are recomputed, never trusted.
+	ID  json.RawMessage `json:"id,omitempty"`
+	Sig json.RawMessage `json:"sig,omitempty"`
 }
 
 type parsedTemplate struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -46,6 +48,9 @@ func TestSignEventPermittedKindsOnly(t *testing.T) {
 	if got := h.perms(); got != "sign_event:1" {
 		t.Fatalf("granted %q, want the intersection sign_event:1", got)
 	}
+	if r := h.one(h.request("0", "sign_event", `{"kind":1,"content":"x","tags":[],"created_at":1,"id":"bogus","sig":"bogus","pubkey":"`+h.rs.PublicKey()+`"}`)); r.Error != "" {
+		t.Fatalf("unsigned event with id/sig/pubkey fields: %+v", r)
+	}
 	r := h.one(h.request("1", "sign_event", template(1, "hello")))
 	if r.Error != "" {
 		t.Fatalf("sign_event kind 1: %+v", r)
@@ -64,7 +69,8 @@ func TestSignEventPermittedKindsOnly(t *testing.T) {
 		{"sign_psbt", "cHNidP8", "unauthorized: "},
 		{"nip44_decrypt", strings.Repeat("a", 64), "unauthorized: "},
 		{"sign_event", `{"kind":1}`, "invalid_params: "},
-		{"sign_event", `{"kind":1,"content":"","id":"x"}`, "invalid_params: "},
+		{"sign_event", `{"kind":1,"content":"","idx":"x"}`, "invalid_params: "},
+		{"sign_event", `{"kind":1,"content":"","pubkey":"` + strings.Repeat("0", 64) + `"}`, "invalid_params: "},
 		{"sign_event", `{"kind":70000,"content":""}`, "invalid_params: "},
 		{"sign_event", `{"kind":1,"content":"","tags":[[]]}`, "invalid_params: "},
 	} {
@@ -358,3 +364,41 @@ func TestNostrConnectQueue(t *testing.T) {
 type closable struct{ *memPool }
 
 func (closable) Close() {}
+
+// toPool is a memPool that also has PublishTo (like relaypool.Pool).
+type toPool struct {
+	*memPool
+	mu   sync.Mutex
+	urls [][]string
+}
+
+func (p *toPool) PublishTo(ctx context.Context, ev nostr.Event, urls []string) []relaypool.PublishResult {
+	p.mu.Lock()
+	p.urls = append(p.urls, urls)
+	p.mu.Unlock()
+	return p.Publish(ctx, ev)
+}
+
+func TestClientRelaysWithoutDialerUsePublishTo(t *testing.T) {
+	h := newHarness(t)
+	tp := &toPool{memPool: h.pool}
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), tp, h.db, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.rs = rs
+	ctx := context.Background()
+	if err := h.db.AddNostrConnect(ctx, store.NostrConnect{Client: h.clientPK, Relays: []string{"wss://app.example", "ws://127.0.0.1:1"},
+		Secret: "x", Perms: ""}); err != nil {
+		t.Fatal(err)
+	}
+	rs.setClientRelays(h.clientPK, []string{"wss://app.example", "ws://127.0.0.1:1"})
+	if r := h.one(h.request("1", "ping")); r.Result != "pong" {
+		t.Fatal(r)
+	}
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if len(tp.urls) != 1 || len(tp.urls[0]) != 1 || tp.urls[0][0] != "wss://app.example" {
+		t.Fatalf("PublishTo urls %q (the pool's own relay must not be repeated)", tp.urls)
+	}
+}

@@ -17,8 +17,7 @@ type rateLimits struct {
 	buckets map[string]*rate.Limiter
 }
 
-// maxBuckets bounds the memory the limiter uses; past it, buckets that are full again (idle
-// clients) are forgotten.
+// maxBuckets bounds the memory the limiter uses; past it, every bucket is forgotten.
 const maxBuckets = 20000
 
 func newRateLimits(perSecond float64, burst int) *rateLimits {
@@ -38,11 +37,9 @@ func (r *rateLimits) allow(client string, now time.Time) bool {
 	b, ok := r.buckets[client]
 	if !ok {
 		if len(r.buckets) >= maxBuckets {
-			for k, v := range r.buckets {
-				if v.TokensAt(now) >= float64(r.burst) {
-					delete(r.buckets, k)
-				}
-			}
+			// Many keys at once (a flood of fresh pubkeys, each of which gets a full bucket
+			// anyway): start over rather than scan the map on every new key.
+			clear(r.buckets)
 		}
 		b = rate.NewLimiter(r.every, r.burst)
 		r.buckets[client] = b

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip19"
+
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+func cli(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := runCommand(context.Background(), args, &out)
+	return out.String(), err
+}
+
+func TestClientsConnectAndBunkerPerms(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("COSIGNER_DATA_DIR", dir)
+	t.Setenv("COSIGNER_PASSPHRASE", "pw")
+	t.Setenv("COSIGNER_RELAYS", "ws://127.0.0.1:1")
+	if _, err := cli(t, "init"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(t, "bunker-uri", "--perms", "sign_event:x"); err == nil || !strings.Contains(err.Error(), "--perms") {
+		t.Fatalf("bad --perms: %v", err)
+	}
+	out, err := cli(t, "bunker-uri", "--perms", "sign_event:1,sign_psbt,sign_event:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bp, err := signer.ParseBunkerURI(strings.TrimSpace(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(context.Background(), filepath.Join(dir, "cosigner.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// The secret carries the canonical perms: a client asking for nothing gets exactly them.
+	client := strings.Repeat("c", 64)
+	g, err := db.UseConnectSecret(context.Background(), bp.Secret, client, "", "", func(p string, has bool) (string, error) {
+		perms, err := signer.GrantAtConnect(p, has, "")
+		return perms.String(), err
+	})
+	if err != nil || g != "sign_event:1,sign_psbt" {
+		t.Fatalf("granted %q, %v", g, err)
+	}
+
+	npub, _ := nip19.EncodePublicKey(client)
+	if out, err := cli(t, "clients", "grant", npub, "nip44_encrypt"); err != nil || !strings.Contains(out, "nip44_encrypt,sign_event:1,sign_psbt") {
+		t.Fatalf("grant: %q %v", out, err)
+	}
+	if out, err := cli(t, "clients", "revoke", client, "sign_event"); err != nil || !strings.Contains(out, client+": nip44_encrypt,sign_psbt") {
+		t.Fatalf("revoke perm: %q %v", out, err)
+	}
+	if _, err := cli(t, "clients", "grant", client, "Bad Perm"); err == nil {
+		t.Fatal("malformed perm granted")
+	}
+	if _, err := cli(t, "clients", "grant", "nobody", "ping"); err == nil {
+		t.Fatal("grant to a malformed pubkey")
+	}
+	if _, err := cli(t, "clients", "grant", strings.Repeat("d", 64), "sign_psbt"); err == nil || !strings.Contains(err.Error(), "no session") {
+		t.Fatalf("grant without a session: %v", err)
+	}
+
+	// nostrconnect: accepted into the queue; no daemon runs, so it stays queued.
+	appSK := nostr.GeneratePrivateKey()
+	appPK, _ := nostr.GetPublicKey(appSK)
+	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape("wss://app.example") + "&secret=abc&perms=" + url.QueryEscape("sign_psbt,nip44_decrypt") + "&name=" + url.QueryEscape("My\x1bApp")
+	out, err = cli(t, "connect", "--wait", "0s", uri)
+	if err != nil || !strings.Contains(out, "permissions: sign_psbt") || !strings.Contains(out, "queued") {
+		t.Fatalf("connect: %q %v", out, err)
+	}
+	if _, err := cli(t, "connect", "nostrconnect://"+appPK+"?relay=wss%3A%2F%2Fa"); err == nil || !strings.Contains(err.Error(), "secret") {
+		t.Fatalf("connect without secret: %v", err)
+	}
+	out, err = cli(t, "clients", "list")
+	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example") || !strings.Contains(out, "My?App") ||
+		!strings.Contains(out, "nip44_encrypt,sign_psbt") {
+		t.Fatalf("list: %q %v", out, err)
+	}
+	if out, err := cli(t, "clients", "revoke", appPK); err != nil || !strings.Contains(out, "session ended") {
+		t.Fatalf("revoke session: %q %v", out, err)
+	}
+	if out, _ := cli(t, "clients", "list"); strings.Contains(out, appPK) {
+		t.Fatalf("revoked client still listed: %q", out)
+	}
+}
+
+func TestInitUpgradeAndKeyFileMode(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("COSIGNER_DATA_DIR", dir)
+	t.Setenv("COSIGNER_PASSPHRASE", "pw")
+	if _, err := cli(t, "init"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cli(t, "init", "--upgrade"); err != nil || !strings.Contains(out, "already in the current format") {
+		t.Fatalf("upgrade of a v2 file: %q %v", out, err)
+	}
+	os.Chmod(filepath.Join(dir, "key.json"), 0o640)
+	if _, err := cli(t, "init", "--upgrade"); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("group-readable key file: %v", err)
+	}
+	if _, err := cli(t, "init", "--bogus"); err == nil {
+		t.Fatal("unknown init flag accepted")
+	}
+}
+
+func TestRequestClientKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "client.ncryptsec")
+	sk, err := requestClientKey(path, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	if strings.Contains(string(raw), sk) || !strings.HasPrefix(string(raw), "ncryptsec1") {
+		t.Fatal("client key stored in clear")
+	}
+	if again, err := requestClientKey(path, "pw"); err != nil || again != sk {
+		t.Fatalf("reload: %v", err)
+	}
+	if _, err := requestClientKey(path, "wrong"); err == nil {
+		t.Fatal("wrong passphrase accepted")
+	}
+	if _, err := cli(t, "request", "bunker://x"); err == nil {
+		t.Fatal("request without a method accepted")
+	}
+}
+
+func TestPassphraseFromContainerSecret(t *testing.T) {
+	old := containerSecret
+	defer func() { containerSecret = old }()
+	containerSecret = filepath.Join(t.TempDir(), "cosigner_passphrase")
+	if _, err := (&Config{}).passphrase(); err == nil || !strings.Contains(err.Error(), containerSecret) {
+		t.Fatalf("no secret anywhere: %v", err)
+	}
+	os.WriteFile(containerSecret, []byte("from-secret\n"), 0o400)
+	if p, err := (&Config{}).passphrase(); err != nil || p != "from-secret" {
+		t.Fatalf("container secret: %q %v", p, err)
+	}
+	if p, err := (&Config{Passphrase: "env"}).passphrase(); err != nil || p != "env" {
+		t.Fatalf("the environment wins: %q %v", p, err)
+	}
+}

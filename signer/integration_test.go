@@ -1,0 +1,160 @@
+package signer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip44"
+
+	"github.com/custodyagents/cosigner/internal/devnet"
+	"github.com/custodyagents/cosigner/relaypool"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// TestOverRealRelays runs the remote signer and the Client over the devnet's three
+// @nostr-relay/core relays: the signer's pool is relays 0 and 1; a bunker:// client reaches it
+// through relay 1 only; a nostrconnect:// app lives on relay 2, outside the signer's pool, and
+// gets the connect response (with its secret) and later answers there.
+func TestOverRealRelays(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), InitialBlocks: -1, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Close()
+	relays := net.RelayURLs()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pool, err := relaypool.New(relays[:2], relaypool.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(),
+		WithClientRelays(func(urls []string) (ClosablePool, error) {
+			return relaypool.New(urls, relaypool.Options{Logger: quietLog()})
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rs.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done }()
+
+	// bunker:// through relay 1 only.
+	if err := db.AddConnectSecretPerms(ctx, "s1", "sign_psbt,sign_event:1"); err != nil {
+		t.Fatal(err)
+	}
+	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), BunkerURI(rs.PublicKey(), relays[1:2], "s1"), ClientOptions{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := c.Call(ctx, "sign_psbt", "cHNidP8"); err != nil || got != "signed:cHNidP8" {
+		t.Fatalf("sign_psbt = %q, %v", got, err)
+	}
+	signed, err := c.Call(ctx, "sign_event", `{"kind":1,"content":"gm","tags":[],"created_at":1700000000}`)
+	var ev nostr.Event
+	if err != nil || json.Unmarshal([]byte(signed), &ev) != nil {
+		t.Fatalf("sign_event: %q %v", signed, err)
+	}
+	if ok, _ := ev.CheckSignature(); !ok || ev.PubKey != rs.PublicKey() {
+		t.Fatalf("signed event %+v", ev)
+	}
+	var re *RemoteError
+	if _, err := c.Call(ctx, "nip44_encrypt", rs.PublicKey(), "x"); !errors.As(err, &re) || re.Code() != CodeUnauthorized {
+		t.Fatalf("nip44_encrypt without permission: %v", err)
+	}
+
+	// nostrconnect:// app on relay 2, which the signer's pool does not have.
+	appSK := nostr.GeneratePrivateKey()
+	appPK, _ := nostr.GetPublicKey(appSK)
+	appPool, err := relaypool.New(relays[2:], relaypool.Options{Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer appPool.Close()
+	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
+	appEvents := appPool.Subscribe(ctx, nostr.Filter{Kinds: []int{KindNostrConnect}, Tags: nostr.TagMap{"p": []string{appPK}}, Since: &since})
+	// The app's subscription must be live before the response is sent (kind 24133 is not
+	// stored): prove it with an event of our own.
+	for i := 0; ; i++ {
+		probe := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect, Tags: nostr.Tags{{"p", appPK}},
+			Content: fmt.Sprintf("probe %d", i)} // a new id each time: relays drop repeated ids
+		probe.Sign(appSK)
+		appPool.Publish(ctx, probe)
+		select {
+		case e := <-appEvents:
+			if e.ID != probe.ID {
+				continue
+			}
+		case <-time.After(time.Second):
+			continue
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		break
+	}
+	u, err := ParseNostrConnectURI("nostrconnect" + BunkerURI(appPK, relays[2:], "app-secret")[len("bunker"):] + "&perms=sign_event%3A1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := AcceptNostrConnect(u, "")
+	if err != nil || nc.Perms != "" { // the defaults do not include sign_event: nothing in common
+		t.Fatalf("accept with defaults: %+v %v", nc, err)
+	}
+	if nc, err = AcceptNostrConnect(u, "sign_event,get_wallet"); err != nil || nc.Perms != "sign_event:1" {
+		t.Fatalf("accept: %+v %v", nc, err)
+	}
+	if err := db.AddNostrConnect(ctx, nc); err != nil {
+		t.Fatal(err)
+	}
+	rs.PokeNostrConnect()
+	ck, _ := nip44.GenerateConversationKey(rs.PublicKey(), appSK)
+	read := func() wireResponse {
+		for {
+			select {
+			case e := <-appEvents:
+				if e.PubKey != rs.PublicKey() {
+					continue
+				}
+				plain, err := nip44.Decrypt(e.Content, ck)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var r wireResponse
+				json.Unmarshal([]byte(plain), &r)
+				return r
+			case <-ctx.Done():
+				t.Fatal("no response on the app's relay")
+			}
+		}
+	}
+	if r := read(); r.Result != "app-secret" {
+		t.Fatalf("connect response %+v", r)
+	}
+	body, _ := json.Marshal(map[string]any{"id": "n1", "method": "get_public_key", "params": []string{}})
+	content, _ := nip44.Encrypt(string(body), ck)
+	req := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect, Tags: nostr.Tags{{"p", rs.PublicKey()}}, Content: content}
+	req.Sign(appSK)
+	if n, err := relaypool.Published(appPool.Publish(ctx, req)); n == 0 {
+		t.Fatal(err)
+	}
+	if r := read(); r.ID != "n1" || r.Result != rs.PublicKey() {
+		t.Fatalf("request on the app's relay: %+v", r)
+	}
+}
