@@ -71,9 +71,10 @@ func setup(t *testing.T) *scenario.Env {
 		sharedEnv, envErr = scenario.Setup(ctx, scenario.Options{Dir: envDir, MaxPerTx: "3 BTC", Race: true,
 			ExtraRelays: []string{hostile.URL()},
 			// go-nostr v0.38.2 BunkerClient speaks NIP-04 transport (TestInteropGoNostr).
-			// A per-client rate limit low enough for TestHostileClients to cross it through the
-			// local relays (a few dozen requests per second at most on a busy machine).
-			ExtraEnv: []string{"COSIGNER_NIP04_LEGACY=true", "COSIGNER_CLIENT_RATE=2", "COSIGNER_CLIENT_BURST=40"}})
+			// A per-client rate limit that TestHostileClients crosses even when the daemon is
+			// slow, with a burst that covers every other test's clients (at most ~100 requests
+			// each).
+			ExtraEnv: []string{"COSIGNER_NIP04_LEGACY=true", "COSIGNER_CLIENT_RATE=2", "COSIGNER_CLIENT_BURST=100"}})
 		if envErr != nil {
 			return
 		}
