@@ -1,6 +1,7 @@
 package descriptor
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 )
 
@@ -25,27 +27,49 @@ type Descriptor struct {
 	branches int
 }
 
-// outputExpr is a top-level script expression that yields output scripts.
-// wsh() implements it today; sh(wsh()) and tr() are meant to follow.
+// outputExpr is a top-level script expression that yields output scripts:
+// wsh(), sh(wsh()) and tr().
 type outputExpr interface {
 	derive(net *chaincfg.Params, branch int, index uint32) (*Derived, error)
 	string(branch int) string
 	maxWitnessSize() int
+	scriptType() ScriptType
 }
+
+// ScriptType names the output type a descriptor produces.
+type ScriptType string
+
+// Output types of the supported descriptors.
+const (
+	// P2WSH is wsh(multi|sortedmulti) (BIP-141 native segwit v0 script hash).
+	P2WSH ScriptType = "p2wsh"
+	// P2SHP2WSH is sh(wsh(multi|sortedmulti)): P2WSH nested in P2SH (BIP-141 "P2WSH nested in BIP16 P2SH").
+	P2SHP2WSH ScriptType = "p2sh-p2wsh"
+	// P2TR is tr(KEY,TREE) with multi_a/sortedmulti_a leaves (BIP-341, BIP-386, BIP-387).
+	P2TR ScriptType = "p2tr"
+)
 
 // Derived is what a descriptor yields at one (branch, index).
 type Derived struct {
-	// WitnessScript is the script committed to by a wsh() output.
+	// Type is the output type (the same for every index of a descriptor).
+	Type ScriptType
+	// WitnessScript is the script committed to by a wsh() output; nil for tr().
 	WitnessScript []byte
-	// RedeemScript is the P2SH redeem script; nil for wsh().
+	// RedeemScript is the P2SH redeem script (the P2WSH program) of
+	// sh(wsh()); nil otherwise.
 	RedeemScript []byte
 	// PkScript is the output's scriptPubKey.
 	PkScript []byte
 	// Address is the output's address on the descriptor's network.
 	Address btcutil.Address
-	// Keys are the derived public keys in the order they appear in the
-	// script (sorted for sortedmulti).
+	// Keys are the derived public keys. For wsh() and sh(wsh()) they are
+	// in the order they appear in the script (sorted for sortedmulti). For
+	// tr() each key slot appears once: the internal key first when it is a
+	// ranged key, then the leaf keys in order of first appearance, each
+	// with the leaf hashes of the leaves it appears in.
 	Keys []DerivedKey
+	// Taproot holds the BIP-341 commitment of a tr() output; nil otherwise.
+	Taproot *TaprootDerived
 }
 
 // DerivedKey is one public key in a derived script and where it came from.
@@ -56,8 +80,14 @@ type DerivedKey struct {
 	// Path is the full derivation path from the master: the key origin,
 	// the branch's steps, then the index. Usable as a PSBT BIP32 derivation.
 	Path []uint32
-	// Slot is the key's position (0-based) in the descriptor text.
+	// Slot is the key's position (0-based) in Descriptor.Keys().
 	Slot int
+	// LeafHashes are the BIP-341 leaf hashes of the tapscript leaves this
+	// key appears in (tr() only; empty for an internal key used nowhere
+	// else), as a PSBT_IN_TAP_BIP32_DERIVATION lists them (BIP-371).
+	LeafHashes []chainhash.Hash
+	// Internal tells whether this key is the tr() internal key.
+	Internal bool
 }
 
 // Option changes how Parse behaves.
@@ -74,7 +104,8 @@ func RequireChecksum() Option { return func(o *options) { o.requireChecksum = tr
 // Parse parses and validates a descriptor for network net.
 //
 // Accepted: wsh(multi(k,KEY,…)) and wsh(sortedmulti(k,KEY,…)) with 1 ≤ k ≤
-// n ≤ 20, each KEY written as [fingerprint/path]xpub/…/*: an extended public
+// n ≤ 20, the same inside sh(), and tr(KEY,TREE) with multi_a/sortedmulti_a
+// leaves (n ≤ 999) in a tree of {LEFT,RIGHT} branches; each KEY written as [fingerprint/path]xpub/…/*: an extended public
 // key for net (tpub… on testnet, signet and regtest), optional key origin
 // (hardened markers h, H or '), unhardened steps, at most one multipath step
 // /<a;b;…> (BIP-389; all keys' tuples of equal length) and a final
@@ -110,32 +141,47 @@ func Parse(s string, net *chaincfg.Params, opts ...Option) (*Descriptor, error) 
 
 func build(n *node, net *chaincfg.Params) (*Descriptor, error) {
 	d := &Descriptor{net: net}
+	reg := &keyRegistry{}
 	switch n.name {
 	case "wsh":
-		if len(n.args) != 1 {
-			return nil, errAt(n.pos, ErrSyntax, "wsh() takes exactly one script expression")
-		}
-		inner := n.args[0]
-		switch inner.name {
-		case "multi", "sortedmulti":
-		case "":
-			return nil, errAt(inner.pos, ErrSyntax, "wsh() needs a script expression such as sortedmulti(…), got %q", inner.text)
-		default:
-			return nil, errAt(inner.pos, ErrUnsupported, "wsh(%s(…)) is not supported: use wsh(multi(…)) or wsh(sortedmulti(…))", inner.name)
-		}
-		m, err := buildMulti(inner, maxKeysWSH, net)
+		m, err := buildWSHInner(n, net, reg)
 		if err != nil {
 			return nil, err
 		}
 		d.out = &wshExpr{multi: m}
-		d.keys = m.keys
+	case "sh":
+		if len(n.args) != 1 {
+			return nil, errAt(n.pos, ErrSyntax, "sh() takes exactly one script expression")
+		}
+		inner := n.args[0]
+		switch inner.name {
+		case "wsh":
+		case "multi", "sortedmulti":
+			return nil, errAt(inner.pos, ErrUnsupported, "legacy sh(%s(…)) is not supported: use sh(wsh(%s(…))) or wsh(%s(…))", inner.name, inner.name, inner.name)
+		case "":
+			return nil, errAt(inner.pos, ErrSyntax, "sh() needs a script expression such as wsh(…), got %q", inner.text)
+		default:
+			return nil, errAt(inner.pos, ErrUnsupported, "sh(%s(…)) is not supported: use sh(wsh(multi(…))) or sh(wsh(sortedmulti(…)))", inner.name)
+		}
+		m, err := buildWSHInner(inner, net, reg)
+		if err != nil {
+			return nil, err
+		}
+		d.out = &shWSHExpr{wshExpr{multi: m}}
+	case "tr":
+		t, err := buildTr(n, net, reg)
+		if err != nil {
+			return nil, err
+		}
+		d.out = t
 	case "":
 		return nil, errAt(n.pos, ErrSyntax, "expected a script expression such as wsh(…)")
-	case "sh", "tr", "pk", "pkh", "wpkh", "combo", "multi", "sortedmulti", "multi_a", "sortedmulti_a", "raw", "rawtr", "addr":
-		return nil, errAt(n.pos, ErrUnsupported, "%s(…) descriptors are not supported (yet): use wsh(multi(…)) or wsh(sortedmulti(…))", n.name)
+	case "pk", "pkh", "wpkh", "combo", "multi", "sortedmulti", "multi_a", "sortedmulti_a", "raw", "rawtr", "addr":
+		return nil, errAt(n.pos, ErrUnsupported, "%s(…) descriptors are not supported: use wsh(…), sh(wsh(…)) or tr(…) over a multisig", n.name)
 	default:
 		return nil, errAt(n.pos, ErrSyntax, "unknown script expression %s(…)", n.name)
 	}
+	d.keys = reg.keys
 
 	// BIP-389: all multipath tuples have the same length.
 	d.branches = 1
@@ -151,6 +197,44 @@ func build(n *node, net *chaincfg.Params) (*Descriptor, error) {
 		}
 	}
 	return d, nil
+}
+
+// buildWSHInner checks wsh(multi|sortedmulti) at n and builds the multisig.
+func buildWSHInner(n *node, net *chaincfg.Params, reg *keyRegistry) (*multiExpr, error) {
+	if len(n.args) != 1 {
+		return nil, errAt(n.pos, ErrSyntax, "wsh() takes exactly one script expression")
+	}
+	inner := n.args[0]
+	switch inner.name {
+	case "multi", "sortedmulti":
+	case "":
+		return nil, errAt(inner.pos, ErrSyntax, "wsh() needs a script expression such as sortedmulti(…), got %q", inner.text)
+	case "multi_a", "sortedmulti_a":
+		return nil, errAt(inner.pos, ErrUnsupported, "%s() is only allowed inside tr() (BIP-387)", inner.name)
+	default:
+		return nil, errAt(inner.pos, ErrUnsupported, "wsh(%s(…)) is not supported: use wsh(multi(…)) or wsh(sortedmulti(…))", inner.name)
+	}
+	return buildMulti(inner, maxKeysWSH, net, reg)
+}
+
+// keyRegistry collects the distinct key slots of a descriptor. A key
+// expression written identically in several tapscript leaves is one slot;
+// the same extended key with another origin or path is refused.
+type keyRegistry struct {
+	keys []*keyExpr
+}
+
+func (r *keyRegistry) add(k *keyExpr) (int, error) {
+	for i, prev := range r.keys {
+		if prev.string(-1) == k.string(-1) {
+			return i, nil
+		}
+		if sameXPub(prev.xpub, k.xpub) {
+			return 0, errAt(k.pos, ErrDuplicateKey, "this extended public key appears earlier with another origin or derivation path; write it the same way everywhere")
+		}
+	}
+	r.keys = append(r.keys, k)
+	return len(r.keys) - 1, nil
 }
 
 // wshExpr is wsh(SCRIPT) (BIP-382).
@@ -176,14 +260,9 @@ func (w *wshExpr) derive(net *chaincfg.Params, branch int, index uint32) (*Deriv
 	if err != nil {
 		return nil, fmt.Errorf("descriptor: witness script pkScript: %w", err)
 	}
-	out := &Derived{WitnessScript: ws, PkScript: pk, Address: addr, Keys: make([]DerivedKey, len(pubs))}
+	out := &Derived{Type: P2WSH, WitnessScript: ws, PkScript: pk, Address: addr, Keys: make([]DerivedKey, len(pubs))}
 	for i, p := range pubs {
-		k := w.multi.keys[slots[i]]
-		path := make([]uint32, 0, len(k.origin)+4)
-		path = append(path, k.origin...)
-		path = append(path, k.steps(branch)...)
-		path = append(path, index)
-		out.Keys[i] = DerivedKey{PubKey: p, Fingerprint: k.fp, Path: path, Slot: slots[i]}
+		out.Keys[i] = w.multi.derivedKey(p, slots[i], branch, index)
 	}
 	return out, nil
 }
@@ -191,6 +270,40 @@ func (w *wshExpr) derive(net *chaincfg.Params, branch int, index uint32) (*Deriv
 func (w *wshExpr) string(branch int) string { return "wsh(" + w.multi.string(branch) + ")" }
 
 func (w *wshExpr) maxWitnessSize() int { return w.multi.maxWitnessSize() }
+
+func (w *wshExpr) scriptType() ScriptType { return P2WSH }
+
+// shWSHExpr is sh(wsh(SCRIPT)) (BIP-381 sh() over BIP-382 wsh()): the
+// P2WSH program is the P2SH redeem script.
+type shWSHExpr struct {
+	wshExpr
+}
+
+// p2shWSHScriptSigSize is the size of the scriptSig spending sh(wsh()):
+// one push (1 byte) of the 34-byte P2WSH program.
+const p2shWSHScriptSigSize = 1 + 34
+
+func (s *shWSHExpr) derive(net *chaincfg.Params, branch int, index uint32) (*Derived, error) {
+	out, err := s.wshExpr.derive(net, branch, index)
+	if err != nil {
+		return nil, err
+	}
+	out.Type = P2SHP2WSH
+	out.RedeemScript = out.PkScript
+	addr, err := btcutil.NewAddressScriptHash(out.RedeemScript, net)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor: script hash address: %w", err)
+	}
+	if out.PkScript, err = txscript.PayToAddrScript(addr); err != nil {
+		return nil, fmt.Errorf("descriptor: script hash pkScript: %w", err)
+	}
+	out.Address = addr
+	return out, nil
+}
+
+func (s *shWSHExpr) string(branch int) string { return "sh(" + s.wshExpr.string(branch) + ")" }
+
+func (s *shWSHExpr) scriptType() ScriptType { return P2SHP2WSH }
 
 // Network returns the network the descriptor was parsed for.
 func (d *Descriptor) Network() *chaincfg.Params { return d.net }
@@ -213,20 +326,44 @@ func (d *Descriptor) BranchString(branch uint32) (string, error) {
 	return s + "#" + checksum(s), nil
 }
 
-// Threshold returns k of the k-of-n multisig.
+// Type returns the output type the descriptor produces.
+func (d *Descriptor) Type() ScriptType { return d.out.scriptType() }
+
+// Threshold returns k of the k-of-n multisig. For tr() it is the smallest
+// threshold of any leaf (the fewest signatures that can spend by a script
+// path); the key path is not counted.
 func (d *Descriptor) Threshold() int {
-	if w, ok := d.out.(*wshExpr); ok {
-		return w.multi.k
+	min := 0
+	for _, m := range d.multis() {
+		if min == 0 || m.k < min {
+			min = m.k
+		}
 	}
-	return 0
+	return min
 }
 
-// Sorted tells whether keys are sorted in the script (sortedmulti).
+// Sorted tells whether keys are sorted in the script (sortedmulti, or
+// sortedmulti_a in every tr() leaf).
 func (d *Descriptor) Sorted() bool {
-	if w, ok := d.out.(*wshExpr); ok {
-		return w.multi.sorted
+	ms := d.multis()
+	for _, m := range ms {
+		if !m.sorted {
+			return false
+		}
 	}
-	return false
+	return len(ms) > 0
+}
+
+func (d *Descriptor) multis() []*multiExpr {
+	switch o := d.out.(type) {
+	case *wshExpr:
+		return []*multiExpr{o.multi}
+	case *shWSHExpr:
+		return []*multiExpr{o.multi}
+	case *trExpr:
+		return o.leaves()
+	}
+	return nil
 }
 
 // Keys returns the key slots in descriptor order (fresh slices; the XPub
@@ -245,10 +382,32 @@ func (d *Descriptor) Branches() int { return d.branches }
 
 // MaxWitnessSize returns the size in bytes of the largest standard witness
 // that spends one output of this descriptor, including the witness item
-// count (low-S signatures: at most 72 bytes with the sighash byte).
-// Witness bytes weigh 1 weight unit each; BDK's max_weight_to_satisfy for
-// the same descriptor is one less, as it leaves out the item count.
+// count. ECDSA signatures (wsh, sh(wsh)) count 72 bytes with the sighash
+// byte (low-S DER); Schnorr signatures (tr) count 65 (BIP-341, with an
+// explicit sighash byte). For tr() it is the largest over all spending
+// paths: every leaf (script, control block, k signatures and n−k empty
+// items) and the key path. Witness bytes weigh 1 weight unit each; BDK's
+// max_weight_to_satisfy for the same descriptor leaves out the item count
+// (see MaxSatisfactionWeight).
 func (d *Descriptor) MaxWitnessSize() int { return d.out.maxWitnessSize() }
+
+// MaxScriptSigSize returns the size in bytes of the scriptSig that spends
+// one output (without its length prefix): 35 for sh(wsh()) (a push of the
+// 34-byte P2WSH program), 0 for native segwit outputs.
+func (d *Descriptor) MaxScriptSigSize() int {
+	if d.Type() == P2SHP2WSH {
+		return p2shWSHScriptSigSize
+	}
+	return 0
+}
+
+// MaxSatisfactionWeight returns the weight in weight units that spending
+// one output adds beyond the input's empty-scriptSig base: the witness
+// without its item count plus 4 × the scriptSig bytes. This is what BDK
+// and rust-miniscript call max_weight_to_satisfy.
+func (d *Descriptor) MaxSatisfactionWeight() int {
+	return d.MaxWitnessSize() - 1 + 4*d.MaxScriptSigSize()
+}
 
 // Derive returns the scripts, address and keys at (branch, index).
 // branch must be below Branches() (ErrBranch); index must be unhardened,
@@ -300,6 +459,25 @@ func (d *Descriptor) MatchPath(fp [4]byte, path []uint32) (branch, index uint32,
 					continue
 				}
 				return uint32(b), idx, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+// Match answers "is this scriptPubKey ours?": it derives every branch at
+// indexes 0 … lookahead−1 and returns where pkScript appears. The cost is
+// Branches() × lookahead derivations; callers that track scripts (the
+// watcher) should look them up in their own table instead.
+func (d *Descriptor) Match(pkScript []byte, lookahead uint32) (branch, index uint32, ok bool) {
+	if lookahead > hdkeychain.HardenedKeyStart {
+		lookahead = hdkeychain.HardenedKeyStart
+	}
+	for i := uint32(0); i < lookahead; i++ {
+		for b := 0; b < d.branches; b++ {
+			s, err := d.PkScript(uint32(b), i)
+			if err == nil && bytes.Equal(s, pkScript) {
+				return uint32(b), i, true
 			}
 		}
 	}

@@ -231,7 +231,7 @@ func TestParseErrors(t *testing.T) {
 		{"one-element multipath", multi("1", k[0]+"/<0>/*"), ErrMultipath, 0},
 		{"two multipath steps", multi("1", k[0]+"/<0;1>/<2;3>/*"), ErrMultipath, 0},
 		{"too many keys", multi("1", manyKeys(t, 21)...), ErrTooManyKeys, 0},
-		{"sh unsupported", "sh(" + multi("1", k[0]+mp)[4:len(multi("1", k[0]+mp))-1] + ")", ErrUnsupported, 1},
+		{"legacy sh(multi) unsupported", "sh(" + multi("1", k[0]+mp)[4:len(multi("1", k[0]+mp))-1] + ")", ErrUnsupported, 4},
 		{"tr unsupported", "tr(" + k[0] + mp + ")", ErrUnsupported, 1},
 		{"bare multi unsupported", "multi(1," + k[0] + mp + ")", ErrUnsupported, 1},
 		{"unknown function", "wsh(foo(1," + k[0] + mp + "))", ErrUnsupported, 5},

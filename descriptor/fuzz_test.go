@@ -19,6 +19,10 @@ func FuzzParse(f *testing.F) {
 		"raw(deadbeef)#89f8spxm",
 		"wsh(multi(1,[deadbeef/0'/1H]" + a[19:] + "/*))",
 		"wsh(wsh(wsh(",
+		"sh(wsh(sortedmulti(2," + a + "/<0;1>/*," + b + "/<0;1>/*)))",
+		"tr(" + NUMSKey + ",{multi_a(1," + a + "/<0;1>/*),sortedmulti_a(2," + a + "/<0;1>/*," + b + "/<0;1>/*)})",
+		"tr(" + a + "/0/*,multi_a(1," + b + "/0/*))",
+		"tr(" + NUMSKey + ",{{multi_a(1," + a + "/*),multi_a(1," + b + "/*)},",
 		"",
 	}
 	for _, s := range seeds {

@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
+	"sync"
 
+	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
@@ -55,6 +57,42 @@ type keyExpr struct {
 	// branchKeys[b] is xpub derived along prefix/multi[b]/suffix; one
 	// element when there is no multipath step.
 	branchKeys []*hdkeychain.ExtendedKey
+
+	// cache holds derived child public keys by (branch, index): deriving
+	// is the costliest step of analysing a PSBT, and the same few indexes
+	// are derived again and again (inputs, change, signing).
+	mu    sync.Mutex
+	cache map[uint64]*btcec.PublicKey
+}
+
+// maxChildCache bounds a key's cache of derived children; it is emptied
+// when full (a wallet uses far fewer indexes than this at a time).
+const maxChildCache = 1 << 14
+
+// childPub returns the public key at (branch, index) below the key's
+// branch key: the derivation the wildcard stands for.
+func (k *keyExpr) childPub(branch int, index uint32) (*btcec.PublicKey, error) {
+	id := uint64(branch)<<32 | uint64(index)
+	k.mu.Lock()
+	pub, ok := k.cache[id]
+	k.mu.Unlock()
+	if ok {
+		return pub, nil
+	}
+	child, err := k.branchKey(branch).Derive(index)
+	if err != nil {
+		return nil, err
+	}
+	if pub, err = child.ECPubKey(); err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	if k.cache == nil || len(k.cache) >= maxChildCache {
+		k.cache = make(map[uint64]*btcec.PublicKey)
+	}
+	k.cache[id] = pub
+	k.mu.Unlock()
+	return pub, nil
 }
 
 // maxStepsAfterKey bounds the steps between an extended key and the end of

@@ -8,25 +8,31 @@ import (
 	"strings"
 
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
 )
 
-// multiExpr is multi(k,KEY,…) or sortedmulti(k,KEY,…) (BIP-383).
+// multiExpr is multi(k,KEY,…) or sortedmulti(k,KEY,…) (BIP-383), or in a
+// tapscript leaf multi_a(k,KEY,…) or sortedmulti_a(k,KEY,…) (BIP-387).
 type multiExpr struct {
+	name   string // multi, sortedmulti, multi_a or sortedmulti_a
 	k      int
 	sorted bool
+	tap    bool // multi_a / sortedmulti_a: x-only keys, CHECKSIGADD
 	keys   []*keyExpr
+	slots  []int // slots[i] is keys[i]'s position in Descriptor.keys
 }
 
-// Script context limits on the number of keys (BIP-383 "Specification").
+// Script context limits on the number of keys (BIP-383, BIP-387 "Specification").
 const (
-	maxKeysWSH = 20
+	maxKeysWSH    = 20
+	maxKeysMultiA = 999
 )
 
-func buildMulti(n *node, maxKeys int, net *chaincfg.Params) (*multiExpr, error) {
-	m := &multiExpr{sorted: n.name == "sortedmulti"}
+func buildMulti(n *node, maxKeys int, net *chaincfg.Params, reg *keyRegistry) (*multiExpr, error) {
+	m := &multiExpr{name: n.name, sorted: strings.HasPrefix(n.name, "sorted"), tap: strings.HasSuffix(n.name, "_a")}
 	if len(n.args) < 2 {
 		return nil, errAt(n.pos, ErrSyntax, "%s() needs a threshold and at least one key", n.name)
 	}
@@ -56,22 +62,37 @@ func buildMulti(n *node, maxKeys int, net *chaincfg.Params) (*multiExpr, error) 
 				return nil, errAt(a.pos, ErrDuplicateKey, "key %d repeats the extended public key of key %d", i+1, j+1)
 			}
 		}
-		m.keys = append(m.keys, ke)
+		slot, err := reg.add(ke)
+		if err != nil {
+			return nil, err
+		}
+		m.keys = append(m.keys, reg.keys[slot]) // one keyExpr (and cache) per slot
+		m.slots = append(m.slots, slot)
 	}
 	return m, nil
 }
 
+// derivedKey describes the key pub of the multisig's i-th key expression
+// (its script position may differ: sortedmulti) at (branch, index).
+func (m *multiExpr) derivedKey(pub *btcec.PublicKey, i, branch int, index uint32) DerivedKey {
+	k := m.keys[i]
+	path := make([]uint32, 0, len(k.origin)+4)
+	path = append(path, k.origin...)
+	path = append(path, k.steps(branch)...)
+	path = append(path, index)
+	return DerivedKey{PubKey: pub, Fingerprint: k.fp, Path: path, Slot: m.slots[i]}
+}
+
 // pubKeys derives the public keys at (branch, index) in script order,
-// together with the slot each came from.
+// together with the position in m.keys each came from. sortedmulti sorts
+// by the compressed encoding (BIP-383), sortedmulti_a by the x-only
+// encoding (BIP-387).
 func (m *multiExpr) pubKeys(branch int, index uint32) ([]*btcec.PublicKey, []int, error) {
 	pubs := make([]*btcec.PublicKey, len(m.keys))
 	slots := make([]int, len(m.keys))
 	for i, k := range m.keys {
-		child, err := k.branchKey(branch).Derive(index)
-		if err != nil {
-			return nil, nil, fmt.Errorf("descriptor: key %d at index %d: %w", i+1, index, err)
-		}
-		if pubs[i], err = child.ECPubKey(); err != nil {
+		var err error
+		if pubs[i], err = k.childPub(branch, index); err != nil {
 			return nil, nil, fmt.Errorf("descriptor: key %d at index %d: %w", i+1, index, err)
 		}
 		slots[i] = i
@@ -79,7 +100,11 @@ func (m *multiExpr) pubKeys(branch int, index uint32) ([]*btcec.PublicKey, []int
 	if m.sorted {
 		ser := make([][]byte, len(pubs))
 		for i, p := range pubs {
-			ser[i] = p.SerializeCompressed()
+			if m.tap {
+				ser[i] = schnorr.SerializePubKey(p)
+			} else {
+				ser[i] = p.SerializeCompressed()
+			}
 		}
 		sort.Sort(byKey{ser, pubs, slots})
 	}
@@ -100,8 +125,22 @@ func (s byKey) Swap(i, j int) {
 	s.slots[i], s.slots[j] = s.slots[j], s.slots[i]
 }
 
-// script builds OP_k <key>… OP_n OP_CHECKMULTISIG (BIP-383).
+// script builds OP_k <key>… OP_n OP_CHECKMULTISIG (BIP-383), or for
+// multi_a <key1> OP_CHECKSIG <key2> OP_CHECKSIGADD … <keyn> OP_CHECKSIGADD
+// OP_k OP_NUMEQUAL with x-only keys (BIP-387).
 func (m *multiExpr) script(pubs []*btcec.PublicKey) ([]byte, error) {
+	if m.tap {
+		b := txscript.NewScriptBuilder()
+		for i, p := range pubs {
+			b.AddData(schnorr.SerializePubKey(p))
+			if i == 0 {
+				b.AddOp(txscript.OP_CHECKSIG)
+			} else {
+				b.AddOp(txscript.OP_CHECKSIGADD)
+			}
+		}
+		return b.AddInt64(int64(m.k)).AddOp(txscript.OP_NUMEQUAL).Script()
+	}
 	b := txscript.NewScriptBuilder().AddInt64(int64(m.k))
 	for _, p := range pubs {
 		b.AddData(p.SerializeCompressed())
@@ -111,11 +150,8 @@ func (m *multiExpr) script(pubs []*btcec.PublicKey) ([]byte, error) {
 
 func (m *multiExpr) string(branch int) string {
 	var sb strings.Builder
-	if m.sorted {
-		sb.WriteString("sortedmulti(")
-	} else {
-		sb.WriteString("multi(")
-	}
+	sb.WriteString(m.name)
+	sb.WriteByte('(')
 	sb.WriteString(strconv.Itoa(m.k))
 	for _, k := range m.keys {
 		sb.WriteByte(',')
@@ -138,6 +174,25 @@ func (m *multiExpr) maxWitnessSize() int {
 		scriptLen++
 	}
 	return varIntLen(uint64(2+m.k)) + 1 + m.k*(1+72) + varIntLen(uint64(scriptLen)) + scriptLen
+}
+
+// tapScriptLen is the length of the multi_a leaf script: n pushes of a
+// 32-byte key with CHECKSIG/CHECKSIGADD, the threshold and NUMEQUAL.
+func (m *multiExpr) tapScriptLen() int {
+	return len(m.keys)*(1+32+1) + scriptNumLen(m.k) + 1
+}
+
+// scriptNumLen is the size of the minimal push of n (OP_n up to 16).
+func scriptNumLen(n int) int {
+	switch {
+	case n <= 16:
+		return 1
+	case n <= 0x7f:
+		return 2
+	case n <= 0x7fff:
+		return 3
+	}
+	return 4
 }
 
 func varIntLen(n uint64) int {

@@ -2,8 +2,9 @@ package descriptor
 
 import "strings"
 
-// node is one element of a descriptor's expression tree: either a script
-// expression NAME(ARG,…) or a leaf argument (a number or a key expression).
+// node is one element of a descriptor's expression tree: a script
+// expression NAME(ARG,…), a taproot tree branch {LEFT,RIGHT} (name "{}",
+// BIP-386), or a leaf argument (a number or a key expression).
 // Offsets are 0-based byte offsets into the descriptor string.
 type node struct {
 	name string  // function name; "" for a leaf
@@ -12,7 +13,13 @@ type node struct {
 	args []*node // arguments of a function
 }
 
-const maxDepth = 8 // deepest nesting any supported or planned descriptor needs is 3
+// maxDepth bounds nesting: sh(wsh(multi())) needs 3; a tr() tree adds one
+// level per tree depth. BIP-341 allows trees 128 deep, far beyond what a
+// multisig wallet uses; deeper trees are refused as syntax errors here.
+const maxDepth = 40
+
+// braceName is the node name of a taproot tree branch {LEFT,RIGHT}.
+const braceName = "{}"
 
 // parseTree parses s (a descriptor without checksum) into an expression tree.
 // It knows only the shape NAME(ARG,ARG,…); the meaning of names and leaves is
@@ -32,8 +39,11 @@ func parseNode(s string, pos, depth int) (*node, int, error) {
 	if depth > maxDepth {
 		return nil, 0, errAt(pos, ErrSyntax, "expressions nested too deeply")
 	}
+	if pos < len(s) && s[pos] == '{' {
+		return parseBrace(s, pos, depth)
+	}
 	j := pos
-	for j < len(s) && !strings.ContainsRune(",()", rune(s[j])) {
+	for j < len(s) && !strings.ContainsRune(",(){}", rune(s[j])) {
 		j++
 	}
 	if j == pos {
@@ -65,8 +75,39 @@ func parseNode(s string, pos, depth int) (*node, int, error) {
 			j = end + 1
 		case ')':
 			return n, end + 1, nil
-		default: // '('
-			return nil, 0, errAt(end, ErrSyntax, "unexpected '('")
+		default: // '(', '{' or '}'
+			return nil, 0, errAt(end, ErrSyntax, "unexpected %s", quoteChar(s, end))
+		}
+	}
+}
+
+// parseBrace parses a taproot tree branch "{TREE,TREE}" at s[pos] == '{'
+// (BIP-386 "tr(KEY,TREE)").
+func parseBrace(s string, pos, depth int) (*node, int, error) {
+	n := &node{name: braceName, pos: pos}
+	j := pos + 1
+	for {
+		arg, end, err := parseNode(s, j, depth+1)
+		if err != nil {
+			return nil, 0, err
+		}
+		n.args = append(n.args, arg)
+		if end == len(s) {
+			return nil, 0, errAt(end, ErrSyntax, "missing '}' to close the tree branch opened at column %d", pos+1)
+		}
+		switch s[end] {
+		case ',':
+			if len(n.args) == 2 {
+				return nil, 0, errAt(end, ErrSyntax, "a tree branch {…} holds exactly two subtrees")
+			}
+			j = end + 1
+		case '}':
+			if len(n.args) != 2 {
+				return nil, 0, errAt(end, ErrSyntax, "a tree branch {…} holds exactly two subtrees")
+			}
+			return n, end + 1, nil
+		default:
+			return nil, 0, errAt(end, ErrSyntax, "unexpected %s in a tree branch", quoteChar(s, end))
 		}
 	}
 }

@@ -26,8 +26,12 @@ const (
 )
 
 // Decode reads a PSBT given as base64 or hex, told apart by the BIP-174 magic
-// ("psbt" 0xff: "cHNidP8" in base64, "70736274ff" in hex). Errors are *signer.MethodError with
-// code invalid_psbt. PSBT version 2 (BIP-370) is not supported by this version and is refused.
+// ("psbt" 0xff: "cHNidP8" in base64, "70736274ff" in hex), of version 0 (BIP-174) or 2
+// (BIP-370). A v2 PSBT comes back in the v0 packet shape, its unsigned transaction rebuilt from
+// the per-input and per-output fields (see v2.go); PSBTVersion tells it apart and Encode writes
+// it as v2 again. Errors are *signer.MethodError with code invalid_psbt (including a v0 PSBT
+// carrying v2-only fields, a v2 PSBT missing required ones, and lock time requirements no
+// nLockTime satisfies). TX_MODIFIABLE is decoded, not judged: Analyze refuses it.
 func Decode(s string) (*psbt.Packet, Encoding, error) {
 	s = strings.TrimSpace(s)
 	var raw []byte
@@ -54,21 +58,32 @@ func Decode(s string) (*psbt.Packet, Encoding, error) {
 	default:
 		return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "not a PSBT: expected base64 starting with cHNidP8 or hex starting with 70736274ff")
 	}
-	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	p, err := decodeRaw(raw)
 	if err != nil {
-		return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "cannot parse PSBT (BIP-174 v0; v2 is not supported yet): %v", err)
+		return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "cannot parse PSBT (BIP-174 v0 or BIP-370 v2): %v", err)
 	}
 	return p, enc, nil
 }
 
-// Encode writes p in enc.
+// Encode writes p in enc, as a v2 PSBT (BIP-370) when p was decoded from one (PSBTVersion 2),
+// otherwise as v0 (BIP-174).
 func Encode(p *psbt.Packet, enc Encoding) (string, error) {
-	var buf bytes.Buffer
-	if err := p.Serialize(&buf); err != nil {
-		return "", err
+	var raw []byte
+	if isV2(p) {
+		b, err := encodeV2(p)
+		if err != nil {
+			return "", err
+		}
+		raw = b
+	} else {
+		var buf bytes.Buffer
+		if err := p.Serialize(&buf); err != nil {
+			return "", err
+		}
+		raw = buf.Bytes()
 	}
 	if enc == Hex {
-		return hex.EncodeToString(buf.Bytes()), nil
+		return hex.EncodeToString(raw), nil
 	}
-	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+	return base64.StdEncoding.EncodeToString(raw), nil
 }

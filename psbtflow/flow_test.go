@@ -238,19 +238,6 @@ func TestAnalyzeRefuses(t *testing.T) {
 	}
 }
 
-func TestChangeOutsideWindowCountsAsSpend(t *testing.T) {
-	f := newFixture(t)
-	op := f.addCoin(t, 0, 1, 100_000)
-	p := f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 5000) // change index far past the lookahead
-	a, err := Analyze(p, f.desc, f.chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.Outputs[1].Kind != "spend" || a.Outflow != 100_000 {
-		t.Fatalf("far change index: kind %s outflow %v, want spend and the whole input", a.Outputs[1].Kind, a.Outflow)
-	}
-}
-
 func TestDecodeEncodings(t *testing.T) {
 	f := newFixture(t)
 	op := f.addCoin(t, 0, 1, 100_000)

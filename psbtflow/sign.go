@@ -1,9 +1,16 @@
 package psbtflow
 
+// BIP-174 Signer role (with the Updater's additions a signer needs) for the three output types
+// of the registered descriptor: P2WSH and P2SH-P2WSH multisig (ECDSA over the BIP-143 sighash)
+// and taproot script-path multi_a leaves (Schnorr over the BIP-341/342 sighash).
+
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
@@ -12,12 +19,23 @@ import (
 	"github.com/custodyagents/cosigner/signer"
 )
 
-// SignInputs adds this co-signer's partial signature (SIGHASH_ALL, BIP-143 witness v0 sighash)
-// to every input of p that the analysis attributed to the wallet, acting as the BIP-174 Signer.
-// It derives the key from keys at the slot of desc whose origin is this co-signer's, checks that
-// the derived public key is the one in the descriptor's script, and adds the witness script and
-// witness UTXO from the chain view when the PSBT lacks them (Updater role). It returns the number
-// of signatures added. p is modified in place.
+// SignInputs adds this co-signer's signatures to every input of p, acting as the BIP-174 Signer.
+// It must only be called with the Analysis that Analyze returned for p (every input is then the
+// wallet's and unspent). For each input it derives the key of desc's key slot `slot` at the
+// coin's branch and index from keys, checks that the public key is the one in the descriptor's
+// script, and signs:
+//   - wsh / sh(wsh): SIGHASH_ALL (or the type the analysis allowed) over the BIP-143 sighash with the witness script,
+//     placed as a partial signature (PSBT_IN_PARTIAL_SIG); the witness script, and for sh(wsh) the
+//     redeem script, are added (Updater role);
+//   - tr: for every tapscript leaf holding the key, SIGHASH_DEFAULT (or the type the input asks
+//     for and the analysis allowed) over the BIP-341 script-path sighash with that leaf's hash, placed as
+//     PSBT_IN_TAP_SCRIPT_SIG keyed by (x-only key, leaf hash) so that a finalizer finds it; the
+//     leaf scripts with their control blocks, the internal key and the merkle root are added
+//     (BIP-371) when missing.
+//
+// The witness UTXO is filled from the chain view when missing. It returns the number of
+// signatures added (one per input for wsh, one per input and leaf for tr). p is modified in
+// place.
 func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot int, keys *signer.Keys, chain ChainView) (int, error) {
 	prevOuts := txscript.NewMultiPrevOutFetcher(nil)
 	coins := make([]Coin, len(p.UnsignedTx.TxIn))
@@ -34,7 +52,11 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 	if err != nil {
 		return 0, err
 	}
-	key := desc.Keys()[slot]
+	keySlots := desc.Keys()
+	if slot < 0 || slot >= len(keySlots) {
+		return 0, fmt.Errorf("psbtflow: key slot %d of %d: %w", slot, len(keySlots), signer.ErrNotOurKey)
+	}
+	key := keySlots[slot]
 	signed := 0
 	for i := range p.UnsignedTx.TxIn {
 		c := coins[i]
@@ -47,14 +69,13 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 		if err != nil {
 			return signed, err
 		}
-		pub := priv.PubKey().SerializeCompressed()
-		found := false
-		for _, dk := range d.Keys {
-			if dk.Slot == slot && bytes.Equal(dk.PubKey.SerializeCompressed(), pub) {
-				found = true
+		var ours *descriptor.DerivedKey
+		for k := range d.Keys {
+			if d.Keys[k].Slot == slot && d.Keys[k].PubKey.IsEqual(priv.PubKey()) {
+				ours = &d.Keys[k]
 			}
 		}
-		if !found {
+		if ours == nil {
 			return signed, fmt.Errorf("psbtflow: input %d: derived key is not in the descriptor's script: %w", i, signer.ErrNotOurKey)
 		}
 		if p.Inputs[i].WitnessUtxo == nil {
@@ -62,17 +83,132 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 				return signed, err
 			}
 		}
-		sig, err := txscript.RawTxInWitnessSignature(p.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, txscript.SigHashAll, priv)
-		if err != nil {
-			return signed, fmt.Errorf("psbtflow: sign input %d: %w", i, err)
+		var n int
+		switch d.Type {
+		case descriptor.P2WSH, descriptor.P2SHP2WSH:
+			n, err = signWitnessV0(u, i, c, d, priv, hashes, sighashFor(a, i, txscript.SigHashAll))
+		case descriptor.P2TR:
+			n, err = signTapscript(p, i, c, d, ours, priv, hashes, sighashFor(a, i, txscript.SigHashDefault))
+		default:
+			err = fmt.Errorf("psbtflow: input %d: cannot sign output type %s", i, d.Type)
 		}
-		outcome, err := u.Sign(i, sig, pub, nil, d.WitnessScript)
+		signed += n
 		if err != nil {
-			return signed, fmt.Errorf("psbtflow: add partial signature to input %d: %w", i, err)
-		}
-		if outcome == psbt.SignSuccesful {
-			signed++
+			return signed, err
 		}
 	}
 	return signed, nil
+}
+
+// sighashFor returns the sighash type the analysis chose for input i (Analyze allows only ALL,
+// or DEFAULT/ALL on taproot, unless AnalyzeOptions opted in), or def without an analysis.
+func sighashFor(a *Analysis, i int, def txscript.SigHashType) txscript.SigHashType {
+	if a == nil || i >= len(a.Inputs) {
+		return def
+	}
+	return txscript.SigHashType(a.Inputs[i].SighashType)
+}
+
+// signWitnessV0 signs a wsh or sh(wsh) input over the BIP-143 sighash (SIGHASH_ALL unless the
+// analysis allowed another type).
+func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
+	sig, err := txscript.RawTxInWitnessSignature(u.Upsbt.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, hashType, priv)
+	if err != nil {
+		return 0, fmt.Errorf("psbtflow: sign input %d: %w", i, err)
+	}
+	pub := priv.PubKey().SerializeCompressed()
+	if _, exists := findPartialSig(u.Upsbt.Inputs[i].PartialSigs, pub); exists {
+		return 0, nil // already signed by this key (a repeated request): nothing to add
+	}
+	outcome, err := u.Sign(i, sig, pub, d.RedeemScript, d.WitnessScript)
+	if err != nil {
+		return 0, fmt.Errorf("psbtflow: add partial signature to input %d: %w", i, err)
+	}
+	if outcome == psbt.SignSuccesful {
+		return 1, nil
+	}
+	return 0, nil
+}
+
+func findPartialSig(sigs []*psbt.PartialSig, pub []byte) (int, bool) {
+	for k, s := range sigs {
+		if bytes.Equal(s.PubKey, pub) {
+			return k, true
+		}
+	}
+	return -1, false
+}
+
+// signTapscript adds a BIP-342 script-path signature of our key for every leaf it is in.
+func signTapscript(p *psbt.Packet, i int, c Coin, d *descriptor.Derived, ours *descriptor.DerivedKey, priv *btcec.PrivateKey,
+	hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
+	pin := &p.Inputs[i]
+	tr := d.Taproot
+	xonly := schnorr.SerializePubKey(ours.PubKey)
+	if pin.TaprootInternalKey == nil {
+		pin.TaprootInternalKey = schnorr.SerializePubKey(tr.InternalKey)
+	}
+	if pin.TaprootMerkleRoot == nil {
+		pin.TaprootMerkleRoot = append([]byte(nil), tr.MerkleRoot...)
+	}
+	signed := 0
+	for _, l := range tr.Leaves {
+		if !leafHasKey(l, ours.Slot) {
+			continue
+		}
+		if leafIndexOf(pin.TaprootLeafScript, l.ControlBlock) < 0 {
+			pin.TaprootLeafScript = append(pin.TaprootLeafScript, &psbt.TaprootTapLeafScript{
+				ControlBlock: l.ControlBlock, Script: l.Script, LeafVersion: l.LeafVersion})
+		}
+		exists := false
+		for _, s := range pin.TaprootScriptSpendSig {
+			if bytes.Equal(s.XOnlyPubKey, xonly) && bytes.Equal(s.LeafHash, l.LeafHash[:]) {
+				exists = true
+			}
+		}
+		if exists {
+			continue
+		}
+		leaf := txscript.NewTapLeaf(l.LeafVersion, l.Script)
+		sig, err := txscript.RawTxInTapscriptSignature(p.UnsignedTx, hashes, i, int64(c.Value), c.PkScript, leaf, hashType, priv)
+		if err != nil {
+			return signed, fmt.Errorf("psbtflow: sign input %d leaf %x: %w", i, l.LeafHash[:4], err)
+		}
+		pin.TaprootScriptSpendSig = append(pin.TaprootScriptSpendSig, &psbt.TaprootScriptSpendSig{
+			XOnlyPubKey: xonly, LeafHash: append([]byte(nil), l.LeafHash[:]...), Signature: sig[:schnorr.SignatureSize], SigHash: hashType})
+		signed++
+	}
+	hasDeriv := false
+	for _, td := range pin.TaprootBip32Derivation {
+		if bytes.Equal(td.XOnlyPubKey, xonly) {
+			hasDeriv = true
+		}
+	}
+	if !hasDeriv {
+		td := &psbt.TaprootBip32Derivation{XOnlyPubKey: xonly, MasterKeyFingerprint: binary.LittleEndian.Uint32(ours.Fingerprint[:]),
+			Bip32Path: append([]uint32(nil), ours.Path...)}
+		for _, h := range ours.LeafHashes {
+			td.LeafHashes = append(td.LeafHashes, append([]byte(nil), h[:]...))
+		}
+		pin.TaprootBip32Derivation = append(pin.TaprootBip32Derivation, td)
+	}
+	return signed, nil
+}
+
+func leafHasKey(l descriptor.TapLeaf, slot int) bool {
+	for _, k := range l.Keys {
+		if k.Slot == slot {
+			return true
+		}
+	}
+	return false
+}
+
+func leafIndexOf(ls []*psbt.TaprootTapLeafScript, controlBlock []byte) int {
+	for k, l := range ls {
+		if bytes.Equal(l.ControlBlock, controlBlock) {
+			return k
+		}
+	}
+	return -1
 }

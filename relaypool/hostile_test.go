@@ -221,9 +221,10 @@ func TestHostileRelay(t *testing.T) {
 		t.Fatalf("re-sent REQ has Since %v, want about a minute ago", s)
 	}
 	// The loss is logged by the old connection's goroutine, which may run after the re-dial.
-	waitFor(t, 10*time.Second, "the large-message drop logged with its reason", func() bool {
-		return rec.has("relay connection lost", ErrMessageTooLarge.Error(), url)
-	})
+	if !eventually(10*time.Second, func() bool { return rec.has("relay connection lost", ErrMessageTooLarge.Error(), url) }) {
+		rec.mu.Lock()
+		t.Fatalf("dropping the connection for a large message was not logged with its reason; log: %q", rec.lines)
+	}
 
 	t.Log("CLOSED from the relay is retried on the same connection")
 	hc2.send(t, "CLOSED", r2.SubscriptionID, "error: shutting down idle subscriptions")
@@ -319,3 +320,13 @@ func TestKeepalive(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// eventually polls cond until it holds or d has passed.
+func eventually(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+	return true
+}

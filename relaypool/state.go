@@ -41,6 +41,18 @@ func (s State) String() string {
 // MarshalText gives the state's name (for JSON health output).
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a state's name (as `cosigner status` reads the daemon's /healthz); an
+// unknown name is an error.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("relaypool: unknown relay state %q", b)
+}
+
 // failedState is the state after failures consecutive failures (1 or more).
 func failedState(failures int) State {
 	if failures >= failAfter {

@@ -30,9 +30,11 @@ usage:
   cosigner clients list|grant|revoke   connected NIP-46 clients and their permissions
   cosigner request BUNKER_URI METHOD [PARAMS…]  call a NIP-46 remote signer, print the result
   cosigner run                watch the wallet and serve NIP-46 until SIGTERM/SIGINT
-  cosigner status             the wallet as last seen: tip, balance, UTXOs
+  cosigner status             the wallet as last seen (tip, balance, UTXOs) and the daemon's sync progress and servers
   cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
   cosigner policy check FILE  validate a policy file
+  cosigner psbt inspect [--json] FILE
+                              what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
 
 Configuration is read from COSIGNER_* environment variables; see the README.
 `
@@ -96,6 +98,8 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 		return cmdStatus(ctx, cfg, out)
 	case "health":
 		return cmdHealth(ctx, cfg, out)
+	case "psbt":
+		return cmdPSBT(ctx, cfg, args[1:], out)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }
@@ -173,9 +177,7 @@ func cmdStatus(ctx context.Context, cfg *Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printStatus(out, st)
-	printRelayStatus(ctx, out, cfg.HealthAddr)
-	return nil
+	return showStatus(ctx, cfg, out, st)
 }
 
 func cmdHealth(ctx context.Context, cfg *Config, out io.Writer) error {

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """bdkwallet.py: a BDK (bdkpython 3.1.1) coordinator wallet for end-to-end
-tests and the demo. It holds one key (key "B") of a P2WSH multisig, builds
+tests and the demo. It holds one key (key "B") of a 2-of-3 multisig
+(wsh, sh(wsh) or taproot tr(NUMS,multi_a(…)) — any descriptor BDK knows), builds
 PSBTs, signs its own share, and finalizes and broadcasts once the co-signer
 has added its signature.
 
@@ -29,6 +30,8 @@ Subcommands:
       all keys) → {"psbt": base64, "fee": sat, "txid",
       "inputs": [{"outpoint", "amount", "bip32_derivations", "partial_sigs",
                   "has_witness_script"}],
+      (partial_sigs counts every signature: ECDSA partial signatures and
+      taproot script-path signatures, PSBT_IN_TAP_SCRIPT_SIG)
       "outputs": [{"address", "amount", "is_change"}]}
   sign     --descriptor D --network regtest --psbt BASE64
       Adds the signatures of the private keys in D without finalizing
@@ -206,17 +209,71 @@ def sign_options(try_finalize: bool) -> bdk.SignOptions:
     )
 
 
+def _compact_size(b: bytes, i: int) -> tuple:
+    n = b[i]
+    if n < 0xfd:
+        return n, i + 1
+    width = {0xfd: 2, 0xfe: 4, 0xff: 8}[n]
+    return int.from_bytes(b[i + 1:i + 1 + width], "little"), i + 1 + width
+
+
+def input_maps(psbt_b64: str, n_inputs: int) -> list:
+    """The key-value maps of a PSBT's inputs (BIP-174 serialization), as
+    lists of (key type, key data, value). bdkpython 3.1.1 cannot hand out
+    inputs that carry taproot script signatures (Psbt.input() raises
+    "unhashable type: 'TapScriptSigKey'"), so the summary reads the
+    serialization itself."""
+    b = base64.b64decode(psbt_b64)
+    i = 5  # magic
+
+    def read_map(i):
+        pairs = []
+        while True:
+            klen, i = _compact_size(b, i)
+            if klen == 0:
+                return pairs, i
+            key = b[i:i + klen]
+            i += klen
+            vlen, i = _compact_size(b, i)
+            pairs.append((key[0], key[1:], b[i:i + vlen]))
+            i += vlen
+
+    _, i = read_map(i)  # global
+    maps = []
+    for _ in range(n_inputs):
+        m, i = read_map(i)
+        maps.append(m)
+    return maps
+
+
+# BIP-174/371 input key types.
+IN_WITNESS_UTXO, IN_PARTIAL_SIG, IN_WITNESS_SCRIPT, IN_BIP32 = 0x01, 0x02, 0x05, 0x06
+IN_TAP_KEY_SIG, IN_TAP_SCRIPT_SIG, IN_TAP_BIP32 = 0x13, 0x14, 0x16
+
+
+def signatures(pairs) -> int:
+    """Signatures on a PSBT input: ECDSA partial signatures (wsh, sh(wsh))
+    plus taproot key-path and script-path signatures (BIP-371)."""
+    return sum(1 for t, _, _ in pairs if t in (IN_PARTIAL_SIG, IN_TAP_KEY_SIG, IN_TAP_SCRIPT_SIG))
+
+
+def signature_counts(psbt) -> list:
+    b64 = psbt.serialize()
+    return [signatures(m) for m in input_maps(b64, len(psbt.extract_tx_unchecked_fee_rate().input()))]
+
+
 def psbt_summary(wallet, network, psbt) -> dict:
     """Inputs and outputs of a PSBT as the wallet sees them."""
     tx = psbt.extract_tx_unchecked_fee_rate()
     inputs = []
-    for txin, pin in zip(tx.input(), psbt.input()):
+    for txin, pairs in zip(tx.input(), input_maps(psbt.serialize(), len(tx.input()))):
+        utxo = [v for t, _, v in pairs if t == IN_WITNESS_UTXO]
         inputs.append({
             "outpoint": f"{txin.previous_output.txid}:{txin.previous_output.vout}",
-            "amount": pin.witness_utxo.value.to_sat() if pin.witness_utxo else None,
-            "bip32_derivations": len(pin.bip32_derivation),
-            "partial_sigs": len(pin.partial_sigs),
-            "has_witness_script": pin.witness_script is not None,
+            "amount": int.from_bytes(utxo[0][:8], "little") if utxo else None,
+            "bip32_derivations": sum(1 for t, _, _ in pairs if t in (IN_BIP32, IN_TAP_BIP32)),
+            "partial_sigs": signatures(pairs),
+            "has_witness_script": any(t == IN_WITNESS_SCRIPT for t, _, _ in pairs),
         })
     outputs = []
     for txout in tx.output():
@@ -268,9 +325,9 @@ def cmd_sign(args) -> dict:
     if args.electrum:
         scan(wallet, args.electrum, args.stop_gap)
     psbt = decode_psbt(args.psbt)
-    before = [len(i.partial_sigs) for i in psbt.input()]
+    before = signature_counts(psbt)
     wallet.sign(psbt, sign_options(try_finalize=False))
-    after = [len(i.partial_sigs) for i in psbt.input()]
+    after = signature_counts(psbt)
     if after == before:
         raise Failure(f"no signature added (partial signatures per input: {after})")
     return {"psbt": psbt.serialize(), "partial_sigs": after}
@@ -292,7 +349,7 @@ def cmd_finalize(args) -> dict:
     fee = psbt.fee()
     result = psbt.finalize()
     if not result.could_finalize:
-        sigs = [len(i.partial_sigs) for i in psbt.input()]
+        sigs = signature_counts(psbt)
         errors = [str(e) for e in (result.errors or [])]
         raise Failure(f"cannot finalize the PSBT (partial signatures per input: {sigs}): {errors}")
     try:

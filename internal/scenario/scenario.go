@@ -44,6 +44,24 @@ type Options struct {
 	// ExtraEnv are further COSIGNER_* settings for the daemon and its subcommands.
 	ExtraEnv []string
 	Logger   *slog.Logger
+	// Wallet is the registered wallet's shape: "" or "wsh" (wsh(sortedmulti(2,A,B,C))),
+	// "sh-wsh" (the same nested in P2SH) or "tr" (tr(NUMS,multi_a(2,A,B,C))); see WalletDescriptor.
+	Wallet string
+}
+
+// WalletDescriptor writes the 2-of-3 wallet of the given shape (Options.Wallet) over three key
+// expressions, each followed by /<0;1>/*.
+func WalletDescriptor(shape, a, b, c string) (string, error) {
+	mp := "/<0;1>/*"
+	switch shape {
+	case "", "wsh":
+		return fmt.Sprintf("wsh(sortedmulti(2,%s%s,%s%s,%s%s))", a, mp, b, mp, c, mp), nil
+	case "sh-wsh":
+		return fmt.Sprintf("sh(wsh(sortedmulti(2,%s%s,%s%s,%s%s)))", a, mp, b, mp, c, mp), nil
+	case "tr":
+		return fmt.Sprintf("tr(%s,multi_a(2,%s%s,%s%s,%s%s))", descriptor.NUMSKey, a, mp, b, mp, c, mp), nil
+	}
+	return "", fmt.Errorf("scenario: unknown wallet shape %q (wsh, sh-wsh, tr)", shape)
 }
 
 // BDKKey is a key made by bdkwallet.py keys.
@@ -152,7 +170,10 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 	if err := e.BDKJSON(ctx, &e.KeyC, "keys", "--network", "regtest"); err != nil {
 		return nil, err
 	}
-	pub := fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*,%s/<0;1>/*))", e.KeyA.KeyOrigin(), e.KeyB.XpubKey, e.KeyC.XpubKey)
+	pub, err := WalletDescriptor(o.Wallet, e.KeyA.KeyOrigin(), e.KeyB.XpubKey, e.KeyC.XpubKey)
+	if err != nil {
+		return nil, err
+	}
 	sum, err := descriptor.Checksum(pub)
 	if err != nil {
 		return nil, err
@@ -160,7 +181,9 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 	if e.Descriptor, err = descriptor.Parse(pub+"#"+sum, e.Net.Params(), descriptor.RequireChecksum()); err != nil {
 		return nil, err
 	}
-	e.BDKDescriptor = fmt.Sprintf("wsh(sortedmulti(2,%s/<0;1>/*,%s/<0;1>/*,%s/<0;1>/*))", e.KeyA.KeyOrigin(), e.KeyB.XprvKey, e.KeyC.XpubKey)
+	if e.BDKDescriptor, err = WalletDescriptor(o.Wallet, e.KeyA.KeyOrigin(), e.KeyB.XprvKey, e.KeyC.XpubKey); err != nil {
+		return nil, err
+	}
 	e.env = append(e.env, "COSIGNER_DESCRIPTOR="+e.Descriptor.String())
 
 	e.ClientSK = nostr.GeneratePrivateKey()

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// cmdPSBT dispatches `cosigner psbt inspect FILE`.
+func cmdPSBT(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
+	asJSON := len(args) == 3 && args[1] == "--json"
+	if len(args) < 2 || args[0] != "inspect" || len(args) > 3 || (len(args) == 3 && !asJSON) {
+		return usageError{"usage: cosigner psbt inspect [--json] FILE   (FILE: base64, hex or binary PSBT; - for stdin)"}
+	}
+	return cmdPSBTInspect(ctx, cfg, args[len(args)-1], asJSON, out)
+}
+
+// cmdPSBTInspect analyses the PSBT in file against the registered wallet (COSIGNER_DESCRIPTOR)
+// exactly as sign_psbt would before asking the policy, and prints inputs, outputs, change, fee,
+// feerate, outflow and every warning. The wallet view is the one `cosigner run` last stored in
+// the data directory's database; without one, amounts are the PSBT's own claims (said so in the
+// output). A PSBT the co-signer would refuse prints the refusal and exits with status 1. With
+// asJSON the analysis is printed as the JSON the audit log stores, after the wallet view line.
+func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, asJSON bool, out io.Writer) error {
+	if cfg.Descriptor == "" {
+		return errors.New("configuration: COSIGNER_DESCRIPTOR is empty: psbt inspect needs the registered wallet descriptor")
+	}
+	params, _ := cfg.Params()
+	desc, err := descriptor.Parse(cfg.Descriptor, params, descriptor.RequireChecksum())
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
+	}
+	text, err := readPSBTFile(file)
+	if err != nil {
+		return err
+	}
+	p, _, err := psbtflow.Decode(text)
+	if err != nil {
+		return fmt.Errorf("psbt inspect: %w", err)
+	}
+
+	var view psbtflow.ChainView
+	if _, statErr := os.Stat(cfg.DBPath()); statErr == nil {
+		db, err := store.Open(ctx, cfg.DBPath())
+		if err != nil {
+			return err
+		}
+		st, err := db.LoadChainwatch(ctx)
+		db.Close()
+		if err != nil {
+			return err
+		}
+		sv, err := stateView(st)
+		if err != nil {
+			return err
+		}
+		if !sv.HasTip {
+			fmt.Fprintf(out, "wallet view: %s has no chain data yet (run `cosigner run` until synced)\n\n", cfg.DBPath())
+		} else {
+			fmt.Fprintf(out, "wallet view: %s (tip %d, %d UTXOs, %d scripts), as `cosigner run` last stored it\n\n",
+				cfg.DBPath(), sv.Tip, len(sv.Coins), len(sv.Scripts))
+		}
+		view = sv
+	} else {
+		fmt.Fprintf(out, "wallet view: none (%s not found). Input amounts and scripts are the PSBT's own claims,\n"+
+			"NOT checked against the chain (no protection against the segwit fee attack or spent inputs);\n"+
+			"scripts count as the wallet's within %d indexes of each branch.\n\n", cfg.DBPath(), cfg.Lookahead)
+		view = psbtflow.PSBTView(p, desc, uint32(cfg.Lookahead))
+	}
+
+	a, err := psbtflow.Analyze(p, desc, view)
+	if err != nil {
+		fmt.Fprintf(out, "REFUSED: the co-signer would answer sign_psbt with\n  %v\n", err)
+		return errors.New("psbt inspect: the PSBT would be refused")
+	}
+	if asJSON {
+		b, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(out, "%s\n", b)
+		return err
+	}
+	return psbtflow.WriteTable(out, a)
+}
+
+// readPSBTFile reads a PSBT file ("-": stdin) of base64 or hex text, or raw binary (BIP-174
+// "psbt" 0xff magic), and returns it as text for psbtflow.Decode.
+func readPSBTFile(file string) (string, error) {
+	var r io.Reader = os.Stdin
+	if file != "-" {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", fmt.Errorf("psbt inspect: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 4*psbtflow.MaxPSBTBytes))
+	if err != nil {
+		return "", fmt.Errorf("psbt inspect: reading %s: %w", file, err)
+	}
+	if len(b) >= 5 && string(b[:5]) == "psbt\xff" {
+		return base64.StdEncoding.EncodeToString(b), nil
+	}
+	return string(b), nil
+}
+
+// stateView turns chainwatch's persisted state into a psbtflow wallet view.
+func stateView(st store.ChainwatchState) (*psbtflow.StateView, error) {
+	v := &psbtflow.StateView{Coins: map[wire.OutPoint]psbtflow.Coin{}, Scripts: map[string][2]uint32{},
+		Tip: st.Tip.Height, HasTip: st.HasTip}
+	for _, s := range st.Scripts {
+		v.Scripts[string(s.PkScript)] = [2]uint32{s.Branch, s.Index}
+	}
+	for _, u := range st.UTXOs {
+		h, err := chainhash.NewHashFromStr(u.TxID)
+		if err != nil {
+			return nil, fmt.Errorf("stored UTXO %s:%d: %w", u.TxID, u.Vout, err)
+		}
+		v.Coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbtflow.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
+			Branch: u.Branch, Index: u.Index, Height: u.Height}
+	}
+	return v, nil
+}

@@ -1,0 +1,333 @@
+package psbtflow
+
+// Build plays the BIP-174 Creator and Updater roles for the wallet's own transactions: from a
+// coin selection (Select), the payments, and the registered descriptor it writes a PSBT v0
+// whose inputs and change output carry everything a co-signer (this one through Analyze and
+// SignInputs, another one, or a hardware signer) needs to check and sign it.
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/base58"
+	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/btcutil/txsort"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/descriptor"
+)
+
+// Builder errors.
+var (
+	// ErrPayment means a payment has no usable script: no address and no script, both, or an
+	// address of another network.
+	ErrPayment = errors.New("psbtflow: invalid payment")
+	// ErrForeignCoin means a selected coin's script is not the registered descriptor's at the
+	// coin's (branch, index).
+	ErrForeignCoin = errors.New("psbtflow: selected coin is not the wallet's")
+	// ErrPrevTx means the previous transaction fetched for non_witness_utxo does not hash to
+	// the input's txid or does not carry the coin's value and script at its index.
+	ErrPrevTx = errors.New("psbtflow: previous transaction does not match the coin")
+	// ErrUnsupportedDescriptor means Build cannot write the PSBT fields this descriptor's
+	// inputs need: it writes witness (and redeem) scripts, not yet BIP-371 taproot fields.
+	ErrUnsupportedDescriptor = errors.New("psbtflow: the builder does not support this descriptor")
+	// ErrSelectionMismatch means the selection was computed for other outputs than the ones
+	// given to Build (its amounts or vsize do not add up).
+	ErrSelectionMismatch = errors.New("psbtflow: selection does not match the payments")
+)
+
+// Payment is an output to pay: to Address, or to the raw PkScript (exactly one of them).
+type Payment struct {
+	Address  btcutil.Address
+	PkScript []byte
+	// Amount in sat. Ignored for a sweep, whose one payment gets Selection.Amount.
+	Amount btcutil.Amount
+}
+
+func (p Payment) script(desc *descriptor.Descriptor) ([]byte, error) {
+	switch {
+	case p.Address != nil && p.PkScript != nil:
+		return nil, fmt.Errorf("%w: give an address or a script, not both", ErrPayment)
+	case p.PkScript != nil:
+		if len(p.PkScript) == 0 || len(p.PkScript) > txscript.MaxScriptSize {
+			return nil, fmt.Errorf("%w: script of %d bytes", ErrPayment, len(p.PkScript))
+		}
+		return p.PkScript, nil
+	case p.Address != nil:
+		if !p.Address.IsForNet(desc.Network()) {
+			return nil, fmt.Errorf("%w: address %s is not for %s", ErrPayment, p.Address, desc.Network().Name)
+		}
+		return txscript.PayToAddrScript(p.Address)
+	}
+	return nil, fmt.Errorf("%w: no address and no script", ErrPayment)
+}
+
+// PrevTxFetcher gives full previous transactions for non_witness_utxo (BIP-174
+// PSBT_IN_NON_WITNESS_UTXO). Hardware signers want them for segwit v0 inputs too, since the
+// segwit fee attack (bitcoin#19215). Electrum's blockchain.transaction.get(txid) satisfies it.
+type PrevTxFetcher interface {
+	PrevTx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error)
+}
+
+// Order is how Build orders inputs and outputs.
+type Order int
+
+const (
+	// OrderShuffle puts inputs and outputs in random order, as Bitcoin Core does: the change
+	// output's position says nothing. The default.
+	OrderShuffle Order = iota
+	// OrderBIP69 sorts inputs by outpoint and outputs by amount then script (BIP-69): the same
+	// selection always gives the same transaction, which coordinators can compare.
+	OrderBIP69
+)
+
+// BuildOptions are the parts of the transaction that are not the selection or the payments.
+type BuildOptions struct {
+	// ChangeIndex is the index, on the descriptor's change branch (1), of the change output:
+	// the wallet's next unused change index. Analyze classifies the output as change only if
+	// the watcher tracks that index.
+	ChangeIndex uint32
+	// TipHeight is the height of the best block, for the anti-fee-sniping nLockTime. Pass 0
+	// when the view of the chain is not current (nLockTime is then 0).
+	TipHeight int32
+	Order     Order
+	// Rand drives the shuffle and the nLockTime draw; nil uses math/rand/v2's randomly seeded
+	// source.
+	Rand *rand.Rand
+}
+
+// Build writes the unsigned PSBT (v0, transaction version 2) that spends sel.Inputs to
+// payments and, when sel.Change > 0, to the change output at (branch 1, opts.ChangeIndex).
+//
+// Every input carries witness_utxo, non_witness_utxo (fetched through prev; skipped when prev
+// is nil), its witness script (and redeem script if P2SH-wrapped) and a BIP32 derivation for
+// every key slot of desc; the change output carries its witness script and the derivations;
+// the global map has every key slot's xpub with its origin (PSBT_GLOBAL_XPUB), which hardware
+// co-signers use to check the multisig (this co-signer never takes keys from a PSBT).
+// Every input signals replaceability (nSequence 0xfffffffd, BIP-125) and nLockTime discourages
+// fee sniping as Bitcoin Core does (wallet/spend.cpp DiscourageFeeSniping): the tip height, and
+// one time in ten a random 0–99 blocks earlier so that transactions built late do not stand out.
+//
+// Errors: ErrPayment, ErrDustOutput (a payment below its dust limit), ErrForeignCoin,
+// ErrUnsupportedDescriptor (descriptors without a witness script: taproot),
+// ErrPrevTx (or the fetcher's error, wrapped), ErrSelectionMismatch.
+func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, payments []Payment, opts BuildOptions, prev PrevTxFetcher) (*psbt.Packet, error) {
+	if len(sel.Inputs) == 0 || len(payments) == 0 {
+		return nil, fmt.Errorf("%w: no inputs or no payments", ErrSelectionMismatch)
+	}
+	if opts.TipHeight < 0 || opts.TipHeight >= txscript.LockTimeThreshold {
+		return nil, fmt.Errorf("psbtflow: tip height %d is not a block height", opts.TipHeight)
+	}
+	sweep := sel.Algorithm == AlgorithmSweep
+	if sweep && len(payments) != 1 {
+		return nil, fmt.Errorf("%w: a sweep pays exactly one output, got %d", ErrSelectionMismatch, len(payments))
+	}
+	tx := wire.NewMsgTx(2)
+	var paid btcutil.Amount
+	for i, pay := range payments {
+		script, err := pay.script(desc)
+		if err != nil {
+			return nil, fmt.Errorf("psbtflow: payment %d: %w", i, err)
+		}
+		amount := pay.Amount
+		if sweep {
+			amount = sel.Amount
+		}
+		out := wire.NewTxOut(int64(amount), script)
+		if amount <= 0 || amount > btcutil.MaxSatoshi {
+			return nil, fmt.Errorf("%w: payment %d of %d sat", ErrPayment, i, int64(amount))
+		}
+		if dust := DustThreshold(out); amount < dust {
+			return nil, fmt.Errorf("%w: payment %d of %s is below %s", ErrDustOutput, i, amount, dust)
+		}
+		paid += amount
+		tx.AddTxOut(out)
+	}
+	if paid != sel.Amount {
+		return nil, fmt.Errorf("%w: payments add up to %s, the selection to %s", ErrSelectionMismatch, paid, sel.Amount)
+	}
+	var change *descriptor.Derived
+	if sel.Change > 0 {
+		d, err := desc.Derive(ChangeBranch, opts.ChangeIndex)
+		if err != nil {
+			return nil, fmt.Errorf("psbtflow: change output: %w", err)
+		}
+		change = d
+		tx.AddTxOut(wire.NewTxOut(int64(sel.Change), d.PkScript))
+	}
+	var inTotal btcutil.Amount
+	derived := make(map[wire.OutPoint]*descriptor.Derived, len(sel.Inputs))
+	coins := make(map[wire.OutPoint]Coin, len(sel.Inputs))
+	for _, c := range sel.Inputs {
+		if _, dup := coins[c.OutPoint]; dup {
+			return nil, fmt.Errorf("%w: coin %s selected twice", ErrSelectionMismatch, c.OutPoint)
+		}
+		d, err := desc.Derive(c.Branch, c.Index)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s at %d/%d: %v", ErrForeignCoin, c.OutPoint, c.Branch, c.Index, err)
+		}
+		if !bytes.Equal(d.PkScript, c.PkScript) {
+			return nil, fmt.Errorf("%w: %s is not the descriptor's script at %d/%d", ErrForeignCoin, c.OutPoint, c.Branch, c.Index)
+		}
+		if d.WitnessScript == nil {
+			return nil, fmt.Errorf("%w: %s has no witness script (taproot PSBT fields are not built yet)", ErrUnsupportedDescriptor, c.OutPoint)
+		}
+		derived[c.OutPoint], coins[c.OutPoint] = d, c.Coin
+		inTotal += c.Value
+		tx.AddTxIn(&wire.TxIn{PreviousOutPoint: c.OutPoint, Sequence: wire.MaxTxInSequenceNum - 2})
+	}
+	if inTotal != sel.InputTotal || inTotal-paid-sel.Change != sel.Fee {
+		return nil, fmt.Errorf("%w: inputs %s, outputs %s, fee %s", ErrSelectionMismatch, inTotal, paid+sel.Change, sel.Fee)
+	}
+	inWeight, err := InputWeight(desc)
+	if err != nil {
+		return nil, err
+	}
+	outSizes := make([]int, len(tx.TxOut))
+	for i, o := range tx.TxOut {
+		outSizes[i] = o.SerializeSize()
+	}
+	if v := (txWeight(len(tx.TxIn), inWeight, outSizes, 0) + 3) / 4; v != sel.VSize {
+		return nil, fmt.Errorf("%w: the transaction's vsize is %d vB, the selection's %d vB", ErrSelectionMismatch, v, sel.VSize)
+	}
+
+	tx.LockTime = antiFeeSnipingLockTime(opts.TipHeight, opts.Rand)
+	switch opts.Order {
+	case OrderBIP69:
+		txsort.InPlaceSort(tx)
+	case OrderShuffle:
+		shuffle := rand.Shuffle
+		if opts.Rand != nil {
+			shuffle = opts.Rand.Shuffle
+		}
+		shuffle(len(tx.TxIn), func(i, j int) { tx.TxIn[i], tx.TxIn[j] = tx.TxIn[j], tx.TxIn[i] })
+		shuffle(len(tx.TxOut), func(i, j int) { tx.TxOut[i], tx.TxOut[j] = tx.TxOut[j], tx.TxOut[i] })
+	default:
+		return nil, fmt.Errorf("psbtflow: unknown output order %d", opts.Order)
+	}
+
+	p, err := psbt.NewFromUnsignedTx(tx)
+	if err != nil {
+		return nil, fmt.Errorf("psbtflow: create PSBT: %w", err)
+	}
+	u, err := psbt.NewUpdater(p)
+	if err != nil {
+		return nil, err
+	}
+	prevTxs := map[chainhash.Hash]*wire.MsgTx{}
+	for i, in := range tx.TxIn {
+		op := in.PreviousOutPoint
+		c, d := coins[op], derived[op]
+		if prev != nil {
+			ptx, ok := prevTxs[op.Hash]
+			if !ok {
+				if ptx, err = prev.PrevTx(ctx, op.Hash); err != nil {
+					return nil, fmt.Errorf("psbtflow: fetch previous transaction %s: %w", op.Hash, err)
+				}
+				if ptx == nil || ptx.TxHash() != op.Hash {
+					return nil, fmt.Errorf("%w: the transaction fetched for %s has another txid", ErrPrevTx, op.Hash)
+				}
+				prevTxs[op.Hash] = ptx
+			}
+			if int(op.Index) >= len(ptx.TxOut) || ptx.TxOut[op.Index].Value != int64(c.Value) || !bytes.Equal(ptx.TxOut[op.Index].PkScript, c.PkScript) {
+				return nil, fmt.Errorf("%w: %s", ErrPrevTx, op)
+			}
+			if err := u.AddInNonWitnessUtxo(ptx, i); err != nil {
+				return nil, fmt.Errorf("psbtflow: input %d non_witness_utxo: %w", i, err)
+			}
+		}
+		if err := u.AddInWitnessUtxo(wire.NewTxOut(int64(c.Value), c.PkScript), i); err != nil {
+			return nil, fmt.Errorf("psbtflow: input %d witness_utxo: %w", i, err)
+		}
+		if d.RedeemScript != nil {
+			if err := u.AddInRedeemScript(d.RedeemScript, i); err != nil {
+				return nil, fmt.Errorf("psbtflow: input %d redeem script: %w", i, err)
+			}
+		}
+		if err := u.AddInWitnessScript(d.WitnessScript, i); err != nil {
+			return nil, fmt.Errorf("psbtflow: input %d witness script: %w", i, err)
+		}
+		for _, k := range d.Keys {
+			if err := u.AddInBip32Derivation(fingerprintLE(k.Fingerprint), k.Path, k.PubKey.SerializeCompressed(), i); err != nil {
+				return nil, fmt.Errorf("psbtflow: input %d derivation: %w", i, err)
+			}
+		}
+	}
+	if err := addGlobalXPubs(p, desc); err != nil {
+		return nil, err
+	}
+	if change != nil {
+		for j, out := range tx.TxOut {
+			if out.Value != int64(sel.Change) || !bytes.Equal(out.PkScript, change.PkScript) {
+				continue
+			}
+			if change.RedeemScript != nil {
+				if err := u.AddOutRedeemScript(change.RedeemScript, j); err != nil {
+					return nil, err
+				}
+			}
+			if err := u.AddOutWitnessScript(change.WitnessScript, j); err != nil {
+				return nil, err
+			}
+			for _, k := range change.Keys {
+				if err := u.AddOutBip32Derivation(fingerprintLE(k.Fingerprint), k.Path, k.PubKey.SerializeCompressed(), j); err != nil {
+					return nil, err
+				}
+			}
+			break
+		}
+	}
+	return p, nil
+}
+
+// globalXPubType is PSBT_GLOBAL_XPUB (BIP-174): key 0x01 || the 78-byte serialized extended
+// public key, value the master fingerprint || the derivation path (uint32 little-endian each).
+// btcd's psbt package keeps it among the global Unknowns and writes it back unchanged.
+const globalXPubType = 0x01
+
+// addGlobalXPubs writes one PSBT_GLOBAL_XPUB per key slot of desc, so that signers that check
+// the multisig's keys from the PSBT (hardware co-signers) find all of them.
+func addGlobalXPubs(p *psbt.Packet, desc *descriptor.Descriptor) error {
+	for i, k := range desc.Keys() {
+		raw := base58.Decode(k.XPub.String())
+		if len(raw) != 82 { // 78 bytes and a 4-byte checksum
+			return fmt.Errorf("psbtflow: key slot %d: extended key of %d bytes", i, len(raw))
+		}
+		value := make([]byte, 4, 4+4*len(k.OriginPath))
+		copy(value, k.Fingerprint[:])
+		for _, step := range k.OriginPath {
+			value = binary.LittleEndian.AppendUint32(value, step)
+		}
+		p.Unknowns = append(p.Unknowns, &psbt.Unknown{Key: append([]byte{globalXPubType}, raw[:78]...), Value: value})
+	}
+	return nil
+}
+
+// fingerprintLE is the fingerprint as btcd's psbt package keeps it: a little-endian uint32.
+func fingerprintLE(fp [4]byte) uint32 { return binary.LittleEndian.Uint32(fp[:]) }
+
+// antiFeeSnipingLockTime is Bitcoin Core's DiscourageFeeSniping for height-based locktimes:
+// the tip height (a miner reorging the tip to take the fee cannot include the transaction
+// earlier), and with probability 1/10 up to 99 blocks less, so that transactions that waited
+// (for co-signers, say) look like the others. 0 when tip is 0 (no current view of the chain).
+func antiFeeSnipingLockTime(tip int32, r *rand.Rand) uint32 {
+	if tip <= 0 {
+		return 0
+	}
+	intN := rand.IntN
+	if r != nil {
+		intN = r.IntN
+	}
+	lt := tip
+	if intN(10) == 0 {
+		lt = max(0, lt-int32(intN(100)))
+	}
+	return uint32(lt)
+}
