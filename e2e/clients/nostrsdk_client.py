@@ -6,6 +6,11 @@ e2e/nip46.
 Usage:
     python nostrsdk_client.py --bunker 'bunker://…' [--sk HEX] [--timeout S]
                               [--peer HEX] STEP…
+    python nostrsdk_client.py --nostrconnect --relay ws://… [--relay …]
+                              [--perms LIST] [--sk HEX] … STEP…
+        prints {"nostrconnect_uri": "nostrconnect://<client-pubkey>?relay=…&secret=…"}
+        first, then waits (in its first step) for the remote signer to answer
+        connect with that secret (NIP-46 client-initiated connection)
 
 NostrConnect connects lazily: the first step makes it send connect
 [remote-signer-pubkey, secret] with the URI's secret (rust-nostr's
@@ -29,6 +34,7 @@ import asyncio
 import json
 import secrets
 import sys
+import urllib.parse
 from datetime import timedelta
 
 import nostr_sdk as ns
@@ -58,7 +64,10 @@ async def run_step(name, coro):
 
 async def main(argv):
     p = argparse.ArgumentParser(description="rust-nostr NostrConnect session")
-    p.add_argument("--bunker", required=True)
+    p.add_argument("--bunker")
+    p.add_argument("--nostrconnect", action="store_true")
+    p.add_argument("--relay", action="append", default=[])
+    p.add_argument("--perms", default="")
     p.add_argument("--sk", help="client secret key, hex (generated if absent)")
     p.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     p.add_argument("--peer", help="third-party pubkey (hex) for the nip44 step")
@@ -66,9 +75,22 @@ async def main(argv):
     a = p.parse_args(argv)
     if "nip44" in a.steps and not a.peer:
         p.error("the nip44 step needs --peer")
+    if bool(a.bunker) == a.nostrconnect or (a.nostrconnect and not a.relay):
+        p.error("give --bunker URI, or --nostrconnect with at least one --relay")
 
     keys = ns.Keys.parse(a.sk) if a.sk else ns.Keys.generate()
-    uri = ns.NostrConnectUri.parse(a.bunker)
+    if a.nostrconnect:
+        # nostr-sdk 0.45 parses only the older form of the URI: it requires a JSON "metadata"
+        # param (current NIP-46 uses name=, url=, image=) and refuses the URI without it.
+        q = [("relay", r) for r in a.relay] + [("metadata", json.dumps({"name": "cosigner interop test"})),
+                                               ("secret", secrets.token_hex(16))]
+        if a.perms:
+            q.append(("perms", a.perms))
+        text = "nostrconnect://" + keys.public_key().to_hex() + "?" + urllib.parse.urlencode(q)
+        out({"nostrconnect_uri": text})
+        uri = ns.NostrConnectUri.parse(text)
+    else:
+        uri = ns.NostrConnectUri.parse(a.bunker)
     signer = ns.NostrConnect(uri, keys, timedelta(seconds=a.timeout), None)
 
     async def get_public_key():

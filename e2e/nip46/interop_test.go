@@ -196,45 +196,64 @@ func TestInteropNostrTools(t *testing.T) {
 }
 
 // TestInteropRustNostr drives cosigner with rust-nostr's NostrConnect client (PyPI nostr-sdk
-// 0.45.1): connect with a bunker:// URI, get_public_key, sign_event, a nip44 round trip.
-// sign_psbt cannot be sent: the Python bindings of NostrConnect have no generic request
-// method (the step reports so, and the test checks that it did not pretend otherwise).
+// 0.45.1) in both flows (a bunker:// URI; a nostrconnect:// URI accepted with `cosigner
+// connect`): connect, get_public_key, sign_event, a nip44 round trip. sign_psbt cannot be sent:
+// the Python bindings of NostrConnect have no generic request method (the step reports so, and
+// the test checks that it did not pretend otherwise).
 func TestInteropRustNostr(t *testing.T) {
 	env := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	peerSK := nostr.GeneratePrivateKey()
 	peerPK, _ := nostr.GetPublicKey(peerSK)
-	clientSK := nostr.GeneratePrivateKey()
-	bunker := bunkerURI(ctx, t, env, interopPerms)
-	p := startClient(ctx, t, env, python(t), filepath.Join("e2e", "clients", "nostrsdk_client.py"),
-		"--bunker", bunker, "--sk", clientSK, "--peer", peerPK, "--timeout", "60",
-		"get_public_key", "sign_event", "nip44", "sign_psbt")
-	got := p.results(t)
-	t.Run("connect and get_public_key", func(t *testing.T) {
-		if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
-			t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)
-		}
+	script := filepath.Join("e2e", "clients", "nostrsdk_client.py")
+	steps := []string{"get_public_key", "sign_event", "nip44", "sign_psbt"}
+	check := func(t *testing.T, got map[string]stepResult) {
+		t.Run("connect and get_public_key", func(t *testing.T) {
+			if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
+				t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)
+			}
+		})
+		t.Run("sign_event", func(t *testing.T) {
+			r := mustStep(t, got, "sign_event")
+			noError(t, r)
+			if !r.Verified {
+				t.Fatalf("rust-nostr did not verify the signed event: %+v", r)
+			}
+			checkSignedEvent(t, env, r, "signed by cosigner through rust-nostr")
+		})
+		t.Run("nip44", func(t *testing.T) {
+			r := mustStep(t, got, "nip44")
+			noError(t, r)
+			checkNIP44(t, env, r, peerSK)
+		})
+		t.Run("sign_psbt", func(t *testing.T) {
+			r := mustStep(t, got, "sign_psbt")
+			if r.Unsupported == "" {
+				t.Fatalf("nostr-sdk now reports sign_psbt as %+v: extend the script to send it", r)
+			}
+			t.Skipf("not possible with this client: %s", r.Unsupported)
+		})
+	}
+	t.Run("bunker", func(t *testing.T) {
+		p := startClient(ctx, t, env, python(t), append([]string{script, "--bunker", bunkerURI(ctx, t, env, interopPerms),
+			"--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--timeout", "60"}, steps...)...)
+		check(t, p.results(t))
 	})
-	t.Run("sign_event", func(t *testing.T) {
-		r := mustStep(t, got, "sign_event")
-		noError(t, r)
-		if !r.Verified {
-			t.Fatalf("rust-nostr did not verify the signed event: %+v", r)
+	t.Run("nostrconnect", func(t *testing.T) {
+		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--timeout", "60"}
+		for _, u := range env.Net.RelayURLs() {
+			args = append(args, "--relay", u)
 		}
-		checkSignedEvent(t, env, r, "signed by cosigner through rust-nostr")
-	})
-	t.Run("nip44", func(t *testing.T) {
-		r := mustStep(t, got, "nip44")
-		noError(t, r)
-		checkNIP44(t, env, r, peerSK)
-	})
-	t.Run("sign_psbt", func(t *testing.T) {
-		r := mustStep(t, got, "sign_psbt")
-		if r.Unsupported == "" {
-			t.Fatalf("nostr-sdk now reports sign_psbt as %+v: extend the script to send it", r)
+		p := startClient(ctx, t, env, python(t), append(args, steps...)...)
+		first, ok := <-p.Lines
+		if !ok || !strings.HasPrefix(first.NostrConnectURI, "nostrconnect://") {
+			t.Fatalf("no nostrconnect URI from the client: %+v; stderr: %s", first, p.stderr.String())
 		}
-		t.Skipf("not possible with this client: %s", r.Unsupported)
+		if out, err := env.Cosigner(ctx, "connect", "--perms", interopPerms, first.NostrConnectURI); err != nil {
+			t.Fatalf("cosigner connect: %v (%s)", err, out)
+		}
+		check(t, p.results(t))
 	})
 }
 
