@@ -1,6 +1,10 @@
 package chainwatch
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
+)
 
 var (
 	// ErrConfig is wrapped by New for an invalid Config (the message names the field).
@@ -14,7 +18,7 @@ var (
 
 	// ErrBroadcastRejected wraps the server's reason (an *electrum.ServerError) when
 	// blockchain.transaction.broadcast refuses a transaction.
-	ErrBroadcastRejected = errors.New("chainwatch: broadcast rejected")
+	ErrBroadcastRejected = electrum.ErrBroadcastRejected
 
 	// ErrStatusMismatch means a fetched history does not hash to the status the server announced
 	// (Electrum protocol "status" formula); the fetch is not trusted and nothing changes.

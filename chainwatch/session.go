@@ -725,9 +725,11 @@ func (w *Watcher) findSpenders(ctx context.Context, c *electrum.Client, evs []Ev
 	}
 }
 
-// Broadcast sends tx with blockchain.transaction.broadcast and returns its txid as the server
-// answered it. Errors: ErrNotConnected; ErrBroadcastRejected wrapping the server's
-// *electrum.ServerError (its Message carries the node's reason); transport errors.
+// Broadcast sends tx with blockchain.transaction.broadcast (electrum.Client.BroadcastTransaction)
+// and returns its txid, checked against the server's answer. Errors: ErrNotConnected; a
+// *electrum.BroadcastError when the server refuses it — errors.Is ErrBroadcastRejected and the
+// recognised reason (electrum.ErrTxAlreadyKnown, ErrTxConflict, ErrFeeTooLow, ErrNonStandard,
+// ErrMissingInputs), errors.As *electrum.ServerError for the node's words; transport errors.
 func (w *Watcher) Broadcast(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error) {
 	w.mu.RLock()
 	c := w.client
@@ -740,18 +742,8 @@ func (w *Watcher) Broadcast(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash
 	if err := tx.Serialize(&buf); err != nil {
 		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: serialize: %w", txid, err)
 	}
-	var got string
-	err := c.Call(ctx, "blockchain.transaction.broadcast", []any{hex.EncodeToString(buf.Bytes())}, &got)
-	var se *electrum.ServerError
-	if errors.As(err, &se) {
-		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: %w: %w", txid, ErrBroadcastRejected, se)
-	}
-	if err != nil {
-		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: %w", txid, err)
-	}
-	h, err := chainhash.NewHashFromStr(got)
-	if err != nil || *h != txid {
-		return chainhash.Hash{}, fmt.Errorf("chainwatch: broadcast %s: server answered %q, not the txid", txid, truncate(got))
+	if _, err := c.BroadcastTransaction(ctx, buf.Bytes()); err != nil {
+		return chainhash.Hash{}, fmt.Errorf("chainwatch: %w", err)
 	}
 	w.log.Info("transaction broadcast", "txid", txid)
 	return txid, nil

@@ -1,8 +1,15 @@
-// Package policy owns cosigner's YAML policy language: loading and validating a policy file
-// (errors carry line:column), and Evaluate, a pure function from a policy and the facts of one
-// request to a decision that names the rule that made it.
+// Package policy owns cosigner's YAML policy language (DESIGN.md, "Policy (YAML)").
 //
-// This first version knows the authorised clients (by Nostr pubkey, with the methods each may
-// call) and a per-transaction cap on outflow (inputs minus change, so the fee counts as spent).
-// Later versions add rolling-window limits, allowlists, fee caps, holds and approvals.
+//   - Parse and Load validate a file and report every problem with file:line:column and a hint
+//     (unknown keys with a "did you mean", amounts without units, unknown names, more approvals
+//     required than approvers named, unreachable rules); Schema is the JSON Schema for editors.
+//   - Evaluate is a pure function from a Policy and one request's facts (Input: the PSBT
+//     analysis, the clock, the spend ledger's totals per velocity window, a hold's approvals) to
+//     a Decision: allow, deny, hold or unauthorized, the rule that decided, the policy's hash and
+//     a rule-by-rule explanation. Global limits are checked first (no rule can lift them), then
+//     the first matching rule decides.
+//   - Loosenings says precisely when a new policy loosens an old one; Reloader (the shell: file
+//     watching, a VersionStore) applies tightenings at once and loosenings only after the
+//     running policy's loosen_delay, keeping both in force meanwhile (WithPrior: the stricter
+//     decision wins).
 package policy

@@ -2,33 +2,203 @@ package policy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
+	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/nbd-wtf/go-nostr"
-	"github.com/nbd-wtf/go-nostr/nip19"
-	"gopkg.in/yaml.v3"
+	"github.com/btcsuite/btcd/chaincfg"
 )
 
 // MaxFileBytes bounds a policy file.
 const MaxFileBytes = 1 << 20
 
-// Policy is a validated policy. Build it with Parse or Load; it is immutable afterwards.
+// DefaultReleaseAfter is how long a signed transaction's reservation in the spend ledger stays
+// counted while its inputs are still unspent, unless limits.release_after says otherwise.
+const DefaultReleaseAfter = 72 * time.Hour
+
+// DefaultLookahead is how many scripts per branch of a named descriptor are matched.
+const DefaultLookahead = 100
+
+// MaxLookahead bounds a named descriptor's lookahead (each script is derived at load time).
+const MaxLookahead = 10_000
+
+// Policy is a validated policy. Build it with Parse or Load; it is immutable afterwards
+// (WithPrior returns a copy).
 type Policy struct {
-	Version  int
-	Clients  []Client
-	MaxPerTx btcutil.Amount
+	Version int
+	// Name is the file name errors and decisions refer to; Hash is the hex SHA-256 of the file's
+	// bytes, recorded with every decision.
+	Name, Hash string
+	// Zone is the default time zone of time-of-day windows (top-level timezone; UTC if absent).
+	Zone *time.Location
+	// LoosenDelay is how long a change that loosens this policy waits before it applies alone
+	// (top-level loosen_delay; 0 = at once). See Loosenings.
+	LoosenDelay time.Duration
+	Clients     []Client
+	Approvers   []Approver
+	Descriptors map[string]*NamedDescriptor
+	Limits      Limits
+	Rules       []Rule
+
+	limitChecks []check
+
+	// prior is the policy that stays in force, alongside this one, until effectiveAt.
+	prior       *Policy
+	effectiveAt time.Time
 }
+
+// MaxPerTx is the per-transaction cap on outflow (limits.max_per_tx).
+func (p *Policy) MaxPerTx() btcutil.Amount { return p.Limits.MaxPerTx }
 
 // Client is one NIP-46 client the policy authorises.
 type Client struct {
 	Name    string
 	PubKey  string   // hex
-	Methods []string // methods it may call; empty means all policy-gated methods (sign_psbt)
+	Methods []string // methods it may call; empty means every policy-gated method
+	// RateLimit bounds its requests (policy-gated methods) per rolling window; nil = none.
+	RateLimit *Rate
+}
+
+// Approver is a person (a Nostr pubkey) who may approve held requests with the approve method.
+type Approver struct {
+	Name   string
+	PubKey string // hex
+}
+
+// NamedDescriptor is an output descriptor named in the policy (for example a cold vault) so that
+// destinations can refer to it: an output matches when its script is one of the descriptor's
+// scripts at index < Lookahead on any of its branches.
+type NamedDescriptor struct {
+	Name       string
+	Descriptor string
+	Lookahead  uint32
+	scripts    map[string]bool
+}
+
+// Has reports whether pkScript is one of d's scripts within the lookahead.
+func (d *NamedDescriptor) Has(pkScript []byte) bool { return d.scripts[string(pkScript)] }
+
+// Window is a rolling-window velocity limit: at most Max may leave the wallet (outflow, fee
+// included) in any period of length Window, counted in the spend ledger.
+type Window struct {
+	Window time.Duration
+	Max    btcutil.Amount
+}
+
+// Name is the window's rule name in decisions, e.g. "velocity_1d".
+func (w Window) Name() string { return "velocity_" + FormatDuration(w.Window) }
+
+// Opt is an optional setting: Set is false when the key is absent.
+type Opt[T any] struct {
+	V   T
+	Set bool
+}
+
+// Limits are the global limits: no rule can lift them.
+type Limits struct {
+	MaxPerTx         btcutil.Amount
+	Velocity         []Window
+	MaxFee           Opt[btcutil.Amount]
+	MaxFeeRate       Opt[FeeRate]
+	MaxFeeShare      Opt[Share]
+	MinConfirmations Opt[int32]
+	Hours            *Hours
+	// Allow, when set, lists the only destinations spend outputs may pay; Deny lists
+	// destinations no output may pay.
+	Allow Opt[[]Destination]
+	Deny  []Destination
+	// ReleaseAfter: a reservation whose inputs are still unspent this long after signing is
+	// released (default DefaultReleaseAfter).
+	ReleaseAfter time.Duration
+}
+
+// Destination is an address or a named descriptor (written "descriptor:NAME").
+type Destination struct {
+	Text       string
+	PkScript   []byte           // for an address
+	Descriptor *NamedDescriptor // for descriptor:NAME
+}
+
+// Matches reports whether pkScript pays this destination.
+func (d Destination) Matches(pkScript []byte) bool {
+	if d.Descriptor != nil {
+		return d.Descriptor.Has(pkScript)
+	}
+	return bytes.Equal(d.PkScript, pkScript)
+}
+
+// Hours is a time-of-day window: From ≤ t < To in Zone on Days (To < From wraps past midnight).
+type Hours struct {
+	From, To ClockTime
+	Days     [7]bool // by time.Weekday
+	Zone     *time.Location
+	text     string // String(), computed once at load
+}
+
+// Contains reports whether t falls inside the window.
+func (h *Hours) Contains(t time.Time) bool {
+	lt := t.In(h.Zone)
+	m := ClockTime(lt.Hour()*60 + lt.Minute())
+	day := lt.Weekday()
+	if h.From <= h.To {
+		return h.Days[day] && m >= h.From && m < h.To
+	}
+	// Wraps midnight: the part after midnight belongs to the previous day's window.
+	if m >= h.From {
+		return h.Days[day]
+	}
+	return m < h.To && h.Days[(day+6)%7]
+}
+
+func (h *Hours) String() string {
+	if h.text != "" {
+		return h.text
+	}
+	return h.format()
+}
+
+func (h *Hours) format() string {
+	var days []string
+	all := true
+	for d, on := range h.Days {
+		if on {
+			days = append(days, strings.ToLower(time.Weekday(d).String()[:3]))
+		} else {
+			all = false
+		}
+	}
+	s := fmt.Sprintf("%s–%s %s", h.From, h.To, h.Zone)
+	if !all {
+		s += " on " + strings.Join(days, ",")
+	}
+	return s
+}
+
+// Rule is one entry of the first-match rule list.
+type Rule struct {
+	Name   string
+	Action Outcome // Allow, Deny or Hold
+	Hold   *HoldSpec
+	// Reason is the rule's own words for people (optional).
+	Reason      string
+	Line        int
+	conds       []check
+	catchAll    bool
+	source      string // the rule as YAML, for comparing policies
+	matchSource string // its match as YAML, for finding duplicates
+}
+
+// HoldSpec says when a held request is released: after CoolingOff (0 = no delay) and with
+// Approvals of the named Approvers (0 = none needed).
+type HoldSpec struct {
+	CoolingOff time.Duration
+	Approvals  int
+	Approvers  []Approver
 }
 
 // Error is a validation error at a place in the policy file. Error() is "FILE:LINE:COL: msg".
@@ -57,9 +227,17 @@ func (es Errors) Error() string {
 	return strings.Join(parts, "\n")
 }
 
-// Load reads and validates the policy file at path. Errors: an Errors value (line:col) for a
-// bad policy, or an I/O error.
-func Load(path string) (*Policy, error) {
+// Option changes how Parse and Load read a policy.
+type Option func(*parseOptions)
+
+type parseOptions struct{ net *chaincfg.Params }
+
+// WithNetwork parses addresses and named descriptors for net only (by default every known
+// network is tried; the scripts they stand for are the same).
+func WithNetwork(net *chaincfg.Params) Option { return func(o *parseOptions) { o.net = net } }
+
+// ReadFile reads a policy file's bytes, refusing files over MaxFileBytes (ErrTooLarge).
+func ReadFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
@@ -70,172 +248,79 @@ func Load(path string) (*Policy, error) {
 		return nil, fmt.Errorf("policy: read %s: %w", path, err)
 	}
 	if buf.Len() > MaxFileBytes {
-		return nil, fmt.Errorf("policy: %s is larger than %d bytes", path, MaxFileBytes)
+		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrTooLarge, path, MaxFileBytes)
 	}
-	return Parse(path, buf.Bytes())
+	return buf.Bytes(), nil
 }
 
-// Parse validates a policy document. name is used in error messages.
-func Parse(name string, data []byte) (*Policy, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(name, err)
+// Load reads and validates the policy file at path. Errors: an Errors value (line:col) for a
+// bad policy, or an I/O error.
+func Load(path string, opts ...Option) (*Policy, error) {
+	data, err := ReadFile(path)
+	if err != nil {
+		return nil, err
 	}
-	v := &validator{file: name}
-	p := v.document(&root)
-	if len(v.errs) > 0 {
-		return nil, v.errs
-	}
-	return p, nil
+	return Parse(path, data, opts...)
 }
 
-type validator struct {
-	file string
-	errs Errors
+// HashBytes is the policy hash of a file's bytes: hex SHA-256.
+func HashBytes(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
 }
 
-func (v *validator) errorf(n *yaml.Node, format string, args ...any) {
-	v.errs = append(v.errs, &Error{File: v.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)})
+// WithPrior returns a copy of p under which prior stays in force too until effectiveAt: until
+// then every decision is the strictest of p's and prior's ("tighten now, loosen later"). prior
+// may itself have a prior. Priors whose time has passed are dropped.
+func (p *Policy) WithPrior(prior *Policy, effectiveAt time.Time) *Policy {
+	q := *p
+	q.prior, q.effectiveAt = prior, effectiveAt
+	return &q
 }
 
-// mapping checks n is a mapping with only the allowed keys and returns key → value nodes.
-func (v *validator) mapping(n *yaml.Node, what string, allowed ...string) map[string]*yaml.Node {
-	if n.Kind != yaml.MappingNode {
-		v.errorf(n, "%s must be a mapping", what)
-		return nil
-	}
-	out := map[string]*yaml.Node{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		if !slices.Contains(allowed, k.Value) {
-			v.errorf(k, "unknown key %q in %s (allowed: %s)", k.Value, what, strings.Join(allowed, ", "))
-			continue
-		}
-		if _, dup := out[k.Value]; dup {
-			v.errorf(k, "key %q appears twice in %s", k.Value, what)
-			continue
-		}
-		out[k.Value] = val
+// Prior returns the policy still in force alongside p and when p applies alone, or nil.
+func (p *Policy) Prior() (*Policy, time.Time) { return p.prior, p.effectiveAt }
+
+// stages returns the policies in force at now: p, then its priors still pending.
+func (p *Policy) stages(now time.Time) []*Policy {
+	out := []*Policy{p}
+	for q := p; q.prior != nil && now.Before(q.effectiveAt); q = q.prior {
+		out = append(out, q.prior)
 	}
 	return out
 }
 
-func (v *validator) document(root *yaml.Node) *Policy {
-	if root.Kind != yaml.DocumentNode || len(root.Content) == 0 {
-		v.errs = append(v.errs, &Error{File: v.file, Line: 1, Column: 1, Msg: "empty policy: it needs version, clients and limits"})
-		return nil
-	}
-	top := v.mapping(root.Content[0], "the policy", "version", "clients", "limits")
-	if top == nil {
-		return nil
-	}
-	p := &Policy{}
-	if n, ok := top["version"]; !ok {
-		v.errorf(root.Content[0], "missing key \"version\" (this cosigner reads version: 1)")
-	} else if n.Kind != yaml.ScalarNode || n.Value != "1" {
-		v.errorf(n, "version must be 1, got %q", n.Value)
-	} else {
-		p.Version = 1
-	}
-	if n, ok := top["clients"]; !ok {
-		v.errorf(root.Content[0], "missing key \"clients\": list the Nostr pubkeys allowed to ask for signatures")
-	} else {
-		p.Clients = v.clients(n)
-	}
-	if n, ok := top["limits"]; !ok {
-		v.errorf(root.Content[0], "missing key \"limits\" (with max_per_tx)")
-	} else if lim := v.mapping(n, "limits", "max_per_tx"); lim != nil {
-		if m, ok := lim["max_per_tx"]; !ok {
-			v.errorf(n, "missing key \"max_per_tx\" in limits, e.g. max_per_tx: 0.5 BTC")
-		} else if m.Kind != yaml.ScalarNode {
-			v.errorf(m, "max_per_tx must be an amount such as \"0.5 BTC\"")
-		} else if a, err := ParseAmount(m.Value); err != nil {
-			v.errorf(m, "max_per_tx: %v", err)
-		} else {
-			p.MaxPerTx = a
+// Windows returns every velocity window in force at now (all stages), for the caller to sum
+// the spend ledger over.
+func (p *Policy) Windows(now time.Time) []time.Duration {
+	var out []time.Duration
+	for _, s := range p.stages(now) {
+		for _, w := range s.Limits.Velocity {
+			out = append(out, w.Window)
 		}
 	}
-	return p
+	return out
 }
 
-// Methods a policy may grant.
-var knownMethods = []string{"sign_psbt"}
-
-func (v *validator) clients(n *yaml.Node) []Client {
-	if n.Kind != yaml.SequenceNode {
-		v.errorf(n, "clients must be a list")
-		return nil
+// ReleaseAfter is the longest reservation release delay of the stages in force at now, so that
+// a reservation is never released early under any of them.
+func (p *Policy) ReleaseAfter(now time.Time) time.Duration {
+	var d time.Duration
+	for _, s := range p.stages(now) {
+		d = max(d, s.Limits.ReleaseAfter)
 	}
-	var out []Client
-	seen := map[string]bool{}
-	for _, item := range n.Content {
-		m := v.mapping(item, "a client", "name", "pubkey", "methods")
-		if m == nil {
-			continue
-		}
-		c := Client{}
-		if nm, ok := m["name"]; ok && nm.Kind == yaml.ScalarNode {
-			c.Name = nm.Value
-		}
-		pk, ok := m["pubkey"]
-		if !ok {
-			v.errorf(item, "client needs a pubkey (npub1… or 64 hex characters)")
-			continue
-		}
-		hexpk, err := parsePubKey(pk.Value)
-		if err != nil {
-			v.errorf(pk, "pubkey: %v", err)
-			continue
-		}
-		if seen[hexpk] {
-			v.errorf(pk, "client pubkey listed twice")
-			continue
-		}
-		seen[hexpk] = true
-		c.PubKey = hexpk
-		if ms, ok := m["methods"]; ok {
-			if ms.Kind != yaml.SequenceNode {
-				v.errorf(ms, "methods must be a list, e.g. [sign_psbt]")
-			} else {
-				for _, mn := range ms.Content {
-					if !slices.Contains(knownMethods, mn.Value) {
-						v.errorf(mn, "unknown method %q (known: %s)", mn.Value, strings.Join(knownMethods, ", "))
-						continue
-					}
-					c.Methods = append(c.Methods, mn.Value)
-				}
+	return d
+}
+
+// RateLimits returns the client's rate limits in force at now (one per stage that sets one).
+func (p *Policy) RateLimits(client string, now time.Time) []Rate {
+	var out []Rate
+	for _, s := range p.stages(now) {
+		for _, c := range s.Clients {
+			if c.PubKey == client && c.RateLimit != nil {
+				out = append(out, *c.RateLimit)
 			}
 		}
-		if c.Name == "" {
-			c.Name = hexpk[:12]
-		}
-		out = append(out, c)
 	}
 	return out
-}
-
-func parsePubKey(s string) (string, error) {
-	if strings.HasPrefix(s, "npub1") {
-		prefix, val, err := nip19.Decode(s)
-		if err != nil || prefix != "npub" {
-			return "", fmt.Errorf("%q is not a valid npub", s)
-		}
-		return val.(string), nil
-	}
-	if !nostr.IsValidPublicKey(s) {
-		return "", fmt.Errorf("%q is neither an npub nor a 64-character hex pubkey", s)
-	}
-	return strings.ToLower(s), nil
-}
-
-func yamlError(name string, err error) error {
-	// yaml.v3 syntax errors read "yaml: line N: msg"; keep its line and add the file name.
-	msg := err.Error()
-	var line int
-	if _, scanErr := fmt.Sscanf(msg, "yaml: line %d:", &line); scanErr == nil {
-		_, rest, _ := strings.Cut(msg, ": line ")
-		_, rest, _ = strings.Cut(rest, ": ")
-		return Errors{{File: name, Line: line, Column: 1, Msg: "YAML syntax: " + rest}}
-	}
-	return Errors{{File: name, Line: 1, Column: 1, Msg: "YAML: " + strings.TrimPrefix(msg, "yaml: ")}}
 }

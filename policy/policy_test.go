@@ -1,9 +1,14 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
 )
@@ -101,10 +106,152 @@ func TestEvaluate(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nclients:\n  - pubkey: " + pkA + "\nlimits: {max_per_tx: 1 BTC}\n"))
 	f.Add([]byte("version: 1\nclients: [{pubkey: " + npubA + ", methods: [sign_psbt]}]\nlimits: {max_per_tx: 10 sat}\n"))
+	files, _ := filepath.Glob("testdata/*.txt")
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		pol, _, _ := strings.Cut(string(b), "\n--- ")
+		f.Add([]byte(pol))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := Parse("fuzz.yaml", data)
-		if err == nil && (p == nil || p.Version != 1) {
-			t.Fatalf("Parse accepted a policy without version 1: %+v", p)
+		if err != nil {
+			var es Errors
+			if !errors.As(err, &es) || len(es) == 0 || es[0].Line < 1 {
+				t.Fatalf("Parse error without a position: %v", err)
+			}
+			return
+		}
+		if p == nil || p.Version != 1 || p.Hash == "" {
+			t.Fatalf("Parse accepted a policy without version 1 or hash: %+v", p)
+		}
+		// Whatever loaded must evaluate without panicking, and never allow over max_per_tx.
+		for _, c := range p.Clients {
+			d := Evaluate(p, Input{Client: c.PubKey, Method: "sign_psbt", Now: time.Unix(1_800_000_000, 0), Outflow: p.MaxPerTx() + 1})
+			if d.Outcome == Allow || d.Outcome == Hold {
+				t.Fatalf("outflow over max_per_tx decided %s", d.Outcome)
+			}
 		}
 	})
+}
+
+func TestLoosenings(t *testing.T) {
+	base := "version: 1\nloosen_delay: 7d\nclients:\n  - {name: c, pubkey: " + pkA + ", methods: [sign_psbt], rate_limit: 10/1h}\n" +
+		"approvers:\n  - {name: alice, pubkey: " + pkA + "}\n"
+	lim := "limits:\n  max_per_tx: 1 BTC\n  velocity: [{window: 1d, max: 2 BTC}]\n  max_fee: 10000 sat\n  min_confirmations: 2\n"
+	rules := "rules:\n  - {name: big, match: {min_outflow: 0.5 BTC}, action: hold, hold: {approvals: 1, approvers: [alice]}}\n  - {name: rest, action: allow}\n"
+	prev, err := Parse("a.yaml", []byte(base+lim+rules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, doc string
+		loosens   string // "" means a pure tightening (or no change)
+	}{
+		{"same", base + lim + rules, ""},
+		{"lower cap, shorter window at lower max is not enough", strings.Replace(base+lim+rules, "max_per_tx: 1 BTC", "max_per_tx: 0.5 BTC", 1), ""},
+		{"longer window, same max", strings.Replace(base+lim+rules, "window: 1d", "window: 7d", 1), ""},
+		{"higher cap", strings.Replace(base+lim+rules, "max_per_tx: 1 BTC", "max_per_tx: 2 BTC", 1), "max_per_tx raised"},
+		{"window removed", strings.Replace(base+lim+rules, "  velocity: [{window: 1d, max: 2 BTC}]\n", "", 1), "velocity window 1d"},
+		{"fewer confirmations", strings.Replace(base+lim+rules, "min_confirmations: 2", "min_confirmations: 1", 1), "min_confirmations"},
+		{"fee cap removed", strings.Replace(base+lim+rules, "  max_fee: 10000 sat\n", "", 1), "max_fee raised or removed"},
+		{"more methods", strings.Replace(base+lim+rules, "methods: [sign_psbt]", "methods: [sign_psbt, get_wallet]", 1), "more methods"},
+		{"rate limit raised", strings.Replace(base+lim+rules, "10/1h", "11/1h", 1), "rate_limit"},
+		{"rule edited", strings.Replace(base+lim+rules, "approvals: 1", "approvals: 1, cooling_off: 1h", 1), "rule 1"},
+		{"shorter loosen delay", strings.Replace(base+lim+rules, "7d", "1d", 1), "loosen_delay"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			next, err := Parse("b.yaml", []byte(c.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Join(Loosenings(prev, next), "; ")
+			if c.loosens == "" && got != "" || c.loosens != "" && !strings.Contains(got, c.loosens) {
+				t.Fatalf("Loosenings = %q, want %q", got, c.loosens)
+			}
+		})
+	}
+}
+
+// TestSchemaCoversEveryKey: the JSON Schema lists exactly the keys the loader accepts.
+func TestSchemaCoversEveryKey(t *testing.T) {
+	var s map[string]any
+	if err := json.Unmarshal(Schema(), &s); err != nil {
+		t.Fatal(err)
+	}
+	props := func(o map[string]any) []string {
+		var ks []string
+		for k := range o["properties"].(map[string]any) {
+			ks = append(ks, k)
+		}
+		slices.Sort(ks)
+		return ks
+	}
+	sub := func(o map[string]any, path ...string) map[string]any {
+		for _, p := range path {
+			switch p {
+			case "[]":
+				o = o["items"].(map[string]any)
+			case "*":
+				o = o["additionalProperties"].(map[string]any)
+			default:
+				o = o["properties"].(map[string]any)[p].(map[string]any)
+			}
+		}
+		return o
+	}
+	cases := []struct {
+		path []string
+		keys []string
+	}{
+		{nil, keysTop},
+		{[]string{"clients", "[]"}, keysClient},
+		{[]string{"approvers", "[]"}, keysApprover},
+		{[]string{"descriptors", "*"}, keysDescriptor},
+		{[]string{"limits"}, keysLimits},
+		{[]string{"limits", "velocity", "[]"}, keysWindow},
+		{[]string{"limits", "destinations"}, keysDest},
+		{[]string{"limits", "hours"}, keysHours},
+		{[]string{"rules", "[]"}, keysRule},
+		{[]string{"rules", "[]", "match"}, keysMatch},
+		{[]string{"rules", "[]", "hold"}, keysHold},
+	}
+	for _, c := range cases {
+		o := sub(s, c.path...)
+		want := slices.Sorted(slices.Values(c.keys))
+		if got := props(o); !slices.Equal(got, want) {
+			t.Errorf("schema at %v has %v, loader accepts %v", c.path, got, want)
+		}
+		if o["additionalProperties"] != false {
+			t.Errorf("schema at %v allows unknown keys", c.path)
+		}
+	}
+}
+
+// TestExamplesLoad: every commented example policy in examples/ loads.
+func TestExamplesLoad(t *testing.T) {
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// TestSchemaFileUpToDate: policy/schema.json (the file editors point at) is Schema()'s output;
+// regenerate it with `go run ./cmd/cosigner policy schema > policy/schema.json`.
+func TestSchemaFileUpToDate(t *testing.T) {
+	b, err := os.ReadFile("schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != string(Schema()) {
+		t.Fatal("policy/schema.json is out of date: go run ./cmd/cosigner policy schema > policy/schema.json")
+	}
 }

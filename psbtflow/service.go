@@ -3,14 +3,21 @@ package psbtflow
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
@@ -18,7 +25,11 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// Service handles sign_psbt for the remote signer: it implements signer.PSBTHandler.
+// Service is the life of a signing request (DESIGN.md, "State and durability"): authorize,
+// analyze, evaluate the policy, then sign (reserving the outflow in the spend ledger in the same
+// transaction as the "signed" state), deny, or hold (answered with NIP-46 auth_url; the late
+// answer goes through a signer.Responder when the hold ends). It implements signer.PSBTHandler
+// and serves the approve and psbt_status methods.
 type Service struct {
 	desc   *descriptor.Descriptor
 	slot   int
@@ -28,15 +39,43 @@ type Service struct {
 	db     *store.DB
 	log    *slog.Logger
 
-	// mu serialises sign_psbt so that one (client, id) is never evaluated twice at once and two
-	// conflicting PSBTs are never analysed against the same UTXO snapshot concurrently.
+	now     func() time.Time
+	holdURL string        // base of auth_url links, e.g. http://127.0.0.1:8080
+	tick    time.Duration // how often Run re-decides held requests and reconciles the ledger
+	wake    chan struct{} // buffered (1): an approval arrived
+
+	respMu    sync.Mutex
+	responder signer.Responder
+
+	// mu serialises decisions so that one (client, id) is never evaluated twice at once, two
+	// conflicting PSBTs are never analysed against the same UTXO snapshot concurrently, and the
+	// ledger totals a decision reads are the ones its reservation is added to.
 	mu sync.Mutex
 }
 
+// Option configures a Service.
+type Option func(*Service)
+
+// WithResponder sets the Responder that delivers late answers to held requests.
+func WithResponder(r signer.Responder) Option { return func(s *Service) { s.responder = r } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithHoldURL sets the base of the auth_url given for held requests: BASE/requests/<token>,
+// served by HTTPHandler (for example "http://127.0.0.1:8080", the daemon's health address).
+func WithHoldURL(base string) Option {
+	return func(s *Service) { s.holdURL = strings.TrimSuffix(base, "/") }
+}
+
+// WithTick sets how often Run re-decides held requests and reconciles the spend ledger
+// (default 2s).
+func WithTick(d time.Duration) Option { return func(s *Service) { s.tick = d } }
+
 // NewService checks that desc contains this co-signer's key (same master fingerprint, account
-// path and xpub) and returns the Service. policy is called once per request, so a reloaded
-// policy applies to the next request.
-func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain ChainView, pol func() *policy.Policy, db *store.DB, log *slog.Logger) (*Service, error) {
+// path and xpub) and returns the Service. policy is called once per decision, so a reloaded
+// policy applies to the next one.
+func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain ChainView, pol func() *policy.Policy, db *store.DB, log *slog.Logger, opts ...Option) (*Service, error) {
 	slot := -1
 	for i, k := range desc.Keys() {
 		if k.Fingerprint == keys.MasterFingerprint() && slices.Equal(k.OriginPath, keys.AccountPath()) &&
@@ -50,7 +89,28 @@ func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain ChainView,
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{desc: desc, slot: slot, keys: keys, chain: chain, policy: pol, db: db, log: log.With("component", "psbtflow")}, nil
+	s := &Service{desc: desc, slot: slot, keys: keys, chain: chain, policy: pol, db: db, log: log.With("component", "psbtflow"),
+		now: time.Now, tick: 2 * time.Second, wake: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// SetResponder sets (or replaces) the Responder for late answers; held requests that ended
+// while none was set are answered on the next Run tick.
+func (s *Service) SetResponder(r signer.Responder) {
+	s.respMu.Lock()
+	s.responder = r
+	s.respMu.Unlock()
+	s.kick()
+}
+
+func (s *Service) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // options are the sign_psbt options object (second param).
@@ -60,13 +120,15 @@ type options struct {
 
 // SignPSBT answers sign_psbt [psbt, options?] (DESIGN.md "sign_psbt"). The result is the PSBT
 // with this co-signer's partial signatures, in the request's encoding. Errors are
-// *signer.MethodError: unauthorized, invalid_params, invalid_psbt, wrong_network,
-// not_our_wallet, unsafe_psbt, policy_denied, or internal. The same (client, id) is answered
-// again from the store, never evaluated twice.
+// *signer.MethodError (unauthorized, rate_limited, invalid_params, invalid_psbt, wrong_network,
+// not_our_wallet, unsafe_psbt, policy_denied, internal) or *signer.HeldError when the policy
+// holds the request (the answer follows through the Responder). The same (client, id) is
+// answered again from the store, never evaluated twice.
 func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, error) {
 	pol := s.policy()
-	if d := policy.Authorize(pol, req.Client, req.Method); d.Outcome != policy.Allow {
-		s.audit(ctx, req, "rejected", d.Rule, d.Reason, nil)
+	now := s.now()
+	if d := policy.Authorize(pol, req.Client, req.Method, now); d.Outcome != policy.Allow {
+		s.audit(ctx, req, "rejected", d, nil)
 		return "", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
 	}
 	if len(req.Params) < 1 || len(req.Params) > 2 {
@@ -94,53 +156,134 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 			return prev.Result, nil
 		case store.RequestDenied, store.RequestFailed:
 			return "", parseMethodError(prev.Error)
+		case store.RequestHeld:
+			hold, err := s.db.FindHold(ctx, req.Client, req.ID)
+			if err != nil {
+				return "", err
+			}
+			return "", &signer.HeldError{URL: hold.URL, Reason: hold.Reason}
 		}
 		// state received: an earlier attempt stopped before deciding; decide now.
+	} else if rates := pol.RateLimits(req.Client, now); len(rates) > 0 {
+		recent := make([]int, len(rates))
+		for i, r := range rates {
+			n, err := s.db.CountRequests(ctx, req.Client, now.Add(-r.Per))
+			if err != nil {
+				return "", err
+			}
+			recent[i] = n - 1 // not counting this one
+		}
+		if d := policy.CheckRate(rates, recent); d.Outcome != policy.Allow {
+			d.PolicyHash = pol.Hash
+			me := signer.Errorf(signer.CodeRateLimited, "%s", d.Reason)
+			v := refused("rejected", me, d.Rule, nil)
+			v.decision = &d
+			return s.finish(ctx, req, h[:], v, "")
+		}
 	}
-	result, rec, audit := s.decide(req, pol)
-	rec.Client, rec.RequestID, rec.Method, rec.PSBTSHA256 = req.Client, req.ID, req.Method, h[:]
-	audit.Client, audit.RequestID, audit.Method = req.Client, req.ID, req.Method
-	if err := s.db.FinishSignRequest(ctx, rec, audit); err != nil {
-		return "", err
-	}
-	s.log.Info("sign_psbt decided", "client", req.Client, "id", req.ID, "decision", audit.Decision, "rule", audit.Rule,
-		"reason", audit.Reason, "unsigned_txid", audit.UnsignedTxID, "outflow_sat", audit.OutflowSat, "fee_sat", audit.FeeSat)
-	if rec.State != store.RequestSigned {
-		return "", parseMethodError(rec.Error)
-	}
-	return result, nil
+	v := s.decide(ctx, req, pol, now, time.Time{}, nil)
+	return s.finish(ctx, req, h[:], v, "")
 }
 
-// decide is the whole decision for one request, as values: the answer, the request row's final
-// state, and the audit entry. Nothing is written here.
-func (s *Service) decide(req signer.Request, pol *policy.Policy) (string, store.SignRequest, store.AuditEntry) {
-	fail := func(decision string, me *signer.MethodError, rule string, a *Analysis) (string, store.SignRequest, store.AuditEntry) {
-		state := store.RequestDenied
-		if me.Code == signer.CodeInternal {
-			state = store.RequestFailed
-		}
-		ae := store.AuditEntry{Decision: decision, Rule: rule, Reason: me.Error()}
-		fillAudit(&ae, a)
-		rec := store.SignRequest{State: state, Error: me.Error()}
-		if a != nil {
-			rec.UnsignedTxID = a.UnsignedTxID
-		}
-		return "", rec, ae
+// verdict is one decision as values: the answer, the request row's state, the audit entry, the
+// policy decision (nil when refused before the policy was asked), and what to reserve or hold.
+type verdict struct {
+	result   string
+	rec      store.SignRequest
+	audit    store.AuditEntry
+	decision *policy.Decision
+	reserve  *store.Reservation
+	held     bool
+}
+
+func refused(decision string, me *signer.MethodError, rule string, a *Analysis) verdict {
+	state := store.RequestDenied
+	if me.Code == signer.CodeInternal {
+		state = store.RequestFailed
 	}
+	ae := store.AuditEntry{Decision: decision, Rule: rule, Reason: me.Error()}
+	fillAudit(&ae, a)
+	rec := store.SignRequest{State: state, Error: me.Error()}
+	if a != nil {
+		rec.UnsignedTxID = a.UnsignedTxID
+	}
+	return verdict{rec: rec, audit: ae}
+}
+
+// finish writes verdict v of a new request (holdState "") or of a held one (holdState = the
+// hold's final state) and returns the answer.
+func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byte, v verdict, holdState string) (string, error) {
+	v.rec.Client, v.rec.RequestID, v.rec.Method, v.rec.PSBTSHA256 = req.Client, req.ID, req.Method, psbtHash
+	v.audit.Client, v.audit.RequestID, v.audit.Method = req.Client, req.ID, req.Method
+	d := store.Decided{Request: v.rec, Audit: v.audit, Reserve: v.reserve, HoldState: holdState}
+	if v.decision != nil {
+		d.PolicyHash = v.decision.PolicyHash
+		if b, err := json.Marshal(v.decision.Explanation); err == nil {
+			d.Explanation = string(b)
+		}
+	}
+	var held *signer.HeldError
+	if v.held && holdState == "" {
+		token := holdToken(req.Client, req.ID)
+		held = &signer.HeldError{URL: s.holdLink(token), Reason: v.decision.Rule + ": " + v.decision.Reason}
+		d.NewHold = &store.Hold{Client: req.Client, RequestID: req.ID, Token: token, Params: req.Params, Rule: v.decision.Rule,
+			HeldSince: s.now(), URL: held.URL, Reason: held.Reason}
+	}
+	if v.held && holdState != "" {
+		return "", nil // still held: nothing changes
+	}
+	if err := s.db.FinishDecision(ctx, d); err != nil {
+		return "", err
+	}
+	s.log.Info("sign_psbt decided", "client", req.Client, "id", req.ID, "decision", v.audit.Decision, "rule", v.audit.Rule,
+		"reason", v.audit.Reason, "unsigned_txid", v.audit.UnsignedTxID, "outflow_sat", v.audit.OutflowSat, "fee_sat", v.audit.FeeSat,
+		"policy", short(d.PolicyHash))
+	if held != nil {
+		return "", held
+	}
+	if v.rec.State != store.RequestSigned {
+		return "", parseMethodError(v.rec.Error)
+	}
+	return v.result, nil
+}
+
+func holdToken(client, id string) string {
+	h := sha256.Sum256([]byte(client + "\x00" + id))
+	return hex.EncodeToString(h[:16])
+}
+
+func (s *Service) holdLink(token string) string {
+	if s.holdURL == "" {
+		return "urn:cosigner:request:" + token
+	}
+	return s.holdURL + "/requests/" + token
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// decide is the whole decision for one request, as values. It reads the spend ledger (the
+// totals the policy's velocity windows need) but writes nothing. heldSince and approvals are
+// the hold's state when a held request is decided again.
+func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
 	if len(req.Params) == 2 {
 		var o options
 		dec := json.NewDecoder(strings.NewReader(req.Params[1]))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return fail("rejected", signer.Errorf(signer.CodeInvalidParams, "options must be a JSON object with only known keys (network): %v", err), "options", nil)
+			return refused("rejected", signer.Errorf(signer.CodeInvalidParams, "options must be a JSON object with only known keys (network): %v", err), "options", nil)
 		}
 		if o.Network != "" && !sameNetwork(o.Network, s.desc.Network()) {
-			return fail("rejected", signer.Errorf(signer.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
+			return refused("rejected", signer.Errorf(signer.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
 		}
 	}
 	p, enc, err := Decode(req.Params[0])
 	if err != nil {
-		return fail("rejected", signer.AsMethodError(err), "decode", nil)
+		return refused("rejected", signer.AsMethodError(err), "decode", nil)
 	}
 	a, err := Analyze(p, s.desc, s.chain)
 	if err != nil {
@@ -148,27 +291,124 @@ func (s *Service) decide(req signer.Request, pol *policy.Policy) (string, store.
 		if me.Code == signer.CodeInternal {
 			s.log.Error("analysis failed", "error", err)
 		}
-		return fail("rejected", me, "analysis", nil)
+		return refused("rejected", me, "analysis", nil)
 	}
-	d := policy.Evaluate(pol, policy.Input{Client: req.Client, Method: req.Method, Outflow: a.Outflow, Fee: a.Fee})
+	in := PolicyInput(req.Client, req.Method, now, p, a)
+	in.HeldSince, in.Approvals = heldSince, approvals
+	carry, err := withLedger(ctx, s.db, pol, &in, a)
+	if err != nil {
+		s.log.Error("spend ledger read failed", "error", err)
+		return refused("error", signer.AsMethodError(err), "ledger", a)
+	}
+	d := policy.Evaluate(pol, in)
+	withDecision := func(v verdict) verdict { v.decision = &d; return v }
 	switch d.Outcome {
 	case policy.Unauthorized:
-		return fail("denied", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason), d.Rule, a)
+		return withDecision(refused("denied", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason), d.Rule, a))
 	case policy.Deny:
-		return fail("denied", signer.Errorf(signer.CodePolicyDenied, "%s: %s", d.Rule, d.Reason), d.Rule, a)
+		return withDecision(refused("denied", signer.Errorf(signer.CodePolicyDenied, "%s: %s", d.Rule, d.Reason), d.Rule, a))
+	case policy.Hold:
+		ae := store.AuditEntry{Decision: "held", Rule: d.Rule, Reason: d.Reason}
+		fillAudit(&ae, a)
+		return verdict{rec: store.SignRequest{State: store.RequestHeld, UnsignedTxID: a.UnsignedTxID}, audit: ae, decision: &d, held: true}
 	}
 	n, err := SignInputs(p, a, s.desc, s.slot, s.keys, s.chain)
 	if err != nil {
 		s.log.Error("signing failed", "error", err)
-		return fail("error", signer.AsMethodError(err), "sign", a)
+		return withDecision(refused("error", signer.AsMethodError(err), "sign", a))
 	}
 	out, err := Encode(p, enc)
 	if err != nil {
-		return fail("error", signer.AsMethodError(err), "encode", a)
+		return withDecision(refused("error", signer.AsMethodError(err), "encode", a))
 	}
 	ae := store.AuditEntry{Decision: "signed", Rule: d.Rule, Reason: fmt.Sprintf("%s; %d partial signature(s) added", d.Reason, n)}
 	fillAudit(&ae, a)
-	return out, store.SignRequest{State: store.RequestSigned, Result: out, UnsignedTxID: a.UnsignedTxID}, ae
+	res := &store.Reservation{TxID: a.UnsignedTxID, Client: req.Client, RequestID: req.ID, OutflowSat: int64(a.Outflow + carry),
+		Inputs: outpoints(a), At: now, ReleaseAfter: pol.ReleaseAfter(now)}
+	return verdict{result: out, rec: store.SignRequest{State: store.RequestSigned, Result: out, UnsignedTxID: a.UnsignedTxID},
+		audit: ae, decision: &d, reserve: res}
+}
+
+func outpoints(a *Analysis) []string {
+	out := make([]string, len(a.Inputs))
+	for i, x := range a.Inputs {
+		out[i] = x.OutPoint
+	}
+	return out
+}
+
+// withLedger fills in.Spent from the spend ledger for every velocity window in force: what the
+// ledger counts, without this transaction and the reservations it would replace. An RBF
+// replacement is counted once, at the larger of its own outflow and the largest it replaces
+// (either may still confirm); it returns the part carried over from the replaced ones
+// (added to the reservation).
+func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *Analysis) (btcutil.Amount, error) {
+	plan, err := db.PlanReplacement(ctx, a.UnsignedTxID, outpoints(a))
+	if err != nil {
+		return 0, err
+	}
+	exclude := []string{a.UnsignedTxID}
+	var carry btcutil.Amount
+	for _, r := range plan.Replaced {
+		exclude = append(exclude, r.TxID)
+		carry = max(carry, btcutil.Amount(r.OutflowSat))
+	}
+	carry = max(0, carry-a.Outflow)
+	in.Spent = map[time.Duration]btcutil.Amount{}
+	for _, w := range pol.Windows(in.Now) {
+		since := in.Now.Add(-w)
+		n, err := db.SpentSince(ctx, since, exclude)
+		if err != nil {
+			return 0, err
+		}
+		spent := btcutil.Amount(n) + carry
+		for _, r := range plan.Reinstated {
+			if !r.At.Before(since) {
+				spent += btcutil.Amount(r.OutflowSat)
+			}
+		}
+		in.Spent[w] = spent
+	}
+	return carry, nil
+}
+
+// Explain is a dry run of a sign_psbt decision (cosigner policy test): decode and analyse
+// psbtText against the wallet view, read the spend ledger, and evaluate pol for client at now.
+// Nothing is signed or written. Errors are *signer.MethodError for a PSBT that would be refused
+// before the policy is asked.
+func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, db *store.DB, pol *policy.Policy, client, psbtText string, now time.Time) (*Analysis, policy.Decision, error) {
+	p, _, err := Decode(psbtText)
+	if err != nil {
+		return nil, policy.Decision{}, err
+	}
+	a, err := Analyze(p, desc, chain)
+	if err != nil {
+		return nil, policy.Decision{}, err
+	}
+	in := PolicyInput(client, "sign_psbt", now, p, a)
+	if _, err := withLedger(ctx, db, pol, &in, a); err != nil {
+		return a, policy.Decision{}, err
+	}
+	return a, policy.Evaluate(pol, in), nil
+}
+
+// PolicyInput builds the facts policy.Evaluate reads from an analysis (and the PSBT's output
+// scripts, which destination lists match).
+func PolicyInput(client, method string, now time.Time, p *psbt.Packet, a *Analysis) policy.Input {
+	in := policy.Input{Client: client, Method: method, Now: now, UnsignedTxID: a.UnsignedTxID, InputTotal: a.InputTotal,
+		ChangeTotal: a.ChangeTotal, Outflow: a.Outflow, Fee: a.Fee, VSize: a.VSize, FeeRate: policy.FeeRate(a.FeeRate),
+		LockTime: a.LockTime, RBF: a.RBF}
+	for _, x := range a.Inputs {
+		in.Inputs = append(in.Inputs, policy.InputFact{OutPoint: x.OutPoint, Value: x.Value, Confirmations: x.Confirmations})
+	}
+	for _, o := range a.Outputs {
+		of := policy.OutputFact{Index: o.Index, Address: o.Address, Value: o.Value, Kind: o.Kind}
+		if o.Index >= 0 && o.Index < len(p.UnsignedTx.TxOut) {
+			of.PkScript = p.UnsignedTx.TxOut[o.Index].PkScript
+		}
+		in.Outputs = append(in.Outputs, of)
+	}
+	return in
 }
 
 func fillAudit(ae *store.AuditEntry, a *Analysis) {
@@ -181,10 +421,11 @@ func fillAudit(ae *store.AuditEntry, a *Analysis) {
 	}
 }
 
-func (s *Service) audit(ctx context.Context, req signer.Request, decision, rule, reason string, a *Analysis) {
-	ae := store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method, Decision: decision, Rule: rule, Reason: reason}
+func (s *Service) audit(ctx context.Context, req signer.Request, decision string, d policy.Decision, a *Analysis) {
+	ae := store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method, Decision: decision, Rule: d.Rule, Reason: d.Reason}
 	fillAudit(&ae, a)
-	if err := s.db.AppendAudit(ctx, ae); err != nil {
+	expl, _ := json.Marshal(d.Explanation)
+	if err := s.db.AppendDecisionAudit(ctx, ae, d.PolicyHash, string(expl)); err != nil {
 		s.log.Error("audit write failed", "error", err)
 	}
 }
@@ -209,4 +450,220 @@ func parseMethodError(s string) *signer.MethodError {
 		return &signer.MethodError{Code: signer.CodeInternal, Message: s}
 	}
 	return &signer.MethodError{Code: code, Message: msg}
+}
+
+// Run re-decides held requests (cooling-off over, approvals in), delivers their late answers,
+// and reconciles the spend ledger with the wallet view, every tick and whenever an approval
+// arrives, until ctx ends. It returns nil when ctx is cancelled.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.tick)
+	defer t.Stop()
+	for {
+		s.Tick(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.wake:
+		}
+	}
+}
+
+// Tick does one round of Run's work now: decide every waiting hold again, answer the holds that
+// ended, reconcile the spend ledger. Errors are logged (the next tick retries).
+func (s *Service) Tick(ctx context.Context) {
+	if s.chain.Synced() {
+		if err := s.processHolds(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("held requests", "error", err)
+		}
+		if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("spend ledger reconcile", "error", err)
+		}
+	}
+	if err := s.respondEnded(ctx); err != nil && ctx.Err() == nil {
+		s.log.Warn("late answers", "error", err)
+	}
+}
+
+func (s *Service) processHolds(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	holds, err := s.db.Holds(ctx, store.HoldWaiting)
+	if err != nil {
+		return err
+	}
+	for _, h := range holds {
+		rec, ok, err := s.db.SignRequestRow(ctx, h.Client, h.RequestID)
+		if err != nil || !ok {
+			return fmt.Errorf("held request %s/%s: %v", h.Client, h.RequestID, err)
+		}
+		req := signer.Request{Client: h.Client, ID: h.RequestID, Method: rec.Method, Params: h.Params}
+		approvals, err := s.db.Approvals(ctx, h.Client, h.RequestID)
+		if err != nil {
+			return err
+		}
+		var yes []string
+		var stop *store.Approval
+		for i, a := range approvals {
+			switch a.Decision {
+			case "approve":
+				yes = append(yes, a.Approver)
+			default:
+				if stop == nil {
+					stop = &approvals[i]
+				}
+			}
+		}
+		pol := s.policy()
+		if stop != nil {
+			who := stop.Approver
+			if name, ok := policy.ApproverName(pol, who, s.now()); ok {
+				who = name
+			} else if who == h.Client {
+				who = "the requesting client"
+			}
+			me := signer.Errorf(signer.CodePolicyDenied, "%s: %s by %s", h.Rule, map[string]string{"deny": "denied", "cancel": "cancelled"}[stop.Decision], who)
+			v := refused(stop.Decision, me, h.Rule, nil)
+			v.rec.UnsignedTxID = rec.UnsignedTxID
+			state := store.HoldDenied
+			if stop.Decision == "cancel" {
+				state = store.HoldCancelled
+			}
+			if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
+				return err
+			}
+			continue
+		}
+		v := s.decide(ctx, req, pol, s.now(), h.HeldSince, yes)
+		if v.held {
+			continue
+		}
+		state := store.HoldReleased
+		if v.rec.State != store.RequestSigned {
+			state = store.HoldDenied
+		}
+		if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
+			return err
+		}
+	}
+	return nil
+}
+
+func isMethodError(err error) bool {
+	var me *signer.MethodError
+	return errors.As(err, &me)
+}
+
+// respondEnded sends the late answer of every ended hold not yet answered.
+func (s *Service) respondEnded(ctx context.Context) error {
+	s.respMu.Lock()
+	r := s.responder
+	s.respMu.Unlock()
+	if r == nil {
+		return nil
+	}
+	holds, err := s.db.UnrespondedHolds(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, h := range holds {
+		rec, ok, err := s.db.SignRequestRow(ctx, h.Client, h.RequestID)
+		if err != nil || !ok {
+			errs = append(errs, fmt.Errorf("held request %s: %v", h.RequestID, err))
+			continue
+		}
+		var answerErr error
+		if rec.State != store.RequestSigned {
+			answerErr = parseMethodError(rec.Error)
+		}
+		if err := r.Respond(ctx, h.Client, h.RequestID, rec.Result, answerErr); err != nil {
+			errs = append(errs, fmt.Errorf("answer held request %s: %w", h.RequestID, err))
+			continue
+		}
+		if err := s.db.MarkHoldResponded(ctx, h.Client, h.RequestID); err != nil {
+			errs = append(errs, err)
+		}
+		s.log.Info("held request answered", "client", h.Client, "id", h.RequestID, "state", rec.State)
+	}
+	return errors.Join(errs...)
+}
+
+// NoteSpent tells the spend ledger that the wallet's outpoint op was spent by transaction
+// spentBy (a chainwatch Spent event): a ledger transaction with that txid is spent (counted);
+// any other reserved or replaced ledger transaction spending op can never confirm and is released.
+func (s *Service) NoteSpent(ctx context.Context, op wire.OutPoint, spentBy chainhash.Hash) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs, err := s.db.LedgerSpending(ctx, op.String())
+	if err != nil {
+		return err
+	}
+	by := spentBy.String()
+	for _, r := range rs {
+		if r.State == store.LedgerReleased && r.TxID != by {
+			continue
+		}
+		state := store.LedgerReleased
+		if r.TxID == by {
+			state = store.LedgerSpent
+		} else if r.State == store.LedgerSpent {
+			continue
+		}
+		if state != r.State {
+			if err := s.db.SetLedgerState(ctx, r.TxID, state); err != nil {
+				return err
+			}
+			s.log.Info("spend ledger", "txid", r.TxID, "state", state, "outflow_sat", r.OutflowSat)
+		}
+	}
+	return nil
+}
+
+// Reconcile brings the spend ledger in line with the wallet view: a reserved transaction whose
+// inputs are no longer all unspent is spent (counted: the conservative reading when no Spent
+// event said by whom); a spent one whose inputs are all unspent again (evicted, reorged out) is
+// reserved again; a reserved one whose inputs are all still unspent release_after after signing
+// is released.
+func (s *Service) Reconcile(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	// Spent entries older than the longest window in force no longer matter to any limit.
+	horizon := s.policy().ReleaseAfter(now)
+	for _, w := range s.policy().Windows(now) {
+		horizon = max(horizon, w)
+	}
+	rs, err := s.db.ActiveReservations(ctx, now.Add(-horizon))
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		unspent := 0
+		for _, in := range r.Inputs {
+			op, err := wire.NewOutPointFromString(in)
+			if err != nil {
+				return fmt.Errorf("spend ledger input %q: %w", in, err)
+			}
+			if _, ok := s.chain.Coin(*op); ok {
+				unspent++
+			}
+		}
+		state := r.State
+		switch {
+		case r.State == store.LedgerReserved && unspent < len(r.Inputs):
+			state = store.LedgerSpent
+		case r.State == store.LedgerSpent && unspent == len(r.Inputs):
+			state = store.LedgerReserved
+		case r.State == store.LedgerReserved && !now.Before(r.At.Add(r.ReleaseAfter)):
+			state = store.LedgerReleased
+		}
+		if state != r.State {
+			if err := s.db.SetLedgerState(ctx, r.TxID, state); err != nil {
+				return err
+			}
+			s.log.Info("spend ledger", "txid", r.TxID, "state", state, "outflow_sat", r.OutflowSat)
+		}
+	}
+	return nil
 }

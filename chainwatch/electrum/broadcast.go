@@ -1,6 +1,7 @@
 package electrum
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -8,6 +9,8 @@ import (
 	"fmt"
 	"math"
 	"strings"
+
+	"github.com/btcsuite/btcd/wire"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 )
@@ -145,11 +148,18 @@ func cleanRejectMessage(msg string) string {
 
 // BroadcastTransaction sends a serialized transaction with blockchain.transaction.broadcast
 // (Electrum protocol) and returns its txid, checked against the server's answer.
-// Errors: *BroadcastError (errors.Is ErrBroadcastRejected and the reason) when the server
+// Errors: ErrBadRequest (nothing sent) when rawTx does not parse as a transaction;
+// *BroadcastError (errors.Is ErrBroadcastRejected and the reason) when the server
 // refuses it; an error naming the answer when the server answers something other than the txid
 // (ElectrumX may answer a warning text to old clients); transport errors as Call returns them.
 func (c *Client) BroadcastTransaction(ctx context.Context, rawTx []byte) (chainhash.Hash, error) {
-	txid := chainhash.DoubleHashH(rawTx)
+	// The txid hashes the serialization without witness data (BIP-141); a double SHA-256 of
+	// rawTx would be the wtxid of a segwit transaction.
+	var tx wire.MsgTx
+	if err := tx.Deserialize(bytes.NewReader(rawTx)); err != nil {
+		return chainhash.Hash{}, fmt.Errorf("electrum: broadcast: %w: not a transaction: %v", ErrBadRequest, err)
+	}
+	txid := tx.TxHash()
 	var got string
 	err := c.Call(ctx, "blockchain.transaction.broadcast", []any{hex.EncodeToString(rawTx)}, &got)
 	var se *ServerError

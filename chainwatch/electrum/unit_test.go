@@ -2,6 +2,7 @@ package electrum
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 )
 
 // fakeMany serves every accepted connection: it answers server.version with version, then runs
@@ -175,7 +177,22 @@ func TestBroadcastReasons(t *testing.T) {
 }
 
 func TestBroadcastAgainstFake(t *testing.T) {
-	raw := []byte{0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	// A segwit transaction: its txid (what the server answers) is not the double SHA-256 of
+	// its serialization (that is the wtxid, BIP-141).
+	segwit := wire.NewMsgTx(2)
+	segwit.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Index: 1}, Witness: wire.TxWitness{{1, 2, 3}}})
+	segwit.AddTxOut(wire.NewTxOut(1000, []byte{0x51}))
+	var rawBuf bytes.Buffer
+	if err := segwit.Serialize(&rawBuf); err != nil {
+		t.Fatal(err)
+	}
+	raw := rawBuf.Bytes()
+	if txidOf(raw) == chainhash.DoubleHashH(raw).String() {
+		t.Fatal("test transaction has no witness")
+	}
+	if _, err := (&Client{}).BroadcastTransaction(context.Background(), []byte{0x02, 0, 0}); !errors.Is(err, ErrBadRequest) {
+		t.Fatalf("broadcast of bytes that are no transaction = %v, want ErrBadRequest before anything is sent", err)
+	}
 	addr := fakeMany(t, "1.4", nil, func(r *bufio.Reader, w net.Conn) {
 		for i := 0; ; i++ {
 			line, err := r.ReadBytes('\n')
@@ -215,7 +232,13 @@ func TestBroadcastAgainstFake(t *testing.T) {
 	}
 }
 
-func txidOf(raw []byte) string { return chainhash.DoubleHashH(raw).String() }
+func txidOf(raw []byte) string {
+	var tx wire.MsgTx
+	if err := tx.Deserialize(bytes.NewReader(raw)); err != nil {
+		panic(err)
+	}
+	return tx.TxHash().String()
+}
 
 func TestFeeRateFromServer(t *testing.T) {
 	for _, tc := range []struct {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/custodyagents/cosigner/chainwatch"
-	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -33,6 +32,8 @@ usage:
   cosigner status             the wallet as last seen (tip, balance, UTXOs) and the daemon's sync progress and servers
   cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
   cosigner policy check FILE  validate a policy file
+  cosigner policy test FILE --psbt P   dry run: how the policy decides the PSBT, rule by rule
+  cosigner policy schema      print the policy language's JSON Schema
   cosigner psbt inspect [--json] FILE
                               what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
 
@@ -66,10 +67,7 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprint(out, usage)
 		return nil
 	case "policy":
-		if len(args) != 3 || args[1] != "check" {
-			return usageError{"usage: cosigner policy check FILE"}
-		}
-		return cmdPolicyCheck(args[2], out)
+		return cmdPolicy(ctx, args[1:], out)
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -200,14 +198,5 @@ func cmdHealth(ctx context.Context, cfg *Config, out io.Writer) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("health: not healthy (HTTP %d)", resp.StatusCode)
 	}
-	return nil
-}
-
-func cmdPolicyCheck(path string, out io.Writer) error {
-	p, err := policy.Load(path)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "%s: OK (%d client(s), max_per_tx %s)\n", path, len(p.Clients), p.MaxPerTx)
 	return nil
 }

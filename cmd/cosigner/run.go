@@ -39,8 +39,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if len(cfg.Relays) == 0 {
 		return errors.New("configuration: COSIGNER_RELAYS is empty: list at least one relay (several for redundancy)")
 	}
-	pol, err := policy.Load(cfg.PolicyFile)
-	if err != nil {
+	if _, err := policy.Load(cfg.PolicyFile); err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}
 	pass, err := cfg.passphrase()
@@ -56,6 +55,10 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
+	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, nil)
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
+	}
 
 	etls, err := cfg.ElectrumTLS()
 	if err != nil {
@@ -73,12 +76,25 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}
 	defer pool.Close()
-	flow, err := psbtflow.NewService(desc, keys, chainView{watcher}, func() *policy.Policy { return pol }, db, log)
+	var flowOpts []psbtflow.Option
+	if cfg.HealthAddr != "" {
+		flowOpts = append(flowOpts, psbtflow.WithHoldURL("http://"+cfg.HealthAddr))
+	}
+	flow, err := psbtflow.NewService(desc, keys, chainView{watcher}, policies.Policy, db, log, flowOpts...)
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
 	}
 	remote, err := newRemoteSigner(cfg, keys, desc, pool, db, flow, log)
 	if err != nil {
+		return err
+	}
+	// Held requests get their late answer through the remote signer (NIP-46 auth_url flow);
+	// approvers and clients reach the held requests with approve and psbt_status.
+	flow.SetResponder(remote)
+	if err := remote.Handle("approve", flow.Approve); err != nil {
+		return err
+	}
+	if err := remote.Handle("psbt_status", flow.PSBTStatus); err != nil {
 		return err
 	}
 	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
@@ -101,7 +117,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// always drained here; for now they are reported in the log (psbtflow automations will
 	// consume them later).
 	start("chain events", func(ctx context.Context) error {
-		logChainEvents(ctx, watcher.Events(), watcher.Ack, log.With("component", "chainwatch"))
+		logChainEvents(ctx, watcher.Events(), watcher.Ack, log.With("component", "chainwatch"), flow)
 		return nil
 	})
 	if cfg.HealthAddr != "" {
@@ -111,7 +127,10 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 			wg.Wait()
 			return fmt.Errorf("configuration: COSIGNER_HEALTH_ADDR=%s: %w", cfg.HealthAddr, err)
 		}
-		srv := &http.Server{Handler: healthHandler(watcher, pool, db), ReadHeaderTimeout: 5 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("/requests/", flow.HTTPHandler())
+		mux.Handle("/", healthHandler(watcher, pool, db))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		start("health", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); srv.Close() }()
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -123,6 +142,8 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// NIP-46 is served from the start (connect, ping…); sign_psbt waits for the wallet view to be
 	// complete (psbtflow answers "not synced yet" before that).
 	start("signer", remote.Run)
+	start("policy reload", policies.Run)
+	start("held requests", flow.Run)
 	start("sync report", func(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
@@ -141,9 +162,11 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
-// logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends,
-// acknowledging each one once logged (so a restart does not report it again).
-func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger) {
+// logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends.
+// Spent events also go to the spend ledger (flow.NoteSpent). Each event is acknowledged once
+// handled, so a restart does not report it again; one whose ledger update failed is not
+// acknowledged and comes back after a restart.
+func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger, flow *psbtflow.Service) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -163,6 +186,12 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 					by = e.SpentBy.String()
 				}
 				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
+				if e.SpentBy != nil {
+					if err := flow.NoteSpent(ctx, e.OutPoint, *e.SpentBy); err != nil {
+						log.Error("spend ledger update failed; the event is kept for the next start", "error", err)
+						continue
+					}
+				}
 			case chainwatch.FundingDropped:
 				log.Warn("funding dropped (evicted, replaced or reorged out)", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
 			case chainwatch.FundingReorged:

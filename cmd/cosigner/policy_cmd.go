@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/store"
+)
+
+const policyUsage = `usage:
+  cosigner policy check FILE
+  cosigner policy test FILE --psbt P [--client NAME|PUBKEY] [--at RFC3339]
+  cosigner policy schema`
+
+// cmdPolicy dispatches the policy subcommands.
+func cmdPolicy(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return usageError{policyUsage}
+	}
+	switch args[0] {
+	case "check":
+		if len(args) != 2 {
+			return usageError{policyUsage}
+		}
+		return cmdPolicyCheck(args[1], out)
+	case "schema":
+		if len(args) != 1 {
+			return usageError{policyUsage}
+		}
+		_, err := out.Write(policy.Schema())
+		return err
+	case "test":
+		return cmdPolicyTest(ctx, args[1:], out)
+	}
+	return usageError{fmt.Sprintf("unknown policy command %q\n%s", args[0], policyUsage)}
+}
+
+func cmdPolicyCheck(path string, out io.Writer) error {
+	p, err := policy.Load(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s: OK (%d client(s), %d approver(s), %d rule(s), max_per_tx %s, %d velocity window(s); sha256 %s)\n",
+		path, len(p.Clients), len(p.Approvers), len(p.Rules), p.MaxPerTx(), len(p.Limits.Velocity), p.Hash)
+	return nil
+}
+
+// cmdPolicyTest is a dry run: how the policy FILE would decide the PSBT now, rule by rule,
+// against the wallet view and spend ledger the daemon left in the data dir's database.
+func cmdPolicyTest(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	psbtArg := fs.String("psbt", "", "PSBT file (base64 or hex), or the PSBT itself")
+	clientArg := fs.String("client", "", "client name or pubkey (default: the policy's first client)")
+	atArg := fs.String("at", "", "decision time, RFC 3339 (default: now)")
+	if len(args) == 0 {
+		return usageError{policyUsage}
+	}
+	file := args[0]
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 || *psbtArg == "" {
+		return usageError{policyUsage}
+	}
+	pol, err := policy.Load(file)
+	if err != nil {
+		return err
+	}
+	psbtText := strings.TrimSpace(*psbtArg)
+	if !strings.HasPrefix(psbtText, "cHNidP8") && !strings.HasPrefix(psbtText, "70736274ff") {
+		b, err := os.ReadFile(psbtText)
+		if err != nil {
+			return fmt.Errorf("policy test: --psbt: %w", err)
+		}
+		psbtText = strings.TrimSpace(string(b))
+	}
+	now := time.Now()
+	if *atArg != "" {
+		if now, err = time.Parse(time.RFC3339, *atArg); err != nil {
+			return fmt.Errorf("policy test: --at: %w", err)
+		}
+	}
+	client := strings.ToLower(*clientArg)
+	for _, c := range pol.Clients {
+		if *clientArg == "" && client == "" || c.Name == *clientArg {
+			client = c.PubKey
+		}
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	params, _ := cfg.Params()
+	if cfg.Descriptor == "" {
+		return errors.New("configuration: COSIGNER_DESCRIPTOR is empty: policy test analyses the PSBT against the registered wallet")
+	}
+	desc, err := descriptor.Parse(cfg.Descriptor, params, descriptor.RequireChecksum())
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
+	}
+	if _, err := os.Stat(cfg.DBPath()); err != nil {
+		return fmt.Errorf("policy test: no database at %s (run the daemon once so that it syncs the wallet): %w", cfg.DBPath(), err)
+	}
+	db, err := store.Open(ctx, cfg.DBPath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	view, err := loadStoreView(ctx, db)
+	if err != nil {
+		return err
+	}
+	a, d, err := psbtflow.Explain(ctx, desc, view, db, pol, client, psbtText, now)
+	if err != nil {
+		return fmt.Errorf("policy test: the PSBT is refused before the policy is asked: %w", err)
+	}
+	fmt.Fprintf(out, "policy %s (sha256 %s)\n", file, pol.Hash)
+	fmt.Fprintf(out, "transaction %s: outflow %s (fee %s, %.2f sat/vB, %d vB), %d input(s), %d output(s), wallet tip %d\n",
+		a.UnsignedTxID, a.Outflow, a.Fee, float64(a.FeeRate), a.VSize, len(a.Inputs), len(a.Outputs), view.tip)
+	fmt.Fprintf(out, "\ndecision: %s by %s: %s\n\n", strings.ToUpper(string(d.Outcome)), d.Rule, d.Reason)
+	for _, s := range d.Explanation {
+		fmt.Fprintf(out, "  %-12s %-22s %s\n", s.Result, s.Rule, s.Detail)
+	}
+	return nil
+}
+
+// storeView is the wallet view as the daemon last stored it (psbtflow.ChainView).
+type storeView struct {
+	coins   map[wire.OutPoint]psbtflow.Coin
+	scripts map[string][2]uint32
+	tip     int32
+}
+
+func loadStoreView(ctx context.Context, db *store.DB) (*storeView, error) {
+	st, err := db.LoadChainwatch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &storeView{coins: map[wire.OutPoint]psbtflow.Coin{}, scripts: map[string][2]uint32{}, tip: st.Tip.Height}
+	for _, s := range st.Scripts {
+		v.scripts[string(s.PkScript)] = [2]uint32{s.Branch, s.Index}
+	}
+	for _, u := range st.UTXOs {
+		h, err := chainhash.NewHashFromStr(u.TxID)
+		if err != nil {
+			return nil, fmt.Errorf("stored UTXO %s: %w", u.TxID, err)
+		}
+		v.coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbtflow.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
+			Branch: u.Branch, Index: u.Index, Height: u.Height}
+	}
+	return v, nil
+}
+
+func (v *storeView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) { c, ok := v.coins[op]; return c, ok }
+func (v *storeView) Lookup(s []byte) (uint32, uint32, bool) {
+	bi, ok := v.scripts[string(s)]
+	return bi[0], bi[1], ok
+}
+func (v *storeView) TipHeight() int32 { return v.tip }
+func (v *storeView) Synced() bool     { return true }
+
+// policyVersions adapts the store to policy.VersionStore (policy versions across restarts).
+type policyVersions struct{ db *store.DB }
+
+func (v policyVersions) PutVersion(ctx context.Context, pv policy.Version) error {
+	return v.db.PutPolicyVersion(ctx, store.PolicyVersion{Hash: pv.Hash, Name: pv.Name, Body: pv.Body, SeenAt: pv.SeenAt, EffectiveAt: pv.EffectiveAt})
+}
+
+func (v policyVersions) Versions(ctx context.Context) ([]policy.Version, error) {
+	rows, err := v.db.PolicyVersions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]policy.Version, len(rows))
+	for i, r := range rows {
+		out[i] = policy.Version{Hash: r.Hash, Name: r.Name, Body: r.Body, SeenAt: r.SeenAt, EffectiveAt: r.EffectiveAt}
+	}
+	return out, nil
+}

@@ -1,0 +1,113 @@
+package policy
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Loosenings lists the ways next may allow something that prev does not; empty means next only
+// tightens (or keeps) prev. The comparison is by setting, and conservative: a change it cannot
+// prove to be a tightening counts as loosening. Precisely, each of these is a loosening:
+//   - timezone or loosen_delay changed to a shorter delay, release_after shortened;
+//   - max_per_tx raised; a velocity window (W, M) of prev without a window in next that is at
+//     least as long with a max at most M; max_fee, max_feerate or max_fee_share raised or
+//     removed; min_confirmations lowered or removed; hours changed or removed;
+//   - a destination added to (or the whole allowlist removed from) limits.destinations.allow;
+//     a destination removed from limits.destinations.deny;
+//   - a client added, a client's pubkey or name changed, a client given more methods, its
+//     rate_limit removed or raised (more requests in an equal or longer period);
+//   - an approver added or its pubkey changed; a named descriptor added or changed;
+//   - any change to the rules (added, removed, reordered or edited).
+//
+// Changes that only tighten apply at once; a loosening applies only after prev's loosen_delay,
+// and until then both policies are in force and the stricter decision wins (see WithPrior).
+func Loosenings(prev, next *Policy) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if prev.Zone.String() != next.Zone.String() {
+		add("timezone changed from %s to %s", prev.Zone, next.Zone)
+	}
+	if next.LoosenDelay < prev.LoosenDelay {
+		add("loosen_delay shortened from %s to %s", FormatDuration(prev.LoosenDelay), FormatDuration(next.LoosenDelay))
+	}
+	pl, nl := &prev.Limits, &next.Limits
+	if nl.ReleaseAfter < pl.ReleaseAfter {
+		add("release_after shortened from %s to %s", FormatDuration(pl.ReleaseAfter), FormatDuration(nl.ReleaseAfter))
+	}
+	if nl.MaxPerTx > pl.MaxPerTx {
+		add("max_per_tx raised from %s to %s", pl.MaxPerTx, nl.MaxPerTx)
+	}
+	for _, w := range pl.Velocity {
+		if !slices.ContainsFunc(nl.Velocity, func(x Window) bool { return x.Window >= w.Window && x.Max <= w.Max }) {
+			add("velocity window %s (max %s) raised or removed", FormatDuration(w.Window), w.Max)
+		}
+	}
+	if pl.MaxFee.Set && (!nl.MaxFee.Set || nl.MaxFee.V > pl.MaxFee.V) {
+		add("max_fee raised or removed")
+	}
+	if pl.MaxFeeRate.Set && (!nl.MaxFeeRate.Set || nl.MaxFeeRate.V > pl.MaxFeeRate.V) {
+		add("max_feerate raised or removed")
+	}
+	if pl.MaxFeeShare.Set && (!nl.MaxFeeShare.Set || nl.MaxFeeShare.V > pl.MaxFeeShare.V) {
+		add("max_fee_share raised or removed")
+	}
+	if pl.MinConfirmations.Set && (!nl.MinConfirmations.Set || nl.MinConfirmations.V < pl.MinConfirmations.V) {
+		add("min_confirmations lowered or removed")
+	}
+	if pl.Hours != nil && (nl.Hours == nil || *nl.Hours != *pl.Hours && nl.Hours.String() != pl.Hours.String()) {
+		add("hours changed or removed")
+	}
+	if pl.Allow.Set {
+		if !nl.Allow.Set {
+			add("destination allowlist removed")
+		} else {
+			for _, d := range nl.Allow.V {
+				if !slices.ContainsFunc(pl.Allow.V, func(x Destination) bool { return x.Text == d.Text }) {
+					add("destination %s added to the allowlist", d.Text)
+				}
+			}
+		}
+	}
+	for _, d := range pl.Deny {
+		if !slices.ContainsFunc(nl.Deny, func(x Destination) bool { return x.Text == d.Text }) {
+			add("destination %s removed from the denylist", d.Text)
+		}
+	}
+	for _, c := range next.Clients {
+		i := slices.IndexFunc(prev.Clients, func(x Client) bool { return x.PubKey == c.PubKey })
+		if i < 0 {
+			add("client %q added", c.Name)
+			continue
+		}
+		o := prev.Clients[i]
+		if o.Name != c.Name {
+			add("client %q renamed to %q", o.Name, c.Name)
+		}
+		if len(o.Methods) > 0 && (len(c.Methods) == 0 || slices.ContainsFunc(c.Methods, func(m string) bool { return !slices.Contains(o.Methods, m) })) {
+			add("client %q may call more methods", c.Name)
+		}
+		if o.RateLimit != nil && (c.RateLimit == nil || c.RateLimit.Count > o.RateLimit.Count || c.RateLimit.Per < o.RateLimit.Per) {
+			add("client %q rate_limit raised or removed", c.Name)
+		}
+	}
+	for _, a := range next.Approvers {
+		if !slices.Contains(prev.Approvers, a) {
+			add("approver %q added or changed", a.Name)
+		}
+	}
+	for name, d := range next.Descriptors {
+		if o, ok := prev.Descriptors[name]; !ok || o.Descriptor != d.Descriptor || o.Lookahead < d.Lookahead {
+			add("named descriptor %q added or widened", name)
+		}
+	}
+	if len(prev.Rules) != len(next.Rules) {
+		add("rules changed (%d → %d rules)", len(prev.Rules), len(next.Rules))
+	} else {
+		for i := range next.Rules {
+			if prev.Rules[i].source != next.Rules[i].source {
+				add("rule %d (%q) changed", i+1, next.Rules[i].Name)
+			}
+		}
+	}
+	return out
+}

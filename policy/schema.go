@@ -1,0 +1,119 @@
+package policy
+
+import "encoding/json"
+
+// SchemaID is the $id of the policy JSON Schema.
+const SchemaID = "https://github.com/custodyagents/cosigner/policy/schema.json"
+
+// Patterns of the language's scalar values, shared by the schema and the docs.
+const (
+	patAmount   = `^\s*[0-9][0-9_]*(\.[0-9]+)?\s+(BTC|btc|sat|sats)\s*$`
+	patDuration = `^\s*([0-9]+[dw]|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)\s*$`
+	patFeeRate  = `^\s*[0-9][0-9_]*(\.[0-9]+)?\s+sats?/[vV][bB]\s*$`
+	patShare    = `^\s*[0-9]+(\.[0-9]{1,4})?\s*%\s*$`
+	patClock    = `^([01][0-9]|2[0-3]):[0-5][0-9]$`
+	patRate     = `^\s*[0-9]+\s*/\s*\S+\s*$`
+	patPubKey   = `^(npub1[02-9ac-hj-np-z]{58}|[0-9a-fA-F]{64})$`
+)
+
+type js = map[string]any
+
+func str(desc, pattern string) js {
+	s := js{"type": "string", "description": desc}
+	if pattern != "" {
+		s["pattern"] = pattern
+	}
+	return s
+}
+
+func obj(keys []string, props js, required ...string) js {
+	p := js{}
+	for _, k := range keys {
+		p[k] = props[k]
+	}
+	o := js{"type": "object", "additionalProperties": false, "properties": p}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+func list(items js, desc string) js { return js{"type": "array", "items": items, "description": desc} }
+
+// Schema returns the policy language's JSON Schema (draft 2020-12), for editors
+// (yaml-language-server: put "# yaml-language-server: $schema=<path or URL>" at the top of the
+// policy file). Every mapping lists exactly the keys the loader accepts, so an editor flags the
+// same unknown keys that `cosigner policy check` refuses; values are checked by pattern (the
+// loader's checks are stricter: ranges, references by name, semantic checks).
+func Schema() []byte {
+	amount := func(d string) js { return str(d+` Amount with unit: "0.5 BTC", "50000 sat".`, patAmount) }
+	duration := func(d string) js { return str(d+` Go duration or days/weeks: "90m", "24h", "7d", "2w".`, patDuration) }
+	confs := js{"type": "integer", "minimum": 0, "maximum": 10000, "description": "Minimum confirmations of every input."}
+	dest := list(str(`An address, or "descriptor:NAME" for a named descriptor.`, ""), "Destinations.")
+	days := list(js{"enum": weekdays}, "Days of the week (default: every day).")
+	hours := obj(keysHours, js{
+		"from": str("Start, HH:MM (24-hour clock), inclusive.", patClock),
+		"to":   str("End, HH:MM, exclusive; before from means the window wraps past midnight.", patClock),
+		"days": days,
+		"zone": str(`IANA time zone, e.g. "Europe/Berlin" (default: the policy's timezone).`, ""),
+	}, "from", "to")
+	hours["description"] = "Time-of-day window."
+	pubkey := str("Nostr pubkey: npub1… or 64 hex characters.", patPubKey)
+	s := obj(keysTop, js{
+		"version":      js{"const": 1, "description": "Policy language version."},
+		"timezone":     str(`Default IANA time zone of time-of-day windows (default UTC).`, ""),
+		"loosen_delay": js{"anyOf": []any{duration("A change that loosens this policy applies alone only after this delay; tightening applies at once."), js{"const": 0}}},
+		"clients": list(obj(keysClient, js{
+			"name":       str("Name used in rules and logs.", ""),
+			"pubkey":     pubkey,
+			"methods":    list(js{"enum": knownMethods}, "Methods it may call (default: all policy-gated methods)."),
+			"rate_limit": str(`Requests per rolling window: "20/1h".`, patRate),
+		}, "pubkey"), "NIP-46 clients allowed to ask."),
+		"approvers": list(obj(keysApprover, js{"name": str("Name used in hold rules.", ""), "pubkey": pubkey}, "name", "pubkey"),
+			"People who may approve held requests with the approve method."),
+		"descriptors": js{"type": "object", "description": "Named output descriptors (e.g. a cold vault) for destination lists.",
+			"additionalProperties": obj(keysDescriptor, js{
+				"descriptor": str("Output descriptor with #checksum.", ""),
+				"lookahead":  js{"type": "integer", "minimum": 1, "maximum": MaxLookahead, "description": "Scripts per branch matched (default 100)."},
+			}, "descriptor")},
+		"limits": obj(keysLimits, js{
+			"max_per_tx": amount("Per-transaction cap on outflow (inputs − change, fee included)."),
+			"velocity": list(obj(keysWindow, js{"window": duration("Rolling window length."), "max": amount("Most outflow in any such window.")}, "window", "max"),
+				"Rolling-window limits counted in the spend ledger."),
+			"max_fee":           amount("Absolute fee cap."),
+			"max_feerate":       str(`Feerate cap: "100 sat/vB".`, patFeeRate),
+			"max_fee_share":     str(`Fee cap as a share of outflow: "2%".`, patShare),
+			"min_confirmations": confs,
+			"hours":             hours,
+			"destinations":      obj(keysDest, js{"allow": dest, "deny": dest}),
+			"release_after":     duration("A signed transaction's reservation is released if its inputs are still unspent this long after signing (default 72h)."),
+		}, "max_per_tx"),
+		"rules": list(obj(keysRule, js{
+			"name":   str("Rule name (a word; appears in decisions and error codes).", `^[^:\s]+$`),
+			"reason": str("Words for people, shown in decisions.", ""),
+			"action": js{"enum": []string{"allow", "deny", "hold"}},
+			"match": obj(keysMatch, js{
+				"clients":           list(str("Client name.", ""), "The request comes from one of these clients."),
+				"min_outflow":       amount("Outflow at least this."),
+				"max_outflow":       amount("Outflow at most this."),
+				"destinations":      dest,
+				"max_fee":           amount("Fee at most this."),
+				"max_feerate":       str(`Feerate at most this: "20 sat/vB".`, patFeeRate),
+				"max_fee_share":     str(`Fee share of outflow at most this: "1%".`, patShare),
+				"min_confirmations": confs,
+				"hours":             hours,
+				"rbf":               js{"type": "boolean", "description": "The transaction signals RBF (BIP-125) or not."},
+			}),
+			"hold": obj(keysHold, js{
+				"cooling_off": duration("Delay before a held request can be signed (cancellable)."),
+				"approvals":   js{"type": "integer", "minimum": 1, "maximum": 100, "description": "Approvals required (M of the named approvers)."},
+				"approvers":   list(str("Approver name.", ""), "Approvers who may approve."),
+			}),
+		}, "action"), "First-match rules under the global limits."),
+	}, "version", "clients", "limits")
+	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+	s["$id"] = SchemaID
+	s["title"] = "cosigner policy"
+	b, _ := json.MarshalIndent(s, "", "  ")
+	return append(b, '\n')
+}

@@ -1,0 +1,220 @@
+package psbtflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// Approve answers approve [request id or unsigned txid, decision] (DESIGN.md, "Other extension
+// methods"). decision is "approve" or "deny" from an approver named in the policy, or "cancel"
+// from an approver or from the client whose request is held. The approver's signed
+// kind-24133 event (req.Event) is kept in the approvals table as the evidence. The result is a
+// JSON object {"request_id","decision","state"}; the held request is decided again at once.
+// Errors: unauthorized (not an approver), invalid_params (bad decision, no such held request,
+// ambiguous id), invalid_request (the hold already ended).
+func (s *Service) Approve(ctx context.Context, req signer.Request) (string, error) {
+	if len(req.Params) != 2 {
+		return "", signer.Errorf(signer.CodeInvalidParams, "approve takes [request id or unsigned txid, approve|deny|cancel], got %d params", len(req.Params))
+	}
+	id, decision := req.Params[0], strings.ToLower(req.Params[1])
+	if decision != "approve" && decision != "deny" && decision != "cancel" {
+		return "", signer.Errorf(signer.CodeInvalidParams, "decision must be approve, deny or cancel, got %q", req.Params[1])
+	}
+	pol := s.policy()
+	now := s.now()
+	name, isApprover := policy.ApproverName(pol, req.Client, now)
+	holds, err := s.db.HoldsByRequestID(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if !isApprover {
+		// A client may only cancel its own held request.
+		mine := holds[:0:0]
+		for _, h := range holds {
+			if h.Client == req.Client {
+				mine = append(mine, h)
+			}
+		}
+		if decision != "cancel" || len(mine) == 0 {
+			d := policy.Decision{Rule: "approvers", Reason: "only approvers named in the policy may approve or deny a held request", PolicyHash: pol.Hash}
+			s.audit(ctx, req, "rejected", d, nil)
+			return "", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
+		}
+		holds, name = mine, "the requesting client"
+	}
+	switch {
+	case len(holds) == 0:
+		return "", signer.Errorf(signer.CodeInvalidParams, "no held request with id or unsigned txid %q", id)
+	case len(holds) > 1:
+		return "", signer.Errorf(signer.CodeInvalidParams, "%d held requests match %q; use the token from the auth_url", len(holds), id)
+	}
+	h := holds[0]
+	if h.State != store.HoldWaiting {
+		return "", signer.Errorf(signer.CodeInvalidRequest, "request %q is no longer held (%s)", h.RequestID, h.State)
+	}
+	evidence := ""
+	if req.Event != nil {
+		if b, err := json.Marshal(req.Event); err == nil {
+			evidence = string(b)
+		}
+	}
+	if err := s.db.AddApproval(ctx, store.Approval{Client: h.Client, RequestID: h.RequestID, Approver: req.Client, Decision: decision, Event: evidence, At: now}); err != nil {
+		return "", err
+	}
+	s.audit(ctx, signer.Request{Client: h.Client, ID: h.RequestID, Method: "approve"}, "approval",
+		policy.Decision{Rule: h.Rule, Reason: name + " (" + req.Client + "): " + decision, PolicyHash: pol.Hash}, nil)
+	s.log.Info("approval recorded", "request", h.RequestID, "approver", name, "decision", decision)
+	if err := s.processHolds(ctx); err != nil {
+		s.log.Error("held requests", "error", err)
+	}
+	s.kick() // deliver the late answer
+	st, err := s.status(ctx, h.Client, h.RequestID)
+	if err != nil {
+		return "", err
+	}
+	b, _ := json.Marshal(map[string]string{"request_id": h.RequestID, "decision": decision, "state": st.State})
+	return string(b), nil
+}
+
+// RequestStatus is what psbt_status and the auth_url page show about a request.
+type RequestStatus struct {
+	RequestID    string           `json:"request_id"`
+	State        string           `json:"state"` // received | held | signed | denied | failed
+	UnsignedTxID string           `json:"unsigned_txid,omitempty"`
+	Error        string           `json:"error,omitempty"`
+	Hold         *HoldStatus      `json:"hold,omitempty"`
+	Approvals    []ApprovalStatus `json:"approvals,omitempty"`
+}
+
+// HoldStatus is a held request's hold.
+type HoldStatus struct {
+	Rule      string    `json:"rule"`
+	State     string    `json:"state"` // waiting | released | denied | cancelled
+	HeldSince time.Time `json:"held_since"`
+	Reason    string    `json:"reason"`
+	URL       string    `json:"url"`
+}
+
+// ApprovalStatus is one approver's decision (the evidence event is in the store, not shown).
+type ApprovalStatus struct {
+	Approver string    `json:"approver"`
+	Decision string    `json:"decision"`
+	At       time.Time `json:"at"`
+}
+
+func (s *Service) status(ctx context.Context, client, id string) (RequestStatus, error) {
+	rec, ok, err := s.db.SignRequestRow(ctx, client, id)
+	if err != nil {
+		return RequestStatus{}, err
+	}
+	if !ok {
+		return RequestStatus{}, signer.Errorf(signer.CodeInvalidParams, "no request %q", id)
+	}
+	st := RequestStatus{RequestID: id, State: rec.State, UnsignedTxID: rec.UnsignedTxID, Error: rec.Error}
+	h, err := s.db.FindHold(ctx, client, id)
+	switch {
+	case errors.Is(err, store.ErrNoSuchHold):
+		return st, nil
+	case err != nil:
+		return st, err
+	}
+	st.Hold = &HoldStatus{Rule: h.Rule, State: h.State, HeldSince: h.HeldSince.UTC(), Reason: h.Reason, URL: h.URL}
+	as, err := s.db.Approvals(ctx, client, id)
+	if err != nil {
+		return st, err
+	}
+	for _, a := range as {
+		name := a.Approver
+		if n, ok := policy.ApproverName(s.policy(), a.Approver, s.now()); ok {
+			name = n
+		}
+		st.Approvals = append(st.Approvals, ApprovalStatus{Approver: name, Decision: a.Decision, At: a.At.UTC()})
+	}
+	return st, nil
+}
+
+// PSBTStatus answers psbt_status [request id or unsigned txid]: the JSON RequestStatus of the
+// calling client's request(s) — an array when several match. Approvers may ask about any held
+// request. Errors: unauthorized, invalid_params (no such request).
+func (s *Service) PSBTStatus(ctx context.Context, req signer.Request) (string, error) {
+	if len(req.Params) != 1 {
+		return "", signer.Errorf(signer.CodeInvalidParams, "psbt_status takes [request id or unsigned txid], got %d params", len(req.Params))
+	}
+	pol := s.policy()
+	now := s.now()
+	_, isApprover := policy.ApproverName(pol, req.Client, now)
+	if d := policy.Authorize(pol, req.Client, req.Method, now); d.Outcome != policy.Allow && !isApprover {
+		return "", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
+	}
+	type key struct{ client, id string }
+	var keys []key
+	recs, err := s.db.FindSignRequests(ctx, req.Client, req.Params[0])
+	if err != nil {
+		return "", err
+	}
+	for _, r := range recs {
+		keys = append(keys, key{req.Client, r.RequestID})
+	}
+	if isApprover {
+		hs, err := s.db.HoldsByRequestID(ctx, req.Params[0])
+		if err != nil {
+			return "", err
+		}
+		for _, h := range hs {
+			if h.Client != req.Client {
+				keys = append(keys, key{h.Client, h.RequestID})
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return "", signer.Errorf(signer.CodeInvalidParams, "no request with id or unsigned txid %q", req.Params[0])
+	}
+	var out []RequestStatus
+	for _, k := range keys {
+		st, err := s.status(ctx, k.client, k.id)
+		if err != nil {
+			return "", err
+		}
+		out = append(out, st)
+	}
+	var b []byte
+	if len(out) == 1 {
+		b, _ = json.Marshal(out[0])
+	} else {
+		b, _ = json.Marshal(out)
+	}
+	return string(b), nil
+}
+
+// HTTPHandler serves GET /requests/{token}: the RequestStatus of the held request whose auth_url
+// carries token, as JSON (404 when unknown). Mount it on the daemon's health address.
+func (s *Service) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /requests/{token}", func(rw http.ResponseWriter, r *http.Request) {
+		h, err := s.db.FindHold(r.Context(), "", r.PathValue("token"))
+		if errors.Is(err, store.ErrNoSuchHold) {
+			http.Error(rw, "no such held request", http.StatusNotFound)
+			return
+		}
+		if err != nil {
+			http.Error(rw, "status unavailable", http.StatusInternalServerError)
+			return
+		}
+		st, err := s.status(r.Context(), h.Client, h.RequestID)
+		if err != nil {
+			http.Error(rw, "status unavailable", http.StatusInternalServerError)
+			return
+		}
+		rw.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(rw).Encode(st)
+	})
+	return mux
+}

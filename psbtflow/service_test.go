@@ -1,0 +1,544 @@
+package psbtflow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// answers records the late answers a remote signer would publish (the signer.Responder side).
+type answers struct {
+	mu  sync.Mutex
+	got []string // "id result" or "id error"
+}
+
+func (a *answers) Respond(_ context.Context, client, id, result string, err error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.got = append(a.got, id+" "+err.Error())
+	} else {
+		a.got = append(a.got, id+" "+result)
+	}
+	return nil
+}
+
+func (a *answers) list() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.got)
+}
+
+type holdEnv struct {
+	f       *fixture
+	db      *store.DB
+	svc     *Service
+	ans     *answers
+	now     time.Time
+	client  string
+	approve map[string]string // approver name → secret key
+	pol     *policy.Policy
+}
+
+func newHoldEnv(t *testing.T, rules string) *holdEnv {
+	t.Helper()
+	e := &holdEnv{f: newFixture(t), ans: &answers{}, now: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), approve: map[string]string{}}
+	var err error
+	e.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.db.Close() })
+	e.client, _ = nostr.GetPublicKey(nostr.GeneratePrivateKey())
+	doc := "version: 1\nclients:\n  - {name: coordinator, pubkey: " + e.client + "}\napprovers:\n"
+	for _, name := range []string{"alice", "bob", "carol"} {
+		sk := nostr.GeneratePrivateKey()
+		pk, _ := nostr.GetPublicKey(sk)
+		e.approve[name] = sk
+		doc += "  - {name: " + name + ", pubkey: " + pk + "}\n"
+	}
+	doc += "limits:\n  max_per_tx: 1 BTC\n" + rules
+	if e.pol, err = policy.Parse("p.yaml", []byte(doc)); err != nil {
+		t.Fatal(err)
+	}
+	e.svc, err = NewService(e.f.desc, e.f.keys[1], e.f.chain, func() *policy.Policy { return e.pol }, e.db, quiet,
+		WithClock(func() time.Time { return e.now }), WithHoldURL("http://127.0.0.1:8080/"), WithResponder(e.ans))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// approverRequest is an approve request as the remote signer hands it over: with the
+// approver's signed kind-24133 event.
+func (e *holdEnv) approverRequest(t *testing.T, name, id, decision string) signer.Request {
+	sk := e.approve[name]
+	pk, _ := nostr.GetPublicKey(sk)
+	ev := nostr.Event{Kind: 24133, CreatedAt: nostr.Timestamp(e.now.Unix()), Content: "nip44 ciphertext", Tags: nostr.Tags{{"p", strings.Repeat("ab", 32)}}}
+	if err := ev.Sign(sk); err != nil {
+		t.Fatal(err)
+	}
+	return signer.Request{Client: pk, ID: "a-" + name + "-" + decision, Method: "approve", Params: []string{id, decision}, Event: &ev}
+}
+
+func (e *holdEnv) psbt(t *testing.T, pay btcutil.Amount) string {
+	op := e.f.addCoin(t, 0, 1, 100_000)
+	s, err := Encode(e.f.buildPSBT(t, []wire.OutPoint{op}, pay, 100_000-pay-1_000, 2), Base64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func heldURL(t *testing.T, err error) string {
+	t.Helper()
+	var he *signer.HeldError
+	if !errors.As(err, &he) || he.URL == "" || he.Reason == "" {
+		t.Fatalf("want a HeldError, got %v", err)
+	}
+	return he.URL
+}
+
+func TestHoldCoolingOffThenRespond(t *testing.T) {
+	e := newHoldEnv(t, "rules:\n  - name: wait\n    match: {min_outflow: 50000 sat}\n    action: hold\n    hold: {cooling_off: 1h}\n  - {name: small, action: allow}\n")
+	ctx := context.Background()
+	req := signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}}
+	_, err := e.svc.SignPSBT(ctx, req)
+	url := heldURL(t, err)
+	if !strings.HasPrefix(url, "http://127.0.0.1:8080/requests/") {
+		t.Fatalf("auth_url = %s", url)
+	}
+	if _, err := e.svc.SignPSBT(ctx, req); heldURL(t, err) != url {
+		t.Fatal("a repeated held request must get the same auth_url")
+	}
+	e.now = e.now.Add(59 * time.Minute)
+	e.svc.Tick(ctx)
+	if got := e.ans.list(); len(got) != 0 {
+		t.Fatalf("answered during the cooling-off: %v", got)
+	}
+	e.now = e.now.Add(time.Minute)
+	e.svc.Tick(ctx)
+	got := e.ans.list()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
+		t.Fatalf("late answers = %v, want the signed PSBT for r1", got)
+	}
+	signed := strings.TrimPrefix(got[0], "r1 ")
+	if out, err := e.svc.SignPSBT(ctx, req); err != nil || out != signed {
+		t.Fatalf("repeated request after release: %v", err)
+	}
+	e.svc.Tick(ctx)
+	if len(e.ans.list()) != 1 {
+		t.Fatal("a late answer was sent twice")
+	}
+	rs, err := e.db.Reservations(ctx, store.LedgerReserved)
+	if err != nil || len(rs) != 1 || rs[0].OutflowSat != 61_000 {
+		t.Fatalf("ledger = %+v, %v; want one reservation of 61000 sat", rs, err)
+	}
+	// The auth_url page shows the request's state.
+	rec := httptest.NewRecorder()
+	e.svc.HTTPHandler().ServeHTTP(rec, httptest.NewRequest("GET", strings.TrimPrefix(url, "http://127.0.0.1:8080"), nil))
+	var st RequestStatus
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || st.State != store.RequestSigned || st.Hold == nil || st.Hold.State != store.HoldReleased {
+		t.Fatalf("status page = %d %s", rec.Code, rec.Body.String())
+	}
+	// Audit: held, then signed, both with the policy hash.
+	var n int
+	if err := e.db.SQL.QueryRow(`SELECT count(*) FROM audit_log WHERE request_id = 'r1' AND policy_hash = ? AND decision IN ('held', 'signed')`, e.pol.Hash).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("audit rows with the policy hash = %d, %v", n, err)
+	}
+}
+
+func TestHoldApprovalsMofN(t *testing.T) {
+	e := newHoldEnv(t, "rules:\n  - name: two_of_three\n    action: hold\n    hold: {approvals: 2, approvers: [alice, bob, carol]}\n")
+	ctx := context.Background()
+	req := signer.Request{Client: e.client, ID: "r2", Method: "sign_psbt", Params: []string{e.psbt(t, 40_000)}}
+	_, err := e.svc.SignPSBT(ctx, req)
+	heldURL(t, err)
+	// A stranger (here: the client itself) may not approve.
+	if _, err := e.svc.Approve(ctx, signer.Request{Client: e.client, ID: "x", Method: "approve", Params: []string{"r2", "approve"}}); err == nil || !strings.HasPrefix(err.Error(), "unauthorized: ") {
+		t.Fatalf("client approving its own request: %v", err)
+	}
+	out, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", "r2", "approve"))
+	if err != nil || !strings.Contains(out, `"state":"held"`) {
+		t.Fatalf("first approval: %s, %v", out, err)
+	}
+	if got := e.ans.list(); len(got) != 0 {
+		t.Fatalf("released after one approval: %v", got)
+	}
+	// The same approver twice still counts once.
+	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", "r2", "approve")); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Tick(ctx)
+	if got := e.ans.list(); len(got) != 0 {
+		t.Fatalf("released after one approver approved twice: %v", got)
+	}
+	out, err = e.svc.Approve(ctx, e.approverRequest(t, "carol", "r2", "approve"))
+	if err != nil || !strings.Contains(out, `"state":"signed"`) {
+		t.Fatalf("second approval: %s, %v", out, err)
+	}
+	e.svc.Tick(ctx)
+	if got := e.ans.list(); len(got) != 1 || !strings.HasPrefix(got[0], "r2 cHNidP8") {
+		t.Fatalf("late answers = %v", got)
+	}
+	// The approvers' signed events are kept as evidence.
+	as, err := e.db.Approvals(ctx, e.client, "r2")
+	if err != nil || len(as) != 2 {
+		t.Fatalf("approvals = %+v, %v", as, err)
+	}
+	for _, a := range as {
+		var ev nostr.Event
+		if err := json.Unmarshal([]byte(a.Event), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := ev.CheckSignature(); !ok || err != nil || ev.PubKey != a.Approver {
+			t.Fatalf("approval evidence does not verify: %v", err)
+		}
+	}
+	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "bob", "r2", "approve")); err == nil || !strings.HasPrefix(err.Error(), "invalid_request: ") {
+		t.Fatalf("approving an ended hold: %v", err)
+	}
+}
+
+func TestHoldCancelAndDeny(t *testing.T) {
+	e := newHoldEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {cooling_off: 24h, approvals: 1, approvers: [alice]}\n")
+	ctx := context.Background()
+	r1 := signer.Request{Client: e.client, ID: "c1", Method: "sign_psbt", Params: []string{e.psbt(t, 30_000)}}
+	r2 := signer.Request{Client: e.client, ID: "c2", Method: "sign_psbt", Params: []string{e.psbt(t, 31_000)}}
+	for _, r := range []signer.Request{r1, r2} {
+		_, err := e.svc.SignPSBT(ctx, r)
+		heldURL(t, err)
+	}
+	// The client cancels its own request (by id); an approver denies the other (by unsigned txid).
+	if _, err := e.svc.Approve(ctx, signer.Request{Client: e.client, ID: "x1", Method: "approve", Params: []string{"c1", "cancel"}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.svc.status(ctx, e.client, "c2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", st.UnsignedTxID, "deny")); err != nil {
+		t.Fatal(err)
+	}
+	e.svc.Tick(ctx)
+	got := e.ans.list()
+	slices.Sort(got)
+	if len(got) != 2 || got[0] != "c1 policy_denied: wait: cancelled by the requesting client" || got[1] != "c2 policy_denied: wait: denied by alice" {
+		t.Fatalf("late answers = %q", got)
+	}
+	if rs, _ := e.db.Reservations(ctx); len(rs) != 0 {
+		t.Fatalf("a cancelled request reserved %+v", rs)
+	}
+	// psbt_status shows the outcome to the client.
+	out, err := e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "s", Method: "psbt_status", Params: []string{"c1"}})
+	if err != nil || !strings.Contains(out, `"state":"denied"`) || !strings.Contains(out, `"state":"cancelled"`) {
+		t.Fatalf("psbt_status = %s, %v", out, err)
+	}
+}
+
+// TestLedgerNeverExceedsWindows is the spend ledger's property test: random sequences of sign,
+// confirm, replace (RBF), expire and restart never let what can leave the wallet in any window
+// exceed its limit. "What can leave" is counted from the test's own model of the chain: every
+// confirmed transaction, plus every signed transaction that may still confirm, where of the
+// transactions that conflict (share an input) only the largest counts — the worst case.
+func TestLedgerNeverExceedsWindows(t *testing.T) {
+	seeds := 6
+	steps := 90
+	if testing.Short() {
+		seeds, steps = 2, 40
+	}
+	for seed := range seeds {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { ledgerProperty(t, uint64(seed), steps) })
+	}
+}
+
+type modelTx struct {
+	txid    string
+	outflow btcutil.Amount
+	inputs  []wire.OutPoint
+	at      time.Time
+	state   string // pending | confirmed | dead
+}
+
+func ledgerProperty(t *testing.T, seed uint64, steps int) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, 42))
+	f := newFixture(t)
+	dbPath := filepath.Join(t.TempDir(), "c.db")
+	client, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
+	windows := []policy.Window{{Window: time.Hour, Max: 150_000}, {Window: 24 * time.Hour, Max: 400_000}}
+	pol, err := policy.Parse("p.yaml", []byte(fmt.Sprintf(`version: 1
+clients: [{name: c, pubkey: %s}]
+limits:
+  max_per_tx: 120000 sat
+  velocity: [{window: 1h, max: 150000 sat}, {window: 24h, max: 400000 sat}]
+  release_after: 3h
+`, client)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	var db *store.DB
+	var svc *Service
+	open := func() {
+		if db != nil {
+			db.Close()
+		}
+		if db, err = store.Open(ctx, dbPath); err != nil {
+			t.Fatal(err)
+		}
+		if svc, err = NewService(f.desc, f.keys[0], f.chain, func() *policy.Policy { return pol }, db, quiet, WithClock(func() time.Time { return now })); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open()
+	defer func() { db.Close() }()
+	for i := range 8 {
+		f.addCoin(t, 0, uint32(i), btcutil.Amount(30_000+rng.IntN(90_000)))
+	}
+	var txs []*modelTx
+	nextID := 0
+	sign := func(ins []wire.OutPoint) {
+		var total btcutil.Amount
+		for _, op := range ins {
+			total += f.chain.coins[op].Value
+		}
+		fee := btcutil.Amount(500 + rng.IntN(3000))
+		pay := btcutil.Amount(rng.Int64N(int64(total - fee)))
+		p := f.buildPSBT(t, ins, pay, total-pay-fee, uint32(rng.IntN(20)))
+		s, _ := Encode(p, Base64)
+		nextID++
+		_, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint(nextID), Method: "sign_psbt", Params: []string{s}})
+		if err == nil {
+			txs = append(txs, &modelTx{txid: p.UnsignedTx.TxHash().String(), outflow: pay + fee, inputs: ins, at: now, state: "pending"})
+			return
+		}
+		if !strings.HasPrefix(err.Error(), "policy_denied: ") {
+			t.Fatalf("sign: %v", err)
+		}
+	}
+	unspent := func(m *modelTx) bool {
+		for _, op := range m.inputs {
+			if _, ok := f.chain.coins[op]; !ok {
+				return false
+			}
+		}
+		return true
+	}
+	for step := range steps {
+		switch op := rng.IntN(10); {
+		case op < 4: // sign a new transaction over 1–2 coins
+			var coins []wire.OutPoint
+			for o := range f.chain.coins {
+				coins = append(coins, o)
+			}
+			slices.SortFunc(coins, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
+			if len(coins) == 0 {
+				continue
+			}
+			rng.Shuffle(len(coins), func(i, j int) { coins[i], coins[j] = coins[j], coins[i] })
+			sign(coins[:min(len(coins), 1+rng.IntN(2))])
+		case op < 6: // replace a pending transaction (RBF: same inputs, another amount)
+			var pend []*modelTx
+			for _, m := range txs {
+				if m.state == "pending" && unspent(m) {
+					pend = append(pend, m)
+				}
+			}
+			if len(pend) > 0 {
+				sign(pend[rng.IntN(len(pend))].inputs)
+			}
+		case op < 8: // confirm a pending transaction: its inputs are spent, its change comes back
+			var pend []*modelTx
+			for _, m := range txs {
+				if m.state == "pending" && unspent(m) {
+					pend = append(pend, m)
+				}
+			}
+			if len(pend) == 0 {
+				continue
+			}
+			m := pend[rng.IntN(len(pend))]
+			m.state = "confirmed"
+			h, _ := chainhash.NewHashFromStr(m.txid)
+			for _, in := range m.inputs {
+				delete(f.chain.coins, in)
+			}
+			for _, in := range m.inputs {
+				if err := svc.NoteSpent(ctx, in, *h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, o := range txs { // conflicting transactions can no longer confirm
+				if o.state == "pending" && !unspent(o) {
+					o.state = "dead"
+				}
+			}
+			f.addCoin(t, 1, uint32(100+step), btcutil.Amount(20_000+rng.IntN(60_000)))
+		case op < 9: // time passes; the ledger releases what never confirmed
+			now = now.Add(time.Duration(10+rng.IntN(170)) * time.Minute)
+			svc.Tick(ctx)
+			for _, m := range txs {
+				if m.state == "pending" && unspent(m) && !now.Before(m.at.Add(3*time.Hour)) {
+					m.state = "dead" // released: the test never confirms it
+				}
+			}
+		default: // restart
+			open()
+		}
+		checkWindows(t, step, txs, windows)
+	}
+}
+
+// checkWindows asserts, for every window and every signing time T, that the worst case of what
+// can leave the wallet with a signing time in (T−W, T] is within the window's limit.
+func checkWindows(t *testing.T, step int, txs []*modelTx, windows []policy.Window) {
+	t.Helper()
+	var live []*modelTx
+	for _, m := range txs {
+		if m.state != "dead" {
+			live = append(live, m)
+		}
+	}
+	conflict := func(a, b *modelTx) bool {
+		for _, x := range a.inputs {
+			if slices.Contains(b.inputs, x) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, w := range windows {
+		for _, end := range live {
+			var in []*modelTx
+			for _, m := range live {
+				if m.at.After(end.at.Add(-w.Window)) && !m.at.After(end.at) {
+					in = append(in, m)
+				}
+			}
+			// Worst case: the heaviest set of pairwise non-conflicting transactions, computed per
+			// group of transactions linked by conflicts (small: exhaustive search).
+			var best btcutil.Amount
+			seen := make([]bool, len(in))
+			for i := range in {
+				if seen[i] {
+					continue
+				}
+				group := []*modelTx{in[i]}
+				seen[i] = true
+				for g := 0; g < len(group); g++ {
+					for j := range in {
+						if !seen[j] && conflict(group[g], in[j]) {
+							seen[j] = true
+							group = append(group, in[j])
+						}
+					}
+				}
+				if len(group) > 16 {
+					t.Fatalf("step %d: a conflict group of %d transactions is too large for the exhaustive check", step, len(group))
+				}
+				var heaviest btcutil.Amount
+				for mask := 1; mask < 1<<len(group); mask++ {
+					var sum btcutil.Amount
+					ok := true
+					for a := 0; a < len(group) && ok; a++ {
+						if mask&(1<<a) == 0 {
+							continue
+						}
+						for b := a + 1; b < len(group); b++ {
+							if mask&(1<<b) != 0 && conflict(group[a], group[b]) {
+								ok = false
+								break
+							}
+						}
+						sum += group[a].outflow
+					}
+					if ok {
+						heaviest = max(heaviest, sum)
+					}
+				}
+				best += heaviest
+			}
+			if best > w.Max {
+				t.Fatalf("step %d: %s could leave in the %s window ending %s, over its limit %s", step, best, w.Window, end.at.Format(time.RFC3339), w.Max)
+			}
+		}
+	}
+}
+
+// TestApproveAndStatusRefuseBadInput: hostile or mistaken approve/psbt_status requests get a
+// clear error and change nothing; a client cannot see another client's request.
+func TestApproveAndStatusRefuseBadInput(t *testing.T) {
+	e := newHoldEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {approvals: 1, approvers: [alice]}\n")
+	ctx := context.Background()
+	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "h1", Method: "sign_psbt", Params: []string{e.psbt(t, 20_000)}})
+	heldURL(t, err)
+	other, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
+	alice := e.approverRequest(t, "alice", "h1", "approve")
+	cases := []struct {
+		name string
+		call func() (string, error)
+		code string
+	}{
+		{"approve: one param", func() (string, error) { r := alice; r.Params = []string{"h1"}; return e.svc.Approve(ctx, r) }, signer.CodeInvalidParams},
+		{"approve: bad decision", func() (string, error) {
+			r := alice
+			r.Params = []string{"h1", "yes please"}
+			return e.svc.Approve(ctx, r)
+		}, signer.CodeInvalidParams},
+		{"approve: unknown id", func() (string, error) {
+			r := alice
+			r.Params = []string{"nope", "approve"}
+			return e.svc.Approve(ctx, r)
+		}, signer.CodeInvalidParams},
+		{"approve: stranger cancels", func() (string, error) {
+			return e.svc.Approve(ctx, signer.Request{Client: other, ID: "x", Method: "approve", Params: []string{"h1", "cancel"}})
+		}, signer.CodeUnauthorized},
+		{"psbt_status: stranger", func() (string, error) {
+			return e.svc.PSBTStatus(ctx, signer.Request{Client: other, ID: "x", Method: "psbt_status", Params: []string{"h1"}})
+		}, signer.CodeUnauthorized},
+		{"psbt_status: no params", func() (string, error) {
+			return e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "x", Method: "psbt_status"})
+		}, signer.CodeInvalidParams},
+		{"psbt_status: unknown id", func() (string, error) {
+			return e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "x", Method: "psbt_status", Params: []string{"nope"}})
+		}, signer.CodeInvalidParams},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.call()
+			var me *signer.MethodError
+			if !errors.As(err, &me) || me.Code != c.code {
+				t.Fatalf("err = %v, want %s", err, c.code)
+			}
+		})
+	}
+	if as, err := e.db.Approvals(ctx, e.client, "h1"); err != nil || len(as) != 0 {
+		t.Fatalf("bad requests recorded approvals: %+v, %v", as, err)
+	}
+	if h, err := e.db.FindHold(ctx, e.client, "h1"); err != nil || h.State != store.HoldWaiting {
+		t.Fatalf("hold after bad requests: %+v, %v", h, err)
+	}
+}
