@@ -252,13 +252,3 @@ func writeFile(t *testing.T, name, content string) string {
 	}
 	return p
 }
-
-func must[T any](t *testing.T) func(T, error) T {
-	return func(v T, err error) T {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-}
