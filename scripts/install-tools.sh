@@ -3,7 +3,7 @@
 # (internal/devnet), the end-to-end tests and the demo need.
 #
 #   btcd + btcctl  v0.24.2            -> $TOOLS_DIR/bin          (go install)
-#   ElectrumX, plyvel, bdkpython      -> $TOOLS_DIR/venv         (pip, scripts/requirements.txt)
+#   ElectrumX, plyvel, bdkpython, nostr-sdk -> $TOOLS_DIR/venv   (pip, scripts/requirements.txt)
 #   nostr-tools, ws, @nostr-relay/*   -> internal/devnet/node/node_modules (npm ci, package-lock.json)
 #
 # TOOLS_DIR defaults to <repo>/.tools (git-ignored). PYTHON picks the interpreter
@@ -97,7 +97,7 @@ install_venv() {
 	"$PYTHON" -m venv "$TOOLS_DIR/venv"
 	"$TOOLS_DIR/venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -r "$REQUIREMENTS"
 	"$TOOLS_DIR/venv/bin/python" -m pip check
-	"$TOOLS_DIR/venv/bin/python" -c 'import electrumx, plyvel, bdkpython; print("electrumx", electrumx.version)'
+	"$TOOLS_DIR/venv/bin/python" -c 'import electrumx, plyvel, bdkpython, nostr_sdk; print("electrumx", electrumx.version)'
 }
 run_step python-venv "python $PY_VERSION requirements $(sha "$REQUIREMENTS")" \
 	"$TOOLS_DIR/venv/bin/electrumx_server" install_venv

@@ -38,7 +38,12 @@ type Options struct {
 	// RelayPorts, ElectrumPort, HealthPort: zero picks free ports.
 	RelayPorts   []int
 	ElectrumPort int
-	Logger       *slog.Logger
+	// ExtraRelays are relay URLs the cosigner also uses besides the network's own (for
+	// example a misbehaving relay fixture in a test).
+	ExtraRelays []string
+	// ExtraEnv are further COSIGNER_* settings for the daemon and its subcommands.
+	ExtraEnv []string
+	Logger   *slog.Logger
 	// Wallet is the registered wallet's shape: "" or "wsh" (wsh(sortedmulti(2,A,B,C))),
 	// "sh-wsh" (the same nested in P2SH) or "tr" (tr(NUMS,multi_a(2,A,B,C))); see WalletDescriptor.
 	Wallet string
@@ -147,10 +152,11 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 		"COSIGNER_DATA_DIR=" + data,
 		"COSIGNER_PASSPHRASE_FILE=" + passFile,
 		"COSIGNER_ELECTRUM_URL=" + e.Net.ElectrumURL(),
-		"COSIGNER_RELAYS=" + strings.Join(e.Net.RelayURLs(), ","),
+		"COSIGNER_RELAYS=" + strings.Join(append(e.Net.RelayURLs(), o.ExtraRelays...), ","),
 		"COSIGNER_HEALTH_ADDR=" + e.HealthAddr,
 		"COSIGNER_LOG_LEVEL=debug",
 	}
+	e.env = append(e.env, o.ExtraEnv...)
 	if _, err := e.Cosigner(ctx, "init"); err != nil {
 		return nil, err
 	}

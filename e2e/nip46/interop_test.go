@@ -1,0 +1,305 @@
+package nip46e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip44"
+
+	"github.com/custodyagents/cosigner/internal/scenario"
+)
+
+// buildPSBT has BDK build a payment from the wallet (signed by key B) and returns it, base64.
+func buildPSBT(ctx context.Context, t *testing.T, env *scenario.Env, amountSat int64) scenario.Built {
+	t.Helper()
+	payee, err := env.ExternalAddress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := env.BuildPayment(ctx, payee, btcutil.Amount(amountSat), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return built
+}
+
+// checkCosigned decodes the signed PSBT (base64) and checks that every input now carries two
+// partial signatures (BDK's key B and the cosigner's key A) and that the unsigned transaction
+// is the one that was sent.
+func checkCosigned(t *testing.T, sent, got string) {
+	t.Helper()
+	in := decodePSBT(t, sent)
+	out := decodePSBT(t, got)
+	if out.UnsignedTx.TxHash() != in.UnsignedTx.TxHash() {
+		t.Fatalf("signed PSBT is for tx %s, sent %s", out.UnsignedTx.TxHash(), in.UnsignedTx.TxHash())
+	}
+	for i, inp := range out.Inputs {
+		if len(inp.PartialSigs) != 2 {
+			t.Fatalf("input %d has %d partial signatures, want 2 (B's and the cosigner's)", i, len(inp.PartialSigs))
+		}
+	}
+}
+
+func decodePSBT(t *testing.T, b64 string) *psbt.Packet {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		t.Fatalf("PSBT is not base64: %v", err)
+	}
+	p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+	if err != nil {
+		t.Fatalf("not a PSBT: %v", err)
+	}
+	return p
+}
+
+// checkSignedEvent checks a sign_event result: a valid event by the cosigner's Nostr key with
+// the content the client asked for.
+func checkSignedEvent(t *testing.T, env *scenario.Env, r stepResult, wantContent string) {
+	t.Helper()
+	var ev nostr.Event
+	if err := json.Unmarshal([]byte(r.Result), &ev); err != nil {
+		t.Fatalf("sign_event result is not an event: %v: %q", err, r.Result)
+	}
+	if ok, err := ev.CheckSignature(); !ok || err != nil {
+		t.Fatalf("sign_event returned an event whose signature does not verify (%v): %s", err, r.Result)
+	}
+	if ev.GetID() != ev.ID {
+		t.Fatalf("sign_event returned an event with a wrong id: %s", r.Result)
+	}
+	if ev.PubKey != env.KeyA.NostrPubKey || ev.Kind != 1 || ev.Content != wantContent {
+		t.Fatalf("sign_event returned %s; want kind 1 by %s with content %q", r.Result, env.KeyA.NostrPubKey, wantContent)
+	}
+}
+
+// checkNIP44 checks the nip44 step: the round trip gave the text back, and the ciphertext is
+// real NIP-44 v2 from the cosigner's key to the peer (the peer can decrypt it on its own).
+func checkNIP44(t *testing.T, env *scenario.Env, r stepResult, peerSK string) {
+	t.Helper()
+	if r.Result != "ok" || r.Plaintext != r.Text {
+		t.Fatalf("nip44 round trip: %+v", r)
+	}
+	ck, err := nip44.GenerateConversationKey(env.KeyA.NostrPubKey, peerSK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := nip44.Decrypt(r.Ciphertext, ck)
+	if err != nil || plain != r.Text {
+		t.Fatalf("the peer cannot decrypt the cosigner's nip44_encrypt ciphertext: %q, %v", plain, err)
+	}
+}
+
+// TestInteropNostrTools drives cosigner with nostr-tools' BunkerSigner (2.25.2) in both
+// NIP-46 flows: fromBunker with a bunker:// URI, and fromURI with a nostrconnect:// URI that
+// `cosigner connect` accepts. Each session: connect, get_public_key, sign_event, a nip44 round
+// trip, sign_psbt of a real 2-of-3 P2WSH PSBT, switch_relays. The permissions for sign_event
+// and nip44_* come from the connect secret (bunker) or `cosigner connect --perms` (nostrconnect),
+// intersected with what the client asks for.
+func TestInteropNostrTools(t *testing.T) {
+	env := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	peerSK := nostr.GeneratePrivateKey()
+	peerPK, _ := nostr.GetPublicKey(peerSK)
+	script := filepath.Join("e2e", "clients", "nip46_session.mjs")
+
+	check := func(t *testing.T, got map[string]stepResult, built scenario.Built) {
+		t.Run("connect", func(t *testing.T) {
+			if r := mustStep(t, got, "connect"); r.Result != "ack" {
+				t.Fatalf("connect: %+v", r)
+			}
+		})
+		t.Run("ping", func(t *testing.T) {
+			if r := mustStep(t, got, "ping"); r.Result != "pong" {
+				t.Fatalf("ping: %+v", r)
+			}
+		})
+		t.Run("get_public_key", func(t *testing.T) {
+			if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
+				t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)
+			}
+		})
+		t.Run("sign_event", func(t *testing.T) {
+			r := mustStep(t, got, "sign_event")
+			noError(t, r)
+			checkSignedEvent(t, env, r, "signed by cosigner through nostr-tools")
+		})
+		t.Run("nip44", func(t *testing.T) {
+			r := mustStep(t, got, "nip44")
+			noError(t, r)
+			checkNIP44(t, env, r, peerSK)
+		})
+		t.Run("sign_psbt", func(t *testing.T) {
+			r := mustStep(t, got, "sign_psbt")
+			if r.Error != "" {
+				t.Fatalf("sign_psbt refused: %s", r.Error)
+			}
+			checkCosigned(t, built.PSBT, r.Result)
+		})
+		t.Run("switch_relays", func(t *testing.T) {
+			r := mustStep(t, got, "switch_relays")
+			var relays []string
+			if err := json.Unmarshal([]byte(r.Result), &relays); err != nil || len(relays) == 0 {
+				t.Fatalf("switch_relays: %+v (%v)", r, err)
+			}
+			for _, u := range env.Net.RelayURLs() {
+				if !slices.Contains(relays, u) && !slices.Contains(relays, u+"/") {
+					t.Fatalf("switch_relays %v lacks relay %s", relays, u)
+				}
+			}
+		})
+	}
+	steps := []string{"ping", "get_public_key", "sign_event", "nip44", "sign_psbt", "switch_relays"}
+
+	t.Run("fromBunker", func(t *testing.T) {
+		bunker := bunkerURI(ctx, t, env, interopPerms)
+		built := buildPSBT(ctx, t, env, 10_000_000)
+		psbtFile := writeFile(t, "psbt.txt", built.PSBT)
+		p := startClient(ctx, t, env, "node", append([]string{script, "--bunker", bunker, "--sk", env.ClientSK,
+			"--peer", peerPK, "--psbt-file", psbtFile, "--timeout", "90"}, steps...)...)
+		check(t, p.results(t), built)
+	})
+
+	t.Run("fromURI", func(t *testing.T) {
+		built := buildPSBT(ctx, t, env, 10_000_000)
+		psbtFile := writeFile(t, "psbt.txt", built.PSBT)
+		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", env.ClientSK, "--peer", peerPK, "--psbt-file", psbtFile, "--timeout", "90"}
+		for _, u := range env.Net.RelayURLs() {
+			args = append(args, "--relay", u)
+		}
+		p := startClient(ctx, t, env, "node", append(args, steps...)...)
+		first, ok := <-p.Lines
+		if !ok || !strings.HasPrefix(first.NostrConnectURI, "nostrconnect://") {
+			t.Fatalf("no nostrconnect URI from the client: %+v", first)
+		}
+		out, err := env.Cosigner(ctx, "connect", "--perms", interopPerms, first.NostrConnectURI)
+		if err != nil {
+			t.Fatalf("cosigner connect: %v (%s)", err, out)
+		}
+		got := p.results(t)
+		if r := got["connect"]; r.RemoteSigner != env.KeyA.NostrPubKey {
+			t.Fatalf("fromURI connected to remote signer %q, want %s", r.RemoteSigner, env.KeyA.NostrPubKey)
+		}
+		check(t, got, built)
+	})
+}
+
+// TestInteropRustNostr drives cosigner with rust-nostr's NostrConnect client (PyPI nostr-sdk
+// 0.45.1) in both flows (a bunker:// URI; a nostrconnect:// URI accepted with `cosigner
+// connect`): connect, get_public_key, sign_event, a nip44 round trip. sign_psbt cannot be sent:
+// the Python bindings of NostrConnect have no generic request method (the step reports so, and
+// the test checks that it did not pretend otherwise).
+func TestInteropRustNostr(t *testing.T) {
+	env := setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	peerSK := nostr.GeneratePrivateKey()
+	peerPK, _ := nostr.GetPublicKey(peerSK)
+	script := filepath.Join("e2e", "clients", "nostrsdk_client.py")
+	steps := []string{"get_public_key", "sign_event", "nip44", "sign_psbt"}
+	check := func(t *testing.T, got map[string]stepResult) {
+		t.Run("connect and get_public_key", func(t *testing.T) {
+			if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
+				t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)
+			}
+		})
+		t.Run("sign_event", func(t *testing.T) {
+			r := mustStep(t, got, "sign_event")
+			noError(t, r)
+			if !r.Verified {
+				t.Fatalf("rust-nostr did not verify the signed event: %+v", r)
+			}
+			checkSignedEvent(t, env, r, "signed by cosigner through rust-nostr")
+		})
+		t.Run("nip44", func(t *testing.T) {
+			r := mustStep(t, got, "nip44")
+			noError(t, r)
+			checkNIP44(t, env, r, peerSK)
+		})
+		t.Run("sign_psbt", func(t *testing.T) {
+			r := mustStep(t, got, "sign_psbt")
+			if r.Unsupported == "" {
+				t.Fatalf("nostr-sdk now reports sign_psbt as %+v: extend the script to send it", r)
+			}
+			t.Skipf("not possible with this client: %s", r.Unsupported)
+		})
+	}
+	t.Run("bunker", func(t *testing.T) {
+		p := startClient(ctx, t, env, python(t), append([]string{script, "--bunker", bunkerURI(ctx, t, env, interopPerms),
+			"--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--timeout", "60"}, steps...)...)
+		check(t, p.results(t))
+	})
+	t.Run("nostrconnect", func(t *testing.T) {
+		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--timeout", "60"}
+		for _, u := range env.Net.RelayURLs() {
+			args = append(args, "--relay", u)
+		}
+		p := startClient(ctx, t, env, python(t), append(args, steps...)...)
+		first, ok := <-p.Lines
+		if !ok || !strings.HasPrefix(first.NostrConnectURI, "nostrconnect://") {
+			t.Fatalf("no nostrconnect URI from the client: %+v; stderr: %s", first, p.stderr.String())
+		}
+		if out, err := env.Cosigner(ctx, "connect", "--perms", interopPerms, first.NostrConnectURI); err != nil {
+			t.Fatalf("cosigner connect: %v (%s)", err, out)
+		}
+		check(t, p.results(t))
+	})
+}
+
+// TestInteropGoNostr drives cosigner with go-nostr v0.38.2's nip46.BunkerClient
+// (e2e/clients/gonostrclient, its own process), which speaks the NIP-04 transport of the older
+// NIP-46: the daemon runs with COSIGNER_NIP04_LEGACY=true and must answer in NIP-04 too.
+// connect (ConnectBunker), get_public_key, sign_event, a nip44 round trip and sign_psbt
+// (through BunkerClient.RPC).
+func TestInteropGoNostr(t *testing.T) {
+	env := setup(t)
+	if _, err := env.WaitLog(context.Background(), 0, `msg="remote signer listening"`, "legacy_nip04=true"); err != nil {
+		t.Fatal("the daemon did not start in legacy NIP-04 mode (COSIGNER_NIP04_LEGACY=true); go-nostr's BunkerClient needs it")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "gonostrclient")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./e2e/clients/gonostrclient")
+	build.Dir = env.Root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building gonostrclient: %v\n%s", err, out)
+	}
+	peerSK := nostr.GeneratePrivateKey()
+	peerPK, _ := nostr.GetPublicKey(peerSK)
+	built := buildPSBT(ctx, t, env, 10_000_000)
+	p := startClient(ctx, t, env, bin, "--bunker", bunkerURI(ctx, t, env, interopPerms), "--sk", env.ClientSK,
+		"--peer", peerPK, "--psbt-file", writeFile(t, "psbt.txt", built.PSBT), "--timeout", "90s",
+		"get_public_key", "sign_event", "nip44", "sign_psbt")
+	got := p.results(t)
+	t.Run("connect and get_public_key", func(t *testing.T) {
+		if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
+			t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)
+		}
+	})
+	t.Run("sign_event", func(t *testing.T) {
+		r := mustStep(t, got, "sign_event")
+		noError(t, r)
+		checkSignedEvent(t, env, r, "signed by cosigner through go-nostr")
+	})
+	t.Run("nip44", func(t *testing.T) {
+		r := mustStep(t, got, "nip44")
+		noError(t, r)
+		checkNIP44(t, env, r, peerSK)
+	})
+	t.Run("sign_psbt", func(t *testing.T) {
+		r := mustStep(t, got, "sign_psbt")
+		noError(t, r)
+		checkCosigned(t, built.PSBT, r.Result)
+	})
+}
