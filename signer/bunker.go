@@ -92,6 +92,14 @@ type Sessions interface {
 	FinishNostrConnect(ctx context.Context, client, state, errMsg string) error
 }
 
+// SeenEvents is the durable replay set (satisfied by *store.DB). When the Sessions given to
+// NewRemoteSigner also implement it, a request event handled before — even before a restart —
+// is dropped as a replay; the in-memory set only covers the process's own life.
+type SeenEvents interface {
+	// FirstSeenEvent records id at now and reports whether it was not recorded within ttl.
+	FirstSeenEvent(ctx context.Context, id string, now time.Time, ttl time.Duration) (bool, error)
+}
+
 // Option configures a RemoteSigner.
 type Option func(*RemoteSigner)
 
@@ -481,6 +489,17 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 			log.Warn("dropped event: " + reason)
 		}
 		return
+	}
+	if durable, ok := s.sessions.(SeenEvents); ok {
+		first, err := durable.FirstSeenEvent(ctx, ev.ID, s.now(), s.seen.ttl)
+		if err != nil {
+			log.Error("dropped event: the replay check failed", "error", err)
+			return
+		}
+		if !first {
+			log.Warn("dropped event: already handled before a restart (replayed)")
+			return
+		}
 	}
 	limited := !s.limits.allow(ev.PubKey, s.now())
 	t, plain, err := s.decrypt(ev)

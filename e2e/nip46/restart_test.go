@@ -13,16 +13,9 @@ import (
 
 // TestReplayAcrossRestart replays a client's logout, through a relay that has not seen it,
 // after the client has connected again and the daemon has restarted (the event's created_at is
-// still within the accepted clock skew). The replay must not end the new session.
-//
-// It fails today: the remote signer's replay set (signer.seenIDs) lives in memory only, so after
-// a restart the replayed logout is answered "ack" and ends the client's new session. Skipped
-// until replay protection survives a restart (for example: persist handled event ids for
-// 2×MaxClockSkew, or ignore requests older than the session's connected_at).
+// still within the accepted clock skew). The replay must not end the new session: handled event
+// ids are kept in SQLite for the replay window (signer.SeenEvents, store.FirstSeenEvent).
 func TestReplayAcrossRestart(t *testing.T) {
-	if os.Getenv("NIP46_KNOWN_DEFECTS") == "" {
-		t.Skip("known defect: replay protection does not survive a daemon restart (set NIP46_KNOWN_DEFECTS=1 to run)")
-	}
 	env := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
