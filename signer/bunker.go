@@ -729,10 +729,16 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 }
 
 // afterSessionMethod applies what logout and switch_relays change once their response is out
-// (the response itself still went to the client's old relays).
+// (the response itself still went to the client's old relays; NIP-46 asks for logout's "ack"
+// before the session is removed).
 func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log *slog.Logger) {
 	switch req.Method {
 	case "logout":
+		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
+			log.Error("cannot end the session after logout", "error", err)
+			return
+		}
+		s.audit(ctx, req, "logout", "", "session ended by the client")
 		s.releaseClientRelays(req.Client)
 	case "switch_relays":
 		s.clientMu.Lock()

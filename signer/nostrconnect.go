@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -156,7 +157,8 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 
 // AcceptNostrConnect turns a parsed nostrconnect:// URI into the store row that the running
 // remote signer answers: the client gets base (the operator's grant; DefaultPerms if empty)
-// intersected with the perms the URI asks for (all of base if it asks for none).
+// intersected with the perms the URI asks for (all of base if it asks for none); the URI's
+// name, url and image are kept as the session's metadata (display hints).
 // Errors: ErrBadPerms for a malformed base.
 func AcceptNostrConnect(u NostrConnectURI, base string) (store.NostrConnect, error) {
 	has := base != ""
@@ -164,6 +166,17 @@ func AcceptNostrConnect(u NostrConnectURI, base string) (store.NostrConnect, err
 	if err != nil {
 		return store.NostrConnect{}, err
 	}
+	var meta string
+	if u.Name != "" || u.URL != "" || u.Image != "" {
+		m := map[string]string{}
+		for k, v := range map[string]string{"name": u.Name, "url": u.URL, "image": u.Image} {
+			if v != "" {
+				m[k] = v
+			}
+		}
+		b, _ := json.Marshal(m)
+		meta = string(b)
+	}
 	return store.NostrConnect{Client: u.ClientPubKey, Relays: u.Relays, Secret: u.Secret, Perms: granted.String(),
-		RequestedPerms: u.Perms, Name: u.Name}, nil
+		RequestedPerms: u.Perms, Name: u.Name, Metadata: meta}, nil
 }

@@ -276,6 +276,7 @@ type NostrConnect struct {
 	Perms          string   // granted, canonical
 	RequestedPerms string
 	Name           string
+	Metadata       string // the URI's name/url/image as connect-style metadata JSON, a display hint only
 	State          string // one of the Connect* states
 	Error          string
 	CreatedAt      time.Time
@@ -308,9 +309,10 @@ func (db *DB) AddNostrConnect(ctx context.Context, c NostrConnect) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().Unix()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata, relays, name)
-			VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at,
-			perms = excluded.perms, requested_perms = excluded.requested_perms, relays = excluded.relays, name = excluded.name`,
-			c.Client, now, c.Perms, c.RequestedPerms, string(relays), c.Name); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at,
+			perms = excluded.perms, requested_perms = excluded.requested_perms, metadata = excluded.metadata,
+			relays = excluded.relays, name = excluded.name`,
+			c.Client, now, c.Perms, c.RequestedPerms, c.Metadata, string(relays), c.Name); err != nil {
 			return fmt.Errorf("store: nostrconnect session: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO nostrconnect_pending(client_pubkey, secret, relays, state, error, created_at, updated_at)

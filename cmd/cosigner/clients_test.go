@@ -78,7 +78,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	// nostrconnect: accepted into the queue; no daemon runs, so it stays queued.
 	appSK := nostr.GeneratePrivateKey()
 	appPK, _ := nostr.GetPublicKey(appSK)
-	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape("wss://app.example") + "&secret=abc&perms=" + url.QueryEscape("sign_psbt,nip44_decrypt") + "&name=" + url.QueryEscape("My\x1bApp")
+	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape("wss://app.example") + "&secret=abc&perms=" + url.QueryEscape("sign_psbt,nip44_decrypt") + "&name=" + url.QueryEscape("My\x1bApp") + "&url=" + url.QueryEscape("https://my.example")
 	out, err = cli(t, "connect", "--wait", "0s", uri)
 	if err != nil || !strings.Contains(out, "permissions: sign_psbt") || !strings.Contains(out, "queued") {
 		t.Fatalf("connect: %q %v", out, err)
@@ -93,7 +93,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	out, err = cli(t, "clients", "list")
 	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example") || !strings.Contains(out, "My?App") ||
 		!strings.Contains(out, "nip44_encrypt,sign_psbt") || !strings.Contains(out, "sign_psbt,nip44_decrypt") ||
-		!strings.Contains(out, "Web?App") || !strings.Contains(out, "https://web.example") || !strings.Contains(out, "display hints") {
+		!strings.Contains(out, "Web?App") || !strings.Contains(out, "https://web.example") || !strings.Contains(out, "https://my.example") || !strings.Contains(out, "display hints") {
 		t.Fatalf("list: %q %v", out, err)
 	}
 	var clientLine string
