@@ -73,6 +73,12 @@ func clientsList(ctx context.Context, db *store.DB, out io.Writer) error {
 		relays := "(ours)"
 		if len(s.Relays) > 0 {
 			relays = strings.Join(s.Relays, " ")
+			// The nostrconnect connect response's state: pending, sent, confirmed, unconfirmed, …
+			if st, _, err := db.NostrConnectState(ctx, s.Client); err == nil {
+				relays += " [" + st + "]"
+			} else if !errors.Is(err, store.ErrNoSession) {
+				return err
+			}
 		}
 		perms := s.Perms
 		if perms == "" {

@@ -91,7 +91,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = cli(t, "clients", "list")
-	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example") || !strings.Contains(out, "My?App") ||
+	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example [pending]") || !strings.Contains(out, "My?App") ||
 		!strings.Contains(out, "nip44_encrypt,sign_psbt") || !strings.Contains(out, "sign_psbt,nip44_decrypt") ||
 		!strings.Contains(out, "Web?App") || !strings.Contains(out, "https://web.example") || !strings.Contains(out, "https://my.example") || !strings.Contains(out, "display hints") {
 		t.Fatalf("list: %q %v", out, err)
