@@ -355,3 +355,32 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 		t.Fatal("transport kept after the late answer")
 	}
 }
+
+// Requests are counted per client in memory and written by flushActivity; clients without a
+// session are not recorded.
+func TestClientActivityRecorded(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_900_000_000, 0)}
+	h := newHarness(t, WithClock(clock.now))
+	ctx := context.Background()
+	h.nostrConnect("wss://app.example")
+	stranger := h.asClient()
+	fresh := func(c *harness, id string) *nostr.Event {
+		ev := c.request(id, "ping")
+		ev.CreatedAt = nostr.Timestamp(clock.now().Unix())
+		ev.Sign(c.clientSK)
+		return ev
+	}
+	for i := range 3 {
+		clock.add(time.Second)
+		if r := h.one(fresh(h, string(rune('a'+i)))); r.Result != "pong" {
+			t.Fatalf("ping: %+v", r)
+		}
+	}
+	stranger.one(fresh(stranger, "x"))
+	h.rs.flushActivity(ctx)
+	h.rs.flushActivity(ctx) // nothing new: no change
+	ss, err := h.db.ListSessions(ctx)
+	if err != nil || len(ss) != 1 || ss[0].Requests != 3 || !ss[0].LastSeen.Equal(clock.now()) {
+		t.Fatalf("sessions %+v %v", ss, err)
+	}
+}
