@@ -30,8 +30,20 @@ const (
 	// MaxClockSkew is how far a request's created_at may be from now; older events are replays.
 	MaxClockSkew = 10 * time.Minute
 	// MaxClientRelays bounds the relays outside the pool that client sessions may add
-	// (nostrconnect:// URIs accepted by the operator).
+	// (nostrconnect:// URIs accepted by the operator): at most this many pools on a client's own
+	// relays are open at once. Further relays are still published to (PublisherTo) but not
+	// listened on.
 	MaxClientRelays = 32
+	// DefaultClientRelayIdle is how long a pool on a client's own relay stays open while no
+	// event arrives on it and no response goes to it; WithClientRelayIdle changes it.
+	DefaultClientRelayIdle = 24 * time.Hour
+	// activityFlushEvery is how often per-client request counts and last-seen times are written.
+	activityFlushEvery = 5 * time.Second
+	// sessionSyncEvery is how often the open client-relay pools are matched against the stored
+	// sessions (sessions ended with `cosigner clients revoke` release their relays).
+	sessionSyncEvery = time.Minute
+	// maxActivityClients bounds the unflushed activity map (pubkeys beyond it are not counted).
+	maxActivityClients = 10000
 )
 
 // Default per-client rate limit (token bucket, golang.org/x/time/rate): requests per second and
@@ -87,9 +99,16 @@ type Sessions interface {
 	SessionPerms(ctx context.Context, client string) (perms string, ok bool, err error)
 	ListSessions(ctx context.Context) ([]store.ClientSession, error)
 	EndSession(ctx context.Context, client string) error
+	SetSessionRelays(ctx context.Context, client string, relays []string) error
+	RecordActivity(ctx context.Context, act map[string]store.ClientActivity) error
 	AppendAudit(ctx context.Context, a store.AuditEntry) error
 	PendingNostrConnects(ctx context.Context) ([]store.NostrConnect, error)
+	NostrConnectSent(ctx context.Context, client, responseID string, at, next time.Time) error
+	ConfirmNostrConnect(ctx context.Context, client string) (bool, error)
 	FinishNostrConnect(ctx context.Context, client, state, errMsg string) error
+	SaveRequestTransport(ctx context.Context, client, requestID, transport, arrivedOn string) error
+	RequestTransport(ctx context.Context, client, requestID string) (transport, arrivedOn string, ok bool, err error)
+	DeleteRequestTransport(ctx context.Context, client, requestID string) error
 }
 
 // SeenEvents is the durable replay set (satisfied by *store.DB). When the Sessions given to
@@ -120,6 +139,12 @@ func WithRateLimit(perSecond float64, burst int) Option {
 // pool's relays.
 func WithClientRelays(dial PoolDialer) Option { return func(s *RemoteSigner) { s.dial = dial } }
 
+// WithClientRelayIdle closes a pool on a client's own relay after d without any event on it or
+// response to it (d <= 0: never; default DefaultClientRelayIdle). A client that comes back later
+// is still answered there (published to), and listened on again after a restart or a new
+// `cosigner connect`.
+func WithClientRelayIdle(d time.Duration) Option { return func(s *RemoteSigner) { s.idle = d } }
+
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(s *RemoteSigner) { s.now = now } }
 
@@ -134,6 +159,7 @@ type RemoteSigner struct {
 	legacyNIP04 bool
 	limits      *rateLimits
 	dial        PoolDialer
+	idle        time.Duration
 
 	handlersMu sync.RWMutex
 	handlers   map[string]HandlerFunc
@@ -144,9 +170,11 @@ type RemoteSigner struct {
 	seen *seenIDs
 
 	clientMu      sync.Mutex
-	clientRelays  map[string][]string // client pubkey -> its own relays (nostrconnect)
-	clientLegacy  map[string]bool     // client pubkey -> last request came in NIP-04
-	extra         map[string]ClosablePool
+	clientRelays  map[string][]string   // client pubkey -> its own relays (nostrconnect)
+	clientLegacy  map[string]bool       // client pubkey -> last request came in NIP-04
+	extra         map[string]*extraPool // by relay URL
+	awaiting      map[string]bool       // clients whose nostrconnect response awaits their first request
+	activity      map[string]store.ClientActivity
 	runCtx        context.Context
 	filter        nostr.Filter
 	nostrConnects chan struct{}
@@ -174,7 +202,10 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 		seen:          newSeenIDs(2*MaxClockSkew + time.Minute),
 		clientRelays:  make(map[string][]string),
 		clientLegacy:  make(map[string]bool),
-		extra:         make(map[string]ClosablePool),
+		extra:         make(map[string]*extraPool),
+		awaiting:      make(map[string]bool),
+		activity:      make(map[string]store.ClientActivity),
+		idle:          DefaultClientRelayIdle,
 		sem:           make(chan struct{}, 16),
 		nostrConnects: make(chan struct{}, 1),
 	}
@@ -223,6 +254,7 @@ func (s *RemoteSigner) Run(ctx context.Context) error {
 	s.clientMu.Unlock()
 	defer s.closeExtra()
 	defer s.wg.Wait()
+	defer s.flushActivity(context.WithoutCancel(ctx))
 
 	if sessions, err := s.sessions.ListSessions(ctx); err != nil {
 		s.log.Error("cannot read client sessions; clients on their own relays are not served", "error", err)
@@ -254,6 +286,10 @@ func (s *RemoteSigner) serve(ctx context.Context, pool RelayPool, label string) 
 
 func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool RelayPool, label string) {
 	events := pool.Subscribe(ctx, filter)
+	used := func() {}
+	if label != "" {
+		used = func() { s.touchExtra(label) }
+	}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -265,6 +301,7 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 				if !ok {
 					return
 				}
+				used()
 				select {
 				case s.sem <- struct{}{}:
 				case <-ctx.Done():
@@ -306,17 +343,153 @@ func (s *RemoteSigner) setClientRelays(client string, relays []string) {
 			s.log.Warn("cannot use a client's relay", "relay", u, "error", err)
 			continue
 		}
-		s.extra[u] = p
-		s.serveWith(s.runCtx, s.filter, p, u)
+		pctx, cancel := context.WithCancel(s.runCtx)
+		s.extra[u] = &extraPool{pool: p, cancel: cancel, lastUsed: s.now()}
+		s.serveWith(pctx, s.filter, p, u)
+	}
+}
+
+// extraPool is a pool the remote signer opened on one client relay.
+type extraPool struct {
+	pool     ClosablePool
+	cancel   context.CancelFunc // ends its subscription
+	lastUsed time.Time          // last event from it or response to it
+}
+
+func (e *extraPool) close() {
+	e.cancel()
+	e.pool.Close()
+}
+
+func (s *RemoteSigner) touchExtra(u string) {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	if e := s.extra[u]; e != nil {
+		e.lastUsed = s.now()
+	}
+}
+
+// ClientRelayPools returns the relay URLs the remote signer has a pool open on for clients (its
+// own relays not included), sorted.
+func (s *RemoteSigner) ClientRelayPools() []string {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	out := make([]string, 0, len(s.extra))
+	for u := range s.extra {
+		out = append(out, u)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// releaseClientRelays forgets client's own relays (logout, switch_relays, a session that is
+// gone) and closes the pools no other client uses.
+func (s *RemoteSigner) releaseClientRelays(clients ...string) {
+	s.clientMu.Lock()
+	for _, c := range clients {
+		delete(s.clientRelays, c)
+		delete(s.awaiting, c)
+	}
+	closing := s.unusedExtraLocked(func(u string, e *extraPool) bool {
+		for _, rs := range s.clientRelays {
+			if slices.Contains(rs, u) {
+				return false
+			}
+		}
+		return true
+	})
+	s.clientMu.Unlock()
+	s.closePools(closing)
+}
+
+// closeIdle closes the client-relay pools unused for longer than the idle limit.
+func (s *RemoteSigner) closeIdle() {
+	if s.idle <= 0 {
+		return
+	}
+	now := s.now()
+	s.clientMu.Lock()
+	closing := s.unusedExtraLocked(func(_ string, e *extraPool) bool { return now.Sub(e.lastUsed) > s.idle })
+	s.clientMu.Unlock()
+	s.closePools(closing)
+}
+
+// unusedExtraLocked removes from s.extra the pools drop selects and returns them (caller holds
+// clientMu; it closes them after unlocking).
+func (s *RemoteSigner) unusedExtraLocked(drop func(u string, e *extraPool) bool) map[string]*extraPool {
+	out := map[string]*extraPool{}
+	for u, e := range s.extra {
+		if drop(u, e) {
+			out[u] = e
+			delete(s.extra, u)
+		}
+	}
+	return out
+}
+
+func (s *RemoteSigner) closePools(ps map[string]*extraPool) {
+	for u, e := range ps {
+		e.close()
+		s.log.Info("closed a client's relay", "relay", u)
+	}
+}
+
+// syncSessions releases the relays of clients whose session is gone (for example ended with
+// `cosigner clients revoke` while the daemon runs).
+func (s *RemoteSigner) syncSessions(ctx context.Context) {
+	ss, err := s.sessions.ListSessions(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cannot read client sessions", "error", err)
+		}
+		return
+	}
+	live := map[string]bool{}
+	for _, c := range ss {
+		live[c.Client] = true
+	}
+	var gone []string
+	s.clientMu.Lock()
+	for c := range s.clientRelays {
+		if !live[c] {
+			gone = append(gone, c)
+		}
+	}
+	s.clientMu.Unlock()
+	if len(gone) > 0 {
+		s.releaseClientRelays(gone...)
+	}
+}
+
+// noteActivity counts one request from client (flushed by flushActivity).
+func (s *RemoteSigner) noteActivity(client string) {
+	s.clientMu.Lock()
+	defer s.clientMu.Unlock()
+	a, ok := s.activity[client]
+	if !ok && len(s.activity) >= maxActivityClients {
+		return
+	}
+	a.Requests++
+	a.LastSeen = s.now()
+	s.activity[client] = a
+}
+
+func (s *RemoteSigner) flushActivity(ctx context.Context) {
+	s.clientMu.Lock()
+	act := s.activity
+	s.activity = make(map[string]store.ClientActivity)
+	s.clientMu.Unlock()
+	if err := s.sessions.RecordActivity(ctx, act); err != nil && ctx.Err() == nil {
+		s.log.Warn("cannot record client activity", "error", err)
 	}
 }
 
 func (s *RemoteSigner) closeExtra() {
 	s.clientMu.Lock()
-	defer s.clientMu.Unlock()
-	for u, p := range s.extra {
-		p.Close()
-		delete(s.extra, u)
+	all := s.unusedExtraLocked(func(string, *extraPool) bool { return true })
+	s.clientMu.Unlock()
+	for _, e := range all {
+		e.close()
 	}
 }
 
@@ -335,8 +508,9 @@ func (s *RemoteSigner) targets(client, arrivedOn string) (pools []RelayPool, oth
 			continue
 		}
 		seen[u] = true
-		if p := s.extra[u]; p != nil {
-			pools = append(pools, p)
+		if e := s.extra[u]; e != nil {
+			e.lastUsed = s.now()
+			pools = append(pools, e.pool)
 		} else if s.clientRelaysKnown(client, u) {
 			other = append(other, u)
 		}
@@ -518,7 +692,18 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 	} else {
 		delete(s.clientLegacy, ev.PubKey)
 	}
+	awaiting := s.awaiting[ev.PubKey]
+	delete(s.awaiting, ev.PubKey)
 	s.clientMu.Unlock()
+	s.noteActivity(ev.PubKey)
+	if awaiting {
+		// A request from the app proves it got the nostrconnect connect response.
+		if ok, err := s.sessions.ConfirmNostrConnect(ctx, ev.PubKey); err != nil {
+			log.Error("cannot record the nostrconnect confirmation", "error", err)
+		} else if ok {
+			log.Info("nostrconnect: the app's first request arrived; connect response confirmed")
+		}
+	}
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
 	resp := wireResponse{ID: id}
@@ -535,6 +720,13 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 	switch {
 	case errors.As(err, &held):
 		resp.Result, resp.Error = "auth_url", held.URL
+		tr := store.TransportNIP44
+		if t.nip04 {
+			tr = store.TransportNIP04
+		}
+		if serr := s.sessions.SaveRequestTransport(ctx, ev.PubKey, id, tr, relay); serr != nil {
+			log.Error("cannot record the held request's transport; its late answer uses the client's last one", "error", serr)
+		}
 		log.Info("answered auth_url (held)", "reason", held.Reason)
 	case err != nil:
 		merr := AsMethodError(err)
@@ -549,6 +741,38 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 	}
 	if err := s.reply(ctx, t, relay, resp); err != nil {
 		log.Error("could not deliver the response to any relay", "error", err)
+	}
+	if err == nil && perr == nil && !limited {
+		s.afterSessionMethod(ctx, req, log)
+	}
+}
+
+// afterSessionMethod applies what logout and switch_relays change once their response is out
+// (the response itself still went to the client's old relays; NIP-46 asks for logout's "ack"
+// before the session is removed).
+func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log *slog.Logger) {
+	switch req.Method {
+	case "logout":
+		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
+			log.Error("cannot end the session after logout", "error", err)
+			return
+		}
+		s.audit(ctx, req, "logout", "", "session ended by the client")
+		s.releaseClientRelays(req.Client)
+	case "switch_relays":
+		s.clientMu.Lock()
+		had := len(s.clientRelays[req.Client]) > 0
+		s.clientMu.Unlock()
+		if !had {
+			return
+		}
+		// The client now uses the relays we answered (our pool's); its own are no longer needed.
+		if err := s.sessions.SetSessionRelays(ctx, req.Client, nil); err != nil && !errors.Is(err, store.ErrNoSession) {
+			log.Error("cannot record the client's switch to our relays", "error", err)
+			return
+		}
+		s.releaseClientRelays(req.Client)
+		log.Info("client switched to the remote signer's relays")
 	}
 }
 
@@ -632,8 +856,10 @@ func (s *RemoteSigner) publish(ctx context.Context, ev nostr.Event, client, arri
 }
 
 // Respond delivers the late answer to a request that was answered with auth_url (Responder):
-// result, or err's MethodError wire form. It is encrypted as the client's last request was and
-// published to the pool and the client's own relays. Errors: no relay accepted it, or a bad
+// result, or err's MethodError wire form. It is encrypted in the transport that request came
+// with (NIP-44, or NIP-04 in legacy mode; recorded in the store, so also after a restart; the
+// client's last transport if unrecorded) and published to the pool, the client's own relays and
+// the relay the request arrived on. Errors: no relay accepted it, or a bad
 // client pubkey.
 func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result string, err error) error {
 	ck, kerr := s.conversationKey(client)
@@ -643,14 +869,26 @@ func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result st
 	s.clientMu.Lock()
 	legacy := s.clientLegacy[client]
 	s.clientMu.Unlock()
+	arrivedOn := ""
+	tr, on, known, terr := s.sessions.RequestTransport(ctx, client, requestID)
+	if terr != nil {
+		s.log.Warn("cannot read the held request's transport; answering in the client's last one", "client", client, "error", terr)
+	} else if known {
+		legacy, arrivedOn = tr == store.TransportNIP04, on
+	}
 	resp := wireResponse{ID: requestID, Result: result}
 	if err != nil {
 		resp.Result, resp.Error = "", AsMethodError(err).Error()
 	} else if result == "" {
 		return fmt.Errorf("signer: respond to %s/%s: empty result (NIP-46 clients never resolve it)", truncate(client, 64), truncate(requestID, 64))
 	}
-	if rerr := s.reply(ctx, transport{client: client, ck: ck, nip04: legacy}, "", resp); rerr != nil {
+	if rerr := s.reply(ctx, transport{client: client, ck: ck, nip04: legacy}, arrivedOn, resp); rerr != nil {
 		return fmt.Errorf("signer: respond to %s/%s: %w", truncate(client, 64), truncate(requestID, 64), rerr)
+	}
+	if known {
+		if derr := s.sessions.DeleteRequestTransport(context.WithoutCancel(ctx), client, requestID); derr != nil {
+			s.log.Warn("cannot forget the held request's transport", "error", derr)
+		}
 	}
 	s.log.Info("late answer sent", "client", client, "id", truncate(requestID, 64), "error", resp.Error)
 	return nil

@@ -55,10 +55,8 @@ func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error
 		b, err := json.Marshal(s.pool.URLs())
 		return string(b), err
 	case "logout":
-		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
-			return "", err
-		}
-		s.audit(ctx, req, "logout", "", "session ended by the client")
+		// NIP-46 "Ending a session": reply "ack" before removing the session; afterSessionMethod
+		// removes it once the ack is out.
 		return "ack", nil
 	}
 	h, known := s.handler(req.Method)

@@ -326,7 +326,7 @@ func TestNostrConnectQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc, err := AcceptNostrConnect(u, "sign_psbt,get_wallet")
-	if err != nil || nc.Perms != "sign_psbt" {
+	if err != nil || nc.Perms != "sign_psbt" || nc.Metadata != `{"name":"App"}` {
 		t.Fatalf("accept: %+v %v", nc, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -118,12 +118,14 @@ type ClientSession struct {
 	Metadata       string   // connect's client metadata JSON, a display hint only
 	Relays         []string // the client's own relays (nostrconnect); empty: ours
 	Name           string
+	LastSeen       time.Time // last request (zero: none recorded yet); flushed every few seconds
+	Requests       int64     // requests received since the session began (display only)
 }
 
 // ListSessions returns every session, oldest first.
 func (db *DB) ListSessions(ctx context.Context) ([]ClientSession, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, connected_at, perms, requested_perms, metadata, relays, name
-		FROM client_sessions ORDER BY connected_at, client_pubkey`)
+	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, connected_at, perms, requested_perms, metadata, relays, name,
+		last_seen, requests FROM client_sessions ORDER BY connected_at, client_pubkey`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list sessions: %w", err)
 	}
@@ -131,12 +133,15 @@ func (db *DB) ListSessions(ctx context.Context) ([]ClientSession, error) {
 	var out []ClientSession
 	for rows.Next() {
 		var c ClientSession
-		var at int64
+		var at, seen int64
 		var relays string
-		if err := rows.Scan(&c.Client, &at, &c.Perms, &c.RequestedPerms, &c.Metadata, &relays, &c.Name); err != nil {
+		if err := rows.Scan(&c.Client, &at, &c.Perms, &c.RequestedPerms, &c.Metadata, &relays, &c.Name, &seen, &c.Requests); err != nil {
 			return nil, fmt.Errorf("store: list sessions: %w", err)
 		}
 		c.ConnectedAt = time.Unix(at, 0)
+		if seen > 0 {
+			c.LastSeen = time.Unix(seen, 0)
+		}
 		if err := json.Unmarshal([]byte(relays), &c.Relays); err != nil {
 			return nil, fmt.Errorf("store: session %s: relays: %w", c.Client, err)
 		}
@@ -166,6 +171,102 @@ func (db *DB) EndSession(ctx context.Context, client string) error {
 	return nil
 }
 
+// SetSessionRelays replaces client's own relays (nil: the remote signer's relays, e.g. after
+// switch_relays). Errors: ErrNoSession.
+func (db *DB) SetSessionRelays(ctx context.Context, client string, relays []string) error {
+	if relays == nil {
+		relays = []string{}
+	}
+	b, err := json.Marshal(relays)
+	if err != nil {
+		return err
+	}
+	res, err := db.SQL.ExecContext(ctx, `UPDATE client_sessions SET relays = ? WHERE client_pubkey = ?`, string(b), client)
+	if err != nil {
+		return fmt.Errorf("store: set session relays: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNoSession
+	}
+	return nil
+}
+
+// ClientActivity is what a client did since the last flush: requests received and the time of
+// the last one.
+type ClientActivity struct {
+	Requests int64
+	LastSeen time.Time
+}
+
+// RecordActivity adds each client's requests and moves its last_seen forward, in one
+// transaction; clients without a session are skipped.
+func (db *DB) RecordActivity(ctx context.Context, act map[string]ClientActivity) error {
+	if len(act) == 0 {
+		return nil
+	}
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		for client, a := range act {
+			if _, err := tx.ExecContext(ctx, `UPDATE client_sessions SET requests = requests + ?, last_seen = MAX(last_seen, ?)
+				WHERE client_pubkey = ?`, a.Requests, a.LastSeen.Unix(), client); err != nil {
+				return fmt.Errorf("store: record client activity: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Request transports (request_transports.transport).
+const (
+	TransportNIP44 = "nip44"
+	TransportNIP04 = "nip04"
+)
+
+// RequestTransportTTL is how long the transport of a held request is kept when no late answer
+// comes.
+const RequestTransportTTL = 30 * 24 * time.Hour
+
+// SaveRequestTransport records how request (client, id) arrived: transport (TransportNIP44 or
+// TransportNIP04) and the relay URL, so its late answer uses the same (NIP-46 auth_url flow).
+// Rows older than RequestTransportTTL are dropped on the way.
+func (db *DB) SaveRequestTransport(ctx context.Context, client, requestID, transport, arrivedOn string) error {
+	if transport != TransportNIP44 && transport != TransportNIP04 {
+		return fmt.Errorf("store: unknown request transport %q", transport)
+	}
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		now := time.Now()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM request_transports WHERE created_at < ?`, now.Add(-RequestTransportTTL).Unix()); err != nil {
+			return fmt.Errorf("store: prune request transports: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO request_transports(client_pubkey, request_id, transport, arrived_on, created_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT(client_pubkey, request_id) DO UPDATE SET transport = excluded.transport,
+			arrived_on = excluded.arrived_on, created_at = excluded.created_at`, client, requestID, transport, arrivedOn, now.Unix()); err != nil {
+			return fmt.Errorf("store: save request transport: %w", err)
+		}
+		return nil
+	})
+}
+
+// RequestTransport returns how request (client, id) arrived; ok is false when it was not recorded.
+func (db *DB) RequestTransport(ctx context.Context, client, requestID string) (transport, arrivedOn string, ok bool, err error) {
+	err = db.SQL.QueryRowContext(ctx, `SELECT transport, arrived_on FROM request_transports WHERE client_pubkey = ? AND request_id = ?`,
+		client, requestID).Scan(&transport, &arrivedOn)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, fmt.Errorf("store: read request transport: %w", err)
+	}
+	return transport, arrivedOn, true, nil
+}
+
+// DeleteRequestTransport forgets request (client, id)'s transport (its late answer was sent).
+func (db *DB) DeleteRequestTransport(ctx context.Context, client, requestID string) error {
+	if _, err := db.SQL.ExecContext(ctx, `DELETE FROM request_transports WHERE client_pubkey = ? AND request_id = ?`, client, requestID); err != nil {
+		return fmt.Errorf("store: delete request transport: %w", err)
+	}
+	return nil
+}
+
 // NostrConnect is a client-initiated connection (NIP-46 nostrconnect:// URI) accepted by the
 // operator.
 type NostrConnect struct {
@@ -175,17 +276,27 @@ type NostrConnect struct {
 	Perms          string   // granted, canonical
 	RequestedPerms string
 	Name           string
-	State          string // pending | sent | failed | expired
+	Metadata       string // the URI's name/url/image as connect-style metadata JSON, a display hint only
+	State          string // one of the Connect* states
 	Error          string
 	CreatedAt      time.Time
+	ResponseID     string    // id of the connect response, the same on every re-send ('' before the first)
+	Attempts       int       // sends accepted by at least one relay
+	SentAt         time.Time // first accepted send (zero: not yet)
+	NextAt         time.Time // when the response is re-sent next
 }
 
-// nostrconnect_pending states.
+// nostrconnect_pending states. A response is pending until a relay first accepts it, then sent
+// (and re-sent) until the app's first request arrives (confirmed) or the re-send deadline
+// passes without one (unconfirmed: the app may never have seen it). failed and expired end it
+// without any send.
 const (
-	ConnectPending = "pending"
-	ConnectSent    = "sent"
-	ConnectFailed  = "failed"
-	ConnectExpired = "expired"
+	ConnectPending     = "pending"
+	ConnectSent        = "sent"
+	ConnectConfirmed   = "confirmed"
+	ConnectUnconfirmed = "unconfirmed"
+	ConnectFailed      = "failed"
+	ConnectExpired     = "expired"
 )
 
 // AddNostrConnect creates (or replaces) the client's session with c's permissions and relays and
@@ -198,14 +309,16 @@ func (db *DB) AddNostrConnect(ctx context.Context, c NostrConnect) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().Unix()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata, relays, name)
-			VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at,
-			perms = excluded.perms, requested_perms = excluded.requested_perms, relays = excluded.relays, name = excluded.name`,
-			c.Client, now, c.Perms, c.RequestedPerms, string(relays), c.Name); err != nil {
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at,
+			perms = excluded.perms, requested_perms = excluded.requested_perms, metadata = excluded.metadata,
+			relays = excluded.relays, name = excluded.name`,
+			c.Client, now, c.Perms, c.RequestedPerms, c.Metadata, string(relays), c.Name); err != nil {
 			return fmt.Errorf("store: nostrconnect session: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO nostrconnect_pending(client_pubkey, secret, relays, state, error, created_at, updated_at)
 			VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET secret = excluded.secret, relays = excluded.relays,
-			state = excluded.state, error = '', created_at = excluded.created_at, updated_at = excluded.updated_at`,
+			state = excluded.state, error = '', created_at = excluded.created_at, updated_at = excluded.updated_at,
+			response_id = '', attempts = 0, sent_at = 0, next_at = 0`,
 			c.Client, c.Secret, string(relays), ConnectPending, now, now); err != nil {
 			return fmt.Errorf("store: nostrconnect queue: %w", err)
 		}
@@ -213,10 +326,12 @@ func (db *DB) AddNostrConnect(ctx context.Context, c NostrConnect) error {
 	})
 }
 
-// PendingNostrConnects returns the queued nostrconnect responses (state pending), oldest first.
+// PendingNostrConnects returns the nostrconnect responses still being delivered (state pending
+// or sent), oldest first.
 func (db *DB) PendingNostrConnects(ctx context.Context) ([]NostrConnect, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, secret, relays, state, error, created_at
-		FROM nostrconnect_pending WHERE state = ? ORDER BY created_at`, ConnectPending)
+	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, secret, relays, state, error, created_at,
+		response_id, attempts, sent_at, next_at
+		FROM nostrconnect_pending WHERE state IN (?, ?) ORDER BY created_at`, ConnectPending, ConnectSent)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending nostrconnect: %w", err)
 	}
@@ -225,17 +340,40 @@ func (db *DB) PendingNostrConnects(ctx context.Context) ([]NostrConnect, error) 
 	for rows.Next() {
 		var c NostrConnect
 		var relays string
-		var at int64
-		if err := rows.Scan(&c.Client, &c.Secret, &relays, &c.State, &c.Error, &at); err != nil {
+		var at, sent, next int64
+		if err := rows.Scan(&c.Client, &c.Secret, &relays, &c.State, &c.Error, &at, &c.ResponseID, &c.Attempts, &sent, &next); err != nil {
 			return nil, fmt.Errorf("store: pending nostrconnect: %w", err)
 		}
 		c.CreatedAt = time.Unix(at, 0)
+		if sent > 0 {
+			c.SentAt = time.Unix(sent, 0)
+		}
+		c.NextAt = time.Unix(next, 0)
 		if err := json.Unmarshal([]byte(relays), &c.Relays); err != nil {
 			return nil, fmt.Errorf("store: pending nostrconnect %s: relays: %w", c.Client, err)
 		}
 		out = append(out, c)
 	}
 	return out, rows.Err()
+}
+
+// NostrConnectSent records one accepted send of client's connect response: state sent, the
+// response id (kept from the first send), one more attempt, the first send time, and when to
+// re-send. It changes nothing unless the row is pending or sent. Errors: ErrNoSession when there
+// is no such row in those states.
+func (db *DB) NostrConnectSent(ctx context.Context, client, responseID string, at, next time.Time) error {
+	res, err := db.SQL.ExecContext(ctx, `UPDATE nostrconnect_pending SET state = ?, attempts = attempts + 1,
+		response_id = CASE WHEN response_id = '' THEN ? ELSE response_id END,
+		sent_at = CASE WHEN sent_at = 0 THEN ? ELSE sent_at END, next_at = ?, updated_at = ?
+		WHERE client_pubkey = ? AND state IN (?, ?)`,
+		ConnectSent, responseID, at.Unix(), next.Unix(), time.Now().Unix(), client, ConnectPending, ConnectSent)
+	if err != nil {
+		return fmt.Errorf("store: nostrconnect sent: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNoSession
+	}
+	return nil
 }
 
 // FinishNostrConnect records the outcome of a queued nostrconnect response (sent, failed or
@@ -247,6 +385,19 @@ func (db *DB) FinishNostrConnect(ctx context.Context, client, state, errMsg stri
 		return fmt.Errorf("store: finish nostrconnect: %w", err)
 	}
 	return nil
+}
+
+// ConfirmNostrConnect marks client's connect response confirmed (the app's first request
+// arrived, which it can only send after reading the response) and forgets the secret; reports
+// whether a row still being delivered (pending or sent) was changed.
+func (db *DB) ConfirmNostrConnect(ctx context.Context, client string) (bool, error) {
+	res, err := db.SQL.ExecContext(ctx, `UPDATE nostrconnect_pending SET state = ?, error = '', secret = '', updated_at = ?
+		WHERE client_pubkey = ? AND state IN (?, ?)`, ConnectConfirmed, time.Now().Unix(), client, ConnectPending, ConnectSent)
+	if err != nil {
+		return false, fmt.Errorf("store: confirm nostrconnect: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // NostrConnectState returns the state and error of client's queued nostrconnect response.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func openTest(t *testing.T) *DB {
@@ -88,8 +89,26 @@ func TestNostrConnectQueueRows(t *testing.T) {
 	if len(ss) != 1 || ss[0].Perms != "sign_psbt" || ss[0].Name != "App" || ss[0].Relays[1] != "wss://b" {
 		t.Fatalf("session: %+v", ss)
 	}
-	if err := db.FinishNostrConnect(ctx, "carol", ConnectSent, ""); err != nil {
+	t0 := time.Unix(1_800_000_000, 0)
+	if err := db.NostrConnectSent(ctx, "carol", "r1", t0, t0.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
+	}
+	if err := db.NostrConnectSent(ctx, "carol", "r2", t0.Add(2*time.Second), t0.Add(6*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	p, err = db.PendingNostrConnects(ctx)
+	if err != nil || len(p) != 1 || p[0].State != ConnectSent || p[0].ResponseID != "r1" || p[0].Attempts != 2 ||
+		!p[0].SentAt.Equal(t0) || !p[0].NextAt.Equal(t0.Add(6*time.Second)) || p[0].Secret != "sec" {
+		t.Fatalf("being re-sent (same id, first send time kept, secret kept): %+v %v", p, err)
+	}
+	if ok, err := db.ConfirmNostrConnect(ctx, "carol"); err != nil || !ok {
+		t.Fatalf("confirm: %v %v", ok, err)
+	}
+	if ok, err := db.ConfirmNostrConnect(ctx, "carol"); err != nil || ok {
+		t.Fatalf("confirm twice: %v %v", ok, err)
+	}
+	if err := db.NostrConnectSent(ctx, "carol", "r3", t0, t0); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("send after confirmation: %v", err)
 	}
 	if p, _ := db.PendingNostrConnects(ctx); len(p) != 0 {
 		t.Fatalf("still pending: %+v", p)
@@ -97,9 +116,73 @@ func TestNostrConnectQueueRows(t *testing.T) {
 	var secret string
 	db.SQL.QueryRow(`SELECT secret FROM nostrconnect_pending WHERE client_pubkey = 'carol'`).Scan(&secret)
 	if secret != "" {
-		t.Fatal("client secret kept after the response was sent")
+		t.Fatal("client secret kept after the app confirmed")
 	}
-	if st, _, err := db.NostrConnectState(ctx, "carol"); err != nil || st != ConnectSent {
+	if st, _, err := db.NostrConnectState(ctx, "carol"); err != nil || st != ConnectConfirmed {
 		t.Fatalf("state %q %v", st, err)
+	}
+	// Accepting the same app again starts over.
+	if err := db.AddNostrConnect(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := db.PendingNostrConnects(ctx); len(p) != 1 || p[0].Attempts != 0 || p[0].ResponseID != "" || p[0].State != ConnectPending {
+		t.Fatalf("re-accepted: %+v", p)
+	}
+	if err := db.FinishNostrConnect(ctx, "carol", ConnectUnconfirmed, "no request"); err != nil {
+		t.Fatal(err)
+	}
+	if st, msg, _ := db.NostrConnectState(ctx, "carol"); st != ConnectUnconfirmed || msg != "no request" {
+		t.Fatalf("state %q %q", st, msg)
+	}
+}
+
+func TestSessionActivityAndRelays(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	if err := db.AddNostrConnect(ctx, NostrConnect{Client: "dave", Relays: []string{"wss://a"}, Secret: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	t1 := time.Unix(1_800_000_100, 0)
+	if err := db.RecordActivity(ctx, map[string]ClientActivity{"dave": {Requests: 3, LastSeen: t1}, "nobody": {Requests: 1, LastSeen: t1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RecordActivity(ctx, map[string]ClientActivity{"dave": {Requests: 2, LastSeen: t1.Add(-time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetSessionRelays(ctx, "dave", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetSessionRelays(ctx, "nobody", nil); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("relays of no session: %v", err)
+	}
+	ss, err := db.ListSessions(ctx)
+	if err != nil || len(ss) != 1 || ss[0].Requests != 5 || !ss[0].LastSeen.Equal(t1) || len(ss[0].Relays) != 0 {
+		t.Fatalf("session: %+v %v", ss, err)
+	}
+}
+
+func TestRequestTransports(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	if _, _, ok, err := db.RequestTransport(ctx, "erin", "1"); ok || err != nil {
+		t.Fatalf("none yet: %v %v", ok, err)
+	}
+	if err := db.SaveRequestTransport(ctx, "erin", "1", "rot13", ""); err == nil {
+		t.Fatal("unknown transport accepted")
+	}
+	if err := db.SaveRequestTransport(ctx, "erin", "1", TransportNIP04, "ws://r"); err != nil {
+		t.Fatal(err)
+	}
+	if tr, on, ok, err := db.RequestTransport(ctx, "erin", "1"); !ok || err != nil || tr != TransportNIP04 || on != "ws://r" {
+		t.Fatalf("transport %q %q %v %v", tr, on, ok, err)
+	}
+	if _, _, ok, _ := db.RequestTransport(ctx, "erin", "2"); ok {
+		t.Fatal("another request id found")
+	}
+	if err := db.DeleteRequestTransport(ctx, "erin", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok, _ := db.RequestTransport(ctx, "erin", "1"); ok {
+		t.Fatal("deleted transport found")
 	}
 }

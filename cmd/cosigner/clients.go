@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,19 +68,50 @@ func clientsList(ctx context.Context, db *store.DB, out io.Writer) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "CLIENT\tNAME\tPERMISSIONS\tRELAYS\tCONNECTED")
+	fmt.Fprintln(w, "CLIENT\tNAME*\tURL*\tPERMISSIONS\tREQUESTED\tRELAYS\tCONNECTED\tLAST SEEN\tREQUESTS")
 	for _, s := range ss {
 		relays := "(ours)"
 		if len(s.Relays) > 0 {
 			relays = strings.Join(s.Relays, " ")
+			// The nostrconnect connect response's state: pending, sent, confirmed, unconfirmed, …
+			if st, _, err := db.NostrConnectState(ctx, s.Client); err == nil {
+				relays += " [" + st + "]"
+			} else if !errors.Is(err, store.ErrNoSession) {
+				return err
+			}
 		}
 		perms := s.Perms
 		if perms == "" {
 			perms = "(session methods only)"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", s.Client, printable(s.Name), perms, relays, s.ConnectedAt.UTC().Format("2006-01-02 15:04Z"))
+		name, url := clientHints(s)
+		seen := "-"
+		if !s.LastSeen.IsZero() {
+			seen = s.LastSeen.UTC().Format("2006-01-02 15:04Z")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.Client, printable(name), printable(url), perms,
+			printable(s.RequestedPerms), relays, s.ConnectedAt.UTC().Format("2006-01-02 15:04Z"), seen, s.Requests)
 	}
+	fmt.Fprintln(w, "* name and url are what the client says about itself: display hints, never proof of identity")
 	return w.Flush()
+}
+
+// clientHints returns the client's self-declared name and url: the nostrconnect name= (kept in
+// the session), else connect's metadata JSON {"name","url",…} (NIP-46 connect's optional
+// fourth param). Both are hints; malformed metadata gives none.
+func clientHints(s store.ClientSession) (name, url string) {
+	var meta struct {
+		Name string `json:"name"`
+		URL  string `json:"url"`
+	}
+	if s.Metadata != "" {
+		_ = json.Unmarshal([]byte(s.Metadata), &meta)
+	}
+	name = s.Name
+	if name == "" {
+		name = meta.Name
+	}
+	return name, meta.URL
 }
 
 // printable keeps client-chosen names from moving the terminal around.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
@@ -49,7 +50,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	defer db.Close()
 	// The secret carries the canonical perms: a client asking for nothing gets exactly them.
 	client := strings.Repeat("c", 64)
-	g, err := db.UseConnectSecret(context.Background(), bp.Secret, client, "", "", func(p string, has bool) (string, error) {
+	g, err := db.UseConnectSecret(context.Background(), bp.Secret, client, "", `{"name":"Web\u001bApp","url":"https://web.example","description":"x"}`, func(p string, has bool) (string, error) {
 		perms, err := signer.GrantAtConnect(p, has, "")
 		return perms.String(), err
 	})
@@ -77,7 +78,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	// nostrconnect: accepted into the queue; no daemon runs, so it stays queued.
 	appSK := nostr.GeneratePrivateKey()
 	appPK, _ := nostr.GetPublicKey(appSK)
-	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape("wss://app.example") + "&secret=abc&perms=" + url.QueryEscape("sign_psbt,nip44_decrypt") + "&name=" + url.QueryEscape("My\x1bApp")
+	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape("wss://app.example") + "&secret=abc&perms=" + url.QueryEscape("sign_psbt,nip44_decrypt") + "&name=" + url.QueryEscape("My\x1bApp") + "&url=" + url.QueryEscape("https://my.example")
 	out, err = cli(t, "connect", "--wait", "0s", uri)
 	if err != nil || !strings.Contains(out, "permissions: sign_psbt") || !strings.Contains(out, "queued") {
 		t.Fatalf("connect: %q %v", out, err)
@@ -85,10 +86,24 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	if _, err := cli(t, "connect", "nostrconnect://"+appPK+"?relay=wss%3A%2F%2Fa"); err == nil || !strings.Contains(err.Error(), "secret") {
 		t.Fatalf("connect without secret: %v", err)
 	}
+	seen := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
+	if err := db.RecordActivity(context.Background(), map[string]store.ClientActivity{client: {Requests: 7, LastSeen: seen}}); err != nil {
+		t.Fatal(err)
+	}
 	out, err = cli(t, "clients", "list")
-	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example") || !strings.Contains(out, "My?App") ||
-		!strings.Contains(out, "nip44_encrypt,sign_psbt") {
+	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example [pending]") || !strings.Contains(out, "My?App") ||
+		!strings.Contains(out, "nip44_encrypt,sign_psbt") || !strings.Contains(out, "sign_psbt,nip44_decrypt") ||
+		!strings.Contains(out, "Web?App") || !strings.Contains(out, "https://web.example") || !strings.Contains(out, "https://my.example") || !strings.Contains(out, "display hints") {
 		t.Fatalf("list: %q %v", out, err)
+	}
+	var clientLine string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, client) {
+			clientLine = l
+		}
+	}
+	if f := strings.Fields(clientLine); len(f) < 2 || f[len(f)-1] != "7" || !strings.Contains(clientLine, "2030-01-02 03:04Z") {
+		t.Fatalf("activity of %s: %q", client, clientLine)
 	}
 	if out, err := cli(t, "clients", "revoke", appPK); err != nil || !strings.Contains(out, "session ended") {
 		t.Fatalf("revoke session: %q %v", out, err)
