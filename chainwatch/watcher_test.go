@@ -25,7 +25,7 @@ func TestNewValidates(t *testing.T) {
 		want error
 	}{
 		{"ok", func(*Config) {}, nil},
-		{"ssl not supported yet", func(c *Config) { c.ServerURL = "ssl://127.0.0.1:50002" }, electrum.ErrUnsupportedScheme},
+		{"unsupported scheme", func(c *Config) { c.ServerURL = "http://127.0.0.1:50002" }, electrum.ErrUnsupportedScheme},
 		{"no port", func(c *Config) { c.ServerURL = "tcp://127.0.0.1" }, electrum.ErrBadURL},
 		{"no scripts", func(c *Config) { c.Scripts = nil }, ErrConfig},
 		{"no branches", func(c *Config) { c.Scripts = fakeScripts{} }, ErrConfig},

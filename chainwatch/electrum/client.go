@@ -3,13 +3,16 @@ package electrum
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +25,8 @@ const (
 	DefaultPingInterval           = 60 * time.Second
 	DefaultMaxMessageSize         = 16 << 20 // bytes per line
 	DefaultMaxQueuedNotifications = 1 << 20
+	DefaultMaxRequestSize         = 1_000_000 // bytes per line; ElectrumX's default MAX_RECV
+	DefaultMaxConsecutiveTimeouts = 2
 )
 
 // Options tune a Client. The zero value means every default.
@@ -41,8 +46,26 @@ type Options struct {
 	// MaxQueuedNotifications bounds notifications received but not yet taken from
 	// Notifications; reaching it closes the connection with ErrNotificationBacklog.
 	MaxQueuedNotifications int
+	// MaxRequestSize bounds one request line, in bytes; a larger request fails with
+	// ErrRequestTooLarge before anything is sent (ElectrumX refuses requests over 1 MB).
+	MaxRequestSize int
+	// MaxConsecutiveTimeouts closes the connection with ErrUnresponsive when that many
+	// requests in a row time out with nothing at all received from the server meanwhile, so
+	// that a server which stopped answering is left (and a Pool fails over). Negative: never.
+	MaxConsecutiveTimeouts int
+	// TLS decides which certificates of ssl:// servers are trusted (pins, trust on first use).
+	TLS TLSOptions
 	// Logger receives debug and warning records; nil discards them.
 	Logger *slog.Logger
+
+	// hooks lets a Pool observe the connection (latency, end); nil for a plain Dial.
+	hooks *hooks
+}
+
+// hooks are called by the client's own goroutines; they must not block.
+type hooks struct {
+	latency func(time.Duration)
+	ended   func(error)
 }
 
 func (o *Options) setDefaults() {
@@ -66,6 +89,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxQueuedNotifications <= 0 {
 		o.MaxQueuedNotifications = DefaultMaxQueuedNotifications
+	}
+	if o.MaxRequestSize <= 0 {
+		o.MaxRequestSize = DefaultMaxRequestSize
+	}
+	if o.MaxConsecutiveTimeouts == 0 {
+		o.MaxConsecutiveTimeouts = DefaultMaxConsecutiveTimeouts
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -102,9 +131,14 @@ type Client struct {
 	server string
 
 	// ServerSoftware and Protocol are the two strings server.version answered, e.g.
-	// "ElectrumX 1.18.0" and "1.4".
+	// "ElectrumX 1.18.0" and "1.4.3". Protocol is within [ProtocolMin, ProtocolMax]. Set by
+	// Dial before it returns; read-only afterwards.
 	ServerSoftware string
 	Protocol       string
+
+	latency  atomic.Int64 // nanoseconds, last server.version / server.ping round trip
+	timeouts atomic.Int32 // consecutive timed-out requests with nothing read meanwhile
+	reads    atomic.Uint64
 
 	wmu sync.Mutex // serialises writes so lines never interleave
 
@@ -123,30 +157,61 @@ type Client struct {
 	wg            sync.WaitGroup
 }
 
-// Dial connects to serverURL ("tcp://host:port"; "ssl://" returns ErrUnsupportedScheme for now),
-// starts the client's goroutines and performs the handshake: server.version(ClientName,
-// [ProtocolMin, ProtocolMax]) as the first and only version message. ctx bounds the dial and the
-// handshake, not the connection's life; end that with Close.
+// Dial connects to serverURL ("tcp://host:port", or "ssl://host:port" for TLS trusted as
+// Options.TLS says), starts the client's goroutines and performs the handshake:
+// server.version(ClientName, [ProtocolMin, ProtocolMax]) as the first and only version
+// message (Electrum protocol, server.version). The negotiated version must be in the range
+// asked for. ctx bounds the dial, the TLS handshake and server.version (all three together by
+// Options.RequestTimeout when ctx has no deadline), not the connection's life; end that with
+// Close.
+//
+// Errors: ErrBadURL, ErrUnsupportedScheme; dial errors; for TLS *PinMismatchError
+// (ErrCertificateMismatch), ErrUntrustedCertificate, ErrPinStore; ErrProtocolVersion; and what
+// Call returns.
 func Dial(ctx context.Context, serverURL string, opts Options) (*Client, error) {
 	opts.setDefaults()
-	addr, err := parseServerURL(serverURL)
+	addr, err := ParseServer(serverURL)
 	if err != nil {
 		return nil, err
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.RequestTimeout)
+		defer cancel()
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, "tcp", addr.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("electrum: dial %s: %w", addr, err)
+		return nil, fmt.Errorf("electrum: dial %s: %w", addr.Addr, err)
+	}
+	if addr.TLS {
+		cfg, err := tlsConfig(addr, opts.TLS, opts.Logger)
+		if err != nil {
+			conn.Close()
+			return nil, err
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("electrum: TLS handshake with %s: %w", serverURL, err)
+		}
+		conn = tc
 	}
 	c := newClient(conn, serverURL, opts)
 	var ver []string
+	began := time.Now()
 	if err := c.call(ctx, "server.version", []any{opts.ClientName, []string{opts.ProtocolMin, opts.ProtocolMax}}, &ver); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("electrum: handshake with %s: %w", serverURL, err)
 	}
+	c.setLatency(time.Since(began))
 	if len(ver) != 2 {
 		c.Close()
 		return nil, fmt.Errorf("electrum: handshake with %s: %w: server.version answered %d strings, want 2", serverURL, ErrMalformedMessage, len(ver))
+	}
+	if !versionInRange(ver[1], opts.ProtocolMin, opts.ProtocolMax) {
+		c.Close()
+		return nil, fmt.Errorf("electrum: handshake with %s: %w: %q, asked for %s to %s", serverURL, ErrProtocolVersion, truncate([]byte(ver[1])), opts.ProtocolMin, opts.ProtocolMax)
 	}
 	c.ServerSoftware, c.Protocol = ver[0], ver[1]
 	if opts.PingInterval > 0 {
@@ -156,29 +221,58 @@ func Dial(ctx context.Context, serverURL string, opts Options) (*Client, error) 
 	return c, nil
 }
 
-// parseServerURL returns host:port for a tcp:// URL.
-func parseServerURL(s string) (string, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrBadURL, s, err)
+// parseVersion parses "1.4.3" into numbers; false when it does not parse.
+func parseVersion(s string) ([]int, bool) {
+	parts := strings.Split(s, ".")
+	if len(parts) > 4 {
+		return nil, false
 	}
-	switch u.Scheme {
-	case "tcp":
-	case "ssl", "tls":
-		return "", fmt.Errorf("%w: %q: TLS is not supported yet", ErrUnsupportedScheme, s)
-	default:
-		return "", fmt.Errorf("%w: %q: scheme must be tcp://", ErrUnsupportedScheme, s)
+	out := make([]int, len(parts))
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 1<<16 {
+			return nil, false
+		}
+		out[i] = n
 	}
-	if u.Host == "" || u.Port() == "" {
-		return "", fmt.Errorf("%w: %q: want tcp://host:port", ErrBadURL, s)
-	}
-	return u.Host, nil
+	return out, true
 }
 
-// ParseServerURL checks a server URL the way Dial will, without connecting.
-func ParseServerURL(s string) error {
-	_, err := parseServerURL(s)
-	return err
+func compareVersions(a, b []int) int {
+	for i := 0; i < max(len(a), len(b)); i++ {
+		var x, y int
+		if i < len(a) {
+			x = a[i]
+		}
+		if i < len(b) {
+			y = b[i]
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// versionInRange reports whether v is within [lo, hi], where hi also admits its own
+// sub-versions ("1.6" admits "1.6.1"), as server.version negotiation does.
+func versionInRange(v, lo, hi string) bool {
+	pv, ok1 := parseVersion(v)
+	pl, ok2 := parseVersion(lo)
+	ph, ok3 := parseVersion(hi)
+	if !ok1 || !ok2 || !ok3 {
+		return false
+	}
+	if compareVersions(pv, pl) < 0 {
+		return false
+	}
+	if len(pv) > len(ph) {
+		pv = pv[:len(ph)]
+	}
+	return compareVersions(pv, ph) <= 0
 }
 
 func newClient(conn net.Conn, server string, opts Options) *Client {
@@ -218,6 +312,19 @@ func (c *Client) Err() error {
 // Server returns the URL this client was dialled with.
 func (c *Client) Server() string { return c.server }
 
+// ProtocolVersion is the protocol version negotiated by server.version (e.g. "1.4.3").
+func (c *Client) ProtocolVersion() string { return c.Protocol }
+
+// Latency is the last measured round trip of server.version or the keepalive server.ping.
+func (c *Client) Latency() time.Duration { return time.Duration(c.latency.Load()) }
+
+func (c *Client) setLatency(d time.Duration) {
+	c.latency.Store(int64(d))
+	if h := c.opts.hooks; h != nil && h.latency != nil {
+		h.latency(d)
+	}
+}
+
 // Close ends the connection, fails pending requests with ErrClosed, and waits for the client's
 // goroutines to stop. It is safe to call more than once.
 func (c *Client) Close() error {
@@ -243,13 +350,18 @@ func (c *Client) fail(err error) {
 		if !errors.Is(err, ErrClosed) {
 			c.log.Debug("electrum connection ended", "err", err) // the owner logs what it does about it
 		}
+		if h := c.opts.hooks; h != nil && h.ended != nil {
+			h.ended(err)
+		}
 	})
 }
 
 // Call sends one request and decodes its result into result (a pointer, or nil to ignore it).
 // Params are encoded as a JSON array. If ctx has no deadline, Options.RequestTimeout applies.
-// Errors: *ServerError for the server's error object; ErrClosed (wrapped, with the cause) if the
-// connection ends first; ctx's error on timeout or cancellation; ErrVersionOnce for server.version.
+// Errors: *ServerError for the server's error object (it unwraps to its kind, e.g.
+// ErrHistoryTooLarge); ErrClosed (wrapped, with the cause) if the connection ends first;
+// ErrTimeout wrapping context.DeadlineExceeded on timeout; context.Canceled on cancellation;
+// ErrRequestTooLarge; ErrVersionOnce for server.version.
 func (c *Client) Call(ctx context.Context, method string, params []any, result any) error {
 	if method == "server.version" {
 		return ErrVersionOnce
@@ -334,7 +446,12 @@ func (c *Client) do(ctx context.Context, calls []*Call, batch bool) error {
 		unregister()
 		return fmt.Errorf("electrum: encode %s: %w", calls[0].Method, err)
 	}
+	if len(line)+1 > c.opts.MaxRequestSize {
+		unregister()
+		return fmt.Errorf("electrum: %s: %w: %d bytes, limit %d", calls[0].Method, ErrRequestTooLarge, len(line)+1, c.opts.MaxRequestSize)
+	}
 	line = append(line, '\n')
+	readsBefore := c.reads.Load()
 	if err := c.write(ctx, line); err != nil {
 		unregister()
 		return err
@@ -348,10 +465,27 @@ func (c *Client) do(ctx context.Context, calls []*Call, batch bool) error {
 			calls[i].Err = decodeResult(calls[i], r)
 		case <-ctx.Done():
 			unregister()
-			return fmt.Errorf("electrum: %s: %w", calls[i].Method, ctx.Err())
+			err := ctx.Err()
+			if errors.Is(err, context.DeadlineExceeded) {
+				c.noteTimeout(readsBefore)
+				return fmt.Errorf("electrum: %s: %w: %w", calls[i].Method, ErrTimeout, err)
+			}
+			return fmt.Errorf("electrum: %s: %w", calls[i].Method, err)
 		}
 	}
 	return nil
+}
+
+// noteTimeout counts a timed-out request; when nothing was read from the server since it was
+// sent and MaxConsecutiveTimeouts is reached, the connection is closed with ErrUnresponsive.
+func (c *Client) noteTimeout(readsBefore uint64) {
+	if c.reads.Load() != readsBefore {
+		return // the server is talking, just slow on this request
+	}
+	n := c.timeouts.Add(1)
+	if limit := c.opts.MaxConsecutiveTimeouts; limit > 0 && int(n) >= limit {
+		c.fail(fmt.Errorf("%w: %w: %d requests in a row got no answer", ErrUnresponsive, ErrTimeout, n))
+	}
 }
 
 func (c *Client) closedErr() error {
@@ -401,6 +535,8 @@ func (c *Client) readLoop() {
 	}
 	sc.Buffer(make([]byte, 0, initial), c.opts.MaxMessageSize)
 	for sc.Scan() {
+		c.reads.Add(1)
+		c.timeouts.Store(0)
 		line := sc.Bytes()
 		if len(trimSpace(line)) == 0 {
 			continue
@@ -434,7 +570,7 @@ func (c *Client) readLoop() {
 	case errors.Is(err, bufio.ErrTooLong):
 		err = fmt.Errorf("%w (limit %d bytes)", ErrMessageTooLarge, c.opts.MaxMessageSize)
 	case err == nil:
-		err = errors.New("electrum: server closed the connection")
+		err = ErrServerClosed
 	default:
 		err = fmt.Errorf("electrum: read: %w", err)
 	}
@@ -515,8 +651,12 @@ func (c *Client) keepalive() {
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), c.opts.RequestTimeout)
+			began := time.Now()
 			err := c.call(ctx, "server.ping", nil, nil)
 			cancel()
+			if err == nil {
+				c.setLatency(time.Since(began))
+			}
 			if err != nil {
 				c.fail(fmt.Errorf("electrum: keepalive server.ping: %w", err))
 				return

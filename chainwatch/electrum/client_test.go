@@ -240,9 +240,15 @@ func TestVersionOnceAndURLs(t *testing.T) {
 		url  string
 		want error
 	}{
-		{"ssl://example.com:50002", ErrUnsupportedScheme},
+		{"ssl://example.com:50002", nil},
+		{"tls://example.com:50002", nil},
+		{"tcp://[::1]:50001", nil},
 		{"http://example.com:1", ErrUnsupportedScheme},
 		{"tcp://example.com", ErrBadURL},
+		{"tcp://:50001", ErrBadURL},
+		{"tcp://example.com:50001/path", ErrBadURL},
+		{"tcp://user@example.com:50001", ErrBadURL},
+		{"ssl://example.com:50002#pin", ErrBadURL},
 		{"tcp://127.0.0.1:50001", nil},
 	} {
 		if err := ParseServerURL(tc.url); !errors.Is(err, tc.want) {

@@ -3,18 +3,28 @@ package electrum
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
+// Transport and framing errors.
 var (
 	// ErrClosed is returned by calls made on, or pending on, a connection that has been closed
 	// (by Close, by a read or write error, or by a failed keepalive). Client.Err says why.
 	ErrClosed = errors.New("electrum: connection closed")
 
+	// ErrServerClosed means the server closed the connection (EOF on read). It is the cause
+	// carried by ErrClosed in that case.
+	ErrServerClosed = errors.New("electrum: server closed the connection")
+
 	// ErrMessageTooLarge means the server sent a line longer than Options.MaxMessageSize; the
 	// connection is closed because framing can no longer be trusted.
 	ErrMessageTooLarge = errors.New("electrum: message exceeds the size limit")
 
-	// ErrUnsupportedScheme is returned by Dial for a URL scheme it cannot serve (ssl:// for now).
+	// ErrRequestTooLarge means a request line would exceed Options.MaxRequestSize (ElectrumX
+	// refuses requests over 1 MB by default and may disconnect); nothing was sent.
+	ErrRequestTooLarge = errors.New("electrum: request exceeds the size limit")
+
+	// ErrUnsupportedScheme is returned by Dial for a URL scheme other than tcp:// and ssl://.
 	ErrUnsupportedScheme = errors.New("electrum: unsupported server URL scheme")
 
 	// ErrBadURL is returned by Dial for a server URL that is not scheme://host:port.
@@ -27,14 +37,92 @@ var (
 	// first and the protocol accepts it only once per connection.
 	ErrVersionOnce = errors.New("electrum: server.version is sent once, by Dial")
 
+	// ErrProtocolVersion means server.version answered a protocol version outside the range
+	// asked for (Options.ProtocolMin..ProtocolMax) or one that does not parse.
+	ErrProtocolVersion = errors.New("electrum: server negotiated an unsupported protocol version")
+
 	// ErrNotificationBacklog means the consumer of Notifications fell so far behind that the
 	// queue reached Options.MaxQueuedNotifications; the connection is closed rather than drop one.
 	ErrNotificationBacklog = errors.New("electrum: notification backlog limit reached")
+
+	// ErrTimeout wraps context.DeadlineExceeded when a request got no answer in time (the
+	// caller's deadline or Options.RequestTimeout). The connection stays up unless
+	// Options.MaxConsecutiveTimeouts is reached (then ErrUnresponsive).
+	ErrTimeout = errors.New("electrum: request timed out")
+
+	// ErrUnresponsive is why a connection is closed after Options.MaxConsecutiveTimeouts
+	// requests in a row timed out with nothing received from the server in between.
+	ErrUnresponsive = errors.New("electrum: server unresponsive")
+
+	// ErrNoServers is returned by Pool.Connect when every server failed in a round and ctx ended
+	// before the next attempt; the message carries each server's last error.
+	ErrNoServers = errors.New("electrum: no Electrum server reachable")
+)
+
+// TLS trust errors (see TLSOptions).
+var (
+	// ErrUntrustedCertificate means an ssl:// server's certificate neither verifies against the
+	// root CAs for its host name nor matches a pin, and trust on first use is off (no PinStore).
+	ErrUntrustedCertificate = errors.New("electrum: untrusted server certificate")
+
+	// ErrCertificateMismatch is wrapped by *PinMismatchError: the server presented a certificate
+	// other than the pinned one.
+	ErrCertificateMismatch = errors.New("electrum: server certificate does not match the pin")
+
+	// ErrPinStore wraps a failure to read or write the pin store; the connection is refused
+	// rather than trusted without a record.
+	ErrPinStore = errors.New("electrum: pin store")
+
+	// ErrBadFingerprint means a configured certificate fingerprint is not 32 bytes of hex.
+	ErrBadFingerprint = errors.New("electrum: bad certificate fingerprint")
+)
+
+// Kinds of server error. A *ServerError unwraps to one of these (errors.Is(err,
+// ErrHistoryTooLarge)), chosen from its code and message as ElectrumX sends them
+// (electrumx/server/session.py; aiorpcx/jsonrpc.py for the negative codes).
+var (
+	// ErrBadRequest: code 1 (ElectrumX BAD_REQUEST): bad parameters, rejected broadcast, unknown
+	// transaction, "still catching up with daemon", …
+	ErrBadRequest = errors.New("electrum: bad request")
+	// ErrDaemonError: code 2 (ElectrumX DAEMON_ERROR): the server's node failed the call.
+	ErrDaemonError = errors.New("electrum: server's node error")
+	// ErrHistoryTooLarge: code 10001 (protocol 1.7 RPC_ERROR_HISTORY_TOO_LONG) or, from older
+	// ElectrumX (1.18 answers code 1), the message "history too large": the script's history
+	// exceeds the server's response limit (ElectrumX: MAX_SEND / 99 items).
+	ErrHistoryTooLarge = errors.New("electrum: history too large")
+	// ErrExcessiveResourceUsage: code -101 (aiorpcx EXCESSIVE_RESOURCE_USAGE): the session's
+	// cost passed the server's hard limit; ElectrumX disconnects right after.
+	ErrExcessiveResourceUsage = errors.New("electrum: excessive resource usage")
+	// ErrServerBusy: code -102 (aiorpcx SERVER_BUSY, "server busy - request timed out"): the
+	// server throttled the request past its own timeout; retry later, slower.
+	ErrServerBusy = errors.New("electrum: server busy")
+	// ErrMethodNotFound: code -32601 (JSON-RPC 2.0): the server does not know the method.
+	ErrMethodNotFound = errors.New("electrum: method not found")
+	// ErrInvalidParams: code -32602 (JSON-RPC 2.0) or -32600 (invalid request).
+	ErrInvalidParams = errors.New("electrum: invalid request or params")
+	// ErrServerInternal: code -32603 or any other code.
+	ErrServerInternal = errors.New("electrum: server error")
+)
+
+// JSON-RPC error codes the kinds above are chosen by.
+const (
+	CodeBadRequest             = 1
+	CodeDaemonError            = 2
+	CodeHistoryTooLarge        = 10001
+	CodeExcessiveResourceUsage = -101
+	CodeServerBusy             = -102
+	CodeInvalidRequest         = -32600
+	CodeMethodNotFound         = -32601
+	CodeInvalidParams          = -32602
+	CodeInternalError          = -32603
+	msgHistoryTooLarge         = "history too large"
+	msgExcessiveResourceUsage  = "excessive resource usage"
+	msgServerBusy              = "server busy"
 )
 
 // ServerError is a JSON-RPC error object returned by the server for one request
-// ({"code": int, "message": string}). ElectrumX uses code 1 for a bad request (for example a
-// rejected broadcast, whose message carries the node's reason) and 2 for a daemon error.
+// ({"code": int, "message": string}). It unwraps to its kind (ErrBadRequest,
+// ErrHistoryTooLarge, ErrServerBusy, …; see Kind).
 type ServerError struct {
 	Method  string
 	Code    int
@@ -43,4 +131,29 @@ type ServerError struct {
 
 func (e *ServerError) Error() string {
 	return fmt.Sprintf("electrum: %s: server error %d: %s", e.Method, e.Code, e.Message)
+}
+
+// Unwrap returns the error's kind, so that errors.Is(err, ErrHistoryTooLarge) works.
+func (e *ServerError) Unwrap() error { return e.Kind() }
+
+// Kind maps the code and message to one of the kind sentinels above.
+func (e *ServerError) Kind() error {
+	msg := strings.ToLower(e.Message)
+	switch {
+	case e.Code == CodeHistoryTooLarge || strings.Contains(msg, msgHistoryTooLarge):
+		return ErrHistoryTooLarge
+	case e.Code == CodeExcessiveResourceUsage || strings.Contains(msg, msgExcessiveResourceUsage):
+		return ErrExcessiveResourceUsage
+	case e.Code == CodeServerBusy || strings.HasPrefix(msg, msgServerBusy):
+		return ErrServerBusy
+	case e.Code == CodeBadRequest:
+		return ErrBadRequest
+	case e.Code == CodeDaemonError:
+		return ErrDaemonError
+	case e.Code == CodeMethodNotFound:
+		return ErrMethodNotFound
+	case e.Code == CodeInvalidParams || e.Code == CodeInvalidRequest:
+		return ErrInvalidParams
+	}
+	return ErrServerInternal
 }

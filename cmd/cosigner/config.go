@@ -10,6 +10,8 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 )
 
 // Config is read from the environment with prefix COSIGNER_. Every field has a default except
@@ -21,13 +23,20 @@ type Config struct {
 	Passphrase     string   `envconfig:"PASSPHRASE" default:"" desc:"passphrase of the key file (prefer PASSPHRASE_FILE)"`
 	PassphraseFile string   `envconfig:"PASSPHRASE_FILE" default:"" desc:"file whose first line is the key file passphrase"`
 	Descriptor     string   `envconfig:"DESCRIPTOR" default:"" desc:"the registered wallet descriptor with #checksum, e.g. wsh(sortedmulti(2,[fp/48h/1h/0h/2h]tpub…/<0;1>/*,…))#xxxxxxxx"`
-	ElectrumURL    string   `envconfig:"ELECTRUM_URL" default:"tcp://127.0.0.1:50001" desc:"Electrum server, tcp://host:port"`
+	ElectrumURL    string   `envconfig:"ELECTRUM_URL" default:"tcp://127.0.0.1:50001" desc:"comma-separated Electrum servers, tcp://host:port or ssl://host:port, in order of preference"`
+	ElectrumPins   []string `envconfig:"ELECTRUM_TLS_PINS" default:"" desc:"comma-separated host:port=SHA-256 fingerprints of ssl:// servers' certificates (pinned: any other certificate is refused)"`
+	ElectrumTOFU   bool     `envconfig:"ELECTRUM_TLS_TOFU" default:"true" desc:"trust an ssl:// server's self-signed certificate on first use and pin it in DATA_DIR/electrum-pins.json"`
 	Relays         []string `envconfig:"RELAYS" default:"" desc:"comma-separated Nostr relay URLs (ws:// or wss://)"`
-	PolicyFile     string   `envconfig:"POLICY" default:"" desc:"policy YAML file (default DATA_DIR/policy.yaml)"`
-	Lookahead      int      `envconfig:"LOOKAHEAD" default:"20" desc:"unused scripts watched past the last used one, per branch"`
-	HealthAddr     string   `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz and /status (empty: off)"`
-	LogLevel       string   `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
-	LogFormat      string   `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
+
+	// ElectrumServers is ElectrumURL split and checked (canonical tcp:// / ssl:// URLs);
+	// electrumPins is ElectrumPins as host:port → normalised fingerprint. Set by loadConfig.
+	ElectrumServers []string          `ignored:"true"`
+	electrumPins    map[string]string `ignored:"true"`
+	PolicyFile      string            `envconfig:"POLICY" default:"" desc:"policy YAML file (default DATA_DIR/policy.yaml)"`
+	Lookahead       int               `envconfig:"LOOKAHEAD" default:"20" desc:"unused scripts watched past the last used one, per branch"`
+	HealthAddr      string            `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz and /status (empty: off)"`
+	LogLevel        string            `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string            `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 }
 
 // loadConfig reads and checks the environment. Errors name the variable.
@@ -54,6 +63,9 @@ func loadConfig() (*Config, error) {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return nil, fmt.Errorf("configuration: COSIGNER_LOG_FORMAT=%q must be text or json", c.LogFormat)
 	}
+	if err := c.parseElectrum(); err != nil {
+		return nil, err
+	}
 	var relays []string
 	for _, r := range c.Relays {
 		if r = strings.TrimSpace(r); r != "" {
@@ -77,6 +89,74 @@ func (c *Config) Params() (*chaincfg.Params, error) {
 		return &chaincfg.RegressionNetParams, nil
 	}
 	return nil, fmt.Errorf("configuration: COSIGNER_NETWORK=%q must be mainnet, testnet, signet or regtest", c.Network)
+}
+
+// parseElectrum checks COSIGNER_ELECTRUM_URL and COSIGNER_ELECTRUM_TLS_PINS.
+func (c *Config) parseElectrum() error {
+	c.ElectrumServers = nil
+	tlsHosts := map[string]bool{}
+	seen := map[string]bool{}
+	for _, u := range strings.Split(c.ElectrumURL, ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		a, err := electrum.ParseServer(u)
+		if err != nil {
+			return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: %w", err)
+		}
+		if seen[a.String()] {
+			return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: %s is listed twice", a)
+		}
+		seen[a.String()] = true
+		if a.TLS {
+			tlsHosts[a.Addr] = true
+		}
+		c.ElectrumServers = append(c.ElectrumServers, a.String())
+	}
+	if len(c.ElectrumServers) == 0 {
+		return errors.New("configuration: COSIGNER_ELECTRUM_URL is empty: give at least one Electrum server, tcp://host:port or ssl://host:port")
+	}
+	c.electrumPins = map[string]string{}
+	for _, p := range c.ElectrumPins {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		server, fp, ok := strings.Cut(p, "=")
+		server = strings.TrimSpace(server)
+		if !ok || server == "" {
+			return fmt.Errorf("configuration: COSIGNER_ELECTRUM_TLS_PINS: %q: want host:port=fingerprint", p)
+		}
+		if !tlsHosts[server] {
+			return fmt.Errorf("configuration: COSIGNER_ELECTRUM_TLS_PINS: %s is not an ssl:// server of COSIGNER_ELECTRUM_URL", server)
+		}
+		n, err := electrum.NormalizeFingerprint(fp)
+		if err != nil {
+			return fmt.Errorf("configuration: COSIGNER_ELECTRUM_TLS_PINS: %s: %w", server, err)
+		}
+		if _, dup := c.electrumPins[server]; dup {
+			return fmt.Errorf("configuration: COSIGNER_ELECTRUM_TLS_PINS: %s is pinned twice", server)
+		}
+		c.electrumPins[server] = n
+	}
+	return nil
+}
+
+// ElectrumPinFile is where certificates trusted on first use are pinned.
+func (c *Config) ElectrumPinFile() string { return filepath.Join(c.DataDir, "electrum-pins.json") }
+
+// ElectrumTLS returns the TLS trust settings for the Electrum client: the configured pins, and
+// the pin file in the data directory when trust on first use is on. Errors: the pin file
+// exists but does not parse (electrum.ErrPinStore).
+func (c *Config) ElectrumTLS() (electrum.TLSOptions, error) {
+	o := electrum.TLSOptions{Fingerprints: c.electrumPins}
+	if c.ElectrumTOFU {
+		st, err := electrum.NewFilePinStore(c.ElectrumPinFile())
+		if err != nil {
+			return electrum.TLSOptions{}, fmt.Errorf("configuration: COSIGNER_ELECTRUM_TLS_TOFU: %w", err)
+		}
+		o.Pins = st
+	}
+	return o, nil
 }
 
 // DBPath is the SQLite database file.

@@ -91,3 +91,71 @@ func TestInitBunkerURIAndPolicyCheck(t *testing.T) {
 		t.Fatalf("unknown command: %v", err)
 	}
 }
+
+func TestConfigElectrumServersAndPins(t *testing.T) {
+	fp := strings.Repeat("AB:", 31) + "AB"
+	t.Setenv("COSIGNER_DATA_DIR", t.TempDir())
+	t.Setenv("COSIGNER_ELECTRUM_URL", " ssl://e1.example:50002, tcp://127.0.0.1:50001 ,ssl://[::1]:50002")
+	t.Setenv("COSIGNER_ELECTRUM_TLS_PINS", "e1.example:50002="+fp)
+	c, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(c.ElectrumServers, "|"); got != "ssl://e1.example:50002|tcp://127.0.0.1:50001|ssl://[::1]:50002" {
+		t.Fatalf("servers = %s", got)
+	}
+	o, err := c.ElectrumTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Fingerprints["e1.example:50002"] != strings.Repeat("ab", 32) || o.Pins == nil {
+		t.Fatalf("tls options = %+v", o)
+	}
+
+	t.Setenv("COSIGNER_ELECTRUM_TLS_TOFU", "false")
+	c, err = loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := c.ElectrumTLS(); o.Pins != nil {
+		t.Fatal("trust on first use off, but a pin store is set")
+	}
+}
+
+func TestConfigElectrumErrorsNameTheVariable(t *testing.T) {
+	fp := strings.Repeat("ab", 32)
+	cases := []struct{ url, pins, want string }{
+		{"http://e.example:1", "", "COSIGNER_ELECTRUM_URL"},
+		{"tcp://e.example", "", "COSIGNER_ELECTRUM_URL"},
+		{" , ", "", "COSIGNER_ELECTRUM_URL is empty"},
+		{"tcp://e.example:1,tcp://e.example:1", "", "listed twice"},
+		{"ssl://e.example:2", "e.example:2", "host:port=fingerprint"},
+		{"ssl://e.example:2", "e.example:2=abcd", "COSIGNER_ELECTRUM_TLS_PINS"},
+		{"tcp://e.example:2", "e.example:2=" + fp, "not an ssl:// server"},
+		{"ssl://e.example:2", "other.example:2=" + fp, "not an ssl:// server"},
+		{"ssl://e.example:2", "e.example:2=" + fp + ",e.example:2=" + fp, "pinned twice"},
+	}
+	for _, c := range cases {
+		t.Run(c.url+" "+c.pins, func(t *testing.T) {
+			t.Setenv("COSIGNER_ELECTRUM_URL", c.url)
+			t.Setenv("COSIGNER_ELECTRUM_TLS_PINS", c.pins)
+			_, err := loadConfig()
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("loadConfig error = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestConfigElectrumPinFileMustParse(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("COSIGNER_DATA_DIR", dir)
+	os.WriteFile(filepath.Join(dir, "electrum-pins.json"), []byte("{not json"), 0o600)
+	c, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ElectrumTLS(); err == nil || !strings.Contains(err.Error(), "electrum-pins.json") {
+		t.Fatalf("corrupt pin file: %v, want an error naming it", err)
+	}
+}

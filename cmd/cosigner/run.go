@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
@@ -56,9 +57,16 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	}
 	defer db.Close()
 
+	etls, err := cfg.ElectrumTLS()
+	if err != nil {
+		return err
+	}
+	if len(cfg.ElectrumServers) > 1 {
+		log.Warn("several Electrum servers configured; chainwatch does not use electrum.Pool yet, so only the first is used", "server", cfg.ElectrumServers[0])
+	}
 	watcher, err := chainwatch.New(chainwatch.Config{
-		ServerURL: cfg.ElectrumURL, Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
-		Logger: log, ClientName: "cosigner",
+		ServerURL: cfg.ElectrumServers[0], Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
+		Logger: log, ClientName: "cosigner", Electrum: electrum.Options{TLS: etls},
 	})
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: %w", err)

@@ -5,8 +5,17 @@ package devnet
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -29,6 +38,9 @@ func (n *Network) startElectrumX(ctx context.Context) error {
 	if err := mkdirAll(dbDir); err != nil {
 		return err
 	}
+	if err := n.ensureElectrumTLS(); err != nil {
+		return err
+	}
 	ms := strconv.Itoa(int(electrumPollInterval / time.Millisecond))
 	env := []string{
 		"COIN=Bitcoin",
@@ -36,7 +48,9 @@ func (n *Network) startElectrumX(ctx context.Context) error {
 		fmt.Sprintf("DAEMON_URL=http://%s:%s@127.0.0.1:%d/", btcdRPCUser, btcdRPCPass, n.proxyPort),
 		"DB_DIRECTORY=" + dbDir,
 		"DB_ENGINE=leveldb",
-		fmt.Sprintf("SERVICES=tcp://127.0.0.1:%d", n.electrumPort),
+		fmt.Sprintf("SERVICES=tcp://127.0.0.1:%d,ssl://127.0.0.1:%d", n.electrumPort, n.electrumTLSPort),
+		"SSL_CERTFILE=" + n.electrumCertFile(),
+		"SSL_KEYFILE=" + n.electrumKeyFile(),
 		"ALLOW_ROOT=1",
 		"PEER_DISCOVERY=off",
 		"DAEMON_POLL_INTERVAL_BLOCKS=" + ms,
@@ -109,8 +123,78 @@ func (n *Network) electrumTip(ctx context.Context) (chainhash.Hash, int64, error
 	return chainhash.DoubleHashH(raw), tip.Height, nil
 }
 
-// ecState holds the harness's Electrum connection (see electrumTip).
+// ecState holds the harness's Electrum connection (see electrumTip) and ElectrumX's TLS
+// service (see ensureElectrumTLS).
 type ecState struct {
 	ecMu sync.Mutex
 	ec   *electrum.Client
+
+	electrumTLSPort int    // ElectrumX's ssl:// port, picked at the first start
+	electrumCertFP  string // SHA-256 of its certificate, lowercase hex
+}
+
+// ElectrumTLSURL is ElectrumX's TLS service as "ssl://127.0.0.1:PORT". Its certificate is
+// self-signed (generated at the first start, kept across restarts); trust it by pinning
+// ElectrumTLSFingerprint or on first use.
+func (n *Network) ElectrumTLSURL() string {
+	return fmt.Sprintf("ssl://127.0.0.1:%d", n.electrumTLSPort)
+}
+
+// ElectrumTLSFingerprint is the SHA-256 fingerprint of ElectrumX's TLS certificate (lowercase
+// hex, as electrum.Fingerprint gives it).
+func (n *Network) ElectrumTLSFingerprint() string { return n.electrumCertFP }
+
+func (n *Network) electrumCertFile() string { return filepath.Join(n.dir, "electrumx-tls", "cert.pem") }
+func (n *Network) electrumKeyFile() string  { return filepath.Join(n.dir, "electrumx-tls", "key.pem") }
+
+// ensureElectrumTLS picks the ssl:// port and writes a self-signed ECDSA P-256 certificate for
+// 127.0.0.1 and localhost, once: a restarted ElectrumX keeps both, so pins stay valid.
+func (n *Network) ensureElectrumTLS() error {
+	if n.electrumTLSPort == 0 {
+		p, err := pickPort("electrumx ssl", 0)
+		if err != nil {
+			return err
+		}
+		n.electrumTLSPort = p
+	}
+	if n.electrumCertFP != "" {
+		return nil
+	}
+	if err := mkdirAll(filepath.Dir(n.electrumCertFile())); err != nil {
+		return err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("electrumx tls: key: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+	if err != nil {
+		return fmt.Errorf("electrumx tls: serial: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "cosigner devnet electrumx"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("electrumx tls: certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("electrumx tls: key: %w", err)
+	}
+	if err := os.WriteFile(n.electrumKeyFile(), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return fmt.Errorf("electrumx tls: %w", err)
+	}
+	if err := os.WriteFile(n.electrumCertFile(), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		return fmt.Errorf("electrumx tls: %w", err)
+	}
+	n.electrumCertFP = electrum.Fingerprint(der)
+	return nil
 }
