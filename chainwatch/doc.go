@@ -1,15 +1,38 @@
 // Package chainwatch owns cosigner's view of the chain for one wallet: it follows an Electrum
 // server (package chainwatch/electrum), tracks the wallet's scripts with a lookahead window per
 // descriptor branch, verifies every fetched history against the server's announced Electrum
-// status, keeps the wallet's UTXO set and the chain tip, persists them (package store), and
-// publishes typed events (FundingSeen, FundingConfirmed, Spent, FundingDropped, NewTip).
+// status, keeps its own validated header chain, proves every confirmed wallet transaction
+// against it (SPV), follows reorgs, keeps the wallet's UTXO set, persists all of it (package
+// store) and publishes typed events shaped like lnd's chainntnfs.
 //
-// Shape: a pure Tracker (no I/O; table-tested) holds the state and decides what changed; the
-// Watcher is the shell that owns the connection, the reconnect loop, SQLite writes and the event
-// channel. chainwatch decides nothing about spending.
+// Shape: a pure Tracker (no I/O; table-tested and fuzzed, like lnd's TxNotifier) holds the
+// state and decides what changed — HeaderChain (prev-hash links, proof of work, difficulty bits,
+// reorg safety limit), Apply (a script's history and unspent list), ConnectHeaders (extend or
+// roll back to the fork point), ApplyProof (MerkleRootFromProof/VerifyMerkleProof with the
+// CVE-2012-2459 and CVE-2017-12842 checks). The Watcher is the shell that owns the connection,
+// the reconnect loop, SQLite writes, the event channel and the RegisterConf/RegisterSpend
+// subscriptions.
 //
-// Not yet here (the next chainwatch issue; seams: Tracker.Apply/SetTip for reorgs, the
-// electrum.Dial options for TLS, Watcher.session for several servers): header-chain validation
-// and SPV (merkle) checks of our transactions, reorg handling beyond taking the server's latest
-// history (no Reorged event yet), TLS with pinning, and multi-server failover.
+// Trust: a UTXO counts as confirmed (Height > 0) only once its transaction's merkle proof
+// (blockchain.transaction.get_merkle) checks against our header at that height; until then, or
+// if the proof fails, it is in the set as unconfirmed (Height 0), Health.Unproven counts it and
+// Health.SPVFailures counts rejected proofs; it is tried again at each new header. After a
+// reorg, transactions above the fork point are unproven again (FundingReorged) and proven again
+// in the new chain — this is how a re-mine at the same height in another block, which changes no
+// Electrum status and brings no scripthash notification, is found. A history whose status does
+// not match the announced one is not taken: the watcher waits for the newer status (and
+// refetches with backoff). Coinbase outputs carry Coinbase (position 0 in their block) and are
+// left out of SpendableUTXOs until CoinbaseMaturity.
+//
+// The watcher follows its server's best chain (like the Electrum wallet) rather than comparing
+// chain work; test networks' minimum-difficulty rules are not checked (see HeaderChain). The
+// header chain is kept from genesis (80 bytes per header, about 75 MB on mainnet in SQLite
+// and memory); a checkpoint would shorten that.
+//
+// Events: every event is stored (outbox) in the same transaction as the state it reports and
+// carries a stable id; Ack(id) is persisted, and unacknowledged events are delivered again after
+// a restart, so a consumer that acknowledges sees each event once.
+//
+// Not yet here: TLS, several servers with failover (the electrum helper's client), events for
+// coinbase maturity, RegisterSpend for outputs that are not the wallet's.
 package chainwatch

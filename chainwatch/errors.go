@@ -38,4 +38,27 @@ var (
 	// ErrStore wraps a database failure. Run returns it (the watcher stops rather than let its
 	// memory run ahead of what a restart would load).
 	ErrStore = errors.New("chainwatch: store")
+
+	// ErrBadHeader means a block header from the server fails a check of the header chain
+	// (prev-hash link, proof of work, difficulty bits); it is not accepted.
+	ErrBadHeader = errors.New("chainwatch: invalid block header")
+
+	// ErrHeaderNoConnect means headers do not link to the watcher's header chain where they
+	// claim to; the watcher fetches from further back to find the fork point.
+	ErrHeaderNoConnect = errors.New("chainwatch: headers do not connect to our chain")
+
+	// ErrReorgTooDeep means a fork below the reorg safety limit; the chain is kept.
+	ErrReorgTooDeep = errors.New("chainwatch: reorg deeper than the safety limit")
+
+	// ErrMerkleProof means a blockchain.transaction.get_merkle answer does not prove that the
+	// transaction is in the block at that height of our header chain (or breaks an SPV rule:
+	// branch deeper than 30, CVE-2012-2459, CVE-2017-12842). The transaction is not trusted as
+	// confirmed.
+	ErrMerkleProof = errors.New("chainwatch: merkle proof rejected")
+
+	// ErrUnknownOutPoint means RegisterSpend named an output that is not in the wallet's UTXO set.
+	ErrUnknownOutPoint = errors.New("chainwatch: outpoint not in the wallet's UTXO set")
+
+	// ErrUnknownEvent means Ack named an event id the watcher never stored.
+	ErrUnknownEvent = errors.New("chainwatch: unknown event id")
 )

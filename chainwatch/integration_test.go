@@ -329,9 +329,30 @@ func TestWatcherAgainstElectrumX(t *testing.T) {
 	}
 	t.Logf("bogus broadcast refused as expected: %v", err)
 
+	spendNtfn, err := w.RegisterSpend(spend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spendNtfn.Cancel()
+	if _, err := w.RegisterSpend(wire.OutPoint{Index: 7}); !errors.Is(err, ErrUnknownOutPoint) {
+		t.Fatalf("RegisterSpend of a foreign outpoint: %v", err)
+	}
 	txid, err := w.Broadcast(ctx, tx)
 	if err != nil || txid != tx.TxHash() {
 		t.Fatalf("Broadcast = %s, %v; want %s", txid, err, tx.TxHash())
+	}
+	confNtfn, err := w.RegisterConf(txid, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer confNtfn.Cancel()
+	select {
+	case d := <-spendNtfn.Spend:
+		if d.OutPoint != spend || d.SpentBy == nil || *d.SpentBy != txid {
+			t.Fatalf("SpendDetail %+v", d)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no spend notification")
 	}
 	sp := w.log.wait(t, "Spent of receive 0", func(e Event) bool {
 		s, ok := e.(Spent)
@@ -356,12 +377,40 @@ func TestWatcherAgainstElectrumX(t *testing.T) {
 		f, ok := e.(FundingConfirmed)
 		return ok && f.UTXO.OutPoint == changeOp && f.Confs == 1
 	})
+	select {
+	case c := <-confNtfn.Confirmed:
+		if c.TxID != txid || c.NumConfs != 1 || c.BlockHash != w.Tip().Hash {
+			t.Fatalf("TxConfirmation %+v, tip %v", c, w.Tip())
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("no confirmation notification")
+	}
 	if res, err := net.RPC().GetTxOut(&spend.Hash, spend.Index, true); err != nil || res != nil {
 		t.Fatalf("btcd gettxout of the spent coin = %v, %v; want spent", res, err)
 	}
 	checkAgainstNode(t, net, w.UTXOs(), want)
 	before := w.UTXOs()
 	tipBefore := w.Tip()
+	// Acknowledge every event seen except the change's confirmation: only that one (and any
+	// event that arrived after this snapshot) is delivered again after the restart, same id.
+	var keep Event
+	acked := map[uint64]bool{}
+	for _, ev := range w.log.snapshot() {
+		if ev.EventID() == 0 {
+			t.Fatalf("event without an id: %#v", ev)
+		}
+		if f, ok := ev.(FundingConfirmed); ok && f.UTXO.OutPoint == changeOp {
+			keep = ev
+			continue
+		}
+		if err := w.Ack(ctx, ev.EventID()); err != nil {
+			t.Fatal(err)
+		}
+		acked[ev.EventID()] = true
+	}
+	if err := w.Ack(ctx, 1<<40); !errors.Is(err, ErrUnknownEvent) {
+		t.Fatalf("Ack of an unknown id: %v", err)
+	}
 	w.stop(t)
 
 	// The persisted view, without connecting.
@@ -379,13 +428,27 @@ func TestWatcherAgainstElectrumX(t *testing.T) {
 	if got := w2.UTXOs(); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Fatalf("after restart UTXOs =\n%v\nwant\n%v", got, before)
 	}
-	if h := w2.Health(); h.HistoryFetches != 0 {
-		t.Fatalf("restart refetched %d histories, want 0 (statuses unchanged)", h.HistoryFetches)
+	if h := w2.Health(); h.HistoryFetches != 0 || h.HistorySkipped != uint64(st.ScriptsUsed) || h.HistorySkipped == 0 {
+		t.Fatalf("restart fetched %d histories and skipped %d; want 0 fetched, %d skipped (statuses unchanged)", h.HistoryFetches, h.HistorySkipped, st.ScriptsUsed)
 	}
+	redelivered := false
 	for _, ev := range w2.log.snapshot() {
+		if acked[ev.EventID()] {
+			t.Fatalf("acknowledged event %d delivered again: %#v", ev.EventID(), ev)
+		}
+		if ev.EventID() == keep.EventID() {
+			if fmt.Sprint(ev) != fmt.Sprint(keep) {
+				t.Fatalf("redelivered %#v, want %#v", ev, keep)
+			}
+			redelivered = true
+			continue
+		}
 		if _, ok := ev.(NewTip); !ok {
 			t.Fatalf("restart with nothing new emitted %T", ev)
 		}
+	}
+	if !redelivered {
+		t.Fatalf("unacknowledged event %d not delivered again", keep.EventID())
 	}
 	checkAgainstNode(t, net, w2.UTXOs(), want)
 	w2.stop(t)

@@ -1,7 +1,9 @@
 package chainwatch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -16,10 +18,15 @@ func scriptToStore(s ScriptState) store.ChainwatchScript {
 }
 
 func utxoToStore(u UTXO) store.ChainwatchUTXO {
-	return store.ChainwatchUTXO{
+	su := store.ChainwatchUTXO{
 		ChainwatchOutPoint: outPointToStore(u.OutPoint),
 		ValueSat:           int64(u.Value), PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height,
+		Coinbase: u.Coinbase,
 	}
+	if u.Height > 0 {
+		su.BlockHash = u.BlockHash.String()
+	}
+	return su
 }
 
 func outPointToStore(op wire.OutPoint) store.ChainwatchOutPoint {
@@ -31,10 +38,19 @@ func utxoFromStore(u store.ChainwatchUTXO) (UTXO, error) {
 	if err != nil {
 		return UTXO{}, fmt.Errorf("%w: stored UTXO txid %q: %w", ErrStore, u.TxID, err)
 	}
-	return UTXO{
+	out := UTXO{
 		OutPoint: wire.OutPoint{Hash: *h, Index: u.Vout},
 		Value:    btcutil.Amount(u.ValueSat), PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height,
-	}, nil
+		Coinbase: u.Coinbase,
+	}
+	if u.BlockHash != "" {
+		bh, err := chainhash.NewHashFromStr(u.BlockHash)
+		if err != nil {
+			return UTXO{}, fmt.Errorf("%w: stored UTXO block hash %q: %w", ErrStore, u.BlockHash, err)
+		}
+		out.BlockHash = *bh
+	}
+	return out, nil
 }
 
 func tipFromStore(t store.ChainwatchTip) (Tip, error) {
@@ -74,10 +90,186 @@ func ReadStatus(ctx context.Context, db *store.DB) (Status, error) {
 		out.UTXOs = append(out.UTXOs, u)
 		if u.Height > 0 {
 			out.Confirmed += u.Value
+			if !u.Mature(Tip{Height: out.Tip.Height + 1}) {
+				out.Immature += u.Value
+			}
 		} else {
 			out.Unconfirmed += u.Value
 		}
 	}
 	sortUTXOs(out.UTXOs)
+	out.Headers = int32(len(st.Headers))
+	out.Txs = len(st.Txs)
+	for _, x := range st.Txs {
+		if x.Height > 0 && !x.Verified {
+			out.Unproven++
+		}
+	}
+	out.UnackedEvents = len(st.Unacked)
 	return out, nil
+}
+
+// Event kinds as stored in the outbox.
+const (
+	kindFundingSeen      = "funding_seen"
+	kindFundingConfirmed = "funding_confirmed"
+	kindSpent            = "spent"
+	kindFundingDropped   = "funding_dropped"
+	kindFundingReorged   = "funding_reorged"
+	kindNewTip           = "new_tip"
+)
+
+// EventKind returns the stable name of ev's type ("funding_seen", "funding_confirmed", "spent",
+// "funding_dropped", "funding_reorged", "new_tip").
+func EventKind(ev Event) string {
+	switch ev.(type) {
+	case FundingSeen:
+		return kindFundingSeen
+	case FundingConfirmed:
+		return kindFundingConfirmed
+	case Spent:
+		return kindSpent
+	case FundingDropped:
+		return kindFundingDropped
+	case FundingReorged:
+		return kindFundingReorged
+	case NewTip:
+		return kindNewTip
+	}
+	return "unknown"
+}
+
+func encodeEvent(ev Event) (store.ChainwatchEvent, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return store.ChainwatchEvent{}, fmt.Errorf("chainwatch: encode %T: %w", ev, err)
+	}
+	return store.ChainwatchEvent{Kind: EventKind(ev), Payload: b}, nil
+}
+
+func decodeEvent(e store.ChainwatchEvent) (Event, error) {
+	var ev Event
+	var err error
+	switch e.Kind {
+	case kindFundingSeen:
+		var x FundingSeen
+		err, ev = json.Unmarshal(e.Payload, &x), &x
+	case kindFundingConfirmed:
+		var x FundingConfirmed
+		err, ev = json.Unmarshal(e.Payload, &x), &x
+	case kindSpent:
+		var x Spent
+		err, ev = json.Unmarshal(e.Payload, &x), &x
+	case kindFundingDropped:
+		var x FundingDropped
+		err, ev = json.Unmarshal(e.Payload, &x), &x
+	case kindFundingReorged:
+		var x FundingReorged
+		err, ev = json.Unmarshal(e.Payload, &x), &x
+	case kindNewTip:
+		var x NewTip
+		err, ev = json.Unmarshal(e.Payload, &x), &x
+	default:
+		return nil, fmt.Errorf("%w: stored event %d has kind %q", ErrStore, e.ID, e.Kind)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: stored event %d: %w", ErrStore, e.ID, err)
+	}
+	return withID(deref2(ev), e.ID), nil
+}
+
+// deref2 turns the decoded pointer back into the value type the channel carries.
+func deref2(ev Event) Event {
+	switch x := ev.(type) {
+	case *FundingSeen:
+		return *x
+	case *FundingConfirmed:
+		return *x
+	case *Spent:
+		return *x
+	case *FundingDropped:
+		return *x
+	case *FundingReorged:
+		return *x
+	case *NewTip:
+		return *x
+	}
+	return ev
+}
+
+func txToStore(x TxState) store.ChainwatchTx {
+	st := store.ChainwatchTx{TxID: x.TxID.String(), Height: x.Height, Verified: x.Verified, Coinbase: x.Coinbase}
+	if x.Verified {
+		st.BlockHash = x.BlockHash.String()
+	}
+	return st
+}
+
+func txFromStore(x store.ChainwatchTx) (TxState, error) {
+	id, err := chainhash.NewHashFromStr(x.TxID)
+	if err != nil {
+		return TxState{}, fmt.Errorf("%w: stored txid %q: %w", ErrStore, x.TxID, err)
+	}
+	out := TxState{TxID: *id, Height: x.Height, Verified: x.Verified, Coinbase: x.Coinbase}
+	if x.Verified {
+		bh, err := chainhash.NewHashFromStr(x.BlockHash)
+		if err != nil {
+			return TxState{}, fmt.Errorf("%w: stored block hash %q: %w", ErrStore, x.BlockHash, err)
+		}
+		out.BlockHash = *bh
+	}
+	return out, nil
+}
+
+// toStore converts a Tracker update plus its events into one store update.
+func toStore(u Update) (store.ChainwatchUpdate, error) {
+	var su store.ChainwatchUpdate
+	for _, s := range u.Scripts {
+		su.PutScripts = append(su.PutScripts, scriptToStore(s))
+	}
+	for _, op := range u.Remove {
+		su.RemoveUTXOs = append(su.RemoveUTXOs, outPointToStore(op))
+	}
+	for _, x := range u.Put {
+		su.PutUTXOs = append(su.PutUTXOs, utxoToStore(x))
+	}
+	for _, id := range u.RemoveTxs {
+		su.RemoveTxs = append(su.RemoveTxs, id.String())
+	}
+	for _, x := range u.PutTxs {
+		su.PutTxs = append(su.PutTxs, txToStore(x))
+	}
+	for sh, ids := range u.Histories {
+		if su.Histories == nil {
+			su.Histories = map[string][]string{}
+		}
+		strs := make([]string, len(ids))
+		for i, id := range ids {
+			strs[i] = id.String()
+		}
+		su.Histories[sh] = strs
+	}
+	if len(u.Headers) > 0 {
+		su.HeadersFrom = u.HeadersFrom
+		for _, h := range u.Headers {
+			var buf bytes.Buffer
+			if err := h.Serialize(&buf); err != nil {
+				return su, fmt.Errorf("chainwatch: serialize header: %w", err)
+			}
+			su.Headers = append(su.Headers, buf.Bytes())
+		}
+		for _, ev := range u.Events {
+			if nt, ok := ev.(NewTip); ok {
+				su.Tip = &store.ChainwatchTip{Height: nt.Tip.Height, Hash: nt.Tip.Hash.String()}
+			}
+		}
+	}
+	for _, ev := range u.Events {
+		e, err := encodeEvent(ev)
+		if err != nil {
+			return su, err
+		}
+		su.Events = append(su.Events, e)
+	}
+	return su, nil
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
-	"github.com/custodyagents/cosigner/store"
 )
 
 const (
@@ -28,9 +27,10 @@ const (
 
 // syncState is one session's work queue. It is owned by the session goroutine.
 type syncState struct {
-	pending map[string]string // scripthash → announced status to fetch against ("" = null)
-	resub   map[string]bool   // refresh the announced status with the fetch (after a mismatch)
-	retry   map[string]*retryInfo
+	pending    map[string]string // scripthash → announced status to fetch against ("" = null)
+	resub      map[string]bool   // refresh the announced status with the fetch (after a mismatch)
+	retry      map[string]*retryInfo
+	proofTried map[chainhash.Hash]int32 // txid → header height at the last failed proof attempt
 }
 
 type retryInfo struct {
@@ -82,23 +82,23 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 	if err := c.Call(ctx, "blockchain.headers.subscribe", nil, &hdr); err != nil {
 		return false, fmt.Errorf("chainwatch: blockchain.headers.subscribe: %w", err)
 	}
-	if err := w.applyHeader(ctx, hdr); err != nil {
+	if err := w.syncHeaders(ctx, c, hdr); err != nil {
 		return false, err
 	}
 
-	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}}
+	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}}
+	defer w.outstanding.Store(0)
 	w.mu.RLock()
 	known := w.tr.Scripts()
 	w.mu.RUnlock()
-	var upd store.ChainwatchUpdate
-	var evs []Event
-	if err := w.subscribe(ctx, c, s, known, &upd, &evs); err != nil {
+	var upd Update
+	if err := w.subscribe(ctx, c, s, known, &upd); err != nil {
 		return false, err
 	}
-	if err := w.extend(ctx, c, s, &upd, &evs); err != nil {
+	if err := w.extend(ctx, c, s, &upd); err != nil {
 		return false, err
 	}
-	if err := w.commit(ctx, upd, evs); err != nil {
+	if err := w.commit(ctx, upd); err != nil {
 		return false, err
 	}
 
@@ -114,18 +114,22 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 				if !ok {
 					return synced, connErr(c)
 				}
-				if err := w.handleNotification(ctx, s, n); err != nil {
+				if err := w.handleNotification(ctx, c, s, n); err != nil {
 					return synced, err
 				}
 			default:
 				break drain
 			}
 		}
+		w.outstanding.Store(int64(len(s.pending) + len(s.retry)))
 		if len(s.pending) > 0 {
 			if err := w.fetch(ctx, c, s); err != nil {
 				return synced, err
 			}
 			continue
+		}
+		if err := w.prove(ctx, c, s); err != nil {
+			return synced, err
 		}
 		if !synced && len(s.retry) == 0 {
 			synced = true
@@ -143,7 +147,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 			if !ok {
 				return synced, connErr(c)
 			}
-			if err := w.handleNotification(ctx, s, n); err != nil {
+			if err := w.handleNotification(ctx, c, s, n); err != nil {
 				return synced, err
 			}
 		case <-retryC:
@@ -213,32 +217,204 @@ func truncate(s string) string {
 	return s
 }
 
-// applyHeader records a header from blockchain.headers.subscribe as the tip.
-// TODO(next issue): verify it connects to our header chain (SPV) and handle reorgs here.
-func (w *Watcher) applyHeader(ctx context.Context, hj headerJSON) error {
-	h, err := parseHeader(hj.Hex)
+// blockHeadersJSON is blockchain.block.headers' answer: "hex" (protocol 1.4) or "headers"
+// (1.6), count headers in all.
+type blockHeadersJSON struct {
+	Count   int      `json:"count"`
+	Hex     string   `json:"hex"`
+	Headers []string `json:"headers"`
+	Max     int      `json:"max"`
+}
+
+func (b blockHeadersJSON) parse() ([]wire.BlockHeader, error) {
+	var raws []string
+	switch {
+	case len(b.Headers) > 0:
+		raws = b.Headers
+	default:
+		if len(b.Hex) != b.Count*160 {
+			return nil, fmt.Errorf("%w: block.headers: %d hex chars for %d headers", ErrBadHeader, len(b.Hex), b.Count)
+		}
+		for i := 0; i < b.Count; i++ {
+			raws = append(raws, b.Hex[i*160:(i+1)*160])
+		}
+	}
+	if len(raws) != b.Count {
+		return nil, fmt.Errorf("%w: block.headers: %d headers, count says %d", ErrBadHeader, len(raws), b.Count)
+	}
+	out := make([]wire.BlockHeader, len(raws))
+	for i, r := range raws {
+		h, err := parseHeader(r)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = h
+	}
+	return out, nil
+}
+
+const maxHeadersPerCall = 2016 // ElectrumX's cap for blockchain.block.headers
+
+// syncHeaders brings the header chain to the server's tip hj (from blockchain.headers.subscribe):
+// it fetches the missing headers with blockchain.block.headers in chunks and connects them; a
+// tip that skips heights is filled in, and one that does not connect (a reorg) makes it fetch
+// from further back, doubling the distance, until the headers link to ours (the fork point) or
+// the reorg safety limit is passed (ErrReorgTooDeep, which ends the session). Each chunk is
+// committed with its events (FundingReorged for outputs above a fork, NewTip).
+func (w *Watcher) syncHeaders(ctx context.Context, c *electrum.Client, hj headerJSON) error {
+	tipHdr, err := parseHeader(hj.Hex)
 	if err != nil {
 		return err
 	}
-	tip := Tip{Height: hj.Height, Hash: h.BlockHash()}
-	w.mu.Lock()
-	evs := w.tr.SetTip(tip)
-	w.mu.Unlock()
-	if len(evs) == 0 {
-		return nil
+	if hj.Height < 1 {
+		return fmt.Errorf("%w: tip height %d", ErrBadHeader, hj.Height)
 	}
-	st := store.ChainwatchTip{Height: tip.Height, Hash: tip.Hash.String()}
-	return w.commit(ctx, store.ChainwatchUpdate{Tip: &st}, evs)
+	target, tipHash := hj.Height, tipHdr.BlockHash()
+	w.mu.RLock()
+	limit := w.tr.Chain().limit
+	w.mu.RUnlock()
+	back := int32(0)
+	for {
+		w.mu.RLock()
+		ours := w.tr.Chain().Height()
+		have, _ := w.tr.Chain().Hash(target)
+		w.mu.RUnlock()
+		if ours >= target && have == tipHash {
+			return nil
+		}
+		from := max(min(ours+1, target)-back, 1)
+		reorg := false
+		for from <= target {
+			n := min(target-from+1, maxHeadersPerCall)
+			var res blockHeadersJSON
+			if err := c.Call(ctx, "blockchain.block.headers", []any{from, n}, &res); err != nil {
+				return fmt.Errorf("chainwatch: blockchain.block.headers %d+%d: %w", from, n, err)
+			}
+			hdrs, err := res.parse()
+			if err != nil {
+				return err
+			}
+			if len(hdrs) == 0 {
+				return fmt.Errorf("%w: blockchain.block.headers %d+%d returned none", ErrBadHeader, from, n)
+			}
+			w.mu.Lock()
+			up, err := w.tr.ConnectHeaders(from, hdrs)
+			w.mu.Unlock()
+			if errors.Is(err, ErrHeaderNoConnect) {
+				back = max(1, back*2)
+				if back > limit+1 {
+					return fmt.Errorf("%w: no fork point within %d headers of %d", ErrReorgTooDeep, limit, target)
+				}
+				reorg = true
+				break
+			}
+			if err != nil {
+				return err
+			}
+			for _, ev := range up.Events {
+				if nt, ok := ev.(NewTip); ok && nt.Reorged {
+					w.log.Warn("reorg", "fork", nt.Fork, "tip", nt.Tip.Height, "hash", nt.Tip.Hash)
+				}
+			}
+			if err := w.commit(ctx, up); err != nil {
+				return err
+			}
+			from += int32(len(hdrs))
+		}
+		if !reorg {
+			w.mu.RLock()
+			have, _ = w.tr.Chain().Hash(target)
+			w.mu.RUnlock()
+			if have != tipHash {
+				// The server's chain moved while we fetched; its next notification brings us on.
+				w.log.Debug("tip changed during header sync", "target", target)
+				return nil
+			}
+			return nil
+		}
+	}
 }
 
-func (w *Watcher) handleNotification(ctx context.Context, s *syncState, n electrum.Notification) error {
+const proofBatch = 50 // get_merkle requests per batch
+
+// prove fetches blockchain.transaction.get_merkle for the wallet transactions that need a
+// proof and applies them. A transaction whose proof fails (the server's error, or
+// ErrMerkleProof) stays unconfirmed in the published view and is tried again once the header
+// chain has moved (next block or reorg); Health.SPVFailures counts the rejected proofs.
+func (w *Watcher) prove(ctx context.Context, c *electrum.Client, s *syncState) error {
+	w.mu.RLock()
+	need := w.tr.ProofNeeded()
+	height := w.tr.Chain().Height()
+	w.mu.RUnlock()
+	var todo []TxState
+	for _, x := range need {
+		if tried, ok := s.proofTried[x.TxID]; ok && tried == height {
+			continue
+		}
+		todo = append(todo, x)
+	}
+	for start := 0; start < len(todo); start += proofBatch {
+		chunk := todo[start:min(start+proofBatch, len(todo))]
+		type merkleJSON struct {
+			BlockHeight int32    `json:"block_height"`
+			Merkle      []string `json:"merkle"`
+			Pos         uint32   `json:"pos"`
+		}
+		res := make([]merkleJSON, len(chunk))
+		calls := make([]*electrum.Call, len(chunk))
+		for i, x := range chunk {
+			calls[i] = &electrum.Call{Method: "blockchain.transaction.get_merkle", Params: []any{x.TxID.String(), x.Height}, Result: &res[i]}
+		}
+		if err := c.Batch(ctx, calls); err != nil {
+			return fmt.Errorf("chainwatch: get_merkle: %w", err)
+		}
+		var up Update
+		for i, x := range chunk {
+			err := calls[i].Err
+			if err == nil {
+				p := MerkleProof{Height: res[i].BlockHeight, Pos: res[i].Pos}
+				for _, m := range res[i].Merkle {
+					h, perr := chainhash.NewHashFromStr(m)
+					if perr != nil || len(m) != 64 {
+						err = fmt.Errorf("%w: branch hash %q", ErrMerkleProof, truncate(m))
+						break
+					}
+					p.Branch = append(p.Branch, *h)
+				}
+				if err == nil {
+					w.mu.Lock()
+					var u Update
+					u, err = w.tr.ApplyProof(x.TxID, p)
+					w.mu.Unlock()
+					up.Merge(u)
+				}
+			}
+			if err != nil {
+				s.proofTried[x.TxID] = height
+				if errors.Is(err, ErrMerkleProof) {
+					w.spvFailures.Add(1)
+				}
+				w.setErr(err)
+				w.log.Warn("transaction not proven; it stays unconfirmed", "txid", x.TxID, "height", x.Height, "err", err)
+				continue
+			}
+			delete(s.proofTried, x.TxID)
+		}
+		if err := w.commit(ctx, up); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *Watcher) handleNotification(ctx context.Context, c *electrum.Client, s *syncState, n electrum.Notification) error {
 	switch n.Method {
 	case "blockchain.headers.subscribe":
 		var ps []headerJSON
 		if err := json.Unmarshal(n.Params, &ps); err != nil || len(ps) == 0 {
 			return fmt.Errorf("%w: headers notification %s", ErrBadHistory, truncate(string(n.Params)))
 		}
-		return w.applyHeader(ctx, ps[len(ps)-1])
+		return w.syncHeaders(ctx, c, ps[len(ps)-1])
 	case "blockchain.scripthash.subscribe":
 		var ps []*string
 		if err := json.Unmarshal(n.Params, &ps); err != nil || len(ps) != 2 || ps[0] == nil {
@@ -276,7 +452,7 @@ func deref(p *string) string {
 // subscribe sends blockchain.scripthash.subscribe for scripts in batches. A null status on a
 // script not yet verified is applied at once (null status = empty history); a status equal to
 // the verified one needs nothing; anything else is queued for fetching.
-func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncState, scripts []ScriptState, upd *store.ChainwatchUpdate, evs *[]Event) error {
+func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncState, scripts []ScriptState, upd *Update) error {
 	for start := 0; start < len(scripts); start += subscribeBatch {
 		chunk := scripts[start:min(start+subscribeBatch, len(scripts))]
 		calls := make([]*electrum.Call, len(chunk))
@@ -295,6 +471,9 @@ func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncStat
 			w.mu.Lock()
 			if w.tr.UpToDate(sc.ScriptHash, status) {
 				w.mu.Unlock()
+				if status != "" {
+					w.skipped.Add(1)
+				}
 				continue
 			}
 			if status != "" {
@@ -307,8 +486,7 @@ func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncStat
 			if err != nil {
 				return err
 			}
-			addUpdate(upd, u)
-			*evs = append(*evs, u.Events...)
+			upd.Merge(u)
 		}
 	}
 	return nil
@@ -316,7 +494,7 @@ func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncStat
 
 // extend grows the lookahead windows (cascading is driven by the fetch loop: each applied
 // history may raise a branch's highest used index) and subscribes the new scripts.
-func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, upd *store.ChainwatchUpdate, evs *[]Event) error {
+func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, upd *Update) error {
 	w.mu.Lock()
 	fresh, err := w.tr.Extend()
 	w.mu.Unlock()
@@ -327,27 +505,31 @@ func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, 
 		return nil
 	}
 	w.log.Debug("lookahead window extended", "new_scripts", len(fresh))
-	return w.subscribe(ctx, c, s, fresh, upd, evs)
+	return w.subscribe(ctx, c, s, fresh, upd)
 }
 
-func addUpdate(upd *store.ChainwatchUpdate, u Update) {
-	upd.PutScripts = append(upd.PutScripts, scriptToStore(u.Script))
-	for _, op := range u.Remove {
-		upd.RemoveUTXOs = append(upd.RemoveUTXOs, outPointToStore(op))
+// commit writes up (state and events) in one transaction, gives the events their stored ids,
+// publishes them and updates the RegisterConf/RegisterSpend subscribers.
+func (w *Watcher) commit(ctx context.Context, up Update) error {
+	if up.Empty() {
+		return nil
 	}
-	for _, x := range u.Put {
-		upd.PutUTXOs = append(upd.PutUTXOs, utxoToStore(x))
+	su, err := toStore(up)
+	if err != nil {
+		return err
 	}
-}
-
-// commit writes upd in one transaction, then publishes evs.
-func (w *Watcher) commit(ctx context.Context, upd store.ChainwatchUpdate, evs []Event) error {
-	if err := w.cfg.DB.ApplyChainwatchUpdate(ctx, upd); err != nil {
+	ids, err := w.cfg.DB.ApplyChainwatchUpdate(ctx, su)
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	evs := make([]Event, len(up.Events))
+	for i, ev := range up.Events {
+		evs[i] = withID(ev, ids[i])
 	}
 	if !w.emit(ctx, evs) {
 		return ctx.Err()
 	}
+	w.dispatch(evs)
 	return nil
 }
 
@@ -394,8 +576,7 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		return fmt.Errorf("chainwatch: fetch histories: %w", err)
 	}
 
-	var upd store.ChainwatchUpdate
-	var evs []Event
+	var upd Update
 	histories := map[string][]HistoryItem{}
 	for _, j := range jobs {
 		announced := j.announced
@@ -425,14 +606,13 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		}
 		delete(s.retry, j.sh)
 		histories[j.sh] = hist
-		addUpdate(&upd, u)
-		evs = append(evs, u.Events...)
+		upd.Merge(u)
 	}
-	if err := w.extend(ctx, c, s, &upd, &evs); err != nil {
+	if err := w.extend(ctx, c, s, &upd); err != nil {
 		return err
 	}
-	w.findSpenders(ctx, c, evs, histories)
-	return w.commit(ctx, upd, evs)
+	w.findSpenders(ctx, c, upd.Events, histories)
+	return w.commit(ctx, upd)
 }
 
 // parseFetch turns the JSON answers into typed items (ErrBadHistory or the server's error).

@@ -23,36 +23,91 @@ type ScriptState struct {
 // Used reports whether the script has a (verified) history.
 func (s ScriptState) Used() bool { return s.Verified && s.Status != "" }
 
-// Update is what one Tracker.Apply changed: the script's new state, the UTXOs put (new or with a
-// new height) and removed, and the events to publish, in order.
+// Update is what one Tracker call changed, for the caller to persist in one transaction and then
+// publish: scripts whose state changed, UTXOs put (new, or with a new height or block) and
+// removed, transaction states put and removed, each changed script's new history (its txids),
+// headers connected (HeadersFrom is the height of Headers[0]; stored headers at and above it are
+// replaced), and the events, in order.
 type Update struct {
-	Script ScriptState
-	Put    []UTXO
-	Remove []wire.OutPoint
-	Events []Event
+	Scripts     []ScriptState
+	Put         []UTXO
+	Remove      []wire.OutPoint
+	PutTxs      []TxState
+	RemoveTxs   []chainhash.Hash
+	Histories   map[string][]chainhash.Hash
+	HeadersFrom int32
+	Headers     []wire.BlockHeader
+	Events      []Event
 }
 
-// Tracker is chainwatch's functional core: the tracked scripts and their lookahead window per
-// branch, the UTXO set and the tip. It does no I/O (deriving scripts through ScriptSource is
-// computation) and is not safe for concurrent use; the Watcher guards it.
+// Empty reports whether u changes nothing.
+func (u Update) Empty() bool {
+	return len(u.Scripts) == 0 && len(u.Put) == 0 && len(u.Remove) == 0 && len(u.PutTxs) == 0 &&
+		len(u.RemoveTxs) == 0 && len(u.Histories) == 0 && len(u.Headers) == 0 && len(u.Events) == 0
+}
+
+// Merge appends o to u (o happened after u).
+func (u *Update) Merge(o Update) {
+	u.Scripts = append(u.Scripts, o.Scripts...)
+	u.Remove = append(u.Remove, o.Remove...)
+	u.Put = append(u.Put, o.Put...)
+	u.RemoveTxs = append(u.RemoveTxs, o.RemoveTxs...)
+	u.PutTxs = append(u.PutTxs, o.PutTxs...)
+	for sh, h := range o.Histories {
+		if u.Histories == nil {
+			u.Histories = map[string][]chainhash.Hash{}
+		}
+		u.Histories[sh] = h
+	}
+	if len(o.Headers) > 0 {
+		if len(u.Headers) > 0 && o.HeadersFrom <= u.HeadersFrom+int32(len(u.Headers)) && o.HeadersFrom >= u.HeadersFrom {
+			u.Headers = append(u.Headers[:o.HeadersFrom-u.HeadersFrom], o.Headers...)
+		} else {
+			u.HeadersFrom, u.Headers = o.HeadersFrom, append([]wire.BlockHeader(nil), o.Headers...)
+		}
+	}
+	u.Events = append(u.Events, o.Events...)
+}
+
+// txRecord is a TxState plus the tracked scripts whose history lists it.
+type txRecord struct {
+	TxState
+	scripts map[string]struct{}
+}
+
+// Tracker is chainwatch's functional core, in the manner of lnd's TxNotifier: the tracked
+// scripts and their lookahead window per branch, their histories (wallet transactions), the UTXO
+// set, and the watcher's own header chain, against which every confirmed transaction is proven
+// (SPV) before it counts as confirmed. Headers connect (ConnectHeaders) or roll back to a fork
+// point within the reorg safety limit; transactions above a fork go back to unproven and are
+// proven again in the new chain (which catches a re-mine at the same height in another block,
+// although the server sends no scripthash notification for it). It does no I/O (deriving
+// scripts through ScriptSource is computation) and is not safe for concurrent use; the Watcher
+// guards it.
 type Tracker struct {
 	src       ScriptSource
 	lookahead int
+	chain     *HeaderChain
 	branches  [][]*ScriptState // [branch][index]
 	used      []int64          // highest used index per branch, -1 for none
 	byHash    map[string]*ScriptState
 	byPk      map[string]*ScriptState
-	utxos     map[wire.OutPoint]UTXO
-	tip       Tip
-	hasTip    bool
+	utxos     map[wire.OutPoint]UTXO // as the server lists them (Height/BlockHash/Coinbase unused)
+	byTx      map[chainhash.Hash]map[wire.OutPoint]struct{}
+	eff       map[wire.OutPoint]UTXO // the published (trusted) view
+	txs       map[chainhash.Hash]*txRecord
+	hist      map[string][]chainhash.Hash // scripthash → txids of its verified history
 }
 
 // NewTracker returns an empty tracker for src with lookahead unused scripts after the highest
-// used index of each branch (Electrum's gap limit). It returns ErrConfig if src has no branches
-// or lookahead < 1.
-func NewTracker(src ScriptSource, lookahead int) (*Tracker, error) {
+// used index of each branch (Electrum's gap limit), proving transactions against chain. It
+// returns ErrConfig if src has no branches, lookahead < 1 or chain is nil.
+func NewTracker(src ScriptSource, lookahead int, chain *HeaderChain) (*Tracker, error) {
 	if src == nil {
 		return nil, fmt.Errorf("%w: no ScriptSource", ErrConfig)
+	}
+	if chain == nil {
+		return nil, fmt.Errorf("%w: no HeaderChain", ErrConfig)
 	}
 	n := src.Branches()
 	if n < 1 {
@@ -64,11 +119,16 @@ func NewTracker(src ScriptSource, lookahead int) (*Tracker, error) {
 	t := &Tracker{
 		src:       src,
 		lookahead: lookahead,
+		chain:     chain,
 		branches:  make([][]*ScriptState, n),
 		used:      make([]int64, n),
 		byHash:    make(map[string]*ScriptState),
 		byPk:      make(map[string]*ScriptState),
 		utxos:     make(map[wire.OutPoint]UTXO),
+		byTx:      make(map[chainhash.Hash]map[wire.OutPoint]struct{}),
+		eff:       make(map[wire.OutPoint]UTXO),
+		txs:       make(map[chainhash.Hash]*txRecord),
+		hist:      make(map[string][]chainhash.Hash),
 	}
 	for i := range t.used {
 		t.used[i] = -1
@@ -93,10 +153,13 @@ func (t *Tracker) add(s *ScriptState) {
 	}
 }
 
-// Restore loads persisted state into an empty tracker. Every stored script is re-derived and
-// must match (else ErrWalletMismatch); stored scripts must be contiguous from index 0 per
-// branch; UTXOs must belong to stored scripts. Call Extend afterwards.
-func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, tip *Tip) error {
+// Restore loads persisted state into an empty tracker (its HeaderChain restored beforehand):
+// scripts, the published UTXO set, the wallet transactions and each script's history (txids).
+// Every stored script is re-derived and must match (else ErrWalletMismatch); stored scripts must
+// be contiguous from index 0 per branch; UTXOs must belong to stored scripts and transactions. A
+// transaction stored as proven whose block is no longer in the header chain goes back to
+// unproven. Call Extend afterwards.
+func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, histories map[string][]chainhash.Hash) error {
 	sorted := append([]ScriptState(nil), scripts...)
 	sort.Slice(sorted, func(i, j int) bool {
 		if sorted[i].Branch != sorted[j].Branch {
@@ -121,15 +184,37 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, tip *Tip) error {
 		d.Status, d.Verified = s.Status, s.Verified
 		t.add(d)
 	}
+	for _, x := range txs {
+		if x.Verified {
+			if h, ok := t.chain.Hash(x.Height); !ok || h != x.BlockHash {
+				x.Verified, x.BlockHash, x.Coinbase = false, chainhash.Hash{}, false
+			}
+		}
+		t.txs[x.TxID] = &txRecord{TxState: x, scripts: map[string]struct{}{}}
+	}
+	for sh, ids := range histories {
+		if _, ok := t.byHash[sh]; !ok {
+			return fmt.Errorf("%w: stored history of an unknown script %s", ErrWalletMismatch, sh)
+		}
+		for _, id := range ids {
+			r, ok := t.txs[id]
+			if !ok {
+				return fmt.Errorf("%w: stored history names transaction %s that is not stored", ErrStore, id)
+			}
+			r.scripts[sh] = struct{}{}
+		}
+		t.hist[sh] = append([]chainhash.Hash(nil), ids...)
+	}
 	for _, u := range utxos {
 		s, ok := t.byPk[string(u.PkScript)]
 		if !ok || s.Branch != u.Branch || s.Index != u.Index {
 			return fmt.Errorf("%w: stored UTXO %v pays no stored script", ErrWalletMismatch, u.OutPoint)
 		}
-		t.utxos[u.OutPoint] = u
-	}
-	if tip != nil {
-		t.tip, t.hasTip = *tip, true
+		if _, ok := t.txs[u.OutPoint.Hash]; !ok {
+			return fmt.Errorf("%w: stored UTXO %v has no stored transaction", ErrStore, u.OutPoint)
+		}
+		t.putServer(u)
+		t.eff[u.OutPoint] = t.effective(u)
 	}
 	return nil
 }
@@ -181,16 +266,16 @@ func (t *Tracker) UpToDate(scriptHash, announced string) bool {
 }
 
 // Apply verifies a fetched history and unspent list of one script against the status the
-// server announced and, if they agree, replaces the script's UTXOs with the unspent list.
+// server announced and, if they agree, takes them: the script's transactions (a changed height
+// makes a transaction unproven again), and its UTXOs (replaced by the unspent list).
 // Errors (nothing changes): ErrUnknownScript; ErrBadHistory for an inconsistent answer;
-// ErrStatusMismatch when the history does not hash to announced (a newer status is probably on
-// its way: wait for it or refetch).
+// ErrStatusMismatch when the history does not hash to announced — a newer status is probably on
+// its way: the caller waits for it (or refetches later) rather than trusting this answer.
 //
-// Events, in order: FundingSeen for each new UTXO (followed by FundingConfirmed if it is already
-// confirmed); FundingConfirmed for a UTXO that moved from the mempool into a block; Spent for a
-// UTXO gone while its funding tx is still in the history; FundingDropped for one whose funding tx
-// left the history. A height change between blocks or back to the mempool (a reorg) updates the
-// UTXO without an event for now.
+// Events, in order, for the outputs whose published state changed (see diff): FundingSeen
+// (followed by FundingConfirmed if already proven), FundingConfirmed, FundingReorged, Spent (the
+// funding tx is still in a history), FundingDropped (it left every history: eviction, RBF
+// replacement, reorg).
 func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, unspent []UnspentItem) (Update, error) {
 	s, ok := t.byHash[scriptHash]
 	if !ok {
@@ -205,6 +290,9 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 	}
 	inHistory := make(map[chainhash.Hash]int32, len(history))
 	for _, h := range history {
+		if prev, dup := inHistory[h.TxHash]; dup && prev != h.Height {
+			return Update{}, fmt.Errorf("%w: script %d/%d: %s listed twice at different heights", ErrBadHistory, s.Branch, s.Index, h.TxHash)
+		}
 		inHistory[h.TxHash] = h.Height
 	}
 	next := make(map[wire.OutPoint]UTXO, len(unspent))
@@ -219,97 +307,346 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		if _, dup := next[op]; dup {
 			return Update{}, fmt.Errorf("%w: script %d/%d: %v listed twice", ErrBadHistory, s.Branch, s.Index, op)
 		}
-		h := it.Height
-		if h < 0 {
-			h = 0
-		}
-		next[op] = UTXO{OutPoint: op, Value: it.Value, PkScript: s.PkScript, Branch: s.Branch, Index: s.Index, Height: h}
+		next[op] = UTXO{OutPoint: op, Value: it.Value, PkScript: s.PkScript, Branch: s.Branch, Index: s.Index}
 	}
 
 	var up Update
-	// Removed first, in a stable order.
-	var old []UTXO
+	dirty := map[wire.OutPoint]struct{}{}
+	// Transactions: the script leaves the ones no longer listed; others are added or moved.
+	for _, id := range t.hist[scriptHash] {
+		if _, still := inHistory[id]; still {
+			continue
+		}
+		r := t.txs[id]
+		if r == nil {
+			continue
+		}
+		delete(r.scripts, scriptHash)
+		if len(r.scripts) == 0 {
+			delete(t.txs, id)
+			up.RemoveTxs = append(up.RemoveTxs, id)
+			t.markTx(dirty, id)
+		}
+	}
+	ids := make([]chainhash.Hash, 0, len(history))
+	seen := make(map[chainhash.Hash]bool, len(history))
+	for _, h := range history {
+		if seen[h.TxHash] {
+			continue
+		}
+		seen[h.TxHash] = true
+		ids = append(ids, h.TxHash)
+		r := t.txs[h.TxHash]
+		if r == nil {
+			r = &txRecord{TxState: TxState{TxID: h.TxHash, Height: h.Height}, scripts: map[string]struct{}{}}
+			t.txs[h.TxHash] = r
+			up.PutTxs = append(up.PutTxs, r.TxState)
+		} else if r.Height != h.Height {
+			r.TxState = TxState{TxID: h.TxHash, Height: h.Height}
+			up.PutTxs = append(up.PutTxs, r.TxState)
+			t.markTx(dirty, h.TxHash)
+		}
+		r.scripts[scriptHash] = struct{}{}
+	}
+	if !sameIDs(t.hist[scriptHash], ids) {
+		up.Histories = map[string][]chainhash.Hash{scriptHash: ids}
+	}
+	if len(ids) == 0 {
+		delete(t.hist, scriptHash)
+	} else {
+		t.hist[scriptHash] = ids
+	}
+	// UTXOs of this script: replaced by the unspent list.
 	for op, u := range t.utxos {
 		if u.Branch == s.Branch && u.Index == s.Index {
 			if _, still := next[op]; !still {
-				old = append(old, u)
+				t.removeServer(op)
+				dirty[op] = struct{}{}
 			}
 		}
 	}
-	sortUTXOs(old)
-	for _, u := range old {
-		up.Remove = append(up.Remove, u.OutPoint)
-		delete(t.utxos, u.OutPoint)
-		if _, ok := inHistory[u.OutPoint.Hash]; ok {
-			up.Events = append(up.Events, Spent{OutPoint: u.OutPoint, UTXO: u})
-		} else {
-			up.Events = append(up.Events, FundingDropped{UTXO: u})
+	for op, u := range next {
+		if prev, had := t.utxos[op]; !had || prev.Value != u.Value {
+			t.putServer(u)
+			dirty[op] = struct{}{}
 		}
-	}
-	added := make([]UTXO, 0, len(next))
-	for _, u := range next {
-		added = append(added, u)
-	}
-	sortUTXOs(added)
-	for _, u := range added {
-		prev, had := t.utxos[u.OutPoint]
-		switch {
-		case !had:
-			up.Events = append(up.Events, FundingSeen{UTXO: u})
-			if u.Height > 0 {
-				up.Events = append(up.Events, FundingConfirmed{UTXO: u, Confs: t.confs(u)})
-			}
-		case prev.Height == u.Height && prev.Value == u.Value:
-			continue
-		case prev.Height == 0 && u.Height > 0:
-			up.Events = append(up.Events, FundingConfirmed{UTXO: u, Confs: t.confs(u)})
-		}
-		t.utxos[u.OutPoint] = u
-		up.Put = append(up.Put, u)
 	}
 
+	changed := s.Status != status || !s.Verified
 	s.Status, s.Verified = status, true
 	if s.Used() && int64(s.Index) > t.used[s.Branch] {
 		t.used[s.Branch] = int64(s.Index)
 	}
-	up.Script = *s
+	if changed || !up.Empty() {
+		up.Scripts = append(up.Scripts, *s)
+	}
+	t.diff(dirty, &up)
 	return up, nil
 }
 
+func sameIDs(a, b []chainhash.Hash) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *Tracker) putServer(u UTXO) {
+	u.Height, u.BlockHash, u.Coinbase = 0, chainhash.Hash{}, false
+	t.utxos[u.OutPoint] = u
+	m := t.byTx[u.OutPoint.Hash]
+	if m == nil {
+		m = map[wire.OutPoint]struct{}{}
+		t.byTx[u.OutPoint.Hash] = m
+	}
+	m[u.OutPoint] = struct{}{}
+}
+
+func (t *Tracker) removeServer(op wire.OutPoint) {
+	delete(t.utxos, op)
+	if m := t.byTx[op.Hash]; m != nil {
+		delete(m, op)
+		if len(m) == 0 {
+			delete(t.byTx, op.Hash)
+		}
+	}
+}
+
+// markTx marks every output of txid (server or published view) as needing a diff.
+func (t *Tracker) markTx(dirty map[wire.OutPoint]struct{}, txid chainhash.Hash) {
+	// The published outputs are always a subset of the server's (a removed one is diffed in the
+	// same call), so the server index finds them all.
+	for op := range t.byTx[txid] {
+		dirty[op] = struct{}{}
+	}
+}
+
+// effective is u as published: confirmed (Height, BlockHash, Coinbase) only when its transaction
+// is proven against our header chain.
+func (t *Tracker) effective(u UTXO) UTXO {
+	u.Height, u.BlockHash, u.Coinbase = 0, chainhash.Hash{}, false
+	if r := t.txs[u.OutPoint.Hash]; r != nil && r.Verified && r.Height > 0 {
+		u.Height, u.BlockHash, u.Coinbase = r.Height, r.BlockHash, r.Coinbase
+	}
+	return u
+}
+
+// diff brings the published view of the dirty outputs up to date, recording puts, removes and
+// events in up, in a stable order (by outpoint).
+func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update) {
+	ops := make([]wire.OutPoint, 0, len(dirty))
+	for op := range dirty {
+		ops = append(ops, op)
+	}
+	sort.Slice(ops, func(i, j int) bool {
+		if c := bytes.Compare(ops[i].Hash[:], ops[j].Hash[:]); c != 0 {
+			return c < 0
+		}
+		return ops[i].Index < ops[j].Index
+	})
+	var removed, added []Event
+	for _, op := range ops {
+		old, had := t.eff[op]
+		srv, has := t.utxos[op]
+		switch {
+		case had && !has:
+			delete(t.eff, op)
+			up.Remove = append(up.Remove, op)
+			if _, inHistory := t.txs[op.Hash]; inHistory {
+				removed = append(removed, Spent{OutPoint: op, UTXO: old})
+			} else {
+				removed = append(removed, FundingDropped{UTXO: old})
+			}
+		case !had && has:
+			cur := t.effective(srv)
+			t.eff[op] = cur
+			up.Put = append(up.Put, cur)
+			added = append(added, FundingSeen{UTXO: cur})
+			if cur.Height > 0 {
+				added = append(added, FundingConfirmed{UTXO: cur, Confs: t.confs(cur)})
+			}
+		case had && has:
+			cur := t.effective(srv)
+			if cur.Height == old.Height && cur.BlockHash == old.BlockHash && cur.Value == old.Value && cur.Coinbase == old.Coinbase {
+				continue
+			}
+			t.eff[op] = cur
+			up.Put = append(up.Put, cur)
+			if old.Height > 0 && (cur.Height != old.Height || cur.BlockHash != old.BlockHash) {
+				added = append(added, FundingReorged{UTXO: old})
+			}
+			if cur.Height > 0 && (cur.Height != old.Height || cur.BlockHash != old.BlockHash) {
+				added = append(added, FundingConfirmed{UTXO: cur, Confs: t.confs(cur)})
+			}
+		}
+	}
+	up.Events = append(up.Events, removed...)
+	up.Events = append(up.Events, added...)
+}
+
 func (t *Tracker) confs(u UTXO) int32 {
-	if c := u.Confirmations(t.tip); c > 0 {
+	if c := u.Confirmations(t.chain.Tip()); c > 0 {
 		return c
 	}
 	return 1
 }
 
-// SetTip records a new best header and returns a NewTip event, or nil if tip is the current one.
-func (t *Tracker) SetTip(tip Tip) []Event {
-	if t.hasTip && t.tip == tip {
-		return nil
+// ConnectHeaders connects headers (headers[0] at height start) to the header chain (see
+// HeaderChain.Connect for the checks and errors; on error nothing changes). After a reorg every
+// transaction proven above the fork point goes back to unproven: its outputs become unconfirmed
+// (FundingReorged) until ProofNeeded/ApplyProof prove them in the new chain. A NewTip event
+// closes the update when the tip changed.
+func (t *Tracker) ConnectHeaders(start int32, headers []wire.BlockHeader) (Update, error) {
+	r, err := t.chain.Connect(start, headers)
+	if err != nil {
+		return Update{}, err
 	}
-	t.tip, t.hasTip = tip, true
-	return []Event{NewTip{Tip: tip}}
+	var up Update
+	if len(r.Connected) == 0 {
+		return up, nil
+	}
+	up.HeadersFrom = r.Connected[0].Height
+	for _, c := range r.Connected {
+		h, _ := t.chain.Header(c.Height)
+		up.Headers = append(up.Headers, h)
+	}
+	dirty := map[wire.OutPoint]struct{}{}
+	if len(r.Disconnected) > 0 {
+		for id, x := range t.txs {
+			if x.Verified && x.Height > r.Fork {
+				x.Verified, x.BlockHash, x.Coinbase = false, chainhash.Hash{}, false
+				up.PutTxs = append(up.PutTxs, x.TxState)
+				t.markTx(dirty, id)
+			}
+		}
+		sort.Slice(up.PutTxs, func(i, j int) bool { return bytes.Compare(up.PutTxs[i].TxID[:], up.PutTxs[j].TxID[:]) < 0 })
+	}
+	t.diff(dirty, &up)
+	up.Events = append(up.Events, NewTip{Tip: t.chain.Tip(), Fork: r.Fork, Reorged: len(r.Disconnected) > 0})
+	return up, nil
 }
 
-// Tip returns the current tip and whether one has been set.
-func (t *Tracker) Tip() (Tip, bool) { return t.tip, t.hasTip }
+// ProofNeeded returns the transactions that the server lists as confirmed at a height our header
+// chain reaches but that are not proven yet, ordered by height then txid: the caller fetches
+// blockchain.transaction.get_merkle for each and passes the answer to ApplyProof.
+func (t *Tracker) ProofNeeded() []TxState {
+	var out []TxState
+	tip := t.chain.Height()
+	for _, x := range t.txs {
+		if !x.Verified && x.Height > 0 && x.Height <= tip {
+			out = append(out, x.TxState)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Height != out[j].Height {
+			return out[i].Height < out[j].Height
+		}
+		return bytes.Compare(out[i].TxID[:], out[j].TxID[:]) < 0
+	})
+	return out
+}
 
-// UTXO returns the UTXO at op, if the wallet has it.
+// Unproven returns how many transactions ProofNeeded would return.
+func (t *Tracker) Unproven() int { return len(t.ProofNeeded()) }
+
+// ApplyProof checks a blockchain.transaction.get_merkle answer for txid against our header at
+// the transaction's height (VerifyMerkleProof) and, if it holds, marks the transaction proven:
+// its outputs count as confirmed from now on (FundingConfirmed). A transaction no longer tracked,
+// or already proven at that height, changes nothing. Errors (nothing changes; the transaction
+// stays unconfirmed in the published view): ErrMerkleProof, also when the proof's height is not
+// the one the history lists or our chain does not reach it yet.
+func (t *Tracker) ApplyProof(txid chainhash.Hash, p MerkleProof) (Update, error) {
+	var up Update
+	r := t.txs[txid]
+	if r == nil || (r.Verified && r.Height == p.Height) {
+		return up, nil
+	}
+	if r.Height <= 0 || p.Height != r.Height {
+		return up, fmt.Errorf("%w: tx %s: proof for height %d, history says %d", ErrMerkleProof, txid, p.Height, r.Height)
+	}
+	hdr, ok := t.chain.Header(p.Height)
+	if !ok {
+		return up, fmt.Errorf("%w: tx %s: no header at %d yet (chain at %d)", ErrMerkleProof, txid, p.Height, t.chain.Height())
+	}
+	if err := VerifyMerkleProof(txid, p, hdr); err != nil {
+		return up, err
+	}
+	r.Verified, r.BlockHash, r.Coinbase = true, hdr.BlockHash(), p.Pos == 0
+	up.PutTxs = append(up.PutTxs, r.TxState)
+	dirty := map[wire.OutPoint]struct{}{}
+	t.markTx(dirty, txid)
+	t.diff(dirty, &up)
+	return up, nil
+}
+
+// Tx returns the state of a wallet transaction (one listed in a tracked script's history).
+func (t *Tracker) Tx(txid chainhash.Hash) (TxState, bool) {
+	r, ok := t.txs[txid]
+	if !ok {
+		return TxState{}, false
+	}
+	return r.TxState, true
+}
+
+// Txs returns every wallet transaction, ordered by txid.
+func (t *Tracker) Txs() []TxState {
+	out := make([]TxState, 0, len(t.txs))
+	for _, r := range t.txs {
+		out = append(out, r.TxState)
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].TxID[:], out[j].TxID[:]) < 0 })
+	return out
+}
+
+// Confirmations returns how many blocks of our header chain confirm a proven wallet
+// transaction (0 if it is unproven, in the mempool, or unknown).
+func (t *Tracker) Confirmations(txid chainhash.Hash) int32 {
+	r, ok := t.txs[txid]
+	if !ok || !r.Verified || r.Height <= 0 || r.Height > t.chain.Height() {
+		return 0
+	}
+	return t.chain.Height() - r.Height + 1
+}
+
+// Tip returns the header chain's tip; false while it is only the genesis header.
+func (t *Tracker) Tip() (Tip, bool) { return t.chain.Tip(), t.chain.Height() > 0 }
+
+// Chain returns the tracker's header chain (read it only under the tracker's guard).
+func (t *Tracker) Chain() *HeaderChain { return t.chain }
+
+// UTXO returns the wallet's UTXO at op as published (see UTXO for when it counts as confirmed).
 func (t *Tracker) UTXO(op wire.OutPoint) (UTXO, bool) {
-	u, ok := t.utxos[op]
+	u, ok := t.eff[op]
 	u.PkScript = bytes.Clone(u.PkScript)
 	return u, ok
 }
 
 // UTXOs returns the UTXO set ordered by height (mempool last), txid, output index.
 func (t *Tracker) UTXOs() []UTXO {
-	out := make([]UTXO, 0, len(t.utxos))
-	for _, u := range t.utxos {
+	out := make([]UTXO, 0, len(t.eff))
+	for _, u := range t.eff {
 		u.PkScript = bytes.Clone(u.PkScript) // callers may not alias the tracker's state
 		out = append(out, u)
 	}
 	sortUTXOs(out)
+	return out
+}
+
+// SpendableUTXOs returns the UTXOs that a transaction mined on the next block may spend: all but
+// coinbase outputs younger than CoinbaseMaturity confirmations.
+func (t *Tracker) SpendableUTXOs() []UTXO {
+	tip := t.chain.Tip()
+	var out []UTXO
+	for _, u := range t.UTXOs() {
+		if u.Mature(Tip{Height: tip.Height + 1}) {
+			out = append(out, u)
+		}
+	}
 	return out
 }
 

@@ -5,12 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/btcsuite/btcd/wire"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/btcsuite/btcd/blockchain"
+	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 )
 
 // fakeScripts derives a distinct 22-byte P2WPKH-shaped script per branch/index.
@@ -79,9 +81,58 @@ func status(t *testing.T, h []HistoryItem) string {
 	return s
 }
 
+// testChain mines regtest headers whose blocks hold chosen transactions: blocks[h] lists the
+// txids of block h after a made-up coinbase (a distinct leaf per height and fork salt).
+type testChain struct {
+	t      testing.TB
+	blocks map[int32][]chainhash.Hash
+	salt   byte
+}
+
+func coinbaseLeaf(h int32, salt byte) chainhash.Hash {
+	return chainhash.Hash{0xcb, byte(h), byte(h >> 8), salt}
+}
+
+func (tc *testChain) leaves(h int32) []chainhash.Hash {
+	return append([]chainhash.Hash{coinbaseLeaf(h, tc.salt)}, tc.blocks[h]...)
+}
+
+// headers mines heights from..to on top of prev.
+func (tc *testChain) headers(prev wire.BlockHeader, from, to int32) []wire.BlockHeader {
+	var out []wire.BlockHeader
+	for h := from; h <= to; h++ {
+		root, _ := merkleBranch(tc.leaves(h), 0)
+		hdr := wire.BlockHeader{Version: 4, PrevBlock: prev.BlockHash(), MerkleRoot: root, Timestamp: prev.Timestamp.Add(10 * 60 * 1e9), Bits: prev.Bits}
+		target := blockchain.CompactToBig(hdr.Bits)
+		for n := uint32(0); ; n++ {
+			hdr.Nonce = n
+			hash := hdr.BlockHash()
+			if blockchain.HashToBig(&hash).Cmp(target) <= 0 {
+				break
+			}
+		}
+		out = append(out, hdr)
+		prev = hdr
+	}
+	return out
+}
+
+// proof returns the merkle proof of txid in block h.
+func (tc *testChain) proof(h int32, id chainhash.Hash) MerkleProof {
+	leaves := tc.leaves(h)
+	for i, l := range leaves {
+		if l == id {
+			_, br := merkleBranch(leaves, i)
+			return MerkleProof{Height: h, Branch: br, Pos: uint32(i)}
+		}
+	}
+	tc.t.Fatalf("tx %s not in block %d", id, h)
+	return MerkleProof{}
+}
+
 func newTestTracker(t *testing.T) *Tracker {
 	t.Helper()
-	tr, err := NewTracker(fakeScripts{branches: 2}, 20)
+	tr, err := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 10))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,6 +144,18 @@ func newTestTracker(t *testing.T) *Tracker {
 		t.Fatalf("initial window = %d scripts, want 2×20", len(fresh))
 	}
 	return tr
+}
+
+// growTo connects tc's headers up to height to.
+func growTo(t *testing.T, tr *Tracker, tc *testChain, to int32) Update {
+	t.Helper()
+	from := tr.Chain().Height() + 1
+	prev, _ := tr.Chain().Header(from - 1)
+	up, err := tr.ConnectHeaders(from, tc.headers(prev, from, to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return up
 }
 
 func sh(t *testing.T, tr *Tracker, branch, index uint32) string {
@@ -112,23 +175,32 @@ func eventKinds(evs []Event) string {
 			out = append(out, fmt.Sprintf("spent %s:%d", e.OutPoint.Hash.String()[:1], e.OutPoint.Index))
 		case FundingDropped:
 			out = append(out, fmt.Sprintf("dropped %s:%d", e.UTXO.OutPoint.Hash.String()[:1], e.UTXO.OutPoint.Index))
+		case FundingReorged:
+			out = append(out, fmt.Sprintf("reorged %s:%d@%d", e.UTXO.OutPoint.Hash.String()[:1], e.UTXO.OutPoint.Index, e.UTXO.Height))
 		case NewTip:
-			out = append(out, fmt.Sprintf("tip %d", e.Tip.Height))
+			if e.Reorged {
+				out = append(out, fmt.Sprintf("tip %d fork %d", e.Tip.Height, e.Fork))
+			} else {
+				out = append(out, fmt.Sprintf("tip %d", e.Tip.Height))
+			}
 		}
 	}
 	return strings.Join(out, ", ")
 }
 
 // TestTrackerLifecycle walks one script through the states a coin goes through. Each step
-// applies a (history, unspent) answer against a status and checks the events and the UTXO set.
+// connects headers up to tip, applies a (history, unspent) answer against a status, then applies
+// the merkle proofs of the txids in prove, and checks the events and the UTXO set.
 func TestTrackerLifecycle(t *testing.T) {
 	a, b, c := txid('a'), txid('b'), txid('c')
+	tc := &testChain{t: t, blocks: map[int32][]chainhash.Hash{101: {a}, 102: {b}}}
 	type step struct {
 		name      string
 		tip       int32
 		hist      []HistoryItem
 		unspent   []UnspentItem
 		announced string // "" = computed from hist; "bogus" = a status that does not match
+		prove     []chainhash.Hash
 		wantErr   error
 		want      string // events
 		wantUTXOs int
@@ -136,18 +208,22 @@ func TestTrackerLifecycle(t *testing.T) {
 	steps := []step{
 		{name: "funding in mempool", tip: 100, hist: []HistoryItem{{a, 0}}, unspent: []UnspentItem{{a, 1, 0, 50_000}}, want: "seen a:1@0", wantUTXOs: 1},
 		{name: "same answer again changes nothing", tip: 100, hist: []HistoryItem{{a, 0}}, unspent: []UnspentItem{{a, 1, 0, 50_000}}, want: "", wantUTXOs: 1},
-		{name: "history not matching the announced status is refused", tip: 101, hist: []HistoryItem{{a, 101}}, unspent: []UnspentItem{{a, 1, 101, 50_000}}, announced: "bogus", wantErr: ErrStatusMismatch, wantUTXOs: 1},
+		{name: "history not matching the announced status is refused (wait for the newer one)", tip: 101, hist: []HistoryItem{{a, 101}}, unspent: []UnspentItem{{a, 1, 101, 50_000}}, announced: "bogus", wantErr: ErrStatusMismatch, wantUTXOs: 1},
 		{name: "unspent output missing from history is refused", tip: 101, hist: []HistoryItem{{a, 101}}, unspent: []UnspentItem{{c, 0, 101, 1}}, wantErr: ErrBadHistory, wantUTXOs: 1},
-		{name: "confirmed", tip: 102, hist: []HistoryItem{{a, 101}}, unspent: []UnspentItem{{a, 1, 101, 50_000}}, want: "confirmed a:1@101/2", wantUTXOs: 1},
-		{name: "second funding found already confirmed", tip: 102, hist: []HistoryItem{{a, 101}, {b, 102}}, unspent: []UnspentItem{{a, 1, 101, 50_000}, {b, 0, 102, 7_000}}, want: "seen b:0@102, confirmed b:0@102/1", wantUTXOs: 2},
-		{name: "spent in mempool", tip: 102, hist: []HistoryItem{{a, 101}, {b, 102}, {c, 0}}, unspent: []UnspentItem{{b, 0, 102, 7_000}}, want: "spent a:1", wantUTXOs: 1},
+		{name: "confirmed per the server: still unconfirmed until proven", tip: 101, hist: []HistoryItem{{a, 101}}, unspent: []UnspentItem{{a, 1, 101, 50_000}}, want: "", wantUTXOs: 1},
+		{name: "proven: confirmed", tip: 102, hist: []HistoryItem{{a, 101}}, unspent: []UnspentItem{{a, 1, 101, 50_000}}, prove: []chainhash.Hash{a}, want: "confirmed a:1@101/2", wantUTXOs: 1},
+		{name: "second funding found already confirmed", tip: 102, hist: []HistoryItem{{a, 101}, {b, 102}}, unspent: []UnspentItem{{a, 1, 101, 50_000}, {b, 0, 102, 7_000}}, prove: []chainhash.Hash{b}, want: "seen b:0@0, confirmed b:0@102/1", wantUTXOs: 2},
+		{name: "spent in mempool (height -1: unconfirmed parent)", tip: 102, hist: []HistoryItem{{a, 101}, {b, 102}, {c, -1}}, unspent: []UnspentItem{{b, 0, 102, 7_000}}, want: "spent a:1", wantUTXOs: 1},
+		{name: "spend's parent confirms: -1 becomes 0", tip: 102, hist: []HistoryItem{{a, 101}, {b, 102}, {c, 0}}, unspent: []UnspentItem{{b, 0, 102, 7_000}}, want: "", wantUTXOs: 1},
 		{name: "funding vanished (reorg/eviction)", tip: 102, hist: []HistoryItem{{a, 101}, {c, 0}}, unspent: nil, want: "dropped b:0", wantUTXOs: 0},
 	}
 	tr := newTestTracker(t)
 	s0 := sh(t, tr, 0, 0)
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			tr.SetTip(Tip{Height: st.tip})
+			if tr.Chain().Height() < st.tip {
+				growTo(t, tr, tc, st.tip)
+			}
 			ann := st.announced
 			if ann == "" {
 				ann = status(t, st.hist)
@@ -156,14 +232,24 @@ func TestTrackerLifecycle(t *testing.T) {
 			if !errors.Is(err, st.wantErr) {
 				t.Fatalf("err = %v, want %v", err, st.wantErr)
 			}
+			for _, id := range st.prove {
+				x, _ := tr.Tx(id)
+				u, err := tr.ApplyProof(id, tc.proof(x.Height, id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				up.Merge(u)
+			}
 			if got := eventKinds(up.Events); got != st.want {
 				t.Fatalf("events = %q, want %q", got, st.want)
 			}
 			if n := len(tr.UTXOs()); n != st.wantUTXOs {
 				t.Fatalf("UTXOs = %d, want %d", n, st.wantUTXOs)
 			}
-			if err == nil && (up.Script.Status != ann || !up.Script.Verified) {
-				t.Fatalf("script state %+v, want verified status %q", up.Script, ann)
+			if err == nil {
+				if sc, _ := tr.Script(s0); sc.Status != ann || !sc.Verified {
+					t.Fatalf("script state %+v, want verified status %q", sc, ann)
+				}
 			}
 		})
 	}
@@ -230,12 +316,11 @@ func TestTrackerRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr.Extend()
-	tip := Tip{Height: 12}
 	scripts, utxos := tr.Scripts(), tr.UTXOs()
 
 	t.Run("same wallet", func(t *testing.T) {
-		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20)
-		if err := tr2.Restore(scripts, utxos, &tip); err != nil {
+		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
+		if err := tr2.Restore(scripts, utxos, tr.Txs(), tr.hist); err != nil {
 			t.Fatal(err)
 		}
 		if fresh, _ := tr2.Extend(); len(fresh) != 0 {
@@ -244,19 +329,17 @@ func TestTrackerRestore(t *testing.T) {
 		if !reflect.DeepEqual(tr2.UTXOs(), utxos) || !tr2.UpToDate(sh(t, tr, 0, 19), status(t, h)) {
 			t.Fatal("restored state differs")
 		}
-		if got, _ := tr2.Tip(); got != tip {
-			t.Fatalf("tip = %v", got)
-		}
+
 	})
 	t.Run("other wallet", func(t *testing.T) {
-		tr2, _ := NewTracker(otherScripts{}, 20)
-		if err := tr2.Restore(scripts, utxos, &tip); !errors.Is(err, ErrWalletMismatch) {
+		tr2, _ := NewTracker(otherScripts{}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
+		if err := tr2.Restore(scripts, utxos, tr.Txs(), tr.hist); !errors.Is(err, ErrWalletMismatch) {
 			t.Fatalf("err = %v, want ErrWalletMismatch", err)
 		}
 	})
 	t.Run("gap in stored scripts", func(t *testing.T) {
-		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20)
-		if err := tr2.Restore(scripts[1:], nil, nil); !errors.Is(err, ErrWalletMismatch) {
+		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
+		if err := tr2.Restore(scripts[1:], nil, nil, nil); !errors.Is(err, ErrWalletMismatch) {
 			t.Fatalf("err = %v, want ErrWalletMismatch", err)
 		}
 	})

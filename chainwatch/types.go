@@ -17,14 +17,30 @@ type ScriptSource interface {
 }
 
 // UTXO is an unspent output paying one of the wallet's scripts. Height is the block height it
-// was confirmed at, 0 while it is in the mempool.
+// was confirmed at — only once the funding transaction's merkle proof (SPV) checked against the
+// watcher's own header chain — and 0 otherwise (in the mempool, or confirmed per the server but
+// not yet or not provably). BlockHash is the hash of that block (zero while Height is 0).
+// Coinbase is true for an output of a coinbase transaction (position 0 in its block), which
+// can be spent only once it has CoinbaseMaturity confirmations (see Mature).
 type UTXO struct {
-	OutPoint wire.OutPoint
-	Value    btcutil.Amount
-	PkScript []byte
-	Branch   uint32
-	Index    uint32
-	Height   int32
+	OutPoint  wire.OutPoint
+	Value     btcutil.Amount
+	PkScript  []byte
+	Branch    uint32
+	Index     uint32
+	Height    int32
+	BlockHash chainhash.Hash
+	Coinbase  bool
+}
+
+// CoinbaseMaturity is the number of confirmations a coinbase output needs before it can be spent
+// (Bitcoin consensus, COINBASE_MATURITY; the same on every network).
+const CoinbaseMaturity = 100
+
+// Mature reports whether u can be spent in a transaction mined on top of tip: always for a
+// non-coinbase output, and for a coinbase output once it has CoinbaseMaturity confirmations.
+func (u UTXO) Mature(tip Tip) bool {
+	return !u.Coinbase || u.Confirmations(tip) >= CoinbaseMaturity
 }
 
 // Confirmations returns how many blocks confirm u at tip (0 in the mempool or when the tip is
@@ -42,17 +58,27 @@ type Tip struct {
 	Hash   chainhash.Hash
 }
 
-// Event is one of FundingSeen, FundingConfirmed, Spent, FundingDropped, NewTip.
-type Event interface{ chainEvent() }
+// Event is one of FundingSeen, FundingConfirmed, Spent, FundingDropped, FundingReorged, NewTip.
+// EventID is the event's stable id: assigned when the event is stored (in the same database
+// transaction as the state change it reports), it stays the same when the event is delivered
+// again after a restart; Watcher.Ack(id) stops that. Events built by a bare Tracker have id 0.
+type Event interface {
+	EventID() uint64
+	chainEvent()
+}
 
 // FundingSeen: a new UTXO paying a wallet script appeared (in the mempool, or already confirmed
 // when it is found during a sync).
-type FundingSeen struct{ UTXO UTXO }
+type FundingSeen struct {
+	ID   uint64
+	UTXO UTXO
+}
 
 // FundingConfirmed: a UTXO got its first confirmation (or was found already confirmed). Confs is
 // counted from the watcher's tip at that moment (at least 1). Further confirmations produce no
 // event: count them from NewTip.
 type FundingConfirmed struct {
+	ID    uint64
 	UTXO  UTXO
 	Confs int32
 }
@@ -61,6 +87,7 @@ type FundingConfirmed struct {
 // script's history. SpentBy is the spending transaction's txid when the watcher found it among
 // the script's history (nil when it could not tell).
 type Spent struct {
+	ID       uint64
 	OutPoint wire.OutPoint
 	UTXO     UTXO
 	SpentBy  *chainhash.Hash
@@ -68,16 +95,80 @@ type Spent struct {
 
 // FundingDropped: a UTXO disappeared together with its funding transaction (mempool eviction,
 // replacement, or a reorg that dropped it). It is no longer in the UTXO set.
-type FundingDropped struct{ UTXO UTXO }
+type FundingDropped struct {
+	ID   uint64
+	UTXO UTXO
+}
 
-// NewTip: the server announced a new best header.
-type NewTip struct{ Tip Tip }
+// FundingReorged ("reorged out"): the block that confirmed a UTXO left the header chain (a reorg,
+// including a re-mine of the same transaction at the same height in another block). The UTXO
+// stays in the set as unconfirmed (Height 0) until its transaction is proven again in the new
+// chain (FundingConfirmed follows) or leaves the history (FundingDropped follows). UTXO is the
+// output as it was confirmed before the reorg.
+type FundingReorged struct {
+	ID   uint64
+	UTXO UTXO
+}
+
+// NewTip: the header chain has a new best header. Fork is the height of the last header that the
+// old and new chains share: Tip.Height-1 for a plain extension, lower after a reorg (Reorged).
+type NewTip struct {
+	ID      uint64
+	Tip     Tip
+	Fork    int32
+	Reorged bool
+}
+
+func (e FundingSeen) EventID() uint64      { return e.ID }
+func (e FundingConfirmed) EventID() uint64 { return e.ID }
+func (e Spent) EventID() uint64            { return e.ID }
+func (e FundingDropped) EventID() uint64   { return e.ID }
+func (e FundingReorged) EventID() uint64   { return e.ID }
+func (e NewTip) EventID() uint64           { return e.ID }
 
 func (FundingSeen) chainEvent()      {}
 func (FundingConfirmed) chainEvent() {}
 func (Spent) chainEvent()            {}
 func (FundingDropped) chainEvent()   {}
+func (FundingReorged) chainEvent()   {}
 func (NewTip) chainEvent()           {}
+
+// withID returns ev with its ID set.
+func withID(ev Event, id uint64) Event {
+	switch e := ev.(type) {
+	case FundingSeen:
+		e.ID = id
+		return e
+	case FundingConfirmed:
+		e.ID = id
+		return e
+	case Spent:
+		e.ID = id
+		return e
+	case FundingDropped:
+		e.ID = id
+		return e
+	case FundingReorged:
+		e.ID = id
+		return e
+	case NewTip:
+		e.ID = id
+		return e
+	}
+	return ev
+}
+
+// TxState is a wallet transaction as the watcher knows it: listed in the history of at least one
+// tracked script. Height is the server's (> 0 a block height, 0 or -1 in the mempool); Verified
+// is true once a merkle proof (blockchain.transaction.get_merkle) checked against our header at
+// Height, whose hash is BlockHash; Coinbase is learnt from that proof (position 0).
+type TxState struct {
+	TxID      chainhash.Hash
+	Height    int32
+	Verified  bool
+	BlockHash chainhash.Hash
+	Coinbase  bool
+}
 
 // Health is a snapshot of the watcher for health endpoints and logs.
 type Health struct {
@@ -89,18 +180,40 @@ type Health struct {
 	Tip            Tip
 	ScriptsTracked int    // scripts derived and subscribed (all branches)
 	HistoryFetches uint64 // blockchain.scripthash.get_history requests made by this Watcher
-	LastError      string // "" if none yet
-	LastErrorAt    time.Time
+	// HistorySkipped counts subscriptions whose announced status equalled the stored, verified
+	// one, so that get_history was not needed (the restart fast path).
+	HistorySkipped uint64
+	// Headers is the height of the watcher's own validated header chain.
+	Headers int32
+	// ScriptsSynced counts scripts whose history is verified against the server's current
+	// status in this session; with ScriptsTracked it gives the sync progress.
+	ScriptsSynced int
+	// Unproven counts confirmed transactions (per the server) whose merkle proof has not
+	// checked yet; SPVFailures counts proofs rejected since start (see ErrMerkleProof).
+	Unproven    int
+	SPVFailures uint64
+	LastError   string // "" if none yet
+	LastErrorAt time.Time
 }
 
 // Status is the persisted view for commands that do not connect (see ReadStatus). Amounts are
-// sums over UTXOs: Confirmed counts Height > 0, Unconfirmed the mempool ones.
+// sums over UTXOs: Confirmed counts Height > 0 (proven against the header chain), Unconfirmed
+// the others; Immature is the part of Confirmed in coinbase outputs that cannot be spent yet
+// (fewer than CoinbaseMaturity confirmations for the next block). Headers is the height of the
+// stored header chain; Unproven counts wallet transactions the server lists as confirmed whose
+// merkle proof has not checked (their outputs count as unconfirmed); UnackedEvents counts stored
+// events not yet acknowledged (Watcher.Ack).
 type Status struct {
 	Tip            Tip
 	HasTip         bool
 	UTXOs          []UTXO
 	Confirmed      btcutil.Amount
 	Unconfirmed    btcutil.Amount
+	Immature       btcutil.Amount
 	ScriptsTracked int
 	ScriptsUsed    int
+	Headers        int32
+	Txs            int
+	Unproven       int
+	UnackedEvents  int
 }

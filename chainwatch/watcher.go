@@ -1,6 +1,7 @@
 package chainwatch
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
@@ -48,6 +50,9 @@ type Config struct {
 	// ReconnectMin and ReconnectMax bound the reconnect backoff, which doubles from Min up to
 	// Max with ±50 % jitter and resets after a session that completed its sync.
 	ReconnectMin, ReconnectMax time.Duration
+	// ReorgSafetyLimit is the deepest reorg followed (DefaultReorgSafetyLimit if 0); a deeper
+	// fork stops the session with ErrReorgTooDeep and is retried on reconnect.
+	ReorgSafetyLimit int
 	// Electrum tunes the client (timeouts, keepalive interval, message size bound); its
 	// ClientName and Logger are set from this Config.
 	Electrum electrum.Options
@@ -61,9 +66,14 @@ type Watcher struct {
 	events chan Event
 	ready  chan struct{}
 
-	readyOnce sync.Once
-	running   atomic.Bool
-	fetches   atomic.Uint64
+	readyOnce   sync.Once
+	running     atomic.Bool
+	fetches     atomic.Uint64
+	skipped     atomic.Uint64
+	spvFailures atomic.Uint64
+	outstanding atomic.Int64 // scripts queued or waiting for a refetch in this session
+	reg         *registry
+	redeliver   []Event // unacknowledged events loaded from the store, emitted first by Run
 
 	mu        sync.RWMutex // guards everything below
 	tr        *Tracker
@@ -108,7 +118,10 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.ClientName == "" {
 		cfg.ClientName = electrum.DefaultClientName
 	}
-	tr, err := NewTracker(cfg.Scripts, cfg.Lookahead)
+	if cfg.ReorgSafetyLimit < 0 {
+		return nil, fmt.Errorf("%w: ReorgSafetyLimit %d < 0", ErrConfig, cfg.ReorgSafetyLimit)
+	}
+	tr, err := NewTracker(cfg.Scripts, cfg.Lookahead, NewHeaderChain(cfg.Params, cfg.ReorgSafetyLimit))
 	if err != nil {
 		return nil, err
 	}
@@ -121,12 +134,19 @@ func New(cfg Config) (*Watcher, error) {
 		events: make(chan Event, cfg.EventBuffer),
 		ready:  make(chan struct{}),
 		tr:     tr,
+		reg:    newRegistry(),
 	}, nil
 }
 
 // Events returns the event channel (buffered, Config.EventBuffer). Events are never dropped: when
 // the buffer is full the watcher waits for the consumer, so drain it. It is closed when Run
-// returns.
+// returns. Every event is stored (outbox, in the same database transaction as the state change)
+// before it is sent and carries a stable EventID; Run first re-sends the events that were not
+// acknowledged (Ack) before the last stop, with their ids, so a consumer that acknowledges what
+// it has handled sees each event once across restarts.
+//
+// After a restart, confirmations of UTXOs already confirmed before are not re-announced: count
+// them from NewTip, or use RegisterConf.
 func (w *Watcher) Events() <-chan Event { return w.events }
 
 // Ready is closed once the first sync has completed: every script in the lookahead window
@@ -155,11 +175,43 @@ func (w *Watcher) Lookup(pkScript []byte) (branch, index uint32, ok bool) {
 	return w.tr.Lookup(pkScript)
 }
 
-// Tip returns the best header the server announced (zero before the first one).
+// Ack acknowledges event id (persisted): it will not be delivered again after a restart.
+// Acknowledging twice is fine. Errors: ErrUnknownEvent for an id never stored (0 included),
+// ErrStore.
+func (w *Watcher) Ack(ctx context.Context, id uint64) error {
+	if err := w.cfg.DB.AckChainwatchEvent(ctx, id); err != nil {
+		if errors.Is(err, store.ErrNoSuchEvent) {
+			return fmt.Errorf("%w: %d", ErrUnknownEvent, id)
+		}
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return nil
+}
+
+// SpendableUTXOs returns the UTXOs a transaction in the next block may spend: UTXOs minus
+// coinbase outputs younger than CoinbaseMaturity (100) confirmations.
+func (w *Watcher) SpendableUTXOs() []UTXO {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tr.SpendableUTXOs()
+}
+
+// Tx returns the state of a wallet transaction (listed in a tracked script's history): the
+// server's height and whether its merkle proof checked against our header chain.
+func (w *Watcher) Tx(txid chainhash.Hash) (TxState, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tr.Tx(txid)
+}
+
+// Tip returns the tip of the watcher's own validated header chain (zero before the first one).
 func (w *Watcher) Tip() Tip {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	t, _ := w.tr.Tip()
+	t, ok := w.tr.Tip()
+	if !ok {
+		return Tip{}
+	}
 	return t
 }
 
@@ -171,8 +223,13 @@ func (w *Watcher) Health() Health {
 		Server:         w.cfg.ServerURL,
 		ScriptsTracked: w.tr.Len(),
 		HistoryFetches: w.fetches.Load(),
+		HistorySkipped: w.skipped.Load(),
+		SPVFailures:    w.spvFailures.Load(),
 		LastErrorAt:    w.lastErrAt,
+		Headers:        w.tr.Chain().Height(),
+		Unproven:       w.tr.Unproven(),
 	}
+	h.ScriptsSynced = max(h.ScriptsTracked-int(w.outstanding.Load()), 0)
 	h.Tip, _ = w.tr.Tip()
 	if w.client != nil {
 		h.Connected = true
@@ -198,16 +255,21 @@ func (w *Watcher) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	defer close(w.events)
+	defer w.closeRegistry()
 	if err := w.load(ctx); err != nil {
 		return err
 	}
+	if !w.emit(ctx, w.redeliver) {
+		return nil
+	}
+	w.redeliver = nil
 	backoff := w.cfg.ReconnectMin
 	for {
 		synced, err := w.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if errors.Is(err, ErrWalletMismatch) || errors.Is(err, ErrWrongNetwork) || errors.Is(err, ErrStore) {
+		if errors.Is(err, ErrWalletMismatch) || errors.Is(err, ErrWrongNetwork) || errors.Is(err, ErrStore) || errors.Is(err, ErrConfig) {
 			w.setErr(err)
 			w.log.Error("chainwatch stopped", "err", err)
 			return err
@@ -252,11 +314,18 @@ func (w *Watcher) emit(ctx context.Context, evs []Event) bool {
 	return true
 }
 
-// load restores the persisted state into the tracker.
+// load restores the persisted state into the tracker: headers (validated again), scripts, UTXOs,
+// transactions, histories; and the unacknowledged events to deliver again.
 func (w *Watcher) load(ctx context.Context) error {
 	st, err := w.cfg.DB.LoadChainwatch(ctx)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	hdrs := make([]wire.BlockHeader, len(st.Headers))
+	for i, b := range st.Headers {
+		if err := hdrs[i].Deserialize(bytes.NewReader(b)); err != nil {
+			return fmt.Errorf("%w: stored header %d: %w", ErrStore, i+1, err)
+		}
 	}
 	scripts := make([]ScriptState, len(st.Scripts))
 	for i, s := range st.Scripts {
@@ -268,19 +337,37 @@ func (w *Watcher) load(ctx context.Context) error {
 			return err
 		}
 	}
-	var tip *Tip
-	if st.HasTip {
-		t, err := tipFromStore(st.Tip)
+	txs := make([]TxState, len(st.Txs))
+	for i, x := range st.Txs {
+		if txs[i], err = txFromStore(x); err != nil {
+			return err
+		}
+	}
+	hist := make(map[string][]chainhash.Hash, len(st.Histories))
+	for sh, ids := range st.Histories {
+		for _, s := range ids {
+			id, err := chainhash.NewHashFromStr(s)
+			if err != nil {
+				return fmt.Errorf("%w: stored history txid %q: %w", ErrStore, s, err)
+			}
+			hist[sh] = append(hist[sh], *id)
+		}
+	}
+	for _, e := range st.Unacked {
+		ev, err := decodeEvent(e)
 		if err != nil {
 			return err
 		}
-		tip = &t
+		w.redeliver = append(w.redeliver, ev)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.tr.Restore(scripts, utxos, tip); err != nil {
+	if err := w.tr.Chain().Restore(hdrs); err != nil {
+		return fmt.Errorf("%w: stored headers: %w", ErrStore, err)
+	}
+	if err := w.tr.Restore(scripts, utxos, txs, hist); err != nil {
 		return err
 	}
-	w.log.Info("chainwatch state loaded", "scripts", len(scripts), "utxos", len(utxos))
+	w.log.Info("chainwatch state loaded", "scripts", len(scripts), "utxos", len(utxos), "txs", len(txs), "headers", len(hdrs), "unacked_events", len(w.redeliver))
 	return nil
 }

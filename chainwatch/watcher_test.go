@@ -65,7 +65,7 @@ func TestReadStatusAndBroadcastOffline(t *testing.T) {
 	upd := store.ChainwatchUpdate{PutScripts: []store.ChainwatchScript{scriptToStore(s)}, PutUTXOs: []store.ChainwatchUTXO{utxoToStore(u2), utxoToStore(u1)}}
 	st := store.ChainwatchTip{Height: tip.Height, Hash: tip.Hash.String()}
 	upd.Tip = &st
-	if err := db.ApplyChainwatchUpdate(ctx, upd); err != nil {
+	if _, err := db.ApplyChainwatchUpdate(ctx, upd); err != nil {
 		t.Fatal(err)
 	}
 	got, err := ReadStatus(ctx, db)

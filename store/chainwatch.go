@@ -24,14 +24,35 @@ type ChainwatchOutPoint struct {
 	Vout uint32
 }
 
-// ChainwatchUTXO is one row of chainwatch_utxos. ValueSat is in satoshis; Height 0 = mempool.
+// ChainwatchUTXO is one row of chainwatch_utxos. ValueSat is in satoshis; Height 0 = mempool or
+// not yet proven; BlockHash (display hex, "" when unconfirmed) and Coinbase come from the SPV
+// proof of its transaction.
 type ChainwatchUTXO struct {
 	ChainwatchOutPoint
-	ValueSat int64
-	PkScript []byte
-	Branch   uint32
-	Index    uint32
-	Height   int32
+	ValueSat  int64
+	PkScript  []byte
+	Branch    uint32
+	Index     uint32
+	Height    int32
+	BlockHash string
+	Coinbase  bool
+}
+
+// ChainwatchTx is one row of chainwatch_txs (see migration 0003).
+type ChainwatchTx struct {
+	TxID      string
+	Height    int32
+	Verified  bool
+	BlockHash string
+	Coinbase  bool
+}
+
+// ChainwatchEvent is one row of the event outbox: ID is assigned on insert; Payload is JSON.
+type ChainwatchEvent struct {
+	ID      uint64
+	Kind    string
+	Payload []byte
+	Acked   bool
 }
 
 // ChainwatchTip is the best header seen: Hash is hex in display byte order.
@@ -42,25 +63,38 @@ type ChainwatchTip struct {
 
 // ChainwatchState is everything chainwatch persists. HasTip is false before the first header.
 type ChainwatchState struct {
-	Scripts []ChainwatchScript // ordered by branch, index
-	UTXOs   []ChainwatchUTXO   // ordered by height (mempool last), txid, vout
-	Tip     ChainwatchTip
-	HasTip  bool
+	Scripts   []ChainwatchScript // ordered by branch, index
+	UTXOs     []ChainwatchUTXO   // ordered by height (mempool last), txid, vout
+	Tip       ChainwatchTip
+	HasTip    bool
+	Txs       []ChainwatchTx      // ordered by txid
+	Histories map[string][]string // scripthash → txids in the server's order
+	Headers   [][]byte            // 80-byte headers from height 1 up, contiguous
+	Unacked   []ChainwatchEvent   // events not acknowledged, by id
 }
 
 // ChainwatchUpdate is one change to chainwatch's state, written in one transaction: PutScripts
 // are upserted by (branch, index); RemoveUTXOs are deleted, then PutUTXOs are upserted by
-// outpoint; Tip, if non-nil, replaces the tip.
+// outpoint; Tip, if non-nil, replaces the tip; RemoveTxs deleted, PutTxs upserted; each entry of
+// Histories replaces that script's history; Headers (80 bytes each) replace every stored header
+// from height HeadersFrom up; Events are appended to the outbox.
 type ChainwatchUpdate struct {
 	PutScripts  []ChainwatchScript
 	RemoveUTXOs []ChainwatchOutPoint
 	PutUTXOs    []ChainwatchUTXO
 	Tip         *ChainwatchTip
+	RemoveTxs   []string
+	PutTxs      []ChainwatchTx
+	Histories   map[string][]string
+	HeadersFrom int32
+	Headers     [][]byte
+	Events      []ChainwatchEvent
 }
 
 // Empty reports whether u changes nothing.
 func (u ChainwatchUpdate) Empty() bool {
-	return len(u.PutScripts) == 0 && len(u.RemoveUTXOs) == 0 && len(u.PutUTXOs) == 0 && u.Tip == nil
+	return len(u.PutScripts) == 0 && len(u.RemoveUTXOs) == 0 && len(u.PutUTXOs) == 0 && u.Tip == nil &&
+		len(u.RemoveTxs) == 0 && len(u.PutTxs) == 0 && len(u.Histories) == 0 && len(u.Headers) == 0 && len(u.Events) == 0
 }
 
 // LoadChainwatch reads chainwatch's persisted state (empty on a new database).
@@ -85,14 +119,14 @@ func (db *DB) LoadChainwatch(ctx context.Context) (ChainwatchState, error) {
 		return st, fmt.Errorf("store: load chainwatch scripts: %w", err)
 	}
 
-	rows, err = db.SQL.QueryContext(ctx, `SELECT txid, vout, value_sat, pk_script, branch, idx, height FROM chainwatch_utxos
+	rows, err = db.SQL.QueryContext(ctx, `SELECT txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase FROM chainwatch_utxos
 		ORDER BY CASE WHEN height <= 0 THEN 1 ELSE 0 END, height, txid, vout`)
 	if err != nil {
 		return st, fmt.Errorf("store: load chainwatch utxos: %w", err)
 	}
 	for rows.Next() {
 		var u ChainwatchUTXO
-		if err := rows.Scan(&u.TxID, &u.Vout, &u.ValueSat, &u.PkScript, &u.Branch, &u.Index, &u.Height); err != nil {
+		if err := rows.Scan(&u.TxID, &u.Vout, &u.ValueSat, &u.PkScript, &u.Branch, &u.Index, &u.Height, &u.BlockHash, &u.Coinbase); err != nil {
 			rows.Close()
 			return st, fmt.Errorf("store: load chainwatch utxos: %w", err)
 		}
@@ -111,15 +145,130 @@ func (db *DB) LoadChainwatch(ctx context.Context) (ChainwatchState, error) {
 	default:
 		st.HasTip = true
 	}
+	if err := db.loadChainwatchExtra(ctx, &st); err != nil {
+		return st, err
+	}
 	return st, nil
 }
 
-// ApplyChainwatchUpdate writes u in one transaction: all of it or none of it.
-func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) error {
-	if u.Empty() {
-		return nil
+func (db *DB) loadChainwatchExtra(ctx context.Context, st *ChainwatchState) error {
+	rows, err := db.SQL.QueryContext(ctx, `SELECT txid, height, verified, block_hash, coinbase FROM chainwatch_txs ORDER BY txid`)
+	if err != nil {
+		return fmt.Errorf("store: load chainwatch txs: %w", err)
 	}
+	for rows.Next() {
+		var x ChainwatchTx
+		if err := rows.Scan(&x.TxID, &x.Height, &x.Verified, &x.BlockHash, &x.Coinbase); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: load chainwatch txs: %w", err)
+		}
+		st.Txs = append(st.Txs, x)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: load chainwatch txs: %w", err)
+	}
+
+	st.Histories = map[string][]string{}
+	rows, err = db.SQL.QueryContext(ctx, `SELECT scripthash, txid FROM chainwatch_history ORDER BY scripthash, pos`)
+	if err != nil {
+		return fmt.Errorf("store: load chainwatch history: %w", err)
+	}
+	for rows.Next() {
+		var sh, id string
+		if err := rows.Scan(&sh, &id); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: load chainwatch history: %w", err)
+		}
+		st.Histories[sh] = append(st.Histories[sh], id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: load chainwatch history: %w", err)
+	}
+
+	rows, err = db.SQL.QueryContext(ctx, `SELECT height, header FROM chainwatch_headers ORDER BY height`)
+	if err != nil {
+		return fmt.Errorf("store: load chainwatch headers: %w", err)
+	}
+	for rows.Next() {
+		var h int32
+		var b []byte
+		if err := rows.Scan(&h, &b); err != nil {
+			rows.Close()
+			return fmt.Errorf("store: load chainwatch headers: %w", err)
+		}
+		if int(h) != len(st.Headers)+1 {
+			rows.Close()
+			return fmt.Errorf("store: load chainwatch headers: gap before height %d", h)
+		}
+		st.Headers = append(st.Headers, b)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: load chainwatch headers: %w", err)
+	}
+
+	evs, err := db.ChainwatchEvents(ctx, false)
+	if err != nil {
+		return err
+	}
+	st.Unacked = evs
+	return nil
+}
+
+// ChainwatchEvents returns the outbox's events by id: the unacknowledged ones, or all if all.
+func (db *DB) ChainwatchEvents(ctx context.Context, all bool) ([]ChainwatchEvent, error) {
+	q := `SELECT id, kind, payload, acked FROM chainwatch_events WHERE acked = 0 ORDER BY id`
+	if all {
+		q = `SELECT id, kind, payload, acked FROM chainwatch_events ORDER BY id`
+	}
+	rows, err := db.SQL.QueryContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("store: load chainwatch events: %w", err)
+	}
+	defer rows.Close()
+	var out []ChainwatchEvent
+	for rows.Next() {
+		var e ChainwatchEvent
+		var payload string
+		if err := rows.Scan(&e.ID, &e.Kind, &payload, &e.Acked); err != nil {
+			return nil, fmt.Errorf("store: load chainwatch events: %w", err)
+		}
+		e.Payload = []byte(payload)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: load chainwatch events: %w", err)
+	}
+	return out, nil
+}
+
+// ErrNoSuchEvent is returned by AckChainwatchEvent for an id that is not in the outbox.
+var ErrNoSuchEvent = errors.New("store: no such chainwatch event")
+
+// AckChainwatchEvent marks event id acknowledged (idempotent). It returns ErrNoSuchEvent for an
+// id never stored.
+func (db *DB) AckChainwatchEvent(ctx context.Context, id uint64) error {
+	res, err := db.SQL.ExecContext(ctx, `UPDATE chainwatch_events SET acked = 1 WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("store: ack chainwatch event %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: %d", ErrNoSuchEvent, id)
+	}
+	return nil
+}
+
+// ApplyChainwatchUpdate writes u in one transaction: all of it or none of it. It returns the ids
+// given to u.Events, in order.
+func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]uint64, error) {
+	if u.Empty() {
+		return nil, nil
+	}
+	var ids []uint64
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		ids = ids[:0]
 		for _, s := range u.PutScripts {
 			var status any
 			if s.Status != "" {
@@ -137,10 +286,10 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) err
 			}
 		}
 		for _, o := range u.PutUTXOs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_utxos(txid, vout, value_sat, pk_script, branch, idx, height) VALUES (?, ?, ?, ?, ?, ?, ?)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_utxos(txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT(txid, vout) DO UPDATE SET value_sat = excluded.value_sat, pk_script = excluded.pk_script,
-				branch = excluded.branch, idx = excluded.idx, height = excluded.height`,
-				o.TxID, o.Vout, o.ValueSat, o.PkScript, o.Branch, o.Index, o.Height); err != nil {
+				branch = excluded.branch, idx = excluded.idx, height = excluded.height, block_hash = excluded.block_hash, coinbase = excluded.coinbase`,
+				o.TxID, o.Vout, o.ValueSat, o.PkScript, o.Branch, o.Index, o.Height, o.BlockHash, o.Coinbase); err != nil {
 				return fmt.Errorf("put utxo %s:%d: %w", o.TxID, o.Vout, err)
 			}
 		}
@@ -150,10 +299,63 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) err
 				return fmt.Errorf("tip: %w", err)
 			}
 		}
+		for _, id := range u.RemoveTxs {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_txs WHERE txid = ?`, id); err != nil {
+				return fmt.Errorf("remove tx %s: %w", id, err)
+			}
+		}
+		for _, x := range u.PutTxs {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_txs(txid, height, verified, block_hash, coinbase) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT(txid) DO UPDATE SET height = excluded.height, verified = excluded.verified,
+				block_hash = excluded.block_hash, coinbase = excluded.coinbase`, x.TxID, x.Height, x.Verified, x.BlockHash, x.Coinbase); err != nil {
+				return fmt.Errorf("put tx %s: %w", x.TxID, err)
+			}
+		}
+		for sh, hist := range u.Histories {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_history WHERE scripthash = ?`, sh); err != nil {
+				return fmt.Errorf("history %s: %w", sh, err)
+			}
+			for i, id := range hist {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_history(scripthash, pos, txid) VALUES (?, ?, ?)`, sh, i, id); err != nil {
+					return fmt.Errorf("history %s: %w", sh, err)
+				}
+			}
+		}
+		if len(u.Headers) > 0 {
+			if u.HeadersFrom < 1 {
+				return fmt.Errorf("headers from height %d: genesis is not stored", u.HeadersFrom)
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_headers WHERE height >= ?`, u.HeadersFrom); err != nil {
+				return fmt.Errorf("headers: %w", err)
+			}
+			var n int32
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM chainwatch_headers`).Scan(&n); err != nil {
+				return fmt.Errorf("headers: %w", err)
+			}
+			if n != u.HeadersFrom-1 {
+				return fmt.Errorf("headers from height %d would leave a gap after %d", u.HeadersFrom, n)
+			}
+			for i, h := range u.Headers {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_headers(height, header) VALUES (?, ?)`, u.HeadersFrom+int32(i), h); err != nil {
+					return fmt.Errorf("header %d: %w", u.HeadersFrom+int32(i), err)
+				}
+			}
+		}
+		for _, e := range u.Events {
+			res, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_events(kind, payload) VALUES (?, ?)`, e.Kind, string(e.Payload))
+			if err != nil {
+				return fmt.Errorf("event %s: %w", e.Kind, err)
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return fmt.Errorf("event %s: %w", e.Kind, err)
+			}
+			ids = append(ids, uint64(id))
+		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: chainwatch update: %w", err)
+		return nil, fmt.Errorf("store: chainwatch update: %w", err)
 	}
-	return nil
+	return ids, nil
 }

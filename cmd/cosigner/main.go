@@ -25,7 +25,7 @@ usage:
   cosigner init               create the account key and Nostr identity (encrypted key file)
   cosigner bunker-uri         print a bunker:// URI with a fresh single-use connect secret
   cosigner run                watch the wallet and serve NIP-46 until SIGTERM/SIGINT
-  cosigner status             the wallet as last seen: tip, balance, UTXOs
+  cosigner status             the wallet as last seen (tip, balance, UTXOs) and the daemon's sync progress and servers
   cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
   cosigner policy check FILE  validate a policy file
 
@@ -138,8 +138,7 @@ func cmdStatus(ctx context.Context, cfg *Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printStatus(out, st)
-	return nil
+	return showStatus(ctx, cfg, out, st)
 }
 
 func cmdHealth(ctx context.Context, cfg *Config, out io.Writer) error {

@@ -104,7 +104,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// always drained here; for now they are reported in the log (psbtflow automations will
 	// consume them later).
 	start("chain events", func(ctx context.Context) error {
-		logChainEvents(ctx, watcher.Events(), log.With("component", "chainwatch"))
+		logChainEvents(ctx, watcher.Events(), watcher.Ack, log.With("component", "chainwatch"))
 		return nil
 	})
 	if cfg.HealthAddr != "" {
@@ -144,8 +144,9 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	return nil
 }
 
-// logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends.
-func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, log *slog.Logger) {
+// logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends,
+// acknowledging each one once logged (so a restart does not report it again).
+func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -167,8 +168,17 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, log *sl
 				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
 			case chainwatch.FundingDropped:
 				log.Warn("funding dropped (evicted, replaced or reorged out)", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
+			case chainwatch.FundingReorged:
+				log.Warn("funding reorged out: unconfirmed until proven in the new chain", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String(), "was_height", e.UTXO.Height)
 			case chainwatch.NewTip:
-				log.Debug("new tip", "height", e.Tip.Height, "hash", e.Tip.Hash.String())
+				if e.Reorged {
+					log.Warn("chain reorganised", "fork", e.Fork, "height", e.Tip.Height, "hash", e.Tip.Hash.String())
+				} else {
+					log.Debug("new tip", "height", e.Tip.Height, "hash", e.Tip.Hash.String())
+				}
+			}
+			if err := ack(ctx, ev.EventID()); err != nil && ctx.Err() == nil {
+				log.Warn("could not acknowledge chain event", "id", ev.EventID(), "err", err)
 			}
 		}
 	}
@@ -179,8 +189,8 @@ type chainView struct{ w *chainwatch.Watcher }
 
 func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
 	u, ok := c.w.UTXO(op)
-	if !ok {
-		return psbtflow.Coin{}, false
+	if !ok || !u.Mature(chainwatch.Tip{Height: c.w.Tip().Height + 1}) {
+		return psbtflow.Coin{}, false // immature coinbase outputs cannot be spent yet
 	}
 	return psbtflow.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
 }

@@ -1,0 +1,236 @@
+package chainwatch
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+)
+
+// TxConfirmation is sent on ConfirmationEvent.Confirmed when a transaction reaches the number of
+// confirmations asked for, counted on the watcher's own (SPV-checked) header chain.
+type TxConfirmation struct {
+	TxID        chainhash.Hash
+	BlockHash   chainhash.Hash
+	BlockHeight int32
+	NumConfs    int32
+}
+
+// ConfirmationEvent is returned by Watcher.RegisterConf (shaped like lnd's
+// chainntnfs.ConfirmationEvent). Every channel is buffered and never blocks the watcher:
+//   - Confirmed (capacity 1) gets the confirmation once NumConfs is reached, and again after a
+//     reorg took it away and it is reached again;
+//   - Updates (capacity NumConfs) gets the confirmation count each time it grows below NumConfs;
+//   - NegativeConf (capacity 1) gets the depth (confirmations lost) when a confirmed transaction
+//     is reorged out;
+//   - Done is closed by Cancel or when the watcher stops.
+//
+// A slow reader may miss intermediate Updates (the channel keeps the oldest); Confirmed and
+// NegativeConf carry the latest state.
+type ConfirmationEvent struct {
+	Confirmed    chan TxConfirmation
+	Updates      chan int32
+	NegativeConf chan int32
+	Done         chan struct{}
+	Cancel       func()
+}
+
+// SpendDetail is sent on SpendEvent.Spend: the outpoint left the wallet's UTXO set while its
+// funding transaction stayed in the history. SpentBy is the spending txid when the watcher found
+// it (nil otherwise).
+type SpendDetail struct {
+	OutPoint wire.OutPoint
+	SpentBy  *chainhash.Hash
+}
+
+// SpendEvent is returned by Watcher.RegisterSpend (shaped like lnd's chainntnfs.SpendEvent):
+// Spend (capacity 1) gets the spend; Reorg (capacity 1) is signalled when the spend disappears
+// and the output is unspent again; Done is closed by Cancel or when the watcher stops.
+type SpendEvent struct {
+	Spend  chan SpendDetail
+	Reorg  chan struct{}
+	Done   chan struct{}
+	Cancel func()
+}
+
+type confReg struct {
+	txid  chainhash.Hash
+	n     int32
+	last  int32
+	fired bool
+	ev    *ConfirmationEvent
+}
+
+type spendReg struct {
+	op    wire.OutPoint
+	spent bool
+	ev    *SpendEvent
+}
+
+// registry holds the RegisterConf / RegisterSpend subscriptions. It has its own lock so that
+// Cancel never waits for the watcher.
+type registry struct {
+	mu     sync.Mutex
+	next   uint64
+	confs  map[uint64]*confReg
+	spends map[uint64]*spendReg
+	closed bool
+}
+
+func newRegistry() *registry {
+	return &registry{confs: map[uint64]*confReg{}, spends: map[uint64]*spendReg{}}
+}
+
+func trySend[T any](ch chan T, v T) {
+	select {
+	case ch <- v:
+	default:
+	}
+}
+
+// RegisterConf asks to be told when the wallet transaction txid has numConfs confirmations
+// (numConfs >= 1). Only transactions that touch the wallet's scripts are seen (they are in a
+// tracked script's history); others never confirm here. If the transaction already has them,
+// Confirmed is ready at once. Returns ErrConfig for numConfs < 1; after the watcher stopped,
+// Done is closed at once.
+func (w *Watcher) RegisterConf(txid chainhash.Hash, numConfs int32) (*ConfirmationEvent, error) {
+	if numConfs < 1 {
+		return nil, fmt.Errorf("%w: numConfs %d < 1", ErrConfig, numConfs)
+	}
+	ev := &ConfirmationEvent{
+		Confirmed:    make(chan TxConfirmation, 1),
+		Updates:      make(chan int32, numConfs),
+		NegativeConf: make(chan int32, 1),
+		Done:         make(chan struct{}),
+	}
+	r := w.reg
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		close(ev.Done)
+		ev.Cancel = func() {}
+		return ev, nil
+	}
+	id := r.next
+	r.next++
+	reg := &confReg{txid: txid, n: numConfs, ev: ev}
+	r.confs[id] = reg
+	var once sync.Once
+	ev.Cancel = func() {
+		once.Do(func() {
+			r.mu.Lock()
+			if _, ok := r.confs[id]; ok {
+				delete(r.confs, id)
+				close(ev.Done)
+			}
+			r.mu.Unlock()
+		})
+	}
+	r.mu.Unlock()
+	w.dispatch(nil)
+	return ev, nil
+}
+
+// RegisterSpend asks to be told when the wallet output op is spent. It returns ErrUnknownOutPoint
+// if op is not in the wallet's UTXO set now.
+func (w *Watcher) RegisterSpend(op wire.OutPoint) (*SpendEvent, error) {
+	if _, ok := w.UTXO(op); !ok {
+		return nil, fmt.Errorf("%w: %v", ErrUnknownOutPoint, op)
+	}
+	ev := &SpendEvent{Spend: make(chan SpendDetail, 1), Reorg: make(chan struct{}, 1), Done: make(chan struct{})}
+	r := w.reg
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		close(ev.Done)
+		ev.Cancel = func() {}
+		return ev, nil
+	}
+	id := r.next
+	r.next++
+	r.spends[id] = &spendReg{op: op, ev: ev}
+	var once sync.Once
+	ev.Cancel = func() {
+		once.Do(func() {
+			r.mu.Lock()
+			if _, ok := r.spends[id]; ok {
+				delete(r.spends, id)
+				close(ev.Done)
+			}
+			r.mu.Unlock()
+		})
+	}
+	r.mu.Unlock()
+	return ev, nil
+}
+
+// dispatch brings the registrations up to date after a state change; evs are the events just
+// published (for spends).
+func (w *Watcher) dispatch(evs []Event) {
+	r := w.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.confs) > 0 {
+		w.mu.RLock()
+		for _, c := range r.confs {
+			confs := w.tr.Confirmations(c.txid)
+			x, _ := w.tr.Tx(c.txid)
+			switch {
+			case confs == c.last:
+			case confs > c.last:
+				if confs >= c.n {
+					if !c.fired {
+						trySend(c.ev.Confirmed, TxConfirmation{TxID: c.txid, BlockHash: x.BlockHash, BlockHeight: x.Height, NumConfs: c.n})
+						c.fired = true
+					}
+				} else {
+					trySend(c.ev.Updates, confs)
+				}
+			default: // fewer confirmations: a reorg
+				if c.last > 0 && confs == 0 {
+					trySend(c.ev.NegativeConf, c.last)
+				}
+				if confs < c.n {
+					c.fired = false
+				}
+			}
+			c.last = confs
+		}
+		w.mu.RUnlock()
+	}
+	for _, ev := range evs {
+		switch e := ev.(type) {
+		case Spent:
+			for _, s := range r.spends {
+				if s.op == e.OutPoint && !s.spent {
+					s.spent = true
+					trySend(s.ev.Spend, SpendDetail{OutPoint: e.OutPoint, SpentBy: e.SpentBy})
+				}
+			}
+		case FundingSeen:
+			for _, s := range r.spends {
+				if s.op == e.UTXO.OutPoint && s.spent {
+					s.spent = false
+					trySend(s.ev.Reorg, struct{}{})
+				}
+			}
+		}
+	}
+}
+
+// closeRegistry ends every registration (Done closed) when the watcher stops.
+func (w *Watcher) closeRegistry() {
+	r := w.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	for id, c := range r.confs {
+		close(c.ev.Done)
+		delete(r.confs, id)
+	}
+	for id, s := range r.spends {
+		close(s.ev.Done)
+		delete(r.spends, id)
+	}
+}
