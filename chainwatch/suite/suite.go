@@ -161,6 +161,21 @@ func isSpent(op wire.OutPoint) func(chainwatch.Event) bool {
 	}
 }
 
+func isReorged(op wire.OutPoint) func(chainwatch.Event) bool {
+	return func(ev chainwatch.Event) bool {
+		d, ok := ev.(chainwatch.FundingReorged)
+		return ok && d.UTXO.OutPoint == op
+	}
+}
+
+// isConfirmedIn matches a FundingConfirmed of op in block hash.
+func isConfirmedIn(op wire.OutPoint, hash chainhash.Hash) func(chainwatch.Event) bool {
+	return func(ev chainwatch.Event) bool {
+		f, ok := ev.(chainwatch.FundingConfirmed)
+		return ok && f.UTXO.OutPoint == op && f.UTXO.BlockHash == hash
+	}
+}
+
 func isDropped(op wire.OutPoint) func(chainwatch.Event) bool {
 	return func(ev chainwatch.Event) bool {
 		d, ok := ev.(chainwatch.FundingDropped)
@@ -305,7 +320,10 @@ func testReorg(t *testing.T, e *Env, depth int) {
 	if after[opB].Height != int32(res.ForkHeight+1) {
 		t.Fatalf("B at height %d after the reorg, want %d", after[opB].Height, res.ForkHeight+1)
 	}
+	r.Events.Wait(t, "A reported reorged out", isReorged(opA))
 	r.Events.Wait(t, "A reported gone (FundingDropped)", isDropped(opA))
+	r.Events.Wait(t, "B reported reorged out", isReorged(opB))
+	r.Events.Wait(t, "B confirmed again in the new chain", isConfirmedIn(opB, after[opB].BlockHash))
 }
 
 func testRemine(t *testing.T, e *Env) {
@@ -319,9 +337,13 @@ func testRemine(t *testing.T, e *Env) {
 		t.Fatalf("re-mine: %v", err)
 	}
 	after := e.Check(t, r, window)
-	if fmt.Sprint(after[op]) != fmt.Sprint(before[op]) {
-		t.Fatalf("re-mined coin %v, was %v", after[op], before[op])
+	if after[op].Height != before[op].Height || after[op].BlockHash != res.New[0] {
+		t.Fatalf("re-mined coin %v, was %v; want the same height in block %s", after[op], before[op], res.New[0])
 	}
+	// No scripthash notification announces this (same txid, same height): the watcher must find
+	// it from the headers, report the old confirmation gone and the new one.
+	r.Events.Wait(t, "the coin reported reorged out", isReorged(op))
+	r.Events.Wait(t, "the coin confirmed in the re-mined block", isConfirmedIn(op, res.New[0]))
 	// The watcher follows the new chain: its tip is the block on top of the re-mined one.
 	if got := r.Tip(); got.Hash != res.New[len(res.New)-1] {
 		t.Fatalf("watcher tip %s, want %s", got.Hash, res.New[len(res.New)-1])

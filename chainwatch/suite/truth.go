@@ -8,6 +8,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcjson"
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/rpcclient"
 	"github.com/btcsuite/btcd/wire"
 
@@ -17,18 +18,19 @@ import (
 // ScriptRef is a wallet script's place: branch (0 receive, 1 change) and index.
 type ScriptRef struct{ Branch, Index uint32 }
 
-// Coin is one wallet output as the node sees it. Height is its block height,
-// 0 while in the mempool.
+// Coin is one wallet output as the node sees it. Height and BlockHash are
+// its block's, 0 and zero while in the mempool.
 type Coin struct {
-	OutPoint wire.OutPoint
-	Value    btcutil.Amount
-	PkScript []byte
-	Ref      ScriptRef
-	Height   int32
+	OutPoint  wire.OutPoint
+	Value     btcutil.Amount
+	PkScript  []byte
+	Ref       ScriptRef
+	Height    int32
+	BlockHash chainhash.Hash
 }
 
 func (c Coin) String() string {
-	return fmt.Sprintf("%v %v @%d %d/%d", c.OutPoint, c.Value, c.Height, c.Ref.Branch, c.Ref.Index)
+	return fmt.Sprintf("%v %v @%d/%.8s %d/%d", c.OutPoint, c.Value, c.Height, c.BlockHash, c.Ref.Branch, c.Ref.Index)
 }
 
 // Truth is the wallet's unspent outputs by outpoint, as the node says.
@@ -48,12 +50,12 @@ func NodeTruth(rpc *rpcclient.Client, scripts map[string]ScriptRef, fromHeight i
 	}
 	found := Truth{}
 	spentInMempool := map[wire.OutPoint]bool{}
-	collect := func(tx *wire.MsgTx, height int32) {
+	collect := func(tx *wire.MsgTx, height int32, block chainhash.Hash) {
 		txid := tx.TxHash()
 		for i, out := range tx.TxOut {
 			if ref, ok := scripts[string(out.PkScript)]; ok {
 				op := wire.OutPoint{Hash: txid, Index: uint32(i)}
-				found[op] = Coin{OutPoint: op, Value: btcutil.Amount(out.Value), PkScript: out.PkScript, Ref: ref, Height: height}
+				found[op] = Coin{OutPoint: op, Value: btcutil.Amount(out.Value), PkScript: out.PkScript, Ref: ref, Height: height, BlockHash: block}
 			}
 		}
 	}
@@ -67,7 +69,7 @@ func NodeTruth(rpc *rpcclient.Client, scripts map[string]ScriptRef, fromHeight i
 			return nil, fmt.Errorf("getblock %s: %w", hash, err)
 		}
 		for _, tx := range block.Transactions {
-			collect(tx, int32(h))
+			collect(tx, int32(h), *hash)
 		}
 	}
 	pool, err := rpc.GetRawMempool()
@@ -82,7 +84,7 @@ func NodeTruth(rpc *rpcclient.Client, scripts map[string]ScriptRef, fromHeight i
 			}
 			return nil, fmt.Errorf("getrawtransaction %s: %w", txid, err)
 		}
-		collect(tx.MsgTx(), 0)
+		collect(tx.MsgTx(), 0, chainhash.Hash{})
 		for _, in := range tx.MsgTx().TxIn {
 			spentInMempool[in.PreviousOutPoint] = true
 		}
@@ -128,8 +130,8 @@ func isNoTxInfo(err error) bool {
 }
 
 // Diff compares a watcher's UTXO set with the truth: "" when they are equal
-// (outpoint, value, script, branch, index and height), else a description of
-// every difference.
+// (outpoint, value, script, branch, index, height and block hash), else a
+// description of every difference.
 func Diff(got []chainwatch.UTXO, want Truth) string {
 	var lines []string
 	seen := map[wire.OutPoint]bool{}
@@ -138,9 +140,9 @@ func Diff(got []chainwatch.UTXO, want Truth) string {
 		c, ok := want[u.OutPoint]
 		switch {
 		case !ok:
-			lines = append(lines, fmt.Sprintf("watcher has %v %v @%d %d/%d; the node does not", u.OutPoint, u.Value, u.Height, u.Branch, u.Index))
-		case u.Value != c.Value || string(u.PkScript) != string(c.PkScript) || u.Branch != c.Ref.Branch || u.Index != c.Ref.Index || u.Height != c.Height:
-			lines = append(lines, fmt.Sprintf("watcher has %v %v @%d %d/%d; the node says %s", u.OutPoint, u.Value, u.Height, u.Branch, u.Index, c))
+			lines = append(lines, fmt.Sprintf("watcher has %v %v @%d/%.8s %d/%d; the node does not", u.OutPoint, u.Value, u.Height, u.BlockHash, u.Branch, u.Index))
+		case u.Value != c.Value || string(u.PkScript) != string(c.PkScript) || u.Branch != c.Ref.Branch || u.Index != c.Ref.Index || u.Height != c.Height || u.BlockHash != c.BlockHash:
+			lines = append(lines, fmt.Sprintf("watcher has %v %v @%d/%.8s %d/%d; the node says %s", u.OutPoint, u.Value, u.Height, u.BlockHash, u.Branch, u.Index, c))
 		}
 	}
 	for op, c := range want {
