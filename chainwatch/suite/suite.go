@@ -1,9 +1,16 @@
 package suite
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,7 +38,8 @@ var Cases = []Case{
 	{"reorg 6 deep", func(t *testing.T, e *Env) { testReorg(t, e, 6) }},
 	{"re-mine at the same height", testRemine},
 	{"electrum server restarted mid-stream", testServerRestart},
-	{"watcher killed and restarted mid-stream", testWatcherRestart},
+	{"watcher stopped and restarted mid-stream", testWatcherRestart},
+	{"watcher killed (SIGKILL) and restarted mid-stream", testWatcherKilled},
 	{"lookahead grows to 45, index 70 beyond the gap", testGapLimit},
 	ManyScripts(2000),
 }
@@ -44,6 +52,7 @@ type Env struct {
 	Dir    string
 	Start  int64
 	Ctx    context.Context
+	Seed   byte // Wallet is NewWallet(params, Seed)
 	// Outside is a wallet that is not watched (payments away from the
 	// wallet go there).
 	Outside *Wallet
@@ -75,7 +84,7 @@ func RunCase(t *testing.T, b Backend, c Case, seed byte) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Run(t, &Env{B: b, Wallet: w, Outside: out, Dir: t.TempDir(), Start: int64(h) + 1, Ctx: ctx})
+		c.Run(t, &Env{B: b, Wallet: w, Seed: 0x40 + seed, Outside: out, Dir: t.TempDir(), Start: int64(h) + 1, Ctx: ctx})
 	})
 }
 
@@ -484,4 +493,107 @@ func testManyScripts(t *testing.T, e *Env, n int) {
 	if h := r.Health(); h.ScriptsTracked != n+20+20 {
 		t.Fatalf("tracking %d scripts, want %d (receive 0..%d, change 0..19)", h.ScriptsTracked, n+40, n+19)
 	}
+}
+
+// testWatcherKilled runs the watcher in a child process (this test binary again, see ChildMain),
+// kills it with SIGKILL while it is handling a burst of payments and a block, changes the chain
+// while it is dead, and starts a new Watcher over the same SQLite file.
+func testWatcherKilled(t *testing.T, e *Env) {
+	dbPath := filepath.Join(e.Dir, "killed.db")
+	cfg, err := json.Marshal(childConfig{ServerURL: e.B.ServerURL(), DBPath: dbPath, Seed: e.Seed, Network: e.B.Params().Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestWatcherChildProcess$")
+	cmd.Env = append(os.Environ(), ChildEnv+"="+string(cfg))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	defer func() {
+		if !killed {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	}()
+	lines := make(chan string, 1024)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if l, ok := strings.CutPrefix(sc.Text(), childPrefix); ok {
+				lines <- l
+			}
+		}
+		close(lines)
+	}()
+	waitLine := func(what string, match func(string) bool) {
+		t.Helper()
+		timeout := time.After(readyTimeout)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the watcher process ended before %s; stderr:\n%s", what, stderr.String())
+				}
+				if match(l) {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("the watcher process did not report %s", what)
+			}
+		}
+	}
+	waitLine("ready", func(l string) bool { return l == "ready" })
+	op1, _ := e.pay(t, 11, 2_100_000, false)
+	waitLine("FundingSeen of 0/11", func(l string) bool { return l == "FundingSeen "+op1.String() })
+
+	// A burst: 0/30 (beyond the first window until 11 is used), change 1/4, and a block; kill
+	// the process as soon as it reports the first event of the burst.
+	op2, _ := e.pay(t, 30, 2_200_000, false)
+	tx3, err := e.B.Pay(e.Ctx, []*wire.TxOut{wire.NewTxOut(2_300_000, e.pk(t, e.Wallet, 1, 4))}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mine(t, 1)
+	waitLine("an event of the burst", func(string) bool { return true })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed = true
+	cmd.Wait()
+
+	// While it is dead: op1 is spent and two blocks are mined.
+	prev := wire.NewTxOut(2_100_000, e.pk(t, e.Wallet, 0, 11))
+	spend, err := e.Wallet.Spend([]wire.OutPoint{op1}, []*wire.TxOut{prev}, []ScriptRef{{0, 11}}, []*wire.TxOut{
+		wire.NewTxOut(2_000_000, e.pk(t, e.Outside, 0, 3)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.B.Broadcast(e.Ctx, spend); err != nil {
+		t.Fatal(err)
+	}
+	e.mine(t, 2)
+
+	db, err := store.Open(e.Ctx, dbPath)
+	if err != nil {
+		t.Fatalf("opening the killed watcher's store: %v", err)
+	}
+	defer db.Close()
+	r := StartWatcher(t, e.B, db, e.Wallet, WatcherOptions{})
+	tr := e.Check(t, r, 60)
+	op3 := wire.OutPoint{Hash: tx3.TxHash(), Index: 0}
+	if _, ok := tr[op2]; !ok || len(tr) != 2 {
+		t.Fatalf("truth = %v, want the payments to 0/30 and 1/4", tr)
+	}
+	if _, ok := tr[op3]; !ok {
+		t.Fatalf("truth lacks the change-branch payment %v", op3)
+	}
+	r.Events.Wait(t, "Spent of 0/11 after the restart", isSpent(op1))
 }

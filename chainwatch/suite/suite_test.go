@@ -48,3 +48,11 @@ func TestDefaultCostLimits(t *testing.T) {
 	net := startDevnet(t, devnet.Config{})
 	RunCase(t, ElectrumX{Net: net}, ManyScripts(1000), 0)
 }
+
+// TestWatcherChildProcess is the watcher process of the case "watcher killed (SIGKILL) and
+// restarted mid-stream" (see ChildMain); without CHAINWATCH_SUITE_CHILD it does nothing.
+func TestWatcherChildProcess(t *testing.T) {
+	if ChildMain() {
+		t.Fatal("ChildMain returned")
+	}
+}
