@@ -3,6 +3,7 @@ package suite
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
@@ -10,6 +11,7 @@ import (
 	"github.com/btcsuite/btcd/rpcclient"
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/internal/devnet"
 )
 
@@ -106,3 +108,26 @@ func (b ElectrumX) RemineTip(ctx context.Context) (devnet.ReorgResult, error) {
 
 func (b ElectrumX) StopServer(ctx context.Context) error  { return b.Net.StopElectrumX(ctx) }
 func (b ElectrumX) StartServer(ctx context.Context) error { return b.Net.StartElectrumX(ctx) }
+
+// ClientOptions is implemented by backends whose Electrum server needs client settings (for
+// example TLS trust); the harness passes them to every Watcher it starts.
+type ClientOptions interface {
+	ElectrumOptions() electrum.Options
+}
+
+// ElectrumXTLS is the ElectrumX backend reached over its TLS service (ssl://), with the
+// server's self-signed certificate pinned by fingerprint.
+type ElectrumXTLS struct{ ElectrumX }
+
+var (
+	_ Backend       = ElectrumXTLS{}
+	_ ClientOptions = ElectrumXTLS{}
+)
+
+func (b ElectrumXTLS) Name() string      { return "electrumx-tls" }
+func (b ElectrumXTLS) ServerURL() string { return b.Net.ElectrumTLSURL() }
+
+func (b ElectrumXTLS) ElectrumOptions() electrum.Options {
+	host := strings.TrimPrefix(b.Net.ElectrumTLSURL(), "ssl://")
+	return electrum.Options{TLS: electrum.TLSOptions{Fingerprints: map[string]string{host: b.Net.ElectrumTLSFingerprint()}}}
+}

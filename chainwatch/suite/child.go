@@ -27,6 +27,8 @@ type childConfig struct {
 	DBPath    string `json:"db_path"`
 	Seed      byte   `json:"seed"`
 	Network   string `json:"network"`
+	// Fingerprints pins TLS servers (electrum.TLSOptions.Fingerprints).
+	Fingerprints map[string]string `json:"fingerprints,omitempty"`
 }
 
 // ChildMain runs a Watcher for the parent test when ChildEnv is set and never returns (the
@@ -67,7 +69,7 @@ func ChildMain() bool {
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		ClientName:   "cosigner-suite-child",
 		ReconnectMin: 100 * time.Millisecond,
-		Electrum:     electrum.Options{RequestTimeout: 60 * time.Second},
+		Electrum:     electrum.Options{RequestTimeout: 60 * time.Second, TLS: electrum.TLSOptions{Fingerprints: cfg.Fingerprints}},
 	})
 	if err != nil {
 		fail(err)

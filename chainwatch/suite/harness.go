@@ -104,13 +104,18 @@ func OpenStore(t testing.TB, dir, name string) *store.DB {
 // end of the test if Stop was not called.
 func StartWatcher(t testing.TB, b Backend, db *store.DB, src chainwatch.ScriptSource, opts WatcherOptions) *Running {
 	t.Helper()
+	var eopts electrum.Options
+	if co, ok := b.(ClientOptions); ok {
+		eopts = co.ElectrumOptions()
+	}
+	eopts.RequestTimeout = 60 * time.Second
 	w, err := chainwatch.New(chainwatch.Config{
 		ServerURL: b.ServerURL(), Scripts: src, DB: db, Params: b.Params(), Lookahead: opts.Lookahead,
 		Logger:       slog.New(slog.NewTextHandler(tbWriter{t}, &slog.HandlerOptions{Level: opts.LogLevel})),
 		ClientName:   "cosigner-suite",
 		ReconnectMin: 100 * time.Millisecond,
 		ReconnectMax: 2 * time.Second,
-		Electrum:     electrum.Options{RequestTimeout: 60 * time.Second},
+		Electrum:     eopts,
 	})
 	if err != nil {
 		t.Fatalf("chainwatch.New: %v", err)

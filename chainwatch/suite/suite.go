@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,14 +62,22 @@ type Env struct {
 // Run runs every case against b as subtests named "<backend>/<case>". Each
 // case uses its own wallet, store and watcher.
 func Run(t *testing.T, b Backend) {
-	for i, c := range Cases {
-		RunCase(t, b, c, byte(i))
+	for _, c := range Cases {
+		RunCase(t, b, c)
 	}
 }
 
-// RunCase runs one case as a subtest; seed picks its wallets (cases on the
-// same backend need different seeds).
-func RunCase(t *testing.T, b Backend, c Case, seed byte) {
+// nextSeed numbers the cases of this process: every case gets wallets of its
+// own, so that cases (and backends sharing a chain) never see each other's
+// coins.
+var nextSeed atomic.Uint32
+
+// RunCase runs one case as a subtest.
+func RunCase(t *testing.T, b Backend, c Case) {
+	seed := byte(nextSeed.Add(1))
+	if seed >= 0x60 {
+		t.Fatal("suite: more than 95 cases in one process; wallet seeds would repeat")
+	}
 	t.Run(b.Name()+"/"+c.Name, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
@@ -500,7 +509,11 @@ func testManyScripts(t *testing.T, e *Env, n int) {
 // while it is dead, and starts a new Watcher over the same SQLite file.
 func testWatcherKilled(t *testing.T, e *Env) {
 	dbPath := filepath.Join(e.Dir, "killed.db")
-	cfg, err := json.Marshal(childConfig{ServerURL: e.B.ServerURL(), DBPath: dbPath, Seed: e.Seed, Network: e.B.Params().Name})
+	cc := childConfig{ServerURL: e.B.ServerURL(), DBPath: dbPath, Seed: e.Seed, Network: e.B.Params().Name}
+	if co, ok := e.B.(ClientOptions); ok {
+		cc.Fingerprints = co.ElectrumOptions().TLS.Fingerprints
+	}
+	cfg, err := json.Marshal(cc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,13 +31,14 @@ func startDevnet(t *testing.T, cfg devnet.Config) *devnet.Network {
 	return net
 }
 
-// TestInterfaces runs the suite against every backend; today ElectrumX on the local test
-// network. Its cost limits are lifted so that the 2,000-script case takes seconds; every other
+// TestInterfaces runs the suite against every backend: ElectrumX on the local test network over
+// plain TCP and over TLS (its certificate pinned). Its cost limits are lifted so that the 2,000-script case takes seconds; every other
 // case stays far below ElectrumX's default soft limit anyway (see TestDefaultCostLimits for a
 // sync under the defaults).
 func TestInterfaces(t *testing.T) {
 	net := startDevnet(t, devnet.Config{ElectrumNoCostLimits: true})
 	Run(t, ElectrumX{Net: net})
+	Run(t, ElectrumXTLS{ElectrumX{Net: net}})
 }
 
 // TestDefaultCostLimits: a wallet of 1,000 used scripts syncs from ElectrumX with its default
@@ -46,7 +47,7 @@ func TestInterfaces(t *testing.T) {
 // with the node's truth.
 func TestDefaultCostLimits(t *testing.T) {
 	net := startDevnet(t, devnet.Config{})
-	RunCase(t, ElectrumX{Net: net}, ManyScripts(1000), 0)
+	RunCase(t, ElectrumX{Net: net}, ManyScripts(1000))
 }
 
 // TestWatcherChildProcess is the watcher process of the case "watcher killed (SIGKILL) and
