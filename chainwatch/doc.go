@@ -33,6 +33,9 @@
 // carries a stable id; Ack(id) is persisted, and unacknowledged events are delivered again after
 // a restart, so a consumer that acknowledges sees each event once.
 //
-// Not yet here: TLS, several servers with failover (the electrum helper's client), events for
-// coinbase maturity, RegisterSpend for outputs that are not the wallet's.
+// Servers: Config.Servers go to an electrum.Pool (TLS with pinning, failover); every new
+// connection resubscribes every script, and the stored statuses make that cheap.
+//
+// Not yet here: events for coinbase maturity, RegisterSpend for outputs that are not the
+// wallet's, a header checkpoint.
 package chainwatch

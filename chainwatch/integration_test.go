@@ -116,10 +116,14 @@ type runningWatcher struct {
 	done   chan error
 }
 
-func startWatcher(t *testing.T, url string, db *store.DB, src ScriptSource, params *chaincfg.Params) *runningWatcher {
+func startWatcher(t *testing.T, url string, db *store.DB, src ScriptSource, params *chaincfg.Params, more ...string) *runningWatcher {
 	t.Helper()
+	var servers []string
+	if len(more) > 0 {
+		servers = append([]string{url}, more...)
+	}
 	w, err := New(Config{
-		ServerURL: url, Scripts: src, DB: db, Params: params, Lookahead: 20,
+		ServerURL: url, Servers: servers, Scripts: src, DB: db, Params: params, Lookahead: 20,
 		Logger:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		ClientName:   "cosigner-test",
 		ReconnectMin: 100 * time.Millisecond,

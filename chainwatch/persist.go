@@ -258,11 +258,8 @@ func toStore(u Update) (store.ChainwatchUpdate, error) {
 			}
 			su.Headers = append(su.Headers, buf.Bytes())
 		}
-		for _, ev := range u.Events {
-			if nt, ok := ev.(NewTip); ok {
-				su.Tip = &store.ChainwatchTip{Height: nt.Tip.Height, Hash: nt.Tip.Hash.String()}
-			}
-		}
+		last := u.Headers[len(u.Headers)-1]
+		su.Tip = &store.ChainwatchTip{Height: u.HeadersFrom + int32(len(u.Headers)) - 1, Hash: last.BlockHash().String()}
 	}
 	for _, ev := range u.Events {
 		e, err := encodeEvent(ev)

@@ -168,6 +168,34 @@ func TestWatcherReorgs(t *testing.T) {
 	}
 	checkConfirmedBlocks(t, net, w2.UTXOs())
 	w2.stop(t)
+
+	// A reorg while the watcher is stopped: the wallet's block is replaced (the funding is
+	// re-mined at the same height once more). On restart the server's tip does not connect to
+	// the stored chain; the watcher fetches back to the fork point, finds the stored block of
+	// the funding gone and proves the funding in the new one.
+	invalidateBlock(t, net, remined[0])
+	if _, err := net.Fund(ctx, other, 1_000_000); err != nil {
+		t.Fatal(err)
+	}
+	offline, err := net.Mine(ctx, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w3 := startWatcher(t, net.ElectrumURL(), db, wallet, params)
+	w3.log.wait(t, "FundingReorged after the offline reorg", func(e Event) bool {
+		f, ok := e.(FundingReorged)
+		return ok && f.UTXO.OutPoint == op && f.UTXO.BlockHash == remined[0]
+	})
+	w3.log.wait(t, "FundingConfirmed in the block mined while stopped", func(e Event) bool {
+		f, ok := e.(FundingConfirmed)
+		return ok && f.UTXO.OutPoint == op && f.UTXO.BlockHash == offline[0]
+	})
+	if w3.Tip().Hash != offline[3] {
+		t.Fatalf("tip %v, want %s", w3.Tip(), offline[3])
+	}
+	checkAgainstNode(t, net, w3.UTXOs(), map[wire.OutPoint]btcutil.Amount{op: value})
+	checkConfirmedBlocks(t, net, w3.UTXOs())
+	w3.stop(t)
 }
 
 // checkConfirmedBlocks asserts that every confirmed UTXO's block is btcd's block at its height.

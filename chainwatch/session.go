@@ -31,7 +31,12 @@ type syncState struct {
 	resub      map[string]bool   // refresh the announced status with the fetch (after a mismatch)
 	retry      map[string]*retryInfo
 	proofTried map[chainhash.Hash]int32 // txid → header height at the last failed proof attempt
+	proofRetry time.Time                // when failed proofs are tried again without a new header
 }
+
+// proofRetryAfter is how long a failed merkle proof waits before it is asked again when no new
+// header comes first (a server still busy with a reorg may answer for the old block).
+const proofRetryAfter = 10 * time.Second
 
 type retryInfo struct {
 	announced string
@@ -56,11 +61,11 @@ type unspentJSON struct {
 	Value  int64  `json:"value"`
 }
 
-// session runs one connection: handshake (electrum.Dial), network check, tip, subscriptions,
+// session runs one connection: a server from the pool (handshake done), network check, tip, subscriptions,
 // the sync to a verified state, then following notifications until the connection or ctx ends.
 // synced reports whether the initial sync completed on this connection.
 func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
-	c, err := electrum.Dial(ctx, w.cfg.ServerURL, w.cfg.Electrum)
+	c, err := w.pool.Connect(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -73,7 +78,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		w.mu.Unlock()
 		c.Close()
 	}()
-	w.log.Info("connected to Electrum server", "server", w.cfg.ServerURL, "software", c.ServerSoftware, "protocol", c.Protocol)
+	w.log.Info("connected to Electrum server", "server", c.Server(), "software", c.ServerSoftware, "protocol", c.Protocol)
 
 	if err := w.checkNetwork(ctx, c); err != nil {
 		return false, err
@@ -152,6 +157,10 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 			}
 		case <-retryC:
 			now := time.Now()
+			if !s.proofRetry.IsZero() && !s.proofRetry.After(now) {
+				clear(s.proofTried)
+				s.proofRetry = time.Time{}
+			}
 			for sh, r := range s.retry {
 				if !r.due.After(now) {
 					s.pending[sh] = r.announced
@@ -170,7 +179,7 @@ func connErr(c *electrum.Client) error {
 }
 
 func nextDue(s *syncState) (time.Time, bool) {
-	var due time.Time
+	due := s.proofRetry
 	for sh, r := range s.retry {
 		if _, queued := s.pending[sh]; queued {
 			continue
@@ -311,11 +320,20 @@ func (w *Watcher) syncHeaders(ctx context.Context, c *electrum.Client, hj header
 			if err != nil {
 				return err
 			}
+			// During a long catch-up only the last chunk's NewTip is published (and a reorg's).
+			more := from+int32(len(hdrs)) <= target
+			evs := up.Events[:0:0]
 			for _, ev := range up.Events {
-				if nt, ok := ev.(NewTip); ok && nt.Reorged {
-					w.log.Warn("reorg", "fork", nt.Fork, "tip", nt.Tip.Height, "hash", nt.Tip.Hash)
+				if nt, ok := ev.(NewTip); ok {
+					if nt.Reorged {
+						w.log.Warn("reorg", "fork", nt.Fork, "tip", nt.Tip.Height, "hash", nt.Tip.Hash)
+					} else if more {
+						continue
+					}
 				}
+				evs = append(evs, ev)
 			}
+			up.Events = evs
 			if err := w.commit(ctx, up); err != nil {
 				return err
 			}
@@ -340,7 +358,8 @@ const proofBatch = 50 // get_merkle requests per batch
 // prove fetches blockchain.transaction.get_merkle for the wallet transactions that need a
 // proof and applies them. A transaction whose proof fails (the server's error, or
 // ErrMerkleProof) stays unconfirmed in the published view and is tried again once the header
-// chain has moved (next block or reorg); Health.SPVFailures counts the rejected proofs.
+// chain has moved (next block or reorg) or after proofRetryAfter; Health.SPVFailures counts the
+// rejected proofs.
 func (w *Watcher) prove(ctx context.Context, c *electrum.Client, s *syncState) error {
 	w.mu.RLock()
 	need := w.tr.ProofNeeded()
@@ -391,6 +410,9 @@ func (w *Watcher) prove(ctx context.Context, c *electrum.Client, s *syncState) e
 			}
 			if err != nil {
 				s.proofTried[x.TxID] = height
+				if s.proofRetry.IsZero() {
+					s.proofRetry = time.Now().Add(proofRetryAfter)
+				}
 				if errors.Is(err, ErrMerkleProof) {
 					w.spvFailures.Add(1)
 				}
@@ -733,4 +755,18 @@ func (w *Watcher) Broadcast(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash
 	}
 	w.log.Info("transaction broadcast", "txid", txid)
 	return txid, nil
+}
+
+// EstimateFee asks the connected server for a feerate to confirm within blocks
+// (blockchain.estimatefee through electrum.Client.EstimateFee: sat/vB, never below the minimum
+// relay feerate, the fallback when the server has no plausible estimate). Not connected, it
+// returns the fallback (electrum.DefaultFallbackFeeRate) with Reason ErrNotConnected.
+func (w *Watcher) EstimateFee(ctx context.Context, blocks int) electrum.FeeEstimate {
+	w.mu.RLock()
+	c := w.client
+	w.mu.RUnlock()
+	if c == nil {
+		return electrum.FeeEstimate{Rate: electrum.DefaultFallbackFeeRate, Reason: ErrNotConnected}
+	}
+	return c.EstimateFee(ctx, blocks, 0, 0)
 }

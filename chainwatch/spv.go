@@ -77,6 +77,12 @@ func VerifyMerkleProof(txid chainhash.Hash, p MerkleProof, hdr wire.BlockHeader)
 // parsesAsTx reports whether b is exactly one serialized (non-witness) transaction with at least
 // one input and one output.
 func parsesAsTx(b []byte) bool {
+	// Fast path: 64 bytes hold at most one input (41 bytes at least) after the 4-byte version,
+	// so the input count byte must be 1; anything else cannot parse (and deserializing it would
+	// allocate for the claimed count).
+	if len(b) < 5 || b[4] != 1 {
+		return false
+	}
 	var tx wire.MsgTx
 	r := bytes.NewReader(b)
 	if err := tx.DeserializeNoWitness(r); err != nil {

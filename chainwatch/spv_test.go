@@ -2,6 +2,7 @@ package chainwatch
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -190,4 +191,60 @@ func FuzzMerkleRootFromProof(f *testing.F) {
 			t.Fatalf("root %s, definition gives %s", root, node)
 		}
 	})
+}
+
+// A real regtest block (height 451 of the devnet: btcd v0.24.2 mined a coinbase and three
+// payments) with ElectrumX 1.18.0's blockchain.transaction.get_merkle answers, captured as JSON.
+var regtest451 = struct {
+	header string
+	proofs []string // txid + " " + get_merkle JSON
+}{
+	header: "00004020b9ec222547699534d58616795efb5786ae1b9f11c46f875717cdd8834576e82932d10352b478d21562688d69c1780af4fda53c31b1c1d4f216002be18b08b31f2284016bffff7f2002000000",
+	proofs: []string{
+		`59c982d591d2eae9028f0e3f641857f9ac1405812bf728da3849c22a333dd2c0 {"block_height":451,"merkle":["e3638a79bf5af3116367026ad1c8fee9c3d5d14f92896a53e182f6634e095e86","5644c601a22c4448b40e625d45841f539db6cce4ce1d1f6e8a310422ddd2efcc"],"pos":0}`,
+		`e3638a79bf5af3116367026ad1c8fee9c3d5d14f92896a53e182f6634e095e86 {"block_height":451,"merkle":["59c982d591d2eae9028f0e3f641857f9ac1405812bf728da3849c22a333dd2c0","5644c601a22c4448b40e625d45841f539db6cce4ce1d1f6e8a310422ddd2efcc"],"pos":1}`,
+		`cd964d818048480f411abb8541d4c9223645c2a2da68e379dcfc07eaa7df2532 {"block_height":451,"merkle":["cc2b338cf05a129ae00e3508625972a968e9cc510b3c701f49d65962a4db6f05","7d921c7dad634c3d33637aedb5dad1d0d6a89cbd308d2a9dbc585ec0e2d94950"],"pos":2}`,
+		`cc2b338cf05a129ae00e3508625972a968e9cc510b3c701f49d65962a4db6f05 {"block_height":451,"merkle":["cd964d818048480f411abb8541d4c9223645c2a2da68e379dcfc07eaa7df2532","7d921c7dad634c3d33637aedb5dad1d0d6a89cbd308d2a9dbc585ec0e2d94950"],"pos":3}`,
+	},
+}
+
+func TestMerkleProofRegtestVectors(t *testing.T) {
+	hdr, err := parseHeader(regtest451.header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type proofJSON struct {
+		Height int32    `json:"block_height"`
+		Merkle []string `json:"merkle"`
+		Pos    uint32   `json:"pos"`
+	}
+	var proofs []MerkleProof
+	var ids []chainhash.Hash
+	for _, line := range regtest451.proofs {
+		id, js, _ := strings.Cut(line, " ")
+		var pj proofJSON
+		if err := json.Unmarshal([]byte(js), &pj); err != nil {
+			t.Fatal(err)
+		}
+		p := MerkleProof{Height: pj.Height, Pos: pj.Pos}
+		for _, m := range pj.Merkle {
+			p.Branch = append(p.Branch, mustHash(t, m))
+		}
+		proofs, ids = append(proofs, p), append(ids, mustHash(t, id))
+	}
+	for i := range proofs {
+		if err := VerifyMerkleProof(ids[i], proofs[i], hdr); err != nil {
+			t.Fatalf("tx %d: %v", i, err)
+		}
+		// Another transaction's proof does not prove this one.
+		if err := VerifyMerkleProof(ids[i], proofs[(i+1)%len(proofs)], hdr); !errors.Is(err, ErrMerkleProof) {
+			t.Fatalf("tx %d proven with tx %d's branch: %v", i, (i+1)%len(proofs), err)
+		}
+	}
+	// A header with another merkle root (the same block hash chain otherwise) refuses them all.
+	other := hdr
+	other.MerkleRoot[0] ^= 1
+	if err := VerifyMerkleProof(ids[1], proofs[1], other); !errors.Is(err, ErrMerkleProof) {
+		t.Fatalf("wrong header accepted: %v", err)
+	}
 }

@@ -94,7 +94,8 @@ type Tracker struct {
 	byPk      map[string]*ScriptState
 	utxos     map[wire.OutPoint]UTXO // as the server lists them (Height/BlockHash/Coinbase unused)
 	byTx      map[chainhash.Hash]map[wire.OutPoint]struct{}
-	eff       map[wire.OutPoint]UTXO // the published (trusted) view
+	byScript  map[string]map[wire.OutPoint]struct{} // string(PkScript) → its server UTXOs
+	eff       map[wire.OutPoint]UTXO                // the published (trusted) view
 	txs       map[chainhash.Hash]*txRecord
 	hist      map[string][]chainhash.Hash // scripthash → txids of its verified history
 }
@@ -126,6 +127,7 @@ func NewTracker(src ScriptSource, lookahead int, chain *HeaderChain) (*Tracker, 
 		byPk:      make(map[string]*ScriptState),
 		utxos:     make(map[wire.OutPoint]UTXO),
 		byTx:      make(map[chainhash.Hash]map[wire.OutPoint]struct{}),
+		byScript:  make(map[string]map[wire.OutPoint]struct{}),
 		eff:       make(map[wire.OutPoint]UTXO),
 		txs:       make(map[chainhash.Hash]*txRecord),
 		hist:      make(map[string][]chainhash.Hash),
@@ -357,12 +359,10 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		t.hist[scriptHash] = ids
 	}
 	// UTXOs of this script: replaced by the unspent list.
-	for op, u := range t.utxos {
-		if u.Branch == s.Branch && u.Index == s.Index {
-			if _, still := next[op]; !still {
-				t.removeServer(op)
-				dirty[op] = struct{}{}
-			}
+	for op := range t.byScript[string(s.PkScript)] {
+		if _, still := next[op]; !still {
+			t.removeServer(op)
+			dirty[op] = struct{}{}
 		}
 	}
 	for op, u := range next {
@@ -405,9 +405,23 @@ func (t *Tracker) putServer(u UTXO) {
 		t.byTx[u.OutPoint.Hash] = m
 	}
 	m[u.OutPoint] = struct{}{}
+	ms := t.byScript[string(u.PkScript)]
+	if ms == nil {
+		ms = map[wire.OutPoint]struct{}{}
+		t.byScript[string(u.PkScript)] = ms
+	}
+	ms[u.OutPoint] = struct{}{}
 }
 
 func (t *Tracker) removeServer(op wire.OutPoint) {
+	if u, ok := t.utxos[op]; ok {
+		if ms := t.byScript[string(u.PkScript)]; ms != nil {
+			delete(ms, op)
+			if len(ms) == 0 {
+				delete(t.byScript, string(u.PkScript))
+			}
+		}
+	}
 	delete(t.utxos, op)
 	if m := t.byTx[op.Hash]; m != nil {
 		delete(m, op)

@@ -6,6 +6,8 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 )
 
 // ScriptSource is the wallet's script derivation (satisfied by *descriptor.Descriptor):
@@ -172,9 +174,12 @@ type TxState struct {
 
 // Health is a snapshot of the watcher for health endpoints and logs.
 type Health struct {
-	Connected      bool
-	Ready          bool   // the initial sync has completed (Watcher.Ready is closed)
-	Server         string // Config.ServerURL
+	Connected bool
+	Ready     bool   // the initial sync has completed (Watcher.Ready is closed)
+	Server    string // the server connected to (Config.ServerURL while none is)
+	// Servers is each configured server's health as the failover pool sees it (connects,
+	// failures, latency, last error, backoff).
+	Servers        []electrum.ServerHealth
 	ServerSoftware string // from server.version, e.g. "ElectrumX 1.18.0"; "" before connecting
 	Protocol       string // negotiated protocol version
 	Tip            Tip

@@ -27,10 +27,16 @@ const (
 	DefaultReconnectMax = 60 * time.Second
 )
 
-// Config configures a Watcher. ServerURL, Scripts, DB and Params are required.
+// Config configures a Watcher. ServerURL (or Servers), Scripts, DB and Params are required.
 type Config struct {
-	// ServerURL is the Electrum server, "tcp://host:port". ("ssl://" is refused for now.)
+	// ServerURL is the Electrum server, "tcp://host:port" or "ssl://host:port" (see
+	// electrum.Dial). It is the first server when Servers is empty.
 	ServerURL string
+	// Servers lists several Electrum servers in order of preference; the watcher connects to
+	// one through an electrum.Pool and fails over to another when its connection ends (every
+	// new connection resubscribes everything; the stored statuses make that cheap). Empty
+	// means [ServerURL].
+	Servers []string
 	// Scripts derives the wallet's scriptPubKeys (a *descriptor.Descriptor).
 	Scripts ScriptSource
 	// Lookahead is the number of unused scripts kept subscribed after the highest used index of
@@ -73,6 +79,7 @@ type Watcher struct {
 	spvFailures atomic.Uint64
 	outstanding atomic.Int64 // scripts queued or waiting for a refetch in this session
 	reg         *registry
+	pool        *electrum.Pool
 	redeliver   []Event // unacknowledged events loaded from the store, emitted first by Run
 
 	mu        sync.RWMutex // guards everything below
@@ -85,8 +92,14 @@ type Watcher struct {
 // New validates cfg and returns a Watcher that has not connected yet. Errors wrap ErrConfig,
 // or electrum.ErrUnsupportedScheme / electrum.ErrBadURL for the server URL.
 func New(cfg Config) (*Watcher, error) {
-	if err := electrum.ParseServerURL(cfg.ServerURL); err != nil {
-		return nil, fmt.Errorf("%w: ServerURL: %w", ErrConfig, err)
+	if len(cfg.Servers) == 0 {
+		if err := electrum.ParseServerURL(cfg.ServerURL); err != nil {
+			return nil, fmt.Errorf("%w: ServerURL: %w", ErrConfig, err)
+		}
+		cfg.Servers = []string{cfg.ServerURL}
+	}
+	if cfg.ServerURL == "" {
+		cfg.ServerURL = cfg.Servers[0]
 	}
 	if cfg.Scripts == nil {
 		return nil, fmt.Errorf("%w: Scripts is nil", ErrConfig)
@@ -128,7 +141,12 @@ func New(cfg Config) (*Watcher, error) {
 	log := cfg.Logger.With("component", "chainwatch")
 	cfg.Electrum.ClientName = cfg.ClientName
 	cfg.Electrum.Logger = log
+	pool, err := electrum.NewPool(cfg.Servers, electrum.PoolOptions{Options: cfg.Electrum, BackoffMin: cfg.ReconnectMin, BackoffMax: cfg.ReconnectMax})
+	if err != nil {
+		return nil, fmt.Errorf("%w: Servers: %w", ErrConfig, err)
+	}
 	return &Watcher{
+		pool:   pool,
 		cfg:    cfg,
 		log:    log,
 		events: make(chan Event, cfg.EventBuffer),
@@ -221,6 +239,7 @@ func (w *Watcher) Health() Health {
 	defer w.mu.RUnlock()
 	h := Health{
 		Server:         w.cfg.ServerURL,
+		Servers:        w.pool.Health(),
 		ScriptsTracked: w.tr.Len(),
 		HistoryFetches: w.fetches.Load(),
 		HistorySkipped: w.skipped.Load(),
@@ -233,6 +252,7 @@ func (w *Watcher) Health() Health {
 	h.Tip, _ = w.tr.Tip()
 	if w.client != nil {
 		h.Connected = true
+		h.Server = w.client.Server()
 		h.ServerSoftware, h.Protocol = w.client.ServerSoftware, w.client.Protocol
 	}
 	if w.lastErr != nil {
@@ -257,6 +277,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer close(w.events)
 	defer w.closeRegistry()
 	if err := w.load(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	if !w.emit(ctx, w.redeliver) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/store"
@@ -85,5 +86,58 @@ func TestReadStatusAndBroadcastOffline(t *testing.T) {
 	}
 	if _, err := w.Broadcast(ctx, newTx()); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Broadcast err = %v, want ErrNotConnected", err)
+	}
+}
+
+func TestRegisterWithoutNetwork(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "r.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	w, err := New(Config{ServerURL: "tcp://127.0.0.1:1", Scripts: fakeScripts{branches: 1}, DB: db, Params: &chaincfg.RegressionNetParams})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.RegisterConf(txid('a'), 0); !errors.Is(err, ErrConfig) {
+		t.Fatalf("numConfs 0: %v", err)
+	}
+	if _, err := w.RegisterSpend(wire.OutPoint{Hash: txid('a')}); !errors.Is(err, ErrUnknownOutPoint) {
+		t.Fatalf("spend of an unknown outpoint: %v", err)
+	}
+	c, err := w.RegisterConf(txid('a'), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Cancel()
+	c.Cancel() // twice is fine
+	select {
+	case <-c.Done:
+	default:
+		t.Fatal("Cancel did not close Done")
+	}
+	if err := w.Ack(ctx, 1); !errors.Is(err, ErrUnknownEvent) {
+		t.Fatalf("Ack of a never stored id: %v", err)
+	}
+	// Run ends (ctx cancelled): later registrations are done at once.
+	rctx, cancel := context.WithCancel(ctx)
+	c2, _ := w.RegisterConf(txid('b'), 1)
+	cancel()
+	if err := w.Run(rctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, done := range []chan struct{}{c2.Done} {
+		select {
+		case <-done:
+		default:
+			t.Fatal("registration still open after Run returned")
+		}
+	}
+	c3, _ := w.RegisterConf(txid('c'), 1)
+	select {
+	case <-c3.Done:
+	default:
+		t.Fatal("registration after Run returned is open")
 	}
 }

@@ -52,7 +52,6 @@ type ChainwatchEvent struct {
 	ID      uint64
 	Kind    string
 	Payload []byte
-	Acked   bool
 }
 
 // ChainwatchTip is the best header seen: Hash is hex in display byte order.
@@ -209,7 +208,7 @@ func (db *DB) loadChainwatchExtra(ctx context.Context, st *ChainwatchState) erro
 		return fmt.Errorf("store: load chainwatch headers: %w", err)
 	}
 
-	evs, err := db.ChainwatchEvents(ctx, false)
+	evs, err := db.ChainwatchEvents(ctx)
 	if err != nil {
 		return err
 	}
@@ -217,13 +216,9 @@ func (db *DB) loadChainwatchExtra(ctx context.Context, st *ChainwatchState) erro
 	return nil
 }
 
-// ChainwatchEvents returns the outbox's events by id: the unacknowledged ones, or all if all.
-func (db *DB) ChainwatchEvents(ctx context.Context, all bool) ([]ChainwatchEvent, error) {
-	q := `SELECT id, kind, payload, acked FROM chainwatch_events WHERE acked = 0 ORDER BY id`
-	if all {
-		q = `SELECT id, kind, payload, acked FROM chainwatch_events ORDER BY id`
-	}
-	rows, err := db.SQL.QueryContext(ctx, q)
+// ChainwatchEvents returns the outbox's events (the unacknowledged ones) by id.
+func (db *DB) ChainwatchEvents(ctx context.Context) ([]ChainwatchEvent, error) {
+	rows, err := db.SQL.QueryContext(ctx, `SELECT id, kind, payload FROM chainwatch_events ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("store: load chainwatch events: %w", err)
 	}
@@ -232,7 +227,7 @@ func (db *DB) ChainwatchEvents(ctx context.Context, all bool) ([]ChainwatchEvent
 	for rows.Next() {
 		var e ChainwatchEvent
 		var payload string
-		if err := rows.Scan(&e.ID, &e.Kind, &payload, &e.Acked); err != nil {
+		if err := rows.Scan(&e.ID, &e.Kind, &payload); err != nil {
 			return nil, fmt.Errorf("store: load chainwatch events: %w", err)
 		}
 		e.Payload = []byte(payload)
@@ -247,17 +242,32 @@ func (db *DB) ChainwatchEvents(ctx context.Context, all bool) ([]ChainwatchEvent
 // ErrNoSuchEvent is returned by AckChainwatchEvent for an id that is not in the outbox.
 var ErrNoSuchEvent = errors.New("store: no such chainwatch event")
 
-// AckChainwatchEvent marks event id acknowledged (idempotent). It returns ErrNoSuchEvent for an
-// id never stored.
+// AckChainwatchEvent acknowledges event id: the row leaves the outbox (AUTOINCREMENT never
+// hands an id out twice, so the table stays small and ids stay unique). Acknowledging again is
+// fine. It returns ErrNoSuchEvent for an id never stored.
 func (db *DB) AckChainwatchEvent(ctx context.Context, id uint64) error {
-	res, err := db.SQL.ExecContext(ctx, `UPDATE chainwatch_events SET acked = 1 WHERE id = ?`, id)
-	if err != nil {
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_events WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		var seq uint64
+		err = tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'chainwatch_events'`).Scan(&seq)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if id == 0 || id > seq {
+			return fmt.Errorf("%w: %d", ErrNoSuchEvent, id)
+		}
+		return nil // acknowledged before
+	})
+	if err != nil && !errors.Is(err, ErrNoSuchEvent) {
 		return fmt.Errorf("store: ack chainwatch event %d: %w", id, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: %d", ErrNoSuchEvent, id)
-	}
-	return nil
+	return err
 }
 
 // ApplyChainwatchUpdate writes u in one transaction: all of it or none of it. It returns the ids

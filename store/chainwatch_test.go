@@ -39,6 +39,15 @@ func TestChainwatchRoundTrip(t *testing.T) {
 	if err := db.AckChainwatchEvent(ctx, ids[0]); err != nil {
 		t.Fatal(err)
 	}
+	if err := db.AckChainwatchEvent(ctx, ids[0]); err != nil {
+		t.Fatalf("second ack: %v", err)
+	}
+	if all, err := db.ChainwatchEvents(ctx); err != nil || len(all) != 1 || all[0].ID != ids[1] {
+		t.Fatalf("outbox after ack: %+v, %v", all, err)
+	}
+	if err := db.AckChainwatchEvent(ctx, 0); !errors.Is(err, ErrNoSuchEvent) {
+		t.Fatalf("ack of id 0: %v", err)
+	}
 	if err := db.AckChainwatchEvent(ctx, 999); !errors.Is(err, ErrNoSuchEvent) {
 		t.Fatalf("ack of an unknown id: %v", err)
 	}

@@ -61,11 +61,8 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
-	if len(cfg.ElectrumServers) > 1 {
-		log.Warn("several Electrum servers configured; chainwatch does not use electrum.Pool yet, so only the first is used", "server", cfg.ElectrumServers[0])
-	}
 	watcher, err := chainwatch.New(chainwatch.Config{
-		ServerURL: cfg.ElectrumServers[0], Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
+		ServerURL: cfg.ElectrumServers[0], Servers: cfg.ElectrumServers, Scripts: desc, Lookahead: cfg.Lookahead, DB: db, Params: params,
 		Logger: log, ClientName: "cosigner", Electrum: electrum.Options{TLS: etls},
 	})
 	if err != nil {

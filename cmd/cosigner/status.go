@@ -55,11 +55,10 @@ func printStatus(out io.Writer, st chainwatch.Status) {
 // Relays is kept raw: it is whatever the relay pool reports (relaypool.RelayHealth: url,
 // connected, since, last_error; more fields as the pool grows them), printed per relay.
 type daemonHealth struct {
-	OK       bool                `json:"ok"`
-	Synced   bool                `json:"synced"`
-	Electrum chainwatch.Health   `json:"electrum"`
-	Relays   []map[string]any    `json:"relays"`
-	Servers  []chainwatch.Health `json:"electrum_servers,omitempty"` // hook: per-server health once the watcher has several servers
+	OK       bool              `json:"ok"`
+	Synced   bool              `json:"synced"`
+	Electrum chainwatch.Health `json:"electrum"`
+	Relays   []map[string]any  `json:"relays"`
 }
 
 // fetchHealth reads the daemon's /healthz (any HTTP status: 503 still carries the body).
@@ -101,20 +100,24 @@ func printDaemon(out io.Writer, h daemonHealth) {
 		state = "initial sync " + progressBar(e.ScriptsSynced, e.ScriptsTracked)
 	}
 	fmt.Fprintf(out, "daemon       running, %s\n", state)
-	servers := h.Servers
-	if len(servers) == 0 {
-		servers = []chainwatch.Health{e}
+	conn := "disconnected"
+	if e.Connected {
+		conn = "connected to " + e.Server
 	}
-	for _, s := range servers {
-		conn := "disconnected"
+	fmt.Fprintf(out, "chainwatch   %s  headers %d  fetched %d  skipped %d", conn, e.Headers, e.HistoryFetches, e.HistorySkipped)
+	if e.Unproven > 0 || e.SPVFailures > 0 {
+		fmt.Fprintf(out, "  unproven %d  spv failures %d", e.Unproven, e.SPVFailures)
+	}
+	if e.LastError != "" {
+		fmt.Fprintf(out, "  last error %s: %s", e.LastErrorAt.Format(time.RFC3339), e.LastError)
+	}
+	fmt.Fprintln(out)
+	for _, s := range e.Servers {
+		state := "idle"
 		if s.Connected {
-			conn = "connected"
+			state = fmt.Sprintf("connected  %s %s  %s", s.Software, s.Protocol, s.Latency.Round(time.Microsecond))
 		}
-		fmt.Fprintf(out, "electrum     %s  %s  %s %s  headers %d  fetched %d  skipped %d",
-			s.Server, conn, s.ServerSoftware, s.Protocol, s.Headers, s.HistoryFetches, s.HistorySkipped)
-		if s.Unproven > 0 || s.SPVFailures > 0 {
-			fmt.Fprintf(out, "  unproven %d  spv failures %d", s.Unproven, s.SPVFailures)
-		}
+		fmt.Fprintf(out, "electrum     %s  %s  connects %d  failures %d", s.Server, state, s.Connects, s.Failures)
 		if s.LastError != "" {
 			fmt.Fprintf(out, "  last error %s: %s", s.LastErrorAt.Format(time.RFC3339), s.LastError)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 )
 
 func TestProgressBar(t *testing.T) {
@@ -39,7 +40,8 @@ func TestShowStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := daemonHealth{Synced: true, Electrum: chainwatch.Health{Server: "tcp://e:1", Connected: true, Headers: 500, HistorySkipped: 3},
+	body := daemonHealth{Synced: true, Electrum: chainwatch.Health{Server: "tcp://e:1", Connected: true, Headers: 500, HistorySkipped: 3,
+		Servers: []electrum.ServerHealth{{Server: "tcp://e:1", Connected: true, Software: "ElectrumX 1.18.0", Connects: 1}, {Server: "ssl://f:2", Failures: 2, LastError: "refused"}}},
 		Relays: []map[string]any{{"url": "ws://r1", "connected": true}, {"url": "ws://r2", "connected": false, "last_error": "refused"}}}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(body) })}
 	go srv.Serve(ln)
@@ -52,7 +54,8 @@ func TestShowStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"(50 BTC immature coinbase)", "1 confirmed per the server but not proven", "51 conf  immature coinbase",
-		"daemon       running, synced", "electrum     tcp://e:1  connected", "skipped 3", "relay        ws://r1  connected", "ws://r2  disconnected  last error: refused"} {
+		"daemon       running, synced", "chainwatch   connected to tcp://e:1", "skipped 3",
+		"electrum     tcp://e:1  connected  ElectrumX 1.18.0", "electrum     ssl://f:2  idle  connects 0  failures 2", "last error", "relay        ws://r1  connected", "ws://r2  disconnected  last error: refused"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

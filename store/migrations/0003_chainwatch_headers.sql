@@ -28,15 +28,21 @@ CREATE TABLE chainwatch_history (
 	PRIMARY KEY (scripthash, pos)
 );
 
--- Events as published (outbox). id is the stable event id; acked = 1 once the consumer called
--- Ack. payload is the event as JSON.
+-- Events as published (outbox) and not yet acknowledged: Ack deletes the row (AUTOINCREMENT
+-- never reuses an id). id is the stable event id; payload is the event as JSON.
 CREATE TABLE chainwatch_events (
 	id       INTEGER PRIMARY KEY AUTOINCREMENT,
 	kind     TEXT NOT NULL,
-	payload  TEXT NOT NULL,
-	acked    INTEGER NOT NULL DEFAULT 0
+	payload  TEXT NOT NULL
 );
-CREATE INDEX chainwatch_events_unacked ON chainwatch_events(acked, id);
 
 ALTER TABLE chainwatch_utxos ADD COLUMN block_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE chainwatch_utxos ADD COLUMN coinbase INTEGER NOT NULL DEFAULT 0;
+
+-- A database written before this migration holds coins taken without SPV proofs and no
+-- transactions: forget them and the statuses that vouch for them, so that the first run after
+-- the upgrade fetches every used script's history again and proves its transactions (the
+-- scripts themselves, and so the lookahead windows, are kept).
+DELETE FROM chainwatch_utxos;
+UPDATE chainwatch_scripts SET status = NULL;
+DELETE FROM chainwatch_tip;
