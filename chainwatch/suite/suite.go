@@ -41,6 +41,7 @@ var Cases = []Case{
 	{"electrum server restarted mid-stream", testServerRestart},
 	{"watcher stopped and restarted mid-stream", testWatcherRestart},
 	{"watcher killed (SIGKILL) and restarted mid-stream", testWatcherKilled},
+	{"reorg while the watcher is stopped", testReorgWhileStopped},
 	{"lookahead grows to 45, index 70 beyond the gap", testGapLimit},
 	ManyScripts(2000),
 }
@@ -609,4 +610,38 @@ func testWatcherKilled(t *testing.T, e *Env) {
 		t.Fatalf("truth lacks the change-branch payment %v", op3)
 	}
 	r.Events.Wait(t, "Spent of 0/11 after the restart", isSpent(op1))
+}
+
+// testReorgWhileStopped: the watcher is stopped with two confirmed coins; while it is down a
+// 3-deep reorg replaces one of them by a conflicting transaction and moves the other to
+// another block; a new Watcher over the same store must find both changes (no scripthash
+// notification is pending for it: it has to notice the fork from its stored headers).
+func testReorgWhileStopped(t *testing.T, e *Env) {
+	db := e.Store(t, "cw.db")
+	r := StartWatcher(t, e.B, db, e.Wallet, WatcherOptions{})
+	opA, txA := e.pay(t, 12, 3_100_000, true)
+	e.mine(t, 1)
+	e.mine(t, 1)
+	opB, _ := e.pay(t, 13, 3_200_000, false)
+	e.mine(t, 1)
+	r.Events.Wait(t, "FundingConfirmed of A", isConfirmed(opA))
+	r.Events.Wait(t, "FundingConfirmed of B", isConfirmed(opB))
+	before := e.Check(t, r, window)
+	r.Stop(t)
+
+	res, err := e.B.Reorg(e.Ctx, 3, func(ctx context.Context) error {
+		_, err := e.B.Replace(ctx, txA, []*wire.TxOut{wire.NewTxOut(3_000_000, e.pk(t, e.Outside, 0, 4))}, 40)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("reorg: %v", err)
+	}
+	r2 := StartWatcher(t, e.B, db, e.Wallet, WatcherOptions{})
+	after := e.Check(t, r2, window)
+	if _, ok := after[opA]; ok || len(after) != 1 {
+		t.Fatalf("truth after the reorg = %v, want B only", after)
+	}
+	if after[opB].BlockHash == before[opB].BlockHash || after[opB].Height != int32(res.ForkHeight+1) {
+		t.Fatalf("B after the reorg %v, before %v; want it in the new chain's first block", after[opB], before[opB])
+	}
 }
