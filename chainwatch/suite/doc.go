@@ -2,9 +2,14 @@
 // chainntnfs TestInterfaces: one Backend interface (a chain that a test can
 // drive — fund, mine, reorg, replace by fee, restart its server — and the
 // Electrum server that serves it), and named cases that run a real
-// chainwatch.Watcher against every backend (Run). Today there is one
-// backend: ElectrumX on the local test network (internal/devnet), see
-// TestInterfaces.
+// chainwatch.Watcher against every backend (Run). Today's backends are
+// ElectrumX on the local test network (internal/devnet) over TCP and over
+// TLS with its certificate pinned, see TestInterfaces; TestDefaultCostLimits
+// syncs 1,000 used scripts from an ElectrumX with its default cost limits.
+//
+// The case "watcher killed (SIGKILL)" re-executes the test binary as the
+// watcher process (ChildMain, from TestWatcherChildProcess), so a package
+// that runs the cases needs such a test function too.
 //
 // After every case the watcher's UTXO set must equal the node's own truth
 // (NodeTruth): the outputs paying the wallet's scripts in the node's main
