@@ -175,63 +175,12 @@ func (n *Network) Fund(ctx context.Context, addr btcutil.Address, amount btcutil
 	if err != nil {
 		return chainhash.Hash{}, fmt.Errorf("devnet: Fund: %w", err)
 	}
-
-	n.fundMu.Lock()
-	defer n.fundMu.Unlock()
-
-	_, tip, err := n.rpc.GetBestBlock()
+	tx, err := n.FundOutputs(ctx, []*wire.TxOut{wire.NewTxOut(int64(amount), pkScript)}, FundOptions{})
 	if err != nil {
-		return chainhash.Hash{}, fmt.Errorf("devnet: Fund: getbestblock: %w", err)
+		return chainhash.Hash{}, err
 	}
-
-	tx := wire.NewMsgTx(wire.TxVersion)
-	tx.AddTxOut(wire.NewTxOut(int64(amount), pkScript))
-	var prevValues []int64
-	var total btcutil.Amount
-	// vsize: 10 overhead + 148 per P2PKH input + outputs (payment + change).
-	vsize := func(inputs int) int64 {
-		return int64(10 + 148*inputs + wire.NewTxOut(0, pkScript).SerializeSize() + 34)
-	}
-	height := n.nextCoinbase
-	for ; height <= int64(tip)-coinbaseMaturity; height++ {
-		if err := ctx.Err(); err != nil {
-			return chainhash.Hash{}, err
-		}
-		op, value, ok, err := n.coinbaseAt(height)
-		if err != nil {
-			return chainhash.Hash{}, err
-		}
-		if !ok {
-			continue
-		}
-		tx.AddTxIn(wire.NewTxIn(&op, nil, nil))
-		prevValues = append(prevValues, int64(value))
-		total += value
-		if total >= amount+btcutil.Amount(vsize(len(tx.TxIn))*fundFeeRate) {
-			break
-		}
-	}
-	fee := btcutil.Amount(vsize(len(tx.TxIn)) * fundFeeRate)
-	if total < amount+fee {
-		return chainhash.Hash{}, fmt.Errorf("devnet: Fund %v: mature coinbases up to height %d hold %v: %w", amount, int64(tip)-coinbaseMaturity, total, ErrNoFunds)
-	}
-	if change := total - amount - fee; change >= dustLimit {
-		tx.AddTxOut(wire.NewTxOut(int64(change), n.key.pkScript))
-	}
-	for i := range tx.TxIn {
-		sig, err := txscript.SignatureScript(tx, i, n.key.pkScript, txscript.SigHashAll, n.key.priv, true)
-		if err != nil {
-			return chainhash.Hash{}, fmt.Errorf("devnet: Fund: signing input %d: %w", i, err)
-		}
-		tx.TxIn[i].SignatureScript = sig
-	}
-	txid, err := n.rpc.SendRawTransaction(tx, false)
-	if err != nil {
-		return chainhash.Hash{}, fmt.Errorf("devnet: Fund: sendrawtransaction: %w", err)
-	}
-	n.nextCoinbase = height + 1
-	n.log.Debug("funded", "addr", addr.EncodeAddress(), "amount", amount, "txid", txid)
-	return *txid, nil
+	n.log.Debug("funded", "addr", addr.EncodeAddress(), "amount", amount, "txid", tx.TxHash())
+	return tx.TxHash(), nil
 }
 
 // coinbaseAt returns the harness's coinbase output at height when it exists

@@ -54,6 +54,14 @@ type Config struct {
 	// benchmarks that should show what a deployed server does.
 	ElectrumPaddingWait time.Duration
 
+	// ElectrumNoCostLimits lifts ElectrumX's cost-based throttling
+	// (COST_SOFT_LIMIT=0, COST_HARD_LIMIT=0), for benchmarks that sync
+	// wallets of many thousands of scripts on one session. Default false:
+	// ElectrumX's own defaults (soft 1,000, hard 10,000: requests are delayed
+	// above the soft limit and the session is dropped at the hard one), as on
+	// a deployed server, so that tests show whether a client copes with them.
+	ElectrumNoCostLimits bool
+
 	// Logger gets the harness's own log lines (not the processes' output,
 	// which goes to files in Dir). Default slog.Default().
 	Logger *slog.Logger
@@ -69,6 +77,7 @@ type Network struct {
 
 	btcdRPCPort, btcdP2PPort, proxyPort, electrumPort int
 	electrumPaddingWait                               time.Duration
+	electrumNoCostLimits                              bool
 
 	key harnessKey
 	rpc *rpcclient.Client
@@ -135,7 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		return nil, err
 	}
 
-	n := &Network{dir: dir, tools: t, log: log, closed: make(chan struct{}), nextCoinbase: 1, electrumPaddingWait: max(cfg.ElectrumPaddingWait, 0)}
+	n := &Network{dir: dir, tools: t, log: log, closed: make(chan struct{}), nextCoinbase: 1, electrumPaddingWait: max(cfg.ElectrumPaddingWait, 0), electrumNoCostLimits: cfg.ElectrumNoCostLimits}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	if n.key, err = newHarnessKey(n); err != nil {
 		return nil, err

@@ -39,8 +39,10 @@
 // # ElectrumX settings
 //
 // ElectrumX runs from the venv through electrumx_launch.py with COIN=Bitcoin,
-// NET=regtest, ALLOW_ROOT=1 (CI runs as root), PEER_DISCOVERY=off,
-// COST_SOFT_LIMIT=0 and COST_HARD_LIMIT=0 (no throttling), and both
+// NET=regtest, ALLOW_ROOT=1 (CI runs as root), PEER_DISCOVERY=off, its
+// default cost limits (soft 1,000, hard 10,000 per session; loopback
+// sessions are not grouped) unless Config.ElectrumNoCostLimits sets
+// COST_SOFT_LIMIT=0 and COST_HARD_LIMIT=0 (benchmarks of big wallets), and both
 // DAEMON_POLL_INTERVAL_BLOCKS and DAEMON_POLL_INTERVAL_MEMPOOL at 100 ms: it
 // learns of blocks and mempool transactions by polling, which bounds
 // notification latency here. ElectrumX 1.18 also holds small TCP responses
@@ -52,6 +54,20 @@
 // ElectrumX 1.19 and later are not used: they require the node to report
 // Bitcoin Core 28.0 or newer (2.0.0: 31.0 and a txospenderindex behind
 // gettxspendingprevout), which btcd is not and has not.
+//
+// # Driving the chain
+//
+// Beyond Mine and Fund: FundOutputs (any outputs, optionally BIP-125
+// replaceable) and ReplaceFunding (replace such a payment by fee);
+// FundScripts (thousands of scripts, one output each, in a few transactions
+// of up to 1,000 outputs: a big used wallet in seconds); InvalidateBlock and
+// ReconsiderBlock (btcd's RPCs); Reorg (replace the top N blocks, with a hook
+// to send conflicting transactions while the old ones are back in the
+// mempool); RemineTip (the same transactions at the same height in another
+// block); Generate (mine without waiting for ElectrumX); StopElectrumX,
+// StartElectrumX and RestartElectrumX (same port, same index). ElectrumX
+// notices a reorg only when a block above its tip does not connect, so the
+// reorg helpers always end on a longer chain.
 //
 // # Lifetime
 //

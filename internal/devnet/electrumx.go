@@ -53,14 +53,13 @@ func (n *Network) startElectrumX(ctx context.Context) error {
 		"SSL_KEYFILE=" + n.electrumKeyFile(),
 		"ALLOW_ROOT=1",
 		"PEER_DISCOVERY=off",
-		"COST_SOFT_LIMIT=0",
-		"COST_HARD_LIMIT=0",
 		"DAEMON_POLL_INTERVAL_BLOCKS=" + ms,
 		"DAEMON_POLL_INTERVAL_MEMPOOL=" + ms,
 		"LOG_LEVEL=info",
 		"PYTHONUNBUFFERED=1",
 		"DEVNET_ELECTRUMX_PADDING_WAIT=" + strconv.FormatFloat(n.electrumPaddingWait.Seconds(), 'f', -1, 64),
 	}
+	env = append(env, n.electrumCostEnv()...)
 	p, err := startProcess("electrumx", n.tools.python, []string{n.tools.launcher}, env, n.dir, filepath.Join(n.dir, "electrumx.log"), n.log)
 	if err != nil {
 		return err

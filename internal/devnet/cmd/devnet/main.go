@@ -2,7 +2,7 @@
 // ElectrumX behind the RPC compatibility proxy, and the Nostr relays, on
 // 127.0.0.1, until Ctrl-C or SIGTERM.
 //
-//	go run ./internal/devnet/cmd/devnet [-dir .devnet] [-relays 3] [-electrum-port 0] [-blocks 450]
+//	go run ./internal/devnet/cmd/devnet [-dir .devnet] [-relays 3] [-electrum-port 0] [-blocks 450] [-no-cost-limits]
 //
 // It prints the URLs and the btcd RPC address, then waits. Tools come from
 // scripts/install-tools.sh.
@@ -30,6 +30,7 @@ func main() {
 	rpcPort := flag.Int("rpc-port", 0, "btcd RPC port (0 = any free port)")
 	blocks := flag.Int("blocks", 450, "blocks to mine at start")
 	verbose := flag.Bool("v", false, "debug logging")
+	noCostLimits := flag.Bool("no-cost-limits", false, "lift ElectrumX's cost limits (COST_SOFT_LIMIT=0 COST_HARD_LIMIT=0) for very big wallets")
 	flag.Parse()
 
 	level := slog.LevelInfo
@@ -37,13 +38,13 @@ func main() {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if err := run(log, *dir, *keep, *relays, *electrumPort, *rpcPort, *blocks); err != nil {
+	if err := run(log, *dir, *keep, *relays, *electrumPort, *rpcPort, *blocks, *noCostLimits); err != nil {
 		fmt.Fprintln(os.Stderr, "devnet:", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, dir string, keep bool, relays, electrumPort, rpcPort, blocks int) error {
+func run(log *slog.Logger, dir string, keep bool, relays, electrumPort, rpcPort, blocks int, noCostLimits bool) error {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return err
@@ -68,6 +69,8 @@ func run(log *slog.Logger, dir string, keep bool, relays, electrumPort, rpcPort,
 		BtcdRPCPort:   rpcPort,
 		InitialBlocks: blocks,
 		Logger:        log,
+
+		ElectrumNoCostLimits: noCostLimits,
 	})
 	if err != nil {
 		return err
