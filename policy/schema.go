@@ -87,6 +87,10 @@ func Schema() []byte {
 			"hours":             hours,
 			"destinations":      obj(keysDest, js{"allow": dest, "deny": dest}),
 			"release_after":     duration("A signed transaction's reservation is released if its inputs are still unspent this long after signing (default 72h)."),
+			"allow_sighash": js{"type": "array", "uniqueItems": true, "items": js{"enum": SighashNames()},
+				"description": "Sighash types signed besides ALL (and DEFAULT on taproot); NONE, SINGLE and ANYONECANPAY let others change what is signed."},
+			"deny_warnings": js{"type": "array", "uniqueItems": true, "items": js{"enum": WarningCodes},
+				"description": "PSBT analysis warnings that refuse a request."},
 		}, "max_per_tx"),
 		"rules": list(obj(keysRule, js{
 			"name":   str("Rule name (a word; appears in decisions and error codes).", `^[^:\s]+$`),
@@ -103,6 +107,11 @@ func Schema() []byte {
 				"min_confirmations": confs,
 				"hours":             hours,
 				"rbf":               js{"type": "boolean", "description": "The transaction signals RBF (BIP-125) or not."},
+				"warnings": js{"type": "array", "uniqueItems": true, "items": js{"enum": WarningCodes},
+					"description": "The PSBT analysis raised at least one of these warnings."},
+				"script_types": js{"type": "array", "uniqueItems": true, "items": js{"enum": ScriptTypes},
+					"description": "The wallet's script type is one of these."},
+				"psbt_version": js{"enum": []int{0, 2}, "description": "The request's PSBT version: 0 (BIP-174) or 2 (BIP-370)."},
 			}),
 			"hold": obj(keysHold, js{
 				"cooling_off": duration("Delay before a held request can be signed (cancellable)."),

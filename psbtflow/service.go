@@ -285,7 +285,7 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	if err != nil {
 		return refused("rejected", signer.AsMethodError(err), "decode", nil)
 	}
-	a, err := Analyze(p, s.desc, s.chain)
+	a, err := AnalyzeWith(p, s.desc, s.chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
 		me := signer.AsMethodError(err)
 		if me.Code == signer.CodeInternal {
@@ -381,7 +381,7 @@ func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, 
 	if err != nil {
 		return nil, policy.Decision{}, err
 	}
-	a, err := Analyze(p, desc, chain)
+	a, err := AnalyzeWith(p, desc, chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
 		return nil, policy.Decision{}, err
 	}
@@ -393,13 +393,19 @@ func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, 
 }
 
 // PolicyInput builds the facts policy.Evaluate reads from an analysis (and the PSBT's output
-// scripts, which destination lists match).
+// scripts, which destination lists match): amounts, fee, feerate, locktime and its kind, RBF,
+// PSBT version, script type, per input its sighash type, spending path and relative lock, and
+// the warning codes.
 func PolicyInput(client, method string, now time.Time, p *psbt.Packet, a *Analysis) policy.Input {
 	in := policy.Input{Client: client, Method: method, Now: now, UnsignedTxID: a.UnsignedTxID, InputTotal: a.InputTotal,
 		ChangeTotal: a.ChangeTotal, Outflow: a.Outflow, Fee: a.Fee, VSize: a.VSize, FeeRate: policy.FeeRate(a.FeeRate),
-		LockTime: a.LockTime, RBF: a.RBF}
+		LockTime: a.LockTime, RBF: a.RBF, PSBTVersion: a.PSBTVersion, ScriptType: a.ScriptType, LockTimeKind: a.LockTimeKind}
+	for _, w := range a.Warnings {
+		in.Warnings = append(in.Warnings, w.Code)
+	}
 	for _, x := range a.Inputs {
-		in.Inputs = append(in.Inputs, policy.InputFact{OutPoint: x.OutPoint, Value: x.Value, Confirmations: x.Confirmations})
+		in.Inputs = append(in.Inputs, policy.InputFact{OutPoint: x.OutPoint, Value: x.Value, Confirmations: x.Confirmations,
+			SighashType: x.SighashType, ScriptType: x.ScriptType, SpendingPath: x.SpendingPath, RelativeLock: x.RelativeLock})
 	}
 	for _, o := range a.Outputs {
 		of := policy.OutputFact{Index: o.Index, Address: o.Address, Value: o.Value, Kind: o.Kind}
