@@ -339,9 +339,11 @@ func outpoints(a *Analysis) []string {
 
 // withLedger fills in.Spent from the spend ledger for every velocity window in force: what the
 // ledger counts, without this transaction and the reservations it would replace. An RBF
-// replacement is counted once, at the larger of its own outflow and the largest it replaces
-// (either may still confirm); it returns the part carried over from the replaced ones
-// (added to the reservation).
+// replacement is counted once, at the larger of its own outflow and what it replaces (either
+// may still confirm); what it replaces is the sum of the reserved transactions it conflicts
+// with, since those do not conflict with one another and could all confirm if it does not
+// (a transaction spending the inputs of two pending ones replaces both). It returns the part
+// carried over from the replaced ones (added to the reservation).
 func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *Analysis) (btcutil.Amount, error) {
 	plan, err := db.PlanReplacement(ctx, a.UnsignedTxID, outpoints(a))
 	if err != nil {
@@ -351,7 +353,7 @@ func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *polic
 	var carry btcutil.Amount
 	for _, r := range plan.Replaced {
 		exclude = append(exclude, r.TxID)
-		carry = max(carry, btcutil.Amount(r.OutflowSat))
+		carry += btcutil.Amount(r.OutflowSat)
 	}
 	carry = max(0, carry-a.Outflow)
 	in.Spent = map[time.Duration]btcutil.Amount{}
