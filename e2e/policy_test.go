@@ -111,6 +111,10 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 		if err != nil || dec.Decision != "signed" {
 			t.Fatalf("audit %+v, %v", dec, err)
 		}
+		// The audit log keeps the deciding policy's hash and the rule-by-rule explanation.
+		if dec.PolicyHash != hash || !strings.Contains(dec.Explanation, `"rule":"velocity_1d","result":"pass"`) {
+			t.Fatalf("audit policy_hash %q (want %s), explanation %s", dec.PolicyHash, hash, dec.Explanation)
+		}
 	})
 
 	t.Run("loosen later", func(t *testing.T) {
