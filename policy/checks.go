@@ -261,6 +261,11 @@ func (v *validator) match(n *yaml.Node) []check {
 			cs = append(cs, matchScriptTypes("script_types", ts))
 		}
 	}
+	if ln, ok := m["locktime"]; ok {
+		if ks := v.enumList(ln, "locktime kind", "[none, height]", LockTimeKinds); len(ks) > 0 {
+			cs = append(cs, matchLockTime("locktime", ks))
+		}
+	}
 	if pn, ok := m["psbt_version"]; ok {
 		if pn.Value != "0" && pn.Value != "2" || pn.Kind != yaml.ScalarNode {
 			v.errorf(pn, "psbt_version must be 0 (BIP-174) or 2 (BIP-370)")

@@ -28,6 +28,10 @@ var WarningCodes = []string{
 // (descriptor.ScriptType values).
 var ScriptTypes = []string{"p2wsh", "p2sh-p2wsh", "p2tr"}
 
+// LockTimeKinds are the nLockTime kinds a rule's match.locktime may name: "none" (0, or not
+// enforced because every input is final), "height" or "time" (BIP-65 threshold 500,000,000).
+var LockTimeKinds = []string{"none", "height", "time"}
+
 // sighashNames are the sighash types limits.allow_sighash may name (BIP-143 / BIP-341 values).
 // ALL, and DEFAULT on taproot, are always signed; listing them changes nothing.
 var sighashNames = map[string]txscript.SigHashType{
@@ -153,6 +157,15 @@ func matchScriptTypes(name string, ts []string) check {
 			return false, fmt.Sprintf("script type %s is not one of %s", in.ScriptType, strings.Join(ts, ", "))
 		}
 		return true, "script type " + in.ScriptType
+	}}
+}
+
+func matchLockTime(name string, kinds []string) check {
+	return check{name, func(in *Input) bool { return slices.Contains(kinds, in.LockTimeKind) }, func(in *Input) (bool, string) {
+		if !slices.Contains(kinds, in.LockTimeKind) {
+			return false, fmt.Sprintf("locktime kind %s (nLockTime %d) is not one of %s", in.LockTimeKind, in.LockTime, strings.Join(kinds, ", "))
+		}
+		return true, fmt.Sprintf("locktime kind %s", in.LockTimeKind)
 	}}
 }
 

@@ -67,6 +67,7 @@ type goldenFacts struct {
 	Warnings  []string          `yaml:"warnings"`
 	Script    string            `yaml:"script_type"`
 	Version   uint32            `yaml:"psbt_version"`
+	LockTime  uint32            `yaml:"locktime"`
 }
 
 type goldenInput struct {
@@ -96,7 +97,13 @@ func runGolden(t *testing.T, name, pol, req string) string {
 		t.Fatalf("request facts: %v", err)
 	}
 	in := Input{Client: f.Client, Method: f.Method, RBF: f.RBF, Spent: map[time.Duration]btcutil.Amount{},
-		Warnings: f.Warnings, ScriptType: f.Script, PSBTVersion: f.Version}
+		Warnings: f.Warnings, ScriptType: f.Script, PSBTVersion: f.Version, LockTime: f.LockTime, LockTimeKind: "none"}
+	switch {
+	case f.LockTime >= 500_000_000:
+		in.LockTimeKind = "time"
+	case f.LockTime > 0:
+		in.LockTimeKind = "height"
+	}
 	if in.ScriptType == "" {
 		in.ScriptType = "p2wsh"
 	}

@@ -29,7 +29,7 @@ var (
 	keysDest       = []string{"allow", "deny"}
 	keysHours      = []string{"from", "to", "days", "zone"}
 	keysRule       = []string{"name", "match", "action", "hold", "reason"}
-	keysMatch      = []string{"clients", "min_outflow", "max_outflow", "destinations", "max_fee", "max_feerate", "max_fee_share", "min_confirmations", "hours", "rbf", "warnings", "script_types", "psbt_version"}
+	keysMatch      = []string{"clients", "min_outflow", "max_outflow", "destinations", "max_fee", "max_feerate", "max_fee_share", "min_confirmations", "hours", "rbf", "warnings", "script_types", "psbt_version", "locktime"}
 	keysHold       = []string{"cooling_off", "approvals", "approvers"}
 )
 

@@ -111,6 +111,8 @@ func Schema() []byte {
 					"description": "The PSBT analysis raised at least one of these warnings."},
 				"script_types": js{"type": "array", "uniqueItems": true, "items": js{"enum": ScriptTypes},
 					"description": "The wallet's script type is one of these."},
+				"locktime": js{"type": "array", "uniqueItems": true, "items": js{"enum": LockTimeKinds},
+					"description": "The transaction's nLockTime kind is one of these: none, height, time (BIP-65)."},
 				"psbt_version": js{"enum": []int{0, 2}, "description": "The request's PSBT version: 0 (BIP-174) or 2 (BIP-370)."},
 			}),
 			"hold": obj(keysHold, js{

@@ -6,9 +6,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
+	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
@@ -104,5 +106,36 @@ func TestPolicyWarningCodes(t *testing.T) {
 	a, b := slices.Sorted(slices.Values(codes)), slices.Sorted(slices.Values(policy.WarningCodes))
 	if !slices.Equal(a, b) {
 		t.Fatalf("psbtflow warnings %v, policy.WarningCodes %v", a, b)
+	}
+}
+
+// TestPolicyInputCarriesAnalysisFacts: what the analysis found about a real PSBT (version,
+// script type, locktime kind, warnings, per-input sighash, spending path, relative lock) reaches
+// policy.Input unchanged.
+func TestPolicyInputCarriesAnalysisFacts(t *testing.T) {
+	f := newFixture(t)
+	op := f.addCoin(t, 0, 1, 100_000)
+	p := f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 2)
+	p.UnsignedTx.LockTime = 400 // a height: enforced, since the inputs are not final
+	p.UnsignedTx.AddTxOut(wire.NewTxOut(0, []byte{txscript.OP_RETURN, 2, 0xca, 0xfe}))
+	p.Outputs = append(p.Outputs, psbt.POutput{})
+	a, err := Analyze(p, f.desc, f.chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := PolicyInput("c", "sign_psbt", time.Unix(0, 0), p, a)
+	if in.PSBTVersion != a.PSBTVersion || in.ScriptType != a.ScriptType || in.ScriptType == "" || in.LockTimeKind != "height" || in.LockTime != 400 {
+		t.Fatalf("facts: version %d script %q locktime %s/%d", in.PSBTVersion, in.ScriptType, in.LockTimeKind, in.LockTime)
+	}
+	var codes []string
+	for _, w := range a.Warnings {
+		codes = append(codes, w.Code)
+	}
+	if !slices.Equal(in.Warnings, codes) || !slices.Contains(in.Warnings, WarnOpReturn) || !slices.Contains(in.Warnings, WarnLockTime) {
+		t.Fatalf("warnings %v, analysis %v", in.Warnings, codes)
+	}
+	x, y := in.Inputs[0], a.Inputs[0]
+	if x.SighashType != y.SighashType || x.SighashType != uint32(txscript.SigHashAll) || x.ScriptType != y.ScriptType || x.SpendingPath != y.SpendingPath || x.SpendingPath == "" || x.RelativeLock != y.RelativeLock {
+		t.Fatalf("input facts %+v, analysis %+v", x, y)
 	}
 }
