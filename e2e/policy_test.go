@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/txscript"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/custodyagents/cosigner/chainwatch"
@@ -74,6 +77,54 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 		return nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", built.PSBT)
 	}
 
+	t.Run("sighash opt-in", func(t *testing.T) {
+		// BDK's PSBT with every input asking for SIGHASH_ALL|ANYONECANPAY (BIP-174
+		// PSBT_IN_SIGHASH_TYPE): refused unless the running policy opts in, then signed with it.
+		askACP := func(t *testing.T) string {
+			built, err := env.BuildPayment(ctx, payee, 1_000_000, 5)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := decodePSBT(t, built.PSBT)
+			for i := range p.Inputs {
+				p.Inputs[i].SighashType = txscript.SigHashAll | txscript.SigHashAnyOneCanPay
+			}
+			var buf bytes.Buffer
+			if err := p.Serialize(&buf); err != nil {
+				t.Fatal(err)
+			}
+			return base64.StdEncoding.EncodeToString(buf.Bytes())
+		}
+		hash := write(t, "limits:\n  max_per_tx: 1 BTC\n")
+		if _, err := env.WaitLog(ctx, time.Minute, `msg="policy loaded"`, "hash="+hash); err != nil {
+			t.Fatal(err)
+		}
+		if ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", askACP(t)); !strings.HasPrefix(ans.Error, "unsafe_psbt: sighash: ") {
+			t.Fatalf("ALL|ANYONECANPAY without opting in answered %+v", ans)
+		}
+		hash = write(t, "limits:\n  max_per_tx: 1 BTC\n  allow_sighash: [ALL, ALL|ANYONECANPAY]\n")
+		if _, err := env.WaitLog(ctx, time.Minute, `msg="policy loaded"`, "hash="+hash); err != nil {
+			t.Fatal(err)
+		}
+		ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", askACP(t))
+		if ans.Error != "" {
+			t.Fatalf("ALL|ANYONECANPAY opted in: %s", ans.Error)
+		}
+		signed := 0
+		for i, in := range decodePSBT(t, ans.Result).Inputs {
+			for _, ps := range in.PartialSigs {
+				if h := txscript.SigHashType(ps.Signature[len(ps.Signature)-1]); h == txscript.SigHashAll|txscript.SigHashAnyOneCanPay {
+					signed++
+				} else if h != txscript.SigHashAll {
+					t.Fatalf("input %d: a signature with sighash %#x", i, h)
+				}
+			}
+		}
+		if signed == 0 {
+			t.Fatal("no ALL|ANYONECANPAY signature was added")
+		}
+	})
+
 	t.Run("tighten applies at once", func(t *testing.T) {
 		hash := write(t, "limits:\n  max_per_tx: 0.2 BTC\n")
 		if _, err := env.WaitLog(ctx, time.Minute, `msg="policy loaded"`, "hash="+hash); err != nil {
@@ -110,6 +161,10 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 		dec, err := env.LastDecision(ctx, "sign_psbt")
 		if err != nil || dec.Decision != "signed" {
 			t.Fatalf("audit %+v, %v", dec, err)
+		}
+		// The audit log keeps the deciding policy's hash and the rule-by-rule explanation.
+		if dec.PolicyHash != hash || !strings.Contains(dec.Explanation, `"rule":"velocity_1d","result":"pass"`) {
+			t.Fatalf("audit policy_hash %q (want %s), explanation %s", dec.PolicyHash, hash, dec.Explanation)
 		}
 	})
 

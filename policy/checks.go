@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/txscript"
 	"gopkg.in/yaml.v3"
 )
 
@@ -184,6 +185,18 @@ func limitChecks(l *Limits) []check {
 	if l.Allow.Set {
 		cs = append(cs, allowDests(RuleAllowlist, l.Allow.V))
 	}
+	if l.allowSighashSet {
+		var extra []txscript.SigHashType
+		for _, h := range l.AllowSighash {
+			if h != txscript.SigHashAll && h != txscript.SigHashDefault {
+				extra = append(extra, h)
+			}
+		}
+		cs = append(cs, sighashCheck(RuleSighash, extra))
+	}
+	if len(l.DenyWarnings) > 0 {
+		cs = append(cs, denyWarnings(RuleWarnings, l.DenyWarnings))
+	}
 	return cs
 }
 
@@ -236,6 +249,29 @@ func (v *validator) match(n *yaml.Node) []check {
 	if hn, ok := m["hours"]; ok {
 		if h := v.hours(hn); h != nil {
 			cs = append(cs, inHours("hours", h))
+		}
+	}
+	if wn, ok := m["warnings"]; ok {
+		if ws := v.enumList(wn, "warning", "[op_return_output]", WarningCodes); len(ws) > 0 {
+			cs = append(cs, matchWarnings("warnings", ws))
+		}
+	}
+	if tn, ok := m["script_types"]; ok {
+		if ts := v.enumList(tn, "script type", "[p2tr]", ScriptTypes); len(ts) > 0 {
+			cs = append(cs, matchScriptTypes("script_types", ts))
+		}
+	}
+	if ln, ok := m["locktime"]; ok {
+		if ks := v.enumList(ln, "locktime kind", "[none, height]", LockTimeKinds); len(ks) > 0 {
+			cs = append(cs, matchLockTime("locktime", ks))
+		}
+	}
+	if pn, ok := m["psbt_version"]; ok {
+		if pn.Value != "0" && pn.Value != "2" || pn.Kind != yaml.ScalarNode {
+			v.errorf(pn, "psbt_version must be 0 (BIP-174) or 2 (BIP-370)")
+		} else {
+			ver := uint32(pn.Value[0] - '0')
+			cs = append(cs, matchPSBTVersion("psbt_version", ver))
 		}
 	}
 	if rn, ok := m["rbf"]; ok {

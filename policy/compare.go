@@ -3,6 +3,8 @@ package policy
 import (
 	"fmt"
 	"slices"
+
+	"github.com/btcsuite/btcd/txscript"
 )
 
 // Loosenings lists the ways next may allow something that prev does not; empty means next only
@@ -12,6 +14,7 @@ import (
 //   - max_per_tx raised; a velocity window (W, M) of prev without a window in next that is at
 //     least as long with a max at most M; max_fee, max_feerate or max_fee_share raised or
 //     removed; min_confirmations lowered or removed; hours changed or removed;
+//   - a sighash type added to limits.allow_sighash; a warning removed from limits.deny_warnings;
 //   - a destination added to (or the whole allowlist removed from) limits.destinations.allow;
 //     a destination removed from limits.destinations.deny;
 //   - a client added, a client's pubkey or name changed, a client given more methods, its
@@ -56,6 +59,16 @@ func Loosenings(prev, next *Policy) []string {
 	}
 	if pl.Hours != nil && (nl.Hours == nil || *nl.Hours != *pl.Hours && nl.Hours.String() != pl.Hours.String()) {
 		add("hours changed or removed")
+	}
+	for _, h := range nl.AllowSighash {
+		if h != txscript.SigHashAll && h != txscript.SigHashDefault && !slices.Contains(pl.AllowSighash, h) {
+			add("sighash %s added to allow_sighash", SighashName(uint32(h)))
+		}
+	}
+	for _, w := range pl.DenyWarnings {
+		if !slices.Contains(nl.DenyWarnings, w) {
+			add("warning %s removed from deny_warnings", w)
+		}
 	}
 	if pl.Allow.Set {
 		if !nl.Allow.Set {

@@ -29,6 +29,15 @@ type Input struct {
 	LockTime     uint32
 	RBF          bool // some input signals BIP-125 replaceability
 
+	// PSBTVersion is 0 (BIP-174) or 2 (BIP-370); ScriptType is the wallet's output type
+	// (p2wsh, p2sh-p2wsh, p2tr); LockTimeKind is "none", "height" or "time" (BIP-65 threshold).
+	PSBTVersion  uint32
+	ScriptType   string
+	LockTimeKind string
+	// Warnings are the analysis's warning codes (WarningCodes), in the analysis's order; the
+	// same code may appear more than once (one per output or input concerned).
+	Warnings []string
+
 	// Spent is what the spend ledger counts in each velocity window ending at Now (reserved or
 	// confirmed, without this transaction and without the reservations it replaces). A window
 	// missing from the map counts as zero.
@@ -45,6 +54,14 @@ type InputFact struct {
 	OutPoint      string
 	Value         btcutil.Amount
 	Confirmations int32
+	// SighashType is the sighash this co-signer would sign the input with (BIP-143 / BIP-341
+	// values: 0 DEFAULT, 1 ALL, 2 NONE, 3 SINGLE, |0x80 ANYONECANPAY).
+	SighashType uint32
+	// ScriptType is the output type spent; SpendingPath says how it is spent ("2-of-3
+	// multisig", "script path …"); RelativeLock is the BIP-68 lock nSequence sets, or "".
+	ScriptType   string
+	SpendingPath string
+	RelativeLock string
 }
 
 // OutputFact is one output of the PSBT as analysed. Kind is "change", "spend" or "op_return".
@@ -112,6 +129,8 @@ const (
 	RuleAllowlist   = "destinations_allow"
 	RuleWithin      = "within_limits"
 	RuleNoMatch     = "no_rule_matched"
+	RuleSighash     = "allow_sighash"
+	RuleWarnings    = "deny_warnings"
 )
 
 // check is one compiled condition: a global limit or a rule's match condition. test reports

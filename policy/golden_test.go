@@ -64,11 +64,16 @@ type goldenFacts struct {
 	Spent     map[string]string `yaml:"spent"`
 	HeldSince string            `yaml:"held_since"`
 	Approvals []string          `yaml:"approvals"`
+	Warnings  []string          `yaml:"warnings"`
+	Script    string            `yaml:"script_type"`
+	Version   uint32            `yaml:"psbt_version"`
+	LockTime  uint32            `yaml:"locktime"`
 }
 
 type goldenInput struct {
 	Confirmations int32  `yaml:"confirmations"`
 	Value         string `yaml:"value"`
+	Sighash       string `yaml:"sighash"`
 }
 
 type goldenOutput struct {
@@ -91,7 +96,17 @@ func runGolden(t *testing.T, name, pol, req string) string {
 	if err := dec.Decode(&f); err != nil {
 		t.Fatalf("request facts: %v", err)
 	}
-	in := Input{Client: f.Client, Method: f.Method, RBF: f.RBF, Spent: map[time.Duration]btcutil.Amount{}}
+	in := Input{Client: f.Client, Method: f.Method, RBF: f.RBF, Spent: map[time.Duration]btcutil.Amount{},
+		Warnings: f.Warnings, ScriptType: f.Script, PSBTVersion: f.Version, LockTime: f.LockTime, LockTimeKind: "none"}
+	switch {
+	case f.LockTime >= 500_000_000:
+		in.LockTimeKind = "time"
+	case f.LockTime > 0:
+		in.LockTimeKind = "height"
+	}
+	if in.ScriptType == "" {
+		in.ScriptType = "p2wsh"
+	}
 	for _, c := range p.Clients {
 		if c.Name == f.Client {
 			in.Client = c.PubKey
@@ -130,7 +145,15 @@ func runGolden(t *testing.T, name, pol, req string) string {
 		in.FeeRate = fr
 	}
 	for i, gi := range f.Inputs {
-		in.Inputs = append(in.Inputs, InputFact{OutPoint: fmt.Sprintf("%064d:%d", 0, i), Value: mustAmount(gi.Value), Confirmations: gi.Confirmations})
+		sh := uint32(txscript.SigHashAll)
+		if gi.Sighash != "" {
+			h, ok := sighashNames[gi.Sighash]
+			if !ok {
+				t.Fatalf("sighash %q", gi.Sighash)
+			}
+			sh = uint32(h)
+		}
+		in.Inputs = append(in.Inputs, InputFact{OutPoint: fmt.Sprintf("%064d:%d", 0, i), Value: mustAmount(gi.Value), Confirmations: gi.Confirmations, SighashType: sh})
 		in.InputTotal += mustAmount(gi.Value)
 	}
 	for i, o := range f.Outputs {

@@ -24,12 +24,12 @@ var (
 	keysClient     = []string{"name", "pubkey", "methods", "rate_limit"}
 	keysApprover   = []string{"name", "pubkey"}
 	keysDescriptor = []string{"descriptor", "lookahead"}
-	keysLimits     = []string{"max_per_tx", "velocity", "max_fee", "max_feerate", "max_fee_share", "min_confirmations", "hours", "destinations", "release_after"}
+	keysLimits     = []string{"max_per_tx", "velocity", "max_fee", "max_feerate", "max_fee_share", "min_confirmations", "hours", "destinations", "release_after", "allow_sighash", "deny_warnings"}
 	keysWindow     = []string{"window", "max"}
 	keysDest       = []string{"allow", "deny"}
 	keysHours      = []string{"from", "to", "days", "zone"}
 	keysRule       = []string{"name", "match", "action", "hold", "reason"}
-	keysMatch      = []string{"clients", "min_outflow", "max_outflow", "destinations", "max_fee", "max_feerate", "max_fee_share", "min_confirmations", "hours", "rbf"}
+	keysMatch      = []string{"clients", "min_outflow", "max_outflow", "destinations", "max_fee", "max_feerate", "max_fee_share", "min_confirmations", "hours", "rbf", "warnings", "script_types", "psbt_version", "locktime"}
 	keysHold       = []string{"cooling_off", "approvals", "approvers"}
 )
 
@@ -634,6 +634,15 @@ func (v *validator) limits(n *yaml.Node) {
 		if d, ok := v.duration(ra, "release_after"); ok {
 			l.ReleaseAfter = d
 		}
+	}
+	if sn, ok := m["allow_sighash"]; ok {
+		for _, name := range v.enumList(sn, "sighash type", "[ALL, SINGLE|ANYONECANPAY]", SighashNames()) {
+			l.AllowSighash = append(l.AllowSighash, sighashNames[name])
+		}
+		l.allowSighashSet = true
+	}
+	if wn, ok := m["deny_warnings"]; ok {
+		l.DenyWarnings = v.enumList(wn, "warning", "[op_return_output, nonstandard_output]", WarningCodes)
 	}
 	v.p.limitChecks = limitChecks(l)
 }

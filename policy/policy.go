@@ -12,6 +12,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
+	"github.com/btcsuite/btcd/txscript"
 )
 
 // MaxFileBytes bounds a policy file.
@@ -115,6 +116,12 @@ type Limits struct {
 	// ReleaseAfter: a reservation whose inputs are still unspent this long after signing is
 	// released (default DefaultReleaseAfter).
 	ReleaseAfter time.Duration
+	// AllowSighash lists the sighash types signed besides ALL (and DEFAULT on taproot)
+	// (limits.allow_sighash; DESIGN.md, "PSBT analysis and safety"). Empty: only ALL / DEFAULT.
+	AllowSighash []txscript.SigHashType
+	// DenyWarnings are analysis warning codes (WarningCodes) that refuse a request.
+	DenyWarnings    []string
+	allowSighashSet bool
 }
 
 // Destination is an address or a named descriptor (written "descriptor:NAME").

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/txscript"
 )
 
 const pkA = "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
@@ -161,6 +162,9 @@ func TestLoosenings(t *testing.T) {
 		{"rate limit raised", strings.Replace(base+lim+rules, "10/1h", "11/1h", 1), "rate_limit"},
 		{"rule edited", strings.Replace(base+lim+rules, "approvals: 1", "approvals: 1, cooling_off: 1h", 1), "rule 1"},
 		{"shorter loosen delay", strings.Replace(base+lim+rules, "7d", "1d", 1), "loosen_delay"},
+		{"ALL listed is no loosening", base + lim + "  allow_sighash: [ALL, DEFAULT]\n" + rules, ""},
+		{"sighash opt-in", base + lim + "  allow_sighash: [ALL, NONE]\n" + rules, "sighash NONE added"},
+		{"deny_warnings added", base + lim + "  deny_warnings: [locktime]\n" + rules, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -253,5 +257,43 @@ func TestSchemaFileUpToDate(t *testing.T) {
 	}
 	if string(b) != string(Schema()) {
 		t.Fatal("policy/schema.json is out of date: go run ./cmd/cosigner policy schema > policy/schema.json")
+	}
+}
+
+// TestAllowSighashStages: while a loosening change waits, only the sighash types every policy in
+// force allows are passed to the analysis; ALL and DEFAULT are never listed (always signed).
+func TestAllowSighashStages(t *testing.T) {
+	doc := func(sh string) *Policy {
+		p, err := Parse("p.yaml", []byte("version: 1\nclients:\n  - {name: c, pubkey: "+pkA+"}\nlimits:\n  max_per_tx: 1 BTC\n"+sh))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	old := doc("  allow_sighash: [ALL, SINGLE|ANYONECANPAY]\n")
+	next := doc("  allow_sighash: [ALL, NONE, SINGLE|ANYONECANPAY]\n").WithPrior(old, now.Add(time.Hour))
+	name := func(hs []txscript.SigHashType) string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, SighashName(uint32(h)))
+		}
+		return strings.Join(out, ",")
+	}
+	for _, c := range []struct {
+		p    *Policy
+		at   time.Time
+		want string
+	}{
+		{doc(""), now, ""},
+		{doc("  allow_sighash: [ALL]\n"), now, ""},
+		{old, now, "SINGLE|ANYONECANPAY"},
+		{next, now, "SINGLE|ANYONECANPAY"},
+		{next, now.Add(time.Hour), "NONE,SINGLE|ANYONECANPAY"},
+		{doc("").WithPrior(old, now.Add(time.Hour)), now, ""},
+	} {
+		if got := name(c.p.AllowSighash(c.at)); got != c.want {
+			t.Errorf("AllowSighash = %q, want %q", got, c.want)
+		}
 	}
 }

@@ -285,7 +285,7 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	if err != nil {
 		return refused("rejected", signer.AsMethodError(err), "decode", nil)
 	}
-	a, err := Analyze(p, s.desc, s.chain)
+	a, err := AnalyzeWith(p, s.desc, s.chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
 		me := signer.AsMethodError(err)
 		if me.Code == signer.CodeInternal {
@@ -339,9 +339,11 @@ func outpoints(a *Analysis) []string {
 
 // withLedger fills in.Spent from the spend ledger for every velocity window in force: what the
 // ledger counts, without this transaction and the reservations it would replace. An RBF
-// replacement is counted once, at the larger of its own outflow and the largest it replaces
-// (either may still confirm); it returns the part carried over from the replaced ones
-// (added to the reservation).
+// replacement is counted once, at the larger of its own outflow and what it replaces (either
+// may still confirm); what it replaces is the sum of the reserved transactions it conflicts
+// with, since those do not conflict with one another and could all confirm if it does not
+// (a transaction spending the inputs of two pending ones replaces both). It returns the part
+// carried over from the replaced ones (added to the reservation).
 func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *Analysis) (btcutil.Amount, error) {
 	plan, err := db.PlanReplacement(ctx, a.UnsignedTxID, outpoints(a))
 	if err != nil {
@@ -351,7 +353,7 @@ func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *polic
 	var carry btcutil.Amount
 	for _, r := range plan.Replaced {
 		exclude = append(exclude, r.TxID)
-		carry = max(carry, btcutil.Amount(r.OutflowSat))
+		carry += btcutil.Amount(r.OutflowSat)
 	}
 	carry = max(0, carry-a.Outflow)
 	in.Spent = map[time.Duration]btcutil.Amount{}
@@ -381,7 +383,7 @@ func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, 
 	if err != nil {
 		return nil, policy.Decision{}, err
 	}
-	a, err := Analyze(p, desc, chain)
+	a, err := AnalyzeWith(p, desc, chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
 		return nil, policy.Decision{}, err
 	}
@@ -393,13 +395,19 @@ func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, 
 }
 
 // PolicyInput builds the facts policy.Evaluate reads from an analysis (and the PSBT's output
-// scripts, which destination lists match).
+// scripts, which destination lists match): amounts, fee, feerate, locktime and its kind, RBF,
+// PSBT version, script type, per input its sighash type, spending path and relative lock, and
+// the warning codes.
 func PolicyInput(client, method string, now time.Time, p *psbt.Packet, a *Analysis) policy.Input {
 	in := policy.Input{Client: client, Method: method, Now: now, UnsignedTxID: a.UnsignedTxID, InputTotal: a.InputTotal,
 		ChangeTotal: a.ChangeTotal, Outflow: a.Outflow, Fee: a.Fee, VSize: a.VSize, FeeRate: policy.FeeRate(a.FeeRate),
-		LockTime: a.LockTime, RBF: a.RBF}
+		LockTime: a.LockTime, RBF: a.RBF, PSBTVersion: a.PSBTVersion, ScriptType: a.ScriptType, LockTimeKind: a.LockTimeKind}
+	for _, w := range a.Warnings {
+		in.Warnings = append(in.Warnings, w.Code)
+	}
 	for _, x := range a.Inputs {
-		in.Inputs = append(in.Inputs, policy.InputFact{OutPoint: x.OutPoint, Value: x.Value, Confirmations: x.Confirmations})
+		in.Inputs = append(in.Inputs, policy.InputFact{OutPoint: x.OutPoint, Value: x.Value, Confirmations: x.Confirmations,
+			SighashType: x.SighashType, ScriptType: x.ScriptType, SpendingPath: x.SpendingPath, RelativeLock: x.RelativeLock})
 	}
 	for _, o := range a.Outputs {
 		of := policy.OutputFact{Index: o.Index, Address: o.Address, Value: o.Value, Kind: o.Kind}

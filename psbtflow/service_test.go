@@ -269,10 +269,18 @@ func TestLedgerNeverExceedsWindows(t *testing.T) {
 	if testing.Short() {
 		seeds, steps = 2, 40
 	}
+	var st ledgerStats
 	for seed := range seeds {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { ledgerProperty(t, uint64(seed), steps) })
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { ledgerProperty(t, uint64(seed), steps, &st) })
 	}
+	// The model checks must have had something to check.
+	if st.chains == 0 || st.mustSign == 0 {
+		t.Fatalf("the sequences never built a replacement chain (%d) or a bump that must be signed (%d)", st.chains, st.mustSign)
+	}
+	t.Logf("checked %d replacement chains and %d fee bumps that had to be signed", st.chains, st.mustSign)
 }
+
+type ledgerStats struct{ chains, mustSign int }
 
 type modelTx struct {
 	txid    string
@@ -282,7 +290,7 @@ type modelTx struct {
 	state   string // pending | confirmed | dead
 }
 
-func ledgerProperty(t *testing.T, seed uint64, steps int) {
+func ledgerProperty(t *testing.T, seed uint64, steps int, st *ledgerStats) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 42))
 	f := newFixture(t)
@@ -320,24 +328,31 @@ limits:
 	}
 	var txs []*modelTx
 	nextID := 0
-	sign := func(ins []wire.OutPoint) {
+	// sign asks to sign a transaction over ins paying pay (random when < 0) and reports whether
+	// it was signed.
+	var lastErr error
+	sign := func(ins []wire.OutPoint, pay btcutil.Amount) bool {
 		var total btcutil.Amount
 		for _, op := range ins {
 			total += f.chain.coins[op].Value
 		}
 		fee := btcutil.Amount(500 + rng.IntN(3000))
-		pay := btcutil.Amount(rng.Int64N(int64(total - fee)))
+		if pay < 0 || pay > total-fee {
+			pay = btcutil.Amount(rng.Int64N(int64(total - fee)))
+		}
 		p := f.buildPSBT(t, ins, pay, total-pay-fee, uint32(rng.IntN(20)))
 		s, _ := Encode(p, Base64)
 		nextID++
 		_, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint(nextID), Method: "sign_psbt", Params: []string{s}})
 		if err == nil {
 			txs = append(txs, &modelTx{txid: p.UnsignedTx.TxHash().String(), outflow: pay + fee, inputs: ins, at: now, state: "pending"})
-			return
+			return true
 		}
 		if !strings.HasPrefix(err.Error(), "policy_denied: ") {
 			t.Fatalf("sign: %v", err)
 		}
+		lastErr = err
+		return false
 	}
 	unspent := func(m *modelTx) bool {
 		for _, op := range m.inputs {
@@ -359,7 +374,7 @@ limits:
 				continue
 			}
 			rng.Shuffle(len(coins), func(i, j int) { coins[i], coins[j] = coins[j], coins[i] })
-			sign(coins[:min(len(coins), 1+rng.IntN(2))])
+			sign(coins[:min(len(coins), 1+rng.IntN(2))], -1)
 		case op < 6: // replace a pending transaction (RBF: same inputs, another amount)
 			var pend []*modelTx
 			for _, m := range txs {
@@ -367,8 +382,22 @@ limits:
 					pend = append(pend, m)
 				}
 			}
-			if len(pend) > 0 {
-				sign(pend[rng.IntN(len(pend))].inputs)
+			if len(pend) == 0 {
+				continue
+			}
+			m := pend[rng.IntN(len(pend))]
+			// A fee bump over exactly the inputs of the one reserved transaction it conflicts with,
+			// that leaves no more than that transaction already counts, while that
+			// count is still inside every window, adds nothing to the worst case and must be
+			// signed: the bump is counted once (not on top of what it replaces).
+			head, ok := soleReservedConflict(t, db, m.inputs)
+			pay := btcutil.Amount(rng.Int64N(120_000))
+			mustSign := ok && sameOutPoints(head.Inputs, m.inputs) && head.At.After(now.Add(-time.Hour)) && pay+3_500 <= min(btcutil.Amount(head.OutflowSat), 120_000)
+			if mustSign {
+				st.mustSign++
+			}
+			if signed := sign(m.inputs, pay); mustSign && !signed {
+				t.Fatalf("step %d: a fee bump paying %s over the inputs of %s (counted %d sat at %s) was refused: %v", step, pay, head.TxID, head.OutflowSat, head.At, lastErr)
 			}
 		case op < 8: // confirm a pending transaction: its inputs are spent, its change comes back
 			var pend []*modelTx
@@ -409,7 +438,94 @@ limits:
 			open()
 		}
 		checkWindows(t, step, txs, windows)
+		st.chains += checkChains(t, step, db, txs)
 	}
+}
+
+// soleReservedConflict returns the ledger's reserved transaction spending any of ins, when
+// there is exactly one.
+func soleReservedConflict(t *testing.T, db *store.DB, ins []wire.OutPoint) (store.Reservation, bool) {
+	t.Helper()
+	rs, err := db.Reservations(context.Background(), store.LedgerReserved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []store.Reservation
+	for _, r := range rs {
+		if slices.ContainsFunc(ins, func(op wire.OutPoint) bool { return slices.Contains(r.Inputs, op.String()) }) {
+			found = append(found, r)
+		}
+	}
+	if len(found) != 1 {
+		return store.Reservation{}, false
+	}
+	return found[0], true
+}
+
+func sameOutPoints(ledger []string, ins []wire.OutPoint) bool {
+	var s []string
+	for _, op := range ins {
+		s = append(s, op.String())
+	}
+	slices.Sort(s)
+	return slices.Equal(slices.Sorted(slices.Values(ledger)), s)
+}
+
+// checkChains is the model of "an RBF fee bump counts once, at the larger outflow": for every
+// chain of replacements (transactions spending exactly the same inputs, none confirmed or
+// released yet, and nothing else spending any of them), the ledger counts exactly the largest
+// outflow of the chain: not less (the largest may still confirm), not more (only one can).
+func checkChains(t *testing.T, step int, db *store.DB, txs []*modelTx) (checked int) {
+	t.Helper()
+	rs, err := db.Reservations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := map[string]int64{}
+	for _, r := range rs {
+		if r.State == store.LedgerReserved || r.State == store.LedgerSpent {
+			counted[r.TxID] = r.OutflowSat
+		}
+	}
+	shares := func(a, b *modelTx) bool {
+		return slices.ContainsFunc(a.inputs, func(op wire.OutPoint) bool { return slices.Contains(b.inputs, op) })
+	}
+	sameInputs := func(a, b *modelTx) bool {
+		x, y := slices.Clone(a.inputs), slices.Clone(b.inputs)
+		cmp := func(p, q wire.OutPoint) int { return strings.Compare(p.String(), q.String()) }
+		slices.SortFunc(x, cmp)
+		slices.SortFunc(y, cmp)
+		return slices.Equal(x, y)
+	}
+	done := map[*modelTx]bool{}
+	for _, m := range txs {
+		if done[m] {
+			continue
+		}
+		var chain []*modelTx
+		clean := true
+		for _, o := range txs {
+			if shares(m, o) {
+				done[o] = true
+				chain = append(chain, o)
+				clean = clean && o.state == "pending" && sameInputs(m, o)
+			}
+		}
+		if !clean || len(chain) < 2 {
+			continue
+		}
+		var want btcutil.Amount
+		var got int64
+		for _, o := range chain {
+			want = max(want, o.outflow)
+			got += counted[o.txid]
+		}
+		if got != int64(want) {
+			t.Fatalf("step %d: a chain of %d replacements counts %d sat in the ledger, want its largest outflow %d", step, len(chain), got, int64(want))
+		}
+		checked++
+	}
+	return checked
 }
 
 // checkWindows asserts, for every window and every signing time T, that the worst case of what

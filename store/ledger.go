@@ -118,23 +118,14 @@ func (db *DB) FinishDecision(ctx context.Context, d Decided) error {
 }
 
 // AppendDecisionAudit appends an audit entry with the policy hash and explanation on its own
-// (decisions not tied to a stored request).
+// (decisions not tied to a stored request); they replace a.PolicyHash and a.Explanation.
 func (db *DB) AppendDecisionAudit(ctx context.Context, a AuditEntry, policyHash, explanation string) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error { return insertDecisionAudit(ctx, tx, a, policyHash, explanation) })
 }
 
 func insertDecisionAudit(ctx context.Context, tx *sql.Tx, a AuditEntry, policyHash, explanation string) error {
-	if a.At.IsZero() {
-		a.At = time.Now()
-	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO audit_log(at, client_pubkey, request_id, method, decision, rule, reason,
-		unsigned_txid, outflow_sat, fee_sat, analysis, policy_hash, explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.At.Unix(), a.Client, a.RequestID, a.Method, a.Decision, a.Rule, a.Reason, a.UnsignedTxID, a.OutflowSat, a.FeeSat, a.Analysis,
-		policyHash, explanation)
-	if err != nil {
-		return fmt.Errorf("store: append audit: %w", err)
-	}
-	return nil
+	a.PolicyHash, a.Explanation = policyHash, explanation
+	return insertAudit(ctx, tx, a)
 }
 
 // querier is what *sql.DB and *sql.Tx share.

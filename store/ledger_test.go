@@ -100,3 +100,29 @@ func TestPolicyVersionsOrder(t *testing.T) {
 		t.Fatalf("versions = %+v, %v", vs, err)
 	}
 }
+
+// TestAuditLogReadsPolicyHashAndExplanation: the audit reader returns the policy hash and the
+// explanation written with a decision (FinishDecision, AppendDecisionAudit), and empty ones for
+// entries written without them (AppendAudit).
+func TestAuditLogReadsPolicyHashAndExplanation(t *testing.T) {
+	db := openLedgerTest(t)
+	ctx := context.Background()
+	signed(t, db, "tx1", 1000, time.Unix(1_700_000_000, 0), "a:0")
+	if err := db.AppendDecisionAudit(ctx, AuditEntry{Client: "c", RequestID: "r2", Method: "sign_psbt", Decision: "denied", Rule: "max_per_tx"},
+		"h2", `[{"rule":"max_per_tx","result":"fail","detail":"over"}]`); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.AppendAudit(ctx, AuditEntry{Client: "c", RequestID: "r3", Method: "connect", Decision: "rejected"}); err != nil {
+		t.Fatal(err)
+	}
+	log, err := db.AuditLog(ctx, 10)
+	if err != nil || len(log) != 3 {
+		t.Fatalf("audit log: %d entries, %v", len(log), err)
+	}
+	want := [][2]string{{"", ""}, {"h2", `[{"rule":"max_per_tx","result":"fail","detail":"over"}]`}, {"h1", "[]"}}
+	for i, a := range log {
+		if a.PolicyHash != want[i][0] || a.Explanation != want[i][1] {
+			t.Errorf("entry %d (%s): policy_hash %q explanation %q, want %q %q", i, a.RequestID, a.PolicyHash, a.Explanation, want[i][0], want[i][1])
+		}
+	}
+}

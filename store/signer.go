@@ -472,6 +472,11 @@ type AuditEntry struct {
 	OutflowSat   int64
 	FeeSat       int64
 	Analysis     string // JSON
+	// PolicyHash is the hex SHA-256 of the policy file that decided (empty for decisions the
+	// policy was not asked about); Explanation is the decision's rule-by-rule explanation as
+	// JSON ([{"rule","result","detail"}], policy.Step), or empty.
+	PolicyHash  string
+	Explanation string
 }
 
 // FinishSignRequest moves a request to its final state and appends the audit entry, in one
@@ -502,18 +507,20 @@ func insertAudit(ctx context.Context, tx *sql.Tx, a AuditEntry) error {
 		a.At = time.Now()
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO audit_log(at, client_pubkey, request_id, method, decision, rule, reason,
-		unsigned_txid, outflow_sat, fee_sat, analysis) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.At.Unix(), a.Client, a.RequestID, a.Method, a.Decision, a.Rule, a.Reason, a.UnsignedTxID, a.OutflowSat, a.FeeSat, a.Analysis)
+		unsigned_txid, outflow_sat, fee_sat, analysis, policy_hash, explanation) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.At.Unix(), a.Client, a.RequestID, a.Method, a.Decision, a.Rule, a.Reason, a.UnsignedTxID, a.OutflowSat, a.FeeSat, a.Analysis,
+		a.PolicyHash, a.Explanation)
 	if err != nil {
 		return fmt.Errorf("store: append audit: %w", err)
 	}
 	return nil
 }
 
-// AuditLog returns the newest limit audit entries, newest first.
+// AuditLog returns the newest limit audit entries, newest first, with the policy hash and
+// explanation of each decision (migration 0005).
 func (db *DB) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 	rows, err := db.SQL.QueryContext(ctx, `SELECT at, client_pubkey, request_id, method, decision, rule, reason, unsigned_txid,
-		outflow_sat, fee_sat, analysis FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
+		outflow_sat, fee_sat, analysis, policy_hash, explanation FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: read audit log: %w", err)
 	}
@@ -523,7 +530,7 @@ func (db *DB) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 		var a AuditEntry
 		var at int64
 		if err := rows.Scan(&at, &a.Client, &a.RequestID, &a.Method, &a.Decision, &a.Rule, &a.Reason, &a.UnsignedTxID,
-			&a.OutflowSat, &a.FeeSat, &a.Analysis); err != nil {
+			&a.OutflowSat, &a.FeeSat, &a.Analysis, &a.PolicyHash, &a.Explanation); err != nil {
 			return nil, fmt.Errorf("store: read audit log: %w", err)
 		}
 		a.At = time.Unix(at, 0)
