@@ -22,7 +22,9 @@
 // Electrum status and brings no scripthash notification, is found. A history whose status does
 // not match the announced one is not taken: the watcher waits for the newer status (and
 // refetches with backoff). Coinbase outputs carry Coinbase (position 0 in their block) and are
-// left out of SpendableUTXOs until CoinbaseMaturity.
+// left out of SpendableUTXOs until a transaction in the next block may spend them (100
+// confirmations at the tip, the consensus rule); FundingMatured says when that happens, and
+// FundingImmature when a reorg or a shorter best chain undoes it.
 //
 // The watcher follows its server's best chain (like the Electrum wallet) rather than comparing
 // chain work; test networks' minimum-difficulty rules are not checked (see HeaderChain). The
@@ -36,6 +38,5 @@
 // Servers: Config.Servers go to an electrum.Pool (TLS with pinning, failover); every new
 // connection resubscribes every script, and the stored statuses make that cheap.
 //
-// Not yet here: events for coinbase maturity, RegisterSpend for outputs that are not the
-// wallet's, a header checkpoint.
+// Not yet here: RegisterSpend for outputs that are not the wallet's, a header checkpoint.
 package chainwatch
