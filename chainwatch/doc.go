@@ -38,5 +38,11 @@
 // Servers: Config.Servers go to an electrum.Pool (TLS with pinning, failover); every new
 // connection resubscribes every script, and the stored statuses make that cheap.
 //
-// Not yet here: RegisterSpend for outputs that are not the wallet's, a header checkpoint.
+// Notifications for any script (foreign.go): RegisterConfirmationsNtfn and RegisterSpendNtfn
+// take the script with the txid or outpoint, like lnd's; for a script that is not the wallet's
+// the watcher subscribes its scripthash on demand, proves the transaction's merkle proof against
+// its header chain, and reads the script's history transactions to find a spend. These
+// registrations are not persisted (they live as long as the Watcher, as in lnd).
+//
+// Not yet here: a header checkpoint (the chain is kept from genesis).
 package chainwatch

@@ -32,6 +32,7 @@ type syncState struct {
 	retry      map[string]*retryInfo
 	proofTried map[chainhash.Hash]int32 // txid → header height at the last failed proof attempt
 	proofRetry time.Time                // when failed proofs are tried again without a new header
+	foreign    *foreignSession          // RegisterConfirmationsNtfn/RegisterSpendNtfn watches
 }
 
 // proofRetryAfter is how long a failed merkle proof waits before it is asked again when no new
@@ -91,7 +92,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		return false, err
 	}
 
-	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}}
+	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}, foreign: newForeignSession()}
 	defer w.outstanding.Store(0)
 	w.mu.RLock()
 	known := w.tr.Scripts()
@@ -136,6 +137,9 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		if err := w.prove(ctx, c, s); err != nil {
 			return synced, err
 		}
+		if err := w.serviceForeign(ctx, c, s.foreign); err != nil {
+			return synced, err
+		}
 		if !synced && len(s.retry) == 0 {
 			synced = true
 			w.markReady()
@@ -155,6 +159,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 			if err := w.handleNotification(ctx, c, s, n); err != nil {
 				return synced, err
 			}
+		case <-w.reg.wake:
 		case <-retryC:
 			now := time.Now()
 			if !s.proofRetry.IsZero() && !s.proofRetry.After(now) {
@@ -448,7 +453,9 @@ func (w *Watcher) handleNotification(ctx context.Context, c *electrum.Client, s 
 		upToDate := w.tr.UpToDate(sh, status)
 		w.mu.RUnlock()
 		if !tracked {
-			w.log.Debug("notification for an untracked scripthash", "scripthash", sh)
+			if !w.foreignNotified(s.foreign, sh) {
+				w.log.Debug("notification for an untracked scripthash", "scripthash", sh)
+			}
 			return nil
 		}
 		delete(s.retry, sh) // a newer announcement supersedes a pending retry
