@@ -44,5 +44,9 @@
 // its header chain, and reads the script's history transactions to find a spend. These
 // registrations are not persisted (they live as long as the Watcher, as in lnd).
 //
+// Throttling: ElectrumX charges each session a cost and throttles, then disconnects, a client
+// that asks too much; the watcher paces its subscribe and fetch batches adaptively (pacing.go:
+// halve the batch and double the delay on each throttling answer, recover slowly).
+//
 // Not yet here: a header checkpoint (the chain is kept from genesis).
 package chainwatch

@@ -482,14 +482,20 @@ func deref(p *string) string {
 // script not yet verified is applied at once (null status = empty history); a status equal to
 // the verified one needs nothing; anything else is queued for fetching.
 func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncState, scripts []ScriptState, upd *Update) error {
-	for start := 0; start < len(scripts); start += subscribeBatch {
-		chunk := scripts[start:min(start+subscribeBatch, len(scripts))]
+	for start := 0; start < len(scripts); {
+		if err := w.pace.wait(ctx); err != nil {
+			return err
+		}
+		chunk := scripts[start:min(start+w.pace.size(subscribeBatch), len(scripts))]
+		start += len(chunk)
 		calls := make([]*electrum.Call, len(chunk))
 		results := make([]*string, len(chunk))
 		for i, sc := range chunk {
 			calls[i] = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sc.ScriptHash}, Result: &results[i]}
 		}
-		if err := c.Batch(ctx, calls); err != nil {
+		err := c.Batch(ctx, calls)
+		w.pace.observe(batchThrottled(err, calls))
+		if err != nil {
 			return fmt.Errorf("chainwatch: subscribe: %w", err)
 		}
 		for i, sc := range chunk {
@@ -567,10 +573,14 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 // and applies them, grows the windows, writes everything in one transaction and publishes the
 // events.
 func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) error {
-	shs := make([]string, 0, fetchBatch)
+	if err := w.pace.wait(ctx); err != nil {
+		return err
+	}
+	size := w.pace.size(fetchBatch)
+	shs := make([]string, 0, size)
 	for sh := range s.pending {
 		shs = append(shs, sh)
-		if len(shs) == fetchBatch {
+		if len(shs) == size {
 			break
 		}
 	}
@@ -601,7 +611,12 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		delete(s.resub, sh)
 	}
 	w.fetches.Add(uint64(len(jobs)))
-	if err := c.Batch(ctx, calls); err != nil {
+	err := c.Batch(ctx, calls)
+	w.pace.observe(batchThrottled(err, calls))
+	if err != nil {
+		for _, j := range jobs { // fetched again by the next session
+			s.pending[j.sh] = j.announced
+		}
 		return fmt.Errorf("chainwatch: fetch histories: %w", err)
 	}
 
