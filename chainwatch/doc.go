@@ -22,7 +22,9 @@
 // Electrum status and brings no scripthash notification, is found. A history whose status does
 // not match the announced one is not taken: the watcher waits for the newer status (and
 // refetches with backoff). Coinbase outputs carry Coinbase (position 0 in their block) and are
-// left out of SpendableUTXOs until CoinbaseMaturity.
+// left out of SpendableUTXOs until a transaction in the next block may spend them (100
+// confirmations at the tip, the consensus rule); FundingMatured says when that happens, and
+// FundingImmature when a reorg or a shorter best chain undoes it.
 //
 // The watcher follows its server's best chain (like the Electrum wallet) rather than comparing
 // chain work; test networks' minimum-difficulty rules are not checked (see HeaderChain). The
@@ -36,6 +38,15 @@
 // Servers: Config.Servers go to an electrum.Pool (TLS with pinning, failover); every new
 // connection resubscribes every script, and the stored statuses make that cheap.
 //
-// Not yet here: events for coinbase maturity, RegisterSpend for outputs that are not the
-// wallet's, a header checkpoint.
+// Notifications for any script (foreign.go): RegisterConfirmationsNtfn and RegisterSpendNtfn
+// take the script with the txid or outpoint, like lnd's; for a script that is not the wallet's
+// the watcher subscribes its scripthash on demand, proves the transaction's merkle proof against
+// its header chain, and reads the script's history transactions to find a spend. These
+// registrations are not persisted (they live as long as the Watcher, as in lnd).
+//
+// Throttling: ElectrumX charges each session a cost and throttles, then disconnects, a client
+// that asks too much; the watcher paces its subscribe and fetch batches adaptively (pacing.go:
+// halve the batch and double the delay on each throttling answer, recover slowly).
+//
+// Not yet here: a header checkpoint (the chain is kept from genesis).
 package chainwatch

@@ -55,6 +55,7 @@ type SpendEvent struct {
 }
 
 type confReg struct {
+	sh    string // a foreign (non-wallet) script's scripthash; "" for a wallet transaction
 	txid  chainhash.Hash
 	n     int32
 	last  int32
@@ -63,6 +64,7 @@ type confReg struct {
 }
 
 type spendReg struct {
+	sh    string // a foreign (non-wallet) script's scripthash; "" for a wallet output
 	op    wire.OutPoint
 	spent bool
 	ev    *SpendEvent
@@ -76,10 +78,16 @@ type registry struct {
 	confs  map[uint64]*confReg
 	spends map[uint64]*spendReg
 	closed bool
+	// Foreign watches (foreign.go): watched non-wallet scripts by scripthash, proofs of their
+	// transactions, and a signal to the session loop.
+	foreign map[string]*foreignScript
+	proofs  map[chainhash.Hash]foreignProof
+	wake    chan struct{}
 }
 
 func newRegistry() *registry {
-	return &registry{confs: map[uint64]*confReg{}, spends: map[uint64]*spendReg{}}
+	return &registry{confs: map[uint64]*confReg{}, spends: map[uint64]*spendReg{}, foreign: map[string]*foreignScript{},
+		proofs: map[chainhash.Hash]foreignProof{}, wake: make(chan struct{}, 1)}
 }
 
 func trySend[T any](ch chan T, v T) {
@@ -91,13 +99,19 @@ func trySend[T any](ch chan T, v T) {
 
 // RegisterConf asks to be told when the wallet transaction txid has numConfs confirmations
 // (numConfs >= 1). Only transactions that touch the wallet's scripts are seen (they are in a
-// tracked script's history); others never confirm here. If the transaction already has them,
+// tracked script's history); for others use RegisterConfirmationsNtfn with their script. If the transaction already has them,
 // Confirmed is ready at once. Returns ErrConfig for numConfs < 1; after the watcher stopped,
 // Done is closed at once.
 func (w *Watcher) RegisterConf(txid chainhash.Hash, numConfs int32) (*ConfirmationEvent, error) {
 	if numConfs < 1 {
 		return nil, fmt.Errorf("%w: numConfs %d < 1", ErrConfig, numConfs)
 	}
+	return w.registerConf(txid, numConfs, "", nil)
+}
+
+// registerConf registers a confirmation watch: of a wallet transaction (sh "") or of a
+// transaction of the foreign script pkScript whose scripthash is sh.
+func (w *Watcher) registerConf(txid chainhash.Hash, numConfs int32, sh string, pkScript []byte) (*ConfirmationEvent, error) {
 	ev := &ConfirmationEvent{
 		Confirmed:    make(chan TxConfirmation, 1),
 		Updates:      make(chan int32, numConfs),
@@ -114,20 +128,27 @@ func (w *Watcher) RegisterConf(txid chainhash.Hash, numConfs int32) (*Confirmati
 	}
 	id := r.next
 	r.next++
-	reg := &confReg{txid: txid, n: numConfs, ev: ev}
+	reg := &confReg{sh: sh, txid: txid, n: numConfs, ev: ev}
 	r.confs[id] = reg
+	if sh != "" {
+		r.addForeign(sh, pkScript)
+	}
 	var once sync.Once
 	ev.Cancel = func() {
 		once.Do(func() {
 			r.mu.Lock()
 			if _, ok := r.confs[id]; ok {
 				delete(r.confs, id)
+				r.dropForeign(sh)
 				close(ev.Done)
 			}
 			r.mu.Unlock()
 		})
 	}
 	r.mu.Unlock()
+	if sh != "" {
+		w.wakeSession()
+	}
 	w.dispatch(nil)
 	return ev, nil
 }
@@ -174,8 +195,16 @@ func (w *Watcher) dispatch(evs []Event) {
 	if len(r.confs) > 0 {
 		w.mu.RLock()
 		for _, c := range r.confs {
-			confs := w.tr.Confirmations(c.txid)
-			x, _ := w.tr.Tx(c.txid)
+			var confs int32
+			var x TxState
+			if c.sh == "" {
+				confs = w.tr.Confirmations(c.txid)
+				x, _ = w.tr.Tx(c.txid)
+			} else {
+				var p foreignProof
+				confs, p = w.foreignConfs(c.txid)
+				x = TxState{TxID: c.txid, Height: p.height, BlockHash: p.blockHash}
+			}
 			switch {
 			case confs == c.last:
 			case confs > c.last:
@@ -203,14 +232,14 @@ func (w *Watcher) dispatch(evs []Event) {
 		switch e := ev.(type) {
 		case Spent:
 			for _, s := range r.spends {
-				if s.op == e.OutPoint && !s.spent {
+				if s.sh == "" && s.op == e.OutPoint && !s.spent {
 					s.spent = true
 					trySend(s.ev.Spend, SpendDetail{OutPoint: e.OutPoint, SpentBy: e.SpentBy})
 				}
 			}
 		case FundingSeen:
 			for _, s := range r.spends {
-				if s.op == e.UTXO.OutPoint && s.spent {
+				if s.sh == "" && s.op == e.UTXO.OutPoint && s.spent {
 					s.spent = false
 					trySend(s.ev.Reorg, struct{}{})
 				}

@@ -113,20 +113,27 @@ func ReadStatus(ctx context.Context, db *store.DB) (Status, error) {
 const (
 	kindFundingSeen      = "funding_seen"
 	kindFundingConfirmed = "funding_confirmed"
+	kindFundingMatured   = "funding_matured"
+	kindFundingImmature  = "funding_immature"
 	kindSpent            = "spent"
 	kindFundingDropped   = "funding_dropped"
 	kindFundingReorged   = "funding_reorged"
 	kindNewTip           = "new_tip"
 )
 
-// EventKind returns the stable name of ev's type ("funding_seen", "funding_confirmed", "spent",
-// "funding_dropped", "funding_reorged", "new_tip").
+// EventKind returns the stable name of ev's type ("funding_seen", "funding_confirmed",
+// "funding_matured", "funding_immature", "spent", "funding_dropped", "funding_reorged",
+// "new_tip").
 func EventKind(ev Event) string {
 	switch ev.(type) {
 	case FundingSeen:
 		return kindFundingSeen
 	case FundingConfirmed:
 		return kindFundingConfirmed
+	case FundingMatured:
+		return kindFundingMatured
+	case FundingImmature:
+		return kindFundingImmature
 	case Spent:
 		return kindSpent
 	case FundingDropped:
@@ -157,6 +164,12 @@ func decodeEvent(e store.ChainwatchEvent) (Event, error) {
 	case kindFundingConfirmed:
 		var x FundingConfirmed
 		err, ev = json.Unmarshal(e.Payload, &x), &x
+	case kindFundingMatured:
+		var x FundingMatured
+		err, ev = json.Unmarshal(e.Payload, &x), &x
+	case kindFundingImmature:
+		var x FundingImmature
+		err, ev = json.Unmarshal(e.Payload, &x), &x
 	case kindSpent:
 		var x Spent
 		err, ev = json.Unmarshal(e.Payload, &x), &x
@@ -184,6 +197,10 @@ func deref2(ev Event) Event {
 	case *FundingSeen:
 		return *x
 	case *FundingConfirmed:
+		return *x
+	case *FundingMatured:
+		return *x
+	case *FundingImmature:
 		return *x
 	case *Spent:
 		return *x

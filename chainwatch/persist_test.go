@@ -19,6 +19,8 @@ func TestEventRoundTrip(t *testing.T) {
 	for _, ev := range []Event{
 		FundingSeen{UTXO: u},
 		FundingConfirmed{UTXO: u, Confs: 3},
+		FundingMatured{UTXO: u, Tip: Tip{Height: 200, Hash: chainhash.Hash{8}}},
+		FundingImmature{UTXO: u, Tip: Tip{Height: 199, Hash: chainhash.Hash{6}}},
 		Spent{OutPoint: u.OutPoint, UTXO: u, SpentBy: &by},
 		Spent{OutPoint: u.OutPoint, UTXO: u},
 		FundingDropped{UTXO: u},
@@ -33,6 +35,9 @@ func TestEventRoundTrip(t *testing.T) {
 		got, err := decodeEvent(e)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if EventKind(ev) == "unknown" {
+			t.Fatalf("%T has no stored kind", ev)
 		}
 		if want := withID(ev, 42); !reflect.DeepEqual(got, want) || got.EventID() != 42 {
 			t.Fatalf("%s: got %#v, want %#v", e.Kind, got, want)

@@ -2,6 +2,8 @@ package chainwatch
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg"
@@ -145,31 +147,122 @@ func TestTrackerRBF(t *testing.T) {
 }
 
 // TestTrackerCoinbaseMaturity: a coinbase output (position 0) is in UTXOs at once but in
-// SpendableUTXOs only once a transaction in the next block would have 100 confirmations on it.
+// SpendableUTXOs, and announced by FundingMatured, only once a transaction in the next block may
+// spend it: consensus wants spendHeight - coinbaseHeight >= 100 (Bitcoin Core CheckTxInputs,
+// btcd CheckTransactionInputs), i.e. 100 confirmations at the tip. A shorter best chain or a
+// reorg that takes the block away makes it immature again (FundingImmature).
 func TestTrackerCoinbaseMaturity(t *testing.T) {
-	tr := newTestTracker(t)
-	tc := &testChain{t: t}
-	growTo(t, tr, tc, 5)
+	newTr := func(t *testing.T) (*Tracker, *testChain, string) {
+		tr, err := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 200))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Extend(); err != nil {
+			t.Fatal(err)
+		}
+		return tr, &testChain{t: t}, sh(t, tr, 0, 0)
+	}
 	cb := coinbaseLeaf(5, 0)
-	s0 := sh(t, tr, 0, 0)
+	op := wire.OutPoint{Hash: cb}
+	short := cb.String()[:1]
 	hist := []HistoryItem{{cb, 5}}
-	if _, err := tr.Apply(s0, status(t, hist), hist, []UnspentItem{{cb, 0, 5, 50 * 1e8}}); err != nil {
-		t.Fatal(err)
+	found := func(t *testing.T, tr *Tracker, tc *testChain, s0 string) string {
+		t.Helper()
+		up, err := tr.Apply(s0, status(t, hist), hist, []UnspentItem{{cb, 0, 5, 50 * 1e8}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := eventKinds(up.Events)
+		if up, err = tr.ApplyProof(cb, tc.proof(5, cb)); err != nil {
+			t.Fatal(err)
+		}
+		return got + "; " + eventKinds(up.Events)
 	}
-	if _, err := tr.ApplyProof(cb, tc.proof(5, cb)); err != nil {
-		t.Fatal(err)
+	want := func(t *testing.T, up Update, format string, args ...any) {
+		t.Helper()
+		w := format
+		if strings.Contains(format, "%") {
+			w = fmt.Sprintf(format, append([]any{short}, args...)...)
+		}
+		if got := eventKinds(up.Events); got != w {
+			t.Fatalf("events %q, want %q", got, w)
+		}
 	}
-	u, _ := tr.UTXO(wire.OutPoint{Hash: cb})
-	if !u.Coinbase || len(tr.UTXOs()) != 1 || len(tr.SpendableUTXOs()) != 0 {
-		t.Fatalf("fresh coinbase: %+v, spendable %d", u, len(tr.SpendableUTXOs()))
-	}
-	growTo(t, tr, tc, 103) // 99 confirmations: the next block gives 100
-	if len(tr.SpendableUTXOs()) != 1 {
-		t.Fatal("coinbase with 99 confirmations not spendable in the next block")
-	}
-	if u, _ := tr.UTXO(wire.OutPoint{Hash: cb}); u.Mature(tr.Chain().Tip()) {
-		t.Fatal("99 confirmations reported mature at the tip")
-	}
+
+	t.Run("matures at 100 confirmations, not 99", func(t *testing.T) {
+		tr, tc, s0 := newTr(t)
+		growTo(t, tr, tc, 5)
+		if got := found(t, tr, tc, s0); got != fmt.Sprintf("seen %s:0@0; confirmed %[1]s:0@5/1", short) {
+			t.Fatalf("found: %q", got)
+		}
+		u, _ := tr.UTXO(op)
+		if !u.Coinbase || len(tr.UTXOs()) != 1 || len(tr.SpendableUTXOs()) != 0 {
+			t.Fatalf("fresh coinbase: %+v, spendable %d", u, len(tr.SpendableUTXOs()))
+		}
+		want(t, growTo(t, tr, tc, 103), "tip 103") // 99 confirmations
+		if len(tr.SpendableUTXOs()) != 0 {
+			t.Fatal("coinbase with 99 confirmations spendable in the next block (premature spend)")
+		}
+		if u.Mature(Tip{Height: 104}) || !u.Mature(Tip{Height: 105}) {
+			t.Fatal("Mature: spend height 104 (99 blocks after 5) allowed or 105 refused")
+		}
+		want(t, growTo(t, tr, tc, 104), "matured %s:0@5 at 104, tip 104")
+		if len(tr.SpendableUTXOs()) != 1 {
+			t.Fatal("coinbase with 100 confirmations not spendable in the next block")
+		}
+		want(t, growTo(t, tr, tc, 110), "tip 110") // once only
+	})
+	t.Run("found already mature", func(t *testing.T) {
+		tr, tc, s0 := newTr(t)
+		growTo(t, tr, tc, 120)
+		if got := found(t, tr, tc, s0); got != fmt.Sprintf("seen %s:0@0; confirmed %[1]s:0@5/116, matured %[1]s:0@5 at 120", short) {
+			t.Fatalf("found: %q", got)
+		}
+	})
+	t.Run("shorter best chain makes it immature, then it matures again", func(t *testing.T) {
+		tr, tc, s0 := newTr(t)
+		growTo(t, tr, tc, 5)
+		found(t, tr, tc, s0)
+		growTo(t, tr, tc, 105)
+		// The server's best chain forks at 102 and ends at 103 (invalidateblock does this).
+		fk := &testChain{t: t, salt: 'f'}
+		prev, _ := tr.Chain().Header(102)
+		up, err := tr.ConnectHeaders(103, fk.headers(prev, 103, 103))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, up, "immature %s:0@5 at 103, tip 103 fork 102")
+		if u, _ := tr.UTXO(op); u.Height != 5 || len(tr.SpendableUTXOs()) != 0 {
+			t.Fatalf("after the short fork: %+v, spendable %d", u, len(tr.SpendableUTXOs()))
+		}
+		prev, _ = tr.Chain().Header(103)
+		up, err = tr.ConnectHeaders(104, fk.headers(prev, 104, 104))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, up, "matured %s:0@5 at 104, tip 104")
+	})
+	t.Run("reorg takes the block away", func(t *testing.T) {
+		tr, tc, s0 := newTr(t)
+		growTo(t, tr, tc, 5)
+		found(t, tr, tc, s0)
+		growTo(t, tr, tc, 110)
+		fk := &testChain{t: t, salt: 'g'} // another coinbase at 5: ours is gone
+		prev, _ := tr.Chain().Header(4)
+		up, err := tr.ConnectHeaders(5, fk.headers(prev, 5, 111))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, up, "reorged %s:0@5, immature %[1]s:0@5 at 111, tip 111 fork 4")
+		if len(tr.SpendableUTXOs()) != 0 {
+			t.Fatal("reorged-out coinbase still spendable")
+		}
+		up, err = tr.Apply(s0, "", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want(t, up, "dropped %s:0")
+	})
 }
 
 // FuzzTrackerApply feeds arbitrary history/unspent answers (announced with their own status, as

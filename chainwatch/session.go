@@ -32,6 +32,7 @@ type syncState struct {
 	retry      map[string]*retryInfo
 	proofTried map[chainhash.Hash]int32 // txid → header height at the last failed proof attempt
 	proofRetry time.Time                // when failed proofs are tried again without a new header
+	foreign    *foreignSession          // RegisterConfirmationsNtfn/RegisterSpendNtfn watches
 }
 
 // proofRetryAfter is how long a failed merkle proof waits before it is asked again when no new
@@ -91,7 +92,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		return false, err
 	}
 
-	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}}
+	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}, foreign: newForeignSession()}
 	defer w.outstanding.Store(0)
 	w.mu.RLock()
 	known := w.tr.Scripts()
@@ -136,6 +137,9 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		if err := w.prove(ctx, c, s); err != nil {
 			return synced, err
 		}
+		if err := w.serviceForeign(ctx, c, s.foreign); err != nil {
+			return synced, err
+		}
 		if !synced && len(s.retry) == 0 {
 			synced = true
 			w.markReady()
@@ -155,6 +159,7 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 			if err := w.handleNotification(ctx, c, s, n); err != nil {
 				return synced, err
 			}
+		case <-w.reg.wake:
 		case <-retryC:
 			now := time.Now()
 			if !s.proofRetry.IsZero() && !s.proofRetry.After(now) {
@@ -448,7 +453,9 @@ func (w *Watcher) handleNotification(ctx context.Context, c *electrum.Client, s 
 		upToDate := w.tr.UpToDate(sh, status)
 		w.mu.RUnlock()
 		if !tracked {
-			w.log.Debug("notification for an untracked scripthash", "scripthash", sh)
+			if !w.foreignNotified(s.foreign, sh) {
+				w.log.Debug("notification for an untracked scripthash", "scripthash", sh)
+			}
 			return nil
 		}
 		delete(s.retry, sh) // a newer announcement supersedes a pending retry
@@ -475,14 +482,20 @@ func deref(p *string) string {
 // script not yet verified is applied at once (null status = empty history); a status equal to
 // the verified one needs nothing; anything else is queued for fetching.
 func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncState, scripts []ScriptState, upd *Update) error {
-	for start := 0; start < len(scripts); start += subscribeBatch {
-		chunk := scripts[start:min(start+subscribeBatch, len(scripts))]
+	for start := 0; start < len(scripts); {
+		if err := w.pace.wait(ctx); err != nil {
+			return err
+		}
+		chunk := scripts[start:min(start+w.pace.size(subscribeBatch), len(scripts))]
+		start += len(chunk)
 		calls := make([]*electrum.Call, len(chunk))
 		results := make([]*string, len(chunk))
 		for i, sc := range chunk {
 			calls[i] = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sc.ScriptHash}, Result: &results[i]}
 		}
-		if err := c.Batch(ctx, calls); err != nil {
+		err := c.Batch(ctx, calls)
+		w.pace.observe(batchThrottled(err, calls))
+		if err != nil {
 			return fmt.Errorf("chainwatch: subscribe: %w", err)
 		}
 		for i, sc := range chunk {
@@ -560,10 +573,14 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 // and applies them, grows the windows, writes everything in one transaction and publishes the
 // events.
 func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) error {
-	shs := make([]string, 0, fetchBatch)
+	if err := w.pace.wait(ctx); err != nil {
+		return err
+	}
+	size := w.pace.size(fetchBatch)
+	shs := make([]string, 0, size)
 	for sh := range s.pending {
 		shs = append(shs, sh)
-		if len(shs) == fetchBatch {
+		if len(shs) == size {
 			break
 		}
 	}
@@ -594,7 +611,12 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		delete(s.resub, sh)
 	}
 	w.fetches.Add(uint64(len(jobs)))
-	if err := c.Batch(ctx, calls); err != nil {
+	err := c.Batch(ctx, calls)
+	w.pace.observe(batchThrottled(err, calls))
+	if err != nil {
+		for _, j := range jobs { // fetched again by the next session
+			s.pending[j.sh] = j.announced
+		}
 		return fmt.Errorf("chainwatch: fetch histories: %w", err)
 	}
 

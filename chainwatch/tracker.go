@@ -189,7 +189,7 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 	for _, x := range txs {
 		if x.Verified {
 			if h, ok := t.chain.Hash(x.Height); !ok || h != x.BlockHash {
-				x.Verified, x.BlockHash, x.Coinbase = false, chainhash.Hash{}, false
+				x.Verified, x.BlockHash = false, chainhash.Hash{} // a coinbase stays one
 			}
 		}
 		t.txs[x.TxID] = &txRecord{TxState: x, scripts: map[string]struct{}{}}
@@ -344,7 +344,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 			t.txs[h.TxHash] = r
 			up.PutTxs = append(up.PutTxs, r.TxState)
 		} else if r.Height != h.Height {
-			r.TxState = TxState{TxID: h.TxHash, Height: h.Height}
+			r.TxState = TxState{TxID: h.TxHash, Height: h.Height, Coinbase: r.Coinbase}
 			up.PutTxs = append(up.PutTxs, r.TxState)
 			t.markTx(dirty, h.TxHash)
 		}
@@ -380,7 +380,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 	if changed || !up.Empty() {
 		up.Scripts = append(up.Scripts, *s)
 	}
-	t.diff(dirty, &up)
+	t.diff(dirty, &up, t.next())
 	return up, nil
 }
 
@@ -440,19 +440,24 @@ func (t *Tracker) markTx(dirty map[wire.OutPoint]struct{}, txid chainhash.Hash) 
 	}
 }
 
-// effective is u as published: confirmed (Height, BlockHash, Coinbase) only when its transaction
-// is proven against our header chain.
+// effective is u as published: confirmed (Height, BlockHash) only when its transaction is proven
+// against our header chain; Coinbase once a proof showed it (it stays set when a reorg makes the
+// transaction unproven again, so that such an output is never taken as spendable).
 func (t *Tracker) effective(u UTXO) UTXO {
 	u.Height, u.BlockHash, u.Coinbase = 0, chainhash.Hash{}, false
-	if r := t.txs[u.OutPoint.Hash]; r != nil && r.Verified && r.Height > 0 {
-		u.Height, u.BlockHash, u.Coinbase = r.Height, r.BlockHash, r.Coinbase
+	if r := t.txs[u.OutPoint.Hash]; r != nil {
+		u.Coinbase = r.Coinbase
+		if r.Verified && r.Height > 0 {
+			u.Height, u.BlockHash = r.Height, r.BlockHash
+		}
 	}
 	return u
 }
 
 // diff brings the published view of the dirty outputs up to date, recording puts, removes and
-// events in up, in a stable order (by outpoint).
-func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update) {
+// events in up, in a stable order (by outpoint). prevNext is the height of the next block before
+// this change (for coinbase maturity; the chain's own next height when headers did not move).
+func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext int32) {
 	ops := make([]wire.OutPoint, 0, len(dirty))
 	for op := range dirty {
 		ops = append(ops, op)
@@ -484,9 +489,15 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update) {
 			if cur.Height > 0 {
 				added = append(added, FundingConfirmed{UTXO: cur, Confs: t.confs(cur)})
 			}
+			if ev := t.maturity(UTXO{}, false, prevNext, cur); ev != nil {
+				added = append(added, ev)
+			}
 		case had && has:
 			cur := t.effective(srv)
 			if cur.Height == old.Height && cur.BlockHash == old.BlockHash && cur.Value == old.Value && cur.Coinbase == old.Coinbase {
+				if ev := t.maturity(old, true, prevNext, cur); ev != nil {
+					added = append(added, ev)
+				}
 				continue
 			}
 			t.eff[op] = cur
@@ -497,10 +508,34 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update) {
 			if cur.Height > 0 && (cur.Height != old.Height || cur.BlockHash != old.BlockHash) {
 				added = append(added, FundingConfirmed{UTXO: cur, Confs: t.confs(cur)})
 			}
+			if ev := t.maturity(old, true, prevNext, cur); ev != nil {
+				added = append(added, ev)
+			}
 		}
 	}
 	up.Events = append(up.Events, removed...)
 	up.Events = append(up.Events, added...)
+}
+
+// next returns the height of the next block on our header chain.
+func (t *Tracker) next() int32 { return t.chain.Height() + 1 }
+
+// maturity returns FundingMatured when cur (published now) may be spent in the next block and
+// old (published before, if had; when the next block was at prevNext) could not, FundingImmature
+// for the reverse, and nil otherwise. Only coinbase outputs ever change (see UTXO.Mature).
+func (t *Tracker) maturity(old UTXO, had bool, prevNext int32, cur UTXO) Event {
+	was := had && old.Coinbase && old.Mature(Tip{Height: prevNext})
+	is := cur.Coinbase && cur.Mature(Tip{Height: t.next()})
+	switch {
+	case !was && is:
+		return FundingMatured{UTXO: cur, Tip: t.chain.Tip()}
+	case was && !is:
+		if cur.Height > 0 {
+			return FundingImmature{UTXO: cur, Tip: t.chain.Tip()}
+		}
+		return FundingImmature{UTXO: old, Tip: t.chain.Tip()}
+	}
+	return nil
 }
 
 func (t *Tracker) confs(u UTXO) int32 {
@@ -516,6 +551,7 @@ func (t *Tracker) confs(u UTXO) int32 {
 // (FundingReorged) until ProofNeeded/ApplyProof prove them in the new chain. A NewTip event
 // closes the update when the tip changed.
 func (t *Tracker) ConnectHeaders(start int32, headers []wire.BlockHeader) (Update, error) {
+	prevNext := t.next()
 	r, err := t.chain.Connect(start, headers)
 	if err != nil {
 		return Update{}, err
@@ -533,14 +569,30 @@ func (t *Tracker) ConnectHeaders(start int32, headers []wire.BlockHeader) (Updat
 	if len(r.Disconnected) > 0 {
 		for id, x := range t.txs {
 			if x.Verified && x.Height > r.Fork {
-				x.Verified, x.BlockHash, x.Coinbase = false, chainhash.Hash{}, false
+				x.Verified, x.BlockHash = false, chainhash.Hash{} // a coinbase stays one
 				up.PutTxs = append(up.PutTxs, x.TxState)
 				t.markTx(dirty, id)
 			}
 		}
 		sort.Slice(up.PutTxs, func(i, j int) bool { return bytes.Compare(up.PutTxs[i].TxID[:], up.PutTxs[j].TxID[:]) < 0 })
 	}
-	t.diff(dirty, &up)
+	t.diff(dirty, &up, prevNext)
+	// Coinbase outputs whose block stays: the tip moved, so they may have matured (or, on a
+	// shorter best chain, become immature again).
+	if prevNext != t.next() {
+		var cbs []UTXO
+		for op, u := range t.eff {
+			if _, done := dirty[op]; !done && u.Coinbase && u.Height > 0 {
+				cbs = append(cbs, u)
+			}
+		}
+		sortUTXOs(cbs)
+		for _, u := range cbs {
+			if ev := t.maturity(u, true, prevNext, u); ev != nil {
+				up.Events = append(up.Events, ev)
+			}
+		}
+	}
 	up.Events = append(up.Events, NewTip{Tip: t.chain.Tip(), Fork: r.Fork, Reorged: len(r.Disconnected) > 0})
 	return up, nil
 }
@@ -590,11 +642,11 @@ func (t *Tracker) ApplyProof(txid chainhash.Hash, p MerkleProof) (Update, error)
 	if err := VerifyMerkleProof(txid, p, hdr); err != nil {
 		return up, err
 	}
-	r.Verified, r.BlockHash, r.Coinbase = true, hdr.BlockHash(), p.Pos == 0
+	r.Verified, r.BlockHash, r.Coinbase = true, hdr.BlockHash(), r.Coinbase || p.Pos == 0
 	up.PutTxs = append(up.PutTxs, r.TxState)
 	dirty := map[wire.OutPoint]struct{}{}
 	t.markTx(dirty, txid)
-	t.diff(dirty, &up)
+	t.diff(dirty, &up, t.next())
 	return up, nil
 }
 

@@ -171,6 +171,10 @@ func eventKinds(evs []Event) string {
 			out = append(out, fmt.Sprintf("seen %s:%d@%d", e.UTXO.OutPoint.Hash.String()[:1], e.UTXO.OutPoint.Index, e.UTXO.Height))
 		case FundingConfirmed:
 			out = append(out, fmt.Sprintf("confirmed %s:%d@%d/%d", e.UTXO.OutPoint.Hash.String()[:1], e.UTXO.OutPoint.Index, e.UTXO.Height, e.Confs))
+		case FundingMatured:
+			out = append(out, fmt.Sprintf("matured %s:%d@%d at %d", e.UTXO.OutPoint.Hash.String()[:1], e.UTXO.OutPoint.Index, e.UTXO.Height, e.Tip.Height))
+		case FundingImmature:
+			out = append(out, fmt.Sprintf("immature %s:%d@%d at %d", e.UTXO.OutPoint.Hash.String()[:1], e.UTXO.OutPoint.Index, e.UTXO.Height, e.Tip.Height))
 		case Spent:
 			out = append(out, fmt.Sprintf("spent %s:%d", e.OutPoint.Hash.String()[:1], e.OutPoint.Index))
 		case FundingDropped:

@@ -22,8 +22,9 @@ type ScriptSource interface {
 // was confirmed at — only once the funding transaction's merkle proof (SPV) checked against the
 // watcher's own header chain — and 0 otherwise (in the mempool, or confirmed per the server but
 // not yet or not provably). BlockHash is the hash of that block (zero while Height is 0).
-// Coinbase is true for an output of a coinbase transaction (position 0 in its block), which
-// can be spent only once it has CoinbaseMaturity confirmations (see Mature).
+// Coinbase is true for an output of a coinbase transaction (proven at position 0 in its block;
+// it stays true while a reorg leaves it unconfirmed), which can be spent only once it has
+// CoinbaseMaturity confirmations (see Mature).
 type UTXO struct {
 	OutPoint  wire.OutPoint
 	Value     btcutil.Amount
@@ -39,10 +40,14 @@ type UTXO struct {
 // (Bitcoin consensus, COINBASE_MATURITY; the same on every network).
 const CoinbaseMaturity = 100
 
-// Mature reports whether u can be spent in a transaction mined on top of tip: always for a
-// non-coinbase output, and for a coinbase output once it has CoinbaseMaturity confirmations.
-func (u UTXO) Mature(tip Tip) bool {
-	return !u.Coinbase || u.Confirmations(tip) >= CoinbaseMaturity
+// Mature reports whether u can be spent by a transaction in the block at height spend.Height
+// (pass the tip's height + 1 for "the next block"): always for a non-coinbase output, and for a
+// proven coinbase output once spend.Height - u.Height >= CoinbaseMaturity — Bitcoin Core's
+// CheckTxInputs ("bad-txns-premature-spend-of-coinbase") and btcd's CheckTransactionInputs. So a
+// coinbase output with CoinbaseMaturity confirmations at the tip may be spent in the next block,
+// one with CoinbaseMaturity-1 may not.
+func (u UTXO) Mature(spend Tip) bool {
+	return !u.Coinbase || (u.Height > 0 && spend.Height-u.Height >= CoinbaseMaturity)
 }
 
 // Confirmations returns how many blocks confirm u at tip (0 in the mempool or when the tip is
@@ -60,7 +65,8 @@ type Tip struct {
 	Hash   chainhash.Hash
 }
 
-// Event is one of FundingSeen, FundingConfirmed, Spent, FundingDropped, FundingReorged, NewTip.
+// Event is one of FundingSeen, FundingConfirmed, FundingMatured, FundingImmature, Spent,
+// FundingDropped, FundingReorged, NewTip.
 // EventID is the event's stable id: assigned when the event is stored (in the same database
 // transaction as the state change it reports), it stays the same when the event is delivered
 // again after a restart; Watcher.Ack(id) stops that. Events built by a bare Tracker have id 0.
@@ -112,6 +118,26 @@ type FundingReorged struct {
 	UTXO UTXO
 }
 
+// FundingMatured: a coinbase UTXO became spendable — a transaction in the next block may spend
+// it (see UTXO.Mature): it has CoinbaseMaturity confirmations on the watcher's header chain at
+// Tip. It follows FundingConfirmed at once when a coinbase output is found (or proven again)
+// already that deep. After FundingImmature it comes again when the output matures again.
+type FundingMatured struct {
+	ID   uint64
+	UTXO UTXO
+	Tip  Tip
+}
+
+// FundingImmature: a coinbase UTXO that had matured (FundingMatured) can no longer be spent in
+// the next block, while it stays in the UTXO set: a reorg took its block away (it follows
+// FundingReorged; UTXO is the output as it was confirmed) or left a best chain too short for it
+// (UTXO keeps its height). FundingMatured follows once it has matured again.
+type FundingImmature struct {
+	ID   uint64
+	UTXO UTXO
+	Tip  Tip
+}
+
 // NewTip: the header chain has a new best header. Fork is the height of the last header that the
 // old and new chains share: Tip.Height-1 for a plain extension, lower after a reorg (Reorged).
 type NewTip struct {
@@ -123,6 +149,8 @@ type NewTip struct {
 
 func (e FundingSeen) EventID() uint64      { return e.ID }
 func (e FundingConfirmed) EventID() uint64 { return e.ID }
+func (e FundingMatured) EventID() uint64   { return e.ID }
+func (e FundingImmature) EventID() uint64  { return e.ID }
 func (e Spent) EventID() uint64            { return e.ID }
 func (e FundingDropped) EventID() uint64   { return e.ID }
 func (e FundingReorged) EventID() uint64   { return e.ID }
@@ -130,6 +158,8 @@ func (e NewTip) EventID() uint64           { return e.ID }
 
 func (FundingSeen) chainEvent()      {}
 func (FundingConfirmed) chainEvent() {}
+func (FundingMatured) chainEvent()   {}
+func (FundingImmature) chainEvent()  {}
 func (Spent) chainEvent()            {}
 func (FundingDropped) chainEvent()   {}
 func (FundingReorged) chainEvent()   {}
@@ -142,6 +172,12 @@ func withID(ev Event, id uint64) Event {
 		e.ID = id
 		return e
 	case FundingConfirmed:
+		e.ID = id
+		return e
+	case FundingMatured:
+		e.ID = id
+		return e
+	case FundingImmature:
 		e.ID = id
 		return e
 	case Spent:
@@ -163,7 +199,8 @@ func withID(ev Event, id uint64) Event {
 // TxState is a wallet transaction as the watcher knows it: listed in the history of at least one
 // tracked script. Height is the server's (> 0 a block height, 0 or -1 in the mempool); Verified
 // is true once a merkle proof (blockchain.transaction.get_merkle) checked against our header at
-// Height, whose hash is BlockHash; Coinbase is learnt from that proof (position 0).
+// Height, whose hash is BlockHash; Coinbase is learnt from a proof (position 0) and kept when a
+// reorg makes the transaction unproven again (a coinbase never becomes anything else).
 type TxState struct {
 	TxID      chainhash.Hash
 	Height    int32

@@ -79,6 +79,7 @@ type Watcher struct {
 	spvFailures atomic.Uint64
 	outstanding atomic.Int64 // scripts queued or waiting for a refetch in this session
 	reg         *registry
+	pace        *pacer // adaptive pacing of batches under server throttling (pacing.go)
 	pool        *electrum.Pool
 	redeliver   []Event // unacknowledged events loaded from the store, emitted first by Run
 
@@ -153,6 +154,7 @@ func New(cfg Config) (*Watcher, error) {
 		ready:  make(chan struct{}),
 		tr:     tr,
 		reg:    newRegistry(),
+		pace:   &pacer{},
 	}, nil
 }
 
