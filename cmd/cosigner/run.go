@@ -196,6 +196,10 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 				log.Warn("funding dropped (evicted, replaced or reorged out)", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
 			case chainwatch.FundingReorged:
 				log.Warn("funding reorged out: unconfirmed until proven in the new chain", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String(), "was_height", e.UTXO.Height)
+			case chainwatch.FundingMatured:
+				log.Info("coinbase output matured: spendable from the next block", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String(), "height", e.Tip.Height)
+			case chainwatch.FundingImmature:
+				log.Warn("coinbase output immature again (reorg): not spendable", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
 			case chainwatch.NewTip:
 				if e.Reorged {
 					log.Warn("chain reorganised", "fork", e.Fork, "height", e.Tip.Height, "hash", e.Tip.Hash.String())
