@@ -341,6 +341,30 @@ func TestTrackerRestore(t *testing.T) {
 			t.Fatalf("err = %v, want ErrWalletMismatch", err)
 		}
 	})
+	t.Run("tampered stored scripts", func(t *testing.T) {
+		// A middle script whose pkScript no longer hashes to its scripthash: ErrStore.
+		bad := append([]ScriptState(nil), scripts...)
+		bad[5].PkScript = append([]byte{0x51}, bad[5].PkScript[1:]...)
+		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
+		if err := tr2.Restore(bad, nil, nil, nil); !errors.Is(err, ErrStore) {
+			t.Fatalf("err = %v, want ErrStore", err)
+		}
+		// The last script of a branch replaced consistently (script and scripthash) by another
+		// wallet's: caught by re-deriving it.
+		bad = append([]ScriptState(nil), scripts...)
+		last := -1
+		for i, s := range bad {
+			if s.Branch == 0 && (last < 0 || s.Index > bad[last].Index) {
+				last = i
+			}
+		}
+		other, _ := otherScripts{}.PkScript(0, bad[last].Index)
+		bad[last].PkScript, bad[last].ScriptHash = other, ScriptHash(other)
+		tr3, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
+		if err := tr3.Restore(bad, nil, nil, nil); !errors.Is(err, ErrWalletMismatch) {
+			t.Fatalf("err = %v, want ErrWalletMismatch", err)
+		}
+	})
 	t.Run("gap in stored scripts", func(t *testing.T) {
 		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
 		if err := tr2.Restore(scripts[1:], nil, nil, nil); !errors.Is(err, ErrWalletMismatch) {
