@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"sync"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
@@ -76,35 +75,7 @@ func (w *Watcher) RegisterSpendNtfn(op wire.OutPoint, pkScript []byte, heightHin
 	if len(pkScript) == 0 {
 		return nil, fmt.Errorf("%w: RegisterSpendNtfn %v: no pkScript", ErrConfig, op)
 	}
-	ev := &SpendEvent{Spend: make(chan SpendDetail, 1), Reorg: make(chan struct{}, 1), Done: make(chan struct{})}
-	sh := ScriptHash(pkScript)
-	r := w.reg
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		close(ev.Done)
-		ev.Cancel = func() {}
-		return ev, nil
-	}
-	id := r.next
-	r.next++
-	r.spends[id] = &spendReg{op: op, ev: ev, sh: sh}
-	r.addForeign(sh, pkScript)
-	var once sync.Once
-	ev.Cancel = func() {
-		once.Do(func() {
-			r.mu.Lock()
-			if _, ok := r.spends[id]; ok {
-				delete(r.spends, id)
-				r.dropForeign(sh)
-				close(ev.Done)
-			}
-			r.mu.Unlock()
-		})
-	}
-	r.mu.Unlock()
-	w.wakeSession()
-	return ev, nil
+	return w.registerSpend(op, ScriptHash(pkScript), pkScript), nil
 }
 
 // addForeign counts one more registration on the non-wallet script sh (r.mu held).

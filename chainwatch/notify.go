@@ -119,33 +119,13 @@ func (w *Watcher) registerConf(txid chainhash.Hash, numConfs int32, sh string, p
 		Done:         make(chan struct{}),
 	}
 	r := w.reg
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		close(ev.Done)
-		ev.Cancel = func() {}
+	cancel, ok := r.add(ev.Done, sh, pkScript,
+		func(id uint64) { r.confs[id] = &confReg{sh: sh, txid: txid, n: numConfs, ev: ev} },
+		func(id uint64) bool { return deleteID(r.confs, id) })
+	ev.Cancel = cancel
+	if !ok {
 		return ev, nil
 	}
-	id := r.next
-	r.next++
-	reg := &confReg{sh: sh, txid: txid, n: numConfs, ev: ev}
-	r.confs[id] = reg
-	if sh != "" {
-		r.addForeign(sh, pkScript)
-	}
-	var once sync.Once
-	ev.Cancel = func() {
-		once.Do(func() {
-			r.mu.Lock()
-			if _, ok := r.confs[id]; ok {
-				delete(r.confs, id)
-				r.dropForeign(sh)
-				close(ev.Done)
-			}
-			r.mu.Unlock()
-		})
-	}
-	r.mu.Unlock()
 	if sh != "" {
 		w.wakeSession()
 	}
@@ -159,31 +139,63 @@ func (w *Watcher) RegisterSpend(op wire.OutPoint) (*SpendEvent, error) {
 	if _, ok := w.UTXO(op); !ok {
 		return nil, fmt.Errorf("%w: %v", ErrUnknownOutPoint, op)
 	}
+	return w.registerSpend(op, "", nil), nil
+}
+
+// registerSpend registers a spend watch: of a wallet output (sh "") or of an output paying the
+// foreign script pkScript whose scripthash is sh.
+func (w *Watcher) registerSpend(op wire.OutPoint, sh string, pkScript []byte) *SpendEvent {
 	ev := &SpendEvent{Spend: make(chan SpendDetail, 1), Reorg: make(chan struct{}, 1), Done: make(chan struct{})}
 	r := w.reg
+	cancel, ok := r.add(ev.Done, sh, pkScript,
+		func(id uint64) { r.spends[id] = &spendReg{op: op, ev: ev, sh: sh} },
+		func(id uint64) bool { return deleteID(r.spends, id) })
+	ev.Cancel = cancel
+	if ok && sh != "" {
+		w.wakeSession()
+	}
+	return ev
+}
+
+// add registers one watch under a fresh id: put stores it (r.mu held); a foreign watch (sh not
+// "") also counts one more registration on the script pkScript. It returns the watch's Cancel,
+// which removes it once (del reports whether it was still there), drops the foreign count and
+// closes done. ok is false if the registry is closed: then nothing is stored, done is closed and
+// Cancel does nothing.
+func (r *registry) add(done chan struct{}, sh string, pkScript []byte, put func(id uint64), del func(id uint64) bool) (cancel func(), ok bool) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
-		close(ev.Done)
-		ev.Cancel = func() {}
-		return ev, nil
+		close(done)
+		return func() {}, false
 	}
 	id := r.next
 	r.next++
-	r.spends[id] = &spendReg{op: op, ev: ev}
+	put(id)
+	if sh != "" {
+		r.addForeign(sh, pkScript)
+	}
+	r.mu.Unlock()
 	var once sync.Once
-	ev.Cancel = func() {
+	return func() {
 		once.Do(func() {
 			r.mu.Lock()
-			if _, ok := r.spends[id]; ok {
-				delete(r.spends, id)
-				close(ev.Done)
+			if del(id) {
+				r.dropForeign(sh)
+				close(done)
 			}
 			r.mu.Unlock()
 		})
+	}, true
+}
+
+// deleteID deletes m[id] and reports whether it was there.
+func deleteID[V any](m map[uint64]V, id uint64) bool {
+	if _, ok := m[id]; !ok {
+		return false
 	}
-	r.mu.Unlock()
-	return ev, nil
+	delete(m, id)
+	return true
 }
 
 // dispatch brings the registrations up to date after a state change; evs are the events just
