@@ -159,59 +159,37 @@ func decodeEvent(e store.ChainwatchEvent) (Event, error) {
 	var err error
 	switch e.Kind {
 	case kindFundingSeen:
-		var x FundingSeen
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[FundingSeen](e.Payload)
 	case kindFundingConfirmed:
-		var x FundingConfirmed
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[FundingConfirmed](e.Payload)
 	case kindFundingMatured:
-		var x FundingMatured
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[FundingMatured](e.Payload)
 	case kindFundingImmature:
-		var x FundingImmature
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[FundingImmature](e.Payload)
 	case kindSpent:
-		var x Spent
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[Spent](e.Payload)
 	case kindFundingDropped:
-		var x FundingDropped
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[FundingDropped](e.Payload)
 	case kindFundingReorged:
-		var x FundingReorged
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[FundingReorged](e.Payload)
 	case kindNewTip:
-		var x NewTip
-		err, ev = json.Unmarshal(e.Payload, &x), &x
+		ev, err = decodeAs[NewTip](e.Payload)
 	default:
 		return nil, fmt.Errorf("%w: stored event %d has kind %q", ErrStore, e.ID, e.Kind)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored event %d: %w", ErrStore, e.ID, err)
 	}
-	return withID(deref2(ev), e.ID), nil
+	return withID(ev, e.ID), nil
 }
 
-// deref2 turns the decoded pointer back into the value type the channel carries.
-func deref2(ev Event) Event {
-	switch x := ev.(type) {
-	case *FundingSeen:
-		return *x
-	case *FundingConfirmed:
-		return *x
-	case *FundingMatured:
-		return *x
-	case *FundingImmature:
-		return *x
-	case *Spent:
-		return *x
-	case *FundingDropped:
-		return *x
-	case *FundingReorged:
-		return *x
-	case *NewTip:
-		return *x
+// decodeAs decodes a stored event payload (JSON) into the value type T the channel carries.
+func decodeAs[T Event](payload []byte) (Event, error) {
+	var x T
+	if err := json.Unmarshal(payload, &x); err != nil {
+		return nil, err
 	}
-	return ev
+	return x, nil
 }
 
 func txToStore(x TxState) store.ChainwatchTx {
