@@ -179,22 +179,13 @@ func planReplacement(ctx context.Context, q querier, txid string, inputs []strin
 }
 
 func queryReservations(ctx context.Context, q querier, where string, args ...any) ([]Reservation, error) {
-	rows, err := q.QueryContext(ctx, `SELECT txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, replaced_by FROM spend_ledger `+where+` ORDER BY reserved_at, txid`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: read spend ledger: %w", err)
-	}
-	defer rows.Close()
-	var out []Reservation
-	for rows.Next() {
+	return queryRows(ctx, q, "read spend ledger", func(rows *sql.Rows) (Reservation, error) {
 		var r Reservation
 		var at, rel int64
-		if err := rows.Scan(&r.TxID, &r.Client, &r.RequestID, &r.OutflowSat, &r.State, &at, &rel, &r.ReplacedBy); err != nil {
-			return nil, fmt.Errorf("store: read spend ledger: %w", err)
-		}
+		err := rows.Scan(&r.TxID, &r.Client, &r.RequestID, &r.OutflowSat, &r.State, &at, &rel, &r.ReplacedBy)
 		r.At, r.ReleaseAfter = time.Unix(at, 0), time.Duration(rel)*time.Second
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, err
+	}, `SELECT txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, replaced_by FROM spend_ledger `+where+` ORDER BY reserved_at, txid`, args...)
 }
 
 func reserve(ctx context.Context, tx *sql.Tx, r Reservation, now int64) error {
@@ -354,20 +345,8 @@ func (db *DB) Holds(ctx context.Context, states ...string) ([]Hold, error) {
 			args = append(args, s)
 		}
 	}
-	rows, err := db.SQL.QueryContext(ctx, q+` ORDER BY held_since, request_id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: read holds: %w", err)
-	}
-	defer rows.Close()
-	var out []Hold
-	for rows.Next() {
-		h, err := scanHold(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: read holds: %w", err)
-		}
-		out = append(out, h)
-	}
-	return out, rows.Err()
+	return queryRows(ctx, db.SQL, "read holds", func(rows *sql.Rows) (Hold, error) { return scanHold(rows) },
+		q+` ORDER BY held_since, request_id`, args...)
 }
 
 // UnrespondedHolds returns holds that ended (released, denied, cancelled) whose late answer has
@@ -446,22 +425,13 @@ func (db *DB) AddApproval(ctx context.Context, a Approval) error {
 
 // Approvals returns the decisions recorded on a held request, oldest first.
 func (db *DB) Approvals(ctx context.Context, client, requestID string) ([]Approval, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT approver_pubkey, decision, event, at FROM approvals WHERE client_pubkey = ? AND request_id = ? ORDER BY at, approver_pubkey`, client, requestID)
-	if err != nil {
-		return nil, fmt.Errorf("store: read approvals: %w", err)
-	}
-	defer rows.Close()
-	var out []Approval
-	for rows.Next() {
+	return queryRows(ctx, db.SQL, "read approvals", func(rows *sql.Rows) (Approval, error) {
 		a := Approval{Client: client, RequestID: requestID}
 		var at int64
-		if err := rows.Scan(&a.Approver, &a.Decision, &a.Event, &at); err != nil {
-			return nil, fmt.Errorf("store: read approvals: %w", err)
-		}
+		err := rows.Scan(&a.Approver, &a.Decision, &a.Event, &at)
 		a.At = time.Unix(at, 0)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, err
+	}, `SELECT approver_pubkey, decision, event, at FROM approvals WHERE client_pubkey = ? AND request_id = ? ORDER BY at, approver_pubkey`, client, requestID)
 }
 
 // SignRequestRow returns the stored request (client, requestID), or ok = false.

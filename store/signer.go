@@ -519,22 +519,13 @@ func insertAudit(ctx context.Context, tx *sql.Tx, a AuditEntry) error {
 // AuditLog returns the newest limit audit entries, newest first, with the policy hash and
 // explanation of each decision (migration 0005).
 func (db *DB) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT at, client_pubkey, request_id, method, decision, rule, reason, unsigned_txid,
-		outflow_sat, fee_sat, analysis, policy_hash, explanation FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: read audit log: %w", err)
-	}
-	defer rows.Close()
-	var out []AuditEntry
-	for rows.Next() {
+	return queryRows(ctx, db.SQL, "read audit log", func(rows *sql.Rows) (AuditEntry, error) {
 		var a AuditEntry
 		var at int64
-		if err := rows.Scan(&at, &a.Client, &a.RequestID, &a.Method, &a.Decision, &a.Rule, &a.Reason, &a.UnsignedTxID,
-			&a.OutflowSat, &a.FeeSat, &a.Analysis, &a.PolicyHash, &a.Explanation); err != nil {
-			return nil, fmt.Errorf("store: read audit log: %w", err)
-		}
+		err := rows.Scan(&at, &a.Client, &a.RequestID, &a.Method, &a.Decision, &a.Rule, &a.Reason, &a.UnsignedTxID,
+			&a.OutflowSat, &a.FeeSat, &a.Analysis, &a.PolicyHash, &a.Explanation)
 		a.At = time.Unix(at, 0)
-		out = append(out, a)
-	}
-	return out, rows.Err()
+		return a, err
+	}, `SELECT at, client_pubkey, request_id, method, decision, rule, reason, unsigned_txid,
+		outflow_sat, fee_sat, analysis, policy_hash, explanation FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
 }
