@@ -100,16 +100,9 @@ func spendAccepted(t *testing.T, net *devnet.Network, wallet p2wpkhWallet, index
 // tip. A 1-deep reorg above it changes nothing about its maturity. The UTXO set equals btcd's,
 // and the events keep their ids over a restart (the tracker test covers FundingImmature).
 func TestWatcherCoinbaseMaturity(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local test network (make test)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("devnet.Start: %v", err)
-	}
-	t.Cleanup(func() { net.Close() })
+	net := startDevnet(ctx, t)
 	params := net.Params()
 	wallet := newP2WPKHWallet(t, params, 13)
 	dbPath := filepath.Join(t.TempDir(), "coinbase.db")

@@ -3,16 +3,12 @@ package chainwatch
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
-
-	"github.com/custodyagents/cosigner/internal/devnet"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // recv waits up to 60 s for a value on ch.
@@ -34,23 +30,13 @@ func recv[T any](t *testing.T, ch <-chan T, what string) T {
 // height in another block: NegativeConf, then Confirmed again in the new block), and its output
 // is spent by a transaction signed here (Spend names it).
 func TestWatcherForeignNotifications(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local test network (make test)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("devnet.Start: %v", err)
-	}
-	t.Cleanup(func() { net.Close() })
+	net := startDevnet(ctx, t)
 	params := net.Params()
 	wallet := newP2WPKHWallet(t, params, 21)
 	other := newP2WPKHWallet(t, params, 22) // not watched as a wallet
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "foreign.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openStore(ctx, t, "foreign.db")
 	defer db.Close()
 	w := startWatcher(t, net.ElectrumURL(), db, wallet, params)
 	defer w.stop(t)

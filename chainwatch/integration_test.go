@@ -213,19 +213,9 @@ func findOut(t *testing.T, net *devnet.Network, txid chainhash.Hash, pkScript []
 // btcd's, a spend broadcast through the watcher, a restart that skips refetching, and a fresh
 // full sync that finds the same coins.
 func TestWatcherAgainstElectrumX(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local test network (make test)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
-	if errors.Is(err, devnet.ErrToolMissing) {
-		t.Fatalf("devnet.Start: %v (the local test network needs its tools: run scripts/install-tools.sh)", err)
-	}
-	if err != nil {
-		t.Fatalf("devnet.Start: %v", err)
-	}
-	t.Cleanup(func() { net.Close() })
+	net := startDevnet(ctx, t)
 	params := net.Params()
 	wallet := newP2WPKHWallet(t, params, 7)
 	dbPath := filepath.Join(t.TempDir(), "chainwatch.db")
@@ -458,10 +448,7 @@ func TestWatcherAgainstElectrumX(t *testing.T) {
 	w2.stop(t)
 
 	// A fresh database: a full sync finds the same coins, index 25 through the cascade.
-	db2, err := store.Open(ctx, filepath.Join(t.TempDir(), "fresh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db2 := openStore(ctx, t, "fresh.db")
 	defer db2.Close()
 	w3 := startWatcher(t, net.ElectrumURL(), db2, wallet, params)
 	if got := w3.UTXOs(); fmt.Sprint(got) != fmt.Sprint(before) {
@@ -537,25 +524,12 @@ func (c *cutter) connections() int {
 // TestWatcherReconnects severs the connection to the real ElectrumX twice; the watcher must
 // reconnect, resubscribe, and still report what happened while it was away.
 func TestWatcherReconnects(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local test network (make test)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	dn, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
-	if errors.Is(err, devnet.ErrToolMissing) {
-		t.Fatalf("devnet.Start: %v (the local test network needs its tools: run scripts/install-tools.sh)", err)
-	}
-	if err != nil {
-		t.Fatalf("devnet.Start: %v", err)
-	}
-	t.Cleanup(func() { dn.Close() })
+	dn := startDevnet(ctx, t)
 	cut := newCutter(t, dn.ElectrumAddr())
 	wallet := newP2WPKHWallet(t, dn.Params(), 11)
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "chainwatch.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openStore(ctx, t, "chainwatch.db")
 	defer db.Close()
 	w := startWatcher(t, cut.url(), db, wallet, dn.Params())
 	defer w.stop(t)

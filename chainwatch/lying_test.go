@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -15,9 +14,6 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/wire"
-
-	"github.com/custodyagents/cosigner/internal/devnet"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // liar forwards connections to the real ElectrumX and, while switched on, alters its answers
@@ -110,22 +106,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 //     it is confirmed; with honest proofs again it is confirmed (at the next block, or when the
 //     failed proof is retried).
 func TestWatcherDistrustsALyingServer(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local test network (make test)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("devnet.Start: %v", err)
-	}
-	t.Cleanup(func() { net.Close() })
+	net := startDevnet(ctx, t)
 	params := net.Params()
 	wallet := newP2WPKHWallet(t, params, 11)
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "liar.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openStore(ctx, t, "liar.db")
 	defer db.Close()
 	l := newLiar(t, net.ElectrumAddr())
 	w := startWatcher(t, l.url(), db, wallet, params)
@@ -190,20 +176,10 @@ func TestWatcherDistrustsALyingServer(t *testing.T) {
 // TestWatcherFailsOver: with a dead server listed first, the watcher syncs through the second
 // (electrum.Pool), and Health shows both servers' state.
 func TestWatcherFailsOver(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local test network (make test)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("devnet.Start: %v", err)
-	}
-	t.Cleanup(func() { net.Close() })
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "failover.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	net := startDevnet(ctx, t)
+	db := openStore(ctx, t, "failover.db")
 	defer db.Close()
 	dead := "tcp://127.0.0.1:1"
 	b := newCutter(t, net.ElectrumAddr())

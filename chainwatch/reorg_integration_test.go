@@ -3,7 +3,6 @@ package chainwatch
 import (
 	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,7 +11,6 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/internal/devnet"
-	"github.com/custodyagents/cosigner/store"
 )
 
 func invalidateBlock(t *testing.T, net *devnet.Network, h chainhash.Hash) {
@@ -36,22 +34,12 @@ func invalidateBlock(t *testing.T, net *devnet.Network, h chainhash.Hash) {
 // After each case the UTXO set equals btcd's and every confirmed UTXO's block hash is btcd's
 // block at that height.
 func TestWatcherReorgs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the local test network (make test)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("devnet.Start: %v", err)
-	}
-	t.Cleanup(func() { net.Close() })
+	net := startDevnet(ctx, t)
 	params := net.Params()
 	wallet := newP2WPKHWallet(t, params, 9)
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "reorg.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openStore(ctx, t, "reorg.db")
 	defer db.Close()
 	w := startWatcher(t, net.ElectrumURL(), db, wallet, params)
 
