@@ -2,20 +2,9 @@ package store
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
-
-func openLedgerTest(t *testing.T) *DB {
-	t.Helper()
-	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
-}
 
 // signed records a signed request with its reservation, as the signing flow does.
 func signed(t *testing.T, db *DB, txid string, outflow int64, at time.Time, inputs ...string) {
@@ -50,7 +39,7 @@ func states(t *testing.T, db *DB) map[string]string {
 
 func TestLedgerReplacementChain(t *testing.T) {
 	ctx := context.Background()
-	db := openLedgerTest(t)
+	db := openTest(t)
 	t0 := time.Unix(1_800_000_000, 0)
 	signed(t, db, "A", 100, t0, "x:0")
 	signed(t, db, "B", 150, t0.Add(time.Minute), "x:0", "y:0") // replaces A
@@ -88,7 +77,7 @@ func TestLedgerReplacementChain(t *testing.T) {
 
 func TestPolicyVersionsOrder(t *testing.T) {
 	ctx := context.Background()
-	db := openLedgerTest(t)
+	db := openTest(t)
 	t0 := time.Unix(1_800_000_000, 0)
 	for i, h := range []string{"a", "b", "a"} { // a file reverted to an earlier content is the newest again
 		if err := db.PutPolicyVersion(ctx, PolicyVersion{Hash: h, Name: "p.yaml", Body: []byte(h), SeenAt: t0.Add(time.Duration(i) * time.Hour), EffectiveAt: t0}); err != nil {
@@ -105,7 +94,7 @@ func TestPolicyVersionsOrder(t *testing.T) {
 // explanation written with a decision (FinishDecision, AppendDecisionAudit), and empty ones for
 // entries written without them (AppendAudit).
 func TestAuditLogReadsPolicyHashAndExplanation(t *testing.T) {
-	db := openLedgerTest(t)
+	db := openTest(t)
 	ctx := context.Background()
 	signed(t, db, "tx1", 1000, time.Unix(1_700_000_000, 0), "a:0")
 	if err := db.AppendDecisionAudit(ctx, AuditEntry{Client: "c", RequestID: "r2", Method: "sign_psbt", Decision: "denied", Rule: "max_per_tx"},
