@@ -37,3 +37,15 @@ func openStore(ctx context.Context, t *testing.T, name string) *store.DB {
 	}
 	return db
 }
+
+// newProxy puts target (host:port) behind a devnet.Proxy (rewrite may be nil), closed when the
+// test ends.
+func newProxy(t *testing.T, target string, rewrite func(line string) string) *devnet.Proxy {
+	t.Helper()
+	p, err := devnet.NewProxy(target, rewrite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}

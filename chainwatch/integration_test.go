@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -460,81 +458,20 @@ func TestWatcherAgainstElectrumX(t *testing.T) {
 	w3.stop(t)
 }
 
-// cutter forwards TCP connections to the real ElectrumX and can sever them all at once, to
-// test reconnection. It forwards bytes only; it does not speak Electrum.
-type cutter struct {
-	ln       net.Listener
-	upstream string
-	mu       sync.Mutex
-	conns    []net.Conn
-	accepted int
-	wg       sync.WaitGroup
-}
-
-func newCutter(t *testing.T, upstream string) *cutter {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{ln: ln, upstream: upstream}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, down, up)
-			c.accepted++
-			c.mu.Unlock()
-			c.wg.Add(2)
-			go func() { defer c.wg.Done(); io.Copy(up, down); up.Close() }()
-			go func() { defer c.wg.Done(); io.Copy(down, up); down.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); c.cut(); c.wg.Wait() })
-	return c
-}
-
-func (c *cutter) url() string { return "tcp://" + c.ln.Addr().String() }
-
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-	c.conns = nil
-}
-
-func (c *cutter) connections() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.accepted
-}
-
 // TestWatcherReconnects severs the connection to the real ElectrumX twice; the watcher must
 // reconnect, resubscribe, and still report what happened while it was away.
 func TestWatcherReconnects(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dn := startDevnet(ctx, t)
-	cut := newCutter(t, dn.ElectrumAddr())
+	cut := newProxy(t, dn.ElectrumAddr(), nil)
 	wallet := newP2WPKHWallet(t, dn.Params(), 11)
 	db := openStore(ctx, t, "chainwatch.db")
 	defer db.Close()
-	w := startWatcher(t, cut.url(), db, wallet, dn.Params())
+	w := startWatcher(t, cut.URL(), db, wallet, dn.Params())
 	defer w.stop(t)
 
-	cut.cut()
+	cut.Cut()
 	addr, _ := wallet.address(0, 3)
 	txid, err := dn.Fund(ctx, addr, 20_000_000)
 	if err != nil {
@@ -546,14 +483,14 @@ func TestWatcherReconnects(t *testing.T) {
 		f, ok := e.(FundingSeen)
 		return ok && f.UTXO.OutPoint == op
 	})
-	if n := cut.connections(); n < 2 {
+	if n := cut.Accepted(); n < 2 {
 		t.Fatalf("%d connections to the server, want a reconnect", n)
 	}
 	if h := w.Health(); h.LastError == "" {
 		t.Fatalf("Health after a severed connection has no LastError: %+v", h)
 	}
 
-	cut.cut()
+	cut.Cut()
 	if _, err := dn.Mine(ctx, 1); err != nil {
 		t.Fatal(err)
 	}

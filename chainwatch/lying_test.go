@@ -1,19 +1,17 @@
 package chainwatch
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/internal/devnet"
 )
 
 // liar forwards connections to the real ElectrumX and, while switched on, alters its answers
@@ -21,10 +19,9 @@ import (
 // not hold); lieHistory turns every mempool height 0 into -1 in get_history answers (a history
 // that does not hash to the announced status). Requests pass through unchanged.
 type liar struct {
-	ln         net.Listener
+	*devnet.Proxy
 	lieMerkle  atomic.Bool
 	lieHistory atomic.Bool
-	wg         sync.WaitGroup
 }
 
 var (
@@ -34,55 +31,18 @@ var (
 
 func newLiar(t *testing.T, upstream string) *liar {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := &liar{ln: ln}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		for {
-			down, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.Dial("tcp", upstream)
-			if err != nil {
-				down.Close()
-				continue
-			}
-			l.wg.Add(2)
-			go func() { defer l.wg.Done(); io.Copy(up, down); up.Close() }()
-			go func() {
-				defer l.wg.Done()
-				defer down.Close()
-				r := bufio.NewReaderSize(up, 1<<20)
-				for {
-					line, err := r.ReadString('\n')
-					if len(line) > 0 {
-						if l.lieMerkle.Load() {
-							line = merkleRe.ReplaceAllString(line, "${1}"+strings.Repeat("0", 64))
-						}
-						if l.lieHistory.Load() {
-							line = historyRe.ReplaceAllString(line, "${1}-1${2}")
-						}
-						if _, werr := io.WriteString(down, line); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+	l := &liar{}
+	l.Proxy = newProxy(t, upstream, func(line string) string {
+		if l.lieMerkle.Load() {
+			line = merkleRe.ReplaceAllString(line, "${1}"+strings.Repeat("0", 64))
 		}
-	}()
-	t.Cleanup(func() { ln.Close() })
+		if l.lieHistory.Load() {
+			line = historyRe.ReplaceAllString(line, "${1}-1${2}")
+		}
+		return line
+	})
 	return l
 }
-
-func (l *liar) url() string { return "tcp://" + l.ln.Addr().String() }
 
 // waitFor polls cond (no timing assertion: it only bounds how long the test waits).
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -114,7 +74,7 @@ func TestWatcherDistrustsALyingServer(t *testing.T) {
 	db := openStore(ctx, t, "liar.db")
 	defer db.Close()
 	l := newLiar(t, net.ElectrumAddr())
-	w := startWatcher(t, l.url(), db, wallet, params)
+	w := startWatcher(t, l.URL(), db, wallet, params)
 
 	// A history that does not hash to its status.
 	l.lieHistory.Store(true)
@@ -182,10 +142,10 @@ func TestWatcherFailsOver(t *testing.T) {
 	db := openStore(ctx, t, "failover.db")
 	defer db.Close()
 	dead := "tcp://127.0.0.1:1"
-	b := newCutter(t, net.ElectrumAddr())
-	w := startWatcher(t, dead, db, newP2WPKHWallet(t, net.Params(), 12), net.Params(), b.url())
+	b := newProxy(t, net.ElectrumAddr(), nil)
+	w := startWatcher(t, dead, db, newP2WPKHWallet(t, net.Params(), 12), net.Params(), b.URL())
 	h := w.Health()
-	if !h.Connected || h.Server != b.url() || len(h.Servers) != 2 || h.Servers[0].Failures == 0 || h.Servers[0].Connected || !h.Servers[1].Connected {
+	if !h.Connected || h.Server != b.URL() || len(h.Servers) != 2 || h.Servers[0].Failures == 0 || h.Servers[0].Connected || !h.Servers[1].Connected {
 		t.Fatalf("health %+v", h)
 	}
 	w.stop(t)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -38,57 +37,16 @@ func startDevnet(t *testing.T) *devnet.Network {
 	return n
 }
 
-// cutter forwards TCP connections to a target and can cut all of them at once: a real server
-// behind a wire that breaks.
-type cutter struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	conns  []net.Conn
-	wg     sync.WaitGroup
-}
-
-func newCutter(t *testing.T, target string) *cutter {
+// newCutter puts target (host:port) behind a devnet.Proxy, closed when the test ends: a real
+// server behind a wire that breaks (Cut).
+func newCutter(t *testing.T, target string) *devnet.Proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := devnet.NewProxy(target, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cutter{ln: ln, target: target}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, in, out)
-			c.mu.Unlock()
-			c.wg.Add(2)
-			go func() { defer c.wg.Done(); io.Copy(out, in); out.Close() }()
-			go func() { defer c.wg.Done(); io.Copy(in, out); in.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); c.cut(); c.wg.Wait() })
-	return c
-}
-
-func (c *cutter) url() string { return "tcp://" + c.ln.Addr().String() }
-
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, conn := range c.conns {
-		conn.Close()
-	}
-	c.conns = nil
+	t.Cleanup(func() { p.Close() })
+	return p
 }
 
 // deadURL is a loopback port where nothing listens.
@@ -257,7 +215,7 @@ func TestElectrumXOverTCPAndTLS(t *testing.T) {
 		dead, silent := deadURL(t), silentURL(t)
 		o := opts()
 		o.TLS.Pins = &electrum.MemoryPinStore{}
-		p, err := electrum.NewPool([]string{dead, silent, cut.url(), n.ElectrumTLSURL()}, electrum.PoolOptions{
+		p, err := electrum.NewPool([]string{dead, silent, cut.URL(), n.ElectrumTLSURL()}, electrum.PoolOptions{
 			Options: o, BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond, DialTimeout: time.Second,
 		})
 		if err != nil {
@@ -267,8 +225,8 @@ func TestElectrumXOverTCPAndTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Server() != cut.url() {
-			t.Fatalf("connected to %s, want the first live server %s", c.Server(), cut.url())
+		if c.Server() != cut.URL() {
+			t.Fatalf("connected to %s, want the first live server %s", c.Server(), cut.URL())
 		}
 		tip(t, c)
 		h := p.Health()
@@ -279,8 +237,7 @@ func TestElectrumXOverTCPAndTLS(t *testing.T) {
 			t.Fatalf("silent server's last error = %q, want a timeout", h[1].LastError)
 		}
 
-		cut.ln.Close() // the server is gone for good
-		cut.cut()
+		cut.Close() // the server is gone for good
 		<-c.Done()
 		if !errors.Is(c.Err(), electrum.ErrServerClosed) && !strings.Contains(c.Err().Error(), "read") {
 			t.Fatalf("after the cut: %v", c.Err())
@@ -304,7 +261,7 @@ func TestElectrumXOverTCPAndTLS(t *testing.T) {
 
 	t.Run("reconnect after the connection is cut", func(t *testing.T) {
 		cut := newCutter(t, n.ElectrumAddr())
-		p, err := electrum.NewPool([]string{cut.url()}, electrum.PoolOptions{Options: opts(), BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
+		p, err := electrum.NewPool([]string{cut.URL()}, electrum.PoolOptions{Options: opts(), BackoffMin: 50 * time.Millisecond, BackoffMax: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -316,7 +273,7 @@ func TestElectrumXOverTCPAndTLS(t *testing.T) {
 		if err := c.Call(ctx, "blockchain.scripthash.subscribe", []any{strings.Repeat("00", 32)}, &before); err != nil {
 			t.Fatal(err)
 		}
-		cut.cut()
+		cut.Cut()
 		<-c.Done()
 		c.Close()
 		c, err = p.Connect(ctx)
