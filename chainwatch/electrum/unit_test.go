@@ -100,6 +100,22 @@ func echoUntilEOF(r *bufio.Reader, w net.Conn) {
 	}
 }
 
+// answerNull answers every request with a null result, after telling seen its method.
+func answerNull(seen func(method string)) func(r *bufio.Reader, w net.Conn) {
+	return func(r *bufio.Reader, w net.Conn) {
+		for {
+			line, err := r.ReadBytes('\n')
+			if err != nil {
+				return
+			}
+			var q rawReq
+			json.Unmarshal(line, &q)
+			seen(q.Method)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":null}`+"\n", q.ID)
+		}
+	}
+}
+
 func quiet() Options { return Options{PingInterval: -1, RequestTimeout: 5 * time.Second} }
 
 func TestServerErrorKinds(t *testing.T) {
@@ -333,18 +349,7 @@ func TestProtocolVersionNegotiation(t *testing.T) {
 
 func TestRequestTooLargeIsNotSent(t *testing.T) {
 	got := make(chan string, 4)
-	addr := fakeMany(t, "1.4", nil, func(r *bufio.Reader, w net.Conn) {
-		for {
-			line, err := r.ReadBytes('\n')
-			if err != nil {
-				return
-			}
-			var q rawReq
-			json.Unmarshal(line, &q)
-			got <- q.Method
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":null}`+"\n", q.ID)
-		}
-	})
+	addr := fakeMany(t, "1.4", nil, answerNull(func(method string) { got <- method }))
 	o := quiet()
 	o.MaxRequestSize = 200
 	c, err := Dial(context.Background(), "tcp://"+addr, o)
@@ -759,20 +764,11 @@ func withDefaults(o Options) Options { o.setDefaults(); return o }
 
 func TestKeepalive(t *testing.T) {
 	pings := make(chan struct{}, 100)
-	answering := fakeMany(t, "1.4", nil, func(r *bufio.Reader, w net.Conn) {
-		for {
-			line, err := r.ReadBytes('\n')
-			if err != nil {
-				return
-			}
-			var q rawReq
-			json.Unmarshal(line, &q)
-			if q.Method == "server.ping" {
-				pings <- struct{}{}
-			}
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":null}`+"\n", q.ID)
+	answering := fakeMany(t, "1.4", nil, answerNull(func(method string) {
+		if method == "server.ping" {
+			pings <- struct{}{}
 		}
-	})
+	}))
 	o := Options{PingInterval: 20 * time.Millisecond, RequestTimeout: 5 * time.Second}
 	c, err := Dial(context.Background(), "tcp://"+answering, o)
 	if err != nil {
