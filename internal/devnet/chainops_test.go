@@ -12,7 +12,15 @@ import (
 	"github.com/btcsuite/btcd/wire"
 )
 
+// newP2WPKH returns the output script of a fresh P2WPKH address.
 func newP2WPKH(t *testing.T, n *Network) []byte {
+	t.Helper()
+	_, pk := newP2WPKHAddress(t, n)
+	return pk
+}
+
+// newP2WPKHAddress returns a fresh P2WPKH address (key thrown away) and its output script.
+func newP2WPKHAddress(t *testing.T, n *Network) (btcutil.Address, []byte) {
 	t.Helper()
 	priv, err := btcec.NewPrivateKey()
 	if err != nil {
@@ -26,7 +34,7 @@ func newP2WPKH(t *testing.T, n *Network) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pk
+	return addr, pk
 }
 
 // txHeight is the height btcd confirmed txid at, 0 in the mempool, -1 when btcd has no such

@@ -121,18 +121,7 @@ func TestNetwork(t *testing.T) {
 	}
 
 	// A fresh P2WPKH address (segwit must be active).
-	priv, err := btcec.NewPrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, err := btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(priv.PubKey().SerializeCompressed()), n.Params())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkScript, err := txscript.PayToAddrScript(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr, pkScript := newP2WPKHAddress(t, n)
 	const amount = btcutil.Amount(1_2345_6789)
 	txid, err := n.Fund(ctx, addr, amount)
 	if err != nil {
