@@ -88,22 +88,7 @@ func TestWatcherForeignNotifications(t *testing.T) {
 
 	// Reorg: the block is invalidated (with its child) and btcd re-mines the transaction at the
 	// same height; three blocks, because ElectrumX moves only when the daemon's height grows.
-	invalidateBlock(t, net, mined[0])
-	remined, err := net.Mine(ctx, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, err := net.RPC().GetBlock(&remined[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, tx := range blk.Transactions {
-		found = found || tx.TxHash() == fund
-	}
-	if !found {
-		t.Fatalf("btcd did not re-mine %s in %s; the case cannot be tested", fund, remined[0])
-	}
+	remined := remine(ctx, t, net, mined[0], 3, fund)
 	if depth := recv(t, conf.NegativeConf, "NegativeConf"); depth != 2 {
 		t.Fatalf("NegativeConf %d, want 2", depth)
 	}

@@ -21,6 +21,29 @@ func invalidateBlock(t *testing.T, net *devnet.Network, h chainhash.Hash) {
 	}
 }
 
+// remine invalidates the block invalid and mines blocks new ones; the first must hold the
+// transaction txid again (btcd re-mines it at the same height), or the test cannot go on.
+func remine(ctx context.Context, t *testing.T, net *devnet.Network, invalid chainhash.Hash, blocks int, txid chainhash.Hash) []chainhash.Hash {
+	t.Helper()
+	invalidateBlock(t, net, invalid)
+	remined, err := net.Mine(ctx, blocks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := net.RPC().GetBlock(&remined[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, tx := range blk.Transactions {
+		found = found || tx.TxHash() == txid
+	}
+	if !found {
+		t.Fatalf("btcd did not re-mine %s in %s; the case cannot be tested", txid, remined[0])
+	}
+	return remined
+}
+
 // TestWatcherReorgs runs reorgs on the local test network (btcd invalidateblock + mining):
 //   - re-mine at the same height: the block that confirmed a wallet funding is invalidated and
 //     the same transaction is mined again at the same height in another block. ElectrumX sends
@@ -70,22 +93,7 @@ func TestWatcherReorgs(t *testing.T) {
 	checkConfirmedBlocks(t, net, w.UTXOs())
 
 	// Re-mine at the same height in a different block.
-	invalidateBlock(t, net, mined[0])
-	remined, err := net.Mine(ctx, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	blk, err := net.RPC().GetBlock(&remined[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, tx := range blk.Transactions {
-		found = found || tx.TxHash() == fund
-	}
-	if !found {
-		t.Fatalf("btcd did not re-mine %s in %s; the case cannot be tested", fund, remined[0])
-	}
+	remined := remine(ctx, t, net, mined[0], 2, fund)
 	reorged := w.log.wait(t, "FundingReorged", func(e Event) bool {
 		f, ok := e.(FundingReorged)
 		return ok && f.UTXO.OutPoint == op
