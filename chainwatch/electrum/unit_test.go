@@ -87,21 +87,8 @@ func fakeMany(t *testing.T, version string, cert *tls.Certificate, handler func(
 	return ln.Addr().String()
 }
 
-// echoUntilEOF answers every request with its params.
-func echoUntilEOF(r *bufio.Reader, w net.Conn) {
-	for {
-		line, err := r.ReadBytes('\n')
-		if err != nil {
-			return
-		}
-		var q rawReq
-		json.Unmarshal(line, &q)
-		fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":%s}`+"\n", q.ID, q.Params)
-	}
-}
-
-// answerNull answers every request with a null result, after telling seen its method.
-func answerNull(seen func(method string)) func(r *bufio.Reader, w net.Conn) {
+// answerEach answers every request, until the connection ends, with the JSON result reply(q).
+func answerEach(reply func(q rawReq) string) func(r *bufio.Reader, w net.Conn) {
 	return func(r *bufio.Reader, w net.Conn) {
 		for {
 			line, err := r.ReadBytes('\n')
@@ -110,10 +97,19 @@ func answerNull(seen func(method string)) func(r *bufio.Reader, w net.Conn) {
 			}
 			var q rawReq
 			json.Unmarshal(line, &q)
-			seen(q.Method)
-			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":null}`+"\n", q.ID)
+			fmt.Fprintf(w, `{"jsonrpc":"2.0","id":%d,"result":%s}`+"\n", q.ID, reply(q))
 		}
 	}
+}
+
+// echoUntilEOF answers every request with its params.
+func echoUntilEOF(r *bufio.Reader, w net.Conn) {
+	answerEach(func(q rawReq) string { return string(q.Params) })(r, w)
+}
+
+// answerNull answers every request with a null result, after telling seen its method.
+func answerNull(seen func(method string)) func(r *bufio.Reader, w net.Conn) {
+	return answerEach(func(q rawReq) string { seen(q.Method); return "null" })
 }
 
 func quiet() Options { return Options{PingInterval: -1, RequestTimeout: 5 * time.Second} }
