@@ -99,44 +99,32 @@ func (u ChainwatchUpdate) Empty() bool {
 // LoadChainwatch reads chainwatch's persisted state (empty on a new database).
 func (db *DB) LoadChainwatch(ctx context.Context) (ChainwatchState, error) {
 	var st ChainwatchState
-	rows, err := db.SQL.QueryContext(ctx, `SELECT branch, idx, scripthash, pk_script, status FROM chainwatch_scripts ORDER BY branch, idx`)
-	if err != nil {
-		return st, fmt.Errorf("store: load chainwatch scripts: %w", err)
-	}
-	for rows.Next() {
+	if err := eachRow(ctx, db.SQL, "load chainwatch scripts", `SELECT branch, idx, scripthash, pk_script, status FROM chainwatch_scripts ORDER BY branch, idx`, func(rows *sql.Rows) error {
 		var s ChainwatchScript
 		var status sql.NullString
 		if err := rows.Scan(&s.Branch, &s.Index, &s.ScriptHash, &s.PkScript, &status); err != nil {
-			rows.Close()
-			return st, fmt.Errorf("store: load chainwatch scripts: %w", err)
+			return err
 		}
 		s.Status = status.String
 		st.Scripts = append(st.Scripts, s)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("store: load chainwatch scripts: %w", err)
+		return nil
+	}); err != nil {
+		return st, err
 	}
 
-	rows, err = db.SQL.QueryContext(ctx, `SELECT txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase FROM chainwatch_utxos
-		ORDER BY CASE WHEN height <= 0 THEN 1 ELSE 0 END, height, txid, vout`)
-	if err != nil {
-		return st, fmt.Errorf("store: load chainwatch utxos: %w", err)
-	}
-	for rows.Next() {
+	if err := eachRow(ctx, db.SQL, "load chainwatch utxos", `SELECT txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase FROM chainwatch_utxos
+		ORDER BY CASE WHEN height <= 0 THEN 1 ELSE 0 END, height, txid, vout`, func(rows *sql.Rows) error {
 		var u ChainwatchUTXO
 		if err := rows.Scan(&u.TxID, &u.Vout, &u.ValueSat, &u.PkScript, &u.Branch, &u.Index, &u.Height, &u.BlockHash, &u.Coinbase); err != nil {
-			rows.Close()
-			return st, fmt.Errorf("store: load chainwatch utxos: %w", err)
+			return err
 		}
 		st.UTXOs = append(st.UTXOs, u)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("store: load chainwatch utxos: %w", err)
+		return nil
+	}); err != nil {
+		return st, err
 	}
 
-	err = db.SQL.QueryRowContext(ctx, `SELECT height, hash FROM chainwatch_tip WHERE id = 1`).Scan(&st.Tip.Height, &st.Tip.Hash)
+	err := db.SQL.QueryRowContext(ctx, `SELECT height, hash FROM chainwatch_tip WHERE id = 1`).Scan(&st.Tip.Height, &st.Tip.Hash)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
@@ -151,61 +139,42 @@ func (db *DB) LoadChainwatch(ctx context.Context) (ChainwatchState, error) {
 }
 
 func (db *DB) loadChainwatchExtra(ctx context.Context, st *ChainwatchState) error {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT txid, height, verified, block_hash, coinbase FROM chainwatch_txs ORDER BY txid`)
-	if err != nil {
-		return fmt.Errorf("store: load chainwatch txs: %w", err)
-	}
-	for rows.Next() {
+	if err := eachRow(ctx, db.SQL, "load chainwatch txs", `SELECT txid, height, verified, block_hash, coinbase FROM chainwatch_txs ORDER BY txid`, func(rows *sql.Rows) error {
 		var x ChainwatchTx
 		if err := rows.Scan(&x.TxID, &x.Height, &x.Verified, &x.BlockHash, &x.Coinbase); err != nil {
-			rows.Close()
-			return fmt.Errorf("store: load chainwatch txs: %w", err)
+			return err
 		}
 		st.Txs = append(st.Txs, x)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: load chainwatch txs: %w", err)
+		return nil
+	}); err != nil {
+		return err
 	}
 
 	st.Histories = map[string][]string{}
-	rows, err = db.SQL.QueryContext(ctx, `SELECT scripthash, txid FROM chainwatch_history ORDER BY scripthash, pos`)
-	if err != nil {
-		return fmt.Errorf("store: load chainwatch history: %w", err)
-	}
-	for rows.Next() {
+	if err := eachRow(ctx, db.SQL, "load chainwatch history", `SELECT scripthash, txid FROM chainwatch_history ORDER BY scripthash, pos`, func(rows *sql.Rows) error {
 		var sh, id string
 		if err := rows.Scan(&sh, &id); err != nil {
-			rows.Close()
-			return fmt.Errorf("store: load chainwatch history: %w", err)
+			return err
 		}
 		st.Histories[sh] = append(st.Histories[sh], id)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: load chainwatch history: %w", err)
+		return nil
+	}); err != nil {
+		return err
 	}
 
-	rows, err = db.SQL.QueryContext(ctx, `SELECT height, header FROM chainwatch_headers ORDER BY height`)
-	if err != nil {
-		return fmt.Errorf("store: load chainwatch headers: %w", err)
-	}
-	for rows.Next() {
+	if err := eachRow(ctx, db.SQL, "load chainwatch headers", `SELECT height, header FROM chainwatch_headers ORDER BY height`, func(rows *sql.Rows) error {
 		var h int32
 		var b []byte
 		if err := rows.Scan(&h, &b); err != nil {
-			rows.Close()
-			return fmt.Errorf("store: load chainwatch headers: %w", err)
+			return err
 		}
 		if int(h) != len(st.Headers)+1 {
-			rows.Close()
-			return fmt.Errorf("store: load chainwatch headers: gap before height %d", h)
+			return fmt.Errorf("gap before height %d", h)
 		}
 		st.Headers = append(st.Headers, b)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("store: load chainwatch headers: %w", err)
+		return nil
+	}); err != nil {
+		return err
 	}
 
 	evs, err := db.ChainwatchEvents(ctx)
@@ -218,23 +187,18 @@ func (db *DB) loadChainwatchExtra(ctx context.Context, st *ChainwatchState) erro
 
 // ChainwatchEvents returns the outbox's events (the unacknowledged ones) by id.
 func (db *DB) ChainwatchEvents(ctx context.Context) ([]ChainwatchEvent, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT id, kind, payload FROM chainwatch_events ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: load chainwatch events: %w", err)
-	}
-	defer rows.Close()
 	var out []ChainwatchEvent
-	for rows.Next() {
+	if err := eachRow(ctx, db.SQL, "load chainwatch events", `SELECT id, kind, payload FROM chainwatch_events ORDER BY id`, func(rows *sql.Rows) error {
 		var e ChainwatchEvent
 		var payload string
 		if err := rows.Scan(&e.ID, &e.Kind, &payload); err != nil {
-			return nil, fmt.Errorf("store: load chainwatch events: %w", err)
+			return err
 		}
 		e.Payload = []byte(payload)
 		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: load chainwatch events: %w", err)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

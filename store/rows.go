@@ -25,3 +25,23 @@ func queryRows[T any](ctx context.Context, q querier, what string, scan func(*sq
 	}
 	return out, rows.Err()
 }
+
+// eachRow runs query on q and calls fn on each row in order, closing the rows at the end. A
+// failing query, an error of fn and the rows' final error are all wrapped as
+// "store: <what>: <cause>".
+func eachRow(ctx context.Context, q querier, what, query string, fn func(*sql.Rows) error) error {
+	rows, err := q.QueryContext(ctx, query)
+	if err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return fmt.Errorf("store: %s: %w", what, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("store: %s: %w", what, err)
+	}
+	return nil
+}
