@@ -72,16 +72,11 @@ func TestCosignOverNostr(t *testing.T) {
 	})
 
 	fund := btcutil.Amount(2 * btcutil.SatoshiPerBitcoin)
-	fundTxid, _, err := env.Fund(ctx, 0, fund)
+	fundTxids, err := env.FundConfirmed(ctx, fund)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
-		t.Fatal(err)
-	}
+	fundTxid := fundTxids[0]
 
 	payee, _ := env.ExternalAddress()
 	var spentTx string

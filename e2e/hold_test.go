@@ -15,7 +15,6 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
-	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/scenario"
 )
 
@@ -54,13 +53,7 @@ func TestHoldApprovedByApprover(t *testing.T) {
 	}
 	aliceURI = strings.TrimSpace(aliceURI)
 	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
+	if _, err := env.FundConfirmed(ctx, fund); err != nil {
 		t.Fatal(err)
 	}
 	payee, err := env.ExternalAddress()
@@ -123,13 +116,7 @@ func TestHoldCoolingOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
+	if _, err := env.FundConfirmed(ctx, fund); err != nil {
 		t.Fatal(err)
 	}
 	payee, err := env.ExternalAddress()

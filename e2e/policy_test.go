@@ -13,7 +13,6 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
-	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/scenario"
 	"github.com/custodyagents/cosigner/policy"
 )
@@ -44,13 +43,7 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
+	if _, err := env.FundConfirmed(ctx, fund); err != nil {
 		t.Fatal(err)
 	}
 	npub, _ := nip19.EncodePublicKey(env.ClientPK)

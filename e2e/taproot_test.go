@@ -61,13 +61,7 @@ func cosignShape(t *testing.T, shape string) {
 	}
 
 	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
+	if _, err := env.FundConfirmed(ctx, fund); err != nil {
 		t.Fatal(err)
 	}
 
