@@ -52,18 +52,7 @@ func TestHoldApprovedByApprover(t *testing.T) {
 		t.Fatal(err)
 	}
 	aliceURI = strings.TrimSpace(aliceURI)
-	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, err := env.FundConfirmed(ctx, fund); err != nil {
-		t.Fatal(err)
-	}
-	payee, err := env.ExternalAddress()
-	if err != nil {
-		t.Fatal(err)
-	}
-	built, err := env.BuildPayment(ctx, payee, 10_000_000, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	built := fundAndBuildPayment(t, ctx, env)
 	done := make(chan scenario.NIP46Answer, 1)
 	go func() {
 		ans, err := env.NIP46(ctx, bunker, env.ClientSK, "sign_psbt", built.PSBT)
@@ -115,8 +104,23 @@ func TestHoldCoolingOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, err := env.FundConfirmed(ctx, fund); err != nil {
+	built := fundAndBuildPayment(t, ctx, env)
+	start := time.Now()
+	ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", built.PSBT)
+	t.Logf("answer after %s: result %d chars, error %q", time.Since(start), len(ans.Result), ans.Error)
+	if ans.Error != "" || !strings.HasPrefix(ans.Result, "cHNidP8") {
+		t.Fatalf("held request answered %+v", ans)
+	}
+	if _, err := env.WaitLog(ctx, 10*time.Second, `msg="held request answered"`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fundAndBuildPayment funds the wallet with one confirmed coin of 1 BTC and has BDK build (and
+// sign with key B) a payment of 0.1 BTC at 5 sat/vB to an external address.
+func fundAndBuildPayment(t *testing.T, ctx context.Context, env *scenario.Env) scenario.Built {
+	t.Helper()
+	if _, err := env.FundConfirmed(ctx, btcutil.Amount(btcutil.SatoshiPerBitcoin)); err != nil {
 		t.Fatal(err)
 	}
 	payee, err := env.ExternalAddress()
@@ -127,15 +131,7 @@ func TestHoldCoolingOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", built.PSBT)
-	t.Logf("answer after %s: result %d chars, error %q", time.Since(start), len(ans.Result), ans.Error)
-	if ans.Error != "" || !strings.HasPrefix(ans.Result, "cHNidP8") {
-		t.Fatalf("held request answered %+v", ans)
-	}
-	if _, err := env.WaitLog(ctx, 10*time.Second, `msg="held request answered"`); err != nil {
-		t.Fatal(err)
-	}
+	return built
 }
 
 // writePolicy replaces the policy file atomically (as an editor's save-by-rename would).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -50,13 +49,7 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 	write := func(t *testing.T, body string) string {
 		t.Helper()
 		doc := "version: 1\nclients:\n  - {name: coordinator, pubkey: " + npub + ", methods: [sign_psbt]}\n" + body
-		tmp := env.PolicyFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, env.PolicyFile); err != nil { // as editors save
-			t.Fatal(err)
-		}
+		writePolicy(t, env.PolicyFile, doc) // as editors save
 		return policy.HashBytes([]byte(doc))
 	}
 	payee, _ := env.ExternalAddress()
