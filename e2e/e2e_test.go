@@ -39,12 +39,7 @@ func TestCosignOverNostr(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", env.LogTail(60))
-			if r := env.RaceReports(); r != "" {
-				t.Logf("race reports in the cosigner:\n%s", r)
-			}
-		}
+		env.LogOnFailure(t, 60)
 		env.Close()
 	}()
 

@@ -32,9 +32,7 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", env.LogTail(60))
-		}
+		env.LogOnFailure(t, 60)
 		env.Close()
 	}()
 	bunker, err := env.BunkerURI(ctx)

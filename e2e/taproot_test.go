@@ -46,9 +46,7 @@ func cosignShape(t *testing.T, shape string) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", env.LogTail(60))
-		}
+		env.LogOnFailure(t, 60)
 		env.Close()
 	}()
 	wantType := map[string]descriptor.ScriptType{"sh-wsh": descriptor.P2SHP2WSH, "tr": descriptor.P2TR}[shape]

@@ -83,14 +83,7 @@ func setup(t *testing.T) *scenario.Env {
 	if envErr != nil {
 		t.Fatalf("setting up the network and the cosigner: %v", envErr)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", sharedEnv.LogTail(80))
-			if r := sharedEnv.RaceReports(); r != "" {
-				t.Logf("race reports in the cosigner:\n%s", r)
-			}
-		}
-	})
+	t.Cleanup(func() { sharedEnv.LogOnFailure(t, 80) })
 	return sharedEnv
 }
 
