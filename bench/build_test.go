@@ -72,8 +72,8 @@ func BenchmarkCoinSelection(b *testing.B) {
 					}
 				}
 				slices.Sort(lat)
-				b.ReportMetric(buildMillis(lat[len(lat)/2]), "p50_ms")
-				b.ReportMetric(buildMillis(lat[len(lat)*99/100]), "p99_ms")
+				b.ReportMetric(ms(lat[len(lat)/2]), "p50_ms")
+				b.ReportMetric(ms(lat[len(lat)*99/100]), "p99_ms")
 				b.ReportMetric(100*float64(bnb)/samples, "bnb_%")
 			}
 		})
@@ -103,8 +103,8 @@ func BenchmarkCoinSelection(b *testing.B) {
 					}
 				}
 				slices.Sort(lat)
-				b.ReportMetric(buildMillis(lat[len(lat)/2]), "p50_ms")
-				b.ReportMetric(buildMillis(lat[len(lat)*99/100]), "p99_ms")
+				b.ReportMetric(ms(lat[len(lat)/2]), "p50_ms")
+				b.ReportMetric(ms(lat[len(lat)*99/100]), "p99_ms")
 				b.ReportMetric(100*float64(bnb)/samples, "bnb_%")
 			}
 		})
@@ -121,14 +121,12 @@ func BenchmarkCoinSelection(b *testing.B) {
 					lat = append(lat, time.Since(began))
 				}
 				slices.Sort(lat)
-				b.ReportMetric(buildMillis(lat[len(lat)/2]), "p50_ms")
-				b.ReportMetric(buildMillis(lat[len(lat)*99/100]), "p99_ms")
+				b.ReportMetric(ms(lat[len(lat)/2]), "p50_ms")
+				b.ReportMetric(ms(lat[len(lat)*99/100]), "p99_ms")
 			}
 		})
 	}
 }
-
-func buildMillis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // buildBenchDescriptor is a 2-of-3 wsh(sortedmulti) regtest wallet of three fixed test seeds.
 func buildBenchDescriptor(b *testing.B) *descriptor.Descriptor {

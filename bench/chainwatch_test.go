@@ -349,6 +349,7 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	return s[i]
 }
 
+// ms is d in milliseconds, for b.ReportMetric figures named *_ms.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // rssBytes is this process's resident set size (VmRSS of /proc/self/status), 0 where unknown.

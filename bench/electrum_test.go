@@ -55,8 +55,8 @@ func BenchmarkElectrumClient(b *testing.B) {
 					lat = append(lat, time.Since(began))
 				}
 				slices.Sort(lat)
-				b.ReportMetric(electrumMillis(lat[len(lat)/2]), "p50_ms")
-				b.ReportMetric(electrumMillis(lat[len(lat)*99/100]), "p99_ms")
+				b.ReportMetric(ms(lat[len(lat)/2]), "p50_ms")
+				b.ReportMetric(ms(lat[len(lat)*99/100]), "p99_ms")
 			}
 		})
 	}
@@ -107,5 +107,3 @@ func BenchmarkElectrumClient(b *testing.B) {
 		}
 	})
 }
-
-func electrumMillis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

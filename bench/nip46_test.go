@@ -16,7 +16,6 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	gonip46 "github.com/nbd-wtf/go-nostr/nip46"
 
-	"github.com/custodyagents/cosigner/chainwatch"
 	nip46e2e "github.com/custodyagents/cosigner/e2e/nip46"
 	"github.com/custodyagents/cosigner/internal/scenario"
 	"github.com/custodyagents/cosigner/store"
@@ -59,17 +58,7 @@ func nip46Setup(b *testing.B) (*scenario.Env, string) {
 			return
 		}
 		b.Cleanup(nip46Env.Close)
-		for i := uint32(0); i < 2; i++ {
-			if _, _, nip46Err = nip46Env.Fund(ctx, i, btcutil.SatoshiPerBitcoin); nip46Err != nil {
-				return
-			}
-		}
-		if _, nip46Err = nip46Env.Net.Mine(ctx, 1); nip46Err != nil {
-			return
-		}
-		if _, nip46Err = nip46Env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool {
-			return s.Confirmed == 2*btcutil.SatoshiPerBitcoin
-		}); nip46Err != nil {
+		if _, nip46Err = nip46Env.FundConfirmed(ctx, btcutil.SatoshiPerBitcoin, btcutil.SatoshiPerBitcoin); nip46Err != nil {
 			return
 		}
 		payee, err := nip46Env.ExternalAddress()

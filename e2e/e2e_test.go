@@ -39,12 +39,7 @@ func TestCosignOverNostr(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", env.LogTail(60))
-			if r := env.RaceReports(); r != "" {
-				t.Logf("race reports in the cosigner:\n%s", r)
-			}
-		}
+		env.LogOnFailure(t, 60)
 		env.Close()
 	}()
 
@@ -72,16 +67,11 @@ func TestCosignOverNostr(t *testing.T) {
 	})
 
 	fund := btcutil.Amount(2 * btcutil.SatoshiPerBitcoin)
-	fundTxid, _, err := env.Fund(ctx, 0, fund)
+	fundTxids, err := env.FundConfirmed(ctx, fund)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
-		t.Fatal(err)
-	}
+	fundTxid := fundTxids[0]
 
 	payee, _ := env.ExternalAddress()
 	var spentTx string

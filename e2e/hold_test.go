@@ -15,7 +15,6 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
-	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/scenario"
 )
 
@@ -53,24 +52,7 @@ func TestHoldApprovedByApprover(t *testing.T) {
 		t.Fatal(err)
 	}
 	aliceURI = strings.TrimSpace(aliceURI)
-	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
-		t.Fatal(err)
-	}
-	payee, err := env.ExternalAddress()
-	if err != nil {
-		t.Fatal(err)
-	}
-	built, err := env.BuildPayment(ctx, payee, 10_000_000, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
+	built := fundAndBuildPayment(t, ctx, env)
 	done := make(chan scenario.NIP46Answer, 1)
 	go func() {
 		ans, err := env.NIP46(ctx, bunker, env.ClientSK, "sign_psbt", built.PSBT)
@@ -122,14 +104,23 @@ func TestHoldCoolingOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
+	built := fundAndBuildPayment(t, ctx, env)
+	start := time.Now()
+	ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", built.PSBT)
+	t.Logf("answer after %s: result %d chars, error %q", time.Since(start), len(ans.Result), ans.Error)
+	if ans.Error != "" || !strings.HasPrefix(ans.Result, "cHNidP8") {
+		t.Fatalf("held request answered %+v", ans)
+	}
+	if _, err := env.WaitLog(ctx, 10*time.Second, `msg="held request answered"`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
+}
+
+// fundAndBuildPayment funds the wallet with one confirmed coin of 1 BTC and has BDK build (and
+// sign with key B) a payment of 0.1 BTC at 5 sat/vB to an external address.
+func fundAndBuildPayment(t *testing.T, ctx context.Context, env *scenario.Env) scenario.Built {
+	t.Helper()
+	if _, err := env.FundConfirmed(ctx, btcutil.Amount(btcutil.SatoshiPerBitcoin)); err != nil {
 		t.Fatal(err)
 	}
 	payee, err := env.ExternalAddress()
@@ -140,15 +131,7 @@ func TestHoldCoolingOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	ans := nip46(t, ctx, env, bunker, env.ClientSK, "sign_psbt", built.PSBT)
-	t.Logf("answer after %s: result %d chars, error %q", time.Since(start), len(ans.Result), ans.Error)
-	if ans.Error != "" || !strings.HasPrefix(ans.Result, "cHNidP8") {
-		t.Fatalf("held request answered %+v", ans)
-	}
-	if _, err := env.WaitLog(ctx, 10*time.Second, `msg="held request answered"`); err != nil {
-		t.Fatal(err)
-	}
+	return built
 }
 
 // writePolicy replaces the policy file atomically (as an editor's save-by-rename would).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
-	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/scenario"
 	"github.com/custodyagents/cosigner/policy"
 )
@@ -34,9 +32,7 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", env.LogTail(60))
-		}
+		env.LogOnFailure(t, 60)
 		env.Close()
 	}()
 	bunker, err := env.BunkerURI(ctx)
@@ -44,26 +40,14 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
+	if _, err := env.FundConfirmed(ctx, fund); err != nil {
 		t.Fatal(err)
 	}
 	npub, _ := nip19.EncodePublicKey(env.ClientPK)
 	write := func(t *testing.T, body string) string {
 		t.Helper()
 		doc := "version: 1\nclients:\n  - {name: coordinator, pubkey: " + npub + ", methods: [sign_psbt]}\n" + body
-		tmp := env.PolicyFile + ".tmp"
-		if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, env.PolicyFile); err != nil { // as editors save
-			t.Fatal(err)
-		}
+		writePolicy(t, env.PolicyFile, doc) // as editors save
 		return policy.HashBytes([]byte(doc))
 	}
 	payee, _ := env.ExternalAddress()

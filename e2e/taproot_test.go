@@ -46,9 +46,7 @@ func cosignShape(t *testing.T, shape string) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", env.LogTail(60))
-		}
+		env.LogOnFailure(t, 60)
 		env.Close()
 	}()
 	wantType := map[string]descriptor.ScriptType{"sh-wsh": descriptor.P2SHP2WSH, "tr": descriptor.P2TR}[shape]
@@ -61,13 +59,7 @@ func cosignShape(t *testing.T, shape string) {
 	}
 
 	fund := btcutil.Amount(btcutil.SatoshiPerBitcoin)
-	if _, _, err := env.Fund(ctx, 0, fund); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Net.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == fund }); err != nil {
+	if _, err := env.FundConfirmed(ctx, fund); err != nil {
 		t.Fatal(err)
 	}
 

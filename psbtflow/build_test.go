@@ -56,6 +56,28 @@ func finalVSize(tx *wire.MsgTx) int64 {
 	return (int64(tx.SerializeSizeStripped())*3 + int64(tx.SerializeSize()) + 3) / 4
 }
 
+// verifyScripts runs every input of the extracted transaction final through btcd's script
+// engine (standard verify flags) against the fixture chain's previous outputs.
+func (f *fixture) verifyScripts(t *testing.T, final *wire.MsgTx) {
+	t.Helper()
+	prev := txscript.NewMultiPrevOutFetcher(nil)
+	for _, in := range final.TxIn {
+		c := f.chain.coins[in.PreviousOutPoint]
+		prev.AddPrevOut(in.PreviousOutPoint, wire.NewTxOut(int64(c.Value), c.PkScript))
+	}
+	hashes := txscript.NewTxSigHashes(final, prev)
+	for i, in := range final.TxIn {
+		c := f.chain.coins[in.PreviousOutPoint]
+		vm, err := txscript.NewEngine(c.PkScript, final, i, txscript.StandardVerifyFlags, nil, hashes, int64(c.Value), prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.Execute(); err != nil {
+			t.Fatalf("input %d does not verify: %v", i, err)
+		}
+	}
+}
+
 // signFinalizeVerify signs p with keys 0 and 2 of the fixture (2 of 3), finalizes and extracts
 // it with btcd's psbt Finalizer and Extractor and runs every input's script.
 func (f *fixture) signFinalizeVerify(t *testing.T, p *psbt.Packet, a *Analysis) *wire.MsgTx {
@@ -73,22 +95,7 @@ func (f *fixture) signFinalizeVerify(t *testing.T, p *psbt.Packet, a *Analysis) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev := txscript.NewMultiPrevOutFetcher(nil)
-	for _, in := range final.TxIn {
-		c := f.chain.coins[in.PreviousOutPoint]
-		prev.AddPrevOut(in.PreviousOutPoint, wire.NewTxOut(int64(c.Value), c.PkScript))
-	}
-	hashes := txscript.NewTxSigHashes(final, prev)
-	for i, in := range final.TxIn {
-		c := f.chain.coins[in.PreviousOutPoint]
-		vm, err := txscript.NewEngine(c.PkScript, final, i, txscript.StandardVerifyFlags, nil, hashes, int64(c.Value), prev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := vm.Execute(); err != nil {
-			t.Fatalf("input %d does not verify: %v", i, err)
-		}
-	}
+	f.verifyScripts(t, final)
 	return final
 }
 

@@ -184,23 +184,8 @@ func TestAnalyzeAndSignTwoOfThree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prev := txscript.NewMultiPrevOutFetcher(nil)
-	for _, in := range final.TxIn {
-		c := f.chain.coins[in.PreviousOutPoint]
-		prev.AddPrevOut(in.PreviousOutPoint, wire.NewTxOut(int64(c.Value), c.PkScript))
-	}
-	hashes := txscript.NewTxSigHashes(final, prev)
-	for i, in := range final.TxIn {
-		c := f.chain.coins[in.PreviousOutPoint]
-		vm, err := txscript.NewEngine(c.PkScript, final, i, txscript.StandardVerifyFlags, nil, hashes, int64(c.Value), prev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := vm.Execute(); err != nil {
-			t.Fatalf("input %d does not verify: %v", i, err)
-		}
-	}
-	if got := (int64(final.SerializeSizeStripped())*3 + int64(final.SerializeSize()) + 3) / 4; got > a.VSize || a.VSize-got > 4 {
+	f.verifyScripts(t, final)
+	if got := finalVSize(final); got > a.VSize || a.VSize-got > 4 {
 		t.Fatalf("vsize estimate %d, real %d", a.VSize, got)
 	}
 }

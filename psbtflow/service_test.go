@@ -362,6 +362,19 @@ limits:
 		}
 		return true
 	}
+	// pickPending returns a random pending transaction whose inputs are all unspent, or nil.
+	pickPending := func() *modelTx {
+		var pend []*modelTx
+		for _, m := range txs {
+			if m.state == "pending" && unspent(m) {
+				pend = append(pend, m)
+			}
+		}
+		if len(pend) == 0 {
+			return nil
+		}
+		return pend[rng.IntN(len(pend))]
+	}
 	for step := range steps {
 		switch op := rng.IntN(10); {
 		case op < 4: // sign a new transaction over 1–2 coins
@@ -376,16 +389,10 @@ limits:
 			rng.Shuffle(len(coins), func(i, j int) { coins[i], coins[j] = coins[j], coins[i] })
 			sign(coins[:min(len(coins), 1+rng.IntN(2))], -1)
 		case op < 6: // replace a pending transaction (RBF: same inputs, another amount)
-			var pend []*modelTx
-			for _, m := range txs {
-				if m.state == "pending" && unspent(m) {
-					pend = append(pend, m)
-				}
-			}
-			if len(pend) == 0 {
+			m := pickPending()
+			if m == nil {
 				continue
 			}
-			m := pend[rng.IntN(len(pend))]
 			// A fee bump over exactly the inputs of the one reserved transaction it conflicts with,
 			// that leaves no more than that transaction already counts, while that
 			// count is still inside every window, adds nothing to the worst case and must be
@@ -400,16 +407,10 @@ limits:
 				t.Fatalf("step %d: a fee bump paying %s over the inputs of %s (counted %d sat at %s) was refused: %v", step, pay, head.TxID, head.OutflowSat, head.At, lastErr)
 			}
 		case op < 8: // confirm a pending transaction: its inputs are spent, its change comes back
-			var pend []*modelTx
-			for _, m := range txs {
-				if m.state == "pending" && unspent(m) {
-					pend = append(pend, m)
-				}
-			}
-			if len(pend) == 0 {
+			m := pickPending()
+			if m == nil {
 				continue
 			}
-			m := pend[rng.IntN(len(pend))]
 			m.state = "confirmed"
 			h, _ := chainhash.NewHashFromStr(m.txid)
 			for _, in := range m.inputs {

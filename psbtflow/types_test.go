@@ -161,22 +161,7 @@ func finalizeAndVerify(t *testing.T, f *fixture, p *psbt.Packet) *wire.MsgTx {
 			in.Witness = tapWitness(t, p.Inputs[i], d)
 		}
 	}
-	prev := txscript.NewMultiPrevOutFetcher(nil)
-	for _, in := range final.TxIn {
-		c := f.chain.coins[in.PreviousOutPoint]
-		prev.AddPrevOut(in.PreviousOutPoint, wire.NewTxOut(int64(c.Value), c.PkScript))
-	}
-	hashes := txscript.NewTxSigHashes(final, prev)
-	for i, in := range final.TxIn {
-		c := f.chain.coins[in.PreviousOutPoint]
-		vm, err := txscript.NewEngine(c.PkScript, final, i, txscript.StandardVerifyFlags, nil, hashes, int64(c.Value), prev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := vm.Execute(); err != nil {
-			t.Fatalf("input %d does not verify: %v", i, err)
-		}
-	}
+	f.verifyScripts(t, final)
 	return final
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -12,7 +11,6 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
-	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -31,33 +29,8 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), InitialBlocks: -1, Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	relays := net.RelayURLs()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	pool, err := relaypool.New(relays[:1], relaypool.Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(),
-		WithClientRelays(func(urls []string) (ClosablePool, error) {
-			return relaypool.New(urls, relaypool.Options{Logger: quietLog()})
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { rs.Run(runCtx); close(done) }()
-	defer func() { stop(); <-done }()
+	relays, db, pool, rs, closeAll := startSignerOverRelays(t, ctx, 1)
+	defer closeAll()
 
 	appSK := nostr.GeneratePrivateKey()
 	appPK, _ := nostr.GetPublicKey(appSK)

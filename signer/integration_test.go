@@ -27,33 +27,8 @@ func TestOverRealRelays(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), InitialBlocks: -1, Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer net.Close()
-	relays := net.RelayURLs()
-	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	pool, err := relaypool.New(relays[:2], relaypool.Options{Logger: quietLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(),
-		WithClientRelays(func(urls []string) (ClosablePool, error) {
-			return relaypool.New(urls, relaypool.Options{Logger: quietLog()})
-		}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { rs.Run(runCtx); close(done) }()
-	defer func() { stop(); <-done }()
+	relays, db, _, rs, closeAll := startSignerOverRelays(t, ctx, 2)
+	defer closeAll()
 
 	// bunker:// through relay 1 only.
 	if err := db.AddConnectSecretPerms(ctx, "s1", "sign_psbt,sign_event:1"); err != nil {
@@ -162,4 +137,50 @@ func TestOverRealRelays(t *testing.T) {
 	if r.ID != "n1" || r.Result != rs.PublicKey() {
 		t.Fatalf("request on the app's relay: %+v", r)
 	}
+}
+
+// startSignerOverRelays starts the devnet (relays only), a store and a RemoteSigner (echoPSBT)
+// whose pool is the first n relays, with per-client pools for nostrconnect:// apps. It returns
+// the devnet's relay URLs, and closeAll, which stops the signer and closes the pool, the store
+// and the devnet in that order.
+func startSignerOverRelays(t *testing.T, ctx context.Context, n int) (relays []string, db *store.DB, pool *relaypool.Pool, rs *RemoteSigner, closeAll func()) {
+	t.Helper()
+	var closers []func()
+	closeAll = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) {
+		closeAll()
+		t.Fatal(err)
+	}
+	net, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), InitialBlocks: -1, Logger: quietLog()})
+	if err != nil {
+		fail(err)
+	}
+	closers = append(closers, func() { net.Close() })
+	relays = net.RelayURLs()
+	db, err = store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		fail(err)
+	}
+	closers = append(closers, func() { db.Close() })
+	pool, err = relaypool.New(relays[:n], relaypool.Options{Logger: quietLog()})
+	if err != nil {
+		fail(err)
+	}
+	closers = append(closers, func() { pool.Close() })
+	rs, err = NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(),
+		WithClientRelays(func(urls []string) (ClosablePool, error) {
+			return relaypool.New(urls, relaypool.Options{Logger: quietLog()})
+		}))
+	if err != nil {
+		fail(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rs.Run(runCtx); close(done) }()
+	closers = append(closers, func() { stop(); <-done })
+	return relays, db, pool, rs, closeAll
 }

@@ -31,9 +31,7 @@ func TestNIP46CommandsAgainstDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", env.LogTail(40))
-		}
+		env.LogOnFailure(t, 40)
 		env.Close()
 	}()
 	bunker, err := env.Cosigner(ctx, "bunker-uri", "--perms", "get_wallet,sign_event:1")

@@ -24,41 +24,10 @@
 // Exit status: 0 when every step got an answer (result or error), 1 on a
 // transport failure or timeout, 2 on a usage error.
 
-import { createRequire } from 'node:module'
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 
-const here = dirname(fileURLToPath(import.meta.url))
-
-function loadModules() {
-  const candidates = [
-    process.env.NIP46_NODE_MODULES,
-    resolve(here, '../../internal/devnet/node/node_modules'),
-    join(here, 'node_modules'),
-  ].filter(Boolean)
-  for (const dir of candidates) {
-    if (existsSync(join(dir, 'nostr-tools')) && existsSync(join(dir, 'ws'))) {
-      const require = createRequire(join(dir, '..', 'resolve-from-here.js'))
-      return {
-        nip46: require('nostr-tools/nip46'),
-        pure: require('nostr-tools/pure'),
-        pool: require('nostr-tools/pool'),
-        ws: require('ws'),
-      }
-    }
-  }
-  throw new Error(`nostr-tools and ws not found in ${candidates.join(', ')}: run scripts/install-tools.sh`)
-}
-
-const log = obj => process.stderr.write(JSON.stringify(obj) + '\n')
-const out = obj => process.stdout.write(JSON.stringify(obj) + '\n')
-
-function usage(msg) {
-  log({ usage_error: msg })
-  process.exit(2)
-}
+import { loadNostrTools, log, out, usage } from './nip46_common.mjs'
 
 const STEPS = ['ping', 'get_public_key', 'sign_event', 'nip44', 'sign_psbt', 'switch_relays', 'logout']
 
@@ -92,9 +61,7 @@ function parseArgs(argv) {
 
 async function main() {
   const o = parseArgs(process.argv.slice(2))
-  const { nip46, pure, pool: poolMod, ws } = loadModules()
-  globalThis.WebSocket ??= ws.WebSocket // Node 20 has none; nostr-tools needs one
-  poolMod.useWebSocketImplementation(ws.WebSocket)
+  const { nip46, pure, pool: poolMod } = loadNostrTools()
 
   let sk
   if (o.sk === undefined) sk = pure.generateSecretKey()

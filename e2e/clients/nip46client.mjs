@@ -29,45 +29,14 @@
 // --no-connect to skip the refused connect. A param "-" is replaced by
 // standard input (for long PSBTs).
 //
-// Modules: nostr-tools 2.25.2 and ws 8.23.0 are looked up in
+// Modules (found by nip46_common.mjs): nostr-tools 2.25.2 and ws 8.23.0 are looked up in
 // $NIP46_NODE_MODULES, then internal/devnet/node/node_modules of this
 // repository (where scripts/install-tools.sh puts them), then next to this
 // script.
 
-import { createRequire } from 'node:module'
-import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { readFileSync } from 'node:fs'
 
-const here = dirname(fileURLToPath(import.meta.url))
-
-function loadModules() {
-  const candidates = [
-    process.env.NIP46_NODE_MODULES,
-    resolve(here, '../../internal/devnet/node/node_modules'),
-    join(here, 'node_modules'),
-  ].filter(Boolean)
-  for (const dir of candidates) {
-    if (existsSync(join(dir, 'nostr-tools')) && existsSync(join(dir, 'ws'))) {
-      const require = createRequire(join(dir, '..', 'resolve-from-here.js'))
-      return {
-        nip46: require('nostr-tools/nip46'),
-        pure: require('nostr-tools/pure'),
-        pool: require('nostr-tools/pool'),
-        ws: require('ws'),
-      }
-    }
-  }
-  throw new Error(`nostr-tools and ws not found in ${candidates.join(', ')}: run scripts/install-tools.sh or set NIP46_NODE_MODULES`)
-}
-
-const log = obj => process.stderr.write(JSON.stringify(obj) + '\n')
-const out = obj => process.stdout.write(JSON.stringify(obj) + '\n')
-
-function usage(msg) {
-  log({ usage_error: msg })
-  process.exit(2)
-}
+import { loadNostrTools, log, out, usage } from './nip46_common.mjs'
 
 function parseArgs(argv) {
   const opts = { timeout: 30, connect: true, pubkeyOnly: false, rest: [] }
@@ -103,10 +72,7 @@ function secretKey(hex, pure) {
 
 async function main() {
   const opts = parseArgs(process.argv.slice(2))
-  const { nip46, pure, pool: poolMod, ws } = loadModules()
-  // Node 20 has no global WebSocket; nostr-tools needs one.
-  globalThis.WebSocket ??= ws.WebSocket
-  poolMod.useWebSocketImplementation(ws.WebSocket)
+  const { nip46, pure, pool: poolMod } = loadNostrTools()
 
   const sk = secretKey(opts.sk, pure)
   if (opts.pubkeyOnly) {

@@ -16,7 +16,6 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil"
 
-	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
 	"github.com/custodyagents/cosigner/signer"
@@ -79,29 +78,12 @@ func setup(t *testing.T) *scenario.Env {
 			return
 		}
 		// Two coins of 1 BTC each: a payment of 1.5 BTC spends both (2 inputs, 2 outputs).
-		for i := uint32(0); i < 2; i++ {
-			if _, _, envErr = sharedEnv.Fund(ctx, i, walletFunds/2); envErr != nil {
-				return
-			}
-		}
-		if _, envErr = sharedEnv.Net.Mine(ctx, 1); envErr != nil {
-			return
-		}
-		_, envErr = sharedEnv.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool {
-			return s.Confirmed == walletFunds
-		})
+		_, envErr = sharedEnv.FundConfirmed(ctx, walletFunds/2, walletFunds/2)
 	})
 	if envErr != nil {
 		t.Fatalf("setting up the network and the cosigner: %v", envErr)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("cosigner log (tail):\n%s", sharedEnv.LogTail(80))
-			if r := sharedEnv.RaceReports(); r != "" {
-				t.Logf("race reports in the cosigner:\n%s", r)
-			}
-		}
-	})
+	t.Cleanup(func() { sharedEnv.LogOnFailure(t, 80) })
 	return sharedEnv
 }
 

@@ -433,6 +433,26 @@ func (e *Env) Close() {
 	}
 }
 
+// TestLog is the part of testing.TB that LogOnFailure uses.
+type TestLog interface {
+	Helper()
+	Failed() bool
+	Logf(format string, args ...any)
+}
+
+// LogOnFailure logs, when t has failed, the last n lines of the cosigner's log and the race
+// detector's reports found in it (if any).
+func (e *Env) LogOnFailure(t TestLog, n int) {
+	t.Helper()
+	if !t.Failed() {
+		return
+	}
+	t.Logf("cosigner log (tail):\n%s", e.LogTail(n))
+	if r := e.RaceReports(); r != "" {
+		t.Logf("race reports in the cosigner:\n%s", r)
+	}
+}
+
 // RaceReports returns the race detector's reports found in the cosigner's log (binary built
 // with Options.Race), or "".
 func (e *Env) RaceReports() string {

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"strconv"
+	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
 
+	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -95,4 +97,27 @@ func (e *Env) LastDecision(ctx context.Context, method string) (store.AuditEntry
 		}
 	}
 	return store.AuditEntry{}, fmt.Errorf("scenario: no audit entry for %s", method)
+}
+
+// FundConfirmed pays amounts[i] to the wallet's receive address at index i, mines one block and
+// waits (up to a minute) until the cosigner's /status shows the sum of amounts confirmed; it
+// suits a wallet with no other confirmed coins. It returns the funding txids in index order.
+func (e *Env) FundConfirmed(ctx context.Context, amounts ...btcutil.Amount) ([]string, error) {
+	txids := make([]string, 0, len(amounts))
+	var total btcutil.Amount
+	for i, amount := range amounts {
+		txid, _, err := e.Fund(ctx, uint32(i), amount)
+		if err != nil {
+			return txids, err
+		}
+		txids = append(txids, txid)
+		total += amount
+	}
+	if _, err := e.Net.Mine(ctx, 1); err != nil {
+		return txids, err
+	}
+	if _, err := e.WaitStatus(ctx, time.Minute, func(s chainwatch.Status) bool { return s.Confirmed == total }); err != nil {
+		return txids, err
+	}
+	return txids, nil
 }
