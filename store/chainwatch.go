@@ -243,24 +243,44 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]
 	var ids []uint64
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
 		ids = ids[:0]
+		// One prepared statement per query for the whole transaction: an update of a large
+		// wallet writes thousands of rows, and preparing the same SQL for each was a large part
+		// of its cost.
+		stmts := map[string]*sql.Stmt{}
+		defer func() {
+			for _, st := range stmts {
+				st.Close()
+			}
+		}()
+		exec := func(query string, args ...any) (sql.Result, error) {
+			st, ok := stmts[query]
+			if !ok {
+				var err error
+				if st, err = tx.PrepareContext(ctx, query); err != nil {
+					return nil, err
+				}
+				stmts[query] = st
+			}
+			return st.ExecContext(ctx, args...)
+		}
 		for _, s := range u.PutScripts {
 			var status any
 			if s.Status != "" {
 				status = s.Status
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_scripts(branch, idx, scripthash, pk_script, status) VALUES (?, ?, ?, ?, ?)
+			if _, err := exec(`INSERT INTO chainwatch_scripts(branch, idx, scripthash, pk_script, status) VALUES (?, ?, ?, ?, ?)
 				ON CONFLICT(branch, idx) DO UPDATE SET scripthash = excluded.scripthash, pk_script = excluded.pk_script, status = excluded.status`,
 				s.Branch, s.Index, s.ScriptHash, s.PkScript, status); err != nil {
 				return fmt.Errorf("script %d/%d: %w", s.Branch, s.Index, err)
 			}
 		}
 		for _, op := range u.RemoveUTXOs {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_utxos WHERE txid = ? AND vout = ?`, op.TxID, op.Vout); err != nil {
+			if _, err := exec(`DELETE FROM chainwatch_utxos WHERE txid = ? AND vout = ?`, op.TxID, op.Vout); err != nil {
 				return fmt.Errorf("remove utxo %s:%d: %w", op.TxID, op.Vout, err)
 			}
 		}
 		for _, o := range u.PutUTXOs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_utxos(txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			if _, err := exec(`INSERT INTO chainwatch_utxos(txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 				ON CONFLICT(txid, vout) DO UPDATE SET value_sat = excluded.value_sat, pk_script = excluded.pk_script,
 				branch = excluded.branch, idx = excluded.idx, height = excluded.height, block_hash = excluded.block_hash, coinbase = excluded.coinbase`,
 				o.TxID, o.Vout, o.ValueSat, o.PkScript, o.Branch, o.Index, o.Height, o.BlockHash, o.Coinbase); err != nil {
@@ -268,29 +288,29 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]
 			}
 		}
 		if u.Tip != nil {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_tip(id, height, hash) VALUES (1, ?, ?)
+			if _, err := exec(`INSERT INTO chainwatch_tip(id, height, hash) VALUES (1, ?, ?)
 				ON CONFLICT(id) DO UPDATE SET height = excluded.height, hash = excluded.hash`, u.Tip.Height, u.Tip.Hash); err != nil {
 				return fmt.Errorf("tip: %w", err)
 			}
 		}
 		for _, id := range u.RemoveTxs {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_txs WHERE txid = ?`, id); err != nil {
+			if _, err := exec(`DELETE FROM chainwatch_txs WHERE txid = ?`, id); err != nil {
 				return fmt.Errorf("remove tx %s: %w", id, err)
 			}
 		}
 		for _, x := range u.PutTxs {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_txs(txid, height, verified, block_hash, coinbase) VALUES (?, ?, ?, ?, ?)
+			if _, err := exec(`INSERT INTO chainwatch_txs(txid, height, verified, block_hash, coinbase) VALUES (?, ?, ?, ?, ?)
 				ON CONFLICT(txid) DO UPDATE SET height = excluded.height, verified = excluded.verified,
 				block_hash = excluded.block_hash, coinbase = excluded.coinbase`, x.TxID, x.Height, x.Verified, x.BlockHash, x.Coinbase); err != nil {
 				return fmt.Errorf("put tx %s: %w", x.TxID, err)
 			}
 		}
 		for sh, hist := range u.Histories {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_history WHERE scripthash = ?`, sh); err != nil {
+			if _, err := exec(`DELETE FROM chainwatch_history WHERE scripthash = ?`, sh); err != nil {
 				return fmt.Errorf("history %s: %w", sh, err)
 			}
 			for i, id := range hist {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_history(scripthash, pos, txid) VALUES (?, ?, ?)`, sh, i, id); err != nil {
+				if _, err := exec(`INSERT INTO chainwatch_history(scripthash, pos, txid) VALUES (?, ?, ?)`, sh, i, id); err != nil {
 					return fmt.Errorf("history %s: %w", sh, err)
 				}
 			}
@@ -299,7 +319,7 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]
 			if u.HeadersFrom < 1 {
 				return fmt.Errorf("headers from height %d: genesis is not stored", u.HeadersFrom)
 			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM chainwatch_headers WHERE height >= ?`, u.HeadersFrom); err != nil {
+			if _, err := exec(`DELETE FROM chainwatch_headers WHERE height >= ?`, u.HeadersFrom); err != nil {
 				return fmt.Errorf("headers: %w", err)
 			}
 			var n int32
@@ -310,13 +330,13 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]
 				return fmt.Errorf("headers from height %d would leave a gap after %d", u.HeadersFrom, n)
 			}
 			for i, h := range u.Headers {
-				if _, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_headers(height, header) VALUES (?, ?)`, u.HeadersFrom+int32(i), h); err != nil {
+				if _, err := exec(`INSERT INTO chainwatch_headers(height, header) VALUES (?, ?)`, u.HeadersFrom+int32(i), h); err != nil {
 					return fmt.Errorf("header %d: %w", u.HeadersFrom+int32(i), err)
 				}
 			}
 		}
 		for _, e := range u.Events {
-			res, err := tx.ExecContext(ctx, `INSERT INTO chainwatch_events(kind, payload) VALUES (?, ?)`, e.Kind, string(e.Payload))
+			res, err := exec(`INSERT INTO chainwatch_events(kind, payload) VALUES (?, ?)`, e.Kind, string(e.Payload))
 			if err != nil {
 				return fmt.Errorf("event %s: %w", e.Kind, err)
 			}
