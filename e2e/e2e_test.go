@@ -34,14 +34,8 @@ func TestCosignOverNostr(t *testing.T) {
 	// data race makes it exit with status 66, which StopDaemon reports, and the race reports
 	// are printed on failure. (go-nostr v0.38.2's Relay races when a relay drops, relay.go:172
 	// against :516; relaypool no longer uses nostr.Relay, so that race no longer applies.)
-	env, err := scenario.Setup(ctx, scenario.Options{Dir: t.TempDir(), MaxPerTx: "1 BTC", Race: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		env.LogOnFailure(t, 60)
-		env.Close()
-	}()
+	env, stop := startDaemon(ctx, t, scenario.Options{Race: true})
+	defer stop()
 
 	bunker, err := env.BunkerURI(ctx)
 	if err != nil {
@@ -305,5 +299,21 @@ func assertUTXOsMatchNode(t *testing.T, env *scenario.Env, st chainwatch.Status)
 	}
 	if sum != st.Confirmed+st.Unconfirmed {
 		t.Fatalf("UTXO sum %s != balance %s", sum, st.Confirmed+st.Unconfirmed)
+	}
+}
+
+// startDaemon starts the local test network and a cosigner daemon (scenario.Setup, in a test
+// temp dir, with a 1 BTC per-transaction cap) or fails the test. Defer the returned stop: it
+// prints the daemon's log tail and race reports if the test failed, then stops everything.
+func startDaemon(ctx context.Context, t *testing.T, opts scenario.Options) (*scenario.Env, func()) {
+	t.Helper()
+	opts.Dir, opts.MaxPerTx = t.TempDir(), "1 BTC"
+	env, err := scenario.Setup(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, func() {
+		env.LogOnFailure(t, 60)
+		env.Close()
 	}
 }

@@ -27,14 +27,8 @@ func TestPolicyReloadAndLedger(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	env, err := scenario.Setup(ctx, scenario.Options{Dir: t.TempDir(), MaxPerTx: "1 BTC", Race: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		env.LogOnFailure(t, 60)
-		env.Close()
-	}()
+	env, stop := startDaemon(ctx, t, scenario.Options{Race: true})
+	defer stop()
 	bunker, err := env.BunkerURI(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -41,14 +41,8 @@ func TestCosignEveryScriptType(t *testing.T) {
 func cosignShape(t *testing.T, shape string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	env, err := scenario.Setup(ctx, scenario.Options{Dir: t.TempDir(), MaxPerTx: "1 BTC", Wallet: shape})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		env.LogOnFailure(t, 60)
-		env.Close()
-	}()
+	env, stop := startDaemon(ctx, t, scenario.Options{Wallet: shape})
+	defer stop()
 	wantType := map[string]descriptor.ScriptType{"sh-wsh": descriptor.P2SHP2WSH, "tr": descriptor.P2TR}[shape]
 	if env.Descriptor.Type() != wantType {
 		t.Fatalf("registered %s, want %s", env.Descriptor.Type(), wantType)
