@@ -45,6 +45,9 @@ type Policy struct {
 	Descriptors map[string]*NamedDescriptor
 	Limits      Limits
 	Rules       []Rule
+	// Automations are the transactions this co-signer starts itself on chain events (see
+	// automation.go); empty when the file has none.
+	Automations []Automation
 
 	limitChecks []check
 
