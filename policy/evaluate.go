@@ -144,7 +144,8 @@ type check struct {
 
 // Evaluate decides a request. It is a pure function of its arguments: no I/O, no clock.
 //
-// Order: the client must be listed and allowed the method; then every global limit is checked
+// Order: the client must be listed and allowed the method (or be "automation:NAME", the client
+// name psbtflow gives a PSBT built by automation NAME of this policy: allowed sign_psbt); then every global limit is checked
 // (all are reported, the first failure decides: deny); then the rules are tried in order and the
 // first whose every match condition holds decides (allow, deny or hold); with no rules, a request
 // within the limits is allowed, and with rules, a request no rule matches is denied. A hold is
@@ -305,6 +306,15 @@ func Authorize(p *Policy, client, method string, now time.Time) Decision {
 }
 
 func authorizeOne(p *Policy, client, method string) Decision {
+	if name, ok := strings.CutPrefix(client, AutomationClientPrefix); ok {
+		if p.Automation(name) == nil {
+			return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("no automation named %q in this policy", name)}
+		}
+		if method != "sign_psbt" {
+			return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("automation %q may only call sign_psbt", name)}
+		}
+		return Decision{Outcome: Allow, Rule: RuleClients, Reason: fmt.Sprintf("automation %q of this policy may call sign_psbt", name)}
+	}
 	idx := slices.IndexFunc(p.Clients, func(c Client) bool { return c.PubKey == client })
 	if idx < 0 {
 		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("client %s is not listed in the policy's clients", short(client))}
