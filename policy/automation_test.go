@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
 )
 
 const (
@@ -386,5 +387,36 @@ func TestAutomationString(t *testing.T) {
 	}
 	if strings.Contains(got, "secret") {
 		t.Fatal("String shows a bunker URI's secret")
+	}
+}
+
+func TestDestinationForNetwork(t *testing.T) {
+	p := mustParse(t, autoDoc("", "  - name: v\n    trigger: {funding_seen: true}\n    action: {sweep: {to: descriptor:cold_vault}}\n    cosigners: ["+qB+"]\n"+
+		"  - name: a\n    trigger: {funding_seen: true}\n    action: {sweep: {to: "+addrX+"}}\n    cosigners: ["+qB+"]\n"+
+		"  - name: m\n    trigger: {funding_seen: true}\n    action: {sweep: {to: bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4}}\n    cosigners: ["+qB+"]\n"))
+	cases := []struct {
+		name string
+		net  *chaincfg.Params
+		ok   bool
+	}{
+		{"v", &chaincfg.RegressionNetParams, true},
+		{"v", &chaincfg.TestNet3Params, true},
+		{"v", &chaincfg.MainNetParams, false}, // tpub keys
+		{"a", &chaincfg.RegressionNetParams, true},
+		{"a", &chaincfg.TestNet3Params, false}, // bcrt1 is regtest only
+		{"m", &chaincfg.MainNetParams, true},
+		{"m", &chaincfg.RegressionNetParams, false},
+	}
+	for _, c := range cases {
+		d, _ := p.Automation(c.name).Destination()
+		err := d.ForNetwork(c.net)
+		if c.ok != (err == nil) || err != nil && !errors.Is(err, ErrWrongNetwork) {
+			t.Errorf("%s on %s: %v", d.Text, c.net.Name, err)
+		}
+	}
+	// With WithNetwork, Parse itself refuses an address of another network.
+	_, err := Parse("p.yaml", []byte(autoDoc("", "  - name: m\n    trigger: {funding_seen: true}\n    action: {sweep: {to: bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4}}\n    cosigners: ["+qB+"]\n")), WithNetwork(&chaincfg.RegressionNetParams))
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:11:26: \"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4\" is neither an address") {
+		t.Errorf("WithNetwork(regtest) and a mainnet to: %v", err)
 	}
 }
