@@ -454,3 +454,15 @@ func TestAutomationFeeRateStaged(t *testing.T) {
 		t.Errorf("no cap set: %+v", c)
 	}
 }
+
+// TestAutomationErrorNotRepeatedByRules: a rule naming an automation that has an error is not
+// reported as well (one mistake, one message).
+func TestAutomationErrorNotRepeatedByRules(t *testing.T) {
+	doc := autoDoc("", "  - name: s\n    trigger: {schedule: 10s}\n    action: {sweep: {to: "+addrX+"}}\n    cosigners: ["+qB+"]\n"+
+		"rules:\n  - {name: r, match: {clients: [automation:s]}, action: allow}\n")
+	_, err := Parse("p.yaml", []byte(doc))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || !strings.Contains(es[0].Msg, "schedule 10s is shorter than 1m") {
+		t.Fatalf("Parse = %v, want only the schedule error", err)
+	}
+}

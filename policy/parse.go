@@ -69,6 +69,9 @@ type validator struct {
 	opts parseOptions
 	errs Errors
 	p    *Policy
+	// autoNames are the automation names in the file, also of automations with errors (so that
+	// a rule naming one is not reported as well).
+	autoNames map[string]bool
 }
 
 func (v *validator) errorf(n *yaml.Node, format string, args ...any) {
@@ -661,7 +664,7 @@ func (v *validator) limits(n *yaml.Node) {
 // psbtflow gives the PSBTs an automation builds).
 func (v *validator) clientByName(n *yaml.Node) (string, bool) {
 	if name, ok := strings.CutPrefix(n.Value, AutomationClientPrefix); ok {
-		if v.p.Automation(name) != nil {
+		if v.autoNames[name] {
 			return n.Value, true
 		}
 		v.errorf(n, "no automation named %q under automations:", name)
