@@ -2,8 +2,8 @@ package psbtflow_test
 
 // The Coordinator against a real co-signer: a `cosigner run` daemon (key A of the scenario's
 // 2-of-3, with BDK holding key B) on the local test network, reached over the devnet's three
-// relays. It signs, denies (policy_denied), holds (auth_url, answered after a cooling-off while
-// two of the three relays are down), answers a restarted Ask (new Coordinator, same client key
+// relays. It signs, denies (policy_denied), holds (auth_url, answered once an approver approves
+// while two of the three relays are down), answers a restarted Ask (new Coordinator, same client key
 // and spent bunker URI, same request id) from its store without a second evaluation; the
 // signatures are combined with BDK's, finalized, and btcd accepts the transaction.
 
@@ -13,12 +13,12 @@ import (
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
@@ -40,9 +40,12 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 	defer env.LogOnFailure(t, 60)
 
 	npub, _ := nip19.EncodePublicKey(env.ClientPK)
+	aliceSK := nostr.GeneratePrivateKey()
+	alicePK, _ := nostr.GetPublicKey(aliceSK)
 	doc := "version: 1\nclients:\n  - {name: coordinator, pubkey: " + npub + ", methods: [sign_psbt]}\n" +
+		"approvers:\n  - {name: alice, pubkey: " + alicePK + "}\n" +
 		"limits:\n  max_per_tx: 0.5 BTC\n" +
-		"rules:\n  - {name: medium, match: {min_outflow: 0.25 BTC}, action: hold, hold: {cooling_off: 8s}}\n" +
+		"rules:\n  - {name: medium, match: {min_outflow: 0.25 BTC}, action: hold, hold: {approvals: 1, approvers: [alice]}}\n" +
 		"  - {name: rest, action: allow}\n"
 	if err := os.WriteFile(env.PolicyFile+".tmp", []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -54,6 +57,10 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	bunker, err := env.BunkerURI(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceURI, err := env.Cosigner(ctx, "bunker-uri", "--perms", "approve")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,41 +114,58 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 		t.Fatalf("Ask(0.6 BTC) = %v, want policy_denied: max_per_tx", err)
 	}
 
-	// Held: auth_url, then the answer after the cooling-off, while relays 0 and 1 are down.
+	// Held for alice's approval: auth_url. A second coordinator (same client key, same id) is
+	// told the same (still held, not decided again). Relays 0 and 1 go down; alice approves; the
+	// late answer reaches both through relay 2.
 	medium := build(30_000_000)
-	var heldMu sync.Mutex
-	var held []string
-	res := make(chan error, 1)
-	go func() {
-		_, err := co.Ask(ctx, bunker, "cosign-medium", medium, func(u string) { heldMu.Lock(); held = append(held, u); heldMu.Unlock() })
-		res <- err
-	}()
-	if _, err := env.WaitLog(ctx, time.Minute, `decision=held`); err != nil {
-		t.Fatal(err)
+	type answer struct {
+		p   *psbt.Packet
+		err error
+	}
+	askHeld := func(co *psbtflow.Coordinator) (<-chan string, <-chan answer) {
+		urls, res := make(chan string, 4), make(chan answer, 1)
+		go func() {
+			p, err := co.Ask(ctx, bunker, "cosign-medium", medium, func(u string) { urls <- u })
+			res <- answer{p, err}
+		}()
+		return urls, res
+	}
+	urls1, res1 := askHeld(co)
+	url := <-urls1
+	if !strings.Contains(url, "/requests/") {
+		t.Fatalf("auth_url %q", url)
+	}
+	co3 := newCoordinator()
+	defer co3.Close()
+	urls3, res3 := askHeld(co3)
+	if u := <-urls3; u != url {
+		t.Fatalf("the repeated held request got auth_url %q, want the same %q", u, url)
 	}
 	for _, i := range []int{0, 1} {
 		if err := env.Net.StopRelay(i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case err := <-res:
-		if err != nil {
-			t.Fatalf("held request: %v", err)
-		}
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
+	alice, err := signer.DialBunker(ctx, aliceSK, strings.TrimSpace(aliceURI), signer.ClientOptions{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if _, err := alice.Call(ctx, "approve", medium.UnsignedTx.TxHash().String(), "approve"); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	a1, a3 := <-res1, <-res3
+	if a1.err != nil || a3.err != nil {
+		t.Fatalf("held request answered late: %v / %v", a1.err, a3.err)
+	}
+	if !bytes.Equal(serialize(t, a1.p), serialize(t, a3.p)) {
+		t.Fatal("the two coordinators got different answers to the same request")
 	}
 	for _, i := range []int{0, 1} {
 		if err := env.Net.StartRelay(i); err != nil {
 			t.Fatal(err)
 		}
 	}
-	heldMu.Lock()
-	if len(held) != 1 || !strings.Contains(held[0], "/requests/") {
-		t.Fatalf("onHeld calls %q, want one with the hold's URL", held)
-	}
-	heldMu.Unlock()
 
 	// A restarted coordinator (same client key, the spent bunker URI) asks again under the same
 	// id: the same answer, from the store, without a second decision.
@@ -171,9 +195,9 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 			decisions[a.RequestID] = append(decisions[a.RequestID], a.Decision)
 		}
 	}
-	for id, want := range map[string]string{"cosign-small": "signed", "cosign-large": "denied"} {
-		if d := decisions[id]; len(d) != 1 || d[0] != want {
-			t.Fatalf("audit of the repeated request %s: %q, want one %s entry", id, d, want)
+	for id, want := range map[string]string{"cosign-small": "signed", "cosign-large": "denied", "cosign-medium": "signed held"} {
+		if d := strings.Join(decisions[id], " "); d != want {
+			t.Fatalf("audit of the repeated request %s: %q, want %q (newest first)", id, d, want)
 		}
 	}
 	t.Logf("audit decisions by request id: %v", decisions)
