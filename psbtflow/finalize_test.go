@@ -15,7 +15,7 @@ import (
 )
 
 // twoInputPSBT builds an unsigned 2-input payment of the fixture's wallet (kind wsh or sh-wsh).
-func twoInputPSBT(t *testing.T, kind string) (*fixture, *psbt.Packet) {
+func twoInputPSBT(t testing.TB, kind string) (*fixture, *psbt.Packet) {
 	t.Helper()
 	f := newKindFixture(t, kind)
 	in1 := f.addCoin(t, 0, 0, 60_000)
@@ -27,7 +27,7 @@ func twoInputPSBT(t *testing.T, kind string) (*fixture, *psbt.Packet) {
 }
 
 // signedBy returns a copy of p signed by the fixture keys with the given indexes.
-func signedBy(t *testing.T, f *fixture, p *psbt.Packet, keys ...int) *psbt.Packet {
+func signedBy(t testing.TB, f *fixture, p *psbt.Packet, keys ...int) *psbt.Packet {
 	t.Helper()
 	q, err := clonePacket(p)
 	if err != nil {
