@@ -210,6 +210,10 @@ func (c *Client) Call(ctx context.Context, method string, params ...string) (str
 	return c.call(ctx, newRequestID(), method, params, 0)
 }
 
+// maxHeldResend bounds how far CallWithID's re-send interval grows while a request is held, as a
+// multiple of the caller's interval.
+const maxHeldResend = 16
+
 // CallWithID sends method with params under the caller's request id and waits until it is
 // answered or ctx is done; it never gives up on its own (ClientOptions.Timeout and AuthTimeout do
 // not apply). The request is made resumable this way (NIP-46 ids are chosen by the client): a
@@ -223,7 +227,9 @@ func (c *Client) Call(ctx context.Context, method string, params ...string) (str
 // failed publish (no relay reachable) is logged and retried at the next resend. After an
 // auth_url response (NIP-46 "Auth Challenges") onAuthURL (if not nil; else ClientOptions'
 // OnAuthURL) is called with the URL, and the call keeps waiting on the same id, still re-sending
-// (the remote signer answers a held request's repeat with auth_url again, or with its answer).
+// (the remote signer answers a held request's repeat with auth_url again, or with its answer),
+// at an interval that doubles after each re-send up to 16 × resend: the answer to a held request
+// is pushed when the hold ends, a re-send only recovers a push that was lost.
 // Errors: *RemoteError for an error response, ErrClientClosed, ctx's error, or ErrBadRequestID
 // for an empty id or one longer than 128 characters.
 func (c *Client) CallWithID(ctx context.Context, id, method string, params []string, resend time.Duration, onAuthURL func(url string)) (string, error) {
@@ -245,7 +251,8 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 	if err := c.send(ctx, body); err != nil {
 		c.log.Warn("sending request failed; re-sending later", "method", method, "id", id, "error", err)
 	}
-	t := time.NewTicker(resend)
+	interval, held := resend, false
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -257,8 +264,13 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 			if err := c.send(ctx, body); err != nil {
 				c.log.Warn("re-sending request failed", "method", method, "id", id, "error", err)
 			}
+			if held { // the answer is pushed when the hold ends; re-sends only cover a lost push
+				interval = min(2*interval, maxHeldResend*resend)
+			}
+			t.Reset(interval)
 		case r := <-ch:
 			if r.Result == "auth_url" && r.Error != "" {
+				held = true
 				if onAuthURL != nil {
 					onAuthURL(r.Error)
 				} else {

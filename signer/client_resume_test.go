@@ -81,7 +81,7 @@ func TestCallWithIDResends(t *testing.T) {
 	}
 	pool := &lossyPool{busPool: busPool{b}}
 	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "s"),
-		ClientOptions{Pool: pool, Logger: quietLog(), Timeout: 50 * time.Millisecond})
+		ClientOptions{Pool: pool, Logger: quietLog(), Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestCallWithIDResends(t *testing.T) {
 
 	// The first two sends are lost: the third (same id) is answered.
 	pool.dropNext(2)
-	got, err := c.CallWithID(ctx, "req-1", "sign_psbt", []string{"cHNidP8"}, 0, nil)
+	got, err := c.CallWithID(ctx, "req-1", "sign_psbt", []string{"cHNidP8"}, 50*time.Millisecond, nil)
 	if err != nil || got != "signed:cHNidP8" {
 		t.Fatalf("CallWithID = %q, %v", got, err)
 	}
@@ -128,7 +128,7 @@ func TestCallWithIDResends(t *testing.T) {
 	pool.dropNext(1 << 30)
 	short, stop := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer stop()
-	if _, err := c.CallWithID(short, "req-3", "sign_psbt", []string{"x"}, 0, nil); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.CallWithID(short, "req-3", "sign_psbt", []string{"x"}, 10*time.Millisecond, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("CallWithID after ctx end = %v", err)
 	}
 	if _, err := c.CallWithID(ctx, "", "sign_psbt", nil, 0, nil); !errors.Is(err, ErrBadRequestID) {
