@@ -106,8 +106,10 @@ func (c *Coordinator) Close() {
 
 // Ask sends sign_psbt [p as base64] to the co-signer at bunkerURI under requestID and waits for
 // its answer (DESIGN.md "sign_psbt"; NIP-46 request/response). The caller stores requestID
-// before calling: after a restart it asks again with the same id and the same PSBT, and the
-// remote signer answers that request the same way instead of evaluating it twice.
+// before calling: after a restart it asks again with the same id and the same PSBT (byte for
+// byte as serialized: the one stored before the first Ask, not one combined since — a remote
+// signer answers an id reused for another PSBT with invalid_request), and the remote signer
+// answers that request the same way instead of evaluating it twice.
 //
 // The co-signer is dialed with connect (the bunker URI's secret; a client that already spent it
 // reconnects with it) and dialed again after each Timeout while unreachable. The request is
