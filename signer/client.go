@@ -177,9 +177,18 @@ func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
 				c.log.Warn("undecryptable response dropped", "event", ev.ID, "error", err)
 				continue
 			}
-			var r wireResponse
+			var r struct {
+				wireResponse
+				Method *string `json:"method"`
+			}
 			if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
 				c.log.Warn("malformed response dropped", "event", ev.ID)
+				continue
+			}
+			if r.Method != nil {
+				// A request from the remote signer's key to ours: when this client's key is also
+				// a remote signer's (co-signers asking each other), the peer's requests reach this
+				// subscription too. They are for our remote signer, never a response.
 				continue
 			}
 			c.mu.Lock()
@@ -189,7 +198,7 @@ func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
 				continue // a duplicate, or a response to a call that gave up
 			}
 			select {
-			case ch <- r:
+			case ch <- r.wireResponse:
 			default:
 			}
 		}
