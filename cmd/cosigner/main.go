@@ -36,6 +36,7 @@ usage:
   cosigner policy schema      print the policy language's JSON Schema
   cosigner psbt inspect [--json] FILE
                               what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
+  cosigner notify-test [--text T]  send a NIP-17 direct message to COSIGNER_NOTIFY_NPUB (check the setup)
 
 Configuration is read from COSIGNER_* environment variables; see the README.
 `
@@ -98,6 +99,8 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 		return cmdHealth(ctx, cfg, out)
 	case "psbt":
 		return cmdPSBT(ctx, cfg, args[1:], out)
+	case "notify-test":
+		return cmdNotifyTest(ctx, cfg, args[1:], out)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }
