@@ -378,6 +378,17 @@ func (w *Watcher) load(ctx context.Context) error {
 			hist[sh] = append(hist[sh], *id)
 		}
 	}
+	raw := make([]*wire.MsgTx, len(st.RawTxs))
+	for i, x := range st.RawTxs {
+		var tx wire.MsgTx
+		if err := tx.Deserialize(bytes.NewReader(x.Raw)); err != nil {
+			return fmt.Errorf("%w: stored raw transaction %s: %w", ErrStore, x.TxID, err)
+		}
+		if id := tx.TxHash(); id.String() != x.TxID {
+			return fmt.Errorf("%w: stored raw transaction %s hashes to %s", ErrStore, x.TxID, id)
+		}
+		raw[i] = &tx
+	}
 	for _, e := range st.Unacked {
 		ev, err := decodeEvent(e)
 		if err != nil {
@@ -390,7 +401,7 @@ func (w *Watcher) load(ctx context.Context) error {
 	if err := w.tr.Chain().Restore(hdrs); err != nil {
 		return fmt.Errorf("%w: stored headers: %w", ErrStore, err)
 	}
-	if err := w.tr.Restore(scripts, utxos, txs, hist); err != nil {
+	if err := w.tr.Restore(scripts, utxos, txs, hist, raw); err != nil {
 		return err
 	}
 	w.log.Info("chainwatch state loaded", "scripts", len(scripts), "utxos", len(utxos), "txs", len(txs), "headers", len(hdrs), "unacked_events", len(w.redeliver))
