@@ -149,9 +149,13 @@ type benchWatcher struct {
 // when b ends, unless stopped earlier.
 func runWatcher(b *testing.B, url string, db *store.DB, src chainwatch.ScriptSource, params *chaincfg.Params, readyWithin time.Duration) (*benchWatcher, time.Duration, error) {
 	b.Helper()
+	logTo := io.Discard // BENCH_CHAINWATCH_LOG=1: the watchers' logs on stderr, to see where the time goes
+	if os.Getenv("BENCH_CHAINWATCH_LOG") != "" {
+		logTo = os.Stderr
+	}
 	w, err := chainwatch.New(chainwatch.Config{
 		ServerURL: url, Scripts: src, DB: db, Params: params,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:       slog.New(slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		ClientName:   "cosigner-bench",
 		ReconnectMin: 100 * time.Millisecond,
 		Electrum:     electrum.Options{RequestTimeout: 2 * time.Minute},

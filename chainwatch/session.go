@@ -38,9 +38,11 @@ type syncState struct {
 
 	// Histories fetched ahead of the window (see fetch): scripthash → history, applied (with
 	// the status it hashes to, and subscribed right after, which checks it) when the window
-	// reaches the script; and the transactions of those histories the tracker does not hold.
-	early    map[string][]HistoryItem
-	earlyTxs map[chainhash.Hash]*wire.MsgTx
+	// reaches the script.
+	early map[string][]HistoryItem
+	// Transactions fetched (txid-checked) that the tracker may not hold yet: those of early
+	// histories, and of the histories being applied.
+	txs map[chainhash.Hash]*wire.MsgTx
 }
 
 // proofRetryAfter is how long a failed merkle proof waits before it is asked again when no new
@@ -94,15 +96,17 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 	}
 
 	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}, foreign: newForeignSession(),
-		early: map[string][]HistoryItem{}, earlyTxs: map[chainhash.Hash]*wire.MsgTx{}}
+		early: map[string][]HistoryItem{}, txs: map[chainhash.Hash]*wire.MsgTx{}}
 	defer w.outstanding.Store(0)
 	w.mu.RLock()
 	known := w.tr.Scripts()
 	w.mu.RUnlock()
 	var upd Update
+	began := time.Now()
 	if err := w.subscribe(ctx, c, s, known, &upd); err != nil {
 		return false, err
 	}
+	w.log.Debug("stored scripts subscribed", "scripts", len(known), "to_fetch", len(s.pending), "took", time.Since(began))
 	if err := w.extend(ctx, c, s, &upd); err != nil {
 		return false, err
 	}
@@ -577,13 +581,7 @@ func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, 
 			if err != nil {
 				continue
 			}
-			var supply []*wire.MsgTx
-			for _, h := range hist {
-				if tx := s.earlyTxs[h.TxHash]; tx != nil {
-					supply = append(supply, tx)
-				}
-			}
-			u, err := w.tr.ApplyTxs(sc.ScriptHash, status, hist, supply)
+			u, err := w.tr.ApplyTxs(sc.ScriptHash, status, hist, s.txs)
 			if err != nil {
 				continue // subscribed and fetched as any other
 			}
@@ -591,7 +589,13 @@ func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, 
 		}
 	}
 	if len(s.early) == 0 {
-		clear(s.earlyTxs)
+		clear(s.txs)
+	} else {
+		for id := range s.txs {
+			if w.tr.HasTx(id) { // the tracker has it now
+				delete(s.txs, id)
+			}
+		}
 	}
 	w.mu.Unlock()
 	if len(fresh) == 0 {
@@ -710,7 +714,7 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 	for i, j := range jobs {
 		if hists[i], errs[i] = parseHistory(j.histCall, j.hist); errs[i] == nil {
 			for _, id := range w.tr.MissingTxs(hists[i]) {
-				if s.earlyTxs[id] == nil {
+				if s.txs[id] == nil {
 					want = append(want, id)
 				}
 			}
@@ -722,35 +726,26 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		requeue()
 		return err
 	}
-	supplyFor := func(hist []HistoryItem) ([]*wire.MsgTx, error) {
-		var supply []*wire.MsgTx
+	for id, f := range txs {
+		if f.tx != nil {
+			s.txs[id] = f.tx
+		}
+	}
+	fetchErr := func(hist []HistoryItem) error { // a transaction of hist the server did not give
 		for _, h := range hist {
-			if f, ok := txs[h.TxHash]; ok {
-				if f.err != nil {
-					return nil, f.err
-				}
-				supply = append(supply, f.tx)
-			} else if tx := s.earlyTxs[h.TxHash]; tx != nil {
-				supply = append(supply, tx)
+			if err := txs.err(h.TxHash); err != nil {
+				return err
 			}
 		}
-		return supply, nil
+		return nil
 	}
 
 	var upd Update
 	for i, j := range jobs {
 		if j.early {
-			if errs[i] != nil {
-				continue
+			if errs[i] == nil && fetchErr(hists[i]) == nil { // else fetched again once in the window
+				s.early[j.sh] = hists[i]
 			}
-			supply, err := supplyFor(hists[i])
-			if err != nil {
-				continue // fetched again once in the window
-			}
-			for _, tx := range supply {
-				s.earlyTxs[tx.TxHash()] = tx
-			}
-			s.early[j.sh] = hists[i]
 			continue
 		}
 		announced := j.announced
@@ -760,10 +755,9 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		var u Update
 		err := errs[i]
 		if err == nil {
-			var supply []*wire.MsgTx
-			if supply, err = supplyFor(hists[i]); err == nil {
+			if err = fetchErr(hists[i]); err == nil {
 				w.mu.Lock()
-				u, err = w.tr.ApplyTxs(j.sh, announced, hists[i], supply)
+				u, err = w.tr.ApplyTxs(j.sh, announced, hists[i], s.txs)
 				w.mu.Unlock()
 			}
 		}

@@ -50,37 +50,37 @@ func (t *Tracker) HasTx(txid chainhash.Hash) bool {
 
 // ApplyTxs is Apply with the script's unspent outputs worked out from the transactions of its
 // history (see the comment at the top of txs.go) instead of taken from listunspent. txs supplies
-// the transactions of history that the tracker does not hold (MissingTxs); others are ignored.
-// The tracker keeps the transactions of every tracked history (Update.RawTxs lists the new ones
-// for the store) and drops them when they leave every history. Spent events carry SpentBy.
+// the transactions of history that the tracker does not hold (MissingTxs), keyed by txid; others
+// are ignored. A supplied transaction is checked against its txid when the tracker takes it
+// (once). The tracker keeps the transactions of every tracked history (Update.RawTxs lists the
+// new ones for the store) and drops them when they leave every history. Spent events carry
+// SpentBy.
 //
 // Errors (nothing changes): those of Apply; ErrBadHistory when a transaction of history is
-// neither held nor supplied, or an output's value is out of range.
-func (t *Tracker) ApplyTxs(scriptHash, announced string, history []HistoryItem, txs []*wire.MsgTx) (Update, error) {
+// neither held nor supplied, a supplied one does not hash to its key, or an output's value is out
+// of range.
+func (t *Tracker) ApplyTxs(scriptHash, announced string, history []HistoryItem, txs map[chainhash.Hash]*wire.MsgTx) (Update, error) {
 	s, ok := t.byHash[scriptHash]
 	if !ok {
 		return Update{}, fmt.Errorf("%w: %s", ErrUnknownScript, scriptHash)
 	}
-	want := make(map[chainhash.Hash]bool, len(history))
-	for _, h := range history {
-		want[h.TxHash] = true
-	}
 	fresh := map[chainhash.Hash]*wire.MsgTx{}
-	for _, tx := range txs {
-		if tx == nil {
-			continue
+	get := func(id chainhash.Hash) (*wire.MsgTx, error) {
+		if tx, ok := t.raw[id]; ok {
+			return tx, nil
 		}
-		id := tx.TxHash()
-		if _, held := t.raw[id]; held || !want[id] {
-			continue
+		if tx, ok := fresh[id]; ok {
+			return tx, nil
+		}
+		tx := txs[id]
+		if tx == nil {
+			return nil, fmt.Errorf("%w: script %d/%d: transaction %s of the history was not fetched", ErrBadHistory, s.Branch, s.Index, id)
+		}
+		if got := tx.TxHash(); got != id {
+			return nil, fmt.Errorf("%w: script %d/%d: transaction supplied as %s hashes to %s", ErrBadHistory, s.Branch, s.Index, id, got)
 		}
 		fresh[id] = tx
-	}
-	get := func(id chainhash.Hash) *wire.MsgTx {
-		if tx, ok := t.raw[id]; ok {
-			return tx
-		}
-		return fresh[id]
+		return tx, nil
 	}
 	// The outputs spent within this history, and by whom.
 	spentBy := map[wire.OutPoint]chainhash.Hash{}
@@ -91,9 +91,9 @@ func (t *Tracker) ApplyTxs(scriptHash, announced string, history []HistoryItem, 
 			continue
 		}
 		seen[h.TxHash] = true
-		tx := get(h.TxHash)
-		if tx == nil {
-			return Update{}, fmt.Errorf("%w: script %d/%d: transaction %s of the history was not fetched", ErrBadHistory, s.Branch, s.Index, h.TxHash)
+		tx, err := get(h.TxHash)
+		if err != nil {
+			return Update{}, err
 		}
 		order = append(order, h.TxHash)
 		for _, in := range tx.TxIn {
@@ -102,7 +102,8 @@ func (t *Tracker) ApplyTxs(scriptHash, announced string, history []HistoryItem, 
 	}
 	var unspent []UnspentItem
 	for _, id := range order {
-		for i, out := range get(id).TxOut {
+		tx, _ := get(id)
+		for i, out := range tx.TxOut {
 			if !bytes.Equal(out.PkScript, s.PkScript) {
 				continue
 			}

@@ -26,6 +26,14 @@ func payTx(salt uint32, ins []wire.OutPoint, outs ...wire.TxOut) *wire.MsgTx {
 	return tx
 }
 
+func byID(txs ...*wire.MsgTx) map[chainhash.Hash]*wire.MsgTx {
+	m := map[chainhash.Hash]*wire.MsgTx{}
+	for _, tx := range txs {
+		m[tx.TxHash()] = tx
+	}
+	return m
+}
+
 func pkAt(t *testing.T, tr *Tracker, branch, index uint32) []byte {
 	t.Helper()
 	pk, err := tr.src.PkScript(branch, index)
@@ -53,7 +61,7 @@ func TestTrackerApplyTxs(t *testing.T) {
 
 	apply := func(sh string, hist []HistoryItem, supply ...*wire.MsgTx) (Update, error) {
 		t.Helper()
-		return tr.ApplyTxs(sh, status(t, hist), hist, supply)
+		return tr.ApplyTxs(sh, status(t, hist), hist, byID(supply...))
 	}
 	utxos := func() map[wire.OutPoint]int64 {
 		out := map[wire.OutPoint]int64{}
@@ -153,6 +161,11 @@ func TestTrackerApplyTxs(t *testing.T) {
 		t.Fatalf("%d raw txs still held with empty histories", len(tr.raw))
 	}
 
+	// A transaction supplied under another txid is refused.
+	if _, err := tr.ApplyTxs(s0, status(t, []HistoryItem{{f, 0}}), []HistoryItem{{f, 0}}, map[chainhash.Hash]*wire.MsgTx{f: spend}); !errors.Is(err, ErrBadHistory) {
+		t.Fatalf("tx under a wrong txid: err = %v, want ErrBadHistory", err)
+	}
+
 	// An output value out of range is refused.
 	bad := payTx(4, nil, wire.TxOut{Value: -1, PkScript: pk0})
 	if _, err := apply(s0, []HistoryItem{{bad.TxHash(), 0}}, bad); !errors.Is(err, ErrBadHistory) {
@@ -233,7 +246,7 @@ func FuzzTrackerApplyTxs(f *testing.F) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				up, err := tr.ApplyTxs(ScriptHash(pk), st, hist, txs)
+				up, err := tr.ApplyTxs(ScriptHash(pk), st, hist, byTx)
 				if err != nil {
 					t.Fatal(err)
 				}
