@@ -101,16 +101,19 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 	w.mu.RLock()
 	known := w.tr.Scripts()
 	w.mu.RUnlock()
+	// What the tracker applied is written even when a later batch fails (the tracker's memory
+	// must not run ahead of the store, or its events would never be published).
 	var upd Update
 	began := time.Now()
-	if err := w.subscribe(ctx, c, s, known, &upd); err != nil {
-		return false, err
+	err = w.subscribe(ctx, c, s, known, &upd)
+	if err == nil {
+		w.log.Debug("stored scripts subscribed", "scripts", len(known), "to_fetch", len(s.pending), "took", time.Since(began))
+		err = w.extend(ctx, c, s, &upd)
 	}
-	w.log.Debug("stored scripts subscribed", "scripts", len(known), "to_fetch", len(s.pending), "took", time.Since(began))
-	if err := w.extend(ctx, c, s, &upd); err != nil {
-		return false, err
+	if cerr := w.commit(ctx, upd); cerr != nil {
+		return false, cerr
 	}
-	if err := w.commit(ctx, upd); err != nil {
+	if err != nil {
 		return false, err
 	}
 
@@ -635,8 +638,8 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 // in batches sent at once; then the transactions of those histories that the tracker does not
 // hold yet (blockchain.transaction.get, see fetchTxs). It verifies and applies them
 // (Tracker.ApplyTxs: the UTXOs are worked out from the transactions, as Electrum and BDK do,
-// rather than asked with the server's costly listunspent), grows the windows, writes everything
-// in one transaction and publishes the events.
+// rather than asked with the server's costly listunspent) and writes them with their events in
+// one transaction, then grows the windows (writing that in a second one).
 //
 // Fetching ahead: while a branch is dense (at least half of its scripts used, as in a wallet that
 // hands out addresses in order) and has scripts queued, the same round also asks the histories
@@ -778,10 +781,17 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		delete(s.retry, j.sh)
 		upd.Merge(u)
 	}
-	if err := w.extend(ctx, c, s, &upd); err != nil {
+	// Publish first (a payment's FundingSeen does not wait for the window's new subscriptions),
+	// then grow the windows.
+	if err := w.commit(ctx, upd); err != nil {
 		return err
 	}
-	return w.commit(ctx, upd)
+	var more Update
+	err = w.extend(ctx, c, s, &more)
+	if cerr := w.commit(ctx, more); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // aheadScripts picks the scripts whose histories fetch asks ahead of the window (see fetch):
