@@ -540,6 +540,7 @@ func BenchmarkChainwatch(b *testing.B) {
 			tip = append(tip, te.at.Sub(at))
 			tipFromMine = append(tipFromMine, te.at.Sub(mined))
 		}
+		b.Logf("notification → FundingSeen p90 %v, max %v", percentile(funding, 0.9), slices.Max(funding))
 		b.Logf("from submission (includes ElectrumX's 100 ms polling): funding p50 %v p99 %v; tip p50 %v p99 %v",
 			percentile(fundingFromSubmit, 0.5), percentile(fundingFromSubmit, 0.99), percentile(tipFromMine, 0.5), percentile(tipFromMine, 0.99))
 		b.ReportMetric(0, "ns/op")
