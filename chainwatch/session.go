@@ -40,6 +40,8 @@ type syncState struct {
 	// the status it hashes to, and subscribed right after, which checks it) when the window
 	// reaches the script.
 	early map[string][]HistoryItem
+	// synced: this session's initial sync is done (nothing is fetched ahead from then on).
+	synced bool
 	// Transactions fetched (txid-checked) that the tracker may not hold yet: those of early
 	// histories, and of the histories being applied.
 	txs map[chainhash.Hash]*wire.MsgTx
@@ -151,6 +153,9 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		}
 		if !synced && len(s.retry) == 0 {
 			synced = true
+			s.synced = true
+			clear(s.early) // fetching ahead is for the initial sync only
+			clear(s.txs)
 			w.markReady()
 		}
 		var retryC <-chan time.Time
@@ -641,10 +646,10 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 // rather than asked with the server's costly listunspent) and writes them with their events in
 // one transaction, then grows the windows (writing that in a second one).
 //
-// Fetching ahead: while a branch is dense (at least half of its scripts used, as in a wallet that
-// hands out addresses in order) and has scripts queued, the same round also asks the histories
-// of up to aheadMax scripts just past its window (Tracker.Peek; as many as it has used, so the
-// reach doubles each round). They are kept in syncState.early and applied by extend when the
+// Fetching ahead: during the session's sync, while a branch is dense (at least half of its
+// scripts used, as in a wallet that hands out addresses in order) and has at least half a
+// lookahead of scripts queued, the same round also asks the histories of up to aheadMax scripts
+// just past its window (Tracker.Peek; as many as it has used, so the reach doubles each round). They are kept in syncState.early and applied by extend when the
 // window reaches them — so a wallet of thousands of used scripts is synced in a few dozen round
 // trips instead of one per lookahead's worth — and each is subscribed right after, which checks
 // its status. Scripts past the final window are only asked, never tracked: the gap limit holds.
@@ -795,22 +800,27 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 }
 
 // aheadScripts picks the scripts whose histories fetch asks ahead of the window (see fetch):
-// for each dense branch with a script among queued, up to min(used, aheadMax) scripts just past
-// its window that syncState.early does not hold yet; none while the server throttles.
+// for each dense branch with at least half a lookahead of scripts among queued, up to
+// min(used, aheadMax) scripts just past
+// its window that syncState.early does not hold yet; none while the server throttles or once the
+// session's sync is done (a payment then must not cost hundreds of requests).
 func (w *Watcher) aheadScripts(s *syncState, queued []string) ([]ScriptState, error) {
-	if w.pace.throttled() || len(queued) == 0 {
+	if s.synced || w.pace.throttled() || len(queued) == 0 {
 		return nil, nil
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	busy := map[uint32]bool{}
+	busy := map[uint32]int{}
 	for _, sh := range queued {
 		if sc, ok := w.tr.Script(sh); ok {
-			busy[sc.Branch] = true
+			busy[sc.Branch]++
 		}
 	}
 	var out []ScriptState
-	for b := range busy {
+	for b, n := range busy {
+		if 2*n < w.cfg.Lookahead {
+			continue // a few payments, not a window's worth of used scripts
+		}
 		tracked, used := w.tr.Window(b)
 		if used < w.cfg.Lookahead || 2*used < tracked-w.cfg.Lookahead {
 			continue

@@ -1,12 +1,17 @@
 package chainwatch
 
 import (
+	"context"
 	"errors"
+	"path/filepath"
 	"sort"
 	"testing"
 
+	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/store"
 )
 
 // payTx returns a transaction spending ins and paying outs (script, value) in order; salt makes
@@ -272,4 +277,59 @@ func FuzzTrackerApplyTxs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRawTxsAcrossRestart: the transactions a tracker takes are written with its update and
+// loaded by the next Watcher, which then needs none of them fetched again; a stored raw
+// transaction that does not hash to its txid stops the load with ErrStore.
+func TestRawTxsAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "w.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	newWatcher := func() *Watcher {
+		w, err := New(Config{ServerURL: "tcp://127.0.0.1:1", Scripts: fakeScripts{branches: 2}, DB: db, Params: &chaincfg.RegressionNetParams, Lookahead: 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	w := newWatcher()
+	if err := w.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.tr.Extend(); err != nil {
+		t.Fatal(err)
+	}
+	pk := pkAt(t, w.tr, 0, 0)
+	fund := payTx(1, nil, wire.TxOut{Value: 5_000, PkScript: pk})
+	f := fund.TxHash()
+	hist := []HistoryItem{{f, 0}}
+	up, err := w.tr.ApplyTxs(ScriptHash(pk), status(t, hist), hist, byID(fund))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.commit(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+
+	w2 := newWatcher()
+	if err := w2.load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !w2.tr.HasTx(f) || len(w2.tr.MissingTxs(hist)) != 0 {
+		t.Fatalf("restarted tracker holds the funding tx: %v", w2.tr.HasTx(f))
+	}
+	if got := w2.UTXOs(); len(got) != 1 || got[0].OutPoint != (wire.OutPoint{Hash: f}) || got[0].Value != 5_000 {
+		t.Fatalf("restored UTXOs = %+v", got)
+	}
+
+	if _, err := db.SQL.ExecContext(ctx, `UPDATE chainwatch_rawtxs SET raw = ?`, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := newWatcher().load(ctx); !errors.Is(err, ErrStore) {
+		t.Fatalf("load with a corrupt raw tx: %v, want ErrStore", err)
+	}
 }
