@@ -631,6 +631,11 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 	for i, ev := range up.Events {
 		evs[i] = withID(ev, ids[i])
 	}
+	select { // the events stored before this run go first
+	case <-w.redelivered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	if !w.emit(ctx, evs) {
 		return ctx.Err()
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -331,5 +332,31 @@ func TestRawTxsAcrossRestart(t *testing.T) {
 	}
 	if err := newWatcher().load(ctx); !errors.Is(err, ErrStore) {
 		t.Fatalf("load with a corrupt raw tx: %v, want ErrStore", err)
+	}
+}
+
+// TestRunStopsOnCorruptStoredEvent: the unacknowledged events are delivered again in the
+// background, but a stored event that does not decode still stops Run with ErrStore.
+func TestRunStopsOnCorruptStoredEvent(t *testing.T) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "w.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.ApplyChainwatchUpdate(ctx, store.ChainwatchUpdate{Events: []store.ChainwatchEvent{{Kind: kindSpent, Payload: []byte("{")}}}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Config{ServerURL: "tcp://127.0.0.1:1", Scripts: fakeScripts{branches: 2}, DB: db, Params: &chaincfg.RegressionNetParams,
+		ReconnectMin: time.Millisecond, ReconnectMax: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for range w.Events() {
+		}
+	}()
+	if err := w.Run(ctx); !errors.Is(err, ErrStore) {
+		t.Fatalf("Run = %v, want ErrStore", err)
 	}
 }
