@@ -7,7 +7,8 @@
 //
 // Shape: a pure Tracker (no I/O; table-tested and fuzzed, like lnd's TxNotifier) holds the
 // state and decides what changed — HeaderChain (prev-hash links, proof of work, difficulty bits,
-// reorg safety limit), Apply (a script's history and unspent list), ConnectHeaders (extend or
+// reorg safety limit), ApplyTxs (a script's history and its transactions, from which its UTXOs
+// are worked out as Electrum and BDK do; Apply takes an unspent list instead), ConnectHeaders (extend or
 // roll back to the fork point), ApplyProof (MerkleRootFromProof/VerifyMerkleProof with the
 // CVE-2012-2459 and CVE-2017-12842 checks). The Watcher is the shell that owns the connection,
 // the reconnect loop, SQLite writes, the event channel and the RegisterConf/RegisterSpend
@@ -34,6 +35,12 @@
 // Events: every event is stored (outbox) in the same transaction as the state it reports and
 // carries a stable id; Ack(id) is persisted, and unacknowledged events are delivered again after
 // a restart, so a consumer that acknowledges sees each event once.
+//
+// Sync: subscribe the window's scripts, get_history of the used ones, transaction.get of the
+// transactions not held yet (kept in SQLite); during a session's sync of a dense branch, the
+// histories of up to 500 scripts past the window are fetched ahead and applied once the window
+// reaches them (Tracker.Peek keeps them derived but untracked, so the gap limit holds). Batches
+// go several at a time; each fetch round is one SQLite transaction (two when the window grows).
 //
 // Servers: Config.Servers go to an electrum.Pool (TLS with pinning, failover); every new
 // connection resubscribes every script, and the stored statuses make that cheap.

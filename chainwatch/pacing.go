@@ -19,8 +19,10 @@ import (
 // (code -102, ErrServerBusy). Sessions from one IP address share a cost group.
 //
 // The watcher paces adaptively (additive increase, multiplicative decrease, as TCP does): each
-// batch of blockchain.scripthash.subscribe or get_history+listunspent waits the current delay
-// first and is at most the current batch size. Each throttling answer halves the batch size
+// round of blockchain.scripthash.subscribe or get_history batches waits the current delay first;
+// batches are at most the current size. Unthrottled, a round sends batchesInFlight batches at
+// once and fetches histories ahead of a dense branch's window; after a throttling answer, one
+// batch at a time and nothing ahead (see pacer.throttled). Each throttling answer halves the batch size
 // (down to pacerMinBatch) and doubles the delay (from pacerStartDelay up to pacerMaxDelay); the
 // session then ends as the server closes it, and the next session goes on from where this one
 // stopped (verified statuses are stored, so finished scripts are not fetched again). Every
@@ -53,6 +55,22 @@ func (p *pacer) size(def int) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return max(def>>p.shift, min(pacerMinBatch, def))
+}
+
+// throttled reports whether the server has throttled recently (a delay or a smaller batch is in
+// force): the watcher then sends one batch at a time and fetches nothing ahead of the window.
+func (p *pacer) throttled() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delay > 0 || p.shift > 0
+}
+
+// parallel returns how many batches to keep in flight: def, or 1 while throttled.
+func (p *pacer) parallel(def int) int {
+	if p.throttled() {
+		return 1
+	}
+	return def
 }
 
 // wait sleeps the current delay (returns ctx's error if it ends first).

@@ -234,6 +234,15 @@ func toStore(u Update) (store.ChainwatchUpdate, error) {
 	for _, x := range u.PutTxs {
 		su.PutTxs = append(su.PutTxs, txToStore(x))
 	}
+	for _, tx := range u.RawTxs {
+		id := tx.TxHash()
+		var buf bytes.Buffer
+		buf.Grow(tx.SerializeSize())
+		if err := tx.Serialize(&buf); err != nil {
+			return su, fmt.Errorf("chainwatch: serialize transaction %s: %w", id, err)
+		}
+		su.PutRawTxs = append(su.PutRawTxs, store.ChainwatchRawTx{TxID: id.String(), Raw: buf.Bytes()})
+	}
 	for sh, ids := range u.Histories {
 		if su.Histories == nil {
 			su.Histories = map[string][]string{}

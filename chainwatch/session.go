@@ -2,15 +2,16 @@ package chainwatch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
@@ -18,11 +19,12 @@ import (
 )
 
 const (
-	subscribeBatch   = 100 // scripthashes per blockchain.scripthash.subscribe batch
-	fetchBatch       = 50  // scripts per get_history+listunspent batch
-	maxSpenderLookup = 10  // transactions fetched to find who spent one UTXO
-	retryMin         = 500 * time.Millisecond
-	retryMax         = 30 * time.Second
+	subscribeBatch  = 100 // scripthashes per blockchain.scripthash.subscribe batch
+	fetchBatch      = 50  // scripts per get_history batch
+	batchesInFlight = 4   // batches sent at once (one while the server throttles)
+	aheadMax        = 500 // scripts past a dense branch's window whose histories one fetch asks
+	retryMin        = 500 * time.Millisecond
+	retryMax        = 30 * time.Second
 )
 
 // syncState is one session's work queue. It is owned by the session goroutine.
@@ -33,6 +35,16 @@ type syncState struct {
 	proofTried map[chainhash.Hash]int32 // txid → header height at the last failed proof attempt
 	proofRetry time.Time                // when failed proofs are tried again without a new header
 	foreign    *foreignSession          // RegisterConfirmationsNtfn/RegisterSpendNtfn watches
+
+	// Histories fetched ahead of the window (see fetch): scripthash → history, applied (with
+	// the status it hashes to, and subscribed right after, which checks it) when the window
+	// reaches the script.
+	early map[string][]HistoryItem
+	// synced: this session's initial sync is done (nothing is fetched ahead from then on).
+	synced bool
+	// Transactions fetched (txid-checked) that the tracker may not hold yet: those of early
+	// histories, and of the histories being applied.
+	txs map[chainhash.Hash]*wire.MsgTx
 }
 
 // proofRetryAfter is how long a failed merkle proof waits before it is asked again when no new
@@ -53,13 +65,6 @@ type headerJSON struct {
 type historyJSON struct {
 	TxHash string `json:"tx_hash"`
 	Height int32  `json:"height"`
-}
-
-type unspentJSON struct {
-	TxHash string `json:"tx_hash"`
-	TxPos  uint32 `json:"tx_pos"`
-	Height int32  `json:"height"`
-	Value  int64  `json:"value"`
 }
 
 // session runs one connection: a server from the pool (handshake done), network check, tip, subscriptions,
@@ -92,19 +97,25 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		return false, err
 	}
 
-	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}, foreign: newForeignSession()}
+	s := &syncState{pending: map[string]string{}, resub: map[string]bool{}, retry: map[string]*retryInfo{}, proofTried: map[chainhash.Hash]int32{}, foreign: newForeignSession(),
+		early: map[string][]HistoryItem{}, txs: map[chainhash.Hash]*wire.MsgTx{}}
 	defer w.outstanding.Store(0)
 	w.mu.RLock()
 	known := w.tr.Scripts()
 	w.mu.RUnlock()
+	// What the tracker applied is written even when a later batch fails (the tracker's memory
+	// must not run ahead of the store, or its events would never be published).
 	var upd Update
-	if err := w.subscribe(ctx, c, s, known, &upd); err != nil {
-		return false, err
+	began := time.Now()
+	err = w.subscribe(ctx, c, s, known, &upd)
+	if err == nil {
+		w.log.Debug("stored scripts subscribed", "scripts", len(known), "to_fetch", len(s.pending), "took", time.Since(began))
+		err = w.extend(ctx, c, s, &upd)
 	}
-	if err := w.extend(ctx, c, s, &upd); err != nil {
-		return false, err
+	if cerr := w.commit(ctx, upd); cerr != nil {
+		return false, cerr
 	}
-	if err := w.commit(ctx, upd); err != nil {
+	if err != nil {
 		return false, err
 	}
 
@@ -142,6 +153,9 @@ func (w *Watcher) session(ctx context.Context) (synced bool, err error) {
 		}
 		if !synced && len(s.retry) == 0 {
 			synced = true
+			s.synced = true
+			clear(s.early) // fetching ahead is for the initial sync only
+			clear(s.txs)
 			w.markReady()
 		}
 		var retryC <-chan time.Time
@@ -478,64 +492,120 @@ func deref(p *string) string {
 	return *p
 }
 
-// subscribe sends blockchain.scripthash.subscribe for scripts in batches. A null status on a
-// script not yet verified is applied at once (null status = empty history); a status equal to
-// the verified one needs nothing; anything else is queued for fetching.
+// subscribe sends blockchain.scripthash.subscribe for scripts in batches (batchesInFlight at
+// once). A null status on a script not yet verified is applied at once (null status = empty
+// history); a status equal to the verified one needs nothing; anything else is queued for
+// fetching.
 func (w *Watcher) subscribe(ctx context.Context, c *electrum.Client, s *syncState, scripts []ScriptState, upd *Update) error {
 	for start := 0; start < len(scripts); {
 		if err := w.pace.wait(ctx); err != nil {
 			return err
 		}
-		chunk := scripts[start:min(start+w.pace.size(subscribeBatch), len(scripts))]
+		size := w.pace.size(subscribeBatch)
+		chunk := scripts[start:min(start+size*w.pace.parallel(batchesInFlight), len(scripts))]
 		start += len(chunk)
 		calls := make([]*electrum.Call, len(chunk))
 		results := make([]*string, len(chunk))
 		for i, sc := range chunk {
 			calls[i] = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sc.ScriptHash}, Result: &results[i]}
 		}
-		err := c.Batch(ctx, calls)
+		err := batchParallel(ctx, c, calls, size)
 		w.pace.observe(batchThrottled(err, calls))
 		if err != nil {
 			return fmt.Errorf("chainwatch: subscribe: %w", err)
 		}
+		w.mu.Lock()
 		for i, sc := range chunk {
 			if calls[i].Err != nil {
+				w.mu.Unlock()
 				return fmt.Errorf("chainwatch: subscribe %d/%d: %w", sc.Branch, sc.Index, calls[i].Err)
 			}
 			status := deref(results[i])
-			w.mu.Lock()
 			if w.tr.UpToDate(sc.ScriptHash, status) {
-				w.mu.Unlock()
 				if status != "" {
 					w.skipped.Add(1)
 				}
 				continue
 			}
 			if status != "" {
-				w.mu.Unlock()
 				s.pending[sc.ScriptHash] = status
 				continue
 			}
 			u, err := w.tr.Apply(sc.ScriptHash, "", nil, nil)
-			w.mu.Unlock()
 			if err != nil {
+				w.mu.Unlock()
 				return err
 			}
 			upd.Merge(u)
 		}
+		w.mu.Unlock()
 	}
 	return nil
 }
 
-// extend grows the lookahead windows (cascading is driven by the fetch loop: each applied
-// history may raise a branch's highest used index) and subscribes the new scripts.
-func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, upd *Update) error {
-	w.mu.Lock()
-	fresh, err := w.tr.Extend()
-	w.mu.Unlock()
-	if err != nil {
-		return err
+// batchParallel sends calls as batches of at most size, all at once (the caller bounds how
+// many), and waits for every answer. It returns the first transport error (per-call errors are
+// in each Call).
+func batchParallel(ctx context.Context, c *electrum.Client, calls []*electrum.Call, size int) error {
+	if len(calls) <= size {
+		return c.Batch(ctx, calls)
 	}
+	var wg sync.WaitGroup
+	errs := make([]error, (len(calls)+size-1)/size)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = c.Batch(ctx, calls[i*size:min((i+1)*size, len(calls))])
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// extend grows the lookahead windows and subscribes the new scripts. A new script whose
+// history was fetched ahead (syncState.early) is applied at once, which may grow the window
+// further (cascading); the others' histories are fetched by the fetch loop once subscribed.
+func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, upd *Update) error {
+	var fresh []ScriptState
+	w.mu.Lock()
+	for {
+		got, err := w.tr.Extend()
+		if err != nil {
+			w.mu.Unlock()
+			return err
+		}
+		if len(got) == 0 {
+			break
+		}
+		fresh = append(fresh, got...)
+		for _, sc := range got {
+			hist, ok := s.early[sc.ScriptHash]
+			if !ok {
+				continue
+			}
+			delete(s.early, sc.ScriptHash)
+			status, err := ElectrumStatus(hist)
+			if err != nil {
+				continue
+			}
+			u, err := w.tr.ApplyTxs(sc.ScriptHash, status, hist, s.txs)
+			if err != nil {
+				continue // subscribed and fetched as any other
+			}
+			upd.Merge(u)
+		}
+	}
+	if len(s.early) == 0 {
+		clear(s.txs)
+	} else {
+		for id := range s.txs {
+			if w.tr.HasTx(id) { // the tracker has it now
+				delete(s.txs, id)
+			}
+		}
+	}
+	w.mu.Unlock()
 	if len(fresh) == 0 {
 		return nil
 	}
@@ -561,6 +631,11 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 	for i, ev := range up.Events {
 		evs[i] = withID(ev, ids[i])
 	}
+	select { // the events stored before this run go first
+	case <-w.redelivered:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	if !w.emit(ctx, evs) {
 		return ctx.Err()
 	}
@@ -568,10 +643,22 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 	return nil
 }
 
-// fetch takes up to fetchBatch queued scripts, fetches blockchain.scripthash.get_history and
-// .listunspent for each in one batch (with .subscribe first for scripts being retried), verifies
-// and applies them, grows the windows, writes everything in one transaction and publishes the
-// events.
+// fetch takes up to fetchBatch×batchesInFlight queued scripts and fetches
+// blockchain.scripthash.get_history for each (with .subscribe first for scripts being retried),
+// in batches sent at once; then the transactions of those histories that the tracker does not
+// hold yet (blockchain.transaction.get, see fetchTxs). It verifies and applies them
+// (Tracker.ApplyTxs: the UTXOs are worked out from the transactions, as Electrum and BDK do,
+// rather than asked with the server's costly listunspent) and writes them with their events in
+// one transaction, then grows the windows (writing that in a second one).
+//
+// Fetching ahead: during the session's sync, while a branch is dense (at least half of its
+// scripts used, as in a wallet that hands out addresses in order) and has at least half a
+// lookahead of scripts queued, the same round also asks the histories of up to aheadMax scripts
+// just past its window (Tracker.Peek; as many as it has used, so the reach doubles each round). They are kept in syncState.early and applied by extend when the
+// window reaches them — so a wallet of thousands of used scripts is synced in a few dozen round
+// trips instead of one per lookahead's worth — and each is subscribed right after, which checks
+// its status. Scripts past the final window are only asked, never tracked: the gap limit holds.
+// Nothing is fetched ahead while the server throttles.
 func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) error {
 	if err := w.pace.wait(ctx); err != nil {
 		return err
@@ -580,7 +667,7 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 	shs := make([]string, 0, size)
 	for sh := range s.pending {
 		shs = append(shs, sh)
-		if len(shs) == size {
+		if len(shs) == size*w.pace.parallel(batchesInFlight) {
 			break
 		}
 	}
@@ -588,51 +675,104 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 	type job struct {
 		sh        string
 		announced string
+		early     bool
 		sub       *electrum.Call
 		status    *string
 		hist      []historyJSON
-		unspent   []unspentJSON
 		histCall  *electrum.Call
-		utxoCall  *electrum.Call
 	}
-	jobs := make([]*job, len(shs))
+	var jobs []*job
 	var calls []*electrum.Call
-	for i, sh := range shs {
+	for _, sh := range shs {
 		j := &job{sh: sh, announced: s.pending[sh]}
 		if s.resub[sh] {
 			j.sub = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sh}, Result: &j.status}
 			calls = append(calls, j.sub)
 		}
 		j.histCall = &electrum.Call{Method: "blockchain.scripthash.get_history", Params: []any{sh}, Result: &j.hist}
-		j.utxoCall = &electrum.Call{Method: "blockchain.scripthash.listunspent", Params: []any{sh}, Result: &j.unspent}
-		calls = append(calls, j.histCall, j.utxoCall)
-		jobs[i] = j
+		calls = append(calls, j.histCall)
+		jobs = append(jobs, j)
 		delete(s.pending, sh)
 		delete(s.resub, sh)
 	}
+	ahead, err := w.aheadScripts(s, shs)
+	if err != nil {
+		return err
+	}
+	for _, sc := range ahead {
+		j := &job{sh: sc.ScriptHash, early: true}
+		j.histCall = &electrum.Call{Method: "blockchain.scripthash.get_history", Params: []any{sc.ScriptHash}, Result: &j.hist}
+		calls = append(calls, j.histCall)
+		jobs = append(jobs, j)
+	}
 	w.fetches.Add(uint64(len(jobs)))
-	err := c.Batch(ctx, calls)
+	requeue := func() { // fetched again by the next session
+		for _, j := range jobs {
+			if !j.early {
+				s.pending[j.sh] = j.announced
+			}
+		}
+	}
+	err = batchParallel(ctx, c, calls, size)
 	w.pace.observe(batchThrottled(err, calls))
 	if err != nil {
-		for _, j := range jobs { // fetched again by the next session
-			s.pending[j.sh] = j.announced
-		}
+		requeue()
 		return fmt.Errorf("chainwatch: fetch histories: %w", err)
 	}
 
+	hists := make([][]HistoryItem, len(jobs))
+	errs := make([]error, len(jobs))
+	var want []chainhash.Hash
+	w.mu.RLock()
+	for i, j := range jobs {
+		if hists[i], errs[i] = parseHistory(j.histCall, j.hist); errs[i] == nil {
+			for _, id := range w.tr.MissingTxs(hists[i]) {
+				if s.txs[id] == nil {
+					want = append(want, id)
+				}
+			}
+		}
+	}
+	w.mu.RUnlock()
+	txs, err := w.fetchTxs(ctx, c, want)
+	if err != nil {
+		requeue()
+		return err
+	}
+	for id, f := range txs {
+		if f.tx != nil {
+			s.txs[id] = f.tx
+		}
+	}
+	fetchErr := func(hist []HistoryItem) error { // a transaction of hist the server did not give
+		for _, h := range hist {
+			if err := txs.err(h.TxHash); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+
 	var upd Update
-	histories := map[string][]HistoryItem{}
-	for _, j := range jobs {
+	for i, j := range jobs {
+		if j.early {
+			if errs[i] == nil && fetchErr(hists[i]) == nil { // else fetched again once in the window
+				s.early[j.sh] = hists[i]
+			}
+			continue
+		}
 		announced := j.announced
 		if j.sub != nil && j.sub.Err == nil {
 			announced = deref(j.status)
 		}
-		hist, unspent, err := parseFetch(j.histCall, j.utxoCall, j.hist, j.unspent)
 		var u Update
+		err := errs[i]
 		if err == nil {
-			w.mu.Lock()
-			u, err = w.tr.Apply(j.sh, announced, hist, unspent)
-			w.mu.Unlock()
+			if err = fetchErr(hists[i]); err == nil {
+				w.mu.Lock()
+				u, err = w.tr.ApplyTxs(j.sh, announced, hists[i], s.txs)
+				w.mu.Unlock()
+			}
 		}
 		if err != nil {
 			r := s.retry[j.sh]
@@ -649,102 +789,183 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 			continue
 		}
 		delete(s.retry, j.sh)
-		histories[j.sh] = hist
 		upd.Merge(u)
 	}
-	if err := w.extend(ctx, c, s, &upd); err != nil {
+	// Publish first (a payment's FundingSeen does not wait for the window's new subscriptions),
+	// then grow the windows.
+	if err := w.commit(ctx, upd); err != nil {
 		return err
 	}
-	w.findSpenders(ctx, c, upd.Events, histories)
-	return w.commit(ctx, upd)
+	var more Update
+	err = w.extend(ctx, c, s, &more)
+	if cerr := w.commit(ctx, more); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
-// parseFetch turns the JSON answers into typed items (ErrBadHistory or the server's error).
-func parseFetch(hc, uc *electrum.Call, hist []historyJSON, unspent []unspentJSON) ([]HistoryItem, []UnspentItem, error) {
-	if hc.Err != nil {
-		return nil, nil, hc.Err
+// aheadScripts picks the scripts whose histories fetch asks ahead of the window (see fetch):
+// for each dense branch with at least half a lookahead of scripts among queued, up to
+// min(used, aheadMax) scripts just past
+// its window that syncState.early does not hold yet; none while the server throttles or once the
+// session's sync is done (a payment then must not cost hundreds of requests).
+func (w *Watcher) aheadScripts(s *syncState, queued []string) ([]ScriptState, error) {
+	if s.synced || w.pace.throttled() || len(queued) == 0 {
+		return nil, nil
 	}
-	if uc.Err != nil {
-		return nil, nil, uc.Err
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	busy := map[uint32]int{}
+	for _, sh := range queued {
+		if sc, ok := w.tr.Script(sh); ok {
+			busy[sc.Branch]++
+		}
+	}
+	var out []ScriptState
+	for b, n := range busy {
+		if 2*n < w.cfg.Lookahead {
+			continue // a few payments, not a window's worth of used scripts
+		}
+		tracked, used := w.tr.Window(b)
+		if used < w.cfg.Lookahead || 2*used < tracked-w.cfg.Lookahead {
+			continue
+		}
+		peek, err := w.tr.Peek(b, min(used, aheadMax))
+		if err != nil {
+			return nil, err
+		}
+		for _, sc := range peek {
+			if _, have := s.early[sc.ScriptHash]; !have {
+				out = append(out, sc)
+			}
+		}
+	}
+	return out, nil
+}
+
+// parseHistory turns a get_history answer into typed items (ErrBadHistory or the server's error).
+func parseHistory(hc *electrum.Call, hist []historyJSON) ([]HistoryItem, error) {
+	if hc.Err != nil {
+		return nil, hc.Err
 	}
 	hs := make([]HistoryItem, len(hist))
 	for i, h := range hist {
 		txid, err := chainhash.NewHashFromStr(h.TxHash)
 		if err != nil || len(h.TxHash) != 64 {
-			return nil, nil, fmt.Errorf("%w: history tx_hash %q", ErrBadHistory, truncate(h.TxHash))
+			return nil, fmt.Errorf("%w: history tx_hash %q", ErrBadHistory, truncate(h.TxHash))
 		}
 		hs[i] = HistoryItem{TxHash: *txid, Height: h.Height}
 	}
-	us := make([]UnspentItem, len(unspent))
-	for i, u := range unspent {
-		txid, err := chainhash.NewHashFromStr(u.TxHash)
-		if err != nil || len(u.TxHash) != 64 {
-			return nil, nil, fmt.Errorf("%w: unspent tx_hash %q", ErrBadHistory, truncate(u.TxHash))
-		}
-		if u.Value < 0 || u.Value > btcutil.MaxSatoshi {
-			return nil, nil, fmt.Errorf("%w: unspent value %d", ErrBadHistory, u.Value)
-		}
-		us[i] = UnspentItem{TxHash: *txid, TxPos: u.TxPos, Height: u.Height, Value: btcutil.Amount(u.Value)}
-	}
-	return hs, us, nil
+	return hs, nil
 }
 
-// findSpenders fills Spent.SpentBy, best effort: it fetches (blockchain.transaction.get) the
-// transactions of the script's history that could have spent the output and looks for the one
-// whose input names it. Failures leave SpentBy nil.
-func (w *Watcher) findSpenders(ctx context.Context, c *electrum.Client, evs []Event, histories map[string][]HistoryItem) {
-	txs := map[chainhash.Hash]*wire.MsgTx{}
-	for i, ev := range evs {
-		sp, ok := ev.(Spent)
-		if !ok {
-			continue
-		}
-		hist := histories[ScriptHash(sp.UTXO.PkScript)]
-		var want []chainhash.Hash
-		for k := len(hist) - 1; k >= 0 && len(want) < maxSpenderLookup; k-- {
-			h := hist[k]
-			if h.TxHash == sp.OutPoint.Hash || (h.Height > 0 && h.Height < sp.UTXO.Height) {
-				continue
-			}
-			if _, have := txs[h.TxHash]; !have {
-				want = append(want, h.TxHash)
-			}
-		}
-		if len(want) > 0 {
-			calls := make([]*electrum.Call, len(want))
-			raws := make([]string, len(want))
-			for k, id := range want {
-				calls[k] = &electrum.Call{Method: "blockchain.transaction.get", Params: []any{id.String()}, Result: &raws[k]}
-			}
-			if err := c.Batch(ctx, calls); err != nil {
-				w.log.Debug("could not fetch candidate spenders", "err", err)
-				continue
-			}
-			for k, id := range want {
-				if calls[k].Err != nil {
-					continue
-				}
-				b, err := hex.DecodeString(raws[k])
-				if err != nil {
-					continue
-				}
-				var tx wire.MsgTx
-				if err := tx.Deserialize(bytes.NewReader(b)); err != nil || tx.TxHash() != id {
-					continue
-				}
-				txs[id] = &tx
-			}
-		}
-		for id, tx := range txs {
-			for _, in := range tx.TxIn {
-				if in.PreviousOutPoint == sp.OutPoint {
-					id := id
-					sp.SpentBy = &id
-					evs[i] = sp
-				}
-			}
+// txFetchParallel is how many blockchain.transaction.get requests fetchTxs keeps in flight. They
+// go one per line, not as a batch: ElectrumX refuses a whole batch whose answer exceeds its
+// MAX_SEND (1 MB by default), and one wallet transaction can be tens of kilobytes.
+const txFetchParallel = 16
+
+// fetchedTx is one blockchain.transaction.get answer: the transaction (its txid checked) or why
+// there is none.
+type fetchedTx struct {
+	tx  *wire.MsgTx
+	err error
+}
+
+type fetchedTxs map[chainhash.Hash]fetchedTx
+
+// err returns why txid could not be fetched (nil when it was, or was not asked).
+func (f fetchedTxs) err(txid chainhash.Hash) error { return f[txid].err }
+
+// fetchTxs fetches the transactions ids (duplicates fetched once) with
+// blockchain.transaction.get, txFetchParallel at a time, and checks each against its txid
+// (ErrBadHistory otherwise). A server error for one transaction is recorded for it (its scripts
+// are retried); a transport error ends the fetch and is returned.
+func (w *Watcher) fetchTxs(ctx context.Context, c *electrum.Client, ids []chainhash.Hash) (fetchedTxs, error) {
+	out := make(fetchedTxs, len(ids))
+	var todo []chainhash.Hash
+	for _, id := range ids {
+		if _, dup := out[id]; !dup {
+			out[id] = fetchedTx{}
+			todo = append(todo, id)
 		}
 	}
+	if len(todo) == 0 {
+		return out, nil
+	}
+	type answer struct {
+		id    chainhash.Hash
+		res   fetchedTx
+		ioErr error
+	}
+	jobs := make(chan chainhash.Hash)
+	answers := make(chan answer, len(todo))
+	var wg sync.WaitGroup
+	for range min(txFetchParallel, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				var raw string
+				err := c.Call(ctx, "blockchain.transaction.get", []any{id.String()}, &raw)
+				a := answer{id: id}
+				var se *electrum.ServerError
+				switch {
+				case err == nil:
+					a.res = decodeTx(id, raw)
+				case errors.As(err, &se):
+					a.res.err = fmt.Errorf("chainwatch: blockchain.transaction.get %s: %w", id, err)
+				default:
+					a.ioErr = err
+				}
+				answers <- a
+			}
+		}()
+	}
+	go func() {
+		defer close(jobs)
+		for _, id := range todo {
+			select {
+			case jobs <- id:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(answers) }()
+	var ioErr error
+	throttled := false
+	for a := range answers {
+		if a.ioErr != nil {
+			ioErr = cmp.Or(ioErr, a.ioErr)
+			continue
+		}
+		throttled = throttled || isThrottled(a.res.err)
+		out[a.id] = a.res
+	}
+	w.pace.observe(throttled || isThrottled(ioErr))
+	if ioErr == nil && ctx.Err() != nil {
+		ioErr = ctx.Err()
+	}
+	if ioErr != nil {
+		return nil, fmt.Errorf("chainwatch: fetch transactions: %w", ioErr)
+	}
+	return out, nil
+}
+
+// decodeTx parses a blockchain.transaction.get answer (hex) and checks that it is txid.
+func decodeTx(txid chainhash.Hash, raw string) fetchedTx {
+	b, err := hex.DecodeString(raw)
+	if err != nil {
+		return fetchedTx{err: fmt.Errorf("%w: transaction %s: not hex", ErrBadHistory, txid)}
+	}
+	var tx wire.MsgTx
+	if err := tx.Deserialize(bytes.NewReader(b)); err != nil {
+		return fetchedTx{err: fmt.Errorf("%w: transaction %s: %w", ErrBadHistory, txid, err)}
+	}
+	if got := tx.TxHash(); got != txid {
+		return fetchedTx{err: fmt.Errorf("%w: transaction asked as %s hashes to %s", ErrBadHistory, txid, got)}
+	}
+	return fetchedTx{tx: &tx}
 }
 
 // Broadcast sends tx with blockchain.transaction.broadcast (electrum.Client.BroadcastTransaction)

@@ -27,7 +27,9 @@ type HistoryItem struct {
 	Height int32
 }
 
-// UnspentItem is one entry of blockchain.scripthash.listunspent; Height 0 = mempool.
+// UnspentItem is one unspent output of a script, in the shape of an entry of
+// blockchain.scripthash.listunspent (Height 0 = mempool); the watcher works them out from the
+// history's transactions (Tracker.ApplyTxs) rather than asking the server.
 type UnspentItem struct {
 	TxHash chainhash.Hash
 	TxPos  uint32

@@ -25,7 +25,8 @@ func (s ScriptState) Used() bool { return s.Verified && s.Status != "" }
 
 // Update is what one Tracker call changed, for the caller to persist in one transaction and then
 // publish: scripts whose state changed, UTXOs put (new, or with a new height or block) and
-// removed, transaction states put and removed, each changed script's new history (its txids),
+// removed, transaction states put and removed (a removed one's raw transaction with it), raw
+// transactions newly held, each changed script's new history (its txids),
 // headers connected (HeadersFrom is the height of Headers[0]; stored headers at and above it are
 // replaced), and the events, in order.
 type Update struct {
@@ -34,6 +35,7 @@ type Update struct {
 	Remove      []wire.OutPoint
 	PutTxs      []TxState
 	RemoveTxs   []chainhash.Hash
+	RawTxs      []*wire.MsgTx // wallet transactions the tracker holds from now on (ApplyTxs)
 	Histories   map[string][]chainhash.Hash
 	HeadersFrom int32
 	Headers     []wire.BlockHeader
@@ -43,7 +45,7 @@ type Update struct {
 // Empty reports whether u changes nothing.
 func (u Update) Empty() bool {
 	return len(u.Scripts) == 0 && len(u.Put) == 0 && len(u.Remove) == 0 && len(u.PutTxs) == 0 &&
-		len(u.RemoveTxs) == 0 && len(u.Histories) == 0 && len(u.Headers) == 0 && len(u.Events) == 0
+		len(u.RemoveTxs) == 0 && len(u.RawTxs) == 0 && len(u.Histories) == 0 && len(u.Headers) == 0 && len(u.Events) == 0
 }
 
 // Merge appends o to u (o happened after u).
@@ -53,6 +55,7 @@ func (u *Update) Merge(o Update) {
 	u.Put = append(u.Put, o.Put...)
 	u.RemoveTxs = append(u.RemoveTxs, o.RemoveTxs...)
 	u.PutTxs = append(u.PutTxs, o.PutTxs...)
+	u.RawTxs = append(u.RawTxs, o.RawTxs...)
 	for sh, h := range o.Histories {
 		if u.Histories == nil {
 			u.Histories = map[string][]chainhash.Hash{}
@@ -89,6 +92,7 @@ type Tracker struct {
 	lookahead int
 	chain     *HeaderChain
 	branches  [][]*ScriptState // [branch][index]
+	ahead     [][]ScriptState  // [branch]: derived past the window by Peek, not tracked (Extend takes them)
 	used      []int64          // highest used index per branch, -1 for none
 	byHash    map[string]*ScriptState
 	byPk      map[string]*ScriptState
@@ -97,7 +101,8 @@ type Tracker struct {
 	byScript  map[string]map[wire.OutPoint]struct{} // string(PkScript) → its server UTXOs
 	eff       map[wire.OutPoint]UTXO                // the published (trusted) view
 	txs       map[chainhash.Hash]*txRecord
-	hist      map[string][]chainhash.Hash // scripthash → txids of its verified history
+	hist      map[string][]chainhash.Hash    // scripthash → txids of its verified history
+	raw       map[chainhash.Hash]*wire.MsgTx // wallet transactions held (ApplyTxs), a subset of txs
 }
 
 // NewTracker returns an empty tracker for src with lookahead unused scripts after the highest
@@ -122,6 +127,7 @@ func NewTracker(src ScriptSource, lookahead int, chain *HeaderChain) (*Tracker, 
 		lookahead: lookahead,
 		chain:     chain,
 		branches:  make([][]*ScriptState, n),
+		ahead:     make([][]ScriptState, n),
 		used:      make([]int64, n),
 		byHash:    make(map[string]*ScriptState),
 		byPk:      make(map[string]*ScriptState),
@@ -131,6 +137,7 @@ func NewTracker(src ScriptSource, lookahead int, chain *HeaderChain) (*Tracker, 
 		eff:       make(map[wire.OutPoint]UTXO),
 		txs:       make(map[chainhash.Hash]*txRecord),
 		hist:      make(map[string][]chainhash.Hash),
+		raw:       make(map[chainhash.Hash]*wire.MsgTx),
 	}
 	for i := range t.used {
 		t.used[i] = -1
@@ -163,13 +170,15 @@ func (t *Tracker) add(s *ScriptState) {
 const restoreCheckEvery = 64
 
 // Restore loads persisted state into an empty tracker (its HeaderChain restored beforehand):
-// scripts, the published UTXO set, the wallet transactions and each script's history (txids).
+// scripts, the published UTXO set, the wallet transactions and each script's history (txids),
+// and the raw wallet transactions held (each must be a stored wallet transaction, else
+// ErrStore; one missing is fetched again when a history that lists it changes).
 // Stored scripts are spot-checked by re-deriving (index 0, every restoreCheckEvery-th and the
 // last of each branch) and must match (else ErrWalletMismatch); each must hash to its stored
 // scripthash (else ErrStore); stored scripts must be contiguous from index 0 per branch; UTXOs must belong to stored scripts and transactions. A
 // transaction stored as proven whose block is no longer in the header chain goes back to
 // unproven. Call Extend afterwards.
-func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, histories map[string][]chainhash.Hash) error {
+func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, histories map[string][]chainhash.Hash, raw []*wire.MsgTx) error {
 	sorted := append([]ScriptState(nil), scripts...)
 	lastOfBranch := map[uint32]uint32{}
 	for _, s := range scripts {
@@ -225,6 +234,13 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 		}
 		t.hist[sh] = append([]chainhash.Hash(nil), ids...)
 	}
+	for _, tx := range raw {
+		id := tx.TxHash()
+		if _, ok := t.txs[id]; !ok {
+			return fmt.Errorf("%w: stored raw transaction %s is not a stored wallet transaction", ErrStore, id)
+		}
+		t.raw[id] = tx
+	}
 	for _, u := range utxos {
 		s, ok := t.byPk[string(u.PkScript)]
 		if !ok || s.Branch != u.Branch || s.Index != u.Index {
@@ -247,15 +263,57 @@ func (t *Tracker) Extend() ([]ScriptState, error) {
 	for b := range t.branches {
 		want := t.used[b] + 1 + int64(t.lookahead)
 		for int64(len(t.branches[b])) < want {
-			s, err := t.derive(uint32(b), uint32(len(t.branches[b])))
-			if err != nil {
-				return out, err
+			var s *ScriptState
+			if len(t.ahead[b]) > 0 { // derived by Peek already
+				sc := t.ahead[b][0]
+				t.ahead[b] = t.ahead[b][1:]
+				s = &sc
+			} else {
+				var err error
+				if s, err = t.derive(uint32(b), uint32(len(t.branches[b]))); err != nil {
+					return out, err
+				}
 			}
 			t.add(s)
 			out = append(out, *s)
 		}
 	}
 	return out, nil
+}
+
+// Peek returns the n scripts of branch just past its lookahead window (indices Window(branch)
+// up), derived but not tracked: they stay outside the window — nothing about them is applied or
+// published — until Extend takes them in (without deriving them again). The initial sync of a
+// dense wallet fetches their histories ahead of time. It returns nil for a branch the source
+// does not have.
+func (t *Tracker) Peek(branch uint32, n int) ([]ScriptState, error) {
+	if int(branch) >= len(t.branches) {
+		return nil, nil
+	}
+	next := uint32(len(t.branches[branch]) + len(t.ahead[branch]))
+	for len(t.ahead[branch]) < n {
+		s, err := t.derive(branch, next)
+		if err != nil {
+			return nil, err
+		}
+		t.ahead[branch] = append(t.ahead[branch], *s)
+		next++
+	}
+	return append([]ScriptState(nil), t.ahead[branch][:n]...), nil
+}
+
+// Window returns how many scripts of branch are tracked (indices 0..Window-1) and how many of
+// them are used (verified with a history).
+func (t *Tracker) Window(branch uint32) (tracked, used int) {
+	if int(branch) >= len(t.branches) {
+		return 0, 0
+	}
+	for _, s := range t.branches[branch] {
+		if s.Used() {
+			used++
+		}
+	}
+	return len(t.branches[branch]), used
 }
 
 // Scripts returns every tracked script, by branch then index.
@@ -344,6 +402,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		delete(r.scripts, scriptHash)
 		if len(r.scripts) == 0 {
 			delete(t.txs, id)
+			delete(t.raw, id)
 			up.RemoveTxs = append(up.RemoveTxs, id)
 			t.markTx(dirty, id)
 		}

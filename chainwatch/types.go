@@ -91,9 +91,9 @@ type FundingConfirmed struct {
 	Confs int32
 }
 
-// Spent: a UTXO left the server's unspent list while its funding transaction is still in the
-// script's history. SpentBy is the spending transaction's txid when the watcher found it among
-// the script's history (nil when it could not tell).
+// Spent: a UTXO was spent by a transaction of the script's history (in the mempool or a block)
+// while its funding transaction is still in that history. SpentBy is the spending transaction's
+// txid (nil only in an Update made by Tracker.Apply from a bare unspent list).
 type Spent struct {
 	ID       uint64
 	OutPoint wire.OutPoint

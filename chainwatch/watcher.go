@@ -81,7 +81,8 @@ type Watcher struct {
 	reg         *registry
 	pace        *pacer // adaptive pacing of batches under server throttling (pacing.go)
 	pool        *electrum.Pool
-	redeliver   []Event // unacknowledged events loaded from the store, emitted first by Run
+	stored      []store.ChainwatchEvent // unacknowledged events loaded from the store, delivered again by Run
+	redelivered chan struct{}           // closed once they are (new events wait for it)
 
 	mu        sync.RWMutex // guards everything below
 	tr        *Tracker
@@ -147,14 +148,15 @@ func New(cfg Config) (*Watcher, error) {
 		return nil, fmt.Errorf("%w: Servers: %w", ErrConfig, err)
 	}
 	return &Watcher{
-		pool:   pool,
-		cfg:    cfg,
-		log:    log,
-		events: make(chan Event, cfg.EventBuffer),
-		ready:  make(chan struct{}),
-		tr:     tr,
-		reg:    newRegistry(),
-		pace:   &pacer{},
+		pool:        pool,
+		cfg:         cfg,
+		log:         log,
+		events:      make(chan Event, cfg.EventBuffer),
+		ready:       make(chan struct{}),
+		tr:          tr,
+		reg:         newRegistry(),
+		pace:        &pacer{},
+		redelivered: closedChan(),
 	}, nil
 }
 
@@ -163,7 +165,9 @@ func New(cfg Config) (*Watcher, error) {
 // returns. Every event is stored (outbox, in the same database transaction as the state change)
 // before it is sent and carries a stable EventID; Run first re-sends the events that were not
 // acknowledged (Ack) before the last stop, with their ids, so a consumer that acknowledges what
-// it has handled sees each event once across restarts.
+// it has handled sees each event once across restarts. That re-sending runs while the watcher
+// connects and syncs (Ready may close before the consumer has taken them all); every new event
+// comes after them.
 //
 // After a restart, confirmations of UTXOs already confirmed before are not re-announced: count
 // them from NewTip, or use RegisterConf.
@@ -284,15 +288,28 @@ func (w *Watcher) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	if !w.emit(ctx, w.redeliver) {
-		return nil
-	}
-	w.redeliver = nil
+	// The stored events are decoded and delivered again while the first session connects and
+	// syncs (a restart does not wait for the consumer to take them); new events follow them.
+	runCtx, stop := context.WithCancelCause(ctx)
+	w.redelivered = make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.redeliver(runCtx); err != nil {
+			stop(err)
+		}
+	}()
+	defer func() { stop(nil); <-done }()
 	backoff := w.cfg.ReconnectMin
 	for {
-		synced, err := w.session(ctx)
+		synced, err := w.session(runCtx)
 		if ctx.Err() != nil {
 			return nil
+		}
+		if cause := context.Cause(runCtx); runCtx.Err() != nil && cause != nil {
+			w.setErr(cause)
+			w.log.Error("chainwatch stopped", "err", cause)
+			return cause
 		}
 		if errors.Is(err, ErrWalletMismatch) || errors.Is(err, ErrWrongNetwork) || errors.Is(err, ErrStore) || errors.Is(err, ErrConfig) {
 			w.setErr(err)
@@ -306,8 +323,14 @@ func (w *Watcher) Run(ctx context.Context) error {
 		d := backoff/2 + rand.N(backoff)
 		w.log.Warn("electrum session ended; reconnecting", "err", err, "in", d)
 		select {
-		case <-ctx.Done():
-			return nil
+		case <-runCtx.Done():
+			if ctx.Err() != nil {
+				return nil
+			}
+			cause := context.Cause(runCtx)
+			w.setErr(cause)
+			w.log.Error("chainwatch stopped", "err", cause)
+			return cause
 		case <-time.After(d):
 		}
 		backoff = min(backoff*2, w.cfg.ReconnectMax)
@@ -325,6 +348,31 @@ func (w *Watcher) markReady() {
 		close(w.ready)
 		w.log.Info("chainwatch ready", "scripts", w.Health().ScriptsTracked, "utxos", len(w.UTXOs()))
 	})
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}
+
+// redeliver decodes the unacknowledged stored events and sends them in order, then closes
+// w.redelivered. A stored event that does not decode is ErrStore (Run stops).
+func (w *Watcher) redeliver(ctx context.Context) error {
+	defer close(w.redelivered)
+	for _, e := range w.stored {
+		ev, err := decodeEvent(e)
+		if err != nil {
+			return err
+		}
+		select {
+		case w.events <- ev:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	w.stored = nil
+	return nil
 }
 
 // emit publishes events in order, waiting for buffer space; false if ctx ended first.
@@ -378,21 +426,26 @@ func (w *Watcher) load(ctx context.Context) error {
 			hist[sh] = append(hist[sh], *id)
 		}
 	}
-	for _, e := range st.Unacked {
-		ev, err := decodeEvent(e)
-		if err != nil {
-			return err
+	raw := make([]*wire.MsgTx, len(st.RawTxs))
+	for i, x := range st.RawTxs {
+		var tx wire.MsgTx
+		if err := tx.Deserialize(bytes.NewReader(x.Raw)); err != nil {
+			return fmt.Errorf("%w: stored raw transaction %s: %w", ErrStore, x.TxID, err)
 		}
-		w.redeliver = append(w.redeliver, ev)
+		if id := tx.TxHash(); id.String() != x.TxID {
+			return fmt.Errorf("%w: stored raw transaction %s hashes to %s", ErrStore, x.TxID, id)
+		}
+		raw[i] = &tx
 	}
+	w.stored = st.Unacked
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err := w.tr.Chain().Restore(hdrs); err != nil {
 		return fmt.Errorf("%w: stored headers: %w", ErrStore, err)
 	}
-	if err := w.tr.Restore(scripts, utxos, txs, hist); err != nil {
+	if err := w.tr.Restore(scripts, utxos, txs, hist, raw); err != nil {
 		return err
 	}
-	w.log.Info("chainwatch state loaded", "scripts", len(scripts), "utxos", len(utxos), "txs", len(txs), "headers", len(hdrs), "unacked_events", len(w.redeliver))
+	w.log.Info("chainwatch state loaded", "scripts", len(scripts), "utxos", len(utxos), "txs", len(txs), "headers", len(hdrs), "unacked_events", len(w.stored))
 	return nil
 }

@@ -47,6 +47,13 @@ type ChainwatchTx struct {
 	Coinbase  bool
 }
 
+// ChainwatchRawTx is one row of chainwatch_rawtxs (migration 0010): a wallet transaction's
+// serialization (TxID hex in display byte order).
+type ChainwatchRawTx struct {
+	TxID string
+	Raw  []byte
+}
+
 // ChainwatchEvent is one row of the event outbox: ID is assigned on insert; Payload is JSON.
 type ChainwatchEvent struct {
 	ID      uint64
@@ -67,6 +74,7 @@ type ChainwatchState struct {
 	Tip       ChainwatchTip
 	HasTip    bool
 	Txs       []ChainwatchTx      // ordered by txid
+	RawTxs    []ChainwatchRawTx   // serialized wallet transactions, ordered by txid
 	Histories map[string][]string // scripthash → txids in the server's order
 	Headers   [][]byte            // 80-byte headers from height 1 up, contiguous
 	Unacked   []ChainwatchEvent   // events not acknowledged, by id
@@ -74,7 +82,8 @@ type ChainwatchState struct {
 
 // ChainwatchUpdate is one change to chainwatch's state, written in one transaction: PutScripts
 // are upserted by (branch, index); RemoveUTXOs are deleted, then PutUTXOs are upserted by
-// outpoint; Tip, if non-nil, replaces the tip; RemoveTxs deleted, PutTxs upserted; each entry of
+// outpoint; Tip, if non-nil, replaces the tip; RemoveTxs deleted (with their raw
+// transactions), PutTxs upserted, PutRawTxs upserted; each entry of
 // Histories replaces that script's history; Headers (80 bytes each) replace every stored header
 // from height HeadersFrom up; Events are appended to the outbox.
 type ChainwatchUpdate struct {
@@ -84,6 +93,7 @@ type ChainwatchUpdate struct {
 	Tip         *ChainwatchTip
 	RemoveTxs   []string
 	PutTxs      []ChainwatchTx
+	PutRawTxs   []ChainwatchRawTx
 	Histories   map[string][]string
 	HeadersFrom int32
 	Headers     [][]byte
@@ -93,7 +103,7 @@ type ChainwatchUpdate struct {
 // Empty reports whether u changes nothing.
 func (u ChainwatchUpdate) Empty() bool {
 	return len(u.PutScripts) == 0 && len(u.RemoveUTXOs) == 0 && len(u.PutUTXOs) == 0 && u.Tip == nil &&
-		len(u.RemoveTxs) == 0 && len(u.PutTxs) == 0 && len(u.Histories) == 0 && len(u.Headers) == 0 && len(u.Events) == 0
+		len(u.RemoveTxs) == 0 && len(u.PutTxs) == 0 && len(u.PutRawTxs) == 0 && len(u.Histories) == 0 && len(u.Headers) == 0 && len(u.Events) == 0
 }
 
 // LoadChainwatch reads chainwatch's persisted state (empty on a new database).
@@ -145,6 +155,17 @@ func (db *DB) loadChainwatchExtra(ctx context.Context, st *ChainwatchState) erro
 			return err
 		}
 		st.Txs = append(st.Txs, x)
+		return nil
+	}); err != nil {
+		return err
+	}
+
+	if err := eachRow(ctx, db.SQL, "load chainwatch raw txs", `SELECT txid, raw FROM chainwatch_rawtxs ORDER BY txid`, func(rows *sql.Rows) error {
+		var x ChainwatchRawTx
+		if err := rows.Scan(&x.TxID, &x.Raw); err != nil {
+			return err
+		}
+		st.RawTxs = append(st.RawTxs, x)
 		return nil
 	}); err != nil {
 		return err
@@ -297,12 +318,20 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]
 			if _, err := exec(`DELETE FROM chainwatch_txs WHERE txid = ?`, id); err != nil {
 				return fmt.Errorf("remove tx %s: %w", id, err)
 			}
+			if _, err := exec(`DELETE FROM chainwatch_rawtxs WHERE txid = ?`, id); err != nil {
+				return fmt.Errorf("remove raw tx %s: %w", id, err)
+			}
 		}
 		for _, x := range u.PutTxs {
 			if _, err := exec(`INSERT INTO chainwatch_txs(txid, height, verified, block_hash, coinbase) VALUES (?, ?, ?, ?, ?)
 				ON CONFLICT(txid) DO UPDATE SET height = excluded.height, verified = excluded.verified,
 				block_hash = excluded.block_hash, coinbase = excluded.coinbase`, x.TxID, x.Height, x.Verified, x.BlockHash, x.Coinbase); err != nil {
 				return fmt.Errorf("put tx %s: %w", x.TxID, err)
+			}
+		}
+		for _, x := range u.PutRawTxs {
+			if _, err := exec(`INSERT INTO chainwatch_rawtxs(txid, raw) VALUES (?, ?) ON CONFLICT(txid) DO UPDATE SET raw = excluded.raw`, x.TxID, x.Raw); err != nil {
+				return fmt.Errorf("put raw tx %s: %w", x.TxID, err)
 			}
 		}
 		for sh, hist := range u.Histories {

@@ -29,6 +29,7 @@ func TestChainwatchRoundTrip(t *testing.T) {
 	ids, err := db.ApplyChainwatchUpdate(ctx, ChainwatchUpdate{
 		PutScripts: []ChainwatchScript{s0, s1}, PutUTXOs: []ChainwatchUTXO{u1, u2}, Tip: &tip,
 		PutTxs:      []ChainwatchTx{{TxID: "t1", Height: 0}, {TxID: "t2", Height: 101, Verified: true, BlockHash: "bb", Coinbase: true}},
+		PutRawTxs:   []ChainwatchRawTx{{TxID: "t2", Raw: []byte{2, 2}}, {TxID: "t1", Raw: []byte{1}}},
 		Histories:   map[string][]string{"aa": {"t2", "t1"}},
 		HeadersFrom: 1, Headers: [][]byte{hdr(1), hdr(2), hdr(3)},
 		Events: []ChainwatchEvent{{Kind: "seen", Payload: []byte(`{"a":1}`)}, {Kind: "tip", Payload: []byte(`{}`)}},
@@ -76,7 +77,8 @@ func TestChainwatchRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ChainwatchState{Scripts: []ChainwatchScript{s0, s1}, UTXOs: []ChainwatchUTXO{u1}, Tip: tip, HasTip: true,
-		Txs: []ChainwatchTx{{TxID: "t1"}}, Histories: map[string][]string{"aa": {"t1"}}, Headers: [][]byte{hdr(1), hdr(9)},
+		Txs: []ChainwatchTx{{TxID: "t1"}}, RawTxs: []ChainwatchRawTx{{TxID: "t1", Raw: []byte{1}}},
+		Histories: map[string][]string{"aa": {"t1"}}, Headers: [][]byte{hdr(1), hdr(9)},
 		Unacked: []ChainwatchEvent{{ID: ids[1], Kind: "tip", Payload: []byte(`{}`)}}}
 	if !reflect.DeepEqual(st, want) {
 		t.Fatalf("state =\n%+v\nwant\n%+v", st, want)
