@@ -54,8 +54,9 @@ type Client struct {
 	pending map[string]chan wireResponse
 	closed  bool
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	stopped <-chan struct{} // closed by Close
+	wg      sync.WaitGroup
 }
 
 // RemoteError is an error response from the remote signer: its "error" string as sent.
@@ -127,7 +128,7 @@ func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, 
 		c.pool, c.own = p, p
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c.cancel = cancel
+	c.cancel, c.stopped = cancel, ctx.Done()
 	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
 	events := c.pool.Subscribe(ctx, nostr.Filter{Kinds: []int{KindNostrConnect}, Authors: []string{c.remote},
 		Tags: nostr.TagMap{"p": []string{c.pk}}, Since: &since})
@@ -209,29 +210,109 @@ func (c *Client) Call(ctx context.Context, method string, params ...string) (str
 	return c.call(ctx, newRequestID(), method, params, 0)
 }
 
-// call sends (and, with resend > 0, re-sends every resend until answered) one request id.
-func (c *Client) call(ctx context.Context, id, method string, params []string, resend time.Duration) (string, error) {
+// CallWithID sends method with params under the caller's request id and waits until it is
+// answered or ctx is done; it never gives up on its own (ClientOptions.Timeout and AuthTimeout do
+// not apply). The request is made resumable this way (NIP-46 ids are chosen by the client): a
+// caller that stored id before calling asks again after a restart with the same id and params,
+// and a remote signer that keeps its answers (this project's sign_psbt: "the same request is
+// answered the same way again, never evaluated twice") answers the same way.
+//
+// Every resend without an answer (default: ClientOptions.Timeout) the same request is published
+// again as a new event — relays keep no kind-24133 event, so a request or response lost on a
+// relay that dropped, or published while this client was away, is not waited on forever; a
+// failed publish (no relay reachable) is logged and retried at the next resend. After an
+// auth_url response (NIP-46 "Auth Challenges") onAuthURL (if not nil; else ClientOptions'
+// OnAuthURL) is called with the URL, and the call keeps waiting on the same id, still re-sending
+// (the remote signer answers a held request's repeat with auth_url again, or with its answer).
+// Errors: *RemoteError for an error response, ErrClientClosed, ctx's error, or ErrBadRequestID
+// for an empty id or one longer than 128 characters.
+func (c *Client) CallWithID(ctx context.Context, id, method string, params []string, resend time.Duration, onAuthURL func(url string)) (string, error) {
+	if id == "" || len(id) > 128 {
+		return "", fmt.Errorf("%w: %d characters", ErrBadRequestID, len(id))
+	}
+	if resend <= 0 {
+		resend = c.opts.Timeout
+	}
+	body, err := c.requestBody(id, method, params)
+	if err != nil {
+		return "", err
+	}
+	ch, done, err := c.register(id)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	if err := c.send(ctx, body); err != nil {
+		c.log.Warn("sending request failed; re-sending later", "method", method, "id", id, "error", err)
+	}
+	t := time.NewTicker(resend)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-c.stopped:
+			return "", ErrClientClosed
+		case <-t.C:
+			if err := c.send(ctx, body); err != nil {
+				c.log.Warn("re-sending request failed", "method", method, "id", id, "error", err)
+			}
+		case r := <-ch:
+			if r.Result == "auth_url" && r.Error != "" {
+				if onAuthURL != nil {
+					onAuthURL(r.Error)
+				} else {
+					c.opts.OnAuthURL(method, id, r.Error)
+				}
+				continue
+			}
+			if r.Error != "" {
+				return "", &RemoteError{Text: r.Error}
+			}
+			return r.Result, nil
+		}
+	}
+}
+
+func (c *Client) requestBody(id, method string, params []string) (string, error) {
 	if params == nil {
 		params = []string{}
 	}
 	body, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
-	if err != nil {
-		return "", err
-	}
+	return string(body), err
+}
+
+// register makes id's response channel; done removes it.
+func (c *Client) register(id string) (<-chan wireResponse, func(), error) {
 	ch := make(chan wireResponse, 4)
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
-		return "", ErrClientClosed
+		return nil, nil, ErrClientClosed
+	}
+	if _, dup := c.pending[id]; dup {
+		return nil, nil, fmt.Errorf("%w: id %q is already being waited on", ErrBadRequestID, id)
 	}
 	c.pending[id] = ch
-	c.mu.Unlock()
-	defer func() {
+	return ch, func() {
 		c.mu.Lock()
 		delete(c.pending, id)
 		c.mu.Unlock()
-	}()
-	if err := c.send(ctx, string(body)); err != nil {
+	}, nil
+}
+
+// call sends (and, with resend > 0, re-sends every resend until answered) one request id.
+func (c *Client) call(ctx context.Context, id, method string, params []string, resend time.Duration) (string, error) {
+	body, err := c.requestBody(id, method, params)
+	if err != nil {
+		return "", err
+	}
+	ch, done, err := c.register(id)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	if err := c.send(ctx, body); err != nil {
 		return "", err
 	}
 	deadline := time.NewTimer(c.opts.Timeout)
@@ -246,10 +327,12 @@ func (c *Client) call(ctx context.Context, id, method string, params []string, r
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
+		case <-c.stopped:
+			return "", ErrClientClosed
 		case <-deadline.C:
 			return "", fmt.Errorf("%s: %w", method, ErrTimeout)
 		case <-tick:
-			if err := c.send(ctx, string(body)); err != nil {
+			if err := c.send(ctx, body); err != nil {
 				c.log.Warn("re-sending request failed", "method", method, "error", err)
 			}
 		case r := <-ch:

@@ -1,0 +1,500 @@
+package psbtflow
+
+// BIP-174 Combiner, Finalizer and Extractor roles for the wallet's own transactions
+// (https://github.com/bitcoin/bips/blob/master/bip-0174.mediawiki#combiner, #input-finalizer,
+// #transaction-extractor): the partial signatures that co-signers return are merged into one
+// PSBT (Combine), counted (Signatures), and once a threshold of them is valid on every input
+// turned into the final witnesses and the network transaction (Finalize), which is run through
+// txscript's script engine before it is returned.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
+	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/descriptor"
+)
+
+// Combiner and Finalizer errors.
+var (
+	// ErrCombine means PSBTs cannot be combined: they are for different unsigned transactions,
+	// or they carry different values for the same key (a partial signature, script, UTXO or
+	// derivation that disagrees).
+	ErrCombine = errors.New("psbtflow: PSBTs cannot be combined")
+	// ErrInputUnresolved means a PSBT input cannot be tied to the registered descriptor: no
+	// witness UTXO (or a non_witness_utxo that does not hash to the input's txid), or no BIP32
+	// derivation of the wallet's keys that re-derives the script it spends.
+	ErrInputUnresolved = errors.New("psbtflow: input is not the wallet's")
+	// ErrTooFewSignatures means some input has fewer valid partial signatures than the
+	// multisig threshold.
+	ErrTooFewSignatures = errors.New("psbtflow: not enough valid partial signatures")
+	// ErrFinalize means the finalized transaction does not verify (txscript's engine refused an
+	// input's witness) or btcutil's finalizer refused the input.
+	ErrFinalize = errors.New("psbtflow: PSBT cannot be finalized")
+	// ErrTaprootFinalize means the wallet is a tr() wallet: counting and finalizing taproot
+	// script-path signatures is not supported (the builder does not build taproot PSBTs either).
+	ErrTaprootFinalize = errors.New("psbtflow: finalizing taproot (tr) wallets is not supported")
+)
+
+// Combine is the BIP-174 Combiner: it returns a new PSBT holding everything in base and others,
+// which must all be for the same unsigned transaction (same txid, same number of inputs and
+// outputs). Per input it merges partial signatures, BIP32 derivations, UTXOs, scripts, the
+// sighash type, final scripts, the BIP-371 taproot fields and unknown keys; per output the
+// scripts, derivations, taproot fields and unknown keys; and the global unknown keys (xpubs).
+// Where two PSBTs carry different values under the same key it refuses (ErrCombine naming the
+// input or output and the field) rather than picking one. base and others are not modified.
+func Combine(base *psbt.Packet, others ...*psbt.Packet) (*psbt.Packet, error) {
+	if base == nil || base.UnsignedTx == nil {
+		return nil, fmt.Errorf("%w: no base PSBT", ErrCombine)
+	}
+	out, err := clonePacket(base)
+	if err != nil {
+		return nil, fmt.Errorf("%w: base: %v", ErrCombine, err)
+	}
+	want := base.UnsignedTx.TxHash()
+	for k, o := range others {
+		if o == nil || o.UnsignedTx == nil {
+			return nil, fmt.Errorf("%w: PSBT %d is empty", ErrCombine, k+1)
+		}
+		if got := o.UnsignedTx.TxHash(); got != want || len(o.Inputs) != len(out.Inputs) || len(o.Outputs) != len(out.Outputs) {
+			return nil, fmt.Errorf("%w: PSBT %d is for unsigned transaction %s, not %s", ErrCombine, k+1, got, want)
+		}
+		c, err := clonePacket(o)
+		if err != nil {
+			return nil, fmt.Errorf("%w: PSBT %d: %v", ErrCombine, k+1, err)
+		}
+		for i := range out.Inputs {
+			if err := combineInput(&out.Inputs[i], &c.Inputs[i]); err != nil {
+				return nil, fmt.Errorf("%w: PSBT %d input %d: %v", ErrCombine, k+1, i, err)
+			}
+		}
+		for j := range out.Outputs {
+			if err := combineOutput(&out.Outputs[j], &c.Outputs[j]); err != nil {
+				return nil, fmt.Errorf("%w: PSBT %d output %d: %v", ErrCombine, k+1, j, err)
+			}
+		}
+		if out.Unknowns, err = mergeUnknowns(out.Unknowns, c.Unknowns); err != nil {
+			return nil, fmt.Errorf("%w: PSBT %d global: %v", ErrCombine, k+1, err)
+		}
+	}
+	return out, nil
+}
+
+// clonePacket is a deep copy (serialized and parsed again, which also checks it).
+func clonePacket(p *psbt.Packet) (*psbt.Packet, error) {
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		return nil, err
+	}
+	return psbt.NewFromRawBytes(&buf, false)
+}
+
+// mergeBytes merges one single-valued byte field.
+func mergeBytes(name string, dst *[]byte, src []byte) error {
+	switch {
+	case src == nil:
+	case *dst == nil:
+		*dst = src
+	case !bytes.Equal(*dst, src):
+		return fmt.Errorf("%s differs", name)
+	}
+	return nil
+}
+
+func combineInput(dst, src *psbt.PInput) error {
+	switch {
+	case src.NonWitnessUtxo == nil:
+	case dst.NonWitnessUtxo == nil:
+		dst.NonWitnessUtxo = src.NonWitnessUtxo
+	case dst.NonWitnessUtxo.TxHash() != src.NonWitnessUtxo.TxHash():
+		return errors.New("non_witness_utxo differs")
+	}
+	switch {
+	case src.WitnessUtxo == nil:
+	case dst.WitnessUtxo == nil:
+		dst.WitnessUtxo = src.WitnessUtxo
+	case dst.WitnessUtxo.Value != src.WitnessUtxo.Value || !bytes.Equal(dst.WitnessUtxo.PkScript, src.WitnessUtxo.PkScript):
+		return errors.New("witness_utxo differs")
+	}
+	switch {
+	case src.SighashType == 0:
+	case dst.SighashType == 0:
+		dst.SighashType = src.SighashType
+	case dst.SighashType != src.SighashType:
+		return errors.New("sighash type differs")
+	}
+	for _, f := range []struct {
+		name     string
+		dst, src *[]byte
+	}{
+		{"redeem script", &dst.RedeemScript, &src.RedeemScript},
+		{"witness script", &dst.WitnessScript, &src.WitnessScript},
+		{"final scriptSig", &dst.FinalScriptSig, &src.FinalScriptSig},
+		{"final scriptWitness", &dst.FinalScriptWitness, &src.FinalScriptWitness},
+		{"taproot key-path signature", &dst.TaprootKeySpendSig, &src.TaprootKeySpendSig},
+		{"taproot internal key", &dst.TaprootInternalKey, &src.TaprootInternalKey},
+		{"taproot merkle root", &dst.TaprootMerkleRoot, &src.TaprootMerkleRoot},
+	} {
+		if err := mergeBytes(f.name, f.dst, *f.src); err != nil {
+			return err
+		}
+	}
+	for _, s := range src.PartialSigs {
+		if k, ok := findPartialSig(dst.PartialSigs, s.PubKey); !ok {
+			dst.PartialSigs = append(dst.PartialSigs, s)
+		} else if !bytes.Equal(dst.PartialSigs[k].Signature, s.Signature) {
+			return fmt.Errorf("partial signature of key %x differs", s.PubKey)
+		}
+	}
+	var err error
+	if dst.Bip32Derivation, err = mergeDerivations(dst.Bip32Derivation, src.Bip32Derivation); err != nil {
+		return err
+	}
+	for _, s := range src.TaprootScriptSpendSig {
+		found := false
+		for _, d := range dst.TaprootScriptSpendSig {
+			if d.EqualKey(s) {
+				found = true
+				if !bytes.Equal(d.Signature, s.Signature) || d.SigHash != s.SigHash {
+					return fmt.Errorf("taproot script-path signature of key %x differs", s.XOnlyPubKey)
+				}
+			}
+		}
+		if !found {
+			dst.TaprootScriptSpendSig = append(dst.TaprootScriptSpendSig, s)
+		}
+	}
+	for _, l := range src.TaprootLeafScript {
+		if k := leafIndexOf(dst.TaprootLeafScript, l.ControlBlock); k < 0 {
+			dst.TaprootLeafScript = append(dst.TaprootLeafScript, l)
+		} else if !bytes.Equal(dst.TaprootLeafScript[k].Script, l.Script) || dst.TaprootLeafScript[k].LeafVersion != l.LeafVersion {
+			return errors.New("taproot leaf script differs")
+		}
+	}
+	if dst.TaprootBip32Derivation, err = mergeTapDerivations(dst.TaprootBip32Derivation, src.TaprootBip32Derivation); err != nil {
+		return err
+	}
+	dst.Unknowns, err = mergeUnknowns(dst.Unknowns, src.Unknowns)
+	return err
+}
+
+func combineOutput(dst, src *psbt.POutput) error {
+	for _, f := range []struct {
+		name     string
+		dst, src *[]byte
+	}{
+		{"redeem script", &dst.RedeemScript, &src.RedeemScript},
+		{"witness script", &dst.WitnessScript, &src.WitnessScript},
+		{"taproot internal key", &dst.TaprootInternalKey, &src.TaprootInternalKey},
+		{"taproot tree", &dst.TaprootTapTree, &src.TaprootTapTree},
+	} {
+		if err := mergeBytes(f.name, f.dst, *f.src); err != nil {
+			return err
+		}
+	}
+	var err error
+	if dst.Bip32Derivation, err = mergeDerivations(dst.Bip32Derivation, src.Bip32Derivation); err != nil {
+		return err
+	}
+	if dst.TaprootBip32Derivation, err = mergeTapDerivations(dst.TaprootBip32Derivation, src.TaprootBip32Derivation); err != nil {
+		return err
+	}
+	dst.Unknowns, err = mergeUnknowns(dst.Unknowns, src.Unknowns)
+	return err
+}
+
+func mergeDerivations(dst, src []*psbt.Bip32Derivation) ([]*psbt.Bip32Derivation, error) {
+	for _, s := range src {
+		found := false
+		for _, d := range dst {
+			if bytes.Equal(d.PubKey, s.PubKey) {
+				found = true
+				if d.MasterKeyFingerprint != s.MasterKeyFingerprint || !equalPath(d.Bip32Path, s.Bip32Path) {
+					return dst, fmt.Errorf("BIP32 derivation of key %x differs", s.PubKey)
+				}
+			}
+		}
+		if !found {
+			dst = append(dst, s)
+		}
+	}
+	return dst, nil
+}
+
+func mergeTapDerivations(dst, src []*psbt.TaprootBip32Derivation) ([]*psbt.TaprootBip32Derivation, error) {
+	for _, s := range src {
+		found := false
+		for _, d := range dst {
+			if bytes.Equal(d.XOnlyPubKey, s.XOnlyPubKey) {
+				found = true
+				if d.MasterKeyFingerprint != s.MasterKeyFingerprint || !equalPath(d.Bip32Path, s.Bip32Path) {
+					return dst, fmt.Errorf("taproot BIP32 derivation of key %x differs", s.XOnlyPubKey)
+				}
+			}
+		}
+		if !found {
+			dst = append(dst, s)
+		}
+	}
+	return dst, nil
+}
+
+func mergeUnknowns(dst, src []*psbt.Unknown) ([]*psbt.Unknown, error) {
+	for _, s := range src {
+		found := false
+		for _, d := range dst {
+			if bytes.Equal(d.Key, s.Key) {
+				found = true
+				if !bytes.Equal(d.Value, s.Value) {
+					return dst, fmt.Errorf("value of key %x differs", s.Key)
+				}
+			}
+		}
+		if !found {
+			dst = append(dst, s)
+		}
+	}
+	return dst, nil
+}
+
+// resolvedInput is one input of a PSBT tied to the registered descriptor: the script it
+// spends (re-derived from the descriptor) and the previous output.
+type resolvedInput struct {
+	derived *descriptor.Derived
+	prevOut *wire.TxOut
+}
+
+// resolveInputs ties every input of p to desc: the previous output comes from the witness UTXO
+// (or the non_witness_utxo, which must hash to the input's txid), and its script must be the
+// one desc derives at the (branch, index) of one of the input's BIP32 derivations of the
+// wallet's keys. Errors: ErrInputUnresolved.
+func resolveInputs(desc *descriptor.Descriptor, p *psbt.Packet) ([]resolvedInput, error) {
+	if p == nil || p.UnsignedTx == nil || len(p.Inputs) != len(p.UnsignedTx.TxIn) {
+		return nil, fmt.Errorf("%w: malformed PSBT", ErrInputUnresolved)
+	}
+	out := make([]resolvedInput, len(p.Inputs))
+	for i := range p.Inputs {
+		pin := &p.Inputs[i]
+		prev := pin.WitnessUtxo
+		op := p.UnsignedTx.TxIn[i].PreviousOutPoint
+		if prev == nil && pin.NonWitnessUtxo != nil {
+			if pin.NonWitnessUtxo.TxHash() != op.Hash || int(op.Index) >= len(pin.NonWitnessUtxo.TxOut) {
+				return nil, fmt.Errorf("%w: input %d: non_witness_utxo is not the transaction %s", ErrInputUnresolved, i, op.Hash)
+			}
+			prev = pin.NonWitnessUtxo.TxOut[op.Index]
+		}
+		if prev == nil {
+			return nil, fmt.Errorf("%w: input %d: no witness_utxo or non_witness_utxo", ErrInputUnresolved, i)
+		}
+		var d *descriptor.Derived
+		for _, bd := range pin.Bip32Derivation {
+			var fp [4]byte
+			binary.LittleEndian.PutUint32(fp[:], bd.MasterKeyFingerprint)
+			branch, index, ok := desc.MatchPath(fp, bd.Bip32Path)
+			if !ok {
+				continue
+			}
+			if cand, err := desc.Derive(branch, index); err == nil && bytes.Equal(cand.PkScript, prev.PkScript) {
+				d = cand
+				break
+			}
+		}
+		if d == nil {
+			return nil, fmt.Errorf("%w: input %d (%s): no BIP32 derivation of the wallet's keys derives the script it spends", ErrInputUnresolved, i, op)
+		}
+		out[i] = resolvedInput{derived: d, prevOut: prev}
+	}
+	return out, nil
+}
+
+// sigHashes computes the BIP-143 (and BIP-341) sighash midstate of p's transaction.
+func sigHashes(p *psbt.Packet, ins []resolvedInput) *txscript.TxSigHashes {
+	prev := txscript.NewMultiPrevOutFetcher(nil)
+	for i, in := range p.UnsignedTx.TxIn {
+		prev.AddPrevOut(in.PreviousOutPoint, ins[i].prevOut)
+	}
+	return txscript.NewTxSigHashes(p.UnsignedTx, prev)
+}
+
+// verifyPartialSig checks one segwit v0 partial signature (PSBT_IN_PARTIAL_SIG) of input i: the
+// key must be one of the input's script keys, the signature strict DER with a low S (BIP-66,
+// BIP-146 rules that the standard script flags enforce) followed by the input's sighash type
+// (PSBT_IN_SIGHASH_TYPE, SIGHASH_ALL when absent), and valid for that key over the BIP-143
+// sighash of the witness script. It returns nil or why the signature is not valid.
+func verifyPartialSig(p *psbt.Packet, i int, in resolvedInput, hashes *txscript.TxSigHashes, ps *psbt.PartialSig) error {
+	inScript := false
+	for _, k := range in.derived.Keys {
+		if bytes.Equal(k.PubKey.SerializeCompressed(), ps.PubKey) {
+			inScript = true
+		}
+	}
+	if !inScript {
+		return fmt.Errorf("key %x is not in the input's script", ps.PubKey)
+	}
+	want := txscript.SigHashAll
+	if h := p.Inputs[i].SighashType; h != 0 {
+		want = h
+	}
+	if len(ps.Signature) < 9 {
+		return fmt.Errorf("signature of key %x is too short", ps.PubKey)
+	}
+	der, ht := ps.Signature[:len(ps.Signature)-1], txscript.SigHashType(ps.Signature[len(ps.Signature)-1])
+	if ht != want {
+		return fmt.Errorf("signature of key %x has sighash type %#x, want %#x", ps.PubKey, uint32(ht), uint32(want))
+	}
+	sig, err := ecdsa.ParseDERSignature(der)
+	if err != nil {
+		return fmt.Errorf("signature of key %x: %v", ps.PubKey, err)
+	}
+	if !bytes.Equal(sig.Serialize(), der) {
+		return fmt.Errorf("signature of key %x is not canonical low-S DER", ps.PubKey)
+	}
+	pub, err := btcec.ParsePubKey(ps.PubKey)
+	if err != nil {
+		return fmt.Errorf("key %x: %v", ps.PubKey, err)
+	}
+	digest, err := txscript.CalcWitnessSigHash(in.derived.WitnessScript, hashes, ht, p.UnsignedTx, i, in.prevOut.Value)
+	if err != nil {
+		return err
+	}
+	if !sig.Verify(digest, pub) {
+		return fmt.Errorf("signature of key %x does not verify", ps.PubKey)
+	}
+	return nil
+}
+
+// checkedSigs is the outcome of verifying every partial signature of a PSBT: per input, the
+// valid ones (keyed by compressed pubkey) and why each other one is not.
+type checkedSigs struct {
+	ins     []resolvedInput
+	valid   []map[string]*psbt.PartialSig
+	invalid [][]string
+}
+
+// checkSigs verifies every partial signature of p against desc (segwit v0 wallets only).
+// Errors: ErrTaprootFinalize, ErrInputUnresolved.
+func checkSigs(desc *descriptor.Descriptor, p *psbt.Packet) (*checkedSigs, error) {
+	if desc.Type() == descriptor.P2TR {
+		return nil, ErrTaprootFinalize
+	}
+	ins, err := resolveInputs(desc, p)
+	if err != nil {
+		return nil, err
+	}
+	hashes := sigHashes(p, ins)
+	c := &checkedSigs{ins: ins, valid: make([]map[string]*psbt.PartialSig, len(ins)), invalid: make([][]string, len(ins))}
+	for i := range p.Inputs {
+		c.valid[i] = map[string]*psbt.PartialSig{}
+		for _, ps := range p.Inputs[i].PartialSigs {
+			if err := verifyPartialSig(p, i, ins[i], hashes, ps); err != nil {
+				c.invalid[i] = append(c.invalid[i], err.Error())
+				continue
+			}
+			c.valid[i][string(ps.PubKey)] = ps
+		}
+	}
+	return c, nil
+}
+
+// Signatures returns how many valid partial signatures the least-signed input of p has: the
+// number of distinct keys of the input's multisig script whose PSBT_IN_PARTIAL_SIG verifies
+// over the BIP-143 sighash (see Finalize for the checks). Invalid signatures are not counted.
+// p is not modified. Errors: ErrTaprootFinalize for a tr() wallet, ErrInputUnresolved when an
+// input is not the wallet's.
+func Signatures(desc *descriptor.Descriptor, p *psbt.Packet) (int, error) {
+	c, err := checkSigs(desc, p)
+	if err != nil {
+		return 0, err
+	}
+	least := -1
+	for i := range c.valid {
+		if least < 0 || len(c.valid[i]) < least {
+			least = len(c.valid[i])
+		}
+	}
+	return max(least, 0), nil
+}
+
+// Finalize is the BIP-174 Finalizer and Extractor for wsh(multi|sortedmulti) and
+// sh(wsh(multi|sortedmulti)) wallets. For each input it takes exactly the threshold number of
+// valid partial signatures (the first in the witness script's key order; invalid ones are
+// ignored), and has btcutil/psbt's finalizer write the witness [<empty> sig… witnessScript]
+// (the empty element is CHECKMULTISIG's extra pop) with the signatures in the script's key
+// order, and for sh(wsh) the scriptSig pushing the P2WSH program. It then extracts the network
+// transaction and runs every input through txscript's engine with the standard verification
+// flags against the PSBT's previous outputs. p is not modified.
+//
+// Errors: ErrTaprootFinalize (tr() wallets), ErrInputUnresolved, ErrTooFewSignatures (naming
+// the input, how many valid signatures it has and why the others are not), ErrFinalize.
+func Finalize(desc *descriptor.Descriptor, p *psbt.Packet) (*wire.MsgTx, error) {
+	c, err := checkSigs(desc, p)
+	if err != nil {
+		return nil, err
+	}
+	q, err := clonePacket(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrFinalize, err)
+	}
+	for i := range q.Inputs {
+		d := c.ins[i].derived
+		_, need, err := txscript.CalcMultiSigStats(d.WitnessScript)
+		if err != nil {
+			return nil, fmt.Errorf("%w: input %d: witness script: %v", ErrFinalize, i, err)
+		}
+		var chosen []*psbt.PartialSig
+		for _, k := range d.Keys { // script order
+			if ps, ok := c.valid[i][string(k.PubKey.SerializeCompressed())]; ok && len(chosen) < need {
+				chosen = append(chosen, ps)
+			}
+		}
+		if len(chosen) < need {
+			why := ""
+			if len(c.invalid[i]) > 0 {
+				why = fmt.Sprintf(" (invalid: %v)", c.invalid[i])
+			}
+			return nil, fmt.Errorf("%w: input %d has %d valid of %d needed%s", ErrTooFewSignatures, i, len(chosen), need, why)
+		}
+		pin := &q.Inputs[i]
+		pin.PartialSigs = chosen
+		pin.WitnessUtxo = c.ins[i].prevOut
+		pin.WitnessScript, pin.RedeemScript = d.WitnessScript, d.RedeemScript
+		pin.FinalScriptSig, pin.FinalScriptWitness = nil, nil
+		if err := psbt.Finalize(q, i); err != nil {
+			return nil, fmt.Errorf("%w: input %d: %v", ErrFinalize, i, err)
+		}
+	}
+	tx, err := psbt.Extract(q)
+	if err != nil {
+		return nil, fmt.Errorf("%w: extract: %v", ErrFinalize, err)
+	}
+	if err := verifyScripts(tx, c.ins); err != nil {
+		return nil, err
+	}
+	return tx, nil
+}
+
+// verifyScripts runs every input of tx through txscript's engine (standard verify flags).
+func verifyScripts(tx *wire.MsgTx, ins []resolvedInput) error {
+	prev := txscript.NewMultiPrevOutFetcher(nil)
+	for i, in := range tx.TxIn {
+		prev.AddPrevOut(in.PreviousOutPoint, ins[i].prevOut)
+	}
+	hashes := txscript.NewTxSigHashes(tx, prev)
+	for i := range tx.TxIn {
+		vm, err := txscript.NewEngine(ins[i].prevOut.PkScript, tx, i, txscript.StandardVerifyFlags, nil, hashes, ins[i].prevOut.Value, prev)
+		if err == nil {
+			err = vm.Execute()
+		}
+		if err != nil {
+			return fmt.Errorf("%w: input %d does not verify: %v", ErrFinalize, i, err)
+		}
+	}
+	return nil
+}
