@@ -304,7 +304,19 @@ func Authorize(p *Policy, client, method string, now time.Time) Decision {
 	return d
 }
 
+// AutomationClientPrefix names the client of a PSBT one of the policy's automations built
+// (psbtflow): "automation:<name>". Such a client may call sign_psbt while the automation is in
+// the policy, without being listed in clients:; rules may match it like any client. It is
+// never a Nostr pubkey, so no NIP-46 client can claim it.
+const AutomationClientPrefix = "automation:"
+
 func authorizeOne(p *Policy, client, method string) Decision {
+	if name, ok := strings.CutPrefix(client, AutomationClientPrefix); ok {
+		if method == "sign_psbt" && slices.ContainsFunc(p.Automations, func(a Automation) bool { return a.Name == name }) {
+			return Decision{Outcome: Allow, Rule: RuleClients, Reason: fmt.Sprintf("automation %q may sign what it built", name)}
+		}
+		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("automation %q is not in the policy (or may not call %s)", name, method)}
+	}
 	idx := slices.IndexFunc(p.Clients, func(c Client) bool { return c.PubKey == client })
 	if idx < 0 {
 		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("client %s is not listed in the policy's clients", short(client))}
