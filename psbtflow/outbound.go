@@ -111,17 +111,17 @@ type Action string
 
 // The actions.
 const (
-	ActNone        Action = "none"        // nothing to do now (final, or waiting for the chain)
-	ActBuild       Action = "build"       // select coins and build the PSBT (Creator, Updater)
-	ActSelfSign    Action = "self_sign"   // sign our share through the policy (Service)
-	ActAsk         Action = "ask"         // ask the co-signers that have not signed
-	ActFinalize    Action = "finalize"    // Finalizer + Extractor → finalized
-	ActBroadcast   Action = "broadcast"   // send the stored transaction → broadcast
-	ActConfirm     Action = "confirm"     // → confirmed
-	ActUnconfirm   Action = "unconfirm"   // reorged out: → broadcast (and send it again)
-	ActBump        Action = "bump"        // build an RBF replacement (a new proposal)
-	ActMarkReplace Action = "replaced"    // → replaced
-	ActAbandon     Action = "abandon"     // → abandoned with Decision.Reason
+	ActNone        Action = "none"      // nothing to do now (final, or waiting for the chain)
+	ActBuild       Action = "build"     // select coins and build the PSBT (Creator, Updater)
+	ActSelfSign    Action = "self_sign" // sign our share through the policy (Service)
+	ActAsk         Action = "ask"       // ask the co-signers that have not signed
+	ActFinalize    Action = "finalize"  // Finalizer + Extractor → finalized
+	ActBroadcast   Action = "broadcast" // send the stored transaction → broadcast
+	ActConfirm     Action = "confirm"   // → confirmed
+	ActUnconfirm   Action = "unconfirm" // reorged out: → broadcast (and send it again)
+	ActBump        Action = "bump"      // build an RBF replacement (a new proposal)
+	ActMarkReplace Action = "replaced"  // → replaced
+	ActAbandon     Action = "abandon"   // → abandoned with Decision.Reason
 )
 
 // Decision is the next step for a proposal: the action, the state it leads to when it
@@ -192,6 +192,9 @@ func Next(f Facts) Decision {
 			return Decision{Do: ActAbandon, To: StateAbandoned, Reason: ReasonSpentElsewhere}
 		}
 		if !f.Seen {
+			if f.BumpLive {
+				return stay(ActNone) // its fee bump replaced it in the mempool (or is on its way)
+			}
 			return stay(ActBroadcast) // dropped from the mempool (or never got there): send it again
 		}
 		if f.BumpAfter > 0 && !f.BumpLive && f.BroadcastHeight > 0 && f.Tip-f.BroadcastHeight >= f.BumpAfter {

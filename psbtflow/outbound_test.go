@@ -45,6 +45,7 @@ func TestNext(t *testing.T) {
 		{"finalized, inputs spent elsewhere", Facts{State: StateFinalized, Conflict: ConflictElsewhere}, Decision{ActAbandon, StateAbandoned, ReasonSpentElsewhere}},
 		{"broadcast, in mempool", Facts{State: StateBroadcast, Seen: true, Tip: 101, BroadcastHeight: 100, BumpAfter: 6}, Decision{ActNone, StateBroadcast, ""}},
 		{"broadcast, dropped: send again", Facts{State: StateBroadcast, Tip: 101, BroadcastHeight: 100}, Decision{ActBroadcast, StateBroadcast, ""}},
+		{"broadcast, replaced in the mempool by its live bump", Facts{State: StateBroadcast, BumpLive: true}, Decision{ActNone, StateBroadcast, ""}},
 		{"broadcast, confirmed", Facts{State: StateBroadcast, Seen: true, Confs: 1}, Decision{ActConfirm, StateConfirmed, ""}},
 		{"broadcast, bump due", Facts{State: StateBroadcast, Seen: true, Tip: 106, BroadcastHeight: 100, BumpAfter: 6}, Decision{ActBump, StateBroadcast, ""}},
 		{"broadcast, bump not yet due", Facts{State: StateBroadcast, Seen: true, Tip: 105, BroadcastHeight: 100, BumpAfter: 6}, Decision{ActNone, StateBroadcast, ""}},

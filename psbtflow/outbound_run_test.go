@@ -1,0 +1,529 @@
+package psbtflow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/txscript"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// outChain is the fixture's wallet view as the engine reads it, with a mempool and blocks:
+// Broadcast takes the inputs out of the UTXO set and puts the transaction in the mempool; mine
+// confirms the mempool at the next height.
+type outChain struct {
+	*memChain
+	mu        sync.Mutex
+	txs       map[chainhash.Hash]chainwatch.TxState
+	mempool   []*wire.MsgTx
+	sent      []*wire.MsgTx
+	all       map[chainhash.Hash]*wire.MsgTx
+	feerate   float64
+	broadcast func(tx *wire.MsgTx) error // optional: refuse
+}
+
+func newOutChain(f *fixture) *outChain {
+	return &outChain{memChain: f.chain, txs: map[chainhash.Hash]chainwatch.TxState{}, all: map[chainhash.Hash]*wire.MsgTx{}, feerate: 3}
+}
+
+func (c *outChain) Coin(op wire.OutPoint) (Coin, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.memChain.Coin(op)
+}
+
+func (c *outChain) SpendableUTXOs() []chainwatch.UTXO {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []chainwatch.UTXO
+	for op, x := range c.coins {
+		out = append(out, chainwatch.UTXO{OutPoint: op, Value: x.Value, PkScript: x.PkScript, Branch: x.Branch, Index: x.Index, Height: x.Height})
+	}
+	slices.SortFunc(out, func(a, b chainwatch.UTXO) int { return strings.Compare(a.OutPoint.String(), b.OutPoint.String()) })
+	return out
+}
+
+func (c *outChain) Tx(txid chainhash.Hash) (chainwatch.TxState, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, ok := c.txs[txid]
+	return st, ok
+}
+
+func (c *outChain) Tip() chainwatch.Tip { return chainwatch.Tip{Height: c.tip} }
+
+func (c *outChain) Broadcast(_ context.Context, tx *wire.MsgTx) (chainhash.Hash, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broadcast != nil {
+		if err := c.broadcast(tx); err != nil {
+			return chainhash.Hash{}, err
+		}
+	}
+	c.sent = append(c.sent, tx)
+	if _, ok := c.txs[tx.TxHash()]; ok {
+		return chainhash.Hash{}, fmt.Errorf("chainwatch: %w", electrum.ErrTxAlreadyKnown)
+	}
+	for _, in := range tx.TxIn {
+		if _, ok := c.coins[in.PreviousOutPoint]; !ok && c.spender(in.PreviousOutPoint) < 0 {
+			return chainhash.Hash{}, fmt.Errorf("chainwatch: %w", electrum.ErrMissingInputs)
+		}
+	}
+	for _, in := range tx.TxIn {
+		delete(c.coins, in.PreviousOutPoint)
+		if i := c.spender(in.PreviousOutPoint); i >= 0 { // BIP-125 replacement
+			delete(c.txs, c.mempool[i].TxHash())
+			c.mempool = slices.Delete(c.mempool, i, i+1)
+		}
+	}
+	c.txs[tx.TxHash()] = chainwatch.TxState{TxID: tx.TxHash()}
+	c.all[tx.TxHash()] = tx
+	c.mempool = append(c.mempool, tx)
+	return tx.TxHash(), nil
+}
+
+// spender is the index in the mempool of the transaction spending op, or -1.
+func (c *outChain) spender(op wire.OutPoint) int {
+	return slices.IndexFunc(c.mempool, func(tx *wire.MsgTx) bool {
+		return slices.ContainsFunc(tx.TxIn, func(in *wire.TxIn) bool { return in.PreviousOutPoint == op })
+	})
+}
+
+func (c *outChain) EstimateFee(context.Context, int) electrum.FeeEstimate {
+	return electrum.FeeEstimate{Rate: electrum.FeeRate(c.feerate), Estimated: true}
+}
+
+// mine confirms the mempool in a new block.
+func (c *outChain) mine() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.tip++
+	for _, tx := range c.mempool {
+		c.txs[tx.TxHash()] = chainwatch.TxState{TxID: tx.TxHash(), Height: c.tip, Verified: true}
+	}
+	c.mempool = nil
+}
+
+// reorg takes the last block away: its transactions go back to the mempool.
+func (c *outChain) reorg() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, st := range c.txs {
+		if st.Height == c.tip {
+			c.txs[id] = chainwatch.TxState{TxID: id}
+			c.mempool = append(c.mempool, c.all[id])
+		}
+	}
+	c.tip--
+}
+
+// localCosigner is a co-signer reached in-process: a real Service with its own key, policy and
+// store, asked as a NIP-46 client would (the real transport is tested with cosign's Coordinator).
+type localCosigner struct {
+	svc    *Service
+	client string
+	mu     sync.Mutex
+	asked  []string // request ids
+	down   bool
+	// raw, when set, signs instead of the Service (like the wallet's offline key C in BDK).
+	raw func(p *psbt.Packet) error
+}
+
+func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *psbt.Packet, onHeld func(string)) (*psbt.Packet, error) {
+	l.mu.Lock()
+	l.asked = append(l.asked, id)
+	down := l.down
+	l.mu.Unlock()
+	if down {
+		return nil, errors.New("relays unreachable")
+	}
+	if l.raw != nil {
+		return p, l.raw(p)
+	}
+	text, err := Encode(p, Base64)
+	if err != nil {
+		return nil, err
+	}
+	res, err := l.svc.SignPSBT(ctx, signer.Request{Client: l.client, ID: id, Method: "sign_psbt", Params: []string{text}})
+	var me *signer.MethodError
+	if errors.As(err, &me) {
+		return nil, &signer.RemoteError{Text: me.Error()}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := Decode(res)
+	return out, err
+}
+
+type noticeLog struct {
+	mu  sync.Mutex
+	got []Notice
+}
+
+func (n *noticeLog) Notify(_ context.Context, x Notice) {
+	n.mu.Lock()
+	n.got = append(n.got, x)
+	n.mu.Unlock()
+}
+
+func (n *noticeLog) kinds() []NoticeKind {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []NoticeKind
+	for _, x := range n.got {
+		out = append(out, x.Kind)
+	}
+	return out
+}
+
+type engineEnv struct {
+	f     *fixture
+	chain *outChain
+	db    *store.DB
+	pol   *policy.Policy
+	svc   *Service
+	eng   *Engine
+	co    *localCosigner
+	coPol *policy.Policy
+	notes *noticeLog
+	now   time.Time
+	dest  []byte
+	auto  policy.Automation
+}
+
+const bunkerB = "bunker://" + "bb" + "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" + "?relay=ws://127.0.0.1:1&secret=s3cret"
+
+// newEngineEnv makes A (key 1, the engine) and B (key 0, a local co-signer) of the fixture's
+// 2-of-3 wallet. rulesA / limitsB are policy fragments.
+func newEngineEnv(t *testing.T, rulesA, limitsB string) *engineEnv {
+	t.Helper()
+	e := &engineEnv{f: newFixture(t), notes: &noticeLog{}, now: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	e.chain = newOutChain(e.f)
+	var err error
+	open := func(name string) *store.DB {
+		db, err := store.Open(context.Background(), filepath.Join(t.TempDir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
+	e.db = open("a.db")
+	someClient, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
+	if e.pol, err = policy.Parse("a.yaml", []byte("version: 1\nclients:\n  - {name: app, pubkey: "+someClient+"}\nlimits:\n  max_per_tx: 1 BTC\n"+rulesA)); err != nil {
+		t.Fatal(err)
+	}
+	e.dest, _ = txscript.PayToAddrScript(externalAddr)
+	e.auto = policy.Automation{Name: "sweep", Trigger: policy.Trigger{Kind: policy.TriggerFundingConfirmed, Confirmations: 1},
+		Action: policy.Action{Kind: policy.ActionSweep, To: policy.Destination{Text: externalAddr.String(), PkScript: e.dest}},
+		Fee:    policy.FeeStrategy{TargetBlocks: 6, MaxFeeRate: 50, Fallback: 2}, Cosigners: []string{bunkerB}, Timeout: time.Minute, BumpAfter: 3}
+	e.pol.Automations = []policy.Automation{e.auto}
+	clock := func() time.Time { return e.now }
+	e.svc, err = NewService(e.f.desc, e.f.keys[1], e.chain, func() *policy.Policy { return e.pol }, e.db, quiet, WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.co = &localCosigner{}
+	e.co.client, _ = nostr.GetPublicKey(nostr.GeneratePrivateKey())
+	if e.coPol, err = policy.Parse("b.yaml", []byte("version: 1\nclients:\n  - {name: a, pubkey: "+e.co.client+", methods: [sign_psbt]}\nlimits:\n"+limitsB)); err != nil {
+		t.Fatal(err)
+	}
+	if e.co.svc, err = NewService(e.f.desc, e.f.keys[0], e.chain, func() *policy.Policy { return e.coPol }, open("b.db"), quiet, WithClock(clock)); err != nil {
+		t.Fatal(err)
+	}
+	e.eng = NewEngine(e.svc, e.chain, EngineOptions{Asker: e.co, Notifier: e.notes, Logger: quiet, Now: clock, RetryAfter: time.Nanosecond})
+	e.svc.SetReplaceable(e.eng.ReplaceableCoin)
+	return e
+}
+
+// deposit puts a confirmed receive-branch coin in the wallet and returns its FundingConfirmed.
+func (e *engineEnv) deposit(t *testing.T, index uint32, value btcutil.Amount) chainwatch.FundingConfirmed {
+	op := e.f.addCoin(t, 0, index, value)
+	c := e.f.chain.coins[op]
+	return chainwatch.FundingConfirmed{UTXO: chainwatch.UTXO{OutPoint: op, Value: c.Value, PkScript: c.PkScript, Branch: 0, Index: index, Height: c.Height}, Confs: 11}
+}
+
+// until steps the engine (co-signer answers arrive on their own goroutines) until the proposal
+// reaches state; it fails after many rounds.
+func (e *engineEnv) until(t *testing.T, id string, state ProposalState) store.Proposal {
+	t.Helper()
+	var p store.Proposal
+	for range 2000 {
+		e.eng.Step(context.Background())
+		var err error
+		if p, err = e.db.GetProposal(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		if ProposalState(p.State) == state {
+			return p
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("proposal %s is %s (%s), never reached %s", id, p.State, p.Reason, state)
+	return p
+}
+
+func (e *engineEnv) timeline(t *testing.T, id string) []string {
+	t.Helper()
+	tl, err := e.db.ProposalTimeline(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, x := range tl {
+		out = append(out, x.Event)
+	}
+	return out
+}
+
+func TestEngineSweepToConfirmed(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	ev := e.deposit(t, 2, 150_000)
+	// A change output (branch 1) never fires: it could be our own sweep's change.
+	change := ev
+	change.UTXO.Branch = 1
+	if err := e.eng.HandleEvent(ctx, change); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the same event twice (a restart re-delivers it): one proposal
+		if err := e.eng.HandleEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps, _ := e.db.Proposals(ctx)
+	if len(ps) != 1 || ps[0].TriggerKey != "funding_confirmed:"+ev.UTXO.OutPoint.String() || ps[0].ID != ProposalID("sweep", ps[0].TriggerKey) {
+		t.Fatalf("proposals: %+v", ps)
+	}
+	id := ps[0].ID
+	p := e.until(t, id, StateBroadcast)
+	if len(e.chain.sent) != 1 {
+		t.Fatalf("%d broadcasts", len(e.chain.sent))
+	}
+	tx := e.chain.sent[0]
+	if tx.TxHash().String() != p.TxID || len(tx.TxIn) != 1 || tx.TxIn[0].PreviousOutPoint != ev.UTXO.OutPoint || len(tx.TxOut) != 1 ||
+		string(tx.TxOut[0].PkScript) != string(e.dest) || tx.TxOut[0].Value != 150_000-p.FeeSat {
+		t.Fatalf("broadcast tx %v does not sweep the deposit to the destination", tx)
+	}
+	// The signatures are valid: the final witness executes against the deposit.
+	prev := txscript.NewCannedPrevOutputFetcher(ev.UTXO.PkScript, int64(ev.UTXO.Value))
+	vm, err := txscript.NewEngine(ev.UTXO.PkScript, tx, 0, txscript.StandardVerifyFlags, nil, txscript.NewTxSigHashes(tx, prev), int64(ev.UTXO.Value), prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Execute(); err != nil {
+		t.Fatalf("final witness: %v", err)
+	}
+	if p.FeeRate != 3 || p.FeeSat < 3*140 {
+		t.Fatalf("fee %d sat at %v sat/vB", p.FeeSat, p.FeeRate)
+	}
+	// The co-signer was asked under the stored request id.
+	cos, _ := e.db.ProposalCosigners(ctx, id)
+	if len(cos) != 1 || cos[0].State != store.CosignerSigned || !slices.Contains(e.co.asked, cos[0].RequestID) {
+		t.Fatalf("cosigners %+v, asked %v", cos, e.co.asked)
+	}
+	e.chain.mine()
+	e.until(t, id, StateConfirmed)
+	want := []string{"proposed", "built", "self_signed", "requested", "answered", "finalized", "broadcast", "notified", "confirmed", "notified"}
+	if got := e.timeline(t, id); !slices.Equal(got, want) {
+		t.Fatalf("timeline %v, want %v", got, want)
+	}
+	if got := e.notes.kinds(); !slices.Equal(got, []NoticeKind{NoticeBroadcast, NoticeConfirmed}) {
+		t.Fatalf("notices %v", got)
+	}
+	// A reorg takes the block away: back to broadcast (sent again, never rebuilt), then
+	// confirmed again.
+	e.chain.reorg()
+	e.until(t, id, StateBroadcast)
+	e.chain.mine()
+	e.until(t, id, StateConfirmed)
+	for _, s := range e.chain.sent {
+		if s.TxHash() != tx.TxHash() {
+			t.Fatalf("another transaction was broadcast: %s", s.TxHash())
+		}
+	}
+	// Our own signature went through the policy path: one signed request, audited, reserved.
+	rs, err := e.db.Reservations(ctx)
+	if err != nil || len(rs) != 1 || rs[0].Client != "automation:sweep" || rs[0].TxID != p.UnsignedTxID {
+		t.Fatalf("ledger %+v %v", rs, err)
+	}
+}
+
+func TestEngineCosignerDenies(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 0.001 BTC\n")
+	ctx := context.Background()
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	p := e.until(t, id, StateAbandoned)
+	if !strings.HasPrefix(p.Reason, "policy_denied: ") || len(e.chain.sent) != 0 {
+		t.Fatalf("reason %q, %d broadcasts", p.Reason, len(e.chain.sent))
+	}
+	cos, _ := e.db.ProposalCosigners(ctx, id)
+	if len(cos) != 1 || cos[0].State != store.CosignerDenied {
+		t.Fatalf("cosigners %+v", cos)
+	}
+	if got := e.notes.kinds(); !slices.Contains(got, NoticeDenied) || !slices.Contains(got, NoticeAbandoned) {
+		t.Fatalf("notices %v", got)
+	}
+}
+
+func TestEngineOwnPolicyDenies(t *testing.T) {
+	e := newEngineEnv(t, "rules:\n  - {name: small_only, match: {max_outflow: 10000 sat}, action: allow}\n", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	p := e.until(t, id, StateAbandoned)
+	if !strings.HasPrefix(p.Reason, "policy_denied: ") || len(e.co.asked) != 0 || len(e.chain.sent) != 0 {
+		t.Fatalf("reason %q, asked %v, sent %d", p.Reason, e.co.asked, len(e.chain.sent))
+	}
+}
+
+func TestEngineHoldThenContinues(t *testing.T) {
+	e := newEngineEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {cooling_off: 1h}\n", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	for range 3 {
+		e.eng.Step(ctx)
+	}
+	p, _ := e.db.GetProposal(ctx, id)
+	if p.State != store.ProposalProposed || !slices.Contains(e.timeline(t, id), "held") || !slices.Contains(e.notes.kinds(), NoticeHeld) {
+		t.Fatalf("state %s, timeline %v, notices %v", p.State, e.timeline(t, id), e.notes.kinds())
+	}
+	e.now = e.now.Add(2 * time.Hour)
+	e.svc.Tick(ctx) // the hold ends
+	e.until(t, id, StateBroadcast)
+}
+
+func TestEngineCancelBeforeFinalized(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	e.co.down = true
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	e.until(t, id, StateAwaitingCosigners)
+	if _, err := e.db.CancelProposal(ctx, id, ReasonCancelled, e.now); err != nil {
+		t.Fatal(err)
+	}
+	e.co.mu.Lock()
+	e.co.down = false
+	e.co.mu.Unlock()
+	for range 20 {
+		e.eng.Step(ctx)
+		time.Sleep(time.Millisecond)
+	}
+	p, _ := e.db.GetProposal(ctx, id)
+	if p.State != store.ProposalAbandoned || p.Reason != ReasonCancelled || len(e.chain.sent) != 0 {
+		t.Fatalf("after cancel: %s %q, %d sent", p.State, p.Reason, len(e.chain.sent))
+	}
+}
+
+// A new engine over the same store (a restart after kill -9 between finalize and broadcast)
+// broadcasts the stored transaction; it never builds or signs again.
+func TestEngineRestartBroadcastsStoredTransaction(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	refuse := errors.New("connection reset")
+	e.chain.broadcast = func(*wire.MsgTx) error { return refuse }
+	p := e.until(t, id, StateFinalized)
+	e.chain.broadcast = nil
+	asked := len(e.co.asked)
+	restarted := NewEngine(e.svc, e.chain, EngineOptions{Asker: e.co, Logger: quiet, Now: func() time.Time { return e.now }})
+	e.eng = restarted
+	q := e.until(t, id, StateBroadcast)
+	if q.TxID != p.TxID || len(e.co.asked) != asked {
+		t.Fatalf("rebuilt or re-asked: txid %s → %s, asked %d → %d", p.TxID, q.TxID, asked, len(e.co.asked))
+	}
+}
+
+// Bump: unconfirmed bump_after blocks → a replacement of the same coins to the same
+// destination at a higher feerate (BIP-125: more fee by at least the incremental relay fee),
+// signed by this co-signer through its policy; when it confirms the original is replaced.
+func TestEngineFeeBump(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	orig := e.until(t, id, StateBroadcast)
+	// Three blocks without it (it stays in the mempool).
+	pending := e.chain.mempool
+	e.chain.mempool = nil
+	for range 3 {
+		e.chain.mine()
+	}
+	e.chain.mempool = pending
+	e.chain.feerate = 4
+	// The other co-signer signs with its key as an offline signer would (a co-signer daemon's
+	// analysis refuses inputs its watcher sees spent in the mempool: see the report).
+	e.co.raw = func(p *psbt.Packet) error {
+		view := replaceableView{ChainView: e.chain, more: e.eng.ReplaceableCoin}
+		a, err := Analyze(p, e.f.desc, view)
+		if err != nil {
+			return err
+		}
+		_, err = SignInputs(p, a, e.f.desc, slotOf(t, e.f.desc, e.f.keys[0]), e.f.keys[0], view)
+		return err
+	}
+	bumpID := ProposalID("sweep", "bump:"+id)
+	b := e.until(t, bumpID, StateBroadcast)
+	bt := e.chain.sent[len(e.chain.sent)-1]
+	if b.Replaces != id || b.FeeRate < orig.FeeRate+1 || b.FeeSat < orig.FeeSat+int64(bt.SerializeSizeStripped()) ||
+		bt.TxIn[0].PreviousOutPoint != ev.UTXO.OutPoint || string(bt.TxOut[0].PkScript) != string(e.dest) {
+		t.Fatalf("bump %+v of %+v", b, orig)
+	}
+	if tl := e.timeline(t, id); !slices.Contains(tl, "bumped") {
+		t.Fatalf("original's timeline %v", tl)
+	}
+	// The spend ledger counts the replacement once.
+	rs, _ := e.db.Reservations(ctx, store.LedgerReserved, store.LedgerSpent)
+	if len(rs) != 1 || rs[0].TxID != b.UnsignedTxID {
+		t.Fatalf("ledger %+v", rs)
+	}
+	// The replacement confirms instead of the original.
+	e.chain.mu.Lock()
+	e.chain.tip++
+	e.chain.txs[bt.TxHash()] = chainwatch.TxState{TxID: bt.TxHash(), Height: e.chain.tip, Verified: true}
+	delete(e.chain.txs, e.chain.sent[0].TxHash())
+	e.chain.mempool = nil
+	e.chain.mu.Unlock()
+	e.until(t, bumpID, StateConfirmed)
+	e.until(t, id, StateReplaced)
+}
