@@ -36,6 +36,8 @@ usage:
   cosigner policy schema      print the policy language's JSON Schema
   cosigner psbt inspect [--json] FILE
                               what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
+  cosigner proposals list|show ID|cancel ID [--json]
+                              transactions the policy's automations proposed, and their progress
 
 Configuration is read from COSIGNER_* environment variables; see the README.
 `
@@ -98,6 +100,8 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 		return cmdHealth(ctx, cfg, out)
 	case "psbt":
 		return cmdPSBT(ctx, cfg, args[1:], out)
+	case "proposals":
+		return cmdProposals(ctx, cfg, args[1:], out)
 	}
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
 }
