@@ -20,7 +20,13 @@ import (
 //   - a client added, a client's pubkey or name changed, a client given more methods, its
 //     rate_limit removed or raised (more requests in an equal or longer period);
 //   - an approver added or its pubkey changed; a named descriptor added or changed;
-//   - any change to the rules (added, removed, reordered or edited).
+//   - any change to the rules (added, removed, reordered or edited);
+//   - an automation added or renamed, and in an automation of the same name: its trigger or
+//     action kind or destination changed, sweep's reserve lowered, consolidate's below raised,
+//     min_inputs lowered or max_feerate raised, fee max_feerate or fallback raised or
+//     target_blocks lowered, a co-signer added (or its URI changed), signatures lowered (or set
+//     where the wallet's threshold applied), timeout shortened, bump_after lowered or turned on
+//     (see automationLoosenings). Removing an automation or a co-signer is a tightening.
 //
 // Changes that only tighten apply at once; a loosening applies only after prev's loosen_delay,
 // and until then both policies are in force and the stricter decision wins (see WithPrior).
@@ -113,6 +119,17 @@ func Loosenings(prev, next *Policy) []string {
 			add("named descriptor %q added or widened", name)
 		}
 	}
+	for i := range next.Automations {
+		n := &next.Automations[i]
+		o := prev.Automation(n.Name)
+		if o == nil {
+			add("automation %q added", n.Name)
+			continue
+		}
+		for _, l := range automationLoosenings(o, n) {
+			add("automation %q: %s", n.Name, l)
+		}
+	}
 	if len(prev.Rules) != len(next.Rules) {
 		add("rules changed (%d → %d rules)", len(prev.Rules), len(next.Rules))
 	} else {
@@ -121,6 +138,66 @@ func Loosenings(prev, next *Policy) []string {
 				add("rule %d (%q) changed", i+1, next.Rules[i].Name)
 			}
 		}
+	}
+	return out
+}
+
+// automationLoosenings lists the ways n (the new version of an automation) may build or sign
+// more than o: firing on another event, paying elsewhere, spending more coins or more fee,
+// asking more co-signers, needing fewer signatures, asking more often, bumping sooner.
+func automationLoosenings(o, n *Automation) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	if o.Trigger != n.Trigger {
+		add("trigger changed from %s to %s", o.Trigger, n.Trigger)
+	}
+	oa, na := &o.Action, &n.Action
+	switch {
+	case oa.Kind != na.Kind:
+		add("action changed from %s to %s", oa.Kind, na.Kind)
+	default:
+		if oa.To.Text != na.To.Text {
+			add("destination changed from %s to %s", oa.To.Text, na.To.Text)
+		}
+		if na.Reserve < oa.Reserve {
+			add("reserve lowered from %s to %s", oa.Reserve, na.Reserve)
+		}
+		if na.Below > oa.Below {
+			add("consolidate below raised from %s to %s", oa.Below, na.Below)
+		}
+		if na.MinInputs < oa.MinInputs {
+			add("consolidate min_inputs lowered from %d to %d", oa.MinInputs, na.MinInputs)
+		}
+		if na.MaxFeeRate > oa.MaxFeeRate {
+			add("consolidate max_feerate raised from %s to %s", oa.MaxFeeRate.text(), na.MaxFeeRate.text())
+		}
+		if na.To.Descriptor != nil && oa.To.Descriptor != nil && na.To.Descriptor.Descriptor != oa.To.Descriptor.Descriptor {
+			add("destination descriptor %s changed", na.To.Text)
+		}
+	}
+	if n.Fee.MaxFeeRate > o.Fee.MaxFeeRate {
+		add("fee max_feerate raised from %s to %s", o.Fee.MaxFeeRate.text(), n.Fee.MaxFeeRate.text())
+	}
+	if n.Fee.Fallback > o.Fee.Fallback {
+		add("fee fallback raised from %s to %s", o.Fee.Fallback.text(), n.Fee.Fallback.text())
+	}
+	if n.Fee.TargetBlocks < o.Fee.TargetBlocks {
+		add("fee target_blocks lowered from %d to %d", o.Fee.TargetBlocks, n.Fee.TargetBlocks)
+	}
+	for _, u := range n.Cosigners {
+		if !slices.Contains(o.Cosigners, u) {
+			add("co-signer added or its URI changed")
+			break
+		}
+	}
+	if n.Signatures != o.Signatures && (o.Signatures == 0 || n.Signatures != 0 && n.Signatures < o.Signatures) {
+		add("signatures lowered")
+	}
+	if n.Timeout < o.Timeout {
+		add("timeout shortened from %s to %s", FormatDuration(o.Timeout), FormatDuration(n.Timeout))
+	}
+	if n.BumpAfter != o.BumpAfter && (o.BumpAfter == 0 || n.BumpAfter != 0 && n.BumpAfter < o.BumpAfter) {
+		add("bump_after lowered or turned on")
 	}
 	return out
 }

@@ -144,7 +144,8 @@ type check struct {
 
 // Evaluate decides a request. It is a pure function of its arguments: no I/O, no clock.
 //
-// Order: the client must be listed and allowed the method; then every global limit is checked
+// Order: the client must be listed and allowed the method (or be "automation:NAME", the client
+// name psbtflow gives a PSBT built by automation NAME of this policy: allowed sign_psbt); then every global limit is checked
 // (all are reported, the first failure decides: deny); then the rules are tried in order and the
 // first whose every match condition holds decides (allow, deny or hold); with no rules, a request
 // within the limits is allowed, and with rules, a request no rule matches is denied. A hold is
@@ -304,18 +305,15 @@ func Authorize(p *Policy, client, method string, now time.Time) Decision {
 	return d
 }
 
-// AutomationClientPrefix names the client of a PSBT one of the policy's automations built
-// (psbtflow): "automation:<name>". Such a client may call sign_psbt while the automation is in
-// the policy, without being listed in clients:; rules may match it like any client. It is
-// never a Nostr pubkey, so no NIP-46 client can claim it.
-const AutomationClientPrefix = "automation:"
-
 func authorizeOne(p *Policy, client, method string) Decision {
 	if name, ok := strings.CutPrefix(client, AutomationClientPrefix); ok {
-		if method == "sign_psbt" && slices.ContainsFunc(p.Automations, func(a Automation) bool { return a.Name == name }) {
-			return Decision{Outcome: Allow, Rule: RuleClients, Reason: fmt.Sprintf("automation %q may sign what it built", name)}
+		if p.Automation(name) == nil {
+			return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("no automation named %q in this policy", name)}
 		}
-		return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("automation %q is not in the policy (or may not call %s)", name, method)}
+		if method != "sign_psbt" {
+			return Decision{Outcome: Unauthorized, Rule: RuleClients, Reason: fmt.Sprintf("automation %q may only call sign_psbt", name)}
+		}
+		return Decision{Outcome: Allow, Rule: RuleClients, Reason: fmt.Sprintf("automation %q of this policy may call sign_psbt", name)}
 	}
 	idx := slices.IndexFunc(p.Clients, func(c Client) bool { return c.PubKey == client })
 	if idx < 0 {

@@ -20,7 +20,8 @@ var update = flag.Bool("update", false, "rewrite the expected sections of testda
 // Golden files (Caddy style): testdata/NAME.txt holds a policy, then a line "--- request" and
 // the request's facts as YAML, then "--- decision" and the expected decision with its
 // rule-by-rule explanation. A policy that does not load has no request section and expects its
-// errors. `go test ./policy -run Golden -update` rewrites the expected sections.
+// errors. A policy with automations also gets them listed after the decision, one line each
+// (Automation.String, defaults filled in). `go test ./policy -run Golden -update` rewrites the expected sections.
 func TestGolden(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.txt")
 	if err != nil || len(files) == 0 {
@@ -192,7 +193,14 @@ func runGolden(t *testing.T, name, pol, req string) string {
 		}
 		in.Approvals = append(in.Approvals, pk)
 	}
-	return renderDecision(Evaluate(p, in))
+	out := renderDecision(Evaluate(p, in))
+	if len(p.Automations) > 0 {
+		out += "automations:\n"
+		for i := range p.Automations {
+			out += "  " + p.Automations[i].String() + "\n"
+		}
+	}
+	return out
 }
 
 func renderDecision(d Decision) string {

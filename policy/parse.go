@@ -20,7 +20,7 @@ import (
 
 // The keys each mapping of the language accepts; the JSON Schema is built from the same lists.
 var (
-	keysTop        = []string{"version", "timezone", "loosen_delay", "clients", "approvers", "descriptors", "limits", "rules"}
+	keysTop        = []string{"version", "timezone", "loosen_delay", "clients", "approvers", "descriptors", "limits", "automations", "rules"}
 	keysClient     = []string{"name", "pubkey", "methods", "rate_limit"}
 	keysApprover   = []string{"name", "pubkey"}
 	keysDescriptor = []string{"descriptor", "lookahead"}
@@ -286,6 +286,9 @@ func (v *validator) document(root *yaml.Node) *Policy {
 	} else {
 		v.limits(n)
 	}
+	if n, ok := top["automations"]; ok {
+		v.automations(n)
+	}
 	if n, ok := top["rules"]; ok {
 		v.rules(n)
 	}
@@ -482,36 +485,42 @@ func (v *validator) descriptors(n *yaml.Node) {
 func (v *validator) destinations(n *yaml.Node, what string) []Destination {
 	out := []Destination{}
 	for _, item := range v.list(n, what, `["bc1q…", "descriptor:cold_vault"]`) {
-		s, ok := v.scalar(item, what+" entry", `"bc1q…" or "descriptor:cold_vault"`)
-		if !ok {
-			continue
+		if d, ok := v.destination(item, what+" entry"); ok {
+			out = append(out, d)
 		}
-		if name, ok := strings.CutPrefix(s, "descriptor:"); ok {
-			nd, ok := v.p.Descriptors[name]
-			if !ok {
-				v.errorf(item, "no descriptor named %q under descriptors:", name)
-				continue
-			}
-			out = append(out, Destination{Text: s, Descriptor: nd})
-			continue
-		}
-		var script []byte
-		for _, net := range v.nets() {
-			a, err := btcutil.DecodeAddress(s, net)
-			if err != nil || !a.IsForNet(net) {
-				continue
-			}
-			if script, err = txscript.PayToAddrScript(a); err == nil {
-				break
-			}
-		}
-		if script == nil {
-			v.errorf(item, "%q is neither an address (of a known network) nor descriptor:NAME", s)
-			continue
-		}
-		out = append(out, Destination{Text: s, PkScript: script})
 	}
 	return out
+}
+
+// destination reads one address (of the policy's network, see WithNetwork) or descriptor:NAME.
+func (v *validator) destination(item *yaml.Node, what string) (Destination, bool) {
+	s, ok := v.scalar(item, what, `"bc1q…" or "descriptor:cold_vault"`)
+	if !ok {
+		return Destination{}, false
+	}
+	if name, ok := strings.CutPrefix(s, "descriptor:"); ok {
+		nd, ok := v.p.Descriptors[name]
+		if !ok {
+			v.errorf(item, "no descriptor named %q under descriptors:", name)
+			return Destination{}, false
+		}
+		return Destination{Text: s, Descriptor: nd}, true
+	}
+	var script []byte
+	for _, net := range v.nets() {
+		a, err := btcutil.DecodeAddress(s, net)
+		if err != nil || !a.IsForNet(net) {
+			continue
+		}
+		if script, err = txscript.PayToAddrScript(a); err == nil {
+			break
+		}
+	}
+	if script == nil {
+		v.errorf(item, "%q is neither an address (of a known network) nor descriptor:NAME", s)
+		return Destination{}, false
+	}
+	return Destination{Text: s, PkScript: script}, true
 }
 
 func (v *validator) hours(n *yaml.Node) *Hours {
@@ -647,7 +656,17 @@ func (v *validator) limits(n *yaml.Node) {
 	v.p.limitChecks = limitChecks(l)
 }
 
+// clientByName resolves a client name of a rule's match to the client's pubkey, or
+// "automation:NAME" to itself when NAME is an automation of this policy (the client name
+// psbtflow gives the PSBTs an automation builds).
 func (v *validator) clientByName(n *yaml.Node) (string, bool) {
+	if name, ok := strings.CutPrefix(n.Value, AutomationClientPrefix); ok {
+		if v.p.Automation(name) != nil {
+			return n.Value, true
+		}
+		v.errorf(n, "no automation named %q under automations:", name)
+		return "", false
+	}
 	for _, c := range v.p.Clients {
 		if c.Name == n.Value {
 			return c.PubKey, true

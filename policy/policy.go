@@ -13,6 +13,8 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
+
+	"github.com/custodyagents/cosigner/descriptor"
 )
 
 // MaxFileBytes bounds a policy file.
@@ -140,6 +142,28 @@ func (d Destination) Matches(pkScript []byte) bool {
 		return d.Descriptor.Has(pkScript)
 	}
 	return bytes.Equal(d.PkScript, pkScript)
+}
+
+// ForNetwork checks that d can be paid on net: an address must be one of net (a bech32 address
+// names its network; base58 testnet and regtest addresses are shared), a named descriptor's keys
+// must be of net. Parse accepts any known network unless WithNetwork is given, so the builder of
+// an automation's transaction calls this with the wallet's network before paying d.
+// Errors: ErrWrongNetwork wrapped with the destination's text.
+func (d Destination) ForNetwork(net *chaincfg.Params) error {
+	if d.Descriptor != nil {
+		if _, err := descriptor.Parse(d.Descriptor.Descriptor, net, descriptor.RequireChecksum()); err != nil {
+			return fmt.Errorf("%w: %s is not a descriptor of %s: %v", ErrWrongNetwork, d.Text, net.Name, err)
+		}
+		return nil
+	}
+	a, err := btcutil.DecodeAddress(d.Text, net)
+	if err != nil || !a.IsForNet(net) {
+		return fmt.Errorf("%w: %s is not an address of %s", ErrWrongNetwork, d.Text, net.Name)
+	}
+	if s, err := txscript.PayToAddrScript(a); err != nil || !bytes.Equal(s, d.PkScript) {
+		return fmt.Errorf("%w: %s does not decode to the same script on %s", ErrWrongNetwork, d.Text, net.Name)
+	}
+	return nil
 }
 
 // Hours is a time-of-day window: From ≤ t < To in Zone on Days (To < From wraps past midnight).

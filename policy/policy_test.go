@@ -107,6 +107,9 @@ func TestEvaluate(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte("version: 1\nclients:\n  - pubkey: " + pkA + "\nlimits: {max_per_tx: 1 BTC}\n"))
 	f.Add([]byte("version: 1\nclients: [{pubkey: " + npubA + ", methods: [sign_psbt]}]\nlimits: {max_per_tx: 10 sat}\n"))
+	f.Add([]byte("version: 1\nclients: []\nlimits: {max_per_tx: 1 BTC, max_feerate: 30 sat/vB}\nautomations:\n" +
+		"  - name: fwd\n    trigger: {funding_confirmed: 2}\n    action: {forward: {to: bcrt1qqvpsxqcrqvpsxqcrqvpsxqcrqvpsxqcruj60yu}}\n" +
+		"    fee: {target_blocks: 2, fallback: 3 sat/vB}\n    cosigners:\n      - bunker://" + pkA + "?relay=wss://r.example.com&secret=s\n    signatures: 2\n"))
 	files, _ := filepath.Glob("testdata/*.txt")
 	for _, file := range files {
 		b, err := os.ReadFile(file)
@@ -127,6 +130,25 @@ func FuzzParse(f *testing.F) {
 		}
 		if p == nil || p.Version != 1 || p.Hash == "" {
 			t.Fatalf("Parse accepted a policy without version 1 or hash: %+v", p)
+		}
+		// Every automation that loaded keeps its fee inside the caps, whatever the server says.
+		for i := range p.Automations {
+			a := &p.Automations[i]
+			if a.Name == "" || len(a.Cosigners) == 0 || a.Fee.Fallback > a.Fee.MaxFeeRate || a.Fee.MaxFeeRate < MinRelayFeeRate {
+				t.Fatalf("automation loaded without name, co-signers or a sane fee strategy: %+v", a)
+			}
+			for _, est := range []FeeRate{0, 0.5, 7, 1e6} {
+				r := a.FeeRate(est, true, p.Limits)
+				if r < MinRelayFeeRate || r > a.Fee.MaxFeeRate || p.Limits.MaxFeeRate.Set && r > p.Limits.MaxFeeRate.V {
+					t.Fatalf("FeeRate(%v) = %v outside the caps of %+v", est, r, a.Fee)
+				}
+			}
+			if a.Action.Kind == ActionForward && a.Trigger.Kind != TriggerFundingSeen && a.Trigger.Kind != TriggerFundingConfirmed {
+				t.Fatalf("forward loaded with trigger %s", a.Trigger.Kind)
+			}
+			if strings.Contains(a.String(), "secret") {
+				t.Fatalf("String shows a secret: %s", a.String())
+			}
 		}
 		// Whatever loaded must evaluate without panicking, and never allow over max_per_tx.
 		for _, c := range p.Clients {
@@ -222,6 +244,13 @@ func TestSchemaCoversEveryKey(t *testing.T) {
 		{[]string{"rules", "[]"}, keysRule},
 		{[]string{"rules", "[]", "match"}, keysMatch},
 		{[]string{"rules", "[]", "hold"}, keysHold},
+		{[]string{"automations", "[]"}, keysAutomation},
+		{[]string{"automations", "[]", "trigger"}, keysTrigger},
+		{[]string{"automations", "[]", "action"}, keysAction},
+		{[]string{"automations", "[]", "action", "sweep"}, keysSweep},
+		{[]string{"automations", "[]", "action", "forward"}, keysForward},
+		{[]string{"automations", "[]", "action", "consolidate"}, keysConsolidate},
+		{[]string{"automations", "[]", "fee"}, keysFee},
 	}
 	for _, c := range cases {
 		o := sub(s, c.path...)

@@ -92,6 +92,7 @@ func Schema() []byte {
 			"deny_warnings": js{"type": "array", "uniqueItems": true, "items": js{"enum": WarningCodes},
 				"description": "PSBT analysis warnings that refuse a request."},
 		}, "max_per_tx"),
+		"automations": list(automationSchema(amount, duration), "Transactions this co-signer builds itself on chain events; each goes through the limits and rules above like any request (client name \"automation:NAME\")."),
 		"rules": list(obj(keysRule, js{
 			"name":   str("Rule name (a word; appears in decisions and error codes).", `^[^:\s]+$`),
 			"reason": str("Words for people, shown in decisions.", ""),
@@ -127,4 +128,51 @@ func Schema() []byte {
 	s["title"] = "cosigner policy"
 	b, _ := json.MarshalIndent(s, "", "  ")
 	return append(b, '\n')
+}
+
+// oneOf is an object with exactly one of keys (a trigger, an action).
+func oneOf(keys []string, props js, desc string) js {
+	o := obj(keys, props)
+	o["minProperties"], o["maxProperties"] = 1, 1
+	o["description"] = desc
+	return o
+}
+
+func automationSchema(amount, duration func(string) js) js {
+	feeRate := func(d string) js { return str(d+` Feerate: "5 sat/vB" (at least 1 sat/vB).`, patFeeRate) }
+	dest := str(`An address of the wallet's network, or "descriptor:NAME" for a named descriptor (e.g. a cold vault).`, "")
+	a := obj(keysAutomation, js{
+		"name": str("Automation name (stored with every proposal; rules match its PSBTs as client automation:NAME).", `^[a-z0-9_-]{1,64}$`),
+		"trigger": oneOf(keysTrigger, js{
+			"funding_seen":      js{"const": true, "description": "Fire when a deposit to the wallet is first seen (mempool or block)."},
+			"funding_confirmed": js{"type": "integer", "minimum": 1, "maximum": maxAutomationConfs, "description": "Fire when a deposit has this many confirmations."},
+			"balance_above":     amount("Fire when the confirmed balance rises above this (once per crossing)."),
+			"schedule":          duration("Fire once per period (at least 1m; periods aligned to the Unix epoch, UTC)."),
+		}, "Exactly one trigger."),
+		"action": oneOf(keysAction, js{
+			"sweep": obj(keysSweep, js{
+				"to":      dest,
+				"reserve": amount("Kept in the wallet as change (default 0: sweep everything)."),
+			}, "to"),
+			"forward": obj(keysForward, js{"to": dest}, "to"),
+			"consolidate": obj(keysConsolidate, js{
+				"below":       amount("Consolidate UTXOs smaller than this."),
+				"min_inputs":  js{"type": "integer", "minimum": 2, "maximum": MaxConsolidateInputs, "description": "Only when at least this many such UTXOs exist (default 2)."},
+				"max_feerate": feeRate("Only while the feerate is at most this."),
+			}, "below", "max_feerate"),
+		}, "Exactly one action: sweep (all confirmed coins less a reserve), forward (the deposit that fired a funding trigger), consolidate (small UTXOs back to the wallet)."),
+		"fee": obj(keysFee, js{
+			"target_blocks": js{"type": "integer", "minimum": 1, "maximum": MaxTargetBlocks, "description": "Confirmation target for blockchain.estimatefee (default 6)."},
+			"max_feerate":   feeRate("Never pay more (default: limits.max_feerate, else 100 sat/vB; at most limits.max_feerate)."),
+			"fallback":      feeRate("Used when the server has no estimate (default 2 sat/vB; at most max_feerate)."),
+		}),
+		"cosigners": js{"type": "array", "minItems": 1, "maxItems": MaxCosigners, "uniqueItems": true,
+			"items":       str("The other co-signer's bunker URI (`cosigner bunker-uri` on it): bunker://<64-hex pubkey>?relay=wss://…&secret=….", `^\s*bunker:(//)?[0-9a-f]{64}/?\?`),
+			"description": "Co-signers to ask with sign_psbt (NIP-46), in parallel."},
+		"signatures": js{"type": "integer", "minimum": 2, "maximum": maxSignatures, "description": "Signatures needed, this co-signer's included (default: the wallet's threshold)."},
+		"timeout":    duration("How long to wait for one co-signer's answer before asking again (default 10m, at least 10s)."),
+		"bump_after": js{"type": "integer", "minimum": 0, "maximum": MaxBumpAfter, "description": "Blocks unconfirmed before an RBF fee bump (default 6; 0: never)."},
+	}, "name", "trigger", "action", "cosigners")
+	a["description"] = "One automation."
+	return a
 }

@@ -88,6 +88,10 @@ func TestSchemaAcceptsValidPolicies(t *testing.T) {
 func TestSchemaRefusesInvalidPolicies(t *testing.T) {
 	s := compiledSchema(t)
 	const head = "version: 1\nclients:\n  - {name: c, pubkey: " + pkA + "}\n"
+	const lim = "limits: {max_per_tx: 1 BTC}\n"
+	auto := func(trigger, action, extra string) string {
+		return "automations:\n  - name: a\n    trigger: " + trigger + "\n    action: " + action + "\n    cosigners:\n      - " + bunkerB + "\n" + extra
+	}
 	for name, doc := range map[string]string{
 		"unknown top-level key": head + "limits: {max_per_tx: 1 BTC}\nrulez: []\n",
 		"typo in limits":        head + "limits: {max_per_tx: 1 BTC, max_fees: 1000 sat}\n",
@@ -101,6 +105,24 @@ func TestSchemaRefusesInvalidPolicies(t *testing.T) {
 		"bad psbt_version":      head + "limits: {max_per_tx: 1 BTC}\nrules: [{name: r, match: {psbt_version: 1}, action: allow}]\n",
 		"bad clock time":        head + "limits: {max_per_tx: 1 BTC, hours: {from: \"8\", to: \"18:00\"}}\n",
 		"unknown match key":     head + "limits: {max_per_tx: 1 BTC}\nrules: [{name: r, match: {max_outflw: 1 BTC}, action: allow}]\n",
+		// automations:
+		"two triggers":               head + lim + auto("{funding_seen: true, schedule: 1h}", "{sweep: {to: "+addrX+"}}", ""),
+		"no trigger key":             head + lim + auto("{}", "{sweep: {to: "+addrX+"}}", ""),
+		"zero confirmations":         head + lim + auto("{funding_confirmed: 0}", "{sweep: {to: "+addrX+"}}", ""),
+		"funding_seen false":         head + lim + auto("{funding_seen: false}", "{sweep: {to: "+addrX+"}}", ""),
+		"balance without unit":       head + lim + auto("{balance_above: 1}", "{sweep: {to: "+addrX+"}}", ""),
+		"two actions":                head + lim + auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}, forward: {to: "+addrX+"}}", ""),
+		"sweep without to":           head + lim + auto("{funding_seen: true}", "{sweep: {reserve: 1 BTC}}", ""),
+		"action typo":                head + lim + auto("{funding_seen: true}", "{swep: {to: "+addrX+"}}", ""),
+		"consolidate no max_feerate": head + lim + auto("{schedule: 1d}", "{consolidate: {below: 1000 sat}}", ""),
+		"fee target 0":               head + lim + auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", "    fee: {target_blocks: 0}\n"),
+		"fee without unit":           head + lim + auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", "    fee: {fallback: 5}\n"),
+		"one signature":              head + lim + auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", "    signatures: 1\n"),
+		"negative bump_after":        head + lim + auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", "    bump_after: -1\n"),
+		"bad automation name":        head + lim + strings.Replace(auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", ""), "name: a", "name: Sweep All", 1),
+		"automation key typo":        head + lim + auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", "    timout: 1m\n"),
+		"cosigner not bunker":        head + lim + strings.Replace(auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", ""), "bunker://", "nostrconnect://", 1),
+		"empty cosigners":            head + lim + "automations:\n  - {name: a, trigger: {funding_seen: true}, action: {sweep: {to: " + addrX + "}}, cosigners: []}\n",
 	} {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {
 			if _, err := Parse("p.yaml", []byte(doc)); err == nil {

@@ -55,6 +55,12 @@ func cmdPolicyCheck(path string, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "%s: OK (%d client(s), %d approver(s), %d rule(s), max_per_tx %s, %d velocity window(s); sha256 %s)\n",
 		path, len(p.Clients), len(p.Approvers), len(p.Rules), p.MaxPerTx(), len(p.Limits.Velocity), p.Hash)
+	if len(p.Automations) > 0 {
+		fmt.Fprintf(out, "%d automation(s):\n", len(p.Automations))
+		for i := range p.Automations {
+			fmt.Fprintf(out, "  %s\n", p.Automations[i].String())
+		}
+	}
 	return nil
 }
 

@@ -34,6 +34,32 @@ func TestPolicySchemaCommand(t *testing.T) {
 	}
 }
 
+// TestPolicyCheckListsAutomations: `policy check` lists each automation in one line, with its
+// co-signers by pubkey and never their bunker URIs (which carry connect secrets).
+func TestPolicyCheckListsAutomations(t *testing.T) {
+	var out bytes.Buffer
+	if err := runCommand(context.Background(), []string{"policy", "check", "../../examples/sweep-to-vault.yaml"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	for _, want := range []string{": OK (", "1 automation(s):\n", "  sweep_deposits: on funding with 1 confirmation(s) → sweep to descriptor:cold_vault keeping 0.00100000 BTC;",
+		"fee: target 6 blocks, fallback 5 sat/vB, max 50 sat/vB", "signatures: 2, asking c6047f9441ed7d6d…", "fee bump after 6 block(s)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("policy check output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "secret") || strings.Contains(got, "bunker://") {
+		t.Errorf("policy check shows a bunker URI:\n%s", got)
+	}
+	out.Reset()
+	if err := runCommand(context.Background(), []string{"policy", "check", "../../examples/minimal.yaml"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "automation") {
+		t.Errorf("a policy without automations lists some:\n%s", out.String())
+	}
+}
+
 // TestPolicyTestCommand: a dry run against the wallet view and spend ledger stored in the data
 // dir, with the rule-by-rule explanation.
 func TestPolicyTestCommand(t *testing.T) {
