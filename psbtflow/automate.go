@@ -99,9 +99,10 @@ func ScheduleKey(slot time.Time) string {
 	return string(policy.TriggerSchedule) + ":" + strconv.FormatInt(slot.Unix(), 10)
 }
 
-// FundingFirings returns the firings of a chain event: FundingSeen fires funding_seen
-// automations, FundingConfirmed (Confs ≥ N) funding_confirmed: N ones — only for outputs on the
-// receive branch. Other events fire nothing here. Pure.
+// FundingFirings returns the firings of a chain event (policy.Automation.FiresOn): FundingSeen
+// fires funding_seen automations, FundingConfirmed (Confs ≥ N) funding_confirmed: N ones and
+// funding_seen ones (a deposit found already confirmed was seen too; the key is the same) — only
+// for outputs on the receive branch. Other events fire nothing here. Pure.
 func FundingFirings(autos []policy.Automation, ev chainwatch.Event) []Firing {
 	var u chainwatch.UTXO
 	var kind policy.TriggerKind
@@ -119,10 +120,10 @@ func FundingFirings(autos []policy.Automation, ev chainwatch.Event) []Firing {
 	}
 	var out []Firing
 	for _, a := range autos {
-		if a.Trigger.Kind != kind || kind == policy.TriggerFundingConfirmed && confs < max(a.Trigger.Confirmations, 1) {
+		if a.Trigger.Kind != policy.TriggerFundingSeen && a.Trigger.Kind != policy.TriggerFundingConfirmed || !a.FiresOn(kind, confs) {
 			continue
 		}
-		out = append(out, Firing{Automation: a.Name, TriggerKey: FundingKey(kind, u.OutPoint),
+		out = append(out, Firing{Automation: a.Name, TriggerKey: FundingKey(a.Trigger.Kind, u.OutPoint),
 			Detail: fmt.Sprintf("%s: %s of %s", kind, u.OutPoint, u.Value)})
 	}
 	return out
@@ -196,7 +197,7 @@ func ScheduleFirings(autos []policy.Automation, now, started time.Time) []Firing
 // wakes the runner, which re-reads the chain for the proposals in flight. An error means
 // nothing may be acknowledged: the event comes back after a restart and fires the same keys.
 func (e *Engine) HandleEvent(ctx context.Context, ev chainwatch.Event) error {
-	autos := e.policy().Automations
+	autos := e.policy().AutomationsAt(e.now())
 	firings := FundingFirings(autos, ev)
 	if tip, ok := ev.(chainwatch.NewTip); ok && len(autos) > 0 {
 		utxos := e.chain.SpendableUTXOs()
@@ -242,7 +243,7 @@ func (e *Engine) runSchedule(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := e.fire(ctx, ScheduleFirings(e.policy().Automations, e.now(), started)); err != nil {
+		if err := e.fire(ctx, ScheduleFirings(e.policy().AutomationsAt(e.now()), e.now(), started)); err != nil {
 			if ctx.Err() == nil {
 				e.log.Error("schedule automation", "error", err)
 			}

@@ -42,8 +42,8 @@ func TestFundingFirings(t *testing.T) {
 		want []string
 	}{
 		{"seen", chainwatch.FundingSeen{UTXO: recv}, []string{"seen funding_seen:" + o}},
-		{"first confirmation", chainwatch.FundingConfirmed{UTXO: recv, Confs: 1}, []string{"conf1 funding_confirmed:" + o}},
-		{"found already deep", chainwatch.FundingConfirmed{UTXO: recv, Confs: 5}, []string{"conf1 funding_confirmed:" + o, "conf3 funding_confirmed:" + o}},
+		{"first confirmation", chainwatch.FundingConfirmed{UTXO: recv, Confs: 1}, []string{"seen funding_seen:" + o, "conf1 funding_confirmed:" + o}},
+		{"found already deep", chainwatch.FundingConfirmed{UTXO: recv, Confs: 5}, []string{"seen funding_seen:" + o, "conf1 funding_confirmed:" + o, "conf3 funding_confirmed:" + o}},
 		{"change never fires", chainwatch.FundingConfirmed{UTXO: change, Confs: 5}, nil},
 		{"change seen never fires", chainwatch.FundingSeen{UTXO: change}, nil},
 		{"spent fires nothing", chainwatch.Spent{OutPoint: recv.OutPoint, UTXO: recv}, nil},
@@ -58,8 +58,8 @@ func TestFundingFirings(t *testing.T) {
 	if !slices.Equal(keys(a), keys(b)) || ProposalID(a[0].Automation, a[0].TriggerKey) != ProposalID(b[0].Automation, b[0].TriggerKey) {
 		t.Fatal("the same event fired different keys")
 	}
-	if got, ok := FundingOutPoint(a[0].TriggerKey); !ok || got != recv.OutPoint {
-		t.Fatalf("FundingOutPoint(%q) = %v %v", a[0].TriggerKey, got, ok)
+	if got, ok := FundingOutPoint(a[1].TriggerKey); !ok || got != recv.OutPoint {
+		t.Fatalf("FundingOutPoint(%q) = %v %v", a[1].TriggerKey, got, ok)
 	}
 	if _, ok := FundingOutPoint("schedule:1"); ok {
 		t.Fatal("a schedule key names no outpoint")

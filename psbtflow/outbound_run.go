@@ -226,9 +226,10 @@ func (e *Engine) Step(ctx context.Context) {
 	}
 }
 
-// automation returns the automation named name in the policy in force.
+// automation returns the automation named name as in force now (policy.AutomationsAt: an added
+// or loosened automation waits for the policy's loosen_delay).
 func (e *Engine) automation(name string) (policy.Automation, bool) {
-	for _, a := range e.policy().Automations {
+	for _, a := range e.policy().AutomationsAt(e.now()) {
 		if a.Name == name {
 			return a, true
 		}
@@ -837,7 +838,7 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	}
 	var re *signer.RemoteError
 	switch {
-	case errors.As(err, &re):
+	case errors.As(err, &re) && re.Code() != signer.CodeInternal:
 		e.denied(ctx, p.ID, c, re.Text)
 		return
 	case err != nil:

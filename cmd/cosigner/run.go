@@ -100,7 +100,11 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	}
 	// Automations (issue 6): chain events and schedules → proposals, signed here under the
 	// policy, co-signed over NIP-46, finalized, broadcast and followed (psbtflow.Engine).
-	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{Logger: log})
+	// The other co-signers are asked with this co-signer's own Nostr identity key as the NIP-46
+	// client key (their policies list its npub).
+	coord := psbtflow.NewCoordinator(keys.NostrSecretKey(), psbtflow.CoordinatorOptions{Descriptor: desc, Logger: log})
+	defer coord.Close()
+	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{Asker: coord, Logger: log})
 	flow.SetReplaceable(engine.ReplaceableCoin)
 	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
 		"wallet", desc.String(), "electrum", cfg.ElectrumURL, "relays", pool.URLs(), "policy", cfg.PolicyFile)
