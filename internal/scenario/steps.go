@@ -2,8 +2,6 @@ package scenario
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"strconv"
 	"time"
 
@@ -11,7 +9,6 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 
 	"github.com/custodyagents/cosigner/chainwatch"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // Built is what bdkwallet.py build answers: a PSBT signed by key B, not finalized.
@@ -72,31 +69,6 @@ func (e *Env) ExternalAddress() (btcutil.Address, error) {
 		return nil, err
 	}
 	return btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), e.Net.Params())
-}
-
-// Audit reads the cosigner's newest audit entries (newest first) from its database; SQLite's
-// WAL mode lets this reader run beside the daemon.
-func (e *Env) Audit(ctx context.Context, n int) ([]store.AuditEntry, error) {
-	db, err := store.Open(ctx, filepath.Join(e.Dir, "cosigner-data", "cosigner.db"))
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	return db.AuditLog(ctx, n)
-}
-
-// LastDecision is the newest audit entry for a method.
-func (e *Env) LastDecision(ctx context.Context, method string) (store.AuditEntry, error) {
-	log, err := e.Audit(ctx, 50)
-	if err != nil {
-		return store.AuditEntry{}, err
-	}
-	for _, a := range log {
-		if a.Method == method {
-			return a, nil
-		}
-	}
-	return store.AuditEntry{}, fmt.Errorf("scenario: no audit entry for %s", method)
 }
 
 // FundConfirmed pays amounts[i] to the wallet's receive address at index i, mines one block and
