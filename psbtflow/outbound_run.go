@@ -838,7 +838,9 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	}
 	var re *signer.RemoteError
 	switch {
-	case errors.As(err, &re) && re.Code() != signer.CodeInternal:
+	case errors.As(err, &re) && re.Code() != signer.CodeInternal && re.Code() != signer.CodeRateLimited:
+		// A refusal (policy_denied, unauthorized, unsafe_psbt, …); internal (not synced yet)
+		// and rate_limited are passing, asked again below.
 		e.denied(ctx, p.ID, c, re.Text)
 		return
 	case err != nil:
