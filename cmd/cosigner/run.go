@@ -106,6 +106,10 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	defer coord.Close()
 	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{Asker: coord, Logger: log})
 	flow.SetReplaceable(engine.ReplaceableCoin)
+	flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
+		st, ok := watcher.Tx(txid)
+		return ok && st.Verified && st.Height > 0
+	})
 	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
 		"wallet", desc.String(), "electrum", cfg.ElectrumURL, "relays", pool.URLs(), "policy", cfg.PolicyFile)
 
@@ -196,6 +200,8 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 				}
 				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
 				if e.SpentBy != nil {
+					flow.NoteSpentCoin(e.OutPoint, psbtflow.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
+						Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
 					if err := flow.NoteSpent(ctx, e.OutPoint, *e.SpentBy); err != nil {
 						log.Error("spend ledger update failed; the event is kept for the next start", "error", err)
 						continue
