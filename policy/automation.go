@@ -152,7 +152,8 @@ const (
 	// MinScheduleEvery is the shortest schedule.
 	MinScheduleEvery = time.Minute
 	// DefaultMinInputs is consolidate.min_inputs when absent; MaxConsolidateInputs its upper
-	// bound (about what fits in a standard transaction of 100,000 vB with 2-of-3 P2WSH inputs).
+	// bound (500 2-of-3 P2WSH inputs are about 52,000 vB, well inside a standard transaction's
+	// 100,000 vB).
 	DefaultMinInputs     = 2
 	MaxConsolidateInputs = 500
 )
@@ -276,6 +277,24 @@ func (a *Automation) FeeRate(estimate FeeRate, ok bool, limits Limits) FeeRate {
 		r = min(r, limits.MaxFeeRate.V)
 	}
 	return r
+}
+
+// MaxFeeRateAt is the strictest limits.max_feerate of the policies in force at now (see
+// WithPrior), unset when none sets one.
+func (p *Policy) MaxFeeRateAt(now time.Time) Opt[FeeRate] {
+	var out Opt[FeeRate]
+	for _, s := range p.stages(now) {
+		if c := s.Limits.MaxFeeRate; c.Set && (!out.Set || c.V < out.V) {
+			out = c
+		}
+	}
+	return out
+}
+
+// AutomationFeeRate is a.FeeRate(estimate, ok, …) under the strictest limits.max_feerate of the
+// policies in force at now: the feerate the engine should build a's transaction with (sat/vB).
+func (p *Policy) AutomationFeeRate(a *Automation, estimate FeeRate, ok bool, now time.Time) FeeRate {
+	return a.FeeRate(estimate, ok, Limits{MaxFeeRate: p.MaxFeeRateAt(now)})
 }
 
 // Consolidates reports whether a consolidate automation may run at feerate rate (sat/vB, the one

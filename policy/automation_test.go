@@ -124,6 +124,7 @@ func TestAutomationErrors(t *testing.T) {
 		{"duplicate name", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n" + ok + "  - name: s\n    trigger: {schedule: 1h}\n    action: {sweep: {to: " + addrX + "}}\n" + ok, "p.yaml:13:11: automation name \"s\" used twice (first on line 9)"},
 		{"not a list", "", "  name: s\n", "automations must be a list"},
 		{"unknown key", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n" + ok + "    timout: 1m\n", "unknown key \"timout\" in an automation (did you mean \"timeout\"?)"},
+		{"unquoted URI in a flow list", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n    cosigners: [" + bunkerB + "]\n", "p.yaml:12:1: YAML syntax: did not find expected ',' or ']' (quote bunker:// URIs inside [ ]"},
 		{"rule names a missing automation", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n" + ok + "rules:\n  - {name: r, match: {clients: [automation:t]}, action: allow}\n", "no automation named \"t\" under automations:"},
 	}
 	for _, c := range cases {
@@ -418,5 +419,50 @@ func TestDestinationForNetwork(t *testing.T) {
 	_, err := Parse("p.yaml", []byte(autoDoc("", "  - name: m\n    trigger: {funding_seen: true}\n    action: {sweep: {to: bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4}}\n    cosigners: ["+qB+"]\n")), WithNetwork(&chaincfg.RegressionNetParams))
 	if err == nil || !strings.Contains(err.Error(), "p.yaml:11:26: \"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4\" is neither an address") {
 		t.Errorf("WithNetwork(regtest) and a mainnet to: %v", err)
+	}
+}
+
+// TestAutomationFeeRateStaged: while a raised limits.max_feerate waits for loosen_delay, the
+// engine's feerate stays under the old, lower cap.
+func TestAutomationFeeRateStaged(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	auto := "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n    cosigners: [" + qB + "]\n"
+	old := mustParse(t, autoDoc("  max_feerate: 10 sat/vB\n", auto))
+	next := mustParse(t, autoDoc("  max_feerate: 40 sat/vB\n", auto)).WithPrior(old, now.Add(time.Hour))
+	a := next.AutomationsAt(now)[0]
+	if got := next.AutomationFeeRate(&a, 30, true, now); got != 10 {
+		t.Errorf("during the delay: %v sat/vB, want 10", got)
+	}
+	if a.Fee.MaxFeeRate != 10 {
+		t.Errorf("during the delay the old version runs, with its fee cap 10 sat/vB: %+v", a.Fee)
+	}
+	a = next.AutomationsAt(now.Add(time.Hour))[0]
+	if got := next.AutomationFeeRate(&a, 30, true, now.Add(time.Hour)); got != 30 {
+		t.Errorf("after the delay: %v sat/vB, want 30", got)
+	}
+	if c := next.MaxFeeRateAt(now); !c.Set || c.V != 10 {
+		t.Errorf("MaxFeeRateAt during the delay: %+v", c)
+	}
+	if c := next.MaxFeeRateAt(now.Add(time.Hour)); !c.Set || c.V != 40 {
+		t.Errorf("MaxFeeRateAt after the delay: %+v", c)
+	}
+	wide := Automation{Fee: FeeStrategy{MaxFeeRate: 100, Fallback: 2}}
+	if got := next.AutomationFeeRate(&wide, 30, true, now); got != 10 {
+		t.Errorf("the old policy's cap does not bound the feerate: %v", got)
+	}
+	if c := mustParse(t, autoDoc("", auto)).MaxFeeRateAt(now); c.Set {
+		t.Errorf("no cap set: %+v", c)
+	}
+}
+
+// TestAutomationErrorNotRepeatedByRules: a rule naming an automation that has an error is not
+// reported as well (one mistake, one message).
+func TestAutomationErrorNotRepeatedByRules(t *testing.T) {
+	doc := autoDoc("", "  - name: s\n    trigger: {schedule: 10s}\n    action: {sweep: {to: "+addrX+"}}\n    cosigners: ["+qB+"]\n"+
+		"rules:\n  - {name: r, match: {clients: [automation:s]}, action: allow}\n")
+	_, err := Parse("p.yaml", []byte(doc))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || !strings.Contains(es[0].Msg, "schedule 10s is shorter than 1m") {
+		t.Fatalf("Parse = %v, want only the schedule error", err)
 	}
 }
