@@ -544,9 +544,9 @@ func (e *Engine) destination(a policy.Automation, used map[string]bool) ([]byte,
 	return nil, fmt.Errorf("%w: automation %q: destination %s has no unused address", ErrAutomation, a.Name, to.Text)
 }
 
-// limitFeeRate is the policy's limits.max_feerate, 0 when not set.
+// limitFeeRate is the strictest limits.max_feerate of the policies in force, 0 when none is set.
 func (e *Engine) limitFeeRate() policy.FeeRate {
-	if l := e.policy().Limits.MaxFeeRate; l.Set {
+	if l := e.policy().MaxFeeRateAt(e.now()); l.Set {
 		return l.V
 	}
 	return 0
