@@ -958,6 +958,11 @@ func (e *Engine) broadcast(ctx context.Context, p store.Proposal) (bool, error) 
 	}
 	if _, err := e.chain.Broadcast(ctx, &tx); err != nil && !errors.Is(err, electrum.ErrTxAlreadyKnown) {
 		if seen, _ := e.txConfs(tx.TxHash()); !seen {
+			if p.Replaces != "" && p.State == store.ProposalFinalized && errors.Is(err, electrum.ErrFeeTooLow) {
+				// A fee bump that does not pay enough over what it replaces: abandoned; the next
+				// bump starts above it.
+				return true, e.abandon(ctx, p, ReasonFeeTooLow+": "+err.Error())
+			}
 			return false, err
 		}
 	}

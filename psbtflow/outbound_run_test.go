@@ -497,8 +497,25 @@ func TestEngineFeeBump(t *testing.T) {
 	c := Coin{Value: ev.UTXO.Value, PkScript: ev.UTXO.PkScript, Branch: 0, Index: ev.UTXO.Index, Height: ev.UTXO.Height}
 	e.co.svc.NoteSpentCoin(ev.UTXO.OutPoint, c, orig0.TxHash())
 	e.co.svc.SetTxConfirmed(func(txid chainhash.Hash) bool { st, ok := e.chain.Tx(txid); return ok && st.Verified && st.Height > 0 })
-	bumpID := ProposalID("sweep", "bump:"+id)
+	// The network refuses the first bump as paying too little over the original (btcd's
+	// incremental relay fee is its minrelaytxfee): it is abandoned and the next one pays more.
+	refused := 0
+	e.chain.broadcast = func(tx *wire.MsgTx) error {
+		if tx.TxHash() != orig0.TxHash() && refused == 0 {
+			refused++
+			return fmt.Errorf("chainwatch: %w: insufficient fee", electrum.ErrFeeTooLow)
+		}
+		return nil
+	}
+	first := e.until(t, ProposalID("sweep", "bump:"+id), StateAbandoned)
+	if !strings.HasPrefix(first.Reason, ReasonFeeTooLow) {
+		t.Fatalf("first bump: %q", first.Reason)
+	}
+	bumpID := ProposalID("sweep", "bump:"+id+":2")
 	b := e.until(t, bumpID, StateBroadcast)
+	if b.FeeRate <= first.FeeRate || b.FeeSat <= first.FeeSat {
+		t.Fatalf("second bump %.1f sat/vB (%d sat) after a refused %.1f (%d)", b.FeeRate, b.FeeSat, first.FeeRate, first.FeeSat)
+	}
 	bt := e.chain.sent[len(e.chain.sent)-1]
 	if b.Replaces != id || b.FeeRate < orig.FeeRate+1 || b.FeeSat < orig.FeeSat+int64(bt.SerializeSizeStripped()) ||
 		bt.TxIn[0].PreviousOutPoint != ev.UTXO.OutPoint || string(bt.TxOut[0].PkScript) != string(e.dest) {
@@ -507,7 +524,7 @@ func TestEngineFeeBump(t *testing.T) {
 	if tl := e.timeline(t, id); !slices.Contains(tl, "bumped") {
 		t.Fatalf("original's timeline %v", tl)
 	}
-	// The spend ledger counts the replacement once.
+	// The spend ledger counts the replacements once: one reservation still counting.
 	rs, _ := e.db.Reservations(ctx, store.LedgerReserved, store.LedgerSpent)
 	if len(rs) != 1 || rs[0].TxID != b.UnsignedTxID {
 		t.Fatalf("ledger %+v", rs)
