@@ -93,3 +93,69 @@ func TestOutboundSweepWithCosigner(t *testing.T) {
 		t.Fatalf("second proposal %s %q txid %q; timeline %+v", pr2.State, pr2.Reason, pr2.TxID, pr2.Timeline)
 	}
 }
+
+// TestOutboundFeeBumpWithCosigner: btcd mines nothing below 15 sat/vB; A's automation may pay at
+// most 10 sat/vB, so its sweep stays unconfirmed and cannot be bumped (stuck). A's operator
+// raises the cap to 50 sat/vB: the bump due after bump_after (1 block) is built at the server's
+// estimate, signed by A under its policy and by B under its own — B's watcher saw the original
+// spend the deposit and B signed the original, so it analyses the replacement against that
+// coin — and it confirms; the original becomes replaced.
+func TestOutboundFeeBumpWithCosigner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: t.TempDir(), MinRelayFeeRate: 15,
+		PolicyA: scenario.SweepPolicyA(scenario.SweepOptions{BumpAfter: 1, Fallback: "2 sat/vB", MaxFeeRate: "10 sat/vB"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.LogOnFailure(t, 80)
+		p.Close()
+	}()
+	op, err := p.Deposit(ctx, 30_000_000, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := p.WaitProposal(ctx, 3*time.Minute, scenario.ForTrigger(op, "broadcast", "confirmed", "abandoned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orig.State != "broadcast" || orig.FeeRate > 10 {
+		t.Fatalf("original %s at %.1f sat/vB (%s)", orig.State, orig.FeeRate, orig.Reason)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Raise the automation's fee cap (a loosening; loosen_delay is 0 here).
+	if err := p.WritePolicyA(scenario.SweepPolicyA(scenario.SweepOptions{BumpAfter: 1, Fallback: "2 sat/vB", MaxFeeRate: "50 sat/vB"})); err != nil {
+		t.Fatal(err)
+	}
+	bump, err := p.WaitProposal(ctx, 3*time.Minute, func(pr scenario.Proposal) bool {
+		return pr.Replaces == orig.ID && (pr.State == "broadcast" || pr.State == "confirmed" || pr.State == "abandoned")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bump.State == "abandoned" || bump.FeeRate < 15 || bump.FeeSat <= orig.FeeSat || len(bump.Cosigners) != 1 || bump.Cosigners[0].State != "signed" {
+		t.Fatalf("bump %+v of %+v", bump, orig)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitProposal(ctx, 2*time.Minute, func(pr scenario.Proposal) bool { return pr.ID == bump.ID && pr.State == "confirmed" }); err != nil {
+		t.Fatal(err)
+	}
+	replaced, err := p.WaitProposal(ctx, 2*time.Minute, func(pr scenario.Proposal) bool { return pr.ID == orig.ID && pr.State == "replaced" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replaced.Events("bumped")) != 1 {
+		t.Fatalf("original's timeline %+v", replaced.Timeline)
+	}
+}
