@@ -94,6 +94,9 @@ type Notifier interface {
 type EngineOptions struct {
 	// Asker reaches the other co-signers; nil leaves proposals awaiting co-signers.
 	Asker CosignerAsker
+	// AskerFor, when set, gives the Asker for an automation's timeout (how long one request
+	// waits for an answer before it is sent again); it takes precedence over Asker.
+	AskerFor func(timeout time.Duration) CosignerAsker
 	// Notifier tells the operator; nil: no notices.
 	Notifier Notifier
 	// Prev fetches previous transactions for non_witness_utxo; nil: not added.
@@ -110,16 +113,17 @@ type EngineOptions struct {
 // Engine runs the policy's automations: it turns chain events and schedules into proposals
 // (HandleEvent, automate.go) and takes each proposal to a confirmed transaction (Run).
 type Engine struct {
-	svc    *Service
-	desc   *descriptor.Descriptor
-	chain  OutboundChain
-	db     *store.DB
-	policy func() *policy.Policy
-	asker  CosignerAsker
-	notify Notifier
-	prev   PrevTxFetcher
-	log    *slog.Logger
-	now    func() time.Time
+	svc      *Service
+	desc     *descriptor.Descriptor
+	chain    OutboundChain
+	db       *store.DB
+	policy   func() *policy.Policy
+	asker    CosignerAsker
+	askerFor func(time.Duration) CosignerAsker
+	notify   Notifier
+	prev     PrevTxFetcher
+	log      *slog.Logger
+	now      func() time.Time
 
 	tick, scheduleTick, retryAfter time.Duration
 	wake                           chan struct{} // buffered (1)
@@ -129,7 +133,7 @@ type Engine struct {
 	// asking holds the co-signer requests in flight ("proposal/cosigner") and when a failed
 	// one may be asked again.
 	askMu   sync.Mutex
-	asking  map[string]bool
+	asking  map[string]context.CancelFunc
 	retryAt map[string]time.Time
 	// conflicts counts consecutive checks that saw a proposal's inputs spent by an unknown
 	// transaction (two are needed: the watcher may learn of our own spend a moment later).
@@ -145,9 +149,9 @@ func NewEngine(svc *Service, chain OutboundChain, opts EngineOptions) *Engine {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{svc: svc, desc: svc.desc, chain: chain, db: svc.db, policy: svc.policy, asker: opts.Asker, notify: opts.Notifier,
+	e := &Engine{svc: svc, desc: svc.desc, chain: chain, db: svc.db, policy: svc.policy, asker: opts.Asker, askerFor: opts.AskerFor, notify: opts.Notifier,
 		prev: opts.Prev, log: log.With("component", "outbound"), now: opts.Now, tick: opts.Tick, scheduleTick: opts.ScheduleTick,
-		retryAfter: opts.RetryAfter, wake: make(chan struct{}, 1), asking: map[string]bool{}, retryAt: map[string]time.Time{},
+		retryAfter: opts.RetryAfter, wake: make(chan struct{}, 1), asking: map[string]context.CancelFunc{}, retryAt: map[string]time.Time{},
 		conflicts: map[string]int{}, held: map[string]bool{}}
 	if e.now == nil {
 		e.now = time.Now
@@ -205,6 +209,7 @@ func (e *Engine) Step(ctx context.Context) {
 		}
 		return
 	}
+	defer e.stopStaleAsks(ctx)
 	for _, p := range ps {
 		if p.State == store.ProposalConfirmed && p.BroadcastHeight > 0 && e.chain.TipHeight()-p.BroadcastHeight > 100 {
 			continue // deep enough: no longer followed
@@ -222,6 +227,26 @@ func (e *Engine) Step(ctx context.Context) {
 			if !changed {
 				break
 			}
+		}
+	}
+}
+
+// stopStaleAsks cancels the co-signer requests of proposals no longer awaiting co-signers
+// (cancelled by the operator, abandoned, or finalized with the others' signatures).
+func (e *Engine) stopStaleAsks(ctx context.Context) {
+	ps, err := e.db.Proposals(ctx, store.ProposalAwaitingCosigners)
+	if err != nil {
+		return
+	}
+	awaiting := map[string]bool{}
+	for _, p := range ps {
+		awaiting[p.ID] = true
+	}
+	e.askMu.Lock()
+	defer e.askMu.Unlock()
+	for key, cancel := range e.asking {
+		if id, _, _ := strings.Cut(key, "/"); !awaiting[id] {
+			cancel()
 		}
 	}
 }
@@ -774,7 +799,7 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 
 // ask starts one request per co-signer that has not answered (and is not being asked).
 func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation, pk *psbt.Packet) {
-	if e.asker == nil {
+	if e.asker == nil && e.askerFor == nil {
 		return
 	}
 	cos, err := e.db.ProposalCosigners(ctx, p.ID)
@@ -788,13 +813,15 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 			continue
 		}
 		key := p.ID + "/" + c.Cosigner
+		actx, cancel := context.WithCancel(ctx)
 		e.askMu.Lock()
-		busy := e.asking[key] || e.now().Before(e.retryAt[key])
+		busy := e.asking[key] != nil || e.now().Before(e.retryAt[key])
 		if !busy {
-			e.asking[key] = true
+			e.asking[key] = cancel
 		}
 		e.askMu.Unlock()
 		if busy {
+			cancel()
 			continue
 		}
 		cp, err := clonePacket(pk)
@@ -802,13 +829,15 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 			e.askMu.Lock()
 			delete(e.asking, key)
 			e.askMu.Unlock()
+			cancel()
 			e.log.Error("copy PSBT", "proposal", p.ID, "error", err)
 			return
 		}
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.askOne(ctx, p, c, pk.UnsignedTx.TxHash(), cp, timeout)
+			defer cancel()
+			e.askOne(actx, p, c, pk.UnsignedTx.TxHash(), cp, timeout)
 		}()
 	}
 }
@@ -816,7 +845,7 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 // askOne asks one co-signer and records its answer: its signatures combined into the
 // proposal's PSBT, or its refusal (the proposal is abandoned when the others cannot make up the
 // threshold), or a failure (asked again after RetryAfter).
-func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *psbt.Packet, _ time.Duration) {
+func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *psbt.Packet, timeout time.Duration) {
 	key := p.ID + "/" + c.Cosigner
 	defer func() {
 		e.askMu.Lock()
@@ -832,7 +861,11 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		}
 		e.tell(ctx, p, NoticeHeld, fmt.Sprintf("proposal %s (%s): co-signer %s holds the request: %s", p.ID, p.Automation, c.Cosigner[:12], url))
 	}
-	got, err := e.asker.Ask(ctx, c.BunkerURI, c.RequestID, pk, onHeld)
+	asker := e.asker
+	if e.askerFor != nil {
+		asker = e.askerFor(timeout)
+	}
+	got, err := asker.Ask(ctx, c.BunkerURI, c.RequestID, pk, onHeld)
 	if ctx.Err() != nil {
 		return
 	}

@@ -142,6 +142,10 @@ type localCosigner struct {
 	mu     sync.Mutex
 	asked  []string // request ids
 	down   bool
+	// hang makes Ask wait for its context (a co-signer that never answers); cancelled counts
+	// the asks that ended that way.
+	hang      bool
+	cancelled int
 	// raw, when set, signs instead of the Service (like the wallet's offline key C in BDK).
 	raw func(p *psbt.Packet) error
 }
@@ -149,10 +153,17 @@ type localCosigner struct {
 func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *psbt.Packet, onHeld func(string)) (*psbt.Packet, error) {
 	l.mu.Lock()
 	l.asked = append(l.asked, id)
-	down := l.down
+	down, hang := l.down, l.hang
 	l.mu.Unlock()
 	if down {
 		return nil, errors.New("relays unreachable")
+	}
+	if hang {
+		<-ctx.Done()
+		l.mu.Lock()
+		l.cancelled++
+		l.mu.Unlock()
+		return nil, ctx.Err()
 	}
 	if l.raw != nil {
 		return p, l.raw(p)
@@ -425,7 +436,7 @@ func TestEngineHoldThenContinues(t *testing.T) {
 func TestEngineCancelBeforeFinalized(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 	ctx := context.Background()
-	e.co.down = true
+	e.co.hang = true
 	ev := e.deposit(t, 2, 150_000)
 	if err := e.eng.HandleEvent(ctx, ev); err != nil {
 		t.Fatal(err)
@@ -435,11 +446,18 @@ func TestEngineCancelBeforeFinalized(t *testing.T) {
 	if _, err := e.db.CancelProposal(ctx, id, ReasonCancelled, e.now); err != nil {
 		t.Fatal(err)
 	}
-	e.co.mu.Lock()
-	e.co.down = false
-	e.co.mu.Unlock()
-	for range 20 {
+	// The request in flight is stopped at the next step (never answered here).
+	for i := 0; ; i++ {
 		e.eng.Step(ctx)
+		e.co.mu.Lock()
+		n := e.co.cancelled
+		e.co.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if i > 2000 {
+			t.Fatal("the co-signer request of a cancelled proposal was not stopped")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	p, _ := e.db.GetProposal(ctx, id)
