@@ -303,6 +303,7 @@ func (e *Engine) advance(ctx context.Context, id string) (bool, error) {
 		return e.selfSign(ctx, p, a, pk)
 	case ActAsk:
 		e.ask(ctx, p, a, pk)
+		e.noteStuck(ctx, p, a, f)
 		return false, nil
 	case ActFinalize:
 		return true, e.finalize(ctx, p, pk)
@@ -321,6 +322,22 @@ func (e *Engine) noticeFor(d Decision) NoticeKind {
 		return NoticeConfirmed
 	}
 	return ""
+}
+
+// noteStuck tells the operator once (per process) about a proposal that has been waiting for
+// its co-signers, without any progress, for three of its automation's timeouts.
+func (e *Engine) noteStuck(ctx context.Context, p store.Proposal, a policy.Automation, f Facts) {
+	timeout := a.Timeout
+	if timeout <= 0 {
+		timeout = policy.DefaultCosignerTimeout
+	}
+	key := "stuck-ask:" + p.ID
+	if e.held[key] || e.now().Sub(p.UpdatedAt) < 3*timeout {
+		return
+	}
+	e.held[key] = true
+	e.tell(ctx, p, NoticeStuck, fmt.Sprintf("proposal %s (%s) has waited %s for its co-signers (%d of %d signatures)",
+		p.ID, p.Automation, e.now().Sub(p.UpdatedAt).Round(time.Second), f.Signatures, f.Needed))
 }
 
 // facts gathers what Next needs about p, and its stored PSBT (nil before it is built).

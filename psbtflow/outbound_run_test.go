@@ -443,6 +443,13 @@ func TestEngineCancelBeforeFinalized(t *testing.T) {
 	}
 	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
 	e.until(t, id, StateAwaitingCosigners)
+	// No answer for three timeouts: the operator hears that it is stuck (once).
+	e.now = e.now.Add(3 * e.auto.Timeout)
+	e.eng.Step(ctx)
+	e.eng.Step(ctx)
+	if got := e.notes.kinds(); !slices.Equal(got, []NoticeKind{NoticeStuck}) {
+		t.Fatalf("notices %v", got)
+	}
 	if _, err := e.db.CancelProposal(ctx, id, ReasonCancelled, e.now); err != nil {
 		t.Fatal(err)
 	}
