@@ -428,9 +428,40 @@ func TestEngineHoldThenContinues(t *testing.T) {
 	if p.State != store.ProposalProposed || !slices.Contains(e.timeline(t, id), "held") || !slices.Contains(e.notes.kinds(), NoticeHeld) {
 		t.Fatalf("state %s, timeline %v, notices %v", p.State, e.timeline(t, id), e.notes.kinds())
 	}
+	// The hold ends; no NIP-46 answer is published for the automation's own request.
+	ans := &answers{}
+	e.svc.SetResponder(ans)
 	e.now = e.now.Add(2 * time.Hour)
-	e.svc.Tick(ctx) // the hold ends
+	e.svc.Tick(ctx)
 	e.until(t, id, StateBroadcast)
+	e.svc.Tick(ctx)
+	if got := ans.list(); len(got) != 0 {
+		t.Fatalf("late answers published for an automation: %v", got)
+	}
+	if hs, err := e.db.UnrespondedHolds(ctx); err != nil || len(hs) != 0 {
+		t.Fatalf("unresponded holds %v %v", hs, err)
+	}
+}
+
+// Another transaction spends the proposal's coin before it is finalized: abandoned, nothing
+// broadcast.
+func TestEngineInputsSpentElsewhere(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	e.co.hang = true
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	e.until(t, id, StateAwaitingCosigners)
+	e.chain.mu.Lock()
+	delete(e.chain.coins, ev.UTXO.OutPoint)
+	e.chain.mu.Unlock()
+	p := e.until(t, id, StateAbandoned)
+	if p.Reason != ReasonSpentElsewhere || len(e.chain.sent) != 0 {
+		t.Fatalf("reason %q, %d sent", p.Reason, len(e.chain.sent))
+	}
 }
 
 func TestEngineCancelBeforeFinalized(t *testing.T) {
