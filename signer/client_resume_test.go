@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +175,20 @@ func TestCallWithIDResends(t *testing.T) {
 	c.Close()
 	if err := <-closed; !errors.Is(err, ErrClientClosed) {
 		t.Fatalf("CallWithID across Close = %v", err)
+	}
+}
+
+// TestBadBunkerURIErrorHasNoSecret: an unparsable bunker URI's error does not repeat the URI
+// (its secret would reach logs and stored error details).
+func TestBadBunkerURIErrorHasNoSecret(t *testing.T) {
+	for _, uri := range []string{
+		"bunker://" + strings.Repeat("ab", 32) + "\x7f?relay=ws://r.example&secret=topsecret",
+		"bunker://" + strings.Repeat("ab", 32) + "?relay=ws://r.example&secret=topsecret%zz",
+		"bunker ://x?secret=topsecret",
+	} {
+		_, err := ParseBunkerURI(uri)
+		if !errors.Is(err, ErrBadURI) || strings.Contains(err.Error(), "topsecret") {
+			t.Fatalf("ParseBunkerURI(%q) = %v", uri, err)
+		}
 	}
 }
