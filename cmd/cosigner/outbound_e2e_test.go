@@ -159,3 +159,86 @@ func TestOutboundFeeBumpWithCosigner(t *testing.T) {
 		t.Fatalf("original's timeline %+v", replaced.Timeline)
 	}
 }
+
+// TestOutboundRestartWithCosignerOffline: B is down when the deposit confirms, so A's proposal
+// waits for its co-signer; A is killed (SIGKILL) while it waits and started again, then B comes
+// back. The sweep completes once: A signed its share once (one audit entry), B was asked under
+// the stored request id and decided once, one transaction reached the vault.
+func TestOutboundRestartWithCosignerOffline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.LogOnFailure(t, 60)
+		p.Close()
+	}()
+	if err := p.B.StopDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	op, err := p.Deposit(ctx, 40_000_000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	waiting, err := p.WaitProposal(ctx, 3*time.Minute, scenario.ForTrigger(op, "awaiting_cosigners"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.A.KillDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.A.StartDaemon(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.B.StartDaemon(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitProposal(ctx, 3*time.Minute, scenario.ForTrigger(op, "broadcast", "confirmed")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	done, err := p.WaitProposal(ctx, 2*time.Minute, scenario.ForTrigger(op, "confirmed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := p.Proposals(ctx)
+	if err != nil || len(ps) != 1 || done.ID != waiting.ID || len(done.Events("finalized")) != 1 || len(done.Events("self_signed")) != 1 {
+		t.Fatalf("proposals %+v (%v); timeline %+v", ps, err, done.Timeline)
+	}
+	count := func(d *scenario.Daemon, client string) int {
+		log, err := d.Audit(ctx, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, a := range log {
+			if a.Method == "sign_psbt" && (client == "" || a.Client == client) && a.UnsignedTxID == done.UnsignedTxID {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(p.A, "automation:sweep_deposits"); n != 1 {
+		t.Fatalf("A decided its own share %d times", n)
+	}
+	if n := count(p.B, p.A.Key.NostrPubKey); n != 1 {
+		t.Fatalf("B decided %d times", n)
+	}
+	vault, err := p.VaultBalance(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := vault.Confirmed; got != 40_000_000-done.FeeSat {
+		t.Fatalf("vault has %d sat, want %d", got, 40_000_000-done.FeeSat)
+	}
+}
