@@ -71,8 +71,8 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	}
 	rate, ok := BumpFeeRate(oldRate, est, ceiling)
 	if !ok {
-		if !e.held["stuck:"+p.ID] {
-			e.held["stuck:"+p.ID] = true
+		if !e.noted["stuck:"+p.ID] {
+			e.noted["stuck:"+p.ID] = true
 			e.tell(ctx, p, NoticeStuck, fmt.Sprintf("proposal %s (%s): unconfirmed for %d blocks at %.1f sat/vB and the fee caps (%.1f sat/vB) allow no bump",
 				p.ID, p.Automation, e.chain.TipHeight()-p.BroadcastHeight, p.FeeRate, float64(ceiling)))
 		}

@@ -138,7 +138,7 @@ type Engine struct {
 	// conflicts counts consecutive checks that saw a proposal's inputs spent by an unknown
 	// transaction (two are needed: the watcher may learn of our own spend a moment later).
 	conflicts map[string]int
-	held      map[string]bool // proposals whose self-sign hold was already recorded
+	noted     map[string]bool // what was already recorded or told once per process: "<id>" held, "stuck:<id>", "stuck-ask:<id>"
 	wg        sync.WaitGroup
 }
 
@@ -152,7 +152,7 @@ func NewEngine(svc *Service, chain OutboundChain, opts EngineOptions) *Engine {
 	e := &Engine{svc: svc, desc: svc.desc, chain: chain, db: svc.db, policy: svc.policy, asker: opts.Asker, askerFor: opts.AskerFor, notify: opts.Notifier,
 		prev: opts.Prev, log: log.With("component", "outbound"), now: opts.Now, tick: opts.Tick, scheduleTick: opts.ScheduleTick,
 		retryAfter: opts.RetryAfter, wake: make(chan struct{}, 1), asking: map[string]context.CancelFunc{}, retryAt: map[string]time.Time{},
-		conflicts: map[string]int{}, held: map[string]bool{}}
+		conflicts: map[string]int{}, noted: map[string]bool{}}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -332,10 +332,10 @@ func (e *Engine) noteStuck(ctx context.Context, p store.Proposal, a policy.Autom
 		timeout = policy.DefaultCosignerTimeout
 	}
 	key := "stuck-ask:" + p.ID
-	if e.held[key] || e.now().Sub(p.UpdatedAt) < 3*timeout {
+	if e.noted[key] || e.now().Sub(p.UpdatedAt) < 3*timeout {
 		return
 	}
-	e.held[key] = true
+	e.noted[key] = true
 	e.tell(ctx, p, NoticeStuck, fmt.Sprintf("proposal %s (%s) has waited %s for its co-signers (%d of %d signatures)",
 		p.ID, p.Automation, e.now().Sub(p.UpdatedAt).Round(time.Second), f.Signatures, f.Needed))
 }
@@ -764,8 +764,8 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 	var me *signer.MethodError
 	switch {
 	case errors.As(err, &held):
-		if !e.held[p.ID] {
-			e.held[p.ID] = true
+		if !e.noted[p.ID] {
+			e.noted[p.ID] = true
 			tl, _ := e.db.ProposalTimeline(ctx, p.ID)
 			if len(tl) == 0 || tl[len(tl)-1].Event != "held" && tl[len(tl)-1].Event != "notified" {
 				if err := e.db.AddProposalEvent(ctx, store.ProposalEvent{ProposalID: p.ID, At: e.now(), Event: "held", Detail: held.Reason}); err != nil {
@@ -804,7 +804,7 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 			State: store.CosignerWaiting})
 		evs = append(evs, store.ProposalEvent{Event: "requested", Detail: bp.RemoteSignerPubKey})
 	}
-	delete(e.held, p.ID)
+	delete(e.noted, p.ID)
 	from := p.State
 	p.State, p.PSBT, p.UpdatedAt = store.ProposalAwaitingCosigners, buf.Bytes(), e.now()
 	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: from, Proposal: p, Cosigners: cos, Events: evs}); err != nil {
