@@ -1,6 +1,7 @@
 package psbtflow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -614,4 +616,154 @@ func TestReplaceableCoinNeedsOwnUnconfirmedSpend(t *testing.T) {
 	if !errors.As(err, &me) || !strings.Contains(me.Message, "input_unspent") {
 		t.Fatalf("foreign spender: %v", err)
 	}
+}
+
+// setAutomation replaces the env's automation (name kept) in A's policy.
+func (e *engineEnv) setAutomation(mod func(a *policy.Automation)) {
+	a := e.auto
+	mod(&a)
+	e.auto = a
+	e.pol.Automations = []policy.Automation{a}
+}
+
+func (e *engineEnv) built(t *testing.T, id string) *psbt.Packet {
+	t.Helper()
+	p, err := e.db.GetProposal(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pk
+}
+
+func TestEngineBuilderChoices(t *testing.T) {
+	ctx := context.Background()
+	t.Run("forward spends only the deposit", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) { a.Action.Kind = policy.ActionForward })
+		e.deposit(t, 1, 300_000)
+		ev := e.deposit(t, 2, 150_000)
+		if err := e.eng.HandleEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+		e.until(t, id, StateBroadcast)
+		tx := e.chain.sent[0]
+		if len(tx.TxIn) != 1 || tx.TxIn[0].PreviousOutPoint != ev.UTXO.OutPoint || len(tx.TxOut) != 1 {
+			t.Fatalf("forward tx %v", tx)
+		}
+	})
+	t.Run("sweep keeps the reserve as change", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) { a.Action.Reserve = 50_000 })
+		e.deposit(t, 1, 300_000)
+		ev := e.deposit(t, 2, 150_000)
+		if err := e.eng.HandleEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+		e.until(t, id, StateBroadcast)
+		tx := e.chain.sent[0]
+		var change, paid int64
+		for _, o := range tx.TxOut {
+			if br, _, ok := e.f.chain.Lookup(o.PkScript); ok && br == ChangeBranch {
+				change += o.Value
+			} else {
+				paid += o.Value
+			}
+		}
+		p, _ := e.db.GetProposal(ctx, id)
+		if len(tx.TxIn) != 2 || change != 50_000 || paid != 450_000-50_000-p.FeeSat {
+			t.Fatalf("sweep: %d inputs, change %d, paid %d, fee %d", len(tx.TxIn), change, paid, p.FeeSat)
+		}
+	})
+	t.Run("consolidate spends the small coins to the next change address", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) {
+			a.Trigger = policy.Trigger{Kind: policy.TriggerSchedule, Every: time.Hour}
+			a.Action = policy.Action{Kind: policy.ActionConsolidate, Below: 100_000, MinInputs: 3, MaxFeeRate: 5}
+		})
+		small := []wire.OutPoint{e.deposit(t, 1, 20_000).UTXO.OutPoint, e.deposit(t, 2, 30_000).UTXO.OutPoint, e.deposit(t, 3, 40_000).UTXO.OutPoint}
+		e.deposit(t, 4, 500_000)
+		slot := ScheduleSlot(e.now.Add(time.Hour), time.Hour)
+		if err := e.eng.fire(ctx, ScheduleFirings(e.pol.Automations, slot, e.now)); err != nil {
+			t.Fatal(err)
+		}
+		id := ProposalID("sweep", ScheduleKey(slot))
+		e.until(t, id, StateBroadcast)
+		tx := e.chain.sent[0]
+		var ins []wire.OutPoint
+		for _, in := range tx.TxIn {
+			ins = append(ins, in.PreviousOutPoint)
+		}
+		slices.SortFunc(ins, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
+		slices.SortFunc(small, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
+		want0, _ := e.f.desc.PkScript(ChangeBranch, 0)
+		if !slices.Equal(ins, small) || len(tx.TxOut) != 1 || string(tx.TxOut[0].PkScript) != string(want0) {
+			t.Fatalf("consolidation %v", tx)
+		}
+		// Above its feerate limit it does not run.
+		e.chain.feerate = 8
+		slot2 := slot.Add(time.Hour)
+		e.deposit(t, 5, 10_000)
+		e.deposit(t, 6, 11_000)
+		e.deposit(t, 7, 12_000)
+		if err := e.eng.fire(ctx, ScheduleFirings(e.pol.Automations, slot2, e.now)); err != nil {
+			t.Fatal(err)
+		}
+		p := e.until(t, ProposalID("sweep", ScheduleKey(slot2)), StateAbandoned)
+		if !strings.HasPrefix(p.Reason, "feerate_too_high") {
+			t.Fatalf("reason %q", p.Reason)
+		}
+	})
+	t.Run("a named descriptor is paid at a new address each time", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		var parts []string
+		for i := byte(4); i < 7; i++ {
+			parts = append(parts, testKeys(t, i).Public.KeyOrigin()+"/0/*")
+		}
+		vault := &policy.NamedDescriptor{Name: "vault", Descriptor: "wsh(sortedmulti(2," + strings.Join(parts, ",") + "))"}
+		e.setAutomation(func(a *policy.Automation) {
+			a.Action.To = policy.Destination{Text: "descriptor:vault", Descriptor: vault}
+		})
+		// Without rules, A's limits allow any destination; B has no destination list.
+		var paid [][]byte
+		for i, idx := range []uint32{2, 3} {
+			ev := e.deposit(t, idx, 150_000)
+			if err := e.eng.HandleEvent(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+			e.until(t, ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint)), StateBroadcast)
+			paid = append(paid, e.chain.sent[i].TxOut[0].PkScript)
+		}
+		d, err := descriptor.Parse(vault.Descriptor, net)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range paid {
+			want, _ := d.PkScript(0, uint32(i))
+			if string(s) != string(want) {
+				t.Fatalf("sweep %d paid %x, want the vault's address %d", i, s, i)
+			}
+		}
+	})
+	t.Run("funding_seen sweeps the unconfirmed deposit that fired it", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) { a.Trigger = policy.Trigger{Kind: policy.TriggerFundingSeen} })
+		ev := e.deposit(t, 2, 150_000)
+		e.f.chain.coins[ev.UTXO.OutPoint] = Coin{Value: 150_000, PkScript: ev.UTXO.PkScript, Branch: 0, Index: 2} // in the mempool
+		seen := chainwatch.FundingSeen{UTXO: ev.UTXO}
+		seen.UTXO.Height = 0
+		if err := e.eng.HandleEvent(ctx, seen); err != nil {
+			t.Fatal(err)
+		}
+		// The deposit that fired it is swept even unconfirmed (funding_seen); the policy decides.
+		p := e.until(t, ProposalID("sweep", FundingKey(policy.TriggerFundingSeen, ev.UTXO.OutPoint)), StateBroadcast)
+		if p.TxID == "" {
+			t.Fatal("no transaction")
+		}
+	})
 }
