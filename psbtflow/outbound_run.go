@@ -309,19 +309,16 @@ func (e *Engine) advance(ctx context.Context, id string) (bool, error) {
 		return true, e.finalize(ctx, p, pk)
 	case ActBroadcast:
 		return e.broadcast(ctx, p)
-	case ActConfirm, ActUnconfirm, ActMarkReplace:
-		return true, e.move(ctx, p, d.To, string(d.To), "", e.noticeFor(d))
+	case ActConfirm:
+		return true, e.move(ctx, p, d.To, "confirmed", fmt.Sprintf("%d confirmation(s)", f.Confs), NoticeConfirmed)
+	case ActUnconfirm:
+		return true, e.move(ctx, p, d.To, "reorged", "its block left the chain; followed (and sent again) until it confirms", "")
+	case ActMarkReplace:
+		return true, e.move(ctx, p, d.To, "replaced", "its fee bump confirmed", "")
 	case ActBump:
 		return false, e.bump(ctx, p, a, pk)
 	}
 	return false, fmt.Errorf("psbtflow: unknown action %s", d.Do)
-}
-
-func (e *Engine) noticeFor(d Decision) NoticeKind {
-	if d.Do == ActConfirm {
-		return NoticeConfirmed
-	}
-	return ""
 }
 
 // noteStuck tells the operator once (per process) about a proposal that has been waiting for

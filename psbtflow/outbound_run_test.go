@@ -368,6 +368,9 @@ func TestEngineSweepToConfirmed(t *testing.T) {
 	e.until(t, id, StateBroadcast)
 	e.chain.mine()
 	e.until(t, id, StateConfirmed)
+	if tl := e.timeline(t, id); !slices.Contains(tl, "reorged") || tl[len(tl)-2] != "confirmed" {
+		t.Fatalf("timeline after the reorg %v", tl)
+	}
 	for _, s := range e.chain.sent {
 		if s.TxHash() != tx.TxHash() {
 			t.Fatalf("another transaction was broadcast: %s", s.TxHash())
