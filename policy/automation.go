@@ -278,6 +278,24 @@ func (a *Automation) FeeRate(estimate FeeRate, ok bool, limits Limits) FeeRate {
 	return r
 }
 
+// MaxFeeRateAt is the strictest limits.max_feerate of the policies in force at now (see
+// WithPrior), unset when none sets one.
+func (p *Policy) MaxFeeRateAt(now time.Time) Opt[FeeRate] {
+	var out Opt[FeeRate]
+	for _, s := range p.stages(now) {
+		if c := s.Limits.MaxFeeRate; c.Set && (!out.Set || c.V < out.V) {
+			out = c
+		}
+	}
+	return out
+}
+
+// AutomationFeeRate is a.FeeRate(estimate, ok, …) under the strictest limits.max_feerate of the
+// policies in force at now: the feerate the engine should build a's transaction with (sat/vB).
+func (p *Policy) AutomationFeeRate(a *Automation, estimate FeeRate, ok bool, now time.Time) FeeRate {
+	return a.FeeRate(estimate, ok, Limits{MaxFeeRate: p.MaxFeeRateAt(now)})
+}
+
 // Consolidates reports whether a consolidate automation may run at feerate rate (sat/vB, the one
 // FeeRate returned): only while rate ≤ Action.MaxFeeRate. True for other actions.
 func (a *Automation) Consolidates(rate FeeRate) bool {

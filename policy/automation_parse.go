@@ -128,9 +128,10 @@ func (v *validator) intIn(n *yaml.Node, what string, lo, hi int) (int, bool) {
 }
 
 // oneKey checks that the mapping n (already read into m) has exactly one of keys and returns it.
-func (v *validator) oneKey(n *yaml.Node, m map[string]*yaml.Node, what, example string, keys []string) (string, *yaml.Node, bool) {
+// It returns the key's node and its value's.
+func (v *validator) oneKey(n *yaml.Node, m map[string]*yaml.Node, what, example string, keys []string) (*yaml.Node, *yaml.Node, bool) {
 	if m == nil {
-		return "", nil, false
+		return nil, nil, false
 	}
 	var found []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -140,14 +141,14 @@ func (v *validator) oneKey(n *yaml.Node, m map[string]*yaml.Node, what, example 
 	}
 	switch {
 	case len(found) == 1:
-		return found[0].Value, m[found[0].Value], true
+		return found[0], m[found[0].Value], true
 	case len(found) > 1:
 		v.errorf(found[1], "%s takes exactly one of %s; this one has %s and %s (make two automations)", what, strings.Join(keys, ", "), found[0].Value, found[1].Value)
 	case len(n.Content) == 0:
 		v.errorf(n, "%s is empty: give one of %s, e.g. %s", what, strings.Join(keys, ", "), example)
 	}
 	// otherwise only unknown keys, already reported by mapping
-	return "", nil, false
+	return nil, nil, false
 }
 
 func (v *validator) trigger(n *yaml.Node) (Trigger, bool) {
@@ -156,7 +157,7 @@ func (v *validator) trigger(n *yaml.Node) (Trigger, bool) {
 	if !ok {
 		return Trigger{}, false
 	}
-	t := Trigger{Kind: TriggerKind(key)}
+	t := Trigger{Kind: TriggerKind(key.Value)}
 	switch t.Kind {
 	case TriggerFundingSeen:
 		if val.Kind != yaml.ScalarNode || val.Value != "true" {
@@ -199,7 +200,7 @@ func (v *validator) action(n *yaml.Node, trig TriggerKind) (Action, bool) {
 	if !ok {
 		return Action{}, false
 	}
-	a := Action{Kind: ActionKind(key)}
+	a := Action{Kind: ActionKind(key.Value)}
 	errs := len(v.errs)
 	switch a.Kind {
 	case ActionSweep:
@@ -213,7 +214,7 @@ func (v *validator) action(n *yaml.Node, trig TriggerKind) (Action, bool) {
 		}
 	case ActionForward:
 		if trig != "" && trig != TriggerFundingSeen && trig != TriggerFundingConfirmed {
-			v.errorf(n.Content[0], "forward spends the deposit that fired the trigger, so it needs a funding_seen or funding_confirmed trigger, not %s (use sweep)", trig)
+			v.errorf(key, "forward spends the deposit that fired the trigger, so it needs a funding_seen or funding_confirmed trigger, not %s (use sweep)", trig)
 		}
 		am := v.mapping(val, "forward", keysForward)
 		if am == nil {

@@ -420,3 +420,36 @@ func TestDestinationForNetwork(t *testing.T) {
 		t.Errorf("WithNetwork(regtest) and a mainnet to: %v", err)
 	}
 }
+
+// TestAutomationFeeRateStaged: while a raised limits.max_feerate waits for loosen_delay, the
+// engine's feerate stays under the old, lower cap.
+func TestAutomationFeeRateStaged(t *testing.T) {
+	now := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	auto := "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n    cosigners: [" + qB + "]\n"
+	old := mustParse(t, autoDoc("  max_feerate: 10 sat/vB\n", auto))
+	next := mustParse(t, autoDoc("  max_feerate: 40 sat/vB\n", auto)).WithPrior(old, now.Add(time.Hour))
+	a := next.AutomationsAt(now)[0]
+	if got := next.AutomationFeeRate(&a, 30, true, now); got != 10 {
+		t.Errorf("during the delay: %v sat/vB, want 10", got)
+	}
+	if a.Fee.MaxFeeRate != 10 {
+		t.Errorf("during the delay the old version runs, with its fee cap 10 sat/vB: %+v", a.Fee)
+	}
+	a = next.AutomationsAt(now.Add(time.Hour))[0]
+	if got := next.AutomationFeeRate(&a, 30, true, now.Add(time.Hour)); got != 30 {
+		t.Errorf("after the delay: %v sat/vB, want 30", got)
+	}
+	if c := next.MaxFeeRateAt(now); !c.Set || c.V != 10 {
+		t.Errorf("MaxFeeRateAt during the delay: %+v", c)
+	}
+	if c := next.MaxFeeRateAt(now.Add(time.Hour)); !c.Set || c.V != 40 {
+		t.Errorf("MaxFeeRateAt after the delay: %+v", c)
+	}
+	wide := Automation{Fee: FeeStrategy{MaxFeeRate: 100, Fallback: 2}}
+	if got := next.AutomationFeeRate(&wide, 30, true, now); got != 10 {
+		t.Errorf("the old policy's cap does not bound the feerate: %v", got)
+	}
+	if c := mustParse(t, autoDoc("", auto)).MaxFeeRateAt(now); c.Set {
+		t.Errorf("no cap set: %+v", c)
+	}
+}

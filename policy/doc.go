@@ -12,4 +12,8 @@
 //     watching, a VersionStore) applies tightenings at once and loosenings only after the
 //     running policy's loosen_delay, keeping both in force meanwhile (WithPrior: the stricter
 //     decision wins).
+//   - Automations (automation.go) are the transactions this co-signer starts itself on chain
+//     events; Parse validates them, small pure methods (FiresOn, Crosses, Slot, FeeRate,
+//     Consolidates, AutomationsAt) give psbtflow's engine their meaning, and Evaluate decides
+//     the PSBTs they build as client "automation:NAME" under the same limits and rules.
 package policy

@@ -136,7 +136,7 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 		r.log.Warn("policy loosened: the new file applies alone only after the loosen delay; until then the stricter decision wins",
 			"hash", hash, "applies_alone_at", v.EffectiveAt.UTC().Format(time.RFC3339), "loosenings", loosen)
 	} else {
-		r.log.Info("policy loaded", "file", r.path, "hash", hash, "rules", len(next.Rules), "clients", len(next.Clients))
+		r.log.Info("policy loaded", "file", r.path, "hash", hash, "rules", len(next.Rules), "clients", len(next.Clients), "automations", len(next.Automations))
 	}
 	r.cur.Store(p)
 	return true, nil

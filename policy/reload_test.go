@@ -155,3 +155,47 @@ func TestReloaderRunWatchesTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestReloadAutomations: a new automation is a loosening — the engine does not run it (and
+// Evaluate does not authorize its client) until loosen_delay has passed; removing it applies at
+// once.
+func TestReloadAutomations(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	write := func(doc string) {
+		if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	auto := "automations:\n  - name: sweep\n    trigger: {funding_confirmed: 1}\n    action: {sweep: {to: " + addrX + "}}\n    cosigners: [" + qB + "]\n"
+	write(reloadDoc("1 BTC", ""))
+	r, err := NewReloader(ctx, path, &memVersions{}, nil, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(reloadDoc("1 BTC", auto))
+	if changed, err := r.Reload(ctx); err != nil || !changed {
+		t.Fatalf("reload = %v, %v", changed, err)
+	}
+	running := func(at time.Time) int { return len(r.Policy().AutomationsAt(at)) }
+	authorized := func(at time.Time) Outcome {
+		return Evaluate(r.Policy(), Input{Client: "automation:sweep", Method: "sign_psbt", Now: at, Outflow: 1000}).Outcome
+	}
+	later := now.Add(7 * 24 * time.Hour)
+	if running(now) != 0 || authorized(now) != Unauthorized {
+		t.Fatalf("a new automation runs before loosen_delay: %d running, %s", running(now), authorized(now))
+	}
+	if running(later) != 1 || authorized(later) != Allow {
+		t.Fatalf("after loosen_delay: %d running, %s", running(later), authorized(later))
+	}
+	now = later
+	write(reloadDoc("1 BTC", ""))
+	if _, err := r.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if prior, _ := r.Policy().Prior(); prior != nil || running(now) != 0 || authorized(now) != Unauthorized {
+		t.Fatalf("removing an automation must apply at once (prior %v)", prior != nil)
+	}
+}

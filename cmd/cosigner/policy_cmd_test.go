@@ -139,4 +139,30 @@ rules:
 	if err := runCommand(ctx, []string{"policy", "test", pol}, &out); err == nil {
 		t.Fatal("policy test without --psbt should be a usage error")
 	}
+
+	// The PSBT as an automation's: --client automation:NAME, matched by the rule naming it.
+	os.WriteFile(pol, []byte(`version: 1
+clients: [{name: coordinator, pubkey: 79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798}]
+limits: {max_per_tx: 1 BTC}
+automations:
+  - name: sweep
+    trigger: {funding_confirmed: 1}
+    action: {sweep: {to: bcrt1qqvpsxqcrqvpsxqcrqvpsxqcrqvpsxqcruj60yu}}
+    cosigners: ["bunker://c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5?relay=wss://relay.example.com"]
+rules:
+  - {name: automated, match: {clients: [automation:sweep]}, action: allow}
+`), 0o600)
+	for _, c := range []struct{ client, want string }{
+		{"automation:sweep", "decision: ALLOW by automated"},
+		{"coordinator", "decision: DENY by no_rule_matched"},
+		{"automation:other", "decision: UNAUTHORIZED by clients: no automation named \"other\""},
+	} {
+		out.Reset()
+		if err := runCommand(ctx, []string{"policy", "test", pol, "--psbt", psbtFile, "--client", c.client}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), c.want) {
+			t.Errorf("policy test --client %s lacks %q:\n%s", c.client, c.want, out.String())
+		}
+	}
 }
