@@ -55,6 +55,9 @@ type PairOptions struct {
 	// MinRelayFeeRate is btcd's relay and mining floor in sat/vB (devnet.Config.MinRelayFeeRate):
 	// transactions below it stay unconfirmed, for fee-bump tests. 0: btcd's default.
 	MinRelayFeeRate int64
+	// Net, when set, is a running network to use (for example an Env's) instead of starting
+	// one; Close leaves it running. MinRelayFeeRate is then ignored.
+	Net *devnet.Network
 	// NoStartA leaves A stopped after setup (StartDaemon it when the test is ready).
 	NoStartA bool
 	Logger   *slog.Logger
@@ -87,6 +90,7 @@ type Pair struct {
 
 	mu        sync.Mutex
 	nextIndex uint32 // next receive index Deposit pays
+	ownNet    bool   // Close closes Net
 	log       *slog.Logger
 }
 
@@ -113,9 +117,12 @@ func SetupPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 			p.Close()
 		}
 	}()
-	if p.Net, err = devnet.Start(ctx, devnet.Config{Dir: filepath.Join(dir, "network"), Logger: o.Logger,
-		MinRelayFeeRate: o.MinRelayFeeRate}); err != nil {
-		return nil, err
+	if p.Net = o.Net; p.Net == nil {
+		if p.Net, err = devnet.Start(ctx, devnet.Config{Dir: filepath.Join(dir, "network"), Logger: o.Logger,
+			MinRelayFeeRate: o.MinRelayFeeRate}); err != nil {
+			return nil, err
+		}
+		p.ownNet = true
 	}
 	common := []string{
 		"COSIGNER_ELECTRUM_URL=" + p.Net.ElectrumURL(),
@@ -204,6 +211,8 @@ type SweepOptions struct {
 	BumpAfter int
 	// Fallback and MaxFeeRate are the fee strategy's (defaults "2 sat/vB", "50 sat/vB").
 	Fallback, MaxFeeRate string
+	// TargetBlocks is the fee strategy's confirmation target (default 6).
+	TargetBlocks int
 }
 
 // SweepPolicyA is A's policy for the pair: every deposit confirmed once is swept, whole, to the
@@ -225,6 +234,9 @@ func SweepPolicyA(o SweepOptions) string {
 	if o.MaxFeeRate == "" {
 		o.MaxFeeRate = "50 sat/vB"
 	}
+	if o.TargetBlocks == 0 {
+		o.TargetBlocks = 6
+	}
 	return `# cosigner A: sweep every confirmed deposit to the cold vault, co-signed by B.
 version: 1
 clients:
@@ -241,7 +253,7 @@ automations:
     trigger: {funding_confirmed: 1}
     action:
       sweep: {to: descriptor:cold_vault}
-    fee: {target_blocks: 6, max_feerate: ` + o.MaxFeeRate + `, fallback: ` + o.Fallback + `}
+    fee: {target_blocks: ` + strconv.Itoa(o.TargetBlocks) + `, max_feerate: ` + o.MaxFeeRate + `, fallback: ` + o.Fallback + `}
     cosigners:
       - "` + VarBunkerB + `"
     signatures: 2
@@ -433,17 +445,25 @@ func (p *Pair) VaultBalance(ctx context.Context) (Balance, error) {
 	return b, err
 }
 
-// LogOnFailure logs both instances' log tails (and race reports) when t has failed.
+// LogOnFailure logs, when t has failed, the last n lines of both instances' logs above debug
+// level, and their race reports.
 func (p *Pair) LogOnFailure(t TestLog, n int) {
 	t.Helper()
+	if !t.Failed() {
+		return
+	}
 	for _, d := range []*Daemon{p.A, p.B} {
-		if d != nil {
-			d.LogOnFailure(t, n)
+		if d == nil {
+			continue
+		}
+		t.Logf("cosigner %s log (tail, no debug lines):\n%s", d.Name, d.InfoTail(n))
+		if r := d.RaceReports(); r != "" {
+			t.Logf("race reports in cosigner %s:\n%s", d.Name, r)
 		}
 	}
 }
 
-// Close stops both daemons and the network.
+// Close stops both daemons and the network (unless it was PairOptions.Net).
 func (p *Pair) Close() {
 	for _, d := range []*Daemon{p.A, p.B} {
 		if d == nil {
@@ -453,7 +473,7 @@ func (p *Pair) Close() {
 			p.log.Warn("cosigner stop", "cosigner", d.Name, "error", err)
 		}
 	}
-	if p.Net != nil {
+	if p.Net != nil && p.ownNet {
 		p.Net.Close()
 	}
 }
