@@ -152,7 +152,8 @@ const (
 	// MinScheduleEvery is the shortest schedule.
 	MinScheduleEvery = time.Minute
 	// DefaultMinInputs is consolidate.min_inputs when absent; MaxConsolidateInputs its upper
-	// bound (about what fits in a standard transaction of 100,000 vB with 2-of-3 P2WSH inputs).
+	// bound (500 2-of-3 P2WSH inputs are about 52,000 vB, well inside a standard transaction's
+	// 100,000 vB).
 	DefaultMinInputs     = 2
 	MaxConsolidateInputs = 500
 )

@@ -37,6 +37,7 @@ const (
 // "automation:NAME").
 func (v *validator) automations(n *yaml.Node) {
 	names := map[string]int{}
+	v.autoNames = map[string]bool{}
 	for _, item := range v.list(n, "automations", "[{name: sweep_deposits, trigger: {funding_confirmed: 1}, action: {sweep: {to: descriptor:cold_vault}}, cosigners: [bunker://…]}]") {
 		m := v.mapping(item, "an automation", keysAutomation)
 		if m == nil {
@@ -49,6 +50,7 @@ func (v *validator) automations(n *yaml.Node) {
 				ok = false
 			} else {
 				names[a.Name] = item.Line
+				v.autoNames[a.Name] = true
 			}
 		}
 		if ok {

@@ -124,6 +124,7 @@ func TestAutomationErrors(t *testing.T) {
 		{"duplicate name", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n" + ok + "  - name: s\n    trigger: {schedule: 1h}\n    action: {sweep: {to: " + addrX + "}}\n" + ok, "p.yaml:13:11: automation name \"s\" used twice (first on line 9)"},
 		{"not a list", "", "  name: s\n", "automations must be a list"},
 		{"unknown key", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n" + ok + "    timout: 1m\n", "unknown key \"timout\" in an automation (did you mean \"timeout\"?)"},
+		{"unquoted URI in a flow list", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n    cosigners: [" + bunkerB + "]\n", "p.yaml:12:1: YAML syntax: did not find expected ',' or ']' (quote bunker:// URIs inside [ ]"},
 		{"rule names a missing automation", "", "  - name: s\n    trigger: {funding_seen: true}\n    action: {sweep: {to: " + addrX + "}}\n" + ok + "rules:\n  - {name: r, match: {clients: [automation:t]}, action: allow}\n", "no automation named \"t\" under automations:"},
 	}
 	for _, c := range cases {
@@ -451,5 +452,17 @@ func TestAutomationFeeRateStaged(t *testing.T) {
 	}
 	if c := mustParse(t, autoDoc("", auto)).MaxFeeRateAt(now); c.Set {
 		t.Errorf("no cap set: %+v", c)
+	}
+}
+
+// TestAutomationErrorNotRepeatedByRules: a rule naming an automation that has an error is not
+// reported as well (one mistake, one message).
+func TestAutomationErrorNotRepeatedByRules(t *testing.T) {
+	doc := autoDoc("", "  - name: s\n    trigger: {schedule: 10s}\n    action: {sweep: {to: "+addrX+"}}\n    cosigners: ["+qB+"]\n"+
+		"rules:\n  - {name: r, match: {clients: [automation:s]}, action: allow}\n")
+	_, err := Parse("p.yaml", []byte(doc))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 1 || !strings.Contains(es[0].Msg, "schedule 10s is shorter than 1m") {
+		t.Fatalf("Parse = %v, want only the schedule error", err)
 	}
 }

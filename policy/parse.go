@@ -47,7 +47,7 @@ func Parse(name string, data []byte, opts ...Option) (*Policy, error) {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlError(name, err)
+		return nil, yamlError(name, err, data)
 	}
 	v := &validator{file: name, opts: o}
 	p := v.document(&root)
@@ -69,6 +69,9 @@ type validator struct {
 	opts parseOptions
 	errs Errors
 	p    *Policy
+	// autoNames are the automation names in the file, also of automations with errors (so that
+	// a rule naming one is not reported as well).
+	autoNames map[string]bool
 }
 
 func (v *validator) errorf(n *yaml.Node, format string, args ...any) {
@@ -661,7 +664,7 @@ func (v *validator) limits(n *yaml.Node) {
 // psbtflow gives the PSBTs an automation builds).
 func (v *validator) clientByName(n *yaml.Node) (string, bool) {
 	if name, ok := strings.CutPrefix(n.Value, AutomationClientPrefix); ok {
-		if v.p.Automation(name) != nil {
+		if v.autoNames[name] {
 			return n.Value, true
 		}
 		v.errorf(n, "no automation named %q under automations:", name)
@@ -796,13 +799,28 @@ func (v *validator) holdSpec(n *yaml.Node) *HoldSpec {
 	return h
 }
 
-func yamlError(name string, err error) error {
+func yamlError(name string, err error, data []byte) error {
 	// yaml.v3 syntax errors read "yaml: line N: msg"; keep its line and add the file name.
 	msg := err.Error()
 	var line int
 	if _, scanErr := fmt.Sscanf(msg, "yaml: line %d:", &line); scanErr == nil {
 		_, rest, _ := strings.Cut(msg, ": line ")
 		_, rest, _ = strings.Cut(rest, ": ")
+		if strings.HasPrefix(rest, "did not find expected ',' or") {
+			// yaml.v3 reports these with the 0-based line of the unclosed [ or {.
+			line++
+			// yaml.v3 does not read a plain value with "?" inside [ ]; bunker:// URIs have one.
+			lines := strings.Split(string(data), "\n")
+			for l := line - 1; l >= 0 && l < min(line+20, len(lines)); l++ {
+				if strings.Contains(lines[l], "bunker:") && !strings.Contains(lines[l], `"bunker:`) && !strings.Contains(lines[l], `'bunker:`) {
+					rest += ` (quote bunker:// URIs inside [ ]: ["bunker://…"], or list them one per line with "- ")`
+					break
+				}
+				if strings.ContainsAny(lines[l], "]}") {
+					break // the end of this flow list
+				}
+			}
+		}
 		return Errors{{File: name, Line: line, Column: 1, Msg: "YAML syntax: " + rest}}
 	}
 	return Errors{{File: name, Line: 1, Column: 1, Msg: "YAML: " + strings.TrimPrefix(msg, "yaml: ")}}

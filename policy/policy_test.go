@@ -59,6 +59,7 @@ func TestParseErrorsCarryLineColumn(t *testing.T) {
 		{"missing limits", "version: 1\nclients: []\n", "p.yaml:1:1: missing key \"limits\""},
 		{"wrong version", "version: 2\nclients: []\nlimits: {max_per_tx: 1 BTC}\n", "p.yaml:1:10: version must be 1"},
 		{"syntax", "version: 1\nclients: [\n", "p.yaml:"},
+		{"unclosed flow mapping", "version: 1\nclients: []\nlimits: {max_per_tx: 1 BTC\nrules: []\n", "p.yaml:3:1: YAML syntax: did not find expected ',' or '}'"},
 		{"empty", "", "p.yaml:1:1: empty policy"},
 		{"unknown method", "version: 1\nclients:\n  - pubkey: " + pkA + "\n    methods: [sign_event]\nlimits: {max_per_tx: 1 BTC}\n", "p.yaml:4:15: unknown method \"sign_event\""},
 	}

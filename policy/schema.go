@@ -174,5 +174,9 @@ func automationSchema(amount, duration func(string) js) js {
 		"bump_after": js{"type": "integer", "minimum": 0, "maximum": MaxBumpAfter, "description": "Blocks unconfirmed before an RBF fee bump (default 6; 0: never)."},
 	}, "name", "trigger", "action", "cosigners")
 	a["description"] = "One automation."
+	// forward spends the deposit that fired the trigger: only with a funding trigger.
+	a["if"] = js{"required": []string{"action"}, "properties": js{"action": js{"required": []string{"forward"}}}}
+	a["then"] = js{"properties": js{"trigger": js{"anyOf": []any{
+		js{"required": []string{"funding_seen"}}, js{"required": []string{"funding_confirmed"}}}}}}
 	return a
 }

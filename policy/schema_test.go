@@ -122,6 +122,7 @@ func TestSchemaRefusesInvalidPolicies(t *testing.T) {
 		"bad automation name":        head + lim + strings.Replace(auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", ""), "name: a", "name: Sweep All", 1),
 		"automation key typo":        head + lim + auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", "    timout: 1m\n"),
 		"cosigner not bunker":        head + lim + strings.Replace(auto("{funding_seen: true}", "{sweep: {to: "+addrX+"}}", ""), "bunker://", "nostrconnect://", 1),
+		"forward on a schedule":      head + lim + auto("{schedule: 1d}", "{forward: {to: "+addrX+"}}", ""),
 		"empty cosigners":            head + lim + "automations:\n  - {name: a, trigger: {funding_seen: true}, action: {sweep: {to: " + addrX + "}}, cosigners: []}\n",
 	} {
 		t.Run(strings.ReplaceAll(name, " ", "_"), func(t *testing.T) {

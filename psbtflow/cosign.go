@@ -104,10 +104,14 @@ func (c *Coordinator) Close() {
 	}
 }
 
-// Ask sends sign_psbt [p as base64] to the co-signer at bunkerURI under requestID and waits for
-// its answer (DESIGN.md "sign_psbt"; NIP-46 request/response). The caller stores requestID
-// before calling: after a restart it asks again with the same id and the same PSBT, and the
-// remote signer answers that request the same way instead of evaluating it twice.
+// Ask sends sign_psbt [p as base64, without its partial signatures] to the co-signer at
+// bunkerURI under requestID and waits for its answer (DESIGN.md "sign_psbt"; NIP-46
+// request/response). The caller stores requestID before calling: after a restart it asks again
+// with the same id and the same PSBT, and the remote signer answers that request the same way
+// instead of evaluating it twice. The signatures are left out of the request (a co-signer signs
+// its own share whatever others signed) so that a PSBT that other co-signers' signatures were
+// combined into since is still the same request; any other change to p makes it another one,
+// which a remote signer refuses under a used id (invalid_request).
 //
 // The co-signer is dialed with connect (the bunker URI's secret; a client that already spent it
 // reconnects with it) and dialed again after each Timeout while unreachable. The request is
@@ -115,8 +119,8 @@ func (c *Coordinator) Close() {
 // holds the request: cooling-off, approvals) calls onHeld(url) once per distinct URL and the
 // wait goes on. Ask returns when the co-signer answers, or ctx ends, with:
 //   - the co-signer's PSBT, checked: the same unsigned transaction, no data conflicting with
-//     p's (Combine), every partial signature it added valid (see Finalize for the checks), and
-//     at least one new valid signature by a key of the input's script on every input;
+//     p's (Combine), every partial signature in it valid (see Finalize for the checks), and at
+//     least one valid signature by a key of the input's script on every input;
 //   - a *signer.RemoteError (wrapped, naming the co-signer) for an error answer: its Code() is
 //     policy_denied, unauthorized, unsafe_psbt, … (internal may be transient: the co-signer has
 //     not finished syncing);
@@ -135,6 +139,7 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *p
 	if err != nil {
 		return nil, fmt.Errorf("psbtflow: the PSBT to ask for: %w", err)
 	}
+	withoutSignatures(asked)
 	ins, err := c.resolve(asked)
 	if err != nil {
 		return nil, err
@@ -183,6 +188,17 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *p
 	}
 	c.log.Info("co-signer signed", "cosigner", name, "id", requestID)
 	return got, nil
+}
+
+// withoutSignatures removes every input's partial signatures (PSBT_IN_PARTIAL_SIG,
+// PSBT_IN_TAP_KEY_SIG, PSBT_IN_TAP_SCRIPT_SIG): what stays is what a co-signer needs to check
+// and sign its share.
+func withoutSignatures(p *psbt.Packet) {
+	for i := range p.Inputs {
+		p.Inputs[i].PartialSigs = nil
+		p.Inputs[i].TaprootKeySpendSig = nil
+		p.Inputs[i].TaprootScriptSpendSig = nil
+	}
 }
 
 // bound ends ctx also when the Coordinator is closed.

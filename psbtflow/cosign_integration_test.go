@@ -179,6 +179,13 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 	if !bytes.Equal(serialize(t, again), serialize(t, signed)) {
 		t.Fatal("the repeated request was answered with another PSBT")
 	}
+	// Asked again with the PSBT its answer was combined into: still the same request.
+	if again, err = co2.Ask(ctx, bunker, "cosign-small", comb, nil); err != nil {
+		t.Fatalf("re-ask with the combined PSBT: %v", err)
+	}
+	if !bytes.Equal(serialize(t, again), serialize(t, signed)) {
+		t.Fatal("the request re-asked with the combined PSBT was answered with another PSBT")
+	}
 	if _, err := co2.Ask(ctx, bunker, "cosign-large", large, nil); !errors.As(err, &re) || re.Code() != "policy_denied" {
 		t.Fatalf("repeated denied request = %v", err)
 	}

@@ -2,8 +2,10 @@ package psbtflow
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -15,7 +17,7 @@ import (
 )
 
 // twoInputPSBT builds an unsigned 2-input payment of the fixture's wallet (kind wsh or sh-wsh).
-func twoInputPSBT(t *testing.T, kind string) (*fixture, *psbt.Packet) {
+func twoInputPSBT(t testing.TB, kind string) (*fixture, *psbt.Packet) {
 	t.Helper()
 	f := newKindFixture(t, kind)
 	in1 := f.addCoin(t, 0, 0, 60_000)
@@ -27,7 +29,7 @@ func twoInputPSBT(t *testing.T, kind string) (*fixture, *psbt.Packet) {
 }
 
 // signedBy returns a copy of p signed by the fixture keys with the given indexes.
-func signedBy(t *testing.T, f *fixture, p *psbt.Packet, keys ...int) *psbt.Packet {
+func signedBy(t testing.TB, f *fixture, p *psbt.Packet, keys ...int) *psbt.Packet {
 	t.Helper()
 	q, err := clonePacket(p)
 	if err != nil {
@@ -358,4 +360,48 @@ func FuzzCombineFinalize(f *testing.F) {
 			t.Fatalf("finalized transaction does not spend the PSBT's inputs")
 		}
 	})
+}
+
+// TestFinalizeBuiltPSBT runs the whole BIP-174 life of a PSBT the builder made (Creator and
+// Updater: Build; Signer: SignInputs by two co-signers separately; Combiner; Finalizer and
+// Extractor), for wsh and sh(wsh) wallets, with the finalized vsize no larger than the builder's
+// estimate.
+func TestFinalizeBuiltPSBT(t *testing.T) {
+	for _, kind := range []string{"wsh", "sh-wsh"} {
+		t.Run(kind, func(t *testing.T) {
+			f := newKindFixture(t, kind)
+			txs := prevTxs{}
+			coins := []UTXO{f.fundCoin(t, txs, 0, 1, 70_000), f.fundCoin(t, txs, 1, 2, 40_000)}
+			pays := []Payment{{Address: externalAddr, Amount: 90_000}}
+			params, err := NewSelectParams(f.desc, pays)
+			if err != nil {
+				t.Fatal(err)
+			}
+			params.Rand = rand.New(rand.NewPCG(1, 2))
+			sel, err := Select(coins, 90_000, 2, params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := Build(context.Background(), f.desc, sel, pays, BuildOptions{ChangeIndex: 1, TipHeight: f.chain.tip, Rand: params.Rand}, txs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := Analyze(p, f.desc, f.chain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			comb, err := Combine(p, signedBy(t, f, p, 1), signedBy(t, f, p, 2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx, err := Finalize(f.desc, comb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.verifyScripts(t, tx)
+			if v := finalVSize(tx); v > a.VSize {
+				t.Fatalf("finalized vsize %d above the estimate %d", v, a.VSize)
+			}
+		})
+	}
 }

@@ -544,9 +544,9 @@ func (e *Engine) destination(a policy.Automation, used map[string]bool) ([]byte,
 	return nil, fmt.Errorf("%w: automation %q: destination %s has no unused address", ErrAutomation, a.Name, to.Text)
 }
 
-// limitFeeRate is the policy's limits.max_feerate, 0 when not set.
+// limitFeeRate is the strictest limits.max_feerate of the policies in force, 0 when none is set.
 func (e *Engine) limitFeeRate() policy.FeeRate {
-	if l := e.policy().Limits.MaxFeeRate; l.Set {
+	if l := e.policy().MaxFeeRateAt(e.now()); l.Set {
 		return l.V
 	}
 	return 0
@@ -838,7 +838,9 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	}
 	var re *signer.RemoteError
 	switch {
-	case errors.As(err, &re) && re.Code() != signer.CodeInternal:
+	case errors.As(err, &re) && re.Code() != signer.CodeInternal && re.Code() != signer.CodeRateLimited:
+		// A refusal (policy_denied, unauthorized, unsafe_psbt, …); internal (not synced yet)
+		// and rate_limited are passing, asked again below.
 		e.denied(ctx, p.ID, c, re.Text)
 		return
 	case err != nil:

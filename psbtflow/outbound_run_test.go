@@ -491,17 +491,12 @@ func TestEngineFeeBump(t *testing.T) {
 	}
 	e.chain.mempool = pending
 	e.chain.feerate = 4
-	// The other co-signer signs with its key as an offline signer would (a co-signer daemon's
-	// analysis refuses inputs its watcher sees spent in the mempool: see the report).
-	e.co.raw = func(p *psbt.Packet) error {
-		view := replaceableView{ChainView: e.chain, more: e.eng.ReplaceableCoin}
-		a, err := Analyze(p, e.f.desc, view)
-		if err != nil {
-			return err
-		}
-		_, err = SignInputs(p, a, e.f.desc, slotOf(t, e.f.desc, e.f.keys[0]), e.f.keys[0], view)
-		return err
-	}
+	// B's watcher saw the original spend the deposit (a Spent event naming it): B co-signed
+	// the original, so it analyses the replacement against that coin.
+	orig0 := e.chain.sent[0]
+	c := Coin{Value: ev.UTXO.Value, PkScript: ev.UTXO.PkScript, Branch: 0, Index: ev.UTXO.Index, Height: ev.UTXO.Height}
+	e.co.svc.NoteSpentCoin(ev.UTXO.OutPoint, c, orig0.TxHash())
+	e.co.svc.SetTxConfirmed(func(txid chainhash.Hash) bool { st, ok := e.chain.Tx(txid); return ok && st.Verified && st.Height > 0 })
 	bumpID := ProposalID("sweep", "bump:"+id)
 	b := e.until(t, bumpID, StateBroadcast)
 	bt := e.chain.sent[len(e.chain.sent)-1]
@@ -526,4 +521,24 @@ func TestEngineFeeBump(t *testing.T) {
 	e.chain.mu.Unlock()
 	e.until(t, bumpID, StateConfirmed)
 	e.until(t, id, StateReplaced)
+}
+
+// A coin spent by a transaction this co-signer never signed (or by a confirmed one) is not
+// replaceable: a PSBT spending it is refused as before.
+func TestReplaceableCoinNeedsOwnUnconfirmedSpend(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	op := e.f.addCoin(t, 0, 4, 100_000)
+	c := e.f.chain.coins[op]
+	p := e.f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 0)
+	text, _ := Encode(p, Base64)
+	delete(e.f.chain.coins, op) // spent by some transaction
+	confirmed := false
+	e.co.svc.SetTxConfirmed(func(chainhash.Hash) bool { return confirmed })
+	e.co.svc.NoteSpentCoin(op, c, chainhash.Hash{7}) // not in B's ledger
+	_, err := e.co.svc.SignPSBT(ctx, signer.Request{Client: e.co.client, ID: "x1", Method: "sign_psbt", Params: []string{text}})
+	var me *signer.MethodError
+	if !errors.As(err, &me) || !strings.Contains(me.Message, "input_unspent") {
+		t.Fatalf("foreign spender: %v", err)
+	}
 }

@@ -50,6 +50,10 @@ type Service struct {
 	// replaceable gives, for PSBTs of this co-signer's own automations only, the coins that its
 	// own unconfirmed transactions spend, so that their RBF fee bumps can be analysed (nil: none).
 	replaceable func(op wire.OutPoint) (Coin, bool)
+	// spent and txConfirmed find coins spent by our own unconfirmed transactions for any
+	// client's RBF replacement (outbound_replace.go).
+	spent       spentCoins
+	txConfirmed func(txid chainhash.Hash) bool
 
 	// mu serialises decisions so that one (client, id) is never evaluated twice at once, two
 	// conflicting PSBTs are never analysed against the same UTXO snapshot concurrently, and the
@@ -120,12 +124,24 @@ func (s *Service) SetReplaceable(f func(op wire.OutPoint) (Coin, bool)) {
 	s.mu.Unlock()
 }
 
-// chainFor is the wallet view a request from client is analysed against.
-func (s *Service) chainFor(client string) ChainView {
-	if s.replaceable == nil || !strings.HasPrefix(client, policy.AutomationClientPrefix) {
-		return s.chain
+// chainFor is the wallet view a request from client is analysed against: the watcher's, plus
+// the coins spent by this co-signer's own unconfirmed transactions (which an RBF replacement
+// spends again; see outbound_replace.go), plus, for the policy's automations, the coins of the
+// engine's own broadcast proposals. Called with s.mu held.
+func (s *Service) chainFor(ctx context.Context, client string) ChainView {
+	own := s.replaceable
+	if !strings.HasPrefix(client, policy.AutomationClientPrefix) {
+		own = nil
 	}
-	return replaceableView{ChainView: s.chain, more: s.replaceable}
+	return replaceableView{ChainView: s.chain, more: func(op wire.OutPoint) (Coin, bool) {
+		if c, ok := s.replaceableCoin(ctx, op); ok {
+			return c, true
+		}
+		if own != nil {
+			return own(op)
+		}
+		return Coin{}, false
+	}}
 }
 
 // replaceableView adds coins spent by our own unconfirmed transactions to a wallet view.
@@ -320,7 +336,7 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	if err != nil {
 		return refused("rejected", signer.AsMethodError(err), "decode", nil)
 	}
-	chain := s.chainFor(req.Client)
+	chain := s.chainFor(ctx, req.Client)
 	a, err := AnalyzeWith(p, s.desc, chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
 		me := signer.AsMethodError(err)

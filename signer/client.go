@@ -177,9 +177,18 @@ func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
 				c.log.Warn("undecryptable response dropped", "event", ev.ID, "error", err)
 				continue
 			}
-			var r wireResponse
+			var r struct {
+				wireResponse
+				Method *string `json:"method"`
+			}
 			if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
 				c.log.Warn("malformed response dropped", "event", ev.ID)
+				continue
+			}
+			if r.Method != nil {
+				// A request from the remote signer's key to ours: when this client's key is also
+				// a remote signer's (co-signers asking each other), the peer's requests reach this
+				// subscription too. They are for our remote signer, never a response.
 				continue
 			}
 			c.mu.Lock()
@@ -189,7 +198,7 @@ func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
 				continue // a duplicate, or a response to a call that gave up
 			}
 			select {
-			case ch <- r:
+			case ch <- r.wireResponse:
 			default:
 			}
 		}
@@ -210,6 +219,10 @@ func (c *Client) Call(ctx context.Context, method string, params ...string) (str
 	return c.call(ctx, newRequestID(), method, params, 0)
 }
 
+// maxHeldResend bounds how far CallWithID's re-send interval grows while a request is held, as a
+// multiple of the caller's interval.
+const maxHeldResend = 16
+
 // CallWithID sends method with params under the caller's request id and waits until it is
 // answered or ctx is done; it never gives up on its own (ClientOptions.Timeout and AuthTimeout do
 // not apply). The request is made resumable this way (NIP-46 ids are chosen by the client): a
@@ -223,7 +236,9 @@ func (c *Client) Call(ctx context.Context, method string, params ...string) (str
 // failed publish (no relay reachable) is logged and retried at the next resend. After an
 // auth_url response (NIP-46 "Auth Challenges") onAuthURL (if not nil; else ClientOptions'
 // OnAuthURL) is called with the URL, and the call keeps waiting on the same id, still re-sending
-// (the remote signer answers a held request's repeat with auth_url again, or with its answer).
+// (the remote signer answers a held request's repeat with auth_url again, or with its answer),
+// at an interval that doubles after each re-send up to 16 × resend: the answer to a held request
+// is pushed when the hold ends, a re-send only recovers a push that was lost.
 // Errors: *RemoteError for an error response, ErrClientClosed, ctx's error, or ErrBadRequestID
 // for an empty id or one longer than 128 characters.
 func (c *Client) CallWithID(ctx context.Context, id, method string, params []string, resend time.Duration, onAuthURL func(url string)) (string, error) {
@@ -245,7 +260,8 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 	if err := c.send(ctx, body); err != nil {
 		c.log.Warn("sending request failed; re-sending later", "method", method, "id", id, "error", err)
 	}
-	t := time.NewTicker(resend)
+	interval, held := resend, false
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -257,8 +273,13 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 			if err := c.send(ctx, body); err != nil {
 				c.log.Warn("re-sending request failed", "method", method, "id", id, "error", err)
 			}
+			if held { // the answer is pushed when the hold ends; re-sends only cover a lost push
+				interval = min(2*interval, maxHeldResend*resend)
+			}
+			t.Reset(interval)
 		case r := <-ch:
 			if r.Result == "auth_url" && r.Error != "" {
+				held = true
 				if onAuthURL != nil {
 					onAuthURL(r.Error)
 				} else {

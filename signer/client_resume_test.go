@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
@@ -68,7 +70,8 @@ func TestCallWithIDResends(t *testing.T) {
 	defer db.Close()
 	b := &bus{}
 	h := &recordingPSBT{}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), busPool{b}, db, h, quietLog())
+	rsSK := nostr.GeneratePrivateKey()
+	rs, err := NewRemoteSigner(rsSK, busPool{b}, db, h, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +84,7 @@ func TestCallWithIDResends(t *testing.T) {
 	}
 	pool := &lossyPool{busPool: busPool{b}}
 	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "s"),
-		ClientOptions{Pool: pool, Logger: quietLog(), Timeout: 50 * time.Millisecond})
+		ClientOptions{Pool: pool, Logger: quietLog(), Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +92,7 @@ func TestCallWithIDResends(t *testing.T) {
 
 	// The first two sends are lost: the third (same id) is answered.
 	pool.dropNext(2)
-	got, err := c.CallWithID(ctx, "req-1", "sign_psbt", []string{"cHNidP8"}, 0, nil)
+	got, err := c.CallWithID(ctx, "req-1", "sign_psbt", []string{"cHNidP8"}, 50*time.Millisecond, nil)
 	if err != nil || got != "signed:cHNidP8" {
 		t.Fatalf("CallWithID = %q, %v", got, err)
 	}
@@ -124,11 +127,43 @@ func TestCallWithIDResends(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A request from the remote signer's key to the client's (co-signers asking each other with
+	// their identity keys) is not taken for the answer, even under the id being waited on.
+	pool.dropNext(1 << 30)
+	res5 := make(chan string, 1)
+	go func() {
+		got, err := c.CallWithID(ctx, "req-5", "sign_psbt", []string{"cHNidP5"}, 20*time.Millisecond, nil)
+		if err != nil {
+			got = err.Error()
+		}
+		res5 <- got
+	}()
+	for {
+		pool.mu.Lock()
+		sent := pool.drop < 1<<30
+		pool.mu.Unlock()
+		if sent {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ck, _ := nip44.GenerateConversationKey(c.PublicKey(), rsSK)
+	content, _ := nip44.Encrypt(`{"id":"req-5","method":"sign_psbt","params":["cHNidP8"]}`, ck)
+	peer := nostr.Event{Kind: KindNostrConnect, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"p", c.PublicKey()}}, Content: content}
+	if err := peer.Sign(rsSK); err != nil {
+		t.Fatal(err)
+	}
+	busPool{b}.Publish(ctx, peer)
+	pool.dropNext(0)
+	if got := <-res5; got != "signed:cHNidP5" {
+		t.Fatalf("CallWithID with a peer's request under the same id = %q", got)
+	}
+
 	// A caller's ctx ends the wait; Close ends it too; bad ids are refused.
 	pool.dropNext(1 << 30)
 	short, stop := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer stop()
-	if _, err := c.CallWithID(short, "req-3", "sign_psbt", []string{"x"}, 0, nil); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := c.CallWithID(short, "req-3", "sign_psbt", []string{"x"}, 10*time.Millisecond, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("CallWithID after ctx end = %v", err)
 	}
 	if _, err := c.CallWithID(ctx, "", "sign_psbt", nil, 0, nil); !errors.Is(err, ErrBadRequestID) {
@@ -140,5 +175,20 @@ func TestCallWithIDResends(t *testing.T) {
 	c.Close()
 	if err := <-closed; !errors.Is(err, ErrClientClosed) {
 		t.Fatalf("CallWithID across Close = %v", err)
+	}
+}
+
+// TestBadBunkerURIErrorHasNoSecret: an unparsable bunker URI's error does not repeat the URI
+// (its secret would reach logs and stored error details).
+func TestBadBunkerURIErrorHasNoSecret(t *testing.T) {
+	for _, uri := range []string{
+		"bunker://" + strings.Repeat("ab", 32) + "\x7f?relay=ws://r.example&secret=topsecret",
+		"bunker://" + strings.Repeat("ab", 32) + "?relay=ws://r.example&secret=topsecret%zz",
+		"bunker ://x?secret=topsecret",
+	} {
+		_, err := ParseBunkerURI(uri)
+		if !errors.Is(err, ErrBadURI) || strings.Contains(err.Error(), "topsecret") {
+			t.Fatalf("ParseBunkerURI(%q) = %v", uri, err)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package signer
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -97,6 +98,10 @@ func parseNIP46URI(s, scheme string) (string, url.Values, error) {
 	}
 	u, err := url.Parse(strings.TrimSpace(s))
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URI, which may carry a secret
+		}
 		return "", nil, fmt.Errorf("%w: %v", ErrBadURI, err)
 	}
 	if u.Scheme != scheme {

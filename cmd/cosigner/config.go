@@ -12,6 +12,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/notify"
 )
 
 // Config is read from the environment with prefix COSIGNER_. Every field has a default except
@@ -28,6 +29,11 @@ type Config struct {
 	ElectrumTOFU   bool     `envconfig:"ELECTRUM_TLS_TOFU" default:"true" desc:"trust an ssl:// server's self-signed certificate on first use and pin it in DATA_DIR/electrum-pins.json"`
 	Relays         []string `envconfig:"RELAYS" default:"" desc:"comma-separated Nostr relay URLs (ws:// or wss://)"`
 	RelayQuorum    int      `envconfig:"RELAY_QUORUM" default:"0" desc:"relays that must accept a published event before it counts as sent (0: a majority of COSIGNER_RELAYS); the others are retried in the background"`
+	NotifyNPub     string   `envconfig:"NOTIFY_NPUB" default:"" desc:"comma-separated npubs (or hex pubkeys) of the operators who get NIP-17 direct messages about automations (empty: off)"`
+
+	// NotifyRecipients is NotifyNPub parsed: the operators' hex pubkeys (nil: notifications
+	// off). Set by loadConfig.
+	NotifyRecipients []string `ignored:"true"`
 
 	// ElectrumServers is ElectrumURL split and checked (canonical tcp:// / ssl:// URLs);
 	// electrumPins is ElectrumPins as host:port → normalised fingerprint. Set by loadConfig.
@@ -46,7 +52,8 @@ type Config struct {
 // loadConfig reads and checks the environment. Errors name the variable.
 func loadConfig() (*Config, error) {
 	var c Config
-	if err := envconfig.Process("COSIGNER", &c); err != nil {
+	var err error
+	if err = envconfig.Process("COSIGNER", &c); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
 	if _, err := c.Params(); err != nil {
@@ -75,6 +82,9 @@ func loadConfig() (*Config, error) {
 	}
 	if err := c.parseElectrum(); err != nil {
 		return nil, err
+	}
+	if c.NotifyRecipients, err = notify.ParseRecipients(c.NotifyNPub); err != nil {
+		return nil, fmt.Errorf("configuration: COSIGNER_NOTIFY_NPUB: %w", err)
 	}
 	var relays []string
 	for _, r := range c.Relays {

@@ -18,6 +18,8 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"COSIGNER_RELAY_QUORUM", "most", "COSIGNER_RELAY_QUORUM"},
 		{"COSIGNER_LOG_LEVEL", "chatty", "COSIGNER_LOG_LEVEL"},
 		{"COSIGNER_LOG_FORMAT", "xml", "COSIGNER_LOG_FORMAT"},
+		{"COSIGNER_NOTIFY_NPUB", "npub1notanpub", "COSIGNER_NOTIFY_NPUB"},
+		{"COSIGNER_NOTIFY_NPUB", "44900586091b284416a0c001f677f9c49f7639a55c3f1e2ec130a8e1a7998e1b,bob", "COSIGNER_NOTIFY_NPUB"},
 	}
 	for _, c := range cases {
 		t.Run(c.key+"="+c.value, func(t *testing.T) {

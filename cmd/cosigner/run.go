@@ -17,6 +17,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/relaypool"
@@ -104,8 +105,23 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// client key (their policies list its npub).
 	coord := psbtflow.NewCoordinator(keys.NostrSecretKey(), psbtflow.CoordinatorOptions{Descriptor: desc, Logger: log})
 	defer coord.Close()
-	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{Asker: coord, Logger: log})
+	// The operators hear of held, denied, stuck, broadcast, confirmed and abandoned proposals by
+	// NIP-17 direct messages (COSIGNER_NOTIFY_NPUB; none when empty).
+	var notices psbtflow.Notifier
+	if len(cfg.NotifyRecipients) > 0 {
+		dm, err := notify.New(keys.NostrSecretKey(), cfg.NotifyRecipients, pool, log)
+		if err != nil {
+			return fmt.Errorf("configuration: COSIGNER_NOTIFY_NPUB: %w", err)
+		}
+		defer dm.Close()
+		notices = dmNotifier{dm: dm, log: log.With("component", "outbound")}
+	}
+	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{Asker: coord, Notifier: notices, Logger: log})
 	flow.SetReplaceable(engine.ReplaceableCoin)
+	flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
+		st, ok := watcher.Tx(txid)
+		return ok && st.Verified && st.Height > 0
+	})
 	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
 		"wallet", desc.String(), "electrum", cfg.ElectrumURL, "relays", pool.URLs(), "policy", cfg.PolicyFile)
 
@@ -196,6 +212,8 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 				}
 				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
 				if e.SpentBy != nil {
+					flow.NoteSpentCoin(e.OutPoint, psbtflow.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
+						Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
 					if err := flow.NoteSpent(ctx, e.OutPoint, *e.SpentBy); err != nil {
 						log.Error("spend ledger update failed; the event is kept for the next start", "error", err)
 						continue
