@@ -9,12 +9,14 @@ package scenario
 // --json` (the shape in /work/wt/prompts/contract6.md, "Outbound state").
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -205,7 +207,7 @@ func (p *Pair) WritePolicyB(doc string) error { return p.B.WritePolicyText(p.Exp
 type SweepOptions struct {
 	// MaxPerTx is A's per-transaction cap (default "5 BTC").
 	MaxPerTx string
-	// Timeout is how long A waits for B's answer before asking again (default "15s").
+	// Timeout is how long A waits for B's answer before asking again (default "10s", the policy's minimum).
 	Timeout string
 	// BumpAfter is the automation's bump_after in blocks (default 6).
 	BumpAfter int
@@ -223,7 +225,7 @@ func SweepPolicyA(o SweepOptions) string {
 		o.MaxPerTx = "5 BTC"
 	}
 	if o.Timeout == "" {
-		o.Timeout = "15s"
+		o.Timeout = "10s"
 	}
 	if o.BumpAfter == 0 {
 		o.BumpAfter = 6
@@ -443,6 +445,48 @@ func (p *Pair) VaultBalance(ctx context.Context) (Balance, error) {
 	var b Balance
 	err := bdkJSON(ctx, p.Root, &b, "balance", "--descriptor", p.VaultBDK, "--electrum", p.Net.ElectrumURL(), "--network", "regtest")
 	return b, err
+}
+
+// DM is one NIP-17 direct message as the operator's client (nostr-tools) unwrapped it.
+type DM struct {
+	From    string // the rumor's author (hex pubkey)
+	Content string
+}
+
+// OperatorInbox reads the NIP-17 direct messages (kind 1059 gift wraps) p-tagged to the
+// operator key sk on the network's relays with e2e/clients/nip17_read.mjs (nostr-tools' nip17),
+// for wait, and returns those that unwrapped. Relays keep gift wraps, so messages sent before
+// the call are read too.
+func (p *Pair) OperatorInbox(ctx context.Context, sk string, wait time.Duration) ([]DM, error) {
+	secs := strconv.Itoa(max(1, int(wait/time.Second)))
+	cmd := command(ctx, p.Root, "node", filepath.Join(p.Root, "e2e", "clients", "nip17_read.mjs"), "--sk", sk,
+		"--relays", strings.Join(p.Net.RelayURLs(), ","), "--count", "1000", "--timeout", secs)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: the timeout, expected
+		return nil, fmt.Errorf("nip17_read.mjs: %v: %s", err, lastLines(stderr.String(), 8))
+	}
+	var out []DM
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m struct {
+			Rumor *struct {
+				PubKey  string `json:"pubkey"`
+				Content string `json:"content"`
+			} `json:"rumor"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return out, fmt.Errorf("nip17_read.mjs printed %q: %w", line, err)
+		}
+		if m.Rumor != nil {
+			out = append(out, DM{From: m.Rumor.PubKey, Content: m.Rumor.Content})
+		}
+	}
+	return out, nil
 }
 
 // LogOnFailure logs, when t has failed, the last n lines of both instances' logs above debug
