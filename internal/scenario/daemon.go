@@ -363,6 +363,21 @@ func (d *Daemon) WaitLog(ctx context.Context, timeout time.Duration, parts ...st
 // LogTail returns the last n lines of the instance's log.
 func (d *Daemon) LogTail(n int) string { return devnet.TailFile(d.LogPath, n) }
 
+// InfoTail returns the last n lines of the instance's log that are not level=DEBUG.
+func (d *Daemon) InfoTail(n int) string {
+	b, err := os.ReadFile(d.LogPath)
+	if err != nil {
+		return ""
+	}
+	var keep []string
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if !strings.Contains(line, " level=DEBUG ") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep[max(0, len(keep)-n):], "\n")
+}
+
 // prepare finds the repository root, makes dir absolute and builds cmd/cosigner into
 // dir/cosigner (with the race detector if race).
 func prepare(ctx context.Context, dir string, race bool) (root, absDir, bin string, err error) {

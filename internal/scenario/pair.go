@@ -9,12 +9,14 @@ package scenario
 // --json` (the shape in /work/wt/prompts/contract6.md, "Outbound state").
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -55,6 +57,9 @@ type PairOptions struct {
 	// MinRelayFeeRate is btcd's relay and mining floor in sat/vB (devnet.Config.MinRelayFeeRate):
 	// transactions below it stay unconfirmed, for fee-bump tests. 0: btcd's default.
 	MinRelayFeeRate int64
+	// Net, when set, is a running network to use (for example an Env's) instead of starting
+	// one; Close leaves it running. MinRelayFeeRate is then ignored.
+	Net *devnet.Network
 	// NoStartA leaves A stopped after setup (StartDaemon it when the test is ready).
 	NoStartA bool
 	Logger   *slog.Logger
@@ -87,6 +92,7 @@ type Pair struct {
 
 	mu        sync.Mutex
 	nextIndex uint32 // next receive index Deposit pays
+	ownNet    bool   // Close closes Net
 	log       *slog.Logger
 }
 
@@ -113,9 +119,12 @@ func SetupPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 			p.Close()
 		}
 	}()
-	if p.Net, err = devnet.Start(ctx, devnet.Config{Dir: filepath.Join(dir, "network"), Logger: o.Logger,
-		MinRelayFeeRate: o.MinRelayFeeRate}); err != nil {
-		return nil, err
+	if p.Net = o.Net; p.Net == nil {
+		if p.Net, err = devnet.Start(ctx, devnet.Config{Dir: filepath.Join(dir, "network"), Logger: o.Logger,
+			MinRelayFeeRate: o.MinRelayFeeRate}); err != nil {
+			return nil, err
+		}
+		p.ownNet = true
 	}
 	common := []string{
 		"COSIGNER_ELECTRUM_URL=" + p.Net.ElectrumURL(),
@@ -198,12 +207,14 @@ func (p *Pair) WritePolicyB(doc string) error { return p.B.WritePolicyText(p.Exp
 type SweepOptions struct {
 	// MaxPerTx is A's per-transaction cap (default "5 BTC").
 	MaxPerTx string
-	// Timeout is how long A waits for B's answer before asking again (default "15s").
+	// Timeout is how long A waits for B's answer before asking again (default "10s", the policy's minimum).
 	Timeout string
 	// BumpAfter is the automation's bump_after in blocks (default 6).
 	BumpAfter int
 	// Fallback and MaxFeeRate are the fee strategy's (defaults "2 sat/vB", "50 sat/vB").
 	Fallback, MaxFeeRate string
+	// TargetBlocks is the fee strategy's confirmation target (default 6).
+	TargetBlocks int
 }
 
 // SweepPolicyA is A's policy for the pair: every deposit confirmed once is swept, whole, to the
@@ -214,7 +225,7 @@ func SweepPolicyA(o SweepOptions) string {
 		o.MaxPerTx = "5 BTC"
 	}
 	if o.Timeout == "" {
-		o.Timeout = "15s"
+		o.Timeout = "10s"
 	}
 	if o.BumpAfter == 0 {
 		o.BumpAfter = 6
@@ -224,6 +235,9 @@ func SweepPolicyA(o SweepOptions) string {
 	}
 	if o.MaxFeeRate == "" {
 		o.MaxFeeRate = "50 sat/vB"
+	}
+	if o.TargetBlocks == 0 {
+		o.TargetBlocks = 6
 	}
 	return `# cosigner A: sweep every confirmed deposit to the cold vault, co-signed by B.
 version: 1
@@ -241,7 +255,7 @@ automations:
     trigger: {funding_confirmed: 1}
     action:
       sweep: {to: descriptor:cold_vault}
-    fee: {target_blocks: 6, max_feerate: ` + o.MaxFeeRate + `, fallback: ` + o.Fallback + `}
+    fee: {target_blocks: ` + strconv.Itoa(o.TargetBlocks) + `, max_feerate: ` + o.MaxFeeRate + `, fallback: ` + o.Fallback + `}
     cosigners:
       - "` + VarBunkerB + `"
     signatures: 2
@@ -433,17 +447,67 @@ func (p *Pair) VaultBalance(ctx context.Context) (Balance, error) {
 	return b, err
 }
 
-// LogOnFailure logs both instances' log tails (and race reports) when t has failed.
+// DM is one NIP-17 direct message as the operator's client (nostr-tools) unwrapped it.
+type DM struct {
+	From    string // the rumor's author (hex pubkey)
+	Content string
+}
+
+// OperatorInbox reads the NIP-17 direct messages (kind 1059 gift wraps) p-tagged to the
+// operator key sk on the network's relays with e2e/clients/nip17_read.mjs (nostr-tools' nip17),
+// for wait, and returns those that unwrapped. Relays keep gift wraps, so messages sent before
+// the call are read too.
+func (p *Pair) OperatorInbox(ctx context.Context, sk string, wait time.Duration) ([]DM, error) {
+	secs := strconv.Itoa(max(1, int(wait/time.Second)))
+	cmd := command(ctx, p.Root, "node", filepath.Join(p.Root, "e2e", "clients", "nip17_read.mjs"), "--sk", sk,
+		"--relays", strings.Join(p.Net.RelayURLs(), ","), "--count", "1000", "--timeout", secs)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) { // 1: the timeout, expected
+		return nil, fmt.Errorf("nip17_read.mjs: %v: %s", err, lastLines(stderr.String(), 8))
+	}
+	var out []DM
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var m struct {
+			Rumor *struct {
+				PubKey  string `json:"pubkey"`
+				Content string `json:"content"`
+			} `json:"rumor"`
+		}
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			return out, fmt.Errorf("nip17_read.mjs printed %q: %w", line, err)
+		}
+		if m.Rumor != nil {
+			out = append(out, DM{From: m.Rumor.PubKey, Content: m.Rumor.Content})
+		}
+	}
+	return out, nil
+}
+
+// LogOnFailure logs, when t has failed, the last n lines of both instances' logs above debug
+// level, and their race reports.
 func (p *Pair) LogOnFailure(t TestLog, n int) {
 	t.Helper()
+	if !t.Failed() {
+		return
+	}
 	for _, d := range []*Daemon{p.A, p.B} {
-		if d != nil {
-			d.LogOnFailure(t, n)
+		if d == nil {
+			continue
+		}
+		t.Logf("cosigner %s log (tail, no debug lines):\n%s", d.Name, d.InfoTail(n))
+		if r := d.RaceReports(); r != "" {
+			t.Logf("race reports in cosigner %s:\n%s", d.Name, r)
 		}
 	}
 }
 
-// Close stops both daemons and the network.
+// Close stops both daemons and the network (unless it was PairOptions.Net).
 func (p *Pair) Close() {
 	for _, d := range []*Daemon{p.A, p.B} {
 		if d == nil {
@@ -453,7 +517,7 @@ func (p *Pair) Close() {
 			p.log.Warn("cosigner stop", "cosigner", d.Name, "error", err)
 		}
 	}
-	if p.Net != nil {
+	if p.Net != nil && p.ownNet {
 		p.Net.Close()
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
 
 	"github.com/custodyagents/cosigner/chainwatch"
 )
@@ -63,12 +64,15 @@ func (e *Env) BDKBalance(ctx context.Context) (Balance, error) {
 }
 
 // ExternalAddress is a fresh P2WPKH address outside the wallet (somebody being paid).
-func (e *Env) ExternalAddress() (btcutil.Address, error) {
+func (e *Env) ExternalAddress() (btcutil.Address, error) { return NewExternalAddress(e.Net.Params()) }
+
+// NewExternalAddress is a fresh P2WPKH address on net, of a key nobody keeps.
+func NewExternalAddress(net *chaincfg.Params) (btcutil.Address, error) {
 	pk, err := btcec.NewPrivateKey()
 	if err != nil {
 		return nil, err
 	}
-	return btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), e.Net.Params())
+	return btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), net)
 }
 
 // FundConfirmed pays amounts[i] to the wallet's receive address at index i, mines one block and
