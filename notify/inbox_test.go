@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"net/url"
 	"reflect"
 	"testing"
 
@@ -75,4 +76,26 @@ func TestInboxOffer(t *testing.T) {
 	if got := box.relays(t.Context(), b); !reflect.DeepEqual(got, []string{"wss://b.example"}) {
 		t.Errorf("b's relays %v", got)
 	}
+}
+
+// FuzzInboxRelays: whatever the tags, the result is at most five distinct ws:// or wss:// URLs.
+func FuzzInboxRelays(f *testing.F) {
+	f.Add("relay", "wss://inbox.example", "relay", "ws://127.0.0.1:7001")
+	f.Add("relay", "https://a.example", "r", "wss://b.example")
+	f.Add("relay", "wss://user@a.example", "relay", "")
+	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
+		tags := nostr.Tags{{k1, v1}, {k2, v2}, {k1, v1}, {"relay", v2}, {"relay", v1}, {"relay", "wss://x.example"}, {"relay", "wss://y.example"}}
+		got := InboxRelays(&nostr.Event{Kind: 10050, Tags: tags})
+		if len(got) > 5 {
+			t.Fatalf("%d relays", len(got))
+		}
+		seen := map[string]bool{}
+		for _, u := range got {
+			p, err := url.Parse(u)
+			if err != nil || (p.Scheme != "ws" && p.Scheme != "wss") || p.Host == "" || seen[u] {
+				t.Fatalf("relay %q in %v", u, got)
+			}
+			seen[u] = true
+		}
+	})
 }

@@ -271,6 +271,35 @@ func TestDMOnDevnetRelays(t *testing.T) {
 		}
 	})
 
+	t.Run("a kind 10050 list published later is followed", func(t *testing.T) {
+		opSK, op := keyPair(t)
+		d, err := notify.New(cosignerSK, []string{op}, pool, log, notify.WithLookupWait(100*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if _, err := d.SendWait(ctx, "before the list: to our relays"); err != nil {
+			t.Fatal(err)
+		}
+		inbox := relays[2]
+		r := startReader(t, ctx, opSK, []string{inbox}, "--inbox", inbox, "--inbox-on", ours[0])
+		// Wait (bounded by ctx) until the DM has seen the new list on its subscription.
+		for !strings.Contains(logs.String(), `msg="operator DM relays (kind 10050)" component=notify recipient=`+op) {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("the kind 10050 list was never seen:\n%s\nreader:\n%s", logs, r.stderr)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		text := "after the list: to the operator's inbox"
+		sent := time.Now()
+		if _, err := d.SendWait(ctx, text); err != nil {
+			t.Fatal(err)
+		}
+		// The reader reads only the inbox relay: the first message never reached it.
+		checkDM(t, r.next(t), cosigner, op, []string{op}, text, sent)
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		_, op := keyPair(t)
 		d, err := notify.New(cosignerSK, []string{op}, pool, log, notify.WithLookupWait(time.Second))

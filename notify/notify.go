@@ -255,6 +255,10 @@ func (d *DM) run() {
 			}
 			return
 		case m := <-d.queue:
+			if d.ctx.Err() != nil {
+				d.log.Warn("direct messages not delivered: closing", "queued", len(d.queue)+1)
+				return
+			}
 			d.deliver(d.ctx, m)
 		}
 	}

@@ -238,7 +238,18 @@ func TestRumorRefuses(t *testing.T) {
 			}
 		})
 	}
-	// The longest text allowed fits, even when JSON escaping makes it six times longer.
+	// The longest text of printable characters fits, even when JSON escaping doubles it.
+	quotes, err := Rumor(sender, []string{op}, strings.Repeat(`"`, MaxTextBytes), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	qSK, qPub := newKey(t)
+	quotes.PubKey = qPub
+	quotes.ID = quotes.GetID()
+	if _, err := GiftWrap(quotes, qSK, op, time.Now()); err != nil {
+		t.Errorf("%d quotes: %v", MaxTextBytes, err)
+	}
+	// Control characters are escaped six times longer: that seal is over NIP-44's limit.
 	long := strings.Repeat("\x01", MaxTextBytes)
 	r, err := Rumor(sender, []string{op}, long, time.Now())
 	if err != nil {

@@ -235,6 +235,7 @@ func (e *Engine) fire(ctx context.Context, firings []Firing) error {
 // runSchedule fires schedule automations at each slot start until ctx ends.
 func (e *Engine) runSchedule(ctx context.Context) {
 	started := e.now()
+	fired := map[string]string{} // automation → the slot key stored last (the store dedupes too)
 	t := time.NewTicker(e.scheduleTick)
 	defer t.Stop()
 	for {
@@ -243,11 +244,23 @@ func (e *Engine) runSchedule(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := e.fire(ctx, ScheduleFirings(e.policy().AutomationsAt(e.now()), e.now(), started)); err != nil {
+		var due []Firing
+		for _, f := range ScheduleFirings(e.policy().AutomationsAt(e.now()), e.now(), started) {
+			if fired[f.Automation] != f.TriggerKey {
+				due = append(due, f)
+			}
+		}
+		if len(due) == 0 {
+			continue
+		}
+		if err := e.fire(ctx, due); err != nil {
 			if ctx.Err() == nil {
 				e.log.Error("schedule automation", "error", err)
 			}
 			continue
+		}
+		for _, f := range due {
+			fired[f.Automation] = f.TriggerKey
 		}
 		e.Wake()
 	}

@@ -139,6 +139,9 @@ const (
 	ReasonInsufficientFunds = "insufficient_funds"
 	ReasonSpentElsewhere    = "inputs spent elsewhere"
 	ReasonOriginalConfirmed = "the transaction it replaces confirmed"
+	// ReasonFeeTooLow starts the reason of a fee bump the network refused as paying too little
+	// over what it replaces; the next bump pays more.
+	ReasonFeeTooLow = "fee_too_low"
 )
 
 // Next decides what to do with a proposal given the facts. Pure.

@@ -6,13 +6,17 @@ package psbtflow
 // automation's and the policy's fee caps. It goes through the same steps (our signature under
 // the policy — the spend ledger counts a replacement once —, the co-signers, finalize,
 // broadcast). The old proposal stays broadcast until one of the two confirms: the bump
-// confirming makes it replaced; the old one confirming abandons the bump.
+// confirming makes it replaced; the old one confirming abandons the bump. A bump the network
+// refuses as paying too little is abandoned (fee_too_low) and the next one starts above it
+// (trigger keys bump:<id>, bump:<id>:2, …).
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/psbt"
@@ -53,10 +57,22 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	}
 	est := AutomationFeeRate(a, e.chain.EstimateFee(ctx, target), e.limitFeeRate())
 	ceiling := FeeCeiling(a, e.limitFeeRate())
-	rate, ok := BumpFeeRate(FeeRate(p.FeeRate), est, ceiling)
+	// Bumps the network refused as paying too little (its incremental relay fee is higher than
+	// ours, e.g. btcd's is its minrelaytxfee) raise the floor: the next one pays more.
+	bumps, err := e.bumpsOf(ctx, p.ID)
+	if err != nil {
+		return err
+	}
+	oldRate, oldFee := FeeRate(p.FeeRate), p.FeeSat
+	for _, b := range bumps {
+		if b.State == store.ProposalAbandoned && strings.HasPrefix(b.Reason, ReasonFeeTooLow) {
+			oldRate, oldFee = max(oldRate, FeeRate(b.FeeRate)), max(oldFee, b.FeeSat)
+		}
+	}
+	rate, ok := BumpFeeRate(oldRate, est, ceiling)
 	if !ok {
-		if !e.held["stuck:"+p.ID] {
-			e.held["stuck:"+p.ID] = true
+		if !e.noted["stuck:"+p.ID] {
+			e.noted["stuck:"+p.ID] = true
 			e.tell(ctx, p, NoticeStuck, fmt.Sprintf("proposal %s (%s): unconfirmed for %d blocks at %.1f sat/vB and the fee caps (%.1f sat/vB) allow no bump",
 				p.ID, p.Automation, e.chain.TipHeight()-p.BroadcastHeight, p.FeeRate, float64(ceiling)))
 		}
@@ -76,8 +92,8 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if err != nil {
 		return fmt.Errorf("psbtflow: fee bump of %s: %w", p.ID, err)
 	}
-	if sel.Fee < btcutil.Amount(p.FeeSat)+btcutil.Amount(math.Ceil(float64(IncrementalRelayFeeRate)*float64(sel.VSize))) {
-		return fmt.Errorf("psbtflow: fee bump of %s: fee %s does not beat %d sat by the incremental relay fee", p.ID, sel.Fee, p.FeeSat)
+	if sel.Fee < btcutil.Amount(oldFee)+btcutil.Amount(math.Ceil(float64(IncrementalRelayFeeRate)*float64(sel.VSize))) {
+		return fmt.Errorf("psbtflow: fee bump of %s: fee %s does not beat %d sat by the incremental relay fee", p.ID, sel.Fee, oldFee)
 	}
 	bpk, err := Build(ctx, e.desc, sel, pays, BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
 	if err != nil {
@@ -88,6 +104,9 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 		return err
 	}
 	key := "bump:" + p.ID
+	if len(bumps) > 0 {
+		key += ":" + strconv.Itoa(len(bumps)+1)
+	}
 	nb := store.Proposal{ID: ProposalID(p.Automation, key), Automation: p.Automation, TriggerKey: key, Replaces: p.ID, PSBT: buf.Bytes(),
 		UnsignedTxID: bpk.UnsignedTx.TxHash().String(), FeeSat: int64(sel.Fee), FeeRate: float64(rate), CreatedAt: e.now()}
 	detail := fmt.Sprintf("fee bump of %s: %.1f → %.1f sat/vB (%d → %d sat)", p.ID, p.FeeRate, float64(rate), p.FeeSat, int64(sel.Fee))

@@ -94,6 +94,9 @@ type Notifier interface {
 type EngineOptions struct {
 	// Asker reaches the other co-signers; nil leaves proposals awaiting co-signers.
 	Asker CosignerAsker
+	// AskerFor, when set, gives the Asker for an automation's timeout (how long one request
+	// waits for an answer before it is sent again); it takes precedence over Asker.
+	AskerFor func(timeout time.Duration) CosignerAsker
 	// Notifier tells the operator; nil: no notices.
 	Notifier Notifier
 	// Prev fetches previous transactions for non_witness_utxo; nil: not added.
@@ -110,16 +113,17 @@ type EngineOptions struct {
 // Engine runs the policy's automations: it turns chain events and schedules into proposals
 // (HandleEvent, automate.go) and takes each proposal to a confirmed transaction (Run).
 type Engine struct {
-	svc    *Service
-	desc   *descriptor.Descriptor
-	chain  OutboundChain
-	db     *store.DB
-	policy func() *policy.Policy
-	asker  CosignerAsker
-	notify Notifier
-	prev   PrevTxFetcher
-	log    *slog.Logger
-	now    func() time.Time
+	svc      *Service
+	desc     *descriptor.Descriptor
+	chain    OutboundChain
+	db       *store.DB
+	policy   func() *policy.Policy
+	asker    CosignerAsker
+	askerFor func(time.Duration) CosignerAsker
+	notify   Notifier
+	prev     PrevTxFetcher
+	log      *slog.Logger
+	now      func() time.Time
 
 	tick, scheduleTick, retryAfter time.Duration
 	wake                           chan struct{} // buffered (1)
@@ -129,12 +133,12 @@ type Engine struct {
 	// asking holds the co-signer requests in flight ("proposal/cosigner") and when a failed
 	// one may be asked again.
 	askMu   sync.Mutex
-	asking  map[string]bool
+	asking  map[string]context.CancelFunc
 	retryAt map[string]time.Time
 	// conflicts counts consecutive checks that saw a proposal's inputs spent by an unknown
 	// transaction (two are needed: the watcher may learn of our own spend a moment later).
 	conflicts map[string]int
-	held      map[string]bool // proposals whose self-sign hold was already recorded
+	noted     map[string]bool // what was already recorded or told once per process: "<id>" held, "stuck:<id>", "stuck-ask:<id>"
 	wg        sync.WaitGroup
 }
 
@@ -145,10 +149,10 @@ func NewEngine(svc *Service, chain OutboundChain, opts EngineOptions) *Engine {
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{svc: svc, desc: svc.desc, chain: chain, db: svc.db, policy: svc.policy, asker: opts.Asker, notify: opts.Notifier,
+	e := &Engine{svc: svc, desc: svc.desc, chain: chain, db: svc.db, policy: svc.policy, asker: opts.Asker, askerFor: opts.AskerFor, notify: opts.Notifier,
 		prev: opts.Prev, log: log.With("component", "outbound"), now: opts.Now, tick: opts.Tick, scheduleTick: opts.ScheduleTick,
-		retryAfter: opts.RetryAfter, wake: make(chan struct{}, 1), asking: map[string]bool{}, retryAt: map[string]time.Time{},
-		conflicts: map[string]int{}, held: map[string]bool{}}
+		retryAfter: opts.RetryAfter, wake: make(chan struct{}, 1), asking: map[string]context.CancelFunc{}, retryAt: map[string]time.Time{},
+		conflicts: map[string]int{}, noted: map[string]bool{}}
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -205,6 +209,7 @@ func (e *Engine) Step(ctx context.Context) {
 		}
 		return
 	}
+	defer e.stopStaleAsks(ctx)
 	for _, p := range ps {
 		if p.State == store.ProposalConfirmed && p.BroadcastHeight > 0 && e.chain.TipHeight()-p.BroadcastHeight > 100 {
 			continue // deep enough: no longer followed
@@ -222,6 +227,26 @@ func (e *Engine) Step(ctx context.Context) {
 			if !changed {
 				break
 			}
+		}
+	}
+}
+
+// stopStaleAsks cancels the co-signer requests of proposals no longer awaiting co-signers
+// (cancelled by the operator, abandoned, or finalized with the others' signatures).
+func (e *Engine) stopStaleAsks(ctx context.Context) {
+	ps, err := e.db.Proposals(ctx, store.ProposalAwaitingCosigners)
+	if err != nil {
+		return
+	}
+	awaiting := map[string]bool{}
+	for _, p := range ps {
+		awaiting[p.ID] = true
+	}
+	e.askMu.Lock()
+	defer e.askMu.Unlock()
+	for key, cancel := range e.asking {
+		if id, _, _ := strings.Cut(key, "/"); !awaiting[id] {
+			cancel()
 		}
 	}
 }
@@ -278,24 +303,38 @@ func (e *Engine) advance(ctx context.Context, id string) (bool, error) {
 		return e.selfSign(ctx, p, a, pk)
 	case ActAsk:
 		e.ask(ctx, p, a, pk)
+		e.noteStuck(ctx, p, a, f)
 		return false, nil
 	case ActFinalize:
 		return true, e.finalize(ctx, p, pk)
 	case ActBroadcast:
 		return e.broadcast(ctx, p)
-	case ActConfirm, ActUnconfirm, ActMarkReplace:
-		return true, e.move(ctx, p, d.To, string(d.To), "", e.noticeFor(d))
+	case ActConfirm:
+		return true, e.move(ctx, p, d.To, "confirmed", fmt.Sprintf("%d confirmation(s)", f.Confs), NoticeConfirmed)
+	case ActUnconfirm:
+		return true, e.move(ctx, p, d.To, "reorged", "its block left the chain; followed (and sent again) until it confirms", "")
+	case ActMarkReplace:
+		return true, e.move(ctx, p, d.To, "replaced", "its fee bump confirmed", "")
 	case ActBump:
 		return false, e.bump(ctx, p, a, pk)
 	}
 	return false, fmt.Errorf("psbtflow: unknown action %s", d.Do)
 }
 
-func (e *Engine) noticeFor(d Decision) NoticeKind {
-	if d.Do == ActConfirm {
-		return NoticeConfirmed
+// noteStuck tells the operator once (per process) about a proposal that has been waiting for
+// its co-signers, without any progress, for three of its automation's timeouts.
+func (e *Engine) noteStuck(ctx context.Context, p store.Proposal, a policy.Automation, f Facts) {
+	timeout := a.Timeout
+	if timeout <= 0 {
+		timeout = policy.DefaultCosignerTimeout
 	}
-	return ""
+	key := "stuck-ask:" + p.ID
+	if e.noted[key] || e.now().Sub(p.UpdatedAt) < 3*timeout {
+		return
+	}
+	e.noted[key] = true
+	e.tell(ctx, p, NoticeStuck, fmt.Sprintf("proposal %s (%s) has waited %s for its co-signers (%d of %d signatures)",
+		p.ID, p.Automation, e.now().Sub(p.UpdatedAt).Round(time.Second), f.Signatures, f.Needed))
 }
 
 // facts gathers what Next needs about p, and its stored PSBT (nil before it is built).
@@ -722,8 +761,8 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 	var me *signer.MethodError
 	switch {
 	case errors.As(err, &held):
-		if !e.held[p.ID] {
-			e.held[p.ID] = true
+		if !e.noted[p.ID] {
+			e.noted[p.ID] = true
 			tl, _ := e.db.ProposalTimeline(ctx, p.ID)
 			if len(tl) == 0 || tl[len(tl)-1].Event != "held" && tl[len(tl)-1].Event != "notified" {
 				if err := e.db.AddProposalEvent(ctx, store.ProposalEvent{ProposalID: p.ID, At: e.now(), Event: "held", Detail: held.Reason}); err != nil {
@@ -762,7 +801,7 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 			State: store.CosignerWaiting})
 		evs = append(evs, store.ProposalEvent{Event: "requested", Detail: bp.RemoteSignerPubKey})
 	}
-	delete(e.held, p.ID)
+	delete(e.noted, p.ID)
 	from := p.State
 	p.State, p.PSBT, p.UpdatedAt = store.ProposalAwaitingCosigners, buf.Bytes(), e.now()
 	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: from, Proposal: p, Cosigners: cos, Events: evs}); err != nil {
@@ -774,7 +813,7 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 
 // ask starts one request per co-signer that has not answered (and is not being asked).
 func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation, pk *psbt.Packet) {
-	if e.asker == nil {
+	if e.asker == nil && e.askerFor == nil {
 		return
 	}
 	cos, err := e.db.ProposalCosigners(ctx, p.ID)
@@ -788,13 +827,15 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 			continue
 		}
 		key := p.ID + "/" + c.Cosigner
+		actx, cancel := context.WithCancel(ctx)
 		e.askMu.Lock()
-		busy := e.asking[key] || e.now().Before(e.retryAt[key])
+		busy := e.asking[key] != nil || e.now().Before(e.retryAt[key])
 		if !busy {
-			e.asking[key] = true
+			e.asking[key] = cancel
 		}
 		e.askMu.Unlock()
 		if busy {
+			cancel()
 			continue
 		}
 		cp, err := clonePacket(pk)
@@ -802,13 +843,15 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 			e.askMu.Lock()
 			delete(e.asking, key)
 			e.askMu.Unlock()
+			cancel()
 			e.log.Error("copy PSBT", "proposal", p.ID, "error", err)
 			return
 		}
 		e.wg.Add(1)
 		go func() {
 			defer e.wg.Done()
-			e.askOne(ctx, p, c, pk.UnsignedTx.TxHash(), cp, timeout)
+			defer cancel()
+			e.askOne(actx, p, c, pk.UnsignedTx.TxHash(), cp, timeout)
 		}()
 	}
 }
@@ -816,7 +859,7 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 // askOne asks one co-signer and records its answer: its signatures combined into the
 // proposal's PSBT, or its refusal (the proposal is abandoned when the others cannot make up the
 // threshold), or a failure (asked again after RetryAfter).
-func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *psbt.Packet, _ time.Duration) {
+func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *psbt.Packet, timeout time.Duration) {
 	key := p.ID + "/" + c.Cosigner
 	defer func() {
 		e.askMu.Lock()
@@ -832,7 +875,11 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		}
 		e.tell(ctx, p, NoticeHeld, fmt.Sprintf("proposal %s (%s): co-signer %s holds the request: %s", p.ID, p.Automation, c.Cosigner[:12], url))
 	}
-	got, err := e.asker.Ask(ctx, c.BunkerURI, c.RequestID, pk, onHeld)
+	asker := e.asker
+	if e.askerFor != nil {
+		asker = e.askerFor(timeout)
+	}
+	got, err := asker.Ask(ctx, c.BunkerURI, c.RequestID, pk, onHeld)
 	if ctx.Err() != nil {
 		return
 	}
@@ -958,6 +1005,11 @@ func (e *Engine) broadcast(ctx context.Context, p store.Proposal) (bool, error) 
 	}
 	if _, err := e.chain.Broadcast(ctx, &tx); err != nil && !errors.Is(err, electrum.ErrTxAlreadyKnown) {
 		if seen, _ := e.txConfs(tx.TxHash()); !seen {
+			if p.Replaces != "" && p.State == store.ProposalFinalized && errors.Is(err, electrum.ErrFeeTooLow) {
+				// A fee bump that does not pay enough over what it replaces: abandoned; the next
+				// bump starts above it.
+				return true, e.abandon(ctx, p, ReasonFeeTooLow+": "+err.Error())
+			}
 			return false, err
 		}
 	}

@@ -1,6 +1,7 @@
 package psbtflow
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -142,6 +144,10 @@ type localCosigner struct {
 	mu     sync.Mutex
 	asked  []string // request ids
 	down   bool
+	// hang makes Ask wait for its context (a co-signer that never answers); cancelled counts
+	// the asks that ended that way.
+	hang      bool
+	cancelled int
 	// raw, when set, signs instead of the Service (like the wallet's offline key C in BDK).
 	raw func(p *psbt.Packet) error
 }
@@ -149,10 +155,17 @@ type localCosigner struct {
 func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *psbt.Packet, onHeld func(string)) (*psbt.Packet, error) {
 	l.mu.Lock()
 	l.asked = append(l.asked, id)
-	down := l.down
+	down, hang := l.down, l.hang
 	l.mu.Unlock()
 	if down {
 		return nil, errors.New("relays unreachable")
+	}
+	if hang {
+		<-ctx.Done()
+		l.mu.Lock()
+		l.cancelled++
+		l.mu.Unlock()
+		return nil, ctx.Err()
 	}
 	if l.raw != nil {
 		return p, l.raw(p)
@@ -355,6 +368,9 @@ func TestEngineSweepToConfirmed(t *testing.T) {
 	e.until(t, id, StateBroadcast)
 	e.chain.mine()
 	e.until(t, id, StateConfirmed)
+	if tl := e.timeline(t, id); !slices.Contains(tl, "reorged") || tl[len(tl)-2] != "confirmed" {
+		t.Fatalf("timeline after the reorg %v", tl)
+	}
 	for _, s := range e.chain.sent {
 		if s.TxHash() != tx.TxHash() {
 			t.Fatalf("another transaction was broadcast: %s", s.TxHash())
@@ -417,29 +433,74 @@ func TestEngineHoldThenContinues(t *testing.T) {
 	if p.State != store.ProposalProposed || !slices.Contains(e.timeline(t, id), "held") || !slices.Contains(e.notes.kinds(), NoticeHeld) {
 		t.Fatalf("state %s, timeline %v, notices %v", p.State, e.timeline(t, id), e.notes.kinds())
 	}
+	// The hold ends; no NIP-46 answer is published for the automation's own request.
+	ans := &answers{}
+	e.svc.SetResponder(ans)
 	e.now = e.now.Add(2 * time.Hour)
-	e.svc.Tick(ctx) // the hold ends
+	e.svc.Tick(ctx)
 	e.until(t, id, StateBroadcast)
+	e.svc.Tick(ctx)
+	if got := ans.list(); len(got) != 0 {
+		t.Fatalf("late answers published for an automation: %v", got)
+	}
+	if hs, err := e.db.UnrespondedHolds(ctx); err != nil || len(hs) != 0 {
+		t.Fatalf("unresponded holds %v %v", hs, err)
+	}
 }
 
-func TestEngineCancelBeforeFinalized(t *testing.T) {
+// Another transaction spends the proposal's coin before it is finalized: abandoned, nothing
+// broadcast.
+func TestEngineInputsSpentElsewhere(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 	ctx := context.Background()
-	e.co.down = true
+	e.co.hang = true
 	ev := e.deposit(t, 2, 150_000)
 	if err := e.eng.HandleEvent(ctx, ev); err != nil {
 		t.Fatal(err)
 	}
 	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
 	e.until(t, id, StateAwaitingCosigners)
+	e.chain.mu.Lock()
+	delete(e.chain.coins, ev.UTXO.OutPoint)
+	e.chain.mu.Unlock()
+	p := e.until(t, id, StateAbandoned)
+	if p.Reason != ReasonSpentElsewhere || len(e.chain.sent) != 0 {
+		t.Fatalf("reason %q, %d sent", p.Reason, len(e.chain.sent))
+	}
+}
+
+func TestEngineCancelBeforeFinalized(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	e.co.hang = true
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	e.until(t, id, StateAwaitingCosigners)
+	// No answer for three timeouts: the operator hears that it is stuck (once).
+	e.now = e.now.Add(3 * e.auto.Timeout)
+	e.eng.Step(ctx)
+	e.eng.Step(ctx)
+	if got := e.notes.kinds(); !slices.Equal(got, []NoticeKind{NoticeStuck}) {
+		t.Fatalf("notices %v", got)
+	}
 	if _, err := e.db.CancelProposal(ctx, id, ReasonCancelled, e.now); err != nil {
 		t.Fatal(err)
 	}
-	e.co.mu.Lock()
-	e.co.down = false
-	e.co.mu.Unlock()
-	for range 20 {
+	// The request in flight is stopped at the next step (never answered here).
+	for i := 0; ; i++ {
 		e.eng.Step(ctx)
+		e.co.mu.Lock()
+		n := e.co.cancelled
+		e.co.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if i > 2000 {
+			t.Fatal("the co-signer request of a cancelled proposal was not stopped")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	p, _ := e.db.GetProposal(ctx, id)
@@ -497,8 +558,25 @@ func TestEngineFeeBump(t *testing.T) {
 	c := Coin{Value: ev.UTXO.Value, PkScript: ev.UTXO.PkScript, Branch: 0, Index: ev.UTXO.Index, Height: ev.UTXO.Height}
 	e.co.svc.NoteSpentCoin(ev.UTXO.OutPoint, c, orig0.TxHash())
 	e.co.svc.SetTxConfirmed(func(txid chainhash.Hash) bool { st, ok := e.chain.Tx(txid); return ok && st.Verified && st.Height > 0 })
-	bumpID := ProposalID("sweep", "bump:"+id)
+	// The network refuses the first bump as paying too little over the original (btcd's
+	// incremental relay fee is its minrelaytxfee): it is abandoned and the next one pays more.
+	refused := 0
+	e.chain.broadcast = func(tx *wire.MsgTx) error {
+		if tx.TxHash() != orig0.TxHash() && refused == 0 {
+			refused++
+			return fmt.Errorf("chainwatch: %w: insufficient fee", electrum.ErrFeeTooLow)
+		}
+		return nil
+	}
+	first := e.until(t, ProposalID("sweep", "bump:"+id), StateAbandoned)
+	if !strings.HasPrefix(first.Reason, ReasonFeeTooLow) {
+		t.Fatalf("first bump: %q", first.Reason)
+	}
+	bumpID := ProposalID("sweep", "bump:"+id+":2")
 	b := e.until(t, bumpID, StateBroadcast)
+	if b.FeeRate <= first.FeeRate || b.FeeSat <= first.FeeSat {
+		t.Fatalf("second bump %.1f sat/vB (%d sat) after a refused %.1f (%d)", b.FeeRate, b.FeeSat, first.FeeRate, first.FeeSat)
+	}
 	bt := e.chain.sent[len(e.chain.sent)-1]
 	if b.Replaces != id || b.FeeRate < orig.FeeRate+1 || b.FeeSat < orig.FeeSat+int64(bt.SerializeSizeStripped()) ||
 		bt.TxIn[0].PreviousOutPoint != ev.UTXO.OutPoint || string(bt.TxOut[0].PkScript) != string(e.dest) {
@@ -507,7 +585,7 @@ func TestEngineFeeBump(t *testing.T) {
 	if tl := e.timeline(t, id); !slices.Contains(tl, "bumped") {
 		t.Fatalf("original's timeline %v", tl)
 	}
-	// The spend ledger counts the replacement once.
+	// The spend ledger counts the replacements once: one reservation still counting.
 	rs, _ := e.db.Reservations(ctx, store.LedgerReserved, store.LedgerSpent)
 	if len(rs) != 1 || rs[0].TxID != b.UnsignedTxID {
 		t.Fatalf("ledger %+v", rs)
@@ -541,4 +619,154 @@ func TestReplaceableCoinNeedsOwnUnconfirmedSpend(t *testing.T) {
 	if !errors.As(err, &me) || !strings.Contains(me.Message, "input_unspent") {
 		t.Fatalf("foreign spender: %v", err)
 	}
+}
+
+// setAutomation replaces the env's automation (name kept) in A's policy.
+func (e *engineEnv) setAutomation(mod func(a *policy.Automation)) {
+	a := e.auto
+	mod(&a)
+	e.auto = a
+	e.pol.Automations = []policy.Automation{a}
+}
+
+func (e *engineEnv) built(t *testing.T, id string) *psbt.Packet {
+	t.Helper()
+	p, err := e.db.GetProposal(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pk
+}
+
+func TestEngineBuilderChoices(t *testing.T) {
+	ctx := context.Background()
+	t.Run("forward spends only the deposit", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) { a.Action.Kind = policy.ActionForward })
+		e.deposit(t, 1, 300_000)
+		ev := e.deposit(t, 2, 150_000)
+		if err := e.eng.HandleEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+		e.until(t, id, StateBroadcast)
+		tx := e.chain.sent[0]
+		if len(tx.TxIn) != 1 || tx.TxIn[0].PreviousOutPoint != ev.UTXO.OutPoint || len(tx.TxOut) != 1 {
+			t.Fatalf("forward tx %v", tx)
+		}
+	})
+	t.Run("sweep keeps the reserve as change", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) { a.Action.Reserve = 50_000 })
+		e.deposit(t, 1, 300_000)
+		ev := e.deposit(t, 2, 150_000)
+		if err := e.eng.HandleEvent(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+		id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+		e.until(t, id, StateBroadcast)
+		tx := e.chain.sent[0]
+		var change, paid int64
+		for _, o := range tx.TxOut {
+			if br, _, ok := e.f.chain.Lookup(o.PkScript); ok && br == ChangeBranch {
+				change += o.Value
+			} else {
+				paid += o.Value
+			}
+		}
+		p, _ := e.db.GetProposal(ctx, id)
+		if len(tx.TxIn) != 2 || change != 50_000 || paid != 450_000-50_000-p.FeeSat {
+			t.Fatalf("sweep: %d inputs, change %d, paid %d, fee %d", len(tx.TxIn), change, paid, p.FeeSat)
+		}
+	})
+	t.Run("consolidate spends the small coins to the next change address", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) {
+			a.Trigger = policy.Trigger{Kind: policy.TriggerSchedule, Every: time.Hour}
+			a.Action = policy.Action{Kind: policy.ActionConsolidate, Below: 100_000, MinInputs: 3, MaxFeeRate: 5}
+		})
+		small := []wire.OutPoint{e.deposit(t, 1, 20_000).UTXO.OutPoint, e.deposit(t, 2, 30_000).UTXO.OutPoint, e.deposit(t, 3, 40_000).UTXO.OutPoint}
+		e.deposit(t, 4, 500_000)
+		slot := ScheduleSlot(e.now.Add(time.Hour), time.Hour)
+		if err := e.eng.fire(ctx, ScheduleFirings(e.pol.Automations, slot, e.now)); err != nil {
+			t.Fatal(err)
+		}
+		id := ProposalID("sweep", ScheduleKey(slot))
+		e.until(t, id, StateBroadcast)
+		tx := e.chain.sent[0]
+		var ins []wire.OutPoint
+		for _, in := range tx.TxIn {
+			ins = append(ins, in.PreviousOutPoint)
+		}
+		slices.SortFunc(ins, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
+		slices.SortFunc(small, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
+		want0, _ := e.f.desc.PkScript(ChangeBranch, 0)
+		if !slices.Equal(ins, small) || len(tx.TxOut) != 1 || string(tx.TxOut[0].PkScript) != string(want0) {
+			t.Fatalf("consolidation %v", tx)
+		}
+		// Above its feerate limit it does not run.
+		e.chain.feerate = 8
+		slot2 := slot.Add(time.Hour)
+		e.deposit(t, 5, 10_000)
+		e.deposit(t, 6, 11_000)
+		e.deposit(t, 7, 12_000)
+		if err := e.eng.fire(ctx, ScheduleFirings(e.pol.Automations, slot2, e.now)); err != nil {
+			t.Fatal(err)
+		}
+		p := e.until(t, ProposalID("sweep", ScheduleKey(slot2)), StateAbandoned)
+		if !strings.HasPrefix(p.Reason, "feerate_too_high") {
+			t.Fatalf("reason %q", p.Reason)
+		}
+	})
+	t.Run("a named descriptor is paid at a new address each time", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		var parts []string
+		for i := byte(4); i < 7; i++ {
+			parts = append(parts, testKeys(t, i).Public.KeyOrigin()+"/0/*")
+		}
+		vault := &policy.NamedDescriptor{Name: "vault", Descriptor: "wsh(sortedmulti(2," + strings.Join(parts, ",") + "))"}
+		e.setAutomation(func(a *policy.Automation) {
+			a.Action.To = policy.Destination{Text: "descriptor:vault", Descriptor: vault}
+		})
+		// Without rules, A's limits allow any destination; B has no destination list.
+		var paid [][]byte
+		for i, idx := range []uint32{2, 3} {
+			ev := e.deposit(t, idx, 150_000)
+			if err := e.eng.HandleEvent(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
+			e.until(t, ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint)), StateBroadcast)
+			paid = append(paid, e.chain.sent[i].TxOut[0].PkScript)
+		}
+		d, err := descriptor.Parse(vault.Descriptor, net)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range paid {
+			want, _ := d.PkScript(0, uint32(i))
+			if string(s) != string(want) {
+				t.Fatalf("sweep %d paid %x, want the vault's address %d", i, s, i)
+			}
+		}
+	})
+	t.Run("funding_seen sweeps the unconfirmed deposit that fired it", func(t *testing.T) {
+		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+		e.setAutomation(func(a *policy.Automation) { a.Trigger = policy.Trigger{Kind: policy.TriggerFundingSeen} })
+		ev := e.deposit(t, 2, 150_000)
+		e.f.chain.coins[ev.UTXO.OutPoint] = Coin{Value: 150_000, PkScript: ev.UTXO.PkScript, Branch: 0, Index: 2} // in the mempool
+		seen := chainwatch.FundingSeen{UTXO: ev.UTXO}
+		seen.UTXO.Height = 0
+		if err := e.eng.HandleEvent(ctx, seen); err != nil {
+			t.Fatal(err)
+		}
+		// The deposit that fired it is swept even unconfirmed (funding_seen); the policy decides.
+		p := e.until(t, ProposalID("sweep", FundingKey(policy.TriggerFundingSeen, ev.UTXO.OutPoint)), StateBroadcast)
+		if p.TxID == "" {
+			t.Fatal("no transaction")
+		}
+	})
 }

@@ -70,3 +70,26 @@ func TestNext(t *testing.T) {
 		})
 	}
 }
+
+// FuzzNext: whatever the facts, Next never leads to a state change the state machine does not
+// allow, never acts on a final state, and only abandons with a reason.
+func FuzzNext(f *testing.F) {
+	f.Add(uint8(0), true, 1, 2, false, int32(0), uint8(0), int32(100), int32(90), int32(6), false)
+	f.Add(uint8(3), false, 0, 0, true, int32(0), uint8(1), int32(106), int32(100), int32(6), true)
+	f.Add(uint8(4), false, 0, 0, false, int32(0), uint8(3), int32(0), int32(0), int32(0), false)
+	states := []ProposalState{StateProposed, StateAwaitingCosigners, StateFinalized, StateBroadcast, StateConfirmed, StateReplaced, StateAbandoned, "bogus"}
+	f.Fuzz(func(t *testing.T, st uint8, built bool, sigs, needed int, seen bool, confs int32, conflict uint8, tip, bh, bumpAfter int32, bumpLive bool) {
+		fa := Facts{State: states[int(st)%len(states)], Built: built, Signatures: sigs, Needed: needed, Seen: seen, Confs: confs,
+			Conflict: Conflict(conflict % 4), Tip: tip, BroadcastHeight: bh, BumpAfter: bumpAfter, BumpLive: bumpLive}
+		d := Next(fa)
+		if d.To != fa.State && !CanTransition(fa.State, d.To) {
+			t.Fatalf("Next(%+v) = %+v: %s → %s is not allowed", fa, d, fa.State, d.To)
+		}
+		if (d.Do == ActAbandon) != (d.Reason != "") {
+			t.Fatalf("Next(%+v) = %+v: abandon and reason disagree", fa, d)
+		}
+		if (fa.State == StateReplaced || fa.State == StateAbandoned) && d.Do != ActNone {
+			t.Fatalf("Next acts on a final proposal: %+v", d)
+		}
+	})
+}

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,7 +50,9 @@ func cmdNotifyTest(ctx context.Context, cfg *Config, args []string, out io.Write
 		return fmt.Errorf("configuration: COSIGNER_KEY_FILE: %w", err)
 	}
 	log := cfg.logger()
-	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log, Quorum: cfg.RelayQuorum, AuthSigner: nostrAuthSigner(keys.NostrSecretKey())})
+	// A check waits for every relay's first answer (a quorum over the number of relays means
+	// all), so that the operator sees each one, the DM relays of their kind 10050 list included.
+	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log, Quorum: math.MaxInt, AuthSigner: nostrAuthSigner(keys.NostrSecretKey())})
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}
@@ -80,7 +84,11 @@ func cmdNotifyTest(ctx context.Context, cfg *Config, args []string, out io.Write
 		}
 		fmt.Fprintf(out, "  to %s: %s (gift wrap %s, %d attempt(s))\n", who, status, d.WrapID, d.Attempts)
 		for _, r := range d.Relays {
-			fmt.Fprintf(out, "    %s: %s\n", r.Relay, relayAnswer(r))
+			note := ""
+			if !slices.Contains(pool.URLs(), r.Relay) {
+				note = " (the operator's DM relay, kind 10050)"
+			}
+			fmt.Fprintf(out, "    %s%s: %s\n", r.Relay, note, relayAnswer(r))
 		}
 	}
 	if sendErr != nil {

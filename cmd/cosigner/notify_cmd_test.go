@@ -68,7 +68,8 @@ func TestNotifyTestCommand(t *testing.T) {
 	if err := runCommand(ctx, []string{"notify-test", "--text", "hello operator 42", "--timeout", "45s"}, &out); err != nil {
 		t.Fatalf("notify-test: %v\n%s", err, out.String())
 	}
-	if got := out.String(); strings.Count(got, ": delivered") != 2 || !strings.Contains(got, npub) || !strings.Contains(got, "own copy") || strings.Contains(got, "hello operator") {
+	t.Logf("notify-test printed:\n%s", out.String())
+	if got := out.String(); strings.Count(got, ": delivered") != 2 || strings.Count(got, ": ok\n") != 6 || !strings.Contains(got, npub) || !strings.Contains(got, "own copy") || strings.Contains(got, "hello operator") {
 		t.Fatalf("notify-test printed:\n%s", got)
 	}
 

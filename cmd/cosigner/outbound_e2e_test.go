@@ -93,3 +93,152 @@ func TestOutboundSweepWithCosigner(t *testing.T) {
 		t.Fatalf("second proposal %s %q txid %q; timeline %+v", pr2.State, pr2.Reason, pr2.TxID, pr2.Timeline)
 	}
 }
+
+// TestOutboundFeeBumpWithCosigner: btcd mines nothing below 15 sat/vB; A's automation may pay at
+// most 10 sat/vB, so its sweep stays unconfirmed and cannot be bumped (stuck). A's operator
+// raises the cap to 50 sat/vB: the bump due after bump_after (1 block) is built at the server's
+// estimate, signed by A under its policy and by B under its own — B's watcher saw the original
+// spend the deposit and B signed the original, so it analyses the replacement against that
+// coin — and it confirms; the original becomes replaced.
+func TestOutboundFeeBumpWithCosigner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: t.TempDir(), MinRelayFeeRate: 15,
+		PolicyA: scenario.SweepPolicyA(scenario.SweepOptions{BumpAfter: 1, Fallback: "2 sat/vB", MaxFeeRate: "10 sat/vB"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.LogOnFailure(t, 80)
+		p.Close()
+	}()
+	op, err := p.Deposit(ctx, 30_000_000, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	orig, err := p.WaitProposal(ctx, 3*time.Minute, scenario.ForTrigger(op, "broadcast", "confirmed", "abandoned"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orig.State != "broadcast" || orig.FeeRate > 10 {
+		t.Fatalf("original %s at %.1f sat/vB (%s)", orig.State, orig.FeeRate, orig.Reason)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Raise the automation's fee cap (a loosening; loosen_delay is 0 here).
+	if err := p.WritePolicyA(scenario.SweepPolicyA(scenario.SweepOptions{BumpAfter: 1, Fallback: "2 sat/vB", MaxFeeRate: "50 sat/vB"})); err != nil {
+		t.Fatal(err)
+	}
+	bump, err := p.WaitProposal(ctx, 3*time.Minute, func(pr scenario.Proposal) bool {
+		return pr.Replaces == orig.ID && (pr.State == "broadcast" || pr.State == "confirmed" || pr.State == "abandoned")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bump.State == "abandoned" || bump.FeeRate < 15 || bump.FeeSat <= orig.FeeSat || len(bump.Cosigners) != 1 || bump.Cosigners[0].State != "signed" {
+		t.Fatalf("bump %+v of %+v", bump, orig)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitProposal(ctx, 2*time.Minute, func(pr scenario.Proposal) bool { return pr.ID == bump.ID && pr.State == "confirmed" }); err != nil {
+		t.Fatal(err)
+	}
+	replaced, err := p.WaitProposal(ctx, 2*time.Minute, func(pr scenario.Proposal) bool { return pr.ID == orig.ID && pr.State == "replaced" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(replaced.Events("bumped")) != 1 {
+		t.Fatalf("original's timeline %+v", replaced.Timeline)
+	}
+}
+
+// TestOutboundRestartWithCosignerOffline: B is down when the deposit confirms, so A's proposal
+// waits for its co-signer; A is killed (SIGKILL) while it waits and started again, then B comes
+// back. The sweep completes once: A signed its share once (one audit entry), B was asked under
+// the stored request id and decided once, one transaction reached the vault.
+func TestOutboundRestartWithCosignerOffline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the local test network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		p.LogOnFailure(t, 60)
+		p.Close()
+	}()
+	if err := p.B.StopDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	op, err := p.Deposit(ctx, 40_000_000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	waiting, err := p.WaitProposal(ctx, 3*time.Minute, scenario.ForTrigger(op, "awaiting_cosigners"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.A.KillDaemon(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.A.StartDaemon(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.B.StartDaemon(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WaitProposal(ctx, 3*time.Minute, scenario.ForTrigger(op, "broadcast", "confirmed")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	done, err := p.WaitProposal(ctx, 2*time.Minute, scenario.ForTrigger(op, "confirmed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := p.Proposals(ctx)
+	if err != nil || len(ps) != 1 || done.ID != waiting.ID || len(done.Events("finalized")) != 1 || len(done.Events("self_signed")) != 1 {
+		t.Fatalf("proposals %+v (%v); timeline %+v", ps, err, done.Timeline)
+	}
+	count := func(d *scenario.Daemon, client string) int {
+		log, err := d.Audit(ctx, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, a := range log {
+			if a.Method == "sign_psbt" && (client == "" || a.Client == client) && a.UnsignedTxID == done.UnsignedTxID {
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(p.A, "automation:sweep_deposits"); n != 1 {
+		t.Fatalf("A decided its own share %d times", n)
+	}
+	if n := count(p.B, p.A.Key.NostrPubKey); n != 1 {
+		t.Fatalf("B decided %d times", n)
+	}
+	vault, err := p.VaultBalance(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := vault.Confirmed; got != 40_000_000-done.FeeSat {
+		t.Fatalf("vault has %d sat, want %d", got, 40_000_000-done.FeeSat)
+	}
+}

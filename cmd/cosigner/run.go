@@ -103,8 +103,8 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// policy, co-signed over NIP-46, finalized, broadcast and followed (psbtflow.Engine).
 	// The other co-signers are asked with this co-signer's own Nostr identity key as the NIP-46
 	// client key (their policies list its npub).
-	coord := psbtflow.NewCoordinator(keys.NostrSecretKey(), psbtflow.CoordinatorOptions{Descriptor: desc, Logger: log})
-	defer coord.Close()
+	coords := &coordinators{sk: keys.NostrSecretKey(), desc: desc, log: log}
+	defer coords.Close()
 	// The operators hear of held, denied, stuck, broadcast, confirmed and abandoned proposals by
 	// NIP-17 direct messages (COSIGNER_NOTIFY_NPUB; none when empty).
 	var notices psbtflow.Notifier
@@ -116,7 +116,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		defer dm.Close()
 		notices = dmNotifier{dm: dm, log: log.With("component", "outbound")}
 	}
-	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{Asker: coord, Notifier: notices, Logger: log})
+	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{AskerFor: coords.For, Notifier: notices, Logger: log})
 	flow.SetReplaceable(engine.ReplaceableCoin)
 	flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
 		st, ok := watcher.Tx(txid)
