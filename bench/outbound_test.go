@@ -39,7 +39,9 @@ func BenchmarkOutbound(b *testing.B) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: b.TempDir()})
+	// A's notifications lag 1 s behind B's (PairOptions.LagA), so that B has each deposit
+	// before A asks; the figures start at A's own event, so the lag is not in them.
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: b.TempDir(), LagA: time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}
