@@ -1,10 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
+
+	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/psbtflow"
 )
@@ -44,4 +53,70 @@ func (c *coordinators) Close() {
 		co.Close()
 	}
 	c.m = nil
+}
+
+// electrumPrevTx fetches previous transactions (blockchain.transaction.get, Electrum protocol)
+// for the non_witness_utxo the builder adds to segwit v0 inputs, so that hardware co-signers
+// accept the PSBT (bitcoin#19215). It keeps one connection of its own to the configured servers
+// (tried in order), dialed on first use and again after a failure. The builder checks that
+// the transaction hashes to the txid asked for.
+type electrumPrevTx struct {
+	servers []string
+	opts    electrum.Options
+
+	mu sync.Mutex
+	c  *electrum.Client
+}
+
+func (e *electrumPrevTx) PrevTx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var errs []error
+	for attempt := 0; attempt < 2; attempt++ {
+		if e.c == nil {
+			for _, s := range e.servers {
+				c, err := electrum.Dial(ctx, s, e.opts)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				e.c = c
+				break
+			}
+			if e.c == nil {
+				return nil, fmt.Errorf("previous transaction %s: %w", txid, errors.Join(errs...))
+			}
+		}
+		var raw string
+		err := e.c.Call(ctx, "blockchain.transaction.get", []any{txid.String()}, &raw)
+		if err == nil {
+			b, err := hex.DecodeString(raw)
+			if err != nil {
+				return nil, fmt.Errorf("previous transaction %s: not hex: %w", txid, err)
+			}
+			var tx wire.MsgTx
+			if err := tx.Deserialize(bytes.NewReader(b)); err != nil {
+				return nil, fmt.Errorf("previous transaction %s: %w", txid, err)
+			}
+			return &tx, nil
+		}
+		errs = append(errs, err)
+		var se *electrum.ServerError
+		if errors.As(err, &se) || ctx.Err() != nil {
+			break // the server answered (unknown transaction…): no point in another connection
+		}
+		e.c.Close()
+		e.c = nil
+	}
+	return nil, fmt.Errorf("previous transaction %s: %w", txid, errors.Join(errs...))
+}
+
+// Close closes the connection.
+func (e *electrumPrevTx) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.c != nil {
+		e.c.Close()
+		e.c = nil
+	}
 }

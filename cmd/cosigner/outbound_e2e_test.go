@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,8 +10,10 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/btcutil/psbt"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/store"
 )
 
 // TestOutboundSweepWithCosigner runs the automations engine end to end on the local test
@@ -60,6 +63,20 @@ func TestOutboundSweepWithCosigner(t *testing.T) {
 		if len(pr.Events(ev)) != 1 {
 			t.Fatalf("timeline has %d %q entries: %+v", len(pr.Events(ev)), ev, pr.Timeline)
 		}
+	}
+	// The PSBT carries non_witness_utxo (fetched from the Electrum server) for hardware co-signers.
+	db, err := store.Open(ctx, p.A.DBPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := db.GetProposal(ctx, pr.ID)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := psbt.NewFromRawBytes(bytes.NewReader(stored.PSBT), false)
+	if err != nil || pk.Inputs[0].NonWitnessUtxo == nil || pk.Inputs[0].NonWitnessUtxo.TxHash() != op.Hash {
+		t.Fatalf("stored PSBT: %v; input 0 non_witness_utxo %v", err, pk.Inputs[0].NonWitnessUtxo)
 	}
 	vault, err := p.VaultBalance(ctx)
 	if err != nil {

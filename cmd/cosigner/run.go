@@ -116,7 +116,9 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		defer dm.Close()
 		notices = dmNotifier{dm: dm, log: log.With("component", "outbound")}
 	}
-	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{AskerFor: coords.For, Notifier: notices, Logger: log})
+	prevTx := &electrumPrevTx{servers: cfg.ElectrumServers, opts: electrum.Options{TLS: etls, ClientName: "cosigner", Logger: log}}
+	defer prevTx.Close()
+	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{AskerFor: coords.For, Notifier: notices, Prev: prevTx, Logger: log})
 	flow.SetReplaceable(engine.ReplaceableCoin)
 	flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
 		st, ok := watcher.Tx(txid)
