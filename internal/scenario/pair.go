@@ -60,6 +60,12 @@ type PairOptions struct {
 	// Net, when set, is a running network to use (for example an Env's) instead of starting
 	// one; Close leaves it running. MinRelayFeeRate is then ignored.
 	Net *devnet.Network
+	// LagA delays the Electrum server's notifications (new blocks, script status changes) to A
+	// by this much: A talks to ElectrumX through a devnet.Proxy that holds each notification
+	// line back. B then sees a deposit before A acts on it. Without it, A (which signs and asks
+	// within tens of milliseconds of its funding event) can ask B before B's watcher has the
+	// block, and B refuses the PSBT (unsafe_psbt: input_unspent … not yet seen) for good.
+	LagA time.Duration
 	// NoStartA leaves A stopped after setup (StartDaemon it when the test is ready).
 	NoStartA bool
 	Logger   *slog.Logger
@@ -91,8 +97,9 @@ type Pair struct {
 	BunkerB string
 
 	mu        sync.Mutex
-	nextIndex uint32 // next receive index Deposit pays
-	ownNet    bool   // Close closes Net
+	nextIndex uint32        // next receive index Deposit pays
+	ownNet    bool          // Close closes Net
+	lagProxy  *devnet.Proxy // A's Electrum server connection when PairOptions.LagA is set
 	log       *slog.Logger
 }
 
@@ -126,18 +133,29 @@ func SetupPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 		}
 		p.ownNet = true
 	}
-	common := []string{
-		"COSIGNER_ELECTRUM_URL=" + p.Net.ElectrumURL(),
-		"COSIGNER_RELAYS=" + strings.Join(p.Net.RelayURLs(), ","),
+	electrumA := p.Net.ElectrumURL()
+	if o.LagA > 0 {
+		lag := o.LagA
+		if p.lagProxy, err = devnet.NewProxy(p.Net.ElectrumAddr(), func(line string) string {
+			if strings.Contains(line, `"method"`) && !strings.Contains(line, `"id"`) { // a notification
+				time.Sleep(lag)
+			}
+			return line
+		}); err != nil {
+			return nil, err
+		}
+		electrumA = p.lagProxy.URL()
 	}
 	for _, x := range []struct {
-		d     **Daemon
-		name  string
-		extra []string
-	}{{&p.A, "A", o.ExtraEnvA}, {&p.B, "B", o.ExtraEnvB}} {
+		d        **Daemon
+		name     string
+		electrum string
+		extra    []string
+	}{{&p.A, "A", electrumA, o.ExtraEnvA}, {&p.B, "B", p.Net.ElectrumURL(), o.ExtraEnvB}} {
 		sub := filepath.Join(dir, strings.ToLower(x.name))
+		env := append([]string{"COSIGNER_ELECTRUM_URL=" + x.electrum, "COSIGNER_RELAYS=" + strings.Join(p.Net.RelayURLs(), ",")}, x.extra...)
 		d, err := newDaemon(x.name, bin, filepath.Join(sub, "cosigner-data"), filepath.Join(sub, "cosigner.log"),
-			filepath.Join(sub, "passphrase"), append(append([]string(nil), common...), x.extra...))
+			filepath.Join(sub, "passphrase"), env)
 		if err != nil {
 			return nil, err
 		}
@@ -516,6 +534,9 @@ func (p *Pair) Close() {
 		if err := d.StopDaemon(); err != nil {
 			p.log.Warn("cosigner stop", "cosigner", d.Name, "error", err)
 		}
+	}
+	if p.lagProxy != nil {
+		p.lagProxy.Close()
 	}
 	if p.Net != nil && p.ownNet {
 		p.Net.Close()

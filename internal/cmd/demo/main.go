@@ -245,8 +245,9 @@ func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os
 	say("two more cosigner daemons, A and B (each made by `cosigner init`), hold two keys of a new 2-of-3")
 	say("wallet; key C stays offline. A's policy sweeps every confirmed deposit to a cold vault and asks B")
 	say("for the second signature; B's policy lets A's Nostr key ask, only for payments to that vault.")
+	// A hears of new blocks 1 s after B (PairOptions.LagA), so that B knows the deposit when A asks.
 	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: filepath.Join(dir, "sweep"), Net: env.Net,
-		Logger: slog.New(slog.NewTextHandler(logf, nil))})
+		LagA: time.Second, Logger: slog.New(slog.NewTextHandler(logf, nil))})
 	if err != nil {
 		return err
 	}
@@ -273,7 +274,6 @@ func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os
 		return err
 	}
 	step("A deposit of %s to the wallet is confirmed (%s)", amount, op)
-	t0 := time.Now()
 	pr, err := p.WaitProposal(ctx, 2*time.Minute, scenario.ForTrigger(op, "broadcast", "confirmed", "abandoned"))
 	if err != nil {
 		return err
@@ -281,7 +281,9 @@ func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os
 	if pr.State == "abandoned" {
 		return fmt.Errorf("proposal %s abandoned: %s", pr.ID, pr.Reason)
 	}
-	say("A built, signed, asked B, finalized and broadcast the sweep in %s: txid %s", time.Since(t0).Round(time.Millisecond), pr.TxID)
+	if sent := pr.Events("broadcast"); len(sent) > 0 {
+		say("A built, signed, asked B, finalized and broadcast the sweep in %s: txid %s", sent[0].At.Sub(pr.CreatedAt).Round(time.Millisecond), pr.TxID)
+	}
 	if _, err := p.Net.Mine(ctx, 1); err != nil {
 		return err
 	}
