@@ -701,6 +701,11 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 		if errors.Is(err, ErrInsufficientFunds) || errors.Is(err, ErrDustOutput) || errors.Is(err, ErrTooManyInputs) {
 			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
 		}
+		if errors.Is(err, ErrUnsupportedDescriptor) || errors.Is(err, ErrPayment) || errors.Is(err, ErrSelectParams) {
+			// Building again would fail the same way (a taproot wallet, a destination of
+			// another network, a descriptor without a change branch).
+			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+		}
 		return false, err
 	}
 	return true, e.storeBuilt(ctx, p, pk, rate, fmt.Sprintf("%d inputs at %.1f sat/vB", len(pk.UnsignedTx.TxIn), float64(rate)))
