@@ -47,6 +47,14 @@ type Service struct {
 	respMu    sync.Mutex
 	responder signer.Responder
 
+	// replaceable gives, for PSBTs of this co-signer's own automations only, the coins that its
+	// own unconfirmed transactions spend, so that their RBF fee bumps can be analysed (nil: none).
+	replaceable func(op wire.OutPoint) (Coin, bool)
+	// spent and txConfirmed find coins spent by our own unconfirmed transactions for any
+	// client's RBF replacement (outbound_replace.go).
+	spent       spentCoins
+	txConfirmed func(txid chainhash.Hash) bool
+
 	// mu serialises decisions so that one (client, id) is never evaluated twice at once, two
 	// conflicting PSBTs are never analysed against the same UTXO snapshot concurrently, and the
 	// ledger totals a decision reads are the ones its reservation is added to.
@@ -104,6 +112,49 @@ func (s *Service) SetResponder(r signer.Responder) {
 	s.responder = r
 	s.respMu.Unlock()
 	s.kick()
+}
+
+// SetReplaceable sets where the analysis of a PSBT built by one of the policy's automations
+// (client "automation:<name>") finds the coins spent by this co-signer's own unconfirmed
+// transactions (an RBF fee bump spends them again). Inbound requests never see them: for a
+// Nostr client such a coin is not unspent.
+func (s *Service) SetReplaceable(f func(op wire.OutPoint) (Coin, bool)) {
+	s.mu.Lock()
+	s.replaceable = f
+	s.mu.Unlock()
+}
+
+// chainFor is the wallet view a request from client is analysed against: the watcher's, plus
+// the coins spent by this co-signer's own unconfirmed transactions (which an RBF replacement
+// spends again; see outbound_replace.go), plus, for the policy's automations, the coins of the
+// engine's own broadcast proposals. Called with s.mu held.
+func (s *Service) chainFor(ctx context.Context, client string) ChainView {
+	own := s.replaceable
+	if !strings.HasPrefix(client, policy.AutomationClientPrefix) {
+		own = nil
+	}
+	return replaceableView{ChainView: s.chain, more: func(op wire.OutPoint) (Coin, bool) {
+		if c, ok := s.replaceableCoin(ctx, op); ok {
+			return c, true
+		}
+		if own != nil {
+			return own(op)
+		}
+		return Coin{}, false
+	}}
+}
+
+// replaceableView adds coins spent by our own unconfirmed transactions to a wallet view.
+type replaceableView struct {
+	ChainView
+	more func(op wire.OutPoint) (Coin, bool)
+}
+
+func (v replaceableView) Coin(op wire.OutPoint) (Coin, bool) {
+	if c, ok := v.ChainView.Coin(op); ok {
+		return c, true
+	}
+	return v.more(op)
 }
 
 func (s *Service) kick() {
@@ -285,7 +336,8 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	if err != nil {
 		return refused("rejected", signer.AsMethodError(err), "decode", nil)
 	}
-	a, err := AnalyzeWith(p, s.desc, s.chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
+	chain := s.chainFor(ctx, req.Client)
+	a, err := AnalyzeWith(p, s.desc, chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
 		me := signer.AsMethodError(err)
 		if me.Code == signer.CodeInternal {
@@ -312,7 +364,7 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 		fillAudit(&ae, a)
 		return verdict{rec: store.SignRequest{State: store.RequestHeld, UnsignedTxID: a.UnsignedTxID}, audit: ae, decision: &d, held: true}
 	}
-	n, err := SignInputs(p, a, s.desc, s.slot, s.keys, s.chain)
+	n, err := SignInputs(p, a, s.desc, s.slot, s.keys, chain)
 	if err != nil {
 		s.log.Error("signing failed", "error", err)
 		return withDecision(refused("error", signer.AsMethodError(err), "sign", a))
@@ -576,6 +628,14 @@ func (s *Service) respondEnded(ctx context.Context) error {
 	}
 	var errs []error
 	for _, h := range holds {
+		if strings.HasPrefix(h.Client, policy.AutomationClientPrefix) {
+			// An automation's own request: no NIP-46 client waits for it; the outbound engine
+			// reads the decision by asking again under the same id.
+			if err := s.db.MarkHoldResponded(ctx, h.Client, h.RequestID); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		rec, ok, err := s.db.SignRequestRow(ctx, h.Client, h.RequestID)
 		if err != nil || !ok {
 			errs = append(errs, fmt.Errorf("held request %s: %v", h.RequestID, err))

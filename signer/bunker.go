@@ -625,6 +625,20 @@ func (s *RemoteSigner) decrypt(ev *nostr.Event) (transport, string, error) {
 	return t, plain, nil
 }
 
+// IsResponse reports whether a decrypted NIP-46 payload is a response ({"id","result","error"}
+// without "method"), not a request.
+func IsResponse(plain string) bool {
+	var m struct {
+		Method *string          `json:"method"`
+		Result *json.RawMessage `json:"result"`
+		Error  *json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal([]byte(plain), &m) != nil {
+		return false
+	}
+	return m.Method == nil && (m.Result != nil || m.Error != nil)
+}
+
 // ParseRequest decodes a NIP-46 request payload {"id","method","params":[strings]}. It returns
 // the id even when the rest is malformed (so the error can be answered); an empty id means the
 // payload cannot be answered at all. Errors are *MethodError (invalid_request).
@@ -679,6 +693,13 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 	t, plain, err := s.decrypt(ev)
 	if err != nil {
 		log.Warn("dropped event", "error", err)
+		return
+	}
+	if IsResponse(plain) {
+		// A NIP-46 response p-tagged to our key: the answer to a request our own NIP-46 client
+		// sent under this key (a co-signer asking its peers); that client's subscription reads
+		// it. Answering it with an error would start an endless exchange with the peer's signer.
+		log.Debug("ignored a NIP-46 response addressed to this key's client")
 		return
 	}
 	id, method, params, perr := ParseRequest(plain)

@@ -36,6 +36,8 @@ usage:
   cosigner policy schema      print the policy language's JSON Schema
   cosigner psbt inspect [--json] FILE
                               what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
+  cosigner proposals list|show ID|cancel ID [--json]
+                              transactions the policy's automations proposed, and their progress
   cosigner notify-test [--text T]  send a NIP-17 direct message to COSIGNER_NOTIFY_NPUB (check the setup)
 
 Configuration is read from COSIGNER_* environment variables; see the README.
@@ -99,6 +101,8 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 		return cmdHealth(ctx, cfg, out)
 	case "psbt":
 		return cmdPSBT(ctx, cfg, args[1:], out)
+	case "proposals":
+		return cmdProposals(ctx, cfg, args[1:], out)
 	case "notify-test":
 		return cmdNotifyTest(ctx, cfg, args[1:], out)
 	}

@@ -11,11 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/relaypool"
@@ -97,6 +99,31 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if err := remote.Handle("psbt_status", flow.PSBTStatus); err != nil {
 		return err
 	}
+	// Automations (issue 6): chain events and schedules → proposals, signed here under the
+	// policy, co-signed over NIP-46, finalized, broadcast and followed (psbtflow.Engine).
+	// The other co-signers are asked with this co-signer's own Nostr identity key as the NIP-46
+	// client key (their policies list its npub).
+	coords := &coordinators{sk: keys.NostrSecretKey(), desc: desc, log: log}
+	defer coords.Close()
+	// The operators hear of held, denied, stuck, broadcast, confirmed and abandoned proposals by
+	// NIP-17 direct messages (COSIGNER_NOTIFY_NPUB; none when empty).
+	var notices psbtflow.Notifier
+	if len(cfg.NotifyRecipients) > 0 {
+		dm, err := notify.New(keys.NostrSecretKey(), cfg.NotifyRecipients, pool, log)
+		if err != nil {
+			return fmt.Errorf("configuration: COSIGNER_NOTIFY_NPUB: %w", err)
+		}
+		defer dm.Close()
+		notices = dmNotifier{dm: dm, log: log.With("component", "outbound")}
+	}
+	prevTx := &electrumPrevTx{servers: cfg.ElectrumServers, opts: electrum.Options{TLS: etls, ClientName: "cosigner", Logger: log}}
+	defer prevTx.Close()
+	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{AskerFor: coords.For, Notifier: notices, Prev: prevTx, Logger: log})
+	flow.SetReplaceable(engine.ReplaceableCoin)
+	flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
+		st, ok := watcher.Tx(txid)
+		return ok && st.Verified && st.Height > 0
+	})
 	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
 		"wallet", desc.String(), "electrum", cfg.ElectrumURL, "relays", pool.URLs(), "policy", cfg.PolicyFile)
 
@@ -114,12 +141,12 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	}
 	start("chainwatch", watcher.Run)
 	// The watcher never drops an event and waits when its buffer is full, so its events are
-	// always drained here; for now they are reported in the log (psbtflow automations will
-	// consume them later).
+	// always drained here: reported in the log, and handed to the automations engine.
 	start("chain events", func(ctx context.Context) error {
-		logChainEvents(ctx, watcher.Events(), watcher.Ack, log.With("component", "chainwatch"), flow)
+		logChainEvents(ctx, watcher.Events(), watcher.Ack, log.With("component", "chainwatch"), flow, engine)
 		return nil
 	})
+	start("outbound", engine.Run)
 	if cfg.HealthAddr != "" {
 		ln, err := net.Listen("tcp", cfg.HealthAddr)
 		if err != nil {
@@ -166,7 +193,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 // Spent events also go to the spend ledger (flow.NoteSpent). Each event is acknowledged once
 // handled, so a restart does not report it again; one whose ledger update failed is not
 // acknowledged and comes back after a restart.
-func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger, flow *psbtflow.Service) {
+func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger, flow *psbtflow.Service, engine *psbtflow.Engine) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -187,6 +214,8 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 				}
 				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
 				if e.SpentBy != nil {
+					flow.NoteSpentCoin(e.OutPoint, psbtflow.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
+						Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
 					if err := flow.NoteSpent(ctx, e.OutPoint, *e.SpentBy); err != nil {
 						log.Error("spend ledger update failed; the event is kept for the next start", "error", err)
 						continue
@@ -207,6 +236,16 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 					log.Debug("new tip", "height", e.Tip.Height, "hash", e.Tip.Hash.String())
 				}
 			}
+			// The proposals the event fires are stored before it is acknowledged: a crash in
+			// between re-delivers the event, which finds them (one per trigger key).
+			if engine != nil {
+				if err := engine.HandleEvent(ctx, ev); err != nil {
+					if ctx.Err() == nil {
+						log.Error("automations could not handle the event; it is kept for the next start", "id", ev.EventID(), "error", err)
+					}
+					continue
+				}
+			}
 			if err := ack(ctx, ev.EventID()); err != nil && ctx.Err() == nil {
 				log.Warn("could not acknowledge chain event", "id", ev.EventID(), "err", err)
 			}
@@ -225,8 +264,17 @@ func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
 	return psbtflow.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
 }
 
-func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool) { return c.w.Lookup(pkScript) }
-func (c chainView) TipHeight() int32                              { return c.w.Tip().Height }
+func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool)     { return c.w.Lookup(pkScript) }
+func (c chainView) SpendableUTXOs() []chainwatch.UTXO                 { return c.w.SpendableUTXOs() }
+func (c chainView) Tx(txid chainhash.Hash) (chainwatch.TxState, bool) { return c.w.Tx(txid) }
+func (c chainView) Tip() chainwatch.Tip                               { return c.w.Tip() }
+func (c chainView) Broadcast(ctx context.Context, tx *wire.MsgTx) (chainhash.Hash, error) {
+	return c.w.Broadcast(ctx, tx)
+}
+func (c chainView) EstimateFee(ctx context.Context, blocks int) electrum.FeeEstimate {
+	return c.w.EstimateFee(ctx, blocks)
+}
+func (c chainView) TipHeight() int32 { return c.w.Tip().Height }
 
 // Synced is true once the watcher's initial sync has completed.
 func (c chainView) Synced() bool {

@@ -79,6 +79,10 @@ func (n *Network) startBtcd(ctx context.Context) error {
 		"--miningaddr=" + n.key.addr.EncodeAddress(),
 		"--debuglevel=info",
 	}
+	if n.minRelayFeeRate > 0 {
+		// sat/vB → BTC/kvB
+		args = append(args, fmt.Sprintf("--minrelaytxfee=%.8f", float64(n.minRelayFeeRate)*1000/1e8), "--norelaypriority")
+	}
 	p, err := startProcess("btcd", n.tools.btcd, args, nil, n.dir, filepath.Join(n.dir, "btcd.log"), n.log)
 	if err != nil {
 		return err

@@ -62,6 +62,15 @@ type Config struct {
 	// a deployed server, so that tests show whether a client copes with them.
 	ElectrumNoCostLimits bool
 
+	// MinRelayFeeRate is btcd's minimum relay feerate in sat/vB (--minrelaytxfee), which btcd's
+	// block template also uses as the feerate below which it leaves a transaction out. When set,
+	// btcd also runs with --norelaypriority, so that a transaction paying less is still accepted
+	// into the mempool (as a low-fee transaction) but never mined: a stuck transaction, for
+	// fee-bump (BIP-125) tests. A replacement must then pay at least MinRelayFeeRate × its vsize
+	// more than what it replaces. Fund pays 5 sat/vB: fund with FundOutputs at a higher feerate
+	// on such a network. 0: btcd's default (1 sat/vB, free transactions need priority).
+	MinRelayFeeRate int64
+
 	// Logger gets the harness's own log lines (not the processes' output,
 	// which goes to files in Dir). Default slog.Default().
 	Logger *slog.Logger
@@ -78,6 +87,7 @@ type Network struct {
 	btcdRPCPort, btcdP2PPort, proxyPort, electrumPort int
 	electrumPaddingWait                               time.Duration
 	electrumNoCostLimits                              bool
+	minRelayFeeRate                                   int64
 
 	key harnessKey
 	rpc *rpcclient.Client
@@ -115,6 +125,9 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("devnet: Config.Dir is required")
 	}
+	if cfg.MinRelayFeeRate < 0 {
+		return nil, fmt.Errorf("devnet: Config.MinRelayFeeRate %d sat/vB is negative", cfg.MinRelayFeeRate)
+	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("devnet: %w", err)
@@ -144,7 +157,7 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		return nil, err
 	}
 
-	n := &Network{dir: dir, tools: t, log: log, closed: make(chan struct{}), nextCoinbase: 1, electrumPaddingWait: max(cfg.ElectrumPaddingWait, 0), electrumNoCostLimits: cfg.ElectrumNoCostLimits}
+	n := &Network{dir: dir, tools: t, log: log, closed: make(chan struct{}), nextCoinbase: 1, electrumPaddingWait: max(cfg.ElectrumPaddingWait, 0), electrumNoCostLimits: cfg.ElectrumNoCostLimits, minRelayFeeRate: cfg.MinRelayFeeRate}
 	n.life, n.stopLife = context.WithCancel(context.Background())
 	if n.key, err = newHarnessKey(n); err != nil {
 		return nil, err

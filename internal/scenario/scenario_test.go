@@ -25,7 +25,7 @@ func TestLogOnFailure(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "cosigner.log"), []byte(log), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{Dir: dir}
+	e := &Env{Dir: dir, Daemon: &Daemon{Name: "A", LogPath: filepath.Join(dir, "cosigner.log")}}
 
 	passed := &recordingLog{}
 	e.LogOnFailure(passed, 10)

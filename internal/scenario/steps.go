@@ -2,16 +2,14 @@ package scenario
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg"
 
 	"github.com/custodyagents/cosigner/chainwatch"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // Built is what bdkwallet.py build answers: a PSBT signed by key B, not finalized.
@@ -66,37 +64,15 @@ func (e *Env) BDKBalance(ctx context.Context) (Balance, error) {
 }
 
 // ExternalAddress is a fresh P2WPKH address outside the wallet (somebody being paid).
-func (e *Env) ExternalAddress() (btcutil.Address, error) {
+func (e *Env) ExternalAddress() (btcutil.Address, error) { return NewExternalAddress(e.Net.Params()) }
+
+// NewExternalAddress is a fresh P2WPKH address on net, of a key nobody keeps.
+func NewExternalAddress(net *chaincfg.Params) (btcutil.Address, error) {
 	pk, err := btcec.NewPrivateKey()
 	if err != nil {
 		return nil, err
 	}
-	return btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), e.Net.Params())
-}
-
-// Audit reads the cosigner's newest audit entries (newest first) from its database; SQLite's
-// WAL mode lets this reader run beside the daemon.
-func (e *Env) Audit(ctx context.Context, n int) ([]store.AuditEntry, error) {
-	db, err := store.Open(ctx, filepath.Join(e.Dir, "cosigner-data", "cosigner.db"))
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	return db.AuditLog(ctx, n)
-}
-
-// LastDecision is the newest audit entry for a method.
-func (e *Env) LastDecision(ctx context.Context, method string) (store.AuditEntry, error) {
-	log, err := e.Audit(ctx, 50)
-	if err != nil {
-		return store.AuditEntry{}, err
-	}
-	for _, a := range log {
-		if a.Method == method {
-			return a, nil
-		}
-	}
-	return store.AuditEntry{}, fmt.Errorf("scenario: no audit entry for %s", method)
+	return btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), net)
 }
 
 // FundConfirmed pays amounts[i] to the wallet's receive address at index i, mines one block and

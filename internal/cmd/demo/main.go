@@ -7,6 +7,12 @@
 // relays, the cosigner checks it against the chain and its policy and signs, BDK finalizes and
 // broadcasts through ElectrumX, a block is mined and the cosigner reports the spend. A second
 // payment over the policy's cap is refused with the rule that decided.
+//
+// Then the other direction: two cosigner daemons, A and B, hold two keys of a second 2-of-3
+// wallet (C offline). A's policy has an automation that sweeps every confirmed deposit to a cold
+// vault; a deposit arrives, A builds the PSBT, signs its share, asks B over Nostr, B signs under
+// its own policy, A finalizes and broadcasts, and the sweep confirms. The demo prints the
+// proposal's timeline.
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -203,12 +210,19 @@ func run(ctx context.Context) error {
 		a := log[i]
 		say("%s  %-14s %-9s rule %-14s %s", a.At.Format("15:04:05"), a.Method, a.Decision, a.Rule, truncate(a.Reason, 90))
 	}
+	if err := automatedSweep(ctx, env, dir, logf); err != nil {
+		return fmt.Errorf("automated sweep: %w", err)
+	}
+
 	fmt.Printf("\nThe demo took %s. Logs: %s (cosigner.log, network/*.log)\n", time.Since(began).Round(time.Second), dir)
 	fmt.Println("Next: README.md, \"Running cosigner\", shows how to do the same with your own wallet:")
 	fmt.Println("`cosigner init` for the key, COSIGNER_DESCRIPTOR for the wallet, a policy file, `cosigner run`, and")
 	fmt.Println("`cosigner bunker-uri` for each app that should be able to ask for signatures.")
 	return nil
 }
+
+// secretParam is a bunker URI's connect secret, left out of what the demo prints.
+var secretParam = regexp.MustCompile(`(secret=)[^&"\s]*`)
 
 func truncate(s string, n int) string {
 	if len(s) <= n {
@@ -222,4 +236,77 @@ func mustMkdir(d string) string {
 		panic(err)
 	}
 	return d
+}
+
+// automatedSweep is the demo's second part: two cosigner daemons on the same network, A with a
+// sweep automation, B co-signing over Nostr.
+func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os.File) error {
+	step("Part 2: an automated sweep, co-signed by a second cosigner over Nostr")
+	say("two more cosigner daemons, A and B (each made by `cosigner init`), hold two keys of a new 2-of-3")
+	say("wallet; key C stays offline. A's policy sweeps every confirmed deposit to a cold vault and asks B")
+	say("for the second signature; B's policy lets A's Nostr key ask, only for payments to that vault.")
+	// A hears of new blocks 1 s after B (PairOptions.LagA), so that B knows the deposit when A asks.
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: filepath.Join(dir, "sweep"), Net: env.Net,
+		LagA: time.Second, Logger: slog.New(slog.NewTextHandler(logf, nil))})
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	say("A  %s  (Nostr %s)", p.A.Key.KeyOrigin(), truncate(p.A.Key.NPub(), 24))
+	say("B  %s  (Nostr %s)", p.B.Key.KeyOrigin(), truncate(p.B.Key.NPub(), 24))
+	say("A's automation (from %s):", p.A.PolicyFile)
+	doc, err := os.ReadFile(p.A.PolicyFile)
+	if err != nil {
+		return err
+	}
+	if i := strings.Index(string(doc), "automations:"); i >= 0 {
+		for _, line := range strings.Split(strings.TrimRight(string(doc[i:]), "\n"), "\n") {
+			say("  %s", truncate(secretParam.ReplaceAllString(line, "${1}…"), 110))
+		}
+	}
+
+	amount := btcutil.Amount(30_000_000)
+	op, err := p.Deposit(ctx, amount, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		return err
+	}
+	step("A deposit of %s to the wallet is confirmed (%s)", amount, op)
+	pr, err := p.WaitProposal(ctx, 2*time.Minute, scenario.ForTrigger(op, "broadcast", "confirmed", "abandoned"))
+	if err != nil {
+		return err
+	}
+	if pr.State == "abandoned" {
+		return fmt.Errorf("proposal %s abandoned: %s", pr.ID, pr.Reason)
+	}
+	if sent := pr.Events("broadcast"); len(sent) > 0 {
+		say("A built, signed, asked B, finalized and broadcast the sweep in %s: txid %s", sent[0].At.Sub(pr.CreatedAt).Round(time.Millisecond), pr.TxID)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil {
+		return err
+	}
+	if pr, err = p.WaitProposal(ctx, time.Minute, scenario.ForTrigger(op, "confirmed")); err != nil {
+		return err
+	}
+	say("a block is mined; `cosigner proposals show %s` on A:", pr.ID)
+	say("  automation %s, trigger %s", pr.Automation, pr.Trigger)
+	say("  state %s, fee %s (%.1f sat/vB), txid %s", pr.State, btcutil.Amount(pr.FeeSat), pr.FeeRate, pr.TxID)
+	for _, c := range pr.Cosigners {
+		say("  co-signer %s…: %s %s", c.PubKey[:16], c.State, truncate(c.Detail, 60))
+	}
+	say("  timeline:")
+	for _, ev := range pr.Timeline {
+		say("    +%6.3fs  %-12s %s", ev.At.Sub(pr.CreatedAt).Seconds(), ev.Event, truncate(ev.Detail, 80))
+	}
+	vault, err := p.VaultBalance(ctx)
+	if err != nil {
+		return err
+	}
+	say("the cold vault (read by BDK through ElectrumX) now holds %s: the deposit less the fee", btcutil.Amount(vault.Confirmed))
+	if vault.Confirmed != int64(amount)-pr.FeeSat {
+		return fmt.Errorf("the vault holds %d sat, want %d", vault.Confirmed, int64(amount)-pr.FeeSat)
+	}
+	return nil
 }

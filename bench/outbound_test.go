@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/wire"
+	"github.com/nbd-wtf/go-nostr"
+
+	nip46e2e "github.com/custodyagents/cosigner/e2e/nip46"
+	"github.com/custodyagents/cosigner/internal/scenario"
+)
+
+// The outbound figures (issue 6, "Numbers"): on the local test network, two cosigner daemons
+// (built without -race) hold keys A and B of a 2-of-3; A's automation sweeps every confirmed
+// deposit to a cold vault and asks B over NIP-46 through the three relays. For each of
+// outboundDeposits deposits: the time from A's funding-confirmed event (the watcher's event, as
+// A logs it) to the sweep's broadcast (A's proposal timeline), p50 and p99, and the share of it
+// spent waiting for B (requested → answered: the relays both ways plus B's own analysis,
+// policy and signing), with the p50 of each stage. Beside it, in the same run: NIP-46 ping
+// round trips to B over the same relays (the transport floor of that wait).
+
+const (
+	outboundDeposits = 20
+	outboundPings    = 50
+)
+
+// BenchmarkOutbound sets up one pair for both figures.
+func BenchmarkOutbound(b *testing.B) {
+	if testing.Short() {
+		b.Skip("outbound benchmarks need the local test network")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	// A's notifications lag 1 s behind B's (PairOptions.LagA), so that B has each deposit
+	// before A asks; the figures start at A's own event, so the lag is not in them.
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: b.TempDir(), LagA: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if b.Failed() {
+			b.Logf("A's log (tail):\n%s\nB's log (tail):\n%s", p.A.LogTail(40), p.B.LogTail(40))
+		}
+		p.Close()
+	})
+	b.Run("funding_confirmed_to_broadcast", func(b *testing.B) {
+		for range b.N {
+			benchSweeps(ctx, b, p)
+		}
+	})
+	b.Run("ping_B", func(b *testing.B) {
+		c := dialBunker(ctx, b, p)
+		for range b.N {
+			reportLatency(b, sampleCalls(b, outboundPings, func(ctx context.Context) error {
+				r, err := c.Call(ctx, "ping")
+				if err == nil && r.Result != "pong" {
+					err = fmt.Errorf("ping answered %+v", r)
+				}
+				return err
+			}))
+		}
+	})
+}
+
+// benchSweeps deposits outboundDeposits times, one block each (which also confirms the previous
+// sweep), and measures each sweep from A's funding-confirmed event to its broadcast.
+func benchSweeps(ctx context.Context, b *testing.B, p *scenario.Pair) {
+	var totals, react, local, wait, finish []time.Duration
+	var waited, total time.Duration
+	for i := range outboundDeposits {
+		op, err := p.Deposit(ctx, btcutil.Amount(10_000_000+i), 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Net.Mine(ctx, 1); err != nil {
+			b.Fatal(err)
+		}
+		pr, err := p.WaitProposal(ctx, 2*time.Minute, scenario.ForTrigger(op, "broadcast", "confirmed", "abandoned"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if pr.State == "abandoned" {
+			b.Fatalf("sweep of %s abandoned: %s", op, pr.Reason)
+		}
+		event, err := fundingConfirmedAt(p.A.LogPath, op)
+		if err != nil {
+			b.Fatal(err)
+		}
+		proposed, requested, answered, broadcast := pr.Events("proposed"), pr.Events("requested"), pr.Events("answered"), pr.Events("broadcast")
+		if len(proposed) == 0 || len(requested) == 0 || len(answered) == 0 || len(broadcast) == 0 {
+			b.Fatalf("timeline of %s lacks proposed/requested/answered/broadcast: %+v", pr.ID, pr.Timeline)
+		}
+		react = append(react, proposed[0].At.Sub(event))
+		local = append(local, requested[0].At.Sub(proposed[0].At))
+		wait = append(wait, answered[0].At.Sub(requested[0].At))
+		finish = append(finish, broadcast[0].At.Sub(answered[0].At))
+		d := broadcast[0].At.Sub(event)
+		if d <= 0 {
+			b.Fatalf("sweep %s broadcast at %s, before the funding-confirmed event at %s", pr.ID, broadcast[0].At, event)
+		}
+		totals = append(totals, d)
+		total += d
+		waited += answered[0].At.Sub(requested[0].At)
+	}
+	if _, err := p.Net.Mine(ctx, 1); err != nil { // confirm the last sweep
+		b.Fatal(err)
+	}
+	reportLatency(b, totals)
+	b.ReportMetric(float64(waited)/float64(total), "relay_wait_share")
+	// Where the time goes, p50 of each stage: the engine taking up the event (event → proposed),
+	// building and signing our share (→ requested), waiting for B (→ answered), combining,
+	// finalizing and broadcasting (→ broadcast).
+	b.ReportMetric(ms(percentile(react, 0.5)), "react_p50_ms")
+	b.ReportMetric(ms(percentile(local, 0.5)), "build_sign_p50_ms")
+	b.ReportMetric(ms(percentile(wait, 0.5)), "wait_B_p50_ms")
+	b.ReportMetric(ms(percentile(finish, 0.5)), "finish_p50_ms")
+}
+
+// fundingConfirmedAt finds A's log line for the funding-confirmed event of op and returns its
+// time (slog's text handler: time=RFC 3339 with milliseconds).
+func fundingConfirmedAt(logPath string, op wire.OutPoint) (time.Time, error) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.Contains(line, `msg="funding confirmed"`) || !strings.Contains(line, "outpoint="+op.String()) {
+			continue
+		}
+		field, _, _ := strings.Cut(strings.TrimPrefix(line, "time="), " ")
+		return time.Parse(time.RFC3339Nano, field)
+	}
+	return time.Time{}, fmt.Errorf("no funding confirmed line for %s in %s", op, logPath)
+}
+
+// dialBunker connects a fresh NIP-46 client to B with a bunker URI of B's (its single-use
+// secret), over the network's relays.
+func dialBunker(ctx context.Context, b *testing.B, p *scenario.Pair) *nip46e2e.Client {
+	b.Helper()
+	uri, err := p.B.BunkerURI(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, err := url.Parse(uri)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := nip46e2e.Dial(ctx, nostr.GeneratePrivateKey(), u.Host, u.Query()["relay"], nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	if r, err := c.Call(ctx, "connect", u.Host, u.Query().Get("secret")); err != nil || r.Result != "ack" {
+		b.Fatalf("connect to B: %+v, %v", r, err)
+	}
+	return c
+}
