@@ -41,7 +41,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if len(cfg.Relays) == 0 {
 		return errors.New("configuration: COSIGNER_RELAYS is empty: list at least one relay (several for redundancy)")
 	}
-	if _, err := policy.Load(cfg.PolicyFile); err != nil {
+	if _, err := policy.Load(cfg.PolicyFile, policy.WithNetwork(params)); err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}
 	pass, err := cfg.passphrase()
@@ -57,7 +57,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
-	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, nil)
+	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, nil, policy.WithNetwork(params))
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}
