@@ -701,6 +701,11 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 		if errors.Is(err, ErrInsufficientFunds) || errors.Is(err, ErrDustOutput) || errors.Is(err, ErrTooManyInputs) {
 			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
 		}
+		if errors.Is(err, ErrUnsupportedDescriptor) || errors.Is(err, ErrPayment) || errors.Is(err, ErrSelectParams) {
+			// Building again would fail the same way (a taproot wallet, a destination of
+			// another network, a descriptor without a change branch).
+			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+		}
 		return false, err
 	}
 	return true, e.storeBuilt(ctx, p, pk, rate, fmt.Sprintf("%d inputs at %.1f sat/vB", len(pk.UnsignedTx.TxIn), float64(rate)))
@@ -885,6 +890,20 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	}
 	var re *signer.RemoteError
 	switch {
+	case errors.As(err, &re) && ViewLagRefusal(re):
+		// The co-signer's watcher has not seen the coin yet (its Electrum server lags ours):
+		// it refused this request id for good, so ask again soon under a new one (it signed
+		// nothing under the old).
+		e.askMu.Lock()
+		e.retryAt[key] = e.now().Add(e.tick)
+		e.askMu.Unlock()
+		c.RequestID = renewRequestID(c.RequestID, e.now())
+		c.State, c.Detail, c.UpdatedAt = store.CosignerError, re.Text, e.now()
+		if err := e.db.RenewProposalCosigner(ctx, store.ProposalAwaitingCosigners, c); err != nil && !errors.Is(err, store.ErrProposalState) {
+			e.log.Warn("renew co-signer request", "proposal", p.ID, "error", err)
+		}
+		e.log.Info("co-signer has not seen the coins yet; asked again under a new request id", "proposal", p.ID, "cosigner", c.Cosigner, "answer", re.Text)
+		return
 	case errors.As(err, &re) && re.Code() != signer.CodeInternal && re.Code() != signer.CodeRateLimited:
 		// A refusal (policy_denied, unauthorized, unsafe_psbt, …); internal (not synced yet)
 		// and rate_limited are passing, asked again below.
@@ -935,6 +954,21 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		return
 	}
 	e.log.Info("co-signer signed", "proposal", p.ID, "cosigner", c.Cosigner, "signatures", n)
+}
+
+// ViewLagRefusal reports whether a co-signer's refusal may only mean that its view of the chain
+// is behind ours: unsafe_psbt: input_unspent (the coin pays its wallet but it does not know it
+// as unspent yet). If the coin was in fact spent elsewhere, this co-signer's own watcher
+// abandons the proposal.
+func ViewLagRefusal(re *signer.RemoteError) bool {
+	return re.Code() == signer.CodeUnsafePSBT && strings.Contains(re.Text, "input_unspent")
+}
+
+// renewRequestID is the next request id for a co-signer after a view-lag refusal: the first id
+// with a "~<unix nanoseconds>" suffix (replacing an earlier one).
+func renewRequestID(id string, now time.Time) string {
+	base, _, _ := strings.Cut(id, "~")
+	return fmt.Sprintf("%s~%d", base, now.UnixNano())
 }
 
 // denied records a co-signer's refusal and abandons the proposal when the co-signers that may

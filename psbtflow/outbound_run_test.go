@@ -148,6 +148,8 @@ type localCosigner struct {
 	// the asks that ended that way.
 	hang      bool
 	cancelled int
+	// lag answers that many requests with input_unspent (its watcher has not seen the coin).
+	lag int
 	// raw, when set, signs instead of the Service (like the wallet's offline key C in BDK).
 	raw func(p *psbt.Packet) error
 }
@@ -159,6 +161,12 @@ func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *psbt.Pa
 	l.mu.Unlock()
 	if down {
 		return nil, errors.New("relays unreachable")
+	}
+	if l.lag > 0 {
+		l.mu.Lock()
+		l.lag--
+		l.mu.Unlock()
+		return nil, fmt.Errorf("co-signer bb: %w", &signer.RemoteError{Text: "unsafe_psbt: input_unspent: input 0 (x:0) pays one of this wallet's scripts but is not unspent on the chain (already spent, or not yet seen)"})
 	}
 	if hang {
 		<-ctx.Done()
@@ -769,4 +777,37 @@ func TestEngineBuilderChoices(t *testing.T) {
 			t.Fatal("no transaction")
 		}
 	})
+}
+
+// The co-signer has not seen the deposit yet when first asked (input_unspent, decided for good
+// under that request id): it is asked again under a new request id, and signs.
+func TestEngineCosignerViewLags(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	e.co.lag = 1
+	ev := e.deposit(t, 2, 150_000)
+	if err := e.eng.HandleEvent(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	e.until(t, id, StateAwaitingCosigners)
+	for i := 0; ; i++ {
+		e.eng.Step(ctx)
+		cos, _ := e.db.ProposalCosigners(ctx, id)
+		if len(cos) == 1 && cos[0].State == store.CosignerError {
+			break
+		}
+		if i > 2000 {
+			t.Fatalf("co-signer rows %+v", cos)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	e.now = e.now.Add(time.Minute)
+	e.until(t, id, StateBroadcast)
+	e.co.mu.Lock()
+	asked := slices.Clone(e.co.asked)
+	e.co.mu.Unlock()
+	if len(asked) != 2 || asked[0] == asked[1] || !strings.HasPrefix(asked[1], asked[0]+"~") {
+		t.Fatalf("request ids %v", asked)
+	}
 }

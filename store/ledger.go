@@ -135,7 +135,7 @@ type querier interface {
 }
 
 // ReplacementPlan is what reserving a transaction spending inputs would change in the ledger
-// (an RBF replacement): Replaced are the reserved transactions it conflicts with (sharing an
+// (an RBF replacement): Replaced are the reserved (or spent: in the mempool) transactions it conflicts with (sharing an
 // input; at most one of them and it can confirm), which stop counting on their own; Reinstated
 // are transactions those had replaced that do not conflict with the new one, so they could
 // confirm alongside it and count again.
@@ -155,12 +155,15 @@ func planReplacement(ctx context.Context, q querier, txid string, inputs []strin
 		return plan, nil
 	}
 	in := `(?` + strings.Repeat(",?", len(inputs)-1) + `)`
-	args := []any{LedgerReserved, txid}
+	// Reserved and spent ones: a transaction that spent the inputs in the mempool (the watcher
+	// reported the spend) is what an RBF fee bump replaces; were it confirmed, the replacement
+	// could never confirm, and counting the two once is still right.
+	args := []any{LedgerReserved, LedgerSpent, txid}
 	for _, op := range inputs {
 		args = append(args, op)
 	}
 	var err error
-	plan.Replaced, err = queryReservations(ctx, q, `WHERE state = ? AND txid != ? AND txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint IN `+in+`)`, args...)
+	plan.Replaced, err = queryReservations(ctx, q, `WHERE state IN (?, ?) AND txid != ? AND txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint IN `+in+`)`, args...)
 	if err != nil {
 		return plan, err
 	}

@@ -359,3 +359,41 @@ func (db *DB) LastUsedIndex(ctx context.Context, branch uint32) (uint32, bool, e
 	}
 	return uint32(n.Int64), n.Valid, nil
 }
+
+// RenewProposalCosigner gives a co-signer of proposal c.ProposalID a new request id (with its
+// state and detail) while the proposal is in state from: after a refusal that depended on the
+// co-signer's view of the chain at the time (it had not seen the coin yet), the same request
+// would be answered the same way again; nothing was signed under the old id. Errors:
+// ErrProposalState, ErrNoSuchProposal (wrapped), the database's.
+func (db *DB) RenewProposalCosigner(ctx context.Context, from string, c ProposalCosigner, events ...ProposalEvent) error {
+	if c.UpdatedAt.IsZero() {
+		c.UpdatedAt = time.Now()
+	}
+	if c.RequestID == "" {
+		return fmt.Errorf("store: proposal %s cosigner %s: empty request id", c.ProposalID, c.Cosigner)
+	}
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
+		var state string
+		if err := tx.QueryRowContext(ctx, `SELECT state FROM proposals WHERE id = ?`, c.ProposalID).Scan(&state); errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: %s", ErrNoSuchProposal, c.ProposalID)
+		} else if err != nil {
+			return err
+		}
+		if state != from {
+			return fmt.Errorf("%w: %s is %s, not %s", ErrProposalState, c.ProposalID, state, from)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE proposal_cosigners SET request_id = ?, state = ?, detail = ?, updated_at = ?
+			WHERE proposal_id = ? AND cosigner = ?`, c.RequestID, c.State, c.Detail, c.UpdatedAt.UnixNano(), c.ProposalID, c.Cosigner)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("no co-signer %s on the proposal", c.Cosigner)
+		}
+		return addProposalEvents(ctx, tx, withProposal(c.ProposalID, c.UpdatedAt, events))
+	})
+	if err != nil {
+		return fmt.Errorf("store: proposal %s cosigner %s: %w", c.ProposalID, c.Cosigner, err)
+	}
+	return nil
+}

@@ -88,6 +88,15 @@ func TestChangeProposalGuardedByState(t *testing.T) {
 	if err := db.SetProposalCosigner(ctx, ProposalProposed, ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r1"}); !errors.Is(err, ErrProposalState) {
 		t.Fatalf("cosigner under wrong state: %v", err)
 	}
+	if err := db.RenewProposalCosigner(ctx, ProposalAwaitingCosigners, ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r2", State: CosignerError}); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := db.ProposalCosigners(ctx, "p1"); cs[0].RequestID != "r2" || cs[0].State != CosignerError {
+		t.Fatalf("renewed: %+v", cs)
+	}
+	if err := db.RenewProposalCosigner(ctx, ProposalProposed, ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r3"}); !errors.Is(err, ErrProposalState) {
+		t.Fatalf("renew under the wrong state: %v", err)
+	}
 	tl, _ := db.ProposalTimeline(ctx, "p1")
 	var names []string
 	for _, e := range tl {
