@@ -412,8 +412,9 @@ func ForTrigger(op wire.OutPoint, states ...string) func(Proposal) bool {
 // lookahead) at feerate sat/vB (0: devnet's 5) and returns the new output. It is unconfirmed
 // until the next Mine. When B is running, Deposit returns once B's wallet view has the output
 // (in the mempool): A signs and asks B within tens of milliseconds of the block that confirms
-// it, and a B whose watcher has not seen the output yet refuses the PSBT for good
-// (unsafe_psbt: input_unspent … not yet seen) — a race the product does not handle yet.
+// it, and a B whose watcher has not seen the output yet answers unsafe_psbt: input_unspent …
+// not yet seen (A then asks again under a new request id); waiting keeps each case's timeline
+// the same from run to run.
 func (p *Pair) Deposit(ctx context.Context, amount btcutil.Amount, feerate int64) (wire.OutPoint, error) {
 	p.mu.Lock()
 	index := p.nextIndex
