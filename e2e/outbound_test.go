@@ -138,7 +138,7 @@ func assertOneProposal(ctx context.Context, t *testing.T, p *scenario.Pair, op w
 	}
 	var mine []string
 	for _, pr := range ps {
-		if strings.Contains(pr.Trigger, op.String()) && pr.Replaces == "" {
+		if scenario.HasOutPoint(pr.Trigger, op) && pr.Replaces == "" {
 			mine = append(mine, fmt.Sprintf("%s (%s)", pr.ID, pr.State))
 		}
 	}

@@ -389,11 +389,17 @@ func (p *Pair) WaitProposal(ctx context.Context, timeout time.Duration, cond fun
 	}
 }
 
+// HasOutPoint reports whether a trigger key ends with the outpoint (funding_seen:<txid>:<vout>,
+// funding_confirmed:<txid>:<vout>).
+func HasOutPoint(trigger string, op wire.OutPoint) bool {
+	return strings.HasSuffix(trigger, ":"+op.String())
+}
+
 // ForTrigger is a WaitProposal condition: the proposal fired by the funding of op (its trigger
 // key names the outpoint) is in one of states (any state if none given).
 func ForTrigger(op wire.OutPoint, states ...string) func(Proposal) bool {
 	return func(pr Proposal) bool {
-		if !strings.Contains(pr.Trigger, op.String()) {
+		if !HasOutPoint(pr.Trigger, op) {
 			return false
 		}
 		if len(states) == 0 {
