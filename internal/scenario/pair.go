@@ -61,6 +61,11 @@ type PairOptions struct {
 	// Net, when set, is a running network to use (for example an Env's) instead of starting
 	// one; Close leaves it running. MinRelayFeeRate is then ignored.
 	Net *devnet.Network
+	// LagB holds every script status notification the Electrum server sends B back by this
+	// much (B reaches ElectrumX through a devnet.Proxy; the lines after a held one wait too), so
+	// that B learns of a deposit after A has asked: a co-signer whose watcher is behind. Deposit
+	// then does not wait for B.
+	LagB time.Duration
 	// NoStartA leaves A stopped after setup (StartDaemon it when the test is ready).
 	NoStartA bool
 	Logger   *slog.Logger
@@ -92,8 +97,9 @@ type Pair struct {
 	BunkerB string
 
 	mu        sync.Mutex
-	nextIndex uint32 // next receive index Deposit pays
-	ownNet    bool   // Close closes Net
+	nextIndex uint32        // next receive index Deposit pays
+	ownNet    bool          // Close closes Net
+	lagB      *devnet.Proxy // B's Electrum server connection when PairOptions.LagB is set
 	log       *slog.Logger
 }
 
@@ -127,12 +133,25 @@ func SetupPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 		}
 		p.ownNet = true
 	}
+	electrumB := p.Net.ElectrumURL()
+	if o.LagB > 0 {
+		lag := o.LagB
+		if p.lagB, err = devnet.NewProxy(p.Net.ElectrumAddr(), func(line string) string {
+			if strings.Contains(line, "blockchain.scripthash.subscribe") && !strings.Contains(line, `"id"`) {
+				time.Sleep(lag) // a script status notification (no id)
+			}
+			return line
+		}); err != nil {
+			return nil, err
+		}
+		electrumB = p.lagB.URL()
+	}
 	for _, x := range []struct {
 		d        **Daemon
 		name     string
 		electrum string
 		extra    []string
-	}{{&p.A, "A", p.Net.ElectrumURL(), o.ExtraEnvA}, {&p.B, "B", p.Net.ElectrumURL(), o.ExtraEnvB}} {
+	}{{&p.A, "A", p.Net.ElectrumURL(), o.ExtraEnvA}, {&p.B, "B", electrumB, o.ExtraEnvB}} {
 		sub := filepath.Join(dir, strings.ToLower(x.name))
 		env := append([]string{"COSIGNER_ELECTRUM_URL=" + x.electrum, "COSIGNER_RELAYS=" + strings.Join(p.Net.RelayURLs(), ",")}, x.extra...)
 		d, err := newDaemon(x.name, bin, filepath.Join(sub, "cosigner-data"), filepath.Join(sub, "cosigner.log"),
@@ -416,8 +435,8 @@ func ForTrigger(op wire.OutPoint, states ...string) func(Proposal) bool {
 
 // Deposit pays amount to the wallet's next receive address (index 0, 1, … within the daemons'
 // lookahead) at feerate sat/vB (0: devnet's 5) and returns the new output. It is unconfirmed
-// until the next Mine. When B is running, Deposit returns once B's wallet view has the output
-// (in the mempool): A signs and asks B within tens of milliseconds of the block that confirms
+// until the next Mine. When B is running (and PairOptions.LagB is not set), Deposit returns
+// once B's wallet view has the output (in the mempool): A signs and asks B within tens of milliseconds of the block that confirms
 // it, and a B whose watcher has not seen the output yet answers unsafe_psbt: input_unspent …
 // not yet seen (A then asks again under a new request id); waiting keeps each case's timeline
 // the same from run to run.
@@ -443,7 +462,7 @@ func (p *Pair) Deposit(ctx context.Context, amount btcutil.Amount, feerate int64
 	if op.Index == ^uint32(0) {
 		return wire.OutPoint{}, fmt.Errorf("scenario: deposit %s has no output to the wallet", tx.TxHash())
 	}
-	if p.B.DaemonRunning() {
+	if p.lagB == nil && p.B.DaemonRunning() {
 		if _, err := p.B.WaitStatus(ctx, time.Minute, func(st chainwatch.Status) bool {
 			for _, u := range st.UTXOs {
 				if u.OutPoint == op {
@@ -541,6 +560,9 @@ func (p *Pair) Close() {
 		if err := d.StopDaemon(); err != nil {
 			p.log.Warn("cosigner stop", "cosigner", d.Name, "error", err)
 		}
+	}
+	if p.lagB != nil {
+		p.lagB.Close()
 	}
 	if p.Net != nil && p.ownNet {
 		p.Net.Close()
