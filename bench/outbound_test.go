@@ -39,9 +39,7 @@ func BenchmarkOutbound(b *testing.B) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	// A's notifications lag 1 s behind B's (PairOptions.LagA), so that B has each deposit
-	// before A asks; the figures start at A's own event, so the lag is not in them.
-	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: b.TempDir(), LagA: time.Second})
+	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -15,8 +15,9 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// outbound_bump_test.go — the fee-bump path of issue 6 on its own pair: btcd with a relay and
-// mining floor keeps the first sweep unconfirmed.
+// outbound_bump_test.go — the cases of issue 6 that need a pair of their own: the fee bump
+// (btcd with a relay and mining floor keeps the first sweep unconfirmed) and a co-signer whose
+// watcher is behind.
 
 // TestOutboundFeeBump: the sweep stays unconfirmed past bump_after blocks and A replaces it
 // (BIP-125) at a higher feerate, asking B again; the replacement confirms, the original is
@@ -138,5 +139,43 @@ func TestOutboundFeeBump(t *testing.T) {
 				d.Name, spent, amount, strings.Join(entries, "\n"))
 		}
 		db.Close()
+	}
+}
+
+// TestOutboundCosignerBehind: B's watcher learns of each deposit seconds after A (its Electrum
+// server's script notifications are held back), so A's first request reaches a B that has not
+// seen the coin and answers unsafe_psbt: input_unspent … not yet seen. A must not take that as
+// a refusal: it asks again, B signs once it has the coin, and the sweep completes.
+func TestOutboundCosignerBehind(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: needs the local test network (make test)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p, stop := startPair(ctx, t, scenario.PairOptions{LagB: 8 * time.Second})
+	defer stop()
+	const amount = btcutil.Amount(20_000_000)
+	op := deposit(ctx, t, p, amount, 0)
+	pr := confirmSweep(ctx, t, p, op)
+	checkSwept(ctx, t, p, pr, op, amount)
+	var refused, signed int
+	log, err := p.B.Audit(ctx, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range log {
+		// A's request ids for this proposal name it (a refused analysis records no txid).
+		if a.Method != "sign_psbt" || !strings.Contains(a.RequestID, pr.ID) {
+			continue
+		}
+		switch {
+		case a.Decision == "signed" && a.UnsignedTxID == pr.UnsignedTxID:
+			signed++
+		case a.Decision == "rejected" && strings.Contains(a.Reason, "input_unspent"):
+			refused++
+		}
+	}
+	if refused == 0 || signed != 1 {
+		t.Fatalf("B's audit log for %s: %d not-yet-seen refusals, %d signatures; want at least one refusal, then one signature", pr.UnsignedTxID, refused, signed)
 	}
 }

@@ -33,9 +33,6 @@ const progress = 2 * time.Minute
 func startPair(ctx context.Context, t *testing.T, o scenario.PairOptions) (*scenario.Pair, func()) {
 	t.Helper()
 	o.Dir, o.Race = t.TempDir(), true
-	if o.LagA == 0 {
-		o.LagA = time.Second // B sees each block before A acts on it (see PairOptions.LagA)
-	}
 	p, err := scenario.SetupPair(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +138,7 @@ func assertOneProposal(ctx context.Context, t *testing.T, p *scenario.Pair, op w
 	}
 	var mine []string
 	for _, pr := range ps {
-		if strings.Contains(pr.Trigger, op.String()) && pr.Replaces == "" {
+		if scenario.HasOutPoint(pr.Trigger, op) && pr.Replaces == "" {
 			mine = append(mine, fmt.Sprintf("%s (%s)", pr.ID, pr.State))
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/devnet"
 )
@@ -60,12 +61,11 @@ type PairOptions struct {
 	// Net, when set, is a running network to use (for example an Env's) instead of starting
 	// one; Close leaves it running. MinRelayFeeRate is then ignored.
 	Net *devnet.Network
-	// LagA delays the Electrum server's notifications (new blocks, script status changes) to A
-	// by this much: A talks to ElectrumX through a devnet.Proxy that holds each notification
-	// line back. B then sees a deposit before A acts on it. Without it, A (which signs and asks
-	// within tens of milliseconds of its funding event) can ask B before B's watcher has the
-	// block, and B refuses the PSBT (unsafe_psbt: input_unspent … not yet seen) for good.
-	LagA time.Duration
+	// LagB holds every script status notification the Electrum server sends B back by this
+	// much (B reaches ElectrumX through a devnet.Proxy; the lines after a held one wait too), so
+	// that B learns of a deposit after A has asked: a co-signer whose watcher is behind. Deposit
+	// then does not wait for B.
+	LagB time.Duration
 	// NoStartA leaves A stopped after setup (StartDaemon it when the test is ready).
 	NoStartA bool
 	Logger   *slog.Logger
@@ -99,7 +99,7 @@ type Pair struct {
 	mu        sync.Mutex
 	nextIndex uint32        // next receive index Deposit pays
 	ownNet    bool          // Close closes Net
-	lagProxy  *devnet.Proxy // A's Electrum server connection when PairOptions.LagA is set
+	lagB      *devnet.Proxy // B's Electrum server connection when PairOptions.LagB is set
 	log       *slog.Logger
 }
 
@@ -133,25 +133,25 @@ func SetupPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 		}
 		p.ownNet = true
 	}
-	electrumA := p.Net.ElectrumURL()
-	if o.LagA > 0 {
-		lag := o.LagA
-		if p.lagProxy, err = devnet.NewProxy(p.Net.ElectrumAddr(), func(line string) string {
-			if strings.Contains(line, `"method"`) && !strings.Contains(line, `"id"`) { // a notification
-				time.Sleep(lag)
+	electrumB := p.Net.ElectrumURL()
+	if o.LagB > 0 {
+		lag := o.LagB
+		if p.lagB, err = devnet.NewProxy(p.Net.ElectrumAddr(), func(line string) string {
+			if strings.Contains(line, "blockchain.scripthash.subscribe") && !strings.Contains(line, `"id"`) {
+				time.Sleep(lag) // a script status notification (no id)
 			}
 			return line
 		}); err != nil {
 			return nil, err
 		}
-		electrumA = p.lagProxy.URL()
+		electrumB = p.lagB.URL()
 	}
 	for _, x := range []struct {
 		d        **Daemon
 		name     string
 		electrum string
 		extra    []string
-	}{{&p.A, "A", electrumA, o.ExtraEnvA}, {&p.B, "B", p.Net.ElectrumURL(), o.ExtraEnvB}} {
+	}{{&p.A, "A", p.Net.ElectrumURL(), o.ExtraEnvA}, {&p.B, "B", electrumB, o.ExtraEnvB}} {
 		sub := filepath.Join(dir, strings.ToLower(x.name))
 		env := append([]string{"COSIGNER_ELECTRUM_URL=" + x.electrum, "COSIGNER_RELAYS=" + strings.Join(p.Net.RelayURLs(), ",")}, x.extra...)
 		d, err := newDaemon(x.name, bin, filepath.Join(sub, "cosigner-data"), filepath.Join(sub, "cosigner.log"),
@@ -408,11 +408,17 @@ func (p *Pair) WaitProposal(ctx context.Context, timeout time.Duration, cond fun
 	}
 }
 
+// HasOutPoint reports whether a trigger key ends with the outpoint (funding_seen:<txid>:<vout>,
+// funding_confirmed:<txid>:<vout>).
+func HasOutPoint(trigger string, op wire.OutPoint) bool {
+	return strings.HasSuffix(trigger, ":"+op.String())
+}
+
 // ForTrigger is a WaitProposal condition: the proposal fired by the funding of op (its trigger
 // key names the outpoint) is in one of states (any state if none given).
 func ForTrigger(op wire.OutPoint, states ...string) func(Proposal) bool {
 	return func(pr Proposal) bool {
-		if !strings.Contains(pr.Trigger, op.String()) {
+		if !HasOutPoint(pr.Trigger, op) {
 			return false
 		}
 		if len(states) == 0 {
@@ -429,7 +435,11 @@ func ForTrigger(op wire.OutPoint, states ...string) func(Proposal) bool {
 
 // Deposit pays amount to the wallet's next receive address (index 0, 1, … within the daemons'
 // lookahead) at feerate sat/vB (0: devnet's 5) and returns the new output. It is unconfirmed
-// until the next Mine.
+// until the next Mine. When B is running (and PairOptions.LagB is not set), Deposit returns
+// once B's wallet view has the output (in the mempool): A signs and asks B within tens of milliseconds of the block that confirms
+// it, and a B whose watcher has not seen the output yet answers unsafe_psbt: input_unspent …
+// not yet seen (A then asks again under a new request id); waiting keeps each case's timeline
+// the same from run to run.
 func (p *Pair) Deposit(ctx context.Context, amount btcutil.Amount, feerate int64) (wire.OutPoint, error) {
 	p.mu.Lock()
 	index := p.nextIndex
@@ -443,12 +453,28 @@ func (p *Pair) Deposit(ctx context.Context, amount btcutil.Amount, feerate int64
 	if err != nil {
 		return wire.OutPoint{}, err
 	}
+	op := wire.OutPoint{Hash: tx.TxHash(), Index: ^uint32(0)}
 	for i, out := range tx.TxOut {
 		if string(out.PkScript) == string(pk) {
-			return wire.OutPoint{Hash: tx.TxHash(), Index: uint32(i)}, nil
+			op.Index = uint32(i)
 		}
 	}
-	return wire.OutPoint{}, fmt.Errorf("scenario: deposit %s has no output to the wallet", tx.TxHash())
+	if op.Index == ^uint32(0) {
+		return wire.OutPoint{}, fmt.Errorf("scenario: deposit %s has no output to the wallet", tx.TxHash())
+	}
+	if p.lagB == nil && p.B.DaemonRunning() {
+		if _, err := p.B.WaitStatus(ctx, time.Minute, func(st chainwatch.Status) bool {
+			for _, u := range st.UTXOs {
+				if u.OutPoint == op {
+					return true
+				}
+			}
+			return false
+		}); err != nil {
+			return op, fmt.Errorf("scenario: B did not see the deposit %s: %w", op, err)
+		}
+	}
+	return op, nil
 }
 
 // WalletBalance is the multisig wallet's balance as BDK sees it through ElectrumX.
@@ -535,8 +561,8 @@ func (p *Pair) Close() {
 			p.log.Warn("cosigner stop", "cosigner", d.Name, "error", err)
 		}
 	}
-	if p.lagProxy != nil {
-		p.lagProxy.Close()
+	if p.lagB != nil {
+		p.lagB.Close()
 	}
 	if p.Net != nil && p.ownNet {
 		p.Net.Close()

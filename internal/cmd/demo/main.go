@@ -245,9 +245,8 @@ func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os
 	say("two more cosigner daemons, A and B (each made by `cosigner init`), hold two keys of a new 2-of-3")
 	say("wallet; key C stays offline. A's policy sweeps every confirmed deposit to a cold vault and asks B")
 	say("for the second signature; B's policy lets A's Nostr key ask, only for payments to that vault.")
-	// A hears of new blocks 1 s after B (PairOptions.LagA), so that B knows the deposit when A asks.
 	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: filepath.Join(dir, "sweep"), Net: env.Net,
-		LagA: time.Second, Logger: slog.New(slog.NewTextHandler(logf, nil))})
+		Logger: slog.New(slog.NewTextHandler(logf, nil))})
 	if err != nil {
 		return err
 	}
