@@ -99,13 +99,38 @@ func (d *Daemon) environ() []string {
 }
 
 // StartDaemon starts `cosigner run` (output appended to LogPath) and waits for a healthy
-// /healthz (synced and connected), up to 90 s.
+// /healthz (synced and connected), up to 90 s. The health port was free when it was picked, but
+// another process on the machine (tests of other packages run in parallel) can take it before
+// the daemon binds it; then the daemon exits at once saying so, and StartDaemon picks a new
+// port and starts it again (up to three times).
 func (d *Daemon) StartDaemon(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.daemon != nil {
 		return fmt.Errorf("scenario: cosigner %s already running", d.Name)
 	}
+	for attempt := 1; ; attempt++ {
+		err := d.start(ctx)
+		var taken *portTakenError
+		if !errors.As(err, &taken) || attempt == 3 {
+			return err
+		}
+		hp, perr := devnet.FreePort("cosigner " + d.Name + " health endpoint")
+		if perr != nil {
+			return perr
+		}
+		d.HealthAddr = fmt.Sprintf("127.0.0.1:%d", hp)
+		d.env = append(d.env, "COSIGNER_HEALTH_ADDR="+d.HealthAddr)
+	}
+}
+
+// portTakenError: the daemon exited at start-up because its health port was taken.
+type portTakenError struct{ err error }
+
+func (e *portTakenError) Error() string { return e.err.Error() }
+
+// start is one attempt of StartDaemon (d.mu held).
+func (d *Daemon) start(ctx context.Context) error {
 	logf, err := os.OpenFile(d.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -126,7 +151,12 @@ func (d *Daemon) StartDaemon(ctx context.Context) error {
 		select {
 		case err := <-done:
 			d.daemon = nil
-			return fmt.Errorf("scenario: cosigner %s exited during start-up (%v); log:\n%s", d.Name, err, d.LogTail(30))
+			tail := d.LogTail(30)
+			err = fmt.Errorf("scenario: cosigner %s exited during start-up (%v); log:\n%s", d.Name, err, tail)
+			if strings.Contains(tail, "COSIGNER_HEALTH_ADDR="+d.HealthAddr) && strings.Contains(tail, "address already in use") {
+				return &portTakenError{err}
+			}
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
