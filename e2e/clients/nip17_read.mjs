@@ -20,39 +20,9 @@
 // Exit status: 0 after --count messages were unwrapped, 1 on timeout or transport failure,
 // 2 on a usage error. Logs go to stderr as JSON lines.
 //
-// Modules: nostr-tools 2.25.2 and ws 8.23.0, looked up as nip46_common.mjs does.
+// Modules: nostr-tools 2.25.2 and ws 8.23.0, found by nip46_common.mjs's loadNostrTools.
 
-import { createRequire } from 'node:module'
-import { existsSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-
-import { log, out, usage } from './nip46_common.mjs'
-
-const here = dirname(fileURLToPath(import.meta.url))
-
-function load() {
-  const candidates = [
-    process.env.NIP46_NODE_MODULES,
-    resolve(here, '../../internal/devnet/node/node_modules'),
-    join(here, 'node_modules'),
-  ].filter(Boolean)
-  for (const dir of candidates) {
-    if (existsSync(join(dir, 'nostr-tools')) && existsSync(join(dir, 'ws'))) {
-      const require = createRequire(join(dir, '..', 'resolve-from-here.js'))
-      const mods = {
-        nip17: require('nostr-tools/nip17'),
-        pure: require('nostr-tools/pure'),
-        pool: require('nostr-tools/pool'),
-        ws: require('ws'),
-      }
-      globalThis.WebSocket ??= mods.ws.WebSocket
-      mods.pool.useWebSocketImplementation(mods.ws.WebSocket)
-      return mods
-    }
-  }
-  throw new Error(`nostr-tools and ws not found in ${candidates.join(', ')}: run scripts/install-tools.sh`)
-}
+import { loadNostrTools, log, out, usage } from './nip46_common.mjs'
 
 function parseArgs(argv) {
   const opts = { count: 1, timeout: 30, relays: [], inbox: [], inboxOn: [] }
@@ -79,7 +49,7 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv.slice(2))
-const { nip17, pure, pool: poolMod } = load()
+const { nip17, pure, pool: poolMod } = loadNostrTools()
 const sk = Uint8Array.from(Buffer.from(opts.sk, 'hex'))
 const me = pure.getPublicKey(sk)
 const pool = new poolMod.SimplePool()

@@ -1,4 +1,4 @@
-// nip46_common.mjs: what nip46client.mjs and nip46_session.mjs share: finding
+// nip46_common.mjs: what nip46client.mjs, nip46_session.mjs and nip17_read.mjs share: finding
 // nostr-tools and ws, and writing JSON lines.
 //
 // Modules: nostr-tools 2.25.2 and ws 8.23.0 are looked up in
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
 
-// loadNostrTools returns nostr-tools' nip46, pure and pool modules and ws, with
+// loadNostrTools returns nostr-tools' nip46, nip17, pure and pool modules and ws, with
 // ws installed as the WebSocket implementation (Node 20 has no global one;
 // nostr-tools needs one). It throws when the modules are not found.
 export function loadNostrTools() {
@@ -27,6 +27,7 @@ export function loadNostrTools() {
       const require = createRequire(join(dir, '..', 'resolve-from-here.js'))
       const mods = {
         nip46: require('nostr-tools/nip46'),
+        nip17: require('nostr-tools/nip17'),
         pure: require('nostr-tools/pure'),
         pool: require('nostr-tools/pool'),
         ws: require('ws'),
