@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/base58"
 	"github.com/btcsuite/btcd/btcutil/psbt"
@@ -36,7 +37,7 @@ var (
 	// the input's txid or does not carry the coin's value and script at its index.
 	ErrPrevTx = errors.New("psbtflow: previous transaction does not match the coin")
 	// ErrUnsupportedDescriptor means Build cannot write the PSBT fields this descriptor's
-	// inputs need: it writes witness (and redeem) scripts, not yet BIP-371 taproot fields.
+	// inputs need (a derived output with neither a witness script nor a taproot tree).
 	ErrUnsupportedDescriptor = errors.New("psbtflow: the builder does not support this descriptor")
 	// ErrSelectionMismatch means the selection was computed for other outputs than the ones
 	// given to Build (its amounts or vsize do not add up).
@@ -107,8 +108,12 @@ type BuildOptions struct {
 // payments and, when sel.Change > 0, to the change output at (branch 1, opts.ChangeIndex).
 //
 // Every input carries witness_utxo, non_witness_utxo (fetched through prev; skipped when prev
-// is nil), its witness script (and redeem script if P2SH-wrapped) and a BIP32 derivation for
-// every key slot of desc; the change output carries its witness script and the derivations;
+// is nil), and for wsh / sh(wsh) its witness script (and redeem script if P2SH-wrapped) and a
+// BIP32 derivation for every key slot of desc; the change output carries its witness script
+// and the derivations. For tr() wallets (BIP-371) every input carries instead
+// tap_internal_key, tap_merkle_root, a tap_leaf_script (control block, leaf script, leaf
+// version) per leaf and a tap_bip32_derivation per key with the hashes of its leaves; the
+// change output tap_internal_key, tap_tree and the tap_bip32_derivations;
 // the global map has every key slot's xpub with its origin (PSBT_GLOBAL_XPUB), which hardware
 // co-signers use to check the multisig (this co-signer never takes keys from a PSBT).
 // Every input signals replaceability (nSequence 0xfffffffd, BIP-125) and nLockTime discourages
@@ -116,7 +121,7 @@ type BuildOptions struct {
 // one time in ten a random 0–99 blocks earlier so that transactions built late do not stand out.
 //
 // Errors: ErrPayment, ErrDustOutput (a payment below its dust limit), ErrForeignCoin,
-// ErrUnsupportedDescriptor (descriptors without a witness script: taproot),
+// ErrUnsupportedDescriptor,
 // ErrPrevTx (or the fetcher's error, wrapped), ErrSelectionMismatch.
 func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, payments []Payment, opts BuildOptions, prev PrevTxFetcher) (*psbt.Packet, error) {
 	if len(sel.Inputs) == 0 || len(payments) == 0 {
@@ -176,8 +181,8 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		if !bytes.Equal(d.PkScript, c.PkScript) {
 			return nil, fmt.Errorf("%w: %s is not the descriptor's script at %d/%d", ErrForeignCoin, c.OutPoint, c.Branch, c.Index)
 		}
-		if d.WitnessScript == nil {
-			return nil, fmt.Errorf("%w: %s has no witness script (taproot PSBT fields are not built yet)", ErrUnsupportedDescriptor, c.OutPoint)
+		if d.WitnessScript == nil && d.Taproot == nil {
+			return nil, fmt.Errorf("%w: %s has neither a witness script nor a taproot tree", ErrUnsupportedDescriptor, c.OutPoint)
 		}
 		derived[c.OutPoint], coins[c.OutPoint] = d, c.Coin
 		inTotal += c.Value
@@ -246,6 +251,10 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		if err := u.AddInWitnessUtxo(wire.NewTxOut(int64(c.Value), c.PkScript), i); err != nil {
 			return nil, fmt.Errorf("psbtflow: input %d witness_utxo: %w", i, err)
 		}
+		if d.Taproot != nil {
+			addTaprootInput(&p.Inputs[i], d)
+			continue
+		}
 		if d.RedeemScript != nil {
 			if err := u.AddInRedeemScript(d.RedeemScript, i); err != nil {
 				return nil, fmt.Errorf("psbtflow: input %d redeem script: %w", i, err)
@@ -268,6 +277,12 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 			if out.Value != int64(sel.Change) || !bytes.Equal(out.PkScript, change.PkScript) {
 				continue
 			}
+			if change.Taproot != nil {
+				if err := addTaprootOutput(&p.Outputs[j], change); err != nil {
+					return nil, fmt.Errorf("psbtflow: change output: %w", err)
+				}
+				break
+			}
 			if change.RedeemScript != nil {
 				if err := u.AddOutRedeemScript(change.RedeemScript, j); err != nil {
 					return nil, err
@@ -285,6 +300,67 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		}
 	}
 	return p, nil
+}
+
+// addTaprootInput writes the BIP-371 fields of a tr() input spent through its script tree:
+// PSBT_IN_TAP_INTERNAL_KEY, PSBT_IN_TAP_MERKLE_ROOT, one PSBT_IN_TAP_LEAF_SCRIPT per leaf
+// (control block → leaf script and leaf version) and one PSBT_IN_TAP_BIP32_DERIVATION per key
+// with the hashes of the leaves it is in.
+func addTaprootInput(pin *psbt.PInput, d *descriptor.Derived) {
+	tr := d.Taproot
+	pin.TaprootInternalKey = schnorr.SerializePubKey(tr.InternalKey)
+	pin.TaprootMerkleRoot = append([]byte(nil), tr.MerkleRoot...)
+	for _, l := range tr.Leaves {
+		pin.TaprootLeafScript = append(pin.TaprootLeafScript, &psbt.TaprootTapLeafScript{
+			ControlBlock: l.ControlBlock, Script: l.Script, LeafVersion: l.LeafVersion})
+	}
+	pin.TaprootBip32Derivation = tapKeyDerivations(d)
+}
+
+// addTaprootOutput writes the BIP-371 fields of a tr() change output: PSBT_OUT_TAP_INTERNAL_KEY,
+// PSBT_OUT_TAP_TREE and PSBT_OUT_TAP_BIP32_DERIVATION.
+func addTaprootOutput(pout *psbt.POutput, d *descriptor.Derived) error {
+	tree, err := tapTree(d.Taproot)
+	if err != nil {
+		return err
+	}
+	pout.TaprootInternalKey = schnorr.SerializePubKey(d.Taproot.InternalKey)
+	pout.TaprootTapTree = tree
+	pout.TaprootBip32Derivation = tapKeyDerivations(d)
+	return nil
+}
+
+// tapKeyDerivations is one BIP-371 TAP_BIP32_DERIVATION per key of d: x-only key → leaf hashes,
+// master fingerprint, derivation path.
+func tapKeyDerivations(d *descriptor.Derived) []*psbt.TaprootBip32Derivation {
+	out := make([]*psbt.TaprootBip32Derivation, 0, len(d.Keys))
+	for _, k := range d.Keys {
+		td := &psbt.TaprootBip32Derivation{XOnlyPubKey: schnorr.SerializePubKey(k.PubKey),
+			MasterKeyFingerprint: fingerprintLE(k.Fingerprint), Bip32Path: append([]uint32(nil), k.Path...)}
+		for _, h := range k.LeafHashes {
+			td.LeafHashes = append(td.LeafHashes, append([]byte(nil), h[:]...))
+		}
+		out = append(out, td)
+	}
+	return out
+}
+
+// tapTree is the value of PSBT_OUT_TAP_TREE (BIP-371): for each leaf in depth-first order
+// (the descriptor's left-to-right order) its depth (1 byte), leaf version (1 byte) and script
+// with its compact-size length.
+func tapTree(tr *descriptor.TaprootDerived) ([]byte, error) {
+	var buf bytes.Buffer
+	for _, l := range tr.Leaves {
+		if l.Depth > 128 {
+			return nil, fmt.Errorf("leaf at depth %d", l.Depth)
+		}
+		buf.WriteByte(byte(l.Depth))
+		buf.WriteByte(byte(l.LeafVersion))
+		if err := wire.WriteVarBytes(&buf, 0, l.Script); err != nil {
+			return nil, err
+		}
+	}
+	return buf.Bytes(), nil
 }
 
 // globalXPubType is PSBT_GLOBAL_XPUB (BIP-174): key 0x01 || the 78-byte serialized extended

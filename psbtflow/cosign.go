@@ -125,8 +125,8 @@ func (c *Coordinator) Close() {
 //     policy_denied, unauthorized, unsafe_psbt, … (internal may be transient: the co-signer has
 //     not finished syncing);
 //   - ErrCosignerAnswer naming the co-signer for an answer that fails the checks;
-//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI, ErrInputUnresolved or
-//     ErrTaprootFinalize (p cannot be checked) otherwise.
+//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI or ErrInputUnresolved (p cannot be
+//     checked) otherwise.
 //
 // p is not modified.
 func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *psbt.Packet, onHeld func(url string)) (*psbt.Packet, error) {
@@ -268,9 +268,6 @@ func (c *Coordinator) client(ctx context.Context, uri, name string) (*signer.Cli
 // own witness scripts.
 func (c *Coordinator) resolve(p *psbt.Packet) ([]resolvedInput, error) {
 	if c.opts.Descriptor != nil {
-		if c.opts.Descriptor.Type() == descriptor.P2TR {
-			return nil, ErrTaprootFinalize
-		}
 		return resolveInputs(c.opts.Descriptor, p)
 	}
 	return resolveScripts(p)
@@ -339,9 +336,23 @@ func checkAnswer(asked *psbt.Packet, ins []resolvedInput, res string) (*psbt.Pac
 	if _, err := Combine(asked, got); err != nil {
 		return nil, err
 	}
-	hashes := sigHashes(asked, ins)
+	prev := prevOutFetcher(asked, ins)
+	hashes := txscript.NewTxSigHashes(asked.UnsignedTx, prev)
 	for i := range got.Inputs {
 		added := 0
+		for _, ts := range got.Inputs[i].TaprootScriptSpendSig {
+			had := false
+			for _, a := range asked.Inputs[i].TaprootScriptSpendSig {
+				had = had || a.EqualKey(ts)
+			}
+			if had {
+				continue
+			}
+			if err := verifyTapScriptSig(asked, i, ins[i], prev, hashes, ts); err != nil {
+				return nil, fmt.Errorf("input %d: invalid taproot script-path signature: %v", i, err)
+			}
+			added++
+		}
 		for _, ps := range got.Inputs[i].PartialSigs {
 			if _, had := findPartialSig(asked.Inputs[i].PartialSigs, ps.PubKey); had {
 				continue // ours or another co-signer's, already there (Combine checked it is unchanged)

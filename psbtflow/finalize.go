@@ -5,7 +5,9 @@ package psbtflow
 // #transaction-extractor): the partial signatures that co-signers return are merged into one
 // PSBT (Combine), counted (Signatures), and once a threshold of them is valid on every input
 // turned into the final witnesses and the network transaction (Finalize), which is run through
-// txscript's script engine before it is returned.
+// txscript's script engine before it is returned. wsh / sh(wsh) multisig inputs carry ECDSA
+// partial signatures (BIP-174); tr() inputs Schnorr script-path signatures of multi_a /
+// sortedmulti_a leaves (BIP-371 PSBT_IN_TAP_SCRIPT_SIG, BIP-342 witnesses).
 
 import (
 	"bytes"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
@@ -38,9 +41,6 @@ var (
 	// ErrFinalize means the finalized transaction does not verify (txscript's engine refused an
 	// input's witness) or btcutil's finalizer refused the input.
 	ErrFinalize = errors.New("psbtflow: PSBT cannot be finalized")
-	// ErrTaprootFinalize means the wallet is a tr() wallet: counting and finalizing taproot
-	// script-path signatures is not supported (the builder does not build taproot PSBTs either).
-	ErrTaprootFinalize = errors.New("psbtflow: finalizing taproot (tr) wallets is not supported")
 )
 
 // Combine is the BIP-174 Combiner: it returns a new PSBT holding everything in base and others,
@@ -274,7 +274,8 @@ type resolvedInput struct {
 // resolveInputs ties every input of p to desc: the previous output comes from the witness UTXO
 // (or the non_witness_utxo, which must hash to the input's txid), and its script must be the
 // one desc derives at the (branch, index) of one of the input's BIP32 derivations of the
-// wallet's keys. Errors: ErrInputUnresolved.
+// wallet's keys (PSBT_IN_BIP32_DERIVATION, or PSBT_IN_TAP_BIP32_DERIVATION for tr() wallets).
+// Errors: ErrInputUnresolved.
 func resolveInputs(desc *descriptor.Descriptor, p *psbt.Packet) ([]resolvedInput, error) {
 	if p == nil || p.UnsignedTx == nil || len(p.Inputs) != len(p.UnsignedTx.TxIn) {
 		return nil, fmt.Errorf("%w: malformed PSBT", ErrInputUnresolved)
@@ -293,11 +294,22 @@ func resolveInputs(desc *descriptor.Descriptor, p *psbt.Packet) ([]resolvedInput
 		if prev == nil {
 			return nil, fmt.Errorf("%w: input %d: no witness_utxo or non_witness_utxo", ErrInputUnresolved, i)
 		}
-		var d *descriptor.Derived
+		type origin struct {
+			fp   uint32
+			path []uint32
+		}
+		var origins []origin
 		for _, bd := range pin.Bip32Derivation {
+			origins = append(origins, origin{bd.MasterKeyFingerprint, bd.Bip32Path})
+		}
+		for _, td := range pin.TaprootBip32Derivation {
+			origins = append(origins, origin{td.MasterKeyFingerprint, td.Bip32Path})
+		}
+		var d *descriptor.Derived
+		for _, o := range origins {
 			var fp [4]byte
-			binary.LittleEndian.PutUint32(fp[:], bd.MasterKeyFingerprint)
-			branch, index, ok := desc.MatchPath(fp, bd.Bip32Path)
+			binary.LittleEndian.PutUint32(fp[:], o.fp)
+			branch, index, ok := desc.MatchPath(fp, o.path)
 			if !ok {
 				continue
 			}
@@ -316,11 +328,16 @@ func resolveInputs(desc *descriptor.Descriptor, p *psbt.Packet) ([]resolvedInput
 
 // sigHashes computes the BIP-143 (and BIP-341) sighash midstate of p's transaction.
 func sigHashes(p *psbt.Packet, ins []resolvedInput) *txscript.TxSigHashes {
+	return txscript.NewTxSigHashes(p.UnsignedTx, prevOutFetcher(p, ins))
+}
+
+// prevOutFetcher gives the previous outputs of p's inputs (BIP-341 sighashes commit to all).
+func prevOutFetcher(p *psbt.Packet, ins []resolvedInput) *txscript.MultiPrevOutFetcher {
 	prev := txscript.NewMultiPrevOutFetcher(nil)
 	for i, in := range p.UnsignedTx.TxIn {
 		prev.AddPrevOut(in.PreviousOutPoint, ins[i].prevOut)
 	}
-	return txscript.NewTxSigHashes(p.UnsignedTx, prev)
+	return prev
 }
 
 // verifyPartialSig checks one segwit v0 partial signature (PSBT_IN_PARTIAL_SIG) of input i: the
@@ -329,6 +346,9 @@ func sigHashes(p *psbt.Packet, ins []resolvedInput) *txscript.TxSigHashes {
 // (PSBT_IN_SIGHASH_TYPE, SIGHASH_ALL when absent), and valid for that key over the BIP-143
 // sighash of the witness script. It returns nil or why the signature is not valid.
 func verifyPartialSig(p *psbt.Packet, i int, in resolvedInput, hashes *txscript.TxSigHashes, ps *psbt.PartialSig) error {
+	if in.derived.Taproot != nil {
+		return fmt.Errorf("ECDSA partial signature of key %x on a taproot input", ps.PubKey)
+	}
 	inScript := false
 	for _, k := range in.derived.Keys {
 		if bytes.Equal(k.PubKey.SerializeCompressed(), ps.PubKey) {
@@ -370,28 +390,33 @@ func verifyPartialSig(p *psbt.Packet, i int, in resolvedInput, hashes *txscript.
 	return nil
 }
 
-// checkedSigs is the outcome of verifying every partial signature of a PSBT: per input, the
-// valid ones (keyed by compressed pubkey) and why each other one is not.
+// checkedSigs is the outcome of verifying every signature of a PSBT: per input, the valid
+// segwit v0 partial signatures (keyed by compressed pubkey), the valid taproot script-path
+// signatures (keyed by tapSigKey), and why each other one is not.
 type checkedSigs struct {
-	ins     []resolvedInput
-	valid   []map[string]*psbt.PartialSig
-	invalid [][]string
+	ins      []resolvedInput
+	valid    []map[string]*psbt.PartialSig
+	tapValid []map[string]*psbt.TaprootScriptSpendSig
+	invalid  [][]string
 }
 
-// checkSigs verifies every partial signature of p against desc (segwit v0 wallets only).
-// Errors: ErrTaprootFinalize, ErrInputUnresolved.
+// tapSigKey is the key of a PSBT_IN_TAP_SCRIPT_SIG (BIP-371): x-only public key || leaf hash.
+func tapSigKey(xOnly, leafHash []byte) string { return string(xOnly) + string(leafHash) }
+
+// checkSigs verifies every partial signature of p against desc: ECDSA partial signatures of
+// wsh / sh(wsh) inputs and Schnorr script-path signatures of tr() inputs.
+// Errors: ErrInputUnresolved.
 func checkSigs(desc *descriptor.Descriptor, p *psbt.Packet) (*checkedSigs, error) {
-	if desc.Type() == descriptor.P2TR {
-		return nil, ErrTaprootFinalize
-	}
 	ins, err := resolveInputs(desc, p)
 	if err != nil {
 		return nil, err
 	}
-	hashes := sigHashes(p, ins)
-	c := &checkedSigs{ins: ins, valid: make([]map[string]*psbt.PartialSig, len(ins)), invalid: make([][]string, len(ins))}
+	prev := prevOutFetcher(p, ins)
+	hashes := txscript.NewTxSigHashes(p.UnsignedTx, prev)
+	c := &checkedSigs{ins: ins, valid: make([]map[string]*psbt.PartialSig, len(ins)),
+		tapValid: make([]map[string]*psbt.TaprootScriptSpendSig, len(ins)), invalid: make([][]string, len(ins))}
 	for i := range p.Inputs {
-		c.valid[i] = map[string]*psbt.PartialSig{}
+		c.valid[i], c.tapValid[i] = map[string]*psbt.PartialSig{}, map[string]*psbt.TaprootScriptSpendSig{}
 		for _, ps := range p.Inputs[i].PartialSigs {
 			if err := verifyPartialSig(p, i, ins[i], hashes, ps); err != nil {
 				c.invalid[i] = append(c.invalid[i], err.Error())
@@ -399,40 +424,140 @@ func checkSigs(desc *descriptor.Descriptor, p *psbt.Packet) (*checkedSigs, error
 			}
 			c.valid[i][string(ps.PubKey)] = ps
 		}
+		for _, ts := range p.Inputs[i].TaprootScriptSpendSig {
+			if err := verifyTapScriptSig(p, i, ins[i], prev, hashes, ts); err != nil {
+				c.invalid[i] = append(c.invalid[i], err.Error())
+				continue
+			}
+			c.tapValid[i][tapSigKey(ts.XOnlyPubKey, ts.LeafHash)] = ts
+		}
 	}
 	return c, nil
 }
 
-// Signatures returns how many valid partial signatures the least-signed input of p has: the
-// number of distinct keys of the input's multisig script whose PSBT_IN_PARTIAL_SIG verifies
-// over the BIP-143 sighash (see Finalize for the checks). Invalid signatures are not counted.
-// p is not modified. Errors: ErrTaprootFinalize for a tr() wallet, ErrInputUnresolved when an
-// input is not the wallet's.
+// verifyTapScriptSig checks one taproot script-path signature (PSBT_IN_TAP_SCRIPT_SIG, BIP-371)
+// of input i: its leaf hash must name a leaf of the registered script tree at the coin's index,
+// its key be one of that leaf's keys, its sighash type the input's (PSBT_IN_SIGHASH_TYPE,
+// SIGHASH_DEFAULT when absent), and the 64-byte BIP-340 signature valid for the key over the
+// BIP-341 signature message with the BIP-342 extension for that leaf (txscript's
+// CalcTapscriptSignaturehash). It returns nil or why the signature is not valid.
+func verifyTapScriptSig(p *psbt.Packet, i int, in resolvedInput, prev txscript.PrevOutputFetcher, hashes *txscript.TxSigHashes, ts *psbt.TaprootScriptSpendSig) error {
+	tr := in.derived.Taproot
+	if tr == nil {
+		return fmt.Errorf("taproot signature of key %x on a segwit v0 input", ts.XOnlyPubKey)
+	}
+	li := leafByHash(tr, ts.LeafHash)
+	if li < 0 {
+		return fmt.Errorf("signature of key %x is for leaf %x, which is not in the wallet's script tree", ts.XOnlyPubKey, ts.LeafHash)
+	}
+	leaf := tr.Leaves[li]
+	inLeaf := false
+	for _, k := range leaf.Keys {
+		if bytes.Equal(schnorr.SerializePubKey(k.PubKey), ts.XOnlyPubKey) {
+			inLeaf = true
+		}
+	}
+	if !inLeaf {
+		return fmt.Errorf("key %x is not in leaf %x", ts.XOnlyPubKey, ts.LeafHash)
+	}
+	want := txscript.SigHashDefault
+	if h := p.Inputs[i].SighashType; h != 0 {
+		want = h
+	}
+	if ts.SigHash != want {
+		return fmt.Errorf("signature of key %x has sighash type %#x, want %#x", ts.XOnlyPubKey, uint32(ts.SigHash), uint32(want))
+	}
+	sig, err := schnorr.ParseSignature(ts.Signature)
+	if err != nil {
+		return fmt.Errorf("signature of key %x: %v", ts.XOnlyPubKey, err)
+	}
+	pub, err := schnorr.ParsePubKey(ts.XOnlyPubKey)
+	if err != nil {
+		return fmt.Errorf("key %x: %v", ts.XOnlyPubKey, err)
+	}
+	digest, err := txscript.CalcTapscriptSignaturehash(hashes, ts.SigHash, p.UnsignedTx, i, prev, txscript.NewTapLeaf(leaf.LeafVersion, leaf.Script))
+	if err != nil {
+		return err
+	}
+	if !sig.Verify(digest, pub) {
+		return fmt.Errorf("signature of key %x for leaf %x does not verify", ts.XOnlyPubKey, ts.LeafHash)
+	}
+	return nil
+}
+
+// leafSigs returns the valid signatures of input i for leaf l, one per key of the leaf in
+// script order (nil where the key has none), and how many there are.
+func (c *checkedSigs) leafSigs(i int, l descriptor.TapLeaf) ([]*psbt.TaprootScriptSpendSig, int) {
+	out := make([]*psbt.TaprootScriptSpendSig, len(l.Keys))
+	n := 0
+	for j, k := range l.Keys {
+		if ts, ok := c.tapValid[i][tapSigKey(schnorr.SerializePubKey(k.PubKey), l.LeafHash[:])]; ok {
+			out[j] = ts
+			n++
+		}
+	}
+	return out, n
+}
+
+// count is input i's number of valid signatures. For wsh / sh(wsh) it is the number of keys
+// with a valid partial signature. For tr() it is measured on the input's best leaf, as progress
+// towards th (the wallet's threshold, the smallest k of its leaves): th − k + the leaf's valid
+// signatures, for the leaf where that is largest (never below 0). When every leaf is a k-of-n
+// with the same k (a single multi_a leaf, or a tree of equal-k leaves) that is simply the
+// number of valid signatures on the best leaf; it reaches th exactly when some leaf can be
+// satisfied.
+func (c *checkedSigs) count(i, th int) int {
+	tr := c.ins[i].derived.Taproot
+	if tr == nil {
+		return len(c.valid[i])
+	}
+	best := 0
+	for _, l := range tr.Leaves {
+		_, n := c.leafSigs(i, l)
+		best = max(best, th-l.Threshold+n)
+	}
+	return best
+}
+
+// Signatures returns how many valid partial signatures the least-signed input of p has: for a
+// wsh / sh(wsh) wallet the number of distinct keys of the input's multisig script whose
+// PSBT_IN_PARTIAL_SIG verifies over the BIP-143 sighash; for a tr() wallet the number of valid
+// PSBT_IN_TAP_SCRIPT_SIG on the input's best leaf (see checkedSigs.count for trees whose leaves
+// have different thresholds). Finalize gives the checks; invalid signatures are not counted.
+// p is not modified. Errors: ErrInputUnresolved when an input is not the wallet's.
 func Signatures(desc *descriptor.Descriptor, p *psbt.Packet) (int, error) {
 	c, err := checkSigs(desc, p)
 	if err != nil {
 		return 0, err
 	}
 	least := -1
-	for i := range c.valid {
-		if least < 0 || len(c.valid[i]) < least {
-			least = len(c.valid[i])
+	for i := range c.ins {
+		if n := c.count(i, desc.Threshold()); least < 0 || n < least {
+			least = n
 		}
 	}
 	return max(least, 0), nil
 }
 
-// Finalize is the BIP-174 Finalizer and Extractor for wsh(multi|sortedmulti) and
-// sh(wsh(multi|sortedmulti)) wallets. For each input it takes exactly the threshold number of
-// valid partial signatures (the first in the witness script's key order; invalid ones are
-// ignored), and has btcutil/psbt's finalizer write the witness [<empty> sig… witnessScript]
-// (the empty element is CHECKMULTISIG's extra pop) with the signatures in the script's key
-// order, and for sh(wsh) the scriptSig pushing the P2WSH program. It then extracts the network
-// transaction and runs every input through txscript's engine with the standard verification
-// flags against the PSBT's previous outputs. p is not modified.
+// Finalize is the BIP-174 Finalizer and Extractor for the wallet's three output types:
+//   - wsh(multi|sortedmulti) and sh(wsh(multi|sortedmulti)): for each input it takes exactly the
+//     threshold number of valid partial signatures (the first in the witness script's key
+//     order; invalid ones are ignored), and has btcutil/psbt's finalizer write the witness
+//     [<empty> sig… witnessScript] (the empty element is CHECKMULTISIG's extra pop) with the
+//     signatures in the script's key order, and for sh(wsh) the scriptSig pushing the P2WSH
+//     program;
+//   - tr(KEY, multi_a|sortedmulti_a leaves): for each input, among the leaves with at least
+//     their threshold k of valid script-path signatures, the one with the smallest witness; it
+//     takes exactly k of them (the first in the leaf script's key order) and writes the BIP-342
+//     script-path witness: for each key of the leaf script in reverse order its signature (64
+//     bytes, 65 with the sighash type when not SIGHASH_DEFAULT) or an empty element, then the
+//     leaf script, then its BIP-341 control block.
 //
-// Errors: ErrTaprootFinalize (tr() wallets), ErrInputUnresolved, ErrTooFewSignatures (naming
-// the input, how many valid signatures it has and why the others are not), ErrFinalize.
+// It then extracts the network transaction and runs every input through txscript's engine with
+// the standard verification flags against the PSBT's previous outputs. p is not modified.
+//
+// Errors: ErrInputUnresolved, ErrTooFewSignatures (naming the input, how many valid signatures
+// it has and why the others are not), ErrFinalize.
 func Finalize(desc *descriptor.Descriptor, p *psbt.Packet) (*wire.MsgTx, error) {
 	c, err := checkSigs(desc, p)
 	if err != nil {
@@ -444,6 +569,12 @@ func Finalize(desc *descriptor.Descriptor, p *psbt.Packet) (*wire.MsgTx, error) 
 	}
 	for i := range q.Inputs {
 		d := c.ins[i].derived
+		if d.Taproot != nil {
+			if err := c.finalizeTaproot(q, i, desc.Threshold()); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		_, need, err := txscript.CalcMultiSigStats(d.WitnessScript)
 		if err != nil {
 			return nil, fmt.Errorf("%w: input %d: witness script: %v", ErrFinalize, i, err)
@@ -455,11 +586,7 @@ func Finalize(desc *descriptor.Descriptor, p *psbt.Packet) (*wire.MsgTx, error) 
 			}
 		}
 		if len(chosen) < need {
-			why := ""
-			if len(c.invalid[i]) > 0 {
-				why = fmt.Sprintf(" (invalid: %v)", c.invalid[i])
-			}
-			return nil, fmt.Errorf("%w: input %d has %d valid of %d needed%s", ErrTooFewSignatures, i, len(chosen), need, why)
+			return nil, fmt.Errorf("%w: input %d has %d valid of %d needed%s", ErrTooFewSignatures, i, len(chosen), need, c.why(i))
 		}
 		pin := &q.Inputs[i]
 		pin.PartialSigs = chosen
@@ -478,6 +605,61 @@ func Finalize(desc *descriptor.Descriptor, p *psbt.Packet) (*wire.MsgTx, error) 
 		return nil, err
 	}
 	return tx, nil
+}
+
+// why lists input i's invalid signatures for an error message ("" when none).
+func (c *checkedSigs) why(i int) string {
+	if len(c.invalid[i]) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (invalid: %v)", c.invalid[i])
+}
+
+// finalizeTaproot writes input i's BIP-342 script-path witness (see Finalize) as its
+// PSBT_IN_FINAL_SCRIPTWITNESS and clears the fields BIP-174 says a finalizer removes.
+func (c *checkedSigs) finalizeTaproot(q *psbt.Packet, i, th int) error {
+	tr := c.ins[i].derived.Taproot
+	var best wire.TxWitness
+	bestSize, most := -1, 0
+	for _, l := range tr.Leaves {
+		sigs, n := c.leafSigs(i, l)
+		most = max(most, th-l.Threshold+n)
+		if n < l.Threshold {
+			continue
+		}
+		w := make(wire.TxWitness, len(l.Keys), len(l.Keys)+2)
+		taken := 0
+		for j, ts := range sigs { // the first k in script order
+			if ts == nil || taken == l.Threshold {
+				continue
+			}
+			sig := append([]byte(nil), ts.Signature...)
+			if ts.SigHash != txscript.SigHashDefault {
+				sig = append(sig, byte(ts.SigHash))
+			}
+			w[len(l.Keys)-1-j] = sig // reverse script order: the first key's signature is on top
+			taken++
+		}
+		for j := range w {
+			if w[j] == nil {
+				w[j] = []byte{}
+			}
+		}
+		w = append(w, l.Script, l.ControlBlock)
+		if size := w.SerializeSize(); bestSize < 0 || size < bestSize {
+			best, bestSize = w, size
+		}
+	}
+	if best == nil {
+		return fmt.Errorf("%w: input %d has %d valid of %d needed on its best leaf%s", ErrTooFewSignatures, i, max(most, 0), th, c.why(i))
+	}
+	var buf bytes.Buffer
+	if err := psbt.WriteTxWitness(&buf, best); err != nil {
+		return fmt.Errorf("%w: input %d: %v", ErrFinalize, i, err)
+	}
+	pin := &q.Inputs[i]
+	*pin = psbt.PInput{WitnessUtxo: c.ins[i].prevOut, NonWitnessUtxo: pin.NonWitnessUtxo, FinalScriptWitness: buf.Bytes(), Unknowns: pin.Unknowns}
+	return nil
 }
 
 // verifyScripts runs every input of tx through txscript's engine (standard verify flags).

@@ -702,7 +702,7 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
 		}
 		if errors.Is(err, ErrUnsupportedDescriptor) || errors.Is(err, ErrPayment) || errors.Is(err, ErrSelectParams) {
-			// Building again would fail the same way (a taproot wallet, a destination of
+			// Building again would fail the same way (an unsupported descriptor, a destination of
 			// another network, a descriptor without a change branch).
 			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbtflow: "))
 		}
