@@ -68,6 +68,9 @@ type PairOptions struct {
 	LagB time.Duration
 	// NoStartA leaves A stopped after setup (StartDaemon it when the test is ready).
 	NoStartA bool
+	// Wallet is the shape of the pair's 2-of-3 wallet (WalletDescriptor: "" or "wsh", "sh-wsh",
+	// "tr"); the cold vault stays wsh.
+	Wallet string
 	Logger   *slog.Logger
 }
 
@@ -83,7 +86,8 @@ type Pair struct {
 	// KeyC is the offline key: the daemons know only its xpub.
 	KeyC BDKKey
 
-	// Descriptor is the registered wallet wsh(sortedmulti(2,A,B,C)) (public keys, checksum).
+	// Descriptor is the registered wallet wsh(sortedmulti(2,A,B,C)), or the shape
+	// PairOptions.Wallet names (public keys, checksum).
 	Descriptor *descriptor.Descriptor
 	// BDKDescriptor is the same wallet with key C private, for BDK (balances; a last resort).
 	BDKDescriptor string
@@ -167,10 +171,10 @@ func SetupPair(ctx context.Context, o PairOptions) (_ *Pair, err error) {
 	if err := bdkJSON(ctx, root, &p.KeyC, "keys", "--network", "regtest"); err != nil {
 		return nil, err
 	}
-	if p.Descriptor, err = registeredDescriptor("wsh", p.Net.Params(), p.A.Key.KeyOrigin(), p.B.Key.KeyOrigin(), p.KeyC.XpubKey); err != nil {
+	if p.Descriptor, err = registeredDescriptor(o.Wallet, p.Net.Params(), p.A.Key.KeyOrigin(), p.B.Key.KeyOrigin(), p.KeyC.XpubKey); err != nil {
 		return nil, err
 	}
-	if p.BDKDescriptor, err = WalletDescriptor("wsh", p.A.Key.KeyOrigin(), p.B.Key.KeyOrigin(), p.KeyC.XprvKey); err != nil {
+	if p.BDKDescriptor, err = WalletDescriptor(o.Wallet, p.A.Key.KeyOrigin(), p.B.Key.KeyOrigin(), p.KeyC.XprvKey); err != nil {
 		return nil, err
 	}
 	var vk [3]BDKKey
