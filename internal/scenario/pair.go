@@ -68,10 +68,10 @@ type PairOptions struct {
 	LagB time.Duration
 	// NoStartA leaves A stopped after setup (StartDaemon it when the test is ready).
 	NoStartA bool
+	Logger   *slog.Logger
 	// Wallet is the shape of the pair's 2-of-3 wallet (WalletDescriptor: "" or "wsh", "sh-wsh",
 	// "tr"); the cold vault stays wsh.
 	Wallet string
-	Logger   *slog.Logger
 }
 
 // Pair is a running two-instance scenario. Close it when done.
