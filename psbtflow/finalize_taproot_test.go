@@ -410,3 +410,50 @@ func tapSignedBy(t testing.TB, f *fixture, p *psbt.Packet, keys ...int) *psbt.Pa
 	}
 	return q
 }
+
+// FuzzFinalizeTaproot feeds two arbitrary PSBTs to Combine, and a successful combination to
+// Signatures and Finalize against the tr-tree fixture wallet: no panic, and a finalized
+// transaction is always the combined PSBT's unsigned transaction with a script-path witness on
+// every input (Finalize itself runs it through the script engine).
+func FuzzFinalizeTaproot(f *testing.F) {
+	fx, p := builtTaproot(f, "tr-tree")
+	enc := func(q *psbt.Packet) []byte {
+		var b bytes.Buffer
+		if err := q.Serialize(&b); err != nil {
+			f.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	pa, pb, pc := tapSignedBy(f, fx, p, 0), tapSignedBy(f, fx, p, 1), tapSignedBy(f, fx, p, 2)
+	f.Add(enc(pa), enc(pc))
+	f.Add(enc(pb), enc(pc))
+	f.Add(enc(p), enc(pa))
+	f.Add(enc(pa), enc(pa))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		qa, err := psbt.NewFromRawBytes(bytes.NewReader(a), false)
+		if err != nil {
+			return
+		}
+		qb, err := psbt.NewFromRawBytes(bytes.NewReader(b), false)
+		if err != nil {
+			return
+		}
+		comb, err := Combine(qa, qb)
+		if err != nil {
+			return
+		}
+		_, _ = Signatures(fx.desc, comb)
+		tx, err := Finalize(fx.desc, comb)
+		if err != nil {
+			return
+		}
+		if tx.TxHash() != comb.UnsignedTx.TxHash() || len(tx.TxIn) != len(comb.UnsignedTx.TxIn) {
+			t.Fatalf("finalized transaction is not the PSBT's")
+		}
+		for i, in := range tx.TxIn {
+			if len(in.Witness) < 4 {
+				t.Fatalf("input %d: witness of %d items", i, len(in.Witness))
+			}
+		}
+	})
+}
