@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -11,11 +9,8 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/txscript"
-	"github.com/btcsuite/btcd/wire"
 
-	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
 )
@@ -33,74 +28,11 @@ func TestBuiltTaprootPSBTIsAcceptedByBtcd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	n, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), RelayPorts: []int{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	params := n.Params()
-
-	// Keys A and C: fixed test seeds (the wallet exists only on the local regtest chain).
-	var keys [2]*signer.Keys
-	for i := range keys {
-		keys[i], err = signer.NewKeys(bytes.Repeat([]byte{0xd0 + byte(i)}, 32), fmt.Sprintf("%064x", 0xd0+i), params)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	var bdkKey struct {
-		XprvKey string `json:"xprv_key"`
-		XpubKey string `json:"xpub_key"`
-	}
-	if err := runBDKWallet(ctx, &bdkKey, "keys", "--network", "regtest"); err != nil {
-		t.Fatal(err)
-	}
-	const mp = "/<0;1>/*"
-	body := func(b string) string {
-		return "tr(" + descriptor.NUMSKey + ",multi_a(2," + keys[0].Public.KeyOrigin() + mp + "," + b + mp + "," + keys[1].Public.KeyOrigin() + mp + "))"
-	}
-	desc, err := descriptor.Parse(body(bdkKey.XpubKey), params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bdkArgs := []string{"--descriptor", body(bdkKey.XprvKey), "--network", "regtest"}
-	slot := func(k *signer.Keys) int {
-		for i, dk := range desc.Keys() {
-			if dk.XPub.String() == k.Public.AccountXPub {
-				return i
-			}
-		}
-		t.Fatal("key not in descriptor")
-		return -1
-	}
-
-	c, err := electrum.Dial(ctx, n.ElectrumURL(), electrum.Options{ClientName: "cosigner-e2e-build-tr", PingInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	w := &electrumWallet{c: c, desc: desc, scripts: map[string][2]uint32{}}
-	for b := uint32(0); b < 2; b++ {
-		for i := uint32(0); i < 5; i++ {
-			s, err := desc.PkScript(b, i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.scripts[string(s)] = [2]uint32{b, i}
-		}
-	}
-	for i, v := range []btcutil.Amount{300_000, 450_000, 1_200_000} {
-		d, err := desc.Derive(0, uint32(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.Fund(ctx, d.Address, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := n.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	f := newBuilderWallet(t, ctx, 0xd0, "cosigner-e2e-build-tr", func(a, b, c string) string {
+		return "tr(" + descriptor.NUMSKey + ",multi_a(2," + a + "," + b + "," + c + "))"
+	})
+	n, params, keys, desc, bdkArgs, w := f.n, f.n.Params(), f.keys, f.desc, f.bdkArgs, f.w
+	slot := func(k *signer.Keys) int { return f.slot(t, k) }
 	pk, _ := btcec.NewPrivateKey()
 	dest, _ := btcutil.NewAddressTaproot(schnorr.SerializePubKey(pk.PubKey()), params)
 	destScript, _ := txscript.PayToAddrScript(dest)
@@ -108,28 +40,7 @@ func TestBuiltTaprootPSBTIsAcceptedByBtcd(t *testing.T) {
 	// spend builds, has A and then cosign sign, combines, finalizes, sends to btcd, mines, and
 	// checks on ElectrumX what the transaction left in the wallet.
 	spend := func(t *testing.T, mode psbtflow.SelectMode, amount btcutil.Amount, changeIndex uint32, cosign func(p string) string) {
-		coins := waitUTXOs(t, ctx, w, func(u []psbtflow.UTXO) bool { return len(u) > 0 && allConfirmed(u) })
-		pays := []psbtflow.Payment{{Address: dest, Amount: amount}}
-		sp, err := psbtflow.NewSelectParams(desc, pays)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sp.Mode = mode
-		sel, err := psbtflow.Select(coins, amount, 2.5, sp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := psbtflow.Build(ctx, desc, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIndex, TipHeight: w.tip}, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := psbtflow.Analyze(p, desc, w)
-		if err != nil {
-			t.Fatalf("Analyze: %v", err)
-		}
-		if a.Fee != sel.Fee || a.ChangeTotal != sel.Change {
-			t.Fatalf("analysis %+v disagrees with selection %+v", a, sel)
-		}
+		coins, sel, p, a := f.build(t, ctx, dest, mode, amount, 0, changeIndex)
 		unsigned, err := psbtflow.Encode(p, psbtflow.Base64)
 		if err != nil {
 			t.Fatal(err)
@@ -168,27 +79,7 @@ func TestBuiltTaprootPSBTIsAcceptedByBtcd(t *testing.T) {
 		}
 		t.Logf("%s: %s, %d of %d coins in, %s paid, change %s, fee %s for %d vB (estimate %d vB)",
 			txid, sel.Algorithm, len(sel.Inputs), len(coins), sel.Amount, sel.Change, sel.Fee, vsize, sel.VSize)
-		spent := map[wire.OutPoint]bool{}
-		for _, in := range sel.Inputs {
-			spent[in.OutPoint] = true
-		}
-		left := waitUTXOs(t, ctx, w, func(u []psbtflow.UTXO) bool {
-			for _, c := range u {
-				if spent[c.OutPoint] || (c.OutPoint.Hash == *txid && c.Height <= 0) {
-					return false
-				}
-			}
-			return confirmedOn(t, ctx, c, destScript, *txid)
-		})
-		var change btcutil.Amount
-		for _, c := range left {
-			if c.OutPoint.Hash == *txid {
-				change += c.Value
-				if c.Branch != 1 || c.Index != changeIndex {
-					t.Fatalf("change at %d/%d, want 1/%d", c.Branch, c.Index, changeIndex)
-				}
-			}
-		}
+		_, change := f.afterSpend(t, ctx, sel, *txid, destScript, changeIndex)
 		if change != sel.Change {
 			t.Fatalf("change on the server %s, want %s", change, sel.Change)
 		}

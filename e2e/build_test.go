@@ -109,77 +109,11 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	n, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), RelayPorts: []int{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Close()
-	params := n.Params()
-
-	// Keys A and C are cosigner keys (fixed test seeds: this wallet exists only on the local
-	// regtest chain); key B is BDK's, so that an independent PSBT implementation signs and
-	// finalizes what the builder wrote.
-	var keys [2]*signer.Keys
-	for i := range keys {
-		keys[i], err = signer.NewKeys(bytes.Repeat([]byte{0xb0 + byte(i)}, 32), fmt.Sprintf("%064x", 0xb0+i), params)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	var bdkKey struct {
-		XprvKey string `json:"xprv_key"`
-		XpubKey string `json:"xpub_key"`
-	}
-	if err := runBDKWallet(ctx, &bdkKey, "keys", "--network", "regtest"); err != nil {
-		t.Fatal(err)
-	}
-	const mp = "/<0;1>/*"
-	body := func(b string) string {
-		return "wsh(sortedmulti(2," + keys[0].Public.KeyOrigin() + mp + "," + b + mp + "," + keys[1].Public.KeyOrigin() + mp + "))"
-	}
-	desc, err := descriptor.Parse(body(bdkKey.XpubKey), params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	bdkArgs := []string{"--descriptor", body(bdkKey.XprvKey), "--network", "regtest"}
-	slot := func(k *signer.Keys) int {
-		for i, dk := range desc.Keys() {
-			if dk.XPub.String() == k.Public.AccountXPub {
-				return i
-			}
-		}
-		t.Fatal("key not in descriptor")
-		return -1
-	}
-
-	c, err := electrum.Dial(ctx, n.ElectrumURL(), electrum.Options{ClientName: "cosigner-e2e-build", PingInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	w := &electrumWallet{c: c, desc: desc, scripts: map[string][2]uint32{}}
-	for b := uint32(0); b < 2; b++ {
-		for i := uint32(0); i < 5; i++ {
-			s, err := desc.PkScript(b, i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.scripts[string(s)] = [2]uint32{b, i}
-		}
-	}
-
-	for i, v := range []btcutil.Amount{300_000, 450_000, 1_200_000} {
-		d, err := desc.Derive(0, uint32(i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := n.Fund(ctx, d.Address, v); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := n.Mine(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	// Keys A and C are cosigner keys; key B is BDK's, so that an independent PSBT implementation
+	// signs and finalizes what the builder wrote.
+	f := newBuilderWallet(t, ctx, 0xb0, "cosigner-e2e-build", func(a, b, c string) string { return "wsh(sortedmulti(2," + a + "," + b + "," + c + "))" })
+	n, params, keys, desc, bdkArgs, w := f.n, f.n.Params(), f.keys, f.desc, f.bdkArgs, f.w
+	slot := func(k *signer.Keys) int { return f.slot(t, k) }
 	pk, _ := btcec.NewPrivateKey()
 	dest, _ := btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), params)
 
@@ -188,26 +122,8 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	// and checks on ElectrumX that it confirmed and what it left in the wallet: the coins not
 	// selected and the change.
 	spend := func(t *testing.T, finalizer string, mode psbtflow.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) {
-		coins := waitUTXOs(t, ctx, w, func(u []psbtflow.UTXO) bool { return len(u) > 0 && allConfirmed(u) })
-		pays := []psbtflow.Payment{{Address: dest, Amount: amount}}
-		sp, err := psbtflow.NewSelectParams(desc, pays)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sp.Mode, sp.Reserve = mode, reserve
-		sel, err := psbtflow.Select(coins, amount, 2.5, sp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := psbtflow.Build(ctx, desc, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIndex, TipHeight: w.tip}, w)
-		if err != nil {
-			t.Fatal(err)
-		}
-		a, err := psbtflow.Analyze(p, desc, w)
-		if err != nil {
-			t.Fatalf("Analyze: %v", err)
-		}
-		if a.Fee != sel.Fee || a.ChangeTotal != sel.Change || a.Outflow != sel.InputTotal-sel.Change {
+		coins, sel, p, a := f.build(t, ctx, dest, mode, amount, reserve, changeIndex)
+		if a.Outflow != sel.InputTotal-sel.Change {
 			t.Fatalf("analysis %+v disagrees with selection %+v", a, sel)
 		}
 		if got, err := psbtflow.SignInputs(p, a, desc, slot(keys[0]), keys[0], w); err != nil || got != len(p.Inputs) {
@@ -267,27 +183,7 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 		}
 		t.Logf("%s: %s, %d of %d coins in, %s paid, change %s, fee %s for %d vB (estimate %d vB), locktime %d at tip %d, finalized by %s",
 			txid, sel.Algorithm, len(sel.Inputs), len(coins), sel.Amount, sel.Change, sel.Fee, vsize, sel.VSize, p.UnsignedTx.LockTime, w.tip, finalizer)
-		spent := map[wire.OutPoint]bool{}
-		for _, in := range sel.Inputs {
-			spent[in.OutPoint] = true
-		}
-		left := waitUTXOs(t, ctx, w, func(u []psbtflow.UTXO) bool {
-			for _, c := range u {
-				if spent[c.OutPoint] || (c.OutPoint.Hash == *txid && c.Height <= 0) {
-					return false
-				}
-			}
-			return confirmedOn(t, ctx, c, destScript, *txid)
-		})
-		var change btcutil.Amount
-		for _, c := range left {
-			if c.OutPoint.Hash == *txid {
-				change += c.Value
-				if c.Branch != 1 || c.Index != changeIndex {
-					t.Fatalf("change at %d/%d, want 1/%d", c.Branch, c.Index, changeIndex)
-				}
-			}
-		}
+		left, change := f.afterSpend(t, ctx, sel, *txid, destScript, changeIndex)
 		want := len(coins) - len(sel.Inputs)
 		if sel.Change > 0 {
 			want++
@@ -374,4 +270,149 @@ func waitUTXOs(t *testing.T, ctx context.Context, w *electrumWallet, ok func([]p
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// builderWallet is a 2-of-3 wallet on a fresh local test network (no relays) for the builder
+// tests: keys A and C are cosigner keys from fixed test seeds (the wallet exists only on the
+// local regtest chain), key B is BDK's; its first three receive addresses hold 300,000, 450,000
+// and 1,200,000 sat, confirmed; w reads it from ElectrumX.
+type builderWallet struct {
+	n       *devnet.Network
+	keys    [2]*signer.Keys // A and C
+	desc    *descriptor.Descriptor
+	bdkArgs []string // the same wallet with key B private, for bdkwallet.py
+	c       *electrum.Client
+	w       *electrumWallet
+}
+
+// newBuilderWallet makes the wallet shape(A, B, C) (each key expression followed by
+// /<0;1>/*), A and C from seeds seed and seed+1; client names the Electrum connection.
+func newBuilderWallet(t *testing.T, ctx context.Context, seed byte, client string, shape func(a, b, c string) string) *builderWallet {
+	t.Helper()
+	n, err := devnet.Start(ctx, devnet.Config{Dir: t.TempDir(), RelayPorts: []int{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	params := n.Params()
+	f := &builderWallet{n: n}
+	for i := range f.keys {
+		f.keys[i], err = signer.NewKeys(bytes.Repeat([]byte{seed + byte(i)}, 32), fmt.Sprintf("%064x", int(seed)+i), params)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var bdkKey struct {
+		XprvKey string `json:"xprv_key"`
+		XpubKey string `json:"xpub_key"`
+	}
+	if err := runBDKWallet(ctx, &bdkKey, "keys", "--network", "regtest"); err != nil {
+		t.Fatal(err)
+	}
+	const mp = "/<0;1>/*"
+	body := func(b string) string {
+		return shape(f.keys[0].Public.KeyOrigin()+mp, b+mp, f.keys[1].Public.KeyOrigin()+mp)
+	}
+	if f.desc, err = descriptor.Parse(body(bdkKey.XpubKey), params); err != nil {
+		t.Fatal(err)
+	}
+	f.bdkArgs = []string{"--descriptor", body(bdkKey.XprvKey), "--network", "regtest"}
+	if f.c, err = electrum.Dial(ctx, n.ElectrumURL(), electrum.Options{ClientName: client, PingInterval: -1}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.c.Close() })
+	f.w = &electrumWallet{c: f.c, desc: f.desc, scripts: map[string][2]uint32{}}
+	for b := uint32(0); b < 2; b++ {
+		for i := uint32(0); i < 5; i++ {
+			s, err := f.desc.PkScript(b, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.w.scripts[string(s)] = [2]uint32{b, i}
+		}
+	}
+	for i, v := range []btcutil.Amount{300_000, 450_000, 1_200_000} {
+		d, err := f.desc.Derive(0, uint32(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Fund(ctx, d.Address, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.Mine(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// slot is k's position among the descriptor's keys.
+func (f *builderWallet) slot(t *testing.T, k *signer.Keys) int {
+	t.Helper()
+	for i, dk := range f.desc.Keys() {
+		if dk.XPub.String() == k.Public.AccountXPub {
+			return i
+		}
+	}
+	t.Fatal("key not in descriptor")
+	return -1
+}
+
+// build waits for the wallet's coins to be confirmed, selects (mode, amount to dest, reserve)
+// at 2.5 sat/vB, builds with change at changeIndex, and checks that the analysis agrees with
+// the selection on fee and change. It returns the coins, the selection, the PSBT and its analysis.
+func (f *builderWallet) build(t *testing.T, ctx context.Context, dest btcutil.Address, mode psbtflow.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) ([]psbtflow.UTXO, psbtflow.Selection, *psbt.Packet, *psbtflow.Analysis) {
+	t.Helper()
+	coins := waitUTXOs(t, ctx, f.w, func(u []psbtflow.UTXO) bool { return len(u) > 0 && allConfirmed(u) })
+	pays := []psbtflow.Payment{{Address: dest, Amount: amount}}
+	sp, err := psbtflow.NewSelectParams(f.desc, pays)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp.Mode, sp.Reserve = mode, reserve
+	sel, err := psbtflow.Select(coins, amount, 2.5, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := psbtflow.Build(ctx, f.desc, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIndex, TipHeight: f.w.tip}, f.w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := psbtflow.Analyze(p, f.desc, f.w)
+	if err != nil {
+		t.Fatalf("Analyze: %v", err)
+	}
+	if a.Fee != sel.Fee || a.ChangeTotal != sel.Change {
+		t.Fatalf("analysis %+v disagrees with selection %+v", a, sel)
+	}
+	return coins, sel, p, a
+}
+
+// afterSpend waits until ElectrumX shows txid (which spent sel) confirmed on destScript and none
+// of sel's coins left, checks that its change sits at 1/changeIndex, and returns the wallet's
+// coins and the change they hold.
+func (f *builderWallet) afterSpend(t *testing.T, ctx context.Context, sel psbtflow.Selection, txid chainhash.Hash, destScript []byte, changeIndex uint32) ([]psbtflow.UTXO, btcutil.Amount) {
+	t.Helper()
+	spent := map[wire.OutPoint]bool{}
+	for _, in := range sel.Inputs {
+		spent[in.OutPoint] = true
+	}
+	left := waitUTXOs(t, ctx, f.w, func(u []psbtflow.UTXO) bool {
+		for _, c := range u {
+			if spent[c.OutPoint] || (c.OutPoint.Hash == txid && c.Height <= 0) {
+				return false
+			}
+		}
+		return confirmedOn(t, ctx, f.c, destScript, txid)
+	})
+	var change btcutil.Amount
+	for _, c := range left {
+		if c.OutPoint.Hash == txid {
+			change += c.Value
+			if c.Branch != 1 || c.Index != changeIndex {
+				t.Fatalf("change at %d/%d, want 1/%d", c.Branch, c.Index, changeIndex)
+			}
+		}
+	}
+	return left, change
 }

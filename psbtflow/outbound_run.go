@@ -340,12 +340,9 @@ func (e *Engine) noteStuck(ctx context.Context, p store.Proposal, a policy.Autom
 // facts gathers what Next needs about p, and its stored PSBT (nil before it is built).
 func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automation) (Facts, *psbt.Packet, error) {
 	f := Facts{State: ProposalState(p.State), Tip: e.chain.TipHeight(), BroadcastHeight: p.BroadcastHeight, BumpAfter: a.BumpAfter}
-	if len(p.PSBT) == 0 {
-		return f, nil, nil
-	}
-	pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
-	if err != nil {
-		return f, nil, fmt.Errorf("psbtflow: proposal %s: stored PSBT: %w", p.ID, err)
+	pk, err := storedPSBT(p)
+	if pk == nil || err != nil {
+		return f, nil, err
 	}
 	f.Built = true
 	if f.State == StateAwaitingCosigners {
@@ -488,47 +485,56 @@ func (e *Engine) tell(ctx context.Context, p store.Proposal, kind NoticeKind, te
 
 // takenInputs maps each input of a live proposal's PSBT to the proposal's id.
 func (e *Engine) takenInputs(ctx context.Context) (map[wire.OutPoint]string, error) {
-	ps, err := e.db.Proposals(ctx, store.ProposalProposed, store.ProposalAwaitingCosigners, store.ProposalFinalized, store.ProposalBroadcast)
-	if err != nil {
-		return nil, err
-	}
 	out := map[wire.OutPoint]string{}
-	for _, p := range ps {
-		if len(p.PSBT) == 0 {
-			continue
-		}
-		pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
-		if err != nil {
-			return nil, fmt.Errorf("psbtflow: proposal %s: stored PSBT: %w", p.ID, err)
-		}
+	err := e.eachBuilt(ctx, func(p store.Proposal, pk *psbt.Packet) {
 		for _, in := range pk.UnsignedTx.TxIn {
 			out[in.PreviousOutPoint] = p.ID
 		}
-	}
-	return out, nil
+	}, store.ProposalProposed, store.ProposalAwaitingCosigners, store.ProposalFinalized, store.ProposalBroadcast)
+	return out, err
 }
 
 // usedOutputs lists the output scripts of every proposal's PSBT (any state), so that a
 // destination or change index is not reused.
 func (e *Engine) usedOutputs(ctx context.Context) (map[string]bool, error) {
-	ps, err := e.db.Proposals(ctx)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]bool{}
-	for _, p := range ps {
-		if len(p.PSBT) == 0 {
-			continue
-		}
-		pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
-		if err != nil {
-			return nil, fmt.Errorf("psbtflow: proposal %s: stored PSBT: %w", p.ID, err)
-		}
+	err := e.eachBuilt(ctx, func(_ store.Proposal, pk *psbt.Packet) {
 		for _, o := range pk.UnsignedTx.TxOut {
 			out[string(o.PkScript)] = true
 		}
+	})
+	return out, err
+}
+
+// eachBuilt calls f with every built proposal in the given states (any state with none) and its
+// decoded PSBT. Errors: the database's, or a stored PSBT that does not decode.
+func (e *Engine) eachBuilt(ctx context.Context, f func(store.Proposal, *psbt.Packet), states ...string) error {
+	ps, err := e.db.Proposals(ctx, states...)
+	if err != nil {
+		return err
 	}
-	return out, nil
+	for _, p := range ps {
+		pk, err := storedPSBT(p)
+		if err != nil {
+			return err
+		}
+		if pk != nil {
+			f(p, pk)
+		}
+	}
+	return nil
+}
+
+// storedPSBT decodes proposal p's stored PSBT (nil, nil before it is built).
+func storedPSBT(p store.Proposal) (*psbt.Packet, error) {
+	if len(p.PSBT) == 0 {
+		return nil, nil
+	}
+	pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+	if err != nil {
+		return nil, fmt.Errorf("psbtflow: proposal %s: stored PSBT: %w", p.ID, err)
+	}
+	return pk, nil
 }
 
 // changeIndex is the wallet's next unused change index: after the last one with a history,

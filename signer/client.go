@@ -278,21 +278,32 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 			}
 			t.Reset(interval)
 		case r := <-ch:
-			if r.Result == "auth_url" && r.Error != "" {
+			if url, ok := r.authURL(); ok {
 				held = true
 				if onAuthURL != nil {
-					onAuthURL(r.Error)
+					onAuthURL(url)
 				} else {
-					c.opts.OnAuthURL(method, id, r.Error)
+					c.opts.OnAuthURL(method, id, url)
 				}
 				continue
 			}
-			if r.Error != "" {
-				return "", &RemoteError{Text: r.Error}
-			}
-			return r.Result, nil
+			return r.outcome()
 		}
 	}
+}
+
+// authURL reports whether r is an auth_url response (NIP-46 "Auth Challenges": result
+// "auth_url", the URL in error) and its URL: the real answer follows under the same id.
+func (r wireResponse) authURL() (string, bool) {
+	return r.Error, r.Result == "auth_url" && r.Error != ""
+}
+
+// outcome is a final response as a call's return: its result, or *RemoteError for an error.
+func (r wireResponse) outcome() (string, error) {
+	if r.Error != "" {
+		return "", &RemoteError{Text: r.Error}
+	}
+	return r.Result, nil
 }
 
 func (c *Client) requestBody(id, method string, params []string) (string, error) {
@@ -357,16 +368,13 @@ func (c *Client) call(ctx context.Context, id, method string, params []string, r
 				c.log.Warn("re-sending request failed", "method", method, "error", err)
 			}
 		case r := <-ch:
-			if r.Result == "auth_url" && r.Error != "" {
-				c.opts.OnAuthURL(method, id, r.Error)
+			if url, ok := r.authURL(); ok {
+				c.opts.OnAuthURL(method, id, url)
 				deadline.Reset(c.opts.AuthTimeout)
 				tick = nil
 				continue
 			}
-			if r.Error != "" {
-				return "", &RemoteError{Text: r.Error}
-			}
-			return r.Result, nil
+			return r.outcome()
 		}
 	}
 }

@@ -169,13 +169,10 @@ func (db *DB) ChangeProposal(ctx context.Context, c ProposalChange) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			var state string
-			if err := tx.QueryRowContext(ctx, `SELECT state FROM proposals WHERE id = ?`, p.ID).Scan(&state); errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("%w: %s", ErrNoSuchProposal, p.ID)
-			} else if err != nil {
+			if err := requireProposalState(ctx, tx, p.ID, c.From); err != nil {
 				return err
 			}
-			return fmt.Errorf("%w: %s is %s, not %s", ErrProposalState, p.ID, state, c.From)
+			return fmt.Errorf("%w: %s was not updated", ErrProposalState, p.ID)
 		}
 		for _, co := range c.Cosigners {
 			if err := putCosigner(ctx, tx, p.ID, co, p.UpdatedAt); err != nil {
@@ -197,14 +194,8 @@ func (db *DB) SetProposalCosigner(ctx context.Context, from string, c ProposalCo
 		c.UpdatedAt = time.Now()
 	}
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		var state string
-		if err := tx.QueryRowContext(ctx, `SELECT state FROM proposals WHERE id = ?`, c.ProposalID).Scan(&state); errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: %s", ErrNoSuchProposal, c.ProposalID)
-		} else if err != nil {
+		if err := requireProposalState(ctx, tx, c.ProposalID, from); err != nil {
 			return err
-		}
-		if state != from {
-			return fmt.Errorf("%w: %s is %s, not %s", ErrProposalState, c.ProposalID, state, from)
 		}
 		if err := putCosigner(ctx, tx, c.ProposalID, c, c.UpdatedAt); err != nil {
 			return err
@@ -373,14 +364,8 @@ func (db *DB) RenewProposalCosigner(ctx context.Context, from string, c Proposal
 		return fmt.Errorf("store: proposal %s cosigner %s: empty request id", c.ProposalID, c.Cosigner)
 	}
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		var state string
-		if err := tx.QueryRowContext(ctx, `SELECT state FROM proposals WHERE id = ?`, c.ProposalID).Scan(&state); errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: %s", ErrNoSuchProposal, c.ProposalID)
-		} else if err != nil {
+		if err := requireProposalState(ctx, tx, c.ProposalID, from); err != nil {
 			return err
-		}
-		if state != from {
-			return fmt.Errorf("%w: %s is %s, not %s", ErrProposalState, c.ProposalID, state, from)
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE proposal_cosigners SET request_id = ?, state = ?, detail = ?, updated_at = ?
 			WHERE proposal_id = ? AND cosigner = ?`, c.RequestID, c.State, c.Detail, c.UpdatedAt.UnixNano(), c.ProposalID, c.Cosigner)
@@ -394,6 +379,21 @@ func (db *DB) RenewProposalCosigner(ctx context.Context, from string, c Proposal
 	})
 	if err != nil {
 		return fmt.Errorf("store: proposal %s cosigner %s: %w", c.ProposalID, c.Cosigner, err)
+	}
+	return nil
+}
+
+// requireProposalState returns nil when proposal id is in state from, else ErrNoSuchProposal or
+// ErrProposalState (wrapped, naming the state it is in).
+func requireProposalState(ctx context.Context, tx *sql.Tx, id, from string) error {
+	var state string
+	if err := tx.QueryRowContext(ctx, `SELECT state FROM proposals WHERE id = ?`, id).Scan(&state); errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %s", ErrNoSuchProposal, id)
+	} else if err != nil {
+		return err
+	}
+	if state != from {
+		return fmt.Errorf("%w: %s is %s, not %s", ErrProposalState, id, state, from)
 	}
 	return nil
 }
