@@ -953,7 +953,7 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	}
 	n, _ := Signatures(e.desc, combined)
 	cur.PSBT, cur.UpdatedAt = buf.Bytes(), e.now()
-	c.State, c.Detail, c.UpdatedAt = store.CosignerSigned, fmt.Sprintf("%d signature(s) on the least-signed input", n), e.now()
+	c.State, c.Detail, c.UpdatedAt = store.CosignerSigned, fmt.Sprintf("every input now has %d signature(s)", n), e.now()
 	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: store.ProposalAwaitingCosigners, Proposal: cur, Cosigners: []store.ProposalCosigner{c},
 		Events: []store.ProposalEvent{{Event: "answered", Detail: c.Cosigner}}}); err != nil {
 		e.log.Warn("record co-signer answer", "proposal", p.ID, "error", err)

@@ -214,10 +214,12 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("automated sweep: %w", err)
 	}
 
-	fmt.Printf("\nThe demo took %s. Logs: %s (cosigner.log, network/*.log)\n", time.Since(began).Round(time.Second), dir)
+	fmt.Printf("\nThe demo took %s. Logs: %s (cosigner.log, sweep/a/cosigner.log and sweep/b/cosigner.log for part 2, network/*.log)\n", time.Since(began).Round(time.Second), dir)
 	fmt.Println("Next: README.md, \"Running cosigner\", shows how to do the same with your own wallet:")
 	fmt.Println("`cosigner init` for the key, COSIGNER_DESCRIPTOR for the wallet, a policy file, `cosigner run`, and")
-	fmt.Println("`cosigner bunker-uri` for each app that should be able to ask for signatures.")
+	fmt.Println("`cosigner bunker-uri` for each app that should be able to ask for signatures. To have it sweep")
+	fmt.Println("or forward deposits itself, add an `automations:` section (README, \"Automations\"; example in")
+	fmt.Println("examples/sweep-to-vault.yaml) and follow it with `cosigner proposals list`.")
 	return nil
 }
 
@@ -293,7 +295,7 @@ func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os
 	say("  automation %s, trigger %s", pr.Automation, pr.Trigger)
 	say("  state %s, fee %s (%.1f sat/vB), txid %s", pr.State, btcutil.Amount(pr.FeeSat), pr.FeeRate, pr.TxID)
 	for _, c := range pr.Cosigners {
-		say("  co-signer %s…: %s %s", c.PubKey[:16], c.State, truncate(c.Detail, 60))
+		say("  co-signer B %s…: %s (%s)", c.PubKey[:16], c.State, truncate(c.Detail, 60))
 	}
 	say("  timeline:")
 	for _, ev := range pr.Timeline {
