@@ -5,6 +5,13 @@
 #   btcd + btcctl  v0.24.2            -> $TOOLS_DIR/bin          (go install)
 #   ElectrumX, plyvel, bdkpython, nostr-sdk -> $TOOLS_DIR/venv   (pip, scripts/requirements.txt)
 #   nostr-tools, ws, @nostr-relay/*   -> internal/devnet/node/node_modules (npm ci, package-lock.json)
+#   nostr-rs-relay 0.8.12, electrs 0.12.0 -> $TOOLS_DIR/bin (cargo install, built once into
+#                                       $CACHE_DIR/<crate>-<version>, outside the clone)
+#   Debian packages the builds and the container test need (clang, libclang-dev,
+#   protobuf-compiler, docker.io, mmdebstrap) -> apt-get, when missing and running as root
+#
+# CACHE_DIR (default $HOME/.cache/cosigner) keeps the slow Rust builds across clones: a
+# rerun copies the cached binary instead of rebuilding (~6 and ~12 min on 2 cores).
 #
 # TOOLS_DIR defaults to <repo>/.tools (git-ignored). PYTHON picks the interpreter
 # for the venv (default python3, 3.10 or newer). The script is idempotent: each step
@@ -19,6 +26,8 @@ mkdir -p "$TOOLS_DIR"
 TOOLS_DIR=$(cd "$TOOLS_DIR" && pwd)
 PYTHON=${PYTHON:-python3}
 FORCE=${FORCE:-0}
+CACHE_DIR=${CACHE_DIR:-${HOME:-/root}/.cache/cosigner}
+mkdir -p "$CACHE_DIR"
 
 BTCD_VERSION=v0.24.2
 NODE_DIR=$ROOT/internal/devnet/node
@@ -77,6 +86,36 @@ need go "Go toolchain, for btcd"
 need "$PYTHON" "Python 3.10+, for ElectrumX and bdkpython"
 need node "Node.js 18+, for the Nostr relays and client scripts"
 need npm "npm, for the Node packages"
+need cargo "Rust toolchain (cargo), for nostr-rs-relay and electrs"
+
+# --- Debian packages -------------------------------------------------------------
+# The Rust builds need clang/libclang (rocksdb's bindgen, for electrs) and protoc (for
+# nostr-rs-relay); the container test needs the Docker engine and mmdebstrap (base images
+# are made locally: nothing can be pulled from a registry).
+DEB_PACKAGES=(clang libclang-dev protobuf-compiler docker.io mmdebstrap)
+missing_debs() {
+	local p
+	for p in "${DEB_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || printf '%s ' "$p"
+	done
+}
+MISSING_DEBS=$(missing_debs)
+if [[ -n $MISSING_DEBS ]]; then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+		install_debs() {
+			set -x
+			apt-get update -qq
+			# shellcheck disable=SC2086
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $MISSING_DEBS
+		}
+		run_step debian-packages "debs ${DEB_PACKAGES[*]} $(date +%s)" /usr/bin/dpkg install_debs
+	else
+		say "prerequisite Debian packages missing: $MISSING_DEBS(install them with apt-get as root)" >&2
+		exit 1
+	fi
+else
+	say "debian-packages: up to date (${DEB_PACKAGES[*]})"
+fi
 
 # --- btcd --------------------------------------------------------------------
 install_btcd() {
@@ -112,5 +151,37 @@ install_node() {
 }
 run_step node-modules "node $(node --version) lock $(sha "$NODE_DIR/package-lock.json" "$NODE_DIR/package.json")" \
 	"$NODE_DIR/node_modules/.package-lock.json" install_node
+
+# --- Rust tools: nostr-rs-relay and electrs, built once into $CACHE_DIR ---------------
+# cargo_cached CRATE VERSION BIN [cargo install flags...]: builds CRATE@VERSION into
+# $CACHE_DIR/CRATE-VERSION (a temporary root renamed when complete, so a killed build is
+# never taken for a finished one) unless already there, then copies BIN into $TOOLS_DIR/bin.
+cargo_cached() {
+	local crate=$1 version=$2 bin=$3
+	shift 3
+	local dest=$CACHE_DIR/$crate-$version
+	# One build at a time per crate, across clones that share the cache.
+	exec 9>"$CACHE_DIR/$crate.lock"
+	flock 9
+	if [[ ! -x $dest/bin/$bin ]]; then
+		rm -rf "$dest.tmp"
+		set -x
+		cargo install "$crate" --version "$version" --root "$dest.tmp" "$@"
+		set +x
+		rm -rf "$dest"
+		mv "$dest.tmp" "$dest"
+	fi
+	install -m 0755 "$dest/bin/$bin" "$TOOLS_DIR/bin/$bin"
+	"$TOOLS_DIR/bin/$bin" --version || true
+}
+
+NOSTR_RS_RELAY_VERSION=0.8.12
+# Not --locked: its lock file pins time 0.3.25, which does not build with current rustc.
+install_nostr_rs_relay() { cargo_cached nostr-rs-relay "$NOSTR_RS_RELAY_VERSION" nostr-rs-relay; }
+run_step nostr-rs-relay "nostr-rs-relay $NOSTR_RS_RELAY_VERSION" "$TOOLS_DIR/bin/nostr-rs-relay" install_nostr_rs_relay
+
+ELECTRS_VERSION=0.12.0
+install_electrs() { cargo_cached electrs "$ELECTRS_VERSION" electrs --locked; }
+run_step electrs "electrs $ELECTRS_VERSION" "$TOOLS_DIR/bin/electrs" install_electrs
 
 say "all tools ready in $TOOLS_DIR (node packages in ${NODE_DIR#"$ROOT"/}/node_modules)"
