@@ -307,7 +307,7 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 		}
 		eh := w.Health()
 		ok := ready && eh.Connected && up > 0
-		body := map[string]any{"ok": ok, "synced": ready, "electrum": eh, "relays": relays}
+		body := daemonJSON{OK: ok, Synced: ready, Electrum: toElectrumJSON(eh), Relays: relays}
 		rw.Header().Set("Content-Type", "application/json")
 		if !ok {
 			rw.WriteHeader(http.StatusServiceUnavailable)
@@ -321,7 +321,7 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 			return
 		}
 		rw.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(rw).Encode(st)
+		json.NewEncoder(rw).Encode(toWalletJSON(st))
 	})
 	return mux
 }
