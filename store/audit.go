@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"time"
 )
 
@@ -30,4 +31,34 @@ func (db *DB) AuditSince(ctx context.Context, since time.Time, limit int) ([]Aud
 		rows[i], rows[j] = rows[j], rows[i]
 	}
 	return rows, nil
+}
+
+// WaitingHolds counts held requests still waiting for their cooling-off or approvals (for
+// metrics). Errors: a wrapped SQL error.
+func (db *DB) WaitingHolds(ctx context.Context) (int, error) {
+	var n int
+	if err := db.SQL.QueryRowContext(ctx, `SELECT COUNT(*) FROM holds WHERE state = ?`, HoldWaiting).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count waiting holds: %w", err)
+	}
+	return n, nil
+}
+
+// ProposalsByState counts the automations' proposals in each state (for metrics). Errors: a
+// wrapped SQL error.
+func (db *DB) ProposalsByState(ctx context.Context) (map[string]int, error) {
+	rows, err := db.SQL.QueryContext(ctx, `SELECT state, COUNT(*) FROM proposals GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("store: count proposals: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, fmt.Errorf("store: count proposals: %w", err)
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
 }
