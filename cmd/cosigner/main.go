@@ -76,8 +76,8 @@ var commands = []command{
 	{name: "audit", usage: "cosigner audit [--since DURATION|TIME] [--limit N] [--json]", summary: "the audit log: every decision, with its client, rule and reason", run: cmdAudit},
 	{name: "export", usage: "cosigner export [--format descriptors|core|specter|electrum] [--label NAME]",
 		summary: "the registered wallet in the forms coordinator wallets import (BDK, Core, Sparrow/Specter, Electrum)",
-		help: "descriptors: the receive and change descriptors with checksums (BDK, Sparrow, Core); core: a JSON\narray for Bitcoin Core's importdescriptors; specter: Specter's wallet JSON (Sparrow imports it);\nelectrum: an Electrum multisig wallet file, watch-only, keystores in SLIP-132 form (Zpub/Vpub for\nP2WSH, Ypub/Upub for P2SH-P2WSH; sortedmulti only, as Electrum sorts keys).",
-		run: cmdExport},
+		help:    "descriptors: the receive and change descriptors with checksums (BDK, Sparrow, Core); core: a JSON\narray for Bitcoin Core's importdescriptors; specter: Specter's wallet JSON (Sparrow imports it);\nelectrum: an Electrum multisig wallet file, watch-only, keystores in SLIP-132 form (Zpub/Vpub for\nP2WSH, Ypub/Upub for P2SH-P2WSH; sortedmulti only, as Electrum sorts keys).",
+		run:     cmdExport},
 	{name: "policy", usage: "cosigner policy check FILE | test FILE --psbt P | schema", summary: "validate a policy file, dry-run a PSBT through it, print its JSON Schema", noConfig: true,
 		run: func(ctx context.Context, _ *Config, args []string, out io.Writer) error {
 			return cmdPolicy(ctx, args, out)
