@@ -138,6 +138,9 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 	} else {
 		r.log.Info("policy loaded", "file", r.path, "hash", hash, "rules", len(next.Rules), "clients", len(next.Clients), "automations", len(next.Automations))
 	}
+	for _, d := range next.Deprecations() {
+		r.log.Warn("policy: "+d, "file", r.path, "hash", hash)
+	}
 	r.cur.Store(p)
 	return true, nil
 }
