@@ -20,7 +20,6 @@ import (
 // MaxFileBytes bounds a policy file.
 const MaxFileBytes = 1 << 20
 
-
 // DefaultLookahead is how many scripts per branch of a named descriptor are matched.
 const DefaultLookahead = 100
 
