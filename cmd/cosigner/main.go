@@ -38,6 +38,7 @@ usage:
                               what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
   cosigner proposals list|show ID|cancel ID [--json]
                               transactions the policy's automations proposed, and their progress
+  cosigner exposure list|invalidate TXID   signed transactions the velocity windows count; end one
   cosigner notify-test [--text T]  send a NIP-17 direct message to COSIGNER_NOTIFY_NPUB (check the setup)
 
 Configuration is read from COSIGNER_* environment variables; see the README.
@@ -103,6 +104,8 @@ func runCommand(ctx context.Context, args []string, out io.Writer) error {
 		return cmdPSBT(ctx, cfg, args[1:], out)
 	case "proposals":
 		return cmdProposals(ctx, cfg, args[1:], out)
+	case "exposure":
+		return cmdExposure(ctx, cfg, args[1:], out)
 	case "notify-test":
 		return cmdNotifyTest(ctx, cfg, args[1:], out)
 	}
