@@ -170,7 +170,7 @@ func exposureList(ctx context.Context, cfg *Config, all, asJSON bool, out io.Wri
 		case store.LedgerInvalidated:
 			counts = "no (input spent by " + short12(j.InvalidBy) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.TxID, j.State, btcutil.Amount(j.OutflowSat), (time.Duration(j.AgeSeconds) * time.Second).String(),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", j.TxID, j.State, btcutil.Amount(j.OutflowSat), policy.FormatDuration((time.Duration(j.AgeSeconds) * time.Second).Round(time.Minute)),
 			counts, strings.Join(j.Inputs, ","), short12(j.Client))
 	}
 	return tw.Flush()
