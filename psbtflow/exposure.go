@@ -58,7 +58,7 @@ const reorgHorizon = 1008
 // maxExactGroup bounds the conflict groups whose heaviest confirmable set is searched exactly;
 // a larger group (only a client's own odd PSBTs make one) counts the sum of all its members,
 // which is never less.
-const maxExactGroup = 20
+const maxExactGroup = 16
 
 // OutstandingExposure is what outstanding transactions can still move out of the wallet: for
 // each group of transactions linked by shared inputs, the largest total outflow of a set of them

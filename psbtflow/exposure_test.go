@@ -360,9 +360,42 @@ func TestOutstandingExposureGroups(t *testing.T) {
 		{"chain", rs(10, "a", 20, "a,b", 15, "b"), 25},
 		{"two groups", rs(10, "a", 20, "a", 5, "c"), 25},
 	}
+	var bumps16, bumps17 []store.Reservation
+	for i := range maxExactGroup + 1 {
+		r := store.Reservation{TxID: fmt.Sprint("b", i), OutflowSat: 10, Inputs: []string{"a"}}
+		if i < maxExactGroup {
+			bumps16 = append(bumps16, r)
+		}
+		bumps17 = append(bumps17, r)
+	}
+	cases = append(cases, struct {
+		name string
+		in   []store.Reservation
+		want btcutil.Amount
+	}{"16 bumps: exact", bumps16, 10}, struct {
+		name string
+		in   []store.Reservation
+		want btcutil.Amount
+	}{"17 bumps: never less (the sum)", bumps17, 170})
 	for _, c := range cases {
 		if got := OutstandingExposure(c.in); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
+	}
+}
+
+// BenchmarkOutstandingExposure: 1,000 outstanding transactions, in fee-bump chains of three and
+// one worst-case group of maxExactGroup transactions that share inputs pairwise along a path.
+func BenchmarkOutstandingExposure(b *testing.B) {
+	var rs []store.Reservation
+	for i := range 1000 - maxExactGroup {
+		rs = append(rs, store.Reservation{TxID: fmt.Sprint(i), OutflowSat: int64(1000 + i), Inputs: []string{fmt.Sprint("c", i/3)}})
+	}
+	for i := range maxExactGroup {
+		rs = append(rs, store.Reservation{TxID: fmt.Sprint("p", i), OutflowSat: 500, Inputs: []string{fmt.Sprint("p", i), fmt.Sprint("p", i+1)}})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		OutstandingExposure(rs)
 	}
 }
