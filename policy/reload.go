@@ -91,6 +91,9 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 		r.refused = hash
 		return false, err
 	}
+	for _, d := range next.Deprecations() {
+		r.log.Warn("policy: "+d, "file", r.path, "hash", hash)
+	}
 	versions, err := r.store.Versions(ctx)
 	if err != nil {
 		return false, err
@@ -137,9 +140,6 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 			"hash", hash, "applies_alone_at", v.EffectiveAt.UTC().Format(time.RFC3339), "loosenings", loosen)
 	} else {
 		r.log.Info("policy loaded", "file", r.path, "hash", hash, "rules", len(next.Rules), "clients", len(next.Clients), "automations", len(next.Automations))
-	}
-	for _, d := range next.Deprecations() {
-		r.log.Warn("policy: "+d, "file", r.path, "hash", hash)
 	}
 	r.cur.Store(p)
 	return true, nil
