@@ -14,7 +14,10 @@ package chaos
 import (
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -50,7 +53,6 @@ const (
 	largeCoin    = 8_000_000
 	smallPayment = 1_000_000
 	largePayment = 6_000_000
-	feeSat       = 2_000
 )
 
 // kind is what a request is meant to exercise.
@@ -101,7 +103,15 @@ func TestChaos(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "cosigner-chaos-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if !t.Failed() {
+			os.RemoveAll(dir)
+		}
+	}()
 	logf, err := os.Create(filepath.Join(dir, "harness.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -218,28 +228,35 @@ func TestChaos(t *testing.T) {
 		if !ok {
 			return nil, ""
 		}
+		w.mu.Lock()
 		changeIndex++
-		destAddr, _ := btcutil.DecodeAddress(dest, env.Net.Params())
-		change := int64(c.Value) - amount - feeSat
-		sel := psbtflow.Selection{Inputs: []psbtflow.UTXO{c}, InputTotal: c.Value, Amount: btcutil.Amount(amount),
-			Change: btcutil.Amount(change), Fee: feeSat, FeeRate: 1, Algorithm: psbtflow.AlgorithmSRD}
-		pays := []psbtflow.Payment{{Address: destAddr, Amount: btcutil.Amount(amount)}}
+		ci := changeIndex % 90
+		inputs := []psbtflow.UTXO{c}
 		if k == kindOverCap {
-			// Two payments to the same payee: over the cap with one coin would need a bigger
-			// coin; pay 0.06 BTC from each of five large coins instead.
-			sel.Inputs = nil
-			sel.InputTotal = 0
-			w.mu.Lock()
+			// Five large coins: 0.4 BTC, above max_per_tx.
+			inputs = nil
+			var total btcutil.Amount
 			for _, j := range perm(20)[:5] {
-				sel.Inputs = append(sel.Inputs, w.coins[40+j])
-				sel.InputTotal += w.coins[40+j].Value
+				inputs = append(inputs, w.coins[40+j])
+				total += w.coins[40+j].Value
 			}
-			w.mu.Unlock()
-			amount = int64(sel.InputTotal) - feeSat - 1_000_000
-			sel.Amount, sel.Change = btcutil.Amount(amount), 1_000_000
-			pays[0].Amount = btcutil.Amount(amount)
+			amount = int64(total) - 1_000_000 - 20_000
 		}
-		p, err := psbtflow.Build(ctx, env.Descriptor, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIndex % 90}, w)
+		w.mu.Unlock()
+		destAddr, _ := btcutil.DecodeAddress(dest, env.Net.Params())
+		pays := []psbtflow.Payment{{Address: destAddr, Amount: btcutil.Amount(amount)}}
+		params, err := psbtflow.NewSelectParams(env.Descriptor, pays)
+		if err != nil {
+			t.Fatalf("select params: %v", err)
+		}
+		sel, err := psbtflow.Select(inputs, btcutil.Amount(amount), 2, params)
+		if err != nil {
+			t.Fatalf("select %s: %v", k, err)
+		}
+		if len(sel.Inputs) != len(inputs) {
+			t.Fatalf("select %s: %d inputs chosen of %d", k, len(sel.Inputs), len(inputs))
+		}
+		p, err := psbtflow.Build(ctx, env.Descriptor, sel, pays, psbtflow.BuildOptions{ChangeIndex: ci}, w)
 		if err != nil {
 			t.Fatalf("build %s: %v", k, err)
 		}
@@ -247,18 +264,23 @@ func TestChaos(t *testing.T) {
 		if err := p.Serialize(&buf); err != nil {
 			t.Fatal(err)
 		}
-		s := &sent{kind: k, txid: p.UnsignedTx.TxHash(), outflow: amount + feeSat, dest: dest}
+		s := &sent{kind: k, txid: p.UnsignedTx.TxHash(), outflow: int64(sel.InputTotal - sel.Change), dest: dest}
 		for _, in := range p.UnsignedTx.TxIn {
 			s.coin = in.PreviousOutPoint
 		}
 		return s, base64.StdEncoding.EncodeToString(buf.Bytes())
 	}
 
-	// send publishes the request and waits for its final answer, publishing the same event
-	// again (same event id, same request id) while none comes: the daemon may be down, a
-	// relay may have been stopped, or the answer may have been lost with a killed relay.
-	send := func(c *nip46e2e.Client, ev nostr.Event, id string) nip46e2e.Response {
-		for {
+	// send publishes the request and waits for its final answer. While none comes (the daemon
+	// may be down, a relay may have been stopped, an answer may have been lost with a killed
+	// relay) it sends the same request again — same request id and params in a new event, as
+	// a NIP-46 client retries; the daemon answers a request it knows from its store.
+	send := func(c *nip46e2e.Client, id, method string, params ...string) nip46e2e.Response {
+		for attempt := 0; ; attempt++ {
+			ev, err := seal(c, id, method, params...)
+			if err != nil {
+				t.Fatal(err)
+			}
 			rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
 			r, err := c.Send(rctx, ev, id)
 			rcancel()
@@ -266,8 +288,9 @@ func TestChaos(t *testing.T) {
 				return r
 			}
 			if ctx.Err() != nil {
-				t.Fatalf("request %s never answered: %v", id, err)
+				t.Fatalf("request %s never answered after %d attempts: %v", id, attempt+1, err)
 			}
+			t.Logf("request %s (%s) not answered yet (attempt %d): sending it again", id, method, attempt+1)
 		}
 	}
 
@@ -311,8 +334,15 @@ func TestChaos(t *testing.T) {
 	broadcast := func(s *sent) {
 		chaosMu.Lock()
 		defer chaosMu.Unlock()
+		var withB struct {
+			PSBT string `json:"psbt"`
+		}
+		if err := env.BDKJSON(ctx, &withB, "sign", "--network", "regtest", "--descriptor", env.BDKDescriptor, "--psbt", s.answer.Result); err != nil {
+			t.Errorf("key B's signature on %s: %v", s.txid, err)
+			return
+		}
 		for attempt := 0; ; attempt++ {
-			_, err := env.Finalize(ctx, s.answer.Result)
+			_, err := env.Finalize(ctx, withB.PSBT)
 			if err == nil {
 				break
 			}
@@ -361,20 +391,16 @@ func TestChaos(t *testing.T) {
 					continue
 				}
 				s.client = ci
-				ev, id, err := clients[ci].Request("sign_psbt", psbtText)
-				if err != nil {
-					t.Error(err)
-					return
-				}
+				id := newRequestID()
 				s.id = id
 				mu.Lock()
 				records = append(records, s)
 				mu.Unlock()
 				var r nip46e2e.Response
 				if k == kindLarge {
-					r = sendHeld(ctx, t, clients[ci], approver, ev, id, s.txid)
+					r = sendHeld(ctx, t, clients[ci], approver, id, psbtText, s.txid)
 				} else {
-					r = send(clients[ci], ev, id)
+					r = send(clients[ci], id, "sign_psbt", psbtText)
 				}
 				mu.Lock()
 				s.answer, s.answered = r, true
@@ -482,19 +508,22 @@ func dialConnected(ctx context.Context, t *testing.T, env *scenario.Env, sk stri
 }
 
 // sendHeld sends a request the policy holds and has the approver approve it by its unsigned
-// txid; both requests are published again until answered (the daemon may be killed meanwhile).
-func sendHeld(ctx context.Context, t *testing.T, c, approver *nip46e2e.Client, ev nostr.Event, id string, txid chainhash.Hash) nip46e2e.Response {
+// txid; both are sent again (new events, same request ids) until answered, since the daemon may
+// be killed meanwhile. Before the daemon has held the request, approve answers that there is no
+// such held request; it is asked again.
+func sendHeld(ctx context.Context, t *testing.T, c, approver *nip46e2e.Client, id, psbtText string, txid chainhash.Hash) nip46e2e.Response {
 	ch := c.Watch(id)
-	for {
+	for attempt := 0; ; attempt++ {
+		ev, err := seal(c, id, "sign_psbt", psbtText)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if _, err := c.Publish(ctx, ev); err != nil && ctx.Err() != nil {
 			t.Fatalf("publish %s: %v", id, err)
 		}
-		// Approve (again): "no such held request" until the daemon has held it.
 		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		ar, err := approver.Call(actx, "approve", txid.String(), "approve")
+		approver.Call(actx, "approve", txid.String(), "approve")
 		cancel()
-		_ = ar
-		_ = err
 		deadline := time.After(15 * time.Second)
 	wait:
 		for {
@@ -505,12 +534,30 @@ func sendHeld(ctx context.Context, t *testing.T, c, approver *nip46e2e.Client, e
 				}
 				return r
 			case <-deadline:
+				t.Logf("held request %s not answered yet (attempt %d): sending it and the approval again", id, attempt+1)
 				break wait
 			case <-ctx.Done():
 				t.Fatalf("held request %s never answered", id)
 			}
 		}
 	}
+}
+
+// seal makes a NIP-46 request event with the given request id (a retry reuses the id).
+func seal(c *nip46e2e.Client, id, method string, params ...string) (nostr.Event, error) {
+	body, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+	if err != nil {
+		return nostr.Event{}, err
+	}
+	return c.Seal(string(body), nostr.Tags{{"p", c.Signer}}, nostr.Now())
+}
+
+func newRequestID() string {
+	var b [12]byte
+	if _, err := cryptorand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // hasOurSignature reports whether result is the request's PSBT with at least one partial
@@ -719,5 +766,21 @@ func short(s string) string {
 // ledgerExposure is the daemon's spend exposure in satoshis as its ledger holds it, read the
 // way an operator reads it.
 func ledgerExposure(ctx context.Context, env *scenario.Env) (int64, error) {
-	return 0, fmt.Errorf("TODO after the exposure merge")
+	out, err := env.Cosigner(ctx, "exposure", "list", "--json")
+	if err != nil {
+		return 0, err
+	}
+	var list struct {
+		Windows []struct {
+			Window      string `json:"window"`
+			ExposureSat int64  `json:"exposure_sat"`
+		} `json:"windows"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return 0, fmt.Errorf("exposure list --json: %w: %s", err, short(out))
+	}
+	if len(list.Windows) != 1 {
+		return 0, fmt.Errorf("exposure list: want the policy's one window, got %+v", list.Windows)
+	}
+	return list.Windows[0].ExposureSat, nil
 }
