@@ -31,7 +31,7 @@ const crashLookahead = 10
 // crashRun is one watcher process of the crash test: a Watcher over the store file path whose
 // state writes are counted, the crashAt-th one (1-based; 0 = none) failing as a kill -9 just
 // before it would (every write is one SQLite transaction, so a kill during a write leaves the
-// state before it).
+// state before it). With afterReady, writes count only once arm is called.
 type crashRun struct {
 	w      *Watcher
 	db     *store.DB
@@ -39,11 +39,19 @@ type crashRun struct {
 	cancel context.CancelFunc
 	done   chan error // Run's result, once
 	mu     sync.Mutex
+	armed  bool // writes are counted (from the start, unless startCrashRun was told otherwise)
 	writes int
 	hit    bool
 }
 
-func startCrashRun(t *testing.T, dn *devnet.Network, path string, src ScriptSource, crashAt int) *crashRun {
+// arm starts counting writes towards the crash from now on.
+func (r *crashRun) arm() {
+	r.mu.Lock()
+	r.armed = true
+	r.mu.Unlock()
+}
+
+func startCrashRun(t *testing.T, dn *devnet.Network, path string, src ScriptSource, crashAt int, afterReady bool) *crashRun {
 	t.Helper()
 	db, err := store.Open(context.Background(), path)
 	if err != nil {
@@ -60,12 +68,15 @@ func startCrashRun(t *testing.T, dn *devnet.Network, path string, src ScriptSour
 		db.Close()
 		t.Fatal(err)
 	}
-	r := &crashRun{w: w, db: db, log: &eventLog{}, done: make(chan error, 1)}
+	r := &crashRun{w: w, db: db, log: &eventLog{}, done: make(chan error, 1), armed: !afterReady}
 	w.beforeWrite = func(store.ChainwatchUpdate) error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if r.hit {
 			return errCrash // a dead process writes nothing more
+		}
+		if !r.armed {
+			return nil
 		}
 		r.writes++
 		if r.writes == crashAt {
@@ -166,38 +177,46 @@ func crashEveryWrite(t *testing.T, dn *devnet.Network, wallet ScriptSource, base
 		if base != "" {
 			copyFile(t, base, path)
 		}
-		r := startCrashRun(t, dn, path, wallet, n)
+		r := startCrashRun(t, dn, path, wallet, n, false)
 		crashed := r.wait(t)
 		r.close(t)
 		if !crashed {
 			t.Logf("%d write points covered", n-1)
 			return n - 1
 		}
-		checkContiguous(t, path)
-		r2 := startCrashRun(t, dn, path, wallet, 0)
-		if r2.wait(t) {
-			t.Fatal("unreachable: no crash injected")
+		resumeAfterCrash(t, dn, wallet, path, want, fmt.Sprintf("a crash at write %d", n))
+	}
+}
+
+// resumeAfterCrash checks what a crash left in the store file path (contiguous scripts), then
+// starts a new watcher over it, which must become Ready and equal want (checked against btcd,
+// confirmed coins in btcd's blocks), having published a FundingSeen of every coin of want.
+func resumeAfterCrash(t *testing.T, dn *devnet.Network, wallet ScriptSource, path string, want map[wire.OutPoint]btcutil.Amount, what string) {
+	t.Helper()
+	checkContiguous(t, path)
+	r2 := startCrashRun(t, dn, path, wallet, 0, false)
+	if r2.wait(t) {
+		t.Fatal("unreachable: no crash injected")
+	}
+	waitFor(t, "the watcher restarted after "+what+" to equal btcd", func() bool {
+		return sameOutPoints(r2.w.UTXOs(), want) && r2.w.Tip().Hash == nodeTip(t, dn)
+	})
+	got := r2.w.UTXOs()
+	checkAgainstNode(t, dn, got, want)
+	checkConfirmedBlocks(t, dn, got)
+	seen := map[wire.OutPoint]bool{}
+	for _, ev := range r2.log.snapshot() {
+		if f, ok := ev.(FundingSeen); ok {
+			seen[f.UTXO.OutPoint] = true
 		}
-		waitFor(t, fmt.Sprintf("the watcher restarted after a crash at write %d to equal btcd", n), func() bool {
-			return sameOutPoints(r2.w.UTXOs(), want) && r2.w.Tip().Hash == nodeTip(t, dn)
-		})
-		got := r2.w.UTXOs()
-		checkAgainstNode(t, dn, got, want)
-		checkConfirmedBlocks(t, dn, got)
-		seen := map[wire.OutPoint]bool{}
-		for _, ev := range r2.log.snapshot() {
-			if f, ok := ev.(FundingSeen); ok {
-				seen[f.UTXO.OutPoint] = true
-			}
+	}
+	for op := range want {
+		if !seen[op] {
+			t.Fatalf("after %s: no FundingSeen of %v after the restart (events: %s)", what, op, eventKinds(r2.log.snapshot()))
 		}
-		for op := range want {
-			if !seen[op] {
-				t.Fatalf("crash at write %d: no FundingSeen of %v after the restart (events: %s)", n, op, eventKinds(r2.log.snapshot()))
-			}
-		}
-		if err := r2.close(t); err != nil {
-			t.Fatalf("crash at write %d: restarted Run = %v", n, err)
-		}
+	}
+	if err := r2.close(t); err != nil {
+		t.Fatalf("after %s: restarted Run = %v", what, err)
 	}
 }
 
@@ -311,7 +330,7 @@ func TestWatcherSurvivesACrashAtEveryWrite(t *testing.T) {
 
 	dir := t.TempDir()
 	t.Run("initial sync", func(t *testing.T) {
-		if n := crashEveryWrite(t, dn, wallet, "", dir, want); n < 6 {
+		if n := crashEveryWrite(t, dn, wallet, "", t.TempDir(), want); n < 6 {
 			t.Fatalf("only %d write points: the sync did not take the rounds this test is about", n)
 		}
 	})
@@ -321,7 +340,7 @@ func TestWatcherSurvivesACrashAtEveryWrite(t *testing.T) {
 
 	// A synced store, then the chain changes while its watcher is down.
 	synced := filepath.Join(dir, "synced.db")
-	r := startCrashRun(t, dn, synced, wallet, 0)
+	r := startCrashRun(t, dn, synced, wallet, 0, false)
 	if r.wait(t) {
 		t.Fatal("unreachable: no crash injected")
 	}
@@ -344,8 +363,66 @@ func TestWatcherSurvivesACrashAtEveryWrite(t *testing.T) {
 	pay([]ref{{0, 48}}, func(ref) int64 { return 82_000 }, false) // reachable once 40 is seen used
 
 	t.Run("restart over a reorg", func(t *testing.T) {
-		if n := crashEveryWrite(t, dn, wallet, synced, dir, want); n < 3 {
+		if n := crashEveryWrite(t, dn, wallet, synced, t.TempDir(), want); n < 3 {
 			t.Fatalf("only %d write points in the catch-up", n)
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	// A running, synced watcher follows a payment beyond its window and its block, or a payment,
+	// its block and a 1-deep reorg that re-mines that block; it is killed at its k-th write after
+	// Ready, for k = 1, 2, … of each kind of round until a round of that kind needs fewer writes.
+	// The chain cannot be replayed, so each round brings new changes to the same store.
+	t.Run("running session", func(t *testing.T) {
+		live := filepath.Join(t.TempDir(), "live.db")
+		copyFile(t, synced, live)
+		round := 0
+		for _, reorg := range []bool{false, true} {
+			for k := 1; ; k++ {
+				round++
+				r := startCrashRun(t, dn, live, wallet, k, true)
+				if r.wait(t) {
+					t.Fatal("crashed before Ready")
+				}
+				r.arm()
+				index := 48 + uint32(round) // the window reaches it once the previous one is used
+				pay([]ref{{0, index}}, func(ref) int64 { return 90_000 + int64(round) }, false)
+				mine(1)
+				if reorg {
+					if _, err := dn.Reorg(ctx, 1, nil); err != nil {
+						t.Fatalf("reorg: %v", err)
+					}
+				}
+				crashed := false
+				deadline := time.Now().Add(3 * time.Minute) // bounds a hang; not a speed assertion
+				for !crashed && !(sameOutPoints(r.w.UTXOs(), want) && r.w.Tip().Hash == nodeTip(t, dn) && r.w.Health().Unproven == 0) {
+					select {
+					case err := <-r.done:
+						r.done <- err
+						if !errors.Is(err, errCrash) {
+							t.Fatalf("Run = %v, want the injected crash", err)
+						}
+						crashed = true
+					case <-time.After(20 * time.Millisecond):
+						if time.Now().After(deadline) {
+							t.Fatalf("round %d: the watcher neither crashed nor followed the chain: %+v", round, r.w.Health())
+						}
+					}
+				}
+				err := r.close(t)
+				if errors.Is(err, errCrash) {
+					crashed = true
+				} else if err != nil {
+					t.Fatalf("Run = %v", err)
+				}
+				if !crashed {
+					t.Logf("rounds with reorg=%v: %d write points covered", reorg, k-1)
+					break
+				}
+				resumeAfterCrash(t, dn, wallet, live, want, fmt.Sprintf("a crash at write %d of a running session (reorg %v)", k, reorg))
+			}
 		}
 	})
 }
