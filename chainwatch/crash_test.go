@@ -86,6 +86,17 @@ func TestLoadRepairsAPartlyStoredWindow(t *testing.T) {
 	}
 }
 
+// TestLoadRefusesAnAbsurdGap: a stored index far past any window (a corrupt row) is ErrStore,
+// not hundreds of millions of derivations.
+func TestLoadRefusesAnAbsurdGap(t *testing.T) {
+	db := newTestStore(t)
+	src := fakeScripts{branches: 2}
+	storeScripts(t, db, src, 0, 0, 200_005)
+	if err := offlineWatcher(t, db, src).load(context.Background()); !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "jump from index 1 to 200005") {
+		t.Fatalf("load = %v, want ErrStore naming the jump", err)
+	}
+}
+
 func mustFake(t *testing.T, branch, index uint32) []byte {
 	t.Helper()
 	pk, err := fakeScripts{branches: 2}.PkScript(branch, index)

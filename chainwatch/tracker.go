@@ -188,6 +188,10 @@ func (t *Tracker) add(s *ScriptState) {
 // every stored script is still checked against its stored scripthash.
 const restoreCheckEvery = 64
 
+// maxRepairGap bounds how many missing indexes in a row Restore derives again: far more than
+// one sync round ever added to a window, far fewer than a corrupt index would ask for.
+const maxRepairGap = 100_000
+
 // Restore loads persisted state into an empty tracker (its HeaderChain restored beforehand):
 // scripts, the published UTXO set, the wallet transactions and each script's history (txids),
 // and the raw wallet transactions held (each must be a stored wallet transaction, else
@@ -241,6 +245,9 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 			if err := check(s); err != nil {
 				return nil, err
 			}
+		}
+		if missing := int(s.Index) - len(t.branches[s.Branch]); missing > maxRepairGap {
+			return nil, fmt.Errorf("%w: stored scripts of branch %d jump from index %d to %d", ErrStore, s.Branch, len(t.branches[s.Branch]), s.Index)
 		}
 		for int(s.Index) > len(t.branches[s.Branch]) { // fill the gap below s
 			d, err := t.derive(s.Branch, uint32(len(t.branches[s.Branch])))
