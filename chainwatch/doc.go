@@ -36,6 +36,14 @@
 // carries a stable id; Ack(id) is persisted, and unacknowledged events are delivered again after
 // a restart, so a consumer that acknowledges sees each event once.
 //
+// Crash safety: every state write is one SQLite transaction, and each leaves a state the next
+// start resumes from, whatever is killed after it (tested by failing each write of a sync, a
+// catch-up over a reorg and a running session in turn): a new window's scripts are stored with
+// the first write after they are derived (null status until their history is fetched), so the
+// stored scripts of a branch are always indexes 0..n-1. Indexes that an older version left
+// missing are derived and stored again on load; a store is refused as another wallet's
+// (ErrWalletMismatch) only when its scripts differ from the configured descriptor's.
+//
 // Sync: subscribe the window's scripts, get_history of the used ones, transaction.get of the
 // transactions not held yet (kept in SQLite); during a session's sync of a dense branch, the
 // histories of up to 500 scripts past the window are fetched ahead and applied once the window

@@ -563,14 +563,18 @@ func batchParallel(ctx context.Context, c *electrum.Client, calls []*electrum.Ca
 	return errors.Join(errs...)
 }
 
-// extend grows the lookahead windows and subscribes the new scripts. A new script whose
-// history was fetched ahead (syncState.early) is applied at once, which may grow the window
-// further (cascading); the others' histories are fetched by the fetch loop once subscribed.
+// extend grows the lookahead windows and subscribes the new scripts. Every new script goes into
+// upd at once, unverified (stored with a null status), so that whatever the caller writes next
+// keeps the stored scripts of each branch contiguous: a script whose history is still to be
+// fetched is never missing below one stored after it. A new script whose history was fetched
+// ahead (syncState.early) is applied at once, which may grow the window further (cascading);
+// the others' histories are fetched by the fetch loop once subscribed.
 func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, upd *Update) error {
 	var fresh []ScriptState
 	w.mu.Lock()
 	for {
 		got, err := w.tr.Extend()
+		upd.Scripts = append(upd.Scripts, got...)
 		if err != nil {
 			w.mu.Unlock()
 			return err
@@ -622,6 +626,11 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 	su, err := toStore(up)
 	if err != nil {
 		return err
+	}
+	if w.beforeWrite != nil {
+		if err := w.beforeWrite(su); err != nil {
+			return fmt.Errorf("%w: %w", ErrStore, err)
+		}
 	}
 	ids, err := w.cfg.DB.ApplyChainwatchUpdate(ctx, su)
 	if err != nil {
