@@ -80,7 +80,7 @@ type ChainwatchState struct {
 	// HeadersFrom is the height of Headers[0]: 1 for a chain kept from genesis, or the first
 	// height of the checkpointed period a checkpointed chain starts from.
 	HeadersFrom int32
-	Unacked   []ChainwatchEvent   // events not acknowledged, by id
+	Unacked     []ChainwatchEvent // events not acknowledged, by id
 }
 
 // ChainwatchUpdate is one change to chainwatch's state, written in one transaction: PutScripts
