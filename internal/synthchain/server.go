@@ -28,8 +28,10 @@ type Server struct {
 	hist  map[string][]histItem // scripthash (Electrum byte order, hex) → history
 	txs   map[chainhash.Hash]txAt
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	counts map[string]int // requests by method
+	froms  []int32        // start heights of blockchain.block.headers requests
 	wg    sync.WaitGroup
 }
 
@@ -49,7 +51,7 @@ func Serve(c *Chain) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{chain: c, ln: ln, hist: map[string][]histItem{}, txs: map[chainhash.Hash]txAt{}, conns: map[net.Conn]struct{}{}}
+	s := &Server{chain: c, ln: ln, hist: map[string][]histItem{}, txs: map[chainhash.Hash]txAt{}, conns: map[net.Conn]struct{}{}, counts: map[string]int{}}
 	for h := int32(1); h <= c.Height; h++ {
 		for _, tx := range c.txs[h] {
 			s.txs[tx.TxHash()] = txAt{tx, h}
@@ -170,7 +172,30 @@ func (s *Server) serve(c net.Conn) {
 	}
 }
 
+// Requests returns how many requests of method the server answered.
+func (s *Server) Requests(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[method]
+}
+
+// HeaderRequests returns the start heights of every blockchain.block.headers request, in order.
+func (s *Server) HeaderRequests() []int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]int32(nil), s.froms...)
+}
+
 func (s *Server) answer(q request) response {
+	s.mu.Lock()
+	s.counts[q.Method]++
+	if q.Method == "blockchain.block.headers" && len(q.Params) > 0 {
+		var from int32
+		if json.Unmarshal(q.Params[0], &from) == nil {
+			s.froms = append(s.froms, from)
+		}
+	}
+	s.mu.Unlock()
 	res, err := s.call(q.Method, q.Params)
 	resp := response{JSONRPC: "2.0", ID: q.ID, Result: res}
 	if err != nil {
