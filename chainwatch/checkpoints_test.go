@@ -281,3 +281,48 @@ func TestDifficultyRulesBIP94(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckpointedConnect feeds a checkpointed chain (anchored, a few hundred headers past its
+// base) altered header batches at any start: Connect never panics, and when it refuses a batch
+// the chain is unchanged.
+func FuzzCheckpointedConnect(f *testing.F) {
+	const I = RetargetInterval
+	sc, err := synthchain.New(2*I+300, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cps := synthCheckpoints(f, sc, 2*I-1)
+	all := sc.Headers(0, 3*I)
+	f.Add(int32(I), uint16(I+10), uint16(5), byte(1), uint8(0))
+	f.Add(int32(2*I+100), uint16(50), uint16(10), byte(0xff), uint8(1))
+	f.Add(int32(I-5), uint16(I+20), uint16(2000), byte(7), uint8(2))
+	f.Add(int32(2*I+250), uint16(60), uint16(0), byte(0), uint8(3))
+	f.Fuzz(func(t *testing.T, start int32, n, at uint16, x byte, field uint8) {
+		c := NewCheckpointedChain(sc.Params, 50, cps)
+		if _, err := c.Connect(I, all[I:2*I+200]); err != nil {
+			t.Fatal(err)
+		}
+		before, height := c.Tip(), c.Height()
+		if start < 0 || int(start) >= len(all) {
+			start = int32(int(uint32(start)) % len(all))
+		}
+		end := min(int(start)+int(n), len(all))
+		hs := append([]wire.BlockHeader(nil), all[start:end]...)
+		if len(hs) > 0 {
+			k := int(at) % len(hs)
+			switch field % 4 {
+			case 0:
+				hs[k].Nonce ^= uint32(x)
+			case 1:
+				hs[k].Bits ^= uint32(x) << 8
+			case 2:
+				hs[k].Timestamp = hs[k].Timestamp.Add(time.Duration(int8(x)) * time.Hour)
+			case 3:
+				hs[k].PrevBlock[x%32] ^= x
+			}
+		}
+		if _, err := c.Connect(start, hs); err != nil && (c.Tip() != before || c.Height() != height) {
+			t.Fatalf("refused batch changed the chain: %v", err)
+		}
+	})
+}

@@ -87,9 +87,10 @@ func NewHeaderChain(params *chaincfg.Params, limit int) *HeaderChain {
 
 // NewCheckpointedChain returns an empty chain based at the last period of cps (see HeaderChain):
 // its Height is base-1 until the period's 2016 headers are connected. With fewer than two
-// checkpoints (or nil) it is NewHeaderChain, still checking cps' hashes where it reaches them.
+// checkpoints (or nil), or on a network whose difficulty period is not 2016 blocks, it is
+// NewHeaderChain, still checking cps' hashes where it reaches them.
 func NewCheckpointedChain(params *chaincfg.Params, limit int, cps *Checkpoints) *HeaderChain {
-	if cps == nil || len(cps.List) < 2 {
+	if cps == nil || len(cps.List) < 2 || params.TargetTimespan/params.TargetTimePerBlock != RetargetInterval {
 		return newChain(params, limit, cps, 0)
 	}
 	return newChain(params, limit, cps, int32(len(cps.List)-1)*RetargetInterval)
