@@ -33,13 +33,18 @@ const (
 	synthOld1   = 500_000
 	synthOld2   = 500_100
 	synthNew    = synthHeight - 1_000
+	synthOther  = 600_000 // a transaction of another script, watched with RegisterConfirmationsNtfn
 )
+
+// synthOtherScript is the script paid at synthOther (not the wallet's).
+var synthOtherScript = []byte{0x00, 0x14, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}
 
 type synthFixture struct {
 	chain   *synthchain.Chain
 	cpsJSON []byte
 	wallet  p2wpkhWallet
 	pays    map[wire.OutPoint]int32 // wallet outputs → block height
+	other   *wire.MsgTx             // paying synthOtherScript at synthOther
 }
 
 var (
@@ -74,6 +79,10 @@ func newSynthFixture(t testing.TB) *synthFixture {
 			txs[h] = []*wire.MsgTx{tx}
 			pays[wire.OutPoint{Hash: tx.TxHash(), Index: 0}] = h
 		}
+		other := wire.NewMsgTx(2)
+		other.AddTxIn(&wire.TxIn{PreviousOutPoint: wire.OutPoint{Hash: [32]byte{9, 0xee}}, Sequence: 0xffffffff})
+		other.AddTxOut(&wire.TxOut{Value: 5_000, PkScript: synthOtherScript})
+		txs[synthOther] = []*wire.MsgTx{other}
 		c, err := synthchain.New(synthHeight, txs)
 		if err != nil {
 			synthErr = err
@@ -84,7 +93,7 @@ func newSynthFixture(t testing.TB) *synthFixture {
 			synthErr = err
 			return
 		}
-		synthFix = &synthFixture{chain: c, cpsJSON: cps, wallet: p2wpkhWalletFor(c.Params), pays: pays}
+		synthFix = &synthFixture{chain: c, cpsJSON: cps, wallet: p2wpkhWalletFor(c.Params), pays: pays, other: other}
 	})
 	if synthErr != nil {
 		t.Fatal(synthErr)
@@ -193,6 +202,22 @@ func TestWatcherOnSyntheticMainnetLengthChain(t *testing.T) {
 		t.Fatalf("fetched the payments' period %d times: %v", belowFetches, froms)
 	}
 	t.Logf("base %d, %d headers held, %d below it; header requests from %v", base, held, below, froms)
+
+	// Another script's transaction far below the base (RegisterConfirmationsNtfn): its period is
+	// fetched and checked too, and the transaction is proven.
+	ev, err := w.RegisterConfirmationsNtfn(f.other.TxHash(), synthOtherScript, 1, synthOther)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case conf := <-ev.Confirmed:
+		if conf.BlockHeight != synthOther {
+			t.Fatalf("confirmation %+v", conf)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("other script's transaction not confirmed: %+v", w.Health())
+	}
+	ev.Cancel()
 	stop()
 
 	// Restart: nothing below the base is fetched again; the payments stay confirmed.
