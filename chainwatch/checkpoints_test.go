@@ -151,6 +151,9 @@ func TestCheckpointedChain(t *testing.T) {
 	if _, err := c.Connect(base+I, all[I:]); err != nil || c.Height() != sc.Height {
 		t.Fatalf("after the base period: %v", err)
 	}
+	if c.Base() != 3*I { // the anchored period is dropped from memory once tip-limit is past it
+		t.Fatalf("base %d after pruning, want %d", c.Base(), 3*I)
+	}
 
 	// Below the base: a whole period checked against the checkpoints, only asked heights kept.
 	if err := c.AddBelowBase(0, sc.Headers(0, I), []int32{100, 5000}); err != nil {
@@ -168,7 +171,7 @@ func TestCheckpointedChain(t *testing.T) {
 	if err := c.AddBelowBase(I, p1, []int32{I + 7}); !errors.Is(err, ErrBadHeader) {
 		t.Fatalf("forged period below the base: %v", err)
 	}
-	if err := c.AddBelowBase(base, sc.Headers(base, I), nil); !errors.Is(err, ErrBadHeader) {
+	if err := c.AddBelowBase(c.Base(), sc.Headers(c.Base(), I), nil); !errors.Is(err, ErrBadHeader) {
 		t.Fatal("AddBelowBase at the base")
 	}
 	c.PinHash(50, chainhash.Hash{5})
@@ -325,4 +328,56 @@ func FuzzCheckpointedConnect(f *testing.F) {
 			t.Fatalf("refused batch changed the chain: %v", err)
 		}
 	})
+}
+
+// TestCheckpointedChainPrunes: a checkpointed chain holds in memory only the headers from the
+// first block of the period that holds tip-limit; the last hash of every dropped period stays,
+// so a dropped period (past the checkpoints too) can still be checked for an SPV proof, and
+// forks deeper than the limit are still refused.
+func TestCheckpointedChainPrunes(t *testing.T) {
+	const I = RetargetInterval
+	sc, err := synthchain.New(4*I+200, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps := synthCheckpoints(t, sc, 2*I-1) // periods 0 and 1: anchored on period 1
+	c := NewCheckpointedChain(sc.Params, 10, cps)
+	all := sc.Headers(0, 5*I)
+	for from := int32(I); from <= sc.Height; from += I {
+		if _, err := c.Connect(from, all[from:min(int(from)+I, len(all))]); err != nil {
+			t.Fatalf("connect from %d: %v", from, err)
+		}
+	}
+	if c.Base() != 4*I || c.Height() != sc.Height || len(c.headers) != 201 {
+		t.Fatalf("base %d, height %d, %d headers held", c.Base(), c.Height(), len(c.headers))
+	}
+	for p := int32(0); p < 4; p++ {
+		if h, ok := c.Hash(p*I + I - 1); !ok || h != all[p*I+I-1].BlockHash() {
+			t.Fatalf("period %d's last hash lost", p)
+		}
+	}
+	if _, ok := c.Hash(3*I + 5); ok {
+		t.Fatal("a dropped header's hash still held")
+	}
+	// Period 3 is past the checkpoints: it is checked against the hash kept when it was dropped.
+	if err := c.AddBelowBase(3*I, all[3*I:4*I], []int32{3*I + 5}); err != nil {
+		t.Fatal(err)
+	}
+	if h, ok := c.Header(3*I + 5); !ok || h != all[3*I+5] {
+		t.Fatal("kept header 3·2016+5")
+	}
+	forged := append([]wire.BlockHeader(nil), all[2*I:3*I]...)
+	forged[9].Nonce++
+	reMine(forged, 9)
+	if err := c.AddBelowBase(2*I, forged, []int32{2*I + 9}); !errors.Is(err, ErrBadHeader) {
+		t.Fatalf("forged dropped period: %v", err)
+	}
+	// The retarget at the next boundary still checks (its period's first block is held), and a
+	// fork below the base is refused as too deep.
+	fork := append([]wire.BlockHeader(nil), all[4*I-1:4*I+1]...)
+	fork[1].Timestamp = fork[1].Timestamp.Add(time.Second)
+	reMine(fork, 1)
+	if _, err := c.Connect(4*I-1, fork); !errors.Is(err, ErrReorgTooDeep) {
+		t.Fatalf("fork at the base: %v", err)
+	}
 }

@@ -25,10 +25,13 @@ const DefaultReorgSafetyLimit = 100
 // 2016-block period, see Checkpoints; mainnet, testnet4, signet) it starts at the last
 // checkpointed period: its base is that period's first height, whose parent hash is the
 // previous period's checkpoint, and the whole period (2016 headers) must be connected at once
-// and end on that period's checkpoint hash ("anchored"). Below the base it keeps only what the
-// checks need: the headers of the blocks that hold wallet transactions (AddBelowBase, each from
-// a whole period checked against the checkpoints) and the block hashes of transactions proven
-// earlier (PinHash); every other header below the base is neither downloaded nor kept.
+// and end on that period's checkpoint hash ("anchored"). As the tip moves on, whole periods
+// below the one holding tip-limit are dropped from memory (the base moves up), keeping only the
+// hash of each period's last block. Below the base it keeps only what the checks need: the
+// headers of the blocks that hold wallet transactions (AddBelowBase, each from a whole period
+// checked against the checkpoints or the kept period hashes) and the block hashes of
+// transactions proven earlier (PinHash); every other header below the base is neither
+// downloaded nor kept.
 //
 // Every header from the base up is checked before it is accepted: it links to its parent by
 // hash (prev_block); its hash is at or below the target encoded in its bits, and that target is
@@ -61,6 +64,10 @@ type HeaderChain struct {
 	cps    *Checkpoints
 	base   int32          // height of headers[0]
 	prev   chainhash.Hash // hash of the block at base-1 (zero when base is 0)
+	// anchorEnd is the last height of the checkpointed period the chain was anchored on (its
+	// bits are fixed by the checkpoint hash); -1 without one.
+	anchorEnd int32
+	ends      map[int32]chainhash.Hash // last hash of each period pruned past the checkpoints
 
 	headers []wire.BlockHeader // headers[i] is at height base+i; empty until anchored
 	hashes  []chainhash.Hash
@@ -101,7 +108,10 @@ func newChain(params *chaincfg.Params, limit int, cps *Checkpoints, base int32) 
 		limit = DefaultReorgSafetyLimit
 	}
 	c := &HeaderChain{params: params, bip94: netparams.EnforceBIP94(params), limit: int32(limit), cps: cps, base: base,
-		below: map[int32]wire.BlockHeader{}, belowHash: map[int32]chainhash.Hash{}}
+		anchorEnd: -1, ends: map[int32]chainhash.Hash{}, below: map[int32]wire.BlockHeader{}, belowHash: map[int32]chainhash.Hash{}}
+	if base > 0 {
+		c.anchorEnd = base + RetargetInterval - 1
+	}
 	if base == 0 {
 		g := params.GenesisBlock.Header
 		c.headers, c.hashes = []wire.BlockHeader{g}, []chainhash.Hash{g.BlockHash()}
@@ -150,7 +160,20 @@ func (c *HeaderChain) Hash(height int32) (chainhash.Hash, bool) {
 	if h, ok := c.belowHash[height]; ok {
 		return h, true
 	}
-	return c.cps.At(height)
+	if height%RetargetInterval == RetargetInterval-1 {
+		return c.periodEnd(height / RetargetInterval)
+	}
+	return chainhash.Hash{}, false
+}
+
+// periodEnd returns the hash of period p's last block from the checkpoints or, for a period
+// pruned from memory past them, from the hash kept when it was pruned.
+func (c *HeaderChain) periodEnd(p int32) (chainhash.Hash, bool) {
+	if c.cps != nil && p >= 0 && int(p) < len(c.cps.List) {
+		return c.cps.List[p].Hash, true
+	}
+	h, ok := c.ends[p]
+	return h, ok
 }
 
 // Header returns the header at height, if the chain holds it (from the base up, or kept below
@@ -267,7 +290,33 @@ func (c *HeaderChain) Connect(start int32, headers []wire.BlockHeader) (Reorg, e
 		r.Connected = append(r.Connected, Tip{Height: start + int32(k), Hash: hash})
 	}
 	r.Fork = fork
+	c.prune(start)
 	return r, nil
+}
+
+// prune drops from memory the whole periods that no check can need any more (checkpointed
+// chains only): everything below the first block of the period holding tip-limit (a reorg is
+// never deeper, and a retarget or testnet's walk back never reaches below the period before the
+// one it computes). The hash of each dropped period's last block is kept (32 bytes per period),
+// so that a block below the new base can still be checked by AddBelowBase. Headers connected
+// by this call (from start) are never dropped: the caller reads them.
+func (c *HeaderChain) prune(start int32) {
+	if c.cps == nil || !c.Anchored() {
+		return
+	}
+	keep := min(c.Height()-c.limit, start) / RetargetInterval * RetargetInterval
+	if keep <= c.base {
+		return
+	}
+	for p := c.base / RetargetInterval; p < keep/RetargetInterval; p++ {
+		if int(p) >= len(c.cps.List) {
+			c.ends[p] = c.hashes[(p+1)*RetargetInterval-1-c.base]
+		}
+	}
+	c.prev = c.hashes[keep-1-c.base]
+	c.headers = append([]wire.BlockHeader(nil), c.headers[keep-c.base:]...)
+	c.hashes = append([]chainhash.Hash(nil), c.hashes[keep-c.base:]...)
+	c.base = keep
 }
 
 // chainWork returns the sum of the headers' work (blockchain.CalcWork: 2^256 / (target+1)).
@@ -288,10 +337,10 @@ func (c *HeaderChain) checkWork(h int32, hdr *wire.BlockHeader, hash *chainhash.
 	if err := c.checkPoW(h, hdr, hash); err != nil {
 		return err
 	}
-	if c.base > 0 && h < c.base+RetargetInterval {
-		// The base period: its bits are fixed by the checkpoint hash at its end; where the
+	if h <= c.anchorEnd {
+		// The anchored period: its bits are fixed by the checkpoint hash at its end; where the
 		// checkpoint of the period before carries the target (mainnet), compare as well.
-		if t := c.cps.List[c.base/RetargetInterval-1].Target; t != nil && !c.params.ReduceMinDifficulty && hdr.Bits != blockchain.BigToCompact(t) {
+		if t := c.cps.List[c.anchorEnd/RetargetInterval-1].Target; t != nil && !c.params.ReduceMinDifficulty && hdr.Bits != blockchain.BigToCompact(t) {
 			return fmt.Errorf("%w: header at %d: bits %08x, the checkpoint's target is %08x", ErrBadHeader, h, hdr.Bits, blockchain.BigToCompact(t))
 		}
 		return nil
@@ -377,7 +426,10 @@ func (c *HeaderChain) AddBelowBase(start int32, headers []wire.BlockHeader, keep
 	p := start / RetargetInterval
 	var prev chainhash.Hash
 	if p > 0 {
-		prev = c.cps.List[p-1].Hash
+		var ok bool
+		if prev, ok = c.periodEnd(p - 1); !ok {
+			return fmt.Errorf("%w: no checkpoint for period %d", ErrBadHeader, p-1)
+		}
 	}
 	for k := range headers {
 		h := start + int32(k)
@@ -395,7 +447,7 @@ func (c *HeaderChain) AddBelowBase(start int32, headers []wire.BlockHeader, keep
 		}
 		prev = hash
 	}
-	if cp := c.cps.List[p].Hash; prev != cp {
+	if cp, ok := c.periodEnd(p); !ok || prev != cp {
 		return fmt.Errorf("%w: period %d ends on %s, the checkpoint is %s", ErrBadHeader, p, prev, cp)
 	}
 	for _, h := range keep {
