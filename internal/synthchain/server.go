@@ -32,7 +32,7 @@ type Server struct {
 	conns  map[net.Conn]struct{}
 	counts map[string]int // requests by method
 	froms  []int32        // start heights of blockchain.block.headers requests
-	wg    sync.WaitGroup
+	wg     sync.WaitGroup
 }
 
 type histItem struct {
