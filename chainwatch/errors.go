@@ -57,6 +57,10 @@ var (
 	// ErrReorgTooDeep means a fork below the reorg safety limit; the chain is kept.
 	ErrReorgTooDeep = errors.New("chainwatch: reorg deeper than the safety limit")
 
+	// ErrForkLessWork means a fork whose headers carry no more work than ours above the fork
+	// point (a lying or lagging server); the chain is kept.
+	ErrForkLessWork = errors.New("chainwatch: fork does not have more work than our chain")
+
 	// ErrMerkleProof means a blockchain.transaction.get_merkle answer does not prove that the
 	// transaction is in the block at that height of our header chain (or breaks an SPV rule:
 	// branch deeper than 30, CVE-2012-2459, CVE-2017-12842). The transaction is not trusted as

@@ -314,11 +314,10 @@ func (w *Watcher) syncHeaders(ctx context.Context, c *electrum.Client, hj header
 		reorg := false
 		for from <= target {
 			n := min(target-from+1, maxHeadersPerCall)
-			var res blockHeadersJSON
-			if err := c.Call(ctx, "blockchain.block.headers", []any{from, n}, &res); err != nil {
-				return fmt.Errorf("chainwatch: blockchain.block.headers %d+%d: %w", from, n, err)
-			}
-			hdrs, err := res.parse()
+			w.mu.RLock()
+			whole := !w.tr.Chain().Anchored() // the checkpointed base period comes whole
+			w.mu.RUnlock()
+			hdrs, err := fetchHeaders(ctx, c, from, n, whole)
 			if err != nil {
 				return err
 			}
@@ -335,6 +334,10 @@ func (w *Watcher) syncHeaders(ctx context.Context, c *electrum.Client, hj header
 				}
 				reorg = true
 				break
+			}
+			if errors.Is(err, ErrForkLessWork) {
+				w.forkRefused(err) // keep our chain and this session; see forkRefused
+				return nil
 			}
 			if err != nil {
 				return err
@@ -390,6 +393,9 @@ func (w *Watcher) prove(ctx context.Context, c *electrum.Client, s *syncState) e
 			continue
 		}
 		todo = append(todo, x)
+	}
+	if err := w.fetchBelowBase(ctx, c, todo); err != nil {
+		return err
 	}
 	for start := 0; start < len(todo); start += proofBatch {
 		chunk := todo[start:min(start+proofBatch, len(todo))]

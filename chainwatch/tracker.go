@@ -267,6 +267,7 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 	}
 	for _, x := range txs {
 		if x.Verified {
+			t.chain.PinHash(x.Height, x.BlockHash) // below a checkpointed base only (proven when stored)
 			if h, ok := t.chain.Hash(x.Height); !ok || h != x.BlockHash {
 				x.Verified, x.BlockHash = false, chainhash.Hash{} // a coinbase stays one
 			}

@@ -59,6 +59,9 @@ type Config struct {
 	// ReorgSafetyLimit is the deepest reorg followed (DefaultReorgSafetyLimit if 0); a deeper
 	// fork stops the session with ErrReorgTooDeep and is retried on reconnect.
 	ReorgSafetyLimit int
+	// Checkpoints are the network's period checkpoints the header chain starts from (see
+	// HeaderChain); nil means BuiltinCheckpoints(Params) (none for regtest: from genesis).
+	Checkpoints *Checkpoints
 	// Electrum tunes the client (timeouts, keepalive interval, message size bound); its
 	// ClientName and Logger are set from this Config.
 	Electrum electrum.Options
@@ -141,7 +144,10 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.ReorgSafetyLimit < 0 {
 		return nil, fmt.Errorf("%w: ReorgSafetyLimit %d < 0", ErrConfig, cfg.ReorgSafetyLimit)
 	}
-	tr, err := NewTracker(cfg.Scripts, cfg.Lookahead, NewHeaderChain(cfg.Params, cfg.ReorgSafetyLimit))
+	if cfg.Checkpoints == nil {
+		cfg.Checkpoints = BuiltinCheckpoints(cfg.Params)
+	}
+	tr, err := NewTracker(cfg.Scripts, cfg.Lookahead, NewCheckpointedChain(cfg.Params, cfg.ReorgSafetyLimit, cfg.Checkpoints))
 	if err != nil {
 		return nil, err
 	}
@@ -402,7 +408,7 @@ func (w *Watcher) load(ctx context.Context) error {
 	hdrs := make([]wire.BlockHeader, len(st.Headers))
 	for i, b := range st.Headers {
 		if err := hdrs[i].Deserialize(bytes.NewReader(b)); err != nil {
-			return fmt.Errorf("%w: stored header %d: %w", ErrStore, i+1, err)
+			return fmt.Errorf("%w: stored header %d: %w", ErrStore, int(st.HeadersFrom)+i, err)
 		}
 	}
 	// A stored script counts as verified with its stored status; one stored unverified (a new
@@ -448,7 +454,7 @@ func (w *Watcher) load(ctx context.Context) error {
 	w.stored = st.Unacked
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.tr.Chain().Restore(hdrs); err != nil {
+	if err := w.tr.Chain().RestoreFrom(st.HeadersFrom, hdrs); err != nil {
 		return fmt.Errorf("%w: stored headers: %w", ErrStore, err)
 	}
 	repaired, err := w.tr.Restore(scripts, utxos, txs, hist, raw)

@@ -19,6 +19,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/netparams"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -462,6 +463,8 @@ func sameNetwork(name string, p *chaincfg.Params) bool {
 		return name == "regtest"
 	case chaincfg.SigNetParams.Net:
 		return name == "signet"
+	case netparams.TestNet4Magic:
+		return name == "testnet4"
 	default:
 		return name == "testnet" || name == "testnet3" || name == p.Name
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,13 +13,14 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/netparams"
 	"github.com/custodyagents/cosigner/notify"
 )
 
 // Config is read from the environment with prefix COSIGNER_. Every field has a default except
 // the ones `run` needs to know the wallet (DESCRIPTOR) and where to meet clients (RELAYS).
 type Config struct {
-	Network        string   `envconfig:"NETWORK" default:"regtest" desc:"bitcoin network: mainnet, testnet, signet or regtest"`
+	Network        string   `envconfig:"NETWORK" default:"regtest" desc:"bitcoin network: mainnet, testnet4, signet, regtest or testnet3 (testnet)"`
 	DataDir        string   `envconfig:"DATA_DIR" default:".cosigner" desc:"directory for the key file, the database and the default policy file"`
 	KeyFile        string   `envconfig:"KEY_FILE" default:"" desc:"encrypted key file (default DATA_DIR/key.json)"`
 	Passphrase     string   `envconfig:"PASSPHRASE" default:"" desc:"passphrase of the key file (prefer PASSPHRASE_FILE)"`
@@ -27,6 +29,7 @@ type Config struct {
 	ElectrumURL    string   `envconfig:"ELECTRUM_URL" default:"tcp://127.0.0.1:50001" desc:"comma-separated Electrum servers, tcp://host:port or ssl://host:port, in order of preference"`
 	ElectrumPins   []string `envconfig:"ELECTRUM_TLS_PINS" default:"" desc:"comma-separated host:port=SHA-256 fingerprints of ssl:// servers' certificates (pinned: any other certificate is refused)"`
 	ElectrumTOFU   bool     `envconfig:"ELECTRUM_TLS_TOFU" default:"true" desc:"trust an ssl:// server's self-signed certificate on first use and pin it in DATA_DIR/electrum-pins.json"`
+	ElectrumPlain  bool     `envconfig:"ELECTRUM_ALLOW_PLAINTEXT" default:"false" desc:"on mainnet, testnet4, signet and testnet3, also accept tcp:// (plain text) Electrum servers that are not on a loopback address; by default they must be ssl://"`
 	Relays         []string `envconfig:"RELAYS" default:"" desc:"comma-separated Nostr relay URLs (ws:// or wss://)"`
 	RelayQuorum    int      `envconfig:"RELAY_QUORUM" default:"0" desc:"relays that must accept a published event before it counts as sent (0: a majority of COSIGNER_RELAYS); the others are retried in the background"`
 	NotifyNPub     string   `envconfig:"NOTIFY_NPUB" default:"" desc:"comma-separated npubs (or hex pubkeys) of the operators who get NIP-17 direct messages about automations (empty: off)"`
@@ -96,19 +99,31 @@ func loadConfig() (*Config, error) {
 	return &c, nil
 }
 
-// Params maps COSIGNER_NETWORK to chain parameters.
+// Params maps COSIGNER_NETWORK to chain parameters (netparams.ByName).
 func (c *Config) Params() (*chaincfg.Params, error) {
-	switch strings.ToLower(c.Network) {
-	case "mainnet", "bitcoin", "main":
-		return &chaincfg.MainNetParams, nil
-	case "testnet", "testnet3":
-		return &chaincfg.TestNet3Params, nil
-	case "signet":
-		return &chaincfg.SigNetParams, nil
-	case "regtest":
-		return &chaincfg.RegressionNetParams, nil
+	p, err := netparams.ByName(c.Network)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: COSIGNER_NETWORK: %w", err)
 	}
-	return nil, fmt.Errorf("configuration: COSIGNER_NETWORK=%q must be mainnet, testnet, signet or regtest", c.Network)
+	return p, nil
+}
+
+// plaintextAllowed refuses a tcp:// Electrum server at addr (host:port) that is not on a
+// loopback address on a public network (every network but regtest), unless
+// COSIGNER_ELECTRUM_ALLOW_PLAINTEXT is set: anyone on the path could read the wallet's scripts
+// and withhold or delay what the watcher sees.
+func (c *Config) plaintextAllowed(addr string) error {
+	if c.ElectrumPlain || strings.EqualFold(strings.TrimSpace(c.Network), "regtest") {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: %s: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); strings.EqualFold(host, "localhost") || (ip != nil && ip.IsLoopback()) {
+		return nil
+	}
+	return fmt.Errorf("configuration: COSIGNER_ELECTRUM_URL: tcp://%s is plain text to a non-loopback host on %s: use ssl://%[1]s, or set COSIGNER_ELECTRUM_ALLOW_PLAINTEXT=true on a network you trust", addr, c.Network)
 }
 
 // parseElectrum checks COSIGNER_ELECTRUM_URL and COSIGNER_ELECTRUM_TLS_PINS.
@@ -130,6 +145,8 @@ func (c *Config) parseElectrum() error {
 		seen[a.String()] = true
 		if a.TLS {
 			tlsHosts[a.Addr] = true
+		} else if err := c.plaintextAllowed(a.Addr); err != nil {
+			return err
 		}
 		c.ElectrumServers = append(c.ElectrumServers, a.String())
 	}
