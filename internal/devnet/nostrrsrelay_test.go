@@ -83,7 +83,7 @@ func TestNostrRsRelay(t *testing.T) {
 
 	pub := dialRelay(t, ctx, url)
 	eph := signEvent(t, priv, 24133, [][]string{{"p", pubkey}}, "ciphertext")
-	note := signEvent(t, priv, 1, nil, "stored")
+	note := signEvent(t, priv, 1, [][]string{}, "stored")
 	send(t, pub, []any{"EVENT", eph})
 	send(t, pub, []any{"EVENT", note})
 	for {
@@ -117,7 +117,7 @@ func TestNostrRsRelay(t *testing.T) {
 		t.Fatalf("a subscription for #p %s… got %s first, want only %v: the #p filter was not honoured", other[:8], got, toOther["id"])
 	}
 
-	forged := signEvent(t, priv, 1, nil, "other")
+	forged := signEvent(t, priv, 1, [][]string{}, "other")
 	forged["content"] = "tampered"
 	send(t, pub, []any{"EVENT", forged})
 	if ok := waitFrame(t, pub, "OK"); string(ok[2]) != "false" {
