@@ -169,6 +169,9 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 	if !reported {
 		answers <- answer{i: i, err: err}
 	}
+	if ctx.Err() != nil { // the Pool is closing (or the relay retired): nothing to retry in
+		return
+	}
 	if !retryable(err) {
 		return
 	}
