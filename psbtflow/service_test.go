@@ -60,6 +60,7 @@ type holdEnv struct {
 	client  string
 	approve map[string]string // approver name → secret key
 	pol     *policy.Policy
+	doc     string // the policy's text
 }
 
 func newHoldEnv(t *testing.T, rules string) *holdEnv {
@@ -80,6 +81,7 @@ func newHoldEnv(t *testing.T, rules string) *holdEnv {
 		doc += "  - {name: " + name + ", pubkey: " + pk + "}\n"
 	}
 	doc += "limits:\n  max_per_tx: 1 BTC\n" + rules
+	e.doc = doc
 	if e.pol, err = policy.Parse("p.yaml", []byte(doc)); err != nil {
 		t.Fatal(err)
 	}
