@@ -75,7 +75,7 @@ func WithLimits(l Limits) Option { return func(s *Service) { s.limits = l.withDe
 func (l Limits) checkText(s string) error {
 	s = strings.TrimSpace(s)
 	limit := l.MaxPSBTBytes*4/3 + 4
-	if strings.HasPrefix(strings.ToLower(s), "70736274ff") {
+	if strings.HasPrefix(strings.ToLower(s[:min(len(s), 10)]), "70736274ff") {
 		limit = l.MaxPSBTBytes * 2
 	}
 	if len(s) > limit {
