@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/kelseyhightower/envconfig"
@@ -56,6 +57,7 @@ func loadConfig() (*Config, error) {
 	if err = envconfig.Process("COSIGNER", &c); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
+	c.Passphrase = takeEnvPassphrase(c.Passphrase, c.PassphraseFile)
 	if _, err := c.Params(); err != nil {
 		return nil, err
 	}
@@ -193,12 +195,14 @@ func (c *Config) passphrase() (string, error) {
 	case c.PassphraseFile != "" && c.Passphrase != "":
 		return "", errors.New("configuration: set only one of COSIGNER_PASSPHRASE and COSIGNER_PASSPHRASE_FILE")
 	case c.PassphraseFile != "":
+		if err := privateSecretFile(c.PassphraseFile); err != nil {
+			return "", err
+		}
 		b, err := os.ReadFile(c.PassphraseFile)
 		if err != nil {
 			return "", fmt.Errorf("configuration: COSIGNER_PASSPHRASE_FILE: %w", err)
 		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		line = strings.TrimRight(line, "\r")
+		line := firstLine(b)
 		if line == "" {
 			return "", errors.New("configuration: COSIGNER_PASSPHRASE_FILE is empty")
 		}
@@ -207,10 +211,61 @@ func (c *Config) passphrase() (string, error) {
 		return c.Passphrase, nil
 	}
 	if _, err := os.Stat(containerSecret); err == nil {
-		c.PassphraseFile = containerSecret
-		return c.passphrase()
+		// A container secret's mode is the orchestrator's (Docker gives 0444 inside the
+		// container's own tmpfs): not checked.
+		b, err := os.ReadFile(containerSecret)
+		if err != nil {
+			return "", fmt.Errorf("configuration: %s: %w", containerSecret, err)
+		}
+		if line := firstLine(b); line != "" {
+			return line, nil
+		}
+		return "", fmt.Errorf("configuration: %s is empty", containerSecret)
 	}
 	return "", errors.New("configuration: the key file passphrase is missing: set COSIGNER_PASSPHRASE_FILE (or COSIGNER_PASSPHRASE), or provide the container secret " + containerSecret)
+}
+
+func firstLine(b []byte) string {
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimRight(line, "\r")
+}
+
+// envPassphrase is COSIGNER_PASSPHRASE as first read: it is removed from the environment then
+// (takeEnvPassphrase), and a command run again in the same process finds it here.
+var envPassphrase struct {
+	sync.Mutex
+	v string
+}
+
+// takeEnvPassphrase removes COSIGNER_PASSPHRASE from the process environment (child processes
+// and later readers of os.Environ do not get it; /proc/<pid>/environ still shows the
+// environment the process started with, which is why COSIGNER_PASSPHRASE_FILE is preferred)
+// and returns the passphrase: read (the value envconfig read) or, when the variable is gone
+// and no passphrase file is set, the one read earlier.
+func takeEnvPassphrase(read, file string) string {
+	envPassphrase.Lock()
+	defer envPassphrase.Unlock()
+	if _, ok := os.LookupEnv("COSIGNER_PASSPHRASE"); ok {
+		envPassphrase.v = read
+		os.Unsetenv("COSIGNER_PASSPHRASE")
+		return read
+	}
+	if read == "" && file == "" {
+		return envPassphrase.v
+	}
+	return read
+}
+
+// privateSecretFile refuses a passphrase file that group or others may read or write.
+func privateSecretFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_PASSPHRASE_FILE: %w", err)
+	}
+	if m := st.Mode().Perm(); m&0o077 != 0 {
+		return fmt.Errorf("configuration: COSIGNER_PASSPHRASE_FILE %s has mode %04o: other users may read the key file passphrase; run chmod 600 %s", path, m, path)
+	}
+	return nil
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
@@ -157,14 +156,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		mux := http.NewServeMux()
 		mux.Handle("/requests/", flow.HTTPHandler())
 		mux.Handle("/", healthHandler(watcher, pool, db))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		start("health", func(ctx context.Context) error {
-			go func() { <-ctx.Done(); srv.Close() }()
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		start("health", func(ctx context.Context) error { return serveHealth(ctx, ln, mux, defaultHealthLimits) })
 	}
 	// NIP-46 is served from the start (connect, ping…); sign_psbt waits for the wallet view to be
 	// complete (psbtflow answers "not synced yet" before that).
