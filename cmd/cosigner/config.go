@@ -14,6 +14,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/notify"
+	"github.com/custodyagents/cosigner/psbtflow"
 )
 
 // Config is read from the environment with prefix COSIGNER_. Every field has a default except
@@ -48,6 +49,14 @@ type Config struct {
 	NIP04Legacy     bool              `envconfig:"NIP04_LEGACY" default:"false" desc:"also accept NIP-04 transport and serve nip04_* (old NIP-46 clients)"`
 	ClientRate      float64           `envconfig:"CLIENT_RATE" default:"20" desc:"NIP-46 requests per second allowed per client pubkey (0: no limit)"`
 	ClientBurst     int               `envconfig:"CLIENT_BURST" default:"100" desc:"burst of NIP-46 requests allowed per client pubkey"`
+
+	// Resource bounds of sign_psbt and held requests (psbtflow.Limits; docs/bounds.md).
+	MaxPSBTBytes      int `envconfig:"MAX_PSBT_BYTES" default:"65536" desc:"largest PSBT accepted, in bytes (at most 65536)"`
+	MaxPSBTInputs     int `envconfig:"MAX_PSBT_INPUTS" default:"500" desc:"most inputs per PSBT; more is refused (unsafe_psbt) before analysis"`
+	MaxPSBTOutputs    int `envconfig:"MAX_PSBT_OUTPUTS" default:"500" desc:"most outputs per PSBT; more is refused (unsafe_psbt) before analysis"`
+	AuditDestinations int `envconfig:"AUDIT_DESTINATIONS" default:"10" desc:"destinations named in an audit entry (the largest; the rest are counted and summed)"`
+	MaxHoldsPerClient int `envconfig:"MAX_HOLDS_PER_CLIENT" default:"20" desc:"held requests waiting at once per client; more is refused (rate_limited)"`
+	MaxHolds          int `envconfig:"MAX_HOLDS" default:"200" desc:"held requests waiting at once in all; more is refused (rate_limited)"`
 }
 
 // loadConfig reads and checks the environment. Errors name the variable.
@@ -78,6 +87,9 @@ func loadConfig() (*Config, error) {
 	}
 	if c.ClientRate < 0 || c.ClientBurst < 1 {
 		return nil, fmt.Errorf("configuration: COSIGNER_CLIENT_RATE=%v must be >= 0 and COSIGNER_CLIENT_BURST=%d >= 1", c.ClientRate, c.ClientBurst)
+	}
+	if err := c.checkLimits(); err != nil {
+		return nil, err
 	}
 	if c.RelayQuorum < 0 {
 		return nil, fmt.Errorf("configuration: COSIGNER_RELAY_QUORUM=%d must be 0 (a majority) or a number of relays", c.RelayQuorum)
@@ -179,6 +191,30 @@ func (c *Config) ElectrumTLS() (electrum.TLSOptions, error) {
 		o.Pins = st
 	}
 	return o, nil
+}
+
+// checkLimits checks the resource bounds (each a whole number ≥ 1; MAX_PSBT_BYTES at most
+// psbtflow.MaxPSBTBytes).
+func (c *Config) checkLimits() error {
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"MAX_PSBT_BYTES", c.MaxPSBTBytes}, {"MAX_PSBT_INPUTS", c.MaxPSBTInputs}, {"MAX_PSBT_OUTPUTS", c.MaxPSBTOutputs},
+		{"AUDIT_DESTINATIONS", c.AuditDestinations}, {"MAX_HOLDS_PER_CLIENT", c.MaxHoldsPerClient}, {"MAX_HOLDS", c.MaxHolds}} {
+		if l.v < 1 {
+			return fmt.Errorf("configuration: COSIGNER_%s=%d must be at least 1", l.name, l.v)
+		}
+	}
+	if c.MaxPSBTBytes > psbtflow.MaxPSBTBytes {
+		return fmt.Errorf("configuration: COSIGNER_MAX_PSBT_BYTES=%d must be at most %d (what one NIP-44 message carries)", c.MaxPSBTBytes, psbtflow.MaxPSBTBytes)
+	}
+	return nil
+}
+
+// Limits are the sign_psbt and hold bounds for psbtflow.WithLimits.
+func (c *Config) Limits() psbtflow.Limits {
+	return psbtflow.Limits{MaxPSBTBytes: c.MaxPSBTBytes, MaxInputs: c.MaxPSBTInputs, MaxOutputs: c.MaxPSBTOutputs,
+		AuditDestinations: c.AuditDestinations, MaxHoldsPerClient: c.MaxHoldsPerClient, MaxHolds: c.MaxHolds}
 }
 
 // DBPath is the SQLite database file.

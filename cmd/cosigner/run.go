@@ -16,6 +16,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
@@ -56,7 +57,13 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
-	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, nil, policy.WithNetwork(params))
+	// Delays and windows run on the trusted clock: a wall clock stepped forward does not end
+	// them early (internal/trustedtime; docs/trust-model.md).
+	clock, err := trustedtime.New(ctx, db, trustedtime.Options{})
+	if err != nil {
+		return err
+	}
+	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, clock.Now, policy.WithNetwork(params))
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}
@@ -77,7 +84,11 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}
 	defer pool.Close()
-	var flowOpts []psbtflow.Option
+	// The header chain's median time past bounds the clock once the watcher offers it.
+	if mtp, ok := any(watcher).(trustedtime.Chain); ok {
+		clock.SetChain(mtp)
+	}
+	flowOpts := []psbtflow.Option{psbtflow.WithClock(clock.Now), psbtflow.WithLimits(cfg.Limits())}
 	if cfg.HealthAddr != "" {
 		flowOpts = append(flowOpts, psbtflow.WithHoldURL("http://"+cfg.HealthAddr))
 	}
@@ -139,6 +150,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		}()
 	}
 	start("chainwatch", watcher.Run)
+	start("clock", clock.Run)
 	// The watcher never drops an event and waits when its buffer is full, so its events are
 	// always drained here: reported in the log, and handed to the automations engine.
 	start("chain events", func(ctx context.Context) error {
