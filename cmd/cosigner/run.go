@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
@@ -87,6 +88,8 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	// The header chain's median time past bounds the clock once the watcher offers it.
 	if mtp, ok := any(watcher).(trustedtime.Chain); ok {
 		clock.SetChain(mtp)
+	} else {
+		clock.SetChain(&storedHeadersMTP{db: db, w: watcher})
 	}
 	flowOpts := []psbtflow.Option{psbtflow.WithClock(clock.Now), psbtflow.WithLimits(cfg.Limits())}
 	if cfg.HealthAddr != "" {
@@ -328,4 +331,35 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 		json.NewEncoder(rw).Encode(st)
 	})
 	return mux
+}
+
+// storedHeadersMTP is the median time past (BIP-113) of the watcher's validated header chain,
+// read from the headers it stores, for the trusted clock; recomputed when the tip moves.
+type storedHeadersMTP struct {
+	db *store.DB
+	w  *chainwatch.Watcher
+
+	mu     sync.Mutex
+	height int32
+	hash   chainhash.Hash
+	mtp    time.Time
+	ok     bool
+}
+
+func (m *storedHeadersMTP) MedianTimePast() (time.Time, bool) {
+	tip := m.w.Tip()
+	if tip.Height <= 0 {
+		return time.Time{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ok && tip.Height == m.height && tip.Hash == m.hash {
+		return m.mtp, true
+	}
+	t, ok, err := m.db.MedianTimePast(context.Background(), tip.Height)
+	if err != nil || !ok {
+		return time.Time{}, false
+	}
+	m.height, m.hash, m.mtp, m.ok = tip.Height, tip.Hash, t, true
+	return t, true
 }
