@@ -413,10 +413,7 @@ func TestChaos(t *testing.T) {
 				}
 				if n%9 == 0 {
 					chaos(n / 9)
-					mu.Lock()
-					snapshot := append([]*sent(nil), records...)
-					mu.Unlock()
-					checkAnswered(ctx, t, env, snapshot)
+					checkAnswered(ctx, t, env, snapshot(&mu, records))
 				}
 			}
 		}(ci)
@@ -433,7 +430,7 @@ func TestChaos(t *testing.T) {
 		t.Errorf("only %d kills; the test wants at least 10", kills)
 	}
 	counts := map[string]int{}
-	for _, s := range records {
+	for _, s := range snapshot(&mu, records) {
 		outcome := "signed"
 		if !s.signed {
 			outcome, _, _ = strings.Cut(s.answer.Error, ":")
@@ -444,10 +441,11 @@ func TestChaos(t *testing.T) {
 	if counts["small/signed"] == 0 || counts["large/signed"] == 0 || counts["denied/policy_denied"] == 0 || counts["small/policy_denied"]+counts["large/policy_denied"] == 0 {
 		t.Errorf("the mix did not exercise every path (signed small and large, denied destination, over the velocity window): %v", counts)
 	}
-	checkAnswered(ctx, t, env, records)
-	checkDecidedOnce(ctx, t, env, records)
-	checkPolicy(t, records)
-	checkExposure(ctx, t, env, records)
+	final := snapshot(&mu, records)
+	checkAnswered(ctx, t, env, final)
+	checkDecidedOnce(ctx, t, env, final)
+	checkPolicy(t, final)
+	checkExposure(ctx, t, env, final)
 }
 
 // chaosPolicy: three clients with sign_psbt; an approver; max 0.3 BTC per transaction, 0.6 BTC
@@ -597,7 +595,7 @@ func openDB(ctx context.Context, t *testing.T, env *scenario.Env) *store.DB {
 
 // checkAnswered: every answered request has its row, in a final state, with the answer the
 // client got — nothing acknowledged was lost across the kills.
-func checkAnswered(ctx context.Context, t *testing.T, env *scenario.Env, records []*sent) {
+func checkAnswered(ctx context.Context, t *testing.T, env *scenario.Env, records []sent) {
 	t.Helper()
 	db := openDB(ctx, t, env)
 	defer db.Close()
@@ -623,7 +621,7 @@ func checkAnswered(ctx context.Context, t *testing.T, env *scenario.Env, records
 }
 
 // checkDecidedOnce: one final decision per request in the audit log, whatever the kills.
-func checkDecidedOnce(ctx context.Context, t *testing.T, env *scenario.Env, records []*sent) {
+func checkDecidedOnce(ctx context.Context, t *testing.T, env *scenario.Env, records []sent) {
 	t.Helper()
 	db := openDB(ctx, t, env)
 	defer db.Close()
@@ -658,7 +656,7 @@ func checkDecidedOnce(ctx context.Context, t *testing.T, env *scenario.Env, reco
 // computed with every invalidation that had happened by then (a broadcast payment confirmed in
 // a block mined at once), plus its outflow, is within the window's maximum. The daemon knows at
 // most these facts, so its own exposure was at least this; a signature beyond it is a breach.
-func checkPolicy(t *testing.T, records []*sent) {
+func checkPolicy(t *testing.T, records []sent) {
 	t.Helper()
 	byCoin := map[wire.OutPoint]int64{} // outstanding: the largest outflow per coin
 	confirmed := map[wire.OutPoint]int64{}
@@ -698,10 +696,10 @@ func checkPolicy(t *testing.T, records []*sent) {
 // the signed transactions (confirmed: it counts at its confirmation time, inside the window);
 // nothing if a transaction that is not one of them spent it in a block; otherwise the largest
 // outflow among the signatures spending it (at most one of them can ever confirm).
-func checkExposure(ctx context.Context, t *testing.T, env *scenario.Env, records []*sent) {
+func checkExposure(ctx context.Context, t *testing.T, env *scenario.Env, records []sent) {
 	t.Helper()
 	rpc := env.Net.RPC()
-	byCoin := map[wire.OutPoint][]*sent{}
+	byCoin := map[wire.OutPoint][]sent{}
 	for _, s := range records {
 		if s.signed {
 			byCoin[s.coin] = append(byCoin[s.coin], s)
@@ -750,7 +748,18 @@ func checkExposure(ctx context.Context, t *testing.T, env *scenario.Env, records
 	}
 }
 
-func clientPK(t *testing.T, env *scenario.Env, s *sent) string {
+// snapshot copies the records under mu: the clients' goroutines write them.
+func snapshot(mu *sync.Mutex, records []*sent) []sent {
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]sent, len(records))
+	for i, r := range records {
+		out[i] = *r
+	}
+	return out
+}
+
+func clientPK(t *testing.T, env *scenario.Env, s sent) string {
 	return clientPKs[s.client]
 }
 
