@@ -3,7 +3,8 @@
 # image built from the repository's Dockerfile. The container test (e2e/container) runs
 #   scripts/container-test.sh up     # prints KEY=VALUE lines: DOCKER_HOST, IMAGE, ENGINE_STARTED
 #   ...docker run the image...
-#   scripts/container-test.sh down   # stops the engine `up` started (nothing else)
+#   scripts/container-test.sh down   # stops this script's engine (pidfile in $COSIGNER_DOCKER_DIR)
+#                                    # unless containers still run on it (another test run)
 # and it can be run by hand the same way (`env` prints the DOCKER_HOST line only).
 #
 # The engine: Debian's docker.io `dockerd` with its own data root, exec root, socket and pidfile
@@ -72,7 +73,7 @@ start_engine() {
 	rm -f "$PIDFILE" "$SOCK"
 	log "starting dockerd (data root $STATE/root, log $ENGINE_LOG)"
 	setsid "$dockerd" --data-root "$STATE/root" --exec-root "$STATE/exec" --pidfile "$PIDFILE" \
-		--host "unix://$SOCK" --storage-driver overlay2 >"$ENGINE_LOG" 2>&1 </dev/null &
+		--host "unix://$SOCK" --storage-driver overlay2 >"$ENGINE_LOG" 2>&1 </dev/null 9>&- &
 	local pid=$! i
 	for i in $(seq 1 120); do
 		if engine_up; then
@@ -94,6 +95,12 @@ stop_engine() {
 	local pid i
 	pid=$(cat "$PIDFILE")
 	kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; return 0; }
+	# Containers still running belong to another run of the test (the engine is shared through
+	# $STATE): leave the engine to the last one.
+	if [ -n "$("$DOCKER" ps --quiet 2>/dev/null)" ]; then
+		log "containers still running on $DOCKER_HOST (another test run?): leaving dockerd (pid $pid) running"
+		return 0
+	fi
 	log "stopping dockerd (pid $pid)"
 	kill -TERM "$pid"
 	for i in $(seq 1 60); do

@@ -27,8 +27,8 @@ type engine struct {
 }
 
 // startEngine runs `scripts/container-test.sh up` (start the engine unless it runs, make the base
-// image unless present, build the image) and, when it started the engine, registers
-// `scripts/container-test.sh down` as a cleanup. An engine that cannot start fails the test.
+// image unless present, build the image) and registers `scripts/container-test.sh down` as a
+// cleanup. An engine that cannot start fails the test.
 func startEngine(ctx context.Context, t *testing.T, root string) *engine {
 	t.Helper()
 	script := filepath.Join(root, "scripts", "container-test.sh")
@@ -53,15 +53,18 @@ func startEngine(ctx context.Context, t *testing.T, root string) *engine {
 	if e.cli == "" || e.host == "" || e.image == "" {
 		t.Fatalf("scripts/container-test.sh up printed %q, want DOCKER, DOCKER_HOST and IMAGE", stdout.String())
 	}
-	if kv["ENGINE_STARTED"] == "1" {
-		t.Cleanup(func() {
-			down := exec.Command("bash", script, "down")
-			down.Dir = root
-			if out, err := down.CombinedOutput(); err != nil {
-				t.Errorf("scripts/container-test.sh down: %v\n%s", err, out)
-			}
-		})
-	}
+	// down stops the script's own engine (this run's, or one a killed run left behind), not an
+	// engine named by COSIGNER_DOCKER_HOST, and not while another run's containers are up.
+	t.Cleanup(func() {
+		down := exec.Command("bash", script, "down")
+		down.Dir = root
+		out, err := down.CombinedOutput()
+		if err != nil {
+			t.Errorf("scripts/container-test.sh down: %v\n%s", err, out)
+		} else if len(out) > 0 {
+			t.Logf("scripts/container-test.sh down:\n%s", strings.TrimSpace(string(out)))
+		}
+	})
 	return e
 }
 
