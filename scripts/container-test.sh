@@ -25,7 +25,7 @@
 #     stage reaches the Go module proxy behind a TLS-intercepting proxy as the host does; they are
 #     used by the build stage only and never reach the image;
 #   - GOPROXY, GOSUMDB, GOPRIVATE, GONOSUMDB, GONOPROXY, GOINSECURE, GOFLAGS: the host's `go env`;
-#   - HTTP(S)_PROXY/NO_PROXY when set (Docker passes them through as predefined build args).
+#   - HTTP(S)_PROXY/NO_PROXY when set (Docker's predefined build args, kept out of the history).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -110,15 +110,21 @@ stop_engine() {
 	die "dockerd (pid $pid) did not stop within 30 s after SIGTERM"
 }
 
-# go_image makes golang:1.26-bookworm when the engine lacks it (see the header).
+# go_image makes golang:1.26-bookworm when the engine lacks it, or remakes it when it is a
+# stand-in made here from another Go version than this machine's (see the header). An official
+# image (pulled into an engine named by COSIGNER_DOCKER_HOST) is kept as it is.
 go_image() {
-	if "$DOCKER" image inspect "$GO_IMAGE" >/dev/null 2>&1; then
-		return
-	fi
-	command -v mmdebstrap >/dev/null || die "mmdebstrap not found (apt-get install mmdebstrap): it makes the base image $GO_IMAGE"
-	local goroot gov
+	local goroot gov made
 	goroot=$(go env GOROOT)
 	gov=$(go env GOVERSION)
+	if made=$("$DOCKER" image inspect --format '{{.Comment}}' "$GO_IMAGE" 2>/dev/null); then
+		case $made in
+		"stand-in for the official $GO_IMAGE: mmdebstrap bookworm minbase + $gov") return ;;
+		"stand-in for the official "*) log "$GO_IMAGE was made from another Go toolchain ($made)" ;;
+		*) return ;;
+		esac
+	fi
+	command -v mmdebstrap >/dev/null || die "mmdebstrap not found (apt-get install mmdebstrap): it makes the base image $GO_IMAGE"
 	case $gov in go1.26*) ;; *) die "the Go toolchain here is $gov; $GO_IMAGE needs go1.26.x" ;; esac
 	[ "$(basename "$goroot")" = go ] || die "GOROOT $goroot is not a directory named go (it is copied to /usr/local/go)"
 	log "making $GO_IMAGE: Debian bookworm (mmdebstrap) + $gov from $goroot"
@@ -150,6 +156,9 @@ build_image() {
 	local args=() v
 	for v in GOPROXY GOSUMDB GOPRIVATE GONOSUMDB GONOPROXY GOINSECURE GOFLAGS; do
 		args+=(--build-arg "$v=$(go env "$v")")
+	done
+	for v in HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy; do
+		if [ -n "${!v:-}" ]; then args+=(--build-arg "$v=${!v}"); fi
 	done
 	log "building $IMAGE from $ROOT/Dockerfile"
 	DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$IMAGE" \

@@ -69,7 +69,7 @@ func TestContainer(t *testing.T) {
 
 	// init into the named volume; key A's public half is read back out of it.
 	initName := "cosigner-init-" + suffix
-	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", initName) })
+	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", "-v", initName) })
 	eng.mustDocker(ctx, t, append([]string{"run", "--name", initName, "--network", "none", "-v", vol + ":/data"},
 		append(c.secretArgs(), eng.image, "init")...)...)
 	keyA, _, err := signer.ReadPublic(filepath.Join(eng.copyOut(ctx, t, initName, "/data"), "key.json"))
@@ -91,7 +91,7 @@ func TestContainer(t *testing.T) {
 		"-e", "COSIGNER_HEALTH_ADDR=" + env.Daemon.HealthAddr}, c.secretArgs()...)
 
 	first := "cosigner-run1-" + suffix
-	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", first) })
+	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", "-v", first) })
 	startDaemon(ctx, t, eng, first, runArgs)
 
 	t.Run("runs as uid 10001", func(t *testing.T) { checkUser(ctx, t, eng, first) })
@@ -104,7 +104,7 @@ func TestContainer(t *testing.T) {
 
 	stopGracefully(ctx, t, eng, first)
 	second := "cosigner-run2-" + suffix
-	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", second) })
+	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", "-v", second) })
 	startDaemon(ctx, t, eng, second, runArgs)
 	t.Run("a new container on the volume keeps the client and the audit log", func(t *testing.T) {
 		ans, err := env.NIP46(ctx, bunker, env.ClientSK, "ping")
@@ -325,7 +325,7 @@ func testPublishedPort(ctx context.Context, t *testing.T, eng *engine, vol strin
 		t.Fatal(err)
 	}
 	name := "cosigner-bridge-" + suffix
-	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", name) })
+	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", "-v", name) })
 	args := append([]string{"run", "-d", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:8080", port), "-v", vol + ":/data",
 		"-v", c.policyDir + ":/etc/cosigner:ro", "-e", "COSIGNER_POLICY=" + policyInContainer,
 		"-e", "COSIGNER_DESCRIPTOR=" + desc, "-e", "COSIGNER_RELAYS=ws://127.0.0.1:9/"}, c.secretArgs()...)
