@@ -9,11 +9,12 @@
 # It builds with the legacy builder and with BuildKit; no build stage needs more than the Go
 # module proxy (no apt, nothing else is downloaded).
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26-bookworm AS modules
 
 # The build machine's extra trusted certificates (PEM, e.g. a corporate TLS proxy's CA) and its Go
-# module settings; see scripts/container-test.sh. They are used by this stage only (a bundle of
-# its own, SSL_CERT_FILE): the runtime image gets Debian's CA bundle as shipped.
+# module settings; see scripts/container-test.sh. They are used by the build stages only (a bundle
+# of their own, SSL_CERT_FILE; the Go settings as ENV of the build stages): the runtime image gets
+# Debian's CA bundle as shipped and none of these.
 ARG EXTRA_CA_CERTS=""
 ARG GOPROXY
 ARG GOSUMDB
@@ -24,14 +25,25 @@ ARG GOINSECURE
 ARG GOFLAGS
 RUN { cat /etc/ssl/certs/ca-certificates.crt; printf '%s\n' "$EXTRA_CA_CERTS"; } >/usr/local/share/build-ca.pem
 ENV SSL_CERT_FILE=/usr/local/share/build-ca.pem \
+    GOPROXY=$GOPROXY GOSUMDB=$GOSUMDB GOPRIVATE=$GOPRIVATE GONOSUMDB=$GONOSUMDB \
+    GONOPROXY=$GONOPROXY GOINSECURE=$GOINSECURE GOFLAGS=$GOFLAGS \
     CGO_ENABLED=1 \
     TAGS="netgo osusergo sqlite_omit_load_extension"
-
 WORKDIR /src
 COPY go.mod go.sum ./
-# Modules, and SQLite compiled once into the build cache of this layer: a source change rebuilds
-# only the project's packages.
-RUN go mod download && go build -trimpath -tags "$TAGS" github.com/mattn/go-sqlite3
+RUN go mod download
+
+# The packages of other modules the binary imports, listed from the source (fast).
+FROM modules AS deps
+COPY . .
+RUN go list -deps -tags "$TAGS" -f '{{if not .Standard}}{{if not .Module.Main}}{{.ImportPath}}{{end}}{{end}}' \
+      ./cmd/cosigner >/deps.txt
+
+# They (SQLite included) are compiled into this layer's build cache, which stays while the list
+# does: a change to the project's own source recompiles only its own packages.
+FROM modules AS build
+COPY --from=deps /deps.txt /deps.txt
+RUN go build -trimpath -tags "$TAGS" $(cat /deps.txt)
 COPY . .
 # Static: pure-Go DNS and user lookup (netgo, osusergo), no dlopen (sqlite_omit_load_extension).
 RUN go build -trimpath -tags "$TAGS" -ldflags '-s -w -linkmode external -extldflags "-static"' \
