@@ -86,17 +86,18 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
 	}
-	remote, err := newRemoteSigner(cfg, keys, desc, pool, db, flow, log)
+	reqMetrics := newRequestMetrics()
+	remote, err := newRemoteSigner(cfg, keys, desc, pool, db, countedPSBT{reqMetrics, flow}, reqMetrics, log)
 	if err != nil {
 		return err
 	}
 	// Held requests get their late answer through the remote signer (NIP-46 auth_url flow);
 	// approvers and clients reach the held requests with approve and psbt_status.
 	flow.SetResponder(remote)
-	if err := remote.Handle("approve", flow.Approve); err != nil {
+	if err := remote.Handle("approve", reqMetrics.wrap("approve", flow.Approve)); err != nil {
 		return err
 	}
-	if err := remote.Handle("psbt_status", flow.PSBTStatus); err != nil {
+	if err := remote.Handle("psbt_status", reqMetrics.wrap("psbt_status", flow.PSBTStatus)); err != nil {
 		return err
 	}
 	// Automations (issue 6): chain events and schedules → proposals, signed here under the
@@ -124,6 +125,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		st, ok := watcher.Tx(txid)
 		return ok && st.Verified && st.Height > 0
 	})
+	flow.SetSpendFacts(watcher)
 	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
 		"wallet", desc.String(), "electrum", cfg.ElectrumURL, "relays", pool.URLs(), "policy", cfg.PolicyFile)
 
@@ -156,7 +158,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/requests/", flow.HTTPHandler())
-		mux.Handle("/", healthHandler(watcher, pool, db))
+		mux.Handle("/", healthHandler(watcher, pool, db, reqMetrics))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		start("health", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); srv.Close() }()
@@ -190,9 +192,11 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 }
 
 // logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends.
-// Spent events also go to the spend ledger (flow.NoteSpent). Each event is acknowledged once
-// handled, so a restart does not report it again; one whose ledger update failed is not
-// acknowledged and comes back after a restart.
+// Events that can change a proven fact (Spent, FundingConfirmed, FundingReorged, NewTip) make the
+// spend exposure reconcile with the watcher's proven view (flow.ReconcileExposure); the event
+// itself is never taken as a fact. Each event is acknowledged once handled, so a restart does not
+// report it again; one whose exposure update failed is not acknowledged and comes back after a
+// restart.
 func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger, flow *psbtflow.Service, engine *psbtflow.Engine) {
 	for {
 		select {
@@ -216,10 +220,6 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 				if e.SpentBy != nil {
 					flow.NoteSpentCoin(e.OutPoint, psbtflow.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
 						Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
-					if err := flow.NoteSpent(ctx, e.OutPoint, *e.SpentBy); err != nil {
-						log.Error("spend ledger update failed; the event is kept for the next start", "error", err)
-						continue
-					}
 				}
 			case chainwatch.FundingDropped:
 				log.Warn("funding dropped (evicted, replaced or reorged out)", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
@@ -234,6 +234,15 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 					log.Warn("chain reorganised", "fork", e.Fork, "height", e.Tip.Height, "hash", e.Tip.Hash.String())
 				} else {
 					log.Debug("new tip", "height", e.Tip.Height, "hash", e.Tip.Hash.String())
+				}
+			}
+			switch ev.(type) {
+			case chainwatch.Spent, chainwatch.FundingConfirmed, chainwatch.FundingReorged, chainwatch.NewTip:
+				if err := flow.ReconcileExposure(ctx); err != nil {
+					if ctx.Err() == nil {
+						log.Error("spend exposure update failed; the event is kept for the next start", "id", ev.EventID(), "error", err)
+					}
+					continue
 				}
 			}
 			// The proposals the event fires are stored before it is acknowledged: a crash in
@@ -288,9 +297,9 @@ func (c chainView) Synced() bool {
 
 // healthHandler serves /metrics (Prometheus, see metrics.go), /healthz (200 when the wallet is synced, the Electrum server connected and
 // at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).
-func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) http.Handler {
+func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB, rm *requestMetrics) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metricsHandler(pool))
+	mux.Handle("/metrics", metricsHandler(pool, newDaemonCollector(w, db), rm.requests))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) {
 		ready := false
 		select {
@@ -307,7 +316,7 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 		}
 		eh := w.Health()
 		ok := ready && eh.Connected && up > 0
-		body := map[string]any{"ok": ok, "synced": ready, "electrum": eh, "relays": relays}
+		body := daemonJSON{OK: ok, Synced: ready, Electrum: toElectrumJSON(eh), Relays: relays}
 		rw.Header().Set("Content-Type", "application/json")
 		if !ok {
 			rw.WriteHeader(http.StatusServiceUnavailable)
@@ -321,7 +330,7 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 			return
 		}
 		rw.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(rw).Encode(st)
+		json.NewEncoder(rw).Encode(toWalletJSON(st))
 	})
 	return mux
 }
