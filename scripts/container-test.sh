@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # container-test.sh — a Docker engine of its own, the base images made locally, and the cosigner
 # image built from the repository's Dockerfile. The container test (e2e/container) runs
-#   scripts/container-test.sh up     # prints KEY=VALUE lines: DOCKER_HOST, IMAGE, ENGINE_STARTED
+#   scripts/container-test.sh up     # prints KEY=VALUE lines: DOCKER_HOST, DOCKER, IMAGE (its id),
+#                                    # ENGINE_STARTED
 #   ...docker run the image...
 #   scripts/container-test.sh down   # stops this script's engine (pidfile in $COSIGNER_DOCKER_DIR)
 #                                    # unless containers still run on it (another test run)
@@ -161,9 +162,9 @@ build_image() {
 		if [ -n "${!v:-}" ]; then args+=(--build-arg "$v=${!v}"); fi
 	done
 	log "building $IMAGE from $ROOT/Dockerfile"
-	DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$IMAGE" \
-		--build-arg "EXTRA_CA_CERTS=$(extra_ca_certs)" "${args[@]}" "$ROOT" >/dev/null
-	log "$IMAGE: $("$DOCKER" image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.1f MB", $1/1e6}')"
+	IMAGE_ID=$(DOCKER_BUILDKIT=0 "$DOCKER" build --quiet --tag "$IMAGE" \
+		--build-arg "EXTRA_CA_CERTS=$(extra_ca_certs)" "${args[@]}" "$ROOT")
+	log "$IMAGE ($IMAGE_ID): $("$DOCKER" image inspect --format '{{.Size}}' "$IMAGE_ID" | awk '{printf "%.1f MB", $1/1e6}')"
 }
 
 case ${1:-} in
@@ -176,7 +177,8 @@ up)
 	build_image
 	echo "DOCKER_HOST=$DOCKER_HOST"
 	echo "DOCKER=$DOCKER"
-	echo "IMAGE=$IMAGE"
+	# The image's id rather than its tag: another run may retag $IMAGE meanwhile.
+	echo "IMAGE=$IMAGE_ID"
 	echo "ENGINE_STARTED=$started"
 	;;
 down)
