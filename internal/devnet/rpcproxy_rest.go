@@ -21,7 +21,9 @@ package devnet
 //     outputs its inputs spend (CompactSize count of transactions, then per
 //     transaction a CompactSize count and that many serialized TxOuts; none
 //     for the coinbase) ← getblock HASH 0, then getrawtransaction prevtxid 0
-//     for every distinct previous transaction (btcd runs with --txindex).
+//     for every distinct previous transaction outside the block (btcd runs with
+//     --txindex). Kept by block hash, so that electrs can undo a stale block
+//     whose previous transactions btcd no longer finds.
 //   - /rest/blockpart/HASH.bin?offset=O&size=S → bytes [O, O+S) of the block
 //     ← getblock HASH 0. A range outside the block: 400.
 //
@@ -62,26 +64,35 @@ func restErr(status int, format string, args ...any) error {
 	return &errRESTStatus{status: status, msg: fmt.Sprintf(format, args...)}
 }
 
-// blockCache keeps raw blocks by hash.
+// blockCache keeps raw blocks and their spent outputs (the /rest/spenttxouts
+// body) by block hash; neither ever changes for a given hash. Keeping the
+// spent outputs matters on a reorg: electrs asks again for those of the blocks
+// it undoes, whose previous transactions btcd may no longer find (a stale
+// block's transactions leave the txindex, and a conflicted one does not return
+// to the mempool).
 type blockCache struct {
 	mu     sync.Mutex
 	blocks map[chainhash.Hash][]byte
+	spent  map[chainhash.Hash][]byte
 }
 
-func (c *blockCache) get(h chainhash.Hash) ([]byte, bool) {
+func (c *blockCache) get(h chainhash.Hash) ([]byte, bool) { return c.lookup(&c.blocks, h) }
+func (c *blockCache) put(h chainhash.Hash, b []byte)      { c.store(&c.blocks, h, b) }
+
+func (c *blockCache) lookup(m *map[chainhash.Hash][]byte, h chainhash.Hash) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := c.blocks[h]
+	b, ok := (*m)[h]
 	return b, ok
 }
 
-func (c *blockCache) put(h chainhash.Hash, b []byte) {
+func (c *blockCache) store(m *map[chainhash.Hash][]byte, h chainhash.Hash, b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.blocks == nil || len(c.blocks) >= restBlockCacheSize {
-		c.blocks = make(map[chainhash.Hash][]byte) // crude but bounded: start over
+	if *m == nil || len(*m) >= restBlockCacheSize {
+		*m = make(map[chainhash.Hash][]byte) // crude but bounded: start over
 	}
-	c.blocks[h] = b
+	(*m)[h] = b
 }
 
 // rpcResult is one answer of a rest call to btcd: a result or btcd's error.
@@ -280,8 +291,12 @@ func (r restRPC) headers(ctx context.Context, start chainhash.Hash, count int) (
 	return out.Bytes(), nil
 }
 
-// spentTxOuts is /rest/spenttxouts/HASH.bin.
+// spentTxOuts is /rest/spenttxouts/HASH.bin. Previous transactions in the
+// same block are taken from the block; the others from btcd.
 func (r restRPC) spentTxOuts(ctx context.Context, h chainhash.Hash) ([]byte, error) {
+	if b, ok := r.cache.lookup(&r.cache.spent, h); ok {
+		return b, nil
+	}
 	raw, err := r.block(ctx, h)
 	if err != nil {
 		return nil, err
@@ -290,7 +305,11 @@ func (r restRPC) spentTxOuts(ctx context.Context, h chainhash.Hash) ([]byte, err
 	if err := blk.Deserialize(bytes.NewReader(raw)); err != nil {
 		return nil, restErr(http.StatusBadGateway, "block %s does not parse: %v", h, err)
 	}
-	// Distinct previous transactions, in first-use order.
+	inBlock := make(map[chainhash.Hash]*wire.MsgTx, len(blk.Transactions))
+	for _, tx := range blk.Transactions {
+		inBlock[tx.TxHash()] = tx
+	}
+	// Distinct previous transactions not in the block, in first-use order.
 	var prevIDs []chainhash.Hash
 	seen := make(map[chainhash.Hash]int)
 	for i, tx := range blk.Transactions {
@@ -298,6 +317,9 @@ func (r restRPC) spentTxOuts(ctx context.Context, h chainhash.Hash) ([]byte, err
 			continue // the coinbase spends nothing
 		}
 		for _, in := range tx.TxIn {
+			if _, ok := inBlock[in.PreviousOutPoint.Hash]; ok {
+				continue
+			}
 			if _, ok := seen[in.PreviousOutPoint.Hash]; !ok {
 				seen[in.PreviousOutPoint.Hash] = len(prevIDs)
 				prevIDs = append(prevIDs, in.PreviousOutPoint.Hash)
@@ -344,7 +366,10 @@ func (r restRPC) spentTxOuts(ctx context.Context, h chainhash.Hash) ([]byte, err
 		}
 		_ = wire.WriteVarInt(&out, 0, uint64(len(tx.TxIn)))
 		for _, in := range tx.TxIn {
-			prev := prevTxs[seen[in.PreviousOutPoint.Hash]]
+			prev, ok := inBlock[in.PreviousOutPoint.Hash]
+			if !ok {
+				prev = prevTxs[seen[in.PreviousOutPoint.Hash]]
+			}
 			idx := in.PreviousOutPoint.Index
 			if int(idx) >= len(prev.TxOut) {
 				return nil, restErr(http.StatusInternalServerError, "block %s spends %s, which has %d outputs", h, in.PreviousOutPoint, len(prev.TxOut))
@@ -354,6 +379,7 @@ func (r restRPC) spentTxOuts(ctx context.Context, h chainhash.Hash) ([]byte, err
 			}
 		}
 	}
+	r.cache.store(&r.cache.spent, h, out.Bytes())
 	return out.Bytes(), nil
 }
 
