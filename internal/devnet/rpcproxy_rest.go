@@ -69,30 +69,37 @@ func restErr(status int, format string, args ...any) error {
 // spent outputs matters on a reorg: electrs asks again for those of the blocks
 // it undoes, whose previous transactions btcd may no longer find (a stale
 // block's transactions leave the txindex, and a conflicted one does not return
-// to the mempool).
+// to the mempool). Each kind is kept in two generations of up to
+// restBlockCacheSize entries: when the current one is full it becomes the
+// previous one, so the most recent entries always survive.
 type blockCache struct {
 	mu     sync.Mutex
-	blocks map[chainhash.Hash][]byte
-	spent  map[chainhash.Hash][]byte
+	blocks cacheGens
+	spent  cacheGens
 }
+
+type cacheGens struct{ cur, prev map[chainhash.Hash][]byte }
 
 func (c *blockCache) get(h chainhash.Hash) ([]byte, bool) { return c.lookup(&c.blocks, h) }
 func (c *blockCache) put(h chainhash.Hash, b []byte)      { c.store(&c.blocks, h, b) }
 
-func (c *blockCache) lookup(m *map[chainhash.Hash][]byte, h chainhash.Hash) ([]byte, bool) {
+func (c *blockCache) lookup(g *cacheGens, h chainhash.Hash) ([]byte, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	b, ok := (*m)[h]
+	if b, ok := g.cur[h]; ok {
+		return b, true
+	}
+	b, ok := g.prev[h]
 	return b, ok
 }
 
-func (c *blockCache) store(m *map[chainhash.Hash][]byte, h chainhash.Hash, b []byte) {
+func (c *blockCache) store(g *cacheGens, h chainhash.Hash, b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if *m == nil || len(*m) >= restBlockCacheSize {
-		*m = make(map[chainhash.Hash][]byte) // crude but bounded: start over
+	if g.cur == nil || len(g.cur) >= restBlockCacheSize {
+		g.prev, g.cur = g.cur, make(map[chainhash.Hash][]byte)
 	}
-	(*m)[h] = b
+	g.cur[h] = b
 }
 
 // rpcResult is one answer of a rest call to btcd: a result or btcd's error.

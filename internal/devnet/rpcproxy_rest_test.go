@@ -445,3 +445,21 @@ func TestProxyContentLength(t *testing.T) {
 		t.Errorf("unknown block over HTTP: status %d, content-length %d", resp.StatusCode, resp.ContentLength)
 	}
 }
+
+// TestBlockCacheKeepsTheRecent: past its size the cache forgets the oldest entries only.
+func TestBlockCacheKeepsTheRecent(t *testing.T) {
+	var c blockCache
+	key := func(i int) chainhash.Hash { return chainhash.DoubleHashH([]byte(strconv.Itoa(i))) }
+	n := 3*restBlockCacheSize + 7
+	for i := range n {
+		c.put(key(i), []byte{byte(i)})
+	}
+	for i := n - restBlockCacheSize; i < n; i++ {
+		if b, ok := c.get(key(i)); !ok || b[0] != byte(i) {
+			t.Fatalf("entry %d of the last %d forgotten", i, restBlockCacheSize)
+		}
+	}
+	if _, ok := c.get(key(0)); ok {
+		t.Error("the cache is not bounded: entry 0 still there")
+	}
+}
