@@ -30,6 +30,9 @@ const (
 	MaxContentBytes = 96 * 1024
 	// MaxClockSkew is how far a request's created_at may be from now; older events are replays.
 	MaxClockSkew = 10 * time.Minute
+	// ReplayWindow is how long a handled event's id is remembered (in memory and in the store's
+	// replay set): longer than any created_at the skew check lets through.
+	ReplayWindow = 2*MaxClockSkew + time.Minute
 	// MaxClientRelays bounds the relays outside the pool that client sessions may add
 	// (nostrconnect:// URIs accepted by the operator): at most this many pools on a client's own
 	// relays are open at once. Further relays are still published to (PublisherTo) but not
@@ -217,7 +220,7 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 		limits:        newRateLimits(DefaultRatePerSecond, DefaultRateBurst),
 		handlers:      make(map[string]HandlerFunc),
 		conv:          mustLRU[[32]byte](maxConversationKeys),
-		seen:          newSeenIDs(2*MaxClockSkew+time.Minute, maxSeenEvents),
+		seen:          newSeenIDs(ReplayWindow, maxSeenEvents),
 		clientLegacy:  mustLRU[struct{}](maxLegacyClients),
 		clientRelays:  make(map[string][]string),
 		extra:         make(map[string]*extraPool),
