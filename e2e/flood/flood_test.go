@@ -65,7 +65,7 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	// The daemon is built without the race detector: this test measures latency under load,
 	// and the detector's several-fold CPU cost would measure the instrumentation. The same code
 	// paths run under -race in e2e/nip46 and the unit tests.
@@ -74,7 +74,7 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setting up the network and the cosigner: %v", err)
 	}
-	defer env.Close()
+	t.Cleanup(env.Close)
 	t.Cleanup(func() { env.LogOnFailure(t, 60) })
 	if _, err := env.FundConfirmed(ctx, btcutil.SatoshiPerBitcoin, btcutil.SatoshiPerBitcoin); err != nil {
 		t.Fatal(err)
@@ -88,10 +88,12 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	if len(relays) < 3 {
 		t.Fatalf("want 3 relays, have %v", relays)
 	}
-	// The strangers and the flooder use relay 0; the probe relays 1 and 2 (the daemon listens
-	// and answers on all three).
-	probe := connect(ctx, t, env, env.ClientSK, relays[1:])
-	flooder := connect(ctx, t, env, flooderSK, relays[:1])
+	// Each load has its own relay, so that what the probe measures is the daemon, not a relay
+	// busy with someone else's traffic: the strangers use relay 0, the flooder relay 1, the
+	// probe relay 2 (the daemon listens on all three and answers on all of them; a majority
+	// accepting an answer is enough).
+	probe := connect(ctx, t, env, env.ClientSK, relays[2:])
+	flooder := connect(ctx, t, env, flooderSK, relays[1:2])
 	payee, err := env.ExternalAddress()
 	if err != nil {
 		t.Fatal(err)
@@ -135,13 +137,15 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	t.Logf("probe unloaded: p50 %v p99 %v (%d round trips)", p50(unloaded), p99Unloaded, len(unloaded))
 
 	// The load: 20,000 events from fresh keys straight to relay 0, pipelined (freshkeys), and at
-	// the same time 1,000 wide PSBTs from the flooder on relay 0, paced just under its rate
-	// limit (20/s) so that every one is decided, while the probe keeps asking on relays 1 and 2.
+	// the same time 1,000 wide PSBTs from the flooder, paced just under its rate limit (20/s) so
+	// that every one is decided, while the probe keeps asking. (The node relays verify every
+	// event in JavaScript: on a busy machine relay 0 takes a few hundred events a second, and a
+	// deeper pipeline only starves its other connections.)
 	fresh := buildFreshKeys(ctx, t, env)
 	size0 := dbSize(ctx, t, env)
 	rows0 := strangerRows(ctx, t, env, env.ClientPK, flooderPK)
 	received0 := eventsReceived(ctx, t, env, relays[0])
-	answers := watchAnswers(ctx, t, env, relays[1], env.ClientPK, flooderPK)
+	answers := watchAnswers(ctx, t, env, relays[2], env.ClientPK, flooderPK)
 	probing := startProbe(sign)
 	start := time.Now()
 	type published struct {
@@ -152,7 +156,7 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	go func() {
 		var out published
 		b, err := exec.CommandContext(ctx, fresh, "-relay", relays[0], "-signer", env.KeyA.NostrPubKey, "-n", strconv.Itoa(freshKeys),
-			"-window", "256", "-timeout", "8m").Output()
+			"-window", "32", "-timeout", "6m").Output()
 		if err != nil {
 			t.Errorf("freshkeys: %v (%s)", err, b)
 		} else if err := json.Unmarshal(b, &out); err != nil {
@@ -185,10 +189,10 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	size1 := dbSize(ctx, t, env)
 	rows1 := strangerRows(ctx, t, env, env.ClientPK, flooderPK)
 	requests := wideRequests + probes + 1
-	t.Logf("the daemon read %d events on relay 0 (%d from the flooder); database %d -> %d bytes (+%d, %d per request); rows of other pubkeys %+v -> %+v",
-		received-received0, wideRequests, size0, size1, size1-size0, (size1-size0)/int64(requests), rows0, rows1)
+	t.Logf("the daemon read %d events on relay 0; database %d -> %d bytes (+%d, %d per request); rows of other pubkeys %+v -> %+v",
+		received-received0, size0, size1, size1-size0, (size1-size0)/int64(requests), rows0, rows1)
 	t.Logf("probe under load: p50 %v p99 %v (%d round trips); unloaded p99 %v", p50(loaded), p99(loaded), len(loaded), p99Unloaded)
-	if got := received - received0 - wideRequests; got < freshKeys/10 {
+	if got := received - received0; got < freshKeys/10 {
 		t.Errorf("the daemon read only %d of the fresh keys' events; the flood did not reach it", got)
 	}
 	if rows1.strangers != rows0.strangers {
