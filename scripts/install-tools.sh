@@ -8,7 +8,7 @@
 #   nostr-rs-relay 0.8.12, electrs 0.12.0 -> $TOOLS_DIR/bin (cargo install, built once into
 #                                       $CACHE_DIR/<crate>-<version>, outside the clone)
 #   Debian packages the builds and the container test need (clang, libclang-dev,
-#   protobuf-compiler, docker.io, mmdebstrap) -> apt-get, when missing and running as root
+#   protobuf-compiler, docker.io, mmdebstrap, python3-electrum) -> apt-get, when missing and running as root
 #
 # CACHE_DIR (default $HOME/.cache/cosigner) keeps the slow Rust builds across clones: a
 # rerun copies the cached binary instead of rebuilding (~6 and ~12 min on 2 cores).
@@ -90,9 +90,10 @@ need cargo "Rust toolchain (cargo), for nostr-rs-relay and electrs"
 
 # --- Debian packages -------------------------------------------------------------
 # The Rust builds need clang/libclang (rocksdb's bindgen, for electrs) and protoc (for
-# nostr-rs-relay); the container test needs the Docker engine and mmdebstrap (base images
+# nostr-rs-relay); `cosigner export`'s test opens wallets with Debian's Electrum library
+# (python3-electrum); the container test needs the Docker engine and mmdebstrap (base images
 # are made locally: nothing can be pulled from a registry).
-DEB_PACKAGES=(clang libclang-dev protobuf-compiler docker.io mmdebstrap)
+DEB_PACKAGES=(clang libclang-dev protobuf-compiler docker.io mmdebstrap python3-electrum)
 missing_debs() {
 	local p
 	for p in "${DEB_PACKAGES[@]}"; do

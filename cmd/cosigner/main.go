@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,37 +12,99 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mdp/qrterminal/v3"
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
-const usage = `cosigner — a headless Bitcoin multisig co-signer on Nostr (NIP-46)
+// command is one subcommand: its usage line, what it does (the text of `cosigner COMMAND
+// --help`), whether it needs the COSIGNER_* configuration, and its function. args are the
+// arguments after the command's name.
+type command struct {
+	name     string
+	usage    string // "cosigner NAME …", the synopsis
+	summary  string // one line for `cosigner --help`
+	help     string // the rest of `cosigner NAME --help`
+	noConfig bool   // runs without loading COSIGNER_* (policy, version)
+	run      func(ctx context.Context, cfg *Config, args []string, out io.Writer) error
+}
 
-usage:
-  cosigner init [--upgrade]   create the account key and Nostr identity (encrypted key file);
-                              --upgrade rewrites a version 1 key file in the current format
-  cosigner bunker-uri [--perms P]  print a bunker:// URI with a fresh single-use connect secret
-  cosigner connect 'nostrconnect://…'  accept an app's nostrconnect:// URI (daemon answers it)
-  cosigner clients list|grant|revoke   connected NIP-46 clients and their permissions
-  cosigner request BUNKER_URI METHOD [PARAMS…]  call a NIP-46 remote signer, print the result
-  cosigner run                watch the wallet and serve NIP-46 until SIGTERM/SIGINT
-  cosigner status             the wallet as last seen (tip, balance, UTXOs) and the daemon's sync progress and servers
-  cosigner health             exit 0 if the running daemon is healthy (for HEALTHCHECK)
-  cosigner policy check FILE  validate a policy file
-  cosigner policy test FILE --psbt P   dry run: how the policy decides the PSBT, rule by rule
-  cosigner policy schema      print the policy language's JSON Schema
-  cosigner psbt inspect [--json] FILE
-                              what a PSBT does to the wallet: inputs, outputs, change, fee, warnings
-  cosigner proposals list|show ID|cancel ID [--json]
-                              transactions the policy's automations proposed, and their progress
-  cosigner notify-test [--text T]  send a NIP-17 direct message to COSIGNER_NOTIFY_NPUB (check the setup)
+// commands lists every subcommand in the order `cosigner --help` prints them.
+var commands = []command{
+	{name: "init", usage: "cosigner init [--upgrade]", summary: "create the account key and Nostr identity (encrypted key file)",
+		help: "Creates COSIGNER_KEY_FILE (default DATA_DIR/key.json): a BIP32 seed and a Nostr key, encrypted\nwith the passphrase (COSIGNER_PASSPHRASE_FILE), and prints the key origin, the xpub and the npub.\n--upgrade rewrites a version 1 key file in the current format, in place, same passphrase.",
+		run: func(_ context.Context, cfg *Config, args []string, out io.Writer) error {
+			switch {
+			case len(args) == 1 && args[0] == "--upgrade":
+				return cmdInitUpgrade(cfg, out)
+			case len(args) != 0:
+				return usageError{"usage: cosigner init [--upgrade]"}
+			}
+			return cmdInit(cfg, out)
+		}},
+	{name: "bunker-uri", usage: "cosigner bunker-uri [--perms P] [--qr]", summary: "print a bunker:// URI with a fresh single-use connect secret",
+		help: "Stores a fresh connect secret (good for one client, once) and prints the bunker:// URI for\nNostr apps. --perms limits what the secret grants (method[:kind],…; default " + signer.DefaultPerms + ").\n--qr also draws the URI as a QR code in the terminal, for phone apps.",
+		run:  cmdBunkerURI},
+	{name: "connect", usage: "cosigner connect 'nostrconnect://…'", summary: "accept an app's nostrconnect:// URI (the daemon answers it)", run: cmdConnect},
+	{name: "clients", usage: "cosigner clients list|grant|revoke …", summary: "connected NIP-46 clients and their permissions", run: cmdClients},
+	{name: "request", usage: "cosigner request BUNKER_URI METHOD [PARAMS…]", summary: "call a NIP-46 remote signer, print the result", run: cmdRequest},
+	{name: "run", usage: "cosigner run", summary: "watch the wallet and serve NIP-46 until SIGTERM/SIGINT",
+		help: "The daemon: syncs the wallet from the Electrum server, serves NIP-46 on COSIGNER_RELAYS, runs\nthe policy's automations, and serves /healthz, /status and /metrics on COSIGNER_HEALTH_ADDR.\nSIGTERM or SIGINT stops it gracefully.",
+		run: func(ctx context.Context, cfg *Config, args []string, _ io.Writer) error {
+			if len(args) != 0 {
+				return usageError{fmt.Sprintf("run takes no arguments (got %q); settings are COSIGNER_* variables, see `cosigner config`", args)}
+			}
+			return cmdRun(ctx, cfg)
+		}},
+	{name: "status", usage: "cosigner status [--json]", summary: "the wallet as last seen (tip, balance, UTXOs), the daemon's sync progress and servers",
+		help: "Reads the wallet view `cosigner run` stored (works while the daemon is stopped) and, when the\ndaemon's health endpoint answers, its Electrum server and relays. --json prints one JSON object\n(snake_case fields: wallet, daemon).",
+		run:  cmdStatus},
+	{name: "health", usage: "cosigner health", summary: "exit 0 if the running daemon is healthy (for HEALTHCHECK)",
+		run: func(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
+			if len(args) != 0 {
+				return usageError{"usage: cosigner health"}
+			}
+			return cmdHealth(ctx, cfg, out)
+		}},
+	{name: "config", usage: "cosigner config [--json]", summary: "every COSIGNER_* setting: default, meaning, the value in effect (secrets masked)", run: cmdConfig},
+	{name: "audit", usage: "cosigner audit [--since DURATION|TIME] [--limit N] [--json]", summary: "the audit log: every decision, with its client, rule and reason", run: cmdAudit},
+	{name: "export", usage: "cosigner export [--format descriptors|core|specter|electrum] [--label NAME]",
+		summary: "the registered wallet in the forms coordinator wallets import (BDK, Core, Sparrow/Specter, Electrum)",
+		help:    "descriptors: the receive and change descriptors with checksums (BDK, Sparrow, Core); core: a JSON\narray for Bitcoin Core's importdescriptors; specter: Specter's wallet JSON (Sparrow imports it);\nelectrum: an Electrum multisig wallet file, watch-only, keystores in SLIP-132 form (Zpub/Vpub for\nP2WSH, Ypub/Upub for P2SH-P2WSH; sortedmulti only, as Electrum sorts keys).",
+		run:     cmdExport},
+	{name: "policy", usage: "cosigner policy check FILE | test FILE --psbt P | schema", summary: "validate a policy file, dry-run a PSBT through it, print its JSON Schema", noConfig: true,
+		run: func(ctx context.Context, _ *Config, args []string, out io.Writer) error {
+			return cmdPolicy(ctx, args, out)
+		}},
+	{name: "psbt", usage: "cosigner psbt inspect [--json] FILE", summary: "what a PSBT does to the wallet: inputs, outputs, change, fee, warnings", run: cmdPSBT},
+	{name: "proposals", usage: "cosigner proposals list|show ID|cancel ID [--json]", summary: "transactions the policy's automations proposed, and their progress", run: cmdProposals},
+	{name: "notify-test", usage: "cosigner notify-test [--text T]", summary: "send a NIP-17 direct message to COSIGNER_NOTIFY_NPUB (check the setup)", run: cmdNotifyTest},
+	{name: "version", usage: "cosigner version", summary: "the build: module version, VCS revision, Go version (also --version)", noConfig: true,
+		run: func(_ context.Context, _ *Config, args []string, out io.Writer) error {
+			if len(args) != 0 {
+				return usageError{"usage: cosigner version"}
+			}
+			fmt.Fprintln(out, versionString())
+			return nil
+		}},
+}
 
-Configuration is read from COSIGNER_* environment variables; see the README.
-`
+// usage is the text of `cosigner --help`.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("cosigner — a headless Bitcoin multisig co-signer on Nostr (NIP-46)\n\nusage:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %s\n      %s\n", c.usage, c.summary)
+	}
+	b.WriteString("\n`cosigner COMMAND --help` explains one command. Configuration is read from COSIGNER_*\nenvironment variables: `cosigner config` lists them.\n")
+	return b.String()
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -57,56 +120,63 @@ func main() {
 	}
 }
 
+// usageError is a command line the command cannot take; main exits 2 and prints the usage.
 type usageError struct{ msg string }
 
-func (e usageError) Error() string { return e.msg + "\n\n" + usage }
+func (e usageError) Error() string { return e.msg + "\n\nrun `cosigner --help` for the commands" }
+
+// wantsHelp reports whether args ask for help: -h or --help anywhere before a "--".
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		if a == "-h" || a == "--help" || a == "-help" {
+			return true
+		}
+	}
+	return false
+}
 
 func runCommand(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"no command given"}
 	}
 	switch args[0] {
-	case "-h", "--help", "help":
-		fmt.Fprint(out, usage)
+	case "-h", "--help", "-help", "help":
+		if len(args) == 2 {
+			return runCommand(ctx, []string{args[1], "--help"}, out)
+		}
+		fmt.Fprint(out, usage())
 		return nil
-	case "policy":
-		return cmdPolicy(ctx, args[1:], out)
+	case "--version", "-version":
+		fmt.Fprintln(out, versionString())
+		return nil
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	switch args[0] {
-	case "init":
-		if len(args) == 2 && args[1] == "--upgrade" {
-			return cmdInitUpgrade(cfg, out)
+	var cmd *command
+	for i := range commands {
+		if commands[i].name == args[0] {
+			cmd = &commands[i]
 		}
-		if len(args) != 1 {
-			return usageError{"usage: cosigner init [--upgrade]"}
-		}
-		return cmdInit(cfg, out)
-	case "bunker-uri":
-		return cmdBunkerURI(ctx, cfg, args[1:], out)
-	case "connect":
-		return cmdConnect(ctx, cfg, args[1:], out)
-	case "clients":
-		return cmdClients(ctx, cfg, args[1:], out)
-	case "request":
-		return cmdRequest(ctx, cfg, args[1:], out)
-	case "run":
-		return cmdRun(ctx, cfg)
-	case "status":
-		return cmdStatus(ctx, cfg, out)
-	case "health":
-		return cmdHealth(ctx, cfg, out)
-	case "psbt":
-		return cmdPSBT(ctx, cfg, args[1:], out)
-	case "proposals":
-		return cmdProposals(ctx, cfg, args[1:], out)
-	case "notify-test":
-		return cmdNotifyTest(ctx, cfg, args[1:], out)
 	}
-	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	if cmd == nil {
+		return usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+	if wantsHelp(args[1:]) {
+		fmt.Fprintf(out, "usage: %s\n\n%s.\n", cmd.usage, cmd.summary)
+		if cmd.help != "" {
+			fmt.Fprintf(out, "\n%s\n", cmd.help)
+		}
+		return nil
+	}
+	var cfg *Config
+	if !cmd.noConfig {
+		var err error
+		if cfg, err = loadConfig(); err != nil {
+			return err
+		}
+	}
+	return cmd.run(ctx, cfg, args[1:], out)
 }
 
 func cmdInit(cfg *Config, out io.Writer) error {
@@ -133,8 +203,9 @@ func cmdBunkerURI(ctx context.Context, cfg *Config, args []string, out io.Writer
 	fs := flag.NewFlagSet("bunker-uri", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	permsFlag := fs.String("perms", "", "permissions the secret grants (default "+signer.DefaultPerms+")")
+	qr := fs.Bool("qr", false, "also draw the URI as a QR code")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		return usageError{"usage: cosigner bunker-uri [--perms method[:kind],…]"}
+		return usageError{"usage: cosigner bunker-uri [--perms method[:kind],…] [--qr]"}
 	}
 	var perms signer.Perms
 	if *permsFlag != "" {
@@ -168,11 +239,25 @@ func cmdBunkerURI(ctx context.Context, cfg *Config, args []string, out io.Writer
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(out, signer.BunkerURI(pub.NostrPubKey, cfg.Relays, secret))
+	uri := signer.BunkerURI(pub.NostrPubKey, cfg.Relays, secret)
+	if *qr {
+		// Half blocks keep the code small enough for a terminal; a quiet zone of 2 modules is
+		// what phone cameras need around it. Level L: the URI is long and is shown on a screen.
+		qrterminal.GenerateWithConfig(uri, qrterminal.Config{Level: qrterminal.L, Writer: out, HalfBlocks: true,
+			BlackChar: qrterminal.BLACK_BLACK, WhiteBlackChar: qrterminal.WHITE_BLACK, WhiteChar: qrterminal.WHITE_WHITE,
+			BlackWhiteChar: qrterminal.BLACK_WHITE, QuietZone: 2})
+	}
+	fmt.Fprintln(out, uri)
 	return nil
 }
 
-func cmdStatus(ctx context.Context, cfg *Config, out io.Writer) error {
+func cmdStatus(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	asJSON := fs.Bool("json", false, "")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+		return usageError{"usage: cosigner status [--json]"}
+	}
 	db, err := store.Open(ctx, cfg.DBPath())
 	if err != nil {
 		return err
@@ -181,6 +266,17 @@ func cmdStatus(ctx context.Context, cfg *Config, out io.Writer) error {
 	st, err := chainwatch.ReadStatus(ctx, db)
 	if err != nil {
 		return err
+	}
+	if *asJSON {
+		sj := statusJSON{Wallet: toWalletJSON(st)}
+		if cfg.HealthAddr != "" {
+			if h, err := fetchHealth(ctx, cfg.HealthAddr); err == nil {
+				sj.Daemon = &h
+			}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sj)
 	}
 	return showStatus(ctx, cfg, out, st)
 }

@@ -14,14 +14,16 @@ import (
 )
 
 // metricsHandler serves the Prometheus text format: the relay pool's per-relay health (see
-// relayCollector) and the Go runtime and process collectors.
-func metricsHandler(pool *relaypool.Pool) http.Handler {
+// relayCollector), the daemon's own collectors (metrics_daemon.go) and the Go runtime and
+// process collectors.
+func metricsHandler(pool *relaypool.Pool, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRelayCollector(pool),
 	)
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 

@@ -3,17 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/custodyagents/cosigner/relaypool"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
 )
 
 // closedRelayURL is a ws:// URL on a loopback port nothing listens on.
@@ -59,6 +64,61 @@ func TestMetricsHandler(t *testing.T) {
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+// TestDaemonMetrics: the daemon's collectors report requests by method and outcome, holds
+// waiting, proposals by state and build_info, and every metric name passes promlint.
+func TestDaemonMetrics(t *testing.T) {
+	pool, err := relaypool.New([]string{closedRelayURL(t)}, relaypool.Options{MinBackoff: time.Hour, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "cosigner.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rm := newRequestMetrics()
+	ok := rm.wrap("sign_psbt", func(context.Context, signer.Request) (string, error) { return "cHNidP8=", nil })
+	denied := rm.wrap("sign_psbt", func(context.Context, signer.Request) (string, error) {
+		return "", signer.Errorf(signer.CodePolicyDenied, "max_per_tx: too much")
+	})
+	held := rm.wrap("sign_psbt", func(context.Context, signer.Request) (string, error) { return "", &signer.HeldError{URL: "http://x"} })
+	boom := rm.wrap("approve", func(context.Context, signer.Request) (string, error) { return "", errors.New("disk full") })
+	for _, h := range []signer.HandlerFunc{ok, ok, denied, held, boom} {
+		h(ctx, signer.Request{})
+	}
+	rec := httptest.NewRecorder()
+	metricsHandler(pool, newDaemonCollector(nil, db), rm.requests).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		`cosigner_nip46_requests_total{method="sign_psbt",outcome="ok"} 2`,
+		`cosigner_nip46_requests_total{method="sign_psbt",outcome="policy_denied"} 1`,
+		`cosigner_nip46_requests_total{method="sign_psbt",outcome="held"} 1`,
+		`cosigner_nip46_requests_total{method="approve",outcome="internal"} 1`,
+		`cosigner_holds_waiting 0`,
+		`cosigner_proposals{state="awaiting_cosigners"} 0`,
+		`cosigner_build_info{`,
+		`cosigner_metrics_scrape_errors_total 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "cosigner_") {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 		}
 	}
 	if t.Failed() {

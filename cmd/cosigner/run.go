@@ -86,17 +86,18 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
 	}
-	remote, err := newRemoteSigner(cfg, keys, desc, pool, db, flow, log)
+	reqMetrics := newRequestMetrics()
+	remote, err := newRemoteSigner(cfg, keys, desc, pool, db, countedPSBT{reqMetrics, flow}, reqMetrics, log)
 	if err != nil {
 		return err
 	}
 	// Held requests get their late answer through the remote signer (NIP-46 auth_url flow);
 	// approvers and clients reach the held requests with approve and psbt_status.
 	flow.SetResponder(remote)
-	if err := remote.Handle("approve", flow.Approve); err != nil {
+	if err := remote.Handle("approve", reqMetrics.wrap("approve", flow.Approve)); err != nil {
 		return err
 	}
-	if err := remote.Handle("psbt_status", flow.PSBTStatus); err != nil {
+	if err := remote.Handle("psbt_status", reqMetrics.wrap("psbt_status", flow.PSBTStatus)); err != nil {
 		return err
 	}
 	// Automations (issue 6): chain events and schedules → proposals, signed here under the
@@ -156,7 +157,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/requests/", flow.HTTPHandler())
-		mux.Handle("/", healthHandler(watcher, pool, db))
+		mux.Handle("/", healthHandler(watcher, pool, db, reqMetrics))
 		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		start("health", func(ctx context.Context) error {
 			go func() { <-ctx.Done(); srv.Close() }()
@@ -293,9 +294,9 @@ func (c chainView) Synced() bool {
 
 // healthHandler serves /metrics (Prometheus, see metrics.go), /healthz (200 when the wallet is synced, the Electrum server connected and
 // at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).
-func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) http.Handler {
+func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB, rm *requestMetrics) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metricsHandler(pool))
+	mux.Handle("/metrics", metricsHandler(pool, newDaemonCollector(w, db), rm.requests))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) {
 		ready := false
 		select {
@@ -312,7 +313,7 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 		}
 		eh := w.Health()
 		ok := ready && eh.Connected && up > 0
-		body := map[string]any{"ok": ok, "synced": ready, "electrum": eh, "relays": relays}
+		body := daemonJSON{OK: ok, Synced: ready, Electrum: toElectrumJSON(eh), Relays: relays}
 		rw.Header().Set("Content-Type", "application/json")
 		if !ok {
 			rw.WriteHeader(http.StatusServiceUnavailable)
@@ -326,7 +327,7 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB) ht
 			return
 		}
 		rw.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(rw).Encode(st)
+		json.NewEncoder(rw).Encode(toWalletJSON(st))
 	})
 	return mux
 }

@@ -14,7 +14,7 @@ import (
 // from the configuration, the clients' own relays (nostrconnect) as extra pools (NIP-42 AUTH with
 // the bunker key like the main pool), and get_wallet.
 func newRemoteSigner(cfg *Config, keys *signer.Keys, desc *descriptor.Descriptor, pool *relaypool.Pool, db *store.DB,
-	psbt signer.PSBTHandler, log *slog.Logger) (*signer.RemoteSigner, error) {
+	psbt signer.PSBTHandler, rm *requestMetrics, log *slog.Logger) (*signer.RemoteSigner, error) {
 	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, psbt, log,
 		signer.WithLegacyNIP04(cfg.NIP04Legacy),
 		signer.WithRateLimit(cfg.ClientRate, cfg.ClientBurst),
@@ -28,9 +28,9 @@ func newRemoteSigner(cfg *Config, keys *signer.Keys, desc *descriptor.Descriptor
 	for _, k := range desc.Keys() {
 		fps = append(fps, hex.EncodeToString(k.Fingerprint[:]))
 	}
-	if err := remote.Handle("get_wallet", signer.WalletMethod(signer.WalletInfo{
+	if err := remote.Handle("get_wallet", rm.wrap("get_wallet", signer.WalletMethod(signer.WalletInfo{
 		Descriptor: desc.String(), Fingerprints: fps, Network: desc.Network().Name, KeyOrigin: keys.Public.KeyOrigin(),
-	})); err != nil {
+	}))); err != nil {
 		return nil, err
 	}
 	return remote, nil

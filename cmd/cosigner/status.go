@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/custodyagents/cosigner/chainwatch"
-	"github.com/custodyagents/cosigner/relaypool"
 )
 
 // printStatus writes the wallet view for people: tip, balances, UTXOs, SPV state.
@@ -52,13 +51,8 @@ func printStatus(out io.Writer, st chainwatch.Status) {
 	}
 }
 
-// daemonHealth is the part of the running daemon's /healthz that `cosigner status` shows.
-type daemonHealth struct {
-	OK       bool                    `json:"ok"`
-	Synced   bool                    `json:"synced"`
-	Electrum chainwatch.Health       `json:"electrum"`
-	Relays   []relaypool.RelayHealth `json:"relays"`
-}
+// daemonHealth is the running daemon's /healthz body (daemonJSON, snake_case).
+type daemonHealth = daemonJSON
 
 // fetchHealth reads the daemon's /healthz (any HTTP status: 503 still carries the body).
 func fetchHealth(ctx context.Context, addr string) (daemonHealth, error) {
