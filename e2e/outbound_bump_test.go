@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -124,16 +125,17 @@ func TestOutboundFeeBump(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		spent, err := db.SpentSince(ctx, began, nil)
+		window := time.Since(began) + time.Minute
+		ex, err := psbtflow.ExposureAt(ctx, db, []time.Duration{window}, time.Now())
 		if err != nil {
 			db.Close()
 			t.Fatal(err)
 		}
-		if spent != int64(amount) {
+		if spent := ex[window]; spent != amount {
 			rs, _ := db.Reservations(ctx)
 			var entries []string
 			for _, r := range rs {
-				entries = append(entries, fmt.Sprintf("%s %s %d sat replaced_by=%q", r.TxID, r.State, r.OutflowSat, r.ReplacedBy))
+				entries = append(entries, fmt.Sprintf("%s %s %d sat", r.TxID, r.State, r.OutflowSat))
 			}
 			t.Errorf("cosigner %s's spend ledger counts %d sat since the deposit, want the sweep's outflow %d once; entries:\n%s",
 				d.Name, spent, amount, strings.Join(entries, "\n"))

@@ -36,7 +36,7 @@ func velocity(w Window) check {
 	return check{w.Name(), func(in *Input) bool { return in.Spent[w.Window]+in.Outflow <= w.Max }, func(in *Input) (bool, string) {
 		spent := in.Spent[w.Window]
 		if total := spent + in.Outflow; total > w.Max {
-			return false, fmt.Sprintf("%s already spent in the last %s; with this outflow of %s it would be %s, over the limit of %s",
+			return false, fmt.Sprintf("%s already counted in the last %s (signed and outstanding, or confirmed); with this outflow of %s it would be %s, over the limit of %s",
 				spent, FormatDuration(w.Window), in.Outflow, total, w.Max)
 		}
 		return true, fmt.Sprintf("%s spent in the last %s + %s ≤ %s", spent, FormatDuration(w.Window), in.Outflow, w.Max)

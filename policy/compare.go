@@ -10,7 +10,7 @@ import (
 // Loosenings lists the ways next may allow something that prev does not; empty means next only
 // tightens (or keeps) prev. The comparison is by setting, and conservative: a change it cannot
 // prove to be a tightening counts as loosening. Precisely, each of these is a loosening:
-//   - timezone or loosen_delay changed to a shorter delay, release_after shortened;
+//   - timezone or loosen_delay changed to a shorter delay;
 //   - max_per_tx raised; a velocity window (W, M) of prev without a window in next that is at
 //     least as long with a max at most M; max_fee, max_feerate or max_fee_share raised or
 //     removed; min_confirmations lowered or removed; hours changed or removed;
@@ -40,9 +40,6 @@ func Loosenings(prev, next *Policy) []string {
 		add("loosen_delay shortened from %s to %s", FormatDuration(prev.LoosenDelay), FormatDuration(next.LoosenDelay))
 	}
 	pl, nl := &prev.Limits, &next.Limits
-	if nl.ReleaseAfter < pl.ReleaseAfter {
-		add("release_after shortened from %s to %s", FormatDuration(pl.ReleaseAfter), FormatDuration(nl.ReleaseAfter))
-	}
 	if nl.MaxPerTx > pl.MaxPerTx {
 		add("max_per_tx raised from %s to %s", pl.MaxPerTx, nl.MaxPerTx)
 	}

@@ -38,9 +38,11 @@ type Input struct {
 	// same code may appear more than once (one per output or input concerned).
 	Warnings []string
 
-	// Spent is what the spend ledger counts in each velocity window ending at Now (reserved or
-	// confirmed, without this transaction and without the reservations it replaces). A window
-	// missing from the map counts as zero.
+	// Spent is the spend exposure of each velocity window ending at Now, without this
+	// transaction's own outflow: every signed transaction still outstanding (whatever its age)
+	// plus those confirmed in the window, with this one counted as outstanding among them so that
+	// what it conflicts with (an RBF original) is not counted twice (psbtflow/exposure.go). A
+	// window missing from the map counts as zero.
 	Spent map[time.Duration]btcutil.Amount
 
 	// HeldSince is when this request was first held (zero for a new request); Approvals are the

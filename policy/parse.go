@@ -592,7 +592,6 @@ func (v *validator) limits(n *yaml.Node) {
 		return
 	}
 	l := &v.p.Limits
-	l.ReleaseAfter = DefaultReleaseAfter
 	if mp, ok := m["max_per_tx"]; !ok {
 		v.errorf(n, "missing key \"max_per_tx\" in limits, e.g. max_per_tx: 0.5 BTC")
 	} else if a, ok := v.amount(mp, "max_per_tx"); ok {

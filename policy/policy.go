@@ -20,10 +20,6 @@ import (
 // MaxFileBytes bounds a policy file.
 const MaxFileBytes = 1 << 20
 
-// DefaultReleaseAfter is how long a signed transaction's reservation in the spend ledger stays
-// counted while its inputs are still unspent, unless limits.release_after says otherwise.
-const DefaultReleaseAfter = 72 * time.Hour
-
 // DefaultLookahead is how many scripts per branch of a named descriptor are matched.
 const DefaultLookahead = 100
 
@@ -118,8 +114,9 @@ type Limits struct {
 	// destinations no output may pay.
 	Allow Opt[[]Destination]
 	Deny  []Destination
-	// ReleaseAfter: a reservation whose inputs are still unspent this long after signing is
-	// released (default DefaultReleaseAfter).
+	// ReleaseAfter is limits.release_after as written (0 when absent). Deprecated and ignored:
+	// a signed transaction counts until a proven confirmation or conflict settles it, never
+	// released by time (psbtflow's spend exposure); see Policy.Deprecations.
 	ReleaseAfter time.Duration
 	// AllowSighash lists the sighash types signed besides ALL (and DEFAULT on taproot)
 	// (limits.allow_sighash; DESIGN.md, "PSBT analysis and safety"). Empty: only ALL / DEFAULT.
@@ -334,16 +331,6 @@ func (p *Policy) Windows(now time.Time) []time.Duration {
 		}
 	}
 	return out
-}
-
-// ReleaseAfter is the longest reservation release delay of the stages in force at now, so that
-// a reservation is never released early under any of them.
-func (p *Policy) ReleaseAfter(now time.Time) time.Duration {
-	var d time.Duration
-	for _, s := range p.stages(now) {
-		d = max(d, s.Limits.ReleaseAfter)
-	}
-	return d
 }
 
 // RateLimits returns the client's rate limits in force at now (one per stage that sets one).

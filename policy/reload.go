@@ -91,6 +91,9 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 		r.refused = hash
 		return false, err
 	}
+	for _, d := range next.Deprecations() {
+		r.log.Warn("policy: "+d, "file", r.path, "hash", hash)
+	}
 	versions, err := r.store.Versions(ctx)
 	if err != nil {
 		return false, err

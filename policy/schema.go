@@ -86,7 +86,7 @@ func Schema() []byte {
 			"min_confirmations": confs,
 			"hours":             hours,
 			"destinations":      obj(keysDest, js{"allow": dest, "deny": dest}),
-			"release_after":     duration("A signed transaction's reservation is released if its inputs are still unspent this long after signing (default 72h)."),
+			"release_after":     duration("Deprecated and ignored: a signed transaction counts in the velocity windows until it confirms (then at its confirmation time) or one of its inputs is spent by another confirmed transaction; time alone never releases it."),
 			"allow_sighash": js{"type": "array", "uniqueItems": true, "items": js{"enum": SighashNames()},
 				"description": "Sighash types signed besides ALL (and DEFAULT on taproot); NONE, SINGLE and ANYONECANPAY let others change what is signed."},
 			"deny_warnings": js{"type": "array", "uniqueItems": true, "items": js{"enum": WarningCodes},

@@ -3,10 +3,10 @@ package psbtflow
 // Replaceable coins: a fee bump (BIP-125 RBF) spends coins that the transaction it replaces
 // already spends in the mempool, so the watcher no longer lists them as unspent and Analyze
 // would refuse them (input_unspent). A coin is replaceable — analysed as if unspent — only when
-// the transaction spending it is one this co-signer signed (its spend ledger has it, not
-// released) and is not confirmed: then the replacement can only take that transaction's place,
-// and the ledger counts the two once (withLedger, PlanReplacement). The coin's value, script and
-// place come from the watcher's Spent event, never from the PSBT.
+// the transaction spending it is one this co-signer signed (its spend ledger has it,
+// outstanding) and is not confirmed: then the replacement can only take that transaction's
+// place, and the exposure counts the two once (withLedger, OutstandingExposure). The coin's
+// value, script and place come from the watcher's Spent event, never from the PSBT.
 
 import (
 	"context"
@@ -74,7 +74,7 @@ func (s *Service) replaceableCoin(ctx context.Context, op wire.OutPoint) (Coin, 
 		return Coin{}, false
 	}
 	for _, r := range rs {
-		if r.TxID == sc.by.String() && r.State != store.LedgerReleased {
+		if r.TxID == sc.by.String() && r.State == store.LedgerOutstanding {
 			return sc.coin, true
 		}
 	}

@@ -626,6 +626,9 @@ func FeeCeiling(a policy.Automation, limitMax policy.FeeRate) FeeRate {
 
 // build selects the coins and writes the unsigned PSBT (state stays proposed).
 func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automation) (bool, error) {
+	if txid, op, ok := ParseInvalidationKey(p.TriggerKey); ok {
+		return e.buildInvalidation(ctx, p, a, txid, op) // invalidate.go
+	}
 	if _, err := e.needed(a); err != nil {
 		return true, e.abandon(ctx, p, err.Error())
 	}

@@ -593,9 +593,13 @@ func TestEngineFeeBump(t *testing.T) {
 	if tl := e.timeline(t, id); !slices.Contains(tl, "bumped") {
 		t.Fatalf("original's timeline %v", tl)
 	}
-	// The spend ledger counts the replacements once: one reservation still counting.
-	rs, _ := e.db.Reservations(ctx, store.LedgerReserved, store.LedgerSpent)
-	if len(rs) != 1 || rs[0].TxID != b.UnsignedTxID {
+	// The spend exposure counts the replacements once: all outstanding, the largest counted.
+	rs, _ := e.db.Reservations(ctx, store.LedgerOutstanding)
+	var largest int64
+	for _, r := range rs {
+		largest = max(largest, r.OutflowSat)
+	}
+	if len(rs) < 2 || OutstandingExposure(rs) != btcutil.Amount(largest) {
 		t.Fatalf("ledger %+v", rs)
 	}
 	// The replacement confirms instead of the original.

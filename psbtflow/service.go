@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -54,6 +53,8 @@ type Service struct {
 	// client's RBF replacement (outbound_replace.go).
 	spent       spentCoins
 	txConfirmed func(txid chainhash.Hash) bool
+	// facts are the proven chain facts the spend exposure moves on (exposure.go; nil: none).
+	facts SpendFacts
 
 	// mu serialises decisions so that one (client, id) is never evaluated twice at once, two
 	// conflicting PSBTs are never analysed against the same UTXO snapshot concurrently, and the
@@ -347,8 +348,7 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	}
 	in := PolicyInput(req.Client, req.Method, now, p, a)
 	in.HeldSince, in.Approvals = heldSince, approvals
-	carry, err := withLedger(ctx, s.db, pol, &in, a)
-	if err != nil {
+	if err := withLedger(ctx, s.db, pol, &in, a); err != nil {
 		s.log.Error("spend ledger read failed", "error", err)
 		return refused("error", signer.AsMethodError(err), "ledger", a)
 	}
@@ -375,8 +375,8 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	}
 	ae := store.AuditEntry{Decision: "signed", Rule: d.Rule, Reason: fmt.Sprintf("%s; %d partial signature(s) added", d.Reason, n)}
 	fillAudit(&ae, a)
-	res := &store.Reservation{TxID: a.UnsignedTxID, Client: req.Client, RequestID: req.ID, OutflowSat: int64(a.Outflow + carry),
-		Inputs: outpoints(a), At: now, ReleaseAfter: pol.ReleaseAfter(now)}
+	res := &store.Reservation{TxID: a.UnsignedTxID, Client: req.Client, RequestID: req.ID, OutflowSat: int64(a.Outflow),
+		Inputs: outpoints(a), At: now}
 	return verdict{result: out, rec: store.SignRequest{State: store.RequestSigned, Result: out, UnsignedTxID: a.UnsignedTxID},
 		audit: ae, decision: &d, reserve: res}
 }
@@ -387,43 +387,6 @@ func outpoints(a *Analysis) []string {
 		out[i] = x.OutPoint
 	}
 	return out
-}
-
-// withLedger fills in.Spent from the spend ledger for every velocity window in force: what the
-// ledger counts, without this transaction and the reservations it would replace. An RBF
-// replacement is counted once, at the larger of its own outflow and what it replaces (either
-// may still confirm); what it replaces is the sum of the reserved transactions it conflicts
-// with, since those do not conflict with one another and could all confirm if it does not
-// (a transaction spending the inputs of two pending ones replaces both). It returns the part
-// carried over from the replaced ones (added to the reservation).
-func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *Analysis) (btcutil.Amount, error) {
-	plan, err := db.PlanReplacement(ctx, a.UnsignedTxID, outpoints(a))
-	if err != nil {
-		return 0, err
-	}
-	exclude := []string{a.UnsignedTxID}
-	var carry btcutil.Amount
-	for _, r := range plan.Replaced {
-		exclude = append(exclude, r.TxID)
-		carry += btcutil.Amount(r.OutflowSat)
-	}
-	carry = max(0, carry-a.Outflow)
-	in.Spent = map[time.Duration]btcutil.Amount{}
-	for _, w := range pol.Windows(in.Now) {
-		since := in.Now.Add(-w)
-		n, err := db.SpentSince(ctx, since, exclude)
-		if err != nil {
-			return 0, err
-		}
-		spent := btcutil.Amount(n) + carry
-		for _, r := range plan.Reinstated {
-			if !r.At.Before(since) {
-				spent += btcutil.Amount(r.OutflowSat)
-			}
-		}
-		in.Spent[w] = spent
-	}
-	return carry, nil
 }
 
 // Explain is a dry run of a sign_psbt decision (cosigner policy test): decode and analyse
@@ -440,7 +403,7 @@ func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, 
 		return nil, policy.Decision{}, err
 	}
 	in := PolicyInput(client, "sign_psbt", now, p, a)
-	if _, err := withLedger(ctx, db, pol, &in, a); err != nil {
+	if err := withLedger(ctx, db, pol, &in, a); err != nil {
 		return a, policy.Decision{}, err
 	}
 	return a, policy.Evaluate(pol, in), nil
@@ -536,8 +499,8 @@ func (s *Service) Tick(ctx context.Context) {
 		if err := s.processHolds(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("held requests", "error", err)
 		}
-		if err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("spend ledger reconcile", "error", err)
+		if err := s.ReconcileExposure(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("spend exposure reconcile", "error", err)
 		}
 	}
 	if err := s.respondEnded(ctx); err != nil && ctx.Err() == nil {
@@ -655,83 +618,4 @@ func (s *Service) respondEnded(ctx context.Context) error {
 		s.log.Info("held request answered", "client", h.Client, "id", h.RequestID, "state", rec.State)
 	}
 	return errors.Join(errs...)
-}
-
-// NoteSpent tells the spend ledger that the wallet's outpoint op was spent by transaction
-// spentBy (a chainwatch Spent event): a ledger transaction with that txid is spent (counted);
-// any other reserved or replaced ledger transaction spending op can never confirm and is released.
-func (s *Service) NoteSpent(ctx context.Context, op wire.OutPoint, spentBy chainhash.Hash) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, err := s.db.LedgerSpending(ctx, op.String())
-	if err != nil {
-		return err
-	}
-	by := spentBy.String()
-	for _, r := range rs {
-		if r.State == store.LedgerReleased && r.TxID != by {
-			continue
-		}
-		state := store.LedgerReleased
-		if r.TxID == by {
-			state = store.LedgerSpent
-		} else if r.State == store.LedgerSpent {
-			continue
-		}
-		if state != r.State {
-			if err := s.db.SetLedgerState(ctx, r.TxID, state); err != nil {
-				return err
-			}
-			s.log.Info("spend ledger", "txid", r.TxID, "state", state, "outflow_sat", r.OutflowSat)
-		}
-	}
-	return nil
-}
-
-// Reconcile brings the spend ledger in line with the wallet view: a reserved transaction whose
-// inputs are no longer all unspent is spent (counted: the conservative reading when no Spent
-// event said by whom); a spent one whose inputs are all unspent again (evicted, reorged out) is
-// reserved again; a reserved one whose inputs are all still unspent release_after after signing
-// is released.
-func (s *Service) Reconcile(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	// Spent entries older than the longest window in force no longer matter to any limit.
-	horizon := s.policy().ReleaseAfter(now)
-	for _, w := range s.policy().Windows(now) {
-		horizon = max(horizon, w)
-	}
-	rs, err := s.db.ActiveReservations(ctx, now.Add(-horizon))
-	if err != nil {
-		return err
-	}
-	for _, r := range rs {
-		unspent := 0
-		for _, in := range r.Inputs {
-			op, err := wire.NewOutPointFromString(in)
-			if err != nil {
-				return fmt.Errorf("spend ledger input %q: %w", in, err)
-			}
-			if _, ok := s.chain.Coin(*op); ok {
-				unspent++
-			}
-		}
-		state := r.State
-		switch {
-		case r.State == store.LedgerReserved && unspent < len(r.Inputs):
-			state = store.LedgerSpent
-		case r.State == store.LedgerSpent && unspent == len(r.Inputs):
-			state = store.LedgerReserved
-		case r.State == store.LedgerReserved && !now.Before(r.At.Add(r.ReleaseAfter)):
-			state = store.LedgerReleased
-		}
-		if state != r.State {
-			if err := s.db.SetLedgerState(ctx, r.TxID, state); err != nil {
-				return err
-			}
-			s.log.Info("spend ledger", "txid", r.TxID, "state", state, "outflow_sat", r.OutflowSat)
-		}
-	}
-	return nil
 }

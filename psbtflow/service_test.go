@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
@@ -152,7 +151,7 @@ func TestHoldCoolingOffThenRespond(t *testing.T) {
 	if len(e.ans.list()) != 1 {
 		t.Fatal("a late answer was sent twice")
 	}
-	rs, err := e.db.Reservations(ctx, store.LedgerReserved)
+	rs, err := e.db.Reservations(ctx, store.LedgerOutstanding)
 	if err != nil || len(rs) != 1 || rs[0].OutflowSat != 61_000 {
 		t.Fatalf("ledger = %+v, %v; want one reservation of 61000 sat", rs, err)
 	}
@@ -259,10 +258,11 @@ func TestHoldCancelAndDeny(t *testing.T) {
 }
 
 // TestLedgerNeverExceedsWindows is the spend ledger's property test: random sequences of sign,
-// confirm, replace (RBF), expire and restart never let what can leave the wallet in any window
-// exceed its limit. "What can leave" is counted from the test's own model of the chain: every
-// confirmed transaction, plus every signed transaction that may still confirm, where of the
-// transactions that conflict (share an input) only the largest counts — the worst case.
+// confirm (proven), replace (RBF), let time pass and restart never let what can leave the wallet
+// in any window exceed its limit. "What can leave" is counted from the test's own model of the
+// chain: every transaction confirmed within the window (at its confirmation time), plus every
+// signed transaction that may still confirm — whatever its age — where of the transactions that
+// conflict (share an input) only the heaviest set that can confirm together counts.
 func TestLedgerNeverExceedsWindows(t *testing.T) {
 	seeds := 6
 	steps := 90
@@ -287,7 +287,8 @@ type modelTx struct {
 	outflow btcutil.Amount
 	inputs  []wire.OutPoint
 	at      time.Time
-	state   string // pending | confirmed | dead
+	conf    time.Time // when it confirmed (state confirmed)
+	state   string    // pending | confirmed | dead
 }
 
 func ledgerProperty(t *testing.T, seed uint64, steps int, st *ledgerStats) {
@@ -310,6 +311,7 @@ limits:
 	now := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	var db *store.DB
 	var svc *Service
+	facts := newFakeFacts()
 	open := func() {
 		if db != nil {
 			db.Close()
@@ -320,6 +322,7 @@ limits:
 		if svc, err = NewService(f.desc, f.keys[0], f.chain, func() *policy.Policy { return pol }, db, quiet, WithClock(func() time.Time { return now })); err != nil {
 			t.Fatal(err)
 		}
+		svc.SetSpendFacts(facts)
 	}
 	open()
 	defer func() { db.Close() }()
@@ -393,33 +396,32 @@ limits:
 			if m == nil {
 				continue
 			}
-			// A fee bump over exactly the inputs of the one reserved transaction it conflicts with,
-			// that leaves no more than that transaction already counts, while that
-			// count is still inside every window, adds nothing to the worst case and must be
-			// signed: the bump is counted once (not on top of what it replaces).
+			// A fee bump over exactly the inputs of the outstanding transactions it conflicts
+			// with (a clean replacement chain: all of them spend exactly these inputs), that
+			// leaves no more than the largest of them already counts, adds nothing to the
+			// exposure and must be signed: the bump is counted once (not on top of what it
+			// replaces).
 			head, ok := soleReservedConflict(t, db, m.inputs)
 			pay := btcutil.Amount(rng.Int64N(120_000))
-			mustSign := ok && sameOutPoints(head.Inputs, m.inputs) && head.At.After(now.Add(-time.Hour)) && pay+3_500 <= min(btcutil.Amount(head.OutflowSat), 120_000)
+			mustSign := ok && pay+3_500 <= min(btcutil.Amount(head.OutflowSat), 120_000)
 			if mustSign {
 				st.mustSign++
 			}
 			if signed := sign(m.inputs, pay); mustSign && !signed {
 				t.Fatalf("step %d: a fee bump paying %s over the inputs of %s (counted %d sat at %s) was refused: %v", step, pay, head.TxID, head.OutflowSat, head.At, lastErr)
 			}
-		case op < 8: // confirm a pending transaction: its inputs are spent, its change comes back
+		case op < 8: // confirm a pending transaction (proven): its inputs are spent, its change comes back
 			m := pickPending()
 			if m == nil {
 				continue
 			}
-			m.state = "confirmed"
-			h, _ := chainhash.NewHashFromStr(m.txid)
+			m.state, m.conf = "confirmed", now
 			for _, in := range m.inputs {
 				delete(f.chain.coins, in)
 			}
-			for _, in := range m.inputs {
-				if err := svc.NoteSpent(ctx, in, *h); err != nil {
-					t.Fatal(err)
-				}
+			facts.mine(now, m.txid, m.inputs...)
+			if err := svc.ReconcileExposure(ctx); err != nil {
+				t.Fatal(err)
 			}
 			for _, o := range txs { // conflicting transactions can no longer confirm
 				if o.state == "pending" && !unspent(o) {
@@ -427,27 +429,22 @@ limits:
 				}
 			}
 			f.addCoin(t, 1, uint32(100+step), btcutil.Amount(20_000+rng.IntN(60_000)))
-		case op < 9: // time passes; the ledger releases what never confirmed
+		case op < 9: // time passes: nothing is released by time (release_after is ignored)
 			now = now.Add(time.Duration(10+rng.IntN(170)) * time.Minute)
 			svc.Tick(ctx)
-			for _, m := range txs {
-				if m.state == "pending" && unspent(m) && !now.Before(m.at.Add(3*time.Hour)) {
-					m.state = "dead" // released: the test never confirms it
-				}
-			}
 		default: // restart
 			open()
 		}
-		checkWindows(t, step, txs, windows)
+		checkWindows(t, step, txs, windows, now)
 		st.chains += checkChains(t, step, db, txs)
 	}
 }
 
-// soleReservedConflict returns the ledger's reserved transaction spending any of ins, when
-// there is exactly one.
+// soleReservedConflict returns the largest of the ledger's outstanding transactions spending any
+// of ins, when every one of them spends exactly ins (a clean replacement chain).
 func soleReservedConflict(t *testing.T, db *store.DB, ins []wire.OutPoint) (store.Reservation, bool) {
 	t.Helper()
-	rs, err := db.Reservations(context.Background(), store.LedgerReserved)
+	rs, err := db.Reservations(context.Background(), store.LedgerOutstanding)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,10 +454,19 @@ func soleReservedConflict(t *testing.T, db *store.DB, ins []wire.OutPoint) (stor
 			found = append(found, r)
 		}
 	}
-	if len(found) != 1 {
+	if len(found) == 0 {
 		return store.Reservation{}, false
 	}
-	return found[0], true
+	largest := found[0]
+	for _, r := range found {
+		if !sameOutPoints(r.Inputs, ins) {
+			return store.Reservation{}, false
+		}
+		if r.OutflowSat > largest.OutflowSat {
+			largest = r
+		}
+	}
+	return largest, true
 }
 
 func sameOutPoints(ledger []string, ins []wire.OutPoint) bool {
@@ -474,19 +480,18 @@ func sameOutPoints(ledger []string, ins []wire.OutPoint) bool {
 
 // checkChains is the model of "an RBF fee bump counts once, at the larger outflow": for every
 // chain of replacements (transactions spending exactly the same inputs, none confirmed or
-// released yet, and nothing else spending any of them), the ledger counts exactly the largest
-// outflow of the chain: not less (the largest may still confirm), not more (only one can).
+// invalidated yet, and nothing else spending any of them), the exposure of their ledger entries
+// is exactly the largest outflow of the chain: not less (the largest may still confirm), not
+// more (only one can).
 func checkChains(t *testing.T, step int, db *store.DB, txs []*modelTx) (checked int) {
 	t.Helper()
-	rs, err := db.Reservations(context.Background())
+	rs, err := db.Reservations(context.Background(), store.LedgerOutstanding)
 	if err != nil {
 		t.Fatal(err)
 	}
-	counted := map[string]int64{}
+	entry := map[string]store.Reservation{}
 	for _, r := range rs {
-		if r.State == store.LedgerReserved || r.State == store.LedgerSpent {
-			counted[r.TxID] = r.OutflowSat
-		}
+		entry[r.TxID] = r
 	}
 	shares := func(a, b *modelTx) bool {
 		return slices.ContainsFunc(a.inputs, func(op wire.OutPoint) bool { return slices.Contains(b.inputs, op) })
@@ -516,12 +521,14 @@ func checkChains(t *testing.T, step int, db *store.DB, txs []*modelTx) (checked 
 			continue
 		}
 		var want btcutil.Amount
-		var got int64
+		var entries []store.Reservation
 		for _, o := range chain {
 			want = max(want, o.outflow)
-			got += counted[o.txid]
+			if r, ok := entry[o.txid]; ok {
+				entries = append(entries, r)
+			}
 		}
-		if got != int64(want) {
+		if got := OutstandingExposure(entries); got != want {
 			t.Fatalf("step %d: a chain of %d replacements counts %d sat in the ledger, want its largest outflow %d", step, len(chain), got, int64(want))
 		}
 		checked++
@@ -529,16 +536,13 @@ func checkChains(t *testing.T, step int, db *store.DB, txs []*modelTx) (checked 
 	return checked
 }
 
-// checkWindows asserts, for every window and every signing time T, that the worst case of what
-// can leave the wallet with a signing time in (T−W, T] is within the window's limit.
-func checkWindows(t *testing.T, step int, txs []*modelTx, windows []policy.Window) {
+// checkWindows asserts, for every window, that the worst case of what can leave the wallet in
+// the window ending at any time from now on is within the window's limit: what confirmed in the
+// window ending now (at its confirmation time), plus the heaviest set of pending transactions
+// that can still all confirm (any of them may confirm at any moment, whatever its age). Later
+// windows only lose confirmed transactions and gain pending ones, so now is the worst end.
+func checkWindows(t *testing.T, step int, txs []*modelTx, windows []policy.Window, now time.Time) {
 	t.Helper()
-	var live []*modelTx
-	for _, m := range txs {
-		if m.state != "dead" {
-			live = append(live, m)
-		}
-	}
 	conflict := func(a, b *modelTx) bool {
 		for _, x := range a.inputs {
 			if slices.Contains(b.inputs, x) {
@@ -548,16 +552,19 @@ func checkWindows(t *testing.T, step int, txs []*modelTx, windows []policy.Windo
 		return false
 	}
 	for _, w := range windows {
-		for _, end := range live {
+		{
 			var in []*modelTx
-			for _, m := range live {
-				if m.at.After(end.at.Add(-w.Window)) && !m.at.After(end.at) {
+			var best btcutil.Amount
+			for _, m := range txs {
+				switch {
+				case m.state == "pending":
 					in = append(in, m)
+				case m.state == "confirmed" && !m.conf.Before(now.Add(-w.Window)):
+					best += m.outflow
 				}
 			}
 			// Worst case: the heaviest set of pairwise non-conflicting transactions, computed per
 			// group of transactions linked by conflicts (small: exhaustive search).
-			var best btcutil.Amount
 			seen := make([]bool, len(in))
 			for i := range in {
 				if seen[i] {
@@ -599,7 +606,7 @@ func checkWindows(t *testing.T, step int, txs []*modelTx, windows []policy.Windo
 				best += heaviest
 			}
 			if best > w.Max {
-				t.Fatalf("step %d: %s could leave in the %s window ending %s, over its limit %s", step, best, w.Window, end.at.Format(time.RFC3339), w.Max)
+				t.Fatalf("step %d: %s could leave in the %s window ending %s, over its limit %s", step, best, w.Window, now.Format(time.RFC3339), w.Max)
 			}
 		}
 	}

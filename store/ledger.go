@@ -14,12 +14,13 @@ import (
 // that decides a request happens in one transaction with the request's state (FinishDecision),
 // so a crash never leaves a signature without its reservation or a reservation counted twice.
 
-// Ledger states of a signed transaction (see migration 0005).
+// Ledger states of a signed transaction (migration 0013, spend exposure): outstanding from
+// signing until it confirms (confirmed) or one of its inputs is spent by a different confirmed
+// transaction (invalidated); both facts proven against the watcher's header chain.
 const (
-	LedgerReserved = "reserved"
-	LedgerSpent    = "spent"
-	LedgerReleased = "released"
-	LedgerReplaced = "replaced"
+	LedgerOutstanding = "outstanding"
+	LedgerConfirmed   = "confirmed"
+	LedgerInvalidated = "invalidated"
 )
 
 // Request and hold states added by the policy flow.
@@ -34,17 +35,25 @@ const (
 // ErrNoSuchHold means no held request matches.
 var ErrNoSuchHold = errors.New("store: no such held request")
 
-// Reservation is one signed transaction's outflow in the spend ledger.
+// Reservation is one signed transaction in the spend ledger: its outflow (what leaves the
+// wallet: payments to others plus the fee, in satoshis), the outpoints it spends, when it was
+// signed, and the fact that settled it, if any.
 type Reservation struct {
-	TxID         string
-	Client       string
-	RequestID    string
-	OutflowSat   int64
-	Inputs       []string // outpoints "txid:vout"
-	State        string
-	At           time.Time // signing time: windows count from here
-	ReleaseAfter time.Duration
-	ReplacedBy   string
+	TxID       string // unsigned txid (the txid of a segwit transaction), display order
+	Client     string
+	RequestID  string
+	OutflowSat int64
+	Inputs     []string // outpoints "txid:vout"
+	State      string   // LedgerOutstanding | LedgerConfirmed | LedgerInvalidated
+	At         time.Time
+	// Confirmed: the block (height, hash) it is in and the time it counts at.
+	ConfHeight int32
+	ConfHash   string
+	ConfAt     time.Time
+	// Invalidated: the confirmed transaction that spent one of its inputs, and its block.
+	InvalidBy     string
+	InvalidHeight int32
+	InvalidHash   string
 }
 
 // Hold is a held request.
@@ -70,8 +79,8 @@ type Approval struct {
 
 // Decided is everything one decision writes, in one transaction: the request's final (or held)
 // state, the audit entry with the policy hash and explanation, and optionally a reservation
-// (when signing; it supersedes reserved transactions spending any of the same inputs), a new
-// hold, or a hold state change.
+// (when signing: the transaction becomes outstanding exposure), a new hold, or a hold state
+// change.
 type Decided struct {
 	Request     SignRequest
 	Audit       AuditEntry
@@ -134,88 +143,30 @@ type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
-// ReplacementPlan is what reserving a transaction spending inputs would change in the ledger
-// (an RBF replacement): Replaced are the reserved (or spent: in the mempool) transactions it conflicts with (sharing an
-// input; at most one of them and it can confirm), which stop counting on their own; Reinstated
-// are transactions those had replaced that do not conflict with the new one, so they could
-// confirm alongside it and count again.
-type ReplacementPlan struct {
-	Replaced   []Reservation
-	Reinstated []Reservation
-}
-
-// PlanReplacement computes the ReplacementPlan of a transaction txid spending inputs.
-func (db *DB) PlanReplacement(ctx context.Context, txid string, inputs []string) (ReplacementPlan, error) {
-	return planReplacement(ctx, db.SQL, txid, inputs)
-}
-
-func planReplacement(ctx context.Context, q querier, txid string, inputs []string) (ReplacementPlan, error) {
-	var plan ReplacementPlan
-	if len(inputs) == 0 {
-		return plan, nil
-	}
-	in := `(?` + strings.Repeat(",?", len(inputs)-1) + `)`
-	// Reserved and spent ones: a transaction that spent the inputs in the mempool (the watcher
-	// reported the spend) is what an RBF fee bump replaces; were it confirmed, the replacement
-	// could never confirm, and counting the two once is still right.
-	args := []any{LedgerReserved, LedgerSpent, txid}
-	for _, op := range inputs {
-		args = append(args, op)
-	}
-	var err error
-	plan.Replaced, err = queryReservations(ctx, q, `WHERE state IN (?, ?) AND txid != ? AND txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint IN `+in+`)`, args...)
-	if err != nil {
-		return plan, err
-	}
-	for _, r := range plan.Replaced {
-		args := []any{LedgerReplaced, r.TxID}
-		for _, op := range inputs {
-			args = append(args, op)
-		}
-		children, err := queryReservations(ctx, q, `WHERE state = ? AND replaced_by = ? AND txid NOT IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint IN `+in+`)`, args...)
-		if err != nil {
-			return plan, err
-		}
-		plan.Reinstated = append(plan.Reinstated, children...)
-	}
-	return plan, nil
-}
+const ledgerCols = `txid, client_pubkey, request_id, outflow_sat, state, reserved_at, conf_height, conf_hash, conf_at, invalid_by, invalid_height, invalid_hash`
 
 func queryReservations(ctx context.Context, q querier, where string, args ...any) ([]Reservation, error) {
 	return queryRows(ctx, q, "read spend ledger", func(rows *sql.Rows) (Reservation, error) {
 		var r Reservation
-		var at, rel int64
-		err := rows.Scan(&r.TxID, &r.Client, &r.RequestID, &r.OutflowSat, &r.State, &at, &rel, &r.ReplacedBy)
-		r.At, r.ReleaseAfter = time.Unix(at, 0), time.Duration(rel)*time.Second
+		var at, confAt int64
+		err := rows.Scan(&r.TxID, &r.Client, &r.RequestID, &r.OutflowSat, &r.State, &at, &r.ConfHeight, &r.ConfHash, &confAt,
+			&r.InvalidBy, &r.InvalidHeight, &r.InvalidHash)
+		r.At = time.Unix(at, 0)
+		if confAt != 0 {
+			r.ConfAt = time.Unix(confAt, 0)
+		}
 		return r, err
-	}, `SELECT txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, replaced_by FROM spend_ledger `+where+` ORDER BY reserved_at, txid`, args...)
+	}, `SELECT `+ledgerCols+` FROM spend_ledger `+where+` ORDER BY reserved_at, txid`, args...)
 }
 
+// reserve records a newly signed transaction as outstanding. Signing a transaction the ledger
+// already has (the same unsigned txid under another request) keeps its state and counts the
+// larger outflow.
 func reserve(ctx context.Context, tx *sql.Tx, r Reservation, now int64) error {
-	// An RBF replacement: reserved transactions spending any of the same inputs are superseded;
-	// what they had superseded without conflicting with r counts again.
-	plan, err := planReplacement(ctx, tx, r.TxID, r.Inputs)
-	if err != nil {
-		return err
-	}
-	for _, x := range plan.Reinstated {
-		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, replaced_by = '', updated_at = ? WHERE txid = ?`, LedgerReserved, now, x.TxID); err != nil {
-			return fmt.Errorf("store: reinstate reservation: %w", err)
-		}
-	}
-	for _, x := range plan.Replaced {
-		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET replaced_by = ?, updated_at = ? WHERE state = ? AND replaced_by = ?`, r.TxID, now, LedgerReplaced, x.TxID); err != nil {
-			return fmt.Errorf("store: supersede reservation: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, replaced_by = ?, updated_at = ? WHERE txid = ?`, LedgerReplaced, r.TxID, now, x.TxID); err != nil {
-			return fmt.Errorf("store: supersede reservation: %w", err)
-		}
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO spend_ledger(txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(txid) DO UPDATE SET state = excluded.state, reserved_at = excluded.reserved_at, release_after = excluded.release_after,
-			outflow_sat = excluded.outflow_sat, replaced_by = '', updated_at = excluded.updated_at`,
-		r.TxID, r.Client, r.RequestID, r.OutflowSat, LedgerReserved, r.At.Unix(), int64(r.ReleaseAfter/time.Second), now)
+	_, err := tx.ExecContext(ctx, `INSERT INTO spend_ledger(txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0, ?)
+		ON CONFLICT(txid) DO UPDATE SET outflow_sat = max(outflow_sat, excluded.outflow_sat), updated_at = excluded.updated_at`,
+		r.TxID, r.Client, r.RequestID, r.OutflowSat, LedgerOutstanding, r.At.Unix(), now)
 	if err != nil {
 		return fmt.Errorf("store: reserve: %w", err)
 	}
@@ -227,22 +178,11 @@ func reserve(ctx context.Context, tx *sql.Tx, r Reservation, now int64) error {
 	return nil
 }
 
-// SpentSince sums the outflow of ledger transactions reserved or spent with a signing time at or
-// after since, leaving out the transactions in exclude (those a replacement would supersede).
-func (db *DB) SpentSince(ctx context.Context, since time.Time, exclude []string) (int64, error) {
-	q := `SELECT COALESCE(SUM(outflow_sat), 0) FROM spend_ledger WHERE state IN (?, ?) AND reserved_at >= ?`
-	args := []any{LedgerReserved, LedgerSpent, since.Unix()}
-	if len(exclude) > 0 {
-		q += ` AND txid NOT IN (?` + strings.Repeat(",?", len(exclude)-1) + `)`
-		for _, x := range exclude {
-			args = append(args, x)
-		}
-	}
-	var n int64
-	if err := db.SQL.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("store: sum spend ledger: %w", err)
-	}
-	return n, nil
+// Exposure returns what the velocity windows count, with inputs: every outstanding entry
+// (whatever its age) and the confirmed entries that count at or after since (ConfAt).
+// Invalidated entries and older confirmed ones are left out.
+func (db *DB) Exposure(ctx context.Context, since time.Time) ([]Reservation, error) {
+	return db.reservations(ctx, `WHERE state = ? OR (state = ? AND conf_at >= ?)`, LedgerOutstanding, LedgerConfirmed, since.Unix())
 }
 
 // Reservations returns the ledger entries in any of states (all when none given), oldest
@@ -258,10 +198,11 @@ func (db *DB) Reservations(ctx context.Context, states ...string) ([]Reservation
 	return db.reservations(ctx, where, args...)
 }
 
-// ActiveReservations returns the reserved entries and the spent ones signed at or after since
-// (older spent entries are settled history), oldest first, with their inputs.
-func (db *DB) ActiveReservations(ctx context.Context, since time.Time) ([]Reservation, error) {
-	return db.reservations(ctx, `WHERE state = ? OR (state = ? AND reserved_at >= ?)`, LedgerReserved, LedgerSpent, since.Unix())
+// SettledAbove returns the confirmed and invalidated entries whose fact is in a block at or
+// above height (those a reorg could undo), with their inputs.
+func (db *DB) SettledAbove(ctx context.Context, height int32) ([]Reservation, error) {
+	return db.reservations(ctx, `WHERE (state = ? AND conf_height >= ?) OR (state = ? AND invalid_height >= ?)`,
+		LedgerConfirmed, height, LedgerInvalidated, height)
 }
 
 // LedgerSpending returns the ledger entries (any state) that spend outpoint, with their inputs.
@@ -269,45 +210,88 @@ func (db *DB) LedgerSpending(ctx context.Context, outpoint string) ([]Reservatio
 	return db.reservations(ctx, `WHERE txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint = ?)`, outpoint)
 }
 
+// LedgerEntry returns the ledger entry of txid (with its inputs); ok is false when there is none.
+func (db *DB) LedgerEntry(ctx context.Context, txid string) (Reservation, bool, error) {
+	rs, err := db.reservations(ctx, `WHERE txid = ?`, txid)
+	if err != nil || len(rs) == 0 {
+		return Reservation{}, false, err
+	}
+	return rs[0], true, nil
+}
+
 func (db *DB) reservations(ctx context.Context, where string, args ...any) ([]Reservation, error) {
 	out, err := queryReservations(ctx, db.SQL, where, args...)
 	if err != nil {
 		return nil, err
 	}
-	for i := range out {
-		ins, err := db.SQL.QueryContext(ctx, `SELECT outpoint FROM spend_ledger_inputs WHERE txid = ? ORDER BY outpoint`, out[i].TxID)
-		if err != nil {
+	if len(out) == 0 {
+		return out, nil
+	}
+	idx := make(map[string]int, len(out))
+	for i, r := range out {
+		idx[r.TxID] = i
+	}
+	rows, err := db.SQL.QueryContext(ctx, `SELECT txid, outpoint FROM spend_ledger_inputs WHERE txid IN (SELECT txid FROM spend_ledger `+where+`) ORDER BY txid, outpoint`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: read spend ledger inputs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var txid, op string
+		if err := rows.Scan(&txid, &op); err != nil {
 			return nil, fmt.Errorf("store: read spend ledger inputs: %w", err)
 		}
-		for ins.Next() {
-			var op string
-			if err := ins.Scan(&op); err != nil {
-				ins.Close()
-				return nil, err
-			}
+		if i, ok := idx[txid]; ok {
 			out[i].Inputs = append(out[i].Inputs, op)
 		}
-		ins.Close()
-		if err := ins.Err(); err != nil {
-			return nil, err
-		}
 	}
-	return out, nil
+	return out, rows.Err()
 }
 
-// SetLedgerState moves ledger transaction txid to state. Releasing a transaction reinstates
-// (as reserved) the transactions it had replaced: they may still confirm.
-func (db *DB) SetLedgerState(ctx context.Context, txid, state string) error {
+// ErrLedgerState means a ledger entry was not in the state a change expected (another change
+// came first); nothing was written.
+var ErrLedgerState = errors.New("store: spend ledger entry not in the expected state")
+
+// ConfirmEntry moves outstanding entry txid to confirmed in block (height, hash), counting at
+// at. ErrLedgerState when it is not outstanding.
+func (db *DB) ConfirmEntry(ctx context.Context, txid string, height int32, hash string, at time.Time) error {
+	return db.moveEntry(ctx, txid, LedgerOutstanding, `state = ?, conf_height = ?, conf_hash = ?, conf_at = ?`,
+		LedgerConfirmed, height, hash, at.Unix())
+}
+
+// InvalidateEntry moves outstanding entry txid to invalidated: by, in block (height, hash),
+// spent one of its inputs. ErrLedgerState when it is not outstanding.
+func (db *DB) InvalidateEntry(ctx context.Context, txid, by string, height int32, hash string) error {
+	return db.moveEntry(ctx, txid, LedgerOutstanding, `state = ?, invalid_by = ?, invalid_height = ?, invalid_hash = ?`,
+		LedgerInvalidated, by, height, hash)
+}
+
+// ReopenEntry moves a confirmed or invalidated entry back to outstanding (its block left the
+// header chain), clearing the fact. ErrLedgerState when it is in neither state.
+func (db *DB) ReopenEntry(ctx context.Context, txid string) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
-		now := time.Now().Unix()
-		if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, updated_at = ? WHERE txid = ?`, state, now, txid); err != nil {
+		res, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, conf_height = 0, conf_hash = '', conf_at = 0, invalid_by = '',
+			invalid_height = 0, invalid_hash = '', updated_at = ? WHERE txid = ? AND state IN (?, ?)`,
+			LedgerOutstanding, time.Now().Unix(), txid, LedgerConfirmed, LedgerInvalidated)
+		if err != nil {
+			return fmt.Errorf("store: reopen spend ledger entry: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: %s", ErrLedgerState, txid)
+		}
+		return nil
+	})
+}
+
+func (db *DB) moveEntry(ctx context.Context, txid, from, set string, args ...any) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		args = append(args, time.Now().Unix(), txid, from)
+		res, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET `+set+`, updated_at = ? WHERE txid = ? AND state = ?`, args...)
+		if err != nil {
 			return fmt.Errorf("store: update spend ledger: %w", err)
 		}
-		if state == LedgerReleased {
-			if _, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, replaced_by = '', updated_at = ? WHERE state = ? AND replaced_by = ?`,
-				LedgerReserved, now, LedgerReplaced, txid); err != nil {
-				return fmt.Errorf("store: reinstate reservations: %w", err)
-			}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: %s is not %s", ErrLedgerState, txid, from)
 		}
 		return nil
 	})

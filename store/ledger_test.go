@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -17,7 +18,7 @@ func signed(t *testing.T, db *DB, txid string, outflow int64, at time.Time, inpu
 		Request:    SignRequest{Client: "c", RequestID: txid, State: RequestSigned, Result: "psbt", UnsignedTxID: txid},
 		Audit:      AuditEntry{Client: "c", RequestID: txid, Method: "sign_psbt", Decision: "signed", Rule: "r"},
 		PolicyHash: "h1", Explanation: "[]",
-		Reserve: &Reservation{TxID: txid, Client: "c", RequestID: txid, OutflowSat: outflow, Inputs: inputs, At: at, ReleaseAfter: time.Hour},
+		Reserve: &Reservation{TxID: txid, Client: "c", RequestID: txid, OutflowSat: outflow, Inputs: inputs, At: at},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -32,41 +33,68 @@ func states(t *testing.T, db *DB) map[string]string {
 	}
 	out := map[string]string{}
 	for _, r := range rs {
-		out[r.TxID] = r.State + "/" + r.ReplacedBy
+		out[r.TxID] = r.State
 	}
 	return out
 }
 
-func TestLedgerReplacementChain(t *testing.T) {
+// TestLedgerExposureStates: entries are outstanding from signing, move only through the guarded
+// transitions (a second, stale change is refused and writes nothing), and Exposure returns the
+// outstanding ones whatever their age plus the confirmed ones counting in the window.
+func TestLedgerExposureStates(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
 	t0 := time.Unix(1_800_000_000, 0)
 	signed(t, db, "A", 100, t0, "x:0")
-	signed(t, db, "B", 150, t0.Add(time.Minute), "x:0", "y:0") // replaces A
-	if got := states(t, db); got["A"] != "replaced/B" || got["B"] != "reserved/" {
-		t.Fatalf("after B: %v", got)
+	signed(t, db, "B", 150, t0.Add(time.Minute), "x:0", "y:0")
+	signed(t, db, "C", 70, t0.Add(2*time.Minute), "z:0")
+	if got := states(t, db); got["A"] != LedgerOutstanding || got["B"] != LedgerOutstanding || got["C"] != LedgerOutstanding {
+		t.Fatalf("after signing: %v", got)
 	}
-	if n, _ := db.SpentSince(ctx, t0, nil); n != 150 {
-		t.Fatalf("spent = %d, want 150 (A replaced by B)", n)
+	// Signing A again (another request id) keeps one entry, the larger outflow.
+	signed(t, db, "A", 90, t0.Add(3*time.Minute), "x:0")
+	if r, ok, err := db.LedgerEntry(ctx, "A"); err != nil || !ok || r.OutflowSat != 100 || !r.At.Equal(t0) || len(r.Inputs) != 1 {
+		t.Fatalf("A = %+v, %v, %v", r, ok, err)
 	}
-	// C conflicts with B (y:0) but not with A: A can confirm alongside C again.
-	plan, err := db.PlanReplacement(ctx, "C", []string{"y:0"})
-	if err != nil || len(plan.Replaced) != 1 || plan.Replaced[0].TxID != "B" || len(plan.Reinstated) != 1 || plan.Reinstated[0].TxID != "A" {
-		t.Fatalf("plan = %+v, %v", plan, err)
-	}
-	signed(t, db, "C", 150, t0.Add(2*time.Minute), "y:0")
-	if got := states(t, db); got["A"] != "reserved/" || got["B"] != "replaced/C" || got["C"] != "reserved/" {
-		t.Fatalf("after C: %v", got)
-	}
-	if n, _ := db.SpentSince(ctx, t0, nil); n != 250 {
-		t.Fatalf("spent = %d, want 250 (A and C)", n)
-	}
-	// Releasing C (its input spent elsewhere) reinstates B, which C had replaced.
-	if err := db.SetLedgerState(ctx, "C", LedgerReleased); err != nil {
+	if err := db.ConfirmEntry(ctx, "B", 101, "bb", t0.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if got := states(t, db); got["B"] != "reserved/" || got["C"] != "released/" {
-		t.Fatalf("after releasing C: %v", got)
+	if err := db.InvalidateEntry(ctx, "A", "B", 101, "bb"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ConfirmEntry(ctx, "A", 101, "bb", t0); !errors.Is(err, ErrLedgerState) {
+		t.Fatalf("confirming an invalidated entry: %v, want ErrLedgerState", err)
+	}
+	if got := states(t, db); got["A"] != LedgerInvalidated || got["B"] != LedgerConfirmed {
+		t.Fatalf("after settling: %v", got)
+	}
+	// C is outstanding: it counts however old it is; B counts from its confirmation time.
+	far := t0.Add(365 * 24 * time.Hour)
+	ex, err := db.Exposure(ctx, far)
+	if err != nil || len(ex) != 1 || ex[0].TxID != "C" {
+		t.Fatalf("exposure a year later = %+v, %v; want only C", ex, err)
+	}
+	ex, err = db.Exposure(ctx, t0.Add(30*time.Minute))
+	if err != nil || len(ex) != 2 || ex[0].TxID != "B" || ex[0].ConfHeight != 101 || ex[0].ConfHash != "bb" || !ex[0].ConfAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("exposure = %+v, %v; want B (confirmed at t0+1h) and C", ex, err)
+	}
+	if s, err := db.SettledAbove(ctx, 101); err != nil || len(s) != 2 {
+		t.Fatalf("settled above 101 = %+v, %v", s, err)
+	}
+	if s, err := db.SettledAbove(ctx, 102); err != nil || len(s) != 0 {
+		t.Fatalf("settled above 102 = %+v, %v", s, err)
+	}
+	// A reorg reopens both.
+	for _, id := range []string{"A", "B"} {
+		if err := db.ReopenEntry(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.ReopenEntry(ctx, "C"); !errors.Is(err, ErrLedgerState) {
+		t.Fatalf("reopening an outstanding entry: %v", err)
+	}
+	if r, _, _ := db.LedgerEntry(ctx, "B"); r.State != LedgerOutstanding || r.ConfHeight != 0 || r.ConfHash != "" || !r.ConfAt.IsZero() {
+		t.Fatalf("reopened B = %+v", r)
 	}
 	// The audit row carries the policy hash.
 	var hash string

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -287,9 +288,11 @@ type walletJSON struct {
 type utxoJSON struct {
 	OutPoint      string `json:"outpoint"`
 	ValueSat      int64  `json:"value_sat"`
+	ScriptPubKey  string `json:"script_pubkey"` // hex
 	Branch        uint32 `json:"branch"`
 	Index         uint32 `json:"index"`
 	Height        int32  `json:"height"`
+	BlockHash     string `json:"block_hash,omitempty"`
 	Confirmations int32  `json:"confirmations"`
 	Coinbase      bool   `json:"coinbase,omitempty"`
 	Spendable     bool   `json:"spendable"` // mature for the next block
@@ -304,8 +307,12 @@ func toWalletJSON(st chainwatch.Status) walletJSON {
 	}
 	next := chainwatch.Tip{Height: st.Tip.Height + 1}
 	for _, u := range st.UTXOs {
-		w.UTXOs = append(w.UTXOs, utxoJSON{OutPoint: u.OutPoint.String(), ValueSat: int64(u.Value), Branch: u.Branch, Index: u.Index,
-			Height: u.Height, Confirmations: u.Confirmations(st.Tip), Coinbase: u.Coinbase, Spendable: u.Mature(next)})
+		uj := utxoJSON{OutPoint: u.OutPoint.String(), ValueSat: int64(u.Value), ScriptPubKey: hex.EncodeToString(u.PkScript), Branch: u.Branch,
+			Index: u.Index, Height: u.Height, Confirmations: u.Confirmations(st.Tip), Coinbase: u.Coinbase, Spendable: u.Mature(next)}
+		if u.Height > 0 {
+			uj.BlockHash = u.BlockHash.String()
+		}
+		w.UTXOs = append(w.UTXOs, uj)
 	}
 	return w
 }

@@ -125,6 +125,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		st, ok := watcher.Tx(txid)
 		return ok && st.Verified && st.Height > 0
 	})
+	flow.SetSpendFacts(watcher)
 	log.Info("cosigner starting", "network", params.Name, "key", keys.Public.KeyOrigin(), "npub", keys.Public.NPub(),
 		"wallet", desc.String(), "electrum", cfg.ElectrumURL, "relays", pool.URLs(), "policy", cfg.PolicyFile)
 
@@ -196,9 +197,11 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 }
 
 // logChainEvents reports the wallet's chain events in words until the channel closes or ctx ends.
-// Spent events also go to the spend ledger (flow.NoteSpent). Each event is acknowledged once
-// handled, so a restart does not report it again; one whose ledger update failed is not
-// acknowledged and comes back after a restart.
+// Events that can change a proven fact (Spent, FundingConfirmed, FundingReorged, NewTip) make the
+// spend exposure reconcile with the watcher's proven view (flow.ReconcileExposure); the event
+// itself is never taken as a fact. Each event is acknowledged once handled, so a restart does not
+// report it again; one whose exposure update failed is not acknowledged and comes back after a
+// restart.
 func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger, flow *psbtflow.Service, engine *psbtflow.Engine) {
 	for {
 		select {
@@ -222,10 +225,6 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 				if e.SpentBy != nil {
 					flow.NoteSpentCoin(e.OutPoint, psbtflow.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
 						Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
-					if err := flow.NoteSpent(ctx, e.OutPoint, *e.SpentBy); err != nil {
-						log.Error("spend ledger update failed; the event is kept for the next start", "error", err)
-						continue
-					}
 				}
 			case chainwatch.FundingDropped:
 				log.Warn("funding dropped (evicted, replaced or reorged out)", "outpoint", e.UTXO.OutPoint.String(), "value", e.UTXO.Value.String())
@@ -240,6 +239,15 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 					log.Warn("chain reorganised", "fork", e.Fork, "height", e.Tip.Height, "hash", e.Tip.Hash.String())
 				} else {
 					log.Debug("new tip", "height", e.Tip.Height, "hash", e.Tip.Hash.String())
+				}
+			}
+			switch ev.(type) {
+			case chainwatch.Spent, chainwatch.FundingConfirmed, chainwatch.FundingReorged, chainwatch.NewTip:
+				if err := flow.ReconcileExposure(ctx); err != nil {
+					if ctx.Err() == nil {
+						log.Error("spend exposure update failed; the event is kept for the next start", "id", ev.EventID(), "error", err)
+					}
+					continue
 				}
 			}
 			// The proposals the event fires are stored before it is acknowledged: a crash in

@@ -6,6 +6,7 @@ package scenario
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/btcsuite/btcd/btcutil"
+	"github.com/btcsuite/btcd/chaincfg/chainhash"
+	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/chainwatch"
@@ -234,6 +238,68 @@ func (d *Daemon) Healthy(ctx context.Context) (bool, error) {
 	return resp.StatusCode == http.StatusOK, nil
 }
 
+// statusWire is the documented JSON of /status (snake_case, amounts in satoshis), read the way
+// an outside client reads it.
+type statusWire struct {
+	HasTip         bool   `json:"has_tip"`
+	TipHeight      int32  `json:"tip_height"`
+	TipHash        string `json:"tip_hash"`
+	Headers        int32  `json:"headers"`
+	ConfirmedSat   int64  `json:"confirmed_sat"`
+	UnconfirmedSat int64  `json:"unconfirmed_sat"`
+	ImmatureSat    int64  `json:"immature_sat"`
+	ScriptsTracked int    `json:"scripts_tracked"`
+	ScriptsUsed    int    `json:"scripts_used"`
+	Txs            int    `json:"txs"`
+	Unproven       int    `json:"unproven"`
+	UnackedEvents  int    `json:"unacked_events"`
+	UTXOs          []struct {
+		OutPoint     string `json:"outpoint"`
+		ValueSat     int64  `json:"value_sat"`
+		ScriptPubKey string `json:"script_pubkey"`
+		Branch       uint32 `json:"branch"`
+		Index        uint32 `json:"index"`
+		Height       int32  `json:"height"`
+		BlockHash    string `json:"block_hash"`
+		Coinbase     bool   `json:"coinbase"`
+	} `json:"utxos"`
+}
+
+// status converts the wire shape into chainwatch.Status.
+func (w statusWire) status() (chainwatch.Status, error) {
+	st := chainwatch.Status{HasTip: w.HasTip, Tip: chainwatch.Tip{Height: w.TipHeight}, Headers: w.Headers,
+		Confirmed: btcutil.Amount(w.ConfirmedSat), Unconfirmed: btcutil.Amount(w.UnconfirmedSat), Immature: btcutil.Amount(w.ImmatureSat),
+		ScriptsTracked: w.ScriptsTracked, ScriptsUsed: w.ScriptsUsed, Txs: w.Txs, Unproven: w.Unproven, UnackedEvents: w.UnackedEvents}
+	if w.TipHash != "" {
+		h, err := chainhash.NewHashFromStr(w.TipHash)
+		if err != nil {
+			return st, fmt.Errorf("scenario: /status tip_hash: %w", err)
+		}
+		st.Tip.Hash = *h
+	}
+	for _, u := range w.UTXOs {
+		op, err := wire.NewOutPointFromString(u.OutPoint)
+		if err != nil {
+			return st, fmt.Errorf("scenario: /status outpoint %q: %w", u.OutPoint, err)
+		}
+		pk, err := hex.DecodeString(u.ScriptPubKey)
+		if err != nil {
+			return st, fmt.Errorf("scenario: /status script_pubkey: %w", err)
+		}
+		cu := chainwatch.UTXO{OutPoint: *op, Value: btcutil.Amount(u.ValueSat), PkScript: pk, Branch: u.Branch, Index: u.Index,
+			Height: u.Height, Coinbase: u.Coinbase}
+		if u.BlockHash != "" {
+			h, err := chainhash.NewHashFromStr(u.BlockHash)
+			if err != nil {
+				return st, fmt.Errorf("scenario: /status block_hash: %w", err)
+			}
+			cu.BlockHash = *h
+		}
+		st.UTXOs = append(st.UTXOs, cu)
+	}
+	return st, nil
+}
+
 // Status reads the daemon's /status (the wallet as the cosigner sees it).
 func (d *Daemon) Status(ctx context.Context) (chainwatch.Status, error) {
 	var st chainwatch.Status
@@ -248,7 +314,11 @@ func (d *Daemon) Status(ctx context.Context) (chainwatch.Status, error) {
 	if resp.StatusCode != http.StatusOK {
 		return st, fmt.Errorf("scenario: cosigner %s /status: HTTP %d", d.Name, resp.StatusCode)
 	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	var w statusWire
+	if err := json.NewDecoder(resp.Body).Decode(&w); err != nil {
+		return st, err
+	}
+	return w.status()
 }
 
 // WaitStatus polls /status until cond holds or the timeout passes.

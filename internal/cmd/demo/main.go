@@ -123,7 +123,8 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	say("BDK built the PSBT (fee %s) and signed it with key B: 1 of the 2 signatures the wallet needs", btcutil.Amount(built.Fee))
+	say("BDK built the PSBT at 5 sat/vB (a rate the demo picks; a real coordinator asks its fee estimator) — fee %s —", btcutil.Amount(built.Fee))
+	say("and signed it with key B: 1 of the 2 signatures the wallet needs")
 	say("relay 3 goes down now, to show redundancy: the request travels over the other two")
 	if err := env.Net.StopRelay(2); err != nil {
 		return err
@@ -142,6 +143,10 @@ func run(ctx context.Context) error {
 	}
 	say("nostr-tools BunkerSigner: connect, then sign_psbt → answered in %s", time.Since(t0).Round(time.Millisecond))
 	say("cosigner decision: %s by rule %q: %s", dec.Decision, dec.Rule, dec.Reason)
+	if dec.Rule == "within_limits" {
+		say("  (within_limits: the policy has no rule list, only global limits, and the payment passed all of them;")
+		say("   with rules, the first rule that matches decides instead and is named here)")
+	}
 	say("  (it checked every input is this wallet's and unspent with the amount the chain shows,")
 	say("   recognised the change by re-deriving it, and counted %s leaving the wallet)", btcutil.Amount(dec.OutflowSat))
 	fin, err := env.Finalize(ctx, ans.Result)
@@ -191,6 +196,8 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	say("a second `cosigner bunker-uri` (each secret is good for one connect; the app connects again with it):")
+	say("  %s", bunker2)
 	ans2, err := env.NIP46(ctx, bunker2, env.ClientSK, "sign_psbt", built2.PSBT)
 	if err != nil {
 		return err
@@ -215,10 +222,10 @@ func run(ctx context.Context) error {
 	}
 
 	fmt.Printf("\nThe demo took %s. Logs: %s (cosigner.log, sweep/a/cosigner.log and sweep/b/cosigner.log for part 2, network/*.log)\n", time.Since(began).Round(time.Second), dir)
-	fmt.Println("Next: README.md, \"Running cosigner\", shows how to do the same with your own wallet:")
+	fmt.Println("Next: README.md, \"Quick start\", and docs/configuration.md show how to do the same with your own wallet:")
 	fmt.Println("`cosigner init` for the key, COSIGNER_DESCRIPTOR for the wallet, a policy file, `cosigner run`, and")
 	fmt.Println("`cosigner bunker-uri` for each app that should be able to ask for signatures. To have it sweep")
-	fmt.Println("or forward deposits itself, add an `automations:` section (README, \"Automations\"; example in")
+	fmt.Println("or forward deposits itself, add an `automations:` section (docs/automations.md; example in")
 	fmt.Println("examples/sweep-to-vault.yaml) and follow it with `cosigner proposals list`.")
 	return nil
 }
@@ -244,18 +251,19 @@ func mustMkdir(d string) string {
 // sweep automation, B co-signing over Nostr.
 func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os.File) error {
 	step("Part 2: an automated sweep, co-signed by a second cosigner over Nostr")
-	say("two more cosigner daemons, A and B (each made by `cosigner init`), hold two keys of a new 2-of-3")
-	say("wallet; key C stays offline. A's policy sweeps every confirmed deposit to a cold vault and asks B")
-	say("for the second signature; B's policy lets A's Nostr key ask, only for payments to that vault.")
+	say("two more cosigner daemons, daemon A and daemon B (each made by `cosigner init`), hold two keys of a")
+	say("new 2-of-3 wallet (not part 1's wallet: part 1's key B was a BDK wallet); its third key stays offline.")
+	say("Daemon A's policy sweeps every confirmed deposit to a cold vault and asks daemon B for the second")
+	say("signature; daemon B's policy lets daemon A's Nostr key ask, only for payments to that vault.")
 	p, err := scenario.SetupPair(ctx, scenario.PairOptions{Dir: filepath.Join(dir, "sweep"), Net: env.Net,
 		Logger: slog.New(slog.NewTextHandler(logf, nil))})
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	say("A  %s  (Nostr %s)", p.A.Key.KeyOrigin(), truncate(p.A.Key.NPub(), 24))
-	say("B  %s  (Nostr %s)", p.B.Key.KeyOrigin(), truncate(p.B.Key.NPub(), 24))
-	say("A's automation (from %s):", p.A.PolicyFile)
+	say("daemon A  %s  (Nostr %s)", p.A.Key.KeyOrigin(), truncate(p.A.Key.NPub(), 24))
+	say("daemon B  %s  (Nostr %s)", p.B.Key.KeyOrigin(), truncate(p.B.Key.NPub(), 24))
+	say("daemon A's automation (from %s):", p.A.PolicyFile)
 	doc, err := os.ReadFile(p.A.PolicyFile)
 	if err != nil {
 		return err
@@ -283,7 +291,9 @@ func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os
 		return fmt.Errorf("proposal %s abandoned: %s", pr.ID, pr.Reason)
 	}
 	if sent := pr.Events("broadcast"); len(sent) > 0 {
-		say("A built, signed, asked B, finalized and broadcast the sweep in %s: txid %s", sent[0].At.Sub(pr.CreatedAt).Round(time.Millisecond), pr.TxID)
+		say("daemon A built, signed, asked daemon B, finalized and broadcast the sweep in %s: txid %s", sent[0].At.Sub(pr.CreatedAt).Round(time.Millisecond), pr.TxID)
+		say("(the fee rate is the automation's fee strategy: the Electrum server's estimate for the target")
+		say(" number of blocks (blockchain.estimatefee, which ElectrumX asks btcd), capped by max_feerate)")
 	}
 	if _, err := p.Net.Mine(ctx, 1); err != nil {
 		return err
@@ -291,11 +301,11 @@ func automatedSweep(ctx context.Context, env *scenario.Env, dir string, logf *os
 	if pr, err = p.WaitProposal(ctx, time.Minute, scenario.ForTrigger(op, "confirmed")); err != nil {
 		return err
 	}
-	say("a block is mined; `cosigner proposals show %s` on A:", pr.ID)
+	say("a block is mined; `cosigner proposals show %s` on daemon A:", pr.ID)
 	say("  automation %s, trigger %s", pr.Automation, pr.Trigger)
 	say("  state %s, fee %s (%.1f sat/vB), txid %s", pr.State, btcutil.Amount(pr.FeeSat), pr.FeeRate, pr.TxID)
 	for _, c := range pr.Cosigners {
-		say("  co-signer B %s…: %s (%s)", c.PubKey[:16], c.State, truncate(c.Detail, 60))
+		say("  co-signer daemon B %s…: %s (%s)", c.PubKey[:16], c.State, truncate(c.Detail, 60))
 	}
 	say("  timeline:")
 	for _, ev := range pr.Timeline {
