@@ -999,10 +999,14 @@ func newSeenIDs(ttl time.Duration, size int) *seenIDs {
 
 // first records id at now and reports whether it was not seen within ttl.
 func (s *seenIDs) first(id string, now time.Time) bool {
-	if t, ok := s.seen.Peek(id); ok && now.Sub(t) < s.ttl {
+	prev, ok, _ := s.seen.PeekOrAdd(id, now) // one step: of two copies at once, one is first
+	if !ok {
+		return true
+	}
+	if now.Sub(prev) < s.ttl {
 		return false
 	}
-	s.seen.Add(id, now)
+	s.seen.Add(id, now) // seen long ago: a new first sighting
 	return true
 }
 
