@@ -45,3 +45,19 @@ fmt:
 
 clean:
 	rm -rf bin .devnet .demo
+
+# Every fuzz target of the repository (func Fuzz… in a _test.go file), each for FUZZTIME, one at
+# a time (go test -fuzz takes one target per run). The targets are listed per package with
+# `go test -list '^Fuzz'`, so new ones are picked up. `make test` runs their seed corpora; an
+# input that fails is saved under the package's testdata/fuzz/<target>/ and stops the run.
+FUZZTIME ?= 60s
+.PHONY: fuzz
+fuzz:
+	@set -e; \
+	for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...); do \
+		list=$$($(GO) test -list '^Fuzz' $$pkg); \
+		for target in $$(printf '%s\n' "$$list" | grep '^Fuzz'); do \
+			echo "fuzz: $$pkg $$target for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done

@@ -17,6 +17,7 @@ import (
 	gonip46 "github.com/nbd-wtf/go-nostr/nip46"
 
 	nip46e2e "github.com/custodyagents/cosigner/e2e/nip46"
+	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -84,9 +85,15 @@ func nip46Setup(b *testing.B) (*scenario.Env, string) {
 	return nip46Env, nip46PSBT
 }
 
-// nip46Client dials a test client (nip46e2e.Client, NIP-44 over relaypool) with key sk and
-// connects it with a fresh single-use secret (default permissions, which include sign_psbt).
+// nip46Client dials a test client (nip46e2e.Client, NIP-44 over relaypool) with key sk on all
+// the network's relays and connects it with a fresh single-use secret (default permissions,
+// which include sign_psbt).
 func nip46Client(ctx context.Context, b *testing.B, env *scenario.Env, sk string) *nip46e2e.Client {
+	return nip46ClientOn(ctx, b, env, sk, env.Net.RelayURLs())
+}
+
+// nip46ClientOn is nip46Client on the given relays only.
+func nip46ClientOn(ctx context.Context, b *testing.B, env *scenario.Env, sk string, relays []string) *nip46e2e.Client {
 	b.Helper()
 	db, err := store.Open(ctx, filepath.Join(env.Dir, "cosigner-data", "cosigner.db"))
 	if err != nil {
@@ -100,7 +107,7 @@ func nip46Client(ctx context.Context, b *testing.B, env *scenario.Env, sk string
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := nip46e2e.Dial(ctx, sk, env.KeyA.NostrPubKey, env.Net.RelayURLs(), nil)
+	c, err := nip46e2e.Dial(ctx, sk, env.KeyA.NostrPubKey, relays, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -153,7 +160,9 @@ func BenchmarkNIP46(b *testing.B) {
 // three local relays, sequentially. sign_psbt (a 2-in/2-out P2WSH 2-of-3 PSBT: decode, analyze
 // against the wallet, policy, sign) next to ping on the same daemon and relays (the transport
 // floor) and go-nostr v0.38.2's own BunkerClient and StaticKeySigner doing sign_event over the
-// same relays (the signer run in-process: an outside reference).
+// same relays (the signer run in-process: an outside reference). The *_nostr_rs_relay series
+// are the same calls from a client on relay 0 alone, nostr-rs-relay 0.8.12: the request and
+// the response cross a relay that sends no OK for kind 24133 and leaves Nagle's algorithm on.
 func benchRoundTrip(b *testing.B, env *scenario.Env, nip46PSBT string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -185,6 +194,34 @@ func benchRoundTrip(b *testing.B, env *scenario.Env, nip46PSBT string) {
 			}))
 		}
 	})
+	relay0 := env.Net.RelayURLs()[:1]
+	if env.Net.RelaySoftware(0) != devnet.RelayNostrRs {
+		b.Fatalf("relay 0 runs %q, want nostr-rs-relay", env.Net.RelaySoftware(0))
+	}
+	b.Run("cosigner_ping_nostr_rs_relay", func(b *testing.B) {
+		c := nip46ClientOn(ctx, b, env, nostr.GeneratePrivateKey(), relay0)
+		for range b.N {
+			reportLatency(b, sampleCalls(b, nip46Samples, func(ctx context.Context) error {
+				r, err := c.Call(ctx, "ping")
+				if err == nil && r.Result != "pong" {
+					err = fmt.Errorf("ping answered %+v", r)
+				}
+				return err
+			}))
+		}
+	})
+	b.Run("cosigner_sign_psbt_nostr_rs_relay", func(b *testing.B) {
+		c := nip46ClientOn(ctx, b, env, env.ClientSK, relay0)
+		for range b.N {
+			reportLatency(b, sampleCalls(b, nip46Samples, func(ctx context.Context) error {
+				r, err := c.Call(ctx, "sign_psbt", nip46PSBT)
+				if err == nil && (r.Error != "" || r.Result == "") {
+					err = fmt.Errorf("sign_psbt answered %+v", r)
+				}
+				return err
+			}))
+		}
+	})
 	b.Run("gonostr_sign_event", func(b *testing.B) {
 		for range b.N {
 			bunker := goNostrPair(ctx, b, env)
@@ -204,7 +241,8 @@ func benchRoundTrip(b *testing.B, env *scenario.Env, nip46PSBT string) {
 
 // goNostrPair runs go-nostr's nip46.StaticKeySigner in-process on the network's relays (a
 // subscription to kind 24133 p-tagged to it; each request handled by HandleRequest and the
-// signed response published to every relay) and returns a connected go-nostr BunkerClient.
+// signed response published to every relay at once) and returns a connected go-nostr
+// BunkerClient.
 func goNostrPair(ctx context.Context, b *testing.B, env *scenario.Env) *gonip46.BunkerClient {
 	b.Helper()
 	relays := env.Net.RelayURLs()
@@ -229,9 +267,18 @@ func goNostrPair(ctx context.Context, b *testing.B, env *scenario.Env) *gonip46.
 			if err := resp.Sign(signerSK); err != nil {
 				continue
 			}
+			// go-nostr's Relay.Publish waits for the relay's OK under its context, and
+			// nostr-rs-relay 0.8.12 (relay 0) sends none for kind 24133: publish to each relay
+			// on its own, each bounded, so that the loop goes on to the next request.
 			for _, u := range relays {
 				if r, err := spool.EnsureRelay(u); err == nil {
-					_ = r.Publish(sctx, resp)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						pctx, cancel := context.WithTimeout(sctx, 10*time.Second)
+						defer cancel()
+						_ = r.Publish(pctx, resp)
+					}()
 				}
 			}
 		}

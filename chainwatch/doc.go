@@ -25,16 +25,28 @@
 // refetches with backoff). Coinbase outputs carry Coinbase (position 0 in their block) and are
 // left out of SpendableUTXOs until a transaction in the next block may spend them (100
 // confirmations at the tip, the consensus rule); FundingMatured says when that happens, and
-// FundingImmature when a reorg or a shorter best chain undoes it.
+// FundingImmature when a reorg undoes it.
 //
-// The watcher follows its server's best chain (like the Electrum wallet) rather than comparing
-// chain work; test networks' minimum-difficulty rules are not checked (see HeaderChain). The
-// header chain is kept from genesis (80 bytes per header, about 75 MB on mainnet in SQLite
-// and memory); a checkpoint would shorten that.
+// Reorgs are followed only to a chain with more work: a fork with no more cumulative work than
+// ours above the fork point is refused (ErrForkLessWork), logged, and our chain kept. Every
+// header is checked against its network's difficulty rules, testnet's 20-minute rule and BIP-94
+// (testnet4) included (see HeaderChain). On mainnet, testnet4 and signet the header chain starts
+// at the last period of the shipped checkpoints (checkpoints.go, Electrum's format, refreshed by
+// scripts/update-checkpoints): only the headers from there are downloaded and kept, plus, below
+// it, the header of each block holding a wallet transaction (its whole period fetched once and
+// checked against the checkpoints). docs/networks.md gives the figures and the argument.
 //
 // Events: every event is stored (outbox) in the same transaction as the state it reports and
 // carries a stable id; Ack(id) is persisted, and unacknowledged events are delivered again after
 // a restart, so a consumer that acknowledges sees each event once.
+//
+// Crash safety: every state write is one SQLite transaction, and each leaves a state the next
+// start resumes from, whatever is killed after it (tested by failing each write of a sync, a
+// catch-up over a reorg and a running session in turn): a new window's scripts are stored with
+// the first write after they are derived (null status until their history is fetched), so the
+// stored scripts of a branch are always indexes 0..n-1. Indexes that an older version left
+// missing are derived and stored again on load; a store is refused as another wallet's
+// (ErrWalletMismatch) only when its scripts differ from the configured descriptor's.
 //
 // Sync: subscribe the window's scripts, get_history of the used ones, transaction.get of the
 // transactions not held yet (kept in SQLite); during a session's sync of a dense branch, the
@@ -54,6 +66,4 @@
 // Throttling: ElectrumX charges each session a cost and throttles, then disconnects, a client
 // that asks too much; the watcher paces its subscribe and fetch batches adaptively (pacing.go:
 // halve the batch and double the delay on each throttling answer, recover slowly).
-//
-// Not yet here: a header checkpoint (the chain is kept from genesis).
 package chainwatch

@@ -32,7 +32,10 @@ var (
 	ErrUnknownScript = errors.New("chainwatch: unknown scripthash")
 
 	// ErrWalletMismatch means the database holds scripts that the configured ScriptSource does
-	// not derive: the database belongs to another wallet. Run returns it.
+	// not derive (a stored script differs from the one derived at its branch/index, or lies on a
+	// branch the source does not have): the database was written for another wallet's
+	// descriptor. Run returns it. Indexes missing from a stored window are not a mismatch (see
+	// Tracker.Restore).
 	ErrWalletMismatch = errors.New("chainwatch: database belongs to a different wallet")
 
 	// ErrWrongNetwork means the server's genesis header is not Config.Params' genesis. Run
@@ -53,6 +56,10 @@ var (
 
 	// ErrReorgTooDeep means a fork below the reorg safety limit; the chain is kept.
 	ErrReorgTooDeep = errors.New("chainwatch: reorg deeper than the safety limit")
+
+	// ErrForkLessWork means a fork whose headers carry no more work than ours above the fork
+	// point (a lying or lagging server); the chain is kept.
+	ErrForkLessWork = errors.New("chainwatch: fork does not have more work than our chain")
 
 	// ErrMerkleProof means a blockchain.transaction.get_merkle answer does not prove that the
 	// transaction is in the block at that height of our header chain (or breaks an SPV rule:

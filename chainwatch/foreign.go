@@ -245,6 +245,13 @@ func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *fo
 	w.mu.RUnlock()
 	r.mu.Unlock()
 
+	old := make([]TxState, len(proofs)) // blocks below a checkpointed chain's base need their headers
+	for i, j := range proofs {
+		old[i] = TxState{TxID: j.txid, Height: j.height}
+	}
+	if err := w.fetchBelowBase(ctx, c, old); err != nil {
+		return err
+	}
 	for _, j := range proofs {
 		var res struct {
 			BlockHeight int32    `json:"block_height"`

@@ -75,13 +75,23 @@ func TestHeaderChainExtendAndReorg(t *testing.T) {
 		t.Fatal("height 8 not replaced")
 	}
 
-	// The server's chain is followed even when it is not longer (after invalidateblock).
-	short := buildChain(t, a[6], 2, 'c') // 8..9 replaces 8..11
-	r, err = c.Connect(8, short)
-	if err != nil || r.Fork != 7 || len(r.Disconnected) != 4 || c.Height() != 9 || c.Tip().Hash != short[1].BlockHash() {
-		t.Fatalf("shorter fork: %+v, %v", r, err)
+	// Reorgs are followed only to more work: a shorter fork and an equally long one (regtest:
+	// every header has the same work) are refused and change nothing; one more header wins.
+	before := c.Tip()
+	short := buildChain(t, a[6], 2, 'c') // 8..9 against our 8..11
+	if r, err := c.Connect(8, short); !errors.Is(err, ErrForkLessWork) || len(r.Disconnected) != 0 || c.Tip() != before {
+		t.Fatalf("shorter fork: %+v, %v, tip %+v", r, err, c.Tip())
 	}
-	if _, err := c.Connect(8, b); err != nil || c.Tip().Hash != b[3].BlockHash() {
+	equal := buildChain(t, a[6], 4, 'c') // 8..11 against our 8..11
+	if _, err := c.Connect(8, equal); !errors.Is(err, ErrForkLessWork) || c.Tip() != before {
+		t.Fatalf("equal-work fork: %v, tip %+v", err, c.Tip())
+	}
+	longer := buildChain(t, a[6], 5, 'c') // 8..12
+	if r, err := c.Connect(8, longer); err != nil || r.Fork != 7 || len(r.Disconnected) != 4 || c.Tip().Hash != longer[4].BlockHash() {
+		t.Fatalf("longer fork: %+v, %v", r, err)
+	}
+	b = append(b, buildChain(t, b[3], 2, 'b')...) // 8..13
+	if _, err := c.Connect(8, b); err != nil || c.Tip().Hash != b[5].BlockHash() {
 		t.Fatalf("back to b: %v", err)
 	}
 
@@ -92,14 +102,14 @@ func TestHeaderChainExtendAndReorg(t *testing.T) {
 	}
 
 	// Headers that skip heights or link nowhere do not connect.
-	far := buildChain(t, b[3], 3, 'e')
-	if _, err := c.Connect(13, far[1:]); !errors.Is(err, ErrHeaderNoConnect) {
+	far := buildChain(t, b[5], 3, 'e') // 14..16
+	if _, err := c.Connect(15, far[1:]); !errors.Is(err, ErrHeaderNoConnect) {
 		t.Fatalf("gap: %v", err)
 	}
-	if _, err := c.Connect(12, far[1:]); !errors.Is(err, ErrHeaderNoConnect) {
+	if _, err := c.Connect(14, far[1:]); !errors.Is(err, ErrHeaderNoConnect) {
 		t.Fatalf("wrong parent: %v", err)
 	}
-	if _, err := c.Connect(12, far); err != nil || c.Height() != 14 {
+	if _, err := c.Connect(14, far); err != nil || c.Height() != 16 {
 		t.Fatalf("connect after fetching back: %v, height %d", err, c.Height())
 	}
 }

@@ -314,11 +314,10 @@ func (w *Watcher) syncHeaders(ctx context.Context, c *electrum.Client, hj header
 		reorg := false
 		for from <= target {
 			n := min(target-from+1, maxHeadersPerCall)
-			var res blockHeadersJSON
-			if err := c.Call(ctx, "blockchain.block.headers", []any{from, n}, &res); err != nil {
-				return fmt.Errorf("chainwatch: blockchain.block.headers %d+%d: %w", from, n, err)
-			}
-			hdrs, err := res.parse()
+			w.mu.RLock()
+			whole := !w.tr.Chain().Anchored() // the checkpointed base period comes whole
+			w.mu.RUnlock()
+			hdrs, err := fetchHeaders(ctx, c, from, n, whole)
 			if err != nil {
 				return err
 			}
@@ -335,6 +334,10 @@ func (w *Watcher) syncHeaders(ctx context.Context, c *electrum.Client, hj header
 				}
 				reorg = true
 				break
+			}
+			if errors.Is(err, ErrForkLessWork) {
+				w.forkRefused(err) // keep our chain and this session; see forkRefused
+				return nil
 			}
 			if err != nil {
 				return err
@@ -390,6 +393,9 @@ func (w *Watcher) prove(ctx context.Context, c *electrum.Client, s *syncState) e
 			continue
 		}
 		todo = append(todo, x)
+	}
+	if err := w.fetchBelowBase(ctx, c, todo); err != nil {
+		return err
 	}
 	for start := 0; start < len(todo); start += proofBatch {
 		chunk := todo[start:min(start+proofBatch, len(todo))]
@@ -563,14 +569,18 @@ func batchParallel(ctx context.Context, c *electrum.Client, calls []*electrum.Ca
 	return errors.Join(errs...)
 }
 
-// extend grows the lookahead windows and subscribes the new scripts. A new script whose
-// history was fetched ahead (syncState.early) is applied at once, which may grow the window
-// further (cascading); the others' histories are fetched by the fetch loop once subscribed.
+// extend grows the lookahead windows and subscribes the new scripts. Every new script goes into
+// upd at once, unverified (stored with a null status), so that whatever the caller writes next
+// keeps the stored scripts of each branch contiguous: a script whose history is still to be
+// fetched is never missing below one stored after it. A new script whose history was fetched
+// ahead (syncState.early) is applied at once, which may grow the window further (cascading);
+// the others' histories are fetched by the fetch loop once subscribed.
 func (w *Watcher) extend(ctx context.Context, c *electrum.Client, s *syncState, upd *Update) error {
 	var fresh []ScriptState
 	w.mu.Lock()
 	for {
 		got, err := w.tr.Extend()
+		upd.Scripts = append(upd.Scripts, got...)
 		if err != nil {
 			w.mu.Unlock()
 			return err
@@ -622,6 +632,11 @@ func (w *Watcher) commit(ctx context.Context, up Update) error {
 	su, err := toStore(up)
 	if err != nil {
 		return err
+	}
+	if w.beforeWrite != nil {
+		if err := w.beforeWrite(su); err != nil {
+			return fmt.Errorf("%w: %w", ErrStore, err)
+		}
 	}
 	ids, err := w.cfg.DB.ApplyChainwatchUpdate(ctx, su)
 	if err != nil {

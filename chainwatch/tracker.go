@@ -3,6 +3,7 @@ package chainwatch
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -48,8 +49,26 @@ func (u Update) Empty() bool {
 		len(u.RemoveTxs) == 0 && len(u.RawTxs) == 0 && len(u.Histories) == 0 && len(u.Headers) == 0 && len(u.Events) == 0
 }
 
-// Merge appends o to u (o happened after u).
+// Merge appends o to u (o happened after u). The store applies an update's removals before its
+// puts, so an output or transaction that u puts and o removes is taken out of u's puts (and a
+// removed transaction's raw transaction with it): the merged update then stores what applying u
+// and then o would.
 func (u *Update) Merge(o Update) {
+	if len(o.Remove) > 0 && len(u.Put) > 0 {
+		gone := make(map[wire.OutPoint]struct{}, len(o.Remove))
+		for _, op := range o.Remove {
+			gone[op] = struct{}{}
+		}
+		u.Put = slices.DeleteFunc(u.Put, func(x UTXO) bool { _, g := gone[x.OutPoint]; return g })
+	}
+	if len(o.RemoveTxs) > 0 && (len(u.PutTxs) > 0 || len(u.RawTxs) > 0) {
+		gone := make(map[chainhash.Hash]struct{}, len(o.RemoveTxs))
+		for _, id := range o.RemoveTxs {
+			gone[id] = struct{}{}
+		}
+		u.PutTxs = slices.DeleteFunc(u.PutTxs, func(x TxState) bool { _, g := gone[x.TxID]; return g })
+		u.RawTxs = slices.DeleteFunc(u.RawTxs, func(tx *wire.MsgTx) bool { _, g := gone[tx.TxHash()]; return g })
+	}
 	u.Scripts = append(u.Scripts, o.Scripts...)
 	u.Remove = append(u.Remove, o.Remove...)
 	u.Put = append(u.Put, o.Put...)
@@ -162,59 +181,93 @@ func (t *Tracker) add(s *ScriptState) {
 	}
 }
 
-// restoreCheckEvery: Restore re-derives every restoreCheckEvery-th stored script (and the last of
-// each branch) to check that the store belongs to this wallet. Deriving all of them (three EC
-// derivations each for a 2-of-3) was most of the restart time of a large wallet; a store of
-// another wallet already differs at index 0, and every stored script is still checked against
-// its stored scripthash.
+// restoreCheckEvery: Restore re-derives every restoreCheckEvery-th stored script (and the first
+// and last of each branch, and those next to a gap) to check that the store belongs to this
+// wallet. Deriving all of them (three EC derivations each for a 2-of-3) was most of the restart
+// time of a large wallet; a store of another wallet already differs at its first script, and
+// every stored script is still checked against its stored scripthash.
 const restoreCheckEvery = 64
+
+// maxRepairGap bounds how many missing indexes in a row Restore derives again: far more than
+// one sync round ever added to a window, far fewer than a corrupt index would ask for.
+const maxRepairGap = 100_000
 
 // Restore loads persisted state into an empty tracker (its HeaderChain restored beforehand):
 // scripts, the published UTXO set, the wallet transactions and each script's history (txids),
 // and the raw wallet transactions held (each must be a stored wallet transaction, else
 // ErrStore; one missing is fetched again when a history that lists it changes).
-// Stored scripts are spot-checked by re-deriving (index 0, every restoreCheckEvery-th and the
-// last of each branch) and must match (else ErrWalletMismatch); each must hash to its stored
-// scripthash (else ErrStore); stored scripts must be contiguous from index 0 per branch; UTXOs must belong to stored scripts and transactions. A
-// transaction stored as proven whose block is no longer in the header chain goes back to
-// unproven. Call Extend afterwards.
-func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, histories map[string][]chainhash.Hash, raw []*wire.MsgTx) error {
+//
+// Stored scripts are checked against the configured ScriptSource by re-deriving the first and
+// the last of each branch, every restoreCheckEvery-th, and each one just above a missing index:
+// one that differs, or a branch the source does not have, is ErrWalletMismatch (the database
+// was written for another descriptor). Each stored script must hash to its stored scripthash
+// (else ErrStore).
+//
+// Indexes missing below a branch's highest stored one (a database written by an older version
+// that stored a window's scripts only once their histories were fetched, and was killed in
+// between) are not a different wallet: they are derived again, tracked unverified, and
+// returned, for the caller to store; the next session subscribes them like any new script.
+//
+// UTXOs must belong to stored scripts and transactions. A transaction stored as proven whose
+// block is no longer in the header chain goes back to unproven. Call Extend afterwards.
+func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, histories map[string][]chainhash.Hash, raw []*wire.MsgTx) (repaired []ScriptState, err error) {
 	sorted := append([]ScriptState(nil), scripts...)
-	lastOfBranch := map[uint32]uint32{}
-	for _, s := range scripts {
-		lastOfBranch[s.Branch] = max(lastOfBranch[s.Branch], s.Index)
-	}
 	sort.Slice(sorted, func(i, j int) bool {
 		if sorted[i].Branch != sorted[j].Branch {
 			return sorted[i].Branch < sorted[j].Branch
 		}
 		return sorted[i].Index < sorted[j].Index
 	})
-	for _, s := range sorted {
-		if int(s.Branch) >= len(t.branches) {
-			return fmt.Errorf("%w: stored script on branch %d, wallet has %d branches", ErrWalletMismatch, s.Branch, len(t.branches))
+	check := func(s ScriptState) error {
+		derived, err := t.derive(s.Branch, s.Index)
+		if err != nil {
+			return err
 		}
-		if int(s.Index) != len(t.branches[s.Branch]) {
-			return fmt.Errorf("%w: stored scripts of branch %d are not contiguous at index %d", ErrWalletMismatch, s.Branch, s.Index)
+		if !bytes.Equal(derived.PkScript, s.PkScript) {
+			return fmt.Errorf("%w: stored script %d/%d differs from the script the configured descriptor derives at %d/%d", ErrWalletMismatch, s.Branch, s.Index, s.Branch, s.Index)
+		}
+		return nil
+	}
+	for i, s := range sorted {
+		if int(s.Branch) >= len(t.branches) {
+			return nil, fmt.Errorf("%w: the database has scripts on branch %d, the configured descriptor has %d branches", ErrWalletMismatch, s.Branch, len(t.branches))
+		}
+		if i > 0 && sorted[i-1].Branch == s.Branch && sorted[i-1].Index == s.Index {
+			return nil, fmt.Errorf("%w: script %d/%d stored twice", ErrStore, s.Branch, s.Index)
 		}
 		if ScriptHash(s.PkScript) != s.ScriptHash {
-			return fmt.Errorf("%w: stored script %d/%d does not hash to its stored scripthash", ErrStore, s.Branch, s.Index)
+			return nil, fmt.Errorf("%w: stored script %d/%d does not hash to its stored scripthash", ErrStore, s.Branch, s.Index)
 		}
-		d := &ScriptState{Branch: s.Branch, Index: s.Index, PkScript: s.PkScript, ScriptHash: s.ScriptHash}
-		if s.Index%restoreCheckEvery == 0 || lastOfBranch[s.Branch] == s.Index {
-			derived, err := t.derive(s.Branch, s.Index)
+		first := i == 0 || sorted[i-1].Branch != s.Branch
+		last := i == len(sorted)-1 || sorted[i+1].Branch != s.Branch
+		gap := int(s.Index) != len(t.branches[s.Branch])
+		if first || last || gap || s.Index%restoreCheckEvery == 0 {
+			if err := check(s); err != nil {
+				return nil, err
+			}
+		}
+		if missing := int(s.Index) - len(t.branches[s.Branch]); missing > maxRepairGap {
+			return nil, fmt.Errorf("%w: stored scripts of branch %d jump from index %d to %d", ErrStore, s.Branch, len(t.branches[s.Branch]), s.Index)
+		}
+		for int(s.Index) > len(t.branches[s.Branch]) { // fill the gap below s
+			d, err := t.derive(s.Branch, uint32(len(t.branches[s.Branch])))
 			if err != nil {
-				return err
+				return nil, err
 			}
-			if !bytes.Equal(derived.PkScript, s.PkScript) {
-				return fmt.Errorf("%w: stored script %d/%d differs from the derived one", ErrWalletMismatch, s.Branch, s.Index)
+			if _, dup := t.byHash[d.ScriptHash]; dup {
+				return nil, fmt.Errorf("%w: the script derived at %d/%d is stored at another index", ErrStore, d.Branch, d.Index)
 			}
+			t.add(d)
+			repaired = append(repaired, *d)
 		}
-		d.Status, d.Verified = s.Status, s.Verified
-		t.add(d)
+		if _, dup := t.byHash[s.ScriptHash]; dup {
+			return nil, fmt.Errorf("%w: stored script %d/%d is stored at another index too", ErrStore, s.Branch, s.Index)
+		}
+		t.add(&ScriptState{Branch: s.Branch, Index: s.Index, PkScript: s.PkScript, ScriptHash: s.ScriptHash, Status: s.Status, Verified: s.Verified})
 	}
 	for _, x := range txs {
 		if x.Verified {
+			t.chain.PinHash(x.Height, x.BlockHash) // below a checkpointed base only (proven when stored)
 			if h, ok := t.chain.Hash(x.Height); !ok || h != x.BlockHash {
 				x.Verified, x.BlockHash = false, chainhash.Hash{} // a coinbase stays one
 			}
@@ -223,12 +276,12 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 	}
 	for sh, ids := range histories {
 		if _, ok := t.byHash[sh]; !ok {
-			return fmt.Errorf("%w: stored history of an unknown script %s", ErrWalletMismatch, sh)
+			return nil, fmt.Errorf("%w: stored history of script %s, which is not stored", ErrStore, sh)
 		}
 		for _, id := range ids {
 			r, ok := t.txs[id]
 			if !ok {
-				return fmt.Errorf("%w: stored history names transaction %s that is not stored", ErrStore, id)
+				return nil, fmt.Errorf("%w: stored history names transaction %s that is not stored", ErrStore, id)
 			}
 			r.scripts[sh] = struct{}{}
 		}
@@ -237,27 +290,29 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 	for _, tx := range raw {
 		id := tx.TxHash()
 		if _, ok := t.txs[id]; !ok {
-			return fmt.Errorf("%w: stored raw transaction %s is not a stored wallet transaction", ErrStore, id)
+			return nil, fmt.Errorf("%w: stored raw transaction %s is not a stored wallet transaction", ErrStore, id)
 		}
 		t.raw[id] = tx
 	}
 	for _, u := range utxos {
 		s, ok := t.byPk[string(u.PkScript)]
 		if !ok || s.Branch != u.Branch || s.Index != u.Index {
-			return fmt.Errorf("%w: stored UTXO %v pays no stored script", ErrWalletMismatch, u.OutPoint)
+			return nil, fmt.Errorf("%w: stored UTXO %v pays no stored script", ErrStore, u.OutPoint)
 		}
 		if _, ok := t.txs[u.OutPoint.Hash]; !ok {
-			return fmt.Errorf("%w: stored UTXO %v has no stored transaction", ErrStore, u.OutPoint)
+			return nil, fmt.Errorf("%w: stored UTXO %v has no stored transaction", ErrStore, u.OutPoint)
 		}
 		t.putServer(u)
 		t.eff[u.OutPoint] = t.effective(u)
 	}
-	return nil
+	return repaired, nil
 }
 
 // Extend derives scripts until every branch has Lookahead scripts after its highest used index
 // (indices 0..highestUsed+Lookahead) and returns the new ones, unverified, for the caller to
-// subscribe. It returns nil when the window is full.
+// store (in Update.Scripts, with whatever it stores next: the stored scripts of a branch then
+// stay contiguous from index 0 after any write) and to subscribe. It returns nil when the
+// window is full. On an error it returns the scripts it did add, which are tracked as well.
 func (t *Tracker) Extend() ([]ScriptState, error) {
 	var out []ScriptState
 	for b := range t.branches {

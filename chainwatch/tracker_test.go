@@ -324,7 +324,7 @@ func TestTrackerRestore(t *testing.T) {
 
 	t.Run("same wallet", func(t *testing.T) {
 		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
-		if err := tr2.Restore(scripts, utxos, tr.Txs(), tr.hist, nil); err != nil {
+		if _, err := tr2.Restore(scripts, utxos, tr.Txs(), tr.hist, nil); err != nil {
 			t.Fatal(err)
 		}
 		if fresh, _ := tr2.Extend(); len(fresh) != 0 {
@@ -337,7 +337,7 @@ func TestTrackerRestore(t *testing.T) {
 	})
 	t.Run("other wallet", func(t *testing.T) {
 		tr2, _ := NewTracker(otherScripts{}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
-		if err := tr2.Restore(scripts, utxos, tr.Txs(), tr.hist, nil); !errors.Is(err, ErrWalletMismatch) {
+		if _, err := tr2.Restore(scripts, utxos, tr.Txs(), tr.hist, nil); !errors.Is(err, ErrWalletMismatch) {
 			t.Fatalf("err = %v, want ErrWalletMismatch", err)
 		}
 	})
@@ -346,7 +346,7 @@ func TestTrackerRestore(t *testing.T) {
 		bad := append([]ScriptState(nil), scripts...)
 		bad[5].PkScript = append([]byte{0x51}, bad[5].PkScript[1:]...)
 		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
-		if err := tr2.Restore(bad, nil, nil, nil, nil); !errors.Is(err, ErrStore) {
+		if _, err := tr2.Restore(bad, nil, nil, nil, nil); !errors.Is(err, ErrStore) {
 			t.Fatalf("err = %v, want ErrStore", err)
 		}
 		// The last script of a branch replaced consistently (script and scripthash) by another
@@ -361,13 +361,26 @@ func TestTrackerRestore(t *testing.T) {
 		other, _ := otherScripts{}.PkScript(0, bad[last].Index)
 		bad[last].PkScript, bad[last].ScriptHash = other, ScriptHash(other)
 		tr3, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
-		if err := tr3.Restore(bad, nil, nil, nil, nil); !errors.Is(err, ErrWalletMismatch) {
+		if _, err := tr3.Restore(bad, nil, nil, nil, nil); !errors.Is(err, ErrWalletMismatch) {
 			t.Fatalf("err = %v, want ErrWalletMismatch", err)
 		}
 	})
 	t.Run("gap in stored scripts", func(t *testing.T) {
+		// Index 0 missing (a window stored in part): derived again and returned for storing.
 		tr2, _ := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
-		if err := tr2.Restore(scripts[1:], nil, nil, nil, nil); !errors.Is(err, ErrWalletMismatch) {
+		repaired, err := tr2.Restore(scripts[1:], nil, nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(repaired) != 1 || repaired[0].Branch != 0 || repaired[0].Index != 0 || repaired[0].Verified || !reflect.DeepEqual(tr2.Scripts()[0].PkScript, scripts[0].PkScript) {
+			t.Fatalf("repaired = %+v, want script 0/0 unverified", repaired)
+		}
+		if fresh, _ := tr2.Extend(); len(fresh) != 0 {
+			t.Fatalf("repaired window not full: %d new", len(fresh))
+		}
+		// The same gap in another wallet's store is still another wallet.
+		tr3, _ := NewTracker(otherScripts{}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 0))
+		if _, err := tr3.Restore(scripts[1:], nil, nil, nil, nil); !errors.Is(err, ErrWalletMismatch) {
 			t.Fatalf("err = %v, want ErrWalletMismatch", err)
 		}
 	})

@@ -59,6 +59,9 @@ type Config struct {
 	// ReorgSafetyLimit is the deepest reorg followed (DefaultReorgSafetyLimit if 0); a deeper
 	// fork stops the session with ErrReorgTooDeep and is retried on reconnect.
 	ReorgSafetyLimit int
+	// Checkpoints are the network's period checkpoints the header chain starts from (see
+	// HeaderChain); nil means BuiltinCheckpoints(Params) (none for regtest: from genesis).
+	Checkpoints *Checkpoints
 	// Electrum tunes the client (timeouts, keepalive interval, message size bound); its
 	// ClientName and Logger are set from this Config.
 	Electrum electrum.Options
@@ -83,6 +86,11 @@ type Watcher struct {
 	pool        *electrum.Pool
 	stored      []store.ChainwatchEvent // unacknowledged events loaded from the store, delivered again by Run
 	redelivered chan struct{}           // closed once they are (new events wait for it)
+
+	// beforeWrite, when set (by tests), is called with every state write before it is made; an
+	// error stops the write and the watcher (Run returns it as ErrStore), as a crash at that
+	// point would: the crash tests inject one at each write in turn.
+	beforeWrite func(store.ChainwatchUpdate) error
 
 	mu        sync.RWMutex // guards everything below
 	tr        *Tracker
@@ -136,7 +144,10 @@ func New(cfg Config) (*Watcher, error) {
 	if cfg.ReorgSafetyLimit < 0 {
 		return nil, fmt.Errorf("%w: ReorgSafetyLimit %d < 0", ErrConfig, cfg.ReorgSafetyLimit)
 	}
-	tr, err := NewTracker(cfg.Scripts, cfg.Lookahead, NewHeaderChain(cfg.Params, cfg.ReorgSafetyLimit))
+	if cfg.Checkpoints == nil {
+		cfg.Checkpoints = BuiltinCheckpoints(cfg.Params)
+	}
+	tr, err := NewTracker(cfg.Scripts, cfg.Lookahead, NewCheckpointedChain(cfg.Params, cfg.ReorgSafetyLimit, cfg.Checkpoints))
 	if err != nil {
 		return nil, err
 	}
@@ -397,9 +408,12 @@ func (w *Watcher) load(ctx context.Context) error {
 	hdrs := make([]wire.BlockHeader, len(st.Headers))
 	for i, b := range st.Headers {
 		if err := hdrs[i].Deserialize(bytes.NewReader(b)); err != nil {
-			return fmt.Errorf("%w: stored header %d: %w", ErrStore, i+1, err)
+			return fmt.Errorf("%w: stored header %d: %w", ErrStore, int(st.HeadersFrom)+i, err)
 		}
 	}
+	// A stored script counts as verified with its stored status; one stored unverified (a new
+	// window's, before its first fetch) has the null status, which is what the server's status
+	// is compared with when every start subscribes every script again.
 	scripts := make([]ScriptState, len(st.Scripts))
 	for i, s := range st.Scripts {
 		scripts[i] = ScriptState{Branch: s.Branch, Index: s.Index, PkScript: s.PkScript, ScriptHash: s.ScriptHash, Status: s.Status, Verified: true}
@@ -440,12 +454,25 @@ func (w *Watcher) load(ctx context.Context) error {
 	w.stored = st.Unacked
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if err := w.tr.Chain().Restore(hdrs); err != nil {
+	if err := w.tr.Chain().RestoreFrom(st.HeadersFrom, hdrs); err != nil {
 		return fmt.Errorf("%w: stored headers: %w", ErrStore, err)
 	}
-	if err := w.tr.Restore(scripts, utxos, txs, hist, raw); err != nil {
+	repaired, err := w.tr.Restore(scripts, utxos, txs, hist, raw)
+	if err != nil {
 		return err
 	}
-	w.log.Info("chainwatch state loaded", "scripts", len(scripts), "utxos", len(utxos), "txs", len(txs), "headers", len(hdrs), "unacked_events", len(w.stored))
+	if len(repaired) > 0 {
+		// A window stored in part by an older version killed during a sync: the missing
+		// scripts are stored now (unverified; the session subscribes them).
+		var su store.ChainwatchUpdate
+		for _, sc := range repaired {
+			su.PutScripts = append(su.PutScripts, scriptToStore(sc))
+		}
+		if _, err := w.cfg.DB.ApplyChainwatchUpdate(ctx, su); err != nil {
+			return fmt.Errorf("%w: %w", ErrStore, err)
+		}
+		w.log.Warn("stored lookahead window had missing scripts; derived and stored them again", "scripts", len(repaired))
+	}
+	w.log.Info("chainwatch state loaded", "scripts", w.tr.Len(), "utxos", len(utxos), "txs", len(txs), "headers", len(hdrs), "unacked_events", len(w.stored))
 	return nil
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/btcsuite/btcd/txscript"
 )
@@ -19,7 +20,9 @@ import (
 //     a destination removed from limits.destinations.deny;
 //   - a client added, a client's pubkey or name changed, a client given more methods, its
 //     rate_limit removed or raised (more requests in an equal or longer period);
-//   - an approver added or its pubkey changed; a named descriptor added or changed;
+//   - an approver added or its pubkey changed; a named descriptor added, changed or widened
+//     (a larger lookahead); a named descriptor narrowed (a smaller lookahead) unless only
+//     limits.destinations.allow uses it, where fewer scripts only allow less;
 //   - any change to the rules (added, removed, reordered or edited);
 //   - an automation added or renamed, and in an automation of the same name: its trigger or
 //     action kind or destination changed, sweep's reserve lowered, consolidate's below raised,
@@ -112,8 +115,14 @@ func Loosenings(prev, next *Policy) []string {
 		}
 	}
 	for name, d := range next.Descriptors {
-		if o, ok := prev.Descriptors[name]; !ok || o.Descriptor != d.Descriptor || o.Lookahead < d.Lookahead {
+		o, ok := prev.Descriptors[name]
+		switch {
+		case !ok || o.Descriptor != d.Descriptor || o.Lookahead < d.Lookahead:
 			add("named descriptor %q added or widened", name)
+		case o.Lookahead > d.Lookahead && !(onlyAllowed(prev, name) && onlyAllowed(next, name)):
+			// Fewer scripts: a deny (or a hold, or a rule that an earlier match kept a request
+			// from) matches fewer outputs.
+			add("named descriptor %q narrowed (lookahead %d → %d) while a deny, a rule or an automation uses it", name, o.Lookahead, d.Lookahead)
 		}
 	}
 	for i := range next.Automations {
@@ -197,4 +206,25 @@ func automationLoosenings(o, n *Automation) []string {
 		add("bump_after lowered or turned on")
 	}
 	return out
+}
+
+// onlyAllowed reports whether the named descriptor is used only in p's destination allowlist
+// (where narrowing it only tightens): not in the denylist, in no rule (first-match rules make
+// any change of what one matches a possible loosening) and in no automation.
+func onlyAllowed(p *Policy, name string) bool {
+	ref := "descriptor:" + name
+	if slices.ContainsFunc(p.Limits.Deny, func(d Destination) bool { return d.Text == ref }) {
+		return false
+	}
+	for _, r := range p.Rules {
+		if strings.Contains(r.source, ref) {
+			return false
+		}
+	}
+	for _, a := range p.Automations {
+		if a.Action.To.Descriptor != nil && a.Action.To.Descriptor.Name == name || strings.Contains(a.Action.To.Text, ref) {
+			return false
+		}
+	}
+	return true
 }

@@ -166,6 +166,11 @@ func Evaluate(p *Policy, in Input) Decision {
 		expl = append(expl, e.Explanation...)
 		if severity(e.Outcome) > severity(d.Outcome) {
 			d = e
+		} else if d.Outcome == Hold && e.Outcome == Hold && d.Hold != nil && e.Hold != nil && e.Hold.Until.After(d.Hold.Until) {
+			// Both hold: released only when both are, so the cooling-off ends at the later end.
+			h := *d.Hold
+			h.Until = e.Hold.Until
+			d.Hold = &h
 		}
 		d.Explanation = expl
 	}
@@ -339,17 +344,21 @@ func CheckRate(rates []Rate, recent []int) Decision {
 	return Decision{Outcome: Allow, Rule: RuleRateLimit, Reason: "within the rate limit"}
 }
 
-// ApproverName returns the name of the approver with pubkey (hex) under any policy in force,
-// and whether there is one.
+// ApproverName returns the name (in p) of the approver with pubkey (hex), and whether pubkey is
+// an approver of every policy in force at now: one added by a loosened policy that does not yet
+// apply alone (see WithPrior) may not approve, deny or cancel until it does.
 func ApproverName(p *Policy, pubkey string, now time.Time) (string, bool) {
-	for _, s := range p.stages(now) {
-		for _, a := range s.Approvers {
-			if a.PubKey == pubkey {
-				return a.Name, true
-			}
+	name := ""
+	for i, s := range p.stages(now) {
+		j := slices.IndexFunc(s.Approvers, func(a Approver) bool { return a.PubKey == pubkey })
+		if j < 0 {
+			return "", false
+		}
+		if i == 0 {
+			name = s.Approvers[j].Name
 		}
 	}
-	return "", false
+	return name, true
 }
 
 func short(pk string) string {

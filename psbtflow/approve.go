@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,16 +14,20 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// Approve answers approve [request id or unsigned txid, decision] (DESIGN.md, "Other extension
-// methods"). decision is "approve" or "deny" from an approver named in the policy, or "cancel"
-// from an approver or from the client whose request is held. The approver's signed
-// kind-24133 event (req.Event) is kept in the approvals table as the evidence. The result is a
-// JSON object {"request_id","decision","state"}; the held request is decided again at once.
-// Errors: unauthorized (not an approver), invalid_params (bad decision, no such held request,
-// ambiguous id), invalid_request (the hold already ended).
+// Approve answers approve [token or unsigned txid, decision] (DESIGN.md, "Other extension
+// methods"). The held request is named by the token of its auth_url or by its unsigned txid,
+// never by its request id: clients choose request ids, so an id could name another client's
+// payment (issue 11, finding 6); the requesting client may also name its own request by id to
+// cancel it. decision is "approve" or "deny" from an approver named in every policy in force,
+// or "cancel" from such an approver or from the client whose request is held. The approver's
+// signed kind-24133 event (req.Event) is kept in the approvals table as the evidence. The result
+// is a JSON ApproveResult, which echoes what was approved (unsigned txid, outflow,
+// destinations); the held request is decided again at once. Errors: unauthorized (not an
+// approver), invalid_params (bad decision, no such held request, several match),
+// invalid_request (the hold already ended).
 func (s *Service) Approve(ctx context.Context, req signer.Request) (string, error) {
 	if len(req.Params) != 2 {
-		return "", signer.Errorf(signer.CodeInvalidParams, "approve takes [request id or unsigned txid, approve|deny|cancel], got %d params", len(req.Params))
+		return "", signer.Errorf(signer.CodeInvalidParams, "approve takes [token or unsigned txid, approve|deny|cancel], got %d params", len(req.Params))
 	}
 	id, decision := req.Params[0], strings.ToLower(req.Params[1])
 	if decision != "approve" && decision != "deny" && decision != "cancel" {
@@ -31,20 +36,23 @@ func (s *Service) Approve(ctx context.Context, req signer.Request) (string, erro
 	pol := s.policy()
 	now := s.now()
 	name, isApprover := policy.ApproverName(pol, req.Client, now)
-	holds, err := s.db.HoldsByRequestID(ctx, id)
+	holds, err := s.db.HoldsForApproval(ctx, id)
 	if err != nil {
 		return "", err
 	}
 	if !isApprover {
-		// A client may only cancel its own held request.
+		// A client may only cancel its own held request (by token, txid or its own request id).
 		mine := holds[:0:0]
 		for _, h := range holds {
 			if h.Client == req.Client {
 				mine = append(mine, h)
 			}
 		}
+		if h, err := s.db.FindHold(ctx, req.Client, id); err == nil && !slices.ContainsFunc(mine, func(x store.Hold) bool { return x.RequestID == h.RequestID }) {
+			mine = append(mine, h)
+		}
 		if decision != "cancel" || len(mine) == 0 {
-			d := policy.Decision{Rule: "approvers", Reason: "only approvers named in the policy may approve or deny a held request", PolicyHash: pol.Hash}
+			d := policy.Decision{Rule: "approvers", Reason: "only approvers named in every policy in force may approve or deny a held request", PolicyHash: pol.Hash}
 			s.audit(ctx, req, "rejected", d, nil)
 			return "", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
 		}
@@ -52,7 +60,7 @@ func (s *Service) Approve(ctx context.Context, req signer.Request) (string, erro
 	}
 	switch {
 	case len(holds) == 0:
-		return "", signer.Errorf(signer.CodeInvalidParams, "no held request with id or unsigned txid %q", id)
+		return "", signer.Errorf(signer.CodeInvalidParams, "no held request with token or unsigned txid %q (request ids are not accepted: use the token from the auth_url or the unsigned txid)", id)
 	case len(holds) > 1:
 		return "", signer.Errorf(signer.CodeInvalidParams, "%d held requests match %q; use the token from the auth_url", len(holds), id)
 	}
@@ -66,13 +74,14 @@ func (s *Service) Approve(ctx context.Context, req signer.Request) (string, erro
 			evidence = string(b)
 		}
 	}
+	res := s.approveResult(ctx, h, decision)
 	if err := s.db.AddApproval(ctx, store.Approval{Client: h.Client, RequestID: h.RequestID, Approver: req.Client, Decision: decision, Event: evidence, At: now}); err != nil {
 		return "", err
 	}
 	s.audit(ctx, signer.Request{Client: h.Client, ID: h.RequestID, Method: "approve"}, "approval",
 		policy.Decision{Rule: h.Rule, Reason: name + " (" + req.Client + "): " + decision, PolicyHash: pol.Hash}, nil)
-	s.log.Info("approval recorded", "request", h.RequestID, "approver", name, "decision", decision)
-	if err := s.processHolds(ctx); err != nil {
+	s.log.Info("approval recorded", "request", h.RequestID, "approver", name, "decision", decision, "unsigned_txid", res.UnsignedTxID)
+	if err := s.processHolds(ctx, holdKey{h.Client, h.RequestID}); err != nil {
 		s.log.Error("held requests", "error", err)
 	}
 	s.kick() // deliver the late answer
@@ -80,8 +89,49 @@ func (s *Service) Approve(ctx context.Context, req signer.Request) (string, erro
 	if err != nil {
 		return "", err
 	}
-	b, _ := json.Marshal(map[string]string{"request_id": h.RequestID, "decision": decision, "state": st.State})
+	res.State = st.State
+	b, _ := json.Marshal(res)
 	return string(b), nil
+}
+
+// ApproveResult is the answer to approve: what the decision was recorded on, so that the
+// approver sees the payment it approved.
+type ApproveResult struct {
+	RequestID    string `json:"request_id"`
+	Decision     string `json:"decision"`
+	State        string `json:"state"` // the request's state after the decision (held, signed, denied…)
+	UnsignedTxID string `json:"unsigned_txid"`
+	// OutflowSat and Destinations are from the held PSBT analysed now against the wallet view
+	// (absent when it no longer analyses, e.g. a coin was spent meanwhile). Destinations are
+	// the largest spend outputs (AuditSummary's bound); OtherDestinations counts the rest.
+	OutflowSat        *int64             `json:"outflow_sat,omitempty"`
+	Destinations      []AuditDestination `json:"destinations,omitempty"`
+	OtherDestinations int                `json:"other_destinations,omitempty"`
+}
+
+// approveResult describes hold h for the approve answer.
+func (s *Service) approveResult(ctx context.Context, h store.Hold, decision string) ApproveResult {
+	res := ApproveResult{RequestID: h.RequestID, Decision: decision}
+	if rec, ok, err := s.db.SignRequestRow(ctx, h.Client, h.RequestID); err == nil && ok {
+		res.UnsignedTxID = rec.UnsignedTxID
+	}
+	if len(h.Params) == 0 {
+		return res
+	}
+	p, _, err := Decode(h.Params[0])
+	if err != nil {
+		return res
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, err := AnalyzeWith(p, s.desc, s.chainFor(ctx, h.Client), AnalyzeOptions{AllowSighash: s.policy().AllowSighash(s.now())})
+	if err != nil {
+		return res
+	}
+	sum := Summarize(a, s.limits.AuditDestinations)
+	out := int64(a.Outflow)
+	res.UnsignedTxID, res.OutflowSat, res.Destinations, res.OtherDestinations = a.UnsignedTxID, &out, sum.Destinations, sum.OtherDestinations
+	return res
 }
 
 // RequestStatus is what psbt_status and the auth_url page show about a request.

@@ -2,6 +2,7 @@ package psbtflow
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/netparams"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -55,6 +57,11 @@ type Service struct {
 	txConfirmed func(txid chainhash.Hash) bool
 	// facts are the proven chain facts the spend exposure moves on (exposure.go; nil: none).
 	facts SpendFacts
+
+	// limits bound what a request and the waiting holds may cost (limits.go); holds is when
+	// each waiting hold must be decided again (holds.go), guarded by mu.
+	limits Limits
+	holds  holdSchedule
 
 	// mu serialises decisions so that one (client, id) is never evaluated twice at once, two
 	// conflicting PSBTs are never analysed against the same UTXO snapshot concurrently, and the
@@ -99,7 +106,7 @@ func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain ChainView,
 		log = slog.Default()
 	}
 	s := &Service{desc: desc, slot: slot, keys: keys, chain: chain, policy: pol, db: db, log: log.With("component", "psbtflow"),
-		now: time.Now, tick: 2 * time.Second, wake: make(chan struct{}, 1)}
+		now: time.Now, tick: 2 * time.Second, wake: make(chan struct{}, 1), limits: DefaultLimits()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -186,6 +193,10 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 	if len(req.Params) < 1 || len(req.Params) > 2 {
 		return "", signer.Errorf(signer.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
 	}
+	if err := s.limits.checkText(req.Params[0]); err != nil {
+		// Refused before any write: the same text is refused the same way again.
+		return "", err
+	}
 	if !s.chain.Synced() {
 		// Not recorded: the same request is decided normally once the view is complete.
 		return "", signer.Errorf(signer.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
@@ -228,7 +239,7 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 		if d := policy.CheckRate(rates, recent); d.Outcome != policy.Allow {
 			d.PolicyHash = pol.Hash
 			me := signer.Errorf(signer.CodeRateLimited, "%s", d.Reason)
-			v := refused("rejected", me, d.Rule, nil)
+			v := s.refused("rejected", me, d.Rule, nil)
 			v.decision = &d
 			return s.finish(ctx, req, h[:], v, "")
 		}
@@ -248,13 +259,13 @@ type verdict struct {
 	held     bool
 }
 
-func refused(decision string, me *signer.MethodError, rule string, a *Analysis) verdict {
+func (s *Service) refused(decision string, me *signer.MethodError, rule string, a *Analysis) verdict {
 	state := store.RequestDenied
 	if me.Code == signer.CodeInternal {
 		state = store.RequestFailed
 	}
 	ae := store.AuditEntry{Decision: decision, Rule: rule, Reason: me.Error()}
-	fillAudit(&ae, a)
+	fillAudit(&ae, a, s.limits.AuditDestinations)
 	rec := store.SignRequest{State: state, Error: me.Error()}
 	if a != nil {
 		rec.UnsignedTxID = a.UnsignedTxID
@@ -276,7 +287,19 @@ func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byt
 	}
 	var held *signer.HeldError
 	if v.held && holdState == "" {
-		token := holdToken(req.Client, req.ID)
+		if mine, all, err := s.db.CountWaitingHolds(ctx, req.Client); err != nil {
+			return "", err
+		} else if mine >= s.limits.MaxHoldsPerClient || all >= s.limits.MaxHolds {
+			me := signer.AsMethodError(errTooManyHolds(mine, all, s.limits))
+			dec := v.decision
+			v = s.refused("rejected", me, "max_holds", nil)
+			v.decision = dec
+			return s.finish(ctx, req, psbtHash, v, "")
+		}
+		token, err := newHoldToken()
+		if err != nil {
+			return "", err
+		}
 		held = &signer.HeldError{URL: s.holdLink(token), Reason: v.decision.Rule + ": " + v.decision.Reason}
 		d.NewHold = &store.Hold{Client: req.Client, RequestID: req.ID, Token: token, Params: req.Params, Rule: v.decision.Rule,
 			HeldSince: s.now(), URL: held.URL, Reason: held.Reason}
@@ -291,6 +314,7 @@ func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byt
 		"reason", v.audit.Reason, "unsigned_txid", v.audit.UnsignedTxID, "outflow_sat", v.audit.OutflowSat, "fee_sat", v.audit.FeeSat,
 		"policy", short(d.PolicyHash))
 	if held != nil {
+		s.scheduleHold(holdKey{req.Client, req.ID}, s.policy(), v.decision, s.now())
 		return "", held
 	}
 	if v.rec.State != store.RequestSigned {
@@ -299,9 +323,15 @@ func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byt
 	return v.result, nil
 }
 
-func holdToken(client, id string) string {
-	h := sha256.Sum256([]byte(client + "\x00" + id))
-	return hex.EncodeToString(h[:16])
+// newHoldToken is a hold's auth_url token: 128 random bits (crypto/rand), hex. It is stored
+// with the hold and cannot be computed from the request (issue 11, finding 8); approvers
+// name a held request by it (or by the unsigned txid).
+func newHoldToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", signer.Errorf(signer.CodeInternal, "hold token: %v", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 func (s *Service) holdLink(token string) string {
@@ -327,15 +357,18 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 		dec := json.NewDecoder(strings.NewReader(req.Params[1]))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return refused("rejected", signer.Errorf(signer.CodeInvalidParams, "options must be a JSON object with only known keys (network): %v", err), "options", nil)
+			return s.refused("rejected", signer.Errorf(signer.CodeInvalidParams, "options must be a JSON object with only known keys (network): %v", err), "options", nil)
 		}
 		if o.Network != "" && !sameNetwork(o.Network, s.desc.Network()) {
-			return refused("rejected", signer.Errorf(signer.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
+			return s.refused("rejected", signer.Errorf(signer.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
 		}
 	}
 	p, enc, err := Decode(req.Params[0])
 	if err != nil {
-		return refused("rejected", signer.AsMethodError(err), "decode", nil)
+		return s.refused("rejected", signer.AsMethodError(err), "decode", nil)
+	}
+	if err := s.limits.checkCounts(p); err != nil {
+		return s.refused("rejected", signer.AsMethodError(err), "limits", nil)
 	}
 	chain := s.chainFor(ctx, req.Client)
 	a, err := AnalyzeWith(p, s.desc, chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
@@ -344,37 +377,37 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 		if me.Code == signer.CodeInternal {
 			s.log.Error("analysis failed", "error", err)
 		}
-		return refused("rejected", me, "analysis", nil)
+		return s.refused("rejected", me, "analysis", nil)
 	}
 	in := PolicyInput(req.Client, req.Method, now, p, a)
 	in.HeldSince, in.Approvals = heldSince, approvals
 	if err := withLedger(ctx, s.db, pol, &in, a); err != nil {
 		s.log.Error("spend ledger read failed", "error", err)
-		return refused("error", signer.AsMethodError(err), "ledger", a)
+		return s.refused("error", signer.AsMethodError(err), "ledger", a)
 	}
 	d := policy.Evaluate(pol, in)
 	withDecision := func(v verdict) verdict { v.decision = &d; return v }
 	switch d.Outcome {
 	case policy.Unauthorized:
-		return withDecision(refused("denied", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason), d.Rule, a))
+		return withDecision(s.refused("denied", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason), d.Rule, a))
 	case policy.Deny:
-		return withDecision(refused("denied", signer.Errorf(signer.CodePolicyDenied, "%s: %s", d.Rule, d.Reason), d.Rule, a))
+		return withDecision(s.refused("denied", signer.Errorf(signer.CodePolicyDenied, "%s: %s", d.Rule, d.Reason), d.Rule, a))
 	case policy.Hold:
 		ae := store.AuditEntry{Decision: "held", Rule: d.Rule, Reason: d.Reason}
-		fillAudit(&ae, a)
+		fillAudit(&ae, a, s.limits.AuditDestinations)
 		return verdict{rec: store.SignRequest{State: store.RequestHeld, UnsignedTxID: a.UnsignedTxID}, audit: ae, decision: &d, held: true}
 	}
 	n, err := SignInputs(p, a, s.desc, s.slot, s.keys, chain)
 	if err != nil {
 		s.log.Error("signing failed", "error", err)
-		return withDecision(refused("error", signer.AsMethodError(err), "sign", a))
+		return withDecision(s.refused("error", signer.AsMethodError(err), "sign", a))
 	}
 	out, err := Encode(p, enc)
 	if err != nil {
-		return withDecision(refused("error", signer.AsMethodError(err), "encode", a))
+		return withDecision(s.refused("error", signer.AsMethodError(err), "encode", a))
 	}
 	ae := store.AuditEntry{Decision: "signed", Rule: d.Rule, Reason: fmt.Sprintf("%s; %d partial signature(s) added", d.Reason, n)}
-	fillAudit(&ae, a)
+	fillAudit(&ae, a, s.limits.AuditDestinations)
 	res := &store.Reservation{TxID: a.UnsignedTxID, Client: req.Client, RequestID: req.ID, OutflowSat: int64(a.Outflow),
 		Inputs: outpoints(a), At: now}
 	return verdict{result: out, rec: store.SignRequest{State: store.RequestSigned, Result: out, UnsignedTxID: a.UnsignedTxID},
@@ -434,19 +467,9 @@ func PolicyInput(client, method string, now time.Time, p *psbt.Packet, a *Analys
 	return in
 }
 
-func fillAudit(ae *store.AuditEntry, a *Analysis) {
-	if a == nil {
-		return
-	}
-	ae.UnsignedTxID, ae.OutflowSat, ae.FeeSat = a.UnsignedTxID, int64(a.Outflow), int64(a.Fee)
-	if b, err := json.Marshal(a); err == nil {
-		ae.Analysis = string(b)
-	}
-}
-
 func (s *Service) audit(ctx context.Context, req signer.Request, decision string, d policy.Decision, a *Analysis) {
 	ae := store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method, Decision: decision, Rule: d.Rule, Reason: d.Reason}
-	fillAudit(&ae, a)
+	fillAudit(&ae, a, s.limits.AuditDestinations)
 	expl, _ := json.Marshal(d.Explanation)
 	if err := s.db.AppendDecisionAudit(ctx, ae, d.PolicyHash, string(expl)); err != nil {
 		s.log.Error("audit write failed", "error", err)
@@ -462,6 +485,8 @@ func sameNetwork(name string, p *chaincfg.Params) bool {
 		return name == "regtest"
 	case chaincfg.SigNetParams.Net:
 		return name == "signet"
+	case netparams.TestNet4Magic:
+		return name == "testnet4"
 	default:
 		return name == "testnet" || name == "testnet3" || name == p.Name
 	}
@@ -475,7 +500,7 @@ func parseMethodError(s string) *signer.MethodError {
 	return &signer.MethodError{Code: code, Message: msg}
 }
 
-// Run re-decides held requests (cooling-off over, approvals in), delivers their late answers,
+// Run re-decides held requests when they are due (cooling-off over, approvals in), delivers their late answers,
 // and reconciles the spend ledger with the wallet view, every tick and whenever an approval
 // arrives, until ctx ends. It returns nil when ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {
@@ -492,8 +517,8 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// Tick does one round of Run's work now: decide every waiting hold again, answer the holds that
-// ended, reconcile the spend ledger. Errors are logged (the next tick retries).
+// Tick does one round of Run's work now: decide again the waiting holds that are due (see
+// holdSchedule), answer the holds that ended, reconcile the spend ledger. Errors are logged (the next tick retries).
 func (s *Service) Tick(ctx context.Context) {
 	if s.chain.Synced() {
 		if err := s.processHolds(ctx); err != nil && ctx.Err() == nil {
@@ -506,70 +531,6 @@ func (s *Service) Tick(ctx context.Context) {
 	if err := s.respondEnded(ctx); err != nil && ctx.Err() == nil {
 		s.log.Warn("late answers", "error", err)
 	}
-}
-
-func (s *Service) processHolds(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	holds, err := s.db.Holds(ctx, store.HoldWaiting)
-	if err != nil {
-		return err
-	}
-	for _, h := range holds {
-		rec, ok, err := s.db.SignRequestRow(ctx, h.Client, h.RequestID)
-		if err != nil || !ok {
-			return fmt.Errorf("held request %s/%s: %v", h.Client, h.RequestID, err)
-		}
-		req := signer.Request{Client: h.Client, ID: h.RequestID, Method: rec.Method, Params: h.Params}
-		approvals, err := s.db.Approvals(ctx, h.Client, h.RequestID)
-		if err != nil {
-			return err
-		}
-		var yes []string
-		var stop *store.Approval
-		for i, a := range approvals {
-			switch a.Decision {
-			case "approve":
-				yes = append(yes, a.Approver)
-			default:
-				if stop == nil {
-					stop = &approvals[i]
-				}
-			}
-		}
-		pol := s.policy()
-		if stop != nil {
-			who := stop.Approver
-			if name, ok := policy.ApproverName(pol, who, s.now()); ok {
-				who = name
-			} else if who == h.Client {
-				who = "the requesting client"
-			}
-			me := signer.Errorf(signer.CodePolicyDenied, "%s: %s by %s", h.Rule, map[string]string{"deny": "denied", "cancel": "cancelled"}[stop.Decision], who)
-			v := refused(stop.Decision, me, h.Rule, nil)
-			v.rec.UnsignedTxID = rec.UnsignedTxID
-			state := store.HoldDenied
-			if stop.Decision == "cancel" {
-				state = store.HoldCancelled
-			}
-			if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
-				return err
-			}
-			continue
-		}
-		v := s.decide(ctx, req, pol, s.now(), h.HeldSince, yes)
-		if v.held {
-			continue
-		}
-		state := store.HoldReleased
-		if v.rec.State != store.RequestSigned {
-			state = store.HoldDenied
-		}
-		if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
-			return err
-		}
-	}
-	return nil
 }
 
 func isMethodError(err error) bool {

@@ -59,6 +59,7 @@ type holdEnv struct {
 	client  string
 	approve map[string]string // approver name → secret key
 	pol     *policy.Policy
+	doc     string // the policy's text
 }
 
 func newHoldEnv(t *testing.T, rules string) *holdEnv {
@@ -79,6 +80,7 @@ func newHoldEnv(t *testing.T, rules string) *holdEnv {
 		doc += "  - {name: " + name + ", pubkey: " + pk + "}\n"
 	}
 	doc += "limits:\n  max_per_tx: 1 BTC\n" + rules
+	e.doc = doc
 	if e.pol, err = policy.Parse("p.yaml", []byte(doc)); err != nil {
 		t.Fatal(err)
 	}
@@ -174,12 +176,12 @@ func TestHoldApprovalsMofN(t *testing.T) {
 	ctx := context.Background()
 	req := signer.Request{Client: e.client, ID: "r2", Method: "sign_psbt", Params: []string{e.psbt(t, 40_000)}}
 	_, err := e.svc.SignPSBT(ctx, req)
-	heldURL(t, err)
+	tok := strings.TrimPrefix(heldURL(t, err), "http://127.0.0.1:8080/requests/")
 	// A stranger (here: the client itself) may not approve.
 	if _, err := e.svc.Approve(ctx, signer.Request{Client: e.client, ID: "x", Method: "approve", Params: []string{"r2", "approve"}}); err == nil || !strings.HasPrefix(err.Error(), "unauthorized: ") {
 		t.Fatalf("client approving its own request: %v", err)
 	}
-	out, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", "r2", "approve"))
+	out, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", tok, "approve"))
 	if err != nil || !strings.Contains(out, `"state":"held"`) {
 		t.Fatalf("first approval: %s, %v", out, err)
 	}
@@ -187,14 +189,14 @@ func TestHoldApprovalsMofN(t *testing.T) {
 		t.Fatalf("released after one approval: %v", got)
 	}
 	// The same approver twice still counts once.
-	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", "r2", "approve")); err != nil {
+	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", tok, "approve")); err != nil {
 		t.Fatal(err)
 	}
 	e.svc.Tick(ctx)
 	if got := e.ans.list(); len(got) != 0 {
 		t.Fatalf("released after one approver approved twice: %v", got)
 	}
-	out, err = e.svc.Approve(ctx, e.approverRequest(t, "carol", "r2", "approve"))
+	out, err = e.svc.Approve(ctx, e.approverRequest(t, "carol", tok, "approve"))
 	if err != nil || !strings.Contains(out, `"state":"signed"`) {
 		t.Fatalf("second approval: %s, %v", out, err)
 	}
@@ -216,7 +218,7 @@ func TestHoldApprovalsMofN(t *testing.T) {
 			t.Fatalf("approval evidence does not verify: %v", err)
 		}
 	}
-	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "bob", "r2", "approve")); err == nil || !strings.HasPrefix(err.Error(), "invalid_request: ") {
+	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "bob", tok, "approve")); err == nil || !strings.HasPrefix(err.Error(), "invalid_request: ") {
 		t.Fatalf("approving an ended hold: %v", err)
 	}
 }

@@ -2,7 +2,8 @@ package psbtflow
 
 // PSBT version 2 (BIP-370), as a decoder and encoder around btcd's v0-only psbt package.
 //
-// btcutil/psbt (v1.1.10, the newest the module proxy serves by exact version) parses only BIP-174 v0, whose global
+// btcutil/psbt parses only BIP-174 v0 (v1.1.8 here; v1.1.10, served by exact version, also reads
+// PSBT_GLOBAL_XPUB into Packet.XPubs where this code keeps them as Unknowns: not taken yet), whose global
 // map carries the unsigned transaction. A v2 PSBT instead spreads the transaction over per-input
 // and per-output fields. decodeV2 reads the v2 key-value maps, rebuilds the unsigned transaction
 // from PSBT_GLOBAL_TX_VERSION, the lock time (BIP-370 "Determining Lock Time"),

@@ -221,7 +221,7 @@ func retryable(err error) bool {
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, ErrClosed), errors.Is(err, ErrIdle), errors.Is(err, ErrRelayLimit), errors.Is(err, ErrAuthRequired),
+	case errors.Is(err, ErrClosed), errors.Is(err, ErrIdle), errors.Is(err, ErrRelayLimit), errors.Is(err, ErrAuthRequired), errors.Is(err, errUnconfirmed),
 		errors.Is(err, ErrBadRelayURL), errors.Is(err, ErrTooManyRelays), errors.Is(err, errEncoding):
 		return false
 	case errors.Is(err, ErrRejected):

@@ -261,6 +261,13 @@ func (c *conn) send(ctx context.Context, msg []byte) error {
 		if cause := c.cause(); cause != nil {
 			return cause
 		}
+		// The reader may have closed the connection for what it read (a message over the
+		// limit) and not yet recorded why: end it and let the reader's cause come first.
+		_ = c.ws.CloseNow()
+		<-c.readerDone
+		if cause := c.cause(); cause != nil {
+			return cause
+		}
 		err = fmt.Errorf("%w: write: %v", ErrConnectionLost, err)
 		c.fail(err)
 		return err

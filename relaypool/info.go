@@ -58,35 +58,45 @@ func parseInfo(b []byte) (Limits, error) {
 	}, nil
 }
 
+// software is what a NIP-11 document says the relay runs ("software", "version").
+type software struct {
+	Software string `json:"software"`
+	Version  string `json:"version"`
+}
+
 // fetchInfo GETs the NIP-11 document of the relay at wsURL (ws→http, wss→https, same host and
-// path) with "Accept: application/nostr+json", within infoTimeout and infoMaxBytes. reached is
-// false when no HTTP answer came (the relay is down): the document should be asked for again.
-func fetchInfo(ctx context.Context, client *http.Client, wsURL string) (l Limits, reached bool, err error) {
+// path) with "Accept: application/nostr+json", within infoTimeout and infoMaxBytes, and returns
+// its limits and software. reached is false when no HTTP answer came (the relay is down): the
+// document should be asked for again.
+func fetchInfo(ctx context.Context, client *http.Client, wsURL string) (l Limits, sw software, reached bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, infoTimeout)
 	defer cancel()
 	httpURL := "http" + strings.TrimPrefix(wsURL, "ws")
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, httpURL, nil)
 	if err != nil {
-		return Limits{}, true, err
+		return Limits{}, software{}, true, err
 	}
 	req.Header.Set("Accept", "application/nostr+json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return Limits{}, false, err
+		return Limits{}, software{}, false, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return Limits{}, true, fmt.Errorf("relaypool: NIP-11 document: HTTP %s", resp.Status)
+		return Limits{}, software{}, true, fmt.Errorf("relaypool: NIP-11 document: HTTP %s", resp.Status)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, infoMaxBytes+1))
 	if err != nil {
-		return Limits{}, true, err
+		return Limits{}, software{}, true, err
 	}
 	if len(b) > infoMaxBytes {
-		return Limits{}, true, fmt.Errorf("relaypool: NIP-11 document over %d bytes", infoMaxBytes)
+		return Limits{}, software{}, true, fmt.Errorf("relaypool: NIP-11 document over %d bytes", infoMaxBytes)
 	}
 	l, err = parseInfo(b)
-	return l, true, err
+	if err == nil {
+		_ = json.Unmarshal(b, &sw) // parsed above: a JSON object; wrong types leave sw empty
+	}
+	return l, sw, true, err
 }
 
 // checkPublish reports why ev, encoded as msg, must not be sent to a relay with limits l, or

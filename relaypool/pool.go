@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -82,9 +83,15 @@ type Event struct {
 
 // PublishResult is one relay's answer to a published event: Err is nil when the relay said
 // OK true (NIP-01), and otherwise holds its reason, a connection error, or a timeout.
+//
+// Unconfirmed (with Err nil) means the event was delivered but not acknowledged: it is an
+// ephemeral event (kind 20000–29999, such as NIP-46's 24133) written to the connection of a
+// relay that sends no OK for ephemeral events (see RelayHealth.EphemeralUnacked). It does not
+// count towards the quorum.
 type PublishResult struct {
-	Relay string
-	Err   error
+	Relay       string
+	Err         error
+	Unconfirmed bool
 }
 
 // RelayHealth is the state of one relay connection and its counters since New, as reported by
@@ -106,10 +113,15 @@ type RelayHealth struct {
 	// Published and PublishFailed count publish attempts answered OK and not (per attempt,
 	// background retries included); LastOKLatency is the time from sending the last accepted
 	// event to its OK, at LastOKAt.
-	Published     uint64        `json:"published"`
-	PublishFailed uint64        `json:"publish_failed"`
-	LastOKLatency time.Duration `json:"last_ok_latency_ns"`
-	LastOKAt      time.Time     `json:"last_ok_at,omitzero"`
+	Published     uint64 `json:"published"`
+	PublishFailed uint64 `json:"publish_failed"`
+	// Unconfirmed counts ephemeral events delivered to this relay without an OK, because it
+	// is marked EphemeralUnacked: it sends no OK for ephemeral events (NIP-11 names a release
+	// known for that, or one such event got no OK while the connection answered pings).
+	Unconfirmed      uint64        `json:"unconfirmed"`
+	EphemeralUnacked bool          `json:"ephemeral_unacked,omitempty"`
+	LastOKLatency    time.Duration `json:"last_ok_latency_ns"`
+	LastOKAt         time.Time     `json:"last_ok_at,omitzero"`
 	// EventsReceived counts valid events received on subscriptions (before de-duplication),
 	// the last at LastEventAt; EventsDropped counts those dropped for a bad id or signature.
 	EventsReceived uint64    `json:"events_received"`
@@ -179,7 +191,7 @@ func New(urls []string, opts Options) (*Pool, error) {
 		ctx:    ctx,
 		cancel: cancel,
 
-		httpClient: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		httpClient: &http.Client{Transport: newTransport()},
 		retrySlots: make(chan struct{}, maxBackgroundRetries),
 	}
 	p.keepalive.interval, p.keepalive.timeout = defaultPingInterval, defaultPingTimeout
@@ -187,6 +199,30 @@ func New(urls []string, opts Options) (*Pool, error) {
 		p.relays = append(p.relays, newRelay(p, u))
 	}
 	return p, nil
+}
+
+// newTransport is http.DefaultTransport with a dialer that turns Nagle's algorithm off
+// (TCP_NODELAY) on every relay connection: NIP-46 messages are small writes that must leave at
+// once, not wait for the previous segment's ACK (a delayed ACK stalls them by up to ~40 ms).
+// Go's net package sets TCP_NODELAY on new TCP connections already; this keeps it so whatever
+// the defaults. A relay's own side is up to the relay (nostr-rs-relay 0.8.12 leaves it off).
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			if err := tc.SetNoDelay(true); err != nil {
+				c.Close()
+				return nil, fmt.Errorf("relaypool: setting TCP_NODELAY: %w", err)
+			}
+		}
+		return c, nil
+	}
+	return t
 }
 
 // normalizeURL checks that u is a ws:// or wss:// URL with a host and returns it normalised
@@ -257,9 +293,10 @@ func (p *Pool) spawn(fs ...func()) bool {
 	return true
 }
 
-// Published counts the relays that accepted the event, and joins the errors of the relays that
-// did not. Relays still being tried in the background (ErrPending: the quorum was reached
-// before they answered) are neither counted nor errors; the background attempt logs its outcome.
+// Published counts the relays that accepted the event — OK true, or delivered but unconfirmed
+// (PublishResult.Unconfirmed) — and joins the errors of the relays that did not. Relays still
+// being tried in the background (ErrPending: the quorum was reached before they answered) are
+// neither counted nor errors; the background attempt logs its outcome.
 func Published(res []PublishResult) (int, error) {
 	ok := 0
 	var errs []error

@@ -14,8 +14,11 @@ import (
 
 // Publish sends ["EVENT", ev] (NIP-01) to every relay in parallel and collects each relay's
 // ["OK", <id>, true|false, <message>] (NIP-01, formerly NIP-20). It returns as soon as the
-// quorum (Options.Quorum, default a majority of the relays) has accepted ev, or every relay has
-// answered, or ctx ends, with one PublishResult per relay in the order of URLs(). Err is nil for
+// quorum (Options.Quorum, default a majority of the relays) has accepted ev with an OK, or every
+// relay has answered, or ctx ends, with one PublishResult per relay in the order of URLs(). A
+// relay that sends no OK for ephemeral events (ephemeral.go) answers an ephemeral ev as soon as
+// it is written to its connection, with Unconfirmed set: it never holds Publish up, and never
+// counts towards the quorum. Err is nil for
 // OK true (or OK false "duplicate:"), and otherwise wraps ErrPending (no answer yet), ErrRejected
 // (with the relay's message), ErrNoOK (within Options.PublishTimeout, with the relay's last
 // NOTICE if any), ErrConnectionLost, ErrBackingOff (the relay is down and its next dial is over
@@ -92,10 +95,12 @@ const firstAttemptMaxBackoffWait = time.Second
 // failed relay is not retried (and that is logged).
 const maxBackgroundRetries = 1024
 
-// answer is one relay's first outcome for a publish.
+// answer is one relay's first outcome for a publish; unconfirmed (with err nil): delivered to a
+// relay that sends no OK for ephemeral events.
 type answer struct {
-	i   int
-	err error
+	i           int
+	err         error
+	unconfirmed bool
 }
 
 // publish sends ev to each targets[i] with a relay and records its first answer in res[i]
@@ -126,8 +131,8 @@ func (p *Pool) publish(ctx context.Context, ev nostr.Event, targets []target, re
 	for ok := 0; started > 0 && ok < need; started-- {
 		select {
 		case a := <-answers:
-			res[a.i].Err = a.err
-			if a.err == nil {
+			res[a.i].Err, res[a.i].Unconfirmed = a.err, a.unconfirmed
+			if a.err == nil && !a.unconfirmed {
 				ok++
 			}
 		case <-ctx.Done():
@@ -146,8 +151,27 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 	r := t.r
 	ctx, cancel := context.WithTimeout(r.ctx, p.opts.PublishRetry)
 	defer cancel()
-	err := p.publishOnce(ctx, r, ev, msg, min(p.opts.PublishTimeout, firstAttemptMaxBackoffWait))
-	answers <- answer{i, err}
+	// An ephemeral event to a relay that sends no OK for those is answered once written (sent is
+	// called from publishOnce, in this goroutine); publishOnce still waits for an OK to learn
+	// whether the relay has started sending them.
+	reported := false
+	sent := func() {
+		if !reported {
+			reported = true
+			answers <- answer{i: i, unconfirmed: true}
+		}
+	}
+	err := p.publishOnce(ctx, r, ev, msg, min(p.opts.PublishTimeout, firstAttemptMaxBackoffWait), sent)
+	if errors.Is(err, errUnconfirmed) {
+		sent()
+		return
+	}
+	if !reported {
+		answers <- answer{i: i, err: err}
+	}
+	if ctx.Err() != nil { // the Pool is closing (or the relay retired): nothing to retry in
+		return
+	}
 	if !retryable(err) {
 		return
 	}
@@ -175,9 +199,9 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 		case <-tm.C:
 		}
 		// The relay's own backoff bounds the dials; wait for it as long as the retry window lasts.
-		err = p.publishOnce(ctx, r, ev, msg, p.opts.PublishRetry)
-		if err == nil {
-			log.Info("published after retrying", "attempts", attempt)
+		err = p.publishOnce(ctx, r, ev, msg, p.opts.PublishRetry, nil)
+		if err == nil || errors.Is(err, errUnconfirmed) {
+			log.Info("published after retrying", "attempts", attempt, "unconfirmed", err != nil)
 			return
 		}
 		if errors.Is(err, ErrClosed) || errors.Is(err, ErrIdle) {
@@ -195,7 +219,12 @@ func (p *Pool) deliver(i int, t target, ev *nostr.Event, msg []byte, answers cha
 // publishOnce sends msg (the EVENT carrying ev) to one relay and waits for its OK, for at most
 // Options.PublishTimeout after sending; it waits for a backing-off relay's next attempt only
 // within maxWait. A refusal with "auth-required:" is followed by NIP-42 AUTH and one more send.
-func (p *Pool) publishOnce(ctx context.Context, r *relay, ev *nostr.Event, msg []byte, maxWait time.Duration) (err error) {
+//
+// For an ephemeral ev on a relay marked as sending no OK for those, sent (if not nil) is called
+// once the event is written; no OK within the timeout then gives errUnconfirmed. No OK for an
+// ephemeral ev on an unmarked relay whose connection then answers a ping marks the relay and
+// gives errUnconfirmed too; an OK true for an ephemeral ev clears the mark.
+func (p *Pool) publishOnce(ctx context.Context, r *relay, ev *nostr.Event, msg []byte, maxWait time.Duration, sent func()) (err error) {
 	var latency time.Duration
 	defer func() {
 		if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrIdle) && ctx.Err() == nil {
@@ -212,11 +241,27 @@ func (p *Pool) publishOnce(ctx context.Context, r *relay, ev *nostr.Event, msg [
 	if err := c.relay.currentLimits().checkPublish(ev, msg); err != nil { // fetched by this dial
 		return err
 	}
+	ephemeral := isEphemeral(ev.Kind)
 	for authTried := false; ; authTried = true {
+		var onSent func()
+		if ephemeral && r.isEphemeralUnacked() {
+			onSent = sent
+		}
 		var env nostr.OKEnvelope
-		env, latency, err = c.sendEvent(ctx, ev.ID, msg, p.opts.PublishTimeout)
+		env, latency, err = c.sendEvent(ctx, ev.ID, msg, p.opts.PublishTimeout, onSent)
 		if err != nil {
+			if ephemeral && errors.Is(err, ErrNoOK) && c.cause() == nil {
+				if r.isEphemeralUnacked() {
+					return errUnconfirmed
+				}
+				if c.alive(ctx) && r.markEphemeralUnacked(fmt.Sprintf("no OK for an ephemeral event within %s, though the connection answered a ping sent after it", p.opts.PublishTimeout), true) {
+					return errUnconfirmed
+				}
+			}
 			return err
+		}
+		if ephemeral {
+			r.ephemeralOK(okAccepted(env))
 		}
 		if okAccepted(env) {
 			return nil
@@ -237,8 +282,9 @@ func (p *Pool) publishOnce(ctx context.Context, r *relay, ev *nostr.Event, msg [
 
 // sendEvent writes msg (an EVENT carrying event id) and waits up to timeout for the relay's OK;
 // it returns the OK and the time from send to OK. No OK is an error wrapping ErrNoOK (with the
-// relay's last NOTICE, if any), a lost connection its cause.
-func (c *conn) sendEvent(ctx context.Context, id string, msg []byte, timeout time.Duration) (nostr.OKEnvelope, time.Duration, error) {
+// relay's last NOTICE, if any), a lost connection its cause. sent, if not nil, is called once
+// msg is written, before the wait.
+func (c *conn) sendEvent(ctx context.Context, id string, msg []byte, timeout time.Duration, sent func()) (nostr.OKEnvelope, time.Duration, error) {
 	pctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	noOK := func(err error) error {
@@ -255,17 +301,20 @@ func (c *conn) sendEvent(ctx context.Context, id string, msg []byte, timeout tim
 	}
 	ok := c.expectOK(id)
 	defer c.forgetOK(id, ok)
-	sent := time.Now()
+	start := time.Now()
 	if err := c.send(pctx, msg); err != nil {
 		return nostr.OKEnvelope{}, 0, noOK(err)
 	}
+	if sent != nil {
+		sent()
+	}
 	select {
 	case env := <-ok:
-		return env, time.Since(sent), nil
+		return env, time.Since(start), nil
 	case <-c.ctx.Done():
 		select {
 		case env := <-ok: // the OK came just before the connection ended
-			return env, time.Since(sent), nil
+			return env, time.Since(start), nil
 		default:
 		}
 		return nostr.OKEnvelope{}, 0, context.Cause(c.ctx)

@@ -41,6 +41,9 @@ type relay struct {
 	subs      int           // REQs open or being opened on this relay (for max_subscriptions)
 	subFree   chan struct{}
 	stats     relayStats
+	// ephemeralUnacked: the relay sends no OK for ephemeral events; ephemeralAnswered: it has
+	// sent an OK (true or false) for one, so silence is not learned from it (ephemeral.go).
+	ephemeralUnacked, ephemeralAnswered bool
 }
 
 // relayStats are the health counters of one relay.
@@ -49,6 +52,7 @@ type relayStats struct {
 	published, publishFailed        uint64
 	eventsReceived, eventsDropped   uint64
 	authOK, authFailed              uint64
+	unconfirmed                     uint64
 	lastOKLatency                   time.Duration
 	lastOKAt, lastEventAt, lastAuth time.Time
 	lastNotice                      string
@@ -83,6 +87,7 @@ func (r *relay) health() RelayHealth {
 		Since: r.since, LastError: r.lastErr, Failures: r.failures, Limits: r.limits,
 		Connects: r.stats.connects, Disconnects: r.stats.disconnects,
 		Published: r.stats.published, PublishFailed: r.stats.publishFailed,
+		Unconfirmed: r.stats.unconfirmed, EphemeralUnacked: r.ephemeralUnacked,
 		EventsReceived: r.stats.eventsReceived, EventsDropped: r.stats.eventsDropped,
 		AuthPubKey: r.stats.authPubKey, LastNotice: r.stats.lastNotice,
 		LastOKLatency: r.stats.lastOKLatency, LastOKAt: r.stats.lastOKAt, LastEventAt: r.stats.lastEventAt,
@@ -169,7 +174,7 @@ func (r *relay) dial(call *dialCall) {
 	needInfo := r.infoAt.IsZero() || time.Since(r.infoAt) > infoTTL
 	r.mu.Unlock()
 	if needInfo {
-		l, reached, err := fetchInfo(r.ctx, p.httpClient, r.url)
+		l, sw, reached, err := fetchInfo(r.ctx, p.httpClient, r.url)
 		r.mu.Lock()
 		if reached { // a relay without a document is not asked again for infoTTL
 			r.infoAt = time.Now()
@@ -178,6 +183,9 @@ func (r *relay) dial(call *dialCall) {
 			r.limits = l
 		}
 		r.mu.Unlock()
+		if err == nil && ephemeralUnackedBySoftware(sw.Software, sw.Version) {
+			r.markEphemeralUnacked("NIP-11: "+sw.Software+" "+sw.Version, false)
+		}
 		if err != nil {
 			p.log.Debug("no NIP-11 relay information document", "relay", r.url, "error", err)
 		} else if l != (Limits{}) {
@@ -308,6 +316,10 @@ func (r *relay) releaseSub() {
 func (r *relay) recordPublish(err error, latency time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if errors.Is(err, errUnconfirmed) {
+		r.stats.unconfirmed++
+		return
+	}
 	if err == nil {
 		r.stats.published++
 		r.stats.lastOKLatency = latency

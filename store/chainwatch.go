@@ -76,8 +76,11 @@ type ChainwatchState struct {
 	Txs       []ChainwatchTx      // ordered by txid
 	RawTxs    []ChainwatchRawTx   // serialized wallet transactions, ordered by txid
 	Histories map[string][]string // scripthash → txids in the server's order
-	Headers   [][]byte            // 80-byte headers from height 1 up, contiguous
-	Unacked   []ChainwatchEvent   // events not acknowledged, by id
+	Headers   [][]byte            // 80-byte headers from height HeadersFrom up, contiguous
+	// HeadersFrom is the height of Headers[0]: 1 for a chain kept from genesis, or the first
+	// height of the checkpointed period a checkpointed chain starts from.
+	HeadersFrom int32
+	Unacked     []ChainwatchEvent // events not acknowledged, by id
 }
 
 // ChainwatchUpdate is one change to chainwatch's state, written in one transaction: PutScripts
@@ -189,7 +192,9 @@ func (db *DB) loadChainwatchExtra(ctx context.Context, st *ChainwatchState) erro
 		if err := rows.Scan(&h, &b); err != nil {
 			return err
 		}
-		if int(h) != len(st.Headers)+1 {
+		if len(st.Headers) == 0 {
+			st.HeadersFrom = h
+		} else if int(h) != int(st.HeadersFrom)+len(st.Headers) {
 			return fmt.Errorf("gap before height %d", h)
 		}
 		st.Headers = append(st.Headers, b)
@@ -351,12 +356,14 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]
 			if _, err := exec(`DELETE FROM chainwatch_headers WHERE height >= ?`, u.HeadersFrom); err != nil {
 				return fmt.Errorf("headers: %w", err)
 			}
-			var n int32
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM chainwatch_headers`).Scan(&n); err != nil {
+			// The first headers may start anywhere (a checkpointed chain starts at its base);
+			// later ones must continue the stored run.
+			var n, top int32
+			if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(height), 0) FROM chainwatch_headers`).Scan(&n, &top); err != nil {
 				return fmt.Errorf("headers: %w", err)
 			}
-			if n != u.HeadersFrom-1 {
-				return fmt.Errorf("headers from height %d would leave a gap after %d", u.HeadersFrom, n)
+			if n > 0 && top != u.HeadersFrom-1 {
+				return fmt.Errorf("headers from height %d would leave a gap after %d", u.HeadersFrom, top)
 			}
 			for i, h := range u.Headers {
 				if _, err := exec(`INSERT INTO chainwatch_headers(height, header) VALUES (?, ?)`, u.HeadersFrom+int32(i), h); err != nil {

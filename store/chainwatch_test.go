@@ -78,7 +78,7 @@ func TestChainwatchRoundTrip(t *testing.T) {
 	}
 	want := ChainwatchState{Scripts: []ChainwatchScript{s0, s1}, UTXOs: []ChainwatchUTXO{u1}, Tip: tip, HasTip: true,
 		Txs: []ChainwatchTx{{TxID: "t1"}}, RawTxs: []ChainwatchRawTx{{TxID: "t1", Raw: []byte{1}}},
-		Histories: map[string][]string{"aa": {"t1"}}, Headers: [][]byte{hdr(1), hdr(9)},
+		Histories: map[string][]string{"aa": {"t1"}}, Headers: [][]byte{hdr(1), hdr(9)}, HeadersFrom: 1,
 		Unacked: []ChainwatchEvent{{ID: ids[1], Kind: "tip", Payload: []byte(`{}`)}}}
 	if !reflect.DeepEqual(st, want) {
 		t.Fatalf("state =\n%+v\nwant\n%+v", st, want)
@@ -108,5 +108,30 @@ func TestChainwatchUpdateIsAtomic(t *testing.T) {
 	}
 	if len(st.Scripts) != 0 || len(st.UTXOs) != 0 || st.HasTip {
 		t.Fatalf("partial write: %+v", st)
+	}
+}
+
+// TestChainwatchHeadersFromABase: a checkpointed chain stores its headers from its base (not
+// height 1); they load with that HeadersFrom, and a later write must continue the run.
+func TestChainwatchHeadersFromABase(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(t.TempDir(), "base.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hdr := func(b byte) []byte { return bytes.Repeat([]byte{b}, 80) }
+	if _, err := db.ApplyChainwatchUpdate(ctx, ChainwatchUpdate{HeadersFrom: 4032, Headers: [][]byte{hdr(1), hdr(2)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ApplyChainwatchUpdate(ctx, ChainwatchUpdate{HeadersFrom: 4035, Headers: [][]byte{hdr(4)}}); err == nil {
+		t.Fatal("a gap after 4033 accepted")
+	}
+	if _, err := db.ApplyChainwatchUpdate(ctx, ChainwatchUpdate{HeadersFrom: 4034, Headers: [][]byte{hdr(3)}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.LoadChainwatch(ctx)
+	if err != nil || st.HeadersFrom != 4032 || len(st.Headers) != 3 || st.Headers[2][0] != 3 {
+		t.Fatalf("loaded from %d, %d headers, %v", st.HeadersFrom, len(st.Headers), err)
 	}
 }

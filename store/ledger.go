@@ -390,6 +390,26 @@ func (db *DB) HoldsByRequestID(ctx context.Context, id string) ([]Hold, error) {
 	return out, rows.Err()
 }
 
+// HoldsForApproval returns the holds an approver's id names: the hold whose auth_url token is
+// id, or every hold whose request has unsigned txid id. A request id is never matched: clients
+// choose them (issue 11, finding 6).
+func (db *DB) HoldsForApproval(ctx context.Context, id string) ([]Hold, error) {
+	return queryRows(ctx, db.SQL, "read holds", func(rows *sql.Rows) (Hold, error) { return scanHold(rows) },
+		`SELECT `+holdCols+` FROM holds WHERE token = ?
+		OR (client_pubkey, request_id) IN (SELECT client_pubkey, request_id FROM sign_requests WHERE unsigned_txid = ? AND unsigned_txid != '')
+		ORDER BY held_since, request_id`, id, id)
+}
+
+// CountWaitingHolds returns how many holds are waiting: client's, and in all.
+func (db *DB) CountWaitingHolds(ctx context.Context, client string) (mine, all int, err error) {
+	err = db.SQL.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(client_pubkey = ?), 0) FROM holds WHERE state = ?`,
+		client, HoldWaiting).Scan(&all, &mine)
+	if err != nil {
+		return 0, 0, fmt.Errorf("store: count holds: %w", err)
+	}
+	return mine, all, nil
+}
+
 // MarkHoldResponded records that the late answer of a hold reached a relay.
 func (db *DB) MarkHoldResponded(ctx context.Context, client, requestID string) error {
 	if _, err := db.SQL.ExecContext(ctx, `UPDATE holds SET responded = 1, updated_at = ? WHERE client_pubkey = ? AND request_id = ?`,

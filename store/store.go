@@ -27,8 +27,14 @@ type DB struct {
 
 // Open opens (creating if needed) the SQLite database at path in WAL mode with foreign keys on,
 // and applies every migration in migrations/ that has not been applied yet, each in its own
-// transaction. It returns an error wrapping the failing migration's file name.
+// transaction. It returns an error wrapping the failing migration's file name. The database
+// directory is made private first (0700; ErrSharedDataDir when it is group- or
+// world-accessible and belongs to another user), and the database, -wal and -shm files are
+// 0600 whatever the umask.
 func Open(ctx context.Context, path string) (*DB, error) {
+	if err := prepareFiles(path); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
@@ -45,6 +51,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	db := &DB{SQL: sqldb}
 	if err := db.migrate(ctx); err != nil {
+		sqldb.Close()
+		return nil, err
+	}
+	if err := privateFiles(path); err != nil {
 		sqldb.Close()
 		return nil, err
 	}

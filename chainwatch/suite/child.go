@@ -25,7 +25,7 @@ const childPrefix = "SUITE-CHILD "
 type childConfig struct {
 	ServerURL string `json:"server_url"`
 	DBPath    string `json:"db_path"`
-	Seed      byte   `json:"seed"`
+	Seed      uint32 `json:"seed"`
 	Network   string `json:"network"`
 	// Fingerprints pins TLS servers (electrum.TLSOptions.Fingerprints).
 	Fingerprints map[string]string `json:"fingerprints,omitempty"`

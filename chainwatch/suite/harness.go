@@ -78,7 +78,12 @@ type Running struct {
 	*chainwatch.Watcher
 	Events *EventLog
 	cancel context.CancelFunc
-	done   chan error
+	// finished is closed once Run has returned (its result in err) and its events are
+	// collected; any number of waiters may wait on it.
+	finished chan struct{}
+	err      error
+	reported bool // err was already reported (Run returned before Ready)
+	stopped  bool
 }
 
 // WatcherOptions configures StartWatcher.
@@ -121,40 +126,43 @@ func StartWatcher(t testing.TB, b Backend, db *store.DB, src chainwatch.ScriptSo
 		t.Fatalf("chainwatch.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Running{Watcher: w, Events: &EventLog{}, cancel: cancel, done: make(chan error, 1)}
+	r := &Running{Watcher: w, Events: &EventLog{}, cancel: cancel, finished: make(chan struct{})}
 	collected := make(chan struct{})
 	go func() { r.Events.collect(w.Events()); close(collected) }()
-	go func() { err := w.Run(ctx); <-collected; r.done <- err }()
+	go func() { err := w.Run(ctx); <-collected; r.err = err; close(r.finished) }()
 	t.Cleanup(func() { r.Stop(t) })
 	if opts.NoWait {
 		return r
 	}
 	select {
 	case <-w.Ready():
-	case err := <-r.done:
-		t.Fatalf("Run returned before Ready: %v", err)
+	case <-r.finished:
+		r.reported = true
+		t.Fatalf("Run returned before Ready: %v", r.err)
 	case <-time.After(readyTimeout):
 		t.Fatalf("watcher not Ready after %v: %+v", readyTimeout, w.Health())
 	}
 	return r
 }
 
-// Stop cancels Run and waits for it; Run must return nil. Idempotent.
+// Stop cancels Run and waits for it; Run must return nil (unless StartWatcher
+// already failed the test with its error). Idempotent; call it from the test's
+// goroutine.
 func (r *Running) Stop(t testing.TB) {
 	t.Helper()
-	if r.done == nil {
+	if r.stopped {
 		return
 	}
+	r.stopped = true
 	r.cancel()
 	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Errorf("Run returned %v after cancel, want nil", err)
+	case <-r.finished:
+		if r.err != nil && !r.reported {
+			t.Errorf("Run returned %v after cancel, want nil", r.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Errorf("Run did not return within 30 s of cancel")
 	}
-	r.done = nil
 }
 
 // Converge waits until the watcher's UTXO set equals want and its tip is the

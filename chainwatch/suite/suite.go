@@ -54,7 +54,7 @@ type Env struct {
 	Dir    string
 	Start  int64
 	Ctx    context.Context
-	Seed   byte // Wallet is NewWallet(params, Seed)
+	Seed   uint32 // Wallet is NewWallet(params, Seed)
 	// Outside is a wallet that is not watched (payments away from the
 	// wallet go there).
 	Outside *Wallet
@@ -68,25 +68,26 @@ func Run(t *testing.T, b Backend) {
 	}
 }
 
-// nextSeed numbers the cases of this process: every case gets wallets of its
-// own, so that cases (and backends sharing a chain) never see each other's
-// coins.
-var nextSeed atomic.Uint32
+// caseNumber numbers the cases of this process: every case gets wallets of
+// its own (the wallet 2n and the outside wallet 2n+1), so that cases (and
+// backends sharing a chain) never see each other's coins, however many times
+// the suite runs in one process (go test -count=N).
+var caseNumber atomic.Uint32
 
 // RunCase runs one case as a subtest.
 func RunCase(t *testing.T, b Backend, c Case) {
-	seed := byte(nextSeed.Add(1))
-	if seed >= 0x60 {
-		t.Fatal("suite: more than 95 cases in one process; wallet seeds would repeat")
+	n := caseNumber.Add(1)
+	if n >= 1<<31 {
+		t.Fatal("suite: 2^31 cases in one process; wallet seeds would repeat")
 	}
 	t.Run(b.Name()+"/"+c.Name, func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 		defer cancel()
-		w, err := NewWallet(b.Params(), 0x40+seed)
+		w, err := NewWallet(b.Params(), 2*n)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := NewWallet(b.Params(), 0xa0+seed)
+		out, err := NewWallet(b.Params(), 2*n+1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +95,7 @@ func RunCase(t *testing.T, b Backend, c Case) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.Run(t, &Env{B: b, Wallet: w, Seed: 0x40 + seed, Outside: out, Dir: t.TempDir(), Start: int64(h) + 1, Ctx: ctx})
+		c.Run(t, &Env{B: b, Wallet: w, Seed: 2 * n, Outside: out, Dir: t.TempDir(), Start: int64(h) + 1, Ctx: ctx})
 	})
 }
 

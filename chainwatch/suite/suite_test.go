@@ -3,11 +3,19 @@ package suite
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/chaincfg"
+
+	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/devnet"
+	"github.com/custodyagents/cosigner/store"
 )
 
 func startDevnet(t *testing.T, cfg devnet.Config) *devnet.Network {
@@ -55,5 +63,68 @@ func TestDefaultCostLimits(t *testing.T) {
 func TestWatcherChildProcess(t *testing.T) {
 	if ChildMain() {
 		t.Fatal("ChildMain returned")
+	}
+}
+
+// recordingTB runs harness code as a test would, recording what it reports: Fatalf ends the
+// goroutine (as testing.T's does) and Cleanup functions run when the caller says.
+type recordingTB struct {
+	testing.TB
+	mu       sync.Mutex
+	reports  []string
+	cleanups []func()
+}
+
+func (r *recordingTB) Helper() {}
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reports = append(r.reports, fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	runtime.Goexit()
+}
+func (r *recordingTB) Cleanup(f func()) { r.cleanups = append(r.cleanups, f) }
+
+// offlineBackend is enough of a Backend for a watcher that stops before it connects.
+type offlineBackend struct{ Backend }
+
+func (offlineBackend) ServerURL() string        { return "tcp://127.0.0.1:1" }
+func (offlineBackend) Params() *chaincfg.Params { return &chaincfg.RegressionNetParams }
+
+// TestStartWatcherReportsAnEarlyEndOnce: a watcher whose Run returns before Ready (here: its
+// store belongs to another wallet) fails the test once, with Run's error, and the cleanup's Stop
+// neither waits for a second result that never comes nor reports the error again.
+func TestStartWatcherReportsAnEarlyEndOnce(t *testing.T) {
+	ctx := context.Background()
+	db := OpenStore(t, t.TempDir(), "cw.db")
+	other, err := NewWallet(&chaincfg.RegressionNetParams, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := other.PkScript(0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ApplyChainwatchUpdate(ctx, store.ChainwatchUpdate{PutScripts: []store.ChainwatchScript{{ScriptHash: chainwatch.ScriptHash(pk), PkScript: pk}}}); err != nil {
+		t.Fatal(err)
+	}
+	wallet, err := NewWallet(&chaincfg.RegressionNetParams, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingTB{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		StartWatcher(rec, offlineBackend{}, db, wallet, WatcherOptions{})
+	}()
+	<-done
+	for i := len(rec.cleanups) - 1; i >= 0; i-- {
+		rec.cleanups[i]()
+	}
+	if len(rec.reports) != 1 || !strings.Contains(rec.reports[0], "Run returned before Ready") || !strings.Contains(rec.reports[0], "different wallet") {
+		t.Fatalf("reported %q, want Run's ErrWalletMismatch once", rec.reports)
 	}
 }

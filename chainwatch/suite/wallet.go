@@ -1,7 +1,8 @@
 package suite
 
 import (
-	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"sync"
 
@@ -24,9 +25,14 @@ type Wallet struct {
 	cache map[[2]uint32]*btcec.PrivateKey
 }
 
-// NewWallet derives the wallet of a 32-byte seed filled with seedByte.
-func NewWallet(params *chaincfg.Params, seedByte byte) (*Wallet, error) {
-	m, err := hdkeychain.NewMaster(bytes.Repeat([]byte{seedByte}, 32), params)
+// NewWallet derives the wallet numbered seed: its BIP-32 master seed is
+// SHA-256("chainwatch suite wallet" ‖ seed as 4 bytes big-endian), so every
+// number gives another wallet.
+func NewWallet(params *chaincfg.Params, seed uint32) (*Wallet, error) {
+	h := sha256.New()
+	h.Write([]byte("chainwatch suite wallet"))
+	h.Write(binary.BigEndian.AppendUint32(nil, seed))
+	m, err := hdkeychain.NewMaster(h.Sum(nil), params)
 	if err != nil {
 		return nil, err
 	}

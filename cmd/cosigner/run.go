@@ -17,6 +17,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
@@ -57,7 +58,13 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	defer db.Close()
-	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, nil, policy.WithNetwork(params))
+	// Delays and windows run on the trusted clock: a wall clock stepped forward does not end
+	// them early (internal/trustedtime; docs/trust-model.md).
+	clock, err := trustedtime.New(ctx, db, trustedtime.Options{})
+	if err != nil {
+		return err
+	}
+	policies, err := policy.NewReloader(ctx, cfg.PolicyFile, policyVersions{db}, log, clock.Now, policy.WithNetwork(params))
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}
@@ -78,7 +85,13 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}
 	defer pool.Close()
-	var flowOpts []psbtflow.Option
+	// The header chain's median time past bounds the clock once the watcher offers it.
+	if mtp, ok := any(watcher).(trustedtime.Chain); ok {
+		clock.SetChain(mtp)
+	} else {
+		clock.SetChain(&storedHeadersMTP{db: db, w: watcher})
+	}
+	flowOpts := []psbtflow.Option{psbtflow.WithClock(clock.Now), psbtflow.WithLimits(cfg.Limits())}
 	if cfg.HealthAddr != "" {
 		flowOpts = append(flowOpts, psbtflow.WithHoldURL("http://"+cfg.HealthAddr))
 	}
@@ -142,6 +155,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		}()
 	}
 	start("chainwatch", watcher.Run)
+	start("clock", clock.Run)
 	// The watcher never drops an event and waits when its buffer is full, so its events are
 	// always drained here: reported in the log, and handed to the automations engine.
 	start("chain events", func(ctx context.Context) error {
@@ -159,14 +173,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		mux := http.NewServeMux()
 		mux.Handle("/requests/", flow.HTTPHandler())
 		mux.Handle("/", healthHandler(watcher, pool, db, reqMetrics))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		start("health", func(ctx context.Context) error {
-			go func() { <-ctx.Done(); srv.Close() }()
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		start("health", func(ctx context.Context) error { return serveHealth(ctx, ln, mux, defaultHealthLimits) })
 	}
 	// NIP-46 is served from the start (connect, ping…); sign_psbt waits for the wallet view to be
 	// complete (psbtflow answers "not synced yet" before that).
@@ -338,4 +345,35 @@ func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB, rm
 		json.NewEncoder(rw).Encode(toWalletJSON(st))
 	})
 	return mux
+}
+
+// storedHeadersMTP is the median time past (BIP-113) of the watcher's validated header chain,
+// read from the headers it stores, for the trusted clock; recomputed when the tip moves.
+type storedHeadersMTP struct {
+	db *store.DB
+	w  *chainwatch.Watcher
+
+	mu     sync.Mutex
+	height int32
+	hash   chainhash.Hash
+	mtp    time.Time
+	ok     bool
+}
+
+func (m *storedHeadersMTP) MedianTimePast() (time.Time, bool) {
+	tip := m.w.Tip()
+	if tip.Height <= 0 {
+		return time.Time{}, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ok && tip.Height == m.height && tip.Hash == m.hash {
+		return m.mtp, true
+	}
+	t, ok, err := m.db.MedianTimePast(context.Background(), tip.Height)
+	if err != nil || !ok {
+		return time.Time{}, false
+	}
+	m.height, m.hash, m.mtp, m.ok = tip.Height, tip.Hash, t, true
+	return t, true
 }

@@ -41,6 +41,11 @@ type Config struct {
 	// relays on free ports; an empty, non-nil slice means no relays.
 	RelayPorts []int
 
+	// RelaySoftware picks the program serving each relay, by index (see
+	// RelaySoftware). Missing or empty entries: relay 0 is nostr-rs-relay
+	// (RelayNostrRs, <ToolsDir>/bin/nostr-rs-relay), the others the Node relay.
+	RelaySoftware []RelaySoftware
+
 	// InitialBlocks is how many blocks Start mines. Default 450, which
 	// activates segwit on btcd's regtest (BIP9 signalling, about 432 blocks)
 	// and leaves 350 mature coinbases for Fund. Negative means none.
@@ -184,12 +189,19 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		relayPorts = []int{0, 0, 0}
 	}
 	for i, p := range relayPorts {
-		port, err := pickPort(fmt.Sprintf("relay-%d", i), p)
+		sw, err := relaySoftware(cfg.RelaySoftware, i)
+		if err == nil && sw == RelayNostrRs && n.tools.nostrRsRelay == "" {
+			n.tools.nostrRsRelay, err = findNostrRsRelay(toolsDir)
+		}
+		var port int
+		if err == nil {
+			port, err = pickPort(fmt.Sprintf("relay-%d", i), p)
+		}
 		if err != nil {
 			proxyLn.Close()
 			return nil, err
 		}
-		n.relays = append(n.relays, relayState{port: port})
+		n.relays = append(n.relays, relayState{port: port, software: sw})
 	}
 
 	fail := func(err error) (*Network, error) {

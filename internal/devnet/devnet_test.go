@@ -316,11 +316,11 @@ func TestNetworkChain(t *testing.T) {
 	}
 }
 
-// TestRelayEphemeral checks that a kind 24133 (NIP-46) event published on a
-// relay reaches a live subscriber on that relay, and that a forged one is
-// refused.
+// TestRelayEphemeral checks that a kind 24133 (NIP-46) event published on the
+// Node relay reaches a live subscriber on that relay, and that a forged one is
+// refused (nostr-rs-relay: TestNostrRsRelay).
 func TestRelayEphemeral(t *testing.T) {
-	n := startNetwork(t, Config{RelayPorts: []int{0}, InitialBlocks: -1})
+	n := startNetwork(t, Config{RelayPorts: []int{0}, RelaySoftware: []RelaySoftware{RelayNode}, InitialBlocks: -1})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	url := n.RelayURLs()[0]

@@ -7,8 +7,12 @@
 //     mature coinbases.
 //   - ElectrumX (PyPI e-x, pinned in scripts/requirements.txt) indexing that
 //     btcd through an in-process JSON-RPC compatibility proxy (rpcproxy.go).
-//   - three (by default) Nostr relays: npm @nostr-relay/core with an SQLite
-//     event store behind a ws server (node/relay.mjs), each its own process.
+//   - three (by default) Nostr relays, each its own process: relay 0 is
+//     nostr-rs-relay 0.8.12 (crates.io; a relay people run in production,
+//     which honours "#p" filters for live events and sends no OK for
+//     ephemeral events, see nostrrsrelay.go), relays 1 and 2 npm
+//     @nostr-relay/core with an SQLite event store behind a ws server
+//     (node/relay.mjs). Config.RelaySoftware picks another mix.
 //
 // Tools come from scripts/install-tools.sh (.tools/ and node/node_modules);
 // a missing tool is an error wrapping ErrToolMissing that says so.

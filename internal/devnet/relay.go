@@ -1,14 +1,14 @@
 package devnet
 
-// relay.go — the Nostr relays: node running internal/devnet/node/relay.mjs
-// (npm @nostr-relay/core with an SQLite event store behind a ws server).
+// relay.go — the Nostr relays: nostr-rs-relay (nostrrsrelay.go) and node running
+// internal/devnet/node/relay.mjs (npm @nostr-relay/core with an SQLite event store behind a ws
+// server).
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -18,17 +18,16 @@ import (
 // relayState is one relay slot: its port stays fixed across StopRelay and
 // StartRelay, and so does its event database.
 type relayState struct {
-	port int
-	proc *process // nil while stopped
+	port     int
+	software RelaySoftware
+	proc     *process // nil while stopped
 }
 
 // startRelay starts relay i on its port and waits for a REQ/EOSE round trip.
 func (n *Network) startRelay(ctx context.Context, i int) error {
 	r := &n.relays[i]
 	name := fmt.Sprintf("relay-%d", i)
-	db := filepath.Join(n.dir, name+".sqlite")
-	p, err := startProcess(name, n.tools.node, []string{n.tools.relayJS, fmt.Sprint(r.port), db}, nil,
-		n.tools.nodeDir, filepath.Join(n.dir, name+".log"), n.log)
+	p, err := n.startRelayProcess(i)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,8 @@ type tools struct {
 	node      string // node on PATH
 	relayJS   string // <repo>/internal/devnet/node/relay.mjs
 	nodeDir   string // <repo>/internal/devnet/node
+
+	nostrRsRelay string // <tools>/bin/nostr-rs-relay, when a relay runs it (findNostrRsRelay)
 }
 
 // findTools locates every tool, returning an error wrapping ErrToolMissing

@@ -79,7 +79,7 @@ func run(log *slog.Logger, dir string, keep bool, relays, electrumPort, rpcPort,
 
 	fmt.Printf("electrum  %s\n", n.ElectrumURL())
 	for i, u := range n.RelayURLs() {
-		fmt.Printf("relay %d   %s\n", i, u)
+		fmt.Printf("relay %d   %s (%s)\n", i, u, n.RelaySoftware(i))
 	}
 	fmt.Printf("btcd rpc  http://devnet:devnet@%s/ (btcctl -C /dev/null --regtest --notls -u devnet -P devnet -s %s getblockcount)\n", n.BtcdRPCAddr(), n.BtcdRPCAddr())
 	fmt.Printf("logs      %s\n", n.Dir())

@@ -1,0 +1,184 @@
+package psbtflow
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// holdKey names a held request.
+type holdKey struct{ client, id string }
+
+// holdDue is when a waiting hold must be decided again: at At when timed, else only when an
+// approval arrives or the policy changes.
+type holdDue struct {
+	At    time.Time
+	timed bool
+}
+
+// holdSchedule keeps, in memory, when each waiting hold must be decided again, so that a Run
+// tick over held requests costs nothing until a time point passes (the end of a cooling-off,
+// a loosened policy taking effect) or an approval arrives (issue 11, finding 4). It is rebuilt
+// from the store at the first tick after a start and whenever the policy in force changes.
+// Guarded by Service.mu.
+type holdSchedule struct {
+	loaded bool
+	pol    *policy.Policy // the policy the due times were computed under
+	due    map[holdKey]holdDue
+}
+
+// nextTimePoint is when a held request decided at now under pol by d may be decided otherwise:
+// the end of its cooling-off (the latest of the stages in force), or when a pending loosened
+// policy applies alone; zero when only an approval or a policy change can release it.
+func nextTimePoint(pol *policy.Policy, d *policy.Decision, now time.Time) (time.Time, bool) {
+	var at time.Time
+	if d != nil && d.Hold != nil && d.Hold.Until.After(now) {
+		at = d.Hold.Until
+	}
+	for p := pol; p != nil; {
+		prior, eff := p.Prior()
+		if prior == nil || !eff.After(now) {
+			break
+		}
+		if at.IsZero() || eff.Before(at) {
+			at = eff
+		}
+		p = prior
+	}
+	return at, !at.IsZero()
+}
+
+// scheduleHold records when the hold of key, just decided (still held) under pol by d, is due.
+// Called with s.mu held.
+func (s *Service) scheduleHold(key holdKey, pol *policy.Policy, d *policy.Decision, now time.Time) {
+	if s.holds.due == nil {
+		s.holds.due = map[holdKey]holdDue{}
+	}
+	at, timed := nextTimePoint(pol, d, now)
+	s.holds.due[key] = holdDue{At: at, timed: timed}
+}
+
+// processHolds decides again the waiting holds that are due (and every one after a start or a
+// policy change), ending those that the policy now signs or refuses or that an approver denied
+// or cancelled. wake are holds to decide now (an approval arrived). The late answers go out
+// through respondEnded.
+func (s *Service) processHolds(ctx context.Context, wake ...holdKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pol := s.policy()
+	now := s.now()
+	var holds []store.Hold
+	if !s.holds.loaded || s.holds.pol != pol {
+		all, err := s.db.Holds(ctx, store.HoldWaiting)
+		if err != nil {
+			return err
+		}
+		holds = all
+		s.holds = holdSchedule{loaded: true, pol: pol, due: map[holdKey]holdDue{}}
+	} else {
+		for _, k := range wake {
+			s.holds.due[k] = holdDue{timed: true}
+		}
+		for k, d := range s.holds.due {
+			if !d.timed || now.Before(d.At) {
+				continue
+			}
+			h, err := s.db.FindHold(ctx, k.client, k.id)
+			if err != nil {
+				return fmt.Errorf("held request %s/%s: %w", k.client, k.id, err)
+			}
+			if h.State != store.HoldWaiting {
+				delete(s.holds.due, k)
+				continue
+			}
+			holds = append(holds, h)
+		}
+	}
+	for _, h := range holds {
+		if err := s.decideHold(ctx, h, pol, now); err != nil {
+			// Decided again at the next tick.
+			s.holds.loaded = false
+			return err
+		}
+	}
+	return nil
+}
+
+// decideHold decides one waiting hold again. Called with s.mu held.
+func (s *Service) decideHold(ctx context.Context, h store.Hold, pol *policy.Policy, now time.Time) error {
+	key := holdKey{h.Client, h.RequestID}
+	rec, ok, err := s.db.SignRequestRow(ctx, h.Client, h.RequestID)
+	if err != nil || !ok {
+		return fmt.Errorf("held request %s/%s: %v", h.Client, h.RequestID, err)
+	}
+	req := signer.Request{Client: h.Client, ID: h.RequestID, Method: rec.Method, Params: h.Params}
+	approvals, err := s.db.Approvals(ctx, h.Client, h.RequestID)
+	if err != nil {
+		return err
+	}
+	var yes []string
+	var stop *store.Approval
+	for i, a := range approvals {
+		if !approvalCounts(pol, a, h.Client, now) {
+			continue // from an approver of a policy not yet in force alone
+		}
+		switch a.Decision {
+		case "approve":
+			yes = append(yes, a.Approver)
+		default:
+			if stop == nil {
+				stop = &approvals[i]
+			}
+		}
+	}
+	if stop != nil {
+		who := stop.Approver
+		if name, ok := policy.ApproverName(pol, who, now); ok {
+			who = name
+		} else if who == h.Client {
+			who = "the requesting client"
+		}
+		me := signer.Errorf(signer.CodePolicyDenied, "%s: %s by %s", h.Rule, map[string]string{"deny": "denied", "cancel": "cancelled"}[stop.Decision], who)
+		v := s.refused(stop.Decision, me, h.Rule, nil)
+		v.rec.UnsignedTxID = rec.UnsignedTxID
+		state := store.HoldDenied
+		if stop.Decision == "cancel" {
+			state = store.HoldCancelled
+		}
+		if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
+			return err
+		}
+		delete(s.holds.due, key)
+		return nil
+	}
+	v := s.decide(ctx, req, pol, now, h.HeldSince, yes)
+	if v.held {
+		s.scheduleHold(key, pol, v.decision, now)
+		return nil
+	}
+	state := store.HoldReleased
+	if v.rec.State != store.RequestSigned {
+		state = store.HoldDenied
+	}
+	if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
+		return err
+	}
+	delete(s.holds.due, key)
+	return nil
+}
+
+// approvalCounts reports whether a recorded approve/deny/cancel still counts under pol at now:
+// the requesting client's own cancel always does; an approver's decision only while it is an
+// approver of every policy in force (one added by a loosened policy that does not apply alone
+// yet cannot approve, deny or cancel).
+func approvalCounts(pol *policy.Policy, a store.Approval, client string, now time.Time) bool {
+	if a.Approver == client && a.Decision == "cancel" {
+		return true
+	}
+	_, ok := policy.ApproverName(pol, a.Approver, now)
+	return ok
+}
