@@ -1,6 +1,6 @@
 package bench
 
-// chainwatch_test.go — chainwatch's figures (DESIGN.md "Numbers"; issue 3 "Numbers"), side by
+// chainwatch_test.go — chainwatch's figures (docs/benchmarks.md; issue 3 "Numbers"), side by
 // side in one run on the local test network:
 //
 //   - initial sync of a wallet with 10,000 used receive scripts (one transaction in each

@@ -181,18 +181,15 @@ func TestCosignOverNostr(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A stranger reusing the (already spent) secret is not connected.
+		// A stranger reusing the (already spent) secret gets no answer at all and nothing is
+		// written (e2e/nip46 TestHostileClients shows it over the relays).
 		stranger := nostr.GeneratePrivateKey()
-		ans := nip46(t, ctx, env, bunker, stranger, "sign_psbt", built.PSBT)
-		if !strings.HasPrefix(ans.Error, "unauthorized: ") || !strings.Contains(ans.Error, "not connected") {
-			t.Fatalf("stranger with a used secret answered %+v", ans)
-		}
 		// A client with a fresh secret connects, but the policy does not list it.
 		fresh, err := env.BunkerURI(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		ans = nip46(t, ctx, env, fresh, stranger, "sign_psbt", built.PSBT)
+		ans := nip46(t, ctx, env, fresh, stranger, "sign_psbt", built.PSBT)
 		if !strings.HasPrefix(ans.Error, "unauthorized: ") || !strings.Contains(ans.Error, "not listed") {
 			t.Fatalf("connected but unlisted client answered %+v", ans)
 		}

@@ -11,7 +11,7 @@ import (
 	"github.com/custodyagents/cosigner/signer"
 )
 
-// Automations: the policy file's `automations:` list (DESIGN.md, "Policy (YAML)"). Each one
+// Automations: the policy file's `automations:` list (docs/policy.md). Each one
 // names a chain event (its Trigger), the transaction to build when it fires (its Action), how to
 // choose the feerate (Fee) and which co-signers to ask for the other signatures (Cosigners).
 // psbtflow runs them; a PSBT an automation builds goes through the same analysis and policy

@@ -1,4 +1,4 @@
-// Package policy owns cosigner's YAML policy language (DESIGN.md, "Policy (YAML)").
+// Package policy owns cosigner's YAML policy language (docs/policy.md).
 //
 //   - Parse and Load validate a file and report every problem with file:line:column and a hint
 //     (unknown keys with a "did you mean", amounts without units, unknown names, more approvals

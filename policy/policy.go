@@ -119,7 +119,7 @@ type Limits struct {
 	// released by time (psbtflow's spend exposure); see Policy.Deprecations.
 	ReleaseAfter time.Duration
 	// AllowSighash lists the sighash types signed besides ALL (and DEFAULT on taproot)
-	// (limits.allow_sighash; DESIGN.md, "PSBT analysis and safety"). Empty: only ALL / DEFAULT.
+	// (limits.allow_sighash; docs/psbt-safety.md). Empty: only ALL / DEFAULT.
 	AllowSighash []txscript.SigHashType
 	// DenyWarnings are analysis warning codes (WarningCodes) that refuse a request.
 	DenyWarnings    []string

@@ -19,7 +19,7 @@ import (
 	"github.com/custodyagents/cosigner/signer"
 )
 
-// adversarial is one crafted PSBT (REFERENCE.md "PSBT safety: checks and the attack each stops")
+// adversarial is one crafted PSBT (docs/psbt-safety.md)
 // and the refusal it must get: an error code and, for unsafe_psbt, the check's name.
 type adversarial struct {
 	name string

@@ -147,7 +147,7 @@ func (a *Analysis) warn(code, format string, args ...any) {
 }
 
 // Analyze checks a PSBT against the registered wallet and the chain and computes its Analysis
-// (DESIGN.md, "PSBT analysis and safety"; REFERENCE.md, "PSBT safety"). It is a pure function of
+// (docs/psbt-safety.md). It is a pure function of
 // its arguments and never modifies p. It refuses (with *signer.MethodError) anything this
 // co-signer must not sign:
 //   - invalid_psbt: no inputs or outputs, a duplicated input, an impossible output value,
@@ -175,8 +175,8 @@ func Analyze(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView) (*Ana
 	return AnalyzeWith(p, desc, chain, AnalyzeOptions{})
 }
 
-// AnalyzeOptions relaxes Analyze where a policy has explicitly opted in (DESIGN.md, "PSBT
-// analysis and safety", check 6). The zero value is Analyze's strict behaviour.
+// AnalyzeOptions relaxes Analyze where a policy has explicitly opted in (docs/psbt-safety.md,
+// check 6). The zero value is Analyze's strict behaviour.
 type AnalyzeOptions struct {
 	// AllowSighash lists sighash types signed besides ALL (and DEFAULT on taproot), for
 	// example SIGHASH_SINGLE|ANYONECANPAY for a coinjoin-style policy. Only the six defined
@@ -292,7 +292,7 @@ func AnalyzeWith(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView, o
 }
 
 // analyzeInput checks input i against the chain and the descriptor (checks 1, 2, 6, 11 of
-// REFERENCE.md "PSBT safety") and returns its InputInfo and the descriptor's scripts there.
+// docs/psbt-safety.md) and returns its InputInfo and the descriptor's scripts there.
 func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain ChainView, tip int32, opts AnalyzeOptions) (InputInfo, *descriptor.Derived, error) {
 	in := p.UnsignedTx.TxIn[i]
 	op := in.PreviousOutPoint
@@ -438,7 +438,7 @@ func leafByHash(tr *descriptor.TaprootDerived, h []byte) int {
 	return -1
 }
 
-// analyzeOutput classifies output j (checks 3, 4, 9 of REFERENCE.md "PSBT safety").
+// analyzeOutput classifies output j (checks 3, 4, 9 of docs/psbt-safety.md).
 func analyzeOutput(a *Analysis, pout psbt.POutput, j int, out *wire.TxOut, desc *descriptor.Descriptor, chain ChainView) (OutputInfo, error) {
 	class := txscript.GetScriptClass(out.PkScript)
 	oi := OutputInfo{Index: j, Value: btcutil.Amount(out.Value), Kind: KindSpend, ScriptClass: class.String()}

@@ -14,7 +14,7 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// Approve answers approve [token or unsigned txid, decision] (DESIGN.md, "Other extension
+// Approve answers approve [token or unsigned txid, decision] (docs/nip46-clients.md, "Other extension
 // methods"). The held request is named by the token of its auth_url or by its unsigned txid,
 // never by its request id: clients choose request ids, so an id could name another client's
 // payment (issue 11, finding 6); the requesting client may also name its own request by id to

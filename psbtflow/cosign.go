@@ -105,7 +105,7 @@ func (c *Coordinator) Close() {
 }
 
 // Ask sends sign_psbt [p as base64, without its partial signatures] to the co-signer at
-// bunkerURI under requestID and waits for its answer (DESIGN.md "sign_psbt"; NIP-46
+// bunkerURI under requestID and waits for its answer (docs/nip46-clients.md; NIP-46
 // request/response). The caller stores requestID before calling: after a restart it asks again
 // with the same id and the same PSBT, and the remote signer answers that request the same way
 // instead of evaluating it twice. The signatures are left out of the request (a co-signer signs

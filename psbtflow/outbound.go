@@ -1,6 +1,6 @@
 package psbtflow
 
-// Outbound proposals, the pure core (issue 6; DESIGN.md "State and durability", outbound): the
+// Outbound proposals, the pure core (issue 6; docs/automations.md, proposals): the
 // states a transaction this co-signer builds itself goes through, which changes are allowed,
 // and what to do next given a proposal's state and the facts the shell gathered (chain,
 // signatures, tip). Everything here is a pure function of values; outbound_run.go is the shell

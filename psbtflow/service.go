@@ -26,7 +26,7 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// Service is the life of a signing request (DESIGN.md, "State and durability"): authorize,
+// Service is the life of a signing request (docs/architecture.md): authorize,
 // analyze, evaluate the policy, then sign (reserving the outflow in the spend ledger in the same
 // transaction as the "signed" state), deny, or hold (answered with NIP-46 auth_url; the late
 // answer goes through a signer.Responder when the hold ends). It implements signer.PSBTHandler
@@ -177,7 +177,7 @@ type options struct {
 	Network string `json:"network"`
 }
 
-// SignPSBT answers sign_psbt [psbt, options?] (DESIGN.md "sign_psbt"). The result is the PSBT
+// SignPSBT answers sign_psbt [psbt, options?] (docs/nip46-clients.md). The result is the PSBT
 // with this co-signer's partial signatures, in the request's encoding. Errors are
 // *signer.MethodError (unauthorized, rate_limited, invalid_params, invalid_psbt, wrong_network,
 // not_our_wallet, unsafe_psbt, policy_denied, internal) or *signer.HeldError when the policy

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
@@ -29,6 +30,9 @@ const (
 	MaxContentBytes = 96 * 1024
 	// MaxClockSkew is how far a request's created_at may be from now; older events are replays.
 	MaxClockSkew = 10 * time.Minute
+	// ReplayWindow is how long a handled event's id is remembered (in memory and in the store's
+	// replay set): longer than any created_at the skew check lets through.
+	ReplayWindow = 2*MaxClockSkew + time.Minute
 	// MaxClientRelays bounds the relays outside the pool that client sessions may add
 	// (nostrconnect:// URIs accepted by the operator): at most this many pools on a client's own
 	// relays are open at once. Further relays are still published to (PublisherTo) but not
@@ -44,6 +48,17 @@ const (
 	sessionSyncEvery = time.Minute
 	// maxActivityClients bounds the unflushed activity map (pubkeys beyond it are not counted).
 	maxActivityClients = 10000
+	// maxSeenEvents bounds the in-memory replay set (event ids, least recently added evicted
+	// first). Requests from clients are also checked against the durable set (SeenEvents); for
+	// other senders the in-memory set is all there is, and what it forgets can only be a
+	// connect whose single-use secret a replay cannot spend twice.
+	maxSeenEvents = 65536
+	// maxConversationKeys bounds the cached NIP-44 conversation keys (LRU).
+	maxConversationKeys = 10000
+	// maxLegacyClients bounds the clients remembered as speaking NIP-04 (legacy mode, LRU); a
+	// client forgotten here gets its late answers in NIP-44 unless the held request's transport
+	// was recorded (it is, for every held request).
+	maxLegacyClients = 10000
 )
 
 // Default per-client rate limit (token bucket, golang.org/x/time/rate): requests per second and
@@ -97,6 +112,9 @@ type PSBTHandler interface {
 type Sessions interface {
 	UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant store.GrantFunc) (string, error)
 	SessionPerms(ctx context.Context, client string) (perms string, ok bool, err error)
+	// ConnectSecretUsable reports whether secret would open a session for client (known and
+	// unused, or used by client itself), without writing anything.
+	ConnectSecretUsable(ctx context.Context, secret, client string) (bool, error)
 	ListSessions(ctx context.Context) ([]store.ClientSession, error)
 	EndSession(ctx context.Context, client string) error
 	SetSessionRelays(ctx context.Context, client string, relays []string) error
@@ -164,14 +182,17 @@ type RemoteSigner struct {
 	handlersMu sync.RWMutex
 	handlers   map[string]HandlerFunc
 
-	convMu sync.Mutex
-	conv   map[string][32]byte // NIP-44 conversation keys by client pubkey
+	conv *lru.Cache[string, [32]byte] // NIP-44 conversation keys by client pubkey
 
 	seen *seenIDs
 
+	// clientLegacy holds the clients whose last request came in NIP-04 (legacy mode only).
+	clientLegacy *lru.Cache[string, struct{}]
+
+	drops dropCounters
+
 	clientMu      sync.Mutex
 	clientRelays  map[string][]string   // client pubkey -> its own relays (nostrconnect)
-	clientLegacy  map[string]bool       // client pubkey -> last request came in NIP-04
 	extra         map[string]*extraPool // by relay URL
 	awaiting      map[string]bool       // clients whose nostrconnect response awaits their first request
 	activity      map[string]store.ClientActivity
@@ -198,10 +219,10 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 		log: log.With("component", "signer"), now: time.Now,
 		limits:        newRateLimits(DefaultRatePerSecond, DefaultRateBurst),
 		handlers:      make(map[string]HandlerFunc),
-		conv:          make(map[string][32]byte),
-		seen:          newSeenIDs(2*MaxClockSkew + time.Minute),
+		conv:          mustLRU[[32]byte](maxConversationKeys),
+		seen:          newSeenIDs(ReplayWindow, maxSeenEvents),
+		clientLegacy:  mustLRU[struct{}](maxLegacyClients),
 		clientRelays:  make(map[string][]string),
-		clientLegacy:  make(map[string]bool),
 		extra:         make(map[string]*extraPool),
 		awaiting:      make(map[string]bool),
 		activity:      make(map[string]store.ClientActivity),
@@ -311,6 +332,7 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 				go func() {
 					defer s.wg.Done()
 					defer func() { <-s.sem }()
+					defer s.recoverEvent(ev.Event)
 					s.handleEvent(ctx, ev.Event, ev.Relay)
 				}()
 			}
@@ -529,21 +551,27 @@ type PublisherTo interface {
 	PublishTo(ctx context.Context, ev nostr.Event, urls []string) []relaypool.PublishResult
 }
 
+// conversationKey returns the NIP-44 conversation key with client, cached (LRU) for clients
+// the remote signer serves.
 func (s *RemoteSigner) conversationKey(client string) ([32]byte, error) {
-	s.convMu.Lock()
-	defer s.convMu.Unlock()
-	if k, ok := s.conv[client]; ok {
+	if k, ok := s.conv.Get(client); ok {
 		return k, nil
 	}
 	k, err := nip44.GenerateConversationKey(client, s.sk)
 	if err != nil {
 		return k, err
 	}
-	if len(s.conv) > 10000 {
-		clear(s.conv)
-	}
-	s.conv[client] = k
+	s.conv.Add(client, k)
 	return k, nil
+}
+
+// mustLRU returns an LRU cache of size entries keyed by pubkey.
+func mustLRU[V any](size int) *lru.Cache[string, V] {
+	c, err := lru.New[string, V](size)
+	if err != nil {
+		panic(err) // only for a non-positive size, a constant here
+	}
+	return c
 }
 
 type wireRequest struct {
@@ -600,9 +628,16 @@ func (s *RemoteSigner) checkEvent(ev *nostr.Event) string {
 	return ""
 }
 
-// decrypt opens a request: NIP-44 v2, or NIP-04 in legacy mode.
-func (s *RemoteSigner) decrypt(ev *nostr.Event) (transport, string, error) {
-	ck, err := s.conversationKey(ev.PubKey)
+// decrypt opens a request: NIP-44 v2, or NIP-04 in legacy mode. The conversation key is cached
+// only for senders the remote signer serves (cache), so that strangers cannot churn the cache.
+func (s *RemoteSigner) decrypt(ev *nostr.Event, cache bool) (transport, string, error) {
+	var ck [32]byte
+	var err error
+	if cache {
+		ck, err = s.conversationKey(ev.PubKey)
+	} else {
+		ck, err = nip44.GenerateConversationKey(ev.PubKey, s.sk)
+	}
 	if err != nil {
 		return transport{}, "", fmt.Errorf("bad client pubkey: %w", err)
 	}
@@ -669,32 +704,63 @@ func ParseRequest(plain string) (id, method string, params []string, err error) 
 
 // handleEvent checks, decrypts and answers one event. Anything it cannot attribute to a
 // client request (bad signature, not for us, undecryptable) is logged and dropped: there is no
-// one to answer safely.
+// one to answer safely. Events from pubkeys without a session are filtered in memory
+// (handleStranger) before anything is written: only a connect carrying a usable secret goes on.
 func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay string) {
 	log := s.log.With("event", ev.ID, "client", ev.PubKey, "relay", relay)
 	if reason := s.checkEvent(ev); reason != "" {
 		if reason != "our own event" {
-			log.Warn("dropped event: " + reason)
+			log.Debug("dropped event: " + reason)
+			s.drops.invalid.Add(1)
 		}
 		return
 	}
-	if durable, ok := s.sessions.(SeenEvents); ok {
-		first, err := durable.FirstSeenEvent(ctx, ev.ID, s.now(), s.seen.ttl)
-		if err != nil {
-			log.Error("dropped event: the replay check failed", "error", err)
-			return
-		}
-		if !first {
-			log.Warn("dropped event: already handled before a restart (replayed)")
-			return
-		}
+	known, err := s.isClient(ctx, ev.PubKey)
+	if err != nil {
+		log.Error("dropped event: cannot read the client's session", "error", err)
+		return
 	}
-	limited := !s.limits.allow(ev.PubKey, s.now())
-	t, plain, err := s.decrypt(ev)
+	if !known {
+		s.handleStranger(ctx, ev, relay, log)
+		return
+	}
+	allowed, answerLimit := s.limits.allowClient(ev.PubKey, s.now())
+	if !allowed && !answerLimit {
+		s.drops.overLimit.Add(1)
+		return
+	}
+	if allowed && !s.firstDurably(ctx, ev, log) {
+		return
+	}
+	t, plain, err := s.decrypt(ev, true)
 	if err != nil {
 		log.Warn("dropped event", "error", err)
 		return
 	}
+	s.serveRequest(ctx, ev, relay, t, plain, !allowed, log)
+}
+
+// firstDurably records ev in the durable replay set (when the Sessions have one) and reports
+// whether it was not handled before, also before a restart.
+func (s *RemoteSigner) firstDurably(ctx context.Context, ev *nostr.Event, log *slog.Logger) bool {
+	durable, ok := s.sessions.(SeenEvents)
+	if !ok {
+		return true
+	}
+	first, err := durable.FirstSeenEvent(ctx, ev.ID, s.now(), s.seen.ttl)
+	if err != nil {
+		log.Error("dropped event: the replay check failed", "error", err)
+		return false
+	}
+	if !first {
+		log.Warn("dropped event: already handled before a restart (replayed)")
+	}
+	return first
+}
+
+// serveRequest answers one decrypted request from a client (or from a stranger whose connect
+// carries a usable secret). limited: the client is over its rate limit (answered rate_limited).
+func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay string, t transport, plain string, limited bool, log *slog.Logger) {
 	if IsResponse(plain) {
 		// A NIP-46 response p-tagged to our key: the answer to a request our own NIP-46 client
 		// sent under this key (a co-signer asking its peers); that client's subscription reads
@@ -707,12 +773,12 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 		log.Warn("dropped request without an id", "error", perr)
 		return
 	}
-	s.clientMu.Lock()
-	if t.nip04 { // only legacy clients are remembered (for Respond), so the map stays small
-		s.clientLegacy[ev.PubKey] = true
+	if t.nip04 { // only legacy clients are remembered (for Respond), at most maxLegacyClients
+		s.clientLegacy.Add(ev.PubKey, struct{}{})
 	} else {
-		delete(s.clientLegacy, ev.PubKey)
+		s.clientLegacy.Remove(ev.PubKey)
 	}
+	s.clientMu.Lock()
 	awaiting := s.awaiting[ev.PubKey]
 	delete(s.awaiting, ev.PubKey)
 	s.clientMu.Unlock()
@@ -729,16 +795,20 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
 	resp := wireResponse{ID: id}
 	var result string
+	var err error
 	switch {
 	case perr != nil:
 		err = perr
 	case limited:
 		err = Errorf(CodeRateLimited, "too many requests from this client; retry later")
 	default:
-		result, err = s.dispatch(ctx, req)
+		result, err = s.safeDispatch(ctx, req, log)
 	}
 	var held *HeldError
 	switch {
+	case errors.Is(err, errUnanswered):
+		log.Debug("dropped request", "error", err)
+		return
 	case errors.As(err, &held):
 		resp.Result, resp.Error = "auth_url", held.URL
 		tr := store.TransportNIP44
@@ -887,9 +957,7 @@ func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result st
 	if kerr != nil {
 		return fmt.Errorf("signer: respond to %s: %w", truncate(client, 64), kerr)
 	}
-	s.clientMu.Lock()
-	legacy := s.clientLegacy[client]
-	s.clientMu.Unlock()
+	legacy := s.clientLegacy.Contains(client)
 	arrivedOn := ""
 	tr, on, known, terr := s.sessions.RequestTransport(ctx, client, requestID)
 	if terr != nil {
@@ -918,34 +986,27 @@ func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result st
 var _ Responder = (*RemoteSigner)(nil)
 
 // seenIDs remembers handled event ids for ttl (replay protection independent of the pools'
-// own de-duplication, which is per pool). Safe for concurrent use.
+// own de-duplication, which is per pool), at most size of them: past that the least recently
+// added is forgotten. Safe for concurrent use.
 type seenIDs struct {
-	ttl     time.Duration
-	mu      sync.Mutex
-	seen    map[string]time.Time
-	pruneAt int
+	ttl  time.Duration
+	seen *lru.Cache[string, time.Time]
 }
 
-func newSeenIDs(ttl time.Duration) *seenIDs {
-	return &seenIDs{ttl: ttl, seen: make(map[string]time.Time), pruneAt: 4096}
+func newSeenIDs(ttl time.Duration, size int) *seenIDs {
+	return &seenIDs{ttl: ttl, seen: mustLRU[time.Time](size)}
 }
 
 // first records id at now and reports whether it was not seen within ttl.
 func (s *seenIDs) first(id string, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t, ok := s.seen[id]; ok && now.Sub(t) < s.ttl {
+	prev, ok, _ := s.seen.PeekOrAdd(id, now) // one step: of two copies at once, one is first
+	if !ok {
+		return true
+	}
+	if now.Sub(prev) < s.ttl {
 		return false
 	}
-	s.seen[id] = now
-	if len(s.seen) > s.pruneAt {
-		for k, t := range s.seen {
-			if now.Sub(t) >= s.ttl {
-				delete(s.seen, k)
-			}
-		}
-		s.pruneAt = max(4096, 2*len(s.seen))
-	}
+	s.seen.Add(id, now) // seen long ago: a new first sighting
 	return true
 }
 

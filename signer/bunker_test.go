@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -131,17 +132,28 @@ func (h *harness) one(ev *nostr.Event) wireResponse {
 func TestRemoteSignerSessionAndMethods(t *testing.T) {
 	h := newHarness(t)
 	ctx := context.Background()
-	if r := h.one(h.request("1", "ping")); !strings.HasPrefix(r.Error, "unauthorized: ") {
-		t.Fatalf("ping before connect: %+v", r)
-	}
-	if r := h.one(h.request("2", "connect", h.rs.PublicKey(), "nope")); !strings.HasPrefix(r.Error, "unauthorized: ") {
-		t.Fatalf("connect with an unknown secret: %+v", r)
-	}
+	// A stranger (no session) is not answered, and nothing is written, unless it connects with a
+	// usable secret.
 	if err := h.db.AddConnectSecret(ctx, "s1"); err != nil {
 		t.Fatal(err)
 	}
-	if r := h.one(h.request("3", "connect", strings.Repeat("0", 64), "s1")); !strings.HasPrefix(r.Error, "invalid_params: ") {
-		t.Fatalf("connect to another signer's pubkey: %+v", r)
+	before := tableCounts(t, h.db)
+	for _, ev := range []*nostr.Event{
+		h.request("1", "ping"),
+		h.request("2", "connect", h.rs.PublicKey(), "nope"),
+		h.request("2b", "connect", h.rs.PublicKey()),
+		h.request("3", "connect", strings.Repeat("0", 64), "s1"), // another signer's pubkey
+		h.request("3b", "sign_psbt", "cHNidP8"),
+	} {
+		if rs := h.send(ev); len(rs) != 0 {
+			t.Fatalf("a stranger was answered: %+v", rs)
+		}
+	}
+	if after := tableCounts(t, h.db); after != before {
+		t.Fatalf("a stranger's events were written: %s -> %s", before, after)
+	}
+	if d := h.rs.Drops(); d.Stranger != 2 || d.BadSecret != 3 {
+		t.Fatalf("drops %+v", d)
 	}
 	if r := h.one(h.request("4", "connect", h.rs.PublicKey(), "s1")); r.Result != "ack" || r.ID != "4" {
 		t.Fatalf("connect: %+v", r)
@@ -170,14 +182,18 @@ func TestRemoteSignerSessionAndMethods(t *testing.T) {
 	other := newHarness(t)
 	other.rs, other.db = h.rs, h.db
 	other.pool = h.pool
-	if r := other.one(other.request("5", "connect", h.rs.PublicKey(), "s1")); !strings.HasPrefix(r.Error, "unauthorized: ") {
-		t.Fatalf("reused secret: %+v", r)
+	if rs := other.send(other.request("5", "connect", h.rs.PublicKey(), "s1")); len(rs) != 0 {
+		t.Fatalf("reused secret: %+v", rs)
+	}
+	// A client with a session that sends a wrong secret is answered (and audited).
+	if r := h.one(h.request("5b", "connect", h.rs.PublicKey(), "wrong")); !strings.HasPrefix(r.Error, "unauthorized: ") {
+		t.Fatalf("wrong secret from a client: %+v", r)
 	}
 	if r := h.one(h.request("6", "logout")); r.Result != "ack" {
 		t.Fatalf("logout: %+v", r)
 	}
-	if r := h.one(h.request("7", "ping")); !strings.HasPrefix(r.Error, "unauthorized: ") {
-		t.Fatalf("ping after logout: %+v", r)
+	if rs := h.send(h.request("7", "ping")); len(rs) != 0 {
+		t.Fatalf("ping after logout: %+v", rs)
 	}
 }
 
@@ -208,9 +224,25 @@ func TestRemoteSignerDropsHostileEvents(t *testing.T) {
 			t.Errorf("%s event was answered: %+v", name, rs)
 		}
 	}
+	h.connectWith("sign_psbt", "")
 	if r := h.one(h.event(`{"id":"8","method":"ping","params":[1,2]}`)); !strings.HasPrefix(r.Error, "invalid_request: ") {
 		t.Fatalf("non-string params: %+v", r)
 	}
+}
+
+// tableCounts is the number of rows of every table the remote signer writes, as one string.
+func tableCounts(t testing.TB, db *store.DB) string {
+	t.Helper()
+	var out []string
+	for _, tbl := range []string{"audit_log", "sign_requests", "client_sessions", "connect_secrets", "nip46_seen_events",
+		"request_transports", "nostrconnect_pending"} {
+		var n int
+		if err := db.SQL.QueryRow(`SELECT count(*) FROM ` + tbl).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("%s=%d", tbl, n))
+	}
+	return strings.Join(out, " ")
 }
 
 func FuzzRemoteSignerPayload(f *testing.F) {

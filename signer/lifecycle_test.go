@@ -376,7 +376,9 @@ func TestClientActivityRecorded(t *testing.T) {
 			t.Fatalf("ping: %+v", r)
 		}
 	}
-	stranger.one(fresh(stranger, "x"))
+	if rs := stranger.send(fresh(stranger, "x")); len(rs) != 0 {
+		t.Fatalf("a stranger was answered: %+v", rs)
+	}
 	h.rs.flushActivity(ctx)
 	h.rs.flushActivity(ctx) // nothing new: no change
 	ss, err := h.db.ListSessions(ctx)

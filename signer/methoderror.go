@@ -6,7 +6,7 @@ import (
 )
 
 // Stable error codes carried in NIP-46 error responses: "<code>: <words for people>"
-// (DESIGN.md, "sign_psbt").
+// (docs/nip46-clients.md).
 const (
 	CodeInvalidParams  = "invalid_params"
 	CodeInvalidPSBT    = "invalid_psbt"

@@ -132,6 +132,12 @@ func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error)
 		})
 	if err != nil {
 		if errors.Is(err, store.ErrSecretInvalid) {
+			if _, ok, serr := s.sessions.SessionPerms(ctx, req.Client); serr == nil && !ok {
+				// A stranger whose secret was spent since it was checked: like any stranger
+				// with a bad secret, nothing is recorded and nothing answered.
+				s.drops.badSecret.Add(1)
+				return "", errUnanswered
+			}
 			s.audit(ctx, req, "rejected", "connect_secret", "unknown or already used secret")
 			return "", Errorf(CodeUnauthorized, "connect secret is unknown or was already used; ask the operator for a new bunker:// URI")
 		}

@@ -74,7 +74,7 @@ func TestNIP44OfficialVectors(t *testing.T) {
 	var v nip44Vectors
 	v.load(t)
 	for i, c := range v.V2.Valid.GetConversationKey {
-		rs := &RemoteSigner{sk: c.Sec1, conv: map[string][32]byte{}}
+		rs := &RemoteSigner{sk: c.Sec1, conv: mustLRU[[32]byte](4)}
 		got, err := rs.conversationKey(c.Pub2)
 		if err != nil || hex.EncodeToString(got[:]) != c.ConversationKey {
 			t.Errorf("get_conversation_key %d: %x %v, want %s", i, got, err, c.ConversationKey)
@@ -82,8 +82,8 @@ func TestNIP44OfficialVectors(t *testing.T) {
 	}
 	for i, c := range v.V2.Valid.EncryptDecrypt {
 		pub2, _ := nostr.GetPublicKey(c.Sec2)
-		rs := &RemoteSigner{sk: c.Sec1, conv: map[string][32]byte{}}
-		tr, plain, err := rs.decrypt(&nostr.Event{PubKey: pub2, Content: c.Payload})
+		rs := &RemoteSigner{sk: c.Sec1, conv: mustLRU[[32]byte](4)}
+		tr, plain, err := rs.decrypt(&nostr.Event{PubKey: pub2, Content: c.Payload}, true)
 		if err != nil || plain != c.Plaintext || tr.nip04 {
 			t.Errorf("encrypt_decrypt %d: decrypt = %q %v", i, plain, err)
 		}
@@ -124,7 +124,7 @@ func TestNIP44OfficialVectors(t *testing.T) {
 		}
 	}
 	for i, c := range v.V2.Invalid.GetConversationKey {
-		rs := &RemoteSigner{sk: c.Sec1, conv: map[string][32]byte{}}
+		rs := &RemoteSigner{sk: c.Sec1, conv: mustLRU[[32]byte](4)}
 		if _, err := rs.conversationKey(c.Pub2); err == nil {
 			t.Errorf("invalid get_conversation_key %d (%s) accepted", i, c.Note)
 		}

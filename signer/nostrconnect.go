@@ -61,6 +61,7 @@ func (s *RemoteSigner) runNostrConnects(ctx context.Context) {
 			flushed = now
 			s.flushActivity(ctx)
 			s.closeIdle()
+			s.logDrops(now)
 		}
 		if now := s.now(); now.Sub(synced) >= sessionSyncEvery {
 			synced = now

@@ -15,7 +15,7 @@ import (
 // change (ChangeProposal), together with its cosigner rows and timeline entries, so a crash
 // between two steps leaves the proposal in exactly one of them.
 
-// Proposal states as stored (DESIGN.md "State and durability", outbound).
+// Proposal states as stored (docs/automations.md, proposals).
 const (
 	ProposalProposed          = "proposed"
 	ProposalAwaitingCosigners = "awaiting_cosigners"

@@ -91,6 +91,23 @@ func (db *DB) UseConnectSecret(ctx context.Context, secret, client, requested, m
 	return granted, err
 }
 
+// ConnectSecretUsable reports whether UseConnectSecret(secret, client, …) could succeed: the
+// secret is known and unused, or was used by client for a session that still exists. It only
+// reads (the remote signer asks it before anything about a stranger is written).
+func (db *DB) ConnectSecretUsable(ctx context.Context, secret, client string) (bool, error) {
+	h := sha256.Sum256([]byte(secret))
+	var usable bool
+	err := db.SQL.QueryRowContext(ctx, `SELECT used_by IS NULL OR (used_by = ? AND EXISTS (SELECT 1 FROM client_sessions WHERE client_pubkey = ?))
+		FROM connect_secrets WHERE secret_sha256 = ?`, client, client, h[:]).Scan(&usable)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: check connect secret: %w", err)
+	}
+	return usable, nil
+}
+
 // ClientConnected reports whether client (hex pubkey) has a session.
 func (db *DB) ClientConnected(ctx context.Context, client string) (bool, error) {
 	_, ok, err := db.SessionPerms(ctx, client)

@@ -216,6 +216,12 @@ var (
 // estimate is fallback (≤ 0 means DefaultFallbackFeeRate) with Estimated false and the reason.
 // blocks must be ≥ 1.
 func (c *Client) EstimateFee(ctx context.Context, blocks int, fallback, maxRate FeeRate) FeeEstimate {
+	return c.estimateFee(ctx, []any{blocks}, fallback, maxRate)
+}
+
+// estimateFee is EstimateFee with blockchain.estimatefee's params: [blocks] or [blocks, mode].
+func (c *Client) estimateFee(ctx context.Context, params []any, fallback, maxRate FeeRate) FeeEstimate {
+	blocks := params[0].(int)
 	if fallback <= 0 {
 		fallback = DefaultFallbackFeeRate
 	}
@@ -229,7 +235,7 @@ func (c *Client) EstimateFee(ctx context.Context, blocks int, fallback, maxRate 
 		return fb(fmt.Errorf("%w: target %d blocks, want ≥ 1", ErrImplausibleFee, blocks))
 	}
 	var raw json.RawMessage
-	if err := c.Call(ctx, "blockchain.estimatefee", []any{blocks}, &raw); err != nil {
+	if err := c.Call(ctx, "blockchain.estimatefee", params, &raw); err != nil {
 		return fb(err)
 	}
 	rate, err := feeRateFromBTCPerKvB(raw)

@@ -20,4 +20,13 @@
 // Helpers: BroadcastTransaction (the node's rejection mapped to ErrTxAlreadyKnown,
 // ErrTxConflict, ErrFeeTooLow, ErrNonStandard, ErrMissingInputs) and EstimateFee (sat/vB with a
 // documented fallback). It knows nothing about wallets; package chainwatch builds on it.
+//
+// Protocol 1.6 (Fulcrum ≥ 2.1) is negotiated when the server offers it and 1.4 kept for electrs
+// and ElectrumX; the calls whose shape differs go through helpers that follow the session's
+// version (protocol.go): BlockHeaders (a "headers" list or concatenated "hex"),
+// EstimateFeeMode (the mode parameter only for 1.6), RelayFee (mempool.get_info on 1.6, where
+// blockchain.relayfee is gone), and CanonicalMempoolOrder, IsCanonical and ScriptStatus for
+// 1.6's canonical order of mempool transactions in a history and its status. Server limits
+// of electrs and Fulcrum map to the same error kinds as ElectrumX's (see the kinds in
+// errors.go): ErrHistoryTooLarge, ErrServerBusy, ErrSubscriptionLimit.
 package electrum

@@ -79,7 +79,18 @@ var (
 
 // Kinds of server error. A *ServerError unwraps to one of these (errors.Is(err,
 // ErrHistoryTooLarge)), chosen from its code and message as ElectrumX sends them
-// (electrumx/server/session.py; aiorpcx/jsonrpc.py for the negative codes).
+// (electrumx/server/session.py; aiorpcx/jsonrpc.py for the negative codes), and from the
+// messages electrs and Fulcrum send for the same conditions under other codes:
+//
+//   - a history over the server's limit: ElectrumX "history too large" (code 1, or 10001);
+//     Fulcrum "internal error: History for <scripthash> exceeds max history 125000 with N
+//     items!" (code -32603; its max_history setting, default 125,000); electrs up to 0.11 with
+//     --index-lookup-limit ">N index entries, query may take too long" (code 1; 0.12 has no
+//     such limit). All are ErrHistoryTooLarge: the script cannot be watched through that server.
+//   - electrs "unavailable index" (code -32603) while its index is not ready: ErrServerBusy,
+//     retry later.
+//   - Fulcrum "Subscription limit reached" (code 4; max_subs_per_ip, default 75,000, and
+//     max_subs, 10 million): ErrSubscriptionLimit.
 var (
 	// ErrBadRequest: code 1 (ElectrumX BAD_REQUEST): bad parameters, rejected broadcast, unknown
 	// transaction, "still catching up with daemon", …
@@ -94,8 +105,13 @@ var (
 	// cost passed the server's hard limit; ElectrumX disconnects right after.
 	ErrExcessiveResourceUsage = errors.New("electrum: excessive resource usage")
 	// ErrServerBusy: code -102 (aiorpcx SERVER_BUSY, "server busy - request timed out"): the
-	// server throttled the request past its own timeout; retry later, slower.
+	// server throttled the request past its own timeout; or electrs's "unavailable index"
+	// (its index is not ready yet). Retry later, slower.
 	ErrServerBusy = errors.New("electrum: server busy")
+	// ErrSubscriptionLimit: Fulcrum's code 4 "Subscription limit reached": the session (or its
+	// IP address) holds as many scripthash subscriptions as the server allows; more scripts
+	// cannot be watched on this server.
+	ErrSubscriptionLimit = errors.New("electrum: subscription limit reached")
 	// ErrMethodNotFound: code -32601 (JSON-RPC 2.0): the server does not know the method.
 	ErrMethodNotFound = errors.New("electrum: method not found")
 	// ErrInvalidParams: code -32602 (JSON-RPC 2.0) or -32600 (invalid request).
@@ -109,6 +125,7 @@ const (
 	CodeBadRequest             = 1
 	CodeDaemonError            = 2
 	CodeHistoryTooLarge        = 10001
+	CodeFulcrumLimitExceeded   = 4 // Fulcrum RPC::Code_App_LimitExceeded
 	CodeExcessiveResourceUsage = -101
 	CodeServerBusy             = -102
 	CodeInvalidRequest         = -32600
@@ -118,6 +135,10 @@ const (
 	msgHistoryTooLarge         = "history too large"
 	msgExcessiveResourceUsage  = "excessive resource usage"
 	msgServerBusy              = "server busy"
+	msgFulcrumMaxHistory       = "exceeds max history"                    // Fulcrum Storage.cpp
+	msgElectrsLookupLimit      = "index entries, query may take too long" // electrs ≤ 0.11
+	msgElectrsUnavailableIndex = "unavailable index"                      // electrs 0.12
+	msgSubscriptionLimit       = "subscription limit reached"             // Fulcrum
 )
 
 // ServerError is a JSON-RPC error object returned by the server for one request
@@ -140,8 +161,13 @@ func (e *ServerError) Unwrap() error { return e.Kind() }
 func (e *ServerError) Kind() error {
 	msg := strings.ToLower(e.Message)
 	switch {
-	case e.Code == CodeHistoryTooLarge || strings.Contains(msg, msgHistoryTooLarge):
+	case e.Code == CodeHistoryTooLarge || strings.Contains(msg, msgHistoryTooLarge) ||
+		strings.Contains(msg, msgFulcrumMaxHistory) || strings.Contains(msg, msgElectrsLookupLimit):
 		return ErrHistoryTooLarge
+	case strings.Contains(msg, msgSubscriptionLimit):
+		return ErrSubscriptionLimit
+	case e.Code == CodeInternalError && msg == msgElectrsUnavailableIndex:
+		return ErrServerBusy
 	case e.Code == CodeExcessiveResourceUsage || strings.Contains(msg, msgExcessiveResourceUsage):
 		return ErrExcessiveResourceUsage
 	case e.Code == CodeServerBusy || strings.HasPrefix(msg, msgServerBusy):

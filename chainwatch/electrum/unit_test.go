@@ -132,6 +132,12 @@ func TestServerErrorKinds(t *testing.T) {
 		{-32602, "invalid params", ErrInvalidParams},
 		{-32600, "invalid request", ErrInvalidParams},
 		{-32603, "boom", ErrServerInternal},
+		// Fulcrum: max_history, as its async handler wraps the exception.
+		{-32603, "internal error: History for 6c2f00aa exceeds max history 125000 with 125001 items!", ErrHistoryTooLarge},
+		{4, "Subscription limit reached", ErrSubscriptionLimit},
+		// electrs ≤ 0.11 with --index-lookup-limit; electrs 0.12 while its index is not ready.
+		{1, ">1000 index entries, query may take too long", ErrHistoryTooLarge},
+		{-32603, "unavailable index", ErrServerBusy},
 		{0, "", ErrServerInternal},
 	} {
 		err := fmt.Errorf("wrapped: %w", &ServerError{Method: "m", Code: tc.code, Message: tc.msg})

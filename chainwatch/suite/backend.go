@@ -131,3 +131,15 @@ func (b ElectrumXTLS) ElectrumOptions() electrum.Options {
 	host := strings.TrimPrefix(b.Net.ElectrumTLSURL(), "ssl://")
 	return electrum.Options{TLS: electrum.TLSOptions{Fingerprints: map[string]string{host: b.Net.ElectrumTLSFingerprint()}}}
 }
+
+// Electrs is electrs 0.12 on the same local test network (devnet.Config.Electrs), beside
+// ElectrumX: the chain is the network's (Mine and Reorg wait for both servers); the watcher
+// talks to electrs (Electrum protocol 1.4), and StopServer/StartServer restart electrs.
+type Electrs struct{ ElectrumX }
+
+var _ Backend = Electrs{}
+
+func (b Electrs) Name() string                          { return "electrs" }
+func (b Electrs) ServerURL() string                     { return b.Net.ElectrsURL() }
+func (b Electrs) StopServer(ctx context.Context) error  { return b.Net.StopElectrs(ctx) }
+func (b Electrs) StartServer(ctx context.Context) error { return b.Net.StartElectrs(ctx) }

@@ -49,6 +49,14 @@ func TestInterfaces(t *testing.T) {
 	Run(t, ElectrumXTLS{ElectrumX{Net: net}})
 }
 
+// TestInterfacesElectrs runs the suite against electrs 0.12 (beside ElectrumX on a network of
+// its own, so that an electrs failure never hides the ElectrumX results). A missing electrs
+// fails the test.
+func TestInterfacesElectrs(t *testing.T) {
+	net := startDevnet(t, devnet.Config{ElectrumNoCostLimits: true, Electrs: true})
+	Run(t, Electrs{ElectrumX{Net: net}})
+}
+
 // TestDefaultCostLimits: a wallet of 1,000 used scripts syncs from ElectrumX with its default
 // cost limits (soft 1,000, hard 10,000), as a deployed server has them: ElectrumX delays each
 // request once the session's cost passes the soft limit, and the watcher must still finish

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/kelseyhightower/envconfig"
@@ -53,6 +54,14 @@ type Config struct {
 	ClientRate      float64           `envconfig:"CLIENT_RATE" default:"20" desc:"NIP-46 requests per second allowed per client pubkey (0: no limit)"`
 	ClientBurst     int               `envconfig:"CLIENT_BURST" default:"100" desc:"burst of NIP-46 requests allowed per client pubkey"`
 
+	// Retention of the remote signer's records (store.Retention, docs/flood-and-retention.md);
+	// 0 turns a limit off. What an audit needs is never pruned.
+	RetentionAge         time.Duration `envconfig:"RETENTION_AGE" default:"2160h" desc:"audit_log and sign_requests rows older than this are pruned (0: no age limit)"`
+	RetentionAuditRows   int           `envconfig:"RETENTION_AUDIT_ROWS" default:"100000" desc:"audit_log rows kept at most, oldest pruned first (0: no limit)"`
+	RetentionRequestRows int           `envconfig:"RETENTION_REQUEST_ROWS" default:"100000" desc:"sign_requests rows kept at most, oldest pruned first (0: no limit)"`
+	RetentionSeenEvents  int           `envconfig:"RETENTION_SEEN_EVENTS" default:"100000" desc:"NIP-46 replay-set rows kept at most (they also expire after the replay window)"`
+	RetentionInterval    time.Duration `envconfig:"RETENTION_INTERVAL" default:"10m" desc:"how often old records are pruned"`
+
 	// Resource bounds of sign_psbt and held requests (psbtflow.Limits; docs/bounds.md).
 	MaxPSBTBytes      int `envconfig:"MAX_PSBT_BYTES" default:"65536" desc:"largest PSBT accepted, in bytes (at most 65536)"`
 	MaxPSBTInputs     int `envconfig:"MAX_PSBT_INPUTS" default:"500" desc:"most inputs per PSBT; more is refused (unsafe_psbt) before analysis"`
@@ -90,6 +99,9 @@ func loadConfig() (*Config, error) {
 	}
 	if c.ClientRate < 0 || c.ClientBurst < 1 {
 		return nil, fmt.Errorf("configuration: COSIGNER_CLIENT_RATE=%v must be >= 0 and COSIGNER_CLIENT_BURST=%d >= 1", c.ClientRate, c.ClientBurst)
+	}
+	if c.RetentionAge < 0 || c.RetentionAuditRows < 0 || c.RetentionRequestRows < 0 || c.RetentionSeenEvents < 0 || c.RetentionInterval < time.Second {
+		return nil, fmt.Errorf("configuration: COSIGNER_RETENTION_AGE, _AUDIT_ROWS, _REQUEST_ROWS and _SEEN_EVENTS must be >= 0 and COSIGNER_RETENTION_INTERVAL >= 1s")
 	}
 	if err := c.checkLimits(); err != nil {
 		return nil, err

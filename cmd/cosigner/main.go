@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/signal"
@@ -190,17 +191,27 @@ func cmdInit(cfg *Config, out io.Writer) error {
 		return err
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("init: %w", err)
+		return fmt.Errorf("init: %w", dataDirHint(err, cfg.DataDir))
 	}
 	pub, err := signer.CreateKeyFile(cfg.KeyFile, pass, params)
 	if err != nil {
-		return fmt.Errorf("init: %w", err)
+		return fmt.Errorf("init: %w", dataDirHint(err, cfg.DataDir))
 	}
 	fmt.Fprintf(out, "Created %s (encrypted; keep the passphrase safe, it is not stored).\n\n", cfg.KeyFile)
 	fmt.Fprintf(out, "key origin and xpub (give this to your wallet coordinator):\n  %s\n", pub.KeyOrigin())
 	fmt.Fprintf(out, "Nostr identity of this co-signer (remote signer pubkey):\n  %s\n  %s\n", pub.NPub(), pub.NostrPubKey)
 	fmt.Fprintf(out, "\nNext: register the wallet descriptor in COSIGNER_DESCRIPTOR, write %s, then `cosigner bunker-uri` and `cosigner run`.\n", cfg.PolicyFile)
 	return nil
+}
+
+// dataDirHint adds to a permission error who must own the data directory: the uid running
+// cosigner (10001 in the container image, so a bind-mounted host directory must belong to it).
+func dataDirHint(err error, dir string) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return fmt.Errorf("%w (the data directory %s must be writable by uid %d, which runs cosigner; "+
+		"for a bind-mounted /data of the container image: chown -R 10001:10001 the host directory)", err, dir, os.Getuid())
 }
 
 func cmdBunkerURI(ctx context.Context, cfg *Config, args []string, out io.Writer) error {

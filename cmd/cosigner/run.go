@@ -180,6 +180,11 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	start("signer", remote.Run)
 	start("policy reload", policies.Run)
 	start("held requests", flow.Run)
+	start("retention", func(ctx context.Context) error {
+		return db.RunRetention(ctx, store.Retention{MaxAge: cfg.RetentionAge, MaxAuditRows: cfg.RetentionAuditRows,
+			MaxRequestRows: cfg.RetentionRequestRows, SeenTTL: signer.ReplayWindow, MaxSeenEvents: cfg.RetentionSeenEvents},
+			cfg.RetentionInterval, log)
+	})
 	start("sync report", func(ctx context.Context) error {
 		select {
 		case <-ctx.Done():

@@ -76,6 +76,12 @@ type Config struct {
 	// on such a network. 0: btcd's default (1 sat/vB, free transactions need priority).
 	MinRelayFeeRate int64
 
+	// Electrs also starts electrs 0.12 ($TOOLS_DIR/bin/electrs) beside
+	// ElectrumX, on its own port (ElectrsURL), indexing btcd through the
+	// proxy; Mine then waits for both servers. A missing electrs is an error
+	// wrapping ErrToolMissing. Default false.
+	Electrs bool
+
 	// Logger gets the harness's own log lines (not the processes' output,
 	// which goes to files in Dir). Default slog.Default().
 	Logger *slog.Logger
@@ -100,6 +106,7 @@ type Network struct {
 	btcd      *process
 	proxy     *rpcProxy
 	electrumx *process
+	electrs   electrsState
 
 	relayMu sync.Mutex
 	relays  []relayState
@@ -184,6 +191,19 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		proxyLn.Close()
 		return nil, err
 	}
+	if cfg.Electrs {
+		n.electrs.enabled = true
+		if n.electrs.bin, err = findElectrs(toolsDir); err != nil {
+			proxyLn.Close()
+			return nil, err
+		}
+		for _, p := range []*int{&n.electrs.port, &n.electrs.monitorPort} {
+			if *p, err = pickPort("electrs", 0); err != nil {
+				proxyLn.Close()
+				return nil, err
+			}
+		}
+	}
 	relayPorts := cfg.RelayPorts
 	if relayPorts == nil {
 		relayPorts = []int{0, 0, 0}
@@ -227,13 +247,22 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 
 	// ElectrumX and the relays are independent: start them side by side.
 	step = time.Now()
-	errs := make(chan error, 1+len(n.relays))
+	errs := make(chan error, 2+len(n.relays))
 	go func() { errs <- n.startElectrumX(ctx) }()
 	for i := range n.relays {
 		go func() { errs <- n.startRelay(ctx, i) }()
 	}
+	servers := 1
+	if cfg.Electrs {
+		servers++
+		go func() {
+			n.electrs.mu.Lock()
+			defer n.electrs.mu.Unlock()
+			errs <- n.startElectrs(ctx)
+		}()
+	}
 	var firstErr error
-	for range 1 + len(n.relays) {
+	for range servers + len(n.relays) {
 		if err := <-errs; err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -310,6 +339,7 @@ func (n *Network) Close() error {
 		if n.electrumx != nil {
 			errs = append(errs, n.electrumx.stop(10*time.Second))
 		}
+		errs = append(errs, n.closeElectrs())
 		if n.proxy != nil {
 			errs = append(errs, n.proxy.close())
 		}

@@ -7,6 +7,9 @@
 //     mature coinbases.
 //   - ElectrumX (PyPI e-x, pinned in scripts/requirements.txt) indexing that
 //     btcd through an in-process JSON-RPC compatibility proxy (rpcproxy.go).
+//   - with Config.Electrs, electrs 0.12 (crates.io, built by install-tools.sh)
+//     beside ElectrumX, through the same proxy, which also answers the Bitcoin
+//     Core REST paths electrs reads blocks with (rpcproxy_rest.go, electrs.go).
 //   - three (by default) Nostr relays, each its own process: relay 0 is
 //     nostr-rs-relay 0.8.12 (crates.io; a relay people run in production,
 //     which honours "#p" filters for live events and sends no OK for
@@ -38,7 +41,14 @@
 //     estimatefee n. Answered as {"feerate": x, "blocks": n}, or, when btcd
 //     cannot estimate (always on a fresh regtest chain),
 //     {"errors": [...], "blocks": n} as Bitcoin Core does; ElectrumX then
-//     answers blockchain.estimatefee with -1.
+//     answers blockchain.estimatefee with -1. The feerate is rounded to 8
+//     decimals (electrs refuses more).
+//   - for electrs: getrawtransaction's boolean and block hash (become 1|0),
+//     getblockchaininfo (gains "initialblockdownload": false), getmempoolentry
+//     (built from getrawmempool true), the REST paths /rest/blockhashbyheight,
+//     /rest/headers, /rest/block, /rest/spenttxouts and /rest/blockpart, and a
+//     Content-Length on every reply (electrs cannot read chunked bodies). The
+//     full list is in rpcproxy.go's and rpcproxy_rest.go's file comments.
 //
 // # ElectrumX settings
 //

@@ -65,7 +65,7 @@ func (n *Network) startElectrumX(ctx context.Context) error {
 		return err
 	}
 	n.electrumx = p
-	if err := n.waitElectrumSynced(ctx); err != nil {
+	if err := n.waitElectrumXSynced(ctx); err != nil {
 		if p.exited() {
 			return p.exitError()
 		}
@@ -74,9 +74,18 @@ func (n *Network) startElectrumX(ctx context.Context) error {
 	return nil
 }
 
-// waitElectrumSynced waits until ElectrumX's tip (blockchain.headers.subscribe)
-// is btcd's best block, by hash.
+// waitElectrumSynced waits until every running Electrum server (ElectrumX,
+// and electrs when the network has it) serves btcd's best block.
 func (n *Network) waitElectrumSynced(ctx context.Context) error {
+	if err := n.waitElectrumXSynced(ctx); err != nil {
+		return err
+	}
+	return n.waitElectrsSynced(ctx)
+}
+
+// waitElectrumXSynced waits until ElectrumX's tip (blockchain.headers.subscribe)
+// is btcd's best block, by hash.
+func (n *Network) waitElectrumXSynced(ctx context.Context) error {
 	return poll(ctx, 20*time.Millisecond, func() (bool, error) {
 		if n.electrumx != nil && n.electrumx.exited() {
 			return false, n.electrumx.exitError()

@@ -1,8 +1,33 @@
 package devnet
 
-// rpcproxy.go — the JSON-RPC compatibility proxy between ElectrumX and btcd.
-// It bridges exactly the calls listed in doc.go and passes every other call,
-// byte for byte, to btcd.
+// rpcproxy.go — the compatibility proxy between the Electrum servers (ElectrumX,
+// electrs 0.12) and btcd, which speaks Bitcoin Core's JSON-RPC with a few
+// differences and has no REST interface. Every other call passes, byte for
+// byte, to btcd.
+//
+// JSON-RPC (POST), rewritten before forwarding (rewriteRequest):
+//   - getblock "hash" true|false → getblock "hash" 1|0 (ElectrumX).
+//   - getrawtransaction "txid" true|false ["blockhash"|null] →
+//     getrawtransaction "txid" 1|0: btcd takes an integer verbose flag and no
+//     block hash (electrs sends both).
+//
+// JSON-RPC answered by the proxy from other btcd calls (answerBridged):
+//   - getnetworkinfo ← getinfo (ElectrumX, electrs: version, relayfee).
+//   - estimatesmartfee n [mode] ← estimatefee n, the feerate rounded to 8
+//     decimals (electrs parses it as a BTC amount and refuses more).
+//   - getblockchaininfo ← getblockchaininfo plus "initialblockdownload": false
+//     (electrs waits for the field to be false before indexing; btcd omits it).
+//   - getmempoolentry "txid" ← getrawmempool true, once per HTTP body (electrs
+//     batches one getmempoolentry per mempool transaction; without it no
+//     unconfirmed payment ever appears): vsize, weight, time, height,
+//     fees.base/modified/ancestor/descendant, depends.
+//
+// REST (GET /rest/…, unauthenticated as in Bitcoin Core; electrs 0.12 reads
+// blocks this way), answered from btcd's RPC with the proxy's own credentials:
+// see rpcproxy_rest.go.
+//
+// Every reply carries a Content-Length: electrs's HTTP clients cannot read a
+// chunked body, which net/http sends for bodies above its 2 KB buffer.
 
 import (
 	"bytes"
@@ -12,9 +37,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -43,9 +70,10 @@ type rpcError struct {
 
 // JSON-RPC error codes used by the proxy's own answers (Bitcoin Core's values).
 const (
-	rpcCodeMisc          = -1
-	rpcCodeInvalidParams = -8
-	rpcCodeInternal      = -32603
+	rpcCodeMisc                = -1
+	rpcCodeInvalidParams       = -8
+	rpcCodeInvalidAddressOrKey = -5
+	rpcCodeInternal            = -32603
 )
 
 // backend sends a batch of requests to btcd and returns the responses, in any
@@ -60,7 +88,23 @@ type backend func(ctx context.Context, reqs []rpcRequest) ([]rpcResponse, error)
 //   - getblock "hash" true|false → getblock "hash" 1|0: Bitcoin Core accepted a
 //     boolean verbose flag (and ElectrumX still sends one); btcd only takes the
 //     integer verbosity.
+//   - getrawtransaction "txid" true|false ["blockhash"|null] → getrawtransaction
+//     "txid" 1|0: electrs sends Core's boolean and block hash; btcd takes an
+//     integer and no block hash (it finds the transaction with --txindex).
 func rewriteRequest(req rpcRequest) (out rpcRequest, changed bool) {
+	if req.Method == "getrawtransaction" && len(req.Params) >= 2 {
+		out = req
+		out.Params = append([]json.RawMessage(nil), req.Params[:2]...)
+		var verbose bool
+		if err := json.Unmarshal(req.Params[1], &verbose); err == nil {
+			if verbose {
+				out.Params[1] = json.RawMessage("1")
+			} else {
+				out.Params[1] = json.RawMessage("0")
+			}
+		}
+		return out, len(req.Params) > 2 || !bytes.Equal(out.Params[1], req.Params[1])
+	}
 	if req.Method == "getblock" && len(req.Params) >= 2 {
 		var verbose bool
 		if err := json.Unmarshal(req.Params[1], &verbose); err == nil {
@@ -81,7 +125,7 @@ func rewriteRequest(req rpcRequest) (out rpcRequest, changed bool) {
 // calls) instead of forwarding it.
 func bridged(method string) bool {
 	switch method {
-	case "getnetworkinfo", "estimatesmartfee":
+	case "getnetworkinfo", "estimatesmartfee", "getblockchaininfo", "getmempoolentry":
 		return true
 	}
 	return false
@@ -99,7 +143,15 @@ func bridged(method string) bool {
 //     ElectrumX turns into -1. Called without a target (ElectrumX probes for the
 //     method that way) it fails with a parameter error, as Bitcoin Core does, so
 //     that ElectrumX knows the method exists.
-func answerBridged(ctx context.Context, req rpcRequest, call backend) rpcResponse {
+//   - getblockchaininfo: btcd's answer plus "initialblockdownload": false (a
+//     regtest node that mines its own blocks is never in initial block
+//     download) when btcd leaves the field out.
+//   - getmempoolentry "txid": btcd has no such call; the entry is taken from
+//     getrawmempool true (asked once per HTTP body, see mempoolMemo) in
+//     Bitcoin Core's shape (vsize, weight, time, height, fees.base/modified/
+//     ancestor/descendant in BTC, depends). A transaction not in the mempool
+//     fails with Core's -5 "Transaction not in mempool".
+func answerBridged(ctx context.Context, req rpcRequest, call backend, memo *mempoolMemo) rpcResponse {
 	resp := rpcResponse{JSONRPC: req.JSONRPC, ID: req.ID, Result: json.RawMessage("null"), Error: json.RawMessage("null")}
 	fail := func(code int, msg string) rpcResponse {
 		b, _ := json.Marshal(rpcError{Code: code, Message: msg})
@@ -152,6 +204,7 @@ func answerBridged(ctx context.Context, req rpcRequest, call backend) rpcRespons
 		if err := json.Unmarshal(raw, &info); err != nil {
 			return fail(rpcCodeInternal, "devnet rpc proxy: decoding getinfo: "+err.Error())
 		}
+		info.RelayFee = roundBTC(info.RelayFee)
 		return ok(map[string]any{
 			"version":             info.Version,
 			"subversion":          "/btcd:" + btcdVersionString(info.Version) + "/",
@@ -191,9 +244,100 @@ func answerBridged(ctx context.Context, req rpcRequest, call backend) rpcRespons
 		if feerate <= 0 {
 			return ok(map[string]any{"errors": []string{"Insufficient data or no feerate found"}, "blocks": target})
 		}
-		return ok(map[string]any{"feerate": feerate, "blocks": target})
+		return ok(map[string]any{"feerate": roundBTC(feerate), "blocks": target})
+
+	case "getblockchaininfo":
+		raw, rerr, err := one("getblockchaininfo")
+		if err != nil {
+			return fail(rpcCodeInternal, "devnet rpc proxy: getblockchaininfo: "+err.Error())
+		}
+		if rerr != nil {
+			return fail(rerr.Code, rerr.Message)
+		}
+		var info map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &info); err != nil {
+			return fail(rpcCodeInternal, "devnet rpc proxy: decoding getblockchaininfo: "+err.Error())
+		}
+		if _, has := info["initialblockdownload"]; !has {
+			info["initialblockdownload"] = json.RawMessage("false")
+		}
+		return ok(info)
+
+	case "getmempoolentry":
+		var txid string
+		if len(req.Params) < 1 || json.Unmarshal(req.Params[0], &txid) != nil || len(txid) != 64 {
+			return fail(rpcCodeInvalidParams, "getmempoolentry \"txid\": txid must be a 64-character hex string")
+		}
+		pool, err := memo.get(func() (json.RawMessage, *rpcError, error) { return one("getrawmempool", json.RawMessage("true")) })
+		if err != nil {
+			return fail(rpcCodeInternal, "devnet rpc proxy: getrawmempool: "+err.Error())
+		}
+		e, found := pool[txid]
+		if !found {
+			return fail(rpcCodeInvalidAddressOrKey, "Transaction not in mempool")
+		}
+		fee := roundBTC(e.Fee)
+		depends := e.Depends
+		if depends == nil {
+			depends = []string{}
+		}
+		return ok(map[string]any{
+			"vsize":               e.Vsize,
+			"weight":              e.Weight,
+			"time":                e.Time,
+			"height":              e.Height,
+			"fees":                map[string]float64{"base": fee, "modified": fee, "ancestor": fee, "descendant": fee},
+			"depends":             depends,
+			"spentby":             []string{},
+			"bip125-replaceable":  true,
+			"unbroadcast":         false,
+			"devnet_bridged_from": "btcd getrawmempool true",
+		})
 	}
 	return fail(rpcCodeInternal, "devnet rpc proxy: no bridge for "+req.Method)
+}
+
+// roundBTC rounds a BTC amount to whole satoshis (8 decimals): btcd computes
+// feerates as floats (0.00012345678), which Core never sends and electrs
+// refuses to parse as an amount.
+func roundBTC(v float64) float64 { return math.Round(v*1e8) / 1e8 }
+
+// mempoolEntry is one value of btcd's getrawmempool true.
+type mempoolEntry struct {
+	Size    int64    `json:"size"`
+	Vsize   int64    `json:"vsize"`
+	Weight  int64    `json:"weight"`
+	Fee     float64  `json:"fee"`
+	Time    int64    `json:"time"`
+	Height  int64    `json:"height"`
+	Depends []string `json:"depends"`
+}
+
+// mempoolMemo asks btcd for getrawmempool true at most once per HTTP body, for
+// the getmempoolentry calls of one batch.
+type mempoolMemo struct {
+	done bool
+	pool map[string]mempoolEntry
+	err  error
+}
+
+func (m *mempoolMemo) get(fetch func() (json.RawMessage, *rpcError, error)) (map[string]mempoolEntry, error) {
+	if m.done {
+		return m.pool, m.err
+	}
+	m.done = true
+	raw, rerr, err := fetch()
+	switch {
+	case err != nil:
+		m.err = err
+	case rerr != nil:
+		m.err = fmt.Errorf("btcd error %d: %s", rerr.Code, rerr.Message)
+	default:
+		if err := json.Unmarshal(raw, &m.pool); err != nil {
+			m.err = fmt.Errorf("decoding getrawmempool true: %w", err)
+		}
+	}
+	return m.pool, m.err
 }
 
 // btcdVersionString renders btcd's integer version (major*1e6+minor*1e4+patch*1e2) as "0.24.2".
@@ -223,11 +367,12 @@ func handleBody(ctx context.Context, body []byte, call backend) (reply []byte, e
 	}
 
 	out := make([]rpcResponse, len(reqs))
+	var memo mempoolMemo
 	var forward []rpcRequest
 	var forwardIdx []int
 	for i, r := range reqs {
 		if bridged(r.Method) {
-			out[i] = answerBridged(ctx, r, call)
+			out[i] = answerBridged(ctx, r, call, &memo)
 			continue
 		}
 		r, _ = rewriteRequest(r)
@@ -284,6 +429,7 @@ type rpcProxy struct {
 	client   *http.Client
 	log      *slog.Logger
 	done     chan struct{}
+	blocks   blockCache // raw blocks for the REST paths
 }
 
 // startRPCProxy serves the proxy on ln until close. target is btcd's RPC URL.
@@ -307,15 +453,20 @@ func startRPCProxy(ln net.Listener, target, user, pass string, log *slog.Logger)
 	return p
 }
 
-// ServeHTTP handles one POST from ElectrumX.
+// ServeHTTP handles one JSON-RPC POST from an Electrum server, or a REST GET
+// (see serveREST).
 func (p *rpcProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/rest/") {
+		p.serveREST(w, r)
+		return
+	}
 	if r.Method != http.MethodPost {
-		http.Error(w, "JSON-RPC over POST only", http.StatusMethodNotAllowed)
+		writeText(w, http.StatusMethodNotAllowed, "JSON-RPC over POST only")
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		writeText(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	auth := r.Header.Get("Authorization")
@@ -325,11 +476,23 @@ func (p *rpcProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reply, err := handleBody(r.Context(), body, call)
 	if err != nil {
 		p.log.Warn("rpc proxy request failed", "err", err)
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		writeText(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(reply)
+	writeBody(w, http.StatusOK, "application/json", reply)
+}
+
+// writeText sends a plain-text error or message with a Content-Length.
+func writeText(w http.ResponseWriter, status int, msg string) {
+	writeBody(w, status, "text/plain; charset=utf-8", []byte(msg+"\n"))
+}
+
+// writeBody sends body with an explicit Content-Length, never chunked.
+func writeBody(w http.ResponseWriter, status int, contentType string, body []byte) {
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 // forward sends reqs to btcd as one batch (or a single request when there is

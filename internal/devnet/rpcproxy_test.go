@@ -56,7 +56,11 @@ func TestRewriteRequest(t *testing.T) {
 		{"getblock verbose false becomes 0", `{"method":"getblock","params":["00ab",false],"id":1}`, `["00ab",0]`, true},
 		{"getblock integer verbosity untouched", `{"method":"getblock","params":["00ab",2],"id":1}`, `["00ab",2]`, false},
 		{"getblock without verbosity untouched", `{"method":"getblock","params":["00ab"],"id":1}`, `["00ab"]`, false},
-		{"other methods untouched", `{"method":"getrawtransaction","params":["00ab",true],"id":1}`, `["00ab",true]`, false},
+		{"getrawtransaction verbose true and block hash become 1 (electrs)", `{"method":"getrawtransaction","params":["00ab",true,"00cd"],"id":1}`, `["00ab",1]`, true},
+		{"getrawtransaction verbose false and null block hash become 0", `{"method":"getrawtransaction","params":["00ab",false,null],"id":1}`, `["00ab",0]`, true},
+		{"getrawtransaction integer verbosity untouched", `{"method":"getrawtransaction","params":["00ab",1],"id":1}`, `["00ab",1]`, false},
+		{"getrawtransaction txid only untouched (electrs' mempool batch)", `{"method":"getrawtransaction","params":["00ab"],"id":1}`, `["00ab"]`, false},
+		{"other methods untouched", `{"method":"decoderawtransaction","params":["00ab",true],"id":1}`, `["00ab",true]`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

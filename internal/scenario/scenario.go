@@ -40,6 +40,9 @@ type Options struct {
 	// ExtraEnv are further COSIGNER_* settings for the daemon and its subcommands.
 	ExtraEnv []string
 	Logger   *slog.Logger
+	// Electrs also starts electrs 0.12 on the network (devnet.Config.Electrs) and points the
+	// cosigner and BDK at it instead of ElectrumX (see Env.ElectrumURL).
+	Electrs bool
 	// Wallet is the registered wallet's shape: "" or "wsh" (wsh(sortedmulti(2,A,B,C))),
 	// "sh-wsh" (the same nested in P2SH) or "tr" (tr(NUMS,multi_a(2,A,B,C))); see WalletDescriptor.
 	Wallet string
@@ -89,7 +92,17 @@ type Env struct {
 	// ClientSK/ClientPK is the NIP-46 client the policy authorises.
 	ClientSK, ClientPK string
 
-	log *slog.Logger
+	log     *slog.Logger
+	electrs bool
+}
+
+// ElectrumURL is the Electrum server the cosigner and BDK use: electrs's when
+// Options.Electrs, else ElectrumX's.
+func (e *Env) ElectrumURL() string {
+	if e.electrs {
+		return e.Net.ElectrsURL()
+	}
+	return e.Net.ElectrumURL()
 }
 
 // Setup starts the network, builds cosigner, creates the three keys, the wallet and the policy,
@@ -102,21 +115,21 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Root: root, Dir: dir, log: o.Logger}
+	e := &Env{Root: root, Dir: dir, log: o.Logger, electrs: o.Electrs}
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
 	e.Net, err = devnet.Start(ctx, devnet.Config{Dir: filepath.Join(dir, "network"), RelayPorts: o.RelayPorts,
-		ElectrumPort: o.ElectrumPort, Logger: o.Logger})
+		ElectrumPort: o.ElectrumPort, Logger: o.Logger, Electrs: o.Electrs})
 	if err != nil {
 		return nil, err
 	}
 
 	// Key A: the cosigner's own, made by `cosigner init`.
 	env := append([]string{
-		"COSIGNER_ELECTRUM_URL=" + e.Net.ElectrumURL(),
+		"COSIGNER_ELECTRUM_URL=" + e.ElectrumURL(),
 		"COSIGNER_RELAYS=" + strings.Join(append(e.Net.RelayURLs(), o.ExtraRelays...), ","),
 	}, o.ExtraEnv...)
 	if e.Daemon, err = newDaemon("A", bin, filepath.Join(dir, "cosigner-data"), filepath.Join(dir, "cosigner.log"),
@@ -212,7 +225,7 @@ func bdkJSON(ctx context.Context, root string, out any, args ...string) error {
 
 // WalletArgs are the bdkwallet.py flags naming this scenario's wallet and server.
 func (e *Env) WalletArgs() []string {
-	return []string{"--descriptor", e.BDKDescriptor, "--electrum", e.Net.ElectrumURL(), "--network", "regtest"}
+	return []string{"--descriptor", e.BDKDescriptor, "--electrum", e.ElectrumURL(), "--network", "regtest"}
 }
 
 // NIP46Answer is what the remote signer answered: a result or an error string.
