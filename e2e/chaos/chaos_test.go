@@ -444,7 +444,7 @@ func TestChaos(t *testing.T) {
 	final := snapshot(&mu, records)
 	checkAnswered(ctx, t, env, final)
 	checkDecidedOnce(ctx, t, env, final)
-	checkPolicy(t, final)
+	checkPolicy(ctx, t, env, final)
 	checkExposure(ctx, t, env, final)
 }
 
@@ -652,42 +652,66 @@ func checkDecidedOnce(ctx context.Context, t *testing.T, env *scenario.Env, reco
 }
 
 // checkPolicy: every signature the clients received is inside the policy. The velocity check
-// replays the signatures in the order they were answered: the exposure before each signature,
-// computed with every invalidation that had happened by then (a broadcast payment confirmed in
-// a block mined at once), plus its outflow, is within the window's maximum. The daemon knows at
-// most these facts, so its own exposure was at least this; a signature beyond it is a breach.
-func checkPolicy(t *testing.T, records []sent) {
+// replays the signatures in the order the daemon gave them (its audit log) and computes the
+// exposure after each one the way the policy defines it — per coin, the largest outflow among
+// the outstanding signatures spending it (only one of them can confirm), or the outflow of the
+// signed transaction that confirmed — taking every broadcast payment as confirmed from the
+// moment it was signed. That is the least exposure the daemon could have known, so a signature
+// that takes even this over the window's maximum is a breach.
+func checkPolicy(ctx context.Context, t *testing.T, env *scenario.Env, records []sent) {
 	t.Helper()
-	byCoin := map[wire.OutPoint]int64{} // outstanding: the largest outflow per coin
-	confirmed := map[wire.OutPoint]int64{}
+	signed := map[string]sent{}
 	for _, s := range records {
 		if !s.signed {
 			continue
 		}
+		signed[clientPK(t, env, s)+"/"+s.id] = s
 		switch {
 		case s.kind == kindDenied || s.kind == kindOverCap:
 			t.Errorf("request %s (%s) was signed", s.id, s.kind)
 		case s.outflow > maxPerTx:
 			t.Errorf("request %s signed with outflow %d > max_per_tx", s.id, s.outflow)
 		}
+	}
+	db := openDB(ctx, t, env)
+	defer db.Close()
+	log, err := db.AuditLog(ctx, 1_000_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outstanding := map[wire.OutPoint]int64{}
+	confirmed := map[wire.OutPoint]int64{}
+	replayed := 0
+	for i := len(log) - 1; i >= 0; i-- { // oldest first
+		a := log[i]
+		if a.Method != "sign_psbt" || a.Decision != "signed" {
+			continue
+		}
+		s, ok := signed[a.Client+"/"+a.RequestID]
+		if !ok {
+			continue
+		}
+		replayed++
+		if _, done := confirmed[s.coin]; !done {
+			outstanding[s.coin] = max(outstanding[s.coin], s.outflow)
+		}
 		var exposure int64
-		for op, v := range byCoin {
-			if _, done := confirmed[op]; !done {
+		for op, v := range outstanding {
+			if c, done := confirmed[op]; done {
+				exposure += c
+			} else {
 				exposure += v
 			}
 		}
-		for _, v := range confirmed {
-			exposure += v
-		}
-		if exposure+s.outflow > velocityMax {
-			t.Errorf("request %s signed with %d sat of exposure outstanding: %d + %d > %d", s.id, exposure, exposure, s.outflow, velocityMax)
-		}
-		if _, done := confirmed[s.coin]; !done {
-			byCoin[s.coin] = max(byCoin[s.coin], s.outflow)
+		if exposure > velocityMax {
+			t.Errorf("request %s (%s, %d sat) signed: the exposure became at least %d sat, over the window's %d", s.id, s.kind, s.outflow, exposure, velocityMax)
 		}
 		if s.broadcast {
 			confirmed[s.coin] = s.outflow
 		}
+	}
+	if replayed != len(signed) {
+		t.Errorf("%d signatures received, %d found signed in the audit log", len(signed), replayed)
 	}
 }
 
