@@ -139,7 +139,7 @@ type Electrs struct{ ElectrumX }
 
 var _ Backend = Electrs{}
 
-func (b Electrs) Name() string                          { return "electrs" }
+func (b Electrs) Name() string { return "electrs" }
 
 // KnownDefects names the cases that fail on electrs because of a defect in chainwatch that is
 // not fixed yet; RunCase reports each as skipped with the reason (never silently).
