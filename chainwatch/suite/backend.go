@@ -144,11 +144,10 @@ func (b Electrs) Name() string { return "electrs" }
 // KnownDefects names the cases that fail on electrs because of a defect in chainwatch that is
 // not fixed yet; RunCase reports each as skipped with the reason (never silently).
 func (b Electrs) KnownDefects() map[string]string {
-	return map[string]string{
-		"reorg 6 deep": "electrs announces the scripthash whose history lost the reorged-out transaction before the new headers; " +
+	const why = "electrs announces the scripthash whose history lost the reorged-out transaction before the new headers; " +
 			"the watcher then reports FundingDropped for a coin whose block is still in its own header chain, instead of " +
-			"FundingReorged once its header chain has reorganised (the spend ledger is not affected: it moves on proven facts only)",
-	}
+			"FundingReorged once its header chain has reorganised (the spend ledger is not affected: it moves on proven facts only)"
+	return map[string]string{"reorg 1 deep": why, "reorg 6 deep": why}
 }
 func (b Electrs) ServerURL() string                     { return b.Net.ElectrsURL() }
 func (b Electrs) StopServer(ctx context.Context) error  { return b.Net.StopElectrs(ctx) }
