@@ -145,8 +145,8 @@ func (b Electrs) Name() string { return "electrs" }
 // not fixed yet; RunCase reports each as skipped with the reason (never silently).
 func (b Electrs) KnownDefects() map[string]string {
 	const why = "electrs announces the scripthash whose history lost the reorged-out transaction before the new headers; " +
-			"the watcher then reports FundingDropped for a coin whose block is still in its own header chain, instead of " +
-			"FundingReorged once its header chain has reorganised (the spend ledger is not affected: it moves on proven facts only)"
+		"the watcher then reports FundingDropped for a coin whose block is still in its own header chain, instead of " +
+		"FundingReorged once its header chain has reorganised (the spend ledger is not affected: it moves on proven facts only)"
 	return map[string]string{"reorg 1 deep": why, "reorg 6 deep": why}
 }
 func (b Electrs) ServerURL() string                     { return b.Net.ElectrsURL() }
