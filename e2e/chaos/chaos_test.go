@@ -413,7 +413,7 @@ func TestChaos(t *testing.T) {
 				}
 				if n%9 == 0 {
 					chaos(n / 9)
-					checkAnswered(ctx, t, env, snapshot(&mu, records))
+					checkAnswered(ctx, t, env, snapshot(&mu, &records))
 				}
 			}
 		}(ci)
@@ -430,7 +430,7 @@ func TestChaos(t *testing.T) {
 		t.Errorf("only %d kills; the test wants at least 10", kills)
 	}
 	counts := map[string]int{}
-	for _, s := range snapshot(&mu, records) {
+	for _, s := range snapshot(&mu, &records) {
 		outcome := "signed"
 		if !s.signed {
 			outcome, _, _ = strings.Cut(s.answer.Error, ":")
@@ -441,7 +441,7 @@ func TestChaos(t *testing.T) {
 	if counts["small/signed"] == 0 || counts["large/signed"] == 0 || counts["denied/policy_denied"] == 0 || counts["small/policy_denied"]+counts["large/policy_denied"] == 0 {
 		t.Errorf("the mix did not exercise every path (signed small and large, denied destination, over the velocity window): %v", counts)
 	}
-	final := snapshot(&mu, records)
+	final := snapshot(&mu, &records)
 	checkAnswered(ctx, t, env, final)
 	checkDecidedOnce(ctx, t, env, final)
 	checkPolicy(ctx, t, env, final)
@@ -773,11 +773,11 @@ func checkExposure(ctx context.Context, t *testing.T, env *scenario.Env, records
 }
 
 // snapshot copies the records under mu: the clients' goroutines write them.
-func snapshot(mu *sync.Mutex, records []*sent) []sent {
+func snapshot(mu *sync.Mutex, records *[]*sent) []sent {
 	mu.Lock()
 	defer mu.Unlock()
-	out := make([]sent, len(records))
-	for i, r := range records {
+	out := make([]sent, len(*records))
+	for i, r := range *records {
 		out[i] = *r
 	}
 	return out
