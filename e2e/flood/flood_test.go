@@ -325,6 +325,9 @@ type prober struct {
 	err  error
 }
 
+// probeInterval is the least time between the starts of two probe requests.
+const probeInterval = 100 * time.Millisecond
+
 func startProbe(sign func() (time.Duration, error)) *prober {
 	p := &prober{quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -341,6 +344,15 @@ func startProbe(sign func() (time.Duration, error)) *prober {
 				return
 			}
 			p.ds = append(p.ds, d)
+			// At most 10 requests a second: the probe measures latency and must stay under
+			// its own rate limit (COSIGNER_CLIENT_RATE, 20/s), however fast the daemon answers.
+			if d < probeInterval {
+				select {
+				case <-p.quit:
+					return
+				case <-time.After(probeInterval - d):
+				}
+			}
 		}
 	}()
 	return p
