@@ -8,7 +8,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil"
 
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/nip46"
 )
 
 // Automations: the policy file's `automations:` list (docs/policy.md). Each one
@@ -308,7 +308,7 @@ func (a *Automation) Consolidates(rate FeeRate) bool {
 func (a *Automation) CosignerPubKeys() []string {
 	out := make([]string, 0, len(a.Cosigners))
 	for _, u := range a.Cosigners {
-		if bp, err := signer.ParseBunkerURI(u); err == nil {
+		if bp, err := nip46.ParseBunkerURI(u); err == nil {
 			out = append(out, bp.RemoteSignerPubKey)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/nip46"
 )
 
 // The keys of the `automations:` section (the JSON Schema is built from the same lists).
@@ -380,7 +380,7 @@ func (v *validator) cosigners(n *yaml.Node) []string {
 			v.errorf(item, "co-signer: not a URI; write bunker://<64-hex pubkey>?relay=wss://…&secret=… as printed by the other co-signer's `cosigner bunker-uri`")
 			continue
 		}
-		bp, err := signer.ParseBunkerURI(s)
+		bp, err := nip46.ParseBunkerURI(s)
 		if err != nil {
 			v.errorf(item, "co-signer: %s", strings.TrimPrefix(err.Error(), "signer: "))
 			continue

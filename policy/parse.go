@@ -11,11 +11,10 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/txscript"
-	"github.com/nbd-wtf/go-nostr"
-	"github.com/nbd-wtf/go-nostr/nip19"
 	"gopkg.in/yaml.v3"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/nip46"
 )
 
 // The keys each mapping of the language accepts; the JSON Schema is built from the same lists.
@@ -309,19 +308,7 @@ func loadZone(s string) (*time.Location, error) {
 	return z, nil
 }
 
-func parsePubKey(s string) (string, error) {
-	if strings.HasPrefix(s, "npub1") {
-		prefix, val, err := nip19.Decode(s)
-		if err != nil || prefix != "npub" {
-			return "", fmt.Errorf("%q is not a valid npub", s)
-		}
-		return val.(string), nil
-	}
-	if !nostr.IsValidPublicKey(s) {
-		return "", fmt.Errorf("%q is neither an npub nor a 64-character hex pubkey", s)
-	}
-	return strings.ToLower(s), nil
-}
+func parsePubKey(s string) (string, error) { return nip46.ParsePubKey(s) }
 
 func (v *validator) clients(n *yaml.Node) []Client {
 	var out []Client

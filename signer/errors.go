@@ -1,6 +1,10 @@
 package signer
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/custodyagents/cosigner/nip46"
+)
 
 var (
 	// ErrBadPassphrase means the key file could not be decrypted with the given passphrase.
@@ -14,7 +18,7 @@ var (
 	// ErrBadPerms means a permission string is not "method[:kind],…" (NIP-46 "Permissions").
 	ErrBadPerms = errors.New("signer: malformed permissions")
 	// ErrBadURI means a bunker:// or nostrconnect:// URI is malformed (NIP-46).
-	ErrBadURI = errors.New("signer: malformed NIP-46 URI")
+	ErrBadURI = nip46.ErrBadURI
 	// ErrKeyFileMode means the key file can be read by other users (it must be mode 0600).
 	ErrKeyFileMode = errors.New("signer: key file permissions too open")
 	// ErrOldKeyFile means a key file of an older format; `cosigner init --upgrade` rewrites it.
