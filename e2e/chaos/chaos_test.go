@@ -334,6 +334,19 @@ func TestChaos(t *testing.T) {
 	broadcast := func(s *sent) {
 		chaosMu.Lock()
 		defer chaosMu.Unlock()
+		// Another client's signed payment may have spent this coin already (both were built
+		// before it was broadcast): a second spend would be refused by the node.
+		w.mu.Lock()
+		spent := false
+		for _, c := range w.coins {
+			if c.OutPoint == s.coin && c.Value == 0 {
+				spent = true
+			}
+		}
+		w.mu.Unlock()
+		if spent {
+			return
+		}
 		var withB struct {
 			PSBT string `json:"psbt"`
 		}
