@@ -200,13 +200,13 @@ func limitChecks(l *Limits) []check {
 	return cs
 }
 
-// match compiles a rule's match: mapping into its conditions, in a fixed order.
-func (v *validator) match(n *yaml.Node) []check {
+// match compiles a rule's match: mapping into its conditions, in a fixed order, and returns its
+// time-of-day window (match.hours, nil when absent) for NextChange.
+func (v *validator) match(n *yaml.Node) (cs []check, hours *Hours) {
 	m := v.mapping(n, "match", keysMatch)
 	if m == nil {
-		return nil
+		return nil, nil
 	}
-	var cs []check
 	if cn, ok := m["clients"]; ok {
 		var pks, names []string
 		for _, item := range v.list(cn, "clients", "[coordinator]") {
@@ -248,7 +248,7 @@ func (v *validator) match(n *yaml.Node) []check {
 	}
 	if hn, ok := m["hours"]; ok {
 		if h := v.hours(hn); h != nil {
-			cs = append(cs, inHours("hours", h))
+			cs, hours = append(cs, inHours("hours", h)), h
 		}
 	}
 	if wn, ok := m["warnings"]; ok {
@@ -287,5 +287,5 @@ func (v *validator) match(n *yaml.Node) []check {
 			}})
 		}
 	}
-	return cs
+	return cs, hours
 }

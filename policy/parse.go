@@ -712,7 +712,7 @@ func (v *validator) rules(n *yaml.Node) {
 			v.errorf(an, "action: hold needs hold: {cooling_off: 24h} and/or {approvals: 2, approvers: [alice, bob]}")
 		}
 		if mn, ok := m["match"]; ok {
-			r.conds = v.match(mn)
+			r.conds, r.hours = v.match(mn)
 			r.catchAll = len(r.conds) == 0
 			if b, err := yaml.Marshal(mn); err == nil {
 				r.matchSource = string(b)

@@ -219,6 +219,7 @@ type Rule struct {
 	Reason      string
 	Line        int
 	conds       []check
+	hours       *Hours // match.hours, nil when absent (NextChange)
 	catchAll    bool
 	source      string // the rule as YAML, for comparing policies
 	matchSource string // its match as YAML, for finding duplicates
