@@ -21,45 +21,26 @@ type holdDue struct {
 }
 
 // holdSchedule keeps, in memory, when each waiting hold must be decided again, so that a Run
-// tick over held requests costs nothing until a time point passes (the end of a cooling-off,
-// a loosened policy taking effect) or an approval arrives (issue 11, finding 4). It is rebuilt
-// from the store at the first tick after a start and whenever the policy in force changes.
-// Guarded by Service.mu.
+// tick over held requests costs nothing until a time point passes (the end of a cooling-off, a
+// time-of-day window's edge, a loosened policy taking effect: policy.NextChange) or an approval
+// arrives (issue 11, finding 4). It is rebuilt from the store at the first tick after a start
+// and whenever the policy in force changes. Guarded by Service.mu.
 type holdSchedule struct {
 	loaded bool
 	pol    *policy.Policy // the policy the due times were computed under
 	due    map[holdKey]holdDue
 }
 
-// nextTimePoint is when a held request decided at now under pol by d may be decided otherwise:
-// the end of its cooling-off (the latest of the stages in force), or when a pending loosened
-// policy applies alone; zero when only an approval or a policy change can release it.
-func nextTimePoint(pol *policy.Policy, d *policy.Decision, now time.Time) (time.Time, bool) {
-	var at time.Time
-	if d != nil && d.Hold != nil && d.Hold.Until.After(now) {
-		at = d.Hold.Until
-	}
-	for p := pol; p != nil; {
-		prior, eff := p.Prior()
-		if prior == nil || !eff.After(now) {
-			break
-		}
-		if at.IsZero() || eff.Before(at) {
-			at = eff
-		}
-		p = prior
-	}
-	return at, !at.IsZero()
-}
-
-// scheduleHold records when the hold of key, just decided (still held) under pol by d, is due.
-// Called with s.mu held.
-func (s *Service) scheduleHold(key holdKey, pol *policy.Policy, d *policy.Decision, now time.Time) {
+// scheduleHold records when the hold of key, just decided and still held, is due again: at,
+// the first instant at which the policy's decision could change with time alone
+// (policy.NextChange: the end of a cooling-off, a time-of-day window opening or closing, a
+// loosened policy applying alone), or, when at is zero, only when an approval arrives or the
+// policy changes. Called with s.mu held.
+func (s *Service) scheduleHold(key holdKey, at time.Time) {
 	if s.holds.due == nil {
 		s.holds.due = map[holdKey]holdDue{}
 	}
-	at, timed := nextTimePoint(pol, d, now)
-	s.holds.due[key] = holdDue{At: at, timed: timed}
+	s.holds.due[key] = holdDue{At: at, timed: !at.IsZero()}
 }
 
 // processHolds decides again the waiting holds that are due (and every one after a start or a
@@ -157,7 +138,7 @@ func (s *Service) decideHold(ctx context.Context, h store.Hold, pol *policy.Poli
 	}
 	v := s.decide(ctx, req, pol, now, h.HeldSince, yes)
 	if v.held {
-		s.scheduleHold(key, pol, v.decision, now)
+		s.scheduleHold(key, v.recheck)
 		return nil
 	}
 	state := store.HoldReleased

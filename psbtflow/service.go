@@ -257,6 +257,7 @@ type verdict struct {
 	decision *policy.Decision
 	reserve  *store.Reservation
 	held     bool
+	recheck  time.Time // when held: when to decide again with time alone (policy.NextChange); zero = never
 }
 
 func (s *Service) refused(decision string, me *signer.MethodError, rule string, a *Analysis) verdict {
@@ -314,7 +315,7 @@ func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byt
 		"reason", v.audit.Reason, "unsigned_txid", v.audit.UnsignedTxID, "outflow_sat", v.audit.OutflowSat, "fee_sat", v.audit.FeeSat,
 		"policy", short(d.PolicyHash))
 	if held != nil {
-		s.scheduleHold(holdKey{req.Client, req.ID}, s.policy(), v.decision, s.now())
+		s.scheduleHold(holdKey{req.Client, req.ID}, v.recheck)
 		return "", held
 	}
 	if v.rec.State != store.RequestSigned {
@@ -395,7 +396,8 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	case policy.Hold:
 		ae := store.AuditEntry{Decision: "held", Rule: d.Rule, Reason: d.Reason}
 		fillAudit(&ae, a, s.limits.AuditDestinations)
-		return verdict{rec: store.SignRequest{State: store.RequestHeld, UnsignedTxID: a.UnsignedTxID}, audit: ae, decision: &d, held: true}
+		recheck, _ := policy.NextChange(pol, in)
+		return verdict{rec: store.SignRequest{State: store.RequestHeld, UnsignedTxID: a.UnsignedTxID}, audit: ae, decision: &d, held: true, recheck: recheck}
 	}
 	n, err := SignInputs(p, a, s.desc, s.slot, s.keys, chain)
 	if err != nil {

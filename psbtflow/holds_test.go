@@ -1,0 +1,106 @@
+package psbtflow
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/custodyagents/cosigner/internal/trustedtime"
+	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/store"
+)
+
+// officeHours: signed from 11:00 to 17:00 UTC; outside, held for alice's approval. holdEnv's
+// clock starts at 10:00 UTC.
+const officeHours = "rules:\n" +
+	"  - {name: office, match: {hours: {from: \"11:00\", to: \"17:00\"}}, action: allow}\n" +
+	"  - {name: after_hours, action: hold, hold: {approvals: 1, approvers: [alice]}}\n"
+
+// holdState is the stored state of the hold of request id of e's client.
+func (e *holdEnv) holdState(t *testing.T, id string) string {
+	t.Helper()
+	h, err := e.db.FindHold(context.Background(), e.client, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.State
+}
+
+// TestHoldDecidedWhenHoursWindowOpens: a request held because it came outside a rule's
+// time-of-day window is signed when the window opens, without any approval arriving (the window's
+// edge is a time point of the hold schedule: policy.NextChange).
+func TestHoldDecidedWhenHoursWindowOpens(t *testing.T) {
+	e := newHoldEnv(t, officeHours)
+	ctx := context.Background()
+	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
+	heldURL(t, err)
+	e.svc.Tick(ctx) // the first tick after a start decides every waiting hold again
+	e.now = e.now.Add(59 * time.Minute)
+	e.svc.Tick(ctx)
+	if got := e.ans.list(); len(got) != 0 {
+		t.Fatalf("answered before the window opened: %v", got)
+	}
+	e.now = e.now.Add(time.Minute)
+	e.svc.Tick(ctx)
+	got := e.ans.list()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
+		t.Fatalf("when the window opened, want r1 signed, got %v", got)
+	}
+	if s := e.holdState(t, "r1"); s != store.HoldReleased {
+		t.Fatalf("hold state %s, want %s", s, store.HoldReleased)
+	}
+}
+
+// TestHoldRefusedWhenHoursWindowCloses: a request held by a rule that matches only within a
+// time-of-day window is refused when the window closes (the next rule denies), not only when an
+// approval arrives later.
+func TestHoldRefusedWhenHoursWindowCloses(t *testing.T) {
+	e := newHoldEnv(t, "rules:\n"+
+		"  - {name: office, match: {hours: {from: \"09:00\", to: \"11:00\"}}, action: hold, hold: {approvals: 1, approvers: [alice]}}\n"+
+		"  - {name: closed, action: deny, reason: outside office hours}\n")
+	ctx := context.Background()
+	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
+	heldURL(t, err)
+	e.svc.Tick(ctx)
+	e.now = e.now.Add(59 * time.Minute)
+	e.svc.Tick(ctx)
+	if got := e.ans.list(); len(got) != 0 {
+		t.Fatalf("answered while the window was open: %v", got)
+	}
+	e.now = e.now.Add(time.Minute)
+	e.svc.Tick(ctx)
+	got := e.ans.list()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "r1 policy_denied: closed: outside office hours") {
+		t.Fatalf("when the window closed, want r1 refused by rule closed, got %v", got)
+	}
+	if s := e.holdState(t, "r1"); s != store.HoldDenied {
+		t.Fatalf("hold state %s, want %s", s, store.HoldDenied)
+	}
+}
+
+// TestHoldHoursWindowOnTrustedClock: on the daemon's trusted clock, a wall clock stepped past
+// the window's opening does not release the hold; the hour actually passing does.
+func TestHoldHoursWindowOnTrustedClock(t *testing.T) {
+	e := newHoldEnv(t, officeHours)
+	sc := &stepClock{wall: e.now}
+	clk, err := trustedtime.New(context.Background(), sc, trustedtime.Options{Wall: func() time.Time { return sc.wall }, Elapsed: func() time.Duration { return sc.elapsed }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rebuild(t, nil, WithClock(clk.Now))
+	ctx := context.Background()
+	_, err = e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
+	heldURL(t, err)
+	e.svc.Tick(ctx)
+	sc.wall, sc.elapsed = sc.wall.Add(2*time.Hour), time.Minute
+	e.svc.Tick(ctx)
+	if got := e.ans.list(); len(got) != 0 {
+		t.Fatalf("a wall clock step opened the window: %v", got)
+	}
+	sc.wall, sc.elapsed = e.now.Add(time.Hour), time.Hour
+	e.svc.Tick(ctx)
+	if got := e.ans.list(); len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
+		t.Fatalf("an hour later, want r1 signed, got %v", got)
+	}
+}
