@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -114,7 +115,8 @@ func Loosenings(prev, next *Policy) []string {
 			add("approver %q added or changed", a.Name)
 		}
 	}
-	for name, d := range next.Descriptors {
+	for _, name := range slices.Sorted(maps.Keys(next.Descriptors)) {
+		d := next.Descriptors[name]
 		o, ok := prev.Descriptors[name]
 		switch {
 		case !ok || o.Descriptor != d.Descriptor || o.Lookahead < d.Lookahead:
