@@ -37,12 +37,41 @@ import (
 func Loosenings(prev, next *Policy) []string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	for _, compare := range looseningComparisons {
+		compare(prev, next, add)
+	}
+	return out
+}
+
+// looseningComparisons are Loosenings' comparisons, one per feature of the policy, in the order
+// their findings are listed. Each calls add once per loosening it finds.
+var looseningComparisons = []func(prev, next *Policy, add func(format string, args ...any)){
+	loosenedSettings,
+	loosenedOutflowCaps,
+	loosenedFeeCaps,
+	loosenedCoinsAndHours,
+	loosenedAnalysisLimits,
+	loosenedDestinations,
+	loosenedClients,
+	loosenedApprovers,
+	loosenedDescriptors,
+	loosenedAutomations,
+	loosenedRules,
+}
+
+// loosenedSettings: the time zone changed, or loosen_delay shortened.
+func loosenedSettings(prev, next *Policy, add func(string, ...any)) {
 	if prev.Zone.String() != next.Zone.String() {
 		add("timezone changed from %s to %s", prev.Zone, next.Zone)
 	}
 	if next.LoosenDelay < prev.LoosenDelay {
 		add("loosen_delay shortened from %s to %s", FormatDuration(prev.LoosenDelay), FormatDuration(next.LoosenDelay))
 	}
+}
+
+// loosenedOutflowCaps: max_per_tx raised; a velocity window of prev that no window of next at
+// least as long and with a max at most as high covers.
+func loosenedOutflowCaps(prev, next *Policy, add func(string, ...any)) {
 	pl, nl := &prev.Limits, &next.Limits
 	if nl.MaxPerTx > pl.MaxPerTx {
 		add("max_per_tx raised from %s to %s", pl.MaxPerTx, nl.MaxPerTx)
@@ -52,6 +81,11 @@ func Loosenings(prev, next *Policy) []string {
 			add("velocity window %s (max %s) raised or removed", FormatDuration(w.Window), w.Max)
 		}
 	}
+}
+
+// loosenedFeeCaps: max_fee, max_feerate or max_fee_share raised or removed.
+func loosenedFeeCaps(prev, next *Policy, add func(string, ...any)) {
+	pl, nl := &prev.Limits, &next.Limits
 	if pl.MaxFee.Set && (!nl.MaxFee.Set || nl.MaxFee.V > pl.MaxFee.V) {
 		add("max_fee raised or removed")
 	}
@@ -61,12 +95,24 @@ func Loosenings(prev, next *Policy) []string {
 	if pl.MaxFeeShare.Set && (!nl.MaxFeeShare.Set || nl.MaxFeeShare.V > pl.MaxFeeShare.V) {
 		add("max_fee_share raised or removed")
 	}
+}
+
+// loosenedCoinsAndHours: min_confirmations lowered or removed; limits.hours changed (any change,
+// conservatively) or removed.
+func loosenedCoinsAndHours(prev, next *Policy, add func(string, ...any)) {
+	pl, nl := &prev.Limits, &next.Limits
 	if pl.MinConfirmations.Set && (!nl.MinConfirmations.Set || nl.MinConfirmations.V < pl.MinConfirmations.V) {
 		add("min_confirmations lowered or removed")
 	}
 	if pl.Hours != nil && (nl.Hours == nil || *nl.Hours != *pl.Hours && nl.Hours.String() != pl.Hours.String()) {
 		add("hours changed or removed")
 	}
+}
+
+// loosenedAnalysisLimits: a sighash type added to allow_sighash (ALL and DEFAULT are always
+// signed); a warning removed from deny_warnings.
+func loosenedAnalysisLimits(prev, next *Policy, add func(string, ...any)) {
+	pl, nl := &prev.Limits, &next.Limits
 	for _, h := range nl.AllowSighash {
 		if h != txscript.SigHashAll && h != txscript.SigHashDefault && !slices.Contains(pl.AllowSighash, h) {
 			add("sighash %s added to allow_sighash", SighashName(uint32(h)))
@@ -77,6 +123,12 @@ func Loosenings(prev, next *Policy) []string {
 			add("warning %s removed from deny_warnings", w)
 		}
 	}
+}
+
+// loosenedDestinations: the allowlist removed or a destination added to it; a destination
+// removed from the denylist. Destinations compare by their text.
+func loosenedDestinations(prev, next *Policy, add func(string, ...any)) {
+	pl, nl := &prev.Limits, &next.Limits
 	if pl.Allow.Set {
 		if !nl.Allow.Set {
 			add("destination allowlist removed")
@@ -93,6 +145,11 @@ func Loosenings(prev, next *Policy) []string {
 			add("destination %s removed from the denylist", d.Text)
 		}
 	}
+}
+
+// loosenedClients: per client of next (by pubkey): added, renamed, allowed a method prev did not
+// list (or every method), rate_limit removed or raised.
+func loosenedClients(prev, next *Policy, add func(string, ...any)) {
 	for _, c := range next.Clients {
 		i := slices.IndexFunc(prev.Clients, func(x Client) bool { return x.PubKey == c.PubKey })
 		if i < 0 {
@@ -110,11 +167,20 @@ func Loosenings(prev, next *Policy) []string {
 			add("client %q rate_limit raised or removed", c.Name)
 		}
 	}
+}
+
+// loosenedApprovers: an approver of next (name and pubkey) that prev does not have.
+func loosenedApprovers(prev, next *Policy, add func(string, ...any)) {
 	for _, a := range next.Approvers {
 		if !slices.Contains(prev.Approvers, a) {
 			add("approver %q added or changed", a.Name)
 		}
 	}
+}
+
+// loosenedDescriptors, in name order: a named descriptor added, changed or widened (a larger
+// lookahead), or narrowed (a smaller one) unless only the allowlist uses it (onlyAllowed).
+func loosenedDescriptors(prev, next *Policy, add func(string, ...any)) {
 	for _, name := range slices.Sorted(maps.Keys(next.Descriptors)) {
 		d := next.Descriptors[name]
 		o, ok := prev.Descriptors[name]
@@ -127,6 +193,11 @@ func Loosenings(prev, next *Policy) []string {
 			add("named descriptor %q narrowed (lookahead %d → %d) while a deny, a rule or an automation uses it", name, o.Lookahead, d.Lookahead)
 		}
 	}
+}
+
+// loosenedAutomations: an automation added (or renamed), or one of the same name loosened
+// (automationLoosenings).
+func loosenedAutomations(prev, next *Policy, add func(string, ...any)) {
 	for i := range next.Automations {
 		n := &next.Automations[i]
 		o := prev.Automation(n.Name)
@@ -138,16 +209,20 @@ func Loosenings(prev, next *Policy) []string {
 			add("automation %q: %s", n.Name, l)
 		}
 	}
+}
+
+// loosenedRules: any change to the rules (first-match rules make every change a possible
+// loosening): their number, or each rule whose YAML differs at the same position.
+func loosenedRules(prev, next *Policy, add func(string, ...any)) {
 	if len(prev.Rules) != len(next.Rules) {
 		add("rules changed (%d → %d rules)", len(prev.Rules), len(next.Rules))
-	} else {
-		for i := range next.Rules {
-			if prev.Rules[i].source != next.Rules[i].source {
-				add("rule %d (%q) changed", i+1, next.Rules[i].Name)
-			}
+		return
+	}
+	for i := range next.Rules {
+		if prev.Rules[i].source != next.Rules[i].source {
+			add("rule %d (%q) changed", i+1, next.Rules[i].Name)
 		}
 	}
-	return out
 }
 
 // automationLoosenings lists the ways n (the new version of an automation) may build or sign
