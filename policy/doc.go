@@ -8,6 +8,9 @@
 //     a Decision: allow, deny, hold or unauthorized, the rule that decided, the policy's hash and
 //     a rule-by-rule explanation. Global limits are checked first (no rule can lift them), then
 //     the first matching rule decides.
+//   - NextChange gives the first instant at which time alone could change a decision (an hours
+//     window's edge, daylight-saving changes followed; a cooling-off's end; a loosened policy
+//     applying alone), so that held requests are decided again only then.
 //   - Loosenings says precisely when a new policy loosens an old one; Reloader (the shell: file
 //     watching, a VersionStore) applies tightenings at once and loosenings only after the
 //     running policy's loosen_delay, keeping both in force meanwhile (WithPrior: the stricter
