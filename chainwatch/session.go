@@ -983,6 +983,34 @@ func decodeTx(txid chainhash.Hash, raw string) fetchedTx {
 	return fetchedTx{tx: &tx}
 }
 
+// PrevTx returns the transaction txid, for the non_witness_utxo a PSBT carries for a segwit v0
+// input (BIP-174; hardware co-signers want it, bitcoin#19215): the watcher's own copy when it is
+// a wallet transaction it holds, else fetched from the connected server
+// (blockchain.transaction.get, Electrum protocol) and checked to hash to txid. Errors:
+// ErrNotConnected; ErrBadHistory when the answer is not the transaction asked for; the server's
+// refusal (*electrum.ServerError, e.g. an unknown transaction); transport errors.
+func (w *Watcher) PrevTx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error) {
+	w.mu.RLock()
+	tx, held := w.tr.RawTx(txid)
+	c := w.client
+	w.mu.RUnlock()
+	if held {
+		return tx, nil
+	}
+	if c == nil {
+		return nil, fmt.Errorf("chainwatch: previous transaction %s: %w", txid, ErrNotConnected)
+	}
+	var raw string
+	if err := c.Call(ctx, "blockchain.transaction.get", []any{txid.String()}, &raw); err != nil {
+		return nil, fmt.Errorf("chainwatch: previous transaction %s: %w", txid, err)
+	}
+	f := decodeTx(txid, raw)
+	if f.err != nil {
+		return nil, fmt.Errorf("chainwatch: previous transaction: %w", f.err)
+	}
+	return f.tx, nil
+}
+
 // Broadcast sends tx with blockchain.transaction.broadcast (electrum.Client.BroadcastTransaction)
 // and returns its txid, checked against the server's answer. Errors: ErrNotConnected; a
 // *electrum.BroadcastError when the server refuses it — errors.Is ErrBroadcastRejected and the
