@@ -149,6 +149,27 @@ func (w *Watcher) foreignNotified(fs *foreignSession, sh string) bool {
 // histories that changed, proves confirmed transactions of conf registrations whose proof is
 // missing or whose block left the chain, reads candidate spending transactions, then dispatches.
 func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *foreignSession) error {
+	if err := w.subscribeForeign(ctx, c, fs); err != nil {
+		return err
+	}
+	if err := w.fetchForeignHistories(ctx, c, fs); err != nil {
+		return err
+	}
+	proofs, reads := w.planForeign(fs)
+	if err := w.proveForeign(ctx, c, proofs); err != nil {
+		return err
+	}
+	if err := readForeignInputs(ctx, c, fs, reads); err != nil {
+		return err
+	}
+	w.dispatchForeignSpends(fs)
+	w.dispatch(nil)
+	return nil
+}
+
+// subscribeForeign subscribes the watched scripts this session has not subscribed yet
+// (blockchain.scripthash.subscribe) and marks their histories to fetch.
+func (w *Watcher) subscribeForeign(ctx context.Context, c *electrum.Client, fs *foreignSession) error {
 	r := w.reg
 	r.mu.Lock()
 	var toSub []string
@@ -166,7 +187,13 @@ func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *fo
 		fs.subscribed[sh] = true
 		fs.dirty[sh] = true
 	}
-	// Histories.
+	return nil
+}
+
+// fetchForeignHistories fetches the history of every watched script marked dirty
+// (blockchain.scripthash.get_history) and stores it in the registry.
+func (w *Watcher) fetchForeignHistories(ctx context.Context, c *electrum.Client, fs *foreignSession) error {
+	r := w.reg
 	for sh := range fs.dirty {
 		var hist []historyJSON
 		if err := c.Call(ctx, "blockchain.scripthash.get_history", []any{sh}, &hist); err != nil {
@@ -187,15 +214,26 @@ func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *fo
 		r.mu.Unlock()
 		delete(fs.dirty, sh)
 	}
-	// Proofs for conf registrations, and transactions to read for spend registrations.
-	type proofJob struct {
-		txid   chainhash.Hash
-		height int32
-	}
-	var proofs []proofJob
-	var reads []chainhash.Hash
+	return nil
+}
+
+// foreignProofJob is a transaction of a conf registration to prove at height.
+type foreignProofJob struct {
+	txid   chainhash.Hash
+	height int32
+}
+
+// planForeign works out, from the fetched histories, the proofs that conf registrations need
+// (a confirmed transaction at or below our tip whose proof is missing or whose block left the
+// chain) and the transactions that spend registrations must read (their scripts' history,
+// not read yet). Proofs of cancelled registrations, or of transactions no longer confirmed,
+// are dropped.
+func (w *Watcher) planForeign(fs *foreignSession) (proofs []foreignProofJob, reads []chainhash.Hash) {
+	r := w.reg
 	r.mu.Lock() // lock order: reg, then watcher (as in dispatch)
+	defer r.mu.Unlock()
 	w.mu.RLock()
+	defer w.mu.RUnlock()
 	chainHeight := w.tr.Chain().Height()
 	wanted := map[chainhash.Hash]bool{}
 	for _, cr := range r.confs {
@@ -229,7 +267,7 @@ func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *fo
 				continue
 			}
 		}
-		proofs = append(proofs, proofJob{cr.txid, height})
+		proofs = append(proofs, foreignProofJob{cr.txid, height})
 	}
 	for _, sr := range r.spends {
 		f := r.foreign[sr.sh]
@@ -242,9 +280,13 @@ func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *fo
 			}
 		}
 	}
-	w.mu.RUnlock()
-	r.mu.Unlock()
+	return proofs, reads
+}
 
+// proveForeign fetches the headers below a checkpointed chain's base that the proofs need, then
+// proves each transaction (proveForeignTx). A proof that fails is counted and logged, and the
+// transaction counts as unconfirmed; only a header fetch failure is returned.
+func (w *Watcher) proveForeign(ctx context.Context, c *electrum.Client, proofs []foreignProofJob) error {
 	old := make([]TxState, len(proofs)) // blocks below a checkpointed chain's base need their headers
 	for i, j := range proofs {
 		old[i] = TxState{TxID: j.txid, Height: j.height}
@@ -253,44 +295,56 @@ func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *fo
 		return err
 	}
 	for _, j := range proofs {
-		var res struct {
-			BlockHeight int32    `json:"block_height"`
-			Merkle      []string `json:"merkle"`
-			Pos         uint32   `json:"pos"`
-		}
-		if err := c.Call(ctx, "blockchain.transaction.get_merkle", []any{j.txid.String(), j.height}, &res); err != nil {
-			w.log.Warn("watched transaction not proven", "txid", j.txid, "height", j.height, "err", err)
-			continue
-		}
-		p := MerkleProof{Height: res.BlockHeight, Pos: res.Pos}
-		bad := res.BlockHeight != j.height
-		for _, m := range res.Merkle {
-			h, err := chainhash.NewHashFromStr(m)
-			if err != nil || len(m) != 64 {
-				bad = true
-				break
-			}
-			p.Branch = append(p.Branch, *h)
-		}
-		w.mu.RLock()
-		hdr, ok := w.tr.Chain().Header(j.height)
-		w.mu.RUnlock()
-		var err error
-		if bad || !ok {
-			err = fmt.Errorf("%w: proof of %s for height %d", ErrMerkleProof, j.txid, j.height)
-		} else {
-			err = VerifyMerkleProof(j.txid, p, hdr)
-		}
-		if err != nil {
-			w.spvFailures.Add(1)
-			w.setErr(err)
-			w.log.Warn("watched transaction not proven; it counts as unconfirmed", "txid", j.txid, "err", err)
-			continue
-		}
-		r.mu.Lock()
-		r.proofs[j.txid] = foreignProof{height: j.height, blockHash: hdr.BlockHash()}
-		r.mu.Unlock()
+		w.proveForeignTx(ctx, c, j)
 	}
+	return nil
+}
+
+// proveForeignTx asks the server for j's merkle proof (blockchain.transaction.get_merkle),
+// checks it against our header at j.height and records the proof in the registry.
+func (w *Watcher) proveForeignTx(ctx context.Context, c *electrum.Client, j foreignProofJob) {
+	var res struct {
+		BlockHeight int32    `json:"block_height"`
+		Merkle      []string `json:"merkle"`
+		Pos         uint32   `json:"pos"`
+	}
+	if err := c.Call(ctx, "blockchain.transaction.get_merkle", []any{j.txid.String(), j.height}, &res); err != nil {
+		w.log.Warn("watched transaction not proven", "txid", j.txid, "height", j.height, "err", err)
+		return
+	}
+	p := MerkleProof{Height: res.BlockHeight, Pos: res.Pos}
+	bad := res.BlockHeight != j.height
+	for _, m := range res.Merkle {
+		h, err := chainhash.NewHashFromStr(m)
+		if err != nil || len(m) != 64 {
+			bad = true
+			break
+		}
+		p.Branch = append(p.Branch, *h)
+	}
+	w.mu.RLock()
+	hdr, ok := w.tr.Chain().Header(j.height)
+	w.mu.RUnlock()
+	var err error
+	if bad || !ok {
+		err = fmt.Errorf("%w: proof of %s for height %d", ErrMerkleProof, j.txid, j.height)
+	} else {
+		err = VerifyMerkleProof(j.txid, p, hdr)
+	}
+	if err != nil {
+		w.spvFailures.Add(1)
+		w.setErr(err)
+		w.log.Warn("watched transaction not proven; it counts as unconfirmed", "txid", j.txid, "err", err)
+		return
+	}
+	w.reg.mu.Lock()
+	w.reg.proofs[j.txid] = foreignProof{height: j.height, blockHash: hdr.BlockHash()}
+	w.reg.mu.Unlock()
+}
+
+// readForeignInputs reads each transaction of reads once (blockchain.transaction.get), checks
+// that it decodes to its txid, and records the outpoints it spends.
+func readForeignInputs(ctx context.Context, c *electrum.Client, fs *foreignSession, reads []chainhash.Hash) error {
 	seen := map[chainhash.Hash]bool{}
 	for _, id := range reads {
 		if seen[id] {
@@ -315,8 +369,6 @@ func (w *Watcher) serviceForeign(ctx context.Context, c *electrum.Client, fs *fo
 		}
 		fs.inputs[id] = ins
 	}
-	w.dispatchForeignSpends(fs)
-	w.dispatch(nil)
 	return nil
 }
 

@@ -3,6 +3,8 @@ package chainwatch
 import (
 	"fmt"
 	"math/big"
+	"slices"
+	"time"
 
 	"github.com/btcsuite/btcd/blockchain"
 	"github.com/btcsuite/btcd/chaincfg"
@@ -187,6 +189,25 @@ func (c *HeaderChain) Header(height int32) (wire.BlockHeader, bool) {
 		return h, ok
 	}
 	return wire.BlockHeader{}, false
+}
+
+// MedianTimePast returns BIP-113's median time past at the tip: the median of the timestamps of
+// the headers at tip-10 … tip (fewer near the start of the chain). The genesis header is not
+// counted: the persisted chain starts at height 1 and the watcher's clock bound stays the same
+// across restarts. ok is false when no header above genesis is held.
+func (c *HeaderChain) MedianTimePast() (time.Time, bool) {
+	tip := c.Height()
+	var ts []int64
+	for h := max(tip-10, 1); h <= tip; h++ {
+		if hdr, ok := c.Header(h); ok {
+			ts = append(ts, hdr.Timestamp.Unix())
+		}
+	}
+	if len(ts) == 0 {
+		return time.Time{}, false
+	}
+	slices.Sort(ts)
+	return time.Unix(ts[len(ts)/2], 0), true
 }
 
 // hashAt is Hash for heights from base-1 to the tip (the fork points Connect considers).

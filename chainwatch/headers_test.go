@@ -228,3 +228,45 @@ func TestHeaderChainRestore(t *testing.T) {
 		t.Fatal("failed restore changed the chain")
 	}
 }
+
+// TestHeaderChainMedianTimePast: BIP-113's median time past is the median of the timestamps of
+// the 11 headers ending at the tip (fewer near the start; genesis not counted), whatever their
+// order — consensus lets a header's time be earlier than its parent's.
+func TestHeaderChainMedianTimePast(t *testing.T) {
+	params := &chaincfg.RegressionNetParams
+	c := NewHeaderChain(params, 100)
+	if _, ok := c.MedianTimePast(); ok {
+		t.Fatal("genesis only: a median time past")
+	}
+	base := time.Unix(1_800_000_000, 0)
+	stamps := map[int32]time.Time{}
+	prev := params.GenesisBlock.Header
+	var hs []wire.BlockHeader
+	for h := int32(1); h <= 20; h++ {
+		ts := base.Add(time.Duration(h) * 10 * time.Minute)
+		switch h {
+		case 19:
+			ts = base.Add(100 * time.Second)
+		case 20:
+			ts = base.Add(50_000 * time.Second)
+		}
+		stamps[h] = ts
+		prev = mineHeader(t, prev, prev.Bits, ts, 'm', true)
+		hs = append(hs, prev)
+	}
+	if _, err := c.Connect(1, hs[:5]); err != nil {
+		t.Fatal(err)
+	}
+	// Heights 1..5 (genesis not counted): the 3rd of 5 is height 3's.
+	if got, ok := c.MedianTimePast(); !ok || !got.Equal(stamps[3]) {
+		t.Fatalf("tip 5: mtp %v, %v; want %v", got, ok, stamps[3])
+	}
+	if _, err := c.Connect(6, hs[5:]); err != nil {
+		t.Fatal(err)
+	}
+	// Heights 10..20: 10..18 at base+h*600, 19 at base+100, 20 at base+50000 → sorted, the 6th
+	// of 11 is height 14's.
+	if got, ok := c.MedianTimePast(); !ok || !got.Equal(stamps[14]) {
+		t.Fatalf("tip 20: mtp %v, %v; want %v", got, ok, stamps[14])
+	}
+}

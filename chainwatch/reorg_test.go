@@ -203,12 +203,21 @@ func TestTrackerCoinbaseMaturity(t *testing.T) {
 		if len(tr.SpendableUTXOs()) != 0 {
 			t.Fatal("coinbase with 99 confirmations spendable in the next block (premature spend)")
 		}
+		if _, ok := tr.SpendableCoin(op); ok {
+			t.Fatal("SpendableCoin: coinbase with 99 confirmations offered for signing (premature spend)")
+		}
 		if u.Mature(Tip{Height: 104}) || !u.Mature(Tip{Height: 105}) {
 			t.Fatal("Mature: spend height 104 (99 blocks after 5) allowed or 105 refused")
 		}
 		want(t, growTo(t, tr, tc, 104), "matured %s:0@5 at 104, tip 104")
 		if len(tr.SpendableUTXOs()) != 1 {
 			t.Fatal("coinbase with 100 confirmations not spendable in the next block")
+		}
+		if c, ok := tr.SpendableCoin(op); !ok || c.OutPoint != op || !c.Coinbase {
+			t.Fatalf("SpendableCoin: coinbase with 100 confirmations refused: %+v, %v", c, ok)
+		}
+		if _, ok := tr.SpendableCoin(wire.OutPoint{Hash: cb, Index: 1}); ok {
+			t.Fatal("SpendableCoin: an outpoint the wallet does not hold")
 		}
 		want(t, growTo(t, tr, tc, 110), "tip 110") // once only
 	})

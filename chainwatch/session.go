@@ -679,46 +679,21 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		return err
 	}
 	size := w.pace.size(fetchBatch)
-	shs := make([]string, 0, size)
-	for sh := range s.pending {
-		shs = append(shs, sh)
-		if len(shs) == size*w.pace.parallel(batchesInFlight) {
-			break
-		}
-	}
-	sort.Strings(shs)
-	type job struct {
-		sh        string
-		announced string
-		early     bool
-		sub       *electrum.Call
-		status    *string
-		hist      []historyJSON
-		histCall  *electrum.Call
-	}
-	var jobs []*job
-	var calls []*electrum.Call
-	for _, sh := range shs {
-		j := &job{sh: sh, announced: s.pending[sh]}
-		if s.resub[sh] {
-			j.sub = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sh}, Result: &j.status}
-			calls = append(calls, j.sub)
-		}
-		j.histCall = &electrum.Call{Method: "blockchain.scripthash.get_history", Params: []any{sh}, Result: &j.hist}
-		calls = append(calls, j.histCall)
-		jobs = append(jobs, j)
-		delete(s.pending, sh)
-		delete(s.resub, sh)
-	}
+	shs := takePending(s, size*w.pace.parallel(batchesInFlight))
+	jobs := historyJobs(s, shs)
 	ahead, err := w.aheadScripts(s, shs)
 	if err != nil {
 		return err
 	}
 	for _, sc := range ahead {
-		j := &job{sh: sc.ScriptHash, early: true}
-		j.histCall = &electrum.Call{Method: "blockchain.scripthash.get_history", Params: []any{sc.ScriptHash}, Result: &j.hist}
+		jobs = append(jobs, newHistoryJob(sc.ScriptHash, "", false, true))
+	}
+	var calls []*electrum.Call
+	for _, j := range jobs {
+		if j.sub != nil {
+			calls = append(calls, j.sub)
+		}
 		calls = append(calls, j.histCall)
-		jobs = append(jobs, j)
 	}
 	w.fetches.Add(uint64(len(jobs)))
 	requeue := func() { // fetched again by the next session
@@ -734,78 +709,12 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		requeue()
 		return fmt.Errorf("chainwatch: fetch histories: %w", err)
 	}
-
-	hists := make([][]HistoryItem, len(jobs))
-	errs := make([]error, len(jobs))
-	var want []chainhash.Hash
-	w.mu.RLock()
-	for i, j := range jobs {
-		if hists[i], errs[i] = parseHistory(j.histCall, j.hist); errs[i] == nil {
-			for _, id := range w.tr.MissingTxs(hists[i]) {
-				if s.txs[id] == nil {
-					want = append(want, id)
-				}
-			}
-		}
-	}
-	w.mu.RUnlock()
-	txs, err := w.fetchTxs(ctx, c, want)
+	txs, err := w.fetchHistoryTxs(ctx, c, s, jobs)
 	if err != nil {
 		requeue()
 		return err
 	}
-	for id, f := range txs {
-		if f.tx != nil {
-			s.txs[id] = f.tx
-		}
-	}
-	fetchErr := func(hist []HistoryItem) error { // a transaction of hist the server did not give
-		for _, h := range hist {
-			if err := txs.err(h.TxHash); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-
-	var upd Update
-	for i, j := range jobs {
-		if j.early {
-			if errs[i] == nil && fetchErr(hists[i]) == nil { // else fetched again once in the window
-				s.early[j.sh] = hists[i]
-			}
-			continue
-		}
-		announced := j.announced
-		if j.sub != nil && j.sub.Err == nil {
-			announced = deref(j.status)
-		}
-		var u Update
-		err := errs[i]
-		if err == nil {
-			if err = fetchErr(hists[i]); err == nil {
-				w.mu.Lock()
-				u, err = w.tr.ApplyTxs(j.sh, announced, hists[i], s.txs)
-				w.mu.Unlock()
-			}
-		}
-		if err != nil {
-			r := s.retry[j.sh]
-			if r == nil {
-				r = &retryInfo{}
-				s.retry[j.sh] = r
-			}
-			r.announced = announced
-			delay := min(retryMin<<min(r.attempt, 10), retryMax)
-			r.attempt++
-			r.due = time.Now().Add(delay)
-			w.setErr(err)
-			w.log.Warn("script history not applied; will refetch", "scripthash", j.sh, "attempt", r.attempt, "in", delay, "err", err)
-			continue
-		}
-		delete(s.retry, j.sh)
-		upd.Merge(u)
-	}
+	upd := w.applyHistories(s, jobs, txs)
 	// Publish first (a payment's FundingSeen does not wait for the window's new subscriptions),
 	// then grow the windows.
 	if err := w.commit(ctx, upd); err != nil {
@@ -817,6 +726,143 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 		return cerr
 	}
 	return err
+}
+
+// historyJob is one script whose history fetch asks: queued (announced is the status it was
+// queued with; sub, when set, subscribes it again first) or early (asked ahead of the window).
+// hist and err are its parsed history once fetched.
+type historyJob struct {
+	sh        string
+	announced string
+	early     bool
+	sub       *electrum.Call
+	status    *string
+	raw       []historyJSON
+	histCall  *electrum.Call
+
+	hist []HistoryItem
+	err  error
+}
+
+func newHistoryJob(sh, announced string, resub, early bool) *historyJob {
+	j := &historyJob{sh: sh, announced: announced, early: early}
+	if resub {
+		j.sub = &electrum.Call{Method: "blockchain.scripthash.subscribe", Params: []any{sh}, Result: &j.status}
+	}
+	j.histCall = &electrum.Call{Method: "blockchain.scripthash.get_history", Params: []any{sh}, Result: &j.raw}
+	return j
+}
+
+// takePending returns up to n queued scripts, sorted (which ones is the map's choice).
+func takePending(s *syncState, n int) []string {
+	shs := make([]string, 0, n)
+	for sh := range s.pending {
+		shs = append(shs, sh)
+		if len(shs) == n {
+			break
+		}
+	}
+	sort.Strings(shs)
+	return shs
+}
+
+// historyJobs makes the jobs of the queued scripts shs and takes them off the queue (and off
+// the resubscribe set: their job subscribes them).
+func historyJobs(s *syncState, shs []string) []*historyJob {
+	jobs := make([]*historyJob, 0, len(shs))
+	for _, sh := range shs {
+		jobs = append(jobs, newHistoryJob(sh, s.pending[sh], s.resub[sh], false))
+		delete(s.pending, sh)
+		delete(s.resub, sh)
+	}
+	return jobs
+}
+
+// fetchHistoryTxs parses each job's history and fetches the transactions of those histories
+// that neither the tracker nor the session holds yet (fetchTxs); the session keeps those it got.
+func (w *Watcher) fetchHistoryTxs(ctx context.Context, c *electrum.Client, s *syncState, jobs []*historyJob) (fetchedTxs, error) {
+	var want []chainhash.Hash
+	w.mu.RLock()
+	for _, j := range jobs {
+		if j.hist, j.err = parseHistory(j.histCall, j.raw); j.err == nil {
+			for _, id := range w.tr.MissingTxs(j.hist) {
+				if s.txs[id] == nil {
+					want = append(want, id)
+				}
+			}
+		}
+	}
+	w.mu.RUnlock()
+	txs, err := w.fetchTxs(ctx, c, want)
+	if err != nil {
+		return nil, err
+	}
+	for id, f := range txs {
+		if f.tx != nil {
+			s.txs[id] = f.tx
+		}
+	}
+	return txs, nil
+}
+
+// applyHistories applies each queued job's history with its transactions (Tracker.ApplyTxs)
+// and returns the merged update; a history that does not apply is scheduled for a refetch
+// (retryLater). Early jobs whose history and transactions came whole are kept in
+// syncState.early for extend.
+func (w *Watcher) applyHistories(s *syncState, jobs []*historyJob, txs fetchedTxs) Update {
+	fetchErr := func(hist []HistoryItem) error { // a transaction of hist the server did not give
+		for _, h := range hist {
+			if err := txs.err(h.TxHash); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var upd Update
+	for _, j := range jobs {
+		if j.early {
+			if j.err == nil && fetchErr(j.hist) == nil { // else fetched again once in the window
+				s.early[j.sh] = j.hist
+			}
+			continue
+		}
+		announced := j.announced
+		if j.sub != nil && j.sub.Err == nil {
+			announced = deref(j.status)
+		}
+		var u Update
+		err := j.err
+		if err == nil {
+			if err = fetchErr(j.hist); err == nil {
+				w.mu.Lock()
+				u, err = w.tr.ApplyTxs(j.sh, announced, j.hist, s.txs)
+				w.mu.Unlock()
+			}
+		}
+		if err != nil {
+			w.retryLater(s, j.sh, announced, err)
+			continue
+		}
+		delete(s.retry, j.sh)
+		upd.Merge(u)
+	}
+	return upd
+}
+
+// retryLater schedules script sh for a refetch after a growing delay (retryMin doubling up to
+// retryMax) because its history did not apply (err).
+func (w *Watcher) retryLater(s *syncState, sh, announced string, err error) {
+	r := s.retry[sh]
+	if r == nil {
+		r = &retryInfo{}
+		s.retry[sh] = r
+	}
+	r.announced = announced
+	delay := min(retryMin<<min(r.attempt, 10), retryMax)
+	r.attempt++
+	r.due = time.Now().Add(delay)
+	w.setErr(err)
+	w.log.Warn("script history not applied; will refetch", "scripthash", sh, "attempt", r.attempt, "in", delay, "err", err)
 }
 
 // aheadScripts picks the scripts whose histories fetch asks ahead of the window (see fetch):
@@ -981,6 +1027,34 @@ func decodeTx(txid chainhash.Hash, raw string) fetchedTx {
 		return fetchedTx{err: fmt.Errorf("%w: transaction asked as %s hashes to %s", ErrBadHistory, txid, got)}
 	}
 	return fetchedTx{tx: &tx}
+}
+
+// PrevTx returns the transaction txid, for the non_witness_utxo a PSBT carries for a segwit v0
+// input (BIP-174; hardware co-signers want it, bitcoin#19215): the watcher's own copy when it is
+// a wallet transaction it holds, else fetched from the connected server
+// (blockchain.transaction.get, Electrum protocol) and checked to hash to txid. Errors:
+// ErrNotConnected; ErrBadHistory when the answer is not the transaction asked for; the server's
+// refusal (*electrum.ServerError, e.g. an unknown transaction); transport errors.
+func (w *Watcher) PrevTx(ctx context.Context, txid chainhash.Hash) (*wire.MsgTx, error) {
+	w.mu.RLock()
+	tx, held := w.tr.RawTx(txid)
+	c := w.client
+	w.mu.RUnlock()
+	if held {
+		return tx, nil
+	}
+	if c == nil {
+		return nil, fmt.Errorf("chainwatch: previous transaction %s: %w", txid, ErrNotConnected)
+	}
+	var raw string
+	if err := c.Call(ctx, "blockchain.transaction.get", []any{txid.String()}, &raw); err != nil {
+		return nil, fmt.Errorf("chainwatch: previous transaction %s: %w", txid, err)
+	}
+	f := decodeTx(txid, raw)
+	if f.err != nil {
+		return nil, fmt.Errorf("chainwatch: previous transaction: %w", f.err)
+	}
+	return f.tx, nil
 }
 
 // Broadcast sends tx with blockchain.transaction.broadcast (electrum.Client.BroadcastTransaction)

@@ -848,6 +848,28 @@ func (t *Tracker) SpendableUTXOs() []UTXO {
 	return out
 }
 
+// SpendableCoin returns the wallet's UTXO at op if a transaction mined in the next block may spend
+// it: unspent as far as the tracker knows, and for a coinbase output at least CoinbaseMaturity
+// confirmations at the tip (UTXO.Mature with the tip's height + 1). A signer asks this before it
+// signs an input: an immature coinbase output cannot be spent yet.
+func (t *Tracker) SpendableCoin(op wire.OutPoint) (UTXO, bool) {
+	u, ok := t.UTXO(op)
+	if !ok || !u.Mature(Tip{Height: t.chain.Tip().Height + 1}) {
+		return UTXO{}, false
+	}
+	return u, true
+}
+
+// RawTx returns a copy of the wallet transaction txid if the tracker holds it (the transactions
+// of the tracked histories, see ApplyTxs).
+func (t *Tracker) RawTx(txid chainhash.Hash) (*wire.MsgTx, bool) {
+	tx, ok := t.raw[txid]
+	if !ok {
+		return nil, false
+	}
+	return tx.Copy(), true
+}
+
 // Lookup reports whether pkScript is a tracked script and where it derives from.
 func (t *Tracker) Lookup(pkScript []byte) (branch, index uint32, ok bool) {
 	s, ok := t.byPk[string(pkScript)]

@@ -250,6 +250,24 @@ func (w *Watcher) Tip() Tip {
 	return t
 }
 
+// SpendableCoin returns the wallet's UTXO at op if a transaction in the next block may spend it
+// (Tracker.SpendableCoin: unspent, and a coinbase output only with CoinbaseMaturity
+// confirmations at the tip). Read under one lock: the UTXO and the tip are of the same moment.
+func (w *Watcher) SpendableCoin(op wire.OutPoint) (UTXO, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tr.SpendableCoin(op)
+}
+
+// MedianTimePast returns BIP-113's median time past of the watcher's validated header chain
+// (HeaderChain.MedianTimePast); ok is false before the chain has a header above genesis. It
+// satisfies the trusted clock's chain bound (internal/trustedtime.Chain).
+func (w *Watcher) MedianTimePast() (time.Time, bool) {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tr.Chain().MedianTimePast()
+}
+
 // Health returns a snapshot of the connection and sync state.
 func (w *Watcher) Health() Health {
 	w.mu.RLock()

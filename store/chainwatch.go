@@ -268,124 +268,179 @@ func (db *DB) ApplyChainwatchUpdate(ctx context.Context, u ChainwatchUpdate) ([]
 	}
 	var ids []uint64
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
-		ids = ids[:0]
-		// One prepared statement per query for the whole transaction: an update of a large
-		// wallet writes thousands of rows, and preparing the same SQL for each was a large part
-		// of its cost.
-		stmts := map[string]*sql.Stmt{}
-		defer func() {
-			for _, st := range stmts {
-				st.Close()
-			}
-		}()
-		exec := func(query string, args ...any) (sql.Result, error) {
-			st, ok := stmts[query]
-			if !ok {
-				var err error
-				if st, err = tx.PrepareContext(ctx, query); err != nil {
-					return nil, err
-				}
-				stmts[query] = st
-			}
-			return st.ExecContext(ctx, args...)
-		}
-		for _, s := range u.PutScripts {
-			var status any
-			if s.Status != "" {
-				status = s.Status
-			}
-			if _, err := exec(`INSERT INTO chainwatch_scripts(branch, idx, scripthash, pk_script, status) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT(branch, idx) DO UPDATE SET scripthash = excluded.scripthash, pk_script = excluded.pk_script, status = excluded.status`,
-				s.Branch, s.Index, s.ScriptHash, s.PkScript, status); err != nil {
-				return fmt.Errorf("script %d/%d: %w", s.Branch, s.Index, err)
+		w := &updateWriter{ctx: ctx, tx: tx, stmts: map[string]*sql.Stmt{}}
+		defer w.close()
+		for _, step := range []func(ChainwatchUpdate) error{w.putScripts, w.putUTXOs, w.putTip, w.putTxs, w.putHistories, w.putHeaders} {
+			if err := step(u); err != nil {
+				return err
 			}
 		}
-		for _, op := range u.RemoveUTXOs {
-			if _, err := exec(`DELETE FROM chainwatch_utxos WHERE txid = ? AND vout = ?`, op.TxID, op.Vout); err != nil {
-				return fmt.Errorf("remove utxo %s:%d: %w", op.TxID, op.Vout, err)
-			}
-		}
-		for _, o := range u.PutUTXOs {
-			if _, err := exec(`INSERT INTO chainwatch_utxos(txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-				ON CONFLICT(txid, vout) DO UPDATE SET value_sat = excluded.value_sat, pk_script = excluded.pk_script,
-				branch = excluded.branch, idx = excluded.idx, height = excluded.height, block_hash = excluded.block_hash, coinbase = excluded.coinbase`,
-				o.TxID, o.Vout, o.ValueSat, o.PkScript, o.Branch, o.Index, o.Height, o.BlockHash, o.Coinbase); err != nil {
-				return fmt.Errorf("put utxo %s:%d: %w", o.TxID, o.Vout, err)
-			}
-		}
-		if u.Tip != nil {
-			if _, err := exec(`INSERT INTO chainwatch_tip(id, height, hash) VALUES (1, ?, ?)
-				ON CONFLICT(id) DO UPDATE SET height = excluded.height, hash = excluded.hash`, u.Tip.Height, u.Tip.Hash); err != nil {
-				return fmt.Errorf("tip: %w", err)
-			}
-		}
-		for _, id := range u.RemoveTxs {
-			if _, err := exec(`DELETE FROM chainwatch_txs WHERE txid = ?`, id); err != nil {
-				return fmt.Errorf("remove tx %s: %w", id, err)
-			}
-			if _, err := exec(`DELETE FROM chainwatch_rawtxs WHERE txid = ?`, id); err != nil {
-				return fmt.Errorf("remove raw tx %s: %w", id, err)
-			}
-		}
-		for _, x := range u.PutTxs {
-			if _, err := exec(`INSERT INTO chainwatch_txs(txid, height, verified, block_hash, coinbase) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT(txid) DO UPDATE SET height = excluded.height, verified = excluded.verified,
-				block_hash = excluded.block_hash, coinbase = excluded.coinbase`, x.TxID, x.Height, x.Verified, x.BlockHash, x.Coinbase); err != nil {
-				return fmt.Errorf("put tx %s: %w", x.TxID, err)
-			}
-		}
-		for _, x := range u.PutRawTxs {
-			if _, err := exec(`INSERT INTO chainwatch_rawtxs(txid, raw) VALUES (?, ?) ON CONFLICT(txid) DO UPDATE SET raw = excluded.raw`, x.TxID, x.Raw); err != nil {
-				return fmt.Errorf("put raw tx %s: %w", x.TxID, err)
-			}
-		}
-		for sh, hist := range u.Histories {
-			if _, err := exec(`DELETE FROM chainwatch_history WHERE scripthash = ?`, sh); err != nil {
-				return fmt.Errorf("history %s: %w", sh, err)
-			}
-			for i, id := range hist {
-				if _, err := exec(`INSERT INTO chainwatch_history(scripthash, pos, txid) VALUES (?, ?, ?)`, sh, i, id); err != nil {
-					return fmt.Errorf("history %s: %w", sh, err)
-				}
-			}
-		}
-		if len(u.Headers) > 0 {
-			if u.HeadersFrom < 1 {
-				return fmt.Errorf("headers from height %d: genesis is not stored", u.HeadersFrom)
-			}
-			if _, err := exec(`DELETE FROM chainwatch_headers WHERE height >= ?`, u.HeadersFrom); err != nil {
-				return fmt.Errorf("headers: %w", err)
-			}
-			// The first headers may start anywhere (a checkpointed chain starts at its base);
-			// later ones must continue the stored run.
-			var n, top int32
-			if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(height), 0) FROM chainwatch_headers`).Scan(&n, &top); err != nil {
-				return fmt.Errorf("headers: %w", err)
-			}
-			if n > 0 && top != u.HeadersFrom-1 {
-				return fmt.Errorf("headers from height %d would leave a gap after %d", u.HeadersFrom, top)
-			}
-			for i, h := range u.Headers {
-				if _, err := exec(`INSERT INTO chainwatch_headers(height, header) VALUES (?, ?)`, u.HeadersFrom+int32(i), h); err != nil {
-					return fmt.Errorf("header %d: %w", u.HeadersFrom+int32(i), err)
-				}
-			}
-		}
-		for _, e := range u.Events {
-			res, err := exec(`INSERT INTO chainwatch_events(kind, payload) VALUES (?, ?)`, e.Kind, string(e.Payload))
-			if err != nil {
-				return fmt.Errorf("event %s: %w", e.Kind, err)
-			}
-			id, err := res.LastInsertId()
-			if err != nil {
-				return fmt.Errorf("event %s: %w", e.Kind, err)
-			}
-			ids = append(ids, uint64(id))
-		}
-		return nil
+		var err error
+		ids, err = w.appendEvents(u.Events)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: chainwatch update: %w", err)
+	}
+	return ids, nil
+}
+
+// updateWriter writes one ChainwatchUpdate inside tx, with one prepared statement per query for
+// the whole transaction: an update of a large wallet writes thousands of rows, and preparing
+// the same SQL for each was a large part of its cost.
+type updateWriter struct {
+	ctx   context.Context
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (w *updateWriter) exec(query string, args ...any) (sql.Result, error) {
+	st, ok := w.stmts[query]
+	if !ok {
+		var err error
+		if st, err = w.tx.PrepareContext(w.ctx, query); err != nil {
+			return nil, err
+		}
+		w.stmts[query] = st
+	}
+	return st.ExecContext(w.ctx, args...)
+}
+
+func (w *updateWriter) close() {
+	for _, st := range w.stmts {
+		st.Close()
+	}
+}
+
+// putScripts upserts u.PutScripts by (branch, index).
+func (w *updateWriter) putScripts(u ChainwatchUpdate) error {
+	for _, s := range u.PutScripts {
+		var status any
+		if s.Status != "" {
+			status = s.Status
+		}
+		if _, err := w.exec(`INSERT INTO chainwatch_scripts(branch, idx, scripthash, pk_script, status) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(branch, idx) DO UPDATE SET scripthash = excluded.scripthash, pk_script = excluded.pk_script, status = excluded.status`,
+			s.Branch, s.Index, s.ScriptHash, s.PkScript, status); err != nil {
+			return fmt.Errorf("script %d/%d: %w", s.Branch, s.Index, err)
+		}
+	}
+	return nil
+}
+
+// putUTXOs deletes u.RemoveUTXOs, then upserts u.PutUTXOs by outpoint.
+func (w *updateWriter) putUTXOs(u ChainwatchUpdate) error {
+	for _, op := range u.RemoveUTXOs {
+		if _, err := w.exec(`DELETE FROM chainwatch_utxos WHERE txid = ? AND vout = ?`, op.TxID, op.Vout); err != nil {
+			return fmt.Errorf("remove utxo %s:%d: %w", op.TxID, op.Vout, err)
+		}
+	}
+	for _, o := range u.PutUTXOs {
+		if _, err := w.exec(`INSERT INTO chainwatch_utxos(txid, vout, value_sat, pk_script, branch, idx, height, block_hash, coinbase) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT(txid, vout) DO UPDATE SET value_sat = excluded.value_sat, pk_script = excluded.pk_script,
+			branch = excluded.branch, idx = excluded.idx, height = excluded.height, block_hash = excluded.block_hash, coinbase = excluded.coinbase`,
+			o.TxID, o.Vout, o.ValueSat, o.PkScript, o.Branch, o.Index, o.Height, o.BlockHash, o.Coinbase); err != nil {
+			return fmt.Errorf("put utxo %s:%d: %w", o.TxID, o.Vout, err)
+		}
+	}
+	return nil
+}
+
+// putTip replaces the tip when u.Tip is set.
+func (w *updateWriter) putTip(u ChainwatchUpdate) error {
+	if u.Tip == nil {
+		return nil
+	}
+	if _, err := w.exec(`INSERT INTO chainwatch_tip(id, height, hash) VALUES (1, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET height = excluded.height, hash = excluded.hash`, u.Tip.Height, u.Tip.Hash); err != nil {
+		return fmt.Errorf("tip: %w", err)
+	}
+	return nil
+}
+
+// putTxs deletes u.RemoveTxs (with their raw transactions), then upserts u.PutTxs and
+// u.PutRawTxs by txid.
+func (w *updateWriter) putTxs(u ChainwatchUpdate) error {
+	for _, id := range u.RemoveTxs {
+		if _, err := w.exec(`DELETE FROM chainwatch_txs WHERE txid = ?`, id); err != nil {
+			return fmt.Errorf("remove tx %s: %w", id, err)
+		}
+		if _, err := w.exec(`DELETE FROM chainwatch_rawtxs WHERE txid = ?`, id); err != nil {
+			return fmt.Errorf("remove raw tx %s: %w", id, err)
+		}
+	}
+	for _, x := range u.PutTxs {
+		if _, err := w.exec(`INSERT INTO chainwatch_txs(txid, height, verified, block_hash, coinbase) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT(txid) DO UPDATE SET height = excluded.height, verified = excluded.verified,
+			block_hash = excluded.block_hash, coinbase = excluded.coinbase`, x.TxID, x.Height, x.Verified, x.BlockHash, x.Coinbase); err != nil {
+			return fmt.Errorf("put tx %s: %w", x.TxID, err)
+		}
+	}
+	for _, x := range u.PutRawTxs {
+		if _, err := w.exec(`INSERT INTO chainwatch_rawtxs(txid, raw) VALUES (?, ?) ON CONFLICT(txid) DO UPDATE SET raw = excluded.raw`, x.TxID, x.Raw); err != nil {
+			return fmt.Errorf("put raw tx %s: %w", x.TxID, err)
+		}
+	}
+	return nil
+}
+
+// putHistories replaces the history of each script of u.Histories.
+func (w *updateWriter) putHistories(u ChainwatchUpdate) error {
+	for sh, hist := range u.Histories {
+		if _, err := w.exec(`DELETE FROM chainwatch_history WHERE scripthash = ?`, sh); err != nil {
+			return fmt.Errorf("history %s: %w", sh, err)
+		}
+		for i, id := range hist {
+			if _, err := w.exec(`INSERT INTO chainwatch_history(scripthash, pos, txid) VALUES (?, ?, ?)`, sh, i, id); err != nil {
+				return fmt.Errorf("history %s: %w", sh, err)
+			}
+		}
+	}
+	return nil
+}
+
+// putHeaders replaces every stored header from u.HeadersFrom up with u.Headers. Errors: genesis
+// (height 0) asked to be stored; headers that would leave a gap after the stored run.
+func (w *updateWriter) putHeaders(u ChainwatchUpdate) error {
+	if len(u.Headers) == 0 {
+		return nil
+	}
+	if u.HeadersFrom < 1 {
+		return fmt.Errorf("headers from height %d: genesis is not stored", u.HeadersFrom)
+	}
+	if _, err := w.exec(`DELETE FROM chainwatch_headers WHERE height >= ?`, u.HeadersFrom); err != nil {
+		return fmt.Errorf("headers: %w", err)
+	}
+	// The first headers may start anywhere (a checkpointed chain starts at its base); later
+	// ones must continue the stored run.
+	var n, top int32
+	if err := w.tx.QueryRowContext(w.ctx, `SELECT count(*), coalesce(max(height), 0) FROM chainwatch_headers`).Scan(&n, &top); err != nil {
+		return fmt.Errorf("headers: %w", err)
+	}
+	if n > 0 && top != u.HeadersFrom-1 {
+		return fmt.Errorf("headers from height %d would leave a gap after %d", u.HeadersFrom, top)
+	}
+	for i, h := range u.Headers {
+		if _, err := w.exec(`INSERT INTO chainwatch_headers(height, header) VALUES (?, ?)`, u.HeadersFrom+int32(i), h); err != nil {
+			return fmt.Errorf("header %d: %w", u.HeadersFrom+int32(i), err)
+		}
+	}
+	return nil
+}
+
+// appendEvents appends events to the outbox and returns the ids they were given, in order.
+func (w *updateWriter) appendEvents(events []ChainwatchEvent) ([]uint64, error) {
+	var ids []uint64
+	for _, e := range events {
+		res, err := w.exec(`INSERT INTO chainwatch_events(kind, payload) VALUES (?, ?)`, e.Kind, string(e.Payload))
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", e.Kind, err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return nil, fmt.Errorf("event %s: %w", e.Kind, err)
+		}
+		ids = append(ids, uint64(id))
 	}
 	return ids, nil
 }

@@ -3,9 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/binary"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -37,33 +35,4 @@ func (db *DB) SaveClock(ctx context.Context, t time.Time) error {
 		return fmt.Errorf("store: save clock: %w", err)
 	}
 	return nil
-}
-
-// MedianTimePast is BIP-113's median time past at height tip of the chain watcher's stored
-// header chain (table chainwatch_headers): the median of the timestamps of the headers at
-// tip-10 … tip (fewer when fewer are stored); ok is false when none is.
-func (db *DB) MedianTimePast(ctx context.Context, tip int32) (time.Time, bool, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT header FROM chainwatch_headers WHERE height BETWEEN ? AND ?`, int64(tip)-10, tip)
-	if err != nil {
-		return time.Time{}, false, fmt.Errorf("store: read headers: %w", err)
-	}
-	defer rows.Close()
-	var ts []uint32
-	for rows.Next() {
-		var h []byte
-		if err := rows.Scan(&h); err != nil {
-			return time.Time{}, false, fmt.Errorf("store: read headers: %w", err)
-		}
-		if len(h) == 80 {
-			ts = append(ts, binary.LittleEndian.Uint32(h[68:72])) // version 4, prev 32, merkle root 32, time 4
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return time.Time{}, false, fmt.Errorf("store: read headers: %w", err)
-	}
-	if len(ts) == 0 {
-		return time.Time{}, false, nil
-	}
-	slices.Sort(ts)
-	return time.Unix(int64(ts[len(ts)/2]), 0), true, nil
 }

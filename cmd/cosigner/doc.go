@@ -9,5 +9,6 @@
 //	cosigner policy check F validate a policy file (errors as FILE:LINE:COL)
 //
 // Configuration comes from COSIGNER_* environment variables (see config.go and the README).
-// This package only wires components together; their logic lives in the other packages.
+// This package reads flags and the environment and prints; `run` hands a daemon.Config to
+// package daemon, which owns the component graph. No domain rule lives here.
 package main

@@ -20,6 +20,7 @@ import (
 	"github.com/mdp/qrterminal/v3"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/daemon"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -283,7 +284,7 @@ func cmdStatus(ctx context.Context, cfg *Config, args []string, out io.Writer) e
 		return err
 	}
 	if *asJSON {
-		sj := statusJSON{Wallet: toWalletJSON(st)}
+		sj := statusJSON{Wallet: daemon.NewWalletJSON(st)}
 		if cfg.HealthAddr != "" {
 			if h, err := fetchHealth(ctx, cfg.HealthAddr); err == nil {
 				sj.Daemon = &h

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr/nip19"
 
+	"github.com/custodyagents/cosigner/daemon"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
@@ -52,7 +53,7 @@ func cmdNotifyTest(ctx context.Context, cfg *Config, args []string, out io.Write
 	log := cfg.logger()
 	// A check waits for every relay's first answer (a quorum over the number of relays means
 	// all), so that the operator sees each one, the DM relays of their kind 10050 list included.
-	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log, Quorum: math.MaxInt, AuthSigner: nostrAuthSigner(keys.NostrSecretKey())})
+	pool, err := relaypool.New(cfg.Relays, relaypool.Options{Logger: log, Quorum: math.MaxInt, AuthSigner: daemon.NostrAuthSigner(keys.NostrSecretKey())})
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
 	}

@@ -1,11 +1,10 @@
 package main
 
-// ops.go — the operator's read-only commands: version, config, audit, and the snake_case JSON
-// shapes of `cosigner status --json`, /healthz and /status.
+// ops.go — the operator's read-only commands: version, config, audit, and `cosigner status
+// --json` (the daemon's /healthz and /status shapes are daemon.HealthJSON and daemon.WalletJSON).
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,9 +17,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/custodyagents/cosigner/chainwatch"
-	"github.com/custodyagents/cosigner/chainwatch/electrum"
-	"github.com/custodyagents/cosigner/relaypool"
+	"github.com/custodyagents/cosigner/daemon"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -266,104 +263,9 @@ func oneLine(s string) string {
 	return s
 }
 
-// walletJSON is the stored wallet view (chainwatch.Status) as `cosigner status --json` and
-// /status print it. Amounts in satoshis.
-type walletJSON struct {
-	HasTip         bool       `json:"has_tip"`
-	TipHeight      int32      `json:"tip_height"`
-	TipHash        string     `json:"tip_hash,omitempty"`
-	Headers        int32      `json:"headers"`
-	ConfirmedSat   int64      `json:"confirmed_sat"`
-	UnconfirmedSat int64      `json:"unconfirmed_sat"`
-	ImmatureSat    int64      `json:"immature_sat"`
-	ScriptsTracked int        `json:"scripts_tracked"`
-	ScriptsUsed    int        `json:"scripts_used"`
-	Txs            int        `json:"txs"`
-	Unproven       int        `json:"unproven"`
-	UnackedEvents  int        `json:"unacked_events"`
-	UTXOs          []utxoJSON `json:"utxos"`
-}
-
-// utxoJSON is one wallet UTXO.
-type utxoJSON struct {
-	OutPoint      string `json:"outpoint"`
-	ValueSat      int64  `json:"value_sat"`
-	ScriptPubKey  string `json:"script_pubkey"` // hex
-	Branch        uint32 `json:"branch"`
-	Index         uint32 `json:"index"`
-	Height        int32  `json:"height"`
-	BlockHash     string `json:"block_hash,omitempty"`
-	Confirmations int32  `json:"confirmations"`
-	Coinbase      bool   `json:"coinbase,omitempty"`
-	Spendable     bool   `json:"spendable"` // mature for the next block
-}
-
-func toWalletJSON(st chainwatch.Status) walletJSON {
-	w := walletJSON{HasTip: st.HasTip, TipHeight: st.Tip.Height, Headers: st.Headers, ConfirmedSat: int64(st.Confirmed),
-		UnconfirmedSat: int64(st.Unconfirmed), ImmatureSat: int64(st.Immature), ScriptsTracked: st.ScriptsTracked,
-		ScriptsUsed: st.ScriptsUsed, Txs: st.Txs, Unproven: st.Unproven, UnackedEvents: st.UnackedEvents, UTXOs: []utxoJSON{}}
-	if st.HasTip {
-		w.TipHash = st.Tip.Hash.String()
-	}
-	next := chainwatch.Tip{Height: st.Tip.Height + 1}
-	for _, u := range st.UTXOs {
-		uj := utxoJSON{OutPoint: u.OutPoint.String(), ValueSat: int64(u.Value), ScriptPubKey: hex.EncodeToString(u.PkScript), Branch: u.Branch,
-			Index: u.Index, Height: u.Height, Confirmations: u.Confirmations(st.Tip), Coinbase: u.Coinbase, Spendable: u.Mature(next)}
-		if u.Height > 0 {
-			uj.BlockHash = u.BlockHash.String()
-		}
-		w.UTXOs = append(w.UTXOs, uj)
-	}
-	return w
-}
-
-// electrumJSON is chainwatch.Health in snake_case, as /healthz serves it.
-type electrumJSON struct {
-	Connected      bool                    `json:"connected"`
-	Ready          bool                    `json:"ready"`
-	Server         string                  `json:"server"`
-	ServerSoftware string                  `json:"server_software,omitempty"`
-	Protocol       string                  `json:"protocol,omitempty"`
-	TipHeight      int32                   `json:"tip_height"`
-	TipHash        string                  `json:"tip_hash,omitempty"`
-	Headers        int32                   `json:"headers"`
-	ScriptsTracked int                     `json:"scripts_tracked"`
-	ScriptsSynced  int                     `json:"scripts_synced"`
-	HistoryFetches uint64                  `json:"history_fetches"`
-	HistorySkipped uint64                  `json:"history_skipped"`
-	Unproven       int                     `json:"unproven"`
-	SPVFailures    uint64                  `json:"spv_failures"`
-	LastError      string                  `json:"last_error,omitempty"`
-	LastErrorAt    time.Time               `json:"last_error_at,omitzero"`
-	Servers        []electrum.ServerHealth `json:"servers"`
-}
-
-func toElectrumJSON(h chainwatch.Health) electrumJSON {
-	e := electrumJSON{Connected: h.Connected, Ready: h.Ready, Server: h.Server, ServerSoftware: h.ServerSoftware, Protocol: h.Protocol,
-		TipHeight: h.Tip.Height, Headers: h.Headers, ScriptsTracked: h.ScriptsTracked, ScriptsSynced: h.ScriptsSynced,
-		HistoryFetches: h.HistoryFetches, HistorySkipped: h.HistorySkipped, Unproven: h.Unproven, SPVFailures: h.SPVFailures,
-		LastError: h.LastError, LastErrorAt: h.LastErrorAt, Servers: h.Servers}
-	if h.Tip.Height > 0 {
-		e.TipHash = h.Tip.Hash.String()
-	}
-	if e.Servers == nil {
-		e.Servers = []electrum.ServerHealth{}
-	}
-	return e
-}
-
-// daemonJSON is the body of /healthz: ok (synced, Electrum connected, a relay up), synced, the
-// Electrum side and the relays.
-type daemonJSON struct {
-	OK       bool                    `json:"ok"`
-	Synced   bool                    `json:"synced"`
-	Electrum electrumJSON            `json:"electrum"`
-	Relays   []relaypool.RelayHealth `json:"relays"`
-}
-
 // statusJSON is `cosigner status --json`: the stored wallet view and, when the daemon's health
 // endpoint answered, its live state (null otherwise).
 type statusJSON struct {
-	Wallet walletJSON  `json:"wallet"`
-	Daemon *daemonJSON `json:"daemon"`
+	Wallet daemon.WalletJSON  `json:"wallet"`
+	Daemon *daemon.HealthJSON `json:"daemon"`
 }

@@ -175,22 +175,3 @@ func (v *storeView) Lookup(s []byte) (uint32, uint32, bool) {
 }
 func (v *storeView) TipHeight() int32 { return v.tip }
 func (v *storeView) Synced() bool     { return true }
-
-// policyVersions adapts the store to policy.VersionStore (policy versions across restarts).
-type policyVersions struct{ db *store.DB }
-
-func (v policyVersions) PutVersion(ctx context.Context, pv policy.Version) error {
-	return v.db.PutPolicyVersion(ctx, store.PolicyVersion{Hash: pv.Hash, Name: pv.Name, Body: pv.Body, SeenAt: pv.SeenAt, EffectiveAt: pv.EffectiveAt})
-}
-
-func (v policyVersions) Versions(ctx context.Context) ([]policy.Version, error) {
-	rows, err := v.db.PolicyVersions(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]policy.Version, len(rows))
-	for i, r := range rows {
-		out[i] = policy.Version{Hash: r.Hash, Name: r.Name, Body: r.Body, SeenAt: r.SeenAt, EffectiveAt: r.EffectiveAt}
-	}
-	return out, nil
-}

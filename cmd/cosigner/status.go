@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/daemon"
 )
 
 // printStatus writes the wallet view for people: tip, balances, UTXOs, SPV state.
@@ -51,8 +52,8 @@ func printStatus(out io.Writer, st chainwatch.Status) {
 	}
 }
 
-// daemonHealth is the running daemon's /healthz body (daemonJSON, snake_case).
-type daemonHealth = daemonJSON
+// daemonHealth is the running daemon's /healthz body (daemon.HealthJSON, snake_case).
+type daemonHealth = daemon.HealthJSON
 
 // fetchHealth reads the daemon's /healthz (any HTTP status: 503 still carries the body).
 func fetchHealth(ctx context.Context, addr string) (daemonHealth, error) {

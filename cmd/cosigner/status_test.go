@@ -13,6 +13,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/daemon"
 	"github.com/custodyagents/cosigner/relaypool"
 )
 
@@ -41,7 +42,7 @@ func TestShowStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	body := daemonHealth{Synced: true, Electrum: electrumJSON{Server: "tcp://e:1", Connected: true, Headers: 500, HistorySkipped: 3,
+	body := daemonHealth{Synced: true, Electrum: daemon.ElectrumJSON{Server: "tcp://e:1", Connected: true, Headers: 500, HistorySkipped: 3,
 		Servers: []electrum.ServerHealth{{Server: "tcp://e:1", Connected: true, Software: "ElectrumX 1.18.0", Connects: 1}, {Server: "ssl://f:2", Failures: 2, LastError: "refused"}}},
 		Relays: []relaypool.RelayHealth{{URL: "ws://r1", State: relaypool.StateConnected, Connected: true}, {URL: "ws://r2", State: relaypool.StateBackingOff, LastError: "refused"}}}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { json.NewEncoder(w).Encode(body) })}

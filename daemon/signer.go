@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"encoding/hex"
@@ -13,13 +13,13 @@ import (
 // newRemoteSigner wires the NIP-46 remote signer: legacy NIP-04 and the per-client rate limit
 // from the configuration, the clients' own relays (nostrconnect) as extra pools (NIP-42 AUTH with
 // the bunker key like the main pool), and get_wallet.
-func newRemoteSigner(cfg *Config, keys *signer.Keys, desc *descriptor.Descriptor, pool *relaypool.Pool, db *store.DB,
+func newRemoteSigner(cfg Config, keys *signer.Keys, desc *descriptor.Descriptor, pool *relaypool.Pool, db *store.DB,
 	psbt signer.PSBTHandler, rm *requestMetrics, log *slog.Logger) (*signer.RemoteSigner, error) {
 	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, psbt, log,
 		signer.WithLegacyNIP04(cfg.NIP04Legacy),
 		signer.WithRateLimit(cfg.ClientRate, cfg.ClientBurst),
 		signer.WithClientRelays(func(urls []string) (signer.ClosablePool, error) {
-			return relaypool.New(urls, relaypool.Options{Logger: log, AuthSigner: nostrAuthSigner(keys.NostrSecretKey())})
+			return relaypool.New(urls, relaypool.Options{Logger: log, AuthSigner: NostrAuthSigner(keys.NostrSecretKey())})
 		}))
 	if err != nil {
 		return nil, err

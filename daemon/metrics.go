@@ -1,15 +1,10 @@
-package main
+package daemon
 
 // metrics.go — the daemon's Prometheus collectors, in one place, served at /metrics on
 // COSIGNER_HEALTH_ADDR next to /healthz and /status.
 
 import (
-	"context"
-	"errors"
-	"net"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -122,69 +117,4 @@ func (c *relayCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.quorum, prometheus.GaugeValue, float64(c.pool.Quorum()))
 	ch <- prometheus.MustNewConstMetric(c.extra, prometheus.GaugeValue, float64(extra))
-}
-
-// healthLimits bound what the health listener (COSIGNER_HEALTH_ADDR: /healthz, /status,
-// /metrics, /requests/<token>) spends on one client: slow or idle connections are closed and
-// at most MaxConns are open at once (issue 11, finding 8; docs/bounds.md).
-type healthLimits struct {
-	ReadHeader, Read, Write, Idle time.Duration
-	MaxHeaderBytes, MaxConns      int
-}
-
-var defaultHealthLimits = healthLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: 30 * time.Second,
-	Idle: 60 * time.Second, MaxHeaderBytes: 8 << 10, MaxConns: 64}
-
-// serveHealth serves h on ln within lim until ctx ends.
-func serveHealth(ctx context.Context, ln net.Listener, h http.Handler, lim healthLimits) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: lim.ReadHeader, ReadTimeout: lim.Read, WriteTimeout: lim.Write,
-		IdleTimeout: lim.Idle, MaxHeaderBytes: lim.MaxHeaderBytes}
-	go func() { <-ctx.Done(); srv.Close() }()
-	if err := srv.Serve(limitListener(ln, lim.MaxConns)); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// limitListener accepts at most n connections open at once: Accept waits for one to close.
-func limitListener(ln net.Listener, n int) net.Listener {
-	return &limitedListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{})}
-}
-
-type limitedListener struct {
-	net.Listener
-	slots chan struct{} // one token per open connection
-	once  sync.Once
-	done  chan struct{}
-}
-
-func (l *limitedListener) Accept() (net.Conn, error) {
-	select {
-	case l.slots <- struct{}{}:
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.slots
-		return nil, err
-	}
-	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
-}
-
-func (l *limitedListener) Close() error {
-	l.once.Do(func() { close(l.done) })
-	return l.Listener.Close()
-}
-
-type limitedConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
 }

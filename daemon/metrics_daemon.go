@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // metrics_daemon.go — the daemon's own Prometheus metrics next to the relay pool's (metrics.go):
 // NIP-46 requests by method and outcome, held requests waiting, proposals by state, the Electrum
