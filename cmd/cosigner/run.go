@@ -20,6 +20,7 @@ import (
 	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
@@ -230,7 +231,7 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 				}
 				log.Info("coin spent", "outpoint", e.OutPoint.String(), "value", e.UTXO.Value.String(), "spent_by", by)
 				if e.SpentBy != nil {
-					flow.NoteSpentCoin(e.OutPoint, psbtflow.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
+					flow.NoteSpentCoin(e.OutPoint, psbt.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
 						Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
 				}
 			case chainwatch.FundingDropped:
@@ -274,15 +275,15 @@ func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack fun
 	}
 }
 
-// chainView adapts the watcher to psbtflow.ChainView.
+// chainView adapts the watcher to psbt.ChainView.
 type chainView struct{ w *chainwatch.Watcher }
 
-func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
+func (c chainView) Coin(op wire.OutPoint) (psbt.Coin, bool) {
 	u, ok := c.w.UTXO(op)
 	if !ok || !u.Mature(chainwatch.Tip{Height: c.w.Tip().Height + 1}) {
-		return psbtflow.Coin{}, false // immature coinbase outputs cannot be spent yet
+		return psbt.Coin{}, false // immature coinbase outputs cannot be spent yet
 	}
-	return psbtflow.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
+	return psbt.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
 }
 
 func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool)     { return c.w.Lookup(pkScript) }

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // BIP-174 Combiner, Finalizer and Extractor roles for the wallet's own transactions
 // (https://github.com/bitcoin/bips/blob/master/bip-0174.mediawiki#combiner, #input-finalizer,
@@ -30,17 +30,17 @@ var (
 	// ErrCombine means PSBTs cannot be combined: they are for different unsigned transactions,
 	// or they carry different values for the same key (a partial signature, script, UTXO or
 	// derivation that disagrees).
-	ErrCombine = errors.New("psbtflow: PSBTs cannot be combined")
+	ErrCombine = errors.New("psbt: PSBTs cannot be combined")
 	// ErrInputUnresolved means a PSBT input cannot be tied to the registered descriptor: no
 	// witness UTXO (or a non_witness_utxo that does not hash to the input's txid), or no BIP32
 	// derivation of the wallet's keys that re-derives the script it spends.
-	ErrInputUnresolved = errors.New("psbtflow: input is not the wallet's")
+	ErrInputUnresolved = errors.New("psbt: input is not the wallet's")
 	// ErrTooFewSignatures means some input has fewer valid partial signatures than the
 	// multisig threshold.
-	ErrTooFewSignatures = errors.New("psbtflow: not enough valid partial signatures")
+	ErrTooFewSignatures = errors.New("psbt: not enough valid partial signatures")
 	// ErrFinalize means the finalized transaction does not verify (txscript's engine refused an
 	// input's witness) or btcutil's finalizer refused the input.
-	ErrFinalize = errors.New("psbtflow: PSBT cannot be finalized")
+	ErrFinalize = errors.New("psbt: PSBT cannot be finalized")
 )
 
 // Combine is the BIP-174 Combiner: it returns a new PSBT holding everything in base and others,
@@ -54,7 +54,7 @@ func Combine(base *psbt.Packet, others ...*psbt.Packet) (*psbt.Packet, error) {
 	if base == nil || base.UnsignedTx == nil {
 		return nil, fmt.Errorf("%w: no base PSBT", ErrCombine)
 	}
-	out, err := clonePacket(base)
+	out, err := Clone(base)
 	if err != nil {
 		return nil, fmt.Errorf("%w: base: %v", ErrCombine, err)
 	}
@@ -66,7 +66,7 @@ func Combine(base *psbt.Packet, others ...*psbt.Packet) (*psbt.Packet, error) {
 		if got := o.UnsignedTx.TxHash(); got != want || len(o.Inputs) != len(out.Inputs) || len(o.Outputs) != len(out.Outputs) {
 			return nil, fmt.Errorf("%w: PSBT %d is for unsigned transaction %s, not %s", ErrCombine, k+1, got, want)
 		}
-		c, err := clonePacket(o)
+		c, err := Clone(o)
 		if err != nil {
 			return nil, fmt.Errorf("%w: PSBT %d: %v", ErrCombine, k+1, err)
 		}
@@ -87,8 +87,8 @@ func Combine(base *psbt.Packet, others ...*psbt.Packet) (*psbt.Packet, error) {
 	return out, nil
 }
 
-// clonePacket is a deep copy (serialized and parsed again, which also checks it).
-func clonePacket(p *psbt.Packet) (*psbt.Packet, error) {
+// Clone returns a deep copy of p (serialized and parsed again, which also checks it).
+func Clone(p *psbt.Packet) (*psbt.Packet, error) {
 	var buf bytes.Buffer
 	if err := p.Serialize(&buf); err != nil {
 		return nil, err
@@ -563,7 +563,7 @@ func Finalize(desc *descriptor.Descriptor, p *psbt.Packet) (*wire.MsgTx, error) 
 	if err != nil {
 		return nil, err
 	}
-	q, err := clonePacket(p)
+	q, err := Clone(p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFinalize, err)
 	}

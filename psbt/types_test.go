@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"encoding/binary"
@@ -13,7 +13,6 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // walletKinds are the registered descriptors every analysis and signing test runs against:
@@ -218,7 +217,7 @@ func TestSignEveryType(t *testing.T) {
 			if kind == "tr-tree" {
 				wantSigs = 4 // each key is in two of the three leaves
 			}
-			for _, k := range []*signer.Keys{f.keys[0], f.keys[2]} {
+			for _, k := range []*testKey{f.keys[0], f.keys[2]} {
 				n, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain)
 				if err != nil || n != wantSigs {
 					t.Fatalf("SignInputs = %d, %v", n, err)
@@ -257,7 +256,7 @@ func TestTaprootSighashAll(t *testing.T) {
 	if err != nil || a.Inputs[0].SighashType != uint32(txscript.SigHashAll) {
 		t.Fatalf("%v %+v", err, a)
 	}
-	for _, k := range []*signer.Keys{f.keys[0], f.keys[1]} {
+	for _, k := range []*testKey{f.keys[0], f.keys[1]} {
 		if _, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain); err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +323,7 @@ func TestSighashOptIn(t *testing.T) {
 			if err != nil || a.Inputs[0].SighashType != uint32(h) {
 				t.Fatalf("%v %+v", err, a)
 			}
-			for _, k := range []*signer.Keys{f.keys[0], f.keys[1]} {
+			for _, k := range []*testKey{f.keys[0], f.keys[1]} {
 				if _, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain); err != nil {
 					t.Fatal(err)
 				}

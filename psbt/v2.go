@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // PSBT version 2 (BIP-370), as a decoder and encoder around btcd's v0-only psbt package.
 //

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // Coin selection for the builder (BIP-174 Creator role): which of the wallet's unspent outputs a
 // new transaction spends, what it pays in fee, and whether it gets a change output.
@@ -41,18 +41,18 @@ import (
 // ErrInsufficientFunds.
 var (
 	// ErrInsufficientFunds means the candidate coins cannot pay the target and the fee.
-	ErrInsufficientFunds = errors.New("psbtflow: insufficient funds")
+	ErrInsufficientFunds = errors.New("psbt: insufficient funds")
 	// ErrSelectParams means SelectParams are incomplete or inconsistent (a caller bug).
-	ErrSelectParams = errors.New("psbtflow: invalid coin selection parameters")
+	ErrSelectParams = errors.New("psbt: invalid coin selection parameters")
 	// ErrFeeRate means the feerate is not a finite number of at least 0 sat/vB (or is absurd:
 	// above MaxFeeRate).
-	ErrFeeRate = errors.New("psbtflow: invalid feerate")
+	ErrFeeRate = errors.New("psbt: invalid feerate")
 	// ErrDustOutput means a payment, or the sweep's reserve, is below the output's dust limit
 	// (DustThreshold): nodes would not relay the transaction.
-	ErrDustOutput = errors.New("psbtflow: output below the dust limit")
+	ErrDustOutput = errors.New("psbt: output below the dust limit")
 	// ErrTooManyInputs means the wallet holds enough, but only in more coins than one standard
 	// transaction can spend (SelectParams.MaxWeight): consolidate first (a sweep to itself).
-	ErrTooManyInputs = errors.New("psbtflow: paying this needs more inputs than a standard transaction holds")
+	ErrTooManyInputs = errors.New("psbt: paying this needs more inputs than a standard transaction holds")
 )
 
 // MaxStandardTxWeight is the heaviest transaction Bitcoin Core and btcd relay
@@ -77,7 +77,7 @@ type InsufficientFundsError struct {
 }
 
 func (e *InsufficientFundsError) Error() string {
-	return fmt.Sprintf("psbtflow: insufficient funds: need %s (amount and fee), have %s worth spending at this feerate, missing %s",
+	return fmt.Sprintf("psbt: insufficient funds: need %s (amount and fee), have %s worth spending at this feerate, missing %s",
 		e.Needed, e.Available, e.Missing)
 }
 
@@ -185,7 +185,7 @@ func NewSelectParams(desc *descriptor.Descriptor, payments []Payment) (SelectPar
 	for i, pay := range payments {
 		s, err := pay.script(desc)
 		if err != nil {
-			return p, fmt.Errorf("psbtflow: payment %d: %w", i, err)
+			return p, fmt.Errorf("psbt: payment %d: %w", i, err)
 		}
 		o := wire.NewTxOut(0, s)
 		p.PaymentSizes = append(p.PaymentSizes, o.SerializeSize())

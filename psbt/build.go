@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // Build plays the BIP-174 Creator and Updater roles for the wallet's own transactions: from a
 // coin selection (Select), the payments, and the registered descriptor it writes a PSBT v0
@@ -29,19 +29,19 @@ import (
 var (
 	// ErrPayment means a payment has no usable script: no address and no script, both, or an
 	// address of another network.
-	ErrPayment = errors.New("psbtflow: invalid payment")
+	ErrPayment = errors.New("psbt: invalid payment")
 	// ErrForeignCoin means a selected coin's script is not the registered descriptor's at the
 	// coin's (branch, index).
-	ErrForeignCoin = errors.New("psbtflow: selected coin is not the wallet's")
+	ErrForeignCoin = errors.New("psbt: selected coin is not the wallet's")
 	// ErrPrevTx means the previous transaction fetched for non_witness_utxo does not hash to
 	// the input's txid or does not carry the coin's value and script at its index.
-	ErrPrevTx = errors.New("psbtflow: previous transaction does not match the coin")
+	ErrPrevTx = errors.New("psbt: previous transaction does not match the coin")
 	// ErrUnsupportedDescriptor means Build cannot write the PSBT fields this descriptor's
 	// inputs need (a derived output with neither a witness script nor a taproot tree).
-	ErrUnsupportedDescriptor = errors.New("psbtflow: the builder does not support this descriptor")
+	ErrUnsupportedDescriptor = errors.New("psbt: the builder does not support this descriptor")
 	// ErrSelectionMismatch means the selection was computed for other outputs than the ones
 	// given to Build (its amounts or vsize do not add up).
-	ErrSelectionMismatch = errors.New("psbtflow: selection does not match the payments")
+	ErrSelectionMismatch = errors.New("psbt: selection does not match the payments")
 )
 
 // Payment is an output to pay: to Address, or to the raw PkScript (exactly one of them).
@@ -128,7 +128,7 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		return nil, fmt.Errorf("%w: no inputs or no payments", ErrSelectionMismatch)
 	}
 	if opts.TipHeight < 0 || opts.TipHeight >= txscript.LockTimeThreshold {
-		return nil, fmt.Errorf("psbtflow: tip height %d is not a block height", opts.TipHeight)
+		return nil, fmt.Errorf("psbt: tip height %d is not a block height", opts.TipHeight)
 	}
 	sweep := sel.Algorithm == AlgorithmSweep
 	if sweep && len(payments) != 1 {
@@ -139,7 +139,7 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 	for i, pay := range payments {
 		script, err := pay.script(desc)
 		if err != nil {
-			return nil, fmt.Errorf("psbtflow: payment %d: %w", i, err)
+			return nil, fmt.Errorf("psbt: payment %d: %w", i, err)
 		}
 		amount := pay.Amount
 		if sweep {
@@ -162,7 +162,7 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 	if sel.Change > 0 {
 		d, err := desc.Derive(ChangeBranch, opts.ChangeIndex)
 		if err != nil {
-			return nil, fmt.Errorf("psbtflow: change output: %w", err)
+			return nil, fmt.Errorf("psbt: change output: %w", err)
 		}
 		change = d
 		tx.AddTxOut(wire.NewTxOut(int64(sel.Change), d.PkScript))
@@ -215,12 +215,12 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		shuffle(len(tx.TxIn), func(i, j int) { tx.TxIn[i], tx.TxIn[j] = tx.TxIn[j], tx.TxIn[i] })
 		shuffle(len(tx.TxOut), func(i, j int) { tx.TxOut[i], tx.TxOut[j] = tx.TxOut[j], tx.TxOut[i] })
 	default:
-		return nil, fmt.Errorf("psbtflow: unknown output order %d", opts.Order)
+		return nil, fmt.Errorf("psbt: unknown output order %d", opts.Order)
 	}
 
 	p, err := psbt.NewFromUnsignedTx(tx)
 	if err != nil {
-		return nil, fmt.Errorf("psbtflow: create PSBT: %w", err)
+		return nil, fmt.Errorf("psbt: create PSBT: %w", err)
 	}
 	u, err := psbt.NewUpdater(p)
 	if err != nil {
@@ -234,7 +234,7 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 			ptx, ok := prevTxs[op.Hash]
 			if !ok {
 				if ptx, err = prev.PrevTx(ctx, op.Hash); err != nil {
-					return nil, fmt.Errorf("psbtflow: fetch previous transaction %s: %w", op.Hash, err)
+					return nil, fmt.Errorf("psbt: fetch previous transaction %s: %w", op.Hash, err)
 				}
 				if ptx == nil || ptx.TxHash() != op.Hash {
 					return nil, fmt.Errorf("%w: the transaction fetched for %s has another txid", ErrPrevTx, op.Hash)
@@ -245,11 +245,11 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 				return nil, fmt.Errorf("%w: %s", ErrPrevTx, op)
 			}
 			if err := u.AddInNonWitnessUtxo(ptx, i); err != nil {
-				return nil, fmt.Errorf("psbtflow: input %d non_witness_utxo: %w", i, err)
+				return nil, fmt.Errorf("psbt: input %d non_witness_utxo: %w", i, err)
 			}
 		}
 		if err := u.AddInWitnessUtxo(wire.NewTxOut(int64(c.Value), c.PkScript), i); err != nil {
-			return nil, fmt.Errorf("psbtflow: input %d witness_utxo: %w", i, err)
+			return nil, fmt.Errorf("psbt: input %d witness_utxo: %w", i, err)
 		}
 		if d.Taproot != nil {
 			addTaprootInput(&p.Inputs[i], d)
@@ -257,15 +257,15 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		}
 		if d.RedeemScript != nil {
 			if err := u.AddInRedeemScript(d.RedeemScript, i); err != nil {
-				return nil, fmt.Errorf("psbtflow: input %d redeem script: %w", i, err)
+				return nil, fmt.Errorf("psbt: input %d redeem script: %w", i, err)
 			}
 		}
 		if err := u.AddInWitnessScript(d.WitnessScript, i); err != nil {
-			return nil, fmt.Errorf("psbtflow: input %d witness script: %w", i, err)
+			return nil, fmt.Errorf("psbt: input %d witness script: %w", i, err)
 		}
 		for _, k := range d.Keys {
 			if err := u.AddInBip32Derivation(fingerprintLE(k.Fingerprint), k.Path, k.PubKey.SerializeCompressed(), i); err != nil {
-				return nil, fmt.Errorf("psbtflow: input %d derivation: %w", i, err)
+				return nil, fmt.Errorf("psbt: input %d derivation: %w", i, err)
 			}
 		}
 	}
@@ -279,7 +279,7 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 			}
 			if change.Taproot != nil {
 				if err := addTaprootOutput(&p.Outputs[j], change); err != nil {
-					return nil, fmt.Errorf("psbtflow: change output: %w", err)
+					return nil, fmt.Errorf("psbt: change output: %w", err)
 				}
 				break
 			}
@@ -374,7 +374,7 @@ func addGlobalXPubs(p *psbt.Packet, desc *descriptor.Descriptor) error {
 	for i, k := range desc.Keys() {
 		raw := base58.Decode(k.XPub.String())
 		if len(raw) != 82 { // 78 bytes and a 4-byte checksum
-			return fmt.Errorf("psbtflow: key slot %d: extended key of %d bytes", i, len(raw))
+			return fmt.Errorf("psbt: key slot %d: extended key of %d bytes", i, len(raw))
 		}
 		value := make([]byte, 4, 4+4*len(k.OriginPath))
 		copy(value, k.Fingerprint[:])
