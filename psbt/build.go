@@ -1,21 +1,19 @@
 package psbt
 
-// Build plays the BIP-174 Creator and Updater roles for the wallet's own transactions: from a
-// coin selection (Select), the payments, and the registered descriptor it writes a PSBT v0
-// whose inputs and change output carry everything a co-signer (this one through Analyze and
+// BIP-174 Creator role (https://github.com/bitcoin/bips/blob/master/bip-0174.mediawiki#creator),
+// with the Updater of update.go, for the wallet's own transactions: from a coin selection
+// (Select), the payments, and the registered descriptor, Build writes a PSBT v0 whose inputs and
+// change output carry everything a co-signer (this one through Analyze and
 // SignInputs, another one, or a hardware signer) needs to check and sign it.
 
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/base58"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/btcutil/txsort"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
@@ -130,80 +128,126 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 	if opts.TipHeight < 0 || opts.TipHeight >= txscript.LockTimeThreshold {
 		return nil, fmt.Errorf("psbt: tip height %d is not a block height", opts.TipHeight)
 	}
-	sweep := sel.Algorithm == AlgorithmSweep
-	if sweep && len(payments) != 1 {
+	if sel.Algorithm == AlgorithmSweep && len(payments) != 1 {
 		return nil, fmt.Errorf("%w: a sweep pays exactly one output, got %d", ErrSelectionMismatch, len(payments))
 	}
 	tx := wire.NewMsgTx(2)
+	paid, err := addPayments(tx, desc, sel, payments)
+	if err != nil {
+		return nil, err
+	}
+	var change *descriptor.Derived
+	if sel.Change > 0 {
+		if change, err = desc.Derive(ChangeBranch, opts.ChangeIndex); err != nil {
+			return nil, fmt.Errorf("psbt: change output: %w", err)
+		}
+		tx.AddTxOut(wire.NewTxOut(int64(sel.Change), change.PkScript))
+	}
+	coins, derived, err := addInputs(tx, desc, sel)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAgainstSelection(tx, desc, sel, paid); err != nil {
+		return nil, err
+	}
+	tx.LockTime = antiFeeSnipingLockTime(opts.TipHeight, opts.Rand)
+	if err := order(tx, opts); err != nil {
+		return nil, err
+	}
+	p, err := psbt.NewFromUnsignedTx(tx)
+	if err != nil {
+		return nil, fmt.Errorf("psbt: create PSBT: %w", err)
+	}
+	if err := update(ctx, p, desc, coins, derived, change, sel.Change, prev); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// addPayments adds one output per payment to tx (a sweep's single payment gets sel.Amount) and
+// returns what they add up to, which must be sel.Amount. Errors: ErrPayment, ErrDustOutput,
+// ErrSelectionMismatch.
+func addPayments(tx *wire.MsgTx, desc *descriptor.Descriptor, sel Selection, payments []Payment) (btcutil.Amount, error) {
 	var paid btcutil.Amount
 	for i, pay := range payments {
 		script, err := pay.script(desc)
 		if err != nil {
-			return nil, fmt.Errorf("psbt: payment %d: %w", i, err)
+			return 0, fmt.Errorf("psbt: payment %d: %w", i, err)
 		}
 		amount := pay.Amount
-		if sweep {
+		if sel.Algorithm == AlgorithmSweep {
 			amount = sel.Amount
 		}
 		out := wire.NewTxOut(int64(amount), script)
 		if amount <= 0 || amount > btcutil.MaxSatoshi {
-			return nil, fmt.Errorf("%w: payment %d of %d sat", ErrPayment, i, int64(amount))
+			return 0, fmt.Errorf("%w: payment %d of %d sat", ErrPayment, i, int64(amount))
 		}
 		if dust := DustThreshold(out); amount < dust {
-			return nil, fmt.Errorf("%w: payment %d of %s is below %s", ErrDustOutput, i, amount, dust)
+			return 0, fmt.Errorf("%w: payment %d of %s is below %s", ErrDustOutput, i, amount, dust)
 		}
 		paid += amount
 		tx.AddTxOut(out)
 	}
 	if paid != sel.Amount {
-		return nil, fmt.Errorf("%w: payments add up to %s, the selection to %s", ErrSelectionMismatch, paid, sel.Amount)
+		return 0, fmt.Errorf("%w: payments add up to %s, the selection to %s", ErrSelectionMismatch, paid, sel.Amount)
 	}
-	var change *descriptor.Derived
-	if sel.Change > 0 {
-		d, err := desc.Derive(ChangeBranch, opts.ChangeIndex)
-		if err != nil {
-			return nil, fmt.Errorf("psbt: change output: %w", err)
-		}
-		change = d
-		tx.AddTxOut(wire.NewTxOut(int64(sel.Change), d.PkScript))
-	}
-	var inTotal btcutil.Amount
+	return paid, nil
+}
+
+// addInputs adds sel's coins to tx as inputs signalling replaceability (nSequence 0xfffffffd,
+// BIP-125), each checked to be desc's script at its (branch, index), and returns the coins and
+// their derived scripts by outpoint. Errors: ErrSelectionMismatch (a coin twice),
+// ErrForeignCoin, ErrUnsupportedDescriptor.
+func addInputs(tx *wire.MsgTx, desc *descriptor.Descriptor, sel Selection) (map[wire.OutPoint]Coin, map[wire.OutPoint]*descriptor.Derived, error) {
 	derived := make(map[wire.OutPoint]*descriptor.Derived, len(sel.Inputs))
 	coins := make(map[wire.OutPoint]Coin, len(sel.Inputs))
 	for _, c := range sel.Inputs {
 		if _, dup := coins[c.OutPoint]; dup {
-			return nil, fmt.Errorf("%w: coin %s selected twice", ErrSelectionMismatch, c.OutPoint)
+			return nil, nil, fmt.Errorf("%w: coin %s selected twice", ErrSelectionMismatch, c.OutPoint)
 		}
 		d, err := desc.Derive(c.Branch, c.Index)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s at %d/%d: %v", ErrForeignCoin, c.OutPoint, c.Branch, c.Index, err)
+			return nil, nil, fmt.Errorf("%w: %s at %d/%d: %v", ErrForeignCoin, c.OutPoint, c.Branch, c.Index, err)
 		}
 		if !bytes.Equal(d.PkScript, c.PkScript) {
-			return nil, fmt.Errorf("%w: %s is not the descriptor's script at %d/%d", ErrForeignCoin, c.OutPoint, c.Branch, c.Index)
+			return nil, nil, fmt.Errorf("%w: %s is not the descriptor's script at %d/%d", ErrForeignCoin, c.OutPoint, c.Branch, c.Index)
 		}
 		if d.WitnessScript == nil && d.Taproot == nil {
-			return nil, fmt.Errorf("%w: %s has neither a witness script nor a taproot tree", ErrUnsupportedDescriptor, c.OutPoint)
+			return nil, nil, fmt.Errorf("%w: %s has neither a witness script nor a taproot tree", ErrUnsupportedDescriptor, c.OutPoint)
 		}
 		derived[c.OutPoint], coins[c.OutPoint] = d, c.Coin
-		inTotal += c.Value
 		tx.AddTxIn(&wire.TxIn{PreviousOutPoint: c.OutPoint, Sequence: wire.MaxTxInSequenceNum - 2})
 	}
+	return coins, derived, nil
+}
+
+// checkAgainstSelection checks that tx (inputs, the payments worth paid, change) is the transaction
+// sel was computed for: the same input total and fee, and the same vsize. Errors:
+// ErrSelectionMismatch.
+func checkAgainstSelection(tx *wire.MsgTx, desc *descriptor.Descriptor, sel Selection, paid btcutil.Amount) error {
+	var inTotal btcutil.Amount
+	for _, c := range sel.Inputs {
+		inTotal += c.Value
+	}
 	if inTotal != sel.InputTotal || inTotal-paid-sel.Change != sel.Fee {
-		return nil, fmt.Errorf("%w: inputs %s, outputs %s, fee %s", ErrSelectionMismatch, inTotal, paid+sel.Change, sel.Fee)
+		return fmt.Errorf("%w: inputs %s, outputs %s, fee %s", ErrSelectionMismatch, inTotal, paid+sel.Change, sel.Fee)
 	}
 	inWeight, err := InputWeight(desc)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	outSizes := make([]int, len(tx.TxOut))
 	for i, o := range tx.TxOut {
 		outSizes[i] = o.SerializeSize()
 	}
 	if v := (txWeight(len(tx.TxIn), inWeight, outSizes, 0) + 3) / 4; v != sel.VSize {
-		return nil, fmt.Errorf("%w: the transaction's vsize is %d vB, the selection's %d vB", ErrSelectionMismatch, v, sel.VSize)
+		return fmt.Errorf("%w: the transaction's vsize is %d vB, the selection's %d vB", ErrSelectionMismatch, v, sel.VSize)
 	}
+	return nil
+}
 
-	tx.LockTime = antiFeeSnipingLockTime(opts.TipHeight, opts.Rand)
+// order puts tx's inputs and outputs in opts.Order: BIP-69, or shuffled with opts.Rand.
+func order(tx *wire.MsgTx, opts BuildOptions) error {
 	switch opts.Order {
 	case OrderBIP69:
 		txsort.InPlaceSort(tx)
@@ -215,179 +259,10 @@ func Build(ctx context.Context, desc *descriptor.Descriptor, sel Selection, paym
 		shuffle(len(tx.TxIn), func(i, j int) { tx.TxIn[i], tx.TxIn[j] = tx.TxIn[j], tx.TxIn[i] })
 		shuffle(len(tx.TxOut), func(i, j int) { tx.TxOut[i], tx.TxOut[j] = tx.TxOut[j], tx.TxOut[i] })
 	default:
-		return nil, fmt.Errorf("psbt: unknown output order %d", opts.Order)
-	}
-
-	p, err := psbt.NewFromUnsignedTx(tx)
-	if err != nil {
-		return nil, fmt.Errorf("psbt: create PSBT: %w", err)
-	}
-	u, err := psbt.NewUpdater(p)
-	if err != nil {
-		return nil, err
-	}
-	prevTxs := map[chainhash.Hash]*wire.MsgTx{}
-	for i, in := range tx.TxIn {
-		op := in.PreviousOutPoint
-		c, d := coins[op], derived[op]
-		if prev != nil {
-			ptx, ok := prevTxs[op.Hash]
-			if !ok {
-				if ptx, err = prev.PrevTx(ctx, op.Hash); err != nil {
-					return nil, fmt.Errorf("psbt: fetch previous transaction %s: %w", op.Hash, err)
-				}
-				if ptx == nil || ptx.TxHash() != op.Hash {
-					return nil, fmt.Errorf("%w: the transaction fetched for %s has another txid", ErrPrevTx, op.Hash)
-				}
-				prevTxs[op.Hash] = ptx
-			}
-			if int(op.Index) >= len(ptx.TxOut) || ptx.TxOut[op.Index].Value != int64(c.Value) || !bytes.Equal(ptx.TxOut[op.Index].PkScript, c.PkScript) {
-				return nil, fmt.Errorf("%w: %s", ErrPrevTx, op)
-			}
-			if err := u.AddInNonWitnessUtxo(ptx, i); err != nil {
-				return nil, fmt.Errorf("psbt: input %d non_witness_utxo: %w", i, err)
-			}
-		}
-		if err := u.AddInWitnessUtxo(wire.NewTxOut(int64(c.Value), c.PkScript), i); err != nil {
-			return nil, fmt.Errorf("psbt: input %d witness_utxo: %w", i, err)
-		}
-		if d.Taproot != nil {
-			addTaprootInput(&p.Inputs[i], d)
-			continue
-		}
-		if d.RedeemScript != nil {
-			if err := u.AddInRedeemScript(d.RedeemScript, i); err != nil {
-				return nil, fmt.Errorf("psbt: input %d redeem script: %w", i, err)
-			}
-		}
-		if err := u.AddInWitnessScript(d.WitnessScript, i); err != nil {
-			return nil, fmt.Errorf("psbt: input %d witness script: %w", i, err)
-		}
-		for _, k := range d.Keys {
-			if err := u.AddInBip32Derivation(fingerprintLE(k.Fingerprint), k.Path, k.PubKey.SerializeCompressed(), i); err != nil {
-				return nil, fmt.Errorf("psbt: input %d derivation: %w", i, err)
-			}
-		}
-	}
-	if err := addGlobalXPubs(p, desc); err != nil {
-		return nil, err
-	}
-	if change != nil {
-		for j, out := range tx.TxOut {
-			if out.Value != int64(sel.Change) || !bytes.Equal(out.PkScript, change.PkScript) {
-				continue
-			}
-			if change.Taproot != nil {
-				if err := addTaprootOutput(&p.Outputs[j], change); err != nil {
-					return nil, fmt.Errorf("psbt: change output: %w", err)
-				}
-				break
-			}
-			if change.RedeemScript != nil {
-				if err := u.AddOutRedeemScript(change.RedeemScript, j); err != nil {
-					return nil, err
-				}
-			}
-			if err := u.AddOutWitnessScript(change.WitnessScript, j); err != nil {
-				return nil, err
-			}
-			for _, k := range change.Keys {
-				if err := u.AddOutBip32Derivation(fingerprintLE(k.Fingerprint), k.Path, k.PubKey.SerializeCompressed(), j); err != nil {
-					return nil, err
-				}
-			}
-			break
-		}
-	}
-	return p, nil
-}
-
-// addTaprootInput writes the BIP-371 fields of a tr() input spent through its script tree:
-// PSBT_IN_TAP_INTERNAL_KEY, PSBT_IN_TAP_MERKLE_ROOT, one PSBT_IN_TAP_LEAF_SCRIPT per leaf
-// (control block → leaf script and leaf version) and one PSBT_IN_TAP_BIP32_DERIVATION per key
-// with the hashes of the leaves it is in.
-func addTaprootInput(pin *psbt.PInput, d *descriptor.Derived) {
-	tr := d.Taproot
-	pin.TaprootInternalKey = schnorr.SerializePubKey(tr.InternalKey)
-	pin.TaprootMerkleRoot = append([]byte(nil), tr.MerkleRoot...)
-	for _, l := range tr.Leaves {
-		pin.TaprootLeafScript = append(pin.TaprootLeafScript, &psbt.TaprootTapLeafScript{
-			ControlBlock: l.ControlBlock, Script: l.Script, LeafVersion: l.LeafVersion})
-	}
-	pin.TaprootBip32Derivation = tapKeyDerivations(d)
-}
-
-// addTaprootOutput writes the BIP-371 fields of a tr() change output: PSBT_OUT_TAP_INTERNAL_KEY,
-// PSBT_OUT_TAP_TREE and PSBT_OUT_TAP_BIP32_DERIVATION.
-func addTaprootOutput(pout *psbt.POutput, d *descriptor.Derived) error {
-	tree, err := tapTree(d.Taproot)
-	if err != nil {
-		return err
-	}
-	pout.TaprootInternalKey = schnorr.SerializePubKey(d.Taproot.InternalKey)
-	pout.TaprootTapTree = tree
-	pout.TaprootBip32Derivation = tapKeyDerivations(d)
-	return nil
-}
-
-// tapKeyDerivations is one BIP-371 TAP_BIP32_DERIVATION per key of d: x-only key → leaf hashes,
-// master fingerprint, derivation path.
-func tapKeyDerivations(d *descriptor.Derived) []*psbt.TaprootBip32Derivation {
-	out := make([]*psbt.TaprootBip32Derivation, 0, len(d.Keys))
-	for _, k := range d.Keys {
-		td := &psbt.TaprootBip32Derivation{XOnlyPubKey: schnorr.SerializePubKey(k.PubKey),
-			MasterKeyFingerprint: fingerprintLE(k.Fingerprint), Bip32Path: append([]uint32(nil), k.Path...)}
-		for _, h := range k.LeafHashes {
-			td.LeafHashes = append(td.LeafHashes, append([]byte(nil), h[:]...))
-		}
-		out = append(out, td)
-	}
-	return out
-}
-
-// tapTree is the value of PSBT_OUT_TAP_TREE (BIP-371): for each leaf in depth-first order
-// (the descriptor's left-to-right order) its depth (1 byte), leaf version (1 byte) and script
-// with its compact-size length.
-func tapTree(tr *descriptor.TaprootDerived) ([]byte, error) {
-	var buf bytes.Buffer
-	for _, l := range tr.Leaves {
-		if l.Depth > 128 {
-			return nil, fmt.Errorf("leaf at depth %d", l.Depth)
-		}
-		buf.WriteByte(byte(l.Depth))
-		buf.WriteByte(byte(l.LeafVersion))
-		if err := wire.WriteVarBytes(&buf, 0, l.Script); err != nil {
-			return nil, err
-		}
-	}
-	return buf.Bytes(), nil
-}
-
-// globalXPubType is PSBT_GLOBAL_XPUB (BIP-174): key 0x01 || the 78-byte serialized extended
-// public key, value the master fingerprint || the derivation path (uint32 little-endian each).
-// btcd's psbt package keeps it among the global Unknowns and writes it back unchanged.
-const globalXPubType = 0x01
-
-// addGlobalXPubs writes one PSBT_GLOBAL_XPUB per key slot of desc, so that signers that check
-// the multisig's keys from the PSBT (hardware co-signers) find all of them.
-func addGlobalXPubs(p *psbt.Packet, desc *descriptor.Descriptor) error {
-	for i, k := range desc.Keys() {
-		raw := base58.Decode(k.XPub.String())
-		if len(raw) != 82 { // 78 bytes and a 4-byte checksum
-			return fmt.Errorf("psbt: key slot %d: extended key of %d bytes", i, len(raw))
-		}
-		value := make([]byte, 4, 4+4*len(k.OriginPath))
-		copy(value, k.Fingerprint[:])
-		for _, step := range k.OriginPath {
-			value = binary.LittleEndian.AppendUint32(value, step)
-		}
-		p.Unknowns = append(p.Unknowns, &psbt.Unknown{Key: append([]byte{globalXPubType}, raw[:78]...), Value: value})
+		return fmt.Errorf("psbt: unknown output order %d", opts.Order)
 	}
 	return nil
 }
-
-// fingerprintLE is the fingerprint as btcd's psbt package keeps it: a little-endian uint32.
-func fingerprintLE(fp [4]byte) uint32 { return binary.LittleEndian.Uint32(fp[:]) }
 
 // antiFeeSnipingLockTime is Bitcoin Core's DiscourageFeeSniping for height-based locktimes:
 // the tip height (a miner reorging the tip to take the fee cannot include the transaction
