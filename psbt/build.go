@@ -9,7 +9,6 @@ package psbt
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 
@@ -21,25 +20,6 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-)
-
-// Builder errors.
-var (
-	// ErrPayment means a payment has no usable script: no address and no script, both, or an
-	// address of another network.
-	ErrPayment = errors.New("psbt: invalid payment")
-	// ErrForeignCoin means a selected coin's script is not the registered descriptor's at the
-	// coin's (branch, index).
-	ErrForeignCoin = errors.New("psbt: selected coin is not the wallet's")
-	// ErrPrevTx means the previous transaction fetched for non_witness_utxo does not hash to
-	// the input's txid or does not carry the coin's value and script at its index.
-	ErrPrevTx = errors.New("psbt: previous transaction does not match the coin")
-	// ErrUnsupportedDescriptor means Build cannot write the PSBT fields this descriptor's
-	// inputs need (a derived output with neither a witness script nor a taproot tree).
-	ErrUnsupportedDescriptor = errors.New("psbt: the builder does not support this descriptor")
-	// ErrSelectionMismatch means the selection was computed for other outputs than the ones
-	// given to Build (its amounts or vsize do not add up).
-	ErrSelectionMismatch = errors.New("psbt: selection does not match the payments")
 )
 
 // Payment is an output to pay: to Address, or to the raw PkScript (exactly one of them).

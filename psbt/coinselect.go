@@ -23,7 +23,6 @@ package psbt
 
 import (
 	"container/heap"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -37,24 +36,6 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 )
 
-// Coin selection errors. Insufficient funds comes as *InsufficientFundsError, which wraps
-// ErrInsufficientFunds.
-var (
-	// ErrInsufficientFunds means the candidate coins cannot pay the target and the fee.
-	ErrInsufficientFunds = errors.New("psbt: insufficient funds")
-	// ErrSelectParams means SelectParams are incomplete or inconsistent (a caller bug).
-	ErrSelectParams = errors.New("psbt: invalid coin selection parameters")
-	// ErrFeeRate means the feerate is not a finite number of at least 0 sat/vB (or is absurd:
-	// above MaxFeeRate).
-	ErrFeeRate = errors.New("psbt: invalid feerate")
-	// ErrDustOutput means a payment, or the sweep's reserve, is below the output's dust limit
-	// (DustThreshold): nodes would not relay the transaction.
-	ErrDustOutput = errors.New("psbt: output below the dust limit")
-	// ErrTooManyInputs means the wallet holds enough, but only in more coins than one standard
-	// transaction can spend (SelectParams.MaxWeight): consolidate first (a sweep to itself).
-	ErrTooManyInputs = errors.New("psbt: paying this needs more inputs than a standard transaction holds")
-)
-
 // MaxStandardTxWeight is the heaviest transaction Bitcoin Core and btcd relay
 // (MAX_STANDARD_TX_WEIGHT, policy/policy.h): 400,000 weight units.
 const MaxStandardTxWeight = 400_000
@@ -65,24 +46,6 @@ const MaxFeeRate FeeRate = 1_000_000
 
 // DefaultMaxTries is the branch-and-bound step budget, as in Bitcoin Core (TOTAL_TRIES).
 const DefaultMaxTries = 100_000
-
-// InsufficientFundsError says how much the candidate coins lack.
-type InsufficientFundsError struct {
-	// Available is the value of the coins worth spending at the feerate (effective value > 0).
-	Available btcutil.Amount
-	// Needed is the target plus the fee of spending all of them (no change output).
-	Needed btcutil.Amount
-	// Missing is Needed − Available: how much more the wallet must receive.
-	Missing btcutil.Amount
-}
-
-func (e *InsufficientFundsError) Error() string {
-	return fmt.Sprintf("psbt: insufficient funds: need %s (amount and fee), have %s worth spending at this feerate, missing %s",
-		e.Needed, e.Available, e.Missing)
-}
-
-// Unwrap makes errors.Is(err, ErrInsufficientFunds) true.
-func (e *InsufficientFundsError) Unwrap() error { return ErrInsufficientFunds }
 
 // UTXO is a candidate coin: an unspent output of the wallet and where it is.
 type UTXO struct {

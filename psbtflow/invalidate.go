@@ -180,7 +180,7 @@ func (e *Engine) buildInvalidation(ctx context.Context, p store.Proposal, a poli
 	pk, err := e.buildPSBT(ctx, []psbt.UTXO{*coin}, payTo, 0, rate, used)
 	if err != nil {
 		if errors.Is(err, psbt.ErrInsufficientFunds) || errors.Is(err, psbt.ErrDustOutput) {
-			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbt: "))
 		}
 		return false, err
 	}

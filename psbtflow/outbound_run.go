@@ -709,12 +709,12 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 	pk, err := e.buildPSBT(ctx, coins, payTo, reserve, rate, used)
 	if err != nil {
 		if errors.Is(err, psbt.ErrInsufficientFunds) || errors.Is(err, psbt.ErrDustOutput) || errors.Is(err, psbt.ErrTooManyInputs) {
-			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbt: "))
 		}
 		if errors.Is(err, psbt.ErrUnsupportedDescriptor) || errors.Is(err, psbt.ErrPayment) || errors.Is(err, psbt.ErrSelectParams) {
 			// Building again would fail the same way (an unsupported descriptor, a destination of
 			// another network, a descriptor without a change branch).
-			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbt: "))
 		}
 		return false, err
 	}

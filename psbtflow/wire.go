@@ -30,3 +30,6 @@ var refusalCodes = map[psbt.RefusalCode]string{
 	psbt.NotOurWallet:   signer.CodeNotOurWallet,
 	psbt.UnsafePSBT:     signer.CodeUnsafePSBT,
 }
+
+// The daemon's keys are the psbt Signer's key source.
+var _ psbt.KeySource = (*signer.Keys)(nil)
