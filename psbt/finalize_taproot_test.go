@@ -417,36 +417,8 @@ func tapSignedBy(t testing.TB, f *fixture, p *psbt.Packet, keys ...int) *psbt.Pa
 // every input (Finalize itself runs it through the script engine).
 func FuzzFinalizeTaproot(f *testing.F) {
 	fx, p := builtTaproot(f, "tr-tree")
-	enc := func(q *psbt.Packet) []byte {
-		var b bytes.Buffer
-		if err := q.Serialize(&b); err != nil {
-			f.Fatal(err)
-		}
-		return b.Bytes()
-	}
 	pa, pb, pc := tapSignedBy(f, fx, p, 0), tapSignedBy(f, fx, p, 1), tapSignedBy(f, fx, p, 2)
-	f.Add(enc(pa), enc(pc))
-	f.Add(enc(pb), enc(pc))
-	f.Add(enc(p), enc(pa))
-	f.Add(enc(pa), enc(pa))
-	f.Fuzz(func(t *testing.T, a, b []byte) {
-		qa, err := psbt.NewFromRawBytes(bytes.NewReader(a), false)
-		if err != nil {
-			return
-		}
-		qb, err := psbt.NewFromRawBytes(bytes.NewReader(b), false)
-		if err != nil {
-			return
-		}
-		comb, err := Combine(qa, qb)
-		if err != nil {
-			return
-		}
-		_, _ = Signatures(fx.desc, comb)
-		tx, err := Finalize(fx.desc, comb)
-		if err != nil {
-			return
-		}
+	fuzzCombineFinalize(f, fx, [][2]*psbt.Packet{{pa, pc}, {pb, pc}, {p, pa}, {pa, pa}}, func(t *testing.T, comb *psbt.Packet, tx *wire.MsgTx) {
 		if tx.TxHash() != comb.UnsignedTx.TxHash() || len(tx.TxIn) != len(comb.UnsignedTx.TxIn) {
 			t.Fatalf("finalized transaction is not the PSBT's")
 		}

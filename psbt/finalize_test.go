@@ -321,13 +321,6 @@ func FuzzCombineFinalize(f *testing.F) {
 	in1 := fx.addCoin(f, 0, 0, 60_000)
 	in2 := fx.addCoin(f, 1, 4, 50_000)
 	p := fx.build(f, []wire.OutPoint{in1, in2}, 70_000, 39_000, 2)
-	enc := func(q *psbt.Packet) []byte {
-		var b bytes.Buffer
-		if err := q.Serialize(&b); err != nil {
-			f.Fatal(err)
-		}
-		return b.Bytes()
-	}
 	sign := func(k int) *psbt.Packet {
 		q, _ := Clone(p)
 		if _, err := SignInputs(q, nil, fx.desc, slotOf(f, fx.desc, fx.keys[k]), fx.keys[k], fx.chain); err != nil {
@@ -336,27 +329,7 @@ func FuzzCombineFinalize(f *testing.F) {
 		return q
 	}
 	pa, pc := sign(0), sign(2)
-	f.Add(enc(pa), enc(pc))
-	f.Add(enc(p), enc(pa))
-	f.Add(enc(pa), enc(pa))
-	f.Fuzz(func(t *testing.T, a, b []byte) {
-		qa, err := psbt.NewFromRawBytes(bytes.NewReader(a), false)
-		if err != nil {
-			return
-		}
-		qb, err := psbt.NewFromRawBytes(bytes.NewReader(b), false)
-		if err != nil {
-			return
-		}
-		comb, err := Combine(qa, qb)
-		if err != nil {
-			return
-		}
-		_, _ = Signatures(fx.desc, comb)
-		tx, err := Finalize(fx.desc, comb)
-		if err != nil {
-			return
-		}
+	fuzzCombineFinalize(f, fx, [][2]*psbt.Packet{{pa, pc}, {p, pa}, {pa, pa}}, func(t *testing.T, comb *psbt.Packet, tx *wire.MsgTx) {
 		if len(tx.TxIn) != len(comb.UnsignedTx.TxIn) || tx.TxIn[0].PreviousOutPoint != comb.UnsignedTx.TxIn[0].PreviousOutPoint {
 			t.Fatalf("finalized transaction does not spend the PSBT's inputs")
 		}

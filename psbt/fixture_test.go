@@ -106,20 +106,43 @@ func testKeys(t testing.TB, n byte) *testKey {
 	return k
 }
 
-func newFixture(t testing.TB) *fixture {
+// newFixture is the wsh(sortedmulti(2,…)) wallet of the three test keys.
+func newFixture(t testing.TB) *fixture { return newKindFixture(t, "wsh") }
+
+// walletKinds are the registered descriptors every analysis and signing test runs against:
+// the same three keys as wsh, sh(wsh) and taproot (NUMS internal key; a single multi_a leaf and
+// a tree of three 2-of-2 leaves).
+var walletKinds = []string{"wsh", "sh-wsh", "tr", "tr-tree"}
+
+func descriptorBody(kind string, k [3]string) string {
+	mp := "/<0;1>/*"
+	switch kind {
+	case "wsh":
+		return "wsh(sortedmulti(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + "))"
+	case "sh-wsh":
+		return "sh(wsh(sortedmulti(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + ")))"
+	case "tr":
+		return "tr(" + descriptor.NUMSKey + ",multi_a(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + "))"
+	case "tr-tree":
+		return "tr(" + descriptor.NUMSKey + ",{multi_a(2," + k[0] + mp + "," + k[1] + mp + "),{sortedmulti_a(2," + k[0] + mp + "," + k[2] + mp + "),multi_a(2," + k[1] + mp + "," + k[2] + mp + ")}})"
+	}
+	panic(kind)
+}
+
+// newKindFixture is newFixture for any walletKinds entry.
+func newKindFixture(t testing.TB, kind string) *fixture {
 	f := &fixture{}
-	var parts []string
+	var k [3]string
 	for i := range f.keys {
 		f.keys[i] = testKeys(t, byte(i+1))
-		parts = append(parts, f.keys[i].Public.KeyOrigin()+"/<0;1>/*")
+		k[i] = f.keys[i].Public.KeyOrigin()
 	}
-	body := "wsh(sortedmulti(2," + strings.Join(parts, ",") + "))"
+	body := descriptorBody(kind, k)
 	sum, err := descriptor.Checksum(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.desc, err = descriptor.Parse(body+"#"+sum, net, descriptor.RequireChecksum())
-	if err != nil {
+	if f.desc, err = descriptor.Parse(body+"#"+sum, net, descriptor.RequireChecksum()); err != nil {
 		t.Fatal(err)
 	}
 	f.chain = &memChain{coins: map[wire.OutPoint]Coin{}, window: map[string][2]uint32{}, tip: 500}
@@ -193,4 +216,41 @@ func slotOf(t testing.TB, d *descriptor.Descriptor, k *testKey) int {
 	}
 	t.Fatal("key not in descriptor")
 	return -1
+}
+
+// fuzzCombineFinalize is the harness of the Combiner and Finalizer fuzz targets: each seed pair
+// is added serialized; every pair of inputs that parses is combined, and a combination is
+// counted (Signatures) and finalized against fx's wallet. No input may panic; a finalized
+// transaction goes to check with the combined PSBT.
+func fuzzCombineFinalize(f *testing.F, fx *fixture, seeds [][2]*psbt.Packet, check func(t *testing.T, comb *psbt.Packet, tx *wire.MsgTx)) {
+	enc := func(q *psbt.Packet) []byte {
+		var b bytes.Buffer
+		if err := q.Serialize(&b); err != nil {
+			f.Fatal(err)
+		}
+		return b.Bytes()
+	}
+	for _, s := range seeds {
+		f.Add(enc(s[0]), enc(s[1]))
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		qa, err := psbt.NewFromRawBytes(bytes.NewReader(a), false)
+		if err != nil {
+			return
+		}
+		qb, err := psbt.NewFromRawBytes(bytes.NewReader(b), false)
+		if err != nil {
+			return
+		}
+		comb, err := Combine(qa, qb)
+		if err != nil {
+			return
+		}
+		_, _ = Signatures(fx.desc, comb)
+		tx, err := Finalize(fx.desc, comb)
+		if err != nil {
+			return
+		}
+		check(t, comb, tx)
+	})
 }

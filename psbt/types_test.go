@@ -15,55 +15,6 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 )
 
-// walletKinds are the registered descriptors every analysis and signing test runs against:
-// the same three keys as wsh, sh(wsh) and taproot (NUMS internal key; a single multi_a leaf and
-// a tree of three 2-of-2 leaves).
-var walletKinds = []string{"wsh", "sh-wsh", "tr", "tr-tree"}
-
-func descriptorBody(kind string, k [3]string) string {
-	mp := "/<0;1>/*"
-	switch kind {
-	case "wsh":
-		return "wsh(sortedmulti(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + "))"
-	case "sh-wsh":
-		return "sh(wsh(sortedmulti(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + ")))"
-	case "tr":
-		return "tr(" + descriptor.NUMSKey + ",multi_a(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + "))"
-	case "tr-tree":
-		return "tr(" + descriptor.NUMSKey + ",{multi_a(2," + k[0] + mp + "," + k[1] + mp + "),{sortedmulti_a(2," + k[0] + mp + "," + k[2] + mp + "),multi_a(2," + k[1] + mp + "," + k[2] + mp + ")}})"
-	}
-	panic(kind)
-}
-
-// newKindFixture is newFixture for any walletKinds entry.
-func newKindFixture(t testing.TB, kind string) *fixture {
-	f := &fixture{}
-	var k [3]string
-	for i := range f.keys {
-		f.keys[i] = testKeys(t, byte(i+1))
-		k[i] = f.keys[i].Public.KeyOrigin()
-	}
-	body := descriptorBody(kind, k)
-	sum, err := descriptor.Checksum(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.desc, err = descriptor.Parse(body+"#"+sum, net, descriptor.RequireChecksum()); err != nil {
-		t.Fatal(err)
-	}
-	f.chain = &memChain{coins: map[wire.OutPoint]Coin{}, window: map[string][2]uint32{}, tip: 500}
-	for b := uint32(0); b < 2; b++ {
-		for i := uint32(0); i < 20; i++ {
-			s, err := f.desc.PkScript(b, i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.chain.window[string(s)] = [2]uint32{b, i}
-		}
-	}
-	return f
-}
-
 // build is a Creator + Updater as a coordinator (BDK) would be, for every output type: witness
 // UTXOs; witness and redeem scripts or the BIP-371 taproot fields; BIP32 derivations of all keys
 // on the inputs and on the change output (index changeIdx of branch 1).
