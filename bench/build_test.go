@@ -19,11 +19,11 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
 
-// BenchmarkCoinSelection measures psbtflow.Select on wallets of 1,000 and 10,000 UTXOs of a
+// BenchmarkCoinSelection measures psbt.Select on wallets of 1,000 and 10,000 UTXOs of a
 // 2-of-3 P2WSH wallet (values log-uniform from 1,000 sat to 1 BTC), paying random targets
 // (10,000 sat to 2 BTC) at random feerates (1–50 sat/vB): p50 and p99 of one Select call
 // (branch and bound up to 100,000 tries, then single random draw), the share of calls that
@@ -36,7 +36,7 @@ func BenchmarkCoinSelection(b *testing.B) {
 	}
 	desc := buildBenchDescriptor(b)
 	pay, _ := btcutil.NewAddressWitnessPubKeyHash(bytes.Repeat([]byte{7}, 20), &chaincfg.RegressionNetParams)
-	params, err := psbtflow.NewSelectParams(desc, []psbtflow.Payment{{Address: pay, Amount: 1}})
+	params, err := psbt.NewSelectParams(desc, []psbt.Payment{{Address: pay, Amount: 1}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -44,13 +44,13 @@ func BenchmarkCoinSelection(b *testing.B) {
 	const samples = 200
 	for _, n := range []int{1_000, 10_000} {
 		r := rand.New(rand.NewPCG(uint64(n), 1))
-		coins := make([]psbtflow.UTXO, n)
+		coins := make([]psbt.UTXO, n)
 		for i := range coins {
 			var k [8]byte
 			binary.LittleEndian.PutUint64(k[:], uint64(i))
 			v := btcutil.Amount(1000 * math.Pow(10, 5*r.Float64())) // 1,000 sat … 1 BTC
-			coins[i] = psbtflow.UTXO{OutPoint: wire.OutPoint{Hash: chainhash.Hash(sha256.Sum256(k[:]))},
-				Coin: psbtflow.Coin{Value: v, PkScript: script, Index: uint32(i)}}
+			coins[i] = psbt.UTXO{OutPoint: wire.OutPoint{Hash: chainhash.Hash(sha256.Sum256(k[:]))},
+				Coin: psbt.Coin{Value: v, PkScript: script, Index: uint32(i)}}
 		}
 		b.Run(fmt.Sprintf("select/utxos=%d", n), func(b *testing.B) {
 			p := params
@@ -60,14 +60,14 @@ func BenchmarkCoinSelection(b *testing.B) {
 				bnb := 0
 				for range samples {
 					target := btcutil.Amount(10_000 + r.Int64N(2e8))
-					feerate := psbtflow.FeeRate(1 + r.IntN(50))
+					feerate := psbt.FeeRate(1 + r.IntN(50))
 					began := time.Now()
-					s, err := psbtflow.Select(coins, target, feerate, p)
+					s, err := psbt.Select(coins, target, feerate, p)
 					lat = append(lat, time.Since(began))
 					if err != nil {
 						b.Fatal(err)
 					}
-					if s.Algorithm == psbtflow.AlgorithmBnB {
+					if s.Algorithm == psbt.AlgorithmBnB {
 						bnb++
 					}
 				}
@@ -78,7 +78,7 @@ func BenchmarkCoinSelection(b *testing.B) {
 			}
 		})
 		b.Run(fmt.Sprintf("select-no-exact-match/utxos=%d", n), func(b *testing.B) {
-			whole := make([]psbtflow.UTXO, n)
+			whole := make([]psbt.UTXO, n)
 			for i := range whole {
 				whole[i] = coins[i]
 				whole[i].Value = btcutil.Amount(i+1) * btcutil.SatoshiPerBitcoin
@@ -93,12 +93,12 @@ func BenchmarkCoinSelection(b *testing.B) {
 					// the half BTC the target is off by.
 					target := btcutil.Amount(r.Int64N(int64(n/2))+1)*btcutil.SatoshiPerBitcoin + btcutil.SatoshiPerBitcoin/2
 					began := time.Now()
-					s, err := psbtflow.Select(whole, target, 1, p)
+					s, err := psbt.Select(whole, target, 1, p)
 					lat = append(lat, time.Since(began))
 					if err != nil {
 						b.Fatal(err)
 					}
-					if s.Algorithm == psbtflow.AlgorithmBnB {
+					if s.Algorithm == psbt.AlgorithmBnB {
 						bnb++
 					}
 				}
@@ -110,12 +110,12 @@ func BenchmarkCoinSelection(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("sweep-baseline/utxos=%d", n), func(b *testing.B) {
 			p := params
-			p.Mode = psbtflow.SelectSweep
+			p.Mode = psbt.SelectSweep
 			for b.Loop() {
 				lat := make([]time.Duration, 0, samples)
 				for range samples {
 					began := time.Now()
-					if _, err := psbtflow.Select(coins, 0, psbtflow.FeeRate(1+r.IntN(50)), p); err != nil {
+					if _, err := psbt.Select(coins, 0, psbt.FeeRate(1+r.IntN(50)), p); err != nil {
 						b.Fatal(err)
 					}
 					lat = append(lat, time.Since(began))

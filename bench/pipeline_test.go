@@ -14,7 +14,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
@@ -22,7 +22,7 @@ import (
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
 
@@ -56,26 +56,26 @@ func benchPipeline(b *testing.B, kind string) {
 	client := strings.Repeat("ab", 32)
 
 	pipeline := func() error {
-		p, enc, err := psbtflow.Decode(req)
+		p, enc, err := psbt.Decode(req)
 		if err != nil {
 			return err
 		}
-		a, err := psbtflow.Analyze(p, w.desc, w.chain)
+		a, err := psbt.Analyze(p, w.desc, w.chain)
 		if err != nil {
 			return err
 		}
 		if d := policy.Evaluate(pol, policy.Input{Client: client, Method: "sign_psbt", Outflow: a.Outflow, Fee: a.Fee}); d.Outcome != policy.Allow {
 			return fmt.Errorf("policy: %s", d.Reason)
 		}
-		n, err := psbtflow.SignInputs(p, a, w.desc, w.slot, w.keys, w.chain)
+		n, err := psbt.SignInputs(p, a, w.desc, w.slot, w.keys, w.chain)
 		if err != nil || n != 2 {
 			return fmt.Errorf("signed %d: %v", n, err)
 		}
-		_, err = psbtflow.Encode(p, enc)
+		_, err = psbt.Encode(p, enc)
 		return err
 	}
 	// The floor: what signing alone costs for the same transaction and keys.
-	p, _, _ := psbtflow.Decode(req)
+	p, _, _ := psbt.Decode(req)
 	floor := w.signaturesOnly(b, p)
 
 	runtime.GC()
@@ -120,11 +120,11 @@ type pipelineWallet struct {
 }
 
 type memView struct {
-	coins   map[wire.OutPoint]psbtflow.Coin
+	coins   map[wire.OutPoint]psbt.Coin
 	scripts map[string][2]uint32
 }
 
-func (m *memView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) { c, ok := m.coins[op]; return c, ok }
+func (m *memView) Coin(op wire.OutPoint) (psbt.Coin, bool) { c, ok := m.coins[op]; return c, ok }
 func (m *memView) Lookup(s []byte) (uint32, uint32, bool) {
 	bi, ok := m.scripts[string(s)]
 	return bi[0], bi[1], ok
@@ -152,7 +152,7 @@ func newPipelineWallet(b *testing.B, kind string) *pipelineWallet {
 	if err != nil {
 		b.Fatal(err)
 	}
-	w := &pipelineWallet{desc: d, keys: all[0], chain: &memView{coins: map[wire.OutPoint]psbtflow.Coin{}, scripts: map[string][2]uint32{}}}
+	w := &pipelineWallet{desc: d, keys: all[0], chain: &memView{coins: map[wire.OutPoint]psbt.Coin{}, scripts: map[string][2]uint32{}}}
 	for i, k := range d.Keys() {
 		if k.XPub.String() == all[0].Public.AccountXPub {
 			w.slot = i
@@ -167,7 +167,7 @@ func newPipelineWallet(b *testing.B, kind string) *pipelineWallet {
 	for i := uint32(0); i < 2; i++ {
 		s, _ := d.PkScript(0, i)
 		op := wire.OutPoint{Hash: chainhash.Hash(sha256.Sum256([]byte{byte(i)})), Index: i}
-		w.chain.coins[op] = psbtflow.Coin{Value: 100_000, PkScript: s, Branch: 0, Index: i, Height: 900}
+		w.chain.coins[op] = psbt.Coin{Value: 100_000, PkScript: s, Branch: 0, Index: i, Height: 900}
 		w.coins = append(w.coins, op)
 	}
 	return w
@@ -186,7 +186,7 @@ func (w *pipelineWallet) request(b *testing.B) string {
 	tx.AddTxOut(wire.NewTxOut(150_000, pay))
 	cd, _ := w.desc.Derive(1, 0)
 	tx.AddTxOut(wire.NewTxOut(49_000, cd.PkScript))
-	p, err := psbt.NewFromUnsignedTx(tx)
+	p, err := btcpsbt.NewFromUnsignedTx(tx)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -200,26 +200,26 @@ func (w *pipelineWallet) request(b *testing.B) string {
 			p.Inputs[i].TaprootInternalKey = schnorr.SerializePubKey(d.Taproot.InternalKey)
 			p.Inputs[i].TaprootMerkleRoot = d.Taproot.MerkleRoot
 			l := d.Taproot.Leaves[0]
-			p.Inputs[i].TaprootLeafScript = []*psbt.TaprootTapLeafScript{{ControlBlock: l.ControlBlock, Script: l.Script, LeafVersion: l.LeafVersion}}
+			p.Inputs[i].TaprootLeafScript = []*btcpsbt.TaprootTapLeafScript{{ControlBlock: l.ControlBlock, Script: l.Script, LeafVersion: l.LeafVersion}}
 		}
 		for _, k := range d.Keys {
 			fp := binary.LittleEndian.Uint32(k.Fingerprint[:])
 			if d.Taproot == nil {
-				p.Inputs[i].Bip32Derivation = append(p.Inputs[i].Bip32Derivation, &psbt.Bip32Derivation{PubKey: k.PubKey.SerializeCompressed(), MasterKeyFingerprint: fp, Bip32Path: k.Path})
+				p.Inputs[i].Bip32Derivation = append(p.Inputs[i].Bip32Derivation, &btcpsbt.Bip32Derivation{PubKey: k.PubKey.SerializeCompressed(), MasterKeyFingerprint: fp, Bip32Path: k.Path})
 			} else {
-				p.Inputs[i].TaprootBip32Derivation = append(p.Inputs[i].TaprootBip32Derivation, &psbt.TaprootBip32Derivation{XOnlyPubKey: schnorr.SerializePubKey(k.PubKey), MasterKeyFingerprint: fp, Bip32Path: k.Path})
+				p.Inputs[i].TaprootBip32Derivation = append(p.Inputs[i].TaprootBip32Derivation, &btcpsbt.TaprootBip32Derivation{XOnlyPubKey: schnorr.SerializePubKey(k.PubKey), MasterKeyFingerprint: fp, Bip32Path: k.Path})
 			}
 		}
 	}
 	for _, k := range cd.Keys {
 		fp := binary.LittleEndian.Uint32(k.Fingerprint[:])
 		if cd.Taproot == nil {
-			p.Outputs[1].Bip32Derivation = append(p.Outputs[1].Bip32Derivation, &psbt.Bip32Derivation{PubKey: k.PubKey.SerializeCompressed(), MasterKeyFingerprint: fp, Bip32Path: k.Path})
+			p.Outputs[1].Bip32Derivation = append(p.Outputs[1].Bip32Derivation, &btcpsbt.Bip32Derivation{PubKey: k.PubKey.SerializeCompressed(), MasterKeyFingerprint: fp, Bip32Path: k.Path})
 		} else {
-			p.Outputs[1].TaprootBip32Derivation = append(p.Outputs[1].TaprootBip32Derivation, &psbt.TaprootBip32Derivation{XOnlyPubKey: schnorr.SerializePubKey(k.PubKey), MasterKeyFingerprint: fp, Bip32Path: k.Path})
+			p.Outputs[1].TaprootBip32Derivation = append(p.Outputs[1].TaprootBip32Derivation, &btcpsbt.TaprootBip32Derivation{XOnlyPubKey: schnorr.SerializePubKey(k.PubKey), MasterKeyFingerprint: fp, Bip32Path: k.Path})
 		}
 	}
-	s, err := psbtflow.Encode(p, psbtflow.Base64)
+	s, err := psbt.Encode(p, psbt.Base64)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func (w *pipelineWallet) request(b *testing.B) string {
 
 // signaturesOnly returns the floor: computing the sighashes (with the transaction's midstate
 // cache) and signing both inputs with already derived private keys, nothing else.
-func (w *pipelineWallet) signaturesOnly(b *testing.B, p *psbt.Packet) func() error {
+func (w *pipelineWallet) signaturesOnly(b *testing.B, p *btcpsbt.Packet) func() error {
 	prev := txscript.NewMultiPrevOutFetcher(nil)
 	var privs []*btcec.PrivateKey
 	var ders []*descriptor.Derived

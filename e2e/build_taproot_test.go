@@ -11,12 +11,12 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
 
 // TestBuiltTaprootPSBTIsAcceptedByBtcd funds a tr(NUMS,multi_a(2,A,B,C)) wallet on the local
-// test network and spends it with the whole outbound path for taproot: psbtflow.Build writes the
+// test network and spends it with the whole outbound path for taproot: psbt.Build writes the
 // BIP-371 fields (from the UTXOs and previous transactions ElectrumX reports), key A signs with
 // SignInputs, key B's share comes from BDK (bdkpython, an independent BIP-371 implementation,
 // which signs only from the fields the builder wrote), Combine merges them, Finalize writes the
@@ -39,27 +39,27 @@ func TestBuiltTaprootPSBTIsAcceptedByBtcd(t *testing.T) {
 
 	// spend builds, has A and then cosign sign, combines, finalizes, sends to btcd, mines, and
 	// checks on ElectrumX what the transaction left in the wallet.
-	spend := func(t *testing.T, mode psbtflow.SelectMode, amount btcutil.Amount, changeIndex uint32, cosign func(p string) string) {
+	spend := func(t *testing.T, mode psbt.SelectMode, amount btcutil.Amount, changeIndex uint32, cosign func(p string) string) {
 		coins, sel, p, a := f.build(t, ctx, dest, mode, amount, 0, changeIndex)
-		unsigned, err := psbtflow.Encode(p, psbtflow.Base64)
+		unsigned, err := psbt.Encode(p, psbt.Base64)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := psbtflow.SignInputs(p, a, desc, slot(keys[0]), keys[0], w); err != nil || got != len(p.Inputs) {
+		if got, err := psbt.SignInputs(p, a, desc, slot(keys[0]), keys[0], w); err != nil || got != len(p.Inputs) {
 			t.Fatalf("SignInputs A = %d, %v", got, err)
 		}
-		other, _, err := psbtflow.Decode(cosign(unsigned))
+		other, _, err := psbt.Decode(cosign(unsigned))
 		if err != nil {
 			t.Fatal(err)
 		}
-		comb, err := psbtflow.Combine(p, other)
+		comb, err := psbt.Combine(p, other)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := psbtflow.Signatures(desc, comb); err != nil || got != 2 {
+		if got, err := psbt.Signatures(desc, comb); err != nil || got != 2 {
 			t.Fatalf("Signatures = %d, %v; want 2", got, err)
 		}
-		final, err := psbtflow.Finalize(desc, comb)
+		final, err := psbt.Finalize(desc, comb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func TestBuiltTaprootPSBTIsAcceptedByBtcd(t *testing.T) {
 		}
 	}
 	t.Run("payment with change, key B's share by BDK", func(t *testing.T) {
-		spend(t, psbtflow.SelectTarget, 500_000, 0, func(unsigned string) string {
+		spend(t, psbt.SelectTarget, 500_000, 0, func(unsigned string) string {
 			var signed struct {
 				PSBT string `json:"psbt"`
 			}
@@ -96,19 +96,19 @@ func TestBuiltTaprootPSBTIsAcceptedByBtcd(t *testing.T) {
 		})
 	})
 	t.Run("sweep signed by A and C", func(t *testing.T) {
-		spend(t, psbtflow.SelectSweep, 0, 1, func(unsigned string) string {
-			q, _, err := psbtflow.Decode(unsigned)
+		spend(t, psbt.SelectSweep, 0, 1, func(unsigned string) string {
+			q, _, err := psbt.Decode(unsigned)
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, err := psbtflow.Analyze(q, desc, w)
+			a, err := psbt.Analyze(q, desc, w)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, err := psbtflow.SignInputs(q, a, desc, slot(keys[1]), keys[1], w); err != nil || got != len(q.Inputs) {
+			if got, err := psbt.SignInputs(q, a, desc, slot(keys[1]), keys[1], w); err != nil || got != len(q.Inputs) {
 				t.Fatalf("SignInputs C = %d, %v", got, err)
 			}
-			s, err := psbtflow.Encode(q, psbtflow.Base64)
+			s, err := psbt.Encode(q, psbt.Base64)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
@@ -22,19 +22,19 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/devnet"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
 
 // electrumWallet is a 2-of-3 wallet view read from ElectrumX: it lists the wallet's unspent
 // outputs (blockchain.scripthash.listunspent) on the first scripts of both branches, fetches
 // previous transactions (blockchain.transaction.get) for non_witness_utxo, and serves as the
-// psbtflow.ChainView that Analyze and SignInputs read.
+// psbt.ChainView that Analyze and SignInputs read.
 type electrumWallet struct {
 	c       *electrum.Client
 	desc    *descriptor.Descriptor
 	scripts map[string][2]uint32
-	coins   map[wire.OutPoint]psbtflow.Coin
+	coins   map[wire.OutPoint]psbt.Coin
 	tip     int32
 }
 
@@ -52,7 +52,7 @@ func (w *electrumWallet) PrevTx(ctx context.Context, txid chainhash.Hash) (*wire
 }
 
 // refresh reads the tip and the unspent outputs of every watched script from the server.
-func (w *electrumWallet) refresh(ctx context.Context) ([]psbtflow.UTXO, error) {
+func (w *electrumWallet) refresh(ctx context.Context) ([]psbt.UTXO, error) {
 	var head struct {
 		Height int32 `json:"height"`
 	}
@@ -60,8 +60,8 @@ func (w *electrumWallet) refresh(ctx context.Context) ([]psbtflow.UTXO, error) {
 		return nil, err
 	}
 	w.tip = head.Height
-	w.coins = map[wire.OutPoint]psbtflow.Coin{}
-	var out []psbtflow.UTXO
+	w.coins = map[wire.OutPoint]psbt.Coin{}
+	var out []psbt.UTXO
 	for s, bi := range w.scripts {
 		var unspent []struct {
 			TxHash string `json:"tx_hash"`
@@ -78,15 +78,15 @@ func (w *electrumWallet) refresh(ctx context.Context) ([]psbtflow.UTXO, error) {
 				return nil, err
 			}
 			op := wire.OutPoint{Hash: *h, Index: u.TxPos}
-			c := psbtflow.Coin{Value: btcutil.Amount(u.Value), PkScript: []byte(s), Branch: bi[0], Index: bi[1], Height: u.Height}
+			c := psbt.Coin{Value: btcutil.Amount(u.Value), PkScript: []byte(s), Branch: bi[0], Index: bi[1], Height: u.Height}
 			w.coins[op] = c
-			out = append(out, psbtflow.UTXO{OutPoint: op, Coin: c})
+			out = append(out, psbt.UTXO{OutPoint: op, Coin: c})
 		}
 	}
 	return out, nil
 }
 
-func (w *electrumWallet) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
+func (w *electrumWallet) Coin(op wire.OutPoint) (psbt.Coin, bool) {
 	c, ok := w.coins[op]
 	return c, ok
 }
@@ -121,12 +121,12 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	// spend builds, checks, signs with A and C, finalizes and sends one transaction, mines it,
 	// and checks on ElectrumX that it confirmed and what it left in the wallet: the coins not
 	// selected and the change.
-	spend := func(t *testing.T, finalizer string, mode psbtflow.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) {
+	spend := func(t *testing.T, finalizer string, mode psbt.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) {
 		coins, sel, p, a := f.build(t, ctx, dest, mode, amount, reserve, changeIndex)
 		if a.Outflow != sel.InputTotal-sel.Change {
 			t.Fatalf("analysis %+v disagrees with selection %+v", a, sel)
 		}
-		if got, err := psbtflow.SignInputs(p, a, desc, slot(keys[0]), keys[0], w); err != nil || got != len(p.Inputs) {
+		if got, err := psbt.SignInputs(p, a, desc, slot(keys[0]), keys[0], w); err != nil || got != len(p.Inputs) {
 			t.Fatalf("SignInputs A = %d, %v", got, err)
 		}
 		var txid *chainhash.Hash
@@ -134,7 +134,7 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 		if finalizer == "bdk" {
 			// BDK adds key B's signatures, then finalizes, extracts and broadcasts (through
 			// ElectrumX to btcd).
-			b64, err := psbtflow.Encode(p, psbtflow.Base64)
+			b64, err := psbt.Encode(p, psbt.Base64)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -157,13 +157,13 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 			vsize = fin.VSize
 		} else {
 			// Key C signs here too; btcd's psbt Finalizer and Extractor finish, btcd takes it.
-			if got, err := psbtflow.SignInputs(p, a, desc, slot(keys[1]), keys[1], w); err != nil || got != len(p.Inputs) {
+			if got, err := psbt.SignInputs(p, a, desc, slot(keys[1]), keys[1], w); err != nil || got != len(p.Inputs) {
 				t.Fatalf("SignInputs C = %d, %v", got, err)
 			}
-			if err := psbt.MaybeFinalizeAll(p); err != nil {
+			if err := btcpsbt.MaybeFinalizeAll(p); err != nil {
 				t.Fatal(err)
 			}
-			final, err := psbt.Extract(p)
+			final, err := btcpsbt.Extract(p)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,13 +195,13 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	t.Run("payment with change, co-signed and finalized by BDK", func(t *testing.T) {
 		// 500,000 sat: no two coins match it exactly, so a change output is made, and one or
 		// two coins stay unspent.
-		spend(t, "bdk", psbtflow.SelectTarget, 500_000, 0, 0)
+		spend(t, "bdk", psbt.SelectTarget, 500_000, 0, 0)
 	})
 	t.Run("sweep above a reserve", func(t *testing.T) {
-		spend(t, "btcd", psbtflow.SelectSweep, 0, 100_000, 1)
+		spend(t, "btcd", psbt.SelectSweep, 0, 100_000, 1)
 	})
 	t.Run("sweep everything", func(t *testing.T) {
-		spend(t, "btcd", psbtflow.SelectSweep, 0, 0, 2)
+		spend(t, "btcd", psbt.SelectSweep, 0, 0, 2)
 	})
 }
 
@@ -243,7 +243,7 @@ func confirmedOn(t *testing.T, ctx context.Context, c *electrum.Client, script [
 	return false
 }
 
-func allConfirmed(u []psbtflow.UTXO) bool {
+func allConfirmed(u []psbt.UTXO) bool {
 	for _, c := range u {
 		if c.Height <= 0 {
 			return false
@@ -254,7 +254,7 @@ func allConfirmed(u []psbtflow.UTXO) bool {
 
 // waitUTXOs polls the server until ok holds for the wallet's UTXOs (ElectrumX learns of blocks
 // by polling btcd); the test's context bounds the wait.
-func waitUTXOs(t *testing.T, ctx context.Context, w *electrumWallet, ok func([]psbtflow.UTXO) bool) []psbtflow.UTXO {
+func waitUTXOs(t *testing.T, ctx context.Context, w *electrumWallet, ok func([]psbt.UTXO) bool) []psbt.UTXO {
 	t.Helper()
 	for {
 		u, err := w.refresh(ctx)
@@ -361,24 +361,24 @@ func (f *builderWallet) slot(t *testing.T, k *signer.Keys) int {
 // build waits for the wallet's coins to be confirmed, selects (mode, amount to dest, reserve)
 // at 2.5 sat/vB, builds with change at changeIndex, and checks that the analysis agrees with
 // the selection on fee and change. It returns the coins, the selection, the PSBT and its analysis.
-func (f *builderWallet) build(t *testing.T, ctx context.Context, dest btcutil.Address, mode psbtflow.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) ([]psbtflow.UTXO, psbtflow.Selection, *psbt.Packet, *psbtflow.Analysis) {
+func (f *builderWallet) build(t *testing.T, ctx context.Context, dest btcutil.Address, mode psbt.SelectMode, amount, reserve btcutil.Amount, changeIndex uint32) ([]psbt.UTXO, psbt.Selection, *btcpsbt.Packet, *psbt.Analysis) {
 	t.Helper()
-	coins := waitUTXOs(t, ctx, f.w, func(u []psbtflow.UTXO) bool { return len(u) > 0 && allConfirmed(u) })
-	pays := []psbtflow.Payment{{Address: dest, Amount: amount}}
-	sp, err := psbtflow.NewSelectParams(f.desc, pays)
+	coins := waitUTXOs(t, ctx, f.w, func(u []psbt.UTXO) bool { return len(u) > 0 && allConfirmed(u) })
+	pays := []psbt.Payment{{Address: dest, Amount: amount}}
+	sp, err := psbt.NewSelectParams(f.desc, pays)
 	if err != nil {
 		t.Fatal(err)
 	}
 	sp.Mode, sp.Reserve = mode, reserve
-	sel, err := psbtflow.Select(coins, amount, 2.5, sp)
+	sel, err := psbt.Select(coins, amount, 2.5, sp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := psbtflow.Build(ctx, f.desc, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIndex, TipHeight: f.w.tip}, f.w)
+	p, err := psbt.Build(ctx, f.desc, sel, pays, psbt.BuildOptions{ChangeIndex: changeIndex, TipHeight: f.w.tip}, f.w)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := psbtflow.Analyze(p, f.desc, f.w)
+	a, err := psbt.Analyze(p, f.desc, f.w)
 	if err != nil {
 		t.Fatalf("Analyze: %v", err)
 	}
@@ -391,13 +391,13 @@ func (f *builderWallet) build(t *testing.T, ctx context.Context, dest btcutil.Ad
 // afterSpend waits until ElectrumX shows txid (which spent sel) confirmed on destScript and none
 // of sel's coins left, checks that its change sits at 1/changeIndex, and returns the wallet's
 // coins and the change they hold.
-func (f *builderWallet) afterSpend(t *testing.T, ctx context.Context, sel psbtflow.Selection, txid chainhash.Hash, destScript []byte, changeIndex uint32) ([]psbtflow.UTXO, btcutil.Amount) {
+func (f *builderWallet) afterSpend(t *testing.T, ctx context.Context, sel psbt.Selection, txid chainhash.Hash, destScript []byte, changeIndex uint32) ([]psbt.UTXO, btcutil.Amount) {
 	t.Helper()
 	spent := map[wire.OutPoint]bool{}
 	for _, in := range sel.Inputs {
 		spent[in.OutPoint] = true
 	}
-	left := waitUTXOs(t, ctx, f.w, func(u []psbtflow.UTXO) bool {
+	left := waitUTXOs(t, ctx, f.w, func(u []psbt.UTXO) bool {
 		for _, c := range u {
 			if spent[c.OutPoint] || (c.OutPoint.Hash == txid && c.Height <= 0) {
 				return false

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
@@ -32,6 +32,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
 )
@@ -427,23 +428,23 @@ func waitUTXO(ctx context.Context, t *testing.T, d *scenario.Daemon, op wire.Out
 
 // buildToVault builds an unsigned PSBT spending coin, paying pay to the cold vault and the rest
 // (less the fee) to the wallet's change index changeIdx.
-func buildToVault(ctx context.Context, t *testing.T, p *scenario.Pair, coin chainwatch.UTXO, pay btcutil.Amount, vaultIdx, changeIdx uint32) *psbt.Packet {
+func buildToVault(ctx context.Context, t *testing.T, p *scenario.Pair, coin chainwatch.UTXO, pay btcutil.Amount, vaultIdx, changeIdx uint32) *btcpsbt.Packet {
 	t.Helper()
 	to, err := p.Vault.PkScript(0, vaultIdx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pays := []psbtflow.Payment{{PkScript: to, Amount: pay}}
-	params, err := psbtflow.NewSelectParams(p.Descriptor, pays)
+	pays := []psbt.Payment{{PkScript: to, Amount: pay}}
+	params, err := psbt.NewSelectParams(p.Descriptor, pays)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := psbtflow.UTXO{OutPoint: coin.OutPoint, Coin: psbtflow.Coin{Value: coin.Value, PkScript: coin.PkScript, Branch: coin.Branch, Index: coin.Index, Height: coin.Height}}
-	sel, err := psbtflow.Select([]psbtflow.UTXO{c}, pay, 3, params)
+	c := psbt.UTXO{OutPoint: coin.OutPoint, Coin: psbt.Coin{Value: coin.Value, PkScript: coin.PkScript, Branch: coin.Branch, Index: coin.Index, Height: coin.Height}}
+	sel, err := psbt.Select([]psbt.UTXO{c}, pay, 3, params)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := psbtflow.Build(ctx, p.Descriptor, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIdx}, nil)
+	pk, err := psbt.Build(ctx, p.Descriptor, sel, pays, psbt.BuildOptions{ChangeIndex: changeIdx}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,11 +608,11 @@ limits:
 		if err != nil {
 			t.Fatalf("B: %v", err)
 		}
-		both, err := psbtflow.Combine(sa, sb)
+		both, err := psbt.Combine(sa, sb)
 		if err != nil {
 			t.Fatal(err)
 		}
-		final, err := psbtflow.Finalize(p.Descriptor, both)
+		final, err := psbt.Finalize(p.Descriptor, both)
 		if err != nil {
 			t.Fatal(err)
 		}

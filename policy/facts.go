@@ -10,7 +10,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// WarningCodes are the PSBT analysis's warning codes (psbtflow.Warn*, psbtflow/analyze.go) that
+// WarningCodes are the PSBT analysis's warning codes (psbt.Warn*, psbt/analyze.go) that
 // limits.deny_warnings and a rule's match.warnings may name.
 var WarningCodes = []string{
 	"op_return_output",    // an OP_RETURN output (value burned if non-zero)
@@ -67,7 +67,7 @@ func SighashName(h uint32) string {
 
 // AllowSighash returns the sighash types besides ALL (and DEFAULT on taproot) that every policy
 // in force at now allows (limits.allow_sighash; the intersection while a loosening change
-// waits), for psbtflow.AnalyzeOptions.AllowSighash. Empty means only ALL / DEFAULT.
+// waits), for psbt.AnalyzeOptions.AllowSighash. Empty means only ALL / DEFAULT.
 func (p *Policy) AllowSighash(now time.Time) []txscript.SigHashType {
 	stages := p.stages(now)
 	var out []txscript.SigHashType

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -118,13 +119,13 @@ func (s *Service) approveResult(ctx context.Context, h store.Hold, decision stri
 	if len(h.Params) == 0 {
 		return res
 	}
-	p, _, err := Decode(h.Params[0])
+	p, _, err := psbt.Decode(h.Params[0])
 	if err != nil {
 		return res
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a, err := AnalyzeWith(p, s.desc, s.chainFor(ctx, h.Client), AnalyzeOptions{AllowSighash: s.policy().AllowSighash(s.now())})
+	a, err := psbt.AnalyzeWith(p, s.desc, s.chainFor(ctx, h.Client), psbt.AnalyzeOptions{AllowSighash: s.policy().AllowSighash(s.now())})
 	if err != nil {
 		return res
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil"
 
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -22,7 +23,7 @@ type AuditSummary struct {
 	Outflow      btcutil.Amount `json:"outflow_sat"`
 	Fee          btcutil.Amount `json:"fee_sat"`
 	VSize        int64          `json:"vsize"`
-	FeeRate      FeeRate        `json:"feerate_sat_vb"`
+	FeeRate      psbt.FeeRate   `json:"feerate_sat_vb"`
 	LockTime     uint32         `json:"locktime"`
 	RBF          bool           `json:"rbf"`
 	PSBTVersion  uint32         `json:"psbt_version"`
@@ -45,7 +46,7 @@ type AuditDestination struct {
 
 // Summarize is a's AuditSummary naming at most top destinations (the spend outputs of largest
 // value, ties by index).
-func Summarize(a *Analysis, top int) AuditSummary {
+func Summarize(a *psbt.Analysis, top int) AuditSummary {
 	s := AuditSummary{UnsignedTxID: a.UnsignedTxID, Inputs: len(a.Inputs), Outputs: len(a.Outputs), InputTotal: a.InputTotal,
 		ChangeTotal: a.ChangeTotal, Outflow: a.Outflow, Fee: a.Fee, VSize: a.VSize, FeeRate: a.FeeRate, LockTime: a.LockTime,
 		RBF: a.RBF, PSBTVersion: a.PSBTVersion, ScriptType: a.ScriptType}
@@ -57,7 +58,7 @@ func Summarize(a *Analysis, top int) AuditSummary {
 	}
 	var spends []AuditDestination
 	for _, o := range a.Outputs {
-		if o.Kind == KindSpend {
+		if o.Kind == psbt.KindSpend {
 			spends = append(spends, AuditDestination{Index: o.Index, Address: o.Address, Value: o.Value})
 		}
 	}
@@ -76,7 +77,7 @@ func Summarize(a *Analysis, top int) AuditSummary {
 }
 
 // fillAudit puts a's bounded summary (see Summarize) into an audit entry.
-func fillAudit(ae *store.AuditEntry, a *Analysis, top int) {
+func fillAudit(ae *store.AuditEntry, a *psbt.Analysis, top int) {
 	if a == nil {
 		return
 	}

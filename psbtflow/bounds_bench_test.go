@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -50,7 +51,7 @@ func BenchmarkHeldTick(b *testing.B) {
 	ctx := context.Background()
 	for i := range 100 {
 		op := f.addCoin(b, 0, uint32(i%20), 100_000+benchAmount(i))
-		s, err := Encode(f.buildPSBT(b, []wire.OutPoint{op}, 50_000, 100_000+benchAmount(i)-51_000, 2), Base64)
+		s, err := psbt.Encode(f.buildPSBT(b, []wire.OutPoint{op}, 50_000, 100_000+benchAmount(i)-51_000, 2), psbt.Base64)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,13 +75,13 @@ func manyOutputsPSBT(tb testing.TB, f *fixture, n int) string {
 	for range n {
 		tx.AddTxOut(wire.NewTxOut(0, []byte{txscript.OP_RETURN}))
 	}
-	p, err := psbt.NewFromUnsignedTx(tx)
+	p, err := btcpsbt.NewFromUnsignedTx(tx)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	c := f.chain.coins[op]
 	p.Inputs[0].WitnessUtxo = wire.NewTxOut(int64(c.Value), c.PkScript)
-	s, err := Encode(p, Base64)
+	s, err := psbt.Encode(p, psbt.Base64)
 	if err != nil {
 		tb.Fatal(err)
 	}

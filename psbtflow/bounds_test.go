@@ -16,20 +16,24 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
 // countingChain counts the wallet view's coin look-ups: each analysis of a PSBT makes some.
 type countingChain struct {
-	ChainView
+	psbt.ChainView
 	n atomic.Int64
 }
 
-func (c *countingChain) Coin(op wire.OutPoint) (Coin, bool) { c.n.Add(1); return c.ChainView.Coin(op) }
+func (c *countingChain) Coin(op wire.OutPoint) (psbt.Coin, bool) {
+	c.n.Add(1)
+	return c.ChainView.Coin(op)
+}
 
 // rebuild replaces e's Service by one over chain (nil: the fixture's) with opts.
-func (e *holdEnv) rebuild(t *testing.T, chain ChainView, opts ...Option) {
+func (e *holdEnv) rebuild(t *testing.T, chain psbt.ChainView, opts ...Option) {
 	t.Helper()
 	if chain == nil {
 		chain = e.f.chain
@@ -90,7 +94,7 @@ func TestManyOutputsRefusedBeforeAnalysis(t *testing.T) {
 	// Inputs too.
 	e.rebuild(t, chain, WithLimits(Limits{MaxInputs: 1}))
 	op1, op2 := e.f.addCoin(t, 0, 4, 70_000), e.f.addCoin(t, 0, 5, 70_000)
-	two, _ := Encode(e.f.buildPSBT(t, []wire.OutPoint{op1, op2}, 100_000, 39_000, 2), Base64)
+	two, _ := psbt.Encode(e.f.buildPSBT(t, []wire.OutPoint{op1, op2}, 100_000, 39_000, 2), psbt.Base64)
 	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "two", Method: "sign_psbt", Params: []string{two}}); methodCode(err) != signer.CodeUnsafePSBT || !strings.Contains(err.Error(), "2 inputs") {
 		t.Fatalf("err = %v, want unsafe_psbt naming 2 inputs", err)
 	}
@@ -213,7 +217,7 @@ func TestApproveIgnoresClientChosenIDs(t *testing.T) {
 	e.rebuild(t, nil)
 	ctx := context.Background()
 	victim := e.psbt(t, 30_000)
-	p, _, err := Decode(victim)
+	p, _, err := psbt.Decode(victim)
 	if err != nil {
 		t.Fatal(err)
 	}

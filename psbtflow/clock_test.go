@@ -8,6 +8,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/internal/trustedtime"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
 
@@ -41,7 +42,7 @@ func TestWallClockStepDoesNotEndCoolingOffOrWindows(t *testing.T) {
 	heldURL(t, err)
 	e.svc.Tick(ctx)
 	op := e.f.addCoin(t, 0, 7, 100_000)
-	small, _ := Encode(e.f.buildPSBT(t, []wire.OutPoint{op}, 28_000, 71_000, 2), Base64)
+	small, _ := psbt.Encode(e.f.buildPSBT(t, []wire.OutPoint{op}, 28_000, 71_000, 2), psbt.Base64)
 	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "s1", Method: "sign_psbt", Params: []string{small}}); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestWallClockStepDoesNotEndCoolingOffOrWindows(t *testing.T) {
 		t.Fatalf("a 7-day wall clock step ended the 24h cooling-off: %v", got)
 	}
 	op2 := e.f.addCoin(t, 0, 8, 100_000)
-	small2, _ := Encode(e.f.buildPSBT(t, []wire.OutPoint{op2}, 28_000, 71_000, 2), Base64)
+	small2, _ := psbt.Encode(e.f.buildPSBT(t, []wire.OutPoint{op2}, 28_000, 71_000, 2), psbt.Base64)
 	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "s2", Method: "sign_psbt", Params: []string{small2}}); methodCode(err) != signer.CodePolicyDenied {
 		t.Fatalf("a 7-day wall clock step emptied the 1-day window: %v", err)
 	}

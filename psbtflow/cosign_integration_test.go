@@ -17,11 +17,12 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
 )
@@ -71,13 +72,13 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := func(amount btcutil.Amount) *psbt.Packet {
+	build := func(amount btcutil.Amount) *btcpsbt.Packet {
 		t.Helper()
 		b, err := env.BuildPayment(ctx, payee, amount, 5)
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, _, err := psbtflow.Decode(b.PSBT)
+		p, _, err := psbt.Decode(b.PSBT)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -91,18 +92,18 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 
 	// Signed: key A's signature joins BDK's key B.
 	small := build(10_000_000)
-	if n, err := psbtflow.Signatures(env.Descriptor, small); err != nil || n != 1 {
+	if n, err := psbt.Signatures(env.Descriptor, small); err != nil || n != 1 {
 		t.Fatalf("BDK's PSBT: %d signatures, %v (want key B's)", n, err)
 	}
 	signed, err := co.Ask(ctx, bunker, "cosign-small", small, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	comb, err := psbtflow.Combine(small, signed)
+	comb, err := psbt.Combine(small, signed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err := psbtflow.Signatures(env.Descriptor, comb); err != nil || n != 2 {
+	if n, err := psbt.Signatures(env.Descriptor, comb); err != nil || n != 2 {
 		t.Fatalf("combined: %d signatures, %v", n, err)
 	}
 
@@ -119,7 +120,7 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 	// late answer reaches both through relay 2.
 	medium := build(30_000_000)
 	type answer struct {
-		p   *psbt.Packet
+		p   *btcpsbt.Packet
 		err error
 	}
 	askHeld := func(co *psbtflow.Coordinator) (<-chan string, <-chan answer) {
@@ -210,7 +211,7 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 	t.Logf("audit decisions by request id: %v", decisions)
 
 	// Finalize with BDK's key B and key A, and broadcast: btcd accepts it.
-	tx, err := psbtflow.Finalize(env.Descriptor, comb)
+	tx, err := psbt.Finalize(env.Descriptor, comb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 	}
 }
 
-func serialize(t *testing.T, p *psbt.Packet) []byte {
+func serialize(t *testing.T, p *btcpsbt.Packet) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := p.Serialize(&b); err != nil {

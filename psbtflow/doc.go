@@ -1,13 +1,12 @@
-// Package psbtflow owns the life of a signing request: decode the PSBT (BIP-174 v0 and BIP-370
-// v2, see v2.go), analyse it against the registered wallet descriptor (wsh, sh(wsh) or taproot
-// multi_a) and the watcher's UTXO set, ask the policy, sign this co-signer's share (BIP-174
-// Signer role: BIP-143 for segwit v0, BIP-341/342 script path for taproot) or refuse, and
-// persist the request and its audit entry.
+// Package psbtflow owns the life of a signing request: decode the PSBT and analyse it against
+// the registered wallet descriptor and the watcher's UTXO set (package psbt), ask the policy,
+// sign this co-signer's share (psbt.SignInputs) or refuse, and persist the request and its
+// audit entry.
 //
-// The analysis (Analyze, with its adversarial checks listed on it) and the signing (SignInputs)
-// are pure functions over values; Service is the thin shell that reads the chain view and the
-// store and is called by the NIP-46 remote signer for sign_psbt. WriteTable, StateView and
-// PSBTView serve `cosigner psbt inspect`. It never talks to relays itself.
+// The PSBT mechanics are pure functions in package psbt; Service is the thin shell that reads
+// the chain view and the store and is called by the NIP-46 remote signer for sign_psbt.
+// WireError (wire.go) is the one place where psbt's refusals become NIP-46 error codes. It never
+// talks to relays itself.
 //
 // Outbound (issue 6): Engine runs the policy's automations — chain events and schedules fire
 // proposals (automate.go, one per trigger key), and each proposal goes proposed →

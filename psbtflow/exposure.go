@@ -30,6 +30,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -133,7 +134,7 @@ func heaviest(rs []store.Reservation, adj []map[int]bool, group []int) btcutil.A
 // RBF replacement is counted once with what it replaces (the larger of the two when they spend
 // the same inputs), and a transaction spending the inputs of two outstanding ones counts against
 // their sum, since those could both confirm if it does not.
-func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *Analysis) error {
+func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *psbt.Analysis) error {
 	windows := pol.Windows(in.Now)
 	in.Spent = map[time.Duration]btcutil.Amount{}
 	if len(windows) == 0 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -135,7 +136,7 @@ func (e *exposureEnv) sign(t *testing.T, ins []wire.OutPoint, pay btcutil.Amount
 		total += e.f.chain.coins[op].Value
 	}
 	p := e.f.buildPSBT(t, ins, pay, total-pay-1_000, 3)
-	s, _ := Encode(p, Base64)
+	s, _ := psbt.Encode(p, psbt.Base64)
 	e.n++
 	_, err := e.svc.SignPSBT(context.Background(), signer.Request{Client: e.client, ID: fmt.Sprint("r", e.n), Method: "sign_psbt", Params: []string{s}})
 	return p.UnsignedTx.TxHash().String(), err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -30,13 +30,13 @@ var net = &chaincfg.RegressionNetParams
 
 // memChain is a wallet view held in memory: the pure core is tested against values.
 type memChain struct {
-	coins   map[wire.OutPoint]Coin
+	coins   map[wire.OutPoint]psbt.Coin
 	window  map[string][2]uint32
 	tip     int32
 	syncing bool
 }
 
-func (m *memChain) Coin(op wire.OutPoint) (Coin, bool) { c, ok := m.coins[op]; return c, ok }
+func (m *memChain) Coin(op wire.OutPoint) (psbt.Coin, bool) { c, ok := m.coins[op]; return c, ok }
 func (m *memChain) Lookup(s []byte) (uint32, uint32, bool) {
 	bi, ok := m.window[string(s)]
 	return bi[0], bi[1], ok
@@ -76,7 +76,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.chain = &memChain{coins: map[wire.OutPoint]Coin{}, window: map[string][2]uint32{}, tip: 500}
+	f.chain = &memChain{coins: map[wire.OutPoint]psbt.Coin{}, window: map[string][2]uint32{}, tip: 500}
 	for b := uint32(0); b < 2; b++ {
 		for i := uint32(0); i < 20; i++ {
 			s, err := f.desc.PkScript(b, i)
@@ -96,7 +96,7 @@ func (f *fixture) addCoin(t testing.TB, branch, index uint32, value btcutil.Amou
 		t.Fatal(err)
 	}
 	op := wire.OutPoint{Hash: chainhash.Hash(sha256.Sum256([]byte(fmt.Sprint(branch, index, value)))), Index: 1}
-	f.chain.coins[op] = Coin{Value: value, PkScript: s, Branch: branch, Index: index, Height: 490}
+	f.chain.coins[op] = psbt.Coin{Value: value, PkScript: s, Branch: branch, Index: index, Height: 490}
 	return op
 }
 
@@ -108,7 +108,7 @@ var externalAddr = func() btcutil.Address {
 
 // buildPSBT is a Creator+Updater as a coordinator (BDK) would be: witness UTXOs, witness
 // scripts, BIP32 derivations of all keys on inputs and on the change output.
-func (f *fixture) buildPSBT(t testing.TB, ins []wire.OutPoint, pay btcutil.Amount, change btcutil.Amount, changeIdx uint32) *psbt.Packet {
+func (f *fixture) buildPSBT(t testing.TB, ins []wire.OutPoint, pay btcutil.Amount, change btcutil.Amount, changeIdx uint32) *btcpsbt.Packet {
 	tx := wire.NewMsgTx(2)
 	for _, op := range ins {
 		tx.AddTxIn(&wire.TxIn{PreviousOutPoint: op, Sequence: wire.MaxTxInSequenceNum - 2})
@@ -117,11 +117,11 @@ func (f *fixture) buildPSBT(t testing.TB, ins []wire.OutPoint, pay btcutil.Amoun
 	tx.AddTxOut(wire.NewTxOut(int64(pay), payScript))
 	changeScript, _ := f.desc.PkScript(1, changeIdx)
 	tx.AddTxOut(wire.NewTxOut(int64(change), changeScript))
-	p, err := psbt.NewFromUnsignedTx(tx)
+	p, err := btcpsbt.NewFromUnsignedTx(tx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := psbt.NewUpdater(p)
+	u, _ := btcpsbt.NewUpdater(p)
 	for i, op := range ins {
 		c := f.chain.coins[op]
 		d, _ := f.desc.Derive(c.Branch, c.Index)
@@ -149,118 +149,6 @@ func slotOf(t testing.TB, d *descriptor.Descriptor, k *signer.Keys) int {
 	return -1
 }
 
-func TestAnalyzeAndSignTwoOfThree(t *testing.T) {
-	f := newFixture(t)
-	in1 := f.addCoin(t, 0, 0, 60_000)
-	in2 := f.addCoin(t, 0, 3, 50_000)
-	p := f.buildPSBT(t, []wire.OutPoint{in1, in2}, 70_000, 39_000, 0)
-
-	a, err := Analyze(p, f.desc, f.chain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a.InputTotal != 110_000 || a.ChangeTotal != 39_000 || a.Fee != 1_000 || a.Outflow != 71_000 {
-		t.Fatalf("analysis totals = in %v change %v fee %v outflow %v", a.InputTotal, a.ChangeTotal, a.Fee, a.Outflow)
-	}
-	if a.Outputs[0].Kind != "spend" || a.Outputs[1].Kind != "change" || !a.RBF || a.Inputs[0].Confirmations != 11 {
-		t.Fatalf("analysis = %+v", a)
-	}
-	// 2 P2WSH 2-of-3 inputs, P2WPKH + P2WSH outputs: 166 bytes stripped, 2 × 254 witness
-	// bytes at most, plus marker and flag: weight 1174, 294 vB.
-	if a.VSize != 294 {
-		t.Fatalf("vsize estimate %d out of range", a.VSize)
-	}
-
-	for _, k := range []*signer.Keys{f.keys[0], f.keys[2]} {
-		n, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain)
-		if err != nil || n != 2 {
-			t.Fatalf("SignInputs = %d, %v", n, err)
-		}
-	}
-	if err := psbt.MaybeFinalizeAll(p); err != nil {
-		t.Fatalf("finalize with 2 of 3 signatures: %v", err)
-	}
-	final, err := psbt.Extract(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.verifyScripts(t, final)
-	if got := finalVSize(final); got > a.VSize || a.VSize-got > 4 {
-		t.Fatalf("vsize estimate %d, real %d", a.VSize, got)
-	}
-}
-
-func TestAnalyzeRefuses(t *testing.T) {
-	cases := []struct {
-		name   string
-		mutate func(f *fixture, p *psbt.Packet)
-		code   string
-		check  string
-	}{
-		{"witness utxo amount lies (segwit fee attack)", func(f *fixture, p *psbt.Packet) { p.Inputs[0].WitnessUtxo.Value += 1 }, signer.CodeUnsafePSBT, "input_amount"},
-		{"foreign input", func(f *fixture, p *psbt.Packet) {
-			p.UnsignedTx.TxIn[0].PreviousOutPoint.Index = 7
-			s, _ := txscript.PayToAddrScript(externalAddr)
-			p.Inputs[0].WitnessUtxo.PkScript = s
-		}, signer.CodeNotOurWallet, ""},
-		{"our script but spent", func(f *fixture, p *psbt.Packet) { p.UnsignedTx.TxIn[0].PreviousOutPoint.Index = 9 }, signer.CodeUnsafePSBT, "input_unspent"},
-		{"sighash single", func(f *fixture, p *psbt.Packet) { p.Inputs[0].SighashType = txscript.SigHashSingle }, signer.CodeUnsafePSBT, "sighash"},
-		{"foreign witness script", func(f *fixture, p *psbt.Packet) { p.Inputs[0].WitnessScript = []byte{txscript.OP_TRUE} }, signer.CodeUnsafePSBT, "witness_script"},
-		{"outputs above inputs", func(f *fixture, p *psbt.Packet) { p.UnsignedTx.TxOut[0].Value = 200_000 }, signer.CodeInvalidPSBT, ""},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			f := newFixture(t)
-			op := f.addCoin(t, 0, 1, 100_000)
-			p := f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 2)
-			c.mutate(f, p)
-			_, err := Analyze(p, f.desc, f.chain)
-			var me *signer.MethodError
-			if !errors.As(err, &me) || me.Code != c.code || !strings.Contains(me.Message, c.check) {
-				t.Fatalf("Analyze error = %v, want %s with %q", err, c.code, c.check)
-			}
-		})
-	}
-}
-
-func TestDecodeEncodings(t *testing.T) {
-	f := newFixture(t)
-	op := f.addCoin(t, 0, 1, 100_000)
-	p := f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 2)
-	for _, enc := range []Encoding{Base64, Hex} {
-		s, err := Encode(p, enc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q, got, err := Decode(s)
-		if err != nil || got != enc || q.UnsignedTx.TxHash() != p.UnsignedTx.TxHash() {
-			t.Fatalf("round trip %v: %v %v", enc, got, err)
-		}
-	}
-	for _, bad := range []string{"", "hello", "cHNidP8BAAAA", "70736274ff00", strings.Repeat("A", 10)} {
-		if _, _, err := Decode(bad); err == nil || !strings.HasPrefix(err.Error(), "invalid_psbt: ") {
-			t.Fatalf("Decode(%q) error = %v", bad, err)
-		}
-	}
-}
-
-func FuzzDecodeAnalyze(f *testing.F) {
-	fx := newFixture(f)
-	op := fx.addCoin(f, 0, 1, 100_000)
-	p := fx.buildPSBT(f, []wire.OutPoint{op}, 50_000, 49_000, 2)
-	s, _ := Encode(p, Base64)
-	f.Add(s)
-	h, _ := Encode(p, Hex)
-	f.Add(h)
-	f.Fuzz(func(t *testing.T, s string) {
-		p, _, err := Decode(s)
-		if err != nil {
-			return
-		}
-		_, _ = Analyze(p, fx.desc, fx.chain)
-	})
-}
-
 func TestServiceDecidesOnceAndAudits(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -280,8 +168,8 @@ func TestServiceDecidesOnceAndAudits(t *testing.T) {
 		t.Fatal(err)
 	}
 	op := f.addCoin(t, 0, 1, 100_000)
-	small, _ := Encode(f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 2), Hex)
-	big, _ := Encode(f.buildPSBT(t, []wire.OutPoint{op}, 70_000, 29_000, 2), Base64)
+	small, _ := psbt.Encode(f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 2), psbt.Hex)
+	big, _ := psbt.Encode(f.buildPSBT(t, []wire.OutPoint{op}, 70_000, 29_000, 2), psbt.Base64)
 
 	out1, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: "1", Method: "sign_psbt", Params: []string{small}})
 	if err != nil {
@@ -290,7 +178,7 @@ func TestServiceDecidesOnceAndAudits(t *testing.T) {
 	if !strings.HasPrefix(out1, "70736274ff") {
 		t.Fatal("answer is not in the request's hex encoding")
 	}
-	q, _, _ := Decode(out1)
+	q, _, _ := psbt.Decode(out1)
 	if len(q.Inputs[0].PartialSigs) != 1 {
 		t.Fatalf("partial sigs = %d, want 1", len(q.Inputs[0].PartialSigs))
 	}

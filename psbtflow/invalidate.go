@@ -24,6 +24,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -141,7 +142,7 @@ func (e *Engine) buildInvalidation(ctx context.Context, p store.Proposal, a poli
 	if !ok || r.State != store.LedgerOutstanding {
 		return true, e.abandon(ctx, p, fmt.Sprintf("%s is no longer outstanding (%s): nothing to invalidate", txid, r.State))
 	}
-	var coin *UTXO
+	var coin *psbt.UTXO
 	for _, u := range e.chain.SpendableUTXOs() {
 		if u.OutPoint == op {
 			c := toCoin(u)
@@ -166,7 +167,7 @@ func (e *Engine) buildInvalidation(ctx context.Context, p store.Proposal, a poli
 	if err != nil {
 		return false, err
 	}
-	payTo, err := e.desc.PkScript(ChangeBranch, idx)
+	payTo, err := e.desc.PkScript(psbt.ChangeBranch, idx)
 	if err != nil {
 		return false, err
 	}
@@ -176,10 +177,10 @@ func (e *Engine) buildInvalidation(ctx context.Context, p store.Proposal, a poli
 		target = 6
 	}
 	rate := AutomationFeeRate(a, e.chain.EstimateFee(ctx, target), e.limitFeeRate())
-	pk, err := e.buildPSBT(ctx, []UTXO{*coin}, payTo, 0, rate, used)
+	pk, err := e.buildPSBT(ctx, []psbt.UTXO{*coin}, payTo, 0, rate, used)
 	if err != nil {
-		if errors.Is(err, ErrInsufficientFunds) || errors.Is(err, ErrDustOutput) {
-			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+		if errors.Is(err, psbt.ErrInsufficientFunds) || errors.Is(err, psbt.ErrDustOutput) {
+			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbt: "))
 		}
 		return false, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -34,7 +35,7 @@ func TestEngineInvalidation(t *testing.T) {
 	op := ev.UTXO.OutPoint
 	// The client gets a signature and withholds it.
 	withheld := e.f.buildPSBT(t, []wire.OutPoint{op}, 100_000, 49_000, 4)
-	text, _ := Encode(withheld, Base64)
+	text, _ := psbt.Encode(withheld, psbt.Base64)
 	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: client, ID: "w1", Method: "sign_psbt", Params: []string{text}}); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestEngineInvalidation(t *testing.T) {
 	if len(inv.TxIn) != 1 || inv.TxIn[0].PreviousOutPoint != op || len(inv.TxOut) != 1 {
 		t.Fatalf("invalidation %v does not spend %s alone", inv, op)
 	}
-	if b, _, ok := e.chain.Lookup(inv.TxOut[0].PkScript); !ok || b != ChangeBranch {
+	if b, _, ok := e.chain.Lookup(inv.TxOut[0].PkScript); !ok || b != psbt.ChangeBranch {
 		t.Fatalf("invalidation pays %x, not a change address of the wallet", inv.TxOut[0].PkScript)
 	}
 	// Broadcast (and even confirmed per the server) but not proven: still outstanding, counted

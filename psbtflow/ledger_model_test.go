@@ -13,6 +13,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -45,7 +46,7 @@ func TestReplacementOfTwoCountsBoth(t *testing.T) {
 		for _, op := range ins {
 			total += f.chain.coins[op].Value
 		}
-		s, _ := Encode(f.buildPSBT(t, ins, pay, total-pay-1_000, 2), Base64)
+		s, _ := psbt.Encode(f.buildPSBT(t, ins, pay, total-pay-1_000, 2), psbt.Base64)
 		n++
 		_, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint(n), Method: "sign_psbt", Params: []string{s}})
 		return err

@@ -1,10 +1,7 @@
 package psbtflow
 
 import (
-	"strings"
-
-	"github.com/btcsuite/btcd/btcutil/psbt"
-
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
 
@@ -13,7 +10,7 @@ import (
 // spending policy: the daemon sets them from COSIGNER_MAX_PSBT_INPUTS and friends (see
 // docs/bounds.md). A zero field takes its default.
 type Limits struct {
-	// MaxPSBTBytes bounds the decoded PSBT (default and ceiling MaxPSBTBytes, 64 KiB). Checked
+	// MaxPSBTBytes bounds the decoded PSBT (default and ceiling psbt.MaxPSBTBytes, 64 KiB). Checked
 	// on the request's text before it is decoded.
 	MaxPSBTBytes int
 	// MaxInputs and MaxOutputs bound a PSBT's inputs and outputs (default 500 each). Checked
@@ -30,8 +27,8 @@ type Limits struct {
 
 // Default limits (see Limits).
 const (
-	DefaultMaxInputs         = 500
-	DefaultMaxOutputs        = 500
+	DefaultMaxInputs         = psbt.DefaultMaxInputs
+	DefaultMaxOutputs        = psbt.DefaultMaxOutputs
 	DefaultAuditDestinations = 10
 	DefaultMaxHoldsPerClient = 20
 	DefaultMaxHolds          = 200
@@ -39,22 +36,15 @@ const (
 
 // DefaultLimits returns the default Limits.
 func DefaultLimits() Limits {
-	return Limits{MaxPSBTBytes: MaxPSBTBytes, MaxInputs: DefaultMaxInputs, MaxOutputs: DefaultMaxOutputs,
+	return Limits{MaxPSBTBytes: psbt.MaxPSBTBytes, MaxInputs: DefaultMaxInputs, MaxOutputs: DefaultMaxOutputs,
 		AuditDestinations: DefaultAuditDestinations, MaxHoldsPerClient: DefaultMaxHoldsPerClient, MaxHolds: DefaultMaxHolds}
 }
 
-// withDefaults fills zero fields with their defaults and caps MaxPSBTBytes at MaxPSBTBytes.
+// withDefaults fills zero fields with their defaults and caps MaxPSBTBytes at psbt.MaxPSBTBytes.
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
-	if l.MaxPSBTBytes <= 0 || l.MaxPSBTBytes > MaxPSBTBytes {
-		l.MaxPSBTBytes = d.MaxPSBTBytes
-	}
-	if l.MaxInputs <= 0 {
-		l.MaxInputs = d.MaxInputs
-	}
-	if l.MaxOutputs <= 0 {
-		l.MaxOutputs = d.MaxOutputs
-	}
+	pl := l.psbtLimits().WithDefaults()
+	l.MaxPSBTBytes, l.MaxInputs, l.MaxOutputs = pl.MaxPSBTBytes, pl.MaxInputs, pl.MaxOutputs
 	if l.AuditDestinations <= 0 {
 		l.AuditDestinations = d.AuditDestinations
 	}
@@ -67,35 +57,13 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// psbtLimits returns the bounds the psbt package checks (text size, inputs, outputs).
+func (l Limits) psbtLimits() psbt.Limits {
+	return psbt.Limits{MaxPSBTBytes: l.MaxPSBTBytes, MaxInputs: l.MaxInputs, MaxOutputs: l.MaxOutputs}
+}
+
 // WithLimits sets the Service's resource bounds (zero fields: defaults).
 func WithLimits(l Limits) Option { return func(s *Service) { s.limits = l.withDefaults() } }
-
-// checkText refuses a PSBT text that stands for more than MaxPSBTBytes (invalid_psbt), before
-// it is decoded: base64 is 4/3 of the bytes, hex twice.
-func (l Limits) checkText(s string) error {
-	s = strings.TrimSpace(s)
-	limit := l.MaxPSBTBytes*4/3 + 4
-	if strings.HasPrefix(strings.ToLower(s[:min(len(s), 10)]), "70736274ff") {
-		limit = l.MaxPSBTBytes * 2
-	}
-	if len(s) > limit {
-		return signer.Errorf(signer.CodeInvalidPSBT, "PSBT is larger than %d bytes, the most this co-signer accepts", l.MaxPSBTBytes)
-	}
-	return nil
-}
-
-// checkCounts refuses a PSBT with more inputs or outputs than the limits allow (unsafe_psbt),
-// before it is analysed: the analysis, the policy's per-output checks and the audit entry all
-// grow with them.
-func (l Limits) checkCounts(p *psbt.Packet) error {
-	if n := len(p.UnsignedTx.TxIn); n > l.MaxInputs {
-		return signer.Errorf(signer.CodeUnsafePSBT, "PSBT has %d inputs; this co-signer signs at most %d per PSBT", n, l.MaxInputs)
-	}
-	if n := len(p.UnsignedTx.TxOut); n > l.MaxOutputs {
-		return signer.Errorf(signer.CodeUnsafePSBT, "PSBT has %d outputs; this co-signer signs at most %d per PSBT", n, l.MaxOutputs)
-	}
-	return nil
-}
 
 // errTooManyHolds is the answer to a request the policy would hold while the caps are reached.
 func errTooManyHolds(mine, all int, l Limits) error {

@@ -19,27 +19,28 @@ import (
 	"strings"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
 )
 
 // IncrementalRelayFeeRate is the default incremental relay feerate of Bitcoin Core and btcd
 // (sat/vB): a replacement must pay at least this much more than the transactions it replaces,
 // per vbyte of its own size (BIP-125 rule 4).
-const IncrementalRelayFeeRate FeeRate = 1
+const IncrementalRelayFeeRate psbt.FeeRate = 1
 
 // BumpFeeRate is the feerate of a replacement of a transaction paying oldFee at oldRate: the
 // larger of the new estimate and 1.25 × oldRate, and at least oldRate + the incremental relay
 // feerate (BIP-125 rules 3 and 4 for a replacement of the same size); ok is false when that is
 // above ceiling (the fee caps): the transaction cannot be bumped further. Pure.
-func BumpFeeRate(oldRate, estimate, ceiling FeeRate) (FeeRate, bool) {
+func BumpFeeRate(oldRate, estimate, ceiling psbt.FeeRate) (psbt.FeeRate, bool) {
 	floor := oldRate + IncrementalRelayFeeRate
 	rate := max(estimate, oldRate*1.25, floor)
-	rate = FeeRate(math.Ceil(float64(rate)*10) / 10)
+	rate = psbt.FeeRate(math.Ceil(float64(rate)*10) / 10)
 	if rate > ceiling {
 		if floor <= ceiling {
 			return ceiling, true
@@ -50,7 +51,7 @@ func BumpFeeRate(oldRate, estimate, ceiling FeeRate) (FeeRate, bool) {
 }
 
 // bump creates the fee-bump proposal of p (broadcast, unconfirmed past bump_after).
-func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation, pk *psbt.Packet) error {
+func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation, pk *btcpsbt.Packet) error {
 	target := a.Fee.TargetBlocks
 	if target <= 0 {
 		target = 6
@@ -63,10 +64,10 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if err != nil {
 		return err
 	}
-	oldRate, oldFee := FeeRate(p.FeeRate), p.FeeSat
+	oldRate, oldFee := psbt.FeeRate(p.FeeRate), p.FeeSat
 	for _, b := range bumps {
 		if b.State == store.ProposalAbandoned && strings.HasPrefix(b.Reason, ReasonFeeTooLow) {
-			oldRate, oldFee = max(oldRate, FeeRate(b.FeeRate)), max(oldFee, b.FeeSat)
+			oldRate, oldFee = max(oldRate, psbt.FeeRate(b.FeeRate)), max(oldFee, b.FeeSat)
 		}
 	}
 	rate, ok := BumpFeeRate(oldRate, est, ceiling)
@@ -82,20 +83,20 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if err != nil {
 		return err
 	}
-	pays := []Payment{{PkScript: payTo}}
-	params, err := NewSelectParams(e.desc, pays)
+	pays := []psbt.Payment{{PkScript: payTo}}
+	params, err := psbt.NewSelectParams(e.desc, pays)
 	if err != nil {
 		return err
 	}
-	params.Mode, params.Reserve = SelectSweep, change
-	sel, err := Select(coins, 0, rate, params)
+	params.Mode, params.Reserve = psbt.SelectSweep, change
+	sel, err := psbt.Select(coins, 0, rate, params)
 	if err != nil {
 		return fmt.Errorf("psbtflow: fee bump of %s: %w", p.ID, err)
 	}
 	if sel.Fee < btcutil.Amount(oldFee)+btcutil.Amount(math.Ceil(float64(IncrementalRelayFeeRate)*float64(sel.VSize))) {
 		return fmt.Errorf("psbtflow: fee bump of %s: fee %s does not beat %d sat by the incremental relay fee", p.ID, sel.Fee, oldFee)
 	}
-	bpk, err := Build(ctx, e.desc, sel, pays, BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
+	bpk, err := psbt.Build(ctx, e.desc, sel, pays, psbt.BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
 	if err != nil {
 		return fmt.Errorf("psbtflow: fee bump of %s: %w", p.ID, err)
 	}
@@ -126,7 +127,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 
 // replayable reads back from a built PSBT the coins it spends (with their place in the wallet),
 // the destination it pays, and its change (value and index; 0 when none).
-func (e *Engine) replayable(pk *psbt.Packet) (coins []UTXO, payTo []byte, change btcutil.Amount, changeIdx uint32, err error) {
+func (e *Engine) replayable(pk *btcpsbt.Packet) (coins []psbt.UTXO, payTo []byte, change btcutil.Amount, changeIdx uint32, err error) {
 	for i, in := range pk.UnsignedTx.TxIn {
 		wu := pk.Inputs[i].WitnessUtxo
 		if wu == nil {
@@ -136,12 +137,12 @@ func (e *Engine) replayable(pk *psbt.Packet) (coins []UTXO, payTo []byte, change
 		if !ok {
 			return nil, nil, 0, 0, fmt.Errorf("psbtflow: input %d is not a tracked script", i)
 		}
-		coins = append(coins, UTXO{OutPoint: in.PreviousOutPoint, Coin: Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}})
+		coins = append(coins, psbt.UTXO{OutPoint: in.PreviousOutPoint, Coin: psbt.Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}})
 	}
 	outs := pk.UnsignedTx.TxOut
 	for j, o := range outs {
 		br, idx, ok := e.chain.Lookup(o.PkScript)
-		if len(outs) > 1 && ok && br == ChangeBranch && len(pk.Outputs[j].Bip32Derivation) > 0 {
+		if len(outs) > 1 && ok && br == psbt.ChangeBranch && len(pk.Outputs[j].Bip32Derivation) > 0 {
 			change, changeIdx = btcutil.Amount(o.Value), idx
 			continue
 		}
@@ -156,17 +157,17 @@ func (e *Engine) replayable(pk *psbt.Packet) (coins []UTXO, payTo []byte, change
 // ReplaceableCoin is the Service's view (SetReplaceable) of a coin spent by one of the
 // engine's own broadcast, unconfirmed transactions: its value and script from the stored PSBT,
 // its place from the watcher, its height from the funding transaction's state.
-func (e *Engine) ReplaceableCoin(op wire.OutPoint) (Coin, bool) {
+func (e *Engine) ReplaceableCoin(op wire.OutPoint) (psbt.Coin, bool) {
 	ctx := context.Background()
 	ps, err := e.db.Proposals(ctx, store.ProposalBroadcast)
 	if err != nil {
-		return Coin{}, false
+		return psbt.Coin{}, false
 	}
 	for _, p := range ps {
 		if seen, confs := e.txConfs(mustHash(p.UnsignedTxID)); !seen || confs > 0 {
 			continue
 		}
-		pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+		pk, err := btcpsbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
 		if err != nil {
 			continue
 		}
@@ -177,16 +178,16 @@ func (e *Engine) ReplaceableCoin(op wire.OutPoint) (Coin, bool) {
 			}
 			br, idx, ok := e.chain.Lookup(wu.PkScript)
 			if !ok {
-				return Coin{}, false
+				return psbt.Coin{}, false
 			}
-			c := Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}
+			c := psbt.Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}
 			if st, ok := e.chain.Tx(op.Hash); ok && st.Verified && st.Height > 0 {
 				c.Height = st.Height
 			}
 			return c, true
 		}
 	}
-	return Coin{}, false
+	return psbt.Coin{}, false
 }
 
 func mustHash(s string) chainhash.Hash {

@@ -15,11 +15,12 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
 )
 
 type spentCoin struct {
-	coin Coin
+	coin psbt.Coin
 	by   chainhash.Hash
 }
 
@@ -35,7 +36,7 @@ const maxSpentCoins = 10_000
 
 // NoteSpentCoin remembers that the wallet's coin c at op was spent by transaction by (a
 // chainwatch Spent event with its spender), so that a fee bump of by can be analysed.
-func (s *Service) NoteSpentCoin(op wire.OutPoint, c Coin, by chainhash.Hash) {
+func (s *Service) NoteSpentCoin(op wire.OutPoint, c psbt.Coin, by chainhash.Hash) {
 	sc := &s.spent
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -62,21 +63,21 @@ func (s *Service) SetTxConfirmed(f func(txid chainhash.Hash) bool) {
 
 // replaceableCoin returns the coin at op if it is spent by an unconfirmed transaction this
 // co-signer signed (see the file comment). Called with s.mu held.
-func (s *Service) replaceableCoin(ctx context.Context, op wire.OutPoint) (Coin, bool) {
+func (s *Service) replaceableCoin(ctx context.Context, op wire.OutPoint) (psbt.Coin, bool) {
 	s.spent.mu.Lock()
 	sc, ok := s.spent.m[op]
 	s.spent.mu.Unlock()
 	if !ok || s.txConfirmed == nil || s.txConfirmed(sc.by) {
-		return Coin{}, false
+		return psbt.Coin{}, false
 	}
 	rs, err := s.db.LedgerSpending(ctx, op.String())
 	if err != nil {
-		return Coin{}, false
+		return psbt.Coin{}, false
 	}
 	for _, r := range rs {
 		if r.TxID == sc.by.String() && r.State == store.LedgerOutstanding {
 			return sc.coin, true
 		}
 	}
-	return Coin{}, false
+	return psbt.Coin{}, false
 }

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 
@@ -31,6 +31,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -43,7 +44,7 @@ const AutomationClientPrefix = policy.AutomationClientPrefix
 // OutboundChain is what the engine reads and does on the chain (satisfied by an adapter over
 // *chainwatch.Watcher).
 type OutboundChain interface {
-	ChainView
+	psbt.ChainView
 	// SpendableUTXOs is the wallet's UTXO set less immature coinbase outputs.
 	SpendableUTXOs() []chainwatch.UTXO
 	// Tx is a wallet transaction's state, if it is in a tracked script's history.
@@ -60,7 +61,7 @@ type OutboundChain interface {
 // *Coordinator (contract6.md). Ask returns the co-signer's PSBT, a *signer.RemoteError (its
 // refusal), or ctx's error; onHeld is called with the auth_url while it holds the request.
 type CosignerAsker interface {
-	Ask(ctx context.Context, bunkerURI, requestID string, p *psbt.Packet, onHeld func(url string)) (*psbt.Packet, error)
+	Ask(ctx context.Context, bunkerURI, requestID string, p *btcpsbt.Packet, onHeld func(url string)) (*btcpsbt.Packet, error)
 }
 
 // NoticeKind says what a Notice is about.
@@ -100,7 +101,7 @@ type EngineOptions struct {
 	// Notifier tells the operator; nil: no notices.
 	Notifier Notifier
 	// Prev fetches previous transactions for non_witness_utxo; nil: not added.
-	Prev   PrevTxFetcher
+	Prev   psbt.PrevTxFetcher
 	Logger *slog.Logger
 	// Now replaces time.Now (tests).
 	Now func() time.Time
@@ -121,7 +122,7 @@ type Engine struct {
 	asker    CosignerAsker
 	askerFor func(time.Duration) CosignerAsker
 	notify   Notifier
-	prev     PrevTxFetcher
+	prev     psbt.PrevTxFetcher
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -338,7 +339,7 @@ func (e *Engine) noteStuck(ctx context.Context, p store.Proposal, a policy.Autom
 }
 
 // facts gathers what Next needs about p, and its stored PSBT (nil before it is built).
-func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automation) (Facts, *psbt.Packet, error) {
+func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automation) (Facts, *btcpsbt.Packet, error) {
 	f := Facts{State: ProposalState(p.State), Tip: e.chain.TipHeight(), BroadcastHeight: p.BroadcastHeight, BumpAfter: a.BumpAfter}
 	pk, err := storedPSBT(p)
 	if pk == nil || err != nil {
@@ -349,7 +350,7 @@ func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automatio
 		if f.Needed, err = e.needed(a); err != nil {
 			f.Needed = 0
 		}
-		if f.Signatures, err = Signatures(e.desc, pk); err != nil {
+		if f.Signatures, err = psbt.Signatures(e.desc, pk); err != nil {
 			return f, nil, fmt.Errorf("psbtflow: proposal %s: count signatures: %w", p.ID, err)
 		}
 	}
@@ -486,7 +487,7 @@ func (e *Engine) tell(ctx context.Context, p store.Proposal, kind NoticeKind, te
 // takenInputs maps each input of a live proposal's PSBT to the proposal's id.
 func (e *Engine) takenInputs(ctx context.Context) (map[wire.OutPoint]string, error) {
 	out := map[wire.OutPoint]string{}
-	err := e.eachBuilt(ctx, func(p store.Proposal, pk *psbt.Packet) {
+	err := e.eachBuilt(ctx, func(p store.Proposal, pk *btcpsbt.Packet) {
 		for _, in := range pk.UnsignedTx.TxIn {
 			out[in.PreviousOutPoint] = p.ID
 		}
@@ -498,7 +499,7 @@ func (e *Engine) takenInputs(ctx context.Context) (map[wire.OutPoint]string, err
 // destination or change index is not reused.
 func (e *Engine) usedOutputs(ctx context.Context) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := e.eachBuilt(ctx, func(_ store.Proposal, pk *psbt.Packet) {
+	err := e.eachBuilt(ctx, func(_ store.Proposal, pk *btcpsbt.Packet) {
 		for _, o := range pk.UnsignedTx.TxOut {
 			out[string(o.PkScript)] = true
 		}
@@ -508,7 +509,7 @@ func (e *Engine) usedOutputs(ctx context.Context) (map[string]bool, error) {
 
 // eachBuilt calls f with every built proposal in the given states (any state with none) and its
 // decoded PSBT. Errors: the database's, or a stored PSBT that does not decode.
-func (e *Engine) eachBuilt(ctx context.Context, f func(store.Proposal, *psbt.Packet), states ...string) error {
+func (e *Engine) eachBuilt(ctx context.Context, f func(store.Proposal, *btcpsbt.Packet), states ...string) error {
 	ps, err := e.db.Proposals(ctx, states...)
 	if err != nil {
 		return err
@@ -526,11 +527,11 @@ func (e *Engine) eachBuilt(ctx context.Context, f func(store.Proposal, *psbt.Pac
 }
 
 // storedPSBT decodes proposal p's stored PSBT (nil, nil before it is built).
-func storedPSBT(p store.Proposal) (*psbt.Packet, error) {
+func storedPSBT(p store.Proposal) (*btcpsbt.Packet, error) {
 	if len(p.PSBT) == 0 {
 		return nil, nil
 	}
-	pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+	pk, err := btcpsbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
 	if err != nil {
 		return nil, fmt.Errorf("psbtflow: proposal %s: stored PSBT: %w", p.ID, err)
 	}
@@ -541,7 +542,7 @@ func storedPSBT(p store.Proposal) (*psbt.Packet, error) {
 // skipping those paid by a proposal, and within the watcher's lookahead (else Analyze would not
 // know the output as change).
 func (e *Engine) changeIndex(ctx context.Context, used map[string]bool) (uint32, error) {
-	last, ok, err := e.db.LastUsedIndex(ctx, ChangeBranch)
+	last, ok, err := e.db.LastUsedIndex(ctx, psbt.ChangeBranch)
 	if err != nil {
 		return 0, err
 	}
@@ -550,7 +551,7 @@ func (e *Engine) changeIndex(ctx context.Context, used map[string]bool) (uint32,
 		i = last + 1
 	}
 	for ; ; i++ {
-		script, err := e.desc.PkScript(ChangeBranch, i)
+		script, err := e.desc.PkScript(psbt.ChangeBranch, i)
 		if err != nil {
 			return 0, fmt.Errorf("psbtflow: change address %d: %w", i, err)
 		}
@@ -600,10 +601,10 @@ func (e *Engine) limitFeeRate() policy.FeeRate {
 // AutomationFeeRate is the feerate an automation builds with: the server's estimate for its
 // target (or its fallback when there is none), never above its max_feerate nor the policy's
 // limits.max_feerate (when set), never below 1 sat/vB.
-func AutomationFeeRate(a policy.Automation, est electrum.FeeEstimate, limitMax policy.FeeRate) FeeRate {
-	rate := FeeRate(est.Rate)
+func AutomationFeeRate(a policy.Automation, est electrum.FeeEstimate, limitMax policy.FeeRate) psbt.FeeRate {
+	rate := psbt.FeeRate(est.Rate)
 	if !est.Estimated {
-		rate = FeeRate(a.Fee.Fallback)
+		rate = psbt.FeeRate(a.Fee.Fallback)
 		if rate <= 0 {
 			rate = 2
 		}
@@ -613,13 +614,13 @@ func AutomationFeeRate(a policy.Automation, est electrum.FeeEstimate, limitMax p
 
 // FeeCeiling is the highest feerate an automation may pay: its fee.max_feerate (default
 // 100 sat/vB), lowered to the policy's limits.max_feerate when that is set (limitMax > 0).
-func FeeCeiling(a policy.Automation, limitMax policy.FeeRate) FeeRate {
-	ceiling := FeeRate(a.Fee.MaxFeeRate)
+func FeeCeiling(a policy.Automation, limitMax policy.FeeRate) psbt.FeeRate {
+	ceiling := psbt.FeeRate(a.Fee.MaxFeeRate)
 	if ceiling <= 0 {
 		ceiling = 100
 	}
-	if limitMax > 0 && FeeRate(limitMax) < ceiling {
-		ceiling = FeeRate(limitMax)
+	if limitMax > 0 && psbt.FeeRate(limitMax) < ceiling {
+		ceiling = psbt.FeeRate(limitMax)
 	}
 	return ceiling
 }
@@ -647,7 +648,7 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 	}
 	tip := e.chain.Tip()
 	next := chainwatch.Tip{Height: tip.Height + 1}
-	var coins []UTXO
+	var coins []psbt.UTXO
 	reserve := btcutil.Amount(0)
 	var payTo []byte
 	switch a.Action.Kind {
@@ -679,7 +680,7 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 			return true, e.abandon(ctx, p, err.Error())
 		}
 	case policy.ActionConsolidate:
-		if a.Action.MaxFeeRate > 0 && rate > FeeRate(a.Action.MaxFeeRate) {
+		if a.Action.MaxFeeRate > 0 && rate > psbt.FeeRate(a.Action.MaxFeeRate) {
 			return true, e.abandon(ctx, p, fmt.Sprintf("feerate_too_high: %.1f sat/vB is above the consolidation limit %.1f sat/vB", float64(rate), float64(a.Action.MaxFeeRate)))
 		}
 		for _, u := range e.chain.SpendableUTXOs() {
@@ -695,7 +696,7 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 		if err != nil {
 			return false, err
 		}
-		if payTo, err = e.desc.PkScript(ChangeBranch, idx); err != nil {
+		if payTo, err = e.desc.PkScript(psbt.ChangeBranch, idx); err != nil {
 			return false, err
 		}
 		used[string(payTo)] = true
@@ -707,32 +708,32 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 	}
 	pk, err := e.buildPSBT(ctx, coins, payTo, reserve, rate, used)
 	if err != nil {
-		if errors.Is(err, ErrInsufficientFunds) || errors.Is(err, ErrDustOutput) || errors.Is(err, ErrTooManyInputs) {
-			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+		if errors.Is(err, psbt.ErrInsufficientFunds) || errors.Is(err, psbt.ErrDustOutput) || errors.Is(err, psbt.ErrTooManyInputs) {
+			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbt: "))
 		}
-		if errors.Is(err, ErrUnsupportedDescriptor) || errors.Is(err, ErrPayment) || errors.Is(err, ErrSelectParams) {
+		if errors.Is(err, psbt.ErrUnsupportedDescriptor) || errors.Is(err, psbt.ErrPayment) || errors.Is(err, psbt.ErrSelectParams) {
 			// Building again would fail the same way (an unsupported descriptor, a destination of
 			// another network, a descriptor without a change branch).
-			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbtflow: "))
+			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbt: "))
 		}
 		return false, err
 	}
 	return true, e.storeBuilt(ctx, p, pk, rate, fmt.Sprintf("%d inputs at %.1f sat/vB", len(pk.UnsignedTx.TxIn), float64(rate)))
 }
 
-func toCoin(u chainwatch.UTXO) UTXO {
-	return UTXO{OutPoint: u.OutPoint, Coin: Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}}
+func toCoin(u chainwatch.UTXO) psbt.UTXO {
+	return psbt.UTXO{OutPoint: u.OutPoint, Coin: psbt.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}}
 }
 
 // buildPSBT sweeps coins to payTo at rate, keeping reserve as change (at the next change index).
-func (e *Engine) buildPSBT(ctx context.Context, coins []UTXO, payTo []byte, reserve btcutil.Amount, rate FeeRate, used map[string]bool) (*psbt.Packet, error) {
-	pays := []Payment{{PkScript: payTo}}
-	params, err := NewSelectParams(e.desc, pays)
+func (e *Engine) buildPSBT(ctx context.Context, coins []psbt.UTXO, payTo []byte, reserve btcutil.Amount, rate psbt.FeeRate, used map[string]bool) (*btcpsbt.Packet, error) {
+	pays := []psbt.Payment{{PkScript: payTo}}
+	params, err := psbt.NewSelectParams(e.desc, pays)
 	if err != nil {
 		return nil, err
 	}
-	params.Mode, params.Reserve = SelectSweep, reserve
-	sel, err := Select(coins, 0, rate, params)
+	params.Mode, params.Reserve = psbt.SelectSweep, reserve
+	sel, err := psbt.Select(coins, 0, rate, params)
 	if err != nil {
 		return nil, err
 	}
@@ -742,11 +743,11 @@ func (e *Engine) buildPSBT(ctx context.Context, coins []UTXO, payTo []byte, rese
 			return nil, err
 		}
 	}
-	return Build(ctx, e.desc, sel, pays, BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
+	return psbt.Build(ctx, e.desc, sel, pays, psbt.BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
 }
 
 // storeBuilt stores the unsigned PSBT of proposal p (state proposed).
-func (e *Engine) storeBuilt(ctx context.Context, p store.Proposal, pk *psbt.Packet, rate FeeRate, detail string) error {
+func (e *Engine) storeBuilt(ctx context.Context, p store.Proposal, pk *btcpsbt.Packet, rate psbt.FeeRate, detail string) error {
 	var buf bytes.Buffer
 	if err := pk.Serialize(&buf); err != nil {
 		return err
@@ -764,8 +765,8 @@ func (e *Engine) storeBuilt(ctx context.Context, p store.Proposal, pk *psbt.Pack
 // selfSign signs our share through the Service (policy, ledger, audit) as client
 // "automation:<name>", request id "proposal:<id>"; on success it stores the signed PSBT and the
 // co-signers' request ids (state awaiting_cosigners) in one transaction.
-func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automation, pk *psbt.Packet) (bool, error) {
-	text, err := Encode(pk, Base64)
+func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automation, pk *btcpsbt.Packet) (bool, error) {
+	text, err := psbt.Encode(pk, psbt.Base64)
 	if err != nil {
 		return false, err
 	}
@@ -795,7 +796,7 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 	case err != nil:
 		return false, err
 	}
-	signed, _, err := Decode(res)
+	signed, _, err := psbt.Decode(res)
 	if err != nil {
 		return false, fmt.Errorf("psbtflow: our own signed PSBT: %w", err)
 	}
@@ -826,7 +827,7 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 }
 
 // ask starts one request per co-signer that has not answered (and is not being asked).
-func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation, pk *psbt.Packet) {
+func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation, pk *btcpsbt.Packet) {
 	if e.asker == nil && e.askerFor == nil {
 		return
 	}
@@ -852,7 +853,7 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 			cancel()
 			continue
 		}
-		cp, err := clonePacket(pk)
+		cp, err := psbt.Clone(pk)
 		if err != nil {
 			e.askMu.Lock()
 			delete(e.asking, key)
@@ -873,7 +874,7 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 // askOne asks one co-signer and records its answer: its signatures combined into the
 // proposal's PSBT, or its refusal (the proposal is abandoned when the others cannot make up the
 // threshold), or a failure (asked again after RetryAfter).
-func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *psbt.Packet, timeout time.Duration) {
+func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *btcpsbt.Packet, timeout time.Duration) {
 	key := p.ID + "/" + c.Cosigner
 	defer func() {
 		e.askMu.Lock()
@@ -939,12 +940,12 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	if err != nil || cur.State != store.ProposalAwaitingCosigners {
 		return // cancelled or finished meanwhile
 	}
-	base, err := psbt.NewFromRawBytes(bytes.NewReader(cur.PSBT), false)
+	base, err := btcpsbt.NewFromRawBytes(bytes.NewReader(cur.PSBT), false)
 	if err != nil {
 		e.log.Error("stored PSBT", "proposal", p.ID, "error", err)
 		return
 	}
-	combined, err := Combine(base, got)
+	combined, err := psbt.Combine(base, got)
 	if err != nil {
 		e.denied(ctx, p.ID, c, "invalid_answer: "+err.Error())
 		return
@@ -954,7 +955,7 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		e.log.Error("serialize PSBT", "proposal", p.ID, "error", err)
 		return
 	}
-	n, _ := Signatures(e.desc, combined)
+	n, _ := psbt.Signatures(e.desc, combined)
 	cur.PSBT, cur.UpdatedAt = buf.Bytes(), e.now()
 	c.State, c.Detail, c.UpdatedAt = store.CosignerSigned, fmt.Sprintf("every input now has %d signature(s)", n), e.now()
 	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: store.ProposalAwaitingCosigners, Proposal: cur, Cosigners: []store.ProposalCosigner{c},
@@ -1003,11 +1004,11 @@ func (e *Engine) denied(ctx context.Context, id string, c store.ProposalCosigner
 	if err != nil {
 		need = e.desc.Threshold()
 	}
-	pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+	pk, err := btcpsbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
 	if err != nil {
 		return
 	}
-	have, _ := Signatures(e.desc, pk)
+	have, _ := psbt.Signatures(e.desc, pk)
 	cos, err := e.db.ProposalCosigners(ctx, id)
 	if err != nil {
 		return
@@ -1026,8 +1027,8 @@ func (e *Engine) denied(ctx context.Context, id string, c store.ProposalCosigner
 }
 
 // finalize plays the Finalizer and Extractor and stores the network transaction (finalized).
-func (e *Engine) finalize(ctx context.Context, p store.Proposal, pk *psbt.Packet) error {
-	tx, err := Finalize(e.desc, pk)
+func (e *Engine) finalize(ctx context.Context, p store.Proposal, pk *btcpsbt.Packet) error {
+	tx, err := psbt.Finalize(e.desc, pk)
 	if err != nil {
 		return fmt.Errorf("psbtflow: finalize proposal %s: %w", p.ID, err)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
@@ -23,6 +23,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -45,7 +46,7 @@ func newOutChain(f *fixture) *outChain {
 	return &outChain{memChain: f.chain, txs: map[chainhash.Hash]chainwatch.TxState{}, all: map[chainhash.Hash]*wire.MsgTx{}, feerate: 3}
 }
 
-func (c *outChain) Coin(op wire.OutPoint) (Coin, bool) {
+func (c *outChain) Coin(op wire.OutPoint) (psbt.Coin, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.memChain.Coin(op)
@@ -151,10 +152,10 @@ type localCosigner struct {
 	// lag answers that many requests with input_unspent (its watcher has not seen the coin).
 	lag int
 	// raw, when set, signs instead of the Service (like the wallet's offline key C in BDK).
-	raw func(p *psbt.Packet) error
+	raw func(p *btcpsbt.Packet) error
 }
 
-func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *psbt.Packet, onHeld func(string)) (*psbt.Packet, error) {
+func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *btcpsbt.Packet, onHeld func(string)) (*btcpsbt.Packet, error) {
 	l.mu.Lock()
 	l.asked = append(l.asked, id)
 	down, hang := l.down, l.hang
@@ -178,7 +179,7 @@ func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *psbt.Pa
 	if l.raw != nil {
 		return p, l.raw(p)
 	}
-	text, err := Encode(p, Base64)
+	text, err := psbt.Encode(p, psbt.Base64)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +191,7 @@ func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *psbt.Pa
 	if err != nil {
 		return nil, err
 	}
-	out, _, err := Decode(res)
+	out, _, err := psbt.Decode(res)
 	return out, err
 }
 
@@ -563,7 +564,7 @@ func TestEngineFeeBump(t *testing.T) {
 	// B's watcher saw the original spend the deposit (a Spent event naming it): B co-signed
 	// the original, so it analyses the replacement against that coin.
 	orig0 := e.chain.sent[0]
-	c := Coin{Value: ev.UTXO.Value, PkScript: ev.UTXO.PkScript, Branch: 0, Index: ev.UTXO.Index, Height: ev.UTXO.Height}
+	c := psbt.Coin{Value: ev.UTXO.Value, PkScript: ev.UTXO.PkScript, Branch: 0, Index: ev.UTXO.Index, Height: ev.UTXO.Height}
 	e.co.svc.NoteSpentCoin(ev.UTXO.OutPoint, c, orig0.TxHash())
 	e.co.svc.SetTxConfirmed(func(txid chainhash.Hash) bool { st, ok := e.chain.Tx(txid); return ok && st.Verified && st.Height > 0 })
 	// The network refuses the first bump as paying too little over the original (btcd's
@@ -621,7 +622,7 @@ func TestReplaceableCoinNeedsOwnUnconfirmedSpend(t *testing.T) {
 	op := e.f.addCoin(t, 0, 4, 100_000)
 	c := e.f.chain.coins[op]
 	p := e.f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 0)
-	text, _ := Encode(p, Base64)
+	text, _ := psbt.Encode(p, psbt.Base64)
 	delete(e.f.chain.coins, op) // spent by some transaction
 	confirmed := false
 	e.co.svc.SetTxConfirmed(func(chainhash.Hash) bool { return confirmed })
@@ -641,13 +642,13 @@ func (e *engineEnv) setAutomation(mod func(a *policy.Automation)) {
 	e.pol.Automations = []policy.Automation{a}
 }
 
-func (e *engineEnv) built(t *testing.T, id string) *psbt.Packet {
+func (e *engineEnv) built(t *testing.T, id string) *btcpsbt.Packet {
 	t.Helper()
 	p, err := e.db.GetProposal(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+	pk, err := btcpsbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -684,7 +685,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 		tx := e.chain.sent[0]
 		var change, paid int64
 		for _, o := range tx.TxOut {
-			if br, _, ok := e.f.chain.Lookup(o.PkScript); ok && br == ChangeBranch {
+			if br, _, ok := e.f.chain.Lookup(o.PkScript); ok && br == psbt.ChangeBranch {
 				change += o.Value
 			} else {
 				paid += o.Value
@@ -716,7 +717,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 		}
 		slices.SortFunc(ins, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
 		slices.SortFunc(small, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
-		want0, _ := e.f.desc.PkScript(ChangeBranch, 0)
+		want0, _ := e.f.desc.PkScript(psbt.ChangeBranch, 0)
 		if !slices.Equal(ins, small) || len(tx.TxOut) != 1 || string(tx.TxOut[0].PkScript) != string(want0) {
 			t.Fatalf("consolidation %v", tx)
 		}
@@ -769,7 +770,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 		e.setAutomation(func(a *policy.Automation) { a.Trigger = policy.Trigger{Kind: policy.TriggerFundingSeen} })
 		ev := e.deposit(t, 2, 150_000)
-		e.f.chain.coins[ev.UTXO.OutPoint] = Coin{Value: 150_000, PkScript: ev.UTXO.PkScript, Branch: 0, Index: 2} // in the mempool
+		e.f.chain.coins[ev.UTXO.OutPoint] = psbt.Coin{Value: 150_000, PkScript: ev.UTXO.PkScript, Branch: 0, Index: 2} // in the mempool
 		seen := chainwatch.FundingSeen{UTXO: ev.UTXO}
 		seen.UTXO.Height = 0
 		if err := e.eng.HandleEvent(ctx, seen); err != nil {

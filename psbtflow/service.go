@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
@@ -22,6 +22,7 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/netparams"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -35,7 +36,7 @@ type Service struct {
 	desc   *descriptor.Descriptor
 	slot   int
 	keys   *signer.Keys
-	chain  ChainView
+	chain  psbt.ChainView
 	policy func() *policy.Policy
 	db     *store.DB
 	log    *slog.Logger
@@ -50,7 +51,7 @@ type Service struct {
 
 	// replaceable gives, for PSBTs of this co-signer's own automations only, the coins that its
 	// own unconfirmed transactions spend, so that their RBF fee bumps can be analysed (nil: none).
-	replaceable func(op wire.OutPoint) (Coin, bool)
+	replaceable func(op wire.OutPoint) (psbt.Coin, bool)
 	// spent and txConfirmed find coins spent by our own unconfirmed transactions for any
 	// client's RBF replacement (outbound_replace.go).
 	spent       spentCoins
@@ -91,7 +92,7 @@ func WithTick(d time.Duration) Option { return func(s *Service) { s.tick = d } }
 // NewService checks that desc contains this co-signer's key (same master fingerprint, account
 // path and xpub) and returns the Service. policy is called once per decision, so a reloaded
 // policy applies to the next one.
-func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain ChainView, pol func() *policy.Policy, db *store.DB, log *slog.Logger, opts ...Option) (*Service, error) {
+func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain psbt.ChainView, pol func() *policy.Policy, db *store.DB, log *slog.Logger, opts ...Option) (*Service, error) {
 	slot := -1
 	for i, k := range desc.Keys() {
 		if k.Fingerprint == keys.MasterFingerprint() && slices.Equal(k.OriginPath, keys.AccountPath()) &&
@@ -126,7 +127,7 @@ func (s *Service) SetResponder(r signer.Responder) {
 // (client "automation:<name>") finds the coins spent by this co-signer's own unconfirmed
 // transactions (an RBF fee bump spends them again). Inbound requests never see them: for a
 // Nostr client such a coin is not unspent.
-func (s *Service) SetReplaceable(f func(op wire.OutPoint) (Coin, bool)) {
+func (s *Service) SetReplaceable(f func(op wire.OutPoint) (psbt.Coin, bool)) {
 	s.mu.Lock()
 	s.replaceable = f
 	s.mu.Unlock()
@@ -136,29 +137,29 @@ func (s *Service) SetReplaceable(f func(op wire.OutPoint) (Coin, bool)) {
 // the coins spent by this co-signer's own unconfirmed transactions (which an RBF replacement
 // spends again; see outbound_replace.go), plus, for the policy's automations, the coins of the
 // engine's own broadcast proposals. Called with s.mu held.
-func (s *Service) chainFor(ctx context.Context, client string) ChainView {
+func (s *Service) chainFor(ctx context.Context, client string) psbt.ChainView {
 	own := s.replaceable
 	if !strings.HasPrefix(client, policy.AutomationClientPrefix) {
 		own = nil
 	}
-	return replaceableView{ChainView: s.chain, more: func(op wire.OutPoint) (Coin, bool) {
+	return replaceableView{ChainView: s.chain, more: func(op wire.OutPoint) (psbt.Coin, bool) {
 		if c, ok := s.replaceableCoin(ctx, op); ok {
 			return c, true
 		}
 		if own != nil {
 			return own(op)
 		}
-		return Coin{}, false
+		return psbt.Coin{}, false
 	}}
 }
 
 // replaceableView adds coins spent by our own unconfirmed transactions to a wallet view.
 type replaceableView struct {
-	ChainView
-	more func(op wire.OutPoint) (Coin, bool)
+	psbt.ChainView
+	more func(op wire.OutPoint) (psbt.Coin, bool)
 }
 
-func (v replaceableView) Coin(op wire.OutPoint) (Coin, bool) {
+func (v replaceableView) Coin(op wire.OutPoint) (psbt.Coin, bool) {
 	if c, ok := v.ChainView.Coin(op); ok {
 		return c, true
 	}
@@ -193,9 +194,9 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 	if len(req.Params) < 1 || len(req.Params) > 2 {
 		return "", signer.Errorf(signer.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
 	}
-	if err := s.limits.checkText(req.Params[0]); err != nil {
+	if err := s.limits.psbtLimits().CheckText(req.Params[0]); err != nil {
 		// Refused before any write: the same text is refused the same way again.
-		return "", err
+		return "", WireError(err)
 	}
 	if !s.chain.Synced() {
 		// Not recorded: the same request is decided normally once the view is complete.
@@ -260,7 +261,7 @@ type verdict struct {
 	recheck  time.Time // when held: when to decide again with time alone (policy.NextChange); zero = never
 }
 
-func (s *Service) refused(decision string, me *signer.MethodError, rule string, a *Analysis) verdict {
+func (s *Service) refused(decision string, me *signer.MethodError, rule string, a *psbt.Analysis) verdict {
 	state := store.RequestDenied
 	if me.Code == signer.CodeInternal {
 		state = store.RequestFailed
@@ -364,17 +365,17 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 			return s.refused("rejected", signer.Errorf(signer.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
 		}
 	}
-	p, enc, err := Decode(req.Params[0])
+	p, enc, err := psbt.Decode(req.Params[0])
 	if err != nil {
-		return s.refused("rejected", signer.AsMethodError(err), "decode", nil)
+		return s.refused("rejected", WireError(err), "decode", nil)
 	}
-	if err := s.limits.checkCounts(p); err != nil {
-		return s.refused("rejected", signer.AsMethodError(err), "limits", nil)
+	if err := s.limits.psbtLimits().CheckCounts(p); err != nil {
+		return s.refused("rejected", WireError(err), "limits", nil)
 	}
 	chain := s.chainFor(ctx, req.Client)
-	a, err := AnalyzeWith(p, s.desc, chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
+	a, err := psbt.AnalyzeWith(p, s.desc, chain, psbt.AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
-		me := signer.AsMethodError(err)
+		me := WireError(err)
 		if me.Code == signer.CodeInternal {
 			s.log.Error("analysis failed", "error", err)
 		}
@@ -399,12 +400,12 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 		recheck, _ := policy.NextChange(pol, in)
 		return verdict{rec: store.SignRequest{State: store.RequestHeld, UnsignedTxID: a.UnsignedTxID}, audit: ae, decision: &d, held: true, recheck: recheck}
 	}
-	n, err := SignInputs(p, a, s.desc, s.slot, s.keys, chain)
+	n, err := psbt.SignInputs(p, a, s.desc, s.slot, s.keys, chain)
 	if err != nil {
 		s.log.Error("signing failed", "error", err)
 		return withDecision(s.refused("error", signer.AsMethodError(err), "sign", a))
 	}
-	out, err := Encode(p, enc)
+	out, err := psbt.Encode(p, enc)
 	if err != nil {
 		return withDecision(s.refused("error", signer.AsMethodError(err), "encode", a))
 	}
@@ -416,7 +417,7 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 		audit: ae, decision: &d, reserve: res}
 }
 
-func outpoints(a *Analysis) []string {
+func outpoints(a *psbt.Analysis) []string {
 	out := make([]string, len(a.Inputs))
 	for i, x := range a.Inputs {
 		out[i] = x.OutPoint
@@ -428,14 +429,14 @@ func outpoints(a *Analysis) []string {
 // psbtText against the wallet view, read the spend ledger, and evaluate pol for client at now.
 // Nothing is signed or written. Errors are *signer.MethodError for a PSBT that would be refused
 // before the policy is asked.
-func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, db *store.DB, pol *policy.Policy, client, psbtText string, now time.Time) (*Analysis, policy.Decision, error) {
-	p, _, err := Decode(psbtText)
+func Explain(ctx context.Context, desc *descriptor.Descriptor, chain psbt.ChainView, db *store.DB, pol *policy.Policy, client, psbtText string, now time.Time) (*psbt.Analysis, policy.Decision, error) {
+	p, _, err := psbt.Decode(psbtText)
 	if err != nil {
-		return nil, policy.Decision{}, err
+		return nil, policy.Decision{}, WireError(err)
 	}
-	a, err := AnalyzeWith(p, desc, chain, AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
+	a, err := psbt.AnalyzeWith(p, desc, chain, psbt.AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
-		return nil, policy.Decision{}, err
+		return nil, policy.Decision{}, WireError(err)
 	}
 	in := PolicyInput(client, "sign_psbt", now, p, a)
 	if err := withLedger(ctx, db, pol, &in, a); err != nil {
@@ -448,7 +449,7 @@ func Explain(ctx context.Context, desc *descriptor.Descriptor, chain ChainView, 
 // scripts, which destination lists match): amounts, fee, feerate, locktime and its kind, RBF,
 // PSBT version, script type, per input its sighash type, spending path and relative lock, and
 // the warning codes.
-func PolicyInput(client, method string, now time.Time, p *psbt.Packet, a *Analysis) policy.Input {
+func PolicyInput(client, method string, now time.Time, p *btcpsbt.Packet, a *psbt.Analysis) policy.Input {
 	in := policy.Input{Client: client, Method: method, Now: now, UnsignedTxID: a.UnsignedTxID, InputTotal: a.InputTotal,
 		ChangeTotal: a.ChangeTotal, Outflow: a.Outflow, Fee: a.Fee, VSize: a.VSize, FeeRate: policy.FeeRate(a.FeeRate),
 		LockTime: a.LockTime, RBF: a.RBF, PSBTVersion: a.PSBTVersion, ScriptType: a.ScriptType, LockTimeKind: a.LockTimeKind}
@@ -469,7 +470,7 @@ func PolicyInput(client, method string, now time.Time, p *psbt.Packet, a *Analys
 	return in
 }
 
-func (s *Service) audit(ctx context.Context, req signer.Request, decision string, d policy.Decision, a *Analysis) {
+func (s *Service) audit(ctx context.Context, req signer.Request, decision string, d policy.Decision, a *psbt.Analysis) {
 	ae := store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method, Decision: decision, Rule: d.Rule, Reason: d.Reason}
 	fillAudit(&ae, a, s.limits.AuditDestinations)
 	expl, _ := json.Marshal(d.Explanation)

@@ -21,6 +21,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -106,7 +107,7 @@ func (e *holdEnv) approverRequest(t *testing.T, name, id, decision string) signe
 
 func (e *holdEnv) psbt(t *testing.T, pay btcutil.Amount) string {
 	op := e.f.addCoin(t, 0, 1, 100_000)
-	s, err := Encode(e.f.buildPSBT(t, []wire.OutPoint{op}, pay, 100_000-pay-1_000, 2), Base64)
+	s, err := psbt.Encode(e.f.buildPSBT(t, []wire.OutPoint{op}, pay, 100_000-pay-1_000, 2), psbt.Base64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +347,7 @@ limits:
 			pay = btcutil.Amount(rng.Int64N(int64(total - fee)))
 		}
 		p := f.buildPSBT(t, ins, pay, total-pay-fee, uint32(rng.IntN(20)))
-		s, _ := Encode(p, Base64)
+		s, _ := psbt.Encode(p, psbt.Base64)
 		nextID++
 		_, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint(nextID), Method: "sign_psbt", Params: []string{s}})
 		if err == nil {

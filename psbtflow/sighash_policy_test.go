@@ -10,11 +10,12 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
 
@@ -45,7 +46,7 @@ func TestPolicySighashOptIn(t *testing.T) {
 				op := e.f.addCoin(t, 0, 1, 100_000)
 				p := e.f.buildPSBT(t, []wire.OutPoint{op}, 60_000, 39_000, 2)
 				p.Inputs[0].SighashType = h
-				b64, err := Encode(p, Base64)
+				b64, err := psbt.Encode(p, psbt.Base64)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -68,7 +69,7 @@ func TestPolicySighashOptIn(t *testing.T) {
 
 func checkSignedWith(t *testing.T, out string, h txscript.SigHashType) {
 	t.Helper()
-	p, _, err := Decode(out)
+	p, _, err := psbt.Decode(out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +102,8 @@ func checkSignedWith(t *testing.T, out string, h txscript.SigHashType) {
 // TestPolicyWarningCodes: the policy language knows exactly the analysis's warning codes, so
 // that limits.deny_warnings and match.warnings can name every one and nothing else.
 func TestPolicyWarningCodes(t *testing.T) {
-	codes := []string{WarnOpReturn, WarnNonstandard, WarnSelfReceive, WarnForeignPath, WarnLockTimeFuture, WarnLockTime,
-		WarnRelativeLock, WarnKeyPathSpend, WarnTxVersion}
+	codes := []string{psbt.WarnOpReturn, psbt.WarnNonstandard, psbt.WarnSelfReceive, psbt.WarnForeignPath, psbt.WarnLockTimeFuture, psbt.WarnLockTime,
+		psbt.WarnRelativeLock, psbt.WarnKeyPathSpend, psbt.WarnTxVersion}
 	a, b := slices.Sorted(slices.Values(codes)), slices.Sorted(slices.Values(policy.WarningCodes))
 	if !slices.Equal(a, b) {
 		t.Fatalf("psbtflow warnings %v, policy.WarningCodes %v", a, b)
@@ -118,8 +119,8 @@ func TestPolicyInputCarriesAnalysisFacts(t *testing.T) {
 	p := f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 2)
 	p.UnsignedTx.LockTime = 400 // a height: enforced, since the inputs are not final
 	p.UnsignedTx.AddTxOut(wire.NewTxOut(0, []byte{txscript.OP_RETURN, 2, 0xca, 0xfe}))
-	p.Outputs = append(p.Outputs, psbt.POutput{})
-	a, err := Analyze(p, f.desc, f.chain)
+	p.Outputs = append(p.Outputs, btcpsbt.POutput{})
+	a, err := psbt.Analyze(p, f.desc, f.chain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +132,7 @@ func TestPolicyInputCarriesAnalysisFacts(t *testing.T) {
 	for _, w := range a.Warnings {
 		codes = append(codes, w.Code)
 	}
-	if !slices.Equal(in.Warnings, codes) || !slices.Contains(in.Warnings, WarnOpReturn) || !slices.Contains(in.Warnings, WarnLockTime) {
+	if !slices.Equal(in.Warnings, codes) || !slices.Contains(in.Warnings, psbt.WarnOpReturn) || !slices.Contains(in.Warnings, psbt.WarnLockTime) {
 		t.Fatalf("warnings %v, analysis %v", in.Warnings, codes)
 	}
 	x, y := in.Inputs[0], a.Inputs[0]

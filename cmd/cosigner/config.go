@@ -17,6 +17,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/netparams"
 	"github.com/custodyagents/cosigner/notify"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 )
 
@@ -223,7 +224,7 @@ func (c *Config) ElectrumTLS() (electrum.TLSOptions, error) {
 }
 
 // checkLimits checks the resource bounds (each a whole number ≥ 1; MAX_PSBT_BYTES at most
-// psbtflow.MaxPSBTBytes).
+// psbt.MaxPSBTBytes).
 func (c *Config) checkLimits() error {
 	for _, l := range []struct {
 		name string
@@ -234,8 +235,8 @@ func (c *Config) checkLimits() error {
 			return fmt.Errorf("configuration: COSIGNER_%s=%d must be at least 1", l.name, l.v)
 		}
 	}
-	if c.MaxPSBTBytes > psbtflow.MaxPSBTBytes {
-		return fmt.Errorf("configuration: COSIGNER_MAX_PSBT_BYTES=%d must be at most %d (what one NIP-44 message carries)", c.MaxPSBTBytes, psbtflow.MaxPSBTBytes)
+	if c.MaxPSBTBytes > psbt.MaxPSBTBytes {
+		return fmt.Errorf("configuration: COSIGNER_MAX_PSBT_BYTES=%d must be at most %d (what one NIP-44 message carries)", c.MaxPSBTBytes, psbt.MaxPSBTBytes)
 	}
 	return nil
 }

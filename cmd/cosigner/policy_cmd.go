@@ -16,6 +16,7 @@ import (
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -141,9 +142,9 @@ func cmdPolicyTest(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// storeView is the wallet view as the daemon last stored it (psbtflow.ChainView).
+// storeView is the wallet view as the daemon last stored it (psbt.ChainView).
 type storeView struct {
-	coins   map[wire.OutPoint]psbtflow.Coin
+	coins   map[wire.OutPoint]psbt.Coin
 	scripts map[string][2]uint32
 	tip     int32
 }
@@ -153,7 +154,7 @@ func loadStoreView(ctx context.Context, db *store.DB) (*storeView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &storeView{coins: map[wire.OutPoint]psbtflow.Coin{}, scripts: map[string][2]uint32{}, tip: st.Tip.Height}
+	v := &storeView{coins: map[wire.OutPoint]psbt.Coin{}, scripts: map[string][2]uint32{}, tip: st.Tip.Height}
 	for _, s := range st.Scripts {
 		v.scripts[string(s.PkScript)] = [2]uint32{s.Branch, s.Index}
 	}
@@ -162,13 +163,13 @@ func loadStoreView(ctx context.Context, db *store.DB) (*storeView, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stored UTXO %s: %w", u.TxID, err)
 		}
-		v.coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbtflow.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
+		v.coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbt.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
 			Branch: u.Branch, Index: u.Index, Height: u.Height}
 	}
 	return v, nil
 }
 
-func (v *storeView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) { c, ok := v.coins[op]; return c, ok }
+func (v *storeView) Coin(op wire.OutPoint) (psbt.Coin, bool) { c, ok := v.coins[op]; return c, ok }
 func (v *storeView) Lookup(s []byte) (uint32, uint32, bool) {
 	bi, ok := v.scripts[string(s)]
 	return bi[0], bi[1], ok

@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -46,12 +47,12 @@ func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, asJSON bool, 
 	if err != nil {
 		return err
 	}
-	p, _, err := psbtflow.Decode(text)
+	p, _, err := psbt.Decode(text)
 	if err != nil {
 		return fmt.Errorf("psbt inspect: %w", err)
 	}
 
-	var view psbtflow.ChainView
+	var view psbt.ChainView
 	if _, statErr := os.Stat(cfg.DBPath()); statErr == nil {
 		db, err := store.Open(ctx, cfg.DBPath())
 		if err != nil {
@@ -77,12 +78,12 @@ func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, asJSON bool, 
 		fmt.Fprintf(out, "wallet view: none (%s not found). Input amounts and scripts are the PSBT's own claims,\n"+
 			"NOT checked against the chain (no protection against the segwit fee attack or spent inputs);\n"+
 			"scripts count as the wallet's within %d indexes of each branch.\n\n", cfg.DBPath(), cfg.Lookahead)
-		view = psbtflow.PSBTView(p, desc, uint32(cfg.Lookahead))
+		view = psbt.PSBTView(p, desc, uint32(cfg.Lookahead))
 	}
 
-	a, err := psbtflow.Analyze(p, desc, view)
+	a, err := psbt.Analyze(p, desc, view)
 	if err != nil {
-		fmt.Fprintf(out, "REFUSED: the co-signer would answer sign_psbt with\n  %v\n", err)
+		fmt.Fprintf(out, "REFUSED: the co-signer would answer sign_psbt with\n  %v\n", psbtflow.WireError(err))
 		return errors.New("psbt inspect: the PSBT would be refused")
 	}
 	if asJSON {
@@ -93,11 +94,11 @@ func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, asJSON bool, 
 		_, err = fmt.Fprintf(out, "%s\n", b)
 		return err
 	}
-	return psbtflow.WriteTable(out, a)
+	return psbt.WriteTable(out, a)
 }
 
 // readPSBTFile reads a PSBT file ("-": stdin) of base64 or hex text, or raw binary (BIP-174
-// "psbt" 0xff magic), and returns it as text for psbtflow.Decode.
+// "psbt" 0xff magic), and returns it as text for psbt.Decode.
 func readPSBTFile(file string) (string, error) {
 	var r io.Reader = os.Stdin
 	if file != "-" {
@@ -108,7 +109,7 @@ func readPSBTFile(file string) (string, error) {
 		defer f.Close()
 		r = f
 	}
-	b, err := io.ReadAll(io.LimitReader(r, 4*psbtflow.MaxPSBTBytes))
+	b, err := io.ReadAll(io.LimitReader(r, 4*psbt.MaxPSBTBytes))
 	if err != nil {
 		return "", fmt.Errorf("psbt inspect: reading %s: %w", file, err)
 	}
@@ -119,8 +120,8 @@ func readPSBTFile(file string) (string, error) {
 }
 
 // stateView turns chainwatch's persisted state into a psbtflow wallet view.
-func stateView(st store.ChainwatchState) (*psbtflow.StateView, error) {
-	v := &psbtflow.StateView{Coins: map[wire.OutPoint]psbtflow.Coin{}, Scripts: map[string][2]uint32{},
+func stateView(st store.ChainwatchState) (*psbt.StateView, error) {
+	v := &psbt.StateView{Coins: map[wire.OutPoint]psbt.Coin{}, Scripts: map[string][2]uint32{},
 		Tip: st.Tip.Height, HasTip: st.HasTip}
 	for _, s := range st.Scripts {
 		v.Scripts[string(s.PkScript)] = [2]uint32{s.Branch, s.Index}
@@ -130,7 +131,7 @@ func stateView(st store.ChainwatchState) (*psbtflow.StateView, error) {
 		if err != nil {
 			return nil, fmt.Errorf("stored UTXO %s:%d: %w", u.TxID, u.Vout, err)
 		}
-		v.Coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbtflow.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
+		v.Coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbt.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
 			Branch: u.Branch, Index: u.Index, Height: u.Height}
 	}
 	return v, nil

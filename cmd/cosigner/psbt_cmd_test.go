@@ -12,14 +12,14 @@ import (
 	"testing"
 
 	"github.com/btcsuite/btcd/btcutil/hdkeychain"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -59,13 +59,13 @@ func writePSBT(t *testing.T, d *descriptor.Descriptor, op wire.OutPoint, claimed
 	tx.AddTxOut(wire.NewTxOut(69_000, change.PkScript))
 	data, _ := txscript.NullDataScript([]byte("memo"))
 	tx.AddTxOut(wire.NewTxOut(0, data))
-	p, _ := psbt.NewFromUnsignedTx(tx)
+	p, _ := btcpsbt.NewFromUnsignedTx(tx)
 	p.Inputs[0].WitnessUtxo = wire.NewTxOut(claimed, in.PkScript)
 	for _, k := range change.Keys {
-		p.Outputs[1].TaprootBip32Derivation = append(p.Outputs[1].TaprootBip32Derivation, &psbt.TaprootBip32Derivation{
+		p.Outputs[1].TaprootBip32Derivation = append(p.Outputs[1].TaprootBip32Derivation, &btcpsbt.TaprootBip32Derivation{
 			XOnlyPubKey: k.PubKey.SerializeCompressed()[1:], MasterKeyFingerprint: binary.LittleEndian.Uint32(k.Fingerprint[:]), Bip32Path: k.Path})
 	}
-	s, err := psbtflow.Encode(p, psbtflow.Base64)
+	s, err := psbt.Encode(p, psbt.Base64)
 	if err != nil {
 		t.Fatal(err)
 	}

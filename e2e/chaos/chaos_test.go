@@ -30,7 +30,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/btcutil/psbt"
+	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
@@ -40,7 +40,7 @@ import (
 	nip46e2e "github.com/custodyagents/cosigner/e2e/nip46"
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -84,7 +84,7 @@ type sent struct {
 
 type wallet struct {
 	mu    sync.Mutex
-	coins []psbtflow.UTXO // the funded coins, by kind: small ones first, then large ones
+	coins []psbt.UTXO // the funded coins, by kind: small ones first, then large ones
 	prev  map[chainhash.Hash]*wire.MsgTx
 }
 
@@ -171,8 +171,8 @@ func TestChaos(t *testing.T) {
 	}
 	w.prev[fund.TxHash()] = fund
 	for i, o := range outs {
-		w.coins = append(w.coins, psbtflow.UTXO{OutPoint: wire.OutPoint{Hash: fund.TxHash(), Index: uint32(i)},
-			Coin: psbtflow.Coin{Value: btcutil.Amount(o.Value), PkScript: o.PkScript, Branch: 0, Index: uint32(i)}})
+		w.coins = append(w.coins, psbt.UTXO{OutPoint: wire.OutPoint{Hash: fund.TxHash(), Index: uint32(i)},
+			Coin: psbt.Coin{Value: btcutil.Amount(o.Value), PkScript: o.PkScript, Branch: 0, Index: uint32(i)}})
 	}
 	if _, err := env.Net.Mine(ctx, 1); err != nil {
 		t.Fatal(err)
@@ -202,15 +202,15 @@ func TestChaos(t *testing.T) {
 	changeIndex := uint32(0)
 	build := func(k kind) (*sent, string) {
 		w.mu.Lock()
-		pick := func(from, n int) (psbtflow.UTXO, bool) {
+		pick := func(from, n int) (psbt.UTXO, bool) {
 			for _, j := range perm(n) {
 				if c := w.coins[from+j]; c.Value > 0 {
 					return c, true
 				}
 			}
-			return psbtflow.UTXO{}, false
+			return psbt.UTXO{}, false
 		}
-		var c psbtflow.UTXO
+		var c psbt.UTXO
 		var ok bool
 		amount := int64(smallPayment)
 		dest := payeeAddr.EncodeAddress()
@@ -231,7 +231,7 @@ func TestChaos(t *testing.T) {
 		w.mu.Lock()
 		changeIndex++
 		ci := changeIndex % 90
-		inputs := []psbtflow.UTXO{c}
+		inputs := []psbt.UTXO{c}
 		if k == kindOverCap {
 			// Five large coins: 0.4 BTC, above max_per_tx.
 			inputs = nil
@@ -244,19 +244,19 @@ func TestChaos(t *testing.T) {
 		}
 		w.mu.Unlock()
 		destAddr, _ := btcutil.DecodeAddress(dest, env.Net.Params())
-		pays := []psbtflow.Payment{{Address: destAddr, Amount: btcutil.Amount(amount)}}
-		params, err := psbtflow.NewSelectParams(env.Descriptor, pays)
+		pays := []psbt.Payment{{Address: destAddr, Amount: btcutil.Amount(amount)}}
+		params, err := psbt.NewSelectParams(env.Descriptor, pays)
 		if err != nil {
 			t.Fatalf("select params: %v", err)
 		}
-		sel, err := psbtflow.Select(inputs, btcutil.Amount(amount), 2, params)
+		sel, err := psbt.Select(inputs, btcutil.Amount(amount), 2, params)
 		if err != nil {
 			t.Fatalf("select %s: %v", k, err)
 		}
 		if len(sel.Inputs) != len(inputs) {
 			t.Fatalf("select %s: %d inputs chosen of %d", k, len(sel.Inputs), len(inputs))
 		}
-		p, err := psbtflow.Build(ctx, env.Descriptor, sel, pays, psbtflow.BuildOptions{ChangeIndex: ci}, w)
+		p, err := psbt.Build(ctx, env.Descriptor, sel, pays, psbt.BuildOptions{ChangeIndex: ci}, w)
 		if err != nil {
 			t.Fatalf("build %s: %v", k, err)
 		}
@@ -574,12 +574,12 @@ func newRequestID() string {
 // hasOurSignature reports whether result is the request's PSBT with at least one partial
 // signature added (the co-signer's).
 func hasOurSignature(t *testing.T, result, request string) bool {
-	before, err := psbt.NewFromRawBytes(strings.NewReader(request), true)
+	before, err := btcpsbt.NewFromRawBytes(strings.NewReader(request), true)
 	if err != nil {
 		t.Errorf("request psbt: %v", err)
 		return false
 	}
-	after, err := psbt.NewFromRawBytes(strings.NewReader(result), true)
+	after, err := btcpsbt.NewFromRawBytes(strings.NewReader(result), true)
 	if err != nil {
 		t.Errorf("answered psbt does not parse: %v", err)
 		return false

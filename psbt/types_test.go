@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"encoding/binary"
@@ -13,57 +13,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/signer"
 )
-
-// walletKinds are the registered descriptors every analysis and signing test runs against:
-// the same three keys as wsh, sh(wsh) and taproot (NUMS internal key; a single multi_a leaf and
-// a tree of three 2-of-2 leaves).
-var walletKinds = []string{"wsh", "sh-wsh", "tr", "tr-tree"}
-
-func descriptorBody(kind string, k [3]string) string {
-	mp := "/<0;1>/*"
-	switch kind {
-	case "wsh":
-		return "wsh(sortedmulti(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + "))"
-	case "sh-wsh":
-		return "sh(wsh(sortedmulti(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + ")))"
-	case "tr":
-		return "tr(" + descriptor.NUMSKey + ",multi_a(2," + k[0] + mp + "," + k[1] + mp + "," + k[2] + mp + "))"
-	case "tr-tree":
-		return "tr(" + descriptor.NUMSKey + ",{multi_a(2," + k[0] + mp + "," + k[1] + mp + "),{sortedmulti_a(2," + k[0] + mp + "," + k[2] + mp + "),multi_a(2," + k[1] + mp + "," + k[2] + mp + ")}})"
-	}
-	panic(kind)
-}
-
-// newKindFixture is newFixture for any walletKinds entry.
-func newKindFixture(t testing.TB, kind string) *fixture {
-	f := &fixture{}
-	var k [3]string
-	for i := range f.keys {
-		f.keys[i] = testKeys(t, byte(i+1))
-		k[i] = f.keys[i].Public.KeyOrigin()
-	}
-	body := descriptorBody(kind, k)
-	sum, err := descriptor.Checksum(body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.desc, err = descriptor.Parse(body+"#"+sum, net, descriptor.RequireChecksum()); err != nil {
-		t.Fatal(err)
-	}
-	f.chain = &memChain{coins: map[wire.OutPoint]Coin{}, window: map[string][2]uint32{}, tip: 500}
-	for b := uint32(0); b < 2; b++ {
-		for i := uint32(0); i < 20; i++ {
-			s, err := f.desc.PkScript(b, i)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f.chain.window[string(s)] = [2]uint32{b, i}
-		}
-	}
-	return f
-}
 
 // build is a Creator + Updater as a coordinator (BDK) would be, for every output type: witness
 // UTXOs; witness and redeem scripts or the BIP-371 taproot fields; BIP32 derivations of all keys
@@ -218,7 +168,7 @@ func TestSignEveryType(t *testing.T) {
 			if kind == "tr-tree" {
 				wantSigs = 4 // each key is in two of the three leaves
 			}
-			for _, k := range []*signer.Keys{f.keys[0], f.keys[2]} {
+			for _, k := range []*testKey{f.keys[0], f.keys[2]} {
 				n, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain)
 				if err != nil || n != wantSigs {
 					t.Fatalf("SignInputs = %d, %v", n, err)
@@ -257,7 +207,7 @@ func TestTaprootSighashAll(t *testing.T) {
 	if err != nil || a.Inputs[0].SighashType != uint32(txscript.SigHashAll) {
 		t.Fatalf("%v %+v", err, a)
 	}
-	for _, k := range []*signer.Keys{f.keys[0], f.keys[1]} {
+	for _, k := range []*testKey{f.keys[0], f.keys[1]} {
 		if _, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain); err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +274,7 @@ func TestSighashOptIn(t *testing.T) {
 			if err != nil || a.Inputs[0].SighashType != uint32(h) {
 				t.Fatalf("%v %+v", err, a)
 			}
-			for _, k := range []*signer.Keys{f.keys[0], f.keys[1]} {
+			for _, k := range []*testKey{f.keys[0], f.keys[1]} {
 				if _, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain); err != nil {
 					t.Fatal(err)
 				}

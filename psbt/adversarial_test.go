@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"encoding/base64"
@@ -16,18 +16,17 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // adversarial is one crafted PSBT (docs/psbt-safety.md)
-// and the refusal it must get: an error code and, for unsafe_psbt, the check's name.
+// and the refusal it must get: a refusal code and, for UnsafePSBT, the check's name.
 type adversarial struct {
 	name string
 	// kinds limits the case to some wallet kinds (nil: every kind).
 	kinds []string
 	// mutate turns an honest 1-input / 2-output PSBT (pay, change at 1/2) into the attack.
 	mutate func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet
-	code   string
+	code   RefusalCode
 	check  string
 }
 
@@ -40,7 +39,7 @@ func adversarialCases() []adversarial {
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				p.Inputs[0].WitnessUtxo.Value -= 40_000 // the coordinator hides 40,000 sat of fee
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "input_amount"},
+			}, code: UnsafePSBT, check: "input_amount"},
 		{name: "non_witness_utxo of another transaction",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				prev := wire.NewMsgTx(2)
@@ -49,7 +48,7 @@ func adversarialCases() []adversarial {
 				prev.AddTxOut(wire.NewTxOut(100_000, p.Inputs[0].WitnessUtxo.PkScript))
 				p.Inputs[0].NonWitnessUtxo = prev
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "non_witness_utxo"},
+			}, code: UnsafePSBT, check: "non_witness_utxo"},
 		{name: "change to a foreign key with forged BIP32 derivations",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				// The change output pays the attacker; its derivations claim our slots' change
@@ -68,7 +67,7 @@ func adversarialCases() []adversarial {
 				}
 				p.Outputs[1].WitnessScript, p.Outputs[1].RedeemScript, p.Outputs[1].TaprootInternalKey = nil, nil, nil
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "change_key"},
+			}, code: UnsafePSBT, check: "change_key"},
 		{name: "change that swaps the quorum (2-of-3 to 1-of-4)",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				// Our three keys at the honest change path plus the attacker's, threshold 1:
@@ -95,7 +94,7 @@ func adversarialCases() []adversarial {
 				p.Outputs[1] = psbt.POutput{}
 				fillOutput(&p.Outputs[1], d)
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "change_script"},
+			}, code: UnsafePSBT, check: "change_script"},
 		{name: "change index far beyond the lookahead",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				d, _ := f.desc.Derive(1, 5000)
@@ -103,11 +102,11 @@ func adversarialCases() []adversarial {
 				p.Outputs[1] = psbt.POutput{}
 				fillOutput(&p.Outputs[1], d)
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "change_index"},
-		{name: "SIGHASH_NONE", mutate: sighash(txscript.SigHashNone), code: signer.CodeUnsafePSBT, check: "sighash"},
-		{name: "SIGHASH_SINGLE", mutate: sighash(txscript.SigHashSingle), code: signer.CodeUnsafePSBT, check: "sighash"},
-		{name: "SIGHASH_ALL|ANYONECANPAY", mutate: sighash(txscript.SigHashAll | txscript.SigHashAnyOneCanPay), code: signer.CodeUnsafePSBT, check: "sighash"},
-		{name: "SIGHASH_NONE|ANYONECANPAY", mutate: sighash(txscript.SigHashNone | txscript.SigHashAnyOneCanPay), code: signer.CodeUnsafePSBT, check: "sighash"},
+			}, code: UnsafePSBT, check: "change_index"},
+		{name: "SIGHASH_NONE", mutate: sighash(txscript.SigHashNone), code: UnsafePSBT, check: "sighash"},
+		{name: "SIGHASH_SINGLE", mutate: sighash(txscript.SigHashSingle), code: UnsafePSBT, check: "sighash"},
+		{name: "SIGHASH_ALL|ANYONECANPAY", mutate: sighash(txscript.SigHashAll | txscript.SigHashAnyOneCanPay), code: UnsafePSBT, check: "sighash"},
+		{name: "SIGHASH_NONE|ANYONECANPAY", mutate: sighash(txscript.SigHashNone | txscript.SigHashAnyOneCanPay), code: UnsafePSBT, check: "sighash"},
 		{name: "foreign input",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				op := wire.OutPoint{Hash: chainhash.Hash{7}, Index: 0}
@@ -115,19 +114,19 @@ func adversarialCases() []adversarial {
 				s, _ := txscript.PayToAddrScript(externalAddr)
 				p.Inputs = append(p.Inputs, psbt.PInput{WitnessUtxo: wire.NewTxOut(500_000, s)})
 				return p
-			}, code: signer.CodeNotOurWallet},
+			}, code: NotOurWallet},
 		{name: "duplicated input",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				in := *p.UnsignedTx.TxIn[0]
 				p.UnsignedTx.AddTxIn(&in)
 				p.Inputs = append(p.Inputs, p.Inputs[0])
 				return p
-			}, code: signer.CodeInvalidPSBT, check: "duplicate_input"},
+			}, code: InvalidPSBT, check: "duplicate_input"},
 		{name: "input already spent on chain",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				delete(f.chain.coins, p.UnsignedTx.TxIn[0].PreviousOutPoint) // the watcher saw it spent
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "input_unspent"},
+			}, code: UnsafePSBT, check: "input_unspent"},
 		{name: "v2 with TX_MODIFIABLE",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				q, _, err := Decode(base64.StdEncoding.EncodeToString(toV2(t, p, 0x03)))
@@ -135,7 +134,7 @@ func adversarialCases() []adversarial {
 					t.Fatal(err)
 				}
 				return q
-			}, code: signer.CodeUnsafePSBT, check: "tx_modifiable"},
+			}, code: UnsafePSBT, check: "tx_modifiable"},
 		{name: "v2 with only Has SIGHASH_SINGLE set",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				q, _, err := Decode(base64.StdEncoding.EncodeToString(toV2(t, p, 0x04)))
@@ -143,17 +142,17 @@ func adversarialCases() []adversarial {
 					t.Fatal(err)
 				}
 				return q
-			}, code: signer.CodeUnsafePSBT, check: "tx_modifiable"},
+			}, code: UnsafePSBT, check: "tx_modifiable"},
 		{name: "foreign witness script", kinds: segwitV0,
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				p.Inputs[0].WitnessScript = []byte{txscript.OP_TRUE}
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "witness_script"},
+			}, code: UnsafePSBT, check: "witness_script"},
 		{name: "foreign redeem script", kinds: segwitV0,
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				p.Inputs[0].RedeemScript = append([]byte{0x00, 0x20}, make([]byte, 32)...)
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "redeem_script"},
+			}, code: UnsafePSBT, check: "redeem_script"},
 		{name: "taproot leaf not in the registered tree", kinds: taproot,
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				// A 1-of-1 leaf of the attacker's key with a control block for it.
@@ -164,29 +163,29 @@ func adversarialCases() []adversarial {
 				p.Inputs[0].TaprootLeafScript = append(p.Inputs[0].TaprootLeafScript,
 					&psbt.TaprootTapLeafScript{ControlBlock: cb, Script: script, LeafVersion: l.LeafVersion})
 				return reencode(t, p)
-			}, code: signer.CodeUnsafePSBT, check: "taproot_leaf"},
+			}, code: UnsafePSBT, check: "taproot_leaf"},
 		{name: "taproot signature for a foreign leaf hash", kinds: taproot,
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				p.Inputs[0].TaprootScriptSpendSig = append(p.Inputs[0].TaprootScriptSpendSig, &psbt.TaprootScriptSpendSig{
 					XOnlyPubKey: p.Inputs[0].TaprootBip32Derivation[0].XOnlyPubKey, LeafHash: make([]byte, 32), Signature: make([]byte, 64)})
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "taproot_leaf"},
+			}, code: UnsafePSBT, check: "taproot_leaf"},
 		{name: "taproot internal key swapped", kinds: taproot,
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				k, _ := btcec.NewPrivateKey()
 				p.Inputs[0].TaprootInternalKey = schnorr.SerializePubKey(k.PubKey())
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "taproot_internal_key"},
+			}, code: UnsafePSBT, check: "taproot_internal_key"},
 		{name: "taproot merkle root swapped", kinds: taproot,
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				p.Inputs[0].TaprootMerkleRoot = make([]byte, 32)
 				return p
-			}, code: signer.CodeUnsafePSBT, check: "taproot_merkle_root"},
+			}, code: UnsafePSBT, check: "taproot_merkle_root"},
 		{name: "outputs worth more than inputs",
 			mutate: func(t *testing.T, f *fixture, p *psbt.Packet) *psbt.Packet {
 				p.UnsignedTx.TxOut[0].Value = 200_000
 				return p
-			}, code: signer.CodeInvalidPSBT},
+			}, code: InvalidPSBT},
 	}
 }
 
@@ -240,8 +239,8 @@ func TestAdversarialPSBTs(t *testing.T) {
 				}
 				p := reencode(t, c.mutate(t, f, f.build(t, []wire.OutPoint{op}, 50_000, 49_000, 2)))
 				_, err := Analyze(p, f.desc, f.chain)
-				var me *signer.MethodError
-				if !errors.As(err, &me) || me.Code != c.code || (c.check != "" && !strings.HasPrefix(me.Message, c.check+": ")) {
+				var me *Refusal
+				if !errors.As(err, &me) || me.Code != c.code || (c.check != "" && !strings.HasPrefix(me.Detail, c.check+": ")) {
 					t.Fatalf("Analyze error = %v, want %s: %s", err, c.code, c.check)
 				}
 			})

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"bytes"
@@ -11,8 +11,6 @@ import (
 
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/wire"
-
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // bip370Vectors is testdata/bip370_vectors.json: every test vector of BIP-370, "Test Vectors"
@@ -48,8 +46,8 @@ func TestDecodeBIP370Vectors(t *testing.T) {
 				if err == nil {
 					t.Fatal("decoded an invalid PSBT")
 				}
-				if me := signer.AsMethodError(err); me.Code != signer.CodeInvalidPSBT {
-					t.Fatalf("code %s: %v", me.Code, err)
+				if me := AsRefusal(err); me == nil || me.Code != InvalidPSBT {
+					t.Fatalf("refusal %v, want InvalidPSBT", err)
 				}
 				return
 			}

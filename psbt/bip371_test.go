@@ -1,11 +1,9 @@
-package psbtflow
+package psbt
 
 import (
 	"encoding/json"
 	"os"
 	"testing"
-
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // TestDecodeBIP371Vectors: the taproot PSBT fields of BIP-371, "Test Vectors"
@@ -34,8 +32,8 @@ func TestDecodeBIP371Vectors(t *testing.T) {
 				if err == nil {
 					t.Fatal("decoded an invalid PSBT")
 				}
-				if me := signer.AsMethodError(err); me.Code != signer.CodeInvalidPSBT {
-					t.Fatalf("code %s", me.Code)
+				if me := AsRefusal(err); me == nil || me.Code != InvalidPSBT {
+					t.Fatalf("refusal %v, want InvalidPSBT", err)
 				}
 				return
 			}

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"bytes"
@@ -298,7 +298,7 @@ func TestFinalizeTaprootRefusesBadSignatures(t *testing.T) {
 	// mutate changes C's signature on leaf 1 of input 0 (the one A+C needs).
 	mutate := func(name, want string, change func(s *psbt.TaprootScriptSpendSig)) {
 		t.Run(name, func(t *testing.T) {
-			q, _ := clonePacket(comb)
+			q, _ := Clone(comb)
 			found := false
 			for _, s := range q.Inputs[0].TaprootScriptSpendSig {
 				if bytes.Equal(s.XOnlyPubKey, xC) && bytes.Equal(s.LeafHash, tr.Leaves[1].LeafHash[:]) {
@@ -336,7 +336,7 @@ func TestFinalizeTaprootRefusesBadSignatures(t *testing.T) {
 		s.Signature[10] ^= 1
 	})
 	t.Run("ECDSA partial signature on a taproot input", func(t *testing.T) {
-		q, _ := clonePacket(tapSignedBy(t, f, p, 0))
+		q, _ := Clone(tapSignedBy(t, f, p, 0))
 		priv, _ := btcec.NewPrivateKey()
 		der := append(ecdsa.Sign(priv, bytes.Repeat([]byte{1}, 32)).Serialize(), byte(txscript.SigHashAll))
 		q.Inputs[0].PartialSigs = append(q.Inputs[0].PartialSigs, &psbt.PartialSig{PubKey: tr.Leaves[0].Keys[1].PubKey.SerializeCompressed(), Signature: der})
@@ -363,8 +363,8 @@ func sigFor(t *testing.T, p *psbt.Packet, xOnly, leafHash []byte) []byte {
 func TestCheckAnswerTaproot(t *testing.T) {
 	f, p := builtTaproot(t, "tr")
 	asked := tapSignedBy(t, f, p, 0)
-	withoutSignatures(asked)
-	ins, err := resolveInputs(f.desc, asked)
+	WithoutSignatures(asked)
+	ins, err := Resolve(f.desc, asked)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +372,7 @@ func TestCheckAnswerTaproot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := checkAnswer(asked, ins, good)
+	got, err := CheckAnswer(asked, ins, good)
 	if err != nil {
 		t.Fatalf("valid answer refused: %v", err)
 	}
@@ -386,11 +386,11 @@ func TestCheckAnswerTaproot(t *testing.T) {
 	bad := tapSignedBy(t, f, asked, 1)
 	bad.Inputs[1].TaprootScriptSpendSig[0].Signature[0] ^= 1
 	badText, _ := Encode(bad, Base64)
-	if _, err := checkAnswer(asked, ins, badText); err == nil || !strings.Contains(err.Error(), "input 1") {
+	if _, err := CheckAnswer(asked, ins, badText); err == nil || !strings.Contains(err.Error(), "input 1") {
 		t.Fatalf("forged answer: %v", err)
 	}
 	none, _ := Encode(asked, Base64)
-	if _, err := checkAnswer(asked, ins, none); err == nil || !strings.Contains(err.Error(), "no new partial signature") {
+	if _, err := CheckAnswer(asked, ins, none); err == nil || !strings.Contains(err.Error(), "no new partial signature") {
 		t.Fatalf("answer without signatures: %v", err)
 	}
 }
@@ -399,7 +399,7 @@ func TestCheckAnswerTaproot(t *testing.T) {
 // signs every leaf it is in, so a tree wallet gets several signatures per input and key).
 func tapSignedBy(t testing.TB, f *fixture, p *psbt.Packet, keys ...int) *psbt.Packet {
 	t.Helper()
-	q, err := clonePacket(p)
+	q, err := Clone(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,36 +417,8 @@ func tapSignedBy(t testing.TB, f *fixture, p *psbt.Packet, keys ...int) *psbt.Pa
 // every input (Finalize itself runs it through the script engine).
 func FuzzFinalizeTaproot(f *testing.F) {
 	fx, p := builtTaproot(f, "tr-tree")
-	enc := func(q *psbt.Packet) []byte {
-		var b bytes.Buffer
-		if err := q.Serialize(&b); err != nil {
-			f.Fatal(err)
-		}
-		return b.Bytes()
-	}
 	pa, pb, pc := tapSignedBy(f, fx, p, 0), tapSignedBy(f, fx, p, 1), tapSignedBy(f, fx, p, 2)
-	f.Add(enc(pa), enc(pc))
-	f.Add(enc(pb), enc(pc))
-	f.Add(enc(p), enc(pa))
-	f.Add(enc(pa), enc(pa))
-	f.Fuzz(func(t *testing.T, a, b []byte) {
-		qa, err := psbt.NewFromRawBytes(bytes.NewReader(a), false)
-		if err != nil {
-			return
-		}
-		qb, err := psbt.NewFromRawBytes(bytes.NewReader(b), false)
-		if err != nil {
-			return
-		}
-		comb, err := Combine(qa, qb)
-		if err != nil {
-			return
-		}
-		_, _ = Signatures(fx.desc, comb)
-		tx, err := Finalize(fx.desc, comb)
-		if err != nil {
-			return
-		}
+	fuzzCombineFinalize(f, fx, [][2]*psbt.Packet{{pa, pc}, {pb, pc}, {p, pa}, {pa, pa}}, func(t *testing.T, comb *psbt.Packet, tx *wire.MsgTx) {
 		if tx.TxHash() != comb.UnsignedTx.TxHash() || len(tx.TxIn) != len(comb.UnsignedTx.TxIn) {
 			t.Fatalf("finalized transaction is not the PSBT's")
 		}

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // Coin selection for the builder (BIP-174 Creator role): which of the wallet's unspent outputs a
 // new transaction spends, what it pays in fee, and whether it gets a change output.
@@ -23,7 +23,6 @@ package psbtflow
 
 import (
 	"container/heap"
-	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -37,24 +36,6 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 )
 
-// Coin selection errors. Insufficient funds comes as *InsufficientFundsError, which wraps
-// ErrInsufficientFunds.
-var (
-	// ErrInsufficientFunds means the candidate coins cannot pay the target and the fee.
-	ErrInsufficientFunds = errors.New("psbtflow: insufficient funds")
-	// ErrSelectParams means SelectParams are incomplete or inconsistent (a caller bug).
-	ErrSelectParams = errors.New("psbtflow: invalid coin selection parameters")
-	// ErrFeeRate means the feerate is not a finite number of at least 0 sat/vB (or is absurd:
-	// above MaxFeeRate).
-	ErrFeeRate = errors.New("psbtflow: invalid feerate")
-	// ErrDustOutput means a payment, or the sweep's reserve, is below the output's dust limit
-	// (DustThreshold): nodes would not relay the transaction.
-	ErrDustOutput = errors.New("psbtflow: output below the dust limit")
-	// ErrTooManyInputs means the wallet holds enough, but only in more coins than one standard
-	// transaction can spend (SelectParams.MaxWeight): consolidate first (a sweep to itself).
-	ErrTooManyInputs = errors.New("psbtflow: paying this needs more inputs than a standard transaction holds")
-)
-
 // MaxStandardTxWeight is the heaviest transaction Bitcoin Core and btcd relay
 // (MAX_STANDARD_TX_WEIGHT, policy/policy.h): 400,000 weight units.
 const MaxStandardTxWeight = 400_000
@@ -65,24 +46,6 @@ const MaxFeeRate FeeRate = 1_000_000
 
 // DefaultMaxTries is the branch-and-bound step budget, as in Bitcoin Core (TOTAL_TRIES).
 const DefaultMaxTries = 100_000
-
-// InsufficientFundsError says how much the candidate coins lack.
-type InsufficientFundsError struct {
-	// Available is the value of the coins worth spending at the feerate (effective value > 0).
-	Available btcutil.Amount
-	// Needed is the target plus the fee of spending all of them (no change output).
-	Needed btcutil.Amount
-	// Missing is Needed − Available: how much more the wallet must receive.
-	Missing btcutil.Amount
-}
-
-func (e *InsufficientFundsError) Error() string {
-	return fmt.Sprintf("psbtflow: insufficient funds: need %s (amount and fee), have %s worth spending at this feerate, missing %s",
-		e.Needed, e.Available, e.Missing)
-}
-
-// Unwrap makes errors.Is(err, ErrInsufficientFunds) true.
-func (e *InsufficientFundsError) Unwrap() error { return ErrInsufficientFunds }
 
 // UTXO is a candidate coin: an unspent output of the wallet and where it is.
 type UTXO struct {
@@ -185,7 +148,7 @@ func NewSelectParams(desc *descriptor.Descriptor, payments []Payment) (SelectPar
 	for i, pay := range payments {
 		s, err := pay.script(desc)
 		if err != nil {
-			return p, fmt.Errorf("psbtflow: payment %d: %w", i, err)
+			return p, fmt.Errorf("psbt: payment %d: %w", i, err)
 		}
 		o := wire.NewTxOut(0, s)
 		p.PaymentSizes = append(p.PaymentSizes, o.SerializeSize())
@@ -292,9 +255,38 @@ type candidate struct {
 // ErrFeeRate, ErrSelectParams, ErrDustOutput (a sweep's reserve below ChangeDust). Each
 // payment's own dust limit is checked by Build.
 func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectParams) (Selection, error) {
-	kvb, err := satPerKvB(feerate)
+	sc, err := newSelector(coins, feerate, params)
 	if err != nil {
 		return Selection{}, err
+	}
+	if params.Mode == SelectSweep {
+		return sc.sweep()
+	}
+	if params.Mode != SelectTarget {
+		return Selection{}, fmt.Errorf("%w: unknown mode %d", ErrSelectParams, params.Mode)
+	}
+	return sc.toTarget(target, feerate)
+}
+
+// selector is one Select call's state: the parameters with their defaults, the feerates in
+// sat/kvB, and the pool of coins worth spending, largest effective value first.
+type selector struct {
+	params     SelectParams
+	kvb, ltKvB int64
+	lt         FeeRate // LongTermFeeRate, or the selection feerate
+	inFeeLT    btcutil.Amount
+	pool       []candidate
+	skipped    []UTXO // coins that cost more to spend than they are worth (and, for a sweep, those beyond maxIn)
+	maxWeight  int64
+	maxIn      int // how many inputs fit in maxWeight with the payments and a change output
+}
+
+// newSelector checks the feerates and params, prices every coin, and sorts the pool. Errors:
+// ErrFeeRate, ErrSelectParams.
+func newSelector(coins []UTXO, feerate FeeRate, params SelectParams) (*selector, error) {
+	kvb, err := satPerKvB(feerate)
+	if err != nil {
+		return nil, err
 	}
 	lt := params.LongTermFeeRate
 	if lt == 0 {
@@ -302,36 +294,53 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 	}
 	ltKvB, err := satPerKvB(lt)
 	if err != nil {
-		return Selection{}, err
+		return nil, err
 	}
 	if params.InputWeight <= 0 || params.ChangeSize <= 0 || params.ChangeDust < 0 || len(params.PaymentSizes) == 0 {
-		return Selection{}, fmt.Errorf("%w: need InputWeight, ChangeSize and at least one payment size", ErrSelectParams)
+		return nil, fmt.Errorf("%w: need InputWeight, ChangeSize and at least one payment size", ErrSelectParams)
 	}
 	if params.MaxTries <= 0 {
 		params.MaxTries = DefaultMaxTries
 	}
-	inFee := feeForWeight(kvb, params.InputWeight)
-	inFeeLT := feeForWeight(ltKvB, params.InputWeight)
-	var pool []candidate
-	var skipped []UTXO
+	sc := &selector{params: params, kvb: kvb, ltKvB: ltKvB, lt: lt, inFeeLT: feeForWeight(ltKvB, params.InputWeight)}
+	if err := sc.fillPool(coins); err != nil {
+		return nil, err
+	}
+	sc.maxWeight = params.MaxWeight
+	if sc.maxWeight <= 0 {
+		sc.maxWeight = MaxStandardTxWeight
+	}
+	// The heaviest shape of the transaction without inputs: payments, change, and an input
+	// count of 3 bytes (up to 65,535 inputs).
+	sc.maxIn = int((sc.maxWeight - txWeight(0, 0, params.PaymentSizes, params.ChangeSize) - 4*2) / params.InputWeight)
+	if sc.maxIn < 1 {
+		return nil, fmt.Errorf("%w: not one input fits in %d weight units with these outputs", ErrSelectParams, sc.maxWeight)
+	}
+	return sc, nil
+}
+
+// fillPool prices coins at the selection feerate: those worth spending go to the pool, sorted
+// by effective value (largest first, then by outpoint so that the result does not depend on
+// the order of coins), the others to skipped. Errors: ErrSelectParams (a coin given twice, an
+// impossible value).
+func (sc *selector) fillPool(coins []UTXO) error {
+	inFee := feeForWeight(sc.kvb, sc.params.InputWeight)
 	seen := make(map[wire.OutPoint]bool, len(coins))
 	for _, c := range coins {
 		if seen[c.OutPoint] {
-			return Selection{}, fmt.Errorf("%w: coin %s given twice", ErrSelectParams, c.OutPoint)
+			return fmt.Errorf("%w: coin %s given twice", ErrSelectParams, c.OutPoint)
 		}
 		seen[c.OutPoint] = true
 		if c.Value <= 0 || c.Value > btcutil.MaxSatoshi {
-			return Selection{}, fmt.Errorf("%w: coin %s has an impossible value %d", ErrSelectParams, c.OutPoint, int64(c.Value))
+			return fmt.Errorf("%w: coin %s has an impossible value %d", ErrSelectParams, c.OutPoint, int64(c.Value))
 		}
 		if c.Value <= inFee {
-			skipped = append(skipped, c)
+			sc.skipped = append(sc.skipped, c)
 			continue
 		}
-		pool = append(pool, candidate{UTXO: c, fee: inFee, longTermFee: inFeeLT, effective: c.Value - inFee})
+		sc.pool = append(sc.pool, candidate{UTXO: c, fee: inFee, longTermFee: sc.inFeeLT, effective: c.Value - inFee})
 	}
-	// Largest effective value first, then by outpoint so that the result does not depend on
-	// the order of coins.
-	slices.SortFunc(pool, func(a, b candidate) int {
+	slices.SortFunc(sc.pool, func(a, b candidate) int {
 		if a.effective != b.effective {
 			if a.effective > b.effective {
 				return -1
@@ -343,49 +352,44 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 		}
 		return int(a.OutPoint.Index) - int(b.OutPoint.Index)
 	})
-	maxWeight := params.MaxWeight
-	if maxWeight <= 0 {
-		maxWeight = MaxStandardTxWeight
-	}
-	// The heaviest shape of the transaction without inputs: payments, change, and an input
-	// count of 3 bytes (up to 65,535 inputs).
-	maxIn := int((maxWeight - txWeight(0, 0, params.PaymentSizes, params.ChangeSize) - 4*2) / params.InputWeight)
-	if maxIn < 1 {
-		return Selection{}, fmt.Errorf("%w: not one input fits in %d weight units with these outputs", ErrSelectParams, maxWeight)
-	}
-	if params.Mode == SelectSweep && len(pool) > maxIn {
-		skipped = append(skipped, utxos(pool[maxIn:])...)
-		pool = pool[:maxIn]
-	}
-	// The input count's varint is taken at the pool's size: an upper bound for any subset.
-	baseWeight := txWeight(len(pool), 0, params.PaymentSizes, 0)
-	baseFee := feeForWeight(kvb, baseWeight)
-	if params.Mode == SelectSweep {
-		if params.Reserve < 0 || (params.Reserve > 0 && params.Reserve < params.ChangeDust) {
-			return Selection{}, fmt.Errorf("%w: reserve %s is below the change output's dust limit %s", ErrDustOutput, params.Reserve, params.ChangeDust)
-		}
-		if len(params.PaymentSizes) != 1 {
-			return Selection{}, fmt.Errorf("%w: a sweep pays exactly one output, got %d", ErrSelectParams, len(params.PaymentSizes))
-		}
-		changeSize := 0
-		if params.Reserve > 0 {
-			changeSize = params.ChangeSize
-		}
-		ins := utxos(pool)
-		s := finish(ins, kvb, params, changeSize)
-		floor := max(params.PaymentDust, 1)
-		rest := s.InputTotal - s.Fee - params.Reserve
-		if len(ins) == 0 || rest < floor {
-			needed := s.Fee + params.Reserve + floor
-			return Selection{}, &InsufficientFundsError{Available: s.InputTotal, Needed: needed, Missing: needed - s.InputTotal}
-		}
-		s.Amount, s.Change, s.Algorithm, s.Skipped = rest, params.Reserve, AlgorithmSweep, skipped
-		return s, nil
-	}
+	return nil
+}
 
-	if params.Mode != SelectTarget {
-		return Selection{}, fmt.Errorf("%w: unknown mode %d", ErrSelectParams, params.Mode)
+// sweep spends every coin of the pool (the maxIn largest) to the one payment, less the fee and
+// the reserve, which comes back as change. Errors: ErrDustOutput (reserve below ChangeDust),
+// ErrSelectParams, *InsufficientFundsError.
+func (sc *selector) sweep() (Selection, error) {
+	params, pool := sc.params, sc.pool
+	if len(pool) > sc.maxIn {
+		sc.skipped = append(sc.skipped, utxos(pool[sc.maxIn:])...)
+		pool = pool[:sc.maxIn]
 	}
+	if params.Reserve < 0 || (params.Reserve > 0 && params.Reserve < params.ChangeDust) {
+		return Selection{}, fmt.Errorf("%w: reserve %s is below the change output's dust limit %s", ErrDustOutput, params.Reserve, params.ChangeDust)
+	}
+	if len(params.PaymentSizes) != 1 {
+		return Selection{}, fmt.Errorf("%w: a sweep pays exactly one output, got %d", ErrSelectParams, len(params.PaymentSizes))
+	}
+	changeSize := 0
+	if params.Reserve > 0 {
+		changeSize = params.ChangeSize
+	}
+	ins := utxos(pool)
+	s := finish(ins, sc.kvb, params, changeSize)
+	floor := max(params.PaymentDust, 1)
+	rest := s.InputTotal - s.Fee - params.Reserve
+	if len(ins) == 0 || rest < floor {
+		needed := s.Fee + params.Reserve + floor
+		return Selection{}, &InsufficientFundsError{Available: s.InputTotal, Needed: needed, Missing: needed - s.InputTotal}
+	}
+	s.Amount, s.Change, s.Algorithm, s.Skipped = rest, params.Reserve, AlgorithmSweep, sc.skipped
+	return s, nil
+}
+
+// toTarget pays target: branch and bound for a changeless match, else single random draw.
+// Errors: ErrSelectParams (target out of range), *InsufficientFundsError, ErrTooManyInputs.
+func (sc *selector) toTarget(target btcutil.Amount, feerate FeeRate) (Selection, error) {
+	params, pool, kvb, maxIn := sc.params, sc.pool, sc.kvb, sc.maxIn
 	if target <= 0 || target > btcutil.MaxSatoshi {
 		return Selection{}, fmt.Errorf("%w: target %d sat", ErrSelectParams, int64(target))
 	}
@@ -397,33 +401,40 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 	if len(pool) > maxIn {
 		if top := finish(utxos(pool[:maxIn]), kvb, params, 0); top.InputTotal-top.Fee < target {
 			return Selection{}, fmt.Errorf("%w: the %d largest coins (at most %d inputs fit in %d weight units) pay %s of %s",
-				ErrTooManyInputs, maxIn, maxIn, maxWeight, top.InputTotal-top.Fee, target)
+				ErrTooManyInputs, maxIn, maxIn, sc.maxWeight, top.InputTotal-top.Fee, target)
 		}
 	}
-	need := target + baseFee
+	// The input count's varint is taken at the pool's size: an upper bound for any subset.
+	need := target + feeForWeight(kvb, txWeight(len(pool), 0, params.PaymentSizes, 0))
 	changeFee := feeForWeight(kvb, 4*int64(params.ChangeSize))
-	costOfChange := changeFee + inFeeLT
-	minChange := max(params.ChangeDust, inFeeLT+1)
+	costOfChange := changeFee + sc.inFeeLT
+	minChange := max(params.ChangeDust, sc.inFeeLT+1)
 
-	if sel := branchAndBound(pool, need, costOfChange, feerate > lt, params.MaxTries, maxIn); sel != nil {
+	if sel := branchAndBound(pool, need, costOfChange, feerate > sc.lt, params.MaxTries, maxIn); sel != nil {
 		s := finish(sel, kvb, params, 0)
 		s.Amount, s.Algorithm = target, AlgorithmBnB
 		s.Excess = s.InputTotal - target - s.Fee
 		s.Fee += s.Excess
 		return s, nil
 	}
+	ins, algo := sc.randomDraw(need + changeFee + minChange)
+	return withChange(ins, target, kvb, params, minChange, algo), nil
+}
 
-	// Single random draw: until the inputs pay the target, a change output and a change worth
-	// keeping; beyond maxIn inputs the smallest drawn one is put back (Bitcoin Core's SRD does
-	// the same with its weight limit). If the draw never gets there, what is left drawn is the
-	// maxIn largest coins, which pay at least the target (checked above).
+// randomDraw is single random draw: coins are drawn until their effective values reach
+// enough (the target with its fee, a change output and a change worth keeping); beyond maxIn
+// inputs the smallest drawn one is put back (Bitcoin Core's SRD does the same with its weight
+// limit). If the draw never gets there, what is left drawn is the maxIn largest coins, which
+// pay at least the target (toTarget checked), and the algorithm is AlgorithmAll.
+func (sc *selector) randomDraw(enough btcutil.Amount) ([]UTXO, string) {
+	pool := sc.pool
 	order := make([]int, len(pool))
 	for i := range order {
 		order[i] = i
 	}
 	shuffle := rand.Shuffle
-	if params.Rand != nil {
-		shuffle = params.Rand.Shuffle
+	if sc.params.Rand != nil {
+		shuffle = sc.params.Rand.Shuffle
 	}
 	shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	var sum btcutil.Amount
@@ -432,10 +443,10 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 	for _, i := range order {
 		heap.Push(drawn, i)
 		sum += pool[i].effective
-		if drawn.Len() > maxIn {
+		if drawn.Len() > sc.maxIn {
 			sum -= pool[heap.Pop(drawn).(int)].effective
 		}
-		if sum >= need+changeFee+minChange {
+		if sum >= enough {
 			algo = AlgorithmSRD
 			break
 		}
@@ -445,7 +456,7 @@ func Select(coins []UTXO, target btcutil.Amount, feerate FeeRate, params SelectP
 	for k, i := range drawn.idx {
 		ins[k] = pool[i].UTXO
 	}
-	return withChange(ins, target, kvb, params, minChange, algo), nil
+	return ins, algo
 }
 
 // withChange finishes a selection that pays target, with a change output when the remainder

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ func twoInputPSBT(t testing.TB, kind string) (*fixture, *psbt.Packet) {
 // signedBy returns a copy of p signed by the fixture keys with the given indexes.
 func signedBy(t testing.TB, f *fixture, p *psbt.Packet, keys ...int) *psbt.Packet {
 	t.Helper()
-	q, err := clonePacket(p)
+	q, err := Clone(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestCombineSignaturesFinalize(t *testing.T) {
 // replaceSig returns a copy of p whose partial signature of key k on input i is sig.
 func replaceSig(t *testing.T, f *fixture, p *psbt.Packet, i, k int, sig []byte) *psbt.Packet {
 	t.Helper()
-	q, err := clonePacket(p)
+	q, err := Clone(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestFinalizeRefusesBadSignatures(t *testing.T) {
 		})
 	}
 	t.Run("signature by a key outside the script", func(t *testing.T) {
-		q, _ := clonePacket(pa)
+		q, _ := Clone(pa)
 		stranger, _ := btcec.NewPrivateKey()
 		q.Inputs[0].PartialSigs = append(q.Inputs[0].PartialSigs, &psbt.PartialSig{PubKey: stranger.PubKey().SerializeCompressed(), Signature: otherInput})
 		if n := countSigs(t, f, q); n != 1 {
@@ -252,11 +252,11 @@ func TestCombineRefuses(t *testing.T) {
 	_, other := twoInputPSBT(t, "wsh")
 	other.UnsignedTx.LockTime++
 	conflictingSig := replaceSig(t, f, pa, 0, 0, sigOf(t, f, pa, 1, 0))
-	badUTXO, _ := clonePacket(pc)
+	badUTXO, _ := Clone(pc)
 	badUTXO.Inputs[1].WitnessUtxo = wire.NewTxOut(badUTXO.Inputs[1].WitnessUtxo.Value+1, badUTXO.Inputs[1].WitnessUtxo.PkScript)
-	badScript, _ := clonePacket(pc)
+	badScript, _ := Clone(pc)
 	badScript.Outputs[1].WitnessScript = append([]byte{txscript.OP_1}, badScript.Outputs[1].WitnessScript[1:]...)
-	badDeriv, _ := clonePacket(pc)
+	badDeriv, _ := Clone(pc)
 	badDeriv.Inputs[0].Bip32Derivation[0].Bip32Path = append([]uint32(nil), badDeriv.Inputs[0].Bip32Derivation[0].Bip32Path...)
 	badDeriv.Inputs[0].Bip32Derivation[0].Bip32Path[0]++
 	for _, c := range []struct {
@@ -282,11 +282,11 @@ func TestCombineRefuses(t *testing.T) {
 func TestSignaturesAndFinalizeRefuse(t *testing.T) {
 	f, p := twoInputPSBT(t, "wsh")
 	pac := signedBy(t, f, p, 0, 2)
-	noDeriv, _ := clonePacket(pac)
+	noDeriv, _ := Clone(pac)
 	noDeriv.Inputs[1].Bip32Derivation = nil
-	noUTXO, _ := clonePacket(pac)
+	noUTXO, _ := Clone(pac)
 	noUTXO.Inputs[0].WitnessUtxo = nil
-	foreign, _ := clonePacket(pac)
+	foreign, _ := Clone(pac)
 	foreign.Inputs[0].WitnessUtxo = wire.NewTxOut(foreign.Inputs[0].WitnessUtxo.Value, []byte{txscript.OP_TRUE})
 	for _, c := range []struct {
 		name string
@@ -321,42 +321,15 @@ func FuzzCombineFinalize(f *testing.F) {
 	in1 := fx.addCoin(f, 0, 0, 60_000)
 	in2 := fx.addCoin(f, 1, 4, 50_000)
 	p := fx.build(f, []wire.OutPoint{in1, in2}, 70_000, 39_000, 2)
-	enc := func(q *psbt.Packet) []byte {
-		var b bytes.Buffer
-		if err := q.Serialize(&b); err != nil {
-			f.Fatal(err)
-		}
-		return b.Bytes()
-	}
 	sign := func(k int) *psbt.Packet {
-		q, _ := clonePacket(p)
+		q, _ := Clone(p)
 		if _, err := SignInputs(q, nil, fx.desc, slotOf(f, fx.desc, fx.keys[k]), fx.keys[k], fx.chain); err != nil {
 			f.Fatal(err)
 		}
 		return q
 	}
 	pa, pc := sign(0), sign(2)
-	f.Add(enc(pa), enc(pc))
-	f.Add(enc(p), enc(pa))
-	f.Add(enc(pa), enc(pa))
-	f.Fuzz(func(t *testing.T, a, b []byte) {
-		qa, err := psbt.NewFromRawBytes(bytes.NewReader(a), false)
-		if err != nil {
-			return
-		}
-		qb, err := psbt.NewFromRawBytes(bytes.NewReader(b), false)
-		if err != nil {
-			return
-		}
-		comb, err := Combine(qa, qb)
-		if err != nil {
-			return
-		}
-		_, _ = Signatures(fx.desc, comb)
-		tx, err := Finalize(fx.desc, comb)
-		if err != nil {
-			return
-		}
+	fuzzCombineFinalize(f, fx, [][2]*psbt.Packet{{pa, pc}, {p, pa}, {pa, pa}}, func(t *testing.T, comb *psbt.Packet, tx *wire.MsgTx) {
 		if len(tx.TxIn) != len(comb.UnsignedTx.TxIn) || tx.TxIn[0].PreviousOutPoint != comb.UnsignedTx.TxIn[0].PreviousOutPoint {
 			t.Fatalf("finalized transaction does not spend the PSBT's inputs")
 		}

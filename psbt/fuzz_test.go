@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"encoding/base64"

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"bytes"
@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"github.com/btcsuite/btcd/btcutil/psbt"
-
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // MaxPSBTBytes bounds a decoded PSBT. NIP-44 v2 carries at most 65,535 bytes of plaintext, so a
@@ -29,9 +27,9 @@ const (
 // ("psbt" 0xff: "cHNidP8" in base64, "70736274ff" in hex), of version 0 (BIP-174) or 2
 // (BIP-370). A v2 PSBT comes back in the v0 packet shape, its unsigned transaction rebuilt from
 // the per-input and per-output fields (see v2.go); PSBTVersion tells it apart and Encode writes
-// it as v2 again. Errors are *signer.MethodError with code invalid_psbt (including a v0 PSBT
-// carrying v2-only fields, a v2 PSBT missing required ones, and lock time requirements no
-// nLockTime satisfies). TX_MODIFIABLE is decoded, not judged: Analyze refuses it.
+// it as v2 again. Errors are *Refusal: TooLarge above MaxPSBTBytes, otherwise InvalidPSBT
+// (including a v0 PSBT carrying v2-only fields, a v2 PSBT missing required ones, and lock time
+// requirements no nLockTime satisfies). TX_MODIFIABLE is decoded, not judged: Analyze refuses it.
 func Decode(s string) (*psbt.Packet, Encoding, error) {
 	s = strings.TrimSpace(s)
 	var raw []byte
@@ -39,28 +37,28 @@ func Decode(s string) (*psbt.Packet, Encoding, error) {
 	switch {
 	case strings.HasPrefix(s, "cHNidP8"):
 		if len(s) > MaxPSBTBytes*4/3+4 {
-			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "PSBT is larger than %d bytes", MaxPSBTBytes)
+			return nil, 0, refuse(TooLarge, "PSBT is larger than %d bytes", MaxPSBTBytes)
 		}
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
-			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "not valid base64: %v", err)
+			return nil, 0, refuse(InvalidPSBT, "not valid base64: %v", err)
 		}
 		raw, enc = b, Base64
 	case strings.HasPrefix(strings.ToLower(s), "70736274ff"):
 		if len(s) > MaxPSBTBytes*2 {
-			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "PSBT is larger than %d bytes", MaxPSBTBytes)
+			return nil, 0, refuse(TooLarge, "PSBT is larger than %d bytes", MaxPSBTBytes)
 		}
 		b, err := hex.DecodeString(s)
 		if err != nil {
-			return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "not valid hex: %v", err)
+			return nil, 0, refuse(InvalidPSBT, "not valid hex: %v", err)
 		}
 		raw, enc = b, Hex
 	default:
-		return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "not a PSBT: expected base64 starting with cHNidP8 or hex starting with 70736274ff")
+		return nil, 0, refuse(InvalidPSBT, "not a PSBT: expected base64 starting with cHNidP8 or hex starting with 70736274ff")
 	}
 	p, err := decodeRaw(raw)
 	if err != nil {
-		return nil, 0, signer.Errorf(signer.CodeInvalidPSBT, "cannot parse PSBT (BIP-174 v0 or BIP-370 v2): %v", err)
+		return nil, 0, refuse(InvalidPSBT, "cannot parse PSBT (BIP-174 v0 or BIP-370 v2): %v", err)
 	}
 	return p, enc, nil
 }

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"crypto/sha256"

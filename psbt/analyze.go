@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"bytes"
@@ -13,7 +13,6 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // Coin is an unspent output of the wallet as the watcher knows it from the chain.
@@ -25,7 +24,8 @@ type Coin struct {
 	Height   int32 // 0 while in the mempool
 }
 
-// ChainView is the wallet view psbtflow reads (satisfied by an adapter over chainwatch).
+// ChainView is the wallet view the analysis and the signer read (satisfied by an adapter over
+// chainwatch, or by StateView).
 type ChainView interface {
 	// Coin returns the wallet's unspent output at op, if the chain says it exists and is ours.
 	Coin(op wire.OutPoint) (Coin, bool)
@@ -148,12 +148,12 @@ func (a *Analysis) warn(code, format string, args ...any) {
 
 // Analyze checks a PSBT against the registered wallet and the chain and computes its Analysis
 // (docs/psbt-safety.md). It is a pure function of
-// its arguments and never modifies p. It refuses (with *signer.MethodError) anything this
-// co-signer must not sign:
-//   - invalid_psbt: no inputs or outputs, a duplicated input, an impossible output value,
+// its arguments and never modifies p. It refuses (with a *Refusal) anything this co-signer
+// must not sign:
+//   - InvalidPSBT: no inputs or outputs, a duplicated input, an impossible output value,
 //     outputs worth more than inputs;
-//   - not_our_wallet: an input that is not an unspent output of the registered descriptor;
-//   - unsafe_psbt: <check>, with check one of
+//   - NotOurWallet: an input that is not an unspent output of the registered descriptor;
+//   - UnsafePSBT, Detail "<check>: …", with check one of
 //     tx_modifiable (a v2 PSBT whose TX_MODIFIABLE flags are not all 0, BIP-370),
 //     input_unspent (our script, but not unspent on the chain: spent or unseen),
 //     input_amount (witness_utxo or non_witness_utxo disagrees with the chain: the segwit fee
@@ -203,16 +203,16 @@ func (o AnalyzeOptions) allows(h txscript.SigHashType) bool {
 func AnalyzeWith(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView, opts AnalyzeOptions) (*Analysis, error) {
 	tx := p.UnsignedTx
 	if tx == nil || len(tx.TxIn) == 0 || len(tx.TxOut) == 0 {
-		return nil, signer.Errorf(signer.CodeInvalidPSBT, "the transaction has no inputs or no outputs")
+		return nil, refuse(InvalidPSBT, "the transaction has no inputs or no outputs")
 	}
 	if len(p.Inputs) != len(tx.TxIn) || len(p.Outputs) != len(tx.TxOut) {
-		return nil, signer.Errorf(signer.CodeInvalidPSBT, "the PSBT has %d input and %d output maps for %d inputs and %d outputs",
+		return nil, refuse(InvalidPSBT, "the PSBT has %d input and %d output maps for %d inputs and %d outputs",
 			len(p.Inputs), len(p.Outputs), len(tx.TxIn), len(tx.TxOut))
 	}
 	a := &Analysis{UnsignedTxID: tx.TxHash().String(), LockTime: tx.LockTime, PSBTVersion: PSBTVersion(p),
 		TxVersion: tx.Version, ScriptType: string(desc.Type())}
 	if flags, ok := TxModifiable(p); ok && flags != 0 {
-		return nil, signer.Errorf(signer.CodeUnsafePSBT, "tx_modifiable: the v2 PSBT lets others add or remove inputs or outputs (PSBT_GLOBAL_TX_MODIFIABLE = %#02x); only a fixed transaction is signed", flags)
+		return nil, refuse(UnsafePSBT, "tx_modifiable: the v2 PSBT lets others add or remove inputs or outputs (PSBT_GLOBAL_TX_MODIFIABLE = %#02x); only a fixed transaction is signed", flags)
 	}
 	if tx.Version < 1 || tx.Version > 2 {
 		a.warn(WarnTxVersion, "transaction version %d is non-standard", tx.Version)
@@ -224,7 +224,7 @@ func AnalyzeWith(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView, o
 	for i, in := range tx.TxIn {
 		op := in.PreviousOutPoint
 		if j, dup := seen[op]; dup {
-			return nil, signer.Errorf(signer.CodeInvalidPSBT, "duplicate_input: inputs %d and %d both spend %s", j, i, op)
+			return nil, refuse(InvalidPSBT, "duplicate_input: inputs %d and %d both spend %s", j, i, op)
 		}
 		seen[op] = i
 		if in.Sequence < wire.MaxTxInSequenceNum-1 {
@@ -266,7 +266,7 @@ func AnalyzeWith(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView, o
 	var outTotal btcutil.Amount
 	for j, out := range tx.TxOut {
 		if out.Value < 0 || out.Value > btcutil.MaxSatoshi {
-			return nil, signer.Errorf(signer.CodeInvalidPSBT, "output %d has an impossible value", j)
+			return nil, refuse(InvalidPSBT, "output %d has an impossible value", j)
 		}
 		oi, err := analyzeOutput(a, p.Outputs[j], j, out, desc, chain)
 		if err != nil {
@@ -277,12 +277,12 @@ func AnalyzeWith(p *psbt.Packet, desc *descriptor.Descriptor, chain ChainView, o
 		}
 		outTotal += oi.Value
 		if outTotal > btcutil.MaxSatoshi {
-			return nil, signer.Errorf(signer.CodeInvalidPSBT, "outputs add up to more than 21 million BTC")
+			return nil, refuse(InvalidPSBT, "outputs add up to more than 21 million BTC")
 		}
 		a.Outputs = append(a.Outputs, oi)
 	}
 	if outTotal > a.InputTotal {
-		return nil, signer.Errorf(signer.CodeInvalidPSBT, "outputs (%s) are worth more than inputs (%s)", outTotal, a.InputTotal)
+		return nil, refuse(InvalidPSBT, "outputs (%s) are worth more than inputs (%s)", outTotal, a.InputTotal)
 	}
 	a.Fee = a.InputTotal - outTotal
 	a.Outflow = a.InputTotal - a.ChangeTotal
@@ -308,32 +308,32 @@ func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain Chai
 		}
 		for _, s := range claimed {
 			if _, _, ours := chain.Lookup(s); ours {
-				return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "input_unspent: input %d (%s) pays one of this wallet's scripts but is not unspent on the chain (already spent, or not yet seen)", i, op)
+				return InputInfo{}, nil, refuse(UnsafePSBT, "input_unspent: input %d (%s) pays one of this wallet's scripts but is not unspent on the chain (already spent, or not yet seen)", i, op)
 			}
 		}
-		return InputInfo{}, nil, signer.Errorf(signer.CodeNotOurWallet, "input %d (%s) is not an unspent output of the registered wallet", i, op)
+		return InputInfo{}, nil, refuse(NotOurWallet, "input %d (%s) is not an unspent output of the registered wallet", i, op)
 	}
 	if pin.WitnessUtxo != nil {
 		if btcutil.Amount(pin.WitnessUtxo.Value) != coin.Value || !bytes.Equal(pin.WitnessUtxo.PkScript, coin.PkScript) {
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "input_amount: input %d claims %s but the chain says %s at that outpoint", i,
+			return InputInfo{}, nil, refuse(UnsafePSBT, "input_amount: input %d claims %s but the chain says %s at that outpoint", i,
 				btcutil.Amount(pin.WitnessUtxo.Value), coin.Value)
 		}
 	}
 	if pin.NonWitnessUtxo != nil {
 		if pin.NonWitnessUtxo.TxHash() != op.Hash || int(op.Index) >= len(pin.NonWitnessUtxo.TxOut) {
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "non_witness_utxo: input %d's previous transaction does not hash to %s", i, op.Hash)
+			return InputInfo{}, nil, refuse(UnsafePSBT, "non_witness_utxo: input %d's previous transaction does not hash to %s", i, op.Hash)
 		}
 		prev := pin.NonWitnessUtxo.TxOut[op.Index]
 		if btcutil.Amount(prev.Value) != coin.Value || !bytes.Equal(prev.PkScript, coin.PkScript) {
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "input_amount: input %d's previous transaction disagrees with the chain", i)
+			return InputInfo{}, nil, refuse(UnsafePSBT, "input_amount: input %d's previous transaction disagrees with the chain", i)
 		}
 	}
 	d, err := desc.Derive(coin.Branch, coin.Index)
 	if err != nil {
-		return InputInfo{}, nil, fmt.Errorf("psbtflow: derive input %d: %w", i, err)
+		return InputInfo{}, nil, fmt.Errorf("psbt: derive input %d: %w", i, err)
 	}
 	if !bytes.Equal(d.PkScript, coin.PkScript) {
-		return InputInfo{}, nil, fmt.Errorf("psbtflow: watcher's script for %s does not match the descriptor at %d/%d", op, coin.Branch, coin.Index)
+		return InputInfo{}, nil, fmt.Errorf("psbt: watcher's script for %s does not match the descriptor at %d/%d", op, coin.Branch, coin.Index)
 	}
 	info := InputInfo{OutPoint: op.String(), Value: coin.Value, Branch: coin.Branch, Index: coin.Index,
 		ScriptType: string(d.Type), Sequence: in.Sequence, SighashType: uint32(txscript.SigHashAll)}
@@ -343,17 +343,17 @@ func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain Chai
 	switch d.Type {
 	case descriptor.P2WSH, descriptor.P2SHP2WSH:
 		if pin.WitnessScript != nil && !bytes.Equal(pin.WitnessScript, d.WitnessScript) {
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "witness_script: input %d's witness script is not the registered descriptor's", i)
+			return InputInfo{}, nil, refuse(UnsafePSBT, "witness_script: input %d's witness script is not the registered descriptor's", i)
 		}
 		if d.Type == descriptor.P2WSH && pin.RedeemScript != nil {
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "redeem_script: input %d is native P2WSH but carries a redeem script", i)
+			return InputInfo{}, nil, refuse(UnsafePSBT, "redeem_script: input %d is native P2WSH but carries a redeem script", i)
 		}
 		if d.Type == descriptor.P2SHP2WSH && pin.RedeemScript != nil && !bytes.Equal(pin.RedeemScript, d.RedeemScript) {
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "redeem_script: input %d's redeem script is not the registered descriptor's P2WSH program", i)
+			return InputInfo{}, nil, refuse(UnsafePSBT, "redeem_script: input %d's redeem script is not the registered descriptor's P2WSH program", i)
 		}
 		if pin.SighashType != 0 && pin.SighashType != txscript.SigHashAll {
 			if !opts.allows(pin.SighashType) {
-				return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "sighash: input %d asks for sighash type %#x (%s); only SIGHASH_ALL is signed", i, uint32(pin.SighashType), sighashName(pin.SighashType))
+				return InputInfo{}, nil, refuse(UnsafePSBT, "sighash: input %d asks for sighash type %#x (%s); only SIGHASH_ALL is signed", i, uint32(pin.SighashType), sighashName(pin.SighashType))
 			}
 			info.SighashType = uint32(pin.SighashType)
 		}
@@ -371,7 +371,7 @@ func analyzeInput(p *psbt.Packet, i int, desc *descriptor.Descriptor, chain Chai
 				info.SighashType = uint32(pin.SighashType)
 				break
 			}
-			return InputInfo{}, nil, signer.Errorf(signer.CodeUnsafePSBT, "sighash: input %d asks for sighash type %#x (%s); only SIGHASH_DEFAULT or SIGHASH_ALL is signed", i, uint32(pin.SighashType), sighashName(pin.SighashType))
+			return InputInfo{}, nil, refuse(UnsafePSBT, "sighash: input %d asks for sighash type %#x (%s); only SIGHASH_DEFAULT or SIGHASH_ALL is signed", i, uint32(pin.SighashType), sighashName(pin.SighashType))
 		}
 		info.SpendingPath = "script path"
 		for _, l := range d.Taproot.Leaves {
@@ -390,29 +390,29 @@ func checkTaprootInput(pin psbt.PInput, i int, d *descriptor.Derived) error {
 	tr := d.Taproot
 	internal := schnorr.SerializePubKey(tr.InternalKey)
 	if pin.TaprootInternalKey != nil && !bytes.Equal(pin.TaprootInternalKey, internal) {
-		return signer.Errorf(signer.CodeUnsafePSBT, "taproot_internal_key: input %d's internal key is not the registered descriptor's", i)
+		return refuse(UnsafePSBT, "taproot_internal_key: input %d's internal key is not the registered descriptor's", i)
 	}
 	if pin.TaprootMerkleRoot != nil && !bytes.Equal(pin.TaprootMerkleRoot, tr.MerkleRoot) {
-		return signer.Errorf(signer.CodeUnsafePSBT, "taproot_merkle_root: input %d's merkle root is not the registered script tree's", i)
+		return refuse(UnsafePSBT, "taproot_merkle_root: input %d's merkle root is not the registered script tree's", i)
 	}
 	if pin.TaprootInternalKey != nil && pin.TaprootMerkleRoot != nil {
 		ik, err := schnorr.ParsePubKey(pin.TaprootInternalKey)
 		if err != nil {
-			return signer.Errorf(signer.CodeUnsafePSBT, "taproot_internal_key: input %d's internal key is not a point: %v", i, err)
+			return refuse(UnsafePSBT, "taproot_internal_key: input %d's internal key is not a point: %v", i, err)
 		}
 		q := txscript.ComputeTaprootOutputKey(ik, pin.TaprootMerkleRoot)
 		if !bytes.Equal(schnorr.SerializePubKey(q), d.PkScript[2:]) {
-			return signer.Errorf(signer.CodeUnsafePSBT, "taproot_output_key: input %d's internal key and merkle root do not make the output key it spends", i)
+			return refuse(UnsafePSBT, "taproot_output_key: input %d's internal key and merkle root do not make the output key it spends", i)
 		}
 	}
 	for _, ls := range pin.TaprootLeafScript {
 		if leafIndex(tr, ls.Script, ls.ControlBlock, ls.LeafVersion) < 0 {
-			return signer.Errorf(signer.CodeUnsafePSBT, "taproot_leaf: input %d names a leaf script (or control block) that is not in the registered tree", i)
+			return refuse(UnsafePSBT, "taproot_leaf: input %d names a leaf script (or control block) that is not in the registered tree", i)
 		}
 	}
 	for _, s := range pin.TaprootScriptSpendSig {
 		if leafByHash(tr, s.LeafHash) < 0 {
-			return signer.Errorf(signer.CodeUnsafePSBT, "taproot_leaf: input %d carries a signature for leaf %x, which is not in the registered tree", i, s.LeafHash)
+			return refuse(UnsafePSBT, "taproot_leaf: input %d carries a signature for leaf %x, which is not in the registered tree", i, s.LeafHash)
 		}
 	}
 	return nil
@@ -469,7 +469,7 @@ func analyzeOutput(a *Analysis, pout psbt.POutput, j int, out *wire.TxOut, desc 
 		}
 		branch, index = b, i
 	} else if b, i, tracked := chain.Lookup(out.PkScript); !tracked || b != branch || i != index {
-		return oi, signer.Errorf(signer.CodeUnsafePSBT, "change_index: output %d is the wallet's script at %d/%d, beyond the watched lookahead window: coins there would go unseen", j, branch, index)
+		return oi, refuse(UnsafePSBT, "change_index: output %d is the wallet's script at %d/%d, beyond the watched lookahead window: coins there would go unseen", j, branch, index)
 	}
 	if branch != ChangeBranch {
 		a.warn(WarnSelfReceive, "output %d pays the wallet's own receive address at index %d; counted as spend", j, index)
@@ -519,11 +519,11 @@ func claimedChange(pout psbt.POutput, j int, pkScript []byte, desc *descriptor.D
 			}
 		}
 		if !keyOK {
-			return 0, 0, false, signer.Errorf(signer.CodeUnsafePSBT, "change_key: output %d claims key %x at %s of one of our key slots, but that path derives another key (forged BIP32 derivation)",
+			return 0, 0, false, refuse(UnsafePSBT, "change_key: output %d claims key %x at %s of one of our key slots, but that path derives another key (forged BIP32 derivation)",
 				j, c.pubKey, descriptor.FormatPath(c.path))
 		}
 		if !bytes.Equal(der.PkScript, pkScript) {
-			return 0, 0, false, signer.Errorf(signer.CodeUnsafePSBT, "change_script: output %d uses our key at %s but its script is not the registered descriptor's (another quorum or script type)",
+			return 0, 0, false, refuse(UnsafePSBT, "change_script: output %d uses our key at %s but its script is not the registered descriptor's (another quorum or script type)",
 				j, descriptor.FormatPath(c.path))
 		}
 		return b, i, true, nil

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // BIP-174 Signer role (with the Updater's additions a signer needs) for the three output types
 // of the registered descriptor: P2WSH and P2SH-P2WSH multisig (ECDSA over the BIP-143 sighash)
@@ -16,13 +16,19 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/signer"
 )
+
+// KeySource holds this co-signer's private account key (signer.Keys satisfies it). SignInputs
+// asks it for the key at AccountPath/steps… (all unhardened: a branch's steps and the index);
+// an implementation refuses a hardened step with an error.
+type KeySource interface {
+	DeriveRelative(steps ...uint32) (*btcec.PrivateKey, error)
+}
 
 // SignInputs adds this co-signer's signatures to every input of p, acting as the BIP-174 Signer.
 // It must only be called with the Analysis that Analyze returned for p (every input is then the
 // wallet's and unspent). For each input it derives the key of desc's key slot `slot` at the
-// coin's branch and index from keys, checks that the public key is the one in the descriptor's
+// coin's branch and index from keys (KeySource), checks that the public key is the one in the descriptor's
 // script, and signs:
 //   - wsh / sh(wsh): SIGHASH_ALL (or the type the analysis allowed) over the BIP-143 sighash with the witness script,
 //     placed as a partial signature (PSBT_IN_PARTIAL_SIG); the witness script, and for sh(wsh) the
@@ -36,13 +42,13 @@ import (
 // The witness UTXO is filled from the chain view when missing. It returns the number of
 // signatures added (one per input for wsh, one per input and leaf for tr). p is modified in
 // place.
-func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot int, keys *signer.Keys, chain ChainView) (int, error) {
+func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot int, keys KeySource, chain ChainView) (int, error) {
 	prevOuts := txscript.NewMultiPrevOutFetcher(nil)
 	coins := make([]Coin, len(p.UnsignedTx.TxIn))
 	for i, in := range p.UnsignedTx.TxIn {
 		c, ok := chain.Coin(in.PreviousOutPoint)
 		if !ok {
-			return 0, fmt.Errorf("psbtflow: input %d vanished from the chain view while signing", i)
+			return 0, fmt.Errorf("psbt: input %d vanished from the chain view while signing", i)
 		}
 		coins[i] = c
 		prevOuts.AddPrevOut(in.PreviousOutPoint, wire.NewTxOut(int64(c.Value), c.PkScript))
@@ -54,7 +60,7 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 	}
 	keySlots := desc.Keys()
 	if slot < 0 || slot >= len(keySlots) {
-		return 0, fmt.Errorf("psbtflow: key slot %d of %d: %w", slot, len(keySlots), signer.ErrNotOurKey)
+		return 0, fmt.Errorf("psbt: key slot %d of %d: %w", slot, len(keySlots), ErrNotOurKey)
 	}
 	key := keySlots[slot]
 	signed := 0
@@ -76,7 +82,7 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 			}
 		}
 		if ours == nil {
-			return signed, fmt.Errorf("psbtflow: input %d: derived key is not in the descriptor's script: %w", i, signer.ErrNotOurKey)
+			return signed, fmt.Errorf("psbt: input %d: derived key is not in the descriptor's script: %w", i, ErrNotOurKey)
 		}
 		if p.Inputs[i].WitnessUtxo == nil {
 			if err := u.AddInWitnessUtxo(wire.NewTxOut(int64(c.Value), c.PkScript), i); err != nil {
@@ -90,7 +96,7 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 		case descriptor.P2TR:
 			n, err = signTapscript(p, i, c, d, ours, priv, hashes, sighashFor(a, i, txscript.SigHashDefault))
 		default:
-			err = fmt.Errorf("psbtflow: input %d: cannot sign output type %s", i, d.Type)
+			err = fmt.Errorf("psbt: input %d: cannot sign output type %s", i, d.Type)
 		}
 		signed += n
 		if err != nil {
@@ -114,7 +120,7 @@ func sighashFor(a *Analysis, i int, def txscript.SigHashType) txscript.SigHashTy
 func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
 	sig, err := txscript.RawTxInWitnessSignature(u.Upsbt.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, hashType, priv)
 	if err != nil {
-		return 0, fmt.Errorf("psbtflow: sign input %d: %w", i, err)
+		return 0, fmt.Errorf("psbt: sign input %d: %w", i, err)
 	}
 	pub := priv.PubKey().SerializeCompressed()
 	if _, exists := findPartialSig(u.Upsbt.Inputs[i].PartialSigs, pub); exists {
@@ -122,7 +128,7 @@ func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *
 	}
 	outcome, err := u.Sign(i, sig, pub, d.RedeemScript, d.WitnessScript)
 	if err != nil {
-		return 0, fmt.Errorf("psbtflow: add partial signature to input %d: %w", i, err)
+		return 0, fmt.Errorf("psbt: add partial signature to input %d: %w", i, err)
 	}
 	if outcome == psbt.SignSuccesful {
 		return 1, nil
@@ -172,7 +178,7 @@ func signTapscript(p *psbt.Packet, i int, c Coin, d *descriptor.Derived, ours *d
 		leaf := txscript.NewTapLeaf(l.LeafVersion, l.Script)
 		sig, err := txscript.RawTxInTapscriptSignature(p.UnsignedTx, hashes, i, int64(c.Value), c.PkScript, leaf, hashType, priv)
 		if err != nil {
-			return signed, fmt.Errorf("psbtflow: sign input %d leaf %x: %w", i, l.LeafHash[:4], err)
+			return signed, fmt.Errorf("psbt: sign input %d leaf %x: %w", i, l.LeafHash[:4], err)
 		}
 		pin.TaprootScriptSpendSig = append(pin.TaprootScriptSpendSig, &psbt.TaprootScriptSpendSig{
 			XOnlyPubKey: xonly, LeafHash: append([]byte(nil), l.LeafHash[:]...), Signature: sig[:schnorr.SignatureSize], SigHash: hashType})

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // Inspection for people: `cosigner psbt inspect FILE` runs Analyze against a wallet view and
 // prints the result as a table. The views here are plain values (no I/O): StateView over what

@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 import (
 	"bytes"
@@ -17,8 +17,6 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
-
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // prevTxs is a PrevTxFetcher over transactions held in memory.
@@ -82,7 +80,7 @@ func (f *fixture) verifyScripts(t *testing.T, final *wire.MsgTx) {
 // it with btcd's psbt Finalizer and Extractor and runs every input's script.
 func (f *fixture) signFinalizeVerify(t *testing.T, p *psbt.Packet, a *Analysis) *wire.MsgTx {
 	t.Helper()
-	for _, k := range []*signer.Keys{f.keys[0], f.keys[2]} {
+	for _, k := range []*testKey{f.keys[0], f.keys[2]} {
 		n, err := SignInputs(p, a, f.desc, slotOf(t, f.desc, k), k, f.chain)
 		if err != nil || n != len(p.Inputs) {
 			t.Fatalf("SignInputs = %d, %v; want %d", n, err, len(p.Inputs))

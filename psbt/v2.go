@@ -1,4 +1,4 @@
-package psbtflow
+package psbt
 
 // PSBT version 2 (BIP-370), as a decoder and encoder around btcd's v0-only psbt package.
 //
@@ -236,120 +236,165 @@ func decodeRaw(raw []byte) (*psbt.Packet, error) {
 
 // decodeV2 reads the input and output maps after global and rebuilds the v0 shape.
 func decodeV2(r *bytes.Reader, global []kv) (*psbt.Packet, error) {
-	if _, ok, _ := field(global, globalUnsignedTx); ok {
-		return nil, fmt.Errorf("%w: a v2 PSBT must not carry PSBT_GLOBAL_UNSIGNED_TX", errV2)
-	}
-	txVersion, ok, err := u32Field(global, globalTxVersion, "PSBT_GLOBAL_TX_VERSION")
+	g, err := readV2Global(global)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("%w: PSBT_GLOBAL_TX_VERSION is missing", errV2)
-	}
-	fallback, _, err := u32Field(global, globalFallbackLocktime, "PSBT_GLOBAL_FALLBACK_LOCKTIME")
-	if err != nil {
-		return nil, err
-	}
-	if v, ok, err := field(global, globalTxModifiable); err != nil {
-		return nil, err
-	} else if ok && len(v) != 1 {
-		return nil, fmt.Errorf("%w: PSBT_GLOBAL_TX_MODIFIABLE must be 1 byte", errV2)
-	}
-	nIn, err := countField(global, globalInputCount, "PSBT_GLOBAL_INPUT_COUNT")
-	if err != nil {
-		return nil, err
-	}
-	nOut, err := countField(global, globalOutputCount, "PSBT_GLOBAL_OUTPUT_COUNT")
-	if err != nil {
-		return nil, err
-	}
-
-	tx := wire.NewMsgTx(int32(txVersion))
-	ins := make([][]kv, nIn)
+	tx := wire.NewMsgTx(int32(g.txVersion))
+	ins := make([][]kv, g.nIn)
 	var heightLocks, timeLocks []*uint32 // per input; nil when the input has none
-	heightLocks, timeLocks = make([]*uint32, nIn), make([]*uint32, nIn)
+	heightLocks, timeLocks = make([]*uint32, g.nIn), make([]*uint32, g.nIn)
 	for i := range ins {
-		m, err := readMap(r)
+		m, in, err := readV2Input(r, i)
 		if err != nil {
-			return nil, fmt.Errorf("input %d: %w", i, err)
+			return nil, err
+		}
+		if heightLocks[i], timeLocks[i], err = requiredLocks(m, i); err != nil {
+			return nil, err
 		}
 		ins[i] = m
-		txid, ok, err := field(m, inPreviousTxID)
-		if err != nil {
-			return nil, err
-		}
-		if !ok || len(txid) != chainhash.HashSize {
-			return nil, fmt.Errorf("%w: input %d: PSBT_IN_PREVIOUS_TXID missing or not 32 bytes", errV2, i)
-		}
-		vout, ok, err := u32Field(m, inOutputIndex, "PSBT_IN_OUTPUT_INDEX")
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: input %d: PSBT_IN_OUTPUT_INDEX is missing", errV2, i)
-		}
-		seq, ok, err := u32Field(m, inSequence, "PSBT_IN_SEQUENCE")
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			seq = wire.MaxTxInSequenceNum
-		}
-		if t, ok, err := u32Field(m, inRequiredTimeLocktime, "PSBT_IN_REQUIRED_TIME_LOCKTIME"); err != nil {
-			return nil, err
-		} else if ok {
-			if t < lockTimeThreshold {
-				return nil, fmt.Errorf("%w: input %d: PSBT_IN_REQUIRED_TIME_LOCKTIME %d is below %d (a height)", errV2, i, t, lockTimeThreshold)
-			}
-			timeLocks[i] = &t
-		}
-		if h, ok, err := u32Field(m, inRequiredHeightLocktim, "PSBT_IN_REQUIRED_HEIGHT_LOCKTIME"); err != nil {
-			return nil, err
-		} else if ok {
-			if h == 0 || h >= lockTimeThreshold {
-				return nil, fmt.Errorf("%w: input %d: PSBT_IN_REQUIRED_HEIGHT_LOCKTIME %d is not a height in 1…%d", errV2, i, h, lockTimeThreshold-1)
-			}
-			heightLocks[i] = &h
-		}
-		var hash chainhash.Hash
-		copy(hash[:], txid)
-		in := wire.NewTxIn(wire.NewOutPoint(&hash, vout), nil, nil)
-		in.Sequence = seq
 		tx.AddTxIn(in)
 	}
-	outs := make([][]kv, nOut)
+	outs := make([][]kv, g.nOut)
 	for j := range outs {
-		m, err := readMap(r)
+		m, out, err := readV2Output(r, j)
 		if err != nil {
-			return nil, fmt.Errorf("output %d: %w", j, err)
+			return nil, err
 		}
 		outs[j] = m
-		amt, ok, err := field(m, outAmount)
-		if err != nil {
-			return nil, err
-		}
-		if !ok || len(amt) != 8 {
-			return nil, fmt.Errorf("%w: output %d: PSBT_OUT_AMOUNT missing or not 8 bytes", errV2, j)
-		}
-		script, ok, err := field(m, outScript)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fmt.Errorf("%w: output %d: PSBT_OUT_SCRIPT is missing", errV2, j)
-		}
-		tx.AddTxOut(wire.NewTxOut(int64(binary.LittleEndian.Uint64(amt)), script))
+		tx.AddTxOut(out)
 	}
 	if r.Len() != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the last output map", errV2, r.Len())
 	}
-	lock, err := determineLockTime(fallback, heightLocks, timeLocks)
-	if err != nil {
+	if tx.LockTime, err = determineLockTime(g.fallback, heightLocks, timeLocks); err != nil {
 		return nil, err
 	}
-	tx.LockTime = lock
+	return v0Packet(tx, global, ins, outs)
+}
 
-	// The v0 stream: the rebuilt unsigned transaction, then every original pair.
+// v2Global is what a v2 global map says about the transaction.
+type v2Global struct {
+	txVersion, fallback uint32
+	nIn, nOut           int
+}
+
+// readV2Global checks a v2 global map (no PSBT_GLOBAL_UNSIGNED_TX; PSBT_GLOBAL_TX_VERSION and
+// the counts present; TX_MODIFIABLE one byte) and returns its transaction fields.
+func readV2Global(global []kv) (v2Global, error) {
+	var g v2Global
+	if _, ok, _ := field(global, globalUnsignedTx); ok {
+		return g, fmt.Errorf("%w: a v2 PSBT must not carry PSBT_GLOBAL_UNSIGNED_TX", errV2)
+	}
+	var ok bool
+	var err error
+	if g.txVersion, ok, err = u32Field(global, globalTxVersion, "PSBT_GLOBAL_TX_VERSION"); err != nil {
+		return g, err
+	}
+	if !ok {
+		return g, fmt.Errorf("%w: PSBT_GLOBAL_TX_VERSION is missing", errV2)
+	}
+	if g.fallback, _, err = u32Field(global, globalFallbackLocktime, "PSBT_GLOBAL_FALLBACK_LOCKTIME"); err != nil {
+		return g, err
+	}
+	if v, ok, err := field(global, globalTxModifiable); err != nil {
+		return g, err
+	} else if ok && len(v) != 1 {
+		return g, fmt.Errorf("%w: PSBT_GLOBAL_TX_MODIFIABLE must be 1 byte", errV2)
+	}
+	if g.nIn, err = countField(global, globalInputCount, "PSBT_GLOBAL_INPUT_COUNT"); err != nil {
+		return g, err
+	}
+	if g.nOut, err = countField(global, globalOutputCount, "PSBT_GLOBAL_OUTPUT_COUNT"); err != nil {
+		return g, err
+	}
+	return g, nil
+}
+
+// readV2Input reads input map i and the transaction input it describes (PSBT_IN_PREVIOUS_TXID,
+// PSBT_IN_OUTPUT_INDEX, PSBT_IN_SEQUENCE defaulting to final).
+func readV2Input(r *bytes.Reader, i int) ([]kv, *wire.TxIn, error) {
+	m, err := readMap(r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("input %d: %w", i, err)
+	}
+	txid, ok, err := field(m, inPreviousTxID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok || len(txid) != chainhash.HashSize {
+		return nil, nil, fmt.Errorf("%w: input %d: PSBT_IN_PREVIOUS_TXID missing or not 32 bytes", errV2, i)
+	}
+	vout, ok, err := u32Field(m, inOutputIndex, "PSBT_IN_OUTPUT_INDEX")
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: input %d: PSBT_IN_OUTPUT_INDEX is missing", errV2, i)
+	}
+	seq, ok, err := u32Field(m, inSequence, "PSBT_IN_SEQUENCE")
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		seq = wire.MaxTxInSequenceNum
+	}
+	var hash chainhash.Hash
+	copy(hash[:], txid)
+	in := wire.NewTxIn(wire.NewOutPoint(&hash, vout), nil, nil)
+	in.Sequence = seq
+	return m, in, nil
+}
+
+// requiredLocks returns input map i's PSBT_IN_REQUIRED_HEIGHT_LOCKTIME and
+// PSBT_IN_REQUIRED_TIME_LOCKTIME (nil when absent), each checked to be of its kind.
+func requiredLocks(m []kv, i int) (height, time *uint32, err error) {
+	if t, ok, err := u32Field(m, inRequiredTimeLocktime, "PSBT_IN_REQUIRED_TIME_LOCKTIME"); err != nil {
+		return nil, nil, err
+	} else if ok {
+		if t < lockTimeThreshold {
+			return nil, nil, fmt.Errorf("%w: input %d: PSBT_IN_REQUIRED_TIME_LOCKTIME %d is below %d (a height)", errV2, i, t, lockTimeThreshold)
+		}
+		time = &t
+	}
+	if h, ok, err := u32Field(m, inRequiredHeightLocktim, "PSBT_IN_REQUIRED_HEIGHT_LOCKTIME"); err != nil {
+		return nil, nil, err
+	} else if ok {
+		if h == 0 || h >= lockTimeThreshold {
+			return nil, nil, fmt.Errorf("%w: input %d: PSBT_IN_REQUIRED_HEIGHT_LOCKTIME %d is not a height in 1…%d", errV2, i, h, lockTimeThreshold-1)
+		}
+		height = &h
+	}
+	return height, time, nil
+}
+
+// readV2Output reads output map j and the transaction output it describes (PSBT_OUT_AMOUNT,
+// PSBT_OUT_SCRIPT).
+func readV2Output(r *bytes.Reader, j int) ([]kv, *wire.TxOut, error) {
+	m, err := readMap(r)
+	if err != nil {
+		return nil, nil, fmt.Errorf("output %d: %w", j, err)
+	}
+	amt, ok, err := field(m, outAmount)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok || len(amt) != 8 {
+		return nil, nil, fmt.Errorf("%w: output %d: PSBT_OUT_AMOUNT missing or not 8 bytes", errV2, j)
+	}
+	script, ok, err := field(m, outScript)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !ok {
+		return nil, nil, fmt.Errorf("%w: output %d: PSBT_OUT_SCRIPT is missing", errV2, j)
+	}
+	return m, wire.NewTxOut(int64(binary.LittleEndian.Uint64(amt)), script), nil
+}
+
+// v0Packet has btcd parse the v0 stream of a v2 PSBT: the rebuilt unsigned transaction, then
+// every original pair (btcd keeps the v2-only ones as Unknowns).
+func v0Packet(tx *wire.MsgTx, global []kv, ins, outs [][]kv) (*psbt.Packet, error) {
 	var buf bytes.Buffer
 	buf.WriteString("psbt\xff")
 	var txBuf bytes.Buffer
