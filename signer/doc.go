@@ -1,10 +1,7 @@
 // Package signer owns cosigner's keys, its NIP-46 remote signer ("bunker") and its NIP-46
 // client.
 //
-// Keys (keystore.go): the BIP32 account key of the multisig wallet (BIP48 path m/48'/coin'/0'/2'
-// for P2WSH) encrypted with scrypt + XChaCha20-Poly1305, and the Nostr identity key as a NIP-49
-// ncryptsec, in one key file (mode 0600, checked on load) whose public half (fingerprint, xpub,
-// npub) is readable without the passphrase.
+// Keys at rest are in package keystore (signer keeps deprecated aliases).
 //
 // Remote signer (bunker.go, methods.go): NIP-46 over kind 24133 events, NIP-44 v2 encrypted
 // (NIP-04 only in the legacy mode), reached through a relay pool and the relays of
