@@ -16,12 +16,10 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
-
-// KindNostrConnect is the NIP-46 event kind for requests and responses.
-const KindNostrConnect = 24133
 
 // Limits on incoming requests.
 const (
@@ -248,7 +246,7 @@ func (s *RemoteSigner) PublicKey() string { return s.pk }
 // client needs the permission named method to call it. Errors: the method name is malformed
 // or a session method.
 func (s *RemoteSigner) Handle(method string, h HandlerFunc) error {
-	if !validMethodName(method) || !NeedsPermission(method) || h == nil {
+	if !nip46.ValidMethodName(method) || !nip46.NeedsPermission(method) || h == nil {
 		return fmt.Errorf("signer: cannot register a handler for %q", method)
 	}
 	s.handlersMu.Lock()
@@ -271,7 +269,7 @@ func (s *RemoteSigner) Run(ctx context.Context) error {
 	since := nostr.Timestamp(s.now().Add(-MaxClockSkew).Unix())
 	s.clientMu.Lock()
 	s.runCtx = ctx
-	s.filter = nostr.Filter{Kinds: []int{KindNostrConnect}, Tags: nostr.TagMap{"p": []string{s.pk}}, Since: &since}
+	s.filter = nostr.Filter{Kinds: []int{nip46.KindNostrConnect}, Tags: nostr.TagMap{"p": []string{s.pk}}, Since: &since}
 	s.clientMu.Unlock()
 	defer s.closeExtra()
 	defer s.wg.Wait()
@@ -574,18 +572,6 @@ func mustLRU[V any](size int) *lru.Cache[string, V] {
 	return c
 }
 
-type wireRequest struct {
-	ID     string          `json:"id"`
-	Method string          `json:"method"`
-	Params json.RawMessage `json:"params"`
-}
-
-type wireResponse struct {
-	ID     string `json:"id"`
-	Result string `json:"result"`
-	Error  string `json:"error,omitempty"`
-}
-
 // transport is how one client's messages are encrypted.
 type transport struct {
 	client string
@@ -608,7 +594,7 @@ func (t transport) encrypt(sk, plain string) (string, error) {
 // non-empty reason means drop it. Pure but for the replay set.
 func (s *RemoteSigner) checkEvent(ev *nostr.Event) string {
 	switch {
-	case ev.Kind != KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}):
+	case ev.Kind != nip46.KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}):
 		return "not a NIP-46 request for this signer"
 	case len(ev.Content) > MaxContentBytes:
 		return "content too large"
@@ -658,48 +644,6 @@ func (s *RemoteSigner) decrypt(ev *nostr.Event, cache bool) (transport, string, 
 	}
 	t.nip04 = true
 	return t, plain, nil
-}
-
-// IsResponse reports whether a decrypted NIP-46 payload is a response ({"id","result","error"}
-// without "method"), not a request.
-func IsResponse(plain string) bool {
-	var m struct {
-		Method *string          `json:"method"`
-		Result *json.RawMessage `json:"result"`
-		Error  *json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal([]byte(plain), &m) != nil {
-		return false
-	}
-	return m.Method == nil && (m.Result != nil || m.Error != nil)
-}
-
-// ParseRequest decodes a NIP-46 request payload {"id","method","params":[strings]}. It returns
-// the id even when the rest is malformed (so the error can be answered); an empty id means the
-// payload cannot be answered at all. Errors are *MethodError (invalid_request).
-func ParseRequest(plain string) (id, method string, params []string, err error) {
-	var wr wireRequest
-	if jerr := json.Unmarshal([]byte(plain), &wr); jerr != nil {
-		// A payload that is JSON with a string id but wrong elsewhere is still answered.
-		var idOnly struct {
-			ID string `json:"id"`
-		}
-		_ = json.Unmarshal([]byte(plain), &idOnly)
-		return idOnly.ID, "", nil, Errorf(CodeInvalidRequest, "not a NIP-46 request object")
-	}
-	if wr.ID == "" {
-		return "", wr.Method, nil, Errorf(CodeInvalidRequest, "missing id")
-	}
-	if len(wr.ID) > 128 {
-		return "", wr.Method, nil, Errorf(CodeInvalidRequest, "id longer than 128 characters")
-	}
-	if err := decodeParams(wr.Params, &params); err != nil {
-		return wr.ID, wr.Method, nil, Errorf(CodeInvalidRequest, "%v", err)
-	}
-	if wr.Method == "" {
-		return wr.ID, "", params, Errorf(CodeInvalidRequest, "missing method")
-	}
-	return wr.ID, wr.Method, params, nil
 }
 
 // handleEvent checks, decrypts and answers one event. Anything it cannot attribute to a
@@ -761,14 +705,14 @@ func (s *RemoteSigner) firstDurably(ctx context.Context, ev *nostr.Event, log *s
 // serveRequest answers one decrypted request from a client (or from a stranger whose connect
 // carries a usable secret). limited: the client is over its rate limit (answered rate_limited).
 func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay string, t transport, plain string, limited bool, log *slog.Logger) {
-	if IsResponse(plain) {
+	if nip46.IsResponse(plain) {
 		// A NIP-46 response p-tagged to our key: the answer to a request our own NIP-46 client
 		// sent under this key (a co-signer asking its peers); that client's subscription reads
 		// it. Answering it with an error would start an endless exchange with the peer's signer.
 		log.Debug("ignored a NIP-46 response addressed to this key's client")
 		return
 	}
-	id, method, params, perr := ParseRequest(plain)
+	id, method, params, perr := nip46.ParseRequest(plain)
 	if id == "" {
 		log.Warn("dropped request without an id", "error", perr)
 		return
@@ -793,14 +737,14 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	}
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
-	resp := wireResponse{ID: id}
+	resp := nip46.Response{ID: id}
 	var result string
 	var err error
 	switch {
 	case perr != nil:
 		err = perr
 	case limited:
-		err = Errorf(CodeRateLimited, "too many requests from this client; retry later")
+		err = nip46.Errorf(nip46.CodeRateLimited, "too many requests from this client; retry later")
 	default:
 		result, err = s.safeDispatch(ctx, req, log)
 	}
@@ -820,8 +764,8 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 		}
 		log.Info("answered auth_url (held)", "reason", held.Reason)
 	case err != nil:
-		merr := AsMethodError(err)
-		if merr.Code == CodeInternal {
+		merr := nip46.AsMethodError(err)
+		if merr.Code == nip46.CodeInternal {
 			log.Error("request failed", "error", err)
 		}
 		resp.Error = merr.Error()
@@ -867,30 +811,9 @@ func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log 
 	}
 }
 
-func decodeParams(raw json.RawMessage, out *[]string) error {
-	if len(raw) == 0 || string(raw) == "null" {
-		*out = nil
-		return nil
-	}
-	var anyParams []any
-	if err := json.Unmarshal(raw, &anyParams); err != nil {
-		return errors.New("params must be a JSON array")
-	}
-	ps := make([]string, len(anyParams))
-	for i, p := range anyParams {
-		str, ok := p.(string)
-		if !ok {
-			return fmt.Errorf("params[%d] must be a string", i)
-		}
-		ps[i] = str
-	}
-	*out = ps
-	return nil
-}
-
 // reply encrypts resp for the client and publishes it to the pool and to the client's own
 // relays (and the relay the request came on, if outside the pool).
-func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string, resp wireResponse) error {
+func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string, resp nip46.Response) error {
 	body, err := json.Marshal(resp)
 	if err != nil {
 		return err
@@ -902,7 +825,7 @@ func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string,
 	ev := nostr.Event{
 		PubKey:    s.pk,
 		CreatedAt: nostr.Now(),
-		Kind:      KindNostrConnect,
+		Kind:      nip46.KindNostrConnect,
 		Tags:      nostr.Tags{{"p", t.client}},
 		Content:   content,
 	}
@@ -965,9 +888,9 @@ func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result st
 	} else if known {
 		legacy, arrivedOn = tr == store.TransportNIP04, on
 	}
-	resp := wireResponse{ID: requestID, Result: result}
+	resp := nip46.Response{ID: requestID, Result: result}
 	if err != nil {
-		resp.Result, resp.Error = "", AsMethodError(err).Error()
+		resp.Result, resp.Error = "", nip46.AsMethodError(err).Error()
 	} else if result == "" {
 		return fmt.Errorf("signer: respond to %s/%s: empty result (NIP-46 clients never resolve it)", truncate(client, 64), truncate(requestID, 64))
 	}

@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 )
 
@@ -51,26 +51,12 @@ type Client struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	pending map[string]chan wireResponse
+	pending map[string]chan nip46.Response
 	closed  bool
 
 	cancel  context.CancelFunc
 	stopped <-chan struct{} // closed by Close
 	wg      sync.WaitGroup
-}
-
-// RemoteError is an error response from the remote signer: its "error" string as sent.
-type RemoteError struct{ Text string }
-
-func (e *RemoteError) Error() string { return "remote signer: " + e.Text }
-
-// Code is the stable code before the first colon ("unauthorized", "policy_denied", …) or "".
-func (e *RemoteError) Code() string {
-	code, _, ok := strings.Cut(e.Text, ":")
-	if !ok || !validMethodName(code) {
-		return ""
-	}
-	return code
 }
 
 // DialBunker parses a bunker:// URI, subscribes to the remote signer's responses and sends
@@ -113,7 +99,7 @@ func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, 
 		opts.Logger = slog.Default()
 	}
 	c := &Client{sk: clientSK, pk: pk, remote: bp.RemoteSignerPubKey, secret: bp.Secret, ck: ck, opts: opts,
-		log: opts.Logger.With("component", "nip46-client", "remote_signer", bp.RemoteSignerPubKey), pending: make(map[string]chan wireResponse)}
+		log: opts.Logger.With("component", "nip46-client", "remote_signer", bp.RemoteSignerPubKey), pending: make(map[string]chan nip46.Response)}
 	if opts.OnAuthURL == nil {
 		c.opts.OnAuthURL = func(method, id, url string) {
 			c.log.Warn("remote signer holds the request; open the URL to continue", "method", method, "id", id, "url", url)
@@ -130,7 +116,7 @@ func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, 
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.stopped = cancel, ctx.Done()
 	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
-	events := c.pool.Subscribe(ctx, nostr.Filter{Kinds: []int{KindNostrConnect}, Authors: []string{c.remote},
+	events := c.pool.Subscribe(ctx, nostr.Filter{Kinds: []int{nip46.KindNostrConnect}, Authors: []string{c.remote},
 		Tags: nostr.TagMap{"p": []string{c.pk}}, Since: &since})
 	c.wg.Add(1)
 	go func() {
@@ -178,7 +164,7 @@ func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
 				continue
 			}
 			var r struct {
-				wireResponse
+				nip46.Response
 				Method *string `json:"method"`
 			}
 			if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
@@ -198,7 +184,7 @@ func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
 				continue // a duplicate, or a response to a call that gave up
 			}
 			select {
-			case ch <- r.wireResponse:
+			case ch <- r.Response:
 			default:
 			}
 		}
@@ -278,7 +264,7 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 			}
 			t.Reset(interval)
 		case r := <-ch:
-			if url, ok := r.authURL(); ok {
+			if url, ok := r.AuthURL(); ok {
 				held = true
 				if onAuthURL != nil {
 					onAuthURL(url)
@@ -287,36 +273,22 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 				}
 				continue
 			}
-			return r.outcome()
+			return r.Outcome()
 		}
 	}
-}
-
-// authURL reports whether r is an auth_url response (NIP-46 "Auth Challenges": result
-// "auth_url", the URL in error) and its URL: the real answer follows under the same id.
-func (r wireResponse) authURL() (string, bool) {
-	return r.Error, r.Result == "auth_url" && r.Error != ""
-}
-
-// outcome is a final response as a call's return: its result, or *RemoteError for an error.
-func (r wireResponse) outcome() (string, error) {
-	if r.Error != "" {
-		return "", &RemoteError{Text: r.Error}
-	}
-	return r.Result, nil
 }
 
 func (c *Client) requestBody(id, method string, params []string) (string, error) {
 	if params == nil {
 		params = []string{}
 	}
-	body, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+	body, err := json.Marshal(nip46.Request{ID: id, Method: method, Params: params})
 	return string(body), err
 }
 
 // register makes id's response channel; done removes it.
-func (c *Client) register(id string) (<-chan wireResponse, func(), error) {
-	ch := make(chan wireResponse, 4)
+func (c *Client) register(id string) (<-chan nip46.Response, func(), error) {
+	ch := make(chan nip46.Response, 4)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -368,13 +340,13 @@ func (c *Client) call(ctx context.Context, id, method string, params []string, r
 				c.log.Warn("re-sending request failed", "method", method, "error", err)
 			}
 		case r := <-ch:
-			if url, ok := r.authURL(); ok {
+			if url, ok := r.AuthURL(); ok {
 				c.opts.OnAuthURL(method, id, url)
 				deadline.Reset(c.opts.AuthTimeout)
 				tick = nil
 				continue
 			}
-			return r.outcome()
+			return r.Outcome()
 		}
 	}
 }
@@ -384,7 +356,7 @@ func (c *Client) send(ctx context.Context, body string) error {
 	if err != nil {
 		return err
 	}
-	ev := nostr.Event{PubKey: c.pk, CreatedAt: nostr.Now(), Kind: KindNostrConnect,
+	ev := nostr.Event{PubKey: c.pk, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect,
 		Tags: nostr.Tags{{"p", c.remote}}, Content: content}
 	if err := ev.Sign(c.sk); err != nil {
 		return err

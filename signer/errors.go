@@ -16,8 +16,8 @@ var (
 	ErrNoPassphrase = keystore.ErrNoPassphrase
 	// Deprecated: use keystore.ErrNotOurKey.
 	ErrNotOurKey = keystore.ErrNotOurKey
-	// ErrBadPerms means a permission string is not "method[:kind],…" (NIP-46 "Permissions").
-	ErrBadPerms = errors.New("signer: malformed permissions")
+	// Deprecated: use nip46.ErrBadPerms.
+	ErrBadPerms = nip46.ErrBadPerms
 	// ErrBadURI means a bunker:// or nostrconnect:// URI is malformed (NIP-46).
 	ErrBadURI = nip46.ErrBadURI
 	// Deprecated: use keystore.ErrKeyFileMode.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -136,7 +137,7 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 		s.clientMu.Lock()
 		s.awaiting[c.Client] = true
 		s.clientMu.Unlock()
-		resp := wireResponse{ID: id, Result: c.Secret}
+		resp := nip46.Response{ID: id, Result: c.Secret}
 		if err := s.reply(ctx, transport{client: c.Client, ck: ck}, "", resp); err != nil {
 			log.Warn("nostrconnect response not accepted by any relay yet; will retry", "error", err)
 			continue
@@ -163,7 +164,7 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 // Errors: ErrBadPerms for a malformed base.
 func AcceptNostrConnect(u NostrConnectURI, base string) (store.NostrConnect, error) {
 	has := base != ""
-	granted, err := GrantAtConnect(base, has, u.Perms)
+	granted, err := nip46.GrantAtConnect(base, has, u.Perms)
 	if err != nil {
 		return store.NostrConnect{}, err
 	}
