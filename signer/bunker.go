@@ -17,8 +17,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // Limits on incoming requests.
@@ -106,35 +106,6 @@ type PSBTHandler interface {
 	SignPSBT(ctx context.Context, req Request) (string, error)
 }
 
-// Sessions is the durable session state (satisfied by *store.DB).
-type Sessions interface {
-	UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant store.GrantFunc) (string, error)
-	SessionPerms(ctx context.Context, client string) (perms string, ok bool, err error)
-	// ConnectSecretUsable reports whether secret would open a session for client (known and
-	// unused, or used by client itself), without writing anything.
-	ConnectSecretUsable(ctx context.Context, secret, client string) (bool, error)
-	ListSessions(ctx context.Context) ([]store.ClientSession, error)
-	EndSession(ctx context.Context, client string) error
-	SetSessionRelays(ctx context.Context, client string, relays []string) error
-	RecordActivity(ctx context.Context, act map[string]store.ClientActivity) error
-	AppendAudit(ctx context.Context, a store.AuditEntry) error
-	PendingNostrConnects(ctx context.Context) ([]store.NostrConnect, error)
-	NostrConnectSent(ctx context.Context, client, responseID string, at, next time.Time) error
-	ConfirmNostrConnect(ctx context.Context, client string) (bool, error)
-	FinishNostrConnect(ctx context.Context, client, state, errMsg string) error
-	SaveRequestTransport(ctx context.Context, client, requestID, transport, arrivedOn string) error
-	RequestTransport(ctx context.Context, client, requestID string) (transport, arrivedOn string, ok bool, err error)
-	DeleteRequestTransport(ctx context.Context, client, requestID string) error
-}
-
-// SeenEvents is the durable replay set (satisfied by *store.DB). When the Sessions given to
-// NewRemoteSigner also implement it, a request event handled before — even before a restart —
-// is dropped as a replay; the in-memory set only covers the process's own life.
-type SeenEvents interface {
-	// FirstSeenEvent records id at now and reports whether it was not recorded within ttl.
-	FirstSeenEvent(ctx context.Context, id string, now time.Time, ttl time.Duration) (bool, error)
-}
-
 // Option configures a RemoteSigner.
 type Option func(*RemoteSigner)
 
@@ -193,7 +164,7 @@ type RemoteSigner struct {
 	clientRelays  map[string][]string   // client pubkey -> its own relays (nostrconnect)
 	extra         map[string]*extraPool // by relay URL
 	awaiting      map[string]bool       // clients whose nostrconnect response awaits their first request
-	activity      map[string]store.ClientActivity
+	activity      map[string]session.Activity
 	runCtx        context.Context
 	filter        nostr.Filter
 	nostrConnects chan struct{}
@@ -223,7 +194,7 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 		clientRelays:  make(map[string][]string),
 		extra:         make(map[string]*extraPool),
 		awaiting:      make(map[string]bool),
-		activity:      make(map[string]store.ClientActivity),
+		activity:      make(map[string]session.Activity),
 		idle:          DefaultClientRelayIdle,
 		sem:           make(chan struct{}, 16),
 		nostrConnects: make(chan struct{}, 1),
@@ -497,7 +468,7 @@ func (s *RemoteSigner) noteActivity(client string) {
 func (s *RemoteSigner) flushActivity(ctx context.Context) {
 	s.clientMu.Lock()
 	act := s.activity
-	s.activity = make(map[string]store.ClientActivity)
+	s.activity = make(map[string]session.Activity)
 	s.clientMu.Unlock()
 	if err := s.sessions.RecordActivity(ctx, act); err != nil && ctx.Err() == nil {
 		s.log.Warn("cannot record client activity", "error", err)
@@ -755,9 +726,9 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 		return
 	case errors.As(err, &held):
 		resp.Result, resp.Error = "auth_url", held.URL
-		tr := store.TransportNIP44
+		tr := session.TransportNIP44
 		if t.nip04 {
-			tr = store.TransportNIP04
+			tr = session.TransportNIP04
 		}
 		if serr := s.sessions.SaveRequestTransport(ctx, ev.PubKey, id, tr, relay); serr != nil {
 			log.Error("cannot record the held request's transport; its late answer uses the client's last one", "error", serr)
@@ -802,7 +773,7 @@ func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log 
 			return
 		}
 		// The client now uses the relays we answered (our pool's); its own are no longer needed.
-		if err := s.sessions.SetSessionRelays(ctx, req.Client, nil); err != nil && !errors.Is(err, store.ErrNoSession) {
+		if err := s.sessions.SetSessionRelays(ctx, req.Client, nil); err != nil && !errors.Is(err, session.ErrNoSession) {
 			log.Error("cannot record the client's switch to our relays", "error", err)
 			return
 		}
@@ -886,7 +857,7 @@ func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result st
 	if terr != nil {
 		s.log.Warn("cannot read the held request's transport; answering in the client's last one", "client", client, "error", terr)
 	} else if known {
-		legacy, arrivedOn = tr == store.TransportNIP04, on
+		legacy, arrivedOn = tr == session.TransportNIP04, on
 	}
 	resp := nip46.Response{ID: requestID, Result: result}
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
-	"github.com/custodyagents/cosigner/store"
+	"github.com/custodyagents/cosigner/nip46/session"
 )
 
 // MaxEventTemplateBytes bounds sign_event's event template (JSON).
@@ -98,7 +98,7 @@ func orNone(s string) string {
 }
 
 func (s *RemoteSigner) audit(ctx context.Context, req Request, decision, rule, reason string) {
-	if err := s.sessions.AppendAudit(ctx, store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method,
+	if err := s.sessions.AuditSession(ctx, session.Audit{Client: req.Client, RequestID: req.ID, Method: req.Method,
 		Decision: decision, Rule: rule, Reason: reason}); err != nil {
 		s.log.Error("audit log write failed", "error", err)
 	}
@@ -132,7 +132,7 @@ func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error)
 			return p.String(), err
 		})
 	if err != nil {
-		if errors.Is(err, store.ErrSecretInvalid) {
+		if errors.Is(err, session.ErrSecretInvalid) {
 			if _, ok, serr := s.sessions.SessionPerms(ctx, req.Client); serr == nil && !ok {
 				// A stranger whose secret was spent since it was checked: like any stranger
 				// with a bad secret, nothing is recorded and nothing answered.
