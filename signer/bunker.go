@@ -283,28 +283,20 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		for {
+		for ev := range relaypool.Until(ctx, events) {
+			used()
 			select {
+			case s.sem <- struct{}{}:
 			case <-ctx.Done():
 				return
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				used()
-				select {
-				case s.sem <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
-				s.wg.Add(1)
-				go func() {
-					defer s.wg.Done()
-					defer func() { <-s.sem }()
-					defer s.recoverEvent(ev.Event)
-					s.handleEvent(ctx, ev.Event, ev.Relay)
-				}()
 			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer func() { <-s.sem }()
+				defer s.recoverEvent(ev.Event)
+				s.handleEvent(ctx, ev.Event, ev.Relay)
+			}()
 		}
 	}()
 	if label != "" {

@@ -147,47 +147,46 @@ func (c *Client) Close() {
 
 // receive routes responses to the calls waiting on their ids (owned by newClient's goroutine).
 func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev.PubKey != c.remote || len(ev.Content) > MaxContentBytes {
-				continue
-			}
-			plain, err := nip44.Decrypt(ev.Content, c.ck)
-			if err != nil {
-				c.log.Warn("undecryptable response dropped", "event", ev.ID, "error", err)
-				continue
-			}
-			var r struct {
-				nip46.Response
-				Method *string `json:"method"`
-			}
-			if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
-				c.log.Warn("malformed response dropped", "event", ev.ID)
-				continue
-			}
-			if r.Method != nil {
-				// A request from the remote signer's key to ours: when this client's key is also
-				// a remote signer's (co-signers asking each other), the peer's requests reach this
-				// subscription too. They are for our remote signer, never a response.
-				continue
-			}
-			c.mu.Lock()
-			ch := c.pending[r.ID]
-			c.mu.Unlock()
-			if ch == nil {
-				continue // a duplicate, or a response to a call that gave up
-			}
-			select {
-			case ch <- r.Response:
-			default:
-			}
-		}
+	for ev := range relaypool.Until(ctx, events) {
+		c.route(ev)
+	}
+}
+
+// route hands one event from the remote signer to the call waiting on its response id; anything
+// else (not from the remote signer, oversized, undecryptable, malformed, a request, an id no call
+// waits on) is dropped.
+func (c *Client) route(ev relaypool.Event) {
+	if ev.PubKey != c.remote || len(ev.Content) > MaxContentBytes {
+		return
+	}
+	plain, err := nip44.Decrypt(ev.Content, c.ck)
+	if err != nil {
+		c.log.Warn("undecryptable response dropped", "event", ev.ID, "error", err)
+		return
+	}
+	var r struct {
+		nip46.Response
+		Method *string `json:"method"`
+	}
+	if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
+		c.log.Warn("malformed response dropped", "event", ev.ID)
+		return
+	}
+	if r.Method != nil {
+		// A request from the remote signer's key to ours: when this client's key is also
+		// a remote signer's (co-signers asking each other), the peer's requests reach this
+		// subscription too. They are for our remote signer, never a response.
+		return
+	}
+	c.mu.Lock()
+	ch := c.pending[r.ID]
+	c.mu.Unlock()
+	if ch == nil {
+		return // a duplicate, or a response to a call that gave up
+	}
+	select {
+	case ch <- r.Response:
+	default:
 	}
 }
 
@@ -202,7 +201,7 @@ func newRequestID() string {
 // Errors: *RemoteError for an error response, ErrTimeout, ErrClientClosed, ctx's error, or a
 // publish error when no relay accepted the request.
 func (c *Client) Call(ctx context.Context, method string, params ...string) (string, error) {
-	return c.call(ctx, newRequestID(), method, params, 0)
+	return c.exchange(ctx, newRequestID(), method, params, waitRule{timeout: c.opts.Timeout, mustSend: true})
 }
 
 // maxHeldResend bounds how far CallWithID's re-send interval grows while a request is held, as a
@@ -228,12 +227,36 @@ const maxHeldResend = 16
 // Errors: *RemoteError for an error response, ErrClientClosed, ctx's error, or ErrBadRequestID
 // for an empty id or one longer than 128 characters.
 func (c *Client) CallWithID(ctx context.Context, id, method string, params []string, resend time.Duration, onAuthURL func(url string)) (string, error) {
-	if id == "" || len(id) > 128 {
+	if id == "" || len(id) > nip46.MaxRequestIDLength {
 		return "", fmt.Errorf("%w: %d characters", ErrBadRequestID, len(id))
 	}
 	if resend <= 0 {
 		resend = c.opts.Timeout
 	}
+	return c.exchange(ctx, id, method, params, waitRule{resend: resend, resendWhileHeld: true, onAuthURL: onAuthURL})
+}
+
+// waitRule is how exchange waits for a request's answer.
+type waitRule struct {
+	// timeout gives up with ErrTimeout when no answer came in time; after an auth_url answer
+	// the wait starts again with ClientOptions.AuthTimeout. 0: never give up.
+	timeout time.Duration
+	// resend re-publishes the request after every resend without an answer (0: never).
+	resend time.Duration
+	// resendWhileHeld keeps re-sending after auth_url, at an interval that doubles up to
+	// maxHeldResend × resend; without it re-sending stops at auth_url.
+	resendWhileHeld bool
+	// mustSend returns the first send's error; without it a failed send is logged and the
+	// request re-sent at the next resend.
+	mustSend bool
+	// onAuthURL replaces ClientOptions.OnAuthURL for this request when not nil.
+	onAuthURL func(url string)
+}
+
+// exchange publishes one request under id and waits for its final answer as w says, following
+// auth_url (NIP-46 "Auth Challenges"). Errors: *RemoteError, ErrTimeout, ErrClientClosed,
+// ErrBadRequestID (id already waited on), ctx's error, or (mustSend) the send's error.
+func (c *Client) exchange(ctx context.Context, id, method string, params []string, w waitRule) (string, error) {
 	body, err := c.requestBody(id, method, params)
 	if err != nil {
 		return "", err
@@ -244,36 +267,58 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 	}
 	defer done()
 	if err := c.send(ctx, body); err != nil {
+		if w.mustSend {
+			return "", err
+		}
 		c.log.Warn("sending request failed; re-sending later", "method", method, "id", id, "error", err)
 	}
-	interval, held := resend, false
-	t := time.NewTimer(interval)
-	defer t.Stop()
+	var deadline, tick <-chan time.Time
+	var deadlineTimer, resendTimer *time.Timer
+	if w.timeout > 0 {
+		deadlineTimer = time.NewTimer(w.timeout)
+		defer deadlineTimer.Stop()
+		deadline = deadlineTimer.C
+	}
+	interval := w.resend
+	if interval > 0 {
+		resendTimer = time.NewTimer(interval)
+		defer resendTimer.Stop()
+		tick = resendTimer.C
+	}
+	held := false
 	for {
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-c.stopped:
 			return "", ErrClientClosed
-		case <-t.C:
+		case <-deadline:
+			return "", fmt.Errorf("%s: %w", method, ErrTimeout)
+		case <-tick:
 			if err := c.send(ctx, body); err != nil {
 				c.log.Warn("re-sending request failed", "method", method, "id", id, "error", err)
 			}
 			if held { // the answer is pushed when the hold ends; re-sends only cover a lost push
-				interval = min(2*interval, maxHeldResend*resend)
+				interval = min(2*interval, maxHeldResend*w.resend)
 			}
-			t.Reset(interval)
+			resendTimer.Reset(interval)
 		case r := <-ch:
-			if url, ok := r.AuthURL(); ok {
-				held = true
-				if onAuthURL != nil {
-					onAuthURL(url)
-				} else {
-					c.opts.OnAuthURL(method, id, url)
-				}
-				continue
+			url, ok := r.AuthURL()
+			if !ok {
+				return r.Outcome()
 			}
-			return r.Outcome()
+			held = true
+			if w.onAuthURL != nil {
+				w.onAuthURL(url)
+			} else {
+				c.opts.OnAuthURL(method, id, url)
+			}
+			if deadlineTimer != nil {
+				deadlineTimer.Reset(c.opts.AuthTimeout)
+			}
+			if !w.resendWhileHeld {
+				tick = nil
+			}
 		}
 	}
 }
@@ -305,52 +350,6 @@ func (c *Client) register(id string) (<-chan nip46.Response, func(), error) {
 	}, nil
 }
 
-// call sends (and, with resend > 0, re-sends every resend until answered) one request id.
-func (c *Client) call(ctx context.Context, id, method string, params []string, resend time.Duration) (string, error) {
-	body, err := c.requestBody(id, method, params)
-	if err != nil {
-		return "", err
-	}
-	ch, done, err := c.register(id)
-	if err != nil {
-		return "", err
-	}
-	defer done()
-	if err := c.send(ctx, body); err != nil {
-		return "", err
-	}
-	deadline := time.NewTimer(c.opts.Timeout)
-	defer deadline.Stop()
-	var tick <-chan time.Time
-	if resend > 0 {
-		t := time.NewTicker(resend)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-c.stopped:
-			return "", ErrClientClosed
-		case <-deadline.C:
-			return "", fmt.Errorf("%s: %w", method, ErrTimeout)
-		case <-tick:
-			if err := c.send(ctx, body); err != nil {
-				c.log.Warn("re-sending request failed", "method", method, "error", err)
-			}
-		case r := <-ch:
-			if url, ok := r.AuthURL(); ok {
-				c.opts.OnAuthURL(method, id, url)
-				deadline.Reset(c.opts.AuthTimeout)
-				tick = nil
-				continue
-			}
-			return r.Outcome()
-		}
-	}
-}
-
 func (c *Client) send(ctx context.Context, body string) error {
 	content, err := nip44.Encrypt(body, c.ck)
 	if err != nil {
@@ -380,7 +379,7 @@ func (c *Client) connect(ctx context.Context) error {
 	if c.opts.Perms != "" {
 		params = append(params, c.opts.Perms)
 	}
-	res, err := c.call(ctx, newRequestID(), "connect", params, 2*time.Second)
+	res, err := c.exchange(ctx, newRequestID(), "connect", params, waitRule{timeout: c.opts.Timeout, resend: 2 * time.Second, mustSend: true})
 	if err != nil {
 		return err
 	}
