@@ -631,6 +631,13 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 		s.handleStranger(ctx, ev, relay, log)
 		return
 	}
+	s.handleClient(ctx, ev, relay, log)
+}
+
+// handleClient takes an event from a client (a pubkey with a session, or a nostrconnect app
+// awaited) past its rate limit and the durable replay check, decrypts it and serves it. Over the
+// limit it is answered rate_limited at most once a second, and dropped otherwise.
+func (s *RemoteSigner) handleClient(ctx context.Context, ev *nostr.Event, relay string, log *slog.Logger) {
 	allowed, answerLimit := s.limits.allowClient(ev.PubKey, s.now())
 	if !allowed && !answerLimit {
 		s.drops.overLimit.Add(1)
@@ -680,49 +687,78 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 		log.Warn("dropped request without an id", "error", perr)
 		return
 	}
-	if t.nip04 { // only legacy clients are remembered (for Respond), at most maxLegacyClients
-		s.clientLegacy.Add(ev.PubKey, struct{}{})
-	} else {
-		s.clientLegacy.Remove(ev.PubKey)
-	}
-	s.clientMu.Lock()
-	awaiting := s.awaiting[ev.PubKey]
-	delete(s.awaiting, ev.PubKey)
-	s.clientMu.Unlock()
-	s.noteActivity(ev.PubKey)
-	if awaiting {
-		// A request from the app proves it got the nostrconnect connect response.
-		if ok, err := s.sessions.ConfirmNostrConnect(ctx, ev.PubKey); err != nil {
-			log.Error("cannot record the nostrconnect confirmation", "error", err)
-		} else if ok {
-			log.Info("nostrconnect: the app's first request arrived; connect response confirmed")
-		}
-	}
+	s.noteRequest(ctx, ev.PubKey, t, log)
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
-	resp := nip46.Response{ID: id}
-	var result string
-	var err error
+	result, err := s.answer(ctx, req, perr, limited, log)
+	resp, ok := s.response(ctx, req, relay, t, result, err, log)
+	if !ok {
+		return
+	}
+	if err := s.reply(ctx, t, relay, resp); err != nil {
+		log.Error("could not deliver the response to any relay", "error", err)
+	}
+	if err == nil && perr == nil && !limited {
+		s.afterSessionMethod(ctx, req, log)
+	}
+}
+
+// noteRequest records what a request says about its client: the transport it speaks (legacy
+// NIP-04 clients are remembered, at most maxLegacyClients, for late answers), one more request
+// in its activity, and, for a nostrconnect app, that its connect response arrived (its first
+// request proves it).
+func (s *RemoteSigner) noteRequest(ctx context.Context, client string, t transport, log *slog.Logger) {
+	if t.nip04 {
+		s.clientLegacy.Add(client, struct{}{})
+	} else {
+		s.clientLegacy.Remove(client)
+	}
+	s.clientMu.Lock()
+	awaiting := s.awaiting[client]
+	delete(s.awaiting, client)
+	s.clientMu.Unlock()
+	s.noteActivity(client)
+	if !awaiting {
+		return
+	}
+	if ok, err := s.sessions.ConfirmNostrConnect(ctx, client); err != nil {
+		log.Error("cannot record the nostrconnect confirmation", "error", err)
+	} else if ok {
+		log.Info("nostrconnect: the app's first request arrived; connect response confirmed")
+	}
+}
+
+// answer runs req's method, unless the request is malformed (perr, answered invalid_request)
+// or over the client's rate limit (answered rate_limited).
+func (s *RemoteSigner) answer(ctx context.Context, req Request, perr error, limited bool, log *slog.Logger) (string, error) {
 	switch {
 	case perr != nil:
-		err = perr
+		return "", perr
 	case limited:
-		err = nip46.Errorf(nip46.CodeRateLimited, "too many requests from this client; retry later")
-	default:
-		result, err = s.safeDispatch(ctx, req, log)
+		return "", nip46.Errorf(nip46.CodeRateLimited, "too many requests from this client; retry later")
 	}
+	return s.safeDispatch(ctx, req, log)
+}
+
+// response turns a method's outcome into its NIP-46 response: the result; auth_url with the URL
+// for a held request (NIP-46 "Auth Challenges"; the request's transport and relay are recorded
+// for the late answer); or the error's wire form "<code>: <message>" (AsMethodError: anything
+// but a *MethodError is "internal"). ok is false when the request gets no answer at all (a
+// stranger's connect whose secret turned out unusable).
+func (s *RemoteSigner) response(ctx context.Context, req Request, relay string, t transport, result string, err error, log *slog.Logger) (resp nip46.Response, ok bool) {
+	resp = nip46.Response{ID: req.ID}
 	var held *HeldError
 	switch {
 	case errors.Is(err, errUnanswered):
 		log.Debug("dropped request", "error", err)
-		return
+		return resp, false
 	case errors.As(err, &held):
-		resp.Result, resp.Error = "auth_url", held.URL
+		resp.Result, resp.Error = nip46.ResultAuthURL, held.URL
 		tr := session.TransportNIP44
 		if t.nip04 {
 			tr = session.TransportNIP04
 		}
-		if serr := s.sessions.SaveRequestTransport(ctx, ev.PubKey, id, tr, relay); serr != nil {
+		if serr := s.sessions.SaveRequestTransport(ctx, req.Client, req.ID, tr, relay); serr != nil {
 			log.Error("cannot record the held request's transport; its late answer uses the client's last one", "error", serr)
 		}
 		log.Info("answered auth_url (held)", "reason", held.Reason)
@@ -737,12 +773,7 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 		resp.Result = result
 		log.Info("answered")
 	}
-	if err := s.reply(ctx, t, relay, resp); err != nil {
-		log.Error("could not deliver the response to any relay", "error", err)
-	}
-	if err == nil && perr == nil && !limited {
-		s.afterSessionMethod(ctx, req, log)
-	}
+	return resp, true
 }
 
 // afterSessionMethod applies what logout and switch_relays change once their response is out
