@@ -16,6 +16,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
@@ -178,7 +179,7 @@ type RemoteSigner struct {
 func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHandler, log *slog.Logger, opts ...Option) (*RemoteSigner, error) {
 	pk, err := nostr.GetPublicKey(sk)
 	if err != nil {
-		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", ErrNotOurKey)
+		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", keystore.ErrNotOurKey)
 	}
 	if log == nil {
 		log = slog.Default()

@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 )
@@ -83,7 +84,7 @@ func DialBunker(ctx context.Context, clientSK, bunkerURI string, opts ClientOpti
 func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, error) {
 	pk, err := nostr.GetPublicKey(clientSK)
 	if err != nil {
-		return nil, fmt.Errorf("signer: bad client secret key: %w", ErrNotOurKey)
+		return nil, fmt.Errorf("signer: bad client secret key: %w", keystore.ErrNotOurKey)
 	}
 	ck, err := nip44.GenerateConversationKey(bp.RemoteSignerPubKey, clientSK)
 	if err != nil {
