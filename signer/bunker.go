@@ -205,7 +205,7 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 	}
 	s.registerBuiltins()
 	if psbt != nil {
-		s.handlers["sign_psbt"] = psbt.SignPSBT
+		s.handlers[nip46.MethodSignPSBT] = psbt.SignPSBT
 	}
 	return s, nil
 }
@@ -782,14 +782,14 @@ func (s *RemoteSigner) response(ctx context.Context, req Request, relay string, 
 // before the session is removed).
 func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log *slog.Logger) {
 	switch req.Method {
-	case "logout":
+	case nip46.MethodLogout:
 		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
 			log.Error("cannot end the session after logout", "error", err)
 			return
 		}
 		s.audit(ctx, req, "logout", "", "session ended by the client")
 		s.releaseClientRelays(req.Client)
-	case "switch_relays":
+	case nip46.MethodSwitchRelays:
 		s.clientMu.Lock()
 		had := len(s.clientRelays[req.Client]) > 0
 		s.clientMu.Unlock()

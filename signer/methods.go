@@ -25,19 +25,19 @@ const MaxEventTemplateBytes = 64 * 1024
 // registerBuiltins installs the NIP-46 methods that need a permission (the session methods are
 // answered in dispatch).
 func (s *RemoteSigner) registerBuiltins() {
-	s.handlers["sign_event"] = s.signEvent
-	s.handlers["nip44_encrypt"] = s.nip44Encrypt
-	s.handlers["nip44_decrypt"] = s.nip44Decrypt
+	s.handlers[nip46.MethodSignEvent] = s.signEvent
+	s.handlers[nip46.MethodNIP44Encrypt] = s.nip44Encrypt
+	s.handlers[nip46.MethodNIP44Decrypt] = s.nip44Decrypt
 	if s.legacyNIP04 {
-		s.handlers["nip04_encrypt"] = s.nip04Encrypt
-		s.handlers["nip04_decrypt"] = s.nip04Decrypt
+		s.handlers[nip46.MethodNIP04Encrypt] = s.nip04Encrypt
+		s.handlers[nip46.MethodNIP04Decrypt] = s.nip04Decrypt
 	}
 }
 
 // dispatch runs one method. connect needs no session; the session methods need a session;
 // every other method needs the session's permission for it.
 func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error) {
-	if req.Method == "connect" {
+	if req.Method == nip46.MethodConnect {
 		return s.connect(ctx, req)
 	}
 	permsText, ok, err := s.sessions.SessionPerms(ctx, req.Client)
@@ -48,21 +48,21 @@ func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error
 		return "", nip46.Errorf(nip46.CodeUnauthorized, "this client is not connected; send connect with the secret from the bunker:// URI first")
 	}
 	switch req.Method {
-	case "ping":
+	case nip46.MethodPing:
 		return "pong", nil
-	case "get_public_key":
+	case nip46.MethodGetPublicKey:
 		return s.pk, nil
-	case "switch_relays":
+	case nip46.MethodSwitchRelays:
 		b, err := json.Marshal(s.pool.URLs())
 		return string(b), err
-	case "logout":
+	case nip46.MethodLogout:
 		// NIP-46 "Ending a session": reply "ack" before removing the session; afterSessionMethod
 		// removes it once the ack is out.
 		return "ack", nil
 	}
 	h, known := s.handler(req.Method)
 	if !known {
-		if req.Method == "nip04_encrypt" || req.Method == "nip04_decrypt" {
+		if req.Method == nip46.MethodNIP04Encrypt || req.Method == nip46.MethodNIP04Decrypt {
 			return "", nip46.Errorf(nip46.CodeUnknownMethod, "%s is disabled on this remote signer (NIP-04 is deprecated; use nip44_*)", req.Method)
 		}
 		return "", nip46.Errorf(nip46.CodeUnknownMethod, "method %q is not supported by this remote signer", truncate(req.Method, 64))
@@ -72,7 +72,7 @@ func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error
 		return "", fmt.Errorf("session %s: stored perms: %w", req.Client, err)
 	}
 	kind := -1
-	if req.Method == "sign_event" {
+	if req.Method == nip46.MethodSignEvent {
 		tmpl, err := parseEventTemplate(param(req.Params, 0))
 		if err != nil {
 			return "", err

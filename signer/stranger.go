@@ -115,7 +115,7 @@ func (s *RemoteSigner) handleStranger(ctx context.Context, ev *nostr.Event, rela
 		return
 	}
 	_, method, params, perr := nip46.ParseRequest(plain)
-	if perr != nil || method != "connect" {
+	if perr != nil || method != nip46.MethodConnect {
 		s.drops.stranger.Add(1)
 		return
 	}
