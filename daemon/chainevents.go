@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 )
 
@@ -81,7 +82,7 @@ func (r chainRouter) route(ctx context.Context, ev chainwatch.Event) bool {
 func exposureSubscriber(flow *psbtflow.Service) func(context.Context, chainwatch.Event) error {
 	return func(ctx context.Context, ev chainwatch.Event) error {
 		if e, ok := ev.(chainwatch.Spent); ok && e.SpentBy != nil {
-			flow.NoteSpentCoin(e.OutPoint, psbtflow.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
+			flow.NoteSpentCoin(e.OutPoint, psbt.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
 				Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
 		}
 		switch ev.(type) {

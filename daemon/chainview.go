@@ -8,7 +8,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/psbt"
 )
 
 // chainView adapts the watcher to psbtflow.ChainView and psbtflow.OutboundChain. It converts,
@@ -17,12 +17,12 @@ type chainView struct{ w *chainwatch.Watcher }
 
 // Coin returns the wallet coin at op if a transaction in the next block may spend it (immature
 // coinbase outputs cannot be spent yet).
-func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
+func (c chainView) Coin(op wire.OutPoint) (psbt.Coin, bool) {
 	u, ok := c.w.SpendableCoin(op)
 	if !ok {
-		return psbtflow.Coin{}, false
+		return psbt.Coin{}, false
 	}
-	return psbtflow.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
+	return psbt.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
 }
 
 func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool)     { return c.w.Lookup(pkScript) }

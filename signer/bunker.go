@@ -2,11 +2,9 @@ package signer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,12 +14,11 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
-	"github.com/custodyagents/cosigner/store"
 )
-
-// KindNostrConnect is the NIP-46 event kind for requests and responses.
-const KindNostrConnect = 24133
 
 // Limits on incoming requests.
 const (
@@ -108,35 +105,6 @@ type PSBTHandler interface {
 	SignPSBT(ctx context.Context, req Request) (string, error)
 }
 
-// Sessions is the durable session state (satisfied by *store.DB).
-type Sessions interface {
-	UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant store.GrantFunc) (string, error)
-	SessionPerms(ctx context.Context, client string) (perms string, ok bool, err error)
-	// ConnectSecretUsable reports whether secret would open a session for client (known and
-	// unused, or used by client itself), without writing anything.
-	ConnectSecretUsable(ctx context.Context, secret, client string) (bool, error)
-	ListSessions(ctx context.Context) ([]store.ClientSession, error)
-	EndSession(ctx context.Context, client string) error
-	SetSessionRelays(ctx context.Context, client string, relays []string) error
-	RecordActivity(ctx context.Context, act map[string]store.ClientActivity) error
-	AppendAudit(ctx context.Context, a store.AuditEntry) error
-	PendingNostrConnects(ctx context.Context) ([]store.NostrConnect, error)
-	NostrConnectSent(ctx context.Context, client, responseID string, at, next time.Time) error
-	ConfirmNostrConnect(ctx context.Context, client string) (bool, error)
-	FinishNostrConnect(ctx context.Context, client, state, errMsg string) error
-	SaveRequestTransport(ctx context.Context, client, requestID, transport, arrivedOn string) error
-	RequestTransport(ctx context.Context, client, requestID string) (transport, arrivedOn string, ok bool, err error)
-	DeleteRequestTransport(ctx context.Context, client, requestID string) error
-}
-
-// SeenEvents is the durable replay set (satisfied by *store.DB). When the Sessions given to
-// NewRemoteSigner also implement it, a request event handled before — even before a restart —
-// is dropped as a replay; the in-memory set only covers the process's own life.
-type SeenEvents interface {
-	// FirstSeenEvent records id at now and reports whether it was not recorded within ttl.
-	FirstSeenEvent(ctx context.Context, id string, now time.Time, ttl time.Duration) (bool, error)
-}
-
 // Option configures a RemoteSigner.
 type Option func(*RemoteSigner)
 
@@ -195,7 +163,7 @@ type RemoteSigner struct {
 	clientRelays  map[string][]string   // client pubkey -> its own relays (nostrconnect)
 	extra         map[string]*extraPool // by relay URL
 	awaiting      map[string]bool       // clients whose nostrconnect response awaits their first request
-	activity      map[string]store.ClientActivity
+	activity      map[string]session.Activity
 	runCtx        context.Context
 	filter        nostr.Filter
 	nostrConnects chan struct{}
@@ -209,7 +177,7 @@ type RemoteSigner struct {
 func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHandler, log *slog.Logger, opts ...Option) (*RemoteSigner, error) {
 	pk, err := nostr.GetPublicKey(sk)
 	if err != nil {
-		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", ErrNotOurKey)
+		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", keystore.ErrNotOurKey)
 	}
 	if log == nil {
 		log = slog.Default()
@@ -225,7 +193,7 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 		clientRelays:  make(map[string][]string),
 		extra:         make(map[string]*extraPool),
 		awaiting:      make(map[string]bool),
-		activity:      make(map[string]store.ClientActivity),
+		activity:      make(map[string]session.Activity),
 		idle:          DefaultClientRelayIdle,
 		sem:           make(chan struct{}, 16),
 		nostrConnects: make(chan struct{}, 1),
@@ -235,7 +203,7 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 	}
 	s.registerBuiltins()
 	if psbt != nil {
-		s.handlers["sign_psbt"] = psbt.SignPSBT
+		s.handlers[nip46.MethodSignPSBT] = psbt.SignPSBT
 	}
 	return s, nil
 }
@@ -248,7 +216,7 @@ func (s *RemoteSigner) PublicKey() string { return s.pk }
 // client needs the permission named method to call it. Errors: the method name is malformed
 // or a session method.
 func (s *RemoteSigner) Handle(method string, h HandlerFunc) error {
-	if !validMethodName(method) || !NeedsPermission(method) || h == nil {
+	if !nip46.ValidMethodName(method) || !nip46.NeedsPermission(method) || h == nil {
 		return fmt.Errorf("signer: cannot register a handler for %q", method)
 	}
 	s.handlersMu.Lock()
@@ -271,7 +239,7 @@ func (s *RemoteSigner) Run(ctx context.Context) error {
 	since := nostr.Timestamp(s.now().Add(-MaxClockSkew).Unix())
 	s.clientMu.Lock()
 	s.runCtx = ctx
-	s.filter = nostr.Filter{Kinds: []int{KindNostrConnect}, Tags: nostr.TagMap{"p": []string{s.pk}}, Since: &since}
+	s.filter = nostr.Filter{Kinds: []int{nip46.KindNostrConnect}, Tags: nostr.TagMap{"p": []string{s.pk}}, Since: &since}
 	s.clientMu.Unlock()
 	defer s.closeExtra()
 	defer s.wg.Wait()
@@ -314,241 +282,25 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		for {
+		for ev := range relaypool.Until(ctx, events) {
+			used()
 			select {
+			case s.sem <- struct{}{}:
 			case <-ctx.Done():
 				return
-			case ev, ok := <-events:
-				if !ok {
-					return
-				}
-				used()
-				select {
-				case s.sem <- struct{}{}:
-				case <-ctx.Done():
-					return
-				}
-				s.wg.Add(1)
-				go func() {
-					defer s.wg.Done()
-					defer func() { <-s.sem }()
-					defer s.recoverEvent(ev.Event)
-					s.handleEvent(ctx, ev.Event, ev.Relay)
-				}()
 			}
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer func() { <-s.sem }()
+				defer s.recoverEvent(ev.Event)
+				s.handleEvent(ctx, ev.Event, ev.Relay)
+			}()
 		}
 	}()
 	if label != "" {
 		s.log.Info("listening on a client's relay", "relay", label)
 	}
-}
-
-// setClientRelays records client's own relays and opens (and serves) those outside the pool.
-// It is called from goroutines owned by Run (or before Run starts serving).
-func (s *RemoteSigner) setClientRelays(client string, relays []string) {
-	s.clientMu.Lock()
-	defer s.clientMu.Unlock()
-	s.clientRelays[client] = slices.Clone(relays)
-	if s.dial == nil || s.runCtx == nil || s.runCtx.Err() != nil {
-		return
-	}
-	for _, u := range relays {
-		if slices.Contains(s.pool.URLs(), u) || s.extra[u] != nil {
-			continue
-		}
-		if len(s.extra) >= MaxClientRelays {
-			s.log.Warn("too many client relays; not opening another", "relay", u, "max", MaxClientRelays)
-			return
-		}
-		p, err := s.dial([]string{u})
-		if err != nil {
-			s.log.Warn("cannot use a client's relay", "relay", u, "error", err)
-			continue
-		}
-		pctx, cancel := context.WithCancel(s.runCtx)
-		s.extra[u] = &extraPool{pool: p, cancel: cancel, lastUsed: s.now()}
-		s.serveWith(pctx, s.filter, p, u)
-	}
-}
-
-// extraPool is a pool the remote signer opened on one client relay.
-type extraPool struct {
-	pool     ClosablePool
-	cancel   context.CancelFunc // ends its subscription
-	lastUsed time.Time          // last event from it or response to it
-}
-
-func (e *extraPool) close() {
-	e.cancel()
-	e.pool.Close()
-}
-
-func (s *RemoteSigner) touchExtra(u string) {
-	s.clientMu.Lock()
-	defer s.clientMu.Unlock()
-	if e := s.extra[u]; e != nil {
-		e.lastUsed = s.now()
-	}
-}
-
-// ClientRelayPools returns the relay URLs the remote signer has a pool open on for clients (its
-// own relays not included), sorted.
-func (s *RemoteSigner) ClientRelayPools() []string {
-	s.clientMu.Lock()
-	defer s.clientMu.Unlock()
-	out := make([]string, 0, len(s.extra))
-	for u := range s.extra {
-		out = append(out, u)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// releaseClientRelays forgets client's own relays (logout, switch_relays, a session that is
-// gone) and closes the pools no other client uses.
-func (s *RemoteSigner) releaseClientRelays(clients ...string) {
-	s.clientMu.Lock()
-	for _, c := range clients {
-		delete(s.clientRelays, c)
-		delete(s.awaiting, c)
-	}
-	closing := s.unusedExtraLocked(func(u string, e *extraPool) bool {
-		for _, rs := range s.clientRelays {
-			if slices.Contains(rs, u) {
-				return false
-			}
-		}
-		return true
-	})
-	s.clientMu.Unlock()
-	s.closePools(closing)
-}
-
-// closeIdle closes the client-relay pools unused for longer than the idle limit.
-func (s *RemoteSigner) closeIdle() {
-	if s.idle <= 0 {
-		return
-	}
-	now := s.now()
-	s.clientMu.Lock()
-	closing := s.unusedExtraLocked(func(_ string, e *extraPool) bool { return now.Sub(e.lastUsed) > s.idle })
-	s.clientMu.Unlock()
-	s.closePools(closing)
-}
-
-// unusedExtraLocked removes from s.extra the pools drop selects and returns them (caller holds
-// clientMu; it closes them after unlocking).
-func (s *RemoteSigner) unusedExtraLocked(drop func(u string, e *extraPool) bool) map[string]*extraPool {
-	out := map[string]*extraPool{}
-	for u, e := range s.extra {
-		if drop(u, e) {
-			out[u] = e
-			delete(s.extra, u)
-		}
-	}
-	return out
-}
-
-func (s *RemoteSigner) closePools(ps map[string]*extraPool) {
-	for u, e := range ps {
-		e.close()
-		s.log.Info("closed a client's relay", "relay", u)
-	}
-}
-
-// syncSessions releases the relays of clients whose session is gone (for example ended with
-// `cosigner clients revoke` while the daemon runs).
-func (s *RemoteSigner) syncSessions(ctx context.Context) {
-	ss, err := s.sessions.ListSessions(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			s.log.Warn("cannot read client sessions", "error", err)
-		}
-		return
-	}
-	live := map[string]bool{}
-	for _, c := range ss {
-		live[c.Client] = true
-	}
-	var gone []string
-	s.clientMu.Lock()
-	for c := range s.clientRelays {
-		if !live[c] {
-			gone = append(gone, c)
-		}
-	}
-	s.clientMu.Unlock()
-	if len(gone) > 0 {
-		s.releaseClientRelays(gone...)
-	}
-}
-
-// noteActivity counts one request from client (flushed by flushActivity).
-func (s *RemoteSigner) noteActivity(client string) {
-	s.clientMu.Lock()
-	defer s.clientMu.Unlock()
-	a, ok := s.activity[client]
-	if !ok && len(s.activity) >= maxActivityClients {
-		return
-	}
-	a.Requests++
-	a.LastSeen = s.now()
-	s.activity[client] = a
-}
-
-func (s *RemoteSigner) flushActivity(ctx context.Context) {
-	s.clientMu.Lock()
-	act := s.activity
-	s.activity = make(map[string]store.ClientActivity)
-	s.clientMu.Unlock()
-	if err := s.sessions.RecordActivity(ctx, act); err != nil && ctx.Err() == nil {
-		s.log.Warn("cannot record client activity", "error", err)
-	}
-}
-
-func (s *RemoteSigner) closeExtra() {
-	s.clientMu.Lock()
-	all := s.unusedExtraLocked(func(string, *extraPool) bool { return true })
-	s.clientMu.Unlock()
-	for _, e := range all {
-		e.close()
-	}
-}
-
-// targets returns where a response to client goes besides the main pool's relays: the pools
-// opened on the client's own relays (and on the relay its request arrived on), and the client
-// relays that have no such pool (no PoolDialer, or MaxClientRelays reached).
-func (s *RemoteSigner) targets(client, arrivedOn string) (pools []RelayPool, other []string) {
-	s.clientMu.Lock()
-	defer s.clientMu.Unlock()
-	seen := map[string]bool{}
-	for _, u := range s.pool.URLs() {
-		seen[u] = true
-	}
-	for _, u := range append(slices.Clone(s.clientRelays[client]), arrivedOn) {
-		if u == "" || seen[u] {
-			continue
-		}
-		seen[u] = true
-		if e := s.extra[u]; e != nil {
-			e.lastUsed = s.now()
-			pools = append(pools, e.pool)
-		} else if s.clientRelaysKnown(client, u) {
-			other = append(other, u)
-		}
-	}
-	return pools, other
-}
-
-// clientRelaysKnown reports whether u is one of client's recorded relays (callers hold clientMu).
-func (s *RemoteSigner) clientRelaysKnown(client, u string) bool {
-	return slices.Contains(s.clientRelays[client], u)
-}
-
-// PublisherTo is a RelayPool that can also publish to relays outside itself
-// (relaypool.Pool.PublishTo); the remote signer uses it for a client's relays it has no pool on.
-type PublisherTo interface {
-	PublishTo(ctx context.Context, ev nostr.Event, urls []string) []relaypool.PublishResult
 }
 
 // conversationKey returns the NIP-44 conversation key with client, cached (LRU) for clients
@@ -574,18 +326,6 @@ func mustLRU[V any](size int) *lru.Cache[string, V] {
 	return c
 }
 
-type wireRequest struct {
-	ID     string          `json:"id"`
-	Method string          `json:"method"`
-	Params json.RawMessage `json:"params"`
-}
-
-type wireResponse struct {
-	ID     string `json:"id"`
-	Result string `json:"result"`
-	Error  string `json:"error,omitempty"`
-}
-
 // transport is how one client's messages are encrypted.
 type transport struct {
 	client string
@@ -608,7 +348,7 @@ func (t transport) encrypt(sk, plain string) (string, error) {
 // non-empty reason means drop it. Pure but for the replay set.
 func (s *RemoteSigner) checkEvent(ev *nostr.Event) string {
 	switch {
-	case ev.Kind != KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}):
+	case ev.Kind != nip46.KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}):
 		return "not a NIP-46 request for this signer"
 	case len(ev.Content) > MaxContentBytes:
 		return "content too large"
@@ -660,48 +400,6 @@ func (s *RemoteSigner) decrypt(ev *nostr.Event, cache bool) (transport, string, 
 	return t, plain, nil
 }
 
-// IsResponse reports whether a decrypted NIP-46 payload is a response ({"id","result","error"}
-// without "method"), not a request.
-func IsResponse(plain string) bool {
-	var m struct {
-		Method *string          `json:"method"`
-		Result *json.RawMessage `json:"result"`
-		Error  *json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal([]byte(plain), &m) != nil {
-		return false
-	}
-	return m.Method == nil && (m.Result != nil || m.Error != nil)
-}
-
-// ParseRequest decodes a NIP-46 request payload {"id","method","params":[strings]}. It returns
-// the id even when the rest is malformed (so the error can be answered); an empty id means the
-// payload cannot be answered at all. Errors are *MethodError (invalid_request).
-func ParseRequest(plain string) (id, method string, params []string, err error) {
-	var wr wireRequest
-	if jerr := json.Unmarshal([]byte(plain), &wr); jerr != nil {
-		// A payload that is JSON with a string id but wrong elsewhere is still answered.
-		var idOnly struct {
-			ID string `json:"id"`
-		}
-		_ = json.Unmarshal([]byte(plain), &idOnly)
-		return idOnly.ID, "", nil, Errorf(CodeInvalidRequest, "not a NIP-46 request object")
-	}
-	if wr.ID == "" {
-		return "", wr.Method, nil, Errorf(CodeInvalidRequest, "missing id")
-	}
-	if len(wr.ID) > 128 {
-		return "", wr.Method, nil, Errorf(CodeInvalidRequest, "id longer than 128 characters")
-	}
-	if err := decodeParams(wr.Params, &params); err != nil {
-		return wr.ID, wr.Method, nil, Errorf(CodeInvalidRequest, "%v", err)
-	}
-	if wr.Method == "" {
-		return wr.ID, "", params, Errorf(CodeInvalidRequest, "missing method")
-	}
-	return wr.ID, wr.Method, params, nil
-}
-
 // handleEvent checks, decrypts and answers one event. Anything it cannot attribute to a
 // client request (bad signature, not for us, undecryptable) is logged and dropped: there is no
 // one to answer safely. Events from pubkeys without a session are filtered in memory
@@ -724,6 +422,13 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 		s.handleStranger(ctx, ev, relay, log)
 		return
 	}
+	s.handleClient(ctx, ev, relay, log)
+}
+
+// handleClient takes an event from a client (a pubkey with a session, or a nostrconnect app
+// awaited) past its rate limit and the durable replay check, decrypts it and serves it. Over the
+// limit it is answered rate_limited at most once a second, and dropped otherwise.
+func (s *RemoteSigner) handleClient(ctx context.Context, ev *nostr.Event, relay string, log *slog.Logger) {
 	allowed, answerLimit := s.limits.allowClient(ev.PubKey, s.now())
 	if !allowed && !answerLimit {
 		s.drops.overLimit.Add(1)
@@ -761,74 +466,25 @@ func (s *RemoteSigner) firstDurably(ctx context.Context, ev *nostr.Event, log *s
 // serveRequest answers one decrypted request from a client (or from a stranger whose connect
 // carries a usable secret). limited: the client is over its rate limit (answered rate_limited).
 func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay string, t transport, plain string, limited bool, log *slog.Logger) {
-	if IsResponse(plain) {
+	if nip46.IsResponse(plain) {
 		// A NIP-46 response p-tagged to our key: the answer to a request our own NIP-46 client
 		// sent under this key (a co-signer asking its peers); that client's subscription reads
 		// it. Answering it with an error would start an endless exchange with the peer's signer.
 		log.Debug("ignored a NIP-46 response addressed to this key's client")
 		return
 	}
-	id, method, params, perr := ParseRequest(plain)
+	id, method, params, perr := nip46.ParseRequest(plain)
 	if id == "" {
 		log.Warn("dropped request without an id", "error", perr)
 		return
 	}
-	if t.nip04 { // only legacy clients are remembered (for Respond), at most maxLegacyClients
-		s.clientLegacy.Add(ev.PubKey, struct{}{})
-	} else {
-		s.clientLegacy.Remove(ev.PubKey)
-	}
-	s.clientMu.Lock()
-	awaiting := s.awaiting[ev.PubKey]
-	delete(s.awaiting, ev.PubKey)
-	s.clientMu.Unlock()
-	s.noteActivity(ev.PubKey)
-	if awaiting {
-		// A request from the app proves it got the nostrconnect connect response.
-		if ok, err := s.sessions.ConfirmNostrConnect(ctx, ev.PubKey); err != nil {
-			log.Error("cannot record the nostrconnect confirmation", "error", err)
-		} else if ok {
-			log.Info("nostrconnect: the app's first request arrived; connect response confirmed")
-		}
-	}
+	s.noteRequest(ctx, ev.PubKey, t, log)
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
-	resp := wireResponse{ID: id}
-	var result string
-	var err error
-	switch {
-	case perr != nil:
-		err = perr
-	case limited:
-		err = Errorf(CodeRateLimited, "too many requests from this client; retry later")
-	default:
-		result, err = s.safeDispatch(ctx, req, log)
-	}
-	var held *HeldError
-	switch {
-	case errors.Is(err, errUnanswered):
-		log.Debug("dropped request", "error", err)
+	result, err := s.answer(ctx, req, perr, limited, log)
+	resp, ok := s.response(ctx, req, relay, t, result, err, log)
+	if !ok {
 		return
-	case errors.As(err, &held):
-		resp.Result, resp.Error = "auth_url", held.URL
-		tr := store.TransportNIP44
-		if t.nip04 {
-			tr = store.TransportNIP04
-		}
-		if serr := s.sessions.SaveRequestTransport(ctx, ev.PubKey, id, tr, relay); serr != nil {
-			log.Error("cannot record the held request's transport; its late answer uses the client's last one", "error", serr)
-		}
-		log.Info("answered auth_url (held)", "reason", held.Reason)
-	case err != nil:
-		merr := AsMethodError(err)
-		if merr.Code == CodeInternal {
-			log.Error("request failed", "error", err)
-		}
-		resp.Error = merr.Error()
-		log.Info("answered with error", "error", resp.Error)
-	default:
-		resp.Result = result
-		log.Info("answered")
 	}
 	if err := s.reply(ctx, t, relay, resp); err != nil {
 		log.Error("could not deliver the response to any relay", "error", err)
@@ -838,19 +494,92 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	}
 }
 
+// noteRequest records what a request says about its client: the transport it speaks (legacy
+// NIP-04 clients are remembered, at most maxLegacyClients, for late answers), one more request
+// in its activity, and, for a nostrconnect app, that its connect response arrived (its first
+// request proves it).
+func (s *RemoteSigner) noteRequest(ctx context.Context, client string, t transport, log *slog.Logger) {
+	if t.nip04 {
+		s.clientLegacy.Add(client, struct{}{})
+	} else {
+		s.clientLegacy.Remove(client)
+	}
+	s.clientMu.Lock()
+	awaiting := s.awaiting[client]
+	delete(s.awaiting, client)
+	s.clientMu.Unlock()
+	s.noteActivity(client)
+	if !awaiting {
+		return
+	}
+	if ok, err := s.sessions.ConfirmNostrConnect(ctx, client); err != nil {
+		log.Error("cannot record the nostrconnect confirmation", "error", err)
+	} else if ok {
+		log.Info("nostrconnect: the app's first request arrived; connect response confirmed")
+	}
+}
+
+// answer runs req's method, unless the request is malformed (perr, answered invalid_request)
+// or over the client's rate limit (answered rate_limited).
+func (s *RemoteSigner) answer(ctx context.Context, req Request, perr error, limited bool, log *slog.Logger) (string, error) {
+	switch {
+	case perr != nil:
+		return "", perr
+	case limited:
+		return "", nip46.Errorf(nip46.CodeRateLimited, "too many requests from this client; retry later")
+	}
+	return s.safeDispatch(ctx, req, log)
+}
+
+// response turns a method's outcome into its NIP-46 response: the result; auth_url with the URL
+// for a held request (NIP-46 "Auth Challenges"; the request's transport and relay are recorded
+// for the late answer); or the error's wire form "<code>: <message>" (AsMethodError: anything
+// but a *MethodError is "internal"). ok is false when the request gets no answer at all (a
+// stranger's connect whose secret turned out unusable).
+func (s *RemoteSigner) response(ctx context.Context, req Request, relay string, t transport, result string, err error, log *slog.Logger) (resp nip46.Response, ok bool) {
+	resp = nip46.Response{ID: req.ID}
+	var held *HeldError
+	switch {
+	case errors.Is(err, errUnanswered):
+		log.Debug("dropped request", "error", err)
+		return resp, false
+	case errors.As(err, &held):
+		resp.Result, resp.Error = nip46.ResultAuthURL, held.URL
+		tr := session.TransportNIP44
+		if t.nip04 {
+			tr = session.TransportNIP04
+		}
+		if serr := s.sessions.SaveRequestTransport(ctx, req.Client, req.ID, tr, relay); serr != nil {
+			log.Error("cannot record the held request's transport; its late answer uses the client's last one", "error", serr)
+		}
+		log.Info("answered auth_url (held)", "reason", held.Reason)
+	case err != nil:
+		merr := nip46.AsMethodError(err)
+		if merr.Code == nip46.CodeInternal {
+			log.Error("request failed", "error", err)
+		}
+		resp.Error = merr.Error()
+		log.Info("answered with error", "error", resp.Error)
+	default:
+		resp.Result = result
+		log.Info("answered")
+	}
+	return resp, true
+}
+
 // afterSessionMethod applies what logout and switch_relays change once their response is out
 // (the response itself still went to the client's old relays; NIP-46 asks for logout's "ack"
 // before the session is removed).
 func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log *slog.Logger) {
 	switch req.Method {
-	case "logout":
+	case nip46.MethodLogout:
 		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
 			log.Error("cannot end the session after logout", "error", err)
 			return
 		}
 		s.audit(ctx, req, "logout", "", "session ended by the client")
 		s.releaseClientRelays(req.Client)
-	case "switch_relays":
+	case nip46.MethodSwitchRelays:
 		s.clientMu.Lock()
 		had := len(s.clientRelays[req.Client]) > 0
 		s.clientMu.Unlock()
@@ -858,7 +587,7 @@ func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log 
 			return
 		}
 		// The client now uses the relays we answered (our pool's); its own are no longer needed.
-		if err := s.sessions.SetSessionRelays(ctx, req.Client, nil); err != nil && !errors.Is(err, store.ErrNoSession) {
+		if err := s.sessions.SetSessionRelays(ctx, req.Client, nil); err != nil && !errors.Is(err, session.ErrNoSession) {
 			log.Error("cannot record the client's switch to our relays", "error", err)
 			return
 		}
@@ -866,124 +595,6 @@ func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log 
 		log.Info("client switched to the remote signer's relays")
 	}
 }
-
-func decodeParams(raw json.RawMessage, out *[]string) error {
-	if len(raw) == 0 || string(raw) == "null" {
-		*out = nil
-		return nil
-	}
-	var anyParams []any
-	if err := json.Unmarshal(raw, &anyParams); err != nil {
-		return errors.New("params must be a JSON array")
-	}
-	ps := make([]string, len(anyParams))
-	for i, p := range anyParams {
-		str, ok := p.(string)
-		if !ok {
-			return fmt.Errorf("params[%d] must be a string", i)
-		}
-		ps[i] = str
-	}
-	*out = ps
-	return nil
-}
-
-// reply encrypts resp for the client and publishes it to the pool and to the client's own
-// relays (and the relay the request came on, if outside the pool).
-func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string, resp wireResponse) error {
-	body, err := json.Marshal(resp)
-	if err != nil {
-		return err
-	}
-	content, err := t.encrypt(s.sk, string(body))
-	if err != nil {
-		return err
-	}
-	ev := nostr.Event{
-		PubKey:    s.pk,
-		CreatedAt: nostr.Now(),
-		Kind:      KindNostrConnect,
-		Tags:      nostr.Tags{{"p", t.client}},
-		Content:   content,
-	}
-	if err := ev.Sign(s.sk); err != nil {
-		return err
-	}
-	return s.publish(ctx, ev, t.client, arrivedOn)
-}
-
-func (s *RemoteSigner) publish(ctx context.Context, ev nostr.Event, client, arrivedOn string) error {
-	// Publishing must finish even while shutting down: the request was acknowledged.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-	defer cancel()
-	extra, other := s.targets(client, arrivedOn)
-	pt, canPublishTo := s.pool.(PublisherTo)
-	pools := append([]RelayPool{s.pool}, extra...)
-	results := make([][]relaypool.PublishResult, len(pools))
-	var wg sync.WaitGroup
-	for i, p := range pools {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if i == 0 && canPublishTo && len(other) > 0 {
-				results[i] = pt.PublishTo(pctx, ev, other)
-				return
-			}
-			results[i] = p.Publish(pctx, ev)
-		}()
-	}
-	wg.Wait()
-	n, err := relaypool.Published(slices.Concat(results...))
-	if n == 0 {
-		if err == nil {
-			err = errors.New("no relay")
-		}
-		return err
-	}
-	if err != nil {
-		s.log.Warn("response not accepted by every relay", "accepted", n, "error", err)
-	}
-	return nil
-}
-
-// Respond delivers the late answer to a request that was answered with auth_url (Responder):
-// result, or err's MethodError wire form. It is encrypted in the transport that request came
-// with (NIP-44, or NIP-04 in legacy mode; recorded in the store, so also after a restart; the
-// client's last transport if unrecorded) and published to the pool, the client's own relays and
-// the relay the request arrived on. Errors: no relay accepted it, or a bad
-// client pubkey.
-func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result string, err error) error {
-	ck, kerr := s.conversationKey(client)
-	if kerr != nil {
-		return fmt.Errorf("signer: respond to %s: %w", truncate(client, 64), kerr)
-	}
-	legacy := s.clientLegacy.Contains(client)
-	arrivedOn := ""
-	tr, on, known, terr := s.sessions.RequestTransport(ctx, client, requestID)
-	if terr != nil {
-		s.log.Warn("cannot read the held request's transport; answering in the client's last one", "client", client, "error", terr)
-	} else if known {
-		legacy, arrivedOn = tr == store.TransportNIP04, on
-	}
-	resp := wireResponse{ID: requestID, Result: result}
-	if err != nil {
-		resp.Result, resp.Error = "", AsMethodError(err).Error()
-	} else if result == "" {
-		return fmt.Errorf("signer: respond to %s/%s: empty result (NIP-46 clients never resolve it)", truncate(client, 64), truncate(requestID, 64))
-	}
-	if rerr := s.reply(ctx, transport{client: client, ck: ck, nip04: legacy}, arrivedOn, resp); rerr != nil {
-		return fmt.Errorf("signer: respond to %s/%s: %w", truncate(client, 64), truncate(requestID, 64), rerr)
-	}
-	if known {
-		if derr := s.sessions.DeleteRequestTransport(context.WithoutCancel(ctx), client, requestID); derr != nil {
-			s.log.Warn("cannot forget the held request's transport", "error", derr)
-		}
-	}
-	s.log.Info("late answer sent", "client", client, "id", truncate(requestID, 64), "error", resp.Error)
-	return nil
-}
-
-var _ Responder = (*RemoteSigner)(nil)
 
 // seenIDs remembers handled event ids for ttl (replay protection independent of the pools'
 // own de-duplication, which is per pool), at most size of them: past that the least recently

@@ -15,6 +15,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -86,7 +87,7 @@ func (h *harness) request(id, method string, params ...string) *nostr.Event {
 func (h *harness) event(plaintext string) *nostr.Event {
 	ck, _ := nip44.GenerateConversationKey(h.rs.PublicKey(), h.clientSK)
 	content, _ := nip44.Encrypt(plaintext, ck)
-	ev := &nostr.Event{PubKey: h.clientPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect,
+	ev := &nostr.Event{PubKey: h.clientPK, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect,
 		Tags: nostr.Tags{{"p", h.rs.PublicKey()}}, Content: content}
 	if err := ev.Sign(h.clientSK); err != nil {
 		h.t.Fatal(err)
@@ -95,12 +96,12 @@ func (h *harness) event(plaintext string) *nostr.Event {
 }
 
 // send handles ev and returns the decrypted responses published (none if dropped).
-func (h *harness) send(ev *nostr.Event) []wireResponse {
+func (h *harness) send(ev *nostr.Event) []nip46.Response {
 	h.t.Helper()
 	h.rs.handleEvent(context.Background(), ev, "mem://")
-	var out []wireResponse
+	var out []nip46.Response
 	for _, p := range h.pool.take() {
-		if p.Kind != KindNostrConnect || !p.Tags.ContainsAny("p", []string{h.clientPK}) || p.PubKey != h.rs.PublicKey() {
+		if p.Kind != nip46.KindNostrConnect || !p.Tags.ContainsAny("p", []string{h.clientPK}) || p.PubKey != h.rs.PublicKey() {
 			h.t.Fatalf("response event not addressed properly: %+v", p)
 		}
 		if ok, _ := p.CheckSignature(); !ok {
@@ -111,7 +112,7 @@ func (h *harness) send(ev *nostr.Event) []wireResponse {
 		if err != nil {
 			h.t.Fatalf("response is not NIP-44 decryptable by the client: %v", err)
 		}
-		var r wireResponse
+		var r nip46.Response
 		if err := json.Unmarshal([]byte(plain), &r); err != nil {
 			h.t.Fatal(err)
 		}
@@ -120,7 +121,7 @@ func (h *harness) send(ev *nostr.Event) []wireResponse {
 	return out
 }
 
-func (h *harness) one(ev *nostr.Event) wireResponse {
+func (h *harness) one(ev *nostr.Event) nip46.Response {
 	h.t.Helper()
 	rs := h.send(ev)
 	if len(rs) != 1 {

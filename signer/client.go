@@ -8,13 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 )
 
@@ -51,26 +52,12 @@ type Client struct {
 	log    *slog.Logger
 
 	mu      sync.Mutex
-	pending map[string]chan wireResponse
+	pending map[string]chan nip46.Response
 	closed  bool
 
 	cancel  context.CancelFunc
 	stopped <-chan struct{} // closed by Close
 	wg      sync.WaitGroup
-}
-
-// RemoteError is an error response from the remote signer: its "error" string as sent.
-type RemoteError struct{ Text string }
-
-func (e *RemoteError) Error() string { return "remote signer: " + e.Text }
-
-// Code is the stable code before the first colon ("unauthorized", "policy_denied", …) or "".
-func (e *RemoteError) Code() string {
-	code, _, ok := strings.Cut(e.Text, ":")
-	if !ok || !validMethodName(code) {
-		return ""
-	}
-	return code
 }
 
 // DialBunker parses a bunker:// URI, subscribes to the remote signer's responses and sends
@@ -97,7 +84,7 @@ func DialBunker(ctx context.Context, clientSK, bunkerURI string, opts ClientOpti
 func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, error) {
 	pk, err := nostr.GetPublicKey(clientSK)
 	if err != nil {
-		return nil, fmt.Errorf("signer: bad client secret key: %w", ErrNotOurKey)
+		return nil, fmt.Errorf("signer: bad client secret key: %w", keystore.ErrNotOurKey)
 	}
 	ck, err := nip44.GenerateConversationKey(bp.RemoteSignerPubKey, clientSK)
 	if err != nil {
@@ -113,7 +100,7 @@ func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, 
 		opts.Logger = slog.Default()
 	}
 	c := &Client{sk: clientSK, pk: pk, remote: bp.RemoteSignerPubKey, secret: bp.Secret, ck: ck, opts: opts,
-		log: opts.Logger.With("component", "nip46-client", "remote_signer", bp.RemoteSignerPubKey), pending: make(map[string]chan wireResponse)}
+		log: opts.Logger.With("component", "nip46-client", "remote_signer", bp.RemoteSignerPubKey), pending: make(map[string]chan nip46.Response)}
 	if opts.OnAuthURL == nil {
 		c.opts.OnAuthURL = func(method, id, url string) {
 			c.log.Warn("remote signer holds the request; open the URL to continue", "method", method, "id", id, "url", url)
@@ -130,7 +117,7 @@ func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, 
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel, c.stopped = cancel, ctx.Done()
 	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
-	events := c.pool.Subscribe(ctx, nostr.Filter{Kinds: []int{KindNostrConnect}, Authors: []string{c.remote},
+	events := c.pool.Subscribe(ctx, nostr.Filter{Kinds: []int{nip46.KindNostrConnect}, Authors: []string{c.remote},
 		Tags: nostr.TagMap{"p": []string{c.pk}}, Since: &since})
 	c.wg.Add(1)
 	go func() {
@@ -161,47 +148,46 @@ func (c *Client) Close() {
 
 // receive routes responses to the calls waiting on their ids (owned by newClient's goroutine).
 func (c *Client) receive(ctx context.Context, events <-chan relaypool.Event) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if ev.PubKey != c.remote || len(ev.Content) > MaxContentBytes {
-				continue
-			}
-			plain, err := nip44.Decrypt(ev.Content, c.ck)
-			if err != nil {
-				c.log.Warn("undecryptable response dropped", "event", ev.ID, "error", err)
-				continue
-			}
-			var r struct {
-				wireResponse
-				Method *string `json:"method"`
-			}
-			if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
-				c.log.Warn("malformed response dropped", "event", ev.ID)
-				continue
-			}
-			if r.Method != nil {
-				// A request from the remote signer's key to ours: when this client's key is also
-				// a remote signer's (co-signers asking each other), the peer's requests reach this
-				// subscription too. They are for our remote signer, never a response.
-				continue
-			}
-			c.mu.Lock()
-			ch := c.pending[r.ID]
-			c.mu.Unlock()
-			if ch == nil {
-				continue // a duplicate, or a response to a call that gave up
-			}
-			select {
-			case ch <- r.wireResponse:
-			default:
-			}
-		}
+	for ev := range relaypool.Until(ctx, events) {
+		c.route(ev)
+	}
+}
+
+// route hands one event from the remote signer to the call waiting on its response id; anything
+// else (not from the remote signer, oversized, undecryptable, malformed, a request, an id no call
+// waits on) is dropped.
+func (c *Client) route(ev relaypool.Event) {
+	if ev.PubKey != c.remote || len(ev.Content) > MaxContentBytes {
+		return
+	}
+	plain, err := nip44.Decrypt(ev.Content, c.ck)
+	if err != nil {
+		c.log.Warn("undecryptable response dropped", "event", ev.ID, "error", err)
+		return
+	}
+	var r struct {
+		nip46.Response
+		Method *string `json:"method"`
+	}
+	if err := json.Unmarshal([]byte(plain), &r); err != nil || r.ID == "" {
+		c.log.Warn("malformed response dropped", "event", ev.ID)
+		return
+	}
+	if r.Method != nil {
+		// A request from the remote signer's key to ours: when this client's key is also
+		// a remote signer's (co-signers asking each other), the peer's requests reach this
+		// subscription too. They are for our remote signer, never a response.
+		return
+	}
+	c.mu.Lock()
+	ch := c.pending[r.ID]
+	c.mu.Unlock()
+	if ch == nil {
+		return // a duplicate, or a response to a call that gave up
+	}
+	select {
+	case ch <- r.Response:
+	default:
 	}
 }
 
@@ -216,7 +202,7 @@ func newRequestID() string {
 // Errors: *RemoteError for an error response, ErrTimeout, ErrClientClosed, ctx's error, or a
 // publish error when no relay accepted the request.
 func (c *Client) Call(ctx context.Context, method string, params ...string) (string, error) {
-	return c.call(ctx, newRequestID(), method, params, 0)
+	return c.exchange(ctx, newRequestID(), method, params, waitRule{timeout: c.opts.Timeout, mustSend: true})
 }
 
 // maxHeldResend bounds how far CallWithID's re-send interval grows while a request is held, as a
@@ -242,12 +228,36 @@ const maxHeldResend = 16
 // Errors: *RemoteError for an error response, ErrClientClosed, ctx's error, or ErrBadRequestID
 // for an empty id or one longer than 128 characters.
 func (c *Client) CallWithID(ctx context.Context, id, method string, params []string, resend time.Duration, onAuthURL func(url string)) (string, error) {
-	if id == "" || len(id) > 128 {
+	if id == "" || len(id) > nip46.MaxRequestIDLength {
 		return "", fmt.Errorf("%w: %d characters", ErrBadRequestID, len(id))
 	}
 	if resend <= 0 {
 		resend = c.opts.Timeout
 	}
+	return c.exchange(ctx, id, method, params, waitRule{resend: resend, resendWhileHeld: true, onAuthURL: onAuthURL})
+}
+
+// waitRule is how exchange waits for a request's answer.
+type waitRule struct {
+	// timeout gives up with ErrTimeout when no answer came in time; after an auth_url answer
+	// the wait starts again with ClientOptions.AuthTimeout. 0: never give up.
+	timeout time.Duration
+	// resend re-publishes the request after every resend without an answer (0: never).
+	resend time.Duration
+	// resendWhileHeld keeps re-sending after auth_url, at an interval that doubles up to
+	// maxHeldResend × resend; without it re-sending stops at auth_url.
+	resendWhileHeld bool
+	// mustSend returns the first send's error; without it a failed send is logged and the
+	// request re-sent at the next resend.
+	mustSend bool
+	// onAuthURL replaces ClientOptions.OnAuthURL for this request when not nil.
+	onAuthURL func(url string)
+}
+
+// exchange publishes one request under id and waits for its final answer as w says, following
+// auth_url (NIP-46 "Auth Challenges"). Errors: *RemoteError, ErrTimeout, ErrClientClosed,
+// ErrBadRequestID (id already waited on), ctx's error, or (mustSend) the send's error.
+func (c *Client) exchange(ctx context.Context, id, method string, params []string, w waitRule) (string, error) {
 	body, err := c.requestBody(id, method, params)
 	if err != nil {
 		return "", err
@@ -258,65 +268,73 @@ func (c *Client) CallWithID(ctx context.Context, id, method string, params []str
 	}
 	defer done()
 	if err := c.send(ctx, body); err != nil {
+		if w.mustSend {
+			return "", err
+		}
 		c.log.Warn("sending request failed; re-sending later", "method", method, "id", id, "error", err)
 	}
-	interval, held := resend, false
-	t := time.NewTimer(interval)
-	defer t.Stop()
+	var deadline, tick <-chan time.Time
+	var deadlineTimer, resendTimer *time.Timer
+	if w.timeout > 0 {
+		deadlineTimer = time.NewTimer(w.timeout)
+		defer deadlineTimer.Stop()
+		deadline = deadlineTimer.C
+	}
+	interval := w.resend
+	if interval > 0 {
+		resendTimer = time.NewTimer(interval)
+		defer resendTimer.Stop()
+		tick = resendTimer.C
+	}
+	held := false
 	for {
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-c.stopped:
 			return "", ErrClientClosed
-		case <-t.C:
+		case <-deadline:
+			return "", fmt.Errorf("%s: %w", method, ErrTimeout)
+		case <-tick:
 			if err := c.send(ctx, body); err != nil {
 				c.log.Warn("re-sending request failed", "method", method, "id", id, "error", err)
 			}
 			if held { // the answer is pushed when the hold ends; re-sends only cover a lost push
-				interval = min(2*interval, maxHeldResend*resend)
+				interval = min(2*interval, maxHeldResend*w.resend)
 			}
-			t.Reset(interval)
+			resendTimer.Reset(interval)
 		case r := <-ch:
-			if url, ok := r.authURL(); ok {
-				held = true
-				if onAuthURL != nil {
-					onAuthURL(url)
-				} else {
-					c.opts.OnAuthURL(method, id, url)
-				}
-				continue
+			url, ok := r.AuthURL()
+			if !ok {
+				return r.Outcome()
 			}
-			return r.outcome()
+			held = true
+			if w.onAuthURL != nil {
+				w.onAuthURL(url)
+			} else {
+				c.opts.OnAuthURL(method, id, url)
+			}
+			if deadlineTimer != nil {
+				deadlineTimer.Reset(c.opts.AuthTimeout)
+			}
+			if !w.resendWhileHeld {
+				tick = nil
+			}
 		}
 	}
-}
-
-// authURL reports whether r is an auth_url response (NIP-46 "Auth Challenges": result
-// "auth_url", the URL in error) and its URL: the real answer follows under the same id.
-func (r wireResponse) authURL() (string, bool) {
-	return r.Error, r.Result == "auth_url" && r.Error != ""
-}
-
-// outcome is a final response as a call's return: its result, or *RemoteError for an error.
-func (r wireResponse) outcome() (string, error) {
-	if r.Error != "" {
-		return "", &RemoteError{Text: r.Error}
-	}
-	return r.Result, nil
 }
 
 func (c *Client) requestBody(id, method string, params []string) (string, error) {
 	if params == nil {
 		params = []string{}
 	}
-	body, err := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
+	body, err := json.Marshal(nip46.Request{ID: id, Method: method, Params: params})
 	return string(body), err
 }
 
 // register makes id's response channel; done removes it.
-func (c *Client) register(id string) (<-chan wireResponse, func(), error) {
-	ch := make(chan wireResponse, 4)
+func (c *Client) register(id string) (<-chan nip46.Response, func(), error) {
+	ch := make(chan nip46.Response, 4)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -333,58 +351,12 @@ func (c *Client) register(id string) (<-chan wireResponse, func(), error) {
 	}, nil
 }
 
-// call sends (and, with resend > 0, re-sends every resend until answered) one request id.
-func (c *Client) call(ctx context.Context, id, method string, params []string, resend time.Duration) (string, error) {
-	body, err := c.requestBody(id, method, params)
-	if err != nil {
-		return "", err
-	}
-	ch, done, err := c.register(id)
-	if err != nil {
-		return "", err
-	}
-	defer done()
-	if err := c.send(ctx, body); err != nil {
-		return "", err
-	}
-	deadline := time.NewTimer(c.opts.Timeout)
-	defer deadline.Stop()
-	var tick <-chan time.Time
-	if resend > 0 {
-		t := time.NewTicker(resend)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return "", ctx.Err()
-		case <-c.stopped:
-			return "", ErrClientClosed
-		case <-deadline.C:
-			return "", fmt.Errorf("%s: %w", method, ErrTimeout)
-		case <-tick:
-			if err := c.send(ctx, body); err != nil {
-				c.log.Warn("re-sending request failed", "method", method, "error", err)
-			}
-		case r := <-ch:
-			if url, ok := r.authURL(); ok {
-				c.opts.OnAuthURL(method, id, url)
-				deadline.Reset(c.opts.AuthTimeout)
-				tick = nil
-				continue
-			}
-			return r.outcome()
-		}
-	}
-}
-
 func (c *Client) send(ctx context.Context, body string) error {
 	content, err := nip44.Encrypt(body, c.ck)
 	if err != nil {
 		return err
 	}
-	ev := nostr.Event{PubKey: c.pk, CreatedAt: nostr.Now(), Kind: KindNostrConnect,
+	ev := nostr.Event{PubKey: c.pk, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect,
 		Tags: nostr.Tags{{"p", c.remote}}, Content: content}
 	if err := ev.Sign(c.sk); err != nil {
 		return err
@@ -408,7 +380,7 @@ func (c *Client) connect(ctx context.Context) error {
 	if c.opts.Perms != "" {
 		params = append(params, c.opts.Perms)
 	}
-	res, err := c.call(ctx, newRequestID(), "connect", params, 2*time.Second)
+	res, err := c.exchange(ctx, newRequestID(), "connect", params, waitRule{timeout: c.opts.Timeout, resend: 2 * time.Second, mustSend: true})
 	if err != nil {
 		return err
 	}

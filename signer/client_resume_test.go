@@ -12,6 +12,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -149,7 +150,7 @@ func TestCallWithIDResends(t *testing.T) {
 	}
 	ck, _ := nip44.GenerateConversationKey(c.PublicKey(), rsSK)
 	content, _ := nip44.Encrypt(`{"id":"req-5","method":"sign_psbt","params":["cHNidP8"]}`, ck)
-	peer := nostr.Event{Kind: KindNostrConnect, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"p", c.PublicKey()}}, Content: content}
+	peer := nostr.Event{Kind: nip46.KindNostrConnect, CreatedAt: nostr.Now(), Tags: nostr.Tags{{"p", c.PublicKey()}}, Content: content}
 	if err := peer.Sign(rsSK); err != nil {
 		t.Fatal(err)
 	}

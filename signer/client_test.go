@@ -11,6 +11,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -100,8 +101,8 @@ func TestClientAgainstRemoteSigner(t *testing.T) {
 		t.Fatalf("granted %q", perms)
 	}
 	_, err = c.Call(ctx, "psbt_status", "x")
-	var re *RemoteError
-	if !errors.As(err, &re) || re.Code() != CodeUnauthorized {
+	var re *nip46.RemoteError
+	if !errors.As(err, &re) || re.Code() != nip46.CodeUnauthorized {
 		t.Fatalf("psbt_status (not requested, so not granted): %v", err)
 	}
 	// A held call reports its auth_url, keeps waiting, and gets the late answer on the same id.

@@ -1,28 +1,13 @@
-// Package signer owns cosigner's keys, its NIP-46 remote signer ("bunker") and its NIP-46
-// client.
+// Package signer is the NIP-46 transport: the remote signer ("bunker", bunker.go) that answers
+// kind-24133 requests from connected clients over a relay pool and the relays of nostrconnect://
+// clients, and the client (client.go) that asks another remote signer.
 //
-// Keys (keystore.go): the BIP32 account key of the multisig wallet (BIP48 path m/48'/coin'/0'/2'
-// for P2WSH) encrypted with scrypt + XChaCha20-Poly1305, and the Nostr identity key as a NIP-49
-// ncryptsec, in one key file (mode 0600, checked on load) whose public half (fingerprint, xpub,
-// npub) is readable without the passphrase.
+// It owns the intake (event checks, strangers, per-client rate limits, replay sets), NIP-44 v2
+// transport encryption (NIP-04 only in the legacy mode), connect and permissions, the built-in
+// methods, auth_url for held requests with their late answers (Respond), and the nostrconnect
+// response queue. The words on the wire are package nip46's; sessions are kept through the small
+// interfaces in sessions.go (implemented by the store), never by importing the store.
 //
-// Remote signer (bunker.go, methods.go): NIP-46 over kind 24133 events, NIP-44 v2 encrypted
-// (NIP-04 only in the legacy mode), reached through a relay pool and the relays of
-// nostrconnect:// clients (nostrconnect.go). Events are checked (p tag, signature, created_at,
-// size, replayed id) before anything else; each client pubkey is rate limited (ratelimit.go).
-// connect spends a single-use secret and grants permissions (perms.go: secret perms ∩ requested,
-// `method[:kind]`); every method but the session ones (ping, get_public_key, switch_relays,
-// logout) needs its permission. Built in: sign_event, nip44_encrypt|decrypt, nip04_* (legacy);
-// sign_psbt goes to a PSBTHandler (psbtflow), other extension methods are registered with
-// RemoteSigner.Handle. A *HeldError from a handler is answered with auth_url (the request's
-// transport and relay are stored), and RemoteSigner.Respond (Responder) sends the late answer in
-// that transport, also after a restart. Unknown methods get an error. A nostrconnect connect
-// response is re-sent (same id, backoff) until the app's first request or a deadline. Pools on
-// clients' own relays (at most MaxClientRelays) close after logout, switch_relays, a revoked
-// session, or idleness. Per-client request counts and last-seen times are flushed to the store.
-//
-// Client (client.go): DialBunker connects to another remote signer by bunker:// URI; Call sends
-// a request and waits for its answer, following auth_url.
-//
-// Spending policy is not applied here: that is psbtflow with policy.
+// It must not decide spending: sign_psbt goes to a PSBTHandler (psbtflow with policy), and
+// keys at rest are package keystore's.
 package signer

@@ -3,26 +3,27 @@ package signer
 import (
 	"errors"
 
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/nip46"
 )
 
 var (
-	// ErrBadPassphrase means the key file could not be decrypted with the given passphrase.
-	ErrBadPassphrase = errors.New("signer: wrong passphrase or corrupted key file")
-	// ErrKeyFileExists is returned by CreateKeyFile when the file is already there.
-	ErrKeyFileExists = errors.New("signer: key file already exists")
-	// ErrNoPassphrase is returned when an empty passphrase is offered for encryption.
-	ErrNoPassphrase = errors.New("signer: empty passphrase")
-	// ErrNotOurKey means a derivation or script does not belong to this co-signer's key.
-	ErrNotOurKey = errors.New("signer: not this co-signer's key")
-	// ErrBadPerms means a permission string is not "method[:kind],…" (NIP-46 "Permissions").
-	ErrBadPerms = errors.New("signer: malformed permissions")
+	// Deprecated: use keystore.ErrBadPassphrase.
+	ErrBadPassphrase = keystore.ErrBadPassphrase
+	// Deprecated: use keystore.ErrKeyFileExists.
+	ErrKeyFileExists = keystore.ErrKeyFileExists
+	// Deprecated: use keystore.ErrNoPassphrase.
+	ErrNoPassphrase = keystore.ErrNoPassphrase
+	// Deprecated: use keystore.ErrNotOurKey.
+	ErrNotOurKey = keystore.ErrNotOurKey
+	// Deprecated: use nip46.ErrBadPerms.
+	ErrBadPerms = nip46.ErrBadPerms
 	// ErrBadURI means a bunker:// or nostrconnect:// URI is malformed (NIP-46).
 	ErrBadURI = nip46.ErrBadURI
-	// ErrKeyFileMode means the key file can be read by other users (it must be mode 0600).
-	ErrKeyFileMode = errors.New("signer: key file permissions too open")
-	// ErrOldKeyFile means a key file of an older format; `cosigner init --upgrade` rewrites it.
-	ErrOldKeyFile = errors.New("signer: key file has the old format")
+	// Deprecated: use keystore.ErrKeyFileMode.
+	ErrKeyFileMode = keystore.ErrKeyFileMode
+	// Deprecated: use keystore.ErrOldKeyFile.
+	ErrOldKeyFile = keystore.ErrOldKeyFile
 	// ErrTimeout means a NIP-46 request got no response in time (Client.Call).
 	ErrTimeout = errors.New("signer: no response from the remote signer in time")
 	// ErrClientClosed means the Client was closed.

@@ -11,6 +11,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -78,9 +79,9 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 	}
 	defer send.Close()
 	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
-	appEvents := listen.Subscribe(ctx, nostr.Filter{Kinds: []int{KindNostrConnect}, Tags: nostr.TagMap{"p": []string{appPK}}, Since: &since})
+	appEvents := listen.Subscribe(ctx, nostr.Filter{Kinds: []int{nip46.KindNostrConnect}, Tags: nostr.TagMap{"p": []string{appPK}}, Since: &since})
 	ck, _ := nip44.GenerateConversationKey(rs.PublicKey(), appSK)
-	read := func(skipID string) (wireResponse, string) {
+	read := func(skipID string) (nip46.Response, string) {
 		for {
 			select {
 			case e, ok := <-appEvents:
@@ -94,7 +95,7 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var r wireResponse
+				var r nip46.Response
 				json.Unmarshal([]byte(plain), &r)
 				if r.ID == skipID {
 					continue
@@ -112,11 +113,11 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 	if on != listen.URLs()[0] {
 		t.Fatalf("response came on %q", on)
 	}
-	call := func(id, method string, params ...string) wireResponse {
+	call := func(id, method string, params ...string) nip46.Response {
 		t.Helper()
 		body, _ := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
 		content, _ := nip44.Encrypt(string(body), ck)
-		req := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect, Tags: nostr.Tags{{"p", rs.PublicKey()}}, Content: content}
+		req := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect, Tags: nostr.Tags{{"p", rs.PublicKey()}}, Content: content}
 		req.Sign(appSK)
 		if n, err := relaypool.Published(send.Publish(ctx, req)); n == 0 {
 			t.Fatal(err)

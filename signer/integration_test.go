@@ -13,6 +13,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/internal/devnet"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -50,8 +51,8 @@ func TestOverRealRelays(t *testing.T) {
 	if ok, _ := ev.CheckSignature(); !ok || ev.PubKey != rs.PublicKey() {
 		t.Fatalf("signed event %+v", ev)
 	}
-	var re *RemoteError
-	if _, err := c.Call(ctx, "nip44_encrypt", rs.PublicKey(), "x"); !errors.As(err, &re) || re.Code() != CodeUnauthorized {
+	var re *nip46.RemoteError
+	if _, err := c.Call(ctx, "nip44_encrypt", rs.PublicKey(), "x"); !errors.As(err, &re) || re.Code() != nip46.CodeUnauthorized {
 		t.Fatalf("nip44_encrypt without permission: %v", err)
 	}
 
@@ -64,11 +65,11 @@ func TestOverRealRelays(t *testing.T) {
 	}
 	defer appPool.Close()
 	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
-	appEvents := appPool.Subscribe(ctx, nostr.Filter{Kinds: []int{KindNostrConnect}, Tags: nostr.TagMap{"p": []string{appPK}}, Since: &since})
+	appEvents := appPool.Subscribe(ctx, nostr.Filter{Kinds: []int{nip46.KindNostrConnect}, Tags: nostr.TagMap{"p": []string{appPK}}, Since: &since})
 	// The app's subscription must be live before the response is sent (kind 24133 is not
 	// stored): prove it with an event of our own.
 	for i := 0; ; i++ {
-		probe := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect, Tags: nostr.Tags{{"p", appPK}},
+		probe := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect, Tags: nostr.Tags{{"p", appPK}},
 			Content: fmt.Sprintf("probe %d", i)} // a new id each time: relays drop repeated ids
 		probe.Sign(appSK)
 		appPool.Publish(ctx, probe)
@@ -100,7 +101,7 @@ func TestOverRealRelays(t *testing.T) {
 	}
 	rs.PokeNostrConnect()
 	ck, _ := nip44.GenerateConversationKey(rs.PublicKey(), appSK)
-	read := func() wireResponse {
+	read := func() nip46.Response {
 		for {
 			select {
 			case e := <-appEvents:
@@ -111,7 +112,7 @@ func TestOverRealRelays(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var r wireResponse
+				var r nip46.Response
 				json.Unmarshal([]byte(plain), &r)
 				return r
 			case <-ctx.Done():
@@ -125,7 +126,7 @@ func TestOverRealRelays(t *testing.T) {
 	}
 	body, _ := json.Marshal(map[string]any{"id": "n1", "method": "get_public_key", "params": []string{}})
 	content, _ := nip44.Encrypt(string(body), ck)
-	req := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect, Tags: nostr.Tags{{"p", rs.PublicKey()}}, Content: content}
+	req := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect, Tags: nostr.Tags{{"p", rs.PublicKey()}}, Content: content}
 	req.Sign(appSK)
 	if n, err := relaypool.Published(appPool.Publish(ctx, req)); n == 0 {
 		t.Fatal(err)

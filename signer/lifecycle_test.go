@@ -13,6 +13,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -306,7 +307,7 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 	legacyReq := func(id string) *nostr.Event {
 		body, _ := json.Marshal(map[string]any{"id": id, "method": "sign_psbt", "params": []string{"cHNidP8"}})
 		content, _ := nip04.Encrypt(string(body), shared)
-		ev := &nostr.Event{PubKey: h.clientPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect,
+		ev := &nostr.Event{PubKey: h.clientPK, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect,
 			Tags: nostr.Tags{{"p", rs.PublicKey()}}, Content: content}
 		ev.Sign(h.clientSK)
 		return ev
@@ -321,8 +322,8 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 	}
 	// The client's last request was NIP-44; restart.
 	rs, pool = start()
-	open := func(ev nostr.Event) (wireResponse, string) {
-		var r wireResponse
+	open := func(ev nostr.Event) (nip46.Response, string) {
+		var r nip46.Response
 		if plain, err := nip04.Decrypt(ev.Content, shared); err == nil && strings.Contains(ev.Content, "?iv=") {
 			json.Unmarshal([]byte(plain), &r)
 			return r, "nip04"
@@ -345,7 +346,7 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 	if r, tr := open(evs[0]); tr != "nip04" || r.ID != "old" || r.Result != "signed-old" {
 		t.Fatalf("late answer to the NIP-04 request: %s %+v", tr, r)
 	}
-	if err := rs.Respond(ctx, h.clientPK, "new", "", Errorf(CodePolicyDenied, "no")); err != nil {
+	if err := rs.Respond(ctx, h.clientPK, "new", "", nip46.Errorf(nip46.CodePolicyDenied, "no")); err != nil {
 		t.Fatal(err)
 	}
 	if r, tr := open(pool.take()[0]); tr != "nip44" || r.ID != "new" || !strings.HasPrefix(r.Error, "policy_denied") {

@@ -15,7 +15,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
-	"github.com/custodyagents/cosigner/store"
+	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 )
 
 // MaxEventTemplateBytes bounds sign_event's event template (JSON).
@@ -24,19 +25,19 @@ const MaxEventTemplateBytes = 64 * 1024
 // registerBuiltins installs the NIP-46 methods that need a permission (the session methods are
 // answered in dispatch).
 func (s *RemoteSigner) registerBuiltins() {
-	s.handlers["sign_event"] = s.signEvent
-	s.handlers["nip44_encrypt"] = s.nip44Encrypt
-	s.handlers["nip44_decrypt"] = s.nip44Decrypt
+	s.handlers[nip46.MethodSignEvent] = s.signEvent
+	s.handlers[nip46.MethodNIP44Encrypt] = s.nip44Encrypt
+	s.handlers[nip46.MethodNIP44Decrypt] = s.nip44Decrypt
 	if s.legacyNIP04 {
-		s.handlers["nip04_encrypt"] = s.nip04Encrypt
-		s.handlers["nip04_decrypt"] = s.nip04Decrypt
+		s.handlers[nip46.MethodNIP04Encrypt] = s.nip04Encrypt
+		s.handlers[nip46.MethodNIP04Decrypt] = s.nip04Decrypt
 	}
 }
 
 // dispatch runs one method. connect needs no session; the session methods need a session;
 // every other method needs the session's permission for it.
 func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error) {
-	if req.Method == "connect" {
+	if req.Method == nip46.MethodConnect {
 		return s.connect(ctx, req)
 	}
 	permsText, ok, err := s.sessions.SessionPerms(ctx, req.Client)
@@ -44,34 +45,34 @@ func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error
 		return "", err
 	}
 	if !ok {
-		return "", Errorf(CodeUnauthorized, "this client is not connected; send connect with the secret from the bunker:// URI first")
+		return "", nip46.Errorf(nip46.CodeUnauthorized, "this client is not connected; send connect with the secret from the bunker:// URI first")
 	}
 	switch req.Method {
-	case "ping":
+	case nip46.MethodPing:
 		return "pong", nil
-	case "get_public_key":
+	case nip46.MethodGetPublicKey:
 		return s.pk, nil
-	case "switch_relays":
+	case nip46.MethodSwitchRelays:
 		b, err := json.Marshal(s.pool.URLs())
 		return string(b), err
-	case "logout":
+	case nip46.MethodLogout:
 		// NIP-46 "Ending a session": reply "ack" before removing the session; afterSessionMethod
 		// removes it once the ack is out.
 		return "ack", nil
 	}
 	h, known := s.handler(req.Method)
 	if !known {
-		if req.Method == "nip04_encrypt" || req.Method == "nip04_decrypt" {
-			return "", Errorf(CodeUnknownMethod, "%s is disabled on this remote signer (NIP-04 is deprecated; use nip44_*)", req.Method)
+		if req.Method == nip46.MethodNIP04Encrypt || req.Method == nip46.MethodNIP04Decrypt {
+			return "", nip46.Errorf(nip46.CodeUnknownMethod, "%s is disabled on this remote signer (NIP-04 is deprecated; use nip44_*)", req.Method)
 		}
-		return "", Errorf(CodeUnknownMethod, "method %q is not supported by this remote signer", truncate(req.Method, 64))
+		return "", nip46.Errorf(nip46.CodeUnknownMethod, "method %q is not supported by this remote signer", truncate(req.Method, 64))
 	}
-	perms, err := ParsePerms(permsText)
+	perms, err := nip46.ParsePerms(permsText)
 	if err != nil {
 		return "", fmt.Errorf("session %s: stored perms: %w", req.Client, err)
 	}
 	kind := -1
-	if req.Method == "sign_event" {
+	if req.Method == nip46.MethodSignEvent {
 		tmpl, err := parseEventTemplate(param(req.Params, 0))
 		if err != nil {
 			return "", err
@@ -84,7 +85,7 @@ func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error
 			what = fmt.Sprintf("%s:%d", req.Method, kind)
 		}
 		s.audit(ctx, req, "rejected", "permissions", "client lacks "+what)
-		return "", Errorf(CodeUnauthorized, "this client is not permitted to call %s (granted: %s); the operator can grant it with `cosigner clients grant`", what, orNone(perms.String()))
+		return "", nip46.Errorf(nip46.CodeUnauthorized, "this client is not permitted to call %s (granted: %s); the operator can grant it with `cosigner clients grant`", what, orNone(perms.String()))
 	}
 	return h(ctx, req)
 }
@@ -97,7 +98,7 @@ func orNone(s string) string {
 }
 
 func (s *RemoteSigner) audit(ctx context.Context, req Request, decision, rule, reason string) {
-	if err := s.sessions.AppendAudit(ctx, store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method,
+	if err := s.sessions.AuditSession(ctx, session.Audit{Client: req.Client, RequestID: req.ID, Method: req.Method,
 		Decision: decision, Rule: rule, Reason: reason}); err != nil {
 		s.log.Error("audit log write failed", "error", err)
 	}
@@ -109,7 +110,7 @@ func (s *RemoteSigner) audit(ctx context.Context, req Request, decision, rule, r
 // reconnect without one.
 func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error) {
 	if len(req.Params) < 1 || req.Params[0] != s.pk {
-		return "", Errorf(CodeInvalidParams, "connect: first param must be this remote signer's pubkey %s", s.pk)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "connect: first param must be this remote signer's pubkey %s", s.pk)
 	}
 	secret, requested, meta := param(req.Params, 1), param(req.Params, 2), param(req.Params, 3)
 	if secret == "" {
@@ -120,18 +121,18 @@ func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error)
 		if ok {
 			return "ack", nil
 		}
-		return "", Errorf(CodeUnauthorized, "connect needs the secret from a bunker:// URI (create one with `cosigner bunker-uri`)")
+		return "", nip46.Errorf(nip46.CodeUnauthorized, "connect needs the secret from a bunker:// URI (create one with `cosigner bunker-uri`)")
 	}
 	if len(requested) > 4096 {
-		return "", Errorf(CodeInvalidParams, "connect: perms longer than 4096 characters")
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "connect: perms longer than 4096 characters")
 	}
 	granted, err := s.sessions.UseConnectSecret(ctx, secret, req.Client, requested, truncate(meta, 1024),
 		func(secretPerms string, has bool) (string, error) {
-			p, err := GrantAtConnect(secretPerms, has, requested)
+			p, err := nip46.GrantAtConnect(secretPerms, has, requested)
 			return p.String(), err
 		})
 	if err != nil {
-		if errors.Is(err, store.ErrSecretInvalid) {
+		if errors.Is(err, session.ErrSecretInvalid) {
 			if _, ok, serr := s.sessions.SessionPerms(ctx, req.Client); serr == nil && !ok {
 				// A stranger whose secret was spent since it was checked: like any stranger
 				// with a bad secret, nothing is recorded and nothing answered.
@@ -139,7 +140,7 @@ func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error)
 				return "", errUnanswered
 			}
 			s.audit(ctx, req, "rejected", "connect_secret", "unknown or already used secret")
-			return "", Errorf(CodeUnauthorized, "connect secret is unknown or was already used; ask the operator for a new bunker:// URI")
+			return "", nip46.Errorf(nip46.CodeUnauthorized, "connect secret is unknown or was already used; ask the operator for a new bunker:// URI")
 		}
 		return "", err
 	}
@@ -172,28 +173,28 @@ type parsedTemplate struct {
 // parseEventTemplate checks sign_event's JSON param. Errors: *MethodError invalid_params.
 func parseEventTemplate(raw string) (parsedTemplate, error) {
 	if raw == "" {
-		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: missing the event template (params[0])")
+		return parsedTemplate{}, nip46.Errorf(nip46.CodeInvalidParams, "sign_event: missing the event template (params[0])")
 	}
 	if len(raw) > MaxEventTemplateBytes {
-		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: event template larger than %d bytes", MaxEventTemplateBytes)
+		return parsedTemplate{}, nip46.Errorf(nip46.CodeInvalidParams, "sign_event: event template larger than %d bytes", MaxEventTemplateBytes)
 	}
 	dec := json.NewDecoder(bytes.NewReader([]byte(raw)))
 	dec.DisallowUnknownFields()
 	var t eventTemplate
 	if err := dec.Decode(&t); err != nil || dec.More() {
-		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: params[0] is not an event template {kind, content, tags, created_at}")
+		return parsedTemplate{}, nip46.Errorf(nip46.CodeInvalidParams, "sign_event: params[0] is not an event template {kind, content, tags, created_at}")
 	}
 	switch {
 	case t.Kind == nil || *t.Kind < 0 || *t.Kind > 65535:
-		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: kind must be an integer 0..65535")
+		return parsedTemplate{}, nip46.Errorf(nip46.CodeInvalidParams, "sign_event: kind must be an integer 0..65535")
 	case t.Content == nil:
-		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: content is missing")
+		return parsedTemplate{}, nip46.Errorf(nip46.CodeInvalidParams, "sign_event: content is missing")
 	case t.CreatedAt != nil && *t.CreatedAt < 0:
-		return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: created_at must be a Unix time in seconds")
+		return parsedTemplate{}, nip46.Errorf(nip46.CodeInvalidParams, "sign_event: created_at must be a Unix time in seconds")
 	}
 	for i, tag := range t.Tags {
 		if len(tag) == 0 {
-			return parsedTemplate{}, Errorf(CodeInvalidParams, "sign_event: tag %d is empty", i)
+			return parsedTemplate{}, nip46.Errorf(nip46.CodeInvalidParams, "sign_event: tag %d is empty", i)
 		}
 	}
 	p := parsedTemplate{Kind: *t.Kind, Content: *t.Content, Tags: t.Tags, PubKey: t.PubKey}
@@ -214,7 +215,7 @@ func (s *RemoteSigner) signEvent(ctx context.Context, req Request) (string, erro
 		return "", err
 	}
 	if t.PubKey != "" && t.PubKey != s.pk {
-		return "", Errorf(CodeInvalidParams, "sign_event: the template's pubkey is not this signer's user pubkey %s", s.pk)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "sign_event: the template's pubkey is not this signer's user pubkey %s", s.pk)
 	}
 	if t.CreatedAt == 0 {
 		t.CreatedAt = nostr.Timestamp(s.now().Unix())
@@ -230,11 +231,11 @@ func (s *RemoteSigner) signEvent(ctx context.Context, req Request) (string, erro
 // peer checks a [pubkey, text] param pair of the nip44_* / nip04_* methods.
 func peer(req Request) (string, string, error) {
 	if len(req.Params) != 2 {
-		return "", "", Errorf(CodeInvalidParams, "%s: params must be [third_party_pubkey, text]", req.Method)
+		return "", "", nip46.Errorf(nip46.CodeInvalidParams, "%s: params must be [third_party_pubkey, text]", req.Method)
 	}
 	pk := req.Params[0]
 	if b, err := hex.DecodeString(pk); err != nil || len(b) != 32 {
-		return "", "", Errorf(CodeInvalidParams, "%s: params[0] must be a 64-character hex pubkey", req.Method)
+		return "", "", nip46.Errorf(nip46.CodeInvalidParams, "%s: params[0] must be a 64-character hex pubkey", req.Method)
 	}
 	return pk, req.Params[1], nil
 }
@@ -261,11 +262,11 @@ func (s *RemoteSigner) nip44Encrypt(ctx context.Context, req Request) (string, e
 	}
 	ck, err := nip44.GenerateConversationKey(pk, s.sk)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip44_encrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip44_encrypt: %v", err)
 	}
 	out, err := nip44.Encrypt(text, ck)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip44_encrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip44_encrypt: %v", err)
 	}
 	return out, nil
 }
@@ -277,14 +278,14 @@ func (s *RemoteSigner) nip44Decrypt(ctx context.Context, req Request) (string, e
 	}
 	ck, err := nip44.GenerateConversationKey(pk, s.sk)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip44_decrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip44_decrypt: %v", err)
 	}
 	out, err := nip44.Decrypt(text, ck)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip44_decrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip44_decrypt: %v", err)
 	}
 	if looksLikeNIP46(out) {
-		return "", Errorf(CodeUnauthorized, "nip44_decrypt: refusing to decrypt a NIP-46 message addressed to this remote signer")
+		return "", nip46.Errorf(nip46.CodeUnauthorized, "nip44_decrypt: refusing to decrypt a NIP-46 message addressed to this remote signer")
 	}
 	return out, nil
 }
@@ -296,11 +297,11 @@ func (s *RemoteSigner) nip04Encrypt(ctx context.Context, req Request) (string, e
 	}
 	shared, err := nip04.ComputeSharedSecret(pk, s.sk)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip04_encrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip04_encrypt: %v", err)
 	}
 	out, err := nip04.Encrypt(text, shared)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip04_encrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip04_encrypt: %v", err)
 	}
 	return out, nil
 }
@@ -312,14 +313,14 @@ func (s *RemoteSigner) nip04Decrypt(ctx context.Context, req Request) (string, e
 	}
 	shared, err := nip04.ComputeSharedSecret(pk, s.sk)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip04_decrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip04_decrypt: %v", err)
 	}
 	out, err := nip04Decrypt(text, shared)
 	if err != nil {
-		return "", Errorf(CodeInvalidParams, "nip04_decrypt: %v", err)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "nip04_decrypt: %v", err)
 	}
 	if looksLikeNIP46(out) {
-		return "", Errorf(CodeUnauthorized, "nip04_decrypt: refusing to decrypt a NIP-46 message addressed to this remote signer")
+		return "", nip46.Errorf(nip46.CodeUnauthorized, "nip04_decrypt: refusing to decrypt a NIP-46 message addressed to this remote signer")
 	}
 	return out, nil
 }
@@ -345,7 +346,7 @@ func WalletMethod(info WalletInfo) HandlerFunc {
 			return "", err
 		}
 		if len(req.Params) != 0 {
-			return "", Errorf(CodeInvalidParams, "get_wallet takes no params")
+			return "", nip46.Errorf(nip46.CodeInvalidParams, "get_wallet takes no params")
 		}
 		return string(b), nil
 	}

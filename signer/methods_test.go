@@ -12,6 +12,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip04"
 	"github.com/nbd-wtf/go-nostr/nip44"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -65,7 +66,7 @@ func TestSignEventPermittedKindsOnly(t *testing.T) {
 	before, _ := h.db.AuditLog(context.Background(), 100)
 	for _, c := range []struct{ method, param, want string }{
 		{"sign_event", template(4, "dm"), "unauthorized: "},
-		{"sign_event", template(KindNostrConnect, "x"), "unauthorized: "},
+		{"sign_event", template(nip46.KindNostrConnect, "x"), "unauthorized: "},
 		{"sign_psbt", "cHNidP8", "unauthorized: "},
 		{"nip44_decrypt", strings.Repeat("a", 64), "unauthorized: "},
 		{"sign_event", `{"kind":1}`, "invalid_params: "},
@@ -140,7 +141,7 @@ func TestLegacyNIP04Transport(t *testing.T) {
 	nip04Request := func(h *harness, id, method string, params ...string) *nostr.Event {
 		body, _ := json.Marshal(map[string]any{"id": id, "method": method, "params": params})
 		ct, _ := nip04.Encrypt(string(body), shared)
-		ev := &nostr.Event{PubKey: h.clientPK, CreatedAt: nostr.Now(), Kind: KindNostrConnect,
+		ev := &nostr.Event{PubKey: h.clientPK, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect,
 			Tags: nostr.Tags{{"p", h.rs.PublicKey()}}, Content: ct}
 		ev.Sign(h.clientSK)
 		return ev
@@ -253,7 +254,7 @@ func TestHeldRequestAuthURLThenRespond(t *testing.T) {
 func TestRespondDeliversLateAnswer(t *testing.T) {
 	h := newHarness(t)
 	h.connectWith("sign_psbt", "")
-	if err := h.rs.Respond(context.Background(), h.clientPK, "42", "", Errorf(CodePolicyDenied, "approvals: rejected")); err != nil {
+	if err := h.rs.Respond(context.Background(), h.clientPK, "42", "", nip46.Errorf(nip46.CodePolicyDenied, "approvals: rejected")); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.rs.Respond(context.Background(), h.clientPK, "43", "done", nil); err != nil {
@@ -295,16 +296,16 @@ func TestHandleExtensionMethod(t *testing.T) {
 }
 
 // decrypt opens responses published to the harness client.
-func (h *harness) decrypt(evs []nostr.Event) []wireResponse {
+func (h *harness) decrypt(evs []nostr.Event) []nip46.Response {
 	h.t.Helper()
 	ck, _ := nip44.GenerateConversationKey(h.rs.PublicKey(), h.clientSK)
-	var out []wireResponse
+	var out []nip46.Response
 	for _, e := range evs {
 		plain, err := nip44.Decrypt(e.Content, ck)
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		var r wireResponse
+		var r nip46.Response
 		json.Unmarshal([]byte(plain), &r)
 		out = append(out, r)
 	}

@@ -9,7 +9,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/custodyagents/cosigner/store"
+	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 )
 
 // The nostrconnect:// flow (NIP-46, "Direct connection initiated by the client"): the operator
@@ -105,16 +106,16 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 			}
 		}
 		switch {
-		case c.State == store.ConnectPending && now.Sub(c.CreatedAt) > NostrConnectTTL:
+		case c.State == session.ConnectPending && now.Sub(c.CreatedAt) > NostrConnectTTL:
 			log.Warn("nostrconnect response expired before any relay accepted it")
-			finish(store.ConnectExpired, "no relay accepted the response in time")
+			finish(session.ConnectExpired, "no relay accepted the response in time")
 			continue
-		case c.State == store.ConnectSent && now.Sub(c.SentAt) > NostrConnectResendFor:
+		case c.State == session.ConnectSent && now.Sub(c.SentAt) > NostrConnectResendFor:
 			msg := fmt.Sprintf("the app sent no request within %s of the connect response (%d sends)", NostrConnectResendFor, c.Attempts)
 			log.Warn("nostrconnect: " + msg)
-			finish(store.ConnectUnconfirmed, msg)
+			finish(session.ConnectUnconfirmed, msg)
 			continue
-		case c.State == store.ConnectSent && now.Before(c.NextAt):
+		case c.State == session.ConnectSent && now.Before(c.NextAt):
 			s.clientMu.Lock()
 			s.awaiting[c.Client] = true
 			s.clientMu.Unlock()
@@ -123,7 +124,7 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 		s.setClientRelays(c.Client, c.Relays)
 		ck, err := s.conversationKey(c.Client)
 		if err != nil {
-			finish(store.ConnectFailed, "bad client pubkey")
+			finish(session.ConnectFailed, "bad client pubkey")
 			continue
 		}
 		id := c.ResponseID
@@ -136,19 +137,19 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 		s.clientMu.Lock()
 		s.awaiting[c.Client] = true
 		s.clientMu.Unlock()
-		resp := wireResponse{ID: id, Result: c.Secret}
+		resp := nip46.Response{ID: id, Result: c.Secret}
 		if err := s.reply(ctx, transport{client: c.Client, ck: ck}, "", resp); err != nil {
 			log.Warn("nostrconnect response not accepted by any relay yet; will retry", "error", err)
 			continue
 		}
 		if err := s.sessions.NostrConnectSent(ctx, c.Client, id, now, now.Add(resendDelay(c.Attempts+1))); err != nil {
-			if !errors.Is(err, store.ErrNoSession) { // confirmed meanwhile: nothing to record
+			if !errors.Is(err, session.ErrNoSession) { // confirmed meanwhile: nothing to record
 				log.Error("cannot record nostrconnect send", "error", err)
 			}
 			continue
 		}
-		if c.State == store.ConnectPending {
-			s.audit(ctx, Request{Client: c.Client, ID: id, Method: "connect"}, "connected", "nostrconnect", "operator accepted a nostrconnect:// URI")
+		if c.State == session.ConnectPending {
+			s.audit(ctx, Request{Client: c.Client, ID: id, Method: nip46.MethodConnect}, "connected", "nostrconnect", "operator accepted a nostrconnect:// URI")
 			log.Info("nostrconnect: connect response sent; re-sending until the app's first request", "for", NostrConnectResendFor)
 		} else {
 			log.Debug("nostrconnect: connect response re-sent", "attempt", c.Attempts+1)
@@ -161,11 +162,11 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 // intersected with the perms the URI asks for (all of base if it asks for none); the URI's
 // name, url and image are kept as the session's metadata (display hints).
 // Errors: ErrBadPerms for a malformed base.
-func AcceptNostrConnect(u NostrConnectURI, base string) (store.NostrConnect, error) {
+func AcceptNostrConnect(u NostrConnectURI, base string) (session.NostrConnect, error) {
 	has := base != ""
-	granted, err := GrantAtConnect(base, has, u.Perms)
+	granted, err := nip46.GrantAtConnect(base, has, u.Perms)
 	if err != nil {
-		return store.NostrConnect{}, err
+		return session.NostrConnect{}, err
 	}
 	var meta string
 	if u.Name != "" || u.URL != "" || u.Image != "" {
@@ -178,6 +179,6 @@ func AcceptNostrConnect(u NostrConnectURI, base string) (store.NostrConnect, err
 		b, _ := json.Marshal(m)
 		meta = string(b)
 	}
-	return store.NostrConnect{Client: u.ClientPubKey, Relays: u.Relays, Secret: u.Secret, Perms: granted.String(),
+	return session.NostrConnect{Client: u.ClientPubKey, Relays: u.Relays, Secret: u.Secret, Perms: granted.String(),
 		RequestedPerms: u.Perms, Name: u.Name, Metadata: meta}, nil
 }

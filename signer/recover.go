@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/custodyagents/cosigner/nip46"
 )
 
 // safeDispatch is dispatch that survives a panicking method handler: the panic value and the
@@ -16,7 +18,7 @@ func (s *RemoteSigner) safeDispatch(ctx context.Context, req Request, log *slog.
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("method handler panicked; answered internal", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			result, err = "", Errorf(CodeInternal, "the %s handler failed unexpectedly; the request was not completed", truncate(req.Method, 64))
+			result, err = "", nip46.Errorf(nip46.CodeInternal, "the %s handler failed unexpectedly; the request was not completed", truncate(req.Method, 64))
 		}
 	}()
 	return s.dispatch(ctx, req)

@@ -8,23 +8,27 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/custodyagents/cosigner/nip46/session"
 )
 
-// ErrSecretInvalid means a connect secret is unknown or was already used (by another client, or
-// by this client for a session that has since ended).
-var ErrSecretInvalid = errors.New("store: connect secret unknown or already used")
+// The records of NIP-46 sessions are defined by the remote signer's vocabulary (package
+// nip46/session) and persisted here; these names are those types.
 
-// ErrNoSession means the client pubkey has no session.
-var ErrNoSession = errors.New("store: no session for this client")
+// ErrSecretInvalid means a connect secret is unknown or was already used (session.ErrSecretInvalid).
+var ErrSecretInvalid = session.ErrSecretInvalid
+
+// ErrNoSession means the client pubkey has no session (session.ErrNoSession).
+var ErrNoSession = session.ErrNoSession
 
 // AddConnectSecret stores the SHA-256 of a fresh single-use connect secret (NIP-46 bunker URI)
-// that grants the default permissions (signer.DefaultPerms).
+// that grants the default permissions (nip46.DefaultPerms).
 func (db *DB) AddConnectSecret(ctx context.Context, secret string) error {
 	return db.addConnectSecret(ctx, secret, sql.NullString{})
 }
 
 // AddConnectSecretPerms is AddConnectSecret for a secret that grants perms (canonical
-// "method[:kind],…" string, see signer.Perms) instead of the defaults.
+// "method[:kind],…" string, see nip46.Perms) instead of the defaults.
 func (db *DB) AddConnectSecretPerms(ctx context.Context, secret, perms string) error {
 	return db.addConnectSecret(ctx, secret, sql.NullString{String: perms, Valid: true})
 }
@@ -39,9 +43,8 @@ func (db *DB) addConnectSecret(ctx context.Context, secret string, perms sql.Nul
 	return nil
 }
 
-// GrantFunc computes the permissions a session gets from the secret's perms (has = false: the
-// secret was created without perms, use the defaults). It runs inside the connect transaction.
-type GrantFunc func(secretPerms string, has bool) (granted string, err error)
+// GrantFunc computes the permissions a session gets from the secret's perms (session.GrantFunc).
+type GrantFunc = session.GrantFunc
 
 // UseConnectSecret spends secret for client in one transaction: the secret must exist and be
 // unused, and the client gets a session with the permissions grant returns (requested and
@@ -126,18 +129,8 @@ func (db *DB) SessionPerms(ctx context.Context, client string) (perms string, ok
 	return perms, true, nil
 }
 
-// ClientSession is one connected NIP-46 client.
-type ClientSession struct {
-	Client         string // pubkey, hex
-	ConnectedAt    time.Time
-	Perms          string   // granted, canonical "method[:kind],…"
-	RequestedPerms string   // as the client asked in connect (or the nostrconnect URI)
-	Metadata       string   // connect's client metadata JSON, a display hint only
-	Relays         []string // the client's own relays (nostrconnect); empty: ours
-	Name           string
-	LastSeen       time.Time // last request (zero: none recorded yet); flushed every few seconds
-	Requests       int64     // requests received since the session began (display only)
-}
+// ClientSession is one connected NIP-46 client (session.ClientSession).
+type ClientSession = session.ClientSession
 
 // ListSessions returns every session, oldest first.
 func (db *DB) ListSessions(ctx context.Context) ([]ClientSession, error) {
@@ -208,12 +201,8 @@ func (db *DB) SetSessionRelays(ctx context.Context, client string, relays []stri
 	return nil
 }
 
-// ClientActivity is what a client did since the last flush: requests received and the time of
-// the last one.
-type ClientActivity struct {
-	Requests int64
-	LastSeen time.Time
-}
+// ClientActivity is what a client did since the last flush (session.Activity).
+type ClientActivity = session.Activity
 
 // RecordActivity adds each client's requests and moves its last_seen forward, in one
 // transaction; clients without a session are skipped.
@@ -234,8 +223,8 @@ func (db *DB) RecordActivity(ctx context.Context, act map[string]ClientActivity)
 
 // Request transports (request_transports.transport).
 const (
-	TransportNIP44 = "nip44"
-	TransportNIP04 = "nip04"
+	TransportNIP44 = session.TransportNIP44
+	TransportNIP04 = session.TransportNIP04
 )
 
 // RequestTransportTTL is how long the transport of a held request is kept when no late answer
@@ -284,36 +273,17 @@ func (db *DB) DeleteRequestTransport(ctx context.Context, client, requestID stri
 	return nil
 }
 
-// NostrConnect is a client-initiated connection (NIP-46 nostrconnect:// URI) accepted by the
-// operator.
-type NostrConnect struct {
-	Client         string   // client pubkey, hex
-	Relays         []string // the client's relays
-	Secret         string   // the client's secret, echoed in the connect response
-	Perms          string   // granted, canonical
-	RequestedPerms string
-	Name           string
-	Metadata       string // the URI's name/url/image as connect-style metadata JSON, a display hint only
-	State          string // one of the Connect* states
-	Error          string
-	CreatedAt      time.Time
-	ResponseID     string    // id of the connect response, the same on every re-send ('' before the first)
-	Attempts       int       // sends accepted by at least one relay
-	SentAt         time.Time // first accepted send (zero: not yet)
-	NextAt         time.Time // when the response is re-sent next
-}
+// NostrConnect is a client-initiated connection accepted by the operator (session.NostrConnect).
+type NostrConnect = session.NostrConnect
 
-// nostrconnect_pending states. A response is pending until a relay first accepts it, then sent
-// (and re-sent) until the app's first request arrives (confirmed) or the re-send deadline
-// passes without one (unconfirmed: the app may never have seen it). failed and expired end it
-// without any send.
+// nostrconnect_pending states (session.Connect*).
 const (
-	ConnectPending     = "pending"
-	ConnectSent        = "sent"
-	ConnectConfirmed   = "confirmed"
-	ConnectUnconfirmed = "unconfirmed"
-	ConnectFailed      = "failed"
-	ConnectExpired     = "expired"
+	ConnectPending     = session.ConnectPending
+	ConnectSent        = session.ConnectSent
+	ConnectConfirmed   = session.ConnectConfirmed
+	ConnectUnconfirmed = session.ConnectUnconfirmed
+	ConnectFailed      = session.ConnectFailed
+	ConnectExpired     = session.ConnectExpired
 )
 
 // AddNostrConnect creates (or replaces) the client's session with c's permissions and relays and
@@ -511,6 +481,13 @@ func (db *DB) FinishSignRequest(ctx context.Context, r SignRequest, a AuditEntry
 		}
 		return insertAudit(ctx, tx, a)
 	})
+}
+
+// AuditSession appends a note about a NIP-46 session (connect, refusal, logout) to the audit
+// log, like AppendAudit.
+func (db *DB) AuditSession(ctx context.Context, a session.Audit) error {
+	return db.AppendAudit(ctx, AuditEntry{Client: a.Client, RequestID: a.RequestID, Method: a.Method,
+		Decision: a.Decision, Rule: a.Rule, Reason: a.Reason})
 }
 
 // AppendAudit appends one audit entry on its own (for decisions not tied to a stored request,

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/custodyagents/cosigner/nip46/session"
 )
 
 func openTest(t *testing.T) *DB {
@@ -184,5 +186,25 @@ func TestRequestTransports(t *testing.T) {
 	}
 	if _, _, ok, _ := db.RequestTransport(ctx, "erin", "1"); ok {
 		t.Fatal("deleted transport found")
+	}
+}
+
+// A session note from the remote signer lands in the audit log like any other entry.
+func TestAuditSession(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	note := session.Audit{Client: "alice", RequestID: "r1", Method: "connect", Decision: "rejected",
+		Rule: "connect_secret", Reason: "unknown or already used secret"}
+	if err := db.AuditSession(ctx, note); err != nil {
+		t.Fatal(err)
+	}
+	log, err := db.AuditLog(ctx, 10)
+	if err != nil || len(log) != 1 {
+		t.Fatalf("audit log: %+v %v", log, err)
+	}
+	a := log[0]
+	got := session.Audit{Client: a.Client, RequestID: a.RequestID, Method: a.Method, Decision: a.Decision, Rule: a.Rule, Reason: a.Reason}
+	if got != note || a.At.IsZero() {
+		t.Fatalf("audit entry %+v, want %+v", a, note)
 	}
 }

@@ -1,4 +1,4 @@
-package signer
+package nip46
 
 import (
 	"fmt"
@@ -21,7 +21,7 @@ import (
 const DefaultPerms = "sign_psbt,get_wallet,psbt_status"
 
 // sessionMethods are answered for any connected client without a permission.
-var sessionMethods = []string{"connect", "ping", "get_public_key", "switch_relays", "logout"}
+var sessionMethods = []string{MethodConnect, MethodPing, MethodGetPublicKey, MethodSwitchRelays, MethodLogout}
 
 // NeedsPermission reports whether method is gated by the client's permissions.
 func NeedsPermission(method string) bool { return !slices.Contains(sessionMethods, method) }
@@ -67,7 +67,7 @@ func ParsePerms(s string) (Perms, error) {
 		}
 		p := Perm{Method: method, Kind: -1}
 		if hasParam {
-			if method != "sign_event" {
+			if method != MethodSignEvent {
 				return nil, fmt.Errorf("%w: %q: only sign_event takes a parameter (an event kind)", ErrBadPerms, truncate(item, 40))
 			}
 			k, err := strconv.Atoi(param)
@@ -111,7 +111,7 @@ func canonical(ps Perms) Perms {
 	}
 	var out Perms
 	for _, p := range ps {
-		if p.Kind >= 0 && anyKind[p.Method] && !(p.Method == "sign_event" && p.Kind == KindNostrConnect) {
+		if p.Kind >= 0 && anyKind[p.Method] && !(p.Method == MethodSignEvent && p.Kind == KindNostrConnect) {
 			continue
 		}
 		out = append(out, p)
@@ -145,7 +145,7 @@ func (ps Perms) Allows(method string, kind int) bool {
 		if p.Method != method {
 			continue
 		}
-		if method != "sign_event" || p.Kind == kind || (p.Kind < 0 && kind != KindNostrConnect) {
+		if method != MethodSignEvent || p.Kind == kind || (p.Kind < 0 && kind != KindNostrConnect) {
 			return true
 		}
 	}

@@ -1,4 +1,4 @@
-package signer
+package nip46
 
 import (
 	"errors"
@@ -95,34 +95,6 @@ func FuzzParseNostrConnectURI(f *testing.F) {
 		g, err := GrantAtConnect("sign_psbt", true, u.Perms)
 		if err != nil || (g.String() != "" && g.String() != "sign_psbt") {
 			t.Fatalf("grant %q from perms %q", g, u.Perms)
-		}
-	})
-}
-
-func FuzzParseRequest(f *testing.F) {
-	f.Add(`{"id":"1","method":"sign_event","params":["{\"kind\":1,\"content\":\"\"}"]}`)
-	f.Add(`{"id":"1","method":"connect","params":["x",null]}`)
-	f.Add(`{"id":7,"method":"ping"}`)
-	f.Add(`[]`)
-	f.Fuzz(func(t *testing.T, s string) {
-		id, method, params, err := ParseRequest(s)
-		if err == nil && (id == "" || method == "") {
-			t.Fatalf("accepted %q without id or method", s)
-		}
-		if err != nil {
-			var me *MethodError
-			if !errors.As(err, &me) || me.Code != CodeInvalidRequest {
-				t.Fatalf("error is not invalid_request: %v", err)
-			}
-		}
-		_ = params
-		if method == "sign_event" && len(params) > 0 {
-			if _, err := parseEventTemplate(params[0]); err != nil {
-				var me *MethodError
-				if !errors.As(err, &me) || me.Code != CodeInvalidParams {
-					t.Fatalf("template error is not invalid_params: %v", err)
-				}
-			}
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package signer
+package keystore
 
 import (
 	"encoding/hex"

@@ -1,4 +1,4 @@
-package signer
+package keystore
 
 import (
 	"crypto/rand"
@@ -105,7 +105,7 @@ type Keys struct {
 }
 
 // String hides the secrets from fmt and slog.
-func (k *Keys) String() string { return "signer.Keys{" + k.Public.KeyOrigin() + "}" }
+func (k *Keys) String() string { return "keystore.Keys{" + k.Public.KeyOrigin() + "}" }
 
 // NostrSecretKey returns the Nostr identity secret key (hex) for signing events and NIP-44.
 func (k *Keys) NostrSecretKey() string { return k.nostrSK }
@@ -123,11 +123,11 @@ func (k *Keys) DeriveRelative(steps ...uint32) (*btcec.PrivateKey, error) {
 	key := k.account
 	for _, s := range steps {
 		if s >= hardened {
-			return nil, fmt.Errorf("signer: hardened step after the account key: %w", ErrNotOurKey)
+			return nil, fmt.Errorf("keystore: hardened step after the account key: %w", ErrNotOurKey)
 		}
 		var err error
 		if key, err = key.Derive(s); err != nil {
-			return nil, fmt.Errorf("signer: derive step %d: %w", s, err)
+			return nil, fmt.Errorf("keystore: derive step %d: %w", s, err)
 		}
 	}
 	return key.ECPrivKey()
@@ -155,7 +155,7 @@ func CreateKeyFile(path, passphrase string, net *chaincfg.Params) (PublicInfo, e
 	}
 	seed, err := hdkeychain.GenerateSeed(seedLen)
 	if err != nil {
-		return PublicInfo{}, fmt.Errorf("signer: generate seed: %w", err)
+		return PublicInfo{}, fmt.Errorf("keystore: generate seed: %w", err)
 	}
 	payload := secretPayload{Seed: hex.EncodeToString(seed), NostrSK: nostr.GeneratePrivateKey()}
 	keys, err := keysFrom(payload, net)
@@ -189,22 +189,22 @@ func writeKeyFile(path string, kf *KeyFile, replace bool) error {
 		if errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("%w: %s", ErrKeyFileExists, path)
 		}
-		return fmt.Errorf("signer: write key file: %w", err)
+		return fmt.Errorf("keystore: write key file: %w", err)
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		f.Close()
-		return fmt.Errorf("signer: write key file: %w", err)
+		return fmt.Errorf("keystore: write key file: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("signer: write key file: %w", err)
+		return fmt.Errorf("keystore: write key file: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("signer: write key file: %w", err)
+		return fmt.Errorf("keystore: write key file: %w", err)
 	}
 	if replace {
 		if err := os.Rename(target, path); err != nil {
-			return fmt.Errorf("signer: replace key file: %w", err)
+			return fmt.Errorf("keystore: replace key file: %w", err)
 		}
 	}
 	return nil
@@ -214,14 +214,14 @@ func writeKeyFile(path string, kf *KeyFile, replace bool) error {
 func ReadPublic(path string) (PublicInfo, *KeyFile, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return PublicInfo{}, nil, fmt.Errorf("signer: read key file: %w", err)
+		return PublicInfo{}, nil, fmt.Errorf("keystore: read key file: %w", err)
 	}
 	var kf KeyFile
 	if err := json.Unmarshal(b, &kf); err != nil {
-		return PublicInfo{}, nil, fmt.Errorf("signer: key file %s is not valid JSON: %w", path, err)
+		return PublicInfo{}, nil, fmt.Errorf("keystore: key file %s is not valid JSON: %w", path, err)
 	}
 	if (kf.Version != keyFileV1 && kf.Version != keyFileV2) || kf.KDF != "scrypt" {
-		return PublicInfo{}, nil, fmt.Errorf("signer: key file %s: unsupported version %d / kdf %q", path, kf.Version, kf.KDF)
+		return PublicInfo{}, nil, fmt.Errorf("keystore: key file %s: unsupported version %d / kdf %q", path, kf.Version, kf.KDF)
 	}
 	return kf.Public, &kf, nil
 }
@@ -247,7 +247,7 @@ func LoadKeyFile(path, passphrase string, net *chaincfg.Params) (*Keys, error) {
 func checkKeyFileMode(path string) error {
 	st, err := os.Stat(path)
 	if err != nil {
-		return fmt.Errorf("signer: read key file: %w", err)
+		return fmt.Errorf("keystore: read key file: %w", err)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return fmt.Errorf("%w: %s has mode %04o; run `chmod 600 %s`", ErrKeyFileMode, path, st.Mode().Perm(), path)
@@ -258,14 +258,14 @@ func checkKeyFileMode(path string) error {
 // openKeyFile decrypts a version 1 or 2 key file.
 func openKeyFile(path string, kf *KeyFile, passphrase string, net *chaincfg.Params) (*Keys, error) {
 	if kf.Network != net.Name {
-		return nil, fmt.Errorf("signer: key file %s is for network %q, not %q", path, kf.Network, net.Name)
+		return nil, fmt.Errorf("keystore: key file %s is for network %q, not %q", path, kf.Network, net.Name)
 	}
 	if kf.N < 2 || kf.N > 1<<22 || kf.R < 1 || kf.R > 32 || kf.P < 1 || kf.P > 16 {
-		return nil, fmt.Errorf("signer: key file %s: scrypt parameters out of range", path)
+		return nil, fmt.Errorf("keystore: key file %s: scrypt parameters out of range", path)
 	}
 	dk, err := scrypt.Key([]byte(passphrase), kf.Salt, kf.N, kf.R, kf.P, chacha20poly1305.KeySize)
 	if err != nil {
-		return nil, fmt.Errorf("signer: key file %s: scrypt parameters: %v", path, err)
+		return nil, fmt.Errorf("keystore: key file %s: scrypt parameters: %v", path, err)
 	}
 	aead, err := chacha20poly1305.NewX(dk)
 	if err != nil {
@@ -284,10 +284,10 @@ func openKeyFile(path string, kf *KeyFile, passphrase string, net *chaincfg.Para
 	}
 	if kf.Version == keyFileV2 {
 		if payload.NostrSK != "" {
-			return nil, fmt.Errorf("signer: key file %s: version 2 with the Nostr key in the seed box", path)
+			return nil, fmt.Errorf("keystore: key file %s: version 2 with the Nostr key in the seed box", path)
 		}
 		if payload.NostrSK, err = DecryptNcryptsec(kf.NostrNcryptsec, passphrase); err != nil {
-			return nil, fmt.Errorf("signer: key file %s: nostr_ncryptsec: %w", path, err)
+			return nil, fmt.Errorf("keystore: key file %s: nostr_ncryptsec: %w", path, err)
 		}
 	}
 	keys, err := keysFrom(payload, net)
@@ -295,7 +295,7 @@ func openKeyFile(path string, kf *KeyFile, passphrase string, net *chaincfg.Para
 		return nil, err
 	}
 	if keys.Public != kf.Public {
-		return nil, fmt.Errorf("signer: key file %s: public part does not match its secret part", path)
+		return nil, fmt.Errorf("keystore: key file %s: public part does not match its secret part", path)
 	}
 	return keys, nil
 }
@@ -334,7 +334,7 @@ func EncryptNcryptsec(sk, passphrase string) (string, error) {
 	}
 	out, err := nip49.Encrypt(sk, passphrase, nostrLogN, nip49.NotKnownToHaveBeenHandledInsecurely)
 	if err != nil {
-		return "", errors.New("signer: cannot encrypt the Nostr key (malformed key)")
+		return "", errors.New("keystore: cannot encrypt the Nostr key (malformed key)")
 	}
 	return out, nil
 }
@@ -400,11 +400,11 @@ func seal(payload secretPayload, passphrase string, net *chaincfg.Params, pub Pu
 func keysFrom(p secretPayload, net *chaincfg.Params) (*Keys, error) {
 	seed, err := hex.DecodeString(p.Seed)
 	if err != nil || len(seed) != seedLen {
-		return nil, errors.New("signer: key file holds a malformed seed")
+		return nil, errors.New("keystore: key file holds a malformed seed")
 	}
 	master, err := hdkeychain.NewMaster(seed, net)
 	if err != nil {
-		return nil, fmt.Errorf("signer: master key: %w", err)
+		return nil, fmt.Errorf("keystore: master key: %w", err)
 	}
 	mpub, err := master.ECPubKey()
 	if err != nil {
@@ -416,7 +416,7 @@ func keysFrom(p secretPayload, net *chaincfg.Params) (*Keys, error) {
 	acct := master
 	for _, s := range path {
 		if acct, err = acct.Derive(s); err != nil {
-			return nil, fmt.Errorf("signer: derive account: %w", err)
+			return nil, fmt.Errorf("keystore: derive account: %w", err)
 		}
 	}
 	xpub, err := acct.Neuter()
@@ -425,7 +425,7 @@ func keysFrom(p secretPayload, net *chaincfg.Params) (*Keys, error) {
 	}
 	npk, err := nostr.GetPublicKey(p.NostrSK)
 	if err != nil {
-		return nil, errors.New("signer: key file holds a malformed Nostr secret key")
+		return nil, errors.New("keystore: key file holds a malformed Nostr secret key")
 	}
 	return &Keys{
 		Public: PublicInfo{

@@ -1,4 +1,4 @@
-package signer
+package nip46
 
 import "testing"
 
