@@ -15,6 +15,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/policy/policyfile"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -98,7 +99,7 @@ func loadPolicy(cfg *Config) (*policy.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policy.Load(cfg.PolicyFile, policy.WithNetwork(params))
+	pol, err := policyfile.Load(cfg.PolicyFile, policy.WithNetwork(params))
 	if err != nil {
 		return nil, fmt.Errorf("exposure: COSIGNER_POLICY: %w", err)
 	}

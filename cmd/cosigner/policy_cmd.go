@@ -16,6 +16,7 @@ import (
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/policy/policyfile"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -49,7 +50,7 @@ func cmdPolicy(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func cmdPolicyCheck(path string, out io.Writer) error {
-	p, err := policy.Load(path)
+	p, err := policyfile.Load(path)
 	if err != nil {
 		return err
 	}
@@ -79,7 +80,7 @@ func cmdPolicyTest(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 || *psbtArg == "" {
 		return usageError{policyUsage}
 	}
-	pol, err := policy.Load(file)
+	pol, err := policyfile.Load(file)
 	if err != nil {
 		return err
 	}
