@@ -22,7 +22,7 @@ func (c chainView) Coin(op wire.OutPoint) (psbtflow.Coin, bool) {
 	if !ok {
 		return psbtflow.Coin{}, false
 	}
-	return psbtflow.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
+	return psbtflow.CoinOf(u), true
 }
 
 func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool)     { return c.w.Lookup(pkScript) }
