@@ -83,3 +83,16 @@ func (s *Snapshot) Lookup(pkScript []byte) (branch, index uint32, ok bool) {
 
 // Scripts returns the number of tracked scripts.
 func (s *Snapshot) Scripts() int { return len(s.scripts) }
+
+// SpendableUTXOs returns the stored UTXOs a transaction in the block after the stored tip may
+// spend (those SpendableCoin answers), in UTXOs' order.
+func (s *Snapshot) SpendableUTXOs() []UTXO {
+	var out []UTXO
+	for _, u := range s.UTXOs {
+		if u.Mature(Tip{Height: s.Tip.Height + 1}) {
+			u.PkScript = bytes.Clone(u.PkScript)
+			out = append(out, u)
+		}
+	}
+	return out
+}

@@ -12,8 +12,8 @@ import (
 
 // TestSnapshotSpendableCoin: a stored snapshot answers SpendableCoin with the tracker's rule — a
 // coinbase output only with CoinbaseMaturity confirmations at the stored tip (spendable in the
-// next block), an unconfirmed coinbase output never, any other output at once — while UTXOs
-// still lists every stored output; a stored txid that does not parse is ErrStore.
+// next block), an unconfirmed coinbase output never, any other output at once (SpendableUTXOs
+// alike) — while UTXOs still lists every stored output; a stored txid that does not parse is ErrStore.
 func TestSnapshotSpendableCoin(t *testing.T) {
 	cb := wire.OutPoint{Hash: chainhash.Hash{1}}
 	reorged := wire.OutPoint{Hash: chainhash.Hash{2}}
@@ -52,6 +52,10 @@ func TestSnapshotSpendableCoin(t *testing.T) {
 		}
 		if len(s.UTXOs) != 3 || s.Scripts() != 1 || s.Tip.Height != c.tip {
 			t.Errorf("tip %d: %d UTXOs, %d scripts, tip %d", c.tip, len(s.UTXOs), s.Scripts(), s.Tip.Height)
+		}
+		if got := s.SpendableUTXOs(); c.spendable && (len(got) != 2 || got[0].OutPoint != cb || got[1].OutPoint != plain) ||
+			!c.spendable && (len(got) != 1 || got[0].OutPoint != plain) {
+			t.Errorf("tip %d: SpendableUTXOs = %+v", c.tip, got)
 		}
 		if b, i, ok := s.Lookup([]byte{0x51}); !ok || b != 0 || i != 4 {
 			t.Errorf("Lookup = %d/%d %v", b, i, ok)

@@ -212,11 +212,13 @@ func exposureInvalidate(ctx context.Context, cfg *Config, txid, via string, out 
 		return err
 	}
 	defer db.Close()
-	st, err := chainwatch.ReadStatus(ctx, db)
+	snap, err := chainwatch.ReadSnapshot(ctx, db)
 	if err != nil {
 		return err
 	}
-	p, created, err := psbtflow.RequestInvalidation(ctx, db, st.UTXOs, txid, via, time.Now())
+	// The engine builds the invalidation only from a coin the next block may spend (an immature
+	// coinbase output may not), so only such coins are offered.
+	p, created, err := psbtflow.RequestInvalidation(ctx, db, snap.SpendableUTXOs(), txid, via, time.Now())
 	if err != nil {
 		return fmt.Errorf("exposure: %w", err)
 	}
