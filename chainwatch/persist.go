@@ -90,7 +90,7 @@ func ReadStatus(ctx context.Context, db *store.DB) (Status, error) {
 		out.UTXOs = append(out.UTXOs, u)
 		if u.Height > 0 {
 			out.Confirmed += u.Value
-			if !u.Mature(Tip{Height: out.Tip.Height + 1}) {
+			if !out.Spendable(u) {
 				out.Immature += u.Value
 			}
 		} else {

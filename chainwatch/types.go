@@ -259,3 +259,7 @@ type Status struct {
 	Unproven       int
 	UnackedEvents  int
 }
+
+// Spendable reports whether a transaction in the block after s.Tip may spend u (UTXO.Mature at
+// the tip's height + 1): false only for a coinbase output not yet CoinbaseMaturity deep.
+func (s Status) Spendable(u UTXO) bool { return u.Mature(Tip{Height: s.Tip.Height + 1}) }

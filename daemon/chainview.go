@@ -9,6 +9,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/psbt"
+	"github.com/custodyagents/cosigner/psbtflow"
 )
 
 // chainView adapts the watcher to psbtflow.ChainView and psbtflow.OutboundChain. It converts,
@@ -22,7 +23,7 @@ func (c chainView) Coin(op wire.OutPoint) (psbt.Coin, bool) {
 	if !ok {
 		return psbt.Coin{}, false
 	}
-	return psbt.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}, true
+	return psbtflow.CoinOf(u), true
 }
 
 func (c chainView) Lookup(pkScript []byte) (uint32, uint32, bool)     { return c.w.Lookup(pkScript) }

@@ -17,6 +17,7 @@ import (
 	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/policy/policyfile"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
@@ -34,7 +35,7 @@ type Daemon struct {
 	keys       *signer.Keys
 	db         *store.DB
 	clock      *trustedtime.Clock
-	policies   *policy.Reloader
+	policies   *policyfile.Reloader
 	watcher    *chainwatch.Watcher
 	pool       *relaypool.Pool
 	flow       *psbtflow.Service
@@ -111,7 +112,7 @@ func (d *Daemon) checkConfig(context.Context) error {
 	if len(cfg.ElectrumServers) == 0 {
 		return errors.New("configuration: COSIGNER_ELECTRUM_URL is empty: give at least one Electrum server, tcp://host:port or ssl://host:port")
 	}
-	if _, err := policy.Load(cfg.PolicyFile, policy.WithNetwork(cfg.Params)); err != nil {
+	if _, err := policyfile.Load(cfg.PolicyFile, policy.WithNetwork(cfg.Params)); err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}
 	return nil
@@ -147,7 +148,7 @@ func (d *Daemon) openStore(ctx context.Context) error {
 	if d.clock, err = trustedtime.New(ctx, db, trustedtime.Options{}); err != nil {
 		return err
 	}
-	d.policies, err = policy.NewReloader(ctx, d.cfg.PolicyFile, policyVersions{db}, d.log, d.clock.Now, policy.WithNetwork(d.cfg.Params))
+	d.policies, err = policyfile.NewReloader(ctx, d.cfg.PolicyFile, policyVersions{db}, d.log, d.clock.Now, policy.WithNetwork(d.cfg.Params))
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_POLICY: %w", err)
 	}

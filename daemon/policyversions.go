@@ -7,7 +7,7 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// policyVersions adapts the store to policy.VersionStore (policy versions across restarts).
+// policyVersions adapts the store to policyfile.VersionStore (policy versions across restarts).
 type policyVersions struct{ db *store.DB }
 
 func (v policyVersions) PutVersion(ctx context.Context, pv policy.Version) error {

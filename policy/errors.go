@@ -3,8 +3,6 @@ package policy
 import "errors"
 
 var (
-	// ErrTooLarge is returned by Load for a file larger than MaxFileBytes.
-	ErrTooLarge = errors.New("policy: file too large")
 	// ErrNoNetwork means a named descriptor or address fits none of the known networks.
 	ErrNoNetwork = errors.New("policy: fits no known network")
 	// ErrWrongNetwork means a destination (an address or a named descriptor's keys) belongs to

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -17,17 +15,14 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 )
 
-// MaxFileBytes bounds a policy file.
-const MaxFileBytes = 1 << 20
-
 // DefaultLookahead is how many scripts per branch of a named descriptor are matched.
 const DefaultLookahead = 100
 
 // MaxLookahead bounds a named descriptor's lookahead (each script is derived at load time).
 const MaxLookahead = 10_000
 
-// Policy is a validated policy. Build it with Parse or Load; it is immutable afterwards
-// (WithPrior returns a copy).
+// Policy is a validated policy. Build it with Parse (policy/policyfile.Load reads a file); it
+// is immutable afterwards (WithPrior returns a copy).
 type Policy struct {
 	Version int
 	// Name is the file name errors and decisions refer to; Hash is the hex SHA-256 of the file's
@@ -259,7 +254,7 @@ func (es Errors) Error() string {
 	return strings.Join(parts, "\n")
 }
 
-// Option changes how Parse and Load read a policy.
+// Option changes how Parse reads a policy.
 type Option func(*parseOptions)
 
 type parseOptions struct{ net *chaincfg.Params }
@@ -267,33 +262,6 @@ type parseOptions struct{ net *chaincfg.Params }
 // WithNetwork parses addresses and named descriptors for net only (by default every known
 // network is tried; the scripts they stand for are the same).
 func WithNetwork(net *chaincfg.Params) Option { return func(o *parseOptions) { o.net = net } }
-
-// ReadFile reads a policy file's bytes, refusing files over MaxFileBytes (ErrTooLarge).
-func ReadFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("policy: %w", err)
-	}
-	defer f.Close()
-	var buf bytes.Buffer
-	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFileBytes+1)); err != nil {
-		return nil, fmt.Errorf("policy: read %s: %w", path, err)
-	}
-	if buf.Len() > MaxFileBytes {
-		return nil, fmt.Errorf("%w: %s is larger than %d bytes", ErrTooLarge, path, MaxFileBytes)
-	}
-	return buf.Bytes(), nil
-}
-
-// Load reads and validates the policy file at path. Errors: an Errors value (line:col) for a
-// bad policy, or an I/O error.
-func Load(path string, opts ...Option) (*Policy, error) {
-	data, err := ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return Parse(path, data, opts...)
-}
 
 // HashBytes is the policy hash of a file's bytes: hex SHA-256.
 func HashBytes(data []byte) string {

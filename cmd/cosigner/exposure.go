@@ -15,6 +15,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/policy/policyfile"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -98,7 +99,7 @@ func loadPolicy(cfg *Config) (*policy.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	pol, err := policy.Load(cfg.PolicyFile, policy.WithNetwork(params))
+	pol, err := policyfile.Load(cfg.PolicyFile, policy.WithNetwork(params))
 	if err != nil {
 		return nil, fmt.Errorf("exposure: COSIGNER_POLICY: %w", err)
 	}
@@ -211,11 +212,13 @@ func exposureInvalidate(ctx context.Context, cfg *Config, txid, via string, out 
 		return err
 	}
 	defer db.Close()
-	st, err := chainwatch.ReadStatus(ctx, db)
+	snap, err := chainwatch.ReadSnapshot(ctx, db)
 	if err != nil {
 		return err
 	}
-	p, created, err := psbtflow.RequestInvalidation(ctx, db, st.UTXOs, txid, via, time.Now())
+	// The engine builds the invalidation only from a coin the next block may spend (an immature
+	// coinbase output may not), so only such coins are offered.
+	p, created, err := psbtflow.RequestInvalidation(ctx, db, snap.SpendableUTXOs(), txid, via, time.Now())
 	if err != nil {
 		return fmt.Errorf("exposure: %w", err)
 	}

@@ -10,13 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/btcsuite/btcd/wire"
-
+	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/policy"
-	"github.com/custodyagents/cosigner/psbt"
+	"github.com/custodyagents/cosigner/policy/policyfile"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -50,7 +47,7 @@ func cmdPolicy(ctx context.Context, args []string, out io.Writer) error {
 }
 
 func cmdPolicyCheck(path string, out io.Writer) error {
-	p, err := policy.Load(path)
+	p, err := policyfile.Load(path)
 	if err != nil {
 		return err
 	}
@@ -80,7 +77,7 @@ func cmdPolicyTest(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil || fs.NArg() != 0 || *psbtArg == "" {
 		return usageError{policyUsage}
 	}
-	pol, err := policy.Load(file)
+	pol, err := policyfile.Load(file)
 	if err != nil {
 		return err
 	}
@@ -124,55 +121,20 @@ func cmdPolicyTest(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	view, err := loadStoreView(ctx, db)
+	snap, err := chainwatch.ReadSnapshot(ctx, db)
 	if err != nil {
 		return err
 	}
-	a, d, err := psbtflow.Explain(ctx, desc, view, db, pol, client, psbtText, now)
+	a, d, err := psbtflow.Explain(ctx, desc, psbtflow.SnapshotView(snap), db, pol, client, psbtText, now)
 	if err != nil {
 		return fmt.Errorf("policy test: the PSBT is refused before the policy is asked: %w", err)
 	}
 	fmt.Fprintf(out, "policy %s (sha256 %s)\n", file, pol.Hash)
 	fmt.Fprintf(out, "transaction %s: outflow %s (fee %s, %.2f sat/vB, %d vB), %d input(s), %d output(s), wallet tip %d\n",
-		a.UnsignedTxID, a.Outflow, a.Fee, float64(a.FeeRate), a.VSize, len(a.Inputs), len(a.Outputs), view.tip)
+		a.UnsignedTxID, a.Outflow, a.Fee, float64(a.FeeRate), a.VSize, len(a.Inputs), len(a.Outputs), snap.Tip.Height)
 	fmt.Fprintf(out, "\ndecision: %s by %s: %s\n\n", strings.ToUpper(string(d.Outcome)), d.Rule, d.Reason)
 	for _, s := range d.Explanation {
 		fmt.Fprintf(out, "  %-12s %-22s %s\n", s.Result, s.Rule, s.Detail)
 	}
 	return nil
 }
-
-// storeView is the wallet view as the daemon last stored it (psbt.ChainView).
-type storeView struct {
-	coins   map[wire.OutPoint]psbt.Coin
-	scripts map[string][2]uint32
-	tip     int32
-}
-
-func loadStoreView(ctx context.Context, db *store.DB) (*storeView, error) {
-	st, err := db.LoadChainwatch(ctx)
-	if err != nil {
-		return nil, err
-	}
-	v := &storeView{coins: map[wire.OutPoint]psbt.Coin{}, scripts: map[string][2]uint32{}, tip: st.Tip.Height}
-	for _, s := range st.Scripts {
-		v.scripts[string(s.PkScript)] = [2]uint32{s.Branch, s.Index}
-	}
-	for _, u := range st.UTXOs {
-		h, err := chainhash.NewHashFromStr(u.TxID)
-		if err != nil {
-			return nil, fmt.Errorf("stored UTXO %s: %w", u.TxID, err)
-		}
-		v.coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbt.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
-			Branch: u.Branch, Index: u.Index, Height: u.Height}
-	}
-	return v, nil
-}
-
-func (v *storeView) Coin(op wire.OutPoint) (psbt.Coin, bool) { c, ok := v.coins[op]; return c, ok }
-func (v *storeView) Lookup(s []byte) (uint32, uint32, bool) {
-	bi, ok := v.scripts[string(s)]
-	return bi[0], bi[1], ok
-}
-func (v *storeView) TipHeight() int32 { return v.tip }
-func (v *storeView) Synced() bool     { return true }

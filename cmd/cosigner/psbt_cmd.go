@@ -9,10 +9,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/btcsuite/btcd/btcutil"
-	"github.com/btcsuite/btcd/chaincfg/chainhash"
-	"github.com/btcsuite/btcd/wire"
-
+	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
@@ -58,22 +55,18 @@ func cmdPSBTInspect(ctx context.Context, cfg *Config, file string, asJSON bool, 
 		if err != nil {
 			return err
 		}
-		st, err := db.LoadChainwatch(ctx)
+		snap, err := chainwatch.ReadSnapshot(ctx, db)
 		db.Close()
 		if err != nil {
 			return err
 		}
-		sv, err := stateView(st)
-		if err != nil {
-			return err
-		}
-		if !sv.HasTip {
+		if !snap.HasTip {
 			fmt.Fprintf(out, "wallet view: %s has no chain data yet (run `cosigner run` until synced)\n\n", cfg.DBPath())
 		} else {
 			fmt.Fprintf(out, "wallet view: %s (tip %d, %d UTXOs, %d scripts), as `cosigner run` last stored it\n\n",
-				cfg.DBPath(), sv.Tip, len(sv.Coins), len(sv.Scripts))
+				cfg.DBPath(), snap.Tip.Height, len(snap.UTXOs), snap.Scripts())
 		}
-		view = sv
+		view = psbtflow.SnapshotView(snap)
 	} else {
 		fmt.Fprintf(out, "wallet view: none (%s not found). Input amounts and scripts are the PSBT's own claims,\n"+
 			"NOT checked against the chain (no protection against the segwit fee attack or spent inputs);\n"+
@@ -117,22 +110,4 @@ func readPSBTFile(file string) (string, error) {
 		return base64.StdEncoding.EncodeToString(b), nil
 	}
 	return string(b), nil
-}
-
-// stateView turns chainwatch's persisted state into a psbtflow wallet view.
-func stateView(st store.ChainwatchState) (*psbt.StateView, error) {
-	v := &psbt.StateView{Coins: map[wire.OutPoint]psbt.Coin{}, Scripts: map[string][2]uint32{},
-		Tip: st.Tip.Height, HasTip: st.HasTip}
-	for _, s := range st.Scripts {
-		v.Scripts[string(s.PkScript)] = [2]uint32{s.Branch, s.Index}
-	}
-	for _, u := range st.UTXOs {
-		h, err := chainhash.NewHashFromStr(u.TxID)
-		if err != nil {
-			return nil, fmt.Errorf("stored UTXO %s:%d: %w", u.TxID, u.Vout, err)
-		}
-		v.Coins[wire.OutPoint{Hash: *h, Index: u.Vout}] = psbt.Coin{Value: btcutil.Amount(u.ValueSat), PkScript: u.PkScript,
-			Branch: u.Branch, Index: u.Index, Height: u.Height}
-	}
-	return v, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/store"
@@ -139,5 +140,76 @@ func TestPSBTInspectWithWalletView(t *testing.T) {
 	}
 	if err := runCommand(ctx, []string{"psbt", "look"}, &out); err == nil {
 		t.Fatal("bad usage accepted")
+	}
+}
+
+// TestOfflineViewsCoinbaseMaturity: `psbt inspect` and `policy test` read the stored wallet with
+// the running daemon's rule for coinbase outputs (chainwatch's SpendableCoin): a coinbase coin
+// that a transaction in the next block may not spend yet (99 confirmations at the stored tip) is
+// refused as sign_psbt refuses it (input_unspent), and one with 100 confirmations is analysed.
+func TestOfflineViewsCoinbaseMaturity(t *testing.T) {
+	d := inspectWallet(t)
+	dir := t.TempDir()
+	t.Setenv("COSIGNER_DATA_DIR", dir)
+	ctx := context.Background()
+	op := wire.OutPoint{Hash: chainhash.Hash{3}, Index: 0}
+	in, _ := d.Derive(0, 0)
+	var scripts []store.ChainwatchScript
+	for b := uint32(0); b < 2; b++ {
+		for i := uint32(0); i < 5; i++ {
+			s, _ := d.PkScript(b, i)
+			scripts = append(scripts, store.ChainwatchScript{Branch: b, Index: i, ScriptHash: fmt.Sprintf("%d-%d", b, i), PkScript: s})
+		}
+	}
+	const minedAt = 10
+	storeTip := func(tip int32) {
+		db, err := store.Open(ctx, filepath.Join(dir, "cosigner.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.ApplyChainwatchUpdate(ctx, store.ChainwatchUpdate{PutScripts: scripts,
+			PutUTXOs: []store.ChainwatchUTXO{{ChainwatchOutPoint: store.ChainwatchOutPoint{TxID: op.Hash.String(), Vout: op.Index},
+				ValueSat: 100_000, PkScript: in.PkScript, Height: minedAt, BlockHash: chainhash.Hash{8}.String(), Coinbase: true}},
+			Tip: &store.ChainwatchTip{Height: tip, Hash: chainhash.Hash{9}.String()}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := filepath.Join(dir, "p.yaml")
+	if err := os.WriteFile(pol, []byte(`version: 1
+clients: [{name: coordinator, pubkey: 79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798}]
+limits: {max_per_tx: 1 BTC}
+rules:
+  - {name: small, match: {max_outflow: 1 BTC}, action: allow}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	file := writePSBT(t, d, op, 100_000)
+	inspect := func() (string, error) {
+		var out bytes.Buffer
+		err := runCommand(ctx, []string{"psbt", "inspect", file}, &out)
+		return out.String(), err
+	}
+	policyTest := func() (string, error) {
+		var out bytes.Buffer
+		err := runCommand(ctx, []string{"policy", "test", pol, "--psbt", file}, &out)
+		return out.String(), err
+	}
+
+	// 99 confirmations: the next block may not spend it yet.
+	storeTip(minedAt + chainwatch.CoinbaseMaturity - 2)
+	if out, err := inspect(); err == nil || !strings.Contains(out, "unsafe_psbt: input_unspent") {
+		t.Fatalf("psbt inspect of an immature coinbase coin: err %v, output:\n%s", err, out)
+	}
+	if out, err := policyTest(); err == nil || !strings.Contains(err.Error(), "refused before the policy is asked") || !strings.Contains(err.Error(), "input_unspent") {
+		t.Fatalf("policy test of an immature coinbase coin: err %v, output:\n%s", err, out)
+	}
+	// 100 confirmations: spendable in the next block.
+	storeTip(minedAt + chainwatch.CoinbaseMaturity - 1)
+	if out, err := inspect(); err != nil || !strings.Contains(out, "receive/0") {
+		t.Fatalf("psbt inspect of a mature coinbase coin: err %v, output:\n%s", err, out)
+	}
+	if out, err := policyTest(); err != nil || !strings.Contains(out, "decision: ALLOW by small") {
+		t.Fatalf("policy test of a mature coinbase coin: err %v, output:\n%s", err, out)
 	}
 }

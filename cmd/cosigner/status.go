@@ -45,7 +45,7 @@ func printStatus(out io.Writer, st chainwatch.Status) {
 			branch = "change"
 		}
 		note := ""
-		if u.Coinbase && !u.Mature(chainwatch.Tip{Height: st.Tip.Height + 1}) {
+		if !st.Spendable(u) {
 			note = "  immature coinbase"
 		}
 		fmt.Fprintf(out, "  %s  %16s  %s #%d  %d conf%s\n", u.OutPoint, u.Value, branch, u.Index, u.Confirmations(st.Tip), note)

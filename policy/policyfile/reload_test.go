@@ -1,4 +1,4 @@
-package policy
+package policyfile
 
 import (
 	"context"
@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
+
+	"github.com/custodyagents/cosigner/policy"
 )
 
-type memVersions struct{ vs []Version }
+type memVersions struct{ vs []policy.Version }
 
-func (m *memVersions) PutVersion(_ context.Context, v Version) error {
+func (m *memVersions) PutVersion(_ context.Context, v policy.Version) error {
 	for i, x := range m.vs {
 		if x.Hash == v.Hash {
 			m.vs = append(m.vs[:i], m.vs[i+1:]...)
@@ -24,8 +26,8 @@ func (m *memVersions) PutVersion(_ context.Context, v Version) error {
 	m.vs = append(m.vs, v)
 	return nil
 }
-func (m *memVersions) Versions(context.Context) ([]Version, error) {
-	return append([]Version(nil), m.vs...), nil
+func (m *memVersions) Versions(context.Context) ([]policy.Version, error) {
+	return append([]policy.Version(nil), m.vs...), nil
 }
 
 func reloadDoc(maxPerTx, extra string) string {
@@ -52,10 +54,10 @@ func TestReloadTightenNowLoosenLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	decide := func(outflow int64) Outcome {
-		return Evaluate(r.Policy(), Input{Client: pkA, Method: "sign_psbt", Now: now, Outflow: btcAmount(outflow)}).Outcome
+	decide := func(outflow int64) policy.Outcome {
+		return policy.Evaluate(r.Policy(), policy.Input{Client: pkA, Method: "sign_psbt", Now: now, Outflow: btcAmount(outflow)}).Outcome
 	}
-	if decide(90_000_000) != Allow {
+	if decide(90_000_000) != policy.Allow {
 		t.Fatal("0.9 BTC under a 1 BTC cap should be allowed")
 	}
 	// Tighten: applies at once.
@@ -63,7 +65,7 @@ func TestReloadTightenNowLoosenLater(t *testing.T) {
 	if changed, err := r.Reload(ctx); err != nil || !changed {
 		t.Fatalf("reload = %v, %v", changed, err)
 	}
-	if decide(90_000_000) != Deny {
+	if decide(90_000_000) != policy.Deny {
 		t.Fatal("a tightened cap must apply at once")
 	}
 	// Loosen: 2 BTC, only after 7 days; until then the 0.5 BTC cap still holds.
@@ -74,13 +76,13 @@ func TestReloadTightenNowLoosenLater(t *testing.T) {
 	if prior, at := r.Policy().Prior(); prior == nil || !at.Equal(now.Add(7*24*time.Hour)) {
 		t.Fatalf("loosening should wait until %s, got prior %v at %s", now.Add(7*24*time.Hour), prior != nil, at)
 	}
-	if d := Evaluate(r.Policy(), Input{Client: pkA, Method: "sign_psbt", Now: now, Outflow: 90_000_000}); d.Outcome != Deny || d.Rule != RuleMaxPerTx {
+	if d := policy.Evaluate(r.Policy(), policy.Input{Client: pkA, Method: "sign_psbt", Now: now, Outflow: 90_000_000}); d.Outcome != policy.Deny || d.Rule != policy.RuleMaxPerTx {
 		t.Fatalf("during the loosen delay: %+v", d)
 	}
 	// A bad file: refused with line:col, the running policy kept.
 	write(reloadDoc("2 BTC", "  max_fees: 1 sat\n"))
 	_, err = r.Reload(ctx)
-	var es Errors
+	var es policy.Errors
 	if !errors.As(err, &es) || !strings.Contains(err.Error(), "policy.yaml:7:3: unknown key \"max_fees\"") {
 		t.Fatalf("bad file: err = %v", err)
 	}
@@ -98,12 +100,12 @@ func TestReloadTightenNowLoosenLater(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = r2
-	if decide(90_000_000) != Deny {
+	if decide(90_000_000) != policy.Deny {
 		t.Fatal("a restart must not cut the loosen delay short")
 	}
 	// After the delay the new file applies alone.
 	now = now.Add(6*24*time.Hour + time.Second)
-	if decide(90_000_000) != Allow {
+	if decide(90_000_000) != policy.Allow {
 		t.Fatal("after the loosen delay the loosened policy applies")
 	}
 }
@@ -146,7 +148,7 @@ func TestReloaderRunWatchesTheFile(t *testing.T) {
 	replace(bad)
 	good := reloadDoc("0.5 BTC", "")
 	replace(good)
-	waitFor("took the tightened file", func() bool { return r.Policy().Hash == HashBytes([]byte(good)) })
+	waitFor("took the tightened file", func() bool { return r.Policy().Hash == policy.HashBytes([]byte(good)) })
 	if r.Policy().MaxPerTx() != 50_000_000 {
 		t.Fatalf("max_per_tx = %v", r.Policy().MaxPerTx())
 	}
@@ -157,7 +159,7 @@ func TestReloaderRunWatchesTheFile(t *testing.T) {
 }
 
 // TestReloadAutomations: a new automation is a loosening — the engine does not run it (and
-// Evaluate does not authorize its client) until loosen_delay has passed; removing it applies at
+// policy.Evaluate does not authorize its client) until loosen_delay has passed; removing it applies at
 // once.
 func TestReloadAutomations(t *testing.T) {
 	ctx := context.Background()
@@ -180,14 +182,14 @@ func TestReloadAutomations(t *testing.T) {
 		t.Fatalf("reload = %v, %v", changed, err)
 	}
 	running := func(at time.Time) int { return len(r.Policy().AutomationsAt(at)) }
-	authorized := func(at time.Time) Outcome {
-		return Evaluate(r.Policy(), Input{Client: "automation:sweep", Method: "sign_psbt", Now: at, Outflow: 1000}).Outcome
+	authorized := func(at time.Time) policy.Outcome {
+		return policy.Evaluate(r.Policy(), policy.Input{Client: "automation:sweep", Method: "sign_psbt", Now: at, Outflow: 1000}).Outcome
 	}
 	later := now.Add(7 * 24 * time.Hour)
-	if running(now) != 0 || authorized(now) != Unauthorized {
+	if running(now) != 0 || authorized(now) != policy.Unauthorized {
 		t.Fatalf("a new automation runs before loosen_delay: %d running, %s", running(now), authorized(now))
 	}
-	if running(later) != 1 || authorized(later) != Allow {
+	if running(later) != 1 || authorized(later) != policy.Allow {
 		t.Fatalf("after loosen_delay: %d running, %s", running(later), authorized(later))
 	}
 	now = later
@@ -195,7 +197,7 @@ func TestReloadAutomations(t *testing.T) {
 	if _, err := r.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if prior, _ := r.Policy().Prior(); prior != nil || running(now) != 0 || authorized(now) != Unauthorized {
+	if prior, _ := r.Policy().Prior(); prior != nil || running(now) != 0 || authorized(now) != policy.Unauthorized {
 		t.Fatalf("removing an automation must apply at once (prior %v)", prior != nil)
 	}
 }

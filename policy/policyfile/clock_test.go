@@ -1,4 +1,4 @@
-package policy
+package policyfile
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custodyagents/cosigner/internal/trustedtime"
+	"github.com/custodyagents/cosigner/policy"
 )
 
 // stepClock is a wall clock the test steps, a monotonic clock it advances, a chain's median
@@ -62,19 +63,19 @@ func TestLoosenDelaySurvivesWallClockStep(t *testing.T) {
 	if _, err := r.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	decide := func() Outcome {
-		return Evaluate(r.Policy(), Input{Client: pkA, Method: "sign_psbt", Now: clk.Now(), Outflow: 90_000_000}).Outcome
+	decide := func() policy.Outcome {
+		return policy.Evaluate(r.Policy(), policy.Input{Client: pkA, Method: "sign_psbt", Now: clk.Now(), Outflow: 90_000_000}).Outcome
 	}
-	if decide() != Deny {
+	if decide() != policy.Deny {
 		t.Fatal("the loosening applied at once")
 	}
 	// The wall clock is stepped 7 days forward a minute later.
 	sc.wall, sc.elapsed = t0.Add(7*24*time.Hour+time.Minute), time.Minute
-	if decide() != Deny {
+	if decide() != policy.Deny {
 		t.Fatal("a 7-day wall clock step applied the loosened policy within the run")
 	}
 	// Control: trusting the wall clock, the same step would have applied it.
-	if Evaluate(r.Policy(), Input{Client: pkA, Method: "sign_psbt", Now: sc.wall, Outflow: 90_000_000}).Outcome != Allow {
+	if policy.Evaluate(r.Policy(), policy.Input{Client: pkA, Method: "sign_psbt", Now: sc.wall, Outflow: 90_000_000}).Outcome != policy.Allow {
 		t.Fatal("control: the wall clock should be past the delay")
 	}
 	// Restart (the clock was saved a minute in); the chain shows only minutes have passed.
@@ -86,13 +87,13 @@ func TestLoosenDelaySurvivesWallClockStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc.elapsed, sc.mtp = time.Minute, t0.Add(2*time.Minute-time.Hour)
-	if decide() != Deny {
+	if decide() != policy.Deny {
 		t.Fatal("a 7-day wall clock step before a restart applied the loosened policy")
 	}
 	// Seven real days later (the chain moves on too), it applies.
 	sc.elapsed, sc.mtp = 7*24*time.Hour, t0.Add(7*24*time.Hour-time.Hour)
 	sc.wall = t0.Add(14 * 24 * time.Hour)
-	if decide() != Allow {
+	if decide() != policy.Allow {
 		t.Fatalf("after 7 real days the loosened policy should apply (now %s)", clk.Now())
 	}
 }

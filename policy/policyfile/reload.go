@@ -1,4 +1,4 @@
-package policy
+package policyfile
 
 import (
 	"context"
@@ -6,54 +6,46 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
-)
 
-// Version is a policy file content the daemon has seen, with the time from which it applies
-// alone (earlier, the policies before it stay in force too and the stricter decision wins).
-type Version struct {
-	Hash, Name  string
-	Body        []byte
-	SeenAt      time.Time
-	EffectiveAt time.Time
-}
+	"github.com/custodyagents/cosigner/policy"
+)
 
 // VersionStore keeps the versions across restarts, so that a restart does not cut a loosening's
 // delay short (satisfied by an adapter over store.DB).
 type VersionStore interface {
 	// PutVersion records v as the newest version.
-	PutVersion(ctx context.Context, v Version) error
+	PutVersion(ctx context.Context, v policy.Version) error
 	// Versions returns every recorded version, oldest first.
-	Versions(ctx context.Context) ([]Version, error)
+	Versions(ctx context.Context) ([]policy.Version, error)
 }
 
 // Reloader holds the policy in force and reloads the file when it changes (hot reload). A file
 // that does not load is refused with its line:column errors and the running policy is kept. A
-// new file that only tightens (Loosenings is empty against every policy in force) applies at
-// once; one that loosens applies alone only after the loosen_delay of the policies in force (the
-// longest), and until then it is in force together with them (see WithPrior).
+// new file that only tightens (policy.Policy.LoosenedBy finds nothing) applies at once; one that
+// loosens applies alone only after the loosen_delay of the policies in force it loosens (the
+// longest), and until then it is in force together with them (see policy.Policy.WithPrior).
 type Reloader struct {
 	path  string
-	opts  []Option
+	opts  []policy.Option
 	store VersionStore
 	log   *slog.Logger
 	now   func() time.Time
 	poll  time.Duration
 
 	mu      sync.Mutex // serialises reloads
-	cur     atomic.Pointer[Policy]
+	cur     atomic.Pointer[policy.Policy]
 	refused string // hash of the last file refused (not reported again)
 }
 
 // NewReloader loads the policy at path, records it in vs and rebuilds the chain of policies still
 // in force from vs. It fails if the file does not load (the daemon must not start without a
 // policy). now may be nil (time.Now).
-func NewReloader(ctx context.Context, path string, vs VersionStore, log *slog.Logger, now func() time.Time, opts ...Option) (*Reloader, error) {
+func NewReloader(ctx context.Context, path string, vs VersionStore, log *slog.Logger, now func() time.Time, opts ...policy.Option) (*Reloader, error) {
 	if now == nil {
 		now = time.Now
 	}
@@ -68,7 +60,7 @@ func NewReloader(ctx context.Context, path string, vs VersionStore, log *slog.Lo
 }
 
 // Policy returns the policy in force (with its pending priors). Safe for concurrent use.
-func (r *Reloader) Policy() *Policy { return r.cur.Load() }
+func (r *Reloader) Policy() *policy.Policy { return r.cur.Load() }
 
 // Reload reads the file again. It returns whether a new version was taken, or the file's errors
 // (the running policy is kept then; the same bad content is reported once).
@@ -79,14 +71,14 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	hash := HashBytes(data)
+	hash := policy.HashBytes(data)
 	if cur := r.cur.Load(); cur != nil && cur.Hash == hash {
 		return false, nil
 	}
 	if hash == r.refused {
 		return false, nil // already reported
 	}
-	next, err := Parse(r.path, data, r.opts...)
+	next, err := policy.Parse(r.path, data, r.opts...)
 	if err != nil {
 		r.refused = hash
 		return false, err
@@ -108,8 +100,8 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 		r.cur.Store(p)
 		return true, nil
 	}
-	v := Version{Hash: hash, Name: r.path, Body: data, SeenAt: now, EffectiveAt: now}
-	var prev *Policy
+	v := policy.Version{Hash: hash, Name: r.path, Body: data, SeenAt: now, EffectiveAt: now}
+	var prev *policy.Policy
 	if cur := r.cur.Load(); cur != nil {
 		prev = cur
 	} else if len(versions) > 0 {
@@ -120,15 +112,8 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 	var loosen []string
 	if prev != nil {
 		var delay time.Duration
-		for _, s := range prev.stages(now) {
-			if l := Loosenings(s, next); len(l) > 0 {
-				loosen = append(loosen, l...)
-				delay = max(delay, s.LoosenDelay)
-			}
-		}
+		loosen, delay = prev.LoosenedBy(next, now)
 		v.EffectiveAt = now.Add(delay)
-		slices.Sort(loosen)
-		loosen = slices.Compact(loosen)
 	}
 	if err := r.store.PutVersion(ctx, v); err != nil {
 		return false, err
@@ -147,9 +132,9 @@ func (r *Reloader) Reload(ctx context.Context) (bool, error) {
 
 // chain rebuilds the policy in force from the recorded versions: the newest, with the versions
 // before it as priors while their successors are not yet effective.
-func (r *Reloader) chain(versions []Version, now time.Time) (*Policy, error) {
+func (r *Reloader) chain(versions []policy.Version, now time.Time) (*policy.Policy, error) {
 	n := len(versions)
-	last, err := Parse(versions[n-1].Name, versions[n-1].Body, r.opts...)
+	last, err := policy.Parse(versions[n-1].Name, versions[n-1].Body, r.opts...)
 	if err != nil {
 		return nil, fmt.Errorf("policy: recorded version %s no longer loads: %w", versions[n-1].Hash, err)
 	}
@@ -207,7 +192,7 @@ func (r *Reloader) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		if _, err := r.Reload(ctx); err != nil {
-			var es Errors
+			var es policy.Errors
 			if errors.As(err, &es) {
 				r.log.Error("policy file refused; the running policy is kept", "errors", es.Error())
 			} else {
