@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
@@ -215,7 +216,7 @@ func exposureInvalidate(ctx context.Context, cfg *Config, txid, via string, out 
 	if err != nil {
 		return err
 	}
-	p, created, err := psbtflow.RequestInvalidation(ctx, db, st.UTXOs, txid, via, time.Now())
+	p, created, err := outbound.RequestInvalidation(ctx, db, st.UTXOs, txid, via, time.Now())
 	if err != nil {
 		return fmt.Errorf("exposure: %w", err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/notify"
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/relaypool"
@@ -91,7 +92,10 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	} else {
 		clock.SetChain(&storedHeadersMTP{db: db, w: watcher})
 	}
-	flowOpts := []psbtflow.Option{psbtflow.WithClock(clock.Now), psbtflow.WithLimits(cfg.Limits())}
+	// An automation's fee bump spends again the coins of this co-signer's own broadcast,
+	// unconfirmed proposals (outbound.Replaceable reads them from the store and the watcher).
+	flowOpts := []psbtflow.Option{psbtflow.WithClock(clock.Now), psbtflow.WithLimits(cfg.Limits()),
+		psbtflow.WithReplaceable(outbound.Replaceable(db, chainView{watcher}))}
 	if cfg.HealthAddr != "" {
 		flowOpts = append(flowOpts, psbtflow.WithHoldURL("http://"+cfg.HealthAddr))
 	}
@@ -114,14 +118,14 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 		return err
 	}
 	// Automations (issue 6): chain events and schedules → proposals, signed here under the
-	// policy, co-signed over NIP-46, finalized, broadcast and followed (psbtflow.Engine).
+	// policy, co-signed over NIP-46, finalized, broadcast and followed (outbound.Engine).
 	// The other co-signers are asked with this co-signer's own Nostr identity key as the NIP-46
 	// client key (their policies list its npub).
 	coords := &coordinators{sk: keys.NostrSecretKey(), desc: desc, log: log}
 	defer coords.Close()
 	// The operators hear of held, denied, stuck, broadcast, confirmed and abandoned proposals by
 	// NIP-17 direct messages (COSIGNER_NOTIFY_NPUB; none when empty).
-	var notices psbtflow.Notifier
+	var notices outbound.Notifier
 	if len(cfg.NotifyRecipients) > 0 {
 		dm, err := notify.New(keys.NostrSecretKey(), cfg.NotifyRecipients, pool, log)
 		if err != nil {
@@ -132,8 +136,12 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	}
 	prevTx := &electrumPrevTx{servers: cfg.ElectrumServers, opts: electrum.Options{TLS: etls, ClientName: "cosigner", Logger: log}}
 	defer prevTx.Close()
-	engine := psbtflow.NewEngine(flow, chainView{watcher}, psbtflow.EngineOptions{AskerFor: coords.For, Notifier: notices, Prev: prevTx, Logger: log})
-	flow.SetReplaceable(engine.ReplaceableCoin)
+	// The engine's delays run on the trusted clock, like the holds' (internal/trustedtime).
+	engine, err := outbound.NewEngine(outbound.Config{Descriptor: desc, Store: db, Policy: policies.Policy, Signer: flow, Chain: chainView{watcher},
+		Now: clock.Now, AskerFor: coords.For, Notifier: notices, Prev: prevTx, Logger: log})
+	if err != nil {
+		return err
+	}
 	flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
 		st, ok := watcher.Tx(txid)
 		return ok && st.Verified && st.Height > 0
@@ -209,7 +217,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 // itself is never taken as a fact. Each event is acknowledged once handled, so a restart does not
 // report it again; one whose exposure update failed is not acknowledged and comes back after a
 // restart.
-func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger, flow *psbtflow.Service, engine *psbtflow.Engine) {
+func logChainEvents(ctx context.Context, events <-chan chainwatch.Event, ack func(context.Context, uint64) error, log *slog.Logger, flow *psbtflow.Service, engine *outbound.Engine) {
 	for {
 		select {
 		case <-ctx.Done():

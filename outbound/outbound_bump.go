@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 // Fee bumps (BIP-125 replace-by-fee) of the engine's own broadcast transactions: when a
 // proposal stays unconfirmed bump_after blocks, a new proposal (replaces = its id, trigger key
@@ -24,22 +24,23 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
 
 // IncrementalRelayFeeRate is the default incremental relay feerate of Bitcoin Core and btcd
 // (sat/vB): a replacement must pay at least this much more than the transactions it replaces,
 // per vbyte of its own size (BIP-125 rule 4).
-const IncrementalRelayFeeRate FeeRate = 1
+const IncrementalRelayFeeRate psbtflow.FeeRate = 1
 
 // BumpFeeRate is the feerate of a replacement of a transaction paying oldFee at oldRate: the
 // larger of the new estimate and 1.25 × oldRate, and at least oldRate + the incremental relay
 // feerate (BIP-125 rules 3 and 4 for a replacement of the same size); ok is false when that is
 // above ceiling (the fee caps): the transaction cannot be bumped further. Pure.
-func BumpFeeRate(oldRate, estimate, ceiling FeeRate) (FeeRate, bool) {
+func BumpFeeRate(oldRate, estimate, ceiling psbtflow.FeeRate) (psbtflow.FeeRate, bool) {
 	floor := oldRate + IncrementalRelayFeeRate
 	rate := max(estimate, oldRate*1.25, floor)
-	rate = FeeRate(math.Ceil(float64(rate)*10) / 10)
+	rate = psbtflow.FeeRate(math.Ceil(float64(rate)*10) / 10)
 	if rate > ceiling {
 		if floor <= ceiling {
 			return ceiling, true
@@ -63,10 +64,10 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if err != nil {
 		return err
 	}
-	oldRate, oldFee := FeeRate(p.FeeRate), p.FeeSat
+	oldRate, oldFee := psbtflow.FeeRate(p.FeeRate), p.FeeSat
 	for _, b := range bumps {
-		if b.State == store.ProposalAbandoned && strings.HasPrefix(b.Reason, ReasonFeeTooLow) {
-			oldRate, oldFee = max(oldRate, FeeRate(b.FeeRate)), max(oldFee, b.FeeSat)
+		if b.State == string(StateAbandoned) && strings.HasPrefix(b.Reason, ReasonFeeTooLow) {
+			oldRate, oldFee = max(oldRate, psbtflow.FeeRate(b.FeeRate)), max(oldFee, b.FeeSat)
 		}
 	}
 	rate, ok := BumpFeeRate(oldRate, est, ceiling)
@@ -82,20 +83,20 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if err != nil {
 		return err
 	}
-	pays := []Payment{{PkScript: payTo}}
-	params, err := NewSelectParams(e.desc, pays)
+	pays := []psbtflow.Payment{{PkScript: payTo}}
+	params, err := psbtflow.NewSelectParams(e.desc, pays)
 	if err != nil {
 		return err
 	}
-	params.Mode, params.Reserve = SelectSweep, change
-	sel, err := Select(coins, 0, rate, params)
+	params.Mode, params.Reserve = psbtflow.SelectSweep, change
+	sel, err := psbtflow.Select(coins, 0, rate, params)
 	if err != nil {
 		return fmt.Errorf("psbtflow: fee bump of %s: %w", p.ID, err)
 	}
 	if sel.Fee < btcutil.Amount(oldFee)+btcutil.Amount(math.Ceil(float64(IncrementalRelayFeeRate)*float64(sel.VSize))) {
 		return fmt.Errorf("psbtflow: fee bump of %s: fee %s does not beat %d sat by the incremental relay fee", p.ID, sel.Fee, oldFee)
 	}
-	bpk, err := Build(ctx, e.desc, sel, pays, BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
+	bpk, err := psbtflow.Build(ctx, e.desc, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
 	if err != nil {
 		return fmt.Errorf("psbtflow: fee bump of %s: %w", p.ID, err)
 	}
@@ -107,7 +108,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if len(bumps) > 0 {
 		key += ":" + strconv.Itoa(len(bumps)+1)
 	}
-	nb := store.Proposal{ID: ProposalID(p.Automation, key), Automation: p.Automation, TriggerKey: key, Replaces: p.ID, PSBT: buf.Bytes(),
+	nb := store.Proposal{ID: ProposalID(p.Automation, key), Automation: p.Automation, TriggerKey: key, State: string(StateProposed), Replaces: p.ID, PSBT: buf.Bytes(),
 		UnsignedTxID: bpk.UnsignedTx.TxHash().String(), FeeSat: int64(sel.Fee), FeeRate: float64(rate), CreatedAt: e.now()}
 	detail := fmt.Sprintf("fee bump of %s: %.1f → %.1f sat/vB (%d → %d sat)", p.ID, p.FeeRate, float64(rate), p.FeeSat, int64(sel.Fee))
 	q, created, err := e.db.CreateProposal(ctx, nb, detail)
@@ -126,7 +127,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 
 // replayable reads back from a built PSBT the coins it spends (with their place in the wallet),
 // the destination it pays, and its change (value and index; 0 when none).
-func (e *Engine) replayable(pk *psbt.Packet) (coins []UTXO, payTo []byte, change btcutil.Amount, changeIdx uint32, err error) {
+func (e *Engine) replayable(pk *psbt.Packet) (coins []psbtflow.UTXO, payTo []byte, change btcutil.Amount, changeIdx uint32, err error) {
 	for i, in := range pk.UnsignedTx.TxIn {
 		wu := pk.Inputs[i].WitnessUtxo
 		if wu == nil {
@@ -136,12 +137,12 @@ func (e *Engine) replayable(pk *psbt.Packet) (coins []UTXO, payTo []byte, change
 		if !ok {
 			return nil, nil, 0, 0, fmt.Errorf("psbtflow: input %d is not a tracked script", i)
 		}
-		coins = append(coins, UTXO{OutPoint: in.PreviousOutPoint, Coin: Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}})
+		coins = append(coins, psbtflow.UTXO{OutPoint: in.PreviousOutPoint, Coin: psbtflow.Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}})
 	}
 	outs := pk.UnsignedTx.TxOut
 	for j, o := range outs {
 		br, idx, ok := e.chain.Lookup(o.PkScript)
-		if len(outs) > 1 && ok && br == ChangeBranch && len(pk.Outputs[j].Bip32Derivation) > 0 {
+		if len(outs) > 1 && ok && br == psbtflow.ChangeBranch && len(pk.Outputs[j].Bip32Derivation) > 0 {
 			change, changeIdx = btcutil.Amount(o.Value), idx
 			continue
 		}
@@ -153,40 +154,43 @@ func (e *Engine) replayable(pk *psbt.Packet) (coins []UTXO, payTo []byte, change
 	return coins, payTo, change, changeIdx, nil
 }
 
-// ReplaceableCoin is the Service's view (SetReplaceable) of a coin spent by one of the
-// engine's own broadcast, unconfirmed transactions: its value and script from the stored PSBT,
-// its place from the watcher, its height from the funding transaction's state.
-func (e *Engine) ReplaceableCoin(op wire.OutPoint) (Coin, bool) {
-	ctx := context.Background()
-	ps, err := e.db.Proposals(ctx, store.ProposalBroadcast)
-	if err != nil {
-		return Coin{}, false
-	}
-	for _, p := range ps {
-		if seen, confs := e.txConfs(mustHash(p.UnsignedTxID)); !seen || confs > 0 {
-			continue
-		}
-		pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+// Replaceable returns the Service's view (psbtflow.WithReplaceable) of the coins spent by this
+// co-signer's own broadcast, unconfirmed proposals, which their fee bumps spend again: a coin's
+// value and script from the stored PSBT, its place from the chain's tracked scripts, its height
+// from the funding transaction's state. It reads db and chain on every call and holds no
+// Engine, so the Service can be built before the Engine that signs through it.
+func Replaceable(db Store, chain Chain) func(op wire.OutPoint) (psbtflow.Coin, bool) {
+	return func(op wire.OutPoint) (psbtflow.Coin, bool) {
+		ps, err := db.Proposals(context.Background(), string(StateBroadcast))
 		if err != nil {
-			continue
+			return psbtflow.Coin{}, false
 		}
-		for i, in := range pk.UnsignedTx.TxIn {
-			wu := pk.Inputs[i].WitnessUtxo
-			if in.PreviousOutPoint != op || wu == nil {
+		for _, p := range ps {
+			if seen, confs := txConfs(chain, mustHash(p.UnsignedTxID)); !seen || confs > 0 {
 				continue
 			}
-			br, idx, ok := e.chain.Lookup(wu.PkScript)
-			if !ok {
-				return Coin{}, false
+			pk, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+			if err != nil {
+				continue
 			}
-			c := Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}
-			if st, ok := e.chain.Tx(op.Hash); ok && st.Verified && st.Height > 0 {
-				c.Height = st.Height
+			for i, in := range pk.UnsignedTx.TxIn {
+				wu := pk.Inputs[i].WitnessUtxo
+				if in.PreviousOutPoint != op || wu == nil {
+					continue
+				}
+				br, idx, ok := chain.Lookup(wu.PkScript)
+				if !ok {
+					return psbtflow.Coin{}, false
+				}
+				c := psbtflow.Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}
+				if st, ok := chain.Tx(op.Hash); ok && st.Verified && st.Height > 0 {
+					c.Height = st.Height
+				}
+				return c, true
 			}
-			return c, true
 		}
+		return psbtflow.Coin{}, false
 	}
-	return Coin{}, false
 }
 
 func mustHash(s string) chainhash.Hash {

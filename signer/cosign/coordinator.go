@@ -1,25 +1,24 @@
-package psbtflow
-
-// Coordination with the other co-signers of the wallet (issue 6, "Coordination"): this
-// co-signer, as a NIP-46 client, sends sign_psbt to each co-signer's remote signer and checks
-// what comes back before the partial signatures are combined (Combine) and finalized (Finalize).
+// Package cosign is the coordination with the other co-signers of the wallet (issue 6,
+// "Coordination"): this co-signer, as a NIP-46 client, sends sign_psbt to each co-signer's
+// remote signer and checks what comes back (psbtflow.SignatureRequest) before the outbound
+// engine combines the partial signatures. It implements outbound.CosignerAsker over signer's
+// NIP-46 client; it owns no proposal state and decides nothing about a proposal.
+package cosign
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/btcsuite/btcd/btcec/v2"
-	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/btcutil/psbt"
-	"github.com/btcsuite/btcd/txscript"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/outbound"
+	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
 )
 
@@ -28,9 +27,9 @@ var (
 	// ErrCosignerAnswer means a co-signer answered sign_psbt with something that is not its
 	// signature on the PSBT asked: not a PSBT, another unsigned transaction, data conflicting
 	// with ours, an invalid partial signature, or no new valid signature on some input.
-	ErrCosignerAnswer = errors.New("psbtflow: unacceptable answer from a co-signer")
+	ErrCosignerAnswer = errors.New("cosign: unacceptable answer from a co-signer")
 	// ErrCoordinatorClosed means Ask was called on (or interrupted by) a closed Coordinator.
-	ErrCoordinatorClosed = errors.New("psbtflow: coordinator closed")
+	ErrCoordinatorClosed = errors.New("cosign: coordinator closed")
 )
 
 // CoordinatorOptions tune a Coordinator. The zero value gives the documented defaults.
@@ -121,12 +120,12 @@ func (c *Coordinator) Close() {
 //   - the co-signer's PSBT, checked: the same unsigned transaction, no data conflicting with
 //     p's (Combine), every partial signature in it valid (see Finalize for the checks), and at
 //     least one valid signature by a key of the input's script on every input;
-//   - a *signer.RemoteError (wrapped, naming the co-signer) for an error answer: its Code() is
-//     policy_denied, unauthorized, unsafe_psbt, … (internal may be transient: the co-signer has
-//     not finished syncing);
+//   - an *outbound.Refusal (wrapped, naming the co-signer; the *signer.RemoteError inside) for
+//     an error answer: policy_denied, unauthorized, unsafe_psbt, … (internal and rate_limited
+//     are marked passing: the co-signer has not finished syncing, or asks to slow down);
 //   - ErrCosignerAnswer naming the co-signer for an answer that fails the checks;
-//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI or ErrInputUnresolved (p cannot be
-//     checked) otherwise.
+//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI or psbtflow.ErrInputUnresolved (p
+//     cannot be checked) otherwise.
 //
 // p is not modified.
 func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *psbt.Packet, onHeld func(url string)) (*psbt.Packet, error) {
@@ -135,16 +134,12 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *p
 		return nil, err
 	}
 	name := shortKey(bp.RemoteSignerPubKey)
-	asked, err := clonePacket(p)
-	if err != nil {
-		return nil, fmt.Errorf("psbtflow: the PSBT to ask for: %w", err)
-	}
-	withoutSignatures(asked)
-	ins, err := c.resolve(asked)
+	sr, err := psbtflow.NewSignatureRequest(p, c.opts.Descriptor)
 	if err != nil {
 		return nil, err
 	}
-	text, err := Encode(asked, Base64)
+	asked := sr.PSBT
+	text, err := psbtflow.Encode(asked, psbtflow.Base64)
 	if err != nil {
 		return nil, err
 	}
@@ -175,13 +170,13 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *p
 		switch {
 		case errors.As(err, &re):
 			c.log.Info("co-signer refused", "cosigner", name, "id", requestID, "error", re.Text)
-			return nil, fmt.Errorf("psbtflow: co-signer %s: %w", name, err)
+			return nil, fmt.Errorf("cosign: co-signer %s: %w", name, refusal(re))
 		case c.ctx.Err() != nil:
 			return nil, ErrCoordinatorClosed
 		}
 		return nil, err
 	}
-	got, err := checkAnswer(asked, ins, res)
+	got, err := sr.CheckAnswer(res)
 	if err != nil {
 		c.log.Warn("co-signer's answer refused", "cosigner", name, "id", requestID, "error", err)
 		return nil, fmt.Errorf("%w: co-signer %s: %v", ErrCosignerAnswer, name, err)
@@ -190,18 +185,6 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *p
 	return got, nil
 }
 
-// withoutSignatures removes every input's partial signatures (PSBT_IN_PARTIAL_SIG,
-// PSBT_IN_TAP_KEY_SIG, PSBT_IN_TAP_SCRIPT_SIG): what stays is what a co-signer needs to check
-// and sign its share.
-func withoutSignatures(p *psbt.Packet) {
-	for i := range p.Inputs {
-		p.Inputs[i].PartialSigs = nil
-		p.Inputs[i].TaprootKeySpendSig = nil
-		p.Inputs[i].TaprootScriptSpendSig = nil
-	}
-}
-
-// bound ends ctx also when the Coordinator is closed.
 func (c *Coordinator) bound(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.ctx, cancel)
@@ -245,7 +228,7 @@ func (c *Coordinator) client(ctx context.Context, uri, name string) (*signer.Cli
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		case errors.As(err, &re):
-			return nil, fmt.Errorf("psbtflow: co-signer %s refused connect: %w", name, err)
+			return nil, fmt.Errorf("cosign: co-signer %s refused connect: %w", name, err)
 		case errors.Is(err, signer.ErrBadURI), errors.Is(err, signer.ErrNotOurKey):
 			return nil, err
 		}
@@ -264,114 +247,21 @@ func (c *Coordinator) client(ctx context.Context, uri, name string) (*signer.Cli
 	return e.c, nil
 }
 
-// resolve ties the PSBT's inputs to the registered descriptor, or without one to the PSBT's
-// own witness scripts.
-func (c *Coordinator) resolve(p *psbt.Packet) ([]resolvedInput, error) {
-	if c.opts.Descriptor != nil {
-		return resolveInputs(c.opts.Descriptor, p)
-	}
-	return resolveScripts(p)
-}
-
-// resolveScripts ties every input to its own witness script: the witness UTXO's script must be
-// P2WSH of it (or P2SH of the P2WSH program given as the redeem script), and the witness script
-// a multisig script (BIP-11 form, as wsh(multi|sortedmulti) writes it). Errors:
-// ErrInputUnresolved.
-func resolveScripts(p *psbt.Packet) ([]resolvedInput, error) {
-	if p == nil || p.UnsignedTx == nil || len(p.Inputs) != len(p.UnsignedTx.TxIn) {
-		return nil, fmt.Errorf("%w: malformed PSBT", ErrInputUnresolved)
-	}
-	out := make([]resolvedInput, len(p.Inputs))
-	for i := range p.Inputs {
-		pin := &p.Inputs[i]
-		op := p.UnsignedTx.TxIn[i].PreviousOutPoint
-		prev := pin.WitnessUtxo
-		if prev == nil && pin.NonWitnessUtxo != nil && pin.NonWitnessUtxo.TxHash() == op.Hash && int(op.Index) < len(pin.NonWitnessUtxo.TxOut) {
-			prev = pin.NonWitnessUtxo.TxOut[op.Index]
-		}
-		if prev == nil || pin.WitnessScript == nil {
-			return nil, fmt.Errorf("%w: input %d: needs its witness UTXO and witness script", ErrInputUnresolved, i)
-		}
-		h := sha256.Sum256(pin.WitnessScript)
-		program := append([]byte{txscript.OP_0, txscript.OP_DATA_32}, h[:]...)
-		switch {
-		case pin.RedeemScript == nil && bytes.Equal(prev.PkScript, program):
-		case bytes.Equal(pin.RedeemScript, program) && bytes.Equal(prev.PkScript, p2shScript(program)):
-		default:
-			return nil, fmt.Errorf("%w: input %d: the witness script does not commit to the script spent", ErrInputUnresolved, i)
-		}
-		if txscript.GetScriptClass(pin.WitnessScript) != txscript.MultiSigTy {
-			return nil, fmt.Errorf("%w: input %d: the witness script is not a multisig script", ErrInputUnresolved, i)
-		}
-		d := &descriptor.Derived{WitnessScript: pin.WitnessScript, RedeemScript: pin.RedeemScript, PkScript: prev.PkScript}
-		tok := txscript.MakeScriptTokenizer(0, pin.WitnessScript)
-		for tok.Next() {
-			if len(tok.Data()) == 33 {
-				pub, err := btcec.ParsePubKey(tok.Data())
-				if err != nil {
-					return nil, fmt.Errorf("%w: input %d: witness script key: %v", ErrInputUnresolved, i, err)
-				}
-				d.Keys = append(d.Keys, descriptor.DerivedKey{PubKey: pub})
-			}
-		}
-		out[i] = resolvedInput{derived: d, prevOut: prev}
-	}
-	return out, nil
-}
-
-func p2shScript(redeem []byte) []byte {
-	return append(append([]byte{txscript.OP_HASH160, txscript.OP_DATA_20}, btcutil.Hash160(redeem)...), txscript.OP_EQUAL)
-}
-
-// checkAnswer decodes a co-signer's sign_psbt result and checks it against the PSBT asked (see
-// Ask). It returns the co-signer's PSBT.
-func checkAnswer(asked *psbt.Packet, ins []resolvedInput, res string) (*psbt.Packet, error) {
-	got, _, err := Decode(res)
-	if err != nil {
-		return nil, fmt.Errorf("the answer is not a PSBT: %v", err)
-	}
-	if h, want := got.UnsignedTx.TxHash(), asked.UnsignedTx.TxHash(); h != want || len(got.Inputs) != len(asked.Inputs) {
-		return nil, fmt.Errorf("it answered a PSBT for unsigned transaction %s, asked %s", h, want)
-	}
-	if _, err := Combine(asked, got); err != nil {
-		return nil, err
-	}
-	prev := prevOutFetcher(asked, ins)
-	hashes := txscript.NewTxSigHashes(asked.UnsignedTx, prev)
-	for i := range got.Inputs {
-		added := 0
-		for _, ts := range got.Inputs[i].TaprootScriptSpendSig {
-			had := false
-			for _, a := range asked.Inputs[i].TaprootScriptSpendSig {
-				had = had || a.EqualKey(ts)
-			}
-			if had {
-				continue
-			}
-			if err := verifyTapScriptSig(asked, i, ins[i], prev, hashes, ts); err != nil {
-				return nil, fmt.Errorf("input %d: invalid taproot script-path signature: %v", i, err)
-			}
-			added++
-		}
-		for _, ps := range got.Inputs[i].PartialSigs {
-			if _, had := findPartialSig(asked.Inputs[i].PartialSigs, ps.PubKey); had {
-				continue // ours or another co-signer's, already there (Combine checked it is unchanged)
-			}
-			if err := verifyPartialSig(asked, i, ins[i], hashes, ps); err != nil {
-				return nil, fmt.Errorf("input %d: invalid partial signature: %v", i, err)
-			}
-			added++
-		}
-		if added == 0 {
-			return nil, fmt.Errorf("input %d: no new partial signature", i)
-		}
-	}
-	return got, nil
-}
-
 func shortKey(pk string) string {
 	if len(pk) > 16 {
 		return pk[:16]
 	}
 	return pk
+}
+
+// refusal is a co-signer's error answer as the outbound engine reads it: passing (internal: it
+// has not finished syncing; rate_limited) or refused for good under this request id only because
+// its view of the chain lags ours (unsafe_psbt: input_unspent — the coin pays its wallet but it
+// does not know it as unspent yet; if the coin was in fact spent elsewhere, this co-signer's own
+// watcher abandons the proposal). The *signer.RemoteError stays in the chain (errors.As).
+func refusal(re *signer.RemoteError) *outbound.Refusal {
+	code := re.Code()
+	return &outbound.Refusal{Text: re.Text, Err: re,
+		Passing: code == signer.CodeInternal || code == signer.CodeRateLimited,
+		ViewLag: code == signer.CodeUnsafePSBT && strings.Contains(re.Text, "input_unspent")}
 }

@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 // Outbound proposals, the shell (issue 6): for each proposal in flight it gathers the facts
 // (chain, signatures, tip), asks Next what to do, does it, and stores the result with one
@@ -30,8 +30,9 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -40,10 +41,10 @@ import (
 // NIP-46 answer is ever published for it).
 const AutomationClientPrefix = policy.AutomationClientPrefix
 
-// OutboundChain is what the engine reads and does on the chain (satisfied by an adapter over
+// Chain is what the engine reads and does on the chain (satisfied by an adapter over
 // *chainwatch.Watcher).
-type OutboundChain interface {
-	ChainView
+type Chain interface {
+	psbtflow.ChainView
 	// SpendableUTXOs is the wallet's UTXO set less immature coinbase outputs.
 	SpendableUTXOs() []chainwatch.UTXO
 	// Tx is a wallet transaction's state, if it is in a tracked script's history.
@@ -56,12 +57,59 @@ type OutboundChain interface {
 	EstimateFee(ctx context.Context, blocks int) electrum.FeeEstimate
 }
 
+// Signer decides and signs this co-signer's own share of a proposal's PSBT under the policy, as
+// client "automation:<name>" under request id "proposal:<id>": satisfied by *psbtflow.Service
+// (Decide), the same decision an inbound sign_psbt gets. It returns a signed copy of p, or an
+// error that psbtflow.Held and psbtflow.Refused classify.
+type Signer interface {
+	Decide(ctx context.Context, client, id string, p *psbt.Packet) (*psbt.Packet, error)
+}
+
+// Store keeps the proposals (satisfied by *store.DB; store/outbound.go): every change of a
+// proposal's state is one transaction guarded by the state it expects.
+type Store interface {
+	CreateProposal(ctx context.Context, p store.Proposal, detail string) (store.Proposal, bool, error)
+	ChangeProposal(ctx context.Context, c store.ProposalChange) error
+	GetProposal(ctx context.Context, id string) (store.Proposal, error)
+	Proposals(ctx context.Context, states ...string) ([]store.Proposal, error)
+	AddProposalEvent(ctx context.Context, e store.ProposalEvent) error
+	ProposalTimeline(ctx context.Context, id string) ([]store.ProposalEvent, error)
+	ProposalCosigners(ctx context.Context, id string) ([]store.ProposalCosigner, error)
+	SetProposalCosigner(ctx context.Context, from string, c store.ProposalCosigner, events ...store.ProposalEvent) error
+	RenewProposalCosigner(ctx context.Context, from string, c store.ProposalCosigner, events ...store.ProposalEvent) error
+	// LastUsedIndex is the highest index of a derivation branch with a history (change outputs).
+	LastUsedIndex(ctx context.Context, branch uint32) (uint32, bool, error)
+	// LedgerEntry is the spend ledger's entry of a signed transaction (invalidations).
+	LedgerEntry(ctx context.Context, txid string) (store.Reservation, bool, error)
+}
+
+var _ Store = (*store.DB)(nil)
+
 // CosignerAsker asks another co-signer (a NIP-46 remote signer) for its signatures: satisfied by
-// *Coordinator (contract6.md). Ask returns the co-signer's PSBT, a *signer.RemoteError (its
-// refusal), or ctx's error; onHeld is called with the auth_url while it holds the request.
+// signer/cosign's Coordinator (contract6.md). Ask returns the co-signer's PSBT, a *Refusal
+// (wrapped; its error answer), or another error (asked again after Config.RetryAfter); onHeld is
+// called with the auth_url while it holds the request.
 type CosignerAsker interface {
 	Ask(ctx context.Context, bunkerURI, requestID string, p *psbt.Packet, onHeld func(url string)) (*psbt.Packet, error)
 }
+
+// Refusal is a co-signer's error answer to sign_psbt (a NIP-46 error response) as a
+// CosignerAsker reports it.
+type Refusal struct {
+	// Text is the answer: "<code>: <message>" (policy_denied, unauthorized, unsafe_psbt, …).
+	Text string
+	// Passing: the co-signer may answer otherwise when asked again (internal: it has not
+	// finished syncing; rate_limited).
+	Passing bool
+	// ViewLag: refused for good under this request id only because the co-signer's view of the
+	// chain lags ours (it does not know the coin as unspent yet): asked again under a new id.
+	ViewLag bool
+	// Err is the transport's error, kept for errors.As.
+	Err error
+}
+
+func (r *Refusal) Error() string { return "remote signer: " + r.Text }
+func (r *Refusal) Unwrap() error { return r.Err }
 
 // NoticeKind says what a Notice is about.
 type NoticeKind string
@@ -90,8 +138,19 @@ type Notifier interface {
 	Notify(ctx context.Context, n Notice)
 }
 
-// EngineOptions configure an Engine.
-type EngineOptions struct {
+// Config is what an Engine works with: the wallet, its proposals, the policy, this
+// co-signer's signature, the chain, and the clock.
+type Config struct {
+	Descriptor *descriptor.Descriptor
+	Store      Store
+	// Policy is called for every decision, so a reloaded policy applies to the next one.
+	Policy func() *policy.Policy
+	Signer Signer
+	Chain  Chain
+	// Now is the clock of every delay and window (required): the daemon's trusted clock
+	// (internal/trustedtime), the one psbtflow's holds run on, so that a wall clock stepped
+	// forward neither ends an automation's loosen delay early nor fires a schedule slot early.
+	Now func() time.Time
 	// Asker reaches the other co-signers; nil leaves proposals awaiting co-signers.
 	Asker CosignerAsker
 	// AskerFor, when set, gives the Asker for an automation's timeout (how long one request
@@ -100,28 +159,27 @@ type EngineOptions struct {
 	// Notifier tells the operator; nil: no notices.
 	Notifier Notifier
 	// Prev fetches previous transactions for non_witness_utxo; nil: not added.
-	Prev   PrevTxFetcher
+	Prev   psbtflow.PrevTxFetcher
 	Logger *slog.Logger
-	// Now replaces time.Now (tests).
-	Now func() time.Time
 	// Tick is how often the runner re-checks proposals without a wake-up (default 5s);
 	// ScheduleTick how often schedule triggers are checked (default 10s); RetryAfter how long a
-	// co-signer whose Ask failed waits before being asked again (default 30s).
+	// co-signer whose Ask failed waits before being asked again (default 30s). They only pace
+	// the polling: what is due is decided on Now.
 	Tick, ScheduleTick, RetryAfter time.Duration
 }
 
 // Engine runs the policy's automations: it turns chain events and schedules into proposals
 // (HandleEvent, automate.go) and takes each proposal to a confirmed transaction (Run).
 type Engine struct {
-	svc      *Service
+	signer   Signer
 	desc     *descriptor.Descriptor
-	chain    OutboundChain
-	db       *store.DB
+	chain    Chain
+	db       Store
 	policy   func() *policy.Policy
 	asker    CosignerAsker
 	askerFor func(time.Duration) CosignerAsker
 	notify   Notifier
-	prev     PrevTxFetcher
+	prev     psbtflow.PrevTxFetcher
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -142,20 +200,23 @@ type Engine struct {
 	wg        sync.WaitGroup
 }
 
-// NewEngine returns an Engine deciding and signing through svc (its descriptor, keys, policy
-// and store).
-func NewEngine(svc *Service, chain OutboundChain, opts EngineOptions) *Engine {
-	log := opts.Logger
+// NewEngine returns an Engine. Errors: ErrConfig when a required field (Descriptor, Store,
+// Policy, Signer, Chain, Now) is missing.
+func NewEngine(cfg Config) (*Engine, error) {
+	switch {
+	case cfg.Descriptor == nil, cfg.Store == nil, cfg.Policy == nil, cfg.Signer == nil, cfg.Chain == nil:
+		return nil, fmt.Errorf("%w: Descriptor, Store, Policy, Signer and Chain are required", ErrConfig)
+	case cfg.Now == nil:
+		return nil, fmt.Errorf("%w: Now is required (the trusted clock)", ErrConfig)
+	}
+	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	e := &Engine{svc: svc, desc: svc.desc, chain: chain, db: svc.db, policy: svc.policy, asker: opts.Asker, askerFor: opts.AskerFor, notify: opts.Notifier,
-		prev: opts.Prev, log: log.With("component", "outbound"), now: opts.Now, tick: opts.Tick, scheduleTick: opts.ScheduleTick,
-		retryAfter: opts.RetryAfter, wake: make(chan struct{}, 1), asking: map[string]context.CancelFunc{}, retryAt: map[string]time.Time{},
-		conflicts: map[string]int{}, noted: map[string]bool{}}
-	if e.now == nil {
-		e.now = time.Now
-	}
+	e := &Engine{signer: cfg.Signer, desc: cfg.Descriptor, chain: cfg.Chain, db: cfg.Store, policy: cfg.Policy, asker: cfg.Asker,
+		askerFor: cfg.AskerFor, notify: cfg.Notifier, prev: cfg.Prev, log: log.With("component", "outbound"), now: cfg.Now,
+		tick: cfg.Tick, scheduleTick: cfg.ScheduleTick, retryAfter: cfg.RetryAfter, wake: make(chan struct{}, 1),
+		asking: map[string]context.CancelFunc{}, retryAt: map[string]time.Time{}, conflicts: map[string]int{}, noted: map[string]bool{}}
 	if e.tick <= 0 {
 		e.tick = 5 * time.Second
 	}
@@ -165,7 +226,7 @@ func NewEngine(svc *Service, chain OutboundChain, opts EngineOptions) *Engine {
 	if e.retryAfter <= 0 {
 		e.retryAfter = 30 * time.Second
 	}
-	return e
+	return e, nil
 }
 
 // Wake makes the runner check the proposals now.
@@ -201,8 +262,8 @@ func (e *Engine) Run(ctx context.Context) error {
 // Step does one round of the runner's work now: each proposal in flight gets its next step(s).
 // Errors are logged; the next round retries.
 func (e *Engine) Step(ctx context.Context) {
-	ps, err := e.db.Proposals(ctx, store.ProposalProposed, store.ProposalAwaitingCosigners, store.ProposalFinalized,
-		store.ProposalBroadcast, store.ProposalConfirmed)
+	ps, err := e.db.Proposals(ctx, string(StateProposed), string(StateAwaitingCosigners), string(StateFinalized),
+		string(StateBroadcast), string(StateConfirmed))
 	if err != nil {
 		if ctx.Err() == nil {
 			e.log.Error("read proposals", "error", err)
@@ -211,7 +272,7 @@ func (e *Engine) Step(ctx context.Context) {
 	}
 	defer e.stopStaleAsks(ctx)
 	for _, p := range ps {
-		if p.State == store.ProposalConfirmed && p.BroadcastHeight > 0 && e.chain.TipHeight()-p.BroadcastHeight > 100 {
+		if p.State == string(StateConfirmed) && p.BroadcastHeight > 0 && e.chain.TipHeight()-p.BroadcastHeight > 100 {
 			continue // deep enough: no longer followed
 		}
 		// A step that changed the state is followed by the next one at once (built → signed →
@@ -234,7 +295,7 @@ func (e *Engine) Step(ctx context.Context) {
 // stopStaleAsks cancels the co-signer requests of proposals no longer awaiting co-signers
 // (cancelled by the operator, abandoned, or finalized with the others' signatures).
 func (e *Engine) stopStaleAsks(ctx context.Context) {
-	ps, err := e.db.Proposals(ctx, store.ProposalAwaitingCosigners)
+	ps, err := e.db.Proposals(ctx, string(StateAwaitingCosigners))
 	if err != nil {
 		return
 	}
@@ -349,7 +410,7 @@ func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automatio
 		if f.Needed, err = e.needed(a); err != nil {
 			f.Needed = 0
 		}
-		if f.Signatures, err = Signatures(e.desc, pk); err != nil {
+		if f.Signatures, err = psbtflow.Signatures(e.desc, pk); err != nil {
 			return f, nil, fmt.Errorf("psbtflow: proposal %s: count signatures: %w", p.ID, err)
 		}
 	}
@@ -367,7 +428,7 @@ func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automatio
 		return f, nil, err
 	}
 	for _, b := range bumps {
-		if store.ProposalLive(b.State) {
+		if Live(b.State) {
 			f.BumpLive = true
 		}
 	}
@@ -407,15 +468,17 @@ func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automatio
 
 // txConfs reports whether txid is in the wallet's history and its confirmations on the
 // watcher's header chain (0 unless its merkle proof checked).
-func (e *Engine) txConfs(txid chainhash.Hash) (bool, int32) {
-	st, ok := e.chain.Tx(txid)
+func (e *Engine) txConfs(txid chainhash.Hash) (bool, int32) { return txConfs(e.chain, txid) }
+
+func txConfs(chain Chain, txid chainhash.Hash) (bool, int32) {
+	st, ok := chain.Tx(txid)
 	if !ok {
 		return false, 0
 	}
 	if !st.Verified || st.Height <= 0 {
 		return true, 0
 	}
-	return true, max(0, e.chain.TipHeight()-st.Height+1)
+	return true, max(0, chain.TipHeight()-st.Height+1)
 }
 
 func (e *Engine) bumpsOf(ctx context.Context, id string) ([]store.Proposal, error) {
@@ -461,7 +524,7 @@ func (e *Engine) abandon(ctx context.Context, p store.Proposal, reason string) e
 	if err := checkTransition(ProposalState(from), StateAbandoned); err != nil {
 		return err
 	}
-	p.State, p.Reason, p.UpdatedAt = store.ProposalAbandoned, reason, e.now()
+	p.State, p.Reason, p.UpdatedAt = string(StateAbandoned), reason, e.now()
 	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: from, Proposal: p, Events: []store.ProposalEvent{{Event: "abandoned", Detail: reason}}}); err != nil {
 		return err
 	}
@@ -490,7 +553,7 @@ func (e *Engine) takenInputs(ctx context.Context) (map[wire.OutPoint]string, err
 		for _, in := range pk.UnsignedTx.TxIn {
 			out[in.PreviousOutPoint] = p.ID
 		}
-	}, store.ProposalProposed, store.ProposalAwaitingCosigners, store.ProposalFinalized, store.ProposalBroadcast)
+	}, string(StateProposed), string(StateAwaitingCosigners), string(StateFinalized), string(StateBroadcast))
 	return out, err
 }
 
@@ -541,7 +604,7 @@ func storedPSBT(p store.Proposal) (*psbt.Packet, error) {
 // skipping those paid by a proposal, and within the watcher's lookahead (else Analyze would not
 // know the output as change).
 func (e *Engine) changeIndex(ctx context.Context, used map[string]bool) (uint32, error) {
-	last, ok, err := e.db.LastUsedIndex(ctx, ChangeBranch)
+	last, ok, err := e.db.LastUsedIndex(ctx, psbtflow.ChangeBranch)
 	if err != nil {
 		return 0, err
 	}
@@ -550,7 +613,7 @@ func (e *Engine) changeIndex(ctx context.Context, used map[string]bool) (uint32,
 		i = last + 1
 	}
 	for ; ; i++ {
-		script, err := e.desc.PkScript(ChangeBranch, i)
+		script, err := e.desc.PkScript(psbtflow.ChangeBranch, i)
 		if err != nil {
 			return 0, fmt.Errorf("psbtflow: change address %d: %w", i, err)
 		}
@@ -600,10 +663,10 @@ func (e *Engine) limitFeeRate() policy.FeeRate {
 // AutomationFeeRate is the feerate an automation builds with: the server's estimate for its
 // target (or its fallback when there is none), never above its max_feerate nor the policy's
 // limits.max_feerate (when set), never below 1 sat/vB.
-func AutomationFeeRate(a policy.Automation, est electrum.FeeEstimate, limitMax policy.FeeRate) FeeRate {
-	rate := FeeRate(est.Rate)
+func AutomationFeeRate(a policy.Automation, est electrum.FeeEstimate, limitMax policy.FeeRate) psbtflow.FeeRate {
+	rate := psbtflow.FeeRate(est.Rate)
 	if !est.Estimated {
-		rate = FeeRate(a.Fee.Fallback)
+		rate = psbtflow.FeeRate(a.Fee.Fallback)
 		if rate <= 0 {
 			rate = 2
 		}
@@ -613,13 +676,13 @@ func AutomationFeeRate(a policy.Automation, est electrum.FeeEstimate, limitMax p
 
 // FeeCeiling is the highest feerate an automation may pay: its fee.max_feerate (default
 // 100 sat/vB), lowered to the policy's limits.max_feerate when that is set (limitMax > 0).
-func FeeCeiling(a policy.Automation, limitMax policy.FeeRate) FeeRate {
-	ceiling := FeeRate(a.Fee.MaxFeeRate)
+func FeeCeiling(a policy.Automation, limitMax policy.FeeRate) psbtflow.FeeRate {
+	ceiling := psbtflow.FeeRate(a.Fee.MaxFeeRate)
 	if ceiling <= 0 {
 		ceiling = 100
 	}
-	if limitMax > 0 && FeeRate(limitMax) < ceiling {
-		ceiling = FeeRate(limitMax)
+	if limitMax > 0 && psbtflow.FeeRate(limitMax) < ceiling {
+		ceiling = psbtflow.FeeRate(limitMax)
 	}
 	return ceiling
 }
@@ -647,7 +710,7 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 	}
 	tip := e.chain.Tip()
 	next := chainwatch.Tip{Height: tip.Height + 1}
-	var coins []UTXO
+	var coins []psbtflow.UTXO
 	reserve := btcutil.Amount(0)
 	var payTo []byte
 	switch a.Action.Kind {
@@ -679,7 +742,7 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 			return true, e.abandon(ctx, p, err.Error())
 		}
 	case policy.ActionConsolidate:
-		if a.Action.MaxFeeRate > 0 && rate > FeeRate(a.Action.MaxFeeRate) {
+		if a.Action.MaxFeeRate > 0 && rate > psbtflow.FeeRate(a.Action.MaxFeeRate) {
 			return true, e.abandon(ctx, p, fmt.Sprintf("feerate_too_high: %.1f sat/vB is above the consolidation limit %.1f sat/vB", float64(rate), float64(a.Action.MaxFeeRate)))
 		}
 		for _, u := range e.chain.SpendableUTXOs() {
@@ -695,7 +758,7 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 		if err != nil {
 			return false, err
 		}
-		if payTo, err = e.desc.PkScript(ChangeBranch, idx); err != nil {
+		if payTo, err = e.desc.PkScript(psbtflow.ChangeBranch, idx); err != nil {
 			return false, err
 		}
 		used[string(payTo)] = true
@@ -707,10 +770,10 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 	}
 	pk, err := e.buildPSBT(ctx, coins, payTo, reserve, rate, used)
 	if err != nil {
-		if errors.Is(err, ErrInsufficientFunds) || errors.Is(err, ErrDustOutput) || errors.Is(err, ErrTooManyInputs) {
+		if errors.Is(err, psbtflow.ErrInsufficientFunds) || errors.Is(err, psbtflow.ErrDustOutput) || errors.Is(err, psbtflow.ErrTooManyInputs) {
 			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
 		}
-		if errors.Is(err, ErrUnsupportedDescriptor) || errors.Is(err, ErrPayment) || errors.Is(err, ErrSelectParams) {
+		if errors.Is(err, psbtflow.ErrUnsupportedDescriptor) || errors.Is(err, psbtflow.ErrPayment) || errors.Is(err, psbtflow.ErrSelectParams) {
 			// Building again would fail the same way (an unsupported descriptor, a destination of
 			// another network, a descriptor without a change branch).
 			return true, e.abandon(ctx, p, "cannot build: "+strings.TrimPrefix(err.Error(), "psbtflow: "))
@@ -720,19 +783,19 @@ func (e *Engine) build(ctx context.Context, p store.Proposal, a policy.Automatio
 	return true, e.storeBuilt(ctx, p, pk, rate, fmt.Sprintf("%d inputs at %.1f sat/vB", len(pk.UnsignedTx.TxIn), float64(rate)))
 }
 
-func toCoin(u chainwatch.UTXO) UTXO {
-	return UTXO{OutPoint: u.OutPoint, Coin: Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}}
+func toCoin(u chainwatch.UTXO) psbtflow.UTXO {
+	return psbtflow.UTXO{OutPoint: u.OutPoint, Coin: psbtflow.Coin{Value: u.Value, PkScript: u.PkScript, Branch: u.Branch, Index: u.Index, Height: u.Height}}
 }
 
 // buildPSBT sweeps coins to payTo at rate, keeping reserve as change (at the next change index).
-func (e *Engine) buildPSBT(ctx context.Context, coins []UTXO, payTo []byte, reserve btcutil.Amount, rate FeeRate, used map[string]bool) (*psbt.Packet, error) {
-	pays := []Payment{{PkScript: payTo}}
-	params, err := NewSelectParams(e.desc, pays)
+func (e *Engine) buildPSBT(ctx context.Context, coins []psbtflow.UTXO, payTo []byte, reserve btcutil.Amount, rate psbtflow.FeeRate, used map[string]bool) (*psbt.Packet, error) {
+	pays := []psbtflow.Payment{{PkScript: payTo}}
+	params, err := psbtflow.NewSelectParams(e.desc, pays)
 	if err != nil {
 		return nil, err
 	}
-	params.Mode, params.Reserve = SelectSweep, reserve
-	sel, err := Select(coins, 0, rate, params)
+	params.Mode, params.Reserve = psbtflow.SelectSweep, reserve
+	sel, err := psbtflow.Select(coins, 0, rate, params)
 	if err != nil {
 		return nil, err
 	}
@@ -742,11 +805,11 @@ func (e *Engine) buildPSBT(ctx context.Context, coins []UTXO, payTo []byte, rese
 			return nil, err
 		}
 	}
-	return Build(ctx, e.desc, sel, pays, BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
+	return psbtflow.Build(ctx, e.desc, sel, pays, psbtflow.BuildOptions{ChangeIndex: changeIdx, TipHeight: e.chain.TipHeight()}, e.prev)
 }
 
 // storeBuilt stores the unsigned PSBT of proposal p (state proposed).
-func (e *Engine) storeBuilt(ctx context.Context, p store.Proposal, pk *psbt.Packet, rate FeeRate, detail string) error {
+func (e *Engine) storeBuilt(ctx context.Context, p store.Proposal, pk *psbt.Packet, rate psbtflow.FeeRate, detail string) error {
 	var buf bytes.Buffer
 	if err := pk.Serialize(&buf); err != nil {
 		return err
@@ -765,39 +828,27 @@ func (e *Engine) storeBuilt(ctx context.Context, p store.Proposal, pk *psbt.Pack
 // "automation:<name>", request id "proposal:<id>"; on success it stores the signed PSBT and the
 // co-signers' request ids (state awaiting_cosigners) in one transaction.
 func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automation, pk *psbt.Packet) (bool, error) {
-	text, err := Encode(pk, Base64)
-	if err != nil {
-		return false, err
-	}
-	req := signer.Request{Client: AutomationClientPrefix + p.Automation, ID: "proposal:" + p.ID, Method: "sign_psbt", Params: []string{text}}
-	res, err := e.svc.SignPSBT(ctx, req)
-	var held *signer.HeldError
-	var me *signer.MethodError
-	switch {
-	case errors.As(err, &held):
+	client := AutomationClientPrefix + p.Automation
+	signed, err := e.signer.Decide(ctx, client, "proposal:"+p.ID, pk)
+	if url, reason, held := psbtflow.Held(err); held {
 		if !e.noted[p.ID] {
 			e.noted[p.ID] = true
 			tl, _ := e.db.ProposalTimeline(ctx, p.ID)
 			if len(tl) == 0 || tl[len(tl)-1].Event != "held" && tl[len(tl)-1].Event != "notified" {
-				if err := e.db.AddProposalEvent(ctx, store.ProposalEvent{ProposalID: p.ID, At: e.now(), Event: "held", Detail: held.Reason}); err != nil {
+				if err := e.db.AddProposalEvent(ctx, store.ProposalEvent{ProposalID: p.ID, At: e.now(), Event: "held", Detail: reason}); err != nil {
 					return false, err
 				}
-				e.tell(ctx, p, NoticeHeld, fmt.Sprintf("proposal %s (%s) is held by this co-signer's policy: %s (%s)", p.ID, p.Automation, held.Reason, held.URL))
+				e.tell(ctx, p, NoticeHeld, fmt.Sprintf("proposal %s (%s) is held by this co-signer's policy: %s (%s)", p.ID, p.Automation, reason, url))
 			}
 		}
 		return false, nil
-	case errors.As(err, &me):
-		if me.Code == signer.CodeInternal {
-			return false, err // not synced, or a passing failure: try again
-		}
-		e.tell(ctx, p, NoticeDenied, fmt.Sprintf("proposal %s (%s) denied by this co-signer's policy: %s", p.ID, p.Automation, me.Error()))
-		return true, e.abandon(ctx, p, me.Error())
-	case err != nil:
-		return false, err
 	}
-	signed, _, err := Decode(res)
+	if text, transient, refused := psbtflow.Refused(err); refused && !transient {
+		e.tell(ctx, p, NoticeDenied, fmt.Sprintf("proposal %s (%s) denied by this co-signer's policy: %s", p.ID, p.Automation, text))
+		return true, e.abandon(ctx, p, text)
+	}
 	if err != nil {
-		return false, fmt.Errorf("psbtflow: our own signed PSBT: %w", err)
+		return false, err // not synced, or a passing failure: try again
 	}
 	var buf bytes.Buffer
 	if err := signed.Serialize(&buf); err != nil {
@@ -805,19 +856,19 @@ func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automa
 	}
 	var cos []store.ProposalCosigner
 	var evs []store.ProposalEvent
-	evs = append(evs, store.ProposalEvent{Event: "self_signed", Detail: "signed under " + req.Client})
+	evs = append(evs, store.ProposalEvent{Event: "self_signed", Detail: "signed under " + client})
 	for _, uri := range a.Cosigners {
-		bp, err := signer.ParseBunkerURI(uri)
+		bp, err := nip46.ParseBunkerURI(uri)
 		if err != nil {
 			return true, e.abandon(ctx, p, fmt.Sprintf("co-signer URI: %v", err))
 		}
 		cos = append(cos, store.ProposalCosigner{Cosigner: bp.RemoteSignerPubKey, BunkerURI: uri, RequestID: "proposal-" + p.ID + "-" + bp.RemoteSignerPubKey[:8],
-			State: store.CosignerWaiting})
+			State: CosignerWaiting})
 		evs = append(evs, store.ProposalEvent{Event: "requested", Detail: bp.RemoteSignerPubKey})
 	}
 	delete(e.noted, p.ID)
 	from := p.State
-	p.State, p.PSBT, p.UpdatedAt = store.ProposalAwaitingCosigners, buf.Bytes(), e.now()
+	p.State, p.PSBT, p.UpdatedAt = string(StateAwaitingCosigners), buf.Bytes(), e.now()
 	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: from, Proposal: p, Cosigners: cos, Events: evs}); err != nil {
 		return false, err
 	}
@@ -837,7 +888,7 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 	}
 	timeout := a.Timeout
 	for _, c := range cos {
-		if c.State == store.CosignerSigned || c.State == store.CosignerDenied {
+		if c.State == CosignerSigned || c.State == CosignerDenied {
 			continue
 		}
 		key := p.ID + "/" + c.Cosigner
@@ -852,7 +903,7 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 			cancel()
 			continue
 		}
-		cp, err := clonePacket(pk)
+		cp, err := psbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false) // the stored PSBT pk was read from, a copy per co-signer
 		if err != nil {
 			e.askMu.Lock()
 			delete(e.asking, key)
@@ -882,8 +933,8 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		e.Wake()
 	}()
 	onHeld := func(url string) {
-		c.State, c.Detail, c.UpdatedAt = store.CosignerHeld, url, e.now()
-		if err := e.db.SetProposalCosigner(ctx, store.ProposalAwaitingCosigners, c, store.ProposalEvent{Event: "held", Detail: c.Cosigner + " " + url}); err != nil {
+		c.State, c.Detail, c.UpdatedAt = CosignerHeld, url, e.now()
+		if err := e.db.SetProposalCosigner(ctx, string(StateAwaitingCosigners), c, store.ProposalEvent{Event: "held", Detail: c.Cosigner + " " + url}); err != nil {
 			e.log.Warn("record held co-signer", "proposal", p.ID, "error", err)
 			return
 		}
@@ -897,9 +948,9 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	if ctx.Err() != nil {
 		return
 	}
-	var re *signer.RemoteError
+	var re *Refusal
 	switch {
-	case errors.As(err, &re) && ViewLagRefusal(re):
+	case errors.As(err, &re) && re.ViewLag:
 		// The co-signer's watcher has not seen the coin yet (its Electrum server lags ours):
 		// it refused this request id for good, so ask again soon under a new one (it signed
 		// nothing under the old).
@@ -907,13 +958,13 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		e.retryAt[key] = e.now().Add(e.tick)
 		e.askMu.Unlock()
 		c.RequestID = renewRequestID(c.RequestID, e.now())
-		c.State, c.Detail, c.UpdatedAt = store.CosignerError, re.Text, e.now()
-		if err := e.db.RenewProposalCosigner(ctx, store.ProposalAwaitingCosigners, c); err != nil && !errors.Is(err, store.ErrProposalState) {
+		c.State, c.Detail, c.UpdatedAt = CosignerError, re.Text, e.now()
+		if err := e.db.RenewProposalCosigner(ctx, string(StateAwaitingCosigners), c); err != nil && !errors.Is(err, store.ErrProposalState) {
 			e.log.Warn("renew co-signer request", "proposal", p.ID, "error", err)
 		}
 		e.log.Info("co-signer has not seen the coins yet; asked again under a new request id", "proposal", p.ID, "cosigner", c.Cosigner, "answer", re.Text)
 		return
-	case errors.As(err, &re) && re.Code() != signer.CodeInternal && re.Code() != signer.CodeRateLimited:
+	case errors.As(err, &re) && !re.Passing:
 		// A refusal (policy_denied, unauthorized, unsafe_psbt, …); internal (not synced yet)
 		// and rate_limited are passing, asked again below.
 		e.denied(ctx, p.ID, c, re.Text)
@@ -922,8 +973,8 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		e.askMu.Lock()
 		e.retryAt[key] = e.now().Add(e.retryAfter)
 		e.askMu.Unlock()
-		c.State, c.Detail, c.UpdatedAt = store.CosignerError, err.Error(), e.now()
-		if err := e.db.SetProposalCosigner(ctx, store.ProposalAwaitingCosigners, c); err != nil && !errors.Is(err, store.ErrProposalState) {
+		c.State, c.Detail, c.UpdatedAt = CosignerError, err.Error(), e.now()
+		if err := e.db.SetProposalCosigner(ctx, string(StateAwaitingCosigners), c); err != nil && !errors.Is(err, store.ErrProposalState) {
 			e.log.Warn("record co-signer error", "proposal", p.ID, "error", err)
 		}
 		e.log.Warn("co-signer request failed; asked again later", "proposal", p.ID, "cosigner", c.Cosigner, "error", err)
@@ -936,7 +987,7 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	cur, err := e.db.GetProposal(ctx, p.ID)
-	if err != nil || cur.State != store.ProposalAwaitingCosigners {
+	if err != nil || cur.State != string(StateAwaitingCosigners) {
 		return // cancelled or finished meanwhile
 	}
 	base, err := psbt.NewFromRawBytes(bytes.NewReader(cur.PSBT), false)
@@ -944,7 +995,7 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		e.log.Error("stored PSBT", "proposal", p.ID, "error", err)
 		return
 	}
-	combined, err := Combine(base, got)
+	combined, err := psbtflow.Combine(base, got)
 	if err != nil {
 		e.denied(ctx, p.ID, c, "invalid_answer: "+err.Error())
 		return
@@ -954,23 +1005,15 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		e.log.Error("serialize PSBT", "proposal", p.ID, "error", err)
 		return
 	}
-	n, _ := Signatures(e.desc, combined)
+	n, _ := psbtflow.Signatures(e.desc, combined)
 	cur.PSBT, cur.UpdatedAt = buf.Bytes(), e.now()
-	c.State, c.Detail, c.UpdatedAt = store.CosignerSigned, fmt.Sprintf("every input now has %d signature(s)", n), e.now()
-	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: store.ProposalAwaitingCosigners, Proposal: cur, Cosigners: []store.ProposalCosigner{c},
+	c.State, c.Detail, c.UpdatedAt = CosignerSigned, fmt.Sprintf("every input now has %d signature(s)", n), e.now()
+	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: string(StateAwaitingCosigners), Proposal: cur, Cosigners: []store.ProposalCosigner{c},
 		Events: []store.ProposalEvent{{Event: "answered", Detail: c.Cosigner}}}); err != nil {
 		e.log.Warn("record co-signer answer", "proposal", p.ID, "error", err)
 		return
 	}
 	e.log.Info("co-signer signed", "proposal", p.ID, "cosigner", c.Cosigner, "signatures", n)
-}
-
-// ViewLagRefusal reports whether a co-signer's refusal may only mean that its view of the chain
-// is behind ours: unsafe_psbt: input_unspent (the coin pays its wallet but it does not know it
-// as unspent yet). If the coin was in fact spent elsewhere, this co-signer's own watcher
-// abandons the proposal.
-func ViewLagRefusal(re *signer.RemoteError) bool {
-	return re.Code() == signer.CodeUnsafePSBT && strings.Contains(re.Text, "input_unspent")
 }
 
 // renewRequestID is the next request id for a co-signer after a view-lag refusal: the first id
@@ -985,8 +1028,8 @@ func renewRequestID(id string, now time.Time) string {
 func (e *Engine) denied(ctx context.Context, id string, c store.ProposalCosigner, text string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c.State, c.Detail, c.UpdatedAt = store.CosignerDenied, text, e.now()
-	if err := e.db.SetProposalCosigner(ctx, store.ProposalAwaitingCosigners, c, store.ProposalEvent{Event: "denied", Detail: c.Cosigner + ": " + text}); err != nil {
+	c.State, c.Detail, c.UpdatedAt = CosignerDenied, text, e.now()
+	if err := e.db.SetProposalCosigner(ctx, string(StateAwaitingCosigners), c, store.ProposalEvent{Event: "denied", Detail: c.Cosigner + ": " + text}); err != nil {
 		if !errors.Is(err, store.ErrProposalState) {
 			e.log.Warn("record co-signer refusal", "proposal", id, "error", err)
 		}
@@ -1007,14 +1050,14 @@ func (e *Engine) denied(ctx context.Context, id string, c store.ProposalCosigner
 	if err != nil {
 		return
 	}
-	have, _ := Signatures(e.desc, pk)
+	have, _ := psbtflow.Signatures(e.desc, pk)
 	cos, err := e.db.ProposalCosigners(ctx, id)
 	if err != nil {
 		return
 	}
 	possible := have
 	for _, x := range cos {
-		if x.State != store.CosignerDenied && x.State != store.CosignerSigned {
+		if x.State != CosignerDenied && x.State != CosignerSigned {
 			possible++
 		}
 	}
@@ -1027,7 +1070,7 @@ func (e *Engine) denied(ctx context.Context, id string, c store.ProposalCosigner
 
 // finalize plays the Finalizer and Extractor and stores the network transaction (finalized).
 func (e *Engine) finalize(ctx context.Context, p store.Proposal, pk *psbt.Packet) error {
-	tx, err := Finalize(e.desc, pk)
+	tx, err := psbtflow.Finalize(e.desc, pk)
 	if err != nil {
 		return fmt.Errorf("psbtflow: finalize proposal %s: %w", p.ID, err)
 	}
@@ -1048,7 +1091,7 @@ func (e *Engine) broadcast(ctx context.Context, p store.Proposal) (bool, error) 
 	}
 	if _, err := e.chain.Broadcast(ctx, &tx); err != nil && !errors.Is(err, electrum.ErrTxAlreadyKnown) {
 		if seen, _ := e.txConfs(tx.TxHash()); !seen {
-			if p.Replaces != "" && p.State == store.ProposalFinalized && errors.Is(err, electrum.ErrFeeTooLow) {
+			if p.Replaces != "" && p.State == string(StateFinalized) && errors.Is(err, electrum.ErrFeeTooLow) {
 				// A fee bump that does not pay enough over what it replaces: abandoned; the next
 				// bump starts above it.
 				return true, e.abandon(ctx, p, ReasonFeeTooLow+": "+err.Error())
@@ -1056,7 +1099,7 @@ func (e *Engine) broadcast(ctx context.Context, p store.Proposal) (bool, error) 
 			return false, err
 		}
 	}
-	if p.State == store.ProposalBroadcast {
+	if p.State == string(StateBroadcast) {
 		e.log.Info("proposal sent again", "proposal", p.ID, "txid", p.TxID)
 		return false, nil
 	}

@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 import (
 	"slices"
@@ -12,6 +12,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbtflow"
 )
 
 func op(b byte, i uint32) wire.OutPoint { return wire.OutPoint{Hash: chainhash.Hash{b}, Index: i} }
@@ -127,7 +128,7 @@ func TestAutomationFeeRate(t *testing.T) {
 	for _, tc := range []struct {
 		est   electrum.FeeEstimate
 		limit policy.FeeRate
-		want  FeeRate
+		want  psbtflow.FeeRate
 	}{
 		{electrum.FeeEstimate{Rate: 7, Estimated: true}, 0, 7},
 		{electrum.FeeEstimate{Rate: 7}, 0, 4},                     // no estimate: fallback
@@ -146,7 +147,7 @@ func TestAutomationFeeRate(t *testing.T) {
 
 func TestBumpFeeRate(t *testing.T) {
 	for _, tc := range []struct {
-		old, est, ceiling, want FeeRate
+		old, est, ceiling, want psbtflow.FeeRate
 		ok                      bool
 	}{
 		{3, 3, 50, 4, true},      // at least old + incremental relay feerate

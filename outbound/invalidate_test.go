@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 import (
 	"context"
@@ -9,7 +9,9 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/policy"
+	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -28,19 +30,19 @@ func TestEngineInvalidation(t *testing.T) {
 	}
 	pol.Automations = []policy.Automation{e.auto}
 	e.pol = pol
-	facts := newFakeFacts()
+	facts := testfakes.NewFacts()
 	e.svc.SetSpendFacts(facts)
 	ev := e.deposit(t, 2, 150_000)
 	op := ev.UTXO.OutPoint
 	// The client gets a signature and withholds it.
-	withheld := e.f.buildPSBT(t, []wire.OutPoint{op}, 100_000, 49_000, 4)
-	text, _ := Encode(withheld, Base64)
+	withheld := e.f.BuildPSBT(t, []wire.OutPoint{op}, 100_000, 49_000, 4)
+	text, _ := psbtflow.Encode(withheld, psbtflow.Base64)
 	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: client, ID: "w1", Method: "sign_psbt", Params: []string{text}}); err != nil {
 		t.Fatal(err)
 	}
 	txid := withheld.UnsignedTx.TxHash().String()
 	exposure := func() int64 {
-		ex, err := ExposureAt(ctx, e.db, []time.Duration{24 * time.Hour}, e.now)
+		ex, err := psbtflow.ExposureAt(ctx, e.db, []time.Duration{24 * time.Hour}, e.now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +66,7 @@ func TestEngineInvalidation(t *testing.T) {
 	if len(inv.TxIn) != 1 || inv.TxIn[0].PreviousOutPoint != op || len(inv.TxOut) != 1 {
 		t.Fatalf("invalidation %v does not spend %s alone", inv, op)
 	}
-	if b, _, ok := e.chain.Lookup(inv.TxOut[0].PkScript); !ok || b != ChangeBranch {
+	if b, _, ok := e.chain.Lookup(inv.TxOut[0].PkScript); !ok || b != psbtflow.ChangeBranch {
 		t.Fatalf("invalidation pays %x, not a change address of the wallet", inv.TxOut[0].PkScript)
 	}
 	// Broadcast (and even confirmed per the server) but not proven: still outstanding, counted
@@ -79,7 +81,7 @@ func TestEngineInvalidation(t *testing.T) {
 	if got := exposure(); got != 101_000 {
 		t.Fatalf("exposure %d while both are outstanding, want 101000 (the larger)", got)
 	}
-	facts.mine(e.now, inv.TxHash().String(), op)
+	facts.Mine(e.now, inv.TxHash().String(), op)
 	if err := e.svc.ReconcileExposure(ctx); err != nil {
 		t.Fatal(err)
 	}
