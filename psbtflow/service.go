@@ -186,9 +186,7 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 	if err != nil {
 		return "", err
 	}
-	return s.signOnce(ctx, req, pol, now, func(pol *policy.Policy, now time.Time) verdict {
-		return s.decide(ctx, req, pol, now, time.Time{}, nil)
-	})
+	return s.signOnce(ctx, req, pol, now, func() verdict { return s.decide(ctx, req, pol, now, time.Time{}, nil) })
 }
 
 // Decide is the sign_psbt decision for a PSBT this co-signer's outbound engine built itself,
@@ -197,7 +195,7 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 // same sign_requests row (the PSBT as base64 names the request and is what a hold keeps), audit
 // entry and ledger reservation. It returns a signed copy of p (p is not modified); a repeated
 // (client, id) is answered from the store. Errors are SignPSBT's: *signer.MethodError (see
-// Refused, Transient) or *signer.HeldError (see Held).
+// Refused) or *signer.HeldError (see Held).
 func (s *Service) Decide(ctx context.Context, client, id string, p *psbt.Packet) (*psbt.Packet, error) {
 	text, err := Encode(p, Base64)
 	if err != nil {
@@ -209,7 +207,7 @@ func (s *Service) Decide(ctx context.Context, client, id string, p *psbt.Packet)
 		return nil, err
 	}
 	var signed *psbt.Packet
-	res, err := s.signOnce(ctx, req, pol, now, func(pol *policy.Policy, now time.Time) verdict {
+	res, err := s.signOnce(ctx, req, pol, now, func() verdict {
 		q, err := clonePacket(p)
 		if err != nil {
 			return s.refused("rejected", signer.AsMethodError(err), "decode", nil)
@@ -275,9 +273,9 @@ func (s *Service) admit(ctx context.Context, req signer.Request) (*policy.Policy
 	return pol, now, nil
 }
 
-// signOnce decides req once: a repeated (client, id) is answered from the store, a new one is
-// rate-limited, then decided by decide and its verdict written.
-func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.Policy, now time.Time, decide func(pol *policy.Policy, now time.Time) verdict) (string, error) {
+// signOnce decides req once, under pol at now: a repeated (client, id) is answered from the
+// store, a new one is rate-limited, then decided by decide and its verdict written.
+func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.Policy, now time.Time, decide func() verdict) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -321,8 +319,7 @@ func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.
 			return s.finish(ctx, req, h[:], v, "")
 		}
 	}
-	v := decide(pol, now)
-	return s.finish(ctx, req, h[:], v, "")
+	return s.finish(ctx, req, h[:], decide(), "")
 }
 
 // verdict is one decision as values: the answer, the request row's state, the audit entry, the
