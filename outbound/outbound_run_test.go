@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -309,13 +310,32 @@ func (e *engineEnv) fund(t *testing.T, index uint32, value btcutil.Amount) (chai
 	return ev, ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
 }
 
-// until steps the engine (co-signer answers arrive on their own goroutines) until the proposal
-// reaches state; it fails after many rounds.
+// settle waits until no co-signer request the engine started is in flight (their answers
+// arrive on their own goroutines), except, while the co-signer hangs, the requests that wait
+// for their cancellation. It waits on the requests, not on a clock.
+func (e *engineEnv) settle() {
+	for {
+		e.co.mu.Lock()
+		hang := e.co.hang
+		e.co.mu.Unlock()
+		e.eng.askMu.Lock()
+		n := len(e.eng.asking)
+		e.eng.askMu.Unlock()
+		if n == 0 || hang {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// until steps the engine, each step's co-signer requests settled, until the proposal reaches
+// state; it fails after many steps.
 func (e *engineEnv) until(t *testing.T, id string, state ProposalState) store.Proposal {
 	t.Helper()
 	var p store.Proposal
 	for range 2000 {
 		e.eng.Step(context.Background())
+		e.settle()
 		var err error
 		if p, err = e.db.GetProposal(context.Background(), id); err != nil {
 			t.Fatal(err)
@@ -323,7 +343,6 @@ func (e *engineEnv) until(t *testing.T, id string, state ProposalState) store.Pr
 		if ProposalState(p.State) == state {
 			return p
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatalf("proposal %s is %s (%s), never reached %s", id, p.State, p.Reason, state)
 	return p
@@ -503,18 +522,16 @@ func TestEngineCancelBeforeFinalized(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The request in flight is stopped at the next step (never answered here).
-	for i := 0; ; i++ {
-		e.eng.Step(ctx)
-		e.co.mu.Lock()
-		n := e.co.cancelled
-		e.co.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if i > 2000 {
-			t.Fatal("the co-signer request of a cancelled proposal was not stopped")
-		}
-		time.Sleep(time.Millisecond)
+	e.co.mu.Lock()
+	e.co.hang = false // settle waits for the hanging request too
+	e.co.mu.Unlock()
+	e.eng.Step(ctx)
+	e.settle()
+	e.co.mu.Lock()
+	n := e.co.cancelled
+	e.co.mu.Unlock()
+	if n != 1 {
+		t.Fatal("the co-signer request of a cancelled proposal was not stopped")
 	}
 	p, _ := e.db.GetProposal(ctx, id)
 	if p.State != string(StateAbandoned) || p.Reason != ReasonCancelled || len(e.chain.sent) != 0 {
@@ -781,6 +798,7 @@ func TestEngineCosignerViewLags(t *testing.T) {
 	e.until(t, id, StateAwaitingCosigners)
 	for i := 0; ; i++ {
 		e.eng.Step(ctx)
+		e.settle()
 		cos, _ := e.db.ProposalCosigners(ctx, id)
 		if len(cos) == 1 && cos[0].State == CosignerError {
 			break
@@ -788,7 +806,6 @@ func TestEngineCosignerViewLags(t *testing.T) {
 		if i > 2000 {
 			t.Fatalf("co-signer rows %+v", cos)
 		}
-		time.Sleep(time.Millisecond)
 	}
 	e.now = e.now.Add(time.Minute)
 	e.until(t, id, StateBroadcast)
