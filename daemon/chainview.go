@@ -12,7 +12,7 @@ import (
 	"github.com/custodyagents/cosigner/psbtflow"
 )
 
-// chainView adapts the watcher to psbtflow.ChainView and psbtflow.OutboundChain. It converts,
+// chainView adapts the watcher to psbt.ChainView and psbtflow.OutboundChain. It converts,
 // it does not decide: which coin may be spent is chainwatch's rule (Watcher.SpendableCoin).
 type chainView struct{ w *chainwatch.Watcher }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/notify"
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/policy/policyfile"
 	"github.com/custodyagents/cosigner/psbtflow"
@@ -41,7 +42,7 @@ type Daemon struct {
 	flow       *psbtflow.Service
 	reqMetrics *requestMetrics
 	remote     *signer.RemoteSigner
-	engine     *psbtflow.Engine
+	engine     *outbound.Engine
 	health     net.Listener // nil: no health endpoint
 
 	// chainEvents is the chain-event subscriber list (chainevents.go): every event goes to
@@ -184,7 +185,10 @@ func (d *Daemon) newRelayPool(context.Context) error {
 // newSigner makes the psbtflow service (sign_psbt under the policy) and the NIP-46 remote
 // signer that serves it, approve, psbt_status and get_wallet.
 func (d *Daemon) newSigner(context.Context) error {
-	flowOpts := []psbtflow.Option{psbtflow.WithClock(d.clock.Now), psbtflow.WithLimits(d.cfg.Limits)}
+	// An automation's fee bump spends again the coins of this co-signer's own broadcast,
+	// unconfirmed proposals (outbound.Replaceable reads them from the store and the watcher).
+	flowOpts := []psbtflow.Option{psbtflow.WithClock(d.clock.Now), psbtflow.WithLimits(d.cfg.Limits),
+		psbtflow.WithReplaceable(outbound.Replaceable(d.db, chainView{d.watcher}))}
 	if d.cfg.HealthAddr != "" {
 		flowOpts = append(flowOpts, psbtflow.WithHoldURL("http://"+d.cfg.HealthAddr))
 	}
@@ -210,14 +214,14 @@ func (d *Daemon) newSigner(context.Context) error {
 
 // newAutomations makes the automations engine (issue 6): chain events and schedules →
 // proposals, signed here under the policy, co-signed over NIP-46, finalized, broadcast and
-// followed (psbtflow.Engine). The other co-signers are asked with this co-signer's own Nostr
+// followed (outbound.Engine). The other co-signers are asked with this co-signer's own Nostr
 // identity key as the NIP-46 client key (their policies list its npub).
 func (d *Daemon) newAutomations(context.Context) error {
 	coords := &coordinators{sk: d.keys.NostrSecretKey(), desc: d.desc, log: d.log}
 	d.onClose(coords.Close)
 	// The operators hear of held, denied, stuck, broadcast, confirmed and abandoned proposals by
 	// NIP-17 direct messages (COSIGNER_NOTIFY_NPUB; none when empty).
-	var notices psbtflow.Notifier
+	var notices outbound.Notifier
 	if len(d.cfg.NotifyRecipients) > 0 {
 		dm, err := notify.New(d.keys.NostrSecretKey(), d.cfg.NotifyRecipients, d.pool, d.log)
 		if err != nil {
@@ -227,9 +231,13 @@ func (d *Daemon) newAutomations(context.Context) error {
 		notices = dmNotifier{dm: dm, log: d.log.With("component", "outbound")}
 	}
 	// Previous transactions for non_witness_utxo come from the watcher (its own copy, or its
-	// Electrum connection).
-	d.engine = psbtflow.NewEngine(d.flow, chainView{d.watcher}, psbtflow.EngineOptions{AskerFor: coords.For, Notifier: notices, Prev: d.watcher, Logger: d.log})
-	d.flow.SetReplaceable(d.engine.ReplaceableCoin)
+	// Electrum connection). The engine's delays run on the trusted clock, like the holds'.
+	engine, err := outbound.NewEngine(outbound.Config{Descriptor: d.desc, Store: d.db, Policy: d.policies.Policy, Signer: d.flow,
+		Chain: chainView{d.watcher}, Now: d.clock.Now, AskerFor: coords.For, Notifier: notices, Prev: d.watcher, Logger: d.log})
+	if err != nil {
+		return err
+	}
+	d.engine = engine
 	d.flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
 		st, ok := d.watcher.Tx(txid)
 		return ok && st.Verified && st.Height > 0

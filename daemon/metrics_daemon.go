@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -109,8 +110,8 @@ func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // proposalStates are always reported (0 when none), so dashboards see every series.
-var proposalStates = []string{store.ProposalProposed, store.ProposalAwaitingCosigners, store.ProposalFinalized,
-	store.ProposalBroadcast, store.ProposalConfirmed, store.ProposalReplaced, store.ProposalAbandoned}
+var proposalStates = []outbound.ProposalState{outbound.StateProposed, outbound.StateAwaitingCosigners, outbound.StateFinalized,
+	outbound.StateBroadcast, outbound.StateConfirmed, outbound.StateReplaced, outbound.StateAbandoned}
 
 func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
@@ -157,7 +158,7 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if by, err := c.db.ProposalsByState(ctx); err == nil {
 		for _, st := range proposalStates {
-			gauge(c.proposals, float64(by[st]), st)
+			gauge(c.proposals, float64(by[string(st)]), string(st))
 		}
 	} else {
 		failed = true

@@ -6,10 +6,11 @@ import (
 	"time"
 
 	"github.com/custodyagents/cosigner/descriptor"
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/outbound"
+	"github.com/custodyagents/cosigner/signer/cosign"
 )
 
-// coordinators keeps one psbtflow.Coordinator per automation timeout (the interval after which
+// coordinators keeps one cosign.Coordinator per automation timeout (the interval after which
 // an unanswered sign_psbt is sent again), all with this co-signer's Nostr identity key as the
 // NIP-46 client key (contract6.md: the other co-signers' policies list its npub).
 type coordinators struct {
@@ -18,19 +19,19 @@ type coordinators struct {
 	log  *slog.Logger
 
 	mu sync.Mutex
-	m  map[time.Duration]*psbtflow.Coordinator
+	m  map[time.Duration]*cosign.Coordinator
 }
 
 // For returns the Coordinator for timeout (0: the Coordinator's default), made on first use.
-func (c *coordinators) For(timeout time.Duration) psbtflow.CosignerAsker {
+func (c *coordinators) For(timeout time.Duration) outbound.CosignerAsker {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil {
-		c.m = map[time.Duration]*psbtflow.Coordinator{}
+		c.m = map[time.Duration]*cosign.Coordinator{}
 	}
 	co, ok := c.m[timeout]
 	if !ok {
-		co = psbtflow.NewCoordinator(c.sk, psbtflow.CoordinatorOptions{Timeout: timeout, Descriptor: c.desc, Logger: c.log})
+		co = cosign.NewCoordinator(c.sk, cosign.CoordinatorOptions{Timeout: timeout, Descriptor: c.desc, Logger: c.log})
 		c.m[timeout] = co
 	}
 	return co

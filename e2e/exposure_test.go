@@ -33,8 +33,8 @@ import (
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/signer/cosign"
 )
 
 // lyingElectrum is an Electrum proxy that speaks the protocol: it tracks each request's method
@@ -517,7 +517,7 @@ limits:
 		t.Fatal(err)
 	}
 
-	co := psbtflow.NewCoordinator(clientSK, psbtflow.CoordinatorOptions{Timeout: time.Minute, Descriptor: p.Descriptor})
+	co := cosign.NewCoordinator(clientSK, cosign.CoordinatorOptions{Timeout: time.Minute, Descriptor: p.Descriptor})
 	defer co.Close()
 	bunkerA, err := p.A.BunkerURI(ctx)
 	if err != nil {

@@ -145,3 +145,37 @@ func CheckAnswer(asked *psbt.Packet, r Resolved, res string) (*psbt.Packet, erro
 	}
 	return got, nil
 }
+
+// SignatureRequest is a PSBT prepared to be asked of another co-signer: a copy without partial
+// signatures (a co-signer signs its own share whatever others signed, so a PSBT that other
+// co-signers' signatures were combined into since is still the same request), its inputs tied
+// to the scripts the answer is checked against.
+type SignatureRequest struct {
+	// PSBT is what is sent: the PSBT asked, without its partial signatures.
+	PSBT *psbt.Packet
+	r    Resolved
+}
+
+// NewSignatureRequest copies p without its partial signatures and ties every input to desc (the
+// registered wallet: each input re-derived from its keys) or, when desc is nil, to the PSBT's
+// own witness scripts, which must commit to the scripts spent (see Resolve). p is not
+// modified. Errors: ErrInputUnresolved, a PSBT that does not serialize.
+func NewSignatureRequest(p *psbt.Packet, desc *descriptor.Descriptor) (*SignatureRequest, error) {
+	asked, err := Clone(p)
+	if err != nil {
+		return nil, fmt.Errorf("psbt: the PSBT to ask for: %w", err)
+	}
+	WithoutSignatures(asked)
+	r, err := Resolve(desc, asked)
+	if err != nil {
+		return nil, err
+	}
+	return &SignatureRequest{PSBT: asked, r: r}, nil
+}
+
+// CheckAnswer decodes a co-signer's sign_psbt result (base64 or hex PSBT text) and checks it
+// against the PSBT asked (see the function CheckAnswer). It returns the co-signer's PSBT; the
+// error says which check failed.
+func (sr *SignatureRequest) CheckAnswer(res string) (*psbt.Packet, error) {
+	return CheckAnswer(sr.PSBT, sr.r, res)
+}

@@ -196,14 +196,14 @@ func TestHoldsDecidedOnlyWhenDue(t *testing.T) {
 	}
 	e.now = e.now.Add(11 * time.Minute) // the cooling-off is over
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 1 || !strings.HasPrefix(got[0], "cool cHNidP8") {
+	if got := e.ans.List(); len(got) != 1 || !strings.HasPrefix(got[0], "cool cHNidP8") {
 		t.Fatalf("late answers = %v", got)
 	}
 	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", tok, "approve")); err != nil {
 		t.Fatal(err)
 	}
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 2 || !strings.HasPrefix(got[1], "appr cHNidP8") {
+	if got := e.ans.List(); len(got) != 2 || !strings.HasPrefix(got[1], "appr cHNidP8") {
 		t.Fatalf("late answers = %v", got)
 	}
 }

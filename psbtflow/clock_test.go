@@ -7,32 +7,19 @@ import (
 
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
-
-type stepClock struct {
-	wall    time.Time
-	elapsed time.Duration
-	saved   *time.Time
-}
-
-func (s *stepClock) LastClock(context.Context) (time.Time, bool, error) {
-	if s.saved == nil {
-		return time.Time{}, false, nil
-	}
-	return *s.saved, true, nil
-}
-func (s *stepClock) SaveClock(_ context.Context, t time.Time) error { s.saved = &t; return nil }
 
 // TestWallClockStepDoesNotEndCoolingOffOrWindows (issue 11, finding 7): on the trusted clock,
 // a wall clock stepped 7 days forward neither ends a 24h cooling-off nor empties a 1-day
 // velocity window.
 func TestWallClockStepDoesNotEndCoolingOffOrWindows(t *testing.T) {
 	e := newHoldEnv(t, "  velocity: [{window: 1d, max: 0.0005 BTC}]\nrules:\n  - {name: wait, match: {min_outflow: 35000 sat}, action: hold, hold: {cooling_off: 24h}}\n  - {name: small, action: allow}\n")
-	sc := &stepClock{wall: e.now}
-	clk, err := trustedtime.New(context.Background(), sc, trustedtime.Options{Wall: func() time.Time { return sc.wall }, Elapsed: func() time.Duration { return sc.elapsed }})
+	sc := &testfakes.StepClock{WallTime: e.now}
+	clk, err := trustedtime.New(context.Background(), sc, trustedtime.Options{Wall: sc.Wall, Elapsed: sc.Elapsed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +33,9 @@ func TestWallClockStepDoesNotEndCoolingOffOrWindows(t *testing.T) {
 	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "s1", Method: "sign_psbt", Params: []string{small}}); err != nil {
 		t.Fatal(err)
 	}
-	sc.wall, sc.elapsed = sc.wall.Add(7*24*time.Hour+time.Minute), time.Minute
+	sc.WallTime, sc.ElapsedTime = sc.WallTime.Add(7*24*time.Hour+time.Minute), time.Minute
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 0 {
+	if got := e.ans.List(); len(got) != 0 {
 		t.Fatalf("a 7-day wall clock step ended the 24h cooling-off: %v", got)
 	}
 	op2 := e.f.addCoin(t, 0, 8, 100_000)

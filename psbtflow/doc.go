@@ -8,10 +8,6 @@
 // WireError (wire.go) is the one place where psbt's refusals become NIP-46 error codes. It never
 // talks to relays itself.
 //
-// Outbound (issue 6): Engine runs the policy's automations — chain events and schedules fire
-// proposals (automate.go, one per trigger key), and each proposal goes proposed →
-// awaiting_cosigners → finalized → broadcast → confirmed | replaced | abandoned (outbound.go, the
-// pure state machine; outbound_run.go, the shell: build, sign through Service as client
-// automation:<name>, ask the co-signers with a CosignerAsker such as Coordinator, combine,
-// finalize, broadcast, follow; outbound_bump.go, RBF fee bumps).
+// The outbound engine (package outbound) signs the proposals it builds through Decide, the
+// same decision for an already-decoded PSBT under the automation's client identity.
 package psbtflow

@@ -2,11 +2,9 @@ package psbtflow
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,92 +13,19 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
-	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
-// fakeFacts is a watcher's proven view: a header chain (height → hash) and the wallet
-// transactions proven in its blocks. What a lying Electrum server can do to it is only what it
-// can do to a real watcher: hide a transaction (hide) — it cannot forge a proof, and only a reorg
-// of the header chain (reorg) takes a block away.
-type fakeFacts struct {
-	mu     sync.Mutex
-	blocks []chainhash.Hash // blocks[h] is the hash at height h; blocks[0] genesis
-	spends map[wire.OutPoint]chainwatch.ProvenSpend
-	salt   int
-}
-
-func newFakeFacts() *fakeFacts {
-	return &fakeFacts{blocks: []chainhash.Hash{{0xee}}, spends: map[wire.OutPoint]chainwatch.ProvenSpend{}}
-}
-
-// mine adds a block at time at confirming a transaction txid spending ins; it returns the height.
-func (f *fakeFacts) mine(at time.Time, txid string, ins ...wire.OutPoint) int32 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.salt++
-	h := chainhash.Hash(sha256.Sum256([]byte(fmt.Sprint("block", len(f.blocks), f.salt))))
-	f.blocks = append(f.blocks, h)
-	height := int32(len(f.blocks) - 1)
-	id, _ := chainhash.NewHashFromStr(txid)
-	for _, op := range ins {
-		f.spends[op] = chainwatch.ProvenSpend{TxID: *id, UnsignedTxID: *id, Height: height, BlockHash: h, BlockTime: at}
-	}
-	return height
-}
-
-// reorg replaces every block above fork with as many new empty blocks plus one.
-func (f *fakeFacts) reorg(fork int32) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := int32(len(f.blocks)) - 1 - fork
-	f.blocks = f.blocks[:fork+1]
-	for range n + 1 {
-		f.salt++
-		f.blocks = append(f.blocks, chainhash.Hash(sha256.Sum256([]byte(fmt.Sprint("fork", len(f.blocks), f.salt)))))
-	}
-}
-
-// hide makes the server stop listing the spend of op (the proof is no longer offered).
-func (f *fakeFacts) hide(op wire.OutPoint) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	delete(f.spends, op)
-}
-
-func (f *fakeFacts) ProvenSpenders(ops []wire.OutPoint) map[wire.OutPoint]chainwatch.ProvenSpend {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[wire.OutPoint]chainwatch.ProvenSpend{}
-	for _, op := range ops {
-		if sp, ok := f.spends[op]; ok && int(sp.Height) < len(f.blocks) && f.blocks[sp.Height] == sp.BlockHash {
-			out[op] = sp
-		}
-	}
-	return out
-}
-
-func (f *fakeFacts) InBestChain(height int32, hash chainhash.Hash) (bool, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return int(height) < len(f.blocks) && f.blocks[height] == hash, true
-}
-
-func (f *fakeFacts) Tip() chainwatch.Tip {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return chainwatch.Tip{Height: int32(len(f.blocks) - 1), Hash: f.blocks[len(f.blocks)-1]}
-}
-
 // exposureEnv is one co-signer Service with a fake clock and fake proven facts.
 type exposureEnv struct {
 	f      *fixture
 	db     *store.DB
 	svc    *Service
-	facts  *fakeFacts
+	facts  *testfakes.Facts
 	client string
 	now    time.Time
 	n      int
@@ -109,7 +34,7 @@ type exposureEnv struct {
 func newExposureEnv(t *testing.T, limits string) *exposureEnv {
 	t.Helper()
 	ctx := context.Background()
-	e := &exposureEnv{f: newFixture(t), facts: newFakeFacts(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	e := &exposureEnv{f: newFixture(t), facts: testfakes.NewFacts(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	e.client, _ = nostr.GetPublicKey(nostr.GeneratePrivateKey())
 	pol, err := policy.Parse("p.yaml", []byte(fmt.Sprintf("version: 1\nclients: [{name: c, pubkey: %s}]\nlimits:\n%s", e.client, limits)))
 	if err != nil {
@@ -195,7 +120,7 @@ func TestWithheldSignatureStillCountsAfterReleaseAfterAndWindow(t *testing.T) {
 		t.Fatalf("withheld transaction is %s, want outstanding", got)
 	}
 	// Once the first confirms (now), it counts at its confirmation time until the window passes.
-	e.facts.mine(e.now, first, a)
+	e.facts.Mine(e.now, first, a)
 	delete(e.f.chain.coins, a)
 	e.tick(t)
 	e.mustRefuse(t, []wire.OutPoint{b}, 90_000, "velocity_30d")
@@ -234,7 +159,7 @@ func TestHiddenConfirmedSpendDoesNotReopen(t *testing.T) {
 	e := newExposureEnv(t, "  max_per_tx: 1 BTC\n  velocity: [{window: 1d, max: 100000 sat}]\n")
 	a, b := e.f.addCoin(t, 0, 1, 200_000), e.f.addCoin(t, 0, 2, 200_000)
 	first := e.mustSign(t, []wire.OutPoint{a}, 90_000)
-	height := e.facts.mine(e.now, first, a)
+	height := e.facts.Mine(e.now, first, a)
 	coin := e.f.chain.coins[a]
 	delete(e.f.chain.coins, a)
 	e.tick(t)
@@ -245,14 +170,14 @@ func TestHiddenConfirmedSpendDoesNotReopen(t *testing.T) {
 	e.tick(t)
 	second := e.mustSign(t, []wire.OutPoint{b}, 90_000) // the first is out of the window
 	// The server hides the confirmed spend: the coin looks unspent again, no proof is offered.
-	e.facts.hide(a)
+	e.facts.Hide(a)
 	e.f.chain.coins[a] = coin
 	e.tick(t)
 	if got := e.state(t, first); got != store.LedgerConfirmed {
 		t.Fatalf("after the server hid the confirmed spend the entry is %s, want confirmed", got)
 	}
 	// A reorg of our own header chain below its block does make it outstanding again.
-	e.facts.reorg(height - 1)
+	e.facts.Reorg(height - 1)
 	e.tick(t)
 	if got := e.state(t, first); got != store.LedgerOutstanding {
 		t.Fatalf("after a reorg took its block away the entry is %s, want outstanding", got)
@@ -271,7 +196,7 @@ func TestConfirmedConflictInvalidates(t *testing.T) {
 	a, b := e.f.addCoin(t, 0, 1, 200_000), e.f.addCoin(t, 0, 2, 200_000)
 	first := e.mustSign(t, []wire.OutPoint{a}, 90_000)
 	other := chainhash.Hash{0x42}
-	e.facts.mine(e.now, other.String(), a)
+	e.facts.Mine(e.now, other.String(), a)
 	delete(e.f.chain.coins, a)
 	e.tick(t)
 	if got := e.state(t, first); got != store.LedgerInvalidated {
@@ -311,7 +236,7 @@ func TestExposureWorkedExample(t *testing.T) {
 	e.tick(t)
 	e.mustRefuse(t, []wire.OutPoint{b}, 49_999_000, "velocity_30d")
 	e.now = day0.Add(41 * day)
-	e.facts.mine(e.now, first, a)
+	e.facts.Mine(e.now, first, a)
 	delete(e.f.chain.coins, a)
 	e.tick(t)
 	r, _, _ := e.db.LedgerEntry(context.Background(), first)
@@ -333,7 +258,7 @@ func TestConfirmationNeverCountsBeforeSigning(t *testing.T) {
 	e := newExposureEnv(t, "  max_per_tx: 1 BTC\n  velocity: [{window: 1d, max: 100000 sat}]\n")
 	a := e.f.addCoin(t, 0, 1, 200_000)
 	first := e.mustSign(t, []wire.OutPoint{a}, 90_000)
-	e.facts.mine(e.now.Add(-3*day), first, a)
+	e.facts.Mine(e.now.Add(-3*day), first, a)
 	e.tick(t)
 	r, _, _ := e.db.LedgerEntry(context.Background(), first)
 	if r.State != store.LedgerConfirmed || r.ConfAt.Before(r.At) {

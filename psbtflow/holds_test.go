@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/internal/trustedtime"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -38,12 +39,12 @@ func TestHoldDecidedWhenHoursWindowOpens(t *testing.T) {
 	e.svc.Tick(ctx) // the first tick after a start decides every waiting hold again
 	e.now = e.now.Add(59 * time.Minute)
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 0 {
+	if got := e.ans.List(); len(got) != 0 {
 		t.Fatalf("answered before the window opened: %v", got)
 	}
 	e.now = e.now.Add(time.Minute)
 	e.svc.Tick(ctx)
-	got := e.ans.list()
+	got := e.ans.List()
 	if len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
 		t.Fatalf("when the window opened, want r1 signed, got %v", got)
 	}
@@ -65,12 +66,12 @@ func TestHoldRefusedWhenHoursWindowCloses(t *testing.T) {
 	e.svc.Tick(ctx)
 	e.now = e.now.Add(59 * time.Minute)
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 0 {
+	if got := e.ans.List(); len(got) != 0 {
 		t.Fatalf("answered while the window was open: %v", got)
 	}
 	e.now = e.now.Add(time.Minute)
 	e.svc.Tick(ctx)
-	got := e.ans.list()
+	got := e.ans.List()
 	if len(got) != 1 || !strings.HasPrefix(got[0], "r1 policy_denied: closed: outside office hours") {
 		t.Fatalf("when the window closed, want r1 refused by rule closed, got %v", got)
 	}
@@ -83,8 +84,8 @@ func TestHoldRefusedWhenHoursWindowCloses(t *testing.T) {
 // the window's opening does not release the hold; the hour actually passing does.
 func TestHoldHoursWindowOnTrustedClock(t *testing.T) {
 	e := newHoldEnv(t, officeHours)
-	sc := &stepClock{wall: e.now}
-	clk, err := trustedtime.New(context.Background(), sc, trustedtime.Options{Wall: func() time.Time { return sc.wall }, Elapsed: func() time.Duration { return sc.elapsed }})
+	sc := &testfakes.StepClock{WallTime: e.now}
+	clk, err := trustedtime.New(context.Background(), sc, trustedtime.Options{Wall: sc.Wall, Elapsed: sc.Elapsed})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,14 +94,14 @@ func TestHoldHoursWindowOnTrustedClock(t *testing.T) {
 	_, err = e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
 	heldURL(t, err)
 	e.svc.Tick(ctx)
-	sc.wall, sc.elapsed = sc.wall.Add(2*time.Hour), time.Minute
+	sc.WallTime, sc.ElapsedTime = sc.WallTime.Add(2*time.Hour), time.Minute
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 0 {
+	if got := e.ans.List(); len(got) != 0 {
 		t.Fatalf("a wall clock step opened the window: %v", got)
 	}
-	sc.wall, sc.elapsed = e.now.Add(time.Hour), time.Hour
+	sc.WallTime, sc.ElapsedTime = e.now.Add(time.Hour), time.Hour
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
+	if got := e.ans.List(); len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
 		t.Fatalf("an hour later, want r1 signed, got %v", got)
 	}
 }

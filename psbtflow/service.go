@@ -53,7 +53,7 @@ type Service struct {
 	// own unconfirmed transactions spend, so that their RBF fee bumps can be analysed (nil: none).
 	replaceable func(op wire.OutPoint) (psbt.Coin, bool)
 	// spent and txConfirmed find coins spent by our own unconfirmed transactions for any
-	// client's RBF replacement (outbound_replace.go).
+	// client's RBF replacement (replaceable.go).
 	spent       spentCoins
 	txConfirmed func(txid chainhash.Hash) bool
 	// facts are the proven chain facts the spend exposure moves on (exposure.go; nil: none).
@@ -75,6 +75,14 @@ type Option func(*Service)
 
 // WithResponder sets the Responder that delivers late answers to held requests.
 func WithResponder(r signer.Responder) Option { return func(s *Service) { s.responder = r } }
+
+// WithReplaceable sets where the analysis of a PSBT built by one of the policy's automations
+// (client "automation:<name>") finds the coins spent by this co-signer's own unconfirmed
+// transactions (an RBF fee bump spends them again): outbound.Replaceable. Inbound requests
+// never see them: for a Nostr client such a coin is not unspent.
+func WithReplaceable(f func(op wire.OutPoint) (psbt.Coin, bool)) Option {
+	return func(s *Service) { s.replaceable = f }
+}
 
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
@@ -123,19 +131,9 @@ func (s *Service) SetResponder(r signer.Responder) {
 	s.kick()
 }
 
-// SetReplaceable sets where the analysis of a PSBT built by one of the policy's automations
-// (client "automation:<name>") finds the coins spent by this co-signer's own unconfirmed
-// transactions (an RBF fee bump spends them again). Inbound requests never see them: for a
-// Nostr client such a coin is not unspent.
-func (s *Service) SetReplaceable(f func(op wire.OutPoint) (psbt.Coin, bool)) {
-	s.mu.Lock()
-	s.replaceable = f
-	s.mu.Unlock()
-}
-
 // chainFor is the wallet view a request from client is analysed against: the watcher's, plus
 // the coins spent by this co-signer's own unconfirmed transactions (which an RBF replacement
-// spends again; see outbound_replace.go), plus, for the policy's automations, the coins of the
+// spends again; see replaceable.go), plus, for the policy's automations, the coins of the
 // engine's own broadcast proposals. Called with s.mu held.
 func (s *Service) chainFor(ctx context.Context, client string) psbt.ChainView {
 	own := s.replaceable
@@ -185,23 +183,100 @@ type options struct {
 // holds the request (the answer follows through the Responder). The same (client, id) is
 // answered again from the store, never evaluated twice.
 func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, error) {
+	pol, now, err := s.admit(ctx, req)
+	if err != nil {
+		return "", err
+	}
+	return s.signOnce(ctx, req, pol, now, func() verdict { return s.decide(ctx, req, pol, now, time.Time{}, nil) })
+}
+
+// Decide is the sign_psbt decision for a PSBT this co-signer's outbound engine built itself,
+// already decoded, as client (an automation: "automation:<name>") under request id: the same
+// path as SignPSBT after decoding — authorize, analyse, spend ledger, policy, sign — with the
+// same sign_requests row (the PSBT as base64 names the request and is what a hold keeps), audit
+// entry and ledger reservation. It returns a signed copy of p (p is not modified); a repeated
+// (client, id) is answered from the store. Errors are SignPSBT's: *signer.MethodError (see
+// Refused) or *signer.HeldError (see Held).
+func (s *Service) Decide(ctx context.Context, client, id string, p *btcpsbt.Packet) (*btcpsbt.Packet, error) {
+	text, err := psbt.Encode(p, psbt.Base64)
+	if err != nil {
+		return nil, WireError(err)
+	}
+	req := signer.Request{Client: client, ID: id, Method: "sign_psbt", Params: []string{text}}
+	pol, now, err := s.admit(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var signed *btcpsbt.Packet
+	res, err := s.signOnce(ctx, req, pol, now, func() verdict {
+		q, err := psbt.Clone(p)
+		if err != nil {
+			return s.refused("rejected", WireError(err), "decode", nil)
+		}
+		v := s.decidePacket(ctx, req, q, psbt.Base64, pol, now, time.Time{}, nil)
+		if v.rec.State == store.RequestSigned {
+			signed = q
+		}
+		return v
+	})
+	if err != nil {
+		return nil, err
+	}
+	if signed != nil {
+		return signed, nil
+	}
+	out, _, err := psbt.Decode(res) // answered from the store: a repeated request
+	return out, err
+}
+
+// Held reports whether err (from SignPSBT or Decide) says the policy holds the request, with
+// the hold's auth_url and reason.
+func Held(err error) (url, reason string, ok bool) {
+	var h *signer.HeldError
+	if !errors.As(err, &h) {
+		return "", "", false
+	}
+	return h.URL, h.Reason, true
+}
+
+// Refused reports whether err (from SignPSBT or Decide) is a refusal, a NIP-46 error answer
+// ("<code>: <message>"); transient is true when asking again may be answered otherwise
+// (internal: not synced yet, a passing failure).
+func Refused(err error) (text string, transient, ok bool) {
+	var me *signer.MethodError
+	if !errors.As(err, &me) {
+		return "", false, false
+	}
+	return me.Error(), me.Code == signer.CodeInternal, true
+}
+
+// admit refuses, before anything is stored, a request the policy does not let this client
+// make (audited), a malformed or oversized one, and any while the wallet view is not complete.
+// It returns the policy and the time the request is decided under.
+func (s *Service) admit(ctx context.Context, req signer.Request) (*policy.Policy, time.Time, error) {
 	pol := s.policy()
 	now := s.now()
 	if d := policy.Authorize(pol, req.Client, req.Method, now); d.Outcome != policy.Allow {
 		s.audit(ctx, req, "rejected", d, nil)
-		return "", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
+		return nil, now, signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
 	}
 	if len(req.Params) < 1 || len(req.Params) > 2 {
-		return "", signer.Errorf(signer.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
+		return nil, now, signer.Errorf(signer.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
 	}
 	if err := s.limits.psbtLimits().CheckText(req.Params[0]); err != nil {
 		// Refused before any write: the same text is refused the same way again.
-		return "", WireError(err)
+		return nil, now, WireError(err)
 	}
 	if !s.chain.Synced() {
 		// Not recorded: the same request is decided normally once the view is complete.
-		return "", signer.Errorf(signer.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
+		return nil, now, signer.Errorf(signer.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
 	}
+	return pol, now, nil
+}
+
+// signOnce decides req once, under pol at now: a repeated (client, id) is answered from the
+// store, a new one is rate-limited, then decided by decide and its verdict written.
+func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.Policy, now time.Time, decide func() verdict) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -245,8 +320,7 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 			return s.finish(ctx, req, h[:], v, "")
 		}
 	}
-	v := s.decide(ctx, req, pol, now, time.Time{}, nil)
-	return s.finish(ctx, req, h[:], v, "")
+	return s.finish(ctx, req, h[:], decide(), "")
 }
 
 // verdict is one decision as values: the answer, the request row's state, the audit entry, the
@@ -369,6 +443,12 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 	if err != nil {
 		return s.refused("rejected", WireError(err), "decode", nil)
 	}
+	return s.decidePacket(ctx, req, p, enc, pol, now, heldSince, approvals)
+}
+
+// decidePacket is decide after decoding: limits, analysis, spend ledger, policy, and the
+// signature when allowed (added to p, answered in enc).
+func (s *Service) decidePacket(ctx context.Context, req signer.Request, p *btcpsbt.Packet, enc psbt.Encoding, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
 	if err := s.limits.psbtLimits().CheckCounts(p); err != nil {
 		return s.refused("rejected", WireError(err), "limits", nil)
 	}

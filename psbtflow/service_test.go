@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
@@ -28,34 +28,11 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// answers records the late answers a remote signer would publish (the signer.Responder side).
-type answers struct {
-	mu  sync.Mutex
-	got []string // "id result" or "id error"
-}
-
-func (a *answers) Respond(_ context.Context, client, id, result string, err error) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err != nil {
-		a.got = append(a.got, id+" "+err.Error())
-	} else {
-		a.got = append(a.got, id+" "+result)
-	}
-	return nil
-}
-
-func (a *answers) list() []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.got)
-}
-
 type holdEnv struct {
 	f       *fixture
 	db      *store.DB
 	svc     *Service
-	ans     *answers
+	ans     *testfakes.Answers
 	now     time.Time
 	client  string
 	approve map[string]string // approver name → secret key
@@ -65,7 +42,7 @@ type holdEnv struct {
 
 func newHoldEnv(t *testing.T, rules string) *holdEnv {
 	t.Helper()
-	e := &holdEnv{f: newFixture(t), ans: &answers{}, now: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), approve: map[string]string{}}
+	e := &holdEnv{f: newFixture(t), ans: &testfakes.Answers{}, now: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC), approve: map[string]string{}}
 	var err error
 	e.db, err = store.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"))
 	if err != nil {
@@ -137,12 +114,12 @@ func TestHoldCoolingOffThenRespond(t *testing.T) {
 	}
 	e.now = e.now.Add(59 * time.Minute)
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 0 {
+	if got := e.ans.List(); len(got) != 0 {
 		t.Fatalf("answered during the cooling-off: %v", got)
 	}
 	e.now = e.now.Add(time.Minute)
 	e.svc.Tick(ctx)
-	got := e.ans.list()
+	got := e.ans.List()
 	if len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
 		t.Fatalf("late answers = %v, want the signed PSBT for r1", got)
 	}
@@ -151,7 +128,7 @@ func TestHoldCoolingOffThenRespond(t *testing.T) {
 		t.Fatalf("repeated request after release: %v", err)
 	}
 	e.svc.Tick(ctx)
-	if len(e.ans.list()) != 1 {
+	if len(e.ans.List()) != 1 {
 		t.Fatal("a late answer was sent twice")
 	}
 	rs, err := e.db.Reservations(ctx, store.LedgerOutstanding)
@@ -186,7 +163,7 @@ func TestHoldApprovalsMofN(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"state":"held"`) {
 		t.Fatalf("first approval: %s, %v", out, err)
 	}
-	if got := e.ans.list(); len(got) != 0 {
+	if got := e.ans.List(); len(got) != 0 {
 		t.Fatalf("released after one approval: %v", got)
 	}
 	// The same approver twice still counts once.
@@ -194,7 +171,7 @@ func TestHoldApprovalsMofN(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 0 {
+	if got := e.ans.List(); len(got) != 0 {
 		t.Fatalf("released after one approver approved twice: %v", got)
 	}
 	out, err = e.svc.Approve(ctx, e.approverRequest(t, "carol", tok, "approve"))
@@ -202,7 +179,7 @@ func TestHoldApprovalsMofN(t *testing.T) {
 		t.Fatalf("second approval: %s, %v", out, err)
 	}
 	e.svc.Tick(ctx)
-	if got := e.ans.list(); len(got) != 1 || !strings.HasPrefix(got[0], "r2 cHNidP8") {
+	if got := e.ans.List(); len(got) != 1 || !strings.HasPrefix(got[0], "r2 cHNidP8") {
 		t.Fatalf("late answers = %v", got)
 	}
 	// The approvers' signed events are kept as evidence.
@@ -245,7 +222,7 @@ func TestHoldCancelAndDeny(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.svc.Tick(ctx)
-	got := e.ans.list()
+	got := e.ans.List()
 	slices.Sort(got)
 	if len(got) != 2 || got[0] != "c1 policy_denied: wait: cancelled by the requesting client" || got[1] != "c2 policy_denied: wait: denied by alice" {
 		t.Fatalf("late answers = %q", got)
@@ -314,7 +291,7 @@ limits:
 	now := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	var db *store.DB
 	var svc *Service
-	facts := newFakeFacts()
+	facts := testfakes.NewFacts()
 	open := func() {
 		if db != nil {
 			db.Close()
@@ -422,7 +399,7 @@ limits:
 			for _, in := range m.inputs {
 				delete(f.chain.coins, in)
 			}
-			facts.mine(now, m.txid, m.inputs...)
+			facts.Mine(now, m.txid, m.inputs...)
 			if err := svc.ReconcileExposure(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -5,35 +5,17 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
 
 // Outbound proposals (migration 0009): the transactions the co-signer builds itself when a policy
-// automation fires (psbtflow/outbound.go owns the state machine; this file only stores it).
+// automation fires. Package outbound owns the state machine and defines the states (proposal and
+// co-signer); this file only stores them as the strings it is given.
 // Every change of a proposal's state is one transaction guarded by the state it expects to
 // change (ChangeProposal), together with its cosigner rows and timeline entries, so a crash
 // between two steps leaves the proposal in exactly one of them.
-
-// Proposal states as stored (docs/automations.md, proposals).
-const (
-	ProposalProposed          = "proposed"
-	ProposalAwaitingCosigners = "awaiting_cosigners"
-	ProposalFinalized         = "finalized"
-	ProposalBroadcast         = "broadcast"
-	ProposalConfirmed         = "confirmed"
-	ProposalReplaced          = "replaced"
-	ProposalAbandoned         = "abandoned"
-)
-
-// Co-signer states of a proposal.
-const (
-	CosignerWaiting = "waiting"
-	CosignerHeld    = "held"
-	CosignerSigned  = "signed"
-	CosignerDenied  = "denied"
-	CosignerError   = "error"
-)
 
 // Proposal errors.
 var (
@@ -42,9 +24,6 @@ var (
 	// ErrProposalState means the proposal is not (any more) in the state a change expected:
 	// another step (or `cosigner proposals cancel`) moved it first. Nothing was written.
 	ErrProposalState = errors.New("store: proposal is not in the expected state")
-	// ErrProposalFinalized means a cancel came after the proposal was finalized: the
-	// transaction may already be on the network, so it is not cancelled.
-	ErrProposalFinalized = errors.New("store: proposal already finalized")
 )
 
 // Proposal is one row of proposals. PSBT is the latest combined PSBT (binary); FinalTx the
@@ -80,16 +59,6 @@ type ProposalEvent struct {
 	Detail     string
 }
 
-// Live reports whether a proposal in state may still put a transaction on the chain (its
-// inputs are taken): every state but confirmed, replaced and abandoned.
-func ProposalLive(state string) bool {
-	switch state {
-	case ProposalConfirmed, ProposalReplaced, ProposalAbandoned:
-		return false
-	}
-	return true
-}
-
 const proposalCols = `id, automation, trigger_key, state, reason, psbt, unsigned_txid, final_tx, txid, fee_sat, feerate,
 	replaces, broadcast_height, created_at, updated_at`
 
@@ -102,15 +71,12 @@ func scanProposal(r interface{ Scan(...any) error }) (Proposal, error) {
 	return p, err
 }
 
-// CreateProposal inserts p (state proposed unless set) with its "proposed" timeline entry
-// (detail), unless a proposal for the same (automation, trigger key) exists. It returns the
-// stored proposal and whether it was created now. Errors: the database's (wrapped).
+// CreateProposal inserts p with its "proposed" timeline entry (detail), unless a proposal for
+// the same (automation, trigger key) exists. It returns the stored proposal and whether it was
+// created now. Errors: the database's (wrapped).
 func (db *DB) CreateProposal(ctx context.Context, p Proposal, detail string) (Proposal, bool, error) {
-	if p.ID == "" || p.Automation == "" || p.TriggerKey == "" {
-		return Proposal{}, false, fmt.Errorf("store: create proposal: id, automation and trigger key are required")
-	}
-	if p.State == "" {
-		p.State = ProposalProposed
+	if p.ID == "" || p.Automation == "" || p.TriggerKey == "" || p.State == "" {
+		return Proposal{}, false, fmt.Errorf("store: create proposal: id, automation, trigger key and state are required")
 	}
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = time.Now()
@@ -209,11 +175,8 @@ func (db *DB) SetProposalCosigner(ctx context.Context, from string, c ProposalCo
 }
 
 func putCosigner(ctx context.Context, tx *sql.Tx, id string, c ProposalCosigner, at time.Time) error {
-	if c.Cosigner == "" || c.RequestID == "" {
-		return fmt.Errorf("co-signer row without pubkey or request id")
-	}
-	if c.State == "" {
-		c.State = CosignerWaiting
+	if c.Cosigner == "" || c.RequestID == "" || c.State == "" {
+		return fmt.Errorf("co-signer row without pubkey, request id or state")
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO proposal_cosigners(proposal_id, cosigner, bunker_uri, request_id, state, detail, updated_at)
 		VALUES (?,?,?,?,?,?,?) ON CONFLICT(proposal_id, cosigner) DO UPDATE SET state = excluded.state, detail = excluded.detail,
@@ -306,13 +269,13 @@ func (db *DB) ProposalTimeline(ctx context.Context, id string) ([]ProposalEvent,
 	}, `SELECT proposal_id, at, event, detail FROM proposal_events WHERE proposal_id = ? ORDER BY seq`, id)
 }
 
-// CancelProposal abandons proposal id with reason if it is not yet finalized (proposed or
-// awaiting_cosigners), in one transaction with its "abandoned" timeline entry. The daemon sees
-// it at its next step. Errors: ErrNoSuchProposal; ErrProposalFinalized when it is finalized or
-// later (the transaction may already be out); ErrProposalState when it already ended; the
-// database's. All wrapped.
-func (db *DB) CancelProposal(ctx context.Context, id, reason string, now time.Time) (Proposal, error) {
-	var out Proposal
+// MoveProposal moves proposal id to state to with reason, in one transaction with a timeline
+// entry named after the state (detail reason), if it is in one of the states from (the rule of
+// which states may move is the caller's: package outbound). It returns the proposal as it was
+// before, also with ErrProposalState. Errors: ErrNoSuchProposal; ErrProposalState when it is in
+// none of from (nothing written); the database's. All wrapped.
+func (db *DB) MoveProposal(ctx context.Context, id string, from []string, to, reason string, now time.Time) (Proposal, error) {
+	var before Proposal
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
 		p, err := scanProposal(tx.QueryRowContext(ctx, `SELECT `+proposalCols+` FROM proposals WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -320,25 +283,20 @@ func (db *DB) CancelProposal(ctx context.Context, id, reason string, now time.Ti
 		} else if err != nil {
 			return err
 		}
-		switch p.State {
-		case ProposalProposed, ProposalAwaitingCosigners:
-		case ProposalAbandoned:
-			return fmt.Errorf("%w: %s is already abandoned (%s)", ErrProposalState, id, p.Reason)
-		default:
-			return fmt.Errorf("%w: %s is %s: its transaction may already be on the network, so it cannot be cancelled", ErrProposalFinalized, id, p.State)
+		before = p
+		if !slices.Contains(from, p.State) {
+			return fmt.Errorf("%w: %s is %s", ErrProposalState, id, p.State)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE proposals SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND state = ?`,
-			ProposalAbandoned, reason, now.UnixNano(), id, p.State); err != nil {
+			to, reason, now.UnixNano(), id, p.State); err != nil {
 			return err
 		}
-		p.State, p.Reason, p.UpdatedAt = ProposalAbandoned, reason, now.UTC()
-		out = p
-		return addProposalEvents(ctx, tx, []ProposalEvent{{ProposalID: id, At: now, Event: "abandoned", Detail: reason}})
+		return addProposalEvents(ctx, tx, []ProposalEvent{{ProposalID: id, At: now, Event: to, Detail: reason}})
 	})
 	if err != nil {
-		return Proposal{}, fmt.Errorf("store: cancel proposal: %w", err)
+		return before, fmt.Errorf("store: proposal %s → %s: %w", id, to, err)
 	}
-	return out, nil
+	return before, nil
 }
 
 // LastUsedIndex returns the highest index on the wallet's derivation branch whose script has a

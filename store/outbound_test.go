@@ -26,17 +26,17 @@ func TestCreateProposalOncePerTrigger(t *testing.T) {
 	db, _ := openTemp(t)
 	ctx := context.Background()
 	at := time.Date(2026, 11, 21, 10, 0, 0, 123456789, time.UTC)
-	p, created, err := db.CreateProposal(ctx, Proposal{ID: "p1", Automation: "sweep", TriggerKey: "funding_confirmed:aa:0", CreatedAt: at}, "deposit aa:0")
-	if err != nil || !created || p.State != ProposalProposed || !p.CreatedAt.Equal(at) {
+	p, created, err := db.CreateProposal(ctx, Proposal{ID: "p1", Automation: "sweep", TriggerKey: "funding_confirmed:aa:0", State: "proposed", CreatedAt: at}, "deposit aa:0")
+	if err != nil || !created || p.State != "proposed" || !p.CreatedAt.Equal(at) {
 		t.Fatalf("first create: %+v %v %v", p, created, err)
 	}
 	// The same event again (restart, reorg), even under another id: no second proposal.
-	again, created, err := db.CreateProposal(ctx, Proposal{ID: "p2", Automation: "sweep", TriggerKey: "funding_confirmed:aa:0", CreatedAt: at.Add(time.Hour)}, "again")
+	again, created, err := db.CreateProposal(ctx, Proposal{ID: "p2", Automation: "sweep", TriggerKey: "funding_confirmed:aa:0", State: "proposed", CreatedAt: at.Add(time.Hour)}, "again")
 	if err != nil || created || again.ID != "p1" {
 		t.Fatalf("second create: %+v %v %v", again, created, err)
 	}
 	// Another automation may fire on the same event.
-	if _, created, err := db.CreateProposal(ctx, Proposal{ID: "p3", Automation: "forward", TriggerKey: "funding_confirmed:aa:0", CreatedAt: at}, ""); err != nil || !created {
+	if _, created, err := db.CreateProposal(ctx, Proposal{ID: "p3", Automation: "forward", TriggerKey: "funding_confirmed:aa:0", State: "proposed", CreatedAt: at}, ""); err != nil || !created {
 		t.Fatalf("other automation: %v %v", created, err)
 	}
 	all, err := db.Proposals(ctx)
@@ -55,46 +55,46 @@ func TestCreateProposalOncePerTrigger(t *testing.T) {
 func TestChangeProposalGuardedByState(t *testing.T) {
 	db, _ := openTemp(t)
 	ctx := context.Background()
-	p, _, err := db.CreateProposal(ctx, Proposal{ID: "p1", Automation: "sweep", TriggerKey: "k"}, "")
+	p, _, err := db.CreateProposal(ctx, Proposal{ID: "p1", Automation: "sweep", TriggerKey: "k", State: "proposed"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.State, p.PSBT, p.UnsignedTxID = ProposalAwaitingCosigners, []byte("psbt"), "tx1"
-	err = db.ChangeProposal(ctx, ProposalChange{From: ProposalProposed, Proposal: p,
-		Cosigners: []ProposalCosigner{{Cosigner: "bb", BunkerURI: "bunker://bb?secret=s", RequestID: "r1"}},
+	p.State, p.PSBT, p.UnsignedTxID = "awaiting_cosigners", []byte("psbt"), "tx1"
+	err = db.ChangeProposal(ctx, ProposalChange{From: "proposed", Proposal: p,
+		Cosigners: []ProposalCosigner{{Cosigner: "bb", BunkerURI: "bunker://bb?secret=s", RequestID: "r1", State: "waiting"}},
 		Events:    []ProposalEvent{{Event: "self_signed"}, {Event: "requested", Detail: "bb"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A second step from the old state fails and writes nothing.
 	stale := p
-	stale.State = ProposalAbandoned
-	if err := db.ChangeProposal(ctx, ProposalChange{From: ProposalProposed, Proposal: stale, Events: []ProposalEvent{{Event: "abandoned"}}}); !errors.Is(err, ErrProposalState) {
+	stale.State = "abandoned"
+	if err := db.ChangeProposal(ctx, ProposalChange{From: "proposed", Proposal: stale, Events: []ProposalEvent{{Event: "abandoned"}}}); !errors.Is(err, ErrProposalState) {
 		t.Fatalf("stale change: %v", err)
 	}
 	got, _ := db.GetProposal(ctx, "p1")
-	if got.State != ProposalAwaitingCosigners || string(got.PSBT) != "psbt" {
+	if got.State != "awaiting_cosigners" || string(got.PSBT) != "psbt" {
 		t.Fatalf("after stale change: %+v", got)
 	}
 	// The co-signer's answer keeps its request id.
-	if err := db.SetProposalCosigner(ctx, ProposalAwaitingCosigners, ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "other", State: CosignerHeld, Detail: "https://x"},
+	if err := db.SetProposalCosigner(ctx, "awaiting_cosigners", ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "other", State: "held", Detail: "https://x"},
 		ProposalEvent{Event: "held"}); err != nil {
 		t.Fatal(err)
 	}
 	cs, _ := db.ProposalCosigners(ctx, "p1")
-	if len(cs) != 1 || cs[0].RequestID != "r1" || cs[0].State != CosignerHeld || cs[0].BunkerURI != "bunker://bb?secret=s" {
+	if len(cs) != 1 || cs[0].RequestID != "r1" || cs[0].State != "held" || cs[0].BunkerURI != "bunker://bb?secret=s" {
 		t.Fatalf("cosigners: %+v", cs)
 	}
-	if err := db.SetProposalCosigner(ctx, ProposalProposed, ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r1"}); !errors.Is(err, ErrProposalState) {
+	if err := db.SetProposalCosigner(ctx, "proposed", ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r1", State: "waiting"}); !errors.Is(err, ErrProposalState) {
 		t.Fatalf("cosigner under wrong state: %v", err)
 	}
-	if err := db.RenewProposalCosigner(ctx, ProposalAwaitingCosigners, ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r2", State: CosignerError}); err != nil {
+	if err := db.RenewProposalCosigner(ctx, "awaiting_cosigners", ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r2", State: "error"}); err != nil {
 		t.Fatal(err)
 	}
-	if cs, _ := db.ProposalCosigners(ctx, "p1"); cs[0].RequestID != "r2" || cs[0].State != CosignerError {
+	if cs, _ := db.ProposalCosigners(ctx, "p1"); cs[0].RequestID != "r2" || cs[0].State != "error" {
 		t.Fatalf("renewed: %+v", cs)
 	}
-	if err := db.RenewProposalCosigner(ctx, ProposalProposed, ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r3"}); !errors.Is(err, ErrProposalState) {
+	if err := db.RenewProposalCosigner(ctx, "proposed", ProposalCosigner{ProposalID: "p1", Cosigner: "bb", RequestID: "r3"}); !errors.Is(err, ErrProposalState) {
 		t.Fatalf("renew under the wrong state: %v", err)
 	}
 	tl, _ := db.ProposalTimeline(ctx, "p1")
@@ -105,46 +105,52 @@ func TestChangeProposalGuardedByState(t *testing.T) {
 	if !reflect.DeepEqual(names, []string{"proposed", "self_signed", "requested", "held"}) {
 		t.Fatalf("timeline: %v", names)
 	}
-	if err := db.ChangeProposal(ctx, ProposalChange{From: ProposalProposed, Proposal: Proposal{ID: "nope", State: ProposalAbandoned}}); !errors.Is(err, ErrNoSuchProposal) {
+	if err := db.ChangeProposal(ctx, ProposalChange{From: "proposed", Proposal: Proposal{ID: "nope", State: "abandoned"}}); !errors.Is(err, ErrNoSuchProposal) {
 		t.Fatalf("unknown id: %v", err)
 	}
 }
 
-func TestCancelProposal(t *testing.T) {
+// TestMoveProposal: a proposal moves only from one of the states given, in one transaction
+// with its timeline entry; otherwise nothing is written and the proposal as it is comes back.
+func TestMoveProposal(t *testing.T) {
 	db, _ := openTemp(t)
 	ctx := context.Background()
 	now := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	from := []string{"proposed", "awaiting_cosigners"}
 	for _, tc := range []struct {
 		state   string
 		wantErr error
 	}{
-		{ProposalProposed, nil},
-		{ProposalAwaitingCosigners, nil},
-		{ProposalFinalized, ErrProposalFinalized},
-		{ProposalBroadcast, ErrProposalFinalized},
-		{ProposalConfirmed, ErrProposalFinalized},
-		{ProposalAbandoned, ErrProposalState},
+		{"proposed", nil},
+		{"awaiting_cosigners", nil},
+		{"finalized", ErrProposalState},
+		{"abandoned", ErrProposalState},
 	} {
 		t.Run(tc.state, func(t *testing.T) {
 			id := "p-" + tc.state
 			if _, _, err := db.CreateProposal(ctx, Proposal{ID: id, Automation: "a", TriggerKey: id, State: tc.state, Reason: "x"}, ""); err != nil {
 				t.Fatal(err)
 			}
-			p, err := db.CancelProposal(ctx, id, "cancelled by operator", now)
+			before, err := db.MoveProposal(ctx, id, from, "abandoned", "cancelled by operator", now)
 			if !errors.Is(err, tc.wantErr) || tc.wantErr == nil && err != nil {
-				t.Fatalf("cancel from %s: %v, want %v", tc.state, err, tc.wantErr)
+				t.Fatalf("move from %s: %v, want %v", tc.state, err, tc.wantErr)
 			}
 			got, _ := db.GetProposal(ctx, id)
+			tl, _ := db.ProposalTimeline(ctx, id)
+			if before.State != tc.state {
+				t.Fatalf("returned state %s, was %s", before.State, tc.state)
+			}
 			if tc.wantErr == nil {
-				if p.State != ProposalAbandoned || got.State != ProposalAbandoned || got.Reason != "cancelled by operator" {
-					t.Fatalf("after cancel: %+v", got)
+				if got.State != "abandoned" || got.Reason != "cancelled by operator" || !got.UpdatedAt.Equal(now) ||
+					len(tl) != 2 || tl[1].Event != "abandoned" || tl[1].Detail != "cancelled by operator" {
+					t.Fatalf("after move: %+v, timeline %+v", got, tl)
 				}
-			} else if got.State != tc.state {
-				t.Fatalf("refused cancel changed the state to %s", got.State)
+			} else if got.State != tc.state || got.Reason != "x" || len(tl) != 1 {
+				t.Fatalf("refused move wrote: %+v, timeline %+v", got, tl)
 			}
 		})
 	}
-	if _, err := db.CancelProposal(ctx, "missing", "x", now); !errors.Is(err, ErrNoSuchProposal) {
+	if _, err := db.MoveProposal(ctx, "missing", from, "abandoned", "x", now); !errors.Is(err, ErrNoSuchProposal) {
 		t.Fatalf("missing: %v", err)
 	}
 }
@@ -173,11 +179,11 @@ func snapshot(t *testing.T, db *DB) string {
 func TestProposalStepsAtomic(t *testing.T) {
 	db, path := openTemp(t)
 	ctx := context.Background()
-	walk := []string{ProposalAwaitingCosigners, ProposalFinalized, ProposalBroadcast, ProposalConfirmed, ProposalBroadcast, ProposalConfirmed}
+	walk := []string{"awaiting_cosigners", "finalized", "broadcast", "confirmed", "broadcast", "confirmed"}
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := range 20 {
 		id := fmt.Sprintf("p%d", i)
-		p, _, err := db.CreateProposal(ctx, Proposal{ID: id, Automation: "a", TriggerKey: id}, "")
+		p, _, err := db.CreateProposal(ctx, Proposal{ID: id, Automation: "a", TriggerKey: id, State: "proposed"}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,7 +194,7 @@ func TestProposalStepsAtomic(t *testing.T) {
 			change := ProposalChange{From: p.State, Proposal: q, Events: []ProposalEvent{{Event: next}}}
 			bad := change
 			if r.IntN(2) == 0 {
-				bad.Cosigners = []ProposalCosigner{{Cosigner: "bb", RequestID: "r"}, {Cosigner: "cc"}} // second row invalid
+				bad.Cosigners = []ProposalCosigner{{Cosigner: "bb", RequestID: "r", State: "waiting"}, {Cosigner: "cc"}} // second row invalid
 			} else {
 				bad.Events = append(bad.Events, ProposalEvent{}) // invalid timeline entry
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/btcutil"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/policy/policyfile"
 	"github.com/custodyagents/cosigner/psbtflow"
@@ -218,7 +219,7 @@ func exposureInvalidate(ctx context.Context, cfg *Config, txid, via string, out 
 	}
 	// The engine builds the invalidation only from a coin the next block may spend (an immature
 	// coinbase output may not), so only such coins are offered.
-	p, created, err := psbtflow.RequestInvalidation(ctx, db, snap.SpendableUTXOs(), txid, via, time.Now())
+	p, created, err := outbound.RequestInvalidation(ctx, db, snap.SpendableUTXOs(), txid, via, time.Now())
 	if err != nil {
 		return fmt.Errorf("exposure: %w", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -19,37 +19,6 @@ const proposalsUsage = `usage:
   cosigner proposals show ID [--json]   one proposal: co-signers and timeline
   cosigner proposals cancel ID          abandon a proposal that is not finalized yet
 ID may be a unique prefix. The daemon may be running: it sees a cancel at its next step.`
-
-// proposalJSON is one proposal as `proposals show --json` prints it (contract6.md); list
-// prints an array of them without timeline. Times are RFC 3339 with nanoseconds, UTC.
-type proposalJSON struct {
-	ID           string         `json:"id"`
-	Automation   string         `json:"automation"`
-	Trigger      string         `json:"trigger"`
-	State        string         `json:"state"`
-	Reason       string         `json:"reason"`
-	TxID         string         `json:"txid"`
-	UnsignedTxID string         `json:"unsigned_txid"`
-	FeeSat       int64          `json:"fee_sat"`
-	FeeRate      float64        `json:"feerate_sat_vb"`
-	Replaces     string         `json:"replaces"`
-	CreatedAt    string         `json:"created_at"`
-	UpdatedAt    string         `json:"updated_at"`
-	Cosigners    []cosignerJSON `json:"cosigners"`
-	Timeline     []timelineJSON `json:"timeline,omitempty"`
-}
-
-type cosignerJSON struct {
-	PubKey string `json:"pubkey"`
-	State  string `json:"state"`
-	Detail string `json:"detail"`
-}
-
-type timelineJSON struct {
-	At     string `json:"at"`
-	Event  string `json:"event"`
-	Detail string `json:"detail"`
-}
 
 func rfc3339(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
@@ -91,7 +60,7 @@ func cmdProposals(ctx context.Context, cfg *Config, args []string, out io.Writer
 		if err != nil {
 			return err
 		}
-		p, err := db.CancelProposal(ctx, id, psbtflow.ReasonCancelled, time.Now())
+		p, err := outbound.Cancel(ctx, db, id, outbound.ReasonCancelled, time.Now())
 		if err != nil {
 			return fmt.Errorf("proposals: %w", err)
 		}
@@ -125,25 +94,27 @@ func resolveProposal(ctx context.Context, db *store.DB, prefix string) (string, 
 	return "", fmt.Errorf("proposals: %q matches %d proposals (%s); give more of the id", prefix, len(found), strings.Join(found, ", "))
 }
 
-func toJSON(ctx context.Context, db *store.DB, p store.Proposal, timeline bool) (proposalJSON, error) {
-	j := proposalJSON{ID: p.ID, Automation: p.Automation, Trigger: p.TriggerKey, State: p.State, Reason: redact(p.Reason), TxID: p.TxID,
-		UnsignedTxID: p.UnsignedTxID, FeeSat: p.FeeSat, FeeRate: p.FeeRate, Replaces: p.Replaces, CreatedAt: rfc3339(p.CreatedAt),
-		UpdatedAt: rfc3339(p.UpdatedAt), Cosigners: []cosignerJSON{}}
+// toJSON is p as `proposals show --json` prints it (list --json: without timeline), secrets
+// redacted.
+func toJSON(ctx context.Context, db *store.DB, p store.Proposal, timeline bool) (outbound.View, error) {
+	j := outbound.View{ID: p.ID, Automation: p.Automation, Trigger: p.TriggerKey, State: p.State, Reason: redact(p.Reason), TxID: p.TxID,
+		UnsignedTxID: p.UnsignedTxID, FeeSat: p.FeeSat, FeeRate: p.FeeRate, Replaces: p.Replaces, CreatedAt: p.CreatedAt.UTC(),
+		UpdatedAt: p.UpdatedAt.UTC(), Cosigners: []outbound.CosignerView{}}
 	cos, err := db.ProposalCosigners(ctx, p.ID)
 	if err != nil {
 		return j, err
 	}
 	for _, c := range cos {
-		j.Cosigners = append(j.Cosigners, cosignerJSON{PubKey: c.Cosigner, State: c.State, Detail: redact(c.Detail)})
+		j.Cosigners = append(j.Cosigners, outbound.CosignerView{PubKey: c.Cosigner, State: c.State, Detail: redact(c.Detail)})
 	}
 	if timeline {
 		tl, err := db.ProposalTimeline(ctx, p.ID)
 		if err != nil {
 			return j, err
 		}
-		j.Timeline = []timelineJSON{}
+		j.Timeline = []outbound.EventView{}
 		for _, e := range tl {
-			j.Timeline = append(j.Timeline, timelineJSON{At: rfc3339(e.At), Event: e.Event, Detail: redact(e.Detail)})
+			j.Timeline = append(j.Timeline, outbound.EventView{At: e.At.UTC(), Event: e.Event, Detail: redact(e.Detail)})
 		}
 	}
 	return j, nil
@@ -155,7 +126,7 @@ func proposalsList(ctx context.Context, db *store.DB, asJSON bool, out io.Writer
 		return err
 	}
 	if asJSON {
-		list := []proposalJSON{}
+		list := []outbound.View{}
 		for _, p := range ps {
 			j, err := toJSON(ctx, db, p, false)
 			if err != nil {
@@ -221,8 +192,8 @@ func proposalShow(ctx context.Context, db *store.DB, id string, asJSON bool, out
 		row("fee", fmt.Sprintf("%d sat (%.1f sat/vB)", j.FeeSat, j.FeeRate))
 	}
 	row("replaces", j.Replaces)
-	row("created", j.CreatedAt)
-	row("updated", j.UpdatedAt)
+	row("created", rfc3339(j.CreatedAt))
+	row("updated", rfc3339(j.UpdatedAt))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -234,7 +205,7 @@ func proposalShow(ctx context.Context, db *store.DB, id string, asJSON bool, out
 	}
 	fmt.Fprintln(out, "\ntimeline:")
 	for _, e := range j.Timeline {
-		fmt.Fprintf(out, "  %s  %-12s %s\n", e.At, e.Event, e.Detail)
+		fmt.Fprintf(out, "  %s  %-12s %s\n", rfc3339(e.At), e.Event, e.Detail)
 	}
 	return nil
 }

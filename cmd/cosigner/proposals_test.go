@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -24,18 +25,18 @@ func TestProposalsCommands(t *testing.T) {
 	if out, err := cli(t, "proposals", "list"); err != nil || !strings.Contains(out, "no proposals") {
 		t.Fatalf("empty list: %q %v", out, err)
 	}
-	p, _, err := db.CreateProposal(ctx, store.Proposal{ID: "aaaa1111", Automation: "sweep", TriggerKey: "funding_confirmed:ab:0", CreatedAt: at}, "deposit")
+	p, _, err := db.CreateProposal(ctx, store.Proposal{ID: "aaaa1111", Automation: "sweep", TriggerKey: "funding_confirmed:ab:0", State: string(outbound.StateProposed), CreatedAt: at}, "deposit")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.State, p.PSBT, p.UnsignedTxID, p.FeeSat, p.FeeRate = store.ProposalAwaitingCosigners, []byte{1}, "utx", 438, 3
-	if err := db.ChangeProposal(ctx, store.ProposalChange{From: store.ProposalProposed, Proposal: p,
-		Cosigners: []store.ProposalCosigner{{Cosigner: strings.Repeat("b", 64), BunkerURI: "bunker://" + strings.Repeat("b", 64) + "?relay=ws://x&secret=TOPSECRET", RequestID: "r1",
+	p.State, p.PSBT, p.UnsignedTxID, p.FeeSat, p.FeeRate = string(outbound.StateAwaitingCosigners), []byte{1}, "utx", 438, 3
+	if err := db.ChangeProposal(ctx, store.ProposalChange{From: string(outbound.StateProposed), Proposal: p,
+		Cosigners: []store.ProposalCosigner{{Cosigner: strings.Repeat("b", 64), BunkerURI: "bunker://" + strings.Repeat("b", 64) + "?relay=ws://x&secret=TOPSECRET", RequestID: "r1", State: outbound.CosignerWaiting,
 			Detail: "dial bunker://bb?relay=ws://x&secret=TOPSECRET: refused"}},
 		Events: []store.ProposalEvent{{Event: "self_signed"}, {Event: "requested"}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := db.CreateProposal(ctx, store.Proposal{ID: "bbbb2222", Automation: "sweep", TriggerKey: "k2", State: store.ProposalBroadcast, TxID: "tx2", CreatedAt: at.Add(time.Second)}, ""); err != nil {
+	if _, _, err := db.CreateProposal(ctx, store.Proposal{ID: "bbbb2222", Automation: "sweep", TriggerKey: "k2", State: string(outbound.StateBroadcast), TxID: "tx2", CreatedAt: at.Add(time.Second)}, ""); err != nil {
 		t.Fatal(err)
 	}
 
@@ -85,7 +86,7 @@ func TestProposalsCommands(t *testing.T) {
 		t.Fatalf("cancel: %q %v", out, err)
 	}
 	got, _ := db.GetProposal(ctx, "aaaa1111")
-	if got.State != store.ProposalAbandoned || got.Reason != "cancelled by operator" {
+	if got.State != string(outbound.StateAbandoned) || got.Reason != "cancelled by operator" {
 		t.Fatalf("after cancel: %+v", got)
 	}
 	if _, err := cli(t, "proposals", "frobnicate"); err == nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/devnet"
+	"github.com/custodyagents/cosigner/outbound"
 )
 
 // Placeholders that SetupPair and WritePolicyA/B replace in policy texts.
@@ -306,49 +307,12 @@ limits:
 }
 
 // Proposal is one outbound proposal as `cosigner proposals show --json` prints it (list --json
-// leaves Timeline out). Times are UTC.
-type Proposal struct {
-	ID           string             `json:"id"`
-	Automation   string             `json:"automation"`
-	Trigger      string             `json:"trigger"`
-	State        string             `json:"state"`
-	Reason       string             `json:"reason"`
-	TxID         string             `json:"txid"`
-	UnsignedTxID string             `json:"unsigned_txid"`
-	FeeSat       int64              `json:"fee_sat"`
-	FeeRate      float64            `json:"feerate_sat_vb"`
-	Replaces     string             `json:"replaces"`
-	CreatedAt    time.Time          `json:"created_at"`
-	UpdatedAt    time.Time          `json:"updated_at"`
-	Cosigners    []ProposalCosigner `json:"cosigners"`
-	Timeline     []ProposalEvent    `json:"timeline"`
-}
-
-// ProposalCosigner is a co-signer's part in a proposal: waiting, held, signed, denied or error.
-type ProposalCosigner struct {
-	PubKey string `json:"pubkey"`
-	State  string `json:"state"`
-	Detail string `json:"detail"`
-}
-
-// ProposalEvent is one entry of a proposal's timeline (proposed, self_signed, requested, held,
-// answered, denied, finalized, broadcast, confirmed, bumped, replaced, abandoned, notified).
-type ProposalEvent struct {
-	At     time.Time `json:"at"`
-	Event  string    `json:"event"`
-	Detail string    `json:"detail"`
-}
-
-// Events returns the timeline's entries named event, in order.
-func (pr Proposal) Events(event string) []ProposalEvent {
-	var out []ProposalEvent
-	for _, e := range pr.Timeline {
-		if e.Event == event {
-			out = append(out, e)
-		}
-	}
-	return out
-}
+// leaves Timeline out); ProposalCosigner and ProposalEvent its parts.
+type (
+	Proposal         = outbound.View
+	ProposalCosigner = outbound.CosignerView
+	ProposalEvent    = outbound.EventView
+)
 
 // Proposals lists A's proposals (`cosigner proposals list --json`, without timelines).
 func (p *Pair) Proposals(ctx context.Context) ([]Proposal, error) {

@@ -1,20 +1,23 @@
-package psbtflow
-
-// Coordination with the other co-signers of the wallet (issue 6, "Coordination"): this
-// co-signer, as a NIP-46 client, sends sign_psbt to each co-signer's remote signer and checks
-// what comes back before the partial signatures are combined (Combine) and finalized (Finalize).
+// Package cosign is the coordination with the other co-signers of the wallet (issue 6,
+// "Coordination"): this co-signer, as a NIP-46 client, sends sign_psbt to each co-signer's
+// remote signer and checks what comes back (psbt.SignatureRequest) before the outbound
+// engine combines the partial signatures. It implements outbound.CosignerAsker over signer's
+// NIP-46 client; it owns no proposal state and decides nothing about a proposal.
+package cosign
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 )
@@ -24,9 +27,9 @@ var (
 	// ErrCosignerAnswer means a co-signer answered sign_psbt with something that is not its
 	// signature on the PSBT asked: not a PSBT, another unsigned transaction, data conflicting
 	// with ours, an invalid partial signature, or no new valid signature on some input.
-	ErrCosignerAnswer = errors.New("psbtflow: unacceptable answer from a co-signer")
+	ErrCosignerAnswer = errors.New("cosign: unacceptable answer from a co-signer")
 	// ErrCoordinatorClosed means Ask was called on (or interrupted by) a closed Coordinator.
-	ErrCoordinatorClosed = errors.New("psbtflow: coordinator closed")
+	ErrCoordinatorClosed = errors.New("cosign: coordinator closed")
 )
 
 // CoordinatorOptions tune a Coordinator. The zero value gives the documented defaults.
@@ -117,12 +120,12 @@ func (c *Coordinator) Close() {
 //   - the co-signer's PSBT, checked: the same unsigned transaction, no data conflicting with
 //     p's (Combine), every partial signature in it valid (see Finalize for the checks), and at
 //     least one valid signature by a key of the input's script on every input;
-//   - a *signer.RemoteError (wrapped, naming the co-signer) for an error answer: its Code() is
-//     policy_denied, unauthorized, unsafe_psbt, … (internal may be transient: the co-signer has
-//     not finished syncing);
+//   - an *outbound.Refusal (wrapped, naming the co-signer; the *signer.RemoteError inside) for
+//     an error answer: policy_denied, unauthorized, unsafe_psbt, … (internal and rate_limited
+//     are marked passing: the co-signer has not finished syncing, or asks to slow down);
 //   - ErrCosignerAnswer naming the co-signer for an answer that fails the checks;
-//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI or ErrInputUnresolved (p cannot be
-//     checked) otherwise.
+//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI or psbt.ErrInputUnresolved (p
+//     cannot be checked) otherwise.
 //
 // p is not modified.
 func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *btcpsbt.Packet, onHeld func(url string)) (*btcpsbt.Packet, error) {
@@ -131,15 +134,11 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *b
 		return nil, err
 	}
 	name := shortKey(bp.RemoteSignerPubKey)
-	asked, err := psbt.Clone(p)
-	if err != nil {
-		return nil, fmt.Errorf("psbtflow: the PSBT to ask for: %w", err)
-	}
-	psbt.WithoutSignatures(asked)
-	ins, err := psbt.Resolve(c.opts.Descriptor, asked)
+	sr, err := psbt.NewSignatureRequest(p, c.opts.Descriptor)
 	if err != nil {
 		return nil, err
 	}
+	asked := sr.PSBT
 	text, err := psbt.Encode(asked, psbt.Base64)
 	if err != nil {
 		return nil, err
@@ -171,13 +170,13 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *b
 		switch {
 		case errors.As(err, &re):
 			c.log.Info("co-signer refused", "cosigner", name, "id", requestID, "error", re.Text)
-			return nil, fmt.Errorf("psbtflow: co-signer %s: %w", name, err)
+			return nil, fmt.Errorf("cosign: co-signer %s: %w", name, refusal(re))
 		case c.ctx.Err() != nil:
 			return nil, ErrCoordinatorClosed
 		}
 		return nil, err
 	}
-	got, err := psbt.CheckAnswer(asked, ins, res)
+	got, err := sr.CheckAnswer(res)
 	if err != nil {
 		c.log.Warn("co-signer's answer refused", "cosigner", name, "id", requestID, "error", err)
 		return nil, fmt.Errorf("%w: co-signer %s: %v", ErrCosignerAnswer, name, err)
@@ -186,7 +185,6 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *b
 	return got, nil
 }
 
-// bound ends ctx also when the Coordinator is closed.
 func (c *Coordinator) bound(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.ctx, cancel)
@@ -230,7 +228,7 @@ func (c *Coordinator) client(ctx context.Context, uri, name string) (*signer.Cli
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		case errors.As(err, &re):
-			return nil, fmt.Errorf("psbtflow: co-signer %s refused connect: %w", name, err)
+			return nil, fmt.Errorf("cosign: co-signer %s refused connect: %w", name, err)
 		case errors.Is(err, signer.ErrBadURI), errors.Is(err, signer.ErrNotOurKey):
 			return nil, err
 		}
@@ -254,4 +252,16 @@ func shortKey(pk string) string {
 		return pk[:16]
 	}
 	return pk
+}
+
+// refusal is a co-signer's error answer as the outbound engine reads it: passing (internal: it
+// has not finished syncing; rate_limited) or refused for good under this request id only because
+// its view of the chain lags ours (unsafe_psbt: input_unspent — the coin pays its wallet but it
+// does not know it as unspent yet; if the coin was in fact spent elsewhere, this co-signer's own
+// watcher abandons the proposal). The *signer.RemoteError stays in the chain (errors.As).
+func refusal(re *signer.RemoteError) *outbound.Refusal {
+	code := re.Code()
+	return &outbound.Refusal{Text: re.Text, Err: re,
+		Passing: code == signer.CodeInternal || code == signer.CodeRateLimited,
+		ViewLag: code == signer.CodeUnsafePSBT && strings.Contains(re.Text, "input_unspent")}
 }

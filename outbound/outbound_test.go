@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 import "testing"
 

@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 // Automations, the trigger side (issue 6): chain events and the clock → proposals. A firing is
 // stored as a proposal row (store.CreateProposal, unique per automation and trigger key) before
@@ -220,7 +220,7 @@ func (e *Engine) HandleEvent(ctx context.Context, ev chainwatch.Event) error {
 // fire stores a proposal per firing (an existing one for the same key stays as it is).
 func (e *Engine) fire(ctx context.Context, firings []Firing) error {
 	for _, f := range firings {
-		p, created, err := e.db.CreateProposal(ctx, store.Proposal{ID: ProposalID(f.Automation, f.TriggerKey), Automation: f.Automation,
+		p, created, err := e.db.CreateProposal(ctx, store.Proposal{ID: ProposalID(f.Automation, f.TriggerKey), Automation: f.Automation, State: string(StateProposed),
 			TriggerKey: f.TriggerKey, CreatedAt: e.now()}, f.Detail)
 		if err != nil {
 			return err
@@ -232,10 +232,10 @@ func (e *Engine) fire(ctx context.Context, firings []Firing) error {
 	return nil
 }
 
-// runSchedule fires schedule automations at each slot start until ctx ends.
+// runSchedule fires schedule automations at each slot start until ctx ends. The ticker only
+// paces the checks: which slot is due is decided on the engine's clock (the trusted clock).
 func (e *Engine) runSchedule(ctx context.Context) {
-	started := e.now()
-	fired := map[string]string{} // automation → the slot key stored last (the store dedupes too)
+	s := e.newSchedule()
 	t := time.NewTicker(e.scheduleTick)
 	defer t.Stop()
 	for {
@@ -244,24 +244,43 @@ func (e *Engine) runSchedule(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		var due []Firing
-		for _, f := range ScheduleFirings(e.policy().AutomationsAt(e.now()), e.now(), started) {
-			if fired[f.Automation] != f.TriggerKey {
-				due = append(due, f)
-			}
-		}
-		if len(due) == 0 {
-			continue
-		}
-		if err := e.fire(ctx, due); err != nil {
-			if ctx.Err() == nil {
-				e.log.Error("schedule automation", "error", err)
-			}
-			continue
-		}
-		for _, f := range due {
-			fired[f.Automation] = f.TriggerKey
-		}
-		e.Wake()
+		s.check(ctx)
 	}
+}
+
+// schedule is the schedule triggers' state within one run of the engine.
+type schedule struct {
+	e       *Engine
+	started time.Time         // the first slot fires one period after it
+	fired   map[string]string // automation → the slot key stored last (the store dedupes too)
+}
+
+func (e *Engine) newSchedule() *schedule {
+	return &schedule{e: e, started: e.now(), fired: map[string]string{}}
+}
+
+// check fires the schedule automations whose slot started since they last fired, at the
+// engine's now.
+func (s *schedule) check(ctx context.Context) {
+	e := s.e
+	now := e.now()
+	var due []Firing
+	for _, f := range ScheduleFirings(e.policy().AutomationsAt(now), now, s.started) {
+		if s.fired[f.Automation] != f.TriggerKey {
+			due = append(due, f)
+		}
+	}
+	if len(due) == 0 {
+		return
+	}
+	if err := e.fire(ctx, due); err != nil {
+		if ctx.Err() == nil {
+			e.log.Error("schedule automation", "error", err)
+		}
+		return
+	}
+	for _, f := range due {
+		s.fired[f.Automation] = f.TriggerKey
+	}
+	e.Wake()
 }

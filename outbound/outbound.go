@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 // Outbound proposals, the pure core (issue 6; docs/automations.md, proposals): the
 // states a transaction this co-signer builds itself goes through, which changes are allowed,
@@ -10,21 +10,22 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-
-	"github.com/custodyagents/cosigner/store"
 )
 
 // Outbound errors.
 var (
 	// ErrTransition means a step would move a proposal between states the state machine does
 	// not connect (a bug in the caller; nothing is written).
-	ErrTransition = errors.New("psbtflow: proposal state change not allowed")
+	ErrTransition = errors.New("outbound: proposal state change not allowed")
 	// ErrAutomation means an automation cannot run with this wallet (for example it asks for
 	// more signatures than the descriptor's keys, or fewer than its threshold).
-	ErrAutomation = errors.New("psbtflow: automation cannot run")
+	ErrAutomation = errors.New("outbound: automation cannot run")
+	// ErrConfig means an Engine's Config misses a required part.
+	ErrConfig = errors.New("outbound: engine configuration")
 )
 
-// ProposalState is a proposal's state, stored as these strings.
+// ProposalState is a proposal's state (docs/automations.md, proposals). The store keeps it as
+// these strings (store.Proposal.State); this is their one definition.
 type ProposalState string
 
 // The states: proposed → awaiting_cosigners → finalized → broadcast → confirmed | replaced |
@@ -32,20 +33,30 @@ type ProposalState string
 const (
 	// StateProposed: the automation fired; the PSBT is being built and signed by this co-signer
 	// (a policy hold keeps it here until the hold ends).
-	StateProposed ProposalState = store.ProposalProposed
+	StateProposed ProposalState = "proposed"
 	// StateAwaitingCosigners: this co-signer signed its share; the others are asked.
-	StateAwaitingCosigners ProposalState = store.ProposalAwaitingCosigners
+	StateAwaitingCosigners ProposalState = "awaiting_cosigners"
 	// StateFinalized: enough signatures; the network transaction is extracted and stored (it is
 	// broadcast from the store, never rebuilt).
-	StateFinalized ProposalState = store.ProposalFinalized
+	StateFinalized ProposalState = "finalized"
 	// StateBroadcast: sent to the network; followed until it confirms.
-	StateBroadcast ProposalState = store.ProposalBroadcast
+	StateBroadcast ProposalState = "broadcast"
 	// StateConfirmed: in a block of the watcher's chain (a reorg takes it back to broadcast).
-	StateConfirmed ProposalState = store.ProposalConfirmed
+	StateConfirmed ProposalState = "confirmed"
 	// StateReplaced: an RBF fee bump of it confirmed instead.
-	StateReplaced ProposalState = store.ProposalReplaced
+	StateReplaced ProposalState = "replaced"
 	// StateAbandoned: it will not be completed; Reason says why.
-	StateAbandoned ProposalState = store.ProposalAbandoned
+	StateAbandoned ProposalState = "abandoned"
+)
+
+// Co-signer states of a proposal (store.ProposalCosigner.State): asked and not answered yet,
+// holding the request (auth_url), signed, refused, or failed (asked again later).
+const (
+	CosignerWaiting = "waiting"
+	CosignerHeld    = "held"
+	CosignerSigned  = "signed"
+	CosignerDenied  = "denied"
+	CosignerError   = "error"
 )
 
 // transitions lists, per state, the states it may move to (itself included where a step only
@@ -64,10 +75,14 @@ func CanTransition(from, to ProposalState) bool {
 	return slices.Contains(transitions[from], to)
 }
 
-// Cancellable reports whether an operator may still cancel a proposal in state s: only before
-// it is finalized (after that the transaction may already be on the network).
-func Cancellable(s ProposalState) bool {
-	return s == StateProposed || s == StateAwaitingCosigners
+// Live reports whether a proposal in state may still put a transaction on the chain (its
+// inputs are taken): every state but confirmed, replaced and abandoned.
+func Live(state string) bool {
+	switch ProposalState(state) {
+	case StateConfirmed, StateReplaced, StateAbandoned:
+		return false
+	}
+	return true
 }
 
 // Conflict says what spent (some of) a proposal's inputs, when not its own transaction.

@@ -1,4 +1,4 @@
-package psbtflow_test
+package cosign_test
 
 // The Coordinator against a real co-signer: a `cosigner run` daemon (key A of the scenario's
 // 2-of-3, with BDK holding key B) on the local test network, reached over the devnet's three
@@ -23,8 +23,8 @@ import (
 
 	"github.com/custodyagents/cosigner/internal/scenario"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/signer/cosign"
 )
 
 func TestCoordinatorAgainstDaemon(t *testing.T) {
@@ -84,8 +84,8 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 		}
 		return p
 	}
-	newCoordinator := func() *psbtflow.Coordinator {
-		return psbtflow.NewCoordinator(env.ClientSK, psbtflow.CoordinatorOptions{Timeout: 5 * time.Second, Descriptor: env.Descriptor})
+	newCoordinator := func() *cosign.Coordinator {
+		return cosign.NewCoordinator(env.ClientSK, cosign.CoordinatorOptions{Timeout: 5 * time.Second, Descriptor: env.Descriptor})
 	}
 	co := newCoordinator()
 	defer co.Close()
@@ -123,7 +123,7 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 		p   *btcpsbt.Packet
 		err error
 	}
-	askHeld := func(co *psbtflow.Coordinator) (<-chan string, <-chan answer) {
+	askHeld := func(co *cosign.Coordinator) (<-chan string, <-chan answer) {
 		urls, res := make(chan string, 4), make(chan answer, 1)
 		go func() {
 			p, err := co.Ask(ctx, bunker, "cosign-medium", medium, func(u string) { urls <- u })

@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 // Fee bumps (BIP-125 replace-by-fee) of the engine's own broadcast transactions: when a
 // proposal stays unconfirmed bump_after blocks, a new proposal (replaces = its id, trigger key
@@ -66,7 +66,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	}
 	oldRate, oldFee := psbt.FeeRate(p.FeeRate), p.FeeSat
 	for _, b := range bumps {
-		if b.State == store.ProposalAbandoned && strings.HasPrefix(b.Reason, ReasonFeeTooLow) {
+		if b.State == string(StateAbandoned) && strings.HasPrefix(b.Reason, ReasonFeeTooLow) {
 			oldRate, oldFee = max(oldRate, psbt.FeeRate(b.FeeRate)), max(oldFee, b.FeeSat)
 		}
 	}
@@ -108,7 +108,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if len(bumps) > 0 {
 		key += ":" + strconv.Itoa(len(bumps)+1)
 	}
-	nb := store.Proposal{ID: ProposalID(p.Automation, key), Automation: p.Automation, TriggerKey: key, Replaces: p.ID, PSBT: buf.Bytes(),
+	nb := store.Proposal{ID: ProposalID(p.Automation, key), Automation: p.Automation, TriggerKey: key, State: string(StateProposed), Replaces: p.ID, PSBT: buf.Bytes(),
 		UnsignedTxID: bpk.UnsignedTx.TxHash().String(), FeeSat: int64(sel.Fee), FeeRate: float64(rate), CreatedAt: e.now()}
 	detail := fmt.Sprintf("fee bump of %s: %.1f → %.1f sat/vB (%d → %d sat)", p.ID, p.FeeRate, float64(rate), p.FeeSat, int64(sel.Fee))
 	q, created, err := e.db.CreateProposal(ctx, nb, detail)
@@ -154,40 +154,43 @@ func (e *Engine) replayable(pk *btcpsbt.Packet) (coins []psbt.UTXO, payTo []byte
 	return coins, payTo, change, changeIdx, nil
 }
 
-// ReplaceableCoin is the Service's view (SetReplaceable) of a coin spent by one of the
-// engine's own broadcast, unconfirmed transactions: its value and script from the stored PSBT,
-// its place from the watcher, its height from the funding transaction's state.
-func (e *Engine) ReplaceableCoin(op wire.OutPoint) (psbt.Coin, bool) {
-	ctx := context.Background()
-	ps, err := e.db.Proposals(ctx, store.ProposalBroadcast)
-	if err != nil {
-		return psbt.Coin{}, false
-	}
-	for _, p := range ps {
-		if seen, confs := e.txConfs(mustHash(p.UnsignedTxID)); !seen || confs > 0 {
-			continue
-		}
-		pk, err := btcpsbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+// Replaceable returns the Service's view (psbtflow.WithReplaceable) of the coins spent by this
+// co-signer's own broadcast, unconfirmed proposals, which their fee bumps spend again: a coin's
+// value and script from the stored PSBT, its place from the chain's tracked scripts, its height
+// from the funding transaction's state. It reads db and chain on every call and holds no
+// Engine, so the Service can be built before the Engine that signs through it.
+func Replaceable(db Store, chain Chain) func(op wire.OutPoint) (psbt.Coin, bool) {
+	return func(op wire.OutPoint) (psbt.Coin, bool) {
+		ps, err := db.Proposals(context.Background(), string(StateBroadcast))
 		if err != nil {
-			continue
+			return psbt.Coin{}, false
 		}
-		for i, in := range pk.UnsignedTx.TxIn {
-			wu := pk.Inputs[i].WitnessUtxo
-			if in.PreviousOutPoint != op || wu == nil {
+		for _, p := range ps {
+			if seen, confs := txConfs(chain, mustHash(p.UnsignedTxID)); !seen || confs > 0 {
 				continue
 			}
-			br, idx, ok := e.chain.Lookup(wu.PkScript)
-			if !ok {
-				return psbt.Coin{}, false
+			pk, err := btcpsbt.NewFromRawBytes(bytes.NewReader(p.PSBT), false)
+			if err != nil {
+				continue
 			}
-			c := psbt.Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}
-			if st, ok := e.chain.Tx(op.Hash); ok && st.Verified && st.Height > 0 {
-				c.Height = st.Height
+			for i, in := range pk.UnsignedTx.TxIn {
+				wu := pk.Inputs[i].WitnessUtxo
+				if in.PreviousOutPoint != op || wu == nil {
+					continue
+				}
+				br, idx, ok := chain.Lookup(wu.PkScript)
+				if !ok {
+					return psbt.Coin{}, false
+				}
+				c := psbt.Coin{Value: btcutil.Amount(wu.Value), PkScript: wu.PkScript, Branch: br, Index: idx}
+				if st, ok := chain.Tx(op.Hash); ok && st.Verified && st.Height > 0 {
+					c.Height = st.Height
+				}
+				return c, true
 			}
-			return c, true
 		}
+		return psbt.Coin{}, false
 	}
-	return psbt.Coin{}, false
 }
 
 func mustHash(s string) chainhash.Hash {

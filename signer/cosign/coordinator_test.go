@@ -1,4 +1,4 @@
-package psbtflow
+package cosign
 
 import (
 	"bytes"
@@ -11,10 +11,10 @@ import (
 	"time"
 
 	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
-	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/internal/wallettest"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
@@ -64,7 +64,7 @@ func (*memRelay) URLs() []string { return []string{"mem://"} }
 // input 0), othertx (a PSBT of another transaction), deny (policy_denied), hold (auth_url).
 type scriptedCosigner struct {
 	t *testing.T
-	f *fixture
+	f *wallettest.Wallet
 }
 
 func (h scriptedCosigner) SignPSBT(_ context.Context, r signer.Request) (string, error) {
@@ -83,7 +83,7 @@ func (h scriptedCosigner) SignPSBT(_ context.Context, r signer.Request) (string,
 	case "othertx":
 		p.UnsignedTx.LockTime++
 	}
-	if _, err := psbt.SignInputs(p, nil, h.f.desc, slotOf(h.t, h.f.desc, h.f.keys[2]), h.f.keys[2], h.f.chain); err != nil {
+	if _, err := psbt.SignInputs(p, nil, h.f.Desc, h.f.Slot(h.t, h.f.Keys[2]), h.f.Keys[2], h.f.Chain); err != nil {
 		return "", err
 	}
 	if mode == "garbage" {
@@ -91,6 +91,40 @@ func (h scriptedCosigner) SignPSBT(_ context.Context, r signer.Request) (string,
 		pub.Signature = p.Inputs[1].PartialSigs[len(p.Inputs[1].PartialSigs)-1].Signature
 	}
 	return psbt.Encode(p, enc)
+}
+
+func countSigs(t *testing.T, f *wallettest.Wallet, p *btcpsbt.Packet) int {
+	t.Helper()
+	n, err := psbt.Signatures(f.Desc, p)
+	if err != nil {
+		t.Fatalf("Signatures: %v", err)
+	}
+	return n
+}
+
+// twoInputPSBT is an unsigned 2-input payment of the test wallet.
+func twoInputPSBT(t *testing.T) (*wallettest.Wallet, *btcpsbt.Packet) {
+	f := wallettest.New(t)
+	in1 := f.AddCoin(t, 0, 0, 60_000)
+	in2 := f.AddCoin(t, 1, 4, 50_000)
+	return f, f.BuildPSBT(t, []wire.OutPoint{in1, in2}, 70_000, 39_000, 2)
+}
+
+// signedBy returns a copy of p signed by the test wallet's keys with the given indexes.
+func signedBy(t *testing.T, f *wallettest.Wallet, p *btcpsbt.Packet, keys ...int) *btcpsbt.Packet {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	q, err := btcpsbt.NewFromRawBytes(&buf, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		f.Sign(t, q, k)
+	}
+	return q
 }
 
 func TestCoordinatorAsk(t *testing.T) {
@@ -104,7 +138,7 @@ func TestCoordinatorAsk(t *testing.T) {
 	}
 	defer db.Close()
 	relay := &memRelay{}
-	rs, err := signer.NewRemoteSigner(nostr.GeneratePrivateKey(), relay, db, scriptedCosigner{t, f}, quiet)
+	rs, err := signer.NewRemoteSigner(nostr.GeneratePrivateKey(), relay, db, scriptedCosigner{t, f}, wallettest.Quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,9 +153,9 @@ func TestCoordinatorAsk(t *testing.T) {
 	sk := nostr.GeneratePrivateKey()
 	for _, desc := range []string{"descriptor", "scripts"} {
 		t.Run(desc, func(t *testing.T) {
-			opts := CoordinatorOptions{Pool: relay, Logger: quiet, Timeout: 200 * time.Millisecond}
+			opts := CoordinatorOptions{Pool: relay, Logger: wallettest.Quiet, Timeout: 200 * time.Millisecond}
 			if desc == "descriptor" {
-				opts.Descriptor = f.desc
+				opts.Descriptor = f.Desc
 			}
 			co := NewCoordinator(sk, opts)
 			defer co.Close()
@@ -139,7 +173,7 @@ func TestCoordinatorAsk(t *testing.T) {
 			if n := countSigs(t, f, ours); n != 1 {
 				t.Fatalf("Ask modified the PSBT asked: %d signatures", n)
 			}
-			if _, err := psbt.Finalize(f.desc, comb); err != nil {
+			if _, err := psbt.Finalize(f.Desc, comb); err != nil {
 				t.Fatal(err)
 			}
 
@@ -195,9 +229,9 @@ func TestCoordinatorAsk(t *testing.T) {
 	}
 
 	t.Run("refused before asking", func(t *testing.T) {
-		co := NewCoordinator(sk, CoordinatorOptions{Pool: relay, Logger: quiet, Descriptor: f.desc})
+		co := NewCoordinator(sk, CoordinatorOptions{Pool: relay, Logger: wallettest.Quiet, Descriptor: f.Desc})
 		defer co.Close()
-		bad, _ := psbt.Clone(ours)
+		bad := signedBy(t, f, ours)
 		bad.Inputs[0].Bip32Derivation = nil
 		if _, err := co.Ask(ctx, uri, "sign-x", bad, nil); !errors.Is(err, psbt.ErrInputUnresolved) {
 			t.Fatalf("Ask(PSBT without derivations) = %v", err)
@@ -208,7 +242,7 @@ func TestCoordinatorAsk(t *testing.T) {
 		// Another client key with the spent secret has no session: the remote signer does not
 		// answer it at all (a stranger's connect with an unusable secret), so Ask keeps trying
 		// until its context ends.
-		other := NewCoordinator(nostr.GeneratePrivateKey(), CoordinatorOptions{Pool: relay, Logger: quiet, Descriptor: f.desc, Timeout: time.Second})
+		other := NewCoordinator(nostr.GeneratePrivateKey(), CoordinatorOptions{Pool: relay, Logger: wallettest.Quiet, Descriptor: f.Desc, Timeout: time.Second})
 		defer other.Close()
 		octx, ocancel := context.WithTimeout(ctx, 3*time.Second)
 		defer ocancel()
@@ -219,48 +253,11 @@ func TestCoordinatorAsk(t *testing.T) {
 	})
 
 	t.Run("close ends an Ask", func(t *testing.T) {
-		co := NewCoordinator(sk, CoordinatorOptions{Pool: relay, Logger: quiet, Descriptor: f.desc, Timeout: time.Hour})
+		co := NewCoordinator(sk, CoordinatorOptions{Pool: relay, Logger: wallettest.Quiet, Descriptor: f.Desc, Timeout: time.Hour})
 		res := make(chan error, 1)
 		go func() { _, err := co.Ask(ctx, uri, "hold-close", ours, func(string) { co.Close() }); res <- err }()
 		if err := <-res; !errors.Is(err, ErrCoordinatorClosed) {
 			t.Fatalf("Ask across Close = %v", err)
 		}
 	})
-}
-
-// twoInputPSBT is a 2-of-3 wsh PSBT spending two wallet coins, with a fixed payee (externalAddr
-// is random), so that the signatures are the same every run.
-func twoInputPSBT(t testing.TB) (*fixture, *btcpsbt.Packet) {
-	t.Helper()
-	f := newFixture(t)
-	in1 := f.addCoin(t, 0, 0, 60_000)
-	in2 := f.addCoin(t, 1, 4, 50_000)
-	p := f.buildPSBT(t, []wire.OutPoint{in1, in2}, 70_000, 39_000, 2)
-	p.UnsignedTx.TxOut[0].PkScript = append([]byte{txscript.OP_0, txscript.OP_DATA_20}, bytes.Repeat([]byte{0x01}, 20)...)
-	return f, p
-}
-
-// signedBy returns a copy of p signed by the fixture keys with the given indexes.
-func signedBy(t testing.TB, f *fixture, p *btcpsbt.Packet, keys ...int) *btcpsbt.Packet {
-	t.Helper()
-	q, err := psbt.Clone(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		n, err := psbt.SignInputs(q, nil, f.desc, slotOf(t, f.desc, f.keys[k]), f.keys[k], f.chain)
-		if err != nil || n != len(q.Inputs) {
-			t.Fatalf("SignInputs(key %d) = %d, %v", k, n, err)
-		}
-	}
-	return q
-}
-
-func countSigs(t *testing.T, f *fixture, p *btcpsbt.Packet) int {
-	t.Helper()
-	n, err := psbt.Signatures(f.desc, p)
-	if err != nil {
-		t.Fatalf("Signatures: %v", err)
-	}
-	return n
 }

@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +23,11 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/internal/testfakes"
+	"github.com/custodyagents/cosigner/internal/wallettest"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
+	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -32,7 +36,7 @@ import (
 // Broadcast takes the inputs out of the UTXO set and puts the transaction in the mempool; mine
 // confirms the mempool at the next height.
 type outChain struct {
-	*memChain
+	*wallettest.Chain
 	mu        sync.Mutex
 	txs       map[chainhash.Hash]chainwatch.TxState
 	mempool   []*wire.MsgTx
@@ -42,21 +46,21 @@ type outChain struct {
 	broadcast func(tx *wire.MsgTx) error // optional: refuse
 }
 
-func newOutChain(f *fixture) *outChain {
-	return &outChain{memChain: f.chain, txs: map[chainhash.Hash]chainwatch.TxState{}, all: map[chainhash.Hash]*wire.MsgTx{}, feerate: 3}
+func newOutChain(f *wallettest.Wallet) *outChain {
+	return &outChain{Chain: f.Chain, txs: map[chainhash.Hash]chainwatch.TxState{}, all: map[chainhash.Hash]*wire.MsgTx{}, feerate: 3}
 }
 
 func (c *outChain) Coin(op wire.OutPoint) (psbt.Coin, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.memChain.Coin(op)
+	return c.Chain.Coin(op)
 }
 
 func (c *outChain) SpendableUTXOs() []chainwatch.UTXO {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []chainwatch.UTXO
-	for op, x := range c.coins {
+	for op, x := range c.Coins {
 		out = append(out, chainwatch.UTXO{OutPoint: op, Value: x.Value, PkScript: x.PkScript, Branch: x.Branch, Index: x.Index, Height: x.Height})
 	}
 	slices.SortFunc(out, func(a, b chainwatch.UTXO) int { return strings.Compare(a.OutPoint.String(), b.OutPoint.String()) })
@@ -70,7 +74,7 @@ func (c *outChain) Tx(txid chainhash.Hash) (chainwatch.TxState, bool) {
 	return st, ok
 }
 
-func (c *outChain) Tip() chainwatch.Tip { return chainwatch.Tip{Height: c.tip} }
+func (c *outChain) Tip() chainwatch.Tip { return chainwatch.Tip{Height: c.Height} }
 
 func (c *outChain) Broadcast(_ context.Context, tx *wire.MsgTx) (chainhash.Hash, error) {
 	c.mu.Lock()
@@ -85,12 +89,12 @@ func (c *outChain) Broadcast(_ context.Context, tx *wire.MsgTx) (chainhash.Hash,
 		return chainhash.Hash{}, fmt.Errorf("chainwatch: %w", electrum.ErrTxAlreadyKnown)
 	}
 	for _, in := range tx.TxIn {
-		if _, ok := c.coins[in.PreviousOutPoint]; !ok && c.spender(in.PreviousOutPoint) < 0 {
+		if _, ok := c.Coins[in.PreviousOutPoint]; !ok && c.spender(in.PreviousOutPoint) < 0 {
 			return chainhash.Hash{}, fmt.Errorf("chainwatch: %w", electrum.ErrMissingInputs)
 		}
 	}
 	for _, in := range tx.TxIn {
-		delete(c.coins, in.PreviousOutPoint)
+		delete(c.Coins, in.PreviousOutPoint)
 		if i := c.spender(in.PreviousOutPoint); i >= 0 { // BIP-125 replacement
 			delete(c.txs, c.mempool[i].TxHash())
 			c.mempool = slices.Delete(c.mempool, i, i+1)
@@ -117,9 +121,9 @@ func (c *outChain) EstimateFee(context.Context, int) electrum.FeeEstimate {
 func (c *outChain) mine() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tip++
+	c.Height++
 	for _, tx := range c.mempool {
-		c.txs[tx.TxHash()] = chainwatch.TxState{TxID: tx.TxHash(), Height: c.tip, Verified: true}
+		c.txs[tx.TxHash()] = chainwatch.TxState{TxID: tx.TxHash(), Height: c.Height, Verified: true}
 	}
 	c.mempool = nil
 }
@@ -129,18 +133,18 @@ func (c *outChain) reorg() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, st := range c.txs {
-		if st.Height == c.tip {
+		if st.Height == c.Height {
 			c.txs[id] = chainwatch.TxState{TxID: id}
 			c.mempool = append(c.mempool, c.all[id])
 		}
 	}
-	c.tip--
+	c.Height--
 }
 
 // localCosigner is a co-signer reached in-process: a real Service with its own key, policy and
 // store, asked as a NIP-46 client would (the real transport is tested with cosign's Coordinator).
 type localCosigner struct {
-	svc    *Service
+	svc    *psbtflow.Service
 	client string
 	mu     sync.Mutex
 	asked  []string // request ids
@@ -167,7 +171,8 @@ func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *btcpsbt
 		l.mu.Lock()
 		l.lag--
 		l.mu.Unlock()
-		return nil, fmt.Errorf("co-signer bb: %w", &signer.RemoteError{Text: "unsafe_psbt: input_unspent: input 0 (x:0) pays one of this wallet's scripts but is not unspent on the chain (already spent, or not yet seen)"})
+		return nil, fmt.Errorf("co-signer bb: %w", &Refusal{ViewLag: true,
+			Text: "unsafe_psbt: input_unspent: input 0 (x:0) pays one of this wallet's scripts but is not unspent on the chain (already spent, or not yet seen)"})
 	}
 	if hang {
 		<-ctx.Done()
@@ -186,7 +191,7 @@ func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *btcpsbt
 	res, err := l.svc.SignPSBT(ctx, signer.Request{Client: l.client, ID: id, Method: "sign_psbt", Params: []string{text}})
 	var me *signer.MethodError
 	if errors.As(err, &me) {
-		return nil, &signer.RemoteError{Text: me.Error()}
+		return nil, &Refusal{Text: me.Error(), Passing: me.Code == signer.CodeInternal || me.Code == signer.CodeRateLimited}
 	}
 	if err != nil {
 		return nil, err
@@ -217,11 +222,11 @@ func (n *noticeLog) kinds() []NoticeKind {
 }
 
 type engineEnv struct {
-	f     *fixture
+	f     *wallettest.Wallet
 	chain *outChain
 	db    *store.DB
 	pol   *policy.Policy
-	svc   *Service
+	svc   *psbtflow.Service
 	eng   *Engine
 	co    *localCosigner
 	coPol *policy.Policy
@@ -237,7 +242,7 @@ const bunkerB = "bunker://" + "bb" + "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 // 2-of-3 wallet. rulesA / limitsB are policy fragments.
 func newEngineEnv(t *testing.T, rulesA, limitsB string) *engineEnv {
 	t.Helper()
-	e := &engineEnv{f: newFixture(t), notes: &noticeLog{}, now: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
+	e := &engineEnv{f: wallettest.New(t), notes: &noticeLog{}, now: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
 	e.chain = newOutChain(e.f)
 	var err error
 	open := func(name string) *store.DB {
@@ -253,13 +258,14 @@ func newEngineEnv(t *testing.T, rulesA, limitsB string) *engineEnv {
 	if e.pol, err = policy.Parse("a.yaml", []byte("version: 1\nclients:\n  - {name: app, pubkey: "+someClient+"}\nlimits:\n  max_per_tx: 1 BTC\n"+rulesA)); err != nil {
 		t.Fatal(err)
 	}
-	e.dest, _ = txscript.PayToAddrScript(externalAddr)
+	e.dest, _ = txscript.PayToAddrScript(wallettest.ExternalAddr)
 	e.auto = policy.Automation{Name: "sweep", Trigger: policy.Trigger{Kind: policy.TriggerFundingConfirmed, Confirmations: 1},
-		Action: policy.Action{Kind: policy.ActionSweep, To: policy.Destination{Text: externalAddr.String(), PkScript: e.dest}},
+		Action: policy.Action{Kind: policy.ActionSweep, To: policy.Destination{Text: wallettest.ExternalAddr.String(), PkScript: e.dest}},
 		Fee:    policy.FeeStrategy{TargetBlocks: 6, MaxFeeRate: 50, Fallback: 2}, Cosigners: []string{bunkerB}, Timeout: time.Minute, BumpAfter: 3}
 	e.pol.Automations = []policy.Automation{e.auto}
 	clock := func() time.Time { return e.now }
-	e.svc, err = NewService(e.f.desc, e.f.keys[1], e.chain, func() *policy.Policy { return e.pol }, e.db, quiet, WithClock(clock))
+	e.svc, err = psbtflow.NewService(e.f.Desc, e.f.Keys[1], e.chain, func() *policy.Policy { return e.pol }, e.db, wallettest.Quiet, psbtflow.WithClock(clock),
+		psbtflow.WithReplaceable(Replaceable(e.db, e.chain)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,28 +274,69 @@ func newEngineEnv(t *testing.T, rulesA, limitsB string) *engineEnv {
 	if e.coPol, err = policy.Parse("b.yaml", []byte("version: 1\nclients:\n  - {name: a, pubkey: "+e.co.client+", methods: [sign_psbt]}\nlimits:\n"+limitsB)); err != nil {
 		t.Fatal(err)
 	}
-	if e.co.svc, err = NewService(e.f.desc, e.f.keys[0], e.chain, func() *policy.Policy { return e.coPol }, open("b.db"), quiet, WithClock(clock)); err != nil {
+	if e.co.svc, err = psbtflow.NewService(e.f.Desc, e.f.Keys[0], e.chain, func() *policy.Policy { return e.coPol }, open("b.db"), wallettest.Quiet, psbtflow.WithClock(clock)); err != nil {
 		t.Fatal(err)
 	}
-	e.eng = NewEngine(e.svc, e.chain, EngineOptions{Asker: e.co, Notifier: e.notes, Logger: quiet, Now: clock, RetryAfter: time.Nanosecond})
-	e.svc.SetReplaceable(e.eng.ReplaceableCoin)
+	e.eng = e.engine(t, Config{Asker: e.co, Notifier: e.notes, Now: clock, RetryAfter: time.Nanosecond})
 	return e
+}
+
+// engine returns an Engine of A over the env's wallet, store, policy, Service and chain, with
+// cfg's asker, notifier, clock and timings.
+func (e *engineEnv) engine(t *testing.T, cfg Config) *Engine {
+	t.Helper()
+	cfg.Descriptor, cfg.Store, cfg.Policy, cfg.Signer, cfg.Chain, cfg.Logger = e.f.Desc, e.db, func() *policy.Policy { return e.pol }, e.svc, e.chain, wallettest.Quiet
+	eng, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng
 }
 
 // deposit puts a confirmed receive-branch coin in the wallet and returns its FundingConfirmed.
 func (e *engineEnv) deposit(t *testing.T, index uint32, value btcutil.Amount) chainwatch.FundingConfirmed {
-	op := e.f.addCoin(t, 0, index, value)
-	c := e.f.chain.coins[op]
+	op := e.f.AddCoin(t, 0, index, value)
+	c := e.f.Chain.Coins[op]
 	return chainwatch.FundingConfirmed{UTXO: chainwatch.UTXO{OutPoint: op, Value: c.Value, PkScript: c.PkScript, Branch: 0, Index: index, Height: c.Height}, Confs: 11}
 }
 
-// until steps the engine (co-signer answers arrive on their own goroutines) until the proposal
-// reaches state; it fails after many rounds.
+// fund deposits a confirmed receive-branch coin of value at index, hands its FundingConfirmed
+// to the engine, and returns the event and the id of the sweep proposal it fires.
+func (e *engineEnv) fund(t *testing.T, index uint32, value btcutil.Amount) (chainwatch.FundingConfirmed, string) {
+	t.Helper()
+	ev := e.deposit(t, index, value)
+	if err := e.eng.HandleEvent(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	return ev, ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+}
+
+// settle waits until no co-signer request the engine started is in flight (their answers
+// arrive on their own goroutines), except, while the co-signer hangs, the requests that wait
+// for their cancellation. It waits on the requests, not on a clock.
+func (e *engineEnv) settle() {
+	for {
+		e.co.mu.Lock()
+		hang := e.co.hang
+		e.co.mu.Unlock()
+		e.eng.askMu.Lock()
+		n := len(e.eng.asking)
+		e.eng.askMu.Unlock()
+		if n == 0 || hang {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
+// until steps the engine, each step's co-signer requests settled, until the proposal reaches
+// state; it fails after many steps.
 func (e *engineEnv) until(t *testing.T, id string, state ProposalState) store.Proposal {
 	t.Helper()
 	var p store.Proposal
 	for range 2000 {
 		e.eng.Step(context.Background())
+		e.settle()
 		var err error
 		if p, err = e.db.GetProposal(context.Background(), id); err != nil {
 			t.Fatal(err)
@@ -297,7 +344,6 @@ func (e *engineEnv) until(t *testing.T, id string, state ProposalState) store.Pr
 		if ProposalState(p.State) == state {
 			return p
 		}
-		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatalf("proposal %s is %s (%s), never reached %s", id, p.State, p.Reason, state)
 	return p
@@ -359,7 +405,7 @@ func TestEngineSweepToConfirmed(t *testing.T) {
 	}
 	// The co-signer was asked under the stored request id.
 	cos, _ := e.db.ProposalCosigners(ctx, id)
-	if len(cos) != 1 || cos[0].State != store.CosignerSigned || !slices.Contains(e.co.asked, cos[0].RequestID) {
+	if len(cos) != 1 || cos[0].State != CosignerSigned || !slices.Contains(e.co.asked, cos[0].RequestID) {
 		t.Fatalf("cosigners %+v, asked %v", cos, e.co.asked)
 	}
 	e.chain.mine()
@@ -395,17 +441,13 @@ func TestEngineSweepToConfirmed(t *testing.T) {
 func TestEngineCosignerDenies(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 0.001 BTC\n")
 	ctx := context.Background()
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	_, id := e.fund(t, 2, 150_000)
 	p := e.until(t, id, StateAbandoned)
 	if !strings.HasPrefix(p.Reason, "policy_denied: ") || len(e.chain.sent) != 0 {
 		t.Fatalf("reason %q, %d broadcasts", p.Reason, len(e.chain.sent))
 	}
 	cos, _ := e.db.ProposalCosigners(ctx, id)
-	if len(cos) != 1 || cos[0].State != store.CosignerDenied {
+	if len(cos) != 1 || cos[0].State != CosignerDenied {
 		t.Fatalf("cosigners %+v", cos)
 	}
 	if got := e.notes.kinds(); !slices.Contains(got, NoticeDenied) || !slices.Contains(got, NoticeAbandoned) {
@@ -415,12 +457,7 @@ func TestEngineCosignerDenies(t *testing.T) {
 
 func TestEngineOwnPolicyDenies(t *testing.T) {
 	e := newEngineEnv(t, "rules:\n  - {name: small_only, match: {max_outflow: 10000 sat}, action: allow}\n", "  max_per_tx: 1 BTC\n")
-	ctx := context.Background()
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	_, id := e.fund(t, 2, 150_000)
 	p := e.until(t, id, StateAbandoned)
 	if !strings.HasPrefix(p.Reason, "policy_denied: ") || len(e.co.asked) != 0 || len(e.chain.sent) != 0 {
 		t.Fatalf("reason %q, asked %v, sent %d", p.Reason, e.co.asked, len(e.chain.sent))
@@ -430,26 +467,22 @@ func TestEngineOwnPolicyDenies(t *testing.T) {
 func TestEngineHoldThenContinues(t *testing.T) {
 	e := newEngineEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {cooling_off: 1h}\n", "  max_per_tx: 1 BTC\n")
 	ctx := context.Background()
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	_, id := e.fund(t, 2, 150_000)
 	for range 3 {
 		e.eng.Step(ctx)
 	}
 	p, _ := e.db.GetProposal(ctx, id)
-	if p.State != store.ProposalProposed || !slices.Contains(e.timeline(t, id), "held") || !slices.Contains(e.notes.kinds(), NoticeHeld) {
+	if p.State != string(StateProposed) || !slices.Contains(e.timeline(t, id), "held") || !slices.Contains(e.notes.kinds(), NoticeHeld) {
 		t.Fatalf("state %s, timeline %v, notices %v", p.State, e.timeline(t, id), e.notes.kinds())
 	}
 	// The hold ends; no NIP-46 answer is published for the automation's own request.
-	ans := &answers{}
+	ans := &testfakes.Answers{}
 	e.svc.SetResponder(ans)
 	e.now = e.now.Add(2 * time.Hour)
 	e.svc.Tick(ctx)
 	e.until(t, id, StateBroadcast)
 	e.svc.Tick(ctx)
-	if got := ans.list(); len(got) != 0 {
+	if got := ans.List(); len(got) != 0 {
 		t.Fatalf("late answers published for an automation: %v", got)
 	}
 	if hs, err := e.db.UnrespondedHolds(ctx); err != nil || len(hs) != 0 {
@@ -461,16 +494,11 @@ func TestEngineHoldThenContinues(t *testing.T) {
 // broadcast.
 func TestEngineInputsSpentElsewhere(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
-	ctx := context.Background()
 	e.co.hang = true
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	ev, id := e.fund(t, 2, 150_000)
 	e.until(t, id, StateAwaitingCosigners)
 	e.chain.mu.Lock()
-	delete(e.chain.coins, ev.UTXO.OutPoint)
+	delete(e.chain.Coins, ev.UTXO.OutPoint)
 	e.chain.mu.Unlock()
 	p := e.until(t, id, StateAbandoned)
 	if p.Reason != ReasonSpentElsewhere || len(e.chain.sent) != 0 {
@@ -482,11 +510,7 @@ func TestEngineCancelBeforeFinalized(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 	ctx := context.Background()
 	e.co.hang = true
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	_, id := e.fund(t, 2, 150_000)
 	e.until(t, id, StateAwaitingCosigners)
 	// No answer for three timeouts: the operator hears that it is stuck (once).
 	e.now = e.now.Add(3 * e.auto.Timeout)
@@ -495,25 +519,23 @@ func TestEngineCancelBeforeFinalized(t *testing.T) {
 	if got := e.notes.kinds(); !slices.Equal(got, []NoticeKind{NoticeStuck}) {
 		t.Fatalf("notices %v", got)
 	}
-	if _, err := e.db.CancelProposal(ctx, id, ReasonCancelled, e.now); err != nil {
+	if _, err := Cancel(ctx, e.db, id, ReasonCancelled, e.now); err != nil {
 		t.Fatal(err)
 	}
 	// The request in flight is stopped at the next step (never answered here).
-	for i := 0; ; i++ {
-		e.eng.Step(ctx)
-		e.co.mu.Lock()
-		n := e.co.cancelled
-		e.co.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		if i > 2000 {
-			t.Fatal("the co-signer request of a cancelled proposal was not stopped")
-		}
-		time.Sleep(time.Millisecond)
+	e.co.mu.Lock()
+	e.co.hang = false // settle waits for the hanging request too
+	e.co.mu.Unlock()
+	e.eng.Step(ctx)
+	e.settle()
+	e.co.mu.Lock()
+	n := e.co.cancelled
+	e.co.mu.Unlock()
+	if n != 1 {
+		t.Fatal("the co-signer request of a cancelled proposal was not stopped")
 	}
 	p, _ := e.db.GetProposal(ctx, id)
-	if p.State != store.ProposalAbandoned || p.Reason != ReasonCancelled || len(e.chain.sent) != 0 {
+	if p.State != string(StateAbandoned) || p.Reason != ReasonCancelled || len(e.chain.sent) != 0 {
 		t.Fatalf("after cancel: %s %q, %d sent", p.State, p.Reason, len(e.chain.sent))
 	}
 }
@@ -522,18 +544,13 @@ func TestEngineCancelBeforeFinalized(t *testing.T) {
 // broadcasts the stored transaction; it never builds or signs again.
 func TestEngineRestartBroadcastsStoredTransaction(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
-	ctx := context.Background()
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	_, id := e.fund(t, 2, 150_000)
 	refuse := errors.New("connection reset")
 	e.chain.broadcast = func(*wire.MsgTx) error { return refuse }
 	p := e.until(t, id, StateFinalized)
 	e.chain.broadcast = nil
 	asked := len(e.co.asked)
-	restarted := NewEngine(e.svc, e.chain, EngineOptions{Asker: e.co, Logger: quiet, Now: func() time.Time { return e.now }})
+	restarted := e.engine(t, Config{Asker: e.co, Now: func() time.Time { return e.now }})
 	e.eng = restarted
 	q := e.until(t, id, StateBroadcast)
 	if q.TxID != p.TxID || len(e.co.asked) != asked {
@@ -547,11 +564,7 @@ func TestEngineRestartBroadcastsStoredTransaction(t *testing.T) {
 func TestEngineFeeBump(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 	ctx := context.Background()
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	ev, id := e.fund(t, 2, 150_000)
 	orig := e.until(t, id, StateBroadcast)
 	// Three blocks without it (it stays in the mempool).
 	pending := e.chain.mempool
@@ -600,13 +613,13 @@ func TestEngineFeeBump(t *testing.T) {
 	for _, r := range rs {
 		largest = max(largest, r.OutflowSat)
 	}
-	if len(rs) < 2 || OutstandingExposure(rs) != btcutil.Amount(largest) {
+	if len(rs) < 2 || psbtflow.OutstandingExposure(rs) != btcutil.Amount(largest) {
 		t.Fatalf("ledger %+v", rs)
 	}
 	// The replacement confirms instead of the original.
 	e.chain.mu.Lock()
-	e.chain.tip++
-	e.chain.txs[bt.TxHash()] = chainwatch.TxState{TxID: bt.TxHash(), Height: e.chain.tip, Verified: true}
+	e.chain.Height++
+	e.chain.txs[bt.TxHash()] = chainwatch.TxState{TxID: bt.TxHash(), Height: e.chain.Height, Verified: true}
 	delete(e.chain.txs, e.chain.sent[0].TxHash())
 	e.chain.mempool = nil
 	e.chain.mu.Unlock()
@@ -619,11 +632,11 @@ func TestEngineFeeBump(t *testing.T) {
 func TestReplaceableCoinNeedsOwnUnconfirmedSpend(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 	ctx := context.Background()
-	op := e.f.addCoin(t, 0, 4, 100_000)
-	c := e.f.chain.coins[op]
-	p := e.f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 0)
+	op := e.f.AddCoin(t, 0, 4, 100_000)
+	c := e.f.Chain.Coins[op]
+	p := e.f.BuildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 0)
 	text, _ := psbt.Encode(p, psbt.Base64)
-	delete(e.f.chain.coins, op) // spent by some transaction
+	delete(e.f.Chain.Coins, op) // spent by some transaction
 	confirmed := false
 	e.co.svc.SetTxConfirmed(func(chainhash.Hash) bool { return confirmed })
 	e.co.svc.NoteSpentCoin(op, c, chainhash.Hash{7}) // not in B's ledger
@@ -661,11 +674,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 		e.setAutomation(func(a *policy.Automation) { a.Action.Kind = policy.ActionForward })
 		e.deposit(t, 1, 300_000)
-		ev := e.deposit(t, 2, 150_000)
-		if err := e.eng.HandleEvent(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-		id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+		ev, id := e.fund(t, 2, 150_000)
 		e.until(t, id, StateBroadcast)
 		tx := e.chain.sent[0]
 		if len(tx.TxIn) != 1 || tx.TxIn[0].PreviousOutPoint != ev.UTXO.OutPoint || len(tx.TxOut) != 1 {
@@ -676,16 +685,12 @@ func TestEngineBuilderChoices(t *testing.T) {
 		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 		e.setAutomation(func(a *policy.Automation) { a.Action.Reserve = 50_000 })
 		e.deposit(t, 1, 300_000)
-		ev := e.deposit(t, 2, 150_000)
-		if err := e.eng.HandleEvent(ctx, ev); err != nil {
-			t.Fatal(err)
-		}
-		id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+		_, id := e.fund(t, 2, 150_000)
 		e.until(t, id, StateBroadcast)
 		tx := e.chain.sent[0]
 		var change, paid int64
 		for _, o := range tx.TxOut {
-			if br, _, ok := e.f.chain.Lookup(o.PkScript); ok && br == psbt.ChangeBranch {
+			if br, _, ok := e.f.Chain.Lookup(o.PkScript); ok && br == psbt.ChangeBranch {
 				change += o.Value
 			} else {
 				paid += o.Value
@@ -717,7 +722,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 		}
 		slices.SortFunc(ins, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
 		slices.SortFunc(small, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
-		want0, _ := e.f.desc.PkScript(psbt.ChangeBranch, 0)
+		want0, _ := e.f.Desc.PkScript(psbt.ChangeBranch, 0)
 		if !slices.Equal(ins, small) || len(tx.TxOut) != 1 || string(tx.TxOut[0].PkScript) != string(want0) {
 			t.Fatalf("consolidation %v", tx)
 		}
@@ -739,7 +744,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 		var parts []string
 		for i := byte(4); i < 7; i++ {
-			parts = append(parts, testKeys(t, i).Public.KeyOrigin()+"/0/*")
+			parts = append(parts, wallettest.Keys(t, i).Public.KeyOrigin()+"/0/*")
 		}
 		vault := &policy.NamedDescriptor{Name: "vault", Descriptor: "wsh(sortedmulti(2," + strings.Join(parts, ",") + "))"}
 		e.setAutomation(func(a *policy.Automation) {
@@ -755,7 +760,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 			e.until(t, ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint)), StateBroadcast)
 			paid = append(paid, e.chain.sent[i].TxOut[0].PkScript)
 		}
-		d, err := descriptor.Parse(vault.Descriptor, net)
+		d, err := descriptor.Parse(vault.Descriptor, wallettest.Net)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -770,7 +775,7 @@ func TestEngineBuilderChoices(t *testing.T) {
 		e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 		e.setAutomation(func(a *policy.Automation) { a.Trigger = policy.Trigger{Kind: policy.TriggerFundingSeen} })
 		ev := e.deposit(t, 2, 150_000)
-		e.f.chain.coins[ev.UTXO.OutPoint] = psbt.Coin{Value: 150_000, PkScript: ev.UTXO.PkScript, Branch: 0, Index: 2} // in the mempool
+		e.f.Chain.Coins[ev.UTXO.OutPoint] = psbt.Coin{Value: 150_000, PkScript: ev.UTXO.PkScript, Branch: 0, Index: 2} // in the mempool
 		seen := chainwatch.FundingSeen{UTXO: ev.UTXO}
 		seen.UTXO.Height = 0
 		if err := e.eng.HandleEvent(ctx, seen); err != nil {
@@ -790,22 +795,18 @@ func TestEngineCosignerViewLags(t *testing.T) {
 	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
 	ctx := context.Background()
 	e.co.lag = 1
-	ev := e.deposit(t, 2, 150_000)
-	if err := e.eng.HandleEvent(ctx, ev); err != nil {
-		t.Fatal(err)
-	}
-	id := ProposalID("sweep", FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint))
+	_, id := e.fund(t, 2, 150_000)
 	e.until(t, id, StateAwaitingCosigners)
 	for i := 0; ; i++ {
 		e.eng.Step(ctx)
+		e.settle()
 		cos, _ := e.db.ProposalCosigners(ctx, id)
-		if len(cos) == 1 && cos[0].State == store.CosignerError {
+		if len(cos) == 1 && cos[0].State == CosignerError {
 			break
 		}
 		if i > 2000 {
 			t.Fatalf("co-signer rows %+v", cos)
 		}
-		time.Sleep(time.Millisecond)
 	}
 	e.now = e.now.Add(time.Minute)
 	e.until(t, id, StateBroadcast)

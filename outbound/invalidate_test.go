@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 import (
 	"context"
@@ -9,8 +9,10 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
+	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -29,19 +31,19 @@ func TestEngineInvalidation(t *testing.T) {
 	}
 	pol.Automations = []policy.Automation{e.auto}
 	e.pol = pol
-	facts := newFakeFacts()
+	facts := testfakes.NewFacts()
 	e.svc.SetSpendFacts(facts)
 	ev := e.deposit(t, 2, 150_000)
 	op := ev.UTXO.OutPoint
 	// The client gets a signature and withholds it.
-	withheld := e.f.buildPSBT(t, []wire.OutPoint{op}, 100_000, 49_000, 4)
+	withheld := e.f.BuildPSBT(t, []wire.OutPoint{op}, 100_000, 49_000, 4)
 	text, _ := psbt.Encode(withheld, psbt.Base64)
 	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: client, ID: "w1", Method: "sign_psbt", Params: []string{text}}); err != nil {
 		t.Fatal(err)
 	}
 	txid := withheld.UnsignedTx.TxHash().String()
 	exposure := func() int64 {
-		ex, err := ExposureAt(ctx, e.db, []time.Duration{24 * time.Hour}, e.now)
+		ex, err := psbtflow.ExposureAt(ctx, e.db, []time.Duration{24 * time.Hour}, e.now)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +82,7 @@ func TestEngineInvalidation(t *testing.T) {
 	if got := exposure(); got != 101_000 {
 		t.Fatalf("exposure %d while both are outstanding, want 101000 (the larger)", got)
 	}
-	facts.mine(e.now, inv.TxHash().String(), op)
+	facts.Mine(e.now, inv.TxHash().String(), op)
 	if err := e.svc.ReconcileExposure(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package psbtflow
+package outbound
 
 // Invalidation: the operator's way to end an outstanding signature that will never be used. A
 // signed transaction stays outstanding exposure until it confirms or one of its inputs is spent
@@ -76,7 +76,7 @@ func ParseInvalidationKey(key string) (txid string, op wire.OutPoint, ok bool) {
 // fee strategy and timeout it uses). The running daemon's engine picks it up at its next step.
 // An invalidation of txid still in flight is returned as it is (created false). Errors:
 // ErrNotOutstanding, ErrNoFreeInput, the database's.
-func RequestInvalidation(ctx context.Context, db *store.DB, utxos []chainwatch.UTXO, txid, via string, now time.Time) (store.Proposal, bool, error) {
+func RequestInvalidation(ctx context.Context, db Store, utxos []chainwatch.UTXO, txid, via string, now time.Time) (store.Proposal, bool, error) {
 	r, ok, err := db.LedgerEntry(ctx, txid)
 	if err != nil {
 		return store.Proposal{}, false, err
@@ -96,12 +96,12 @@ func RequestInvalidation(ctx context.Context, db *store.DB, utxos []chainwatch.U
 	attempt := 0
 	for _, p := range ps {
 		if t, _, ok := ParseInvalidationKey(p.TriggerKey); ok && t == txid {
-			if store.ProposalLive(p.State) {
+			if Live(p.State) {
 				return p, false, nil
 			}
 			attempt++
 		}
-		if store.ProposalLive(p.State) {
+		if Live(p.State) {
 			if pk, err := storedPSBT(p); err == nil && pk != nil {
 				for _, in := range pk.UnsignedTx.TxIn {
 					taken[in.PreviousOutPoint.String()] = true
@@ -122,7 +122,7 @@ func RequestInvalidation(ctx context.Context, db *store.DB, utxos []chainwatch.U
 			continue
 		}
 		key := InvalidationKey(txid, *op, attempt)
-		p, created, err := db.CreateProposal(ctx, store.Proposal{ID: ProposalID(via, key), Automation: via, TriggerKey: key, CreatedAt: now},
+		p, created, err := db.CreateProposal(ctx, store.Proposal{ID: ProposalID(via, key), Automation: via, TriggerKey: key, State: string(StateProposed), CreatedAt: now},
 			fmt.Sprintf("invalidate %s (outflow %d sat) by spending its input %s back to the wallet", txid, r.OutflowSat, in))
 		return p, created, err
 	}
@@ -180,7 +180,7 @@ func (e *Engine) buildInvalidation(ctx context.Context, p store.Proposal, a poli
 	pk, err := e.buildPSBT(ctx, []psbt.UTXO{*coin}, payTo, 0, rate, used)
 	if err != nil {
 		if errors.Is(err, psbt.ErrInsufficientFunds) || errors.Is(err, psbt.ErrDustOutput) {
-			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbt: "))
+			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))
 		}
 		return false, err
 	}
