@@ -197,6 +197,15 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 		// Refused before any write: the same text is refused the same way again.
 		return "", err
 	}
+	if p, _, err := Decode(req.Params[0]); err == nil {
+		if err := s.limits.checkCounts(p); err != nil {
+			// Refused before the lock and before any write, like an oversized text: the counts
+			// are the text's own, so the same text is refused the same way again, and a client
+			// sending PSBTs far over the bounds holds no other client's request up while its
+			// refusals are recorded. (A text that does not decode is recorded and refused below.)
+			return "", err
+		}
+	}
 	if !s.chain.Synced() {
 		// Not recorded: the same request is decided normally once the view is complete.
 		return "", signer.Errorf(signer.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
