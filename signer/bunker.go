@@ -333,7 +333,7 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 					defer s.wg.Done()
 					defer func() { <-s.sem }()
 					defer s.recoverEvent(ev.Event)
-					s.handleEvent(ctx, ev.Event, ev.Relay)
+					s.handleEvent(withArrival(ctx, ev.Received), ev.Event, ev.Relay)
 				}()
 			}
 		}
@@ -804,6 +804,7 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	default:
 		result, err = s.safeDispatch(ctx, req, log)
 	}
+	log = log.With("took", handlingTime(ctx))
 	var held *HeldError
 	switch {
 	case errors.Is(err, errUnanswered):
