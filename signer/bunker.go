@@ -604,23 +604,30 @@ func (t transport) encrypt(sk, plain string) (string, error) {
 	return nip44.Encrypt(plain, t.ck)
 }
 
-// checkEvent applies the checks every request event must pass before it is decrypted; a
-// non-empty reason means drop it. Pure but for the replay set.
+// checkEvent applies the cheap checks every request event must pass before anything else; a
+// non-empty reason means drop it. Pure.
 func (s *RemoteSigner) checkEvent(ev *nostr.Event) string {
 	switch {
 	case ev.Kind != KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}):
 		return "not a NIP-46 request for this signer"
 	case len(ev.Content) > MaxContentBytes:
 		return "content too large"
-	}
-	if ok, err := ev.CheckSignature(); !ok || err != nil {
-		return "invalid signature or id"
-	}
-	if ev.PubKey == s.pk {
+	case ev.PubKey == s.pk:
 		return "our own event"
 	}
 	if d := s.now().Sub(ev.CreatedAt.Time()); d > MaxClockSkew || d < -MaxClockSkew {
 		return "created_at too far from now (replay or bad clock)"
+	}
+	return ""
+}
+
+// checkAuthentic checks ev's id and BIP-340 signature (NIP-01) and records it in the replay
+// set; a non-empty reason means drop it. It runs before an event can cost a durable write or
+// an answer: at once for clients' events, and for a stranger's only once its content turned
+// out a connect with a usable secret (see stranger.go).
+func (s *RemoteSigner) checkAuthentic(ev *nostr.Event) string {
+	if ok, err := ev.CheckSignature(); !ok || err != nil {
+		return "invalid signature or id"
 	}
 	if !s.seen.first(ev.ID, s.now()) {
 		return "already handled (replayed or delivered by another relay)"
@@ -722,6 +729,11 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 	}
 	if !known {
 		s.handleStranger(ctx, ev, relay, log)
+		return
+	}
+	if reason := s.checkAuthentic(ev); reason != "" {
+		log.Debug("dropped event: " + reason)
+		s.drops.invalid.Add(1)
 		return
 	}
 	allowed, answerLimit := s.limits.allowClient(ev.PubKey, s.now())

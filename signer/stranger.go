@@ -13,7 +13,12 @@ import (
 // Events from strangers — pubkeys with no session and no nostrconnect response awaiting their
 // first request — are filtered in memory before anything is written or answered. Anyone can
 // make fresh Nostr keys for free, so each such event must cost the co-signer no disk write and
-// no signed answer (which relays may count against the co-signer's key). The one exception is
+// no signed answer (which relays may count against the co-signer's key), and as little CPU as
+// can be: the signer checks a stranger's signature (BIP-340, the costliest check) only once
+// its content is a connect with a usable secret; everything else is dropped before. (The relay
+// pool has already checked every event it delivers, once; the signer's own check, which runs
+// at once for clients' events, is spared for the strangers' events it drops anyway.) So the
+// pubkey an unverified stranger's event names keys only in-memory state: its rate bucket. The one exception is
 // NIP-46 connect carrying a connect secret that is known and unused (a bunker:// URI the
 // operator handed out): it goes on like a client's request, is recorded and is answered "ack".
 // A connect with any other secret is dropped unanswered and unrecorded; it is counted
@@ -29,11 +34,13 @@ const dropLogEvery = 10 * time.Second
 // DropStats counts the events the remote signer dropped without writing or answering
 // anything, since it started.
 type DropStats struct {
-	// Invalid: bad signature or id, not addressed to this signer, oversized, created_at out of
-	// the allowed skew, or a replay of an event already handled.
+	// Invalid: not addressed to this signer, oversized, created_at out of the allowed skew, or
+	// (a client's event, or a stranger's connect with a usable secret) a bad signature or id
+	// or a replay of an event already handled.
 	Invalid uint64
 	// Stranger: from a pubkey without a session, not a connect (including NIP-46 responses
-	// addressed to this key's own client and undecryptable content).
+	// addressed to this key's own client and undecryptable content); its signature is not
+	// checked.
 	Stranger uint64
 	// BadSecret: a stranger's connect whose secret is unknown or already used, or without one.
 	BadSecret uint64
@@ -129,6 +136,11 @@ func (s *RemoteSigner) handleStranger(ctx context.Context, ev *nostr.Event, rela
 	}
 	if !usable {
 		s.drops.badSecret.Add(1)
+		return
+	}
+	if reason := s.checkAuthentic(ev); reason != "" {
+		log.Debug("dropped connect: " + reason)
+		s.drops.invalid.Add(1)
 		return
 	}
 	if !s.firstDurably(ctx, ev, log) {
