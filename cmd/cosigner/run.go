@@ -104,6 +104,7 @@ func cmdRun(ctx context.Context, cfg *Config) error {
 	if err != nil {
 		return err
 	}
+	reqMetrics.drops = remote.Drops
 	// Held requests get their late answer through the remote signer (NIP-46 auth_url flow);
 	// approvers and clients reach the held requests with approve and psbt_status.
 	flow.SetResponder(remote)
@@ -311,7 +312,7 @@ func (c chainView) Synced() bool {
 // at least one relay connected; 503 otherwise) and /status (the wallet view as JSON).
 func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB, rm *requestMetrics) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metricsHandler(pool, newDaemonCollector(w, db), rm.requests))
+	mux.Handle("/metrics", metricsHandler(pool, append(rm.dropCollectors(), newDaemonCollector(w, db), rm.requests)...))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) {
 		ready := false
 		select {
