@@ -13,16 +13,17 @@ import (
 // Events from strangers — pubkeys with no session and no nostrconnect response awaiting their
 // first request — are filtered in memory before anything is written or answered. Anyone can
 // make fresh Nostr keys for free, so each such event must cost the co-signer no disk write and
-// no signed answer (which relays may count against the co-signer's key), and as little CPU as
-// can be: the signer checks a stranger's signature (BIP-340, the costliest check) only once
-// its content is a connect with a usable secret; everything else is dropped before. (The relay
-// pool has already checked every event it delivers, once; the signer's own check, which runs
-// at once for clients' events, is spared for the strangers' events it drops anyway.) So the
-// pubkey an unverified stranger's event names keys only in-memory state: its rate bucket. The one exception is
+// no signed answer (which relays may count against the co-signer's key). The one exception is
 // NIP-46 connect carrying a connect secret that is known and unused (a bunker:// URI the
 // operator handed out): it goes on like a client's request, is recorded and is answered "ack".
 // A connect with any other secret is dropped unanswered and unrecorded; it is counted
 // (DropStats) and summarised in the log at debug level every dropLogEvery.
+//
+// A stranger's event also costs as little CPU as can be: the signer checks its BIP-340
+// signature, the costliest check, only once its content is a connect with a usable secret, and
+// drops everything else before. (The relay pool has checked every event it delivers, once;
+// the signer's own check runs at once for clients' events.) So the pubkey an unchecked
+// stranger's event names keys in-memory state only: its rate bucket.
 
 // errUnanswered makes serveRequest drop a request without an answer (a stranger's connect
 // whose secret turned out unusable).
