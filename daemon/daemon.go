@@ -203,6 +203,7 @@ func (d *Daemon) newSigner(context.Context) error {
 		return err
 	}
 	d.remote = remote
+	d.reqMetrics.drops = remote.Drops
 	// Held requests get their late answer through the remote signer (NIP-46 auth_url flow);
 	// approvers and clients reach the held requests with approve and psbt_status.
 	flow.SetResponder(remote)

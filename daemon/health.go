@@ -24,7 +24,7 @@ import (
 // body is HealthJSON) and /status (the stored wallet view as WalletJSON).
 func healthHandler(w *chainwatch.Watcher, pool *relaypool.Pool, db *store.DB, rm *requestMetrics) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", metricsHandler(pool, newDaemonCollector(w, db), rm.requests))
+	mux.Handle("/metrics", metricsHandler(pool, append(rm.dropCollectors(), newDaemonCollector(w, db), rm.requests)...))
 	mux.HandleFunc("/healthz", func(rw http.ResponseWriter, r *http.Request) {
 		ready := false
 		select {

@@ -36,6 +36,7 @@ type relayCollector struct {
 	up, state, failures, connects, disconnects, published, publishFailed *prometheus.Desc
 	eventsReceived, eventsDropped, okLatency, lastOK, lastEvent, authed  *prometheus.Desc
 	quorum, extra                                                        *prometheus.Desc
+	unconfirmed                                                          *prometheus.Desc
 }
 
 var relayStates = []relaypool.State{
@@ -58,6 +59,7 @@ func newRelayCollector(pool *relaypool.Pool) *relayCollector {
 		publishFailed:  d("publish_failed_total", "Publish attempts refused by the relay, unanswered, or failed on the connection."),
 		eventsReceived: d("events_received_total", "Valid events received on subscriptions, before de-duplication."),
 		eventsDropped:  d("events_dropped_total", "Events dropped for a bad id or signature."),
+		unconfirmed:    d("unconfirmed_total", "Ephemeral events delivered to the relay without its OK: it sends none for them (counted delivered but unconfirmed)."),
 		okLatency:      d("last_ok_latency_seconds", "Time from sending the last accepted event to the relay's OK."),
 		lastOK:         d("last_ok_timestamp_seconds", "Unix time of the last accepted publish (0: none)."),
 		lastEvent:      d("last_event_timestamp_seconds", "Unix time of the last valid event received (0: none)."),
@@ -69,7 +71,7 @@ func newRelayCollector(pool *relaypool.Pool) *relayCollector {
 
 func (c *relayCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.up, c.state, c.failures, c.connects, c.disconnects, c.published, c.publishFailed,
-		c.eventsReceived, c.eventsDropped, c.okLatency, c.lastOK, c.lastEvent, c.authed, c.quorum, c.extra} {
+		c.eventsReceived, c.eventsDropped, c.okLatency, c.lastOK, c.lastEvent, c.authed, c.quorum, c.extra, c.unconfirmed} {
 		ch <- d
 	}
 }
@@ -110,6 +112,7 @@ func (c *relayCollector) Collect(ch chan<- prometheus.Metric) {
 		n(c.publishFailed, h.PublishFailed)
 		n(c.eventsReceived, h.EventsReceived)
 		n(c.eventsDropped, h.EventsDropped)
+		n(c.unconfirmed, h.Unconfirmed)
 		g(c.okLatency, h.LastOKLatency.Seconds())
 		g(c.lastOK, unix(h.LastOKAt, h.LastOKAt.IsZero()))
 		g(c.lastEvent, unix(h.LastEventAt, h.LastEventAt.IsZero()))

@@ -25,6 +25,29 @@ import (
 // The label set is bounded: methods are the registered ones, codes the signer's own.
 type requestMetrics struct {
 	requests *prometheus.CounterVec
+	// drops reads the remote signer's counts of events dropped unanswered (set once it exists).
+	drops func() signer.DropStats
+}
+
+// dropCollectors report drops as cosigner_nip46_dropped_total{reason}: invalid, stranger,
+// bad_secret, stranger_rate_limited, client_over_limit (signer.DropStats).
+func (m *requestMetrics) dropCollectors() []prometheus.Collector {
+	var out []prometheus.Collector
+	for reason, v := range map[string]func(signer.DropStats) uint64{
+		"invalid": func(d signer.DropStats) uint64 { return d.Invalid }, "stranger": func(d signer.DropStats) uint64 { return d.Stranger },
+		"bad_secret": func(d signer.DropStats) uint64 { return d.BadSecret }, "stranger_rate_limited": func(d signer.DropStats) uint64 { return d.StrangerLimited },
+		"client_over_limit": func(d signer.DropStats) uint64 { return d.OverLimit },
+	} {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cosigner_nip46_dropped_total",
+			Help:        "NIP-46 events dropped without an answer or a durable write, by reason (signer.DropStats).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 {
+			if m.drops == nil {
+				return 0
+			}
+			return float64(v(m.drops()))
+		}))
+	}
+	return out
 }
 
 func newRequestMetrics() *requestMetrics {

@@ -57,6 +57,7 @@ func TestMetricsHandler(t *testing.T) {
 		`cosigner_relay_consecutive_failures{relay="` + down + `"} 1`,
 		`cosigner_relay_publish_failed_total{relay="` + down + `"} 1`,
 		`cosigner_relay_published_total{relay="` + down + `"} 0`,
+		`cosigner_relay_unconfirmed_total{relay="` + down + `"} 0`,
 		`cosigner_relay_quorum 1`,
 		`cosigner_relay_extra_connections 0`,
 		`go_goroutines `,
@@ -94,8 +95,9 @@ func TestDaemonMetrics(t *testing.T) {
 	for _, h := range []signer.HandlerFunc{ok, ok, denied, held, boom} {
 		h(ctx, signer.Request{})
 	}
+	rm.drops = func() signer.DropStats { return signer.DropStats{Stranger: 20000, BadSecret: 2000} }
 	rec := httptest.NewRecorder()
-	metricsHandler(pool, newDaemonCollector(nil, db), rm.requests).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	metricsHandler(pool, append(rm.dropCollectors(), newDaemonCollector(nil, db), rm.requests)...).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body := rec.Body.String()
 	for _, want := range []string{
 		`cosigner_nip46_requests_total{method="sign_psbt",outcome="ok"} 2`,
@@ -106,6 +108,9 @@ func TestDaemonMetrics(t *testing.T) {
 		`cosigner_proposals{state="awaiting_cosigners"} 0`,
 		`cosigner_build_info{`,
 		`cosigner_metrics_scrape_errors_total 0`,
+		`cosigner_nip46_dropped_total{reason="stranger"} 20000`,
+		`cosigner_nip46_dropped_total{reason="bad_secret"} 2000`,
+		`cosigner_nip46_dropped_total{reason="invalid"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -267,6 +267,15 @@ func (s *Service) admit(ctx context.Context, req signer.Request) (*policy.Policy
 		// Refused before any write: the same text is refused the same way again.
 		return nil, now, WireError(err)
 	}
+	if p, _, err := psbt.Decode(req.Params[0]); err == nil {
+		if err := s.limits.psbtLimits().CheckCounts(p); err != nil {
+			// Refused before the lock and before any write, like an oversized text: the counts
+			// are the text's own, so the same text is refused the same way again, and a client
+			// sending PSBTs far over the bounds holds no other client's request up while its
+			// refusals are recorded. (A text that does not decode is recorded and refused below.)
+			return nil, now, WireError(err)
+		}
+	}
 	if !s.chain.Synced() {
 		// Not recorded: the same request is decided normally once the view is complete.
 		return nil, now, signer.Errorf(signer.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")

@@ -79,6 +79,9 @@ type Pool struct {
 type Event struct {
 	*nostr.Event
 	Relay string // URL of the first relay that delivered it
+	// Received is when the pool took the event from that relay's connection, before checking
+	// it: where a consumer's handling time of the event starts.
+	Received time.Time
 }
 
 // PublishResult is one relay's answer to a published event: Err is nil when the relay said

@@ -117,6 +117,18 @@ func collect(ch <-chan Event) *collector {
 	return c
 }
 
+// received is the Received time of the first delivery of id (zero if none).
+func (c *collector) received(id string) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ev := range c.events {
+		if ev.ID == id {
+			return ev.Received
+		}
+	}
+	return time.Time{}
+}
+
 func (c *collector) count(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -274,8 +286,12 @@ func TestPoolAgainstRelays(t *testing.T) {
 
 	t.Log("publish on all three relays: three OKs, delivered once")
 	e1 := signed(t, 24133, rcpt, "one")
+	sent := time.Now()
 	assertAllOK(t, pool.Publish(ctx, e1), urls)
 	got.await(t, e1.ID, "e1", 10*time.Second)
+	if r := got.received(e1.ID); r.Before(sent) || r.After(time.Now()) {
+		t.Fatalf("e1 Received = %v, want between its publishing (%v) and now", r, sent)
+	}
 	time.Sleep(500 * time.Millisecond) // the other two relays' copies arrive meanwhile
 	if c := got.count(e1.ID); c != 1 {
 		t.Fatalf("e1 delivered %d times, want once", c)

@@ -294,7 +294,7 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 				defer s.wg.Done()
 				defer func() { <-s.sem }()
 				defer s.recoverEvent(ev.Event)
-				s.handleEvent(ctx, ev.Event, ev.Relay)
+				s.handleEvent(withArrival(ctx, ev.Received), ev.Event, ev.Relay)
 			}()
 		}
 	}()
@@ -344,23 +344,30 @@ func (t transport) encrypt(sk, plain string) (string, error) {
 	return nip44.Encrypt(plain, t.ck)
 }
 
-// checkEvent applies the checks every request event must pass before it is decrypted; a
-// non-empty reason means drop it. Pure but for the replay set.
+// checkEvent applies the cheap checks every request event must pass before anything else; a
+// non-empty reason means drop it. Pure.
 func (s *RemoteSigner) checkEvent(ev *nostr.Event) string {
 	switch {
 	case ev.Kind != nip46.KindNostrConnect || !ev.Tags.ContainsAny("p", []string{s.pk}):
 		return "not a NIP-46 request for this signer"
 	case len(ev.Content) > MaxContentBytes:
 		return "content too large"
-	}
-	if ok, err := ev.CheckSignature(); !ok || err != nil {
-		return "invalid signature or id"
-	}
-	if ev.PubKey == s.pk {
+	case ev.PubKey == s.pk:
 		return "our own event"
 	}
 	if d := s.now().Sub(ev.CreatedAt.Time()); d > MaxClockSkew || d < -MaxClockSkew {
 		return "created_at too far from now (replay or bad clock)"
+	}
+	return ""
+}
+
+// checkAuthentic checks ev's id and BIP-340 signature (NIP-01) and records it in the replay
+// set; a non-empty reason means drop it. It runs before an event can cost a durable write or
+// an answer: at once for clients' events, and for a stranger's only once its content turned
+// out a connect with a usable secret (see stranger.go).
+func (s *RemoteSigner) checkAuthentic(ev *nostr.Event) string {
+	if ok, err := ev.CheckSignature(); !ok || err != nil {
+		return "invalid signature or id"
 	}
 	if !s.seen.first(ev.ID, s.now()) {
 		return "already handled (replayed or delivered by another relay)"
@@ -429,6 +436,11 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 // awaited) past its rate limit and the durable replay check, decrypts it and serves it. Over the
 // limit it is answered rate_limited at most once a second, and dropped otherwise.
 func (s *RemoteSigner) handleClient(ctx context.Context, ev *nostr.Event, relay string, log *slog.Logger) {
+	if reason := s.checkAuthentic(ev); reason != "" {
+		log.Debug("dropped event: " + reason)
+		s.drops.invalid.Add(1)
+		return
+	}
 	allowed, answerLimit := s.limits.allowClient(ev.PubKey, s.now())
 	if !allowed && !answerLimit {
 		s.drops.overLimit.Add(1)
@@ -482,6 +494,7 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
 	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
 	result, err := s.answer(ctx, req, perr, limited, log)
+	log = log.With("took", handlingTime(ctx))
 	resp, ok := s.response(ctx, req, relay, t, result, err, log)
 	if !ok {
 		return

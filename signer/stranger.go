@@ -18,6 +18,12 @@ import (
 // operator handed out): it goes on like a client's request, is recorded and is answered "ack".
 // A connect with any other secret is dropped unanswered and unrecorded; it is counted
 // (DropStats) and summarised in the log at debug level every dropLogEvery.
+//
+// A stranger's event also costs as little CPU as can be: the signer checks its BIP-340
+// signature, the costliest check, only once its content is a connect with a usable secret, and
+// drops everything else before. (The relay pool has checked every event it delivers, once;
+// the signer's own check runs at once for clients' events.) So the pubkey an unchecked
+// stranger's event names keys in-memory state only: its rate bucket.
 
 // errUnanswered makes serveRequest drop a request without an answer (a stranger's connect
 // whose secret turned out unusable).
@@ -29,11 +35,13 @@ const dropLogEvery = 10 * time.Second
 // DropStats counts the events the remote signer dropped without writing or answering
 // anything, since it started.
 type DropStats struct {
-	// Invalid: bad signature or id, not addressed to this signer, oversized, created_at out of
-	// the allowed skew, or a replay of an event already handled.
+	// Invalid: not addressed to this signer, oversized, created_at out of the allowed skew, or
+	// (a client's event, or a stranger's connect with a usable secret) a bad signature or id
+	// or a replay of an event already handled.
 	Invalid uint64
 	// Stranger: from a pubkey without a session, not a connect (including NIP-46 responses
-	// addressed to this key's own client and undecryptable content).
+	// addressed to this key's own client and undecryptable content); its signature is not
+	// checked.
 	Stranger uint64
 	// BadSecret: a stranger's connect whose secret is unknown or already used, or without one.
 	BadSecret uint64
@@ -129,6 +137,11 @@ func (s *RemoteSigner) handleStranger(ctx context.Context, ev *nostr.Event, rela
 	}
 	if !usable {
 		s.drops.badSecret.Add(1)
+		return
+	}
+	if reason := s.checkAuthentic(ev); reason != "" {
+		log.Debug("dropped connect: " + reason)
+		s.drops.invalid.Add(1)
 		return
 	}
 	if !s.firstDurably(ctx, ev, log) {

@@ -23,6 +23,12 @@ var migrationFiles embed.FS
 // up) wait instead of failing.
 type DB struct {
 	SQL *sql.DB
+	// txTurn serialises this process's transactions (Tx) in Go, in the order they ask. Each
+	// takes SQLite's write lock at BEGIN (_txlock=immediate), and a connection that finds it
+	// taken waits in SQLite's busy handler, which sleeps in growing steps (up to 100 ms each)
+	// instead of waking when the lock is free; waiting here, a transaction starts as soon as
+	// the one before it has committed.
+	txTurn chan struct{}
 }
 
 // Open opens (creating if needed) the SQLite database at path in WAL mode with foreign keys on,
@@ -49,7 +55,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		sqldb.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db := &DB{SQL: sqldb}
+	db := &DB{SQL: sqldb, txTurn: make(chan struct{}, 1)}
 	if err := db.migrate(ctx); err != nil {
 		sqldb.Close()
 		return nil, err
@@ -133,8 +139,16 @@ func (db *DB) migrate(ctx context.Context) error {
 }
 
 // Tx runs fn inside one immediate-mode transaction and commits it if fn returns nil; otherwise
-// it rolls back and returns fn's error.
+// it rolls back and returns fn's error. The process's transactions run one at a time, in the
+// order they asked (DB.txTurn); fn must not call Tx. When ctx ends while it waits for its turn,
+// Tx returns an error wrapping ctx's.
 func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	select {
+	case db.txTurn <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("store: begin: %w", ctx.Err())
+	}
+	defer func() { <-db.txTurn }()
 	tx, err := db.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)

@@ -3,8 +3,8 @@
 // keys, then 1,000 sign_psbt requests with 4,000-output PSBTs from one authorized client, while
 // another authorized client keeps asking for ordinary signatures. It shows what the daemon
 // promises: strangers cost no durable write and get no answer, the database grows by a bounded
-// amount, and the other client's p99 stays within 3× of its unloaded p99 measured in the same
-// run.
+// amount, and the daemon handles the other client's requests under the flood with a p99 within
+// 3× of their p99 when the flood is addressed to no one, both measured in the same run.
 package flood
 
 import (
@@ -41,20 +41,37 @@ import (
 
 // The flood's size (issue 11, "Tests") and the bounds it must respect.
 const (
-	freshKeys     = 20_000 // events from fresh keys
-	wideRequests  = 1_000  // sign_psbt requests with wideOutputs outputs, from one client
-	wideOutputs   = 4_000
-	probeUnloaded = 40 // probe round trips measured before the floods
+	freshKeys    = 20_000 // events from fresh keys
+	wideRequests = 1_000  // sign_psbt requests with wideOutputs outputs, from one client
+	wideOutputs  = 4_000
+	rounds       = 5 // the floods come in this many rounds, each after a control window
+	// minProbes is the fewest probe requests each of the two kinds of windows must count.
+	minProbes = 100
 	// maxGrowthPerRequest bounds what one authorized request may add to the database (its
 	// sign_requests row, a bounded audit entry, its replay-set row, index pages).
 	maxGrowthPerRequest = 16 << 10
 	// growthSlack is what the database may grow by besides (page rounding, the daemon's own
 	// bookkeeping: client activity, tip updates).
 	growthSlack = 2 << 20
-	// maxSlowdown: the probe's p99 under load over its unloaded p99.
+	// maxSlowdown: the probe's p99 handling time under the flood over its p99 in the control
+	// windows.
 	maxSlowdown = 3.0
 )
 
+// TestFloodFreshKeysAndWidePSBTs floods the daemon (issue 11, "Tests") while a probe client
+// asks for a signature at most ten times a second, and checks the bounds above.
+//
+// The probe's slowdown is measured so that a loaded 2-core machine does not decide it:
+//   - The figure compared is the daemon's own handling time of each probe request — the
+//     "took" on its answer's log line, from the event's arrival at the relay pool to the
+//     answer — not the round trip, which also times the relays and this race-instrumented
+//     test process (the round trips are reported next to it).
+//   - The baseline is not an idle machine: it is control windows in which the same programs
+//     send the same traffic at the same pace to the same relays, addressed to a key no one
+//     serves. The relays, the generators and the test process then cost the machine what
+//     they cost under the flood, and only the daemon's own share of the flood differs.
+//   - Control and flood windows alternate within the run (rounds of each), so that whatever
+//     else loads the machine meanwhile weighs on both.
 func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the flood test needs the local test network (make test)")
@@ -110,80 +127,84 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	widePSBT := widen(t, base.PSBT, wideOutputs)
 	t.Logf("a %d-output PSBT is %d bytes (base64)", wideOutputs, len(widePSBT))
 
-	sign := func() (time.Duration, error) {
+	sign := func() (time.Duration, string, error) {
 		start := time.Now()
 		r, err := probe.Call(ctx, "sign_psbt", probePSBT.PSBT)
 		if err != nil {
-			return 0, err
+			return 0, "", err
 		}
 		if r.Error != "" {
-			return 0, fmt.Errorf("probe sign_psbt answered %s", r.Error)
+			return 0, "", fmt.Errorf("probe sign_psbt answered %s", r.Error)
 		}
-		return time.Since(start), nil
+		return time.Since(start), r.ID, nil
 	}
 	for range 3 { // warm up: connections, caches
-		if _, err := sign(); err != nil {
+		if _, _, err := sign(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var unloaded []time.Duration
-	for range probeUnloaded {
-		d, err := sign()
-		if err != nil {
-			t.Fatal(err)
-		}
-		unloaded = append(unloaded, d)
-	}
-	p99Unloaded := p99(unloaded)
-	t.Logf("probe unloaded: p50 %v p99 %v (%d round trips)", p50(unloaded), p99Unloaded, len(unloaded))
 
-	// The load: 20,000 events from fresh keys straight to relay 1, pipelined (freshkeys), and at
-	// the same time 1,000 wide PSBTs from the flooder, paced just under its rate limit (20/s) so
-	// that every one is decided, while the probe keeps asking. (The node relays verify every
-	// event in JavaScript: on a busy machine relay 1 takes a few hundred events a second, and a
-	// deeper pipeline only starves its other connections.)
+	// The load comes in rounds. Each round is a control window, then a flood window, while the
+	// probe keeps asking. In a flood window, 1/rounds of the fresh keys' events go straight to
+	// relay 1, pipelined (freshkeys), and at the same time 1/rounds of the wide PSBTs from the
+	// flooder, paced just under its rate limit (20/s) so that every one is decided; then the
+	// daemon reads what is left of the round. A control window sends the same traffic at the
+	// same pace (half as much of it) from the same programs to the same relays, addressed to a
+	// key no one serves: the machine carries the same load, the daemon sees none of it.
+	// (The node relays verify every event in JavaScript: on a busy machine relay 1 takes a few
+	// hundred events a second, and a deeper pipeline only starves its other connections.)
 	fresh := buildFreshKeys(ctx, t, env)
+	shamSK := nostr.GeneratePrivateKey()
+	shamPK, _ := nostr.GetPublicKey(shamSK)
+	shamFlooder, err := nip46e2e.Dial(ctx, nostr.GeneratePrivateKey(), shamPK, relays[0:1], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(shamFlooder.Close)
 	size0 := dbSize(ctx, t, env)
 	rows0 := strangerRows(ctx, t, env, env.ClientPK, flooderPK)
 	received0 := eventsReceived(ctx, t, env, relays[1])
 	answers := watchAnswers(ctx, t, env, relays[2], env.ClientPK, flooderPK)
 	probing := startProbe(sign)
 	start := time.Now()
-	type published struct {
-		Sent, Accepted int
-		Seconds        float64
-	}
-	freshDone := make(chan published, 1)
-	go func() {
-		var out published
-		b, err := exec.CommandContext(ctx, fresh, "-relay", relays[1], "-signer", env.KeyA.NostrPubKey, "-n", strconv.Itoa(freshKeys),
-			"-window", "32", "-timeout", "6m").Output()
-		if err != nil {
-			t.Errorf("freshkeys: %v (%s)", err, b)
-		} else if err := json.Unmarshal(b, &out); err != nil {
-			t.Errorf("freshkeys printed %q: %v", b, err)
+	var pub published
+	codes := map[string]int{}
+	for round := range rounds {
+		probing.setPhase(phaseControl)
+		shamDone := runFreshKeys(ctx, t, fresh, relays[1], shamPK, freshKeys/rounds/2)
+		if _, err := sendWide(ctx, shamFlooder, widePSBT, wideRequests/rounds/2, nil); err != nil {
+			t.Fatal(err)
 		}
-		freshDone <- out
-	}()
-	codes, err := floodWide(ctx, t, env, flooder, widePSBT, wideRequests, size0)
-	if err != nil {
-		t.Fatal(err)
+		<-shamDone
+		probing.setPhase(phaseFlood)
+		freshDone := runFreshKeys(ctx, t, fresh, relays[1], env.KeyA.NostrPubKey, freshKeys/rounds)
+		c, err := floodWide(ctx, t, env, flooder, widePSBT, round*wideRequests/rounds, wideRequests/rounds, size0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range c {
+			codes[k] += v
+		}
+		out := <-freshDone
+		pub.Sent, pub.Accepted, pub.Seconds = pub.Sent+out.Sent, pub.Accepted+out.Accepted, pub.Seconds+out.Seconds
+		// The daemon has read what it will read of the round once its relay-1 subscription
+		// stops counting new events (relaypool counts them as they reach the remote signer; a
+		// consumer too slow for the relay loses events there, and says so in the log).
+		probing.setPhase(phaseBetween)
+		waitQuiet(ctx, t, func() int64 { return eventsReceived(ctx, t, env, relays[1]) })
 	}
-	t.Logf("wide-PSBT flood: %d requests answered in %v: %v", wideRequests, time.Since(start).Round(time.Millisecond), codes)
-	pub := <-freshDone
+	t.Logf("wide-PSBT flood: %d requests answered, %v in all (%d rounds): %v", wideRequests, time.Since(start).Round(time.Millisecond), rounds, codes)
 	t.Logf("fresh keys: %d events published to %s in %.1fs, %d accepted", pub.Sent, relays[1], pub.Seconds, pub.Accepted)
 	if pub.Accepted < freshKeys*9/10 {
 		t.Fatalf("the relay accepted only %d of %d events from fresh keys", pub.Accepted, freshKeys)
 	}
-	// The daemon has read what it will read once its relay-0 subscription stops counting new
-	// events (relaypool counts them as they reach the remote signer; a consumer too slow for
-	// the relay loses events there, and says so in the log). Strangers cost nothing durable, so
-	// a late event cannot change the figures below except by being counted.
-	received := waitQuiet(ctx, t, func() int64 { return eventsReceived(ctx, t, env, relays[1]) })
-	if _, err := sign(); err != nil {
+	// Strangers cost nothing durable, so a late event cannot change the figures below except
+	// by being counted.
+	received := eventsReceived(ctx, t, env, relays[1])
+	if _, _, err := sign(); err != nil {
 		t.Fatal(err)
 	}
-	loaded, probes, perr := probing.stop()
+	samples, probes, perr := probing.stop()
 	if perr != nil {
 		t.Fatal(perr)
 	}
@@ -192,7 +213,6 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 	requests := wideRequests + probes + 1
 	t.Logf("the daemon read %d events on relay 1; database %d -> %d bytes (+%d, %d per request); rows of other pubkeys %+v -> %+v",
 		received-received0, size0, size1, size1-size0, (size1-size0)/int64(requests), rows0, rows1)
-	t.Logf("probe under load: p50 %v p99 %v (%d round trips); unloaded p99 %v", p50(loaded), p99(loaded), len(loaded), p99Unloaded)
 	if got := received - received0; got < freshKeys/10 {
 		t.Errorf("the daemon read only %d of the fresh keys' events; the flood did not reach it", got)
 	}
@@ -209,14 +229,97 @@ func TestFloodFreshKeysAndWidePSBTs(t *testing.T) {
 		t.Errorf("the database grew by %d bytes for %d client requests; bound %d (%d per request + %d)", size1-size0, requests, limit,
 			maxGrowthPerRequest, growthSlack)
 	}
-	// The probe's slowdown is a figure, reported, not asserted: timing is shown by measurements,
-	// never by a timed assertion that a loaded CI machine can break. The goal is maxSlowdown.
-	ratio := float64(p99(loaded)) / float64(p99Unloaded)
-	verdict := "within"
-	if ratio > maxSlowdown {
-		verdict = "OVER"
+
+	// The probe's slowdown: the daemon's handling times, windows with and without the flood
+	// in turns (see the doc comment); the round trips are reported.
+	took := probeHandlingTimes(t, env, env.ClientPK)
+	var wall, handled [2][]time.Duration
+	for _, smp := range samples {
+		d, ok := took[smp.id]
+		if !ok {
+			t.Fatalf("no took on the daemon's answer to probe request %s", smp.id)
+		}
+		wall[smp.phase] = append(wall[smp.phase], smp.wall)
+		handled[smp.phase] = append(handled[smp.phase], d)
 	}
-	t.Logf("probe p99 slowdown under the flood: %.2f× (%s the %.0f× goal)", ratio, verdict, maxSlowdown)
+	for ph, name := range []string{"in the control windows", "under the flood"} {
+		t.Logf("probe %s: %d requests; round trip p50 %v p99 %v; handled by the daemon in p50 %v p99 %v", name, len(wall[ph]),
+			p50(wall[ph]), p99(wall[ph]), p50(handled[ph]), p99(handled[ph]))
+	}
+	if len(handled[phaseControl]) < minProbes || len(handled[phaseFlood]) < minProbes {
+		t.Fatalf("only %d probe requests in the control windows and %d under the flood; want %d of each", len(handled[phaseControl]),
+			len(handled[phaseFlood]), minProbes)
+	}
+	t.Logf("probe p99 slowdown under the flood: round trip %.2f×, daemon's handling %.2f× (goal: at most %.0f×)",
+		float64(p99(wall[phaseFlood]))/float64(p99(wall[phaseControl])),
+		float64(p99(handled[phaseFlood]))/float64(p99(handled[phaseControl])), maxSlowdown)
+	if ratio := float64(p99(handled[phaseFlood])) / float64(p99(handled[phaseControl])); ratio > maxSlowdown {
+		t.Errorf("the daemon handled the probe's requests %.2f× slower under the flood (p99 %v against %v in the control windows); the goal is at most %.0f×",
+			ratio, p99(handled[phaseFlood]), p99(handled[phaseControl]), maxSlowdown)
+	}
+}
+
+// probeHandlingTimes reads the daemon's log and returns the handling time ("took") of each
+// answer to client, by request id.
+func probeHandlingTimes(t *testing.T, env *scenario.Env, client string) map[string]time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(env.Daemon.LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]time.Duration{}
+	for line := range strings.Lines(string(b)) {
+		if !strings.Contains(line, " msg=answered") || !strings.Contains(line, " client="+client+" ") {
+			continue
+		}
+		id, d := logField(line, "id"), logField(line, "took")
+		if id == "" || d == "" {
+			continue
+		}
+		v, err := time.ParseDuration(d)
+		if err != nil {
+			t.Fatalf("took=%q in %q: %v", d, line, err)
+		}
+		out[id] = v
+	}
+	return out
+}
+
+// logField is the value of key in a log/slog text line (unquoted values only), or "".
+func logField(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	v := line[i+len(key)+2:]
+	if j := strings.IndexAny(v, " \n"); j >= 0 {
+		v = v[:j]
+	}
+	return v
+}
+
+// published is what freshkeys printed.
+type published struct {
+	Sent, Accepted int
+	Seconds        float64
+}
+
+// runFreshKeys runs freshkeys in the background: n events from fresh keys to relay, addressed
+// (p tag, NIP-44) to pubkey. The channel gets what it printed when it is done.
+func runFreshKeys(ctx context.Context, t *testing.T, bin, relay, pubkey string, n int) <-chan published {
+	done := make(chan published, 1)
+	go func() {
+		var out published
+		b, err := exec.CommandContext(ctx, bin, "-relay", relay, "-signer", pubkey, "-n", strconv.Itoa(n),
+			"-window", "32", "-timeout", "6m").Output()
+		if err != nil {
+			t.Errorf("freshkeys: %v (%s)", err, b)
+		} else if err := json.Unmarshal(b, &out); err != nil {
+			t.Errorf("freshkeys printed %q: %v", b, err)
+		}
+		done <- out
+	}()
+	return done
 }
 
 // buildFreshKeys builds e2e/flood/freshkeys (without the race detector) and returns its path.
@@ -322,19 +425,39 @@ func widen(t *testing.T, b64 string, n int) string {
 	return out
 }
 
+// The probe's phases: its requests are sorted by the phase they started and ended in; one
+// that straddles two phases, or falls between a flood window and the next control window, is
+// not counted.
+const (
+	phaseControl = 0 // the control window: the same load on the machine, none for the daemon
+	phaseFlood   = 1
+	phaseBetween = 2
+)
+
+// probeSample is one probe request: its round trip, its request id and its phase.
+type probeSample struct {
+	wall  time.Duration
+	id    string
+	phase int
+}
+
 // prober runs sign round trips one after another until stopped.
 type prober struct {
-	quit chan struct{}
-	done chan struct{}
-	ds   []time.Duration
-	err  error
+	quit  chan struct{}
+	done  chan struct{}
+	phase atomic.Int32
+	mu    sync.Mutex
+	ss    []probeSample
+	sent  int
+	err   error
 }
 
 // probeInterval is the least time between the starts of two probe requests.
 const probeInterval = 100 * time.Millisecond
 
-func startProbe(sign func() (time.Duration, error)) *prober {
+func startProbe(sign func() (time.Duration, string, error)) *prober {
 	p := &prober{quit: make(chan struct{}), done: make(chan struct{})}
+	p.phase.Store(phaseBetween)
 	go func() {
 		defer close(p.done)
 		for {
@@ -343,12 +466,19 @@ func startProbe(sign func() (time.Duration, error)) *prober {
 				return
 			default:
 			}
-			d, err := sign()
+			before := p.phase.Load()
+			d, id, err := sign()
+			p.mu.Lock()
+			p.sent++
 			if err != nil {
 				p.err = err
+				p.mu.Unlock()
 				return
 			}
-			p.ds = append(p.ds, d)
+			if after := p.phase.Load(); after == before && before != phaseBetween {
+				p.ss = append(p.ss, probeSample{wall: d, id: id, phase: int(before)})
+			}
+			p.mu.Unlock()
 			// At most 10 requests a second: the probe measures latency and must stay under
 			// its own rate limit (COSIGNER_CLIENT_RATE, 20/s), however fast the daemon answers.
 			if d < probeInterval {
@@ -363,11 +493,28 @@ func startProbe(sign func() (time.Duration, error)) *prober {
 	return p
 }
 
-// stop ends the probe and returns its round trips and the number of requests it sent.
-func (p *prober) stop() ([]time.Duration, int, error) {
+func (p *prober) setPhase(ph int) { p.phase.Store(int32(ph)) }
+
+// count is the number of requests counted in phase ph so far.
+func (p *prober) count(ph int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, s := range p.ss {
+		if s.phase == ph {
+			n++
+		}
+	}
+	return n
+}
+
+// stop ends the probe and returns its counted requests and the number of requests it sent.
+func (p *prober) stop() ([]probeSample, int, error) {
 	close(p.quit)
 	<-p.done
-	return p.ds, len(p.ds), p.err
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ss, p.sent, p.err
 }
 
 func p50(ds []time.Duration) time.Duration { return percentile(ds, 0.50) }
@@ -479,6 +626,50 @@ func eventsReceived(ctx context.Context, t *testing.T, env *scenario.Env, relay 
 	return 0
 }
 
+// sendWide has c publish n sign_psbt requests for widePSBT, 18 a second (under the flooder's
+// rate limit of 20 with a burst of 100, so each is decided), at most 8 publishes at once, and
+// returns their ids; after request i it calls check(i) (if not nil) and stops at its error.
+func sendWide(ctx context.Context, c *nip46e2e.Client, widePSBT string, n int, check func(i int) error) ([]string, error) {
+	ids := make([]string, n)
+	tick := time.NewTicker(time.Second / 18)
+	defer tick.Stop()
+	var pubErr atomic.Value
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, 8)
+	for i := range ids {
+		ev, id, err := c.Request("sign_psbt", widePSBT)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = id
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if k, err := c.Publish(ctx, ev); k == 0 {
+				pubErr.Store(fmt.Errorf("no relay took wide request %d: %v", i, err))
+			}
+		}()
+		if check != nil {
+			if err := check(i); err != nil {
+				return nil, err
+			}
+		}
+	}
+	wg.Wait()
+	if err, _ := pubErr.Load().(error); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
 func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
@@ -530,48 +721,23 @@ func watchAnswers(ctx context.Context, t *testing.T, env *scenario.Env, relay st
 	return w
 }
 
-// floodWide has c send n sign_psbt requests for widePSBT, 18 a second (under its rate limit of
-// 20 with a burst of 100, so each is decided), waits until each is answered exactly once, and
-// returns how many answers had each error code ("ok" for a result). Every 100 requests it checks
-// the database growth against the bound and stops early past it.
-func floodWide(ctx context.Context, t *testing.T, env *scenario.Env, c *nip46e2e.Client, widePSBT string, n int, size0 int64) (map[string]int, error) {
+// floodWide has c send n sign_psbt requests for widePSBT (sendWide), waits until each is
+// answered exactly once, and returns how many answers had each error code ("ok" for a result).
+// Every 100 requests it checks the database growth since size0 against the bound for those and
+// the prior ones, and stops early past it.
+func floodWide(ctx context.Context, t *testing.T, env *scenario.Env, c *nip46e2e.Client, widePSBT string, prior, n int, size0 int64) (map[string]int, error) {
 	t.Helper()
-	ids := make([]string, n)
-	tick := time.NewTicker(time.Second / 18)
-	defer tick.Stop()
-	var pubErr atomic.Value
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 8)
-	for i := range ids {
-		ev, id, err := c.Request("sign_psbt", widePSBT)
-		if err != nil {
-			return nil, err
+	ids, err := sendWide(ctx, c, widePSBT, n, func(i int) error {
+		if (i+1)%100 != 0 {
+			return nil
 		}
-		ids[i] = id
-		select {
-		case <-tick.C:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if grown, limit := dbSize(ctx, t, env)-size0, int64(prior+i+1)*maxGrowthPerRequest+growthSlack; grown > limit {
+			return fmt.Errorf("after %d wide requests the database grew by %d bytes; bound %d (%d per request + %d)", prior+i+1, grown, limit,
+				maxGrowthPerRequest, growthSlack)
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if k, err := c.Publish(ctx, ev); k == 0 {
-				pubErr.Store(fmt.Errorf("no relay took wide request %d: %v", i, err))
-			}
-		}()
-		if (i+1)%100 == 0 {
-			if grown, limit := dbSize(ctx, t, env)-size0, int64(i+1)*maxGrowthPerRequest+growthSlack; grown > limit {
-				wg.Wait()
-				return nil, fmt.Errorf("after %d wide requests the database grew by %d bytes; bound %d (%d per request + %d)", i+1, grown, limit,
-					maxGrowthPerRequest, growthSlack)
-			}
-		}
-	}
-	wg.Wait()
-	if err, _ := pubErr.Load().(error); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	codes := map[string]int{}
