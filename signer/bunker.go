@@ -459,21 +459,46 @@ func (s *RemoteSigner) handleClient(ctx context.Context, ev *nostr.Event, relay 
 
 // firstDurably records ev in the durable replay set (when the Sessions have one) and reports
 // whether it was not handled before, also before a restart.
+//
+// A failed check is tried again (growing delays from replayRetryMin to replayRetryMax) while ctx
+// lasts and ev is within MaxClockSkew of now: the event is already marked in the in-memory set
+// and the pools have de-duplicated its copies from the other relays, so giving up on a
+// transient failure (SQLite "database is locked" when writers contend past the busy timeout)
+// would leave a request that the relays accepted without any answer.
 func (s *RemoteSigner) firstDurably(ctx context.Context, ev *nostr.Event, log *slog.Logger) bool {
 	durable, ok := s.sessions.(SeenEvents)
 	if !ok {
 		return true
 	}
-	first, err := durable.FirstSeenEvent(ctx, ev.ID, s.now(), s.seen.ttl)
-	if err != nil {
-		log.Error("dropped event: the replay check failed", "error", err)
-		return false
+	delay := replayRetryMin
+	for attempt := 1; ; attempt++ {
+		first, err := durable.FirstSeenEvent(ctx, ev.ID, s.now(), s.seen.ttl)
+		if err == nil {
+			if !first {
+				log.Warn("dropped event: already handled before a restart (replayed)")
+			}
+			return first
+		}
+		if ctx.Err() != nil || s.now().Sub(ev.CreatedAt.Time()) > MaxClockSkew {
+			log.Error("dropped event: the replay check failed", "error", err, "attempts", attempt)
+			return false
+		}
+		log.Warn("the replay check failed; trying again", "error", err, "attempt", attempt, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+		delay = min(2*delay, replayRetryMax)
 	}
-	if !first {
-		log.Warn("dropped event: already handled before a restart (replayed)")
-	}
-	return first
 }
+
+// The delays between attempts of a failed durable replay check (firstDurably).
+const (
+	replayRetryMin = 50 * time.Millisecond
+	replayRetryMax = 2 * time.Second
+)
 
 // serveRequest answers one decrypted request from a client (or from a stranger whose connect
 // carries a usable secret). limited: the client is over its rate limit (answered rate_limited).

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -187,7 +188,8 @@ func (c *Client) unwatch(id string) {
 func (c *Client) Send(ctx context.Context, ev nostr.Event, id string) (Response, error) {
 	ch := c.Watch(id)
 	defer c.unwatch(id)
-	if n, err := c.Publish(ctx, ev); n == 0 {
+	res := c.pool.Publish(ctx, ev)
+	if n, err := relaypool.Published(res); n == 0 {
 		return Response{}, fmt.Errorf("nip46e2e: no relay accepted request %s: %w", id, err)
 	}
 	for {
@@ -198,9 +200,27 @@ func (c *Client) Send(ctx context.Context, ev nostr.Event, id string) (Response,
 			}
 			return r, nil
 		case <-ctx.Done():
-			return Response{}, fmt.Errorf("nip46e2e: no response to request %s: %w", id, ctx.Err())
+			// The event id and where it went, to look the request up in the daemon's and the
+			// relays' logs.
+			return Response{}, fmt.Errorf("nip46e2e: no response to request %s (event %s, published: %s): %w", id, ev.ID, publishedTo(res), ctx.Err())
 		}
 	}
+}
+
+// publishedTo summarises a publish's per-relay outcome: "<url> ok" or "<url> <error>".
+func publishedTo(res []relaypool.PublishResult) string {
+	parts := make([]string, len(res))
+	for i, r := range res {
+		switch {
+		case r.Err != nil:
+			parts[i] = r.Relay + " " + r.Err.Error()
+		case r.Unconfirmed:
+			parts[i] = r.Relay + " written (no OK for ephemeral events)"
+		default:
+			parts[i] = r.Relay + " ok"
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Call sends method(params) and waits for the response. A transport failure or ctx's end is an

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,8 +46,11 @@ func TestMain(m *testing.M) {
 	if hostile != nil {
 		hostile.Close()
 	}
-	if envDir != "" {
+	if envDir != "" && code == 0 {
 		os.RemoveAll(envDir)
+	} else if envDir != "" {
+		// The daemon's and the relays' full logs, for the failure's evidence.
+		fmt.Fprintf(os.Stderr, "nip46e2e: kept %s (cosigner.log, network/relay-*.log)\n", envDir)
 	}
 	os.Exit(code)
 }
