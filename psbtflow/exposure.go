@@ -44,14 +44,6 @@ type SpendFacts interface {
 	Tip() chainwatch.Tip
 }
 
-// SetSpendFacts sets where the spend exposure reads proven facts. Without it nothing is ever
-// settled: every signed transaction stays outstanding (the safe reading).
-func (s *Service) SetSpendFacts(f SpendFacts) {
-	s.mu.Lock()
-	s.facts = f
-	s.mu.Unlock()
-}
-
 // reorgHorizon is how far below the tip settled entries are checked against the header chain:
 // far deeper than any reorg the watcher follows (chainwatch.DefaultReorgSafetyLimit).
 const reorgHorizon = 1008

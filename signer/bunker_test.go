@@ -46,7 +46,7 @@ func (m *memPool) take() []nostr.Event {
 
 type echoPSBT struct{}
 
-func (echoPSBT) SignPSBT(ctx context.Context, r Request) (string, error) {
+func (echoPSBT) SignPSBT(ctx context.Context, r nip46.Call) (string, error) {
 	return "signed:" + r.Params[0], nil
 }
 

@@ -37,7 +37,7 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 	appPK, _ := nostr.GetPublicKey(appSK)
 	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape(relays[1]) + "&relay=" + url.QueryEscape(relays[2]) +
 		"&secret=late-app&perms=sign_psbt&name=Late"
-	u, err := ParseNostrConnectURI(uri)
+	u, err := nip46.ParseNostrConnectURI(uri)
 	if err != nil {
 		t.Fatal(err)
 	}

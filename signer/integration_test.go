@@ -35,7 +35,7 @@ func TestOverRealRelays(t *testing.T) {
 	if err := db.AddConnectSecretPerms(ctx, "s1", "sign_psbt,sign_event:1"); err != nil {
 		t.Fatal(err)
 	}
-	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), BunkerURI(rs.PublicKey(), relays[1:2], "s1"), ClientOptions{Logger: quietLog()})
+	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), nip46.BunkerURI(rs.PublicKey(), relays[1:2], "s1"), ClientOptions{Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestOverRealRelays(t *testing.T) {
 		}
 		break
 	}
-	u, err := ParseNostrConnectURI("nostrconnect" + BunkerURI(appPK, relays[2:], "app-secret")[len("bunker"):] + "&perms=sign_event%3A1")
+	u, err := nip46.ParseNostrConnectURI("nostrconnect" + nip46.BunkerURI(appPK, relays[2:], "app-secret")[len("bunker"):] + "&perms=sign_event%3A1")
 	if err != nil {
 		t.Fatal(err)
 	}

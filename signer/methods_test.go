@@ -227,8 +227,8 @@ func TestReplayedEventDropped(t *testing.T) {
 
 type heldPSBT struct{}
 
-func (heldPSBT) SignPSBT(ctx context.Context, r Request) (string, error) {
-	return "", &HeldError{URL: "https://approve.example/r/" + r.ID, Reason: "cooling_off: 1h"}
+func (heldPSBT) SignPSBT(ctx context.Context, r nip46.Call) (string, error) {
+	return "", &nip46.HeldError{URL: "https://approve.example/r/" + r.ID, Reason: "cooling_off: 1h"}
 }
 
 func TestHeldRequestAuthURLThenRespond(t *testing.T) {
@@ -271,10 +271,10 @@ func TestRespondDeliversLateAnswer(t *testing.T) {
 
 func TestHandleExtensionMethod(t *testing.T) {
 	h := newHarness(t)
-	if err := h.rs.Handle("ping", func(context.Context, Request) (string, error) { return "", nil }); err == nil {
+	if err := h.rs.Handle("ping", func(context.Context, nip46.Call) (string, error) { return "", nil }); err == nil {
 		t.Fatal("replacing a session method accepted")
 	}
-	if err := h.rs.Handle("psbt_status", func(_ context.Context, r Request) (string, error) { return "status:" + r.Params[0], nil }); err != nil {
+	if err := h.rs.Handle("psbt_status", func(_ context.Context, r nip46.Call) (string, error) { return "status:" + r.Params[0], nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.rs.Handle("get_wallet", WalletMethod(WalletInfo{Descriptor: "wsh(…)#abcdefgh", Fingerprints: []string{"01020304"}, Network: "regtest"})); err != nil {
@@ -323,7 +323,7 @@ func TestNostrConnectQueue(t *testing.T) {
 	}
 	h.rs = rs
 	uri := "nostrconnect://" + h.clientPK + "?relay=wss%3A%2F%2Fapp.example&relay=ws%3A%2F%2F127.0.0.1%3A1&secret=abc123&perms=sign_event%3A1%2Csign_psbt&name=App"
-	u, err := ParseNostrConnectURI(uri)
+	u, err := nip46.ParseNostrConnectURI(uri)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr/nip19"
 
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -139,7 +139,7 @@ func clientsChange(ctx context.Context, db *store.DB, client, permsArg string, g
 	if err != nil {
 		return err
 	}
-	change, err := signer.ParsePerms(permsArg)
+	change, err := nip46.ParsePerms(permsArg)
 	if err != nil {
 		return fmt.Errorf("clients: %w", err)
 	}
@@ -150,11 +150,11 @@ func clientsChange(ctx context.Context, db *store.DB, client, permsArg string, g
 	if !ok {
 		return fmt.Errorf("clients: %s has no session (it connects with a bunker:// URI from `cosigner bunker-uri --perms …`)", pk)
 	}
-	have, err := signer.ParsePerms(cur)
+	have, err := nip46.ParsePerms(cur)
 	if err != nil {
 		return fmt.Errorf("clients: stored permissions of %s: %w", pk, err)
 	}
-	var next signer.Perms
+	var next nip46.Perms
 	if grant {
 		next = have.Union(change)
 	} else if next, err = have.Without(change); err != nil {
