@@ -17,7 +17,7 @@ import (
 // registered by newSigner once the psbtflow service exists.
 func newRemoteSigner(cfg Config, keys *keystore.Keys, desc *descriptor.Descriptor, pool *relaypool.Pool, db *store.DB,
 	rm *requestMetrics, log *slog.Logger) (*signer.RemoteSigner, error) {
-	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, nil, log,
+	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, log,
 		signer.WithLegacyNIP04(cfg.NIP04Legacy),
 		signer.WithRateLimit(cfg.ClientRate, cfg.ClientBurst),
 		signer.WithClientRelays(func(urls []string) (signer.ClosablePool, error) {

@@ -88,12 +88,6 @@ type PoolDialer func(urls []string) (ClosablePool, error)
 // anything else as "internal: …").
 type HandlerFunc func(ctx context.Context, req nip46.Call) (string, error)
 
-// PSBTHandler decides and signs sign_psbt requests (psbtflow). It returns the result string or
-// an error; errors that are not *nip46.MethodError are answered as "internal: …".
-type PSBTHandler interface {
-	SignPSBT(ctx context.Context, req nip46.Call) (string, error)
-}
-
 // Option configures a RemoteSigner.
 type Option func(*RemoteSigner)
 
@@ -162,8 +156,9 @@ type RemoteSigner struct {
 }
 
 // NewRemoteSigner returns a remote signer for the Nostr identity key sk (hex) that serves over
-// pool, keeps sessions in sessions, and passes sign_psbt to psbt (nil: sign_psbt is not offered).
-func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHandler, log *slog.Logger, opts ...Option) (*RemoteSigner, error) {
+// pool and keeps sessions in sessions. It offers the built-in NIP-46 methods; extension methods
+// such as sign_psbt are offered once registered with Handle.
+func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, log *slog.Logger, opts ...Option) (*RemoteSigner, error) {
 	pk, err := nostr.GetPublicKey(sk)
 	if err != nil {
 		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", keystore.ErrNotOurKey)
@@ -191,16 +186,13 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 		o(s)
 	}
 	s.registerBuiltins()
-	if psbt != nil {
-		s.handlers[nip46.MethodSignPSBT] = psbt.SignPSBT
-	}
 	return s, nil
 }
 
 // PublicKey is the remote signer's pubkey (hex); it is also the user pubkey.
 func (s *RemoteSigner) PublicKey() string { return s.pk }
 
-// Handle registers h for method (an extension method such as psbt_status or approve, or a
+// Handle registers h for method (an extension method such as sign_psbt or approve, or a
 // replacement of a built-in one except the session methods). Call it before Run. A connected
 // client needs the permission named method to call it. Errors: the method name is malformed
 // or a session method.

@@ -69,8 +69,11 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 	}
 	t.Cleanup(func() { db.Close() })
 	pool := &memPool{}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(), opts...)
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, quietLog(), opts...)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, echoPSBT{}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	sk := nostr.GeneratePrivateKey()

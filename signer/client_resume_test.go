@@ -72,8 +72,11 @@ func TestCallWithIDResends(t *testing.T) {
 	b := &bus{}
 	h := &recordingPSBT{}
 	rsSK := nostr.GeneratePrivateKey()
-	rs, err := NewRemoteSigner(rsSK, busPool{b}, db, h, quietLog())
+	rs, err := NewRemoteSigner(rsSK, busPool{b}, db, quietLog())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, h.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})

@@ -71,8 +71,11 @@ func TestClientAgainstRemoteSigner(t *testing.T) {
 	}
 	defer db.Close()
 	b := &bus{}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), busPool{b}, db, slowHeld{}, quietLog())
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), busPool{b}, db, quietLog())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, slowHeld{}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	rs.Handle("psbt_status", func(_ context.Context, r nip46.Call) (string, error) { return "held", nil })

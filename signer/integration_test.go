@@ -172,11 +172,14 @@ func startSignerOverRelays(t *testing.T, ctx context.Context, n int) (relays []s
 		fail(err)
 	}
 	closers = append(closers, func() { pool.Close() })
-	rs, err = NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(),
+	rs, err = NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, quietLog(),
 		WithClientRelays(func(urls []string) (ClosablePool, error) {
 			return relaypool.New(urls, relaypool.Options{Logger: quietLog()})
 		}))
 	if err != nil {
+		fail(err)
+	}
+	if err = rs.Handle(nip46.MethodSignPSBT, echoPSBT{}.SignPSBT); err != nil {
 		fail(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)

@@ -289,8 +289,11 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 	sk := nostr.GeneratePrivateKey()
 	start := func() (*RemoteSigner, *toPool) {
 		p := &toPool{memPool: &memPool{}}
-		rs, err := NewRemoteSigner(sk, p, h.db, heldPSBT{}, quietLog(), WithLegacyNIP04(true))
+		rs, err := NewRemoteSigner(sk, p, h.db, quietLog(), WithLegacyNIP04(true))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.Handle(nip46.MethodSignPSBT, heldPSBT{}.SignPSBT); err != nil {
 			t.Fatal(err)
 		}
 		return rs, p

@@ -233,8 +233,11 @@ func (heldPSBT) SignPSBT(ctx context.Context, r nip46.Call) (string, error) {
 
 func TestHeldRequestAuthURLThenRespond(t *testing.T) {
 	h := newHarness(t)
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, heldPSBT{}, quietLog())
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, quietLog())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, heldPSBT{}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	h.rs = rs
@@ -316,7 +319,7 @@ func TestNostrConnectQueue(t *testing.T) {
 	h := newHarness(t)
 	clientPool := &memPool{}
 	dialed := 0
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, nil, quietLog(),
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, quietLog(),
 		WithClientRelays(func(urls []string) (ClosablePool, error) { dialed++; return closable{clientPool}, nil }))
 	if err != nil {
 		t.Fatal(err)
@@ -384,7 +387,7 @@ func (p *toPool) PublishTo(ctx context.Context, ev nostr.Event, urls []string) [
 func TestClientRelaysWithoutDialerUsePublishTo(t *testing.T) {
 	h := newHarness(t)
 	tp := &toPool{memPool: h.pool}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), tp, h.db, nil, quietLog())
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), tp, h.db, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

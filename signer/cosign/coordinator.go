@@ -122,11 +122,11 @@ func (c *Coordinator) Close() {
 //   - the co-signer's PSBT, checked: the same unsigned transaction, no data conflicting with
 //     p's (Combine), every partial signature in it valid (see Finalize for the checks), and at
 //     least one valid signature by a key of the input's script on every input;
-//   - an *outbound.Refusal (wrapped, naming the co-signer; the *signer.RemoteError inside) for
+//   - an *outbound.Refusal (wrapped, naming the co-signer; the *nip46.RemoteError inside) for
 //     an error answer: policy_denied, unauthorized, unsafe_psbt, … (internal and rate_limited
 //     are marked passing: the co-signer has not finished syncing, or asks to slow down);
 //   - ErrCosignerAnswer naming the co-signer for an answer that fails the checks;
-//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI or psbt.ErrInputUnresolved (p
+//   - ctx's error, ErrCoordinatorClosed, nip46.ErrBadURI or psbt.ErrInputUnresolved (p
 //     cannot be checked) otherwise.
 //
 // p is not modified.
@@ -260,7 +260,7 @@ func shortKey(pk string) string {
 // has not finished syncing; rate_limited) or refused for good under this request id only because
 // its view of the chain lags ours (unsafe_psbt: input_unspent — the coin pays its wallet but it
 // does not know it as unspent yet; if the coin was in fact spent elsewhere, this co-signer's own
-// watcher abandons the proposal). The *signer.RemoteError stays in the chain (errors.As).
+// watcher abandons the proposal). The *nip46.RemoteError stays in the chain (errors.As).
 func refusal(re *nip46.RemoteError) *outbound.Refusal {
 	code := re.Code()
 	return &outbound.Refusal{Text: re.Text, Err: re,

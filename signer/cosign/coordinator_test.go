@@ -139,8 +139,11 @@ func TestCoordinatorAsk(t *testing.T) {
 	}
 	defer db.Close()
 	relay := &memRelay{}
-	rs, err := signer.NewRemoteSigner(nostr.GeneratePrivateKey(), relay, db, scriptedCosigner{t, f}, wallettest.Quiet)
+	rs, err := signer.NewRemoteSigner(nostr.GeneratePrivateKey(), relay, db, wallettest.Quiet)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, scriptedCosigner{t, f}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	rctx, rcancel := context.WithCancel(ctx)
