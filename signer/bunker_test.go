@@ -16,6 +16,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -265,7 +266,7 @@ func FuzzRemoteSignerPayload(f *testing.F) {
 		h.t = t
 		ctx := context.Background()
 		if _, ok, _ := h.db.SessionPerms(ctx, h.clientPK); !ok { // an earlier input logged out
-			h.db.AddNostrConnect(ctx, store.NostrConnect{Client: h.clientPK, Perms: all, Secret: "x"})
+			h.db.AddNostrConnect(ctx, session.NostrConnect{Client: h.clientPK, Perms: all, Secret: "x"})
 		}
 		ev := h.event(payload)
 		h.rs.handleEvent(context.Background(), ev, "mem://")

@@ -13,8 +13,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // connectWith gives the harness client a session from a secret created with perms, asking for
@@ -343,7 +343,7 @@ func TestNostrConnectQueue(t *testing.T) {
 	go func() { rs.Run(ctx); close(done) }()
 	for { // wait for the daemon to pick up the queue (no timing assertion: it must happen)
 		st, _, _ := h.db.NostrConnectState(ctx, h.clientPK)
-		if st == store.ConnectSent {
+		if st == session.ConnectSent {
 			break
 		}
 		rs.PokeNostrConnect()
@@ -393,7 +393,7 @@ func TestClientRelaysWithoutDialerUsePublishTo(t *testing.T) {
 	}
 	h.rs = rs
 	ctx := context.Background()
-	if err := h.db.AddNostrConnect(ctx, store.NostrConnect{Client: h.clientPK, Relays: []string{"wss://app.example", "ws://127.0.0.1:1"},
+	if err := h.db.AddNostrConnect(ctx, session.NostrConnect{Client: h.clientPK, Relays: []string{"wss://app.example", "ws://127.0.0.1:1"},
 		Secret: "x", Perms: ""}); err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -87,7 +88,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 		t.Fatalf("connect without secret: %v", err)
 	}
 	seen := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
-	if err := db.RecordActivity(context.Background(), map[string]store.ClientActivity{client: {Requests: 7, LastSeen: seen}}); err != nil {
+	if err := db.RecordActivity(context.Background(), map[string]session.Activity{client: {Requests: 7, LastSeen: seen}}); err != nil {
 		t.Fatal(err)
 	}
 	out, err = cli(t, "clients", "list")

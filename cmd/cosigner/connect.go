@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -56,13 +57,13 @@ func cmdConnect(ctx context.Context, cfg *Config, args []string, out io.Writer) 
 			return err
 		}
 		switch state {
-		case store.ConnectConfirmed:
+		case session.ConnectConfirmed:
 			fmt.Fprintln(out, "the app received the connect response and sent its first request; it is connected")
 			return nil
-		case store.ConnectSent:
+		case session.ConnectSent:
 			fmt.Fprintf(out, "the daemon sent the connect response; the app is connected once it reads it (re-sent until the app's first request, for up to %s; `cosigner clients list` shows when it was last seen)\n", signer.NostrConnectResendFor)
 			return nil
-		case store.ConnectFailed, store.ConnectExpired, store.ConnectUnconfirmed:
+		case session.ConnectFailed, session.ConnectExpired, session.ConnectUnconfirmed:
 			return fmt.Errorf("connect: the daemon could not answer the app: %s", msg)
 		}
 		if time.Now().After(deadline) {
