@@ -38,7 +38,7 @@ type Service struct {
 	keys   AccountKey
 	chain  psbt.ChainView
 	policy func() *policy.Policy
-	db     *store.DB
+	db     Store
 	log    *slog.Logger
 
 	now     func() time.Time
@@ -130,7 +130,7 @@ func WithTick(d time.Duration) Option { return func(s *Service) { s.tick = d } }
 // NewService checks that desc contains this co-signer's key (same master fingerprint, account
 // path and xpub) and returns the Service. policy is called once per decision, so a reloaded
 // policy applies to the next one.
-func NewService(desc *descriptor.Descriptor, keys AccountKey, chain psbt.ChainView, pol func() *policy.Policy, db *store.DB, log *slog.Logger, opts ...Option) (*Service, error) {
+func NewService(desc *descriptor.Descriptor, keys AccountKey, chain psbt.ChainView, pol func() *policy.Policy, db Store, log *slog.Logger, opts ...Option) (*Service, error) {
 	slot := -1
 	for i, k := range desc.Keys() {
 		if k.Fingerprint == keys.MasterFingerprint() && slices.Equal(k.OriginPath, keys.AccountPath()) &&
@@ -539,7 +539,7 @@ func outpoints(a *psbt.Analysis) []string {
 // psbtText against the wallet view, read the spend ledger, and evaluate pol for client at now.
 // Nothing is signed or written. Errors are *nip46.MethodError for a PSBT that would be refused
 // before the policy is asked.
-func Explain(ctx context.Context, desc *descriptor.Descriptor, chain psbt.ChainView, db *store.DB, pol *policy.Policy, client, psbtText string, now time.Time) (*psbt.Analysis, policy.Decision, error) {
+func Explain(ctx context.Context, desc *descriptor.Descriptor, chain psbt.ChainView, db Ledger, pol *policy.Policy, client, psbtText string, now time.Time) (*psbt.Analysis, policy.Decision, error) {
 	p, _, err := psbt.Decode(psbtText)
 	if err != nil {
 		return nil, policy.Decision{}, WireError(err)
