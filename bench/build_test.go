@@ -19,8 +19,8 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // BenchmarkCoinSelection measures psbt.Select on wallets of 1,000 and 10,000 UTXOs of a
@@ -132,7 +132,7 @@ func BenchmarkCoinSelection(b *testing.B) {
 func buildBenchDescriptor(b *testing.B) *descriptor.Descriptor {
 	var parts []string
 	for n := byte(1); n <= 3; n++ {
-		k, err := signer.NewKeys(bytes.Repeat([]byte{n}, 32), fmt.Sprintf("%064x", int(n)+1), &chaincfg.RegressionNetParams)
+		k, err := keystore.NewKeys(bytes.Repeat([]byte{n}, 32), fmt.Sprintf("%064x", int(n)+1), &chaincfg.RegressionNetParams)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -21,9 +21,9 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // pipelineSamples is how many requests each pipeline benchmark runs (one after another, on one
@@ -113,7 +113,7 @@ func measure(b *testing.B, n int, f func() error) sampleStats {
 // in-memory wallet view.
 type pipelineWallet struct {
 	desc  *descriptor.Descriptor
-	keys  *signer.Keys
+	keys  *keystore.Keys
 	slot  int
 	chain *memView
 	coins []wire.OutPoint
@@ -134,10 +134,10 @@ func (m *memView) Synced() bool     { return true }
 
 func newPipelineWallet(b *testing.B, kind string) *pipelineWallet {
 	net := &chaincfg.RegressionNetParams
-	var all []*signer.Keys
+	var all []*keystore.Keys
 	var exprs []string
 	for i := byte(1); i <= 3; i++ {
-		k, err := signer.NewKeys(bytes.Repeat([]byte{i}, 32), fmt.Sprintf("%064x", int(i)+1), net)
+		k, err := keystore.NewKeys(bytes.Repeat([]byte{i}, 32), fmt.Sprintf("%064x", int(i)+1), net)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -15,6 +15,8 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/trustedtime"
+	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/policy"
@@ -33,7 +35,7 @@ type Daemon struct {
 	log *slog.Logger
 
 	desc       *descriptor.Descriptor
-	keys       *signer.Keys
+	keys       *keystore.Keys
 	db         *store.DB
 	clock      *trustedtime.Clock
 	policies   *policyfile.Reloader
@@ -128,7 +130,7 @@ func (d *Daemon) loadKeys(context.Context) error {
 	if err != nil {
 		return err
 	}
-	keys, err := signer.LoadKeyFile(d.cfg.KeyFile, pass, d.cfg.Params)
+	keys, err := keystore.LoadKeyFile(d.cfg.KeyFile, pass, d.cfg.Params)
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_KEY_FILE: %w", err)
 	}
@@ -182,13 +184,28 @@ func (d *Daemon) newRelayPool(context.Context) error {
 	return nil
 }
 
-// newSigner makes the psbtflow service (sign_psbt under the policy) and the NIP-46 remote
-// signer that serves it, approve, psbt_status and get_wallet.
+// newSigner makes the NIP-46 remote signer and the psbtflow service (sign_psbt under the
+// policy) it serves: the remote signer first, so that the service gets it as the Responder of
+// the late answers to held requests (NIP-46 auth_url flow), then the service's methods are
+// registered on it (sign_psbt; approve and psbt_status, which approvers and clients use to reach
+// held requests).
 func (d *Daemon) newSigner(context.Context) error {
+	d.reqMetrics = newRequestMetrics()
+	remote, err := newRemoteSigner(d.cfg, d.keys, d.desc, d.pool, d.db, d.reqMetrics, d.log)
+	if err != nil {
+		return err
+	}
+	d.remote = remote
+	d.reqMetrics.drops = remote.Drops
 	// An automation's fee bump spends again the coins of this co-signer's own broadcast,
 	// unconfirmed proposals (outbound.Replaceable reads them from the store and the watcher).
+	// The spend exposure and the replaceable coins move on the watcher's proven facts.
 	flowOpts := []psbtflow.Option{psbtflow.WithClock(d.clock.Now), psbtflow.WithLimits(d.cfg.Limits),
-		psbtflow.WithReplaceable(outbound.Replaceable(d.db, chainView{d.watcher}))}
+		psbtflow.WithReplaceable(outbound.Replaceable(d.db, chainView{d.watcher})), psbtflow.WithResponder(remote),
+		psbtflow.WithSpendFacts(d.watcher), psbtflow.WithTxConfirmed(func(txid chainhash.Hash) bool {
+			st, ok := d.watcher.Tx(txid)
+			return ok && st.Verified && st.Height > 0
+		})}
 	if d.cfg.HealthAddr != "" {
 		flowOpts = append(flowOpts, psbtflow.WithHoldURL("http://"+d.cfg.HealthAddr))
 	}
@@ -197,20 +214,15 @@ func (d *Daemon) newSigner(context.Context) error {
 		return fmt.Errorf("configuration: COSIGNER_DESCRIPTOR: %w", err)
 	}
 	d.flow = flow
-	d.reqMetrics = newRequestMetrics()
-	remote, err := newRemoteSigner(d.cfg, d.keys, d.desc, d.pool, d.db, countedPSBT{d.reqMetrics, flow}, d.reqMetrics, d.log)
-	if err != nil {
-		return err
+	for _, m := range []struct {
+		name string
+		h    signer.HandlerFunc
+	}{{nip46.MethodSignPSBT, flow.SignPSBT}, {nip46.MethodApprove, flow.Approve}, {nip46.MethodPSBTStatus, flow.PSBTStatus}} {
+		if err := remote.Handle(m.name, d.reqMetrics.wrap(m.name, m.h)); err != nil {
+			return err
+		}
 	}
-	d.remote = remote
-	d.reqMetrics.drops = remote.Drops
-	// Held requests get their late answer through the remote signer (NIP-46 auth_url flow);
-	// approvers and clients reach the held requests with approve and psbt_status.
-	flow.SetResponder(remote)
-	if err := remote.Handle("approve", d.reqMetrics.wrap("approve", flow.Approve)); err != nil {
-		return err
-	}
-	return remote.Handle("psbt_status", d.reqMetrics.wrap("psbt_status", flow.PSBTStatus))
+	return nil
 }
 
 // newAutomations makes the automations engine (issue 6): chain events and schedules →
@@ -239,11 +251,6 @@ func (d *Daemon) newAutomations(context.Context) error {
 		return err
 	}
 	d.engine = engine
-	d.flow.SetTxConfirmed(func(txid chainhash.Hash) bool {
-		st, ok := d.watcher.Tx(txid)
-		return ok && st.Verified && st.Height > 0
-	})
-	d.flow.SetSpendFacts(d.watcher)
 	return nil
 }
 

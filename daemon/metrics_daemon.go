@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/custodyagents/cosigner/chainwatch"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -62,11 +63,11 @@ func outcome(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	var held *signer.HeldError
+	var held *nip46.HeldError
 	if errors.As(err, &held) {
 		return "held"
 	}
-	var me *signer.MethodError
+	var me *nip46.MethodError
 	if errors.As(err, &me) && me.Code != "" {
 		return me.Code
 	}
@@ -75,21 +76,11 @@ func outcome(err error) string {
 
 // wrap counts every answer of h under method.
 func (m *requestMetrics) wrap(method string, h signer.HandlerFunc) signer.HandlerFunc {
-	return func(ctx context.Context, req signer.Request) (string, error) {
+	return func(ctx context.Context, req nip46.Call) (string, error) {
 		res, err := h(ctx, req)
 		m.requests.WithLabelValues(method, outcome(err)).Inc()
 		return res, err
 	}
-}
-
-// psbtHandler counts sign_psbt answers of h.
-type countedPSBT struct {
-	m *requestMetrics
-	h signer.PSBTHandler
-}
-
-func (c countedPSBT) SignPSBT(ctx context.Context, req signer.Request) (string, error) {
-	return c.m.wrap("sign_psbt", c.h.SignPSBT)(ctx, req)
 }
 
 // daemonCollector reads the watcher's health and the database at each scrape.

@@ -15,6 +15,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -86,14 +87,14 @@ func TestDaemonMetrics(t *testing.T) {
 	}
 	defer db.Close()
 	rm := newRequestMetrics()
-	ok := rm.wrap("sign_psbt", func(context.Context, signer.Request) (string, error) { return "cHNidP8=", nil })
-	denied := rm.wrap("sign_psbt", func(context.Context, signer.Request) (string, error) {
-		return "", signer.Errorf(signer.CodePolicyDenied, "max_per_tx: too much")
+	ok := rm.wrap("sign_psbt", func(context.Context, nip46.Call) (string, error) { return "cHNidP8=", nil })
+	denied := rm.wrap("sign_psbt", func(context.Context, nip46.Call) (string, error) {
+		return "", nip46.Errorf(nip46.CodePolicyDenied, "max_per_tx: too much")
 	})
-	held := rm.wrap("sign_psbt", func(context.Context, signer.Request) (string, error) { return "", &signer.HeldError{URL: "http://x"} })
-	boom := rm.wrap("approve", func(context.Context, signer.Request) (string, error) { return "", errors.New("disk full") })
+	held := rm.wrap("sign_psbt", func(context.Context, nip46.Call) (string, error) { return "", &nip46.HeldError{URL: "http://x"} })
+	boom := rm.wrap("approve", func(context.Context, nip46.Call) (string, error) { return "", errors.New("disk full") })
 	for _, h := range []signer.HandlerFunc{ok, ok, denied, held, boom} {
-		h(ctx, signer.Request{})
+		h(ctx, nip46.Call{})
 	}
 	rm.drops = func() signer.DropStats { return signer.DropStats{Stranger: 20000, BadSecret: 2000} }
 	rec := httptest.NewRecorder()

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
@@ -12,10 +13,11 @@ import (
 
 // newRemoteSigner wires the NIP-46 remote signer: legacy NIP-04 and the per-client rate limit
 // from the configuration, the clients' own relays (nostrconnect) as extra pools (NIP-42 AUTH with
-// the bunker key like the main pool), and get_wallet.
-func newRemoteSigner(cfg Config, keys *signer.Keys, desc *descriptor.Descriptor, pool *relaypool.Pool, db *store.DB,
-	psbt signer.PSBTHandler, rm *requestMetrics, log *slog.Logger) (*signer.RemoteSigner, error) {
-	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, psbt, log,
+// the bunker key like the main pool), and get_wallet. sign_psbt, approve and psbt_status are
+// registered by newSigner once the psbtflow service exists.
+func newRemoteSigner(cfg Config, keys *keystore.Keys, desc *descriptor.Descriptor, pool *relaypool.Pool, db *store.DB,
+	rm *requestMetrics, log *slog.Logger) (*signer.RemoteSigner, error) {
+	remote, err := signer.NewRemoteSigner(keys.NostrSecretKey(), pool, db, log,
 		signer.WithLegacyNIP04(cfg.NIP04Legacy),
 		signer.WithRateLimit(cfg.ClientRate, cfg.ClientBurst),
 		signer.WithClientRelays(func(urls []string) (signer.ClosablePool, error) {

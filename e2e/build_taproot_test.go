@@ -11,8 +11,8 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // TestBuiltTaprootPSBTIsAcceptedByBtcd funds a tr(NUMS,multi_a(2,A,B,C)) wallet on the local
@@ -32,7 +32,7 @@ func TestBuiltTaprootPSBTIsAcceptedByBtcd(t *testing.T) {
 		return "tr(" + descriptor.NUMSKey + ",multi_a(2," + a + "," + b + "," + c + "))"
 	})
 	n, params, keys, desc, bdkArgs, w := f.n, f.n.Params(), f.keys, f.desc, f.bdkArgs, f.w
-	slot := func(k *signer.Keys) int { return f.slot(t, k) }
+	slot := func(k *keystore.Keys) int { return f.slot(t, k) }
 	pk, _ := btcec.NewPrivateKey()
 	dest, _ := btcutil.NewAddressTaproot(schnorr.SerializePubKey(pk.PubKey()), params)
 	destScript, _ := txscript.PayToAddrScript(dest)

@@ -22,8 +22,8 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/devnet"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // electrumWallet is a 2-of-3 wallet view read from ElectrumX: it lists the wallet's unspent
@@ -113,7 +113,7 @@ func TestBuiltPSBTIsAcceptedByBtcd(t *testing.T) {
 	// signs and finalizes what the builder wrote.
 	f := newBuilderWallet(t, ctx, 0xb0, "cosigner-e2e-build", func(a, b, c string) string { return "wsh(sortedmulti(2," + a + "," + b + "," + c + "))" })
 	n, params, keys, desc, bdkArgs, w := f.n, f.n.Params(), f.keys, f.desc, f.bdkArgs, f.w
-	slot := func(k *signer.Keys) int { return f.slot(t, k) }
+	slot := func(k *keystore.Keys) int { return f.slot(t, k) }
 	pk, _ := btcec.NewPrivateKey()
 	dest, _ := btcutil.NewAddressWitnessPubKeyHash(btcutil.Hash160(pk.PubKey().SerializeCompressed()), params)
 
@@ -278,7 +278,7 @@ func waitUTXOs(t *testing.T, ctx context.Context, w *electrumWallet, ok func([]p
 // and 1,200,000 sat, confirmed; w reads it from ElectrumX.
 type builderWallet struct {
 	n       *devnet.Network
-	keys    [2]*signer.Keys // A and C
+	keys    [2]*keystore.Keys // A and C
 	desc    *descriptor.Descriptor
 	bdkArgs []string // the same wallet with key B private, for bdkwallet.py
 	c       *electrum.Client
@@ -297,7 +297,7 @@ func newBuilderWallet(t *testing.T, ctx context.Context, seed byte, client strin
 	params := n.Params()
 	f := &builderWallet{n: n}
 	for i := range f.keys {
-		f.keys[i], err = signer.NewKeys(bytes.Repeat([]byte{seed + byte(i)}, 32), fmt.Sprintf("%064x", int(seed)+i), params)
+		f.keys[i], err = keystore.NewKeys(bytes.Repeat([]byte{seed + byte(i)}, 32), fmt.Sprintf("%064x", int(seed)+i), params)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -347,7 +347,7 @@ func newBuilderWallet(t *testing.T, ctx context.Context, seed byte, client strin
 }
 
 // slot is k's position among the descriptor's keys.
-func (f *builderWallet) slot(t *testing.T, k *signer.Keys) int {
+func (f *builderWallet) slot(t *testing.T, k *keystore.Keys) int {
 	t.Helper()
 	for i, dk := range f.desc.Keys() {
 		if dk.XPub.String() == k.Public.AccountXPub {

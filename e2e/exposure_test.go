@@ -32,8 +32,8 @@ import (
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
+	nip46wire "github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/signer/cosign"
 )
 
@@ -535,8 +535,8 @@ limits:
 		t.Fatalf("after the withheld signature: %+v", x)
 	}
 	// 0.7 BTC more with the other coin would exceed 1 BTC in 30 days.
-	var re *signer.RemoteError
-	if _, err := co.Ask(ctx, bunkerA, "over-1", buildToVault(ctx, t, p, coin2, 70_000_000, 1, 8), nil); !errors.As(err, &re) || re.Code() != signer.CodePolicyDenied {
+	var re *nip46wire.RemoteError
+	if _, err := co.Ask(ctx, bunkerA, "over-1", buildToVault(ctx, t, p, coin2, 70_000_000, 1, 8), nil); !errors.As(err, &re) || re.Code() != nip46wire.CodePolicyDenied {
 		t.Fatalf("a payment over the window with the withheld one outstanding: %v; want policy_denied", err)
 	}
 

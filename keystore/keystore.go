@@ -116,6 +116,12 @@ func (k *Keys) MasterFingerprint() [4]byte { return k.masterFP }
 // AccountPath is the full account path from the master key (hardened steps flagged).
 func (k *Keys) AccountPath() []uint32 { return append([]uint32(nil), k.path...) }
 
+// AccountXPub is the account's extended public key at AccountPath (Public.AccountXPub).
+func (k *Keys) AccountXPub() string { return k.Public.AccountXPub }
+
+// KeyOrigin is the key with its origin, "[fingerprint/path]xpub" (Public.KeyOrigin).
+func (k *Keys) KeyOrigin() string { return k.Public.KeyOrigin() }
+
 // DeriveRelative returns the private key at AccountPath/steps… (all unhardened), for signing an
 // input whose script was derived from the registered descriptor (steps = the branch's steps and
 // the index). Errors: ErrNotOurKey for a hardened step.

@@ -26,6 +26,7 @@ const (
 	MethodSignPSBT     = "sign_psbt"
 	MethodGetWallet    = "get_wallet"
 	MethodPSBTStatus   = "psbt_status"
+	MethodApprove      = "approve"
 )
 
 // ResultAuthURL is a response's result while the request is held; the URL is in its error

@@ -26,7 +26,7 @@ import (
 // "automation:<name>", request id "proposal:<id>"; on success it stores the signed PSBT and the
 // co-signers' request ids (state awaiting_cosigners) in one transaction.
 func (e *Engine) selfSign(ctx context.Context, p store.Proposal, a policy.Automation, pk *btcpsbt.Packet) (bool, error) {
-	client := AutomationClientPrefix + p.Automation
+	client := policy.AutomationClientPrefix + p.Automation
 	signed, err := e.signer.Decide(ctx, client, "proposal:"+p.ID, pk)
 	if url, reason, held := psbtflow.Held(err); held {
 		if !e.noted[p.ID] {

@@ -24,11 +24,6 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// AutomationClientPrefix names the client of a PSBT an automation built: the Service decides
-// it as client "automation:<name>" (policy rules may match it; it is not a Nostr client, so no
-// NIP-46 answer is ever published for it).
-const AutomationClientPrefix = policy.AutomationClientPrefix
-
 // Chain is what the engine reads and does on the chain (satisfied by an adapter over
 // *chainwatch.Watcher).
 type Chain interface {

@@ -10,10 +10,10 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/internal/testfakes"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -22,7 +22,8 @@ import (
 // the policy path, gets the co-signer's signature, broadcasts it; the withheld signature keeps
 // counting until the invalidation is proven confirmed, then stops.
 func TestEngineInvalidation(t *testing.T) {
-	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	facts := testfakes.NewFacts()
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n", psbtflow.WithSpendFacts(facts))
 	ctx := context.Background()
 	client, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
 	pol, err := policy.Parse("a.yaml", []byte("version: 1\nclients:\n  - {name: app, pubkey: "+client+"}\nlimits:\n  max_per_tx: 1 BTC\n  velocity: [{window: 1d, max: 0.002 BTC}]\n"))
@@ -31,14 +32,12 @@ func TestEngineInvalidation(t *testing.T) {
 	}
 	pol.Automations = []policy.Automation{e.auto}
 	e.pol = pol
-	facts := testfakes.NewFacts()
-	e.svc.SetSpendFacts(facts)
 	ev := e.deposit(t, 2, 150_000)
 	op := ev.UTXO.OutPoint
 	// The client gets a signature and withholds it.
 	withheld := e.f.BuildPSBT(t, []wire.OutPoint{op}, 100_000, 49_000, 4)
 	text, _ := psbt.Encode(withheld, psbt.Base64)
-	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: client, ID: "w1", Method: "sign_psbt", Params: []string{text}}); err != nil {
+	if _, err := e.svc.SignPSBT(ctx, nip46.Call{Client: client, ID: "w1", Method: "sign_psbt", Params: []string{text}}); err != nil {
 		t.Fatal(err)
 	}
 	txid := withheld.UnsignedTx.TxHash().String()

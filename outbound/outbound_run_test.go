@@ -25,10 +25,10 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/internal/wallettest"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -188,10 +188,10 @@ func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *btcpsbt
 	if err != nil {
 		return nil, err
 	}
-	res, err := l.svc.SignPSBT(ctx, signer.Request{Client: l.client, ID: id, Method: "sign_psbt", Params: []string{text}})
-	var me *signer.MethodError
+	res, err := l.svc.SignPSBT(ctx, nip46.Call{Client: l.client, ID: id, Method: "sign_psbt", Params: []string{text}})
+	var me *nip46.MethodError
 	if errors.As(err, &me) {
-		return nil, &Refusal{Text: me.Error(), Passing: me.Code == signer.CodeInternal || me.Code == signer.CodeRateLimited}
+		return nil, &Refusal{Text: me.Error(), Passing: me.Code == nip46.CodeInternal || me.Code == nip46.CodeRateLimited}
 	}
 	if err != nil {
 		return nil, err
@@ -239,8 +239,8 @@ type engineEnv struct {
 const bunkerB = "bunker://" + "bb" + "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" + "?relay=ws://127.0.0.1:1&secret=s3cret"
 
 // newEngineEnv makes A (key 1, the engine) and B (key 0, a local co-signer) of the fixture's
-// 2-of-3 wallet. rulesA / limitsB are policy fragments.
-func newEngineEnv(t *testing.T, rulesA, limitsB string) *engineEnv {
+// 2-of-3 wallet. rulesA / limitsB are policy fragments; optsA configure A's Service.
+func newEngineEnv(t *testing.T, rulesA, limitsB string, optsA ...psbtflow.Option) *engineEnv {
 	t.Helper()
 	e := &engineEnv{f: wallettest.New(t), notes: &noticeLog{}, now: time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)}
 	e.chain = newOutChain(e.f)
@@ -264,8 +264,8 @@ func newEngineEnv(t *testing.T, rulesA, limitsB string) *engineEnv {
 		Fee:    policy.FeeStrategy{TargetBlocks: 6, MaxFeeRate: 50, Fallback: 2}, Cosigners: []string{bunkerB}, Timeout: time.Minute, BumpAfter: 3}
 	e.pol.Automations = []policy.Automation{e.auto}
 	clock := func() time.Time { return e.now }
-	e.svc, err = psbtflow.NewService(e.f.Desc, e.f.Keys[1], e.chain, func() *policy.Policy { return e.pol }, e.db, wallettest.Quiet, psbtflow.WithClock(clock),
-		psbtflow.WithReplaceable(Replaceable(e.db, e.chain)))
+	e.svc, err = psbtflow.NewService(e.f.Desc, e.f.Keys[1], e.chain, func() *policy.Policy { return e.pol }, e.db, wallettest.Quiet,
+		append([]psbtflow.Option{psbtflow.WithClock(clock), psbtflow.WithReplaceable(Replaceable(e.db, e.chain))}, optsA...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,11 @@ func newEngineEnv(t *testing.T, rulesA, limitsB string) *engineEnv {
 	if e.coPol, err = policy.Parse("b.yaml", []byte("version: 1\nclients:\n  - {name: a, pubkey: "+e.co.client+", methods: [sign_psbt]}\nlimits:\n"+limitsB)); err != nil {
 		t.Fatal(err)
 	}
-	if e.co.svc, err = psbtflow.NewService(e.f.Desc, e.f.Keys[0], e.chain, func() *policy.Policy { return e.coPol }, open("b.db"), wallettest.Quiet, psbtflow.WithClock(clock)); err != nil {
+	// B tells its own transactions' confirmations from the chain, as the daemon does from its
+	// watcher (a coin spent by an unconfirmed one of them is replaceable).
+	txConfirmed := func(txid chainhash.Hash) bool { st, ok := e.chain.Tx(txid); return ok && st.Verified && st.Height > 0 }
+	if e.co.svc, err = psbtflow.NewService(e.f.Desc, e.f.Keys[0], e.chain, func() *policy.Policy { return e.coPol }, open("b.db"), wallettest.Quiet,
+		psbtflow.WithClock(clock), psbtflow.WithTxConfirmed(txConfirmed)); err != nil {
 		t.Fatal(err)
 	}
 	e.eng = e.engine(t, Config{Asker: e.co, Notifier: e.notes, Now: clock, RetryAfter: time.Nanosecond})
@@ -465,7 +469,8 @@ func TestEngineOwnPolicyDenies(t *testing.T) {
 }
 
 func TestEngineHoldThenContinues(t *testing.T) {
-	e := newEngineEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {cooling_off: 1h}\n", "  max_per_tx: 1 BTC\n")
+	ans := &testfakes.Answers{}
+	e := newEngineEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {cooling_off: 1h}\n", "  max_per_tx: 1 BTC\n", psbtflow.WithResponder(ans))
 	ctx := context.Background()
 	_, id := e.fund(t, 2, 150_000)
 	for range 3 {
@@ -476,8 +481,6 @@ func TestEngineHoldThenContinues(t *testing.T) {
 		t.Fatalf("state %s, timeline %v, notices %v", p.State, e.timeline(t, id), e.notes.kinds())
 	}
 	// The hold ends; no NIP-46 answer is published for the automation's own request.
-	ans := &testfakes.Answers{}
-	e.svc.SetResponder(ans)
 	e.now = e.now.Add(2 * time.Hour)
 	e.svc.Tick(ctx)
 	e.until(t, id, StateBroadcast)
@@ -579,7 +582,6 @@ func TestEngineFeeBump(t *testing.T) {
 	orig0 := e.chain.sent[0]
 	c := psbt.Coin{Value: ev.UTXO.Value, PkScript: ev.UTXO.PkScript, Branch: 0, Index: ev.UTXO.Index, Height: ev.UTXO.Height}
 	e.co.svc.NoteSpentCoin(ev.UTXO.OutPoint, c, orig0.TxHash())
-	e.co.svc.SetTxConfirmed(func(txid chainhash.Hash) bool { st, ok := e.chain.Tx(txid); return ok && st.Verified && st.Height > 0 })
 	// The network refuses the first bump as paying too little over the original (btcd's
 	// incremental relay fee is its minrelaytxfee): it is abandoned and the next one pays more.
 	refused := 0
@@ -636,12 +638,10 @@ func TestReplaceableCoinNeedsOwnUnconfirmedSpend(t *testing.T) {
 	c := e.f.Chain.Coins[op]
 	p := e.f.BuildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 0)
 	text, _ := psbt.Encode(p, psbt.Base64)
-	delete(e.f.Chain.Coins, op) // spent by some transaction
-	confirmed := false
-	e.co.svc.SetTxConfirmed(func(chainhash.Hash) bool { return confirmed })
-	e.co.svc.NoteSpentCoin(op, c, chainhash.Hash{7}) // not in B's ledger
-	_, err := e.co.svc.SignPSBT(ctx, signer.Request{Client: e.co.client, ID: "x1", Method: "sign_psbt", Params: []string{text}})
-	var me *signer.MethodError
+	delete(e.f.Chain.Coins, op)                      // spent by some transaction
+	e.co.svc.NoteSpentCoin(op, c, chainhash.Hash{7}) // unconfirmed, not in B's ledger
+	_, err := e.co.svc.SignPSBT(ctx, nip46.Call{Client: e.co.client, ID: "x1", Method: "sign_psbt", Params: []string{text}})
+	var me *nip46.MethodError
 	if !errors.As(err, &me) || !strings.Contains(me.Message, "input_unspent") {
 		t.Fatalf("foreign spender: %v", err)
 	}

@@ -49,7 +49,7 @@ type fixture struct {
 }
 
 // testKey is a co-signer's BIP48 account key (m/48'/1'/0'/2' on regtest) from a seed: the
-// KeySource the daemon's signer.Keys is, without its key file.
+// KeySource the daemon's keystore.Keys is, without its key file.
 type testKey struct {
 	Public  testKeyInfo
 	account *hdkeychain.ExtendedKey

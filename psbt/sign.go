@@ -18,7 +18,7 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 )
 
-// KeySource holds this co-signer's private account key (signer.Keys satisfies it). SignInputs
+// KeySource holds this co-signer's private account key (keystore.Keys satisfies it). SignInputs
 // asks it for the key at AccountPath/steps… (all unhardened: a branch's steps and the index);
 // an implementation refuses a hardened step with an error.
 type KeySource interface {

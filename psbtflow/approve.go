@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -26,13 +26,13 @@ import (
 // destinations); the held request is decided again at once. Errors: unauthorized (not an
 // approver), invalid_params (bad decision, no such held request, several match),
 // invalid_request (the hold already ended).
-func (s *Service) Approve(ctx context.Context, req signer.Request) (string, error) {
+func (s *Service) Approve(ctx context.Context, req nip46.Call) (string, error) {
 	if len(req.Params) != 2 {
-		return "", signer.Errorf(signer.CodeInvalidParams, "approve takes [token or unsigned txid, approve|deny|cancel], got %d params", len(req.Params))
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "approve takes [token or unsigned txid, approve|deny|cancel], got %d params", len(req.Params))
 	}
 	id, decision := req.Params[0], strings.ToLower(req.Params[1])
 	if decision != "approve" && decision != "deny" && decision != "cancel" {
-		return "", signer.Errorf(signer.CodeInvalidParams, "decision must be approve, deny or cancel, got %q", req.Params[1])
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "decision must be approve, deny or cancel, got %q", req.Params[1])
 	}
 	pol := s.policy()
 	now := s.now()
@@ -55,31 +55,26 @@ func (s *Service) Approve(ctx context.Context, req signer.Request) (string, erro
 		if decision != "cancel" || len(mine) == 0 {
 			d := policy.Decision{Rule: "approvers", Reason: "only approvers named in every policy in force may approve or deny a held request", PolicyHash: pol.Hash}
 			s.audit(ctx, req, "rejected", d, nil)
-			return "", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
+			return "", nip46.Errorf(nip46.CodeUnauthorized, "%s", d.Reason)
 		}
 		holds, name = mine, "the requesting client"
 	}
 	switch {
 	case len(holds) == 0:
-		return "", signer.Errorf(signer.CodeInvalidParams, "no held request with token or unsigned txid %q (request ids are not accepted: use the token from the auth_url or the unsigned txid)", id)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "no held request with token or unsigned txid %q (request ids are not accepted: use the token from the auth_url or the unsigned txid)", id)
 	case len(holds) > 1:
-		return "", signer.Errorf(signer.CodeInvalidParams, "%d held requests match %q; use the token from the auth_url", len(holds), id)
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "%d held requests match %q; use the token from the auth_url", len(holds), id)
 	}
 	h := holds[0]
 	if h.State != store.HoldWaiting {
-		return "", signer.Errorf(signer.CodeInvalidRequest, "request %q is no longer held (%s)", h.RequestID, h.State)
+		return "", nip46.Errorf(nip46.CodeInvalidRequest, "request %q is no longer held (%s)", h.RequestID, h.State)
 	}
-	evidence := ""
-	if req.Event != nil {
-		if b, err := json.Marshal(req.Event); err == nil {
-			evidence = string(b)
-		}
-	}
+	evidence := string(req.Event)
 	res := s.approveResult(ctx, h, decision)
 	if err := s.db.AddApproval(ctx, store.Approval{Client: h.Client, RequestID: h.RequestID, Approver: req.Client, Decision: decision, Event: evidence, At: now}); err != nil {
 		return "", err
 	}
-	s.audit(ctx, signer.Request{Client: h.Client, ID: h.RequestID, Method: "approve"}, "approval",
+	s.audit(ctx, nip46.Call{Client: h.Client, ID: h.RequestID, Method: "approve"}, "approval",
 		policy.Decision{Rule: h.Rule, Reason: name + " (" + req.Client + "): " + decision, PolicyHash: pol.Hash}, nil)
 	s.log.Info("approval recorded", "request", h.RequestID, "approver", name, "decision", decision, "unsigned_txid", res.UnsignedTxID)
 	if err := s.processHolds(ctx, holdKey{h.Client, h.RequestID}); err != nil {
@@ -167,7 +162,7 @@ func (s *Service) status(ctx context.Context, client, id string) (RequestStatus,
 		return RequestStatus{}, err
 	}
 	if !ok {
-		return RequestStatus{}, signer.Errorf(signer.CodeInvalidParams, "no request %q", id)
+		return RequestStatus{}, nip46.Errorf(nip46.CodeInvalidParams, "no request %q", id)
 	}
 	st := RequestStatus{RequestID: id, State: rec.State, UnsignedTxID: rec.UnsignedTxID, Error: rec.Error}
 	h, err := s.db.FindHold(ctx, client, id)
@@ -195,15 +190,15 @@ func (s *Service) status(ctx context.Context, client, id string) (RequestStatus,
 // PSBTStatus answers psbt_status [request id or unsigned txid]: the JSON RequestStatus of the
 // calling client's request(s) — an array when several match. Approvers may ask about any held
 // request. Errors: unauthorized, invalid_params (no such request).
-func (s *Service) PSBTStatus(ctx context.Context, req signer.Request) (string, error) {
+func (s *Service) PSBTStatus(ctx context.Context, req nip46.Call) (string, error) {
 	if len(req.Params) != 1 {
-		return "", signer.Errorf(signer.CodeInvalidParams, "psbt_status takes [request id or unsigned txid], got %d params", len(req.Params))
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "psbt_status takes [request id or unsigned txid], got %d params", len(req.Params))
 	}
 	pol := s.policy()
 	now := s.now()
 	_, isApprover := policy.ApproverName(pol, req.Client, now)
 	if d := policy.Authorize(pol, req.Client, req.Method, now); d.Outcome != policy.Allow && !isApprover {
-		return "", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
+		return "", nip46.Errorf(nip46.CodeUnauthorized, "%s", d.Reason)
 	}
 	type key struct{ client, id string }
 	var keys []key
@@ -226,7 +221,7 @@ func (s *Service) PSBTStatus(ctx context.Context, req signer.Request) (string, e
 		}
 	}
 	if len(keys) == 0 {
-		return "", signer.Errorf(signer.CodeInvalidParams, "no request with id or unsigned txid %q", req.Params[0])
+		return "", nip46.Errorf(nip46.CodeInvalidParams, "no request with id or unsigned txid %q", req.Params[0])
 	}
 	var out []RequestStatus
 	for _, k := range keys {

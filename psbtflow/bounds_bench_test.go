@@ -13,9 +13,9 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -55,7 +55,7 @@ func BenchmarkHeldTick(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint("h", i), Method: "sign_psbt", Params: []string{s}}); err == nil {
+		if _, err := svc.SignPSBT(ctx, nip46.Call{Client: client, ID: fmt.Sprint("h", i), Method: "sign_psbt", Params: []string{s}}); err == nil {
 			b.Fatal("want held")
 		}
 	}
@@ -99,7 +99,7 @@ func BenchmarkDenied4000Outputs(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		i++
-		if _, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint("d", i), Method: "sign_psbt", Params: []string{s}}); err == nil {
+		if _, err := svc.SignPSBT(ctx, nip46.Call{Client: client, ID: fmt.Sprint("d", i), Method: "sign_psbt", Params: []string{s}}); err == nil {
 			b.Fatal("want refused")
 		}
 	}

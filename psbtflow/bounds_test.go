@@ -15,9 +15,9 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -59,7 +59,7 @@ func (e *holdEnv) addClient(t *testing.T, name string) string {
 }
 
 func methodCode(err error) string {
-	var me *signer.MethodError
+	var me *nip46.MethodError
 	if errors.As(err, &me) {
 		return me.Code
 	}
@@ -81,8 +81,8 @@ func TestManyOutputsRefusedBeforeAnalysis(t *testing.T) {
 	e.rebuild(t, chain)
 	ctx := context.Background()
 	s := manyOutputsPSBT(t, e.f, 4000)
-	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "big", Method: "sign_psbt", Params: []string{s}})
-	if methodCode(err) != signer.CodeUnsafePSBT || !strings.Contains(err.Error(), "4000 outputs") || !strings.Contains(err.Error(), "at most 500") {
+	_, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "big", Method: "sign_psbt", Params: []string{s}})
+	if methodCode(err) != nip46.CodeUnsafePSBT || !strings.Contains(err.Error(), "4000 outputs") || !strings.Contains(err.Error(), "at most 500") {
 		t.Fatalf("err = %v, want unsafe_psbt naming 4000 outputs and the limit 500", err)
 	}
 	if n := chain.n.Load(); n != 0 {
@@ -99,7 +99,7 @@ func TestManyOutputsRefusedBeforeAnalysis(t *testing.T) {
 	e.rebuild(t, chain, WithLimits(Limits{MaxInputs: 1}))
 	op1, op2 := e.f.addCoin(t, 0, 4, 70_000), e.f.addCoin(t, 0, 5, 70_000)
 	two, _ := psbt.Encode(e.f.buildPSBT(t, []wire.OutPoint{op1, op2}, 100_000, 39_000, 2), psbt.Base64)
-	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "two", Method: "sign_psbt", Params: []string{two}}); methodCode(err) != signer.CodeUnsafePSBT || !strings.Contains(err.Error(), "2 inputs") {
+	if _, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "two", Method: "sign_psbt", Params: []string{two}}); methodCode(err) != nip46.CodeUnsafePSBT || !strings.Contains(err.Error(), "2 inputs") {
 		t.Fatalf("err = %v, want unsafe_psbt naming 2 inputs", err)
 	}
 }
@@ -111,7 +111,7 @@ func TestPSBTSizeLimit(t *testing.T) {
 	e.rebuild(t, nil, WithLimits(Limits{MaxPSBTBytes: 200}))
 	ctx := context.Background()
 	s := manyOutputsPSBT(t, e.f, 50)
-	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "s", Method: "sign_psbt", Params: []string{s}}); methodCode(err) != signer.CodeInvalidPSBT || !strings.Contains(err.Error(), "larger than 200 bytes") {
+	if _, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "s", Method: "sign_psbt", Params: []string{s}}); methodCode(err) != nip46.CodeInvalidPSBT || !strings.Contains(err.Error(), "larger than 200 bytes") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, ok, err := e.db.SignRequestRow(ctx, e.client, "s"); ok || err != nil {
@@ -127,7 +127,7 @@ func TestAuditEntryIsBounded(t *testing.T) {
 	e.rebuild(t, nil, WithLimits(Limits{MaxOutputs: 5000}))
 	ctx := context.Background()
 	s := manyOutputsPSBT(t, e.f, 3000)
-	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "big", Method: "sign_psbt", Params: []string{s}}); methodCode(err) != signer.CodePolicyDenied {
+	if _, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "big", Method: "sign_psbt", Params: []string{s}}); methodCode(err) != nip46.CodePolicyDenied {
 		t.Fatalf("err = %v, want policy_denied", err)
 	}
 	var analysis string
@@ -155,24 +155,24 @@ func TestHoldCaps(t *testing.T) {
 	e.rebuild(t, nil, WithLimits(Limits{MaxHoldsPerClient: 2, MaxHolds: 3}))
 	ctx := context.Background()
 	ask := func(client, id string, pay int) error {
-		_, err := e.svc.SignPSBT(ctx, signer.Request{Client: client, ID: id, Method: "sign_psbt", Params: []string{e.psbt(t, btcutil.Amount(pay))}})
+		_, err := e.svc.SignPSBT(ctx, nip46.Call{Client: client, ID: id, Method: "sign_psbt", Params: []string{e.psbt(t, btcutil.Amount(pay))}})
 		return err
 	}
 	for i, id := range []string{"a1", "a2"} {
 		heldURL(t, ask(e.client, id, 10_000+i))
 	}
-	if err := ask(e.client, "a3", 10_100); methodCode(err) != signer.CodeRateLimited || !strings.Contains(err.Error(), "already has 2 held requests") {
+	if err := ask(e.client, "a3", 10_100); methodCode(err) != nip46.CodeRateLimited || !strings.Contains(err.Error(), "already has 2 held requests") {
 		t.Fatalf("third hold of one client: %v", err)
 	}
 	heldURL(t, ask(other, "b1", 10_200))
-	if err := ask(other, "b2", 10_300); methodCode(err) != signer.CodeRateLimited || !strings.Contains(err.Error(), "3 held requests are waiting") {
+	if err := ask(other, "b2", 10_300); methodCode(err) != nip46.CodeRateLimited || !strings.Contains(err.Error(), "3 held requests are waiting") {
 		t.Fatalf("hold past the cap in all: %v", err)
 	}
 	if _, all, err := e.db.CountWaitingHolds(ctx, e.client); err != nil || all != 3 {
 		t.Fatalf("waiting holds = %d, %v", all, err)
 	}
 	// Once one ends, a new one is taken again.
-	if _, err := e.svc.Approve(ctx, signer.Request{Client: e.client, ID: "x", Method: "approve", Params: []string{"a1", "cancel"}}); err != nil {
+	if _, err := e.svc.Approve(ctx, nip46.Call{Client: e.client, ID: "x", Method: "approve", Params: []string{"a1", "cancel"}}); err != nil {
 		t.Fatal(err)
 	}
 	heldURL(t, ask(e.client, "a4", 10_400))
@@ -185,9 +185,9 @@ func TestHoldsDecidedOnlyWhenDue(t *testing.T) {
 	chain := &countingChain{ChainView: e.f.chain}
 	e.rebuild(t, chain)
 	ctx := context.Background()
-	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "cool", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
+	_, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "cool", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
 	heldURL(t, err)
-	_, err = e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "appr", Method: "sign_psbt", Params: []string{e.psbt(t, 20_000)}})
+	_, err = e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "appr", Method: "sign_psbt", Params: []string{e.psbt(t, 20_000)}})
 	tok := tokenOf(t, err)
 	e.svc.Tick(ctx) // the first tick after a start decides every waiting hold once
 	chain.n.Store(0)
@@ -226,16 +226,16 @@ func TestApproveIgnoresClientChosenIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	txid := p.UnsignedTx.TxHash().String()
-	_, err = e.svc.SignPSBT(ctx, signer.Request{Client: mallory, ID: txid, Method: "sign_psbt", Params: []string{e.psbt(t, 90_000)}})
+	_, err = e.svc.SignPSBT(ctx, nip46.Call{Client: mallory, ID: txid, Method: "sign_psbt", Params: []string{e.psbt(t, 90_000)}})
 	heldURL(t, err)
 	// Before the real payment is asked for, "approve T" names nothing.
-	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", txid, "approve")); methodCode(err) != signer.CodeInvalidParams {
+	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", txid, "approve")); methodCode(err) != nip46.CodeInvalidParams {
 		t.Fatalf("approving T with only mallory's request id T held: %v", err)
 	}
 	if as, _ := e.db.Approvals(ctx, mallory, txid); len(as) != 0 {
 		t.Fatalf("mallory's request was approved: %+v", as)
 	}
-	_, err = e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "pay-1", Method: "sign_psbt", Params: []string{victim}})
+	_, err = e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "pay-1", Method: "sign_psbt", Params: []string{victim}})
 	heldURL(t, err)
 	out, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", txid, "approve"))
 	if err != nil {
@@ -253,7 +253,7 @@ func TestApproveIgnoresClientChosenIDs(t *testing.T) {
 		t.Fatalf("mallory's hold = %+v, %v", h, err)
 	}
 	// A request id is not accepted from approvers at all.
-	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", txid, "deny")); methodCode(err) != signer.CodeInvalidRequest {
+	if _, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", txid, "deny")); methodCode(err) != nip46.CodeInvalidRequest {
 		t.Fatalf("deny by txid after the hold ended: %v", err)
 	}
 }
@@ -262,7 +262,7 @@ func TestApproveIgnoresClientChosenIDs(t *testing.T) {
 // sha256(client‖id)[:16].
 func TestHoldTokenIsRandom(t *testing.T) {
 	e := newHoldEnv(t, "rules:\n  - {name: wait, action: hold, hold: {cooling_off: 1h}}\n")
-	_, err := e.svc.SignPSBT(context.Background(), signer.Request{Client: e.client, ID: "r", Method: "sign_psbt", Params: []string{e.psbt(t, 10_000)}})
+	_, err := e.svc.SignPSBT(context.Background(), nip46.Call{Client: e.client, ID: "r", Method: "sign_psbt", Params: []string{e.psbt(t, 10_000)}})
 	tok := tokenOf(t, err)
 	h := sha256.Sum256([]byte(e.client + "\x00" + "r"))
 	if len(tok) != 32 || tok == hex.EncodeToString(h[:16]) {
@@ -278,7 +278,7 @@ func TestHoldTokenIsRandom(t *testing.T) {
 func TestPendingApproverCannotDeny(t *testing.T) {
 	e := newHoldEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {approvals: 1, approvers: [alice]}\n")
 	ctx := context.Background()
-	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r", Method: "sign_psbt", Params: []string{e.psbt(t, 10_000)}})
+	_, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "r", Method: "sign_psbt", Params: []string{e.psbt(t, 10_000)}})
 	tok := tokenOf(t, err)
 	sk := nostr.GeneratePrivateKey()
 	pk, _ := nostr.GetPublicKey(sk)
@@ -290,7 +290,7 @@ func TestPendingApproverCannotDeny(t *testing.T) {
 	}
 	e.pol = next.WithPrior(old, e.now.Add(7*24*time.Hour))
 	for _, d := range []string{"deny", "cancel", "approve"} {
-		if _, err := e.svc.Approve(ctx, e.approverRequest(t, "dave", tok, d)); methodCode(err) != signer.CodeUnauthorized {
+		if _, err := e.svc.Approve(ctx, e.approverRequest(t, "dave", tok, d)); methodCode(err) != nip46.CodeUnauthorized {
 			t.Fatalf("%s by a pending approver: %v", d, err)
 		}
 	}

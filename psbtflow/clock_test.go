@@ -9,8 +9,8 @@ import (
 
 	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/internal/trustedtime"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // TestWallClockStepDoesNotEndCoolingOffOrWindows (issue 11, finding 7): on the trusted clock,
@@ -25,12 +25,12 @@ func TestWallClockStepDoesNotEndCoolingOffOrWindows(t *testing.T) {
 	}
 	e.rebuild(t, nil, WithClock(clk.Now))
 	ctx := context.Background()
-	_, err = e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "big", Method: "sign_psbt", Params: []string{e.psbt(t, 40_000)}})
+	_, err = e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "big", Method: "sign_psbt", Params: []string{e.psbt(t, 40_000)}})
 	heldURL(t, err)
 	e.svc.Tick(ctx)
 	op := e.f.addCoin(t, 0, 7, 100_000)
 	small, _ := psbt.Encode(e.f.buildPSBT(t, []wire.OutPoint{op}, 28_000, 71_000, 2), psbt.Base64)
-	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "s1", Method: "sign_psbt", Params: []string{small}}); err != nil {
+	if _, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "s1", Method: "sign_psbt", Params: []string{small}}); err != nil {
 		t.Fatal(err)
 	}
 	sc.WallTime, sc.ElapsedTime = sc.WallTime.Add(7*24*time.Hour+time.Minute), time.Minute
@@ -40,7 +40,7 @@ func TestWallClockStepDoesNotEndCoolingOffOrWindows(t *testing.T) {
 	}
 	op2 := e.f.addCoin(t, 0, 8, 100_000)
 	small2, _ := psbt.Encode(e.f.buildPSBT(t, []wire.OutPoint{op2}, 28_000, 71_000, 2), psbt.Base64)
-	if _, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "s2", Method: "sign_psbt", Params: []string{small2}}); methodCode(err) != signer.CodePolicyDenied {
+	if _, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "s2", Method: "sign_psbt", Params: []string{small2}}); methodCode(err) != nip46.CodePolicyDenied {
 		t.Fatalf("a 7-day wall clock step emptied the 1-day window: %v", err)
 	}
 }

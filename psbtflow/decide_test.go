@@ -11,9 +11,9 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -72,7 +72,7 @@ func TestDecideWritesWhatSignPSBTWrites(t *testing.T) {
 		refused bool
 	}{{"1", small, false}, {"2", big, true}, {"1", small, false}} {
 		text, _ := psbt.Encode(c.p, psbt.Base64)
-		res, inErr := inbound.SignPSBT(ctx, signer.Request{Client: client, ID: c.id, Method: "sign_psbt", Params: []string{text}})
+		res, inErr := inbound.SignPSBT(ctx, nip46.Call{Client: client, ID: c.id, Method: "sign_psbt", Params: []string{text}})
 		before, _ := psbt.Encode(c.p, psbt.Base64)
 		got, outErr := outbound.Decide(ctx, client, c.id, c.p)
 		if after, _ := psbt.Encode(c.p, psbt.Base64); after != before {

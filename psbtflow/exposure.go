@@ -44,14 +44,6 @@ type SpendFacts interface {
 	Tip() chainwatch.Tip
 }
 
-// SetSpendFacts sets where the spend exposure reads proven facts. Without it nothing is ever
-// settled: every signed transaction stays outstanding (the safe reading).
-func (s *Service) SetSpendFacts(f SpendFacts) {
-	s.mu.Lock()
-	s.facts = f
-	s.mu.Unlock()
-}
-
 // reorgHorizon is how far below the tip settled entries are checked against the header chain:
 // far deeper than any reorg the watcher follows (chainwatch.DefaultReorgSafetyLimit).
 const reorgHorizon = 1008
@@ -134,7 +126,7 @@ func heaviest(rs []store.Reservation, adj []map[int]bool, group []int) btcutil.A
 // RBF replacement is counted once with what it replaces (the larger of the two when they spend
 // the same inputs), and a transaction spending the inputs of two outstanding ones counts against
 // their sum, since those could both confirm if it does not.
-func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *policy.Input, a *psbt.Analysis) error {
+func withLedger(ctx context.Context, db Ledger, pol *policy.Policy, in *policy.Input, a *psbt.Analysis) error {
 	windows := pol.Windows(in.Now)
 	in.Spent = map[time.Duration]btcutil.Amount{}
 	if len(windows) == 0 {
@@ -177,7 +169,7 @@ func withLedger(ctx context.Context, db *store.DB, pol *policy.Policy, in *polic
 // ExposureAt is the exposure per window at now, as a decision reads it before adding a new
 // transaction: outstanding entries (whatever their age) plus the confirmed ones counting in the
 // window. windows with no entries map to 0.
-func ExposureAt(ctx context.Context, db *store.DB, windows []time.Duration, now time.Time) (map[time.Duration]btcutil.Amount, error) {
+func ExposureAt(ctx context.Context, db Ledger, windows []time.Duration, now time.Time) (map[time.Duration]btcutil.Amount, error) {
 	out := map[time.Duration]btcutil.Amount{}
 	if len(windows) == 0 {
 		return out, nil

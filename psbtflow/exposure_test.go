@@ -14,9 +14,9 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/internal/testfakes"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -44,11 +44,10 @@ func newExposureEnv(t *testing.T, limits string) *exposureEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.db.Close() })
-	e.svc, err = NewService(e.f.desc, e.f.keys[0], e.f.chain, func() *policy.Policy { return pol }, e.db, quiet, WithClock(func() time.Time { return e.now }))
+	e.svc, err = NewService(e.f.desc, e.f.keys[0], e.f.chain, func() *policy.Policy { return pol }, e.db, quiet, WithClock(func() time.Time { return e.now }), WithSpendFacts(e.facts))
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.svc.SetSpendFacts(e.facts)
 	return e
 }
 
@@ -63,7 +62,7 @@ func (e *exposureEnv) sign(t *testing.T, ins []wire.OutPoint, pay btcutil.Amount
 	p := e.f.buildPSBT(t, ins, pay, total-pay-1_000, 3)
 	s, _ := psbt.Encode(p, psbt.Base64)
 	e.n++
-	_, err := e.svc.SignPSBT(context.Background(), signer.Request{Client: e.client, ID: fmt.Sprint("r", e.n), Method: "sign_psbt", Params: []string{s}})
+	_, err := e.svc.SignPSBT(context.Background(), nip46.Call{Client: e.client, ID: fmt.Sprint("r", e.n), Method: "sign_psbt", Params: []string{s}})
 	return p.UnsignedTx.TxHash().String(), err
 }
 

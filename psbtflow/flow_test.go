@@ -20,9 +20,10 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -45,15 +46,15 @@ func (m *memChain) TipHeight() int32 { return m.tip }
 func (m *memChain) Synced() bool     { return !m.syncing }
 
 type fixture struct {
-	keys  [3]*signer.Keys
+	keys  [3]*keystore.Keys
 	desc  *descriptor.Descriptor
 	chain *memChain
 }
 
-func testKeys(t testing.TB, n byte) *signer.Keys {
+func testKeys(t testing.TB, n byte) *keystore.Keys {
 	seed := bytes.Repeat([]byte{n}, 32)
 	sk := fmt.Sprintf("%064x", int(n)+1)
-	k, err := signer.NewKeys(seed, sk, net)
+	k, err := keystore.NewKeys(seed, sk, net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +140,7 @@ func (f *fixture) buildPSBT(t testing.TB, ins []wire.OutPoint, pay btcutil.Amoun
 	return p
 }
 
-func slotOf(t testing.TB, d *descriptor.Descriptor, k *signer.Keys) int {
+func slotOf(t testing.TB, d *descriptor.Descriptor, k *keystore.Keys) int {
 	for i, key := range d.Keys() {
 		if key.XPub.String() == k.Public.AccountXPub {
 			return i
@@ -171,7 +172,7 @@ func TestServiceDecidesOnceAndAudits(t *testing.T) {
 	small, _ := psbt.Encode(f.buildPSBT(t, []wire.OutPoint{op}, 50_000, 49_000, 2), psbt.Hex)
 	big, _ := psbt.Encode(f.buildPSBT(t, []wire.OutPoint{op}, 70_000, 29_000, 2), psbt.Base64)
 
-	out1, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: "1", Method: "sign_psbt", Params: []string{small}})
+	out1, err := svc.SignPSBT(ctx, nip46.Call{Client: client, ID: "1", Method: "sign_psbt", Params: []string{small}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,23 +183,23 @@ func TestServiceDecidesOnceAndAudits(t *testing.T) {
 	if len(q.Inputs[0].PartialSigs) != 1 {
 		t.Fatalf("partial sigs = %d, want 1", len(q.Inputs[0].PartialSigs))
 	}
-	again, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: "1", Method: "sign_psbt", Params: []string{small}})
+	again, err := svc.SignPSBT(ctx, nip46.Call{Client: client, ID: "1", Method: "sign_psbt", Params: []string{small}})
 	if err != nil || again != out1 {
 		t.Fatalf("repeated request answered differently: %v", err)
 	}
-	_, err = svc.SignPSBT(ctx, signer.Request{Client: client, ID: "2", Method: "sign_psbt", Params: []string{big}})
+	_, err = svc.SignPSBT(ctx, nip46.Call{Client: client, ID: "2", Method: "sign_psbt", Params: []string{big}})
 	if err == nil || !strings.HasPrefix(err.Error(), "policy_denied: max_per_tx: ") {
 		t.Fatalf("over the cap: err = %v", err)
 	}
-	_, err = svc.SignPSBT(ctx, signer.Request{Client: stranger, ID: "3", Method: "sign_psbt", Params: []string{small}})
+	_, err = svc.SignPSBT(ctx, nip46.Call{Client: stranger, ID: "3", Method: "sign_psbt", Params: []string{small}})
 	if err == nil || !strings.HasPrefix(err.Error(), "unauthorized: ") {
 		t.Fatalf("stranger: err = %v", err)
 	}
-	_, err = svc.SignPSBT(ctx, signer.Request{Client: client, ID: "4", Method: "sign_psbt", Params: []string{small, `{"network":"mainnet"}`}})
+	_, err = svc.SignPSBT(ctx, nip46.Call{Client: client, ID: "4", Method: "sign_psbt", Params: []string{small, `{"network":"mainnet"}`}})
 	if err == nil || !strings.HasPrefix(err.Error(), "wrong_network: ") {
 		t.Fatalf("wrong network: err = %v", err)
 	}
-	_, err = svc.SignPSBT(ctx, signer.Request{Client: client, ID: "5", Method: "sign_psbt", Params: []string{small, `{"color":"red"}`}})
+	_, err = svc.SignPSBT(ctx, nip46.Call{Client: client, ID: "5", Method: "sign_psbt", Params: []string{small, `{"color":"red"}`}})
 	if err == nil || !strings.HasPrefix(err.Error(), "invalid_params: ") {
 		t.Fatalf("unknown option: err = %v", err)
 	}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -96,7 +96,7 @@ func (s *Service) decideHold(ctx context.Context, h store.Hold, pol *policy.Poli
 	if err != nil || !ok {
 		return fmt.Errorf("held request %s/%s: %v", h.Client, h.RequestID, err)
 	}
-	req := signer.Request{Client: h.Client, ID: h.RequestID, Method: rec.Method, Params: h.Params}
+	req := nip46.Call{Client: h.Client, ID: h.RequestID, Method: rec.Method, Params: h.Params}
 	approvals, err := s.db.Approvals(ctx, h.Client, h.RequestID)
 	if err != nil {
 		return err
@@ -123,7 +123,7 @@ func (s *Service) decideHold(ctx context.Context, h store.Hold, pol *policy.Poli
 		} else if who == h.Client {
 			who = "the requesting client"
 		}
-		me := signer.Errorf(signer.CodePolicyDenied, "%s: %s by %s", h.Rule, map[string]string{"deny": "denied", "cancel": "cancelled"}[stop.Decision], who)
+		me := nip46.Errorf(nip46.CodePolicyDenied, "%s: %s by %s", h.Rule, map[string]string{"deny": "denied", "cancel": "cancelled"}[stop.Decision], who)
 		v := s.refused(stop.Decision, me, h.Rule, nil)
 		v.rec.UnsignedTxID = rec.UnsignedTxID
 		state := store.HoldDenied

@@ -8,7 +8,7 @@ import (
 
 	"github.com/custodyagents/cosigner/internal/testfakes"
 	"github.com/custodyagents/cosigner/internal/trustedtime"
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -34,7 +34,7 @@ func (e *holdEnv) holdState(t *testing.T, id string) string {
 func TestHoldDecidedWhenHoursWindowOpens(t *testing.T) {
 	e := newHoldEnv(t, officeHours)
 	ctx := context.Background()
-	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
+	_, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
 	heldURL(t, err)
 	e.svc.Tick(ctx) // the first tick after a start decides every waiting hold again
 	e.now = e.now.Add(59 * time.Minute)
@@ -61,7 +61,7 @@ func TestHoldRefusedWhenHoursWindowCloses(t *testing.T) {
 		"  - {name: office, match: {hours: {from: \"09:00\", to: \"11:00\"}}, action: hold, hold: {approvals: 1, approvers: [alice]}}\n"+
 		"  - {name: closed, action: deny, reason: outside office hours}\n")
 	ctx := context.Background()
-	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
+	_, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
 	heldURL(t, err)
 	e.svc.Tick(ctx)
 	e.now = e.now.Add(59 * time.Minute)
@@ -91,7 +91,7 @@ func TestHoldHoursWindowOnTrustedClock(t *testing.T) {
 	}
 	e.rebuild(t, nil, WithClock(clk.Now))
 	ctx := context.Background()
-	_, err = e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
+	_, err = e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}})
 	heldURL(t, err)
 	e.svc.Tick(ctx)
 	sc.WallTime, sc.ElapsedTime = sc.WallTime.Add(2*time.Hour), time.Minute

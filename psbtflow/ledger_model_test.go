@@ -12,9 +12,9 @@ import (
 	"github.com/btcsuite/btcd/wire"
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -48,7 +48,7 @@ func TestReplacementOfTwoCountsBoth(t *testing.T) {
 		}
 		s, _ := psbt.Encode(f.buildPSBT(t, ins, pay, total-pay-1_000, 2), psbt.Base64)
 		n++
-		_, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint(n), Method: "sign_psbt", Params: []string{s}})
+		_, err := svc.SignPSBT(ctx, nip46.Call{Client: client, ID: fmt.Sprint(n), Method: "sign_psbt", Params: []string{s}})
 		return err
 	}
 	if err := sign([]wire.OutPoint{x}, 69_000); err != nil { // A: 70000 out

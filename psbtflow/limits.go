@@ -1,8 +1,8 @@
 package psbtflow
 
 import (
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // Limits bound what one request, and the held requests together, can cost the co-signer in
@@ -68,7 +68,7 @@ func WithLimits(l Limits) Option { return func(s *Service) { s.limits = l.withDe
 // errTooManyHolds is the answer to a request the policy would hold while the caps are reached.
 func errTooManyHolds(mine, all int, l Limits) error {
 	if mine >= l.MaxHoldsPerClient {
-		return signer.Errorf(signer.CodeRateLimited, "this client already has %d held requests waiting (the most this co-signer keeps per client); cancel one or wait for one to end, then ask again under a new id", mine)
+		return nip46.Errorf(nip46.CodeRateLimited, "this client already has %d held requests waiting (the most this co-signer keeps per client); cancel one or wait for one to end, then ask again under a new id", mine)
 	}
-	return signer.Errorf(signer.CodeRateLimited, "%d held requests are waiting (the most this co-signer keeps); ask again under a new id once some have ended", all)
+	return nip46.Errorf(nip46.CodeRateLimited, "%d held requests are waiting (the most this co-signer keeps); ask again under a new id once some have ended", all)
 }

@@ -53,14 +53,6 @@ func (s *Service) NoteSpentCoin(op wire.OutPoint, c psbt.Coin, by chainhash.Hash
 	}
 }
 
-// SetTxConfirmed sets how the Service tells whether a wallet transaction is confirmed (for
-// replaceable coins: a coin spent by a confirmed transaction is gone for good).
-func (s *Service) SetTxConfirmed(f func(txid chainhash.Hash) bool) {
-	s.mu.Lock()
-	s.txConfirmed = f
-	s.mu.Unlock()
-}
-
 // replaceableCoin returns the coin at op if it is spent by an unconfirmed transaction this
 // co-signer signed (see the file comment). Called with s.mu held.
 func (s *Service) replaceableCoin(ctx context.Context, op wire.OutPoint) (psbt.Coin, bool) {

@@ -21,24 +21,24 @@ import (
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/netparams"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
 // Service is the life of a signing request (docs/architecture.md): authorize,
 // analyze, evaluate the policy, then sign (reserving the outflow in the spend ledger in the same
 // transaction as the "signed" state), deny, or hold (answered with NIP-46 auth_url; the late
-// answer goes through a signer.Responder when the hold ends). It implements signer.PSBTHandler
-// and serves the approve and psbt_status methods.
+// answer goes through the Responder when the hold ends). Its SignPSBT, Approve and PSBTStatus
+// answer the sign_psbt, approve and psbt_status methods.
 type Service struct {
 	desc   *descriptor.Descriptor
 	slot   int
-	keys   *signer.Keys
+	keys   AccountKey
 	chain  psbt.ChainView
 	policy func() *policy.Policy
-	db     *store.DB
+	db     Store
 	log    *slog.Logger
 
 	now     func() time.Time
@@ -46,8 +46,7 @@ type Service struct {
 	tick    time.Duration // how often Run re-decides held requests and reconciles the ledger
 	wake    chan struct{} // buffered (1): an approval arrived
 
-	respMu    sync.Mutex
-	responder signer.Responder
+	responder Responder
 
 	// replaceable gives, for PSBTs of this co-signer's own automations only, the coins that its
 	// own unconfirmed transactions spend, so that their RBF fee bumps can be analysed (nil: none).
@@ -70,11 +69,42 @@ type Service struct {
 	mu sync.Mutex
 }
 
+// AccountKey is this co-signer's private account key as the Service uses it (satisfied by
+// *keystore.Keys): the key source of the PSBT signer, and the identity (BIP32 master
+// fingerprint, account path, xpub) that finds its slot in the descriptor.
+type AccountKey interface {
+	psbt.KeySource
+	MasterFingerprint() [4]byte
+	AccountPath() []uint32
+	AccountXPub() string
+	KeyOrigin() string
+}
+
 // Option configures a Service.
 type Option func(*Service)
 
-// WithResponder sets the Responder that delivers late answers to held requests.
-func WithResponder(r signer.Responder) Option { return func(s *Service) { s.responder = r } }
+// Responder delivers the late answer to a request that was answered with auth_url: result on
+// success, or err (its nip46.MethodError wire form, see nip46.AsMethodError) on refusal, to
+// every relay the client uses. It returns an error only if no relay accepted the answer.
+// Implemented by *signer.RemoteSigner.
+type Responder interface {
+	Respond(ctx context.Context, client, requestID, result string, err error) error
+}
+
+// WithResponder sets the Responder that delivers late answers to held requests (none: ended
+// holds of NIP-46 clients stay unanswered, and are answered by a later Service given one).
+func WithResponder(r Responder) Option { return func(s *Service) { s.responder = r } }
+
+// WithTxConfirmed sets how the Service tells whether a wallet transaction is confirmed (for
+// replaceable coins: a coin spent by a confirmed transaction is gone for good; none: no coin
+// is replaceable).
+func WithTxConfirmed(f func(txid chainhash.Hash) bool) Option {
+	return func(s *Service) { s.txConfirmed = f }
+}
+
+// WithSpendFacts sets where the spend exposure reads proven facts. Without it nothing is ever
+// settled: every signed transaction stays outstanding (the safe reading).
+func WithSpendFacts(f SpendFacts) Option { return func(s *Service) { s.facts = f } }
 
 // WithReplaceable sets where the analysis of a PSBT built by one of the policy's automations
 // (client "automation:<name>") finds the coins spent by this co-signer's own unconfirmed
@@ -100,16 +130,16 @@ func WithTick(d time.Duration) Option { return func(s *Service) { s.tick = d } }
 // NewService checks that desc contains this co-signer's key (same master fingerprint, account
 // path and xpub) and returns the Service. policy is called once per decision, so a reloaded
 // policy applies to the next one.
-func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain psbt.ChainView, pol func() *policy.Policy, db *store.DB, log *slog.Logger, opts ...Option) (*Service, error) {
+func NewService(desc *descriptor.Descriptor, keys AccountKey, chain psbt.ChainView, pol func() *policy.Policy, db Store, log *slog.Logger, opts ...Option) (*Service, error) {
 	slot := -1
 	for i, k := range desc.Keys() {
 		if k.Fingerprint == keys.MasterFingerprint() && slices.Equal(k.OriginPath, keys.AccountPath()) &&
-			k.XPub.String() == keys.Public.AccountXPub {
+			k.XPub.String() == keys.AccountXPub() {
 			slot = i
 		}
 	}
 	if slot < 0 {
-		return nil, fmt.Errorf("psbtflow: the registered descriptor does not contain this co-signer's key %s", keys.Public.KeyOrigin())
+		return nil, fmt.Errorf("psbtflow: the registered descriptor does not contain this co-signer's key %s", keys.KeyOrigin())
 	}
 	if log == nil {
 		log = slog.Default()
@@ -120,15 +150,6 @@ func NewService(desc *descriptor.Descriptor, keys *signer.Keys, chain psbt.Chain
 		o(s)
 	}
 	return s, nil
-}
-
-// SetResponder sets (or replaces) the Responder for late answers; held requests that ended
-// while none was set are answered on the next Run tick.
-func (s *Service) SetResponder(r signer.Responder) {
-	s.respMu.Lock()
-	s.responder = r
-	s.respMu.Unlock()
-	s.kick()
 }
 
 // chainFor is the wallet view a request from client is analysed against: the watcher's, plus
@@ -178,11 +199,11 @@ type options struct {
 
 // SignPSBT answers sign_psbt [psbt, options?] (docs/nip46-clients.md). The result is the PSBT
 // with this co-signer's partial signatures, in the request's encoding. Errors are
-// *signer.MethodError (unauthorized, rate_limited, invalid_params, invalid_psbt, wrong_network,
-// not_our_wallet, unsafe_psbt, policy_denied, internal) or *signer.HeldError when the policy
+// *nip46.MethodError (unauthorized, rate_limited, invalid_params, invalid_psbt, wrong_network,
+// not_our_wallet, unsafe_psbt, policy_denied, internal) or *nip46.HeldError when the policy
 // holds the request (the answer follows through the Responder). The same (client, id) is
 // answered again from the store, never evaluated twice.
-func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, error) {
+func (s *Service) SignPSBT(ctx context.Context, req nip46.Call) (string, error) {
 	pol, now, err := s.admit(ctx, req)
 	if err != nil {
 		return "", err
@@ -195,14 +216,14 @@ func (s *Service) SignPSBT(ctx context.Context, req signer.Request) (string, err
 // path as SignPSBT after decoding — authorize, analyse, spend ledger, policy, sign — with the
 // same sign_requests row (the PSBT as base64 names the request and is what a hold keeps), audit
 // entry and ledger reservation. It returns a signed copy of p (p is not modified); a repeated
-// (client, id) is answered from the store. Errors are SignPSBT's: *signer.MethodError (see
-// Refused) or *signer.HeldError (see Held).
+// (client, id) is answered from the store. Errors are SignPSBT's: *nip46.MethodError (see
+// Refused) or *nip46.HeldError (see Held).
 func (s *Service) Decide(ctx context.Context, client, id string, p *btcpsbt.Packet) (*btcpsbt.Packet, error) {
 	text, err := psbt.Encode(p, psbt.Base64)
 	if err != nil {
 		return nil, WireError(err)
 	}
-	req := signer.Request{Client: client, ID: id, Method: "sign_psbt", Params: []string{text}}
+	req := nip46.Call{Client: client, ID: id, Method: "sign_psbt", Params: []string{text}}
 	pol, now, err := s.admit(ctx, req)
 	if err != nil {
 		return nil, err
@@ -232,7 +253,7 @@ func (s *Service) Decide(ctx context.Context, client, id string, p *btcpsbt.Pack
 // Held reports whether err (from SignPSBT or Decide) says the policy holds the request, with
 // the hold's auth_url and reason.
 func Held(err error) (url, reason string, ok bool) {
-	var h *signer.HeldError
+	var h *nip46.HeldError
 	if !errors.As(err, &h) {
 		return "", "", false
 	}
@@ -243,25 +264,25 @@ func Held(err error) (url, reason string, ok bool) {
 // ("<code>: <message>"); transient is true when asking again may be answered otherwise
 // (internal: not synced yet, a passing failure).
 func Refused(err error) (text string, transient, ok bool) {
-	var me *signer.MethodError
+	var me *nip46.MethodError
 	if !errors.As(err, &me) {
 		return "", false, false
 	}
-	return me.Error(), me.Code == signer.CodeInternal, true
+	return me.Error(), me.Code == nip46.CodeInternal, true
 }
 
 // admit refuses, before anything is stored, a request the policy does not let this client
 // make (audited), a malformed or oversized one, and any while the wallet view is not complete.
 // It returns the policy and the time the request is decided under.
-func (s *Service) admit(ctx context.Context, req signer.Request) (*policy.Policy, time.Time, error) {
+func (s *Service) admit(ctx context.Context, req nip46.Call) (*policy.Policy, time.Time, error) {
 	pol := s.policy()
 	now := s.now()
 	if d := policy.Authorize(pol, req.Client, req.Method, now); d.Outcome != policy.Allow {
 		s.audit(ctx, req, "rejected", d, nil)
-		return nil, now, signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason)
+		return nil, now, nip46.Errorf(nip46.CodeUnauthorized, "%s", d.Reason)
 	}
 	if len(req.Params) < 1 || len(req.Params) > 2 {
-		return nil, now, signer.Errorf(signer.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
+		return nil, now, nip46.Errorf(nip46.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
 	}
 	if err := s.limits.psbtLimits().CheckText(req.Params[0]); err != nil {
 		// Refused before any write: the same text is refused the same way again.
@@ -278,14 +299,14 @@ func (s *Service) admit(ctx context.Context, req signer.Request) (*policy.Policy
 	}
 	if !s.chain.Synced() {
 		// Not recorded: the same request is decided normally once the view is complete.
-		return nil, now, signer.Errorf(signer.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
+		return nil, now, nip46.Errorf(nip46.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
 	}
 	return pol, now, nil
 }
 
 // signOnce decides req once, under pol at now: a repeated (client, id) is answered from the
 // store, a new one is rate-limited, then decided by decide and its verdict written.
-func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.Policy, now time.Time, decide func() verdict) (string, error) {
+func (s *Service) signOnce(ctx context.Context, req nip46.Call, pol *policy.Policy, now time.Time, decide func() verdict) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
@@ -296,7 +317,7 @@ func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.
 	}
 	if existed {
 		if string(prev.PSBTSHA256) != string(h[:]) {
-			return "", signer.Errorf(signer.CodeInvalidRequest, "request id %q was already used for a different PSBT", req.ID)
+			return "", nip46.Errorf(nip46.CodeInvalidRequest, "request id %q was already used for a different PSBT", req.ID)
 		}
 		switch prev.State {
 		case store.RequestSigned:
@@ -309,7 +330,7 @@ func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.
 			if err != nil {
 				return "", err
 			}
-			return "", &signer.HeldError{URL: hold.URL, Reason: hold.Reason}
+			return "", &nip46.HeldError{URL: hold.URL, Reason: hold.Reason}
 		}
 		// state received: an earlier attempt stopped before deciding; decide now.
 	} else if rates := pol.RateLimits(req.Client, now); len(rates) > 0 {
@@ -323,7 +344,7 @@ func (s *Service) signOnce(ctx context.Context, req signer.Request, pol *policy.
 		}
 		if d := policy.CheckRate(rates, recent); d.Outcome != policy.Allow {
 			d.PolicyHash = pol.Hash
-			me := signer.Errorf(signer.CodeRateLimited, "%s", d.Reason)
+			me := nip46.Errorf(nip46.CodeRateLimited, "%s", d.Reason)
 			v := s.refused("rejected", me, d.Rule, nil)
 			v.decision = &d
 			return s.finish(ctx, req, h[:], v, "")
@@ -344,9 +365,9 @@ type verdict struct {
 	recheck  time.Time // when held: when to decide again with time alone (policy.NextChange); zero = never
 }
 
-func (s *Service) refused(decision string, me *signer.MethodError, rule string, a *psbt.Analysis) verdict {
+func (s *Service) refused(decision string, me *nip46.MethodError, rule string, a *psbt.Analysis) verdict {
 	state := store.RequestDenied
-	if me.Code == signer.CodeInternal {
+	if me.Code == nip46.CodeInternal {
 		state = store.RequestFailed
 	}
 	ae := store.AuditEntry{Decision: decision, Rule: rule, Reason: me.Error()}
@@ -360,7 +381,7 @@ func (s *Service) refused(decision string, me *signer.MethodError, rule string, 
 
 // finish writes verdict v of a new request (holdState "") or of a held one (holdState = the
 // hold's final state) and returns the answer.
-func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byte, v verdict, holdState string) (string, error) {
+func (s *Service) finish(ctx context.Context, req nip46.Call, psbtHash []byte, v verdict, holdState string) (string, error) {
 	v.rec.Client, v.rec.RequestID, v.rec.Method, v.rec.PSBTSHA256 = req.Client, req.ID, req.Method, psbtHash
 	v.audit.Client, v.audit.RequestID, v.audit.Method = req.Client, req.ID, req.Method
 	d := store.Decided{Request: v.rec, Audit: v.audit, Reserve: v.reserve, HoldState: holdState}
@@ -370,12 +391,12 @@ func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byt
 			d.Explanation = string(b)
 		}
 	}
-	var held *signer.HeldError
+	var held *nip46.HeldError
 	if v.held && holdState == "" {
 		if mine, all, err := s.db.CountWaitingHolds(ctx, req.Client); err != nil {
 			return "", err
 		} else if mine >= s.limits.MaxHoldsPerClient || all >= s.limits.MaxHolds {
-			me := signer.AsMethodError(errTooManyHolds(mine, all, s.limits))
+			me := nip46.AsMethodError(errTooManyHolds(mine, all, s.limits))
 			dec := v.decision
 			v = s.refused("rejected", me, "max_holds", nil)
 			v.decision = dec
@@ -385,7 +406,7 @@ func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byt
 		if err != nil {
 			return "", err
 		}
-		held = &signer.HeldError{URL: s.holdLink(token), Reason: v.decision.Rule + ": " + v.decision.Reason}
+		held = &nip46.HeldError{URL: s.holdLink(token), Reason: v.decision.Rule + ": " + v.decision.Reason}
 		d.NewHold = &store.Hold{Client: req.Client, RequestID: req.ID, Token: token, Params: req.Params, Rule: v.decision.Rule,
 			HeldSince: s.now(), URL: held.URL, Reason: held.Reason}
 	}
@@ -414,7 +435,7 @@ func (s *Service) finish(ctx context.Context, req signer.Request, psbtHash []byt
 func newHoldToken() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", signer.Errorf(signer.CodeInternal, "hold token: %v", err)
+		return "", nip46.Errorf(nip46.CodeInternal, "hold token: %v", err)
 	}
 	return hex.EncodeToString(b[:]), nil
 }
@@ -436,16 +457,16 @@ func short(h string) string {
 // decide is the whole decision for one request, as values. It reads the spend ledger (the
 // totals the policy's velocity windows need) but writes nothing. heldSince and approvals are
 // the hold's state when a held request is decided again.
-func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
+func (s *Service) decide(ctx context.Context, req nip46.Call, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
 	if len(req.Params) == 2 {
 		var o options
 		dec := json.NewDecoder(strings.NewReader(req.Params[1]))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&o); err != nil {
-			return s.refused("rejected", signer.Errorf(signer.CodeInvalidParams, "options must be a JSON object with only known keys (network): %v", err), "options", nil)
+			return s.refused("rejected", nip46.Errorf(nip46.CodeInvalidParams, "options must be a JSON object with only known keys (network): %v", err), "options", nil)
 		}
 		if o.Network != "" && !sameNetwork(o.Network, s.desc.Network()) {
-			return s.refused("rejected", signer.Errorf(signer.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
+			return s.refused("rejected", nip46.Errorf(nip46.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
 		}
 	}
 	p, enc, err := psbt.Decode(req.Params[0])
@@ -457,7 +478,7 @@ func (s *Service) decide(ctx context.Context, req signer.Request, pol *policy.Po
 
 // decidePacket is decide after decoding: limits, analysis, spend ledger, policy, and the
 // signature when allowed (added to p, answered in enc).
-func (s *Service) decidePacket(ctx context.Context, req signer.Request, p *btcpsbt.Packet, enc psbt.Encoding, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
+func (s *Service) decidePacket(ctx context.Context, req nip46.Call, p *btcpsbt.Packet, enc psbt.Encoding, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
 	if err := s.limits.psbtLimits().CheckCounts(p); err != nil {
 		return s.refused("rejected", WireError(err), "limits", nil)
 	}
@@ -465,7 +486,7 @@ func (s *Service) decidePacket(ctx context.Context, req signer.Request, p *btcps
 	a, err := psbt.AnalyzeWith(p, s.desc, chain, psbt.AnalyzeOptions{AllowSighash: pol.AllowSighash(now)})
 	if err != nil {
 		me := WireError(err)
-		if me.Code == signer.CodeInternal {
+		if me.Code == nip46.CodeInternal {
 			s.log.Error("analysis failed", "error", err)
 		}
 		return s.refused("rejected", me, "analysis", nil)
@@ -474,15 +495,15 @@ func (s *Service) decidePacket(ctx context.Context, req signer.Request, p *btcps
 	in.HeldSince, in.Approvals = heldSince, approvals
 	if err := withLedger(ctx, s.db, pol, &in, a); err != nil {
 		s.log.Error("spend ledger read failed", "error", err)
-		return s.refused("error", signer.AsMethodError(err), "ledger", a)
+		return s.refused("error", nip46.AsMethodError(err), "ledger", a)
 	}
 	d := policy.Evaluate(pol, in)
 	withDecision := func(v verdict) verdict { v.decision = &d; return v }
 	switch d.Outcome {
 	case policy.Unauthorized:
-		return withDecision(s.refused("denied", signer.Errorf(signer.CodeUnauthorized, "%s", d.Reason), d.Rule, a))
+		return withDecision(s.refused("denied", nip46.Errorf(nip46.CodeUnauthorized, "%s", d.Reason), d.Rule, a))
 	case policy.Deny:
-		return withDecision(s.refused("denied", signer.Errorf(signer.CodePolicyDenied, "%s: %s", d.Rule, d.Reason), d.Rule, a))
+		return withDecision(s.refused("denied", nip46.Errorf(nip46.CodePolicyDenied, "%s: %s", d.Rule, d.Reason), d.Rule, a))
 	case policy.Hold:
 		ae := store.AuditEntry{Decision: "held", Rule: d.Rule, Reason: d.Reason}
 		fillAudit(&ae, a, s.limits.AuditDestinations)
@@ -492,11 +513,11 @@ func (s *Service) decidePacket(ctx context.Context, req signer.Request, p *btcps
 	n, err := psbt.SignInputs(p, a, s.desc, s.slot, s.keys, chain)
 	if err != nil {
 		s.log.Error("signing failed", "error", err)
-		return withDecision(s.refused("error", signer.AsMethodError(err), "sign", a))
+		return withDecision(s.refused("error", nip46.AsMethodError(err), "sign", a))
 	}
 	out, err := psbt.Encode(p, enc)
 	if err != nil {
-		return withDecision(s.refused("error", signer.AsMethodError(err), "encode", a))
+		return withDecision(s.refused("error", nip46.AsMethodError(err), "encode", a))
 	}
 	ae := store.AuditEntry{Decision: "signed", Rule: d.Rule, Reason: fmt.Sprintf("%s; %d partial signature(s) added", d.Reason, n)}
 	fillAudit(&ae, a, s.limits.AuditDestinations)
@@ -516,9 +537,9 @@ func outpoints(a *psbt.Analysis) []string {
 
 // Explain is a dry run of a sign_psbt decision (cosigner policy test): decode and analyse
 // psbtText against the wallet view, read the spend ledger, and evaluate pol for client at now.
-// Nothing is signed or written. Errors are *signer.MethodError for a PSBT that would be refused
+// Nothing is signed or written. Errors are *nip46.MethodError for a PSBT that would be refused
 // before the policy is asked.
-func Explain(ctx context.Context, desc *descriptor.Descriptor, chain psbt.ChainView, db *store.DB, pol *policy.Policy, client, psbtText string, now time.Time) (*psbt.Analysis, policy.Decision, error) {
+func Explain(ctx context.Context, desc *descriptor.Descriptor, chain psbt.ChainView, db Ledger, pol *policy.Policy, client, psbtText string, now time.Time) (*psbt.Analysis, policy.Decision, error) {
 	p, _, err := psbt.Decode(psbtText)
 	if err != nil {
 		return nil, policy.Decision{}, WireError(err)
@@ -559,7 +580,7 @@ func PolicyInput(client, method string, now time.Time, p *btcpsbt.Packet, a *psb
 	return in
 }
 
-func (s *Service) audit(ctx context.Context, req signer.Request, decision string, d policy.Decision, a *psbt.Analysis) {
+func (s *Service) audit(ctx context.Context, req nip46.Call, decision string, d policy.Decision, a *psbt.Analysis) {
 	ae := store.AuditEntry{Client: req.Client, RequestID: req.ID, Method: req.Method, Decision: decision, Rule: d.Rule, Reason: d.Reason}
 	fillAudit(&ae, a, s.limits.AuditDestinations)
 	expl, _ := json.Marshal(d.Explanation)
@@ -584,12 +605,12 @@ func sameNetwork(name string, p *chaincfg.Params) bool {
 	}
 }
 
-func parseMethodError(s string) *signer.MethodError {
+func parseMethodError(s string) *nip46.MethodError {
 	code, msg, ok := strings.Cut(s, ": ")
 	if !ok {
-		return &signer.MethodError{Code: signer.CodeInternal, Message: s}
+		return &nip46.MethodError{Code: nip46.CodeInternal, Message: s}
 	}
-	return &signer.MethodError{Code: code, Message: msg}
+	return &nip46.MethodError{Code: code, Message: msg}
 }
 
 // Run re-decides held requests when they are due (cooling-off over, approvals in), delivers their late answers,
@@ -626,15 +647,13 @@ func (s *Service) Tick(ctx context.Context) {
 }
 
 func isMethodError(err error) bool {
-	var me *signer.MethodError
+	var me *nip46.MethodError
 	return errors.As(err, &me)
 }
 
 // respondEnded sends the late answer of every ended hold not yet answered.
 func (s *Service) respondEnded(ctx context.Context) error {
-	s.respMu.Lock()
 	r := s.responder
-	s.respMu.Unlock()
 	if r == nil {
 		return nil
 	}

@@ -20,9 +20,9 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/internal/testfakes"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -72,14 +72,18 @@ func newHoldEnv(t *testing.T, rules string) *holdEnv {
 
 // approverRequest is an approve request as the remote signer hands it over: with the
 // approver's signed kind-24133 event.
-func (e *holdEnv) approverRequest(t *testing.T, name, id, decision string) signer.Request {
+func (e *holdEnv) approverRequest(t *testing.T, name, id, decision string) nip46.Call {
 	sk := e.approve[name]
 	pk, _ := nostr.GetPublicKey(sk)
 	ev := nostr.Event{Kind: 24133, CreatedAt: nostr.Timestamp(e.now.Unix()), Content: "nip44 ciphertext", Tags: nostr.Tags{{"p", strings.Repeat("ab", 32)}}}
 	if err := ev.Sign(sk); err != nil {
 		t.Fatal(err)
 	}
-	return signer.Request{Client: pk, ID: "a-" + name + "-" + decision, Method: "approve", Params: []string{id, decision}, Event: &ev}
+	evidence, err := json.Marshal(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nip46.Call{Client: pk, ID: "a-" + name + "-" + decision, Method: "approve", Params: []string{id, decision}, EventID: ev.ID, Event: evidence}
 }
 
 func (e *holdEnv) psbt(t *testing.T, pay btcutil.Amount) string {
@@ -93,7 +97,7 @@ func (e *holdEnv) psbt(t *testing.T, pay btcutil.Amount) string {
 
 func heldURL(t *testing.T, err error) string {
 	t.Helper()
-	var he *signer.HeldError
+	var he *nip46.HeldError
 	if !errors.As(err, &he) || he.URL == "" || he.Reason == "" {
 		t.Fatalf("want a HeldError, got %v", err)
 	}
@@ -103,7 +107,7 @@ func heldURL(t *testing.T, err error) string {
 func TestHoldCoolingOffThenRespond(t *testing.T) {
 	e := newHoldEnv(t, "rules:\n  - name: wait\n    match: {min_outflow: 50000 sat}\n    action: hold\n    hold: {cooling_off: 1h}\n  - {name: small, action: allow}\n")
 	ctx := context.Background()
-	req := signer.Request{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}}
+	req := nip46.Call{Client: e.client, ID: "r1", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}}
 	_, err := e.svc.SignPSBT(ctx, req)
 	url := heldURL(t, err)
 	if !strings.HasPrefix(url, "http://127.0.0.1:8080/requests/") {
@@ -152,11 +156,11 @@ func TestHoldCoolingOffThenRespond(t *testing.T) {
 func TestHoldApprovalsMofN(t *testing.T) {
 	e := newHoldEnv(t, "rules:\n  - name: two_of_three\n    action: hold\n    hold: {approvals: 2, approvers: [alice, bob, carol]}\n")
 	ctx := context.Background()
-	req := signer.Request{Client: e.client, ID: "r2", Method: "sign_psbt", Params: []string{e.psbt(t, 40_000)}}
+	req := nip46.Call{Client: e.client, ID: "r2", Method: "sign_psbt", Params: []string{e.psbt(t, 40_000)}}
 	_, err := e.svc.SignPSBT(ctx, req)
 	tok := strings.TrimPrefix(heldURL(t, err), "http://127.0.0.1:8080/requests/")
 	// A stranger (here: the client itself) may not approve.
-	if _, err := e.svc.Approve(ctx, signer.Request{Client: e.client, ID: "x", Method: "approve", Params: []string{"r2", "approve"}}); err == nil || !strings.HasPrefix(err.Error(), "unauthorized: ") {
+	if _, err := e.svc.Approve(ctx, nip46.Call{Client: e.client, ID: "x", Method: "approve", Params: []string{"r2", "approve"}}); err == nil || !strings.HasPrefix(err.Error(), "unauthorized: ") {
 		t.Fatalf("client approving its own request: %v", err)
 	}
 	out, err := e.svc.Approve(ctx, e.approverRequest(t, "alice", tok, "approve"))
@@ -204,14 +208,14 @@ func TestHoldApprovalsMofN(t *testing.T) {
 func TestHoldCancelAndDeny(t *testing.T) {
 	e := newHoldEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {cooling_off: 24h, approvals: 1, approvers: [alice]}\n")
 	ctx := context.Background()
-	r1 := signer.Request{Client: e.client, ID: "c1", Method: "sign_psbt", Params: []string{e.psbt(t, 30_000)}}
-	r2 := signer.Request{Client: e.client, ID: "c2", Method: "sign_psbt", Params: []string{e.psbt(t, 31_000)}}
-	for _, r := range []signer.Request{r1, r2} {
+	r1 := nip46.Call{Client: e.client, ID: "c1", Method: "sign_psbt", Params: []string{e.psbt(t, 30_000)}}
+	r2 := nip46.Call{Client: e.client, ID: "c2", Method: "sign_psbt", Params: []string{e.psbt(t, 31_000)}}
+	for _, r := range []nip46.Call{r1, r2} {
 		_, err := e.svc.SignPSBT(ctx, r)
 		heldURL(t, err)
 	}
 	// The client cancels its own request (by id); an approver denies the other (by unsigned txid).
-	if _, err := e.svc.Approve(ctx, signer.Request{Client: e.client, ID: "x1", Method: "approve", Params: []string{"c1", "cancel"}}); err != nil {
+	if _, err := e.svc.Approve(ctx, nip46.Call{Client: e.client, ID: "x1", Method: "approve", Params: []string{"c1", "cancel"}}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := e.svc.status(ctx, e.client, "c2")
@@ -231,7 +235,7 @@ func TestHoldCancelAndDeny(t *testing.T) {
 		t.Fatalf("a cancelled request reserved %+v", rs)
 	}
 	// psbt_status shows the outcome to the client.
-	out, err := e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "s", Method: "psbt_status", Params: []string{"c1"}})
+	out, err := e.svc.PSBTStatus(ctx, nip46.Call{Client: e.client, ID: "s", Method: "psbt_status", Params: []string{"c1"}})
 	if err != nil || !strings.Contains(out, `"state":"denied"`) || !strings.Contains(out, `"state":"cancelled"`) {
 		t.Fatalf("psbt_status = %s, %v", out, err)
 	}
@@ -299,10 +303,9 @@ limits:
 		if db, err = store.Open(ctx, dbPath); err != nil {
 			t.Fatal(err)
 		}
-		if svc, err = NewService(f.desc, f.keys[0], f.chain, func() *policy.Policy { return pol }, db, quiet, WithClock(func() time.Time { return now })); err != nil {
+		if svc, err = NewService(f.desc, f.keys[0], f.chain, func() *policy.Policy { return pol }, db, quiet, WithClock(func() time.Time { return now }), WithSpendFacts(facts)); err != nil {
 			t.Fatal(err)
 		}
-		svc.SetSpendFacts(facts)
 	}
 	open()
 	defer func() { db.Close() }()
@@ -326,7 +329,7 @@ limits:
 		p := f.buildPSBT(t, ins, pay, total-pay-fee, uint32(rng.IntN(20)))
 		s, _ := psbt.Encode(p, psbt.Base64)
 		nextID++
-		_, err := svc.SignPSBT(ctx, signer.Request{Client: client, ID: fmt.Sprint(nextID), Method: "sign_psbt", Params: []string{s}})
+		_, err := svc.SignPSBT(ctx, nip46.Call{Client: client, ID: fmt.Sprint(nextID), Method: "sign_psbt", Params: []string{s}})
 		if err == nil {
 			txs = append(txs, &modelTx{txid: p.UnsignedTx.TxHash().String(), outflow: pay + fee, inputs: ins, at: now, state: "pending"})
 			return true
@@ -597,7 +600,7 @@ func checkWindows(t *testing.T, step int, txs []*modelTx, windows []policy.Windo
 func TestApproveAndStatusRefuseBadInput(t *testing.T) {
 	e := newHoldEnv(t, "rules:\n  - name: wait\n    action: hold\n    hold: {approvals: 1, approvers: [alice]}\n")
 	ctx := context.Background()
-	_, err := e.svc.SignPSBT(ctx, signer.Request{Client: e.client, ID: "h1", Method: "sign_psbt", Params: []string{e.psbt(t, 20_000)}})
+	_, err := e.svc.SignPSBT(ctx, nip46.Call{Client: e.client, ID: "h1", Method: "sign_psbt", Params: []string{e.psbt(t, 20_000)}})
 	heldURL(t, err)
 	other, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
 	alice := e.approverRequest(t, "alice", "h1", "approve")
@@ -606,34 +609,34 @@ func TestApproveAndStatusRefuseBadInput(t *testing.T) {
 		call func() (string, error)
 		code string
 	}{
-		{"approve: one param", func() (string, error) { r := alice; r.Params = []string{"h1"}; return e.svc.Approve(ctx, r) }, signer.CodeInvalidParams},
+		{"approve: one param", func() (string, error) { r := alice; r.Params = []string{"h1"}; return e.svc.Approve(ctx, r) }, nip46.CodeInvalidParams},
 		{"approve: bad decision", func() (string, error) {
 			r := alice
 			r.Params = []string{"h1", "yes please"}
 			return e.svc.Approve(ctx, r)
-		}, signer.CodeInvalidParams},
+		}, nip46.CodeInvalidParams},
 		{"approve: unknown id", func() (string, error) {
 			r := alice
 			r.Params = []string{"nope", "approve"}
 			return e.svc.Approve(ctx, r)
-		}, signer.CodeInvalidParams},
+		}, nip46.CodeInvalidParams},
 		{"approve: stranger cancels", func() (string, error) {
-			return e.svc.Approve(ctx, signer.Request{Client: other, ID: "x", Method: "approve", Params: []string{"h1", "cancel"}})
-		}, signer.CodeUnauthorized},
+			return e.svc.Approve(ctx, nip46.Call{Client: other, ID: "x", Method: "approve", Params: []string{"h1", "cancel"}})
+		}, nip46.CodeUnauthorized},
 		{"psbt_status: stranger", func() (string, error) {
-			return e.svc.PSBTStatus(ctx, signer.Request{Client: other, ID: "x", Method: "psbt_status", Params: []string{"h1"}})
-		}, signer.CodeUnauthorized},
+			return e.svc.PSBTStatus(ctx, nip46.Call{Client: other, ID: "x", Method: "psbt_status", Params: []string{"h1"}})
+		}, nip46.CodeUnauthorized},
 		{"psbt_status: no params", func() (string, error) {
-			return e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "x", Method: "psbt_status"})
-		}, signer.CodeInvalidParams},
+			return e.svc.PSBTStatus(ctx, nip46.Call{Client: e.client, ID: "x", Method: "psbt_status"})
+		}, nip46.CodeInvalidParams},
 		{"psbt_status: unknown id", func() (string, error) {
-			return e.svc.PSBTStatus(ctx, signer.Request{Client: e.client, ID: "x", Method: "psbt_status", Params: []string{"nope"}})
-		}, signer.CodeInvalidParams},
+			return e.svc.PSBTStatus(ctx, nip46.Call{Client: e.client, ID: "x", Method: "psbt_status", Params: []string{"nope"}})
+		}, nip46.CodeInvalidParams},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := c.call()
-			var me *signer.MethodError
+			var me *nip46.MethodError
 			if !errors.As(err, &me) || me.Code != c.code {
 				t.Fatalf("err = %v, want %s", err, c.code)
 			}

@@ -14,9 +14,9 @@ import (
 	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // TestPolicySighashOptIn: NONE, SINGLE and ANYONECANPAY are refused (unsafe_psbt: sighash) unless the
@@ -50,10 +50,10 @@ func TestPolicySighashOptIn(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				out, err := e.svc.SignPSBT(context.Background(), signer.Request{Client: e.client, ID: "r", Method: "sign_psbt", Params: []string{b64}})
+				out, err := e.svc.SignPSBT(context.Background(), nip46.Call{Client: e.client, ID: "r", Method: "sign_psbt", Params: []string{b64}})
 				if !c.ok {
-					var me *signer.MethodError
-					if !errors.As(err, &me) || me.Code != signer.CodeUnsafePSBT || !strings.Contains(me.Message, "sighash") {
+					var me *nip46.MethodError
+					if !errors.As(err, &me) || me.Code != nip46.CodeUnsafePSBT || !strings.Contains(me.Message, "sighash") {
 						t.Fatalf("policy %q: want unsafe_psbt sighash, got %v", c.limits, err)
 					}
 					continue

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // TestWireError: every psbt refusal code has its NIP-46 code, the detail is the message
@@ -22,11 +22,11 @@ func TestWireError(t *testing.T) {
 			t.Errorf("%s: %q", code, got)
 		}
 	}
-	me := signer.Errorf(signer.CodePolicyDenied, "max_per_tx: over")
+	me := nip46.Errorf(nip46.CodePolicyDenied, "max_per_tx: over")
 	if got := WireError(me); got != me {
 		t.Errorf("MethodError became %v", got)
 	}
-	if got := WireError(errors.New("disk on fire")); got.Code != signer.CodeInternal || got.Message == "disk on fire" {
+	if got := WireError(errors.New("disk on fire")); got.Code != nip46.CodeInternal || got.Message == "disk on fire" {
 		t.Errorf("plain error = %v", got)
 	}
 }

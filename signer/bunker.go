@@ -2,6 +2,7 @@ package signer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -82,28 +83,10 @@ type ClosablePool interface {
 // PoolDialer opens a pool on urls (for example relaypool.New with the daemon's options).
 type PoolDialer func(urls []string) (ClosablePool, error)
 
-// Request is a decoded NIP-46 request from an authenticated, connected client.
-type Request struct {
-	Client  string // client pubkey, hex
-	ID      string // the client's request id
-	Method  string
-	Params  []string
-	EventID string // id of the kind-24133 event that carried it
-	// Event is that kind-24133 event itself, signature checked: the client's Nostr signature
-	// over this request (kept as evidence, e.g. for approvals). Nil in tests that call handlers
-	// directly.
-	Event *nostr.Event
-}
-
-// HandlerFunc answers one NIP-46 method: a non-empty result string, or an error (a *MethodError
-// is answered as is, a *HeldError as auth_url, anything else as "internal: …").
-type HandlerFunc func(ctx context.Context, req Request) (string, error)
-
-// PSBTHandler decides and signs sign_psbt requests (psbtflow). It returns the result string or
-// an error; errors that are not *MethodError are answered as "internal: …".
-type PSBTHandler interface {
-	SignPSBT(ctx context.Context, req Request) (string, error)
-}
+// HandlerFunc answers one NIP-46 method called by a connected client: a non-empty result
+// string, or an error (a *nip46.MethodError is answered as is, a *nip46.HeldError as auth_url,
+// anything else as "internal: …").
+type HandlerFunc func(ctx context.Context, req nip46.Call) (string, error)
 
 // Option configures a RemoteSigner.
 type Option func(*RemoteSigner)
@@ -173,8 +156,9 @@ type RemoteSigner struct {
 }
 
 // NewRemoteSigner returns a remote signer for the Nostr identity key sk (hex) that serves over
-// pool, keeps sessions in sessions, and passes sign_psbt to psbt (nil: sign_psbt is not offered).
-func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHandler, log *slog.Logger, opts ...Option) (*RemoteSigner, error) {
+// pool and keeps sessions in sessions. It offers the built-in NIP-46 methods; extension methods
+// such as sign_psbt are offered once registered with Handle.
+func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, log *slog.Logger, opts ...Option) (*RemoteSigner, error) {
 	pk, err := nostr.GetPublicKey(sk)
 	if err != nil {
 		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", keystore.ErrNotOurKey)
@@ -202,16 +186,13 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, psbt PSBTHand
 		o(s)
 	}
 	s.registerBuiltins()
-	if psbt != nil {
-		s.handlers[nip46.MethodSignPSBT] = psbt.SignPSBT
-	}
 	return s, nil
 }
 
 // PublicKey is the remote signer's pubkey (hex); it is also the user pubkey.
 func (s *RemoteSigner) PublicKey() string { return s.pk }
 
-// Handle registers h for method (an extension method such as psbt_status or approve, or a
+// Handle registers h for method (an extension method such as sign_psbt or approve, or a
 // replacement of a built-in one except the session methods). Call it before Run. A connected
 // client needs the permission named method to call it. Errors: the method name is malformed
 // or a session method.
@@ -517,7 +498,7 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	}
 	s.noteRequest(ctx, ev.PubKey, t, log)
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
-	req := Request{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: ev}
+	req := nip46.Call{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: eventJSON(ev, log)}
 	result, err := s.answer(ctx, req, perr, limited, log)
 	log = log.With("took", handlingTime(ctx))
 	resp, ok := s.response(ctx, req, relay, t, result, err, log)
@@ -559,7 +540,7 @@ func (s *RemoteSigner) noteRequest(ctx context.Context, client string, t transpo
 
 // answer runs req's method, unless the request is malformed (perr, answered invalid_request)
 // or over the client's rate limit (answered rate_limited).
-func (s *RemoteSigner) answer(ctx context.Context, req Request, perr error, limited bool, log *slog.Logger) (string, error) {
+func (s *RemoteSigner) answer(ctx context.Context, req nip46.Call, perr error, limited bool, log *slog.Logger) (string, error) {
 	switch {
 	case perr != nil:
 		return "", perr
@@ -574,9 +555,9 @@ func (s *RemoteSigner) answer(ctx context.Context, req Request, perr error, limi
 // for the late answer); or the error's wire form "<code>: <message>" (AsMethodError: anything
 // but a *MethodError is "internal"). ok is false when the request gets no answer at all (a
 // stranger's connect whose secret turned out unusable).
-func (s *RemoteSigner) response(ctx context.Context, req Request, relay string, t transport, result string, err error, log *slog.Logger) (resp nip46.Response, ok bool) {
+func (s *RemoteSigner) response(ctx context.Context, req nip46.Call, relay string, t transport, result string, err error, log *slog.Logger) (resp nip46.Response, ok bool) {
 	resp = nip46.Response{ID: req.ID}
-	var held *HeldError
+	var held *nip46.HeldError
 	switch {
 	case errors.Is(err, errUnanswered):
 		log.Debug("dropped request", "error", err)
@@ -608,7 +589,7 @@ func (s *RemoteSigner) response(ctx context.Context, req Request, relay string, 
 // afterSessionMethod applies what logout and switch_relays change once their response is out
 // (the response itself still went to the client's old relays; NIP-46 asks for logout's "ack"
 // before the session is removed).
-func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req Request, log *slog.Logger) {
+func (s *RemoteSigner) afterSessionMethod(ctx context.Context, req nip46.Call, log *slog.Logger) {
 	switch req.Method {
 	case nip46.MethodLogout:
 		if err := s.sessions.EndSession(ctx, req.Client); err != nil {
@@ -671,4 +652,15 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// eventJSON is ev in its NIP-01 JSON form, the evidence a handler may keep (nip46.Call.Event);
+// nil if it cannot be encoded (logged).
+func eventJSON(ev *nostr.Event, log *slog.Logger) json.RawMessage {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		log.Warn("cannot encode the request event as evidence", "error", err)
+		return nil
+	}
+	return b
 }

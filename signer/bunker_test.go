@@ -16,6 +16,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/store"
 )
@@ -46,7 +47,7 @@ func (m *memPool) take() []nostr.Event {
 
 type echoPSBT struct{}
 
-func (echoPSBT) SignPSBT(ctx context.Context, r Request) (string, error) {
+func (echoPSBT) SignPSBT(ctx context.Context, r nip46.Call) (string, error) {
 	return "signed:" + r.Params[0], nil
 }
 
@@ -69,8 +70,11 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 	}
 	t.Cleanup(func() { db.Close() })
 	pool := &memPool{}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(), opts...)
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, quietLog(), opts...)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, echoPSBT{}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	sk := nostr.GeneratePrivateKey()
@@ -262,7 +266,7 @@ func FuzzRemoteSignerPayload(f *testing.F) {
 		h.t = t
 		ctx := context.Background()
 		if _, ok, _ := h.db.SessionPerms(ctx, h.clientPK); !ok { // an earlier input logged out
-			h.db.AddNostrConnect(ctx, store.NostrConnect{Client: h.clientPK, Perms: all, Secret: "x"})
+			h.db.AddNostrConnect(ctx, session.NostrConnect{Client: h.clientPK, Perms: all, Secret: "x"})
 		}
 		ev := h.event(payload)
 		h.rs.handleEvent(context.Background(), ev, "mem://")

@@ -66,7 +66,7 @@ type Client struct {
 // the subscription is known to be live before other calls. clientSK is the client's key (hex).
 // Errors: ErrBadURI, ErrTimeout, *RemoteError (for example an unknown or spent secret).
 func DialBunker(ctx context.Context, clientSK, bunkerURI string, opts ClientOptions) (*Client, error) {
-	bp, err := ParseBunkerURI(bunkerURI)
+	bp, err := nip46.ParseBunkerURI(bunkerURI)
 	if err != nil {
 		return nil, err
 	}
@@ -81,14 +81,14 @@ func DialBunker(ctx context.Context, clientSK, bunkerURI string, opts ClientOpti
 	return c, nil
 }
 
-func newClient(clientSK string, bp BunkerPointer, opts ClientOptions) (*Client, error) {
+func newClient(clientSK string, bp nip46.BunkerPointer, opts ClientOptions) (*Client, error) {
 	pk, err := nostr.GetPublicKey(clientSK)
 	if err != nil {
 		return nil, fmt.Errorf("signer: bad client secret key: %w", keystore.ErrNotOurKey)
 	}
 	ck, err := nip44.GenerateConversationKey(bp.RemoteSignerPubKey, clientSK)
 	if err != nil {
-		return nil, fmt.Errorf("%w: remote signer pubkey: %v", ErrBadURI, err)
+		return nil, fmt.Errorf("%w: remote signer pubkey: %v", nip46.ErrBadURI, err)
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 30 * time.Second

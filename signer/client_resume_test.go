@@ -45,12 +45,12 @@ type recordingPSBT struct {
 	hold bool
 }
 
-func (h *recordingPSBT) SignPSBT(_ context.Context, r Request) (string, error) {
+func (h *recordingPSBT) SignPSBT(_ context.Context, r nip46.Call) (string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.ids = append(h.ids, r.ID)
 	if h.hold {
-		return "", &HeldError{URL: "https://approve.example/" + r.ID, Reason: "cooling off"}
+		return "", &nip46.HeldError{URL: "https://approve.example/" + r.ID, Reason: "cooling off"}
 	}
 	return "signed:" + r.Params[0], nil
 }
@@ -72,8 +72,11 @@ func TestCallWithIDResends(t *testing.T) {
 	b := &bus{}
 	h := &recordingPSBT{}
 	rsSK := nostr.GeneratePrivateKey()
-	rs, err := NewRemoteSigner(rsSK, busPool{b}, db, h, quietLog())
+	rs, err := NewRemoteSigner(rsSK, busPool{b}, db, quietLog())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, h.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
@@ -84,7 +87,7 @@ func TestCallWithIDResends(t *testing.T) {
 		t.Fatal(err)
 	}
 	pool := &lossyPool{busPool: busPool{b}}
-	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "s"),
+	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), nip46.BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "s"),
 		ClientOptions{Pool: pool, Logger: quietLog(), Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -187,9 +190,9 @@ func TestBadBunkerURIErrorHasNoSecret(t *testing.T) {
 		"bunker://" + strings.Repeat("ab", 32) + "?relay=ws://r.example&secret=topsecret%zz",
 		"bunker ://x?secret=topsecret",
 	} {
-		_, err := ParseBunkerURI(uri)
-		if !errors.Is(err, ErrBadURI) || strings.Contains(err.Error(), "topsecret") {
-			t.Fatalf("ParseBunkerURI(%q) = %v", uri, err)
+		_, err := nip46.ParseBunkerURI(uri)
+		if !errors.Is(err, nip46.ErrBadURI) || strings.Contains(err.Error(), "topsecret") {
+			t.Fatalf("nip46.ParseBunkerURI(%q) = %v", uri, err)
 		}
 	}
 }

@@ -58,8 +58,8 @@ func (busPool) URLs() []string { return []string{"bus://"} }
 
 type slowHeld struct{ release chan struct{} }
 
-func (h slowHeld) SignPSBT(ctx context.Context, r Request) (string, error) {
-	return "", &HeldError{URL: "https://approve.example/" + r.ID, Reason: "approvals"}
+func (h slowHeld) SignPSBT(ctx context.Context, r nip46.Call) (string, error) {
+	return "", &nip46.HeldError{URL: "https://approve.example/" + r.ID, Reason: "approvals"}
 }
 
 func TestClientAgainstRemoteSigner(t *testing.T) {
@@ -71,11 +71,14 @@ func TestClientAgainstRemoteSigner(t *testing.T) {
 	}
 	defer db.Close()
 	b := &bus{}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), busPool{b}, db, slowHeld{}, quietLog())
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), busPool{b}, db, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs.Handle("psbt_status", func(_ context.Context, r Request) (string, error) { return "held", nil })
+	if err := rs.Handle(nip46.MethodSignPSBT, slowHeld{}.SignPSBT); err != nil {
+		t.Fatal(err)
+	}
+	rs.Handle("psbt_status", func(_ context.Context, r nip46.Call) (string, error) { return "held", nil })
 	done := make(chan struct{})
 	go func() { rs.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
@@ -83,7 +86,7 @@ func TestClientAgainstRemoteSigner(t *testing.T) {
 	if err := db.AddConnectSecretPerms(ctx, "sekret", "sign_psbt,psbt_status,sign_event:1"); err != nil {
 		t.Fatal(err)
 	}
-	uri := BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "sekret")
+	uri := nip46.BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "sekret")
 	var authMu sync.Mutex
 	var authURLs []string
 	opts := ClientOptions{Pool: busPool{b}, Logger: quietLog(), Timeout: 20 * time.Second, Perms: "sign_psbt,sign_event:1",
@@ -140,7 +143,7 @@ func TestClientAgainstRemoteSigner(t *testing.T) {
 	if _, err := DialBunker(ctx, nostr.GeneratePrivateKey(), uri, short); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("spent secret, other client: %v", err)
 	}
-	if _, err := DialBunker(ctx, clientSK, "bunker://nope", opts); !errors.Is(err, ErrBadURI) {
+	if _, err := DialBunker(ctx, clientSK, "bunker://nope", opts); !errors.Is(err, nip46.ErrBadURI) {
 		t.Fatalf("bad uri: %v", err)
 	}
 	c.Close()

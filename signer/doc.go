@@ -8,6 +8,6 @@
 // response queue. The words on the wire are package nip46's; sessions are kept through the small
 // interfaces in sessions.go (implemented by the store), never by importing the store.
 //
-// It must not decide spending: sign_psbt goes to a PSBTHandler (psbtflow with policy), and
-// keys at rest are package keystore's.
+// It must not decide spending: sign_psbt, approve and psbt_status are handlers registered with
+// Handle (psbtflow's, by the daemon), and keys at rest are package keystore's.
 package signer

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/custodyagents/cosigner/nip46"
 )
 
 // An authorized client over its rate limit stays limited however many fresh pubkeys send
@@ -106,7 +108,7 @@ func TestSeenIDsBounded(t *testing.T) {
 // remote signer keeps serving the same client. (Before: the panic ended the process.)
 func TestPanickingHandlerAnswersInternal(t *testing.T) {
 	h := newHarness(t)
-	if err := h.rs.Handle("boom", func(ctx context.Context, r Request) (string, error) {
+	if err := h.rs.Handle("boom", func(ctx context.Context, r nip46.Call) (string, error) {
 		var m map[string]int
 		m["secret-"+r.Params[0]] = 1 // assignment to a nil map: a runtime panic
 		return "", nil

@@ -12,8 +12,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // TestNostrConnectLateAppOverRealRelays runs over the devnet's three @nostr-relay/core relays.
@@ -37,7 +37,7 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 	appPK, _ := nostr.GetPublicKey(appSK)
 	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape(relays[1]) + "&relay=" + url.QueryEscape(relays[2]) +
 		"&secret=late-app&perms=sign_psbt&name=Late"
-	u, err := ParseNostrConnectURI(uri)
+	u, err := nip46.ParseNostrConnectURI(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +49,8 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Wait until the first send is on record; nobody listens for it.
-	var first store.NostrConnect
-	for first.State != store.ConnectSent {
+	var first session.NostrConnect
+	for first.State != session.ConnectSent {
 		rs.PokeNostrConnect()
 		select {
 		case <-ctx.Done():
@@ -131,7 +131,7 @@ func TestNostrConnectLateAppOverRealRelays(t *testing.T) {
 	if r := call("p1", "sign_psbt", "cHNidP8"); r.Result != "signed:cHNidP8" {
 		t.Fatalf("sign_psbt: %+v", r)
 	}
-	if st, _, err := db.NostrConnectState(ctx, appPK); err != nil || st != store.ConnectConfirmed {
+	if st, _, err := db.NostrConnectState(ctx, appPK); err != nil || st != session.ConnectConfirmed {
 		t.Fatalf("state after the app's first request: %q %v", st, err)
 	}
 	if err := rs.Respond(ctx, appPK, "held-1", "late-result", nil); err != nil {

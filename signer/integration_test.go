@@ -35,7 +35,7 @@ func TestOverRealRelays(t *testing.T) {
 	if err := db.AddConnectSecretPerms(ctx, "s1", "sign_psbt,sign_event:1"); err != nil {
 		t.Fatal(err)
 	}
-	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), BunkerURI(rs.PublicKey(), relays[1:2], "s1"), ClientOptions{Logger: quietLog()})
+	c, err := DialBunker(ctx, nostr.GeneratePrivateKey(), nip46.BunkerURI(rs.PublicKey(), relays[1:2], "s1"), ClientOptions{Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestOverRealRelays(t *testing.T) {
 		}
 		break
 	}
-	u, err := ParseNostrConnectURI("nostrconnect" + BunkerURI(appPK, relays[2:], "app-secret")[len("bunker"):] + "&perms=sign_event%3A1")
+	u, err := nip46.ParseNostrConnectURI("nostrconnect" + nip46.BunkerURI(appPK, relays[2:], "app-secret")[len("bunker"):] + "&perms=sign_event%3A1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,11 +172,14 @@ func startSignerOverRelays(t *testing.T, ctx context.Context, n int) (relays []s
 		fail(err)
 	}
 	closers = append(closers, func() { pool.Close() })
-	rs, err = NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, quietLog(),
+	rs, err = NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, quietLog(),
 		WithClientRelays(func(urls []string) (ClosablePool, error) {
 			return relaypool.New(urls, relaypool.Options{Logger: quietLog()})
 		}))
 	if err != nil {
+		fail(err)
+	}
+	if err = rs.Handle(nip46.MethodSignPSBT, echoPSBT{}.SignPSBT); err != nil {
 		fail(err)
 	}
 	runCtx, stop := context.WithCancel(ctx)

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip04"
+
+	"github.com/custodyagents/cosigner/nip46"
 )
 
 // TestLegacyClientsBoundedLRU (issue 11, finding 8): in legacy NIP-04 mode the remote signer
@@ -31,7 +33,7 @@ func TestLegacyClientsBoundedLRU(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ev := &nostr.Event{PubKey: c.pk, CreatedAt: nostr.Now(), Kind: KindNostrConnect, Tags: nostr.Tags{{"p", h.rs.PublicKey()}}, Content: content}
+		ev := &nostr.Event{PubKey: c.pk, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect, Tags: nostr.Tags{{"p", h.rs.PublicKey()}}, Content: content}
 		if err := ev.Sign(c.sk); err != nil {
 			t.Fatal(err)
 		}

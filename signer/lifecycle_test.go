@@ -14,8 +14,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // fakeClock is a settable clock for WithClock.
@@ -41,7 +41,7 @@ func (h *harness) asClient() *harness {
 
 func (h *harness) nostrConnect(relays ...string) {
 	h.t.Helper()
-	nc := store.NostrConnect{Client: h.clientPK, Relays: relays, Secret: "secret-" + h.clientPK[:8], Perms: "sign_psbt"}
+	nc := session.NostrConnect{Client: h.clientPK, Relays: relays, Secret: "secret-" + h.clientPK[:8], Perms: "sign_psbt"}
 	if err := h.db.AddNostrConnect(context.Background(), nc); err != nil {
 		h.t.Fatal(err)
 	}
@@ -101,13 +101,13 @@ func TestNostrConnectResentUntilFirstRequest(t *testing.T) {
 			t.Fatalf("re-sent with another id: %v", ids)
 		}
 	}
-	if st, _ := h.connectState(); st != store.ConnectSent {
+	if st, _ := h.connectState(); st != session.ConnectSent {
 		t.Fatalf("state %q while re-sending", st)
 	}
 	if r := h.one(h.request("1", "ping")); r.Result != "pong" {
 		t.Fatalf("ping: %+v", r)
 	}
-	if st, _ := h.connectState(); st != store.ConnectConfirmed {
+	if st, _ := h.connectState(); st != session.ConnectConfirmed {
 		t.Fatalf("state %q after the app's first request", st)
 	}
 	clock.add(NostrConnectResendMax)
@@ -130,7 +130,7 @@ func TestNostrConnectUnconfirmedAfterDeadline(t *testing.T) {
 		clock.add(NostrConnectResendMin)
 	}
 	st, msg := h.connectState()
-	if st != store.ConnectUnconfirmed || !strings.Contains(msg, "no request") {
+	if st != session.ConnectUnconfirmed || !strings.Contains(msg, "no request") {
 		t.Fatalf("state %q %q", st, msg)
 	}
 	if n < 5 || n > int(NostrConnectResendFor/NostrConnectResendMin) {
@@ -147,7 +147,7 @@ func TestNostrConnectUnconfirmedAfterDeadline(t *testing.T) {
 	if r := h.one(h.request("1", "ping")); r.Result != "pong" {
 		t.Fatalf("late ping: %+v", r)
 	}
-	if st, _ := h.connectState(); st != store.ConnectUnconfirmed {
+	if st, _ := h.connectState(); st != session.ConnectUnconfirmed {
 		t.Fatalf("state changed to %q after the deadline", st)
 	}
 }
@@ -289,8 +289,11 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 	sk := nostr.GeneratePrivateKey()
 	start := func() (*RemoteSigner, *toPool) {
 		p := &toPool{memPool: &memPool{}}
-		rs, err := NewRemoteSigner(sk, p, h.db, heldPSBT{}, quietLog(), WithLegacyNIP04(true))
+		rs, err := NewRemoteSigner(sk, p, h.db, quietLog(), WithLegacyNIP04(true))
 		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rs.Handle(nip46.MethodSignPSBT, heldPSBT{}.SignPSBT); err != nil {
 			t.Fatal(err)
 		}
 		return rs, p
@@ -317,7 +320,7 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 	if n := len(pool.take()); n != 2 {
 		t.Fatalf("%d auth_url answers", n)
 	}
-	if tr, on, ok, err := h.db.RequestTransport(ctx, h.clientPK, "old"); !ok || err != nil || tr != store.TransportNIP04 || on != "wss://came-here" {
+	if tr, on, ok, err := h.db.RequestTransport(ctx, h.clientPK, "old"); !ok || err != nil || tr != session.TransportNIP04 || on != "wss://came-here" {
 		t.Fatalf("held request's transport: %q %q %v %v", tr, on, ok, err)
 	}
 	// The client's last request was NIP-44; restart.

@@ -36,7 +36,7 @@ func (s *RemoteSigner) registerBuiltins() {
 
 // dispatch runs one method. connect needs no session; the session methods need a session;
 // every other method needs the session's permission for it.
-func (s *RemoteSigner) dispatch(ctx context.Context, req Request) (string, error) {
+func (s *RemoteSigner) dispatch(ctx context.Context, req nip46.Call) (string, error) {
 	if req.Method == nip46.MethodConnect {
 		return s.connect(ctx, req)
 	}
@@ -97,7 +97,7 @@ func orNone(s string) string {
 	return s
 }
 
-func (s *RemoteSigner) audit(ctx context.Context, req Request, decision, rule, reason string) {
+func (s *RemoteSigner) audit(ctx context.Context, req nip46.Call, decision, rule, reason string) {
 	if err := s.sessions.AuditSession(ctx, session.Audit{Client: req.Client, RequestID: req.ID, Method: req.Method,
 		Decision: decision, Rule: rule, Reason: reason}); err != nil {
 		s.log.Error("audit log write failed", "error", err)
@@ -108,7 +108,7 @@ func (s *RemoteSigner) audit(ctx context.Context, req Request, decision, rule, r
 // unused secret (single use) creates a session whose permissions are the secret's perms
 // intersected with the requested ones (GrantAtConnect); a client that already has a session may
 // reconnect without one.
-func (s *RemoteSigner) connect(ctx context.Context, req Request) (string, error) {
+func (s *RemoteSigner) connect(ctx context.Context, req nip46.Call) (string, error) {
 	if len(req.Params) < 1 || req.Params[0] != s.pk {
 		return "", nip46.Errorf(nip46.CodeInvalidParams, "connect: first param must be this remote signer's pubkey %s", s.pk)
 	}
@@ -209,7 +209,7 @@ func parseEventTemplate(raw string) (parsedTemplate, error) {
 
 // signEvent handles NIP-46 sign_event [event template JSON] → the signed event JSON, signed by
 // the user key (this signer's Nostr key). The kind must be permitted (checked in dispatch).
-func (s *RemoteSigner) signEvent(ctx context.Context, req Request) (string, error) {
+func (s *RemoteSigner) signEvent(ctx context.Context, req nip46.Call) (string, error) {
 	t, err := parseEventTemplate(param(req.Params, 0))
 	if err != nil {
 		return "", err
@@ -229,7 +229,7 @@ func (s *RemoteSigner) signEvent(ctx context.Context, req Request) (string, erro
 }
 
 // peer checks a [pubkey, text] param pair of the nip44_* / nip04_* methods.
-func peer(req Request) (string, string, error) {
+func peer(req nip46.Call) (string, string, error) {
 	if len(req.Params) != 2 {
 		return "", "", nip46.Errorf(nip46.CodeInvalidParams, "%s: params must be [third_party_pubkey, text]", req.Method)
 	}
@@ -255,7 +255,7 @@ func looksLikeNIP46(plain string) bool {
 	return id && (method || result || errField)
 }
 
-func (s *RemoteSigner) nip44Encrypt(ctx context.Context, req Request) (string, error) {
+func (s *RemoteSigner) nip44Encrypt(ctx context.Context, req nip46.Call) (string, error) {
 	pk, text, err := peer(req)
 	if err != nil {
 		return "", err
@@ -271,7 +271,7 @@ func (s *RemoteSigner) nip44Encrypt(ctx context.Context, req Request) (string, e
 	return out, nil
 }
 
-func (s *RemoteSigner) nip44Decrypt(ctx context.Context, req Request) (string, error) {
+func (s *RemoteSigner) nip44Decrypt(ctx context.Context, req nip46.Call) (string, error) {
 	pk, text, err := peer(req)
 	if err != nil {
 		return "", err
@@ -290,7 +290,7 @@ func (s *RemoteSigner) nip44Decrypt(ctx context.Context, req Request) (string, e
 	return out, nil
 }
 
-func (s *RemoteSigner) nip04Encrypt(ctx context.Context, req Request) (string, error) {
+func (s *RemoteSigner) nip04Encrypt(ctx context.Context, req nip46.Call) (string, error) {
 	pk, text, err := peer(req)
 	if err != nil {
 		return "", err
@@ -306,7 +306,7 @@ func (s *RemoteSigner) nip04Encrypt(ctx context.Context, req Request) (string, e
 	return out, nil
 }
 
-func (s *RemoteSigner) nip04Decrypt(ctx context.Context, req Request) (string, error) {
+func (s *RemoteSigner) nip04Decrypt(ctx context.Context, req nip46.Call) (string, error) {
 	pk, text, err := peer(req)
 	if err != nil {
 		return "", err
@@ -341,7 +341,7 @@ type WalletInfo struct {
 // WalletMethod returns the get_wallet handler for info (register it with Handle("get_wallet", …)).
 func WalletMethod(info WalletInfo) HandlerFunc {
 	b, err := json.Marshal(info)
-	return func(ctx context.Context, req Request) (string, error) {
+	return func(ctx context.Context, req nip46.Call) (string, error) {
 		if err != nil {
 			return "", err
 		}

@@ -13,8 +13,8 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/relaypool"
-	"github.com/custodyagents/cosigner/store"
 )
 
 // connectWith gives the harness client a session from a secret created with perms, asking for
@@ -227,14 +227,17 @@ func TestReplayedEventDropped(t *testing.T) {
 
 type heldPSBT struct{}
 
-func (heldPSBT) SignPSBT(ctx context.Context, r Request) (string, error) {
-	return "", &HeldError{URL: "https://approve.example/r/" + r.ID, Reason: "cooling_off: 1h"}
+func (heldPSBT) SignPSBT(ctx context.Context, r nip46.Call) (string, error) {
+	return "", &nip46.HeldError{URL: "https://approve.example/r/" + r.ID, Reason: "cooling_off: 1h"}
 }
 
 func TestHeldRequestAuthURLThenRespond(t *testing.T) {
 	h := newHarness(t)
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, heldPSBT{}, quietLog())
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, quietLog())
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, heldPSBT{}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	h.rs = rs
@@ -271,10 +274,10 @@ func TestRespondDeliversLateAnswer(t *testing.T) {
 
 func TestHandleExtensionMethod(t *testing.T) {
 	h := newHarness(t)
-	if err := h.rs.Handle("ping", func(context.Context, Request) (string, error) { return "", nil }); err == nil {
+	if err := h.rs.Handle("ping", func(context.Context, nip46.Call) (string, error) { return "", nil }); err == nil {
 		t.Fatal("replacing a session method accepted")
 	}
-	if err := h.rs.Handle("psbt_status", func(_ context.Context, r Request) (string, error) { return "status:" + r.Params[0], nil }); err != nil {
+	if err := h.rs.Handle("psbt_status", func(_ context.Context, r nip46.Call) (string, error) { return "status:" + r.Params[0], nil }); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.rs.Handle("get_wallet", WalletMethod(WalletInfo{Descriptor: "wsh(…)#abcdefgh", Fingerprints: []string{"01020304"}, Network: "regtest"})); err != nil {
@@ -316,14 +319,14 @@ func TestNostrConnectQueue(t *testing.T) {
 	h := newHarness(t)
 	clientPool := &memPool{}
 	dialed := 0
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, nil, quietLog(),
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), h.pool, h.db, quietLog(),
 		WithClientRelays(func(urls []string) (ClosablePool, error) { dialed++; return closable{clientPool}, nil }))
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.rs = rs
 	uri := "nostrconnect://" + h.clientPK + "?relay=wss%3A%2F%2Fapp.example&relay=ws%3A%2F%2F127.0.0.1%3A1&secret=abc123&perms=sign_event%3A1%2Csign_psbt&name=App"
-	u, err := ParseNostrConnectURI(uri)
+	u, err := nip46.ParseNostrConnectURI(uri)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +343,7 @@ func TestNostrConnectQueue(t *testing.T) {
 	go func() { rs.Run(ctx); close(done) }()
 	for { // wait for the daemon to pick up the queue (no timing assertion: it must happen)
 		st, _, _ := h.db.NostrConnectState(ctx, h.clientPK)
-		if st == store.ConnectSent {
+		if st == session.ConnectSent {
 			break
 		}
 		rs.PokeNostrConnect()
@@ -384,13 +387,13 @@ func (p *toPool) PublishTo(ctx context.Context, ev nostr.Event, urls []string) [
 func TestClientRelaysWithoutDialerUsePublishTo(t *testing.T) {
 	h := newHarness(t)
 	tp := &toPool{memPool: h.pool}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), tp, h.db, nil, quietLog())
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), tp, h.db, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.rs = rs
 	ctx := context.Background()
-	if err := h.db.AddNostrConnect(ctx, store.NostrConnect{Client: h.clientPK, Relays: []string{"wss://app.example", "ws://127.0.0.1:1"},
+	if err := h.db.AddNostrConnect(ctx, session.NostrConnect{Client: h.clientPK, Relays: []string{"wss://app.example", "ws://127.0.0.1:1"},
 		Secret: "x", Perms: ""}); err != nil {
 		t.Fatal(err)
 	}

@@ -149,7 +149,7 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 			continue
 		}
 		if c.State == session.ConnectPending {
-			s.audit(ctx, Request{Client: c.Client, ID: id, Method: nip46.MethodConnect}, "connected", "nostrconnect", "operator accepted a nostrconnect:// URI")
+			s.audit(ctx, nip46.Call{Client: c.Client, ID: id, Method: nip46.MethodConnect}, "connected", "nostrconnect", "operator accepted a nostrconnect:// URI")
 			log.Info("nostrconnect: connect response sent; re-sending until the app's first request", "for", NostrConnectResendFor)
 		} else {
 			log.Debug("nostrconnect: connect response re-sent", "attempt", c.Attempts+1)
@@ -162,7 +162,7 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 // intersected with the perms the URI asks for (all of base if it asks for none); the URI's
 // name, url and image are kept as the session's metadata (display hints).
 // Errors: ErrBadPerms for a malformed base.
-func AcceptNostrConnect(u NostrConnectURI, base string) (session.NostrConnect, error) {
+func AcceptNostrConnect(u nip46.NostrConnectURI, base string) (session.NostrConnect, error) {
 	has := base != ""
 	granted, err := nip46.GrantAtConnect(base, has, u.Perms)
 	if err != nil {

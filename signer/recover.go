@@ -14,7 +14,7 @@ import (
 // safeDispatch is dispatch that survives a panicking method handler: the panic value and the
 // stack go to the log (at error level), and the client is answered "internal: …" naming only
 // the method — never the panic value, which may carry request data, nor the stack.
-func (s *RemoteSigner) safeDispatch(ctx context.Context, req Request, log *slog.Logger) (result string, err error) {
+func (s *RemoteSigner) safeDispatch(ctx context.Context, req nip46.Call, log *slog.Logger) (result string, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("method handler panicked; answered internal", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))

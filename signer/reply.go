@@ -77,7 +77,7 @@ func (s *RemoteSigner) publish(ctx context.Context, ev nostr.Event, client, arri
 	return nil
 }
 
-// Respond delivers the late answer to a request that was answered with auth_url (Responder):
+// Respond delivers the late answer to a request that was answered with auth_url:
 // result, or err's MethodError wire form. It is encrypted in the transport that request came
 // with (NIP-44, or NIP-04 in legacy mode; recorded in the store, so also after a restart; the
 // client's last transport if unrecorded) and published to the pool, the client's own relays and
@@ -113,5 +113,3 @@ func (s *RemoteSigner) Respond(ctx context.Context, client, requestID, result st
 	s.log.Info("late answer sent", "client", client, "id", truncate(requestID, 64), "error", resp.Error)
 	return nil
 }
-
-var _ Responder = (*RemoteSigner)(nil)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nbd-wtf/go-nostr"
+
+	"github.com/custodyagents/cosigner/nip46"
 )
 
 // Events from strangers — pubkeys with no session and no nostrconnect response awaiting their
@@ -114,13 +116,13 @@ func (s *RemoteSigner) handleStranger(ctx context.Context, ev *nostr.Event, rela
 		s.drops.stranger.Add(1)
 		return
 	}
-	if IsResponse(plain) {
+	if nip46.IsResponse(plain) {
 		// The answer to a request this key's own NIP-46 client sent (a co-signer asking its
 		// peers); that client's subscription reads it.
 		s.drops.stranger.Add(1)
 		return
 	}
-	_, method, params, perr := ParseRequest(plain)
+	_, method, params, perr := nip46.ParseRequest(plain)
 	if perr != nil || method != "connect" {
 		s.drops.stranger.Add(1)
 		return

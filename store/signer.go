@@ -13,13 +13,7 @@ import (
 )
 
 // The records of NIP-46 sessions are defined by the remote signer's vocabulary (package
-// nip46/session) and persisted here; these names are those types.
-
-// ErrSecretInvalid means a connect secret is unknown or was already used (session.ErrSecretInvalid).
-var ErrSecretInvalid = session.ErrSecretInvalid
-
-// ErrNoSession means the client pubkey has no session (session.ErrNoSession).
-var ErrNoSession = session.ErrNoSession
+// nip46/session) and persisted here.
 
 // AddConnectSecret stores the SHA-256 of a fresh single-use connect secret (NIP-46 bunker URI)
 // that grants the default permissions (nip46.DefaultPerms).
@@ -43,34 +37,31 @@ func (db *DB) addConnectSecret(ctx context.Context, secret string, perms sql.Nul
 	return nil
 }
 
-// GrantFunc computes the permissions a session gets from the secret's perms (session.GrantFunc).
-type GrantFunc = session.GrantFunc
-
 // UseConnectSecret spends secret for client in one transaction: the secret must exist and be
 // unused, and the client gets a session with the permissions grant returns (requested and
 // metadata are kept as the client sent them). A retried connect by the same client whose session
 // still exists is answered alike and changes nothing (so a repeated connect never restores
-// revoked permissions). Returns the session's permissions, or ErrSecretInvalid (nothing changes
-// then) or grant's error.
-func (db *DB) UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant GrantFunc) (string, error) {
+// revoked permissions). Returns the session's permissions, or session.ErrSecretInvalid
+// (nothing changes then) or grant's error.
+func (db *DB) UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant session.GrantFunc) (string, error) {
 	h := sha256.Sum256([]byte(secret))
 	var granted string
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
 		var usedBy, perms sql.NullString
 		err := tx.QueryRowContext(ctx, `SELECT used_by, perms FROM connect_secrets WHERE secret_sha256 = ?`, h[:]).Scan(&usedBy, &perms)
 		if errors.Is(err, sql.ErrNoRows) {
-			return ErrSecretInvalid
+			return session.ErrSecretInvalid
 		}
 		if err != nil {
 			return fmt.Errorf("store: use connect secret: %w", err)
 		}
 		if usedBy.Valid {
 			if usedBy.String != client {
-				return ErrSecretInvalid
+				return session.ErrSecretInvalid
 			}
 			err := tx.QueryRowContext(ctx, `SELECT perms FROM client_sessions WHERE client_pubkey = ?`, client).Scan(&granted)
 			if errors.Is(err, sql.ErrNoRows) {
-				return ErrSecretInvalid // the session it made has ended (logout, revoke)
+				return session.ErrSecretInvalid // the session it made has ended (logout, revoke)
 			}
 			return err
 		}
@@ -129,20 +120,17 @@ func (db *DB) SessionPerms(ctx context.Context, client string) (perms string, ok
 	return perms, true, nil
 }
 
-// ClientSession is one connected NIP-46 client (session.ClientSession).
-type ClientSession = session.ClientSession
-
 // ListSessions returns every session, oldest first.
-func (db *DB) ListSessions(ctx context.Context) ([]ClientSession, error) {
+func (db *DB) ListSessions(ctx context.Context) ([]session.ClientSession, error) {
 	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, connected_at, perms, requested_perms, metadata, relays, name,
 		last_seen, requests FROM client_sessions ORDER BY connected_at, client_pubkey`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list sessions: %w", err)
 	}
 	defer rows.Close()
-	var out []ClientSession
+	var out []session.ClientSession
 	for rows.Next() {
-		var c ClientSession
+		var c session.ClientSession
 		var at, seen int64
 		var relays string
 		if err := rows.Scan(&c.Client, &at, &c.Perms, &c.RequestedPerms, &c.Metadata, &relays, &c.Name, &seen, &c.Requests); err != nil {
@@ -161,14 +149,14 @@ func (db *DB) ListSessions(ctx context.Context) ([]ClientSession, error) {
 }
 
 // SetSessionPerms replaces client's granted permissions (`cosigner clients grant|revoke`); the
-// running daemon reads them on the client's next request. Errors: ErrNoSession.
+// running daemon reads them on the client's next request. Errors: session.ErrNoSession.
 func (db *DB) SetSessionPerms(ctx context.Context, client, perms string) error {
 	res, err := db.SQL.ExecContext(ctx, `UPDATE client_sessions SET perms = ? WHERE client_pubkey = ?`, perms, client)
 	if err != nil {
 		return fmt.Errorf("store: set perms: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNoSession
+		return session.ErrNoSession
 	}
 	return nil
 }
@@ -182,7 +170,7 @@ func (db *DB) EndSession(ctx context.Context, client string) error {
 }
 
 // SetSessionRelays replaces client's own relays (nil: the remote signer's relays, e.g. after
-// switch_relays). Errors: ErrNoSession.
+// switch_relays). Errors: session.ErrNoSession.
 func (db *DB) SetSessionRelays(ctx context.Context, client string, relays []string) error {
 	if relays == nil {
 		relays = []string{}
@@ -196,17 +184,14 @@ func (db *DB) SetSessionRelays(ctx context.Context, client string, relays []stri
 		return fmt.Errorf("store: set session relays: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNoSession
+		return session.ErrNoSession
 	}
 	return nil
 }
 
-// ClientActivity is what a client did since the last flush (session.Activity).
-type ClientActivity = session.Activity
-
 // RecordActivity adds each client's requests and moves its last_seen forward, in one
 // transaction; clients without a session are skipped.
-func (db *DB) RecordActivity(ctx context.Context, act map[string]ClientActivity) error {
+func (db *DB) RecordActivity(ctx context.Context, act map[string]session.Activity) error {
 	if len(act) == 0 {
 		return nil
 	}
@@ -221,21 +206,15 @@ func (db *DB) RecordActivity(ctx context.Context, act map[string]ClientActivity)
 	})
 }
 
-// Request transports (request_transports.transport).
-const (
-	TransportNIP44 = session.TransportNIP44
-	TransportNIP04 = session.TransportNIP04
-)
-
 // RequestTransportTTL is how long the transport of a held request is kept when no late answer
 // comes.
 const RequestTransportTTL = 30 * 24 * time.Hour
 
-// SaveRequestTransport records how request (client, id) arrived: transport (TransportNIP44 or
-// TransportNIP04) and the relay URL, so its late answer uses the same (NIP-46 auth_url flow).
-// Rows older than RequestTransportTTL are dropped on the way.
+// SaveRequestTransport records how request (client, id) arrived: transport
+// (session.TransportNIP44 or session.TransportNIP04) and the relay URL, so its late answer uses
+// the same (NIP-46 auth_url flow). Rows older than RequestTransportTTL are dropped on the way.
 func (db *DB) SaveRequestTransport(ctx context.Context, client, requestID, transport, arrivedOn string) error {
-	if transport != TransportNIP44 && transport != TransportNIP04 {
+	if transport != session.TransportNIP44 && transport != session.TransportNIP04 {
 		return fmt.Errorf("store: unknown request transport %q", transport)
 	}
 	return db.Tx(ctx, func(tx *sql.Tx) error {
@@ -273,22 +252,9 @@ func (db *DB) DeleteRequestTransport(ctx context.Context, client, requestID stri
 	return nil
 }
 
-// NostrConnect is a client-initiated connection accepted by the operator (session.NostrConnect).
-type NostrConnect = session.NostrConnect
-
-// nostrconnect_pending states (session.Connect*).
-const (
-	ConnectPending     = session.ConnectPending
-	ConnectSent        = session.ConnectSent
-	ConnectConfirmed   = session.ConnectConfirmed
-	ConnectUnconfirmed = session.ConnectUnconfirmed
-	ConnectFailed      = session.ConnectFailed
-	ConnectExpired     = session.ConnectExpired
-)
-
 // AddNostrConnect creates (or replaces) the client's session with c's permissions and relays and
 // queues the connect response for the daemon, in one transaction.
-func (db *DB) AddNostrConnect(ctx context.Context, c NostrConnect) error {
+func (db *DB) AddNostrConnect(ctx context.Context, c session.NostrConnect) error {
 	relays, err := json.Marshal(c.Relays)
 	if err != nil {
 		return err
@@ -306,7 +272,7 @@ func (db *DB) AddNostrConnect(ctx context.Context, c NostrConnect) error {
 			VALUES (?, ?, ?, ?, '', ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET secret = excluded.secret, relays = excluded.relays,
 			state = excluded.state, error = '', created_at = excluded.created_at, updated_at = excluded.updated_at,
 			response_id = '', attempts = 0, sent_at = 0, next_at = 0`,
-			c.Client, c.Secret, string(relays), ConnectPending, now, now); err != nil {
+			c.Client, c.Secret, string(relays), session.ConnectPending, now, now); err != nil {
 			return fmt.Errorf("store: nostrconnect queue: %w", err)
 		}
 		return nil
@@ -315,17 +281,17 @@ func (db *DB) AddNostrConnect(ctx context.Context, c NostrConnect) error {
 
 // PendingNostrConnects returns the nostrconnect responses still being delivered (state pending
 // or sent), oldest first.
-func (db *DB) PendingNostrConnects(ctx context.Context) ([]NostrConnect, error) {
+func (db *DB) PendingNostrConnects(ctx context.Context) ([]session.NostrConnect, error) {
 	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, secret, relays, state, error, created_at,
 		response_id, attempts, sent_at, next_at
-		FROM nostrconnect_pending WHERE state IN (?, ?) ORDER BY created_at`, ConnectPending, ConnectSent)
+		FROM nostrconnect_pending WHERE state IN (?, ?) ORDER BY created_at`, session.ConnectPending, session.ConnectSent)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending nostrconnect: %w", err)
 	}
 	defer rows.Close()
-	var out []NostrConnect
+	var out []session.NostrConnect
 	for rows.Next() {
-		var c NostrConnect
+		var c session.NostrConnect
 		var relays string
 		var at, sent, next int64
 		if err := rows.Scan(&c.Client, &c.Secret, &relays, &c.State, &c.Error, &at, &c.ResponseID, &c.Attempts, &sent, &next); err != nil {
@@ -346,19 +312,19 @@ func (db *DB) PendingNostrConnects(ctx context.Context) ([]NostrConnect, error) 
 
 // NostrConnectSent records one accepted send of client's connect response: state sent, the
 // response id (kept from the first send), one more attempt, the first send time, and when to
-// re-send. It changes nothing unless the row is pending or sent. Errors: ErrNoSession when there
-// is no such row in those states.
+// re-send. It changes nothing unless the row is pending or sent. Errors: session.ErrNoSession
+// when there is no such row in those states.
 func (db *DB) NostrConnectSent(ctx context.Context, client, responseID string, at, next time.Time) error {
 	res, err := db.SQL.ExecContext(ctx, `UPDATE nostrconnect_pending SET state = ?, attempts = attempts + 1,
 		response_id = CASE WHEN response_id = '' THEN ? ELSE response_id END,
 		sent_at = CASE WHEN sent_at = 0 THEN ? ELSE sent_at END, next_at = ?, updated_at = ?
 		WHERE client_pubkey = ? AND state IN (?, ?)`,
-		ConnectSent, responseID, at.Unix(), next.Unix(), time.Now().Unix(), client, ConnectPending, ConnectSent)
+		session.ConnectSent, responseID, at.Unix(), next.Unix(), time.Now().Unix(), client, session.ConnectPending, session.ConnectSent)
 	if err != nil {
 		return fmt.Errorf("store: nostrconnect sent: %w", err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNoSession
+		return session.ErrNoSession
 	}
 	return nil
 }
@@ -379,7 +345,7 @@ func (db *DB) FinishNostrConnect(ctx context.Context, client, state, errMsg stri
 // whether a row still being delivered (pending or sent) was changed.
 func (db *DB) ConfirmNostrConnect(ctx context.Context, client string) (bool, error) {
 	res, err := db.SQL.ExecContext(ctx, `UPDATE nostrconnect_pending SET state = ?, error = '', secret = '', updated_at = ?
-		WHERE client_pubkey = ? AND state IN (?, ?)`, ConnectConfirmed, time.Now().Unix(), client, ConnectPending, ConnectSent)
+		WHERE client_pubkey = ? AND state IN (?, ?)`, session.ConnectConfirmed, time.Now().Unix(), client, session.ConnectPending, session.ConnectSent)
 	if err != nil {
 		return false, fmt.Errorf("store: confirm nostrconnect: %w", err)
 	}
@@ -388,11 +354,11 @@ func (db *DB) ConfirmNostrConnect(ctx context.Context, client string) (bool, err
 }
 
 // NostrConnectState returns the state and error of client's queued nostrconnect response.
-// Errors: ErrNoSession when there is none.
+// Errors: session.ErrNoSession when there is none.
 func (db *DB) NostrConnectState(ctx context.Context, client string) (state, errMsg string, err error) {
 	err = db.SQL.QueryRowContext(ctx, `SELECT state, error FROM nostrconnect_pending WHERE client_pubkey = ?`, client).Scan(&state, &errMsg)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", "", ErrNoSession
+		return "", "", session.ErrNoSession
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("store: nostrconnect state: %w", err)

@@ -49,7 +49,7 @@ func TestConnectSecretGrantsPerms(t *testing.T) {
 	}
 	// Spent secret: another client is refused; the same client with its session is answered
 	// alike without running grant again; after the session ends the secret is dead.
-	if _, err := db.UseConnectSecret(ctx, "s1", "mallory", "", "", grant); !errors.Is(err, ErrSecretInvalid) {
+	if _, err := db.UseConnectSecret(ctx, "s1", "mallory", "", "", grant); !errors.Is(err, session.ErrSecretInvalid) {
 		t.Fatalf("reuse by another client: %v", err)
 	}
 	if err := db.SetSessionPerms(ctx, "alice", "nothing_much"); err != nil {
@@ -61,13 +61,13 @@ func TestConnectSecretGrantsPerms(t *testing.T) {
 	if err := db.EndSession(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.UseConnectSecret(ctx, "s1", "alice", "", "", grant); !errors.Is(err, ErrSecretInvalid) {
+	if _, err := db.UseConnectSecret(ctx, "s1", "alice", "", "", grant); !errors.Is(err, session.ErrSecretInvalid) {
 		t.Fatalf("secret reused after logout: %v", err)
 	}
-	if _, err := db.UseConnectSecret(ctx, "nope", "alice", "", "", grant); !errors.Is(err, ErrSecretInvalid) {
+	if _, err := db.UseConnectSecret(ctx, "nope", "alice", "", "", grant); !errors.Is(err, session.ErrSecretInvalid) {
 		t.Fatalf("unknown secret: %v", err)
 	}
-	if err := db.SetSessionPerms(ctx, "alice", "x"); !errors.Is(err, ErrNoSession) {
+	if err := db.SetSessionPerms(ctx, "alice", "x"); !errors.Is(err, session.ErrNoSession) {
 		t.Fatalf("set perms without a session: %v", err)
 	}
 	ss, err := db.ListSessions(ctx)
@@ -79,7 +79,7 @@ func TestConnectSecretGrantsPerms(t *testing.T) {
 func TestNostrConnectQueueRows(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
-	c := NostrConnect{Client: "carol", Relays: []string{"wss://a", "wss://b"}, Secret: "sec", Perms: "sign_psbt", Name: "App"}
+	c := session.NostrConnect{Client: "carol", Relays: []string{"wss://a", "wss://b"}, Secret: "sec", Perms: "sign_psbt", Name: "App"}
 	if err := db.AddNostrConnect(ctx, c); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestNostrConnectQueueRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err = db.PendingNostrConnects(ctx)
-	if err != nil || len(p) != 1 || p[0].State != ConnectSent || p[0].ResponseID != "r1" || p[0].Attempts != 2 ||
+	if err != nil || len(p) != 1 || p[0].State != session.ConnectSent || p[0].ResponseID != "r1" || p[0].Attempts != 2 ||
 		!p[0].SentAt.Equal(t0) || !p[0].NextAt.Equal(t0.Add(6*time.Second)) || p[0].Secret != "sec" {
 		t.Fatalf("being re-sent (same id, first send time kept, secret kept): %+v %v", p, err)
 	}
@@ -109,7 +109,7 @@ func TestNostrConnectQueueRows(t *testing.T) {
 	if ok, err := db.ConfirmNostrConnect(ctx, "carol"); err != nil || ok {
 		t.Fatalf("confirm twice: %v %v", ok, err)
 	}
-	if err := db.NostrConnectSent(ctx, "carol", "r3", t0, t0); !errors.Is(err, ErrNoSession) {
+	if err := db.NostrConnectSent(ctx, "carol", "r3", t0, t0); !errors.Is(err, session.ErrNoSession) {
 		t.Fatalf("send after confirmation: %v", err)
 	}
 	if p, _ := db.PendingNostrConnects(ctx); len(p) != 0 {
@@ -120,20 +120,20 @@ func TestNostrConnectQueueRows(t *testing.T) {
 	if secret != "" {
 		t.Fatal("client secret kept after the app confirmed")
 	}
-	if st, _, err := db.NostrConnectState(ctx, "carol"); err != nil || st != ConnectConfirmed {
+	if st, _, err := db.NostrConnectState(ctx, "carol"); err != nil || st != session.ConnectConfirmed {
 		t.Fatalf("state %q %v", st, err)
 	}
 	// Accepting the same app again starts over.
 	if err := db.AddNostrConnect(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := db.PendingNostrConnects(ctx); len(p) != 1 || p[0].Attempts != 0 || p[0].ResponseID != "" || p[0].State != ConnectPending {
+	if p, _ := db.PendingNostrConnects(ctx); len(p) != 1 || p[0].Attempts != 0 || p[0].ResponseID != "" || p[0].State != session.ConnectPending {
 		t.Fatalf("re-accepted: %+v", p)
 	}
-	if err := db.FinishNostrConnect(ctx, "carol", ConnectUnconfirmed, "no request"); err != nil {
+	if err := db.FinishNostrConnect(ctx, "carol", session.ConnectUnconfirmed, "no request"); err != nil {
 		t.Fatal(err)
 	}
-	if st, msg, _ := db.NostrConnectState(ctx, "carol"); st != ConnectUnconfirmed || msg != "no request" {
+	if st, msg, _ := db.NostrConnectState(ctx, "carol"); st != session.ConnectUnconfirmed || msg != "no request" {
 		t.Fatalf("state %q %q", st, msg)
 	}
 }
@@ -141,20 +141,20 @@ func TestNostrConnectQueueRows(t *testing.T) {
 func TestSessionActivityAndRelays(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
-	if err := db.AddNostrConnect(ctx, NostrConnect{Client: "dave", Relays: []string{"wss://a"}, Secret: "s"}); err != nil {
+	if err := db.AddNostrConnect(ctx, session.NostrConnect{Client: "dave", Relays: []string{"wss://a"}, Secret: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	t1 := time.Unix(1_800_000_100, 0)
-	if err := db.RecordActivity(ctx, map[string]ClientActivity{"dave": {Requests: 3, LastSeen: t1}, "nobody": {Requests: 1, LastSeen: t1}}); err != nil {
+	if err := db.RecordActivity(ctx, map[string]session.Activity{"dave": {Requests: 3, LastSeen: t1}, "nobody": {Requests: 1, LastSeen: t1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.RecordActivity(ctx, map[string]ClientActivity{"dave": {Requests: 2, LastSeen: t1.Add(-time.Hour)}}); err != nil {
+	if err := db.RecordActivity(ctx, map[string]session.Activity{"dave": {Requests: 2, LastSeen: t1.Add(-time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.SetSessionRelays(ctx, "dave", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.SetSessionRelays(ctx, "nobody", nil); !errors.Is(err, ErrNoSession) {
+	if err := db.SetSessionRelays(ctx, "nobody", nil); !errors.Is(err, session.ErrNoSession) {
 		t.Fatalf("relays of no session: %v", err)
 	}
 	ss, err := db.ListSessions(ctx)
@@ -172,10 +172,10 @@ func TestRequestTransports(t *testing.T) {
 	if err := db.SaveRequestTransport(ctx, "erin", "1", "rot13", ""); err == nil {
 		t.Fatal("unknown transport accepted")
 	}
-	if err := db.SaveRequestTransport(ctx, "erin", "1", TransportNIP04, "ws://r"); err != nil {
+	if err := db.SaveRequestTransport(ctx, "erin", "1", session.TransportNIP04, "ws://r"); err != nil {
 		t.Fatal(err)
 	}
-	if tr, on, ok, err := db.RequestTransport(ctx, "erin", "1"); !ok || err != nil || tr != TransportNIP04 || on != "ws://r" {
+	if tr, on, ok, err := db.RequestTransport(ctx, "erin", "1"); !ok || err != nil || tr != session.TransportNIP04 || on != "ws://r" {
 		t.Fatalf("transport %q %q %v %v", tr, on, ok, err)
 	}
 	if _, _, ok, _ := db.RequestTransport(ctx, "erin", "2"); ok {

@@ -12,7 +12,8 @@ import (
 
 	"github.com/nbd-wtf/go-nostr/nip19"
 
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -76,7 +77,7 @@ func clientsList(ctx context.Context, db *store.DB, out io.Writer) error {
 			// The nostrconnect connect response's state: pending, sent, confirmed, unconfirmed, …
 			if st, _, err := db.NostrConnectState(ctx, s.Client); err == nil {
 				relays += " [" + st + "]"
-			} else if !errors.Is(err, store.ErrNoSession) {
+			} else if !errors.Is(err, session.ErrNoSession) {
 				return err
 			}
 		}
@@ -99,7 +100,7 @@ func clientsList(ctx context.Context, db *store.DB, out io.Writer) error {
 // clientHints returns the client's self-declared name and url: the nostrconnect name= (kept in
 // the session), else connect's metadata JSON {"name","url",…} (NIP-46 connect's optional
 // fourth param). Both are hints; malformed metadata gives none.
-func clientHints(s store.ClientSession) (name, url string) {
+func clientHints(s session.ClientSession) (name, url string) {
 	var meta struct {
 		Name string `json:"name"`
 		URL  string `json:"url"`
@@ -139,7 +140,7 @@ func clientsChange(ctx context.Context, db *store.DB, client, permsArg string, g
 	if err != nil {
 		return err
 	}
-	change, err := signer.ParsePerms(permsArg)
+	change, err := nip46.ParsePerms(permsArg)
 	if err != nil {
 		return fmt.Errorf("clients: %w", err)
 	}
@@ -150,18 +151,18 @@ func clientsChange(ctx context.Context, db *store.DB, client, permsArg string, g
 	if !ok {
 		return fmt.Errorf("clients: %s has no session (it connects with a bunker:// URI from `cosigner bunker-uri --perms …`)", pk)
 	}
-	have, err := signer.ParsePerms(cur)
+	have, err := nip46.ParsePerms(cur)
 	if err != nil {
 		return fmt.Errorf("clients: stored permissions of %s: %w", pk, err)
 	}
-	var next signer.Perms
+	var next nip46.Perms
 	if grant {
 		next = have.Union(change)
 	} else if next, err = have.Without(change); err != nil {
 		return fmt.Errorf("clients: %w", err)
 	}
 	if err := db.SetSessionPerms(ctx, pk, next.String()); err != nil {
-		if errors.Is(err, store.ErrNoSession) {
+		if errors.Is(err, session.ErrNoSession) {
 			return fmt.Errorf("clients: %s has no session", pk)
 		}
 		return err

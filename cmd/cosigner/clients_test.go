@@ -13,7 +13,8 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 	"github.com/nbd-wtf/go-nostr/nip19"
 
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -39,7 +40,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bp, err := signer.ParseBunkerURI(strings.TrimSpace(out))
+	bp, err := nip46.ParseBunkerURI(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	// The secret carries the canonical perms: a client asking for nothing gets exactly them.
 	client := strings.Repeat("c", 64)
 	g, err := db.UseConnectSecret(context.Background(), bp.Secret, client, "", `{"name":"Web\u001bApp","url":"https://web.example","description":"x"}`, func(p string, has bool) (string, error) {
-		perms, err := signer.GrantAtConnect(p, has, "")
+		perms, err := nip46.GrantAtConnect(p, has, "")
 		return perms.String(), err
 	})
 	if err != nil || g != "sign_event:1,sign_psbt" {
@@ -87,7 +88,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 		t.Fatalf("connect without secret: %v", err)
 	}
 	seen := time.Date(2030, 1, 2, 3, 4, 0, 0, time.UTC)
-	if err := db.RecordActivity(context.Background(), map[string]store.ClientActivity{client: {Requests: 7, LastSeen: seen}}); err != nil {
+	if err := db.RecordActivity(context.Background(), map[string]session.Activity{client: {Requests: 7, LastSeen: seen}}); err != nil {
 		t.Fatal(err)
 	}
 	out, err = cli(t, "clients", "list")

@@ -7,12 +7,14 @@ import (
 	"io"
 	"time"
 
+	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/nip46/session"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
 const connectUsage = `usage: cosigner connect [--perms PERMS] [--wait DURATION] 'nostrconnect://…'
-Accepts an app's nostrconnect:// URI: the app gets PERMS (default ` + signer.DefaultPerms + `)
+Accepts an app's nostrconnect:// URI: the app gets PERMS (default ` + nip46.DefaultPerms + `)
 intersected with what its URI asks for. The running daemon sends the connect response on the
 app's relays; this command waits for it (--wait, default 30s).`
 
@@ -22,16 +24,16 @@ app's relays; this command waits for it (--wait, default 30s).`
 func cmdConnect(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("connect", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	perms := fs.String("perms", signer.DefaultPerms, "permissions to grant")
+	perms := fs.String("perms", nip46.DefaultPerms, "permissions to grant")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the daemon to send the response")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
 		return usageError{connectUsage}
 	}
-	u, err := signer.ParseNostrConnectURI(fs.Arg(0))
+	u, err := nip46.ParseNostrConnectURI(fs.Arg(0))
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
-	base, err := signer.ParsePerms(*perms)
+	base, err := nip46.ParsePerms(*perms)
 	if err != nil {
 		return fmt.Errorf("connect: --perms: %w", err)
 	}
@@ -55,13 +57,13 @@ func cmdConnect(ctx context.Context, cfg *Config, args []string, out io.Writer) 
 			return err
 		}
 		switch state {
-		case store.ConnectConfirmed:
+		case session.ConnectConfirmed:
 			fmt.Fprintln(out, "the app received the connect response and sent its first request; it is connected")
 			return nil
-		case store.ConnectSent:
+		case session.ConnectSent:
 			fmt.Fprintf(out, "the daemon sent the connect response; the app is connected once it reads it (re-sent until the app's first request, for up to %s; `cosigner clients list` shows when it was last seen)\n", signer.NostrConnectResendFor)
 			return nil
-		case store.ConnectFailed, store.ConnectExpired, store.ConnectUnconfirmed:
+		case session.ConnectFailed, session.ConnectExpired, session.ConnectUnconfirmed:
 			return fmt.Errorf("connect: the daemon could not answer the app: %s", msg)
 		}
 		if time.Now().After(deadline) {

@@ -21,7 +21,8 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/daemon"
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -51,7 +52,7 @@ var commands = []command{
 			return cmdInit(cfg, out)
 		}},
 	{name: "bunker-uri", usage: "cosigner bunker-uri [--perms P] [--qr]", summary: "print a bunker:// URI with a fresh single-use connect secret",
-		help: "Stores a fresh connect secret (good for one client, once) and prints the bunker:// URI for\nNostr apps. --perms limits what the secret grants (method[:kind],…; default " + signer.DefaultPerms + ").\n--qr also draws the URI as a QR code in the terminal, for phone apps.",
+		help: "Stores a fresh connect secret (good for one client, once) and prints the bunker:// URI for\nNostr apps. --perms limits what the secret grants (method[:kind],…; default " + nip46.DefaultPerms + ").\n--qr also draws the URI as a QR code in the terminal, for phone apps.",
 		run:  cmdBunkerURI},
 	{name: "connect", usage: "cosigner connect 'nostrconnect://…'", summary: "accept an app's nostrconnect:// URI (the daemon answers it)", run: cmdConnect},
 	{name: "clients", usage: "cosigner clients list|grant|revoke …", summary: "connected NIP-46 clients and their permissions", run: cmdClients},
@@ -194,7 +195,7 @@ func cmdInit(cfg *Config, out io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("init: %w", dataDirHint(err, cfg.DataDir))
 	}
-	pub, err := signer.CreateKeyFile(cfg.KeyFile, pass, params)
+	pub, err := keystore.CreateKeyFile(cfg.KeyFile, pass, params)
 	if err != nil {
 		return fmt.Errorf("init: %w", dataDirHint(err, cfg.DataDir))
 	}
@@ -218,22 +219,22 @@ func dataDirHint(err error, dir string) error {
 func cmdBunkerURI(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bunker-uri", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	permsFlag := fs.String("perms", "", "permissions the secret grants (default "+signer.DefaultPerms+")")
+	permsFlag := fs.String("perms", "", "permissions the secret grants (default "+nip46.DefaultPerms+")")
 	qr := fs.Bool("qr", false, "also draw the URI as a QR code")
 	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
 		return usageError{"usage: cosigner bunker-uri [--perms method[:kind],…] [--qr]"}
 	}
-	var perms signer.Perms
+	var perms nip46.Perms
 	if *permsFlag != "" {
 		var err error
-		if perms, err = signer.ParsePerms(*permsFlag); err != nil {
+		if perms, err = nip46.ParsePerms(*permsFlag); err != nil {
 			return fmt.Errorf("bunker-uri: --perms: %w", err)
 		}
 	}
 	if len(cfg.Relays) == 0 {
 		return errors.New("configuration: COSIGNER_RELAYS is empty: list the relays clients should use")
 	}
-	pub, _, err := signer.ReadPublic(cfg.KeyFile)
+	pub, _, err := keystore.ReadPublic(cfg.KeyFile)
 	if err != nil {
 		return fmt.Errorf("bunker-uri: %w (run `cosigner init` first)", err)
 	}
@@ -255,7 +256,7 @@ func cmdBunkerURI(ctx context.Context, cfg *Config, args []string, out io.Writer
 	if err != nil {
 		return err
 	}
-	uri := signer.BunkerURI(pub.NostrPubKey, cfg.Relays, secret)
+	uri := nip46.BunkerURI(pub.NostrPubKey, cfg.Relays, secret)
 	if *qr {
 		// Half blocks keep the code small enough for a terminal; a quiet zone of 2 modules is
 		// what phone cameras need around it. Level L: the URI is long and is shown on a screen.

@@ -12,6 +12,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
 )
@@ -90,11 +91,11 @@ func TestNIP46CommandsAgainstDaemon(t *testing.T) {
 	}
 	defer appPool.Close()
 	since := nostr.Timestamp(time.Now().Add(-time.Minute).Unix())
-	events := appPool.Subscribe(ctx, nostr.Filter{Kinds: []int{signer.KindNostrConnect}, Authors: []string{env.KeyA.NostrPubKey, appPK},
+	events := appPool.Subscribe(ctx, nostr.Filter{Kinds: []int{nip46.KindNostrConnect}, Authors: []string{env.KeyA.NostrPubKey, appPK},
 		Tags: nostr.TagMap{"p": []string{appPK}}, Since: &since})
 	// Kind 24133 is not stored by relays: prove the app's subscription is live first.
 	for i := 0; ; i++ {
-		probe := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: signer.KindNostrConnect, Tags: nostr.Tags{{"p", appPK}},
+		probe := nostr.Event{PubKey: appPK, CreatedAt: nostr.Now(), Kind: nip46.KindNostrConnect, Tags: nostr.Tags{{"p", appPK}},
 			Content: "probe " + strings.Repeat(".", i)}
 		probe.Sign(appSK)
 		appPool.Publish(ctx, probe)

@@ -14,9 +14,9 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/custodyagents/cosigner/daemon"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/relaypool"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 const notifyTestUsage = `usage: cosigner notify-test [--text T] [--timeout D]
@@ -46,7 +46,7 @@ func cmdNotifyTest(ctx context.Context, cfg *Config, args []string, out io.Write
 	if err != nil {
 		return err
 	}
-	keys, err := signer.LoadKeyFile(cfg.KeyFile, pass, params)
+	keys, err := keystore.LoadKeyFile(cfg.KeyFile, pass, params)
 	if err != nil {
 		return fmt.Errorf("configuration: COSIGNER_KEY_FILE: %w", err)
 	}

@@ -18,8 +18,8 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/policy"
-	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -68,7 +68,7 @@ func TestPolicyTestCommand(t *testing.T) {
 	dir := t.TempDir()
 	var parts []string
 	for i := byte(1); i <= 3; i++ {
-		k, err := signer.NewKeys(bytes.Repeat([]byte{i}, 32), fmt.Sprintf("%064x", i), net)
+		k, err := keystore.NewKeys(bytes.Repeat([]byte{i}, 32), fmt.Sprintf("%064x", i), net)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/signer"
 )
 
@@ -62,7 +63,7 @@ func requestClientKey(path, pass string) (string, error) {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		sk := nostr.GeneratePrivateKey()
-		enc, err := signer.EncryptNcryptsec(sk, pass)
+		enc, err := keystore.EncryptNcryptsec(sk, pass)
 		if err != nil {
 			return "", err
 		}
@@ -83,9 +84,9 @@ func requestClientKey(path, pass string) (string, error) {
 		return "", fmt.Errorf("client key: %w", err)
 	}
 	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
-		return "", fmt.Errorf("client key %s: %w (mode %04o; chmod 600)", path, signer.ErrKeyFileMode, st.Mode().Perm())
+		return "", fmt.Errorf("client key %s: %w (mode %04o; chmod 600)", path, keystore.ErrKeyFileMode, st.Mode().Perm())
 	}
-	sk, err := signer.DecryptNcryptsec(strings.TrimSpace(string(b)), pass)
+	sk, err := keystore.DecryptNcryptsec(strings.TrimSpace(string(b)), pass)
 	if err != nil {
 		return "", fmt.Errorf("client key %s: %w", path, err)
 	}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/keystore"
 )
 
 // cmdInitUpgrade rewrites a version 1 key file in the current format (Nostr key as NIP-49
@@ -15,7 +15,7 @@ func cmdInitUpgrade(cfg *Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	upgraded, err := signer.UpgradeKeyFile(cfg.KeyFile, pass, params)
+	upgraded, err := keystore.UpgradeKeyFile(cfg.KeyFile, pass, params)
 	if err != nil {
 		return fmt.Errorf("init --upgrade: %w", err)
 	}

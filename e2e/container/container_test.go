@@ -20,7 +20,7 @@ import (
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -72,7 +72,7 @@ func TestContainer(t *testing.T) {
 	t.Cleanup(func() { eng.docker(context.Background(), "rm", "-f", "-v", initName) })
 	eng.mustDocker(ctx, t, append([]string{"run", "--name", initName, "--network", "none", "-v", vol + ":/data"},
 		append(c.secretArgs(), eng.image, "init")...)...)
-	keyA, _, err := signer.ReadPublic(filepath.Join(eng.copyOut(ctx, t, initName, "/data"), "key.json"))
+	keyA, _, err := keystore.ReadPublic(filepath.Join(eng.copyOut(ctx, t, initName, "/data"), "key.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func (c cosignerFiles) secretArgs() []string {
 
 // newWallet makes the 2-of-3 wallet around key A (in the container's volume): keys B and C from
 // BDK, the descriptor, and a policy letting one new client call sign_psbt up to 1 BTC.
-func newWallet(ctx context.Context, t *testing.T, root, dir string, net *devnet.Network, keyA signer.PublicInfo, policyDir string) *scenario.Env {
+func newWallet(ctx context.Context, t *testing.T, root, dir string, net *devnet.Network, keyA keystore.PublicInfo, policyDir string) *scenario.Env {
 	t.Helper()
 	env := &scenario.Env{Root: root, Dir: dir, Net: net, KeyA: keyA,
 		Daemon: &scenario.Daemon{Name: "container", PolicyFile: filepath.Join(policyDir, "policy.yaml")}}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/custodyagents/cosigner/internal/devnet"
 	"github.com/custodyagents/cosigner/internal/scenario"
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -216,7 +216,7 @@ func bunkerURI(ctx context.Context, t *testing.T, env *scenario.Env, perms strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	return signer.BunkerURI(env.KeyA.NostrPubKey, env.Net.RelayURLs(), secret)
+	return nip46.BunkerURI(env.KeyA.NostrPubKey, env.Net.RelayURLs(), secret)
 }
 
 func dbPath(env *scenario.Env) string { return filepath.Join(env.Dir, "cosigner-data", "cosigner.db") }

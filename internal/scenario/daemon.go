@@ -26,7 +26,7 @@ import (
 
 	"github.com/custodyagents/cosigner/chainwatch"
 	"github.com/custodyagents/cosigner/internal/devnet"
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -44,7 +44,7 @@ type Daemon struct {
 	// LogPath receives the daemon's stdout and stderr (appended across restarts).
 	LogPath string
 	// Key is the instance's public key information, read from key.json after init.
-	Key signer.PublicInfo
+	Key keystore.PublicInfo
 
 	bin string
 	env []string // COSIGNER_* for the daemon and its subcommands
@@ -85,7 +85,7 @@ func (d *Daemon) initKey(ctx context.Context) error {
 		return err
 	}
 	var err error
-	d.Key, _, err = signer.ReadPublic(filepath.Join(d.DataDir, "key.json"))
+	d.Key, _, err = keystore.ReadPublic(filepath.Join(d.DataDir, "key.json"))
 	return err
 }
 

@@ -10,8 +10,8 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/policy"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // The pair's policy texts, expanded, are valid policies of the current language (no network
@@ -24,7 +24,7 @@ func TestPairPoliciesParse(t *testing.T) {
 	}
 	pkA, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
 	pkB, _ := nostr.GetPublicKey(nostr.GeneratePrivateKey())
-	p := &Pair{A: &Daemon{Key: signer.PublicInfo{NostrPubKey: pkA}}, B: &Daemon{Key: signer.PublicInfo{NostrPubKey: pkB}},
+	p := &Pair{A: &Daemon{Key: keystore.PublicInfo{NostrPubKey: pkA}}, B: &Daemon{Key: keystore.PublicInfo{NostrPubKey: pkB}},
 		Vault: vault, BunkerB: "bunker://" + pkB + "?relay=ws%3A%2F%2F127.0.0.1%3A7000&secret=0123456789abcdef"}
 	for name, doc := range map[string]string{
 		"A default":  SweepPolicyA(SweepOptions{}),

@@ -20,7 +20,7 @@ import (
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/internal/devnet"
-	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/keystore"
 )
 
 // Options configure Setup.
@@ -80,9 +80,9 @@ type Env struct {
 
 	*Daemon // the cosigner (key A): data in Dir/cosigner-data, log in Dir/cosigner.log
 
-	KeyA signer.PublicInfo // the cosigner's key
-	KeyB BDKKey            // BDK's key (private)
-	KeyC BDKKey            // offline key: only its xpub is used
+	KeyA keystore.PublicInfo // the cosigner's key
+	KeyB BDKKey              // BDK's key (private)
+	KeyC BDKKey              // offline key: only its xpub is used
 
 	// Descriptor is the registered wallet descriptor (public keys, with checksum).
 	Descriptor *descriptor.Descriptor

@@ -96,7 +96,7 @@ func (f *Facts) Tip() chainwatch.Tip {
 	return chainwatch.Tip{Height: int32(len(f.blocks) - 1), Hash: f.blocks[len(f.blocks)-1]}
 }
 
-// Answers records the late answers a remote signer would publish (the signer.Responder side).
+// Answers records the late answers a remote signer would publish (a psbtflow.Responder).
 type Answers struct {
 	mu  sync.Mutex
 	got []string // "id result" or "id error"

@@ -23,8 +23,8 @@ import (
 	"github.com/btcsuite/btcd/wire"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
 	"github.com/custodyagents/cosigner/psbt"
-	"github.com/custodyagents/cosigner/signer"
 )
 
 // Net is the test wallet's network.
@@ -66,16 +66,16 @@ func (m *Chain) Synced() bool { return !m.Syncing }
 
 // Wallet is the test wallet: keys A, B, C (Keys[0..2]) and their 2-of-3 descriptor.
 type Wallet struct {
-	Keys  [3]*signer.Keys
+	Keys  [3]*keystore.Keys
 	Desc  *descriptor.Descriptor
 	Chain *Chain
 }
 
 // Keys returns the n-th fixed test key (seed of 32 bytes n, Nostr key n+1).
-func Keys(t testing.TB, n byte) *signer.Keys {
+func Keys(t testing.TB, n byte) *keystore.Keys {
 	seed := bytes.Repeat([]byte{n}, 32)
 	sk := fmt.Sprintf("%064x", int(n)+1)
-	k, err := signer.NewKeys(seed, sk, Net)
+	k, err := keystore.NewKeys(seed, sk, Net)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func (w *Wallet) BuildPSBT(t testing.TB, ins []wire.OutPoint, pay, change btcuti
 }
 
 // Slot is the position of key k in the descriptor's keys.
-func (w *Wallet) Slot(t testing.TB, k *signer.Keys) int {
+func (w *Wallet) Slot(t testing.TB, k *keystore.Keys) int {
 	for i, key := range w.Desc.Keys() {
 		if key.XPub.String() == k.Public.AccountXPub {
 			return i

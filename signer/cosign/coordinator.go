@@ -17,6 +17,8 @@ import (
 	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
@@ -120,16 +122,16 @@ func (c *Coordinator) Close() {
 //   - the co-signer's PSBT, checked: the same unsigned transaction, no data conflicting with
 //     p's (Combine), every partial signature in it valid (see Finalize for the checks), and at
 //     least one valid signature by a key of the input's script on every input;
-//   - an *outbound.Refusal (wrapped, naming the co-signer; the *signer.RemoteError inside) for
+//   - an *outbound.Refusal (wrapped, naming the co-signer; the *nip46.RemoteError inside) for
 //     an error answer: policy_denied, unauthorized, unsafe_psbt, … (internal and rate_limited
 //     are marked passing: the co-signer has not finished syncing, or asks to slow down);
 //   - ErrCosignerAnswer naming the co-signer for an answer that fails the checks;
-//   - ctx's error, ErrCoordinatorClosed, signer.ErrBadURI or psbt.ErrInputUnresolved (p
+//   - ctx's error, ErrCoordinatorClosed, nip46.ErrBadURI or psbt.ErrInputUnresolved (p
 //     cannot be checked) otherwise.
 //
 // p is not modified.
 func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *btcpsbt.Packet, onHeld func(url string)) (*btcpsbt.Packet, error) {
-	bp, err := signer.ParseBunkerURI(bunkerURI)
+	bp, err := nip46.ParseBunkerURI(bunkerURI)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +168,7 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *b
 	c.log.Info("asking co-signer for its signature", "cosigner", name, "id", requestID, "unsigned_txid", asked.UnsignedTx.TxHash())
 	res, err := cl.CallWithID(ctx, requestID, "sign_psbt", []string{text}, c.opts.Timeout, onAuth)
 	if err != nil {
-		var re *signer.RemoteError
+		var re *nip46.RemoteError
 		switch {
 		case errors.As(err, &re):
 			c.log.Info("co-signer refused", "cosigner", name, "id", requestID, "error", re.Text)
@@ -221,7 +223,7 @@ func (c *Coordinator) client(ctx context.Context, uri, name string) (*signer.Cli
 			c.log.Info("connected to co-signer", "cosigner", name)
 			break
 		}
-		var re *signer.RemoteError
+		var re *nip46.RemoteError
 		switch {
 		case c.ctx.Err() != nil:
 			return nil, ErrCoordinatorClosed
@@ -229,7 +231,7 @@ func (c *Coordinator) client(ctx context.Context, uri, name string) (*signer.Cli
 			return nil, ctx.Err()
 		case errors.As(err, &re):
 			return nil, fmt.Errorf("cosign: co-signer %s refused connect: %w", name, err)
-		case errors.Is(err, signer.ErrBadURI), errors.Is(err, signer.ErrNotOurKey):
+		case errors.Is(err, nip46.ErrBadURI), errors.Is(err, keystore.ErrNotOurKey):
 			return nil, err
 		}
 		c.log.Warn("co-signer unreachable; dialing again", "cosigner", name, "error", err, "retry_in", c.opts.Timeout)
@@ -258,10 +260,10 @@ func shortKey(pk string) string {
 // has not finished syncing; rate_limited) or refused for good under this request id only because
 // its view of the chain lags ours (unsafe_psbt: input_unspent — the coin pays its wallet but it
 // does not know it as unspent yet; if the coin was in fact spent elsewhere, this co-signer's own
-// watcher abandons the proposal). The *signer.RemoteError stays in the chain (errors.As).
-func refusal(re *signer.RemoteError) *outbound.Refusal {
+// watcher abandons the proposal). The *nip46.RemoteError stays in the chain (errors.As).
+func refusal(re *nip46.RemoteError) *outbound.Refusal {
 	code := re.Code()
 	return &outbound.Refusal{Text: re.Text, Err: re,
-		Passing: code == signer.CodeInternal || code == signer.CodeRateLimited,
-		ViewLag: code == signer.CodeUnsafePSBT && strings.Contains(re.Text, "input_unspent")}
+		Passing: code == nip46.CodeInternal || code == nip46.CodeRateLimited,
+		ViewLag: code == nip46.CodeUnsafePSBT && strings.Contains(re.Text, "input_unspent")}
 }

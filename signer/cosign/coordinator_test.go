@@ -15,6 +15,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/internal/wallettest"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
@@ -67,7 +68,7 @@ type scriptedCosigner struct {
 	f *wallettest.Wallet
 }
 
-func (h scriptedCosigner) SignPSBT(_ context.Context, r signer.Request) (string, error) {
+func (h scriptedCosigner) SignPSBT(_ context.Context, r nip46.Call) (string, error) {
 	p, enc, err := psbt.Decode(r.Params[0])
 	if err != nil {
 		return "", err
@@ -75,9 +76,9 @@ func (h scriptedCosigner) SignPSBT(_ context.Context, r signer.Request) (string,
 	mode, _, _ := strings.Cut(r.ID, "-")
 	switch mode {
 	case "deny":
-		return "", signer.Errorf(signer.CodePolicyDenied, "no-sweeps: not today")
+		return "", nip46.Errorf(nip46.CodePolicyDenied, "no-sweeps: not today")
 	case "hold":
-		return "", &signer.HeldError{URL: "https://cosigner.example/requests/" + r.ID, Reason: "cooling off"}
+		return "", &nip46.HeldError{URL: "https://cosigner.example/requests/" + r.ID, Reason: "cooling off"}
 	case "echo":
 		return r.Params[0], nil
 	case "othertx":
@@ -138,8 +139,11 @@ func TestCoordinatorAsk(t *testing.T) {
 	}
 	defer db.Close()
 	relay := &memRelay{}
-	rs, err := signer.NewRemoteSigner(nostr.GeneratePrivateKey(), relay, db, scriptedCosigner{t, f}, wallettest.Quiet)
+	rs, err := signer.NewRemoteSigner(nostr.GeneratePrivateKey(), relay, db, wallettest.Quiet)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, scriptedCosigner{t, f}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	rctx, rcancel := context.WithCancel(ctx)
@@ -149,7 +153,7 @@ func TestCoordinatorAsk(t *testing.T) {
 	if err := db.AddConnectSecretPerms(ctx, "s3cret", "sign_psbt"); err != nil {
 		t.Fatal(err)
 	}
-	uri := signer.BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "s3cret")
+	uri := nip46.BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "s3cret")
 	sk := nostr.GeneratePrivateKey()
 	for _, desc := range []string{"descriptor", "scripts"} {
 		t.Run(desc, func(t *testing.T) {
@@ -188,8 +192,8 @@ func TestCoordinatorAsk(t *testing.T) {
 				}
 			}
 			_, err = co.Ask(ctx, uri, "deny-"+desc, ours, nil)
-			var re *signer.RemoteError
-			if !errors.As(err, &re) || re.Code() != signer.CodePolicyDenied || !strings.Contains(err.Error(), shortKey(rs.PublicKey())) {
+			var re *nip46.RemoteError
+			if !errors.As(err, &re) || re.Code() != nip46.CodePolicyDenied || !strings.Contains(err.Error(), shortKey(rs.PublicKey())) {
 				t.Fatalf("deny: Ask = %v, want a policy_denied RemoteError naming the co-signer", err)
 			}
 
@@ -236,7 +240,7 @@ func TestCoordinatorAsk(t *testing.T) {
 		if _, err := co.Ask(ctx, uri, "sign-x", bad, nil); !errors.Is(err, psbt.ErrInputUnresolved) {
 			t.Fatalf("Ask(PSBT without derivations) = %v", err)
 		}
-		if _, err := co.Ask(ctx, "bunker://nope", "sign-x", ours, nil); !errors.Is(err, signer.ErrBadURI) {
+		if _, err := co.Ask(ctx, "bunker://nope", "sign-x", ours, nil); !errors.Is(err, nip46.ErrBadURI) {
 			t.Fatalf("Ask(bad URI) = %v", err)
 		}
 		// Another client key with the spent secret has no session: the remote signer does not
@@ -246,7 +250,7 @@ func TestCoordinatorAsk(t *testing.T) {
 		defer other.Close()
 		octx, ocancel := context.WithTimeout(ctx, 3*time.Second)
 		defer ocancel()
-		var re *signer.RemoteError
+		var re *nip46.RemoteError
 		if _, err := other.Ask(octx, uri, "sign-y", ours, nil); errors.As(err, &re) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("another client key with the spent secret: %v", err)
 		}

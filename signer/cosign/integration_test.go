@@ -22,6 +22,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip19"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/signer"
 	"github.com/custodyagents/cosigner/signer/cosign"
@@ -110,7 +111,7 @@ func TestCoordinatorAgainstDaemon(t *testing.T) {
 	// Denied by the co-signer's policy (over its max_per_tx).
 	large := build(60_000_000)
 	_, err = co.Ask(ctx, bunker, "cosign-large", large, nil)
-	var re *signer.RemoteError
+	var re *nip46.RemoteError
 	if !errors.As(err, &re) || re.Code() != "policy_denied" || !strings.Contains(re.Text, "max_per_tx") {
 		t.Fatalf("Ask(0.6 BTC) = %v, want policy_denied: max_per_tx", err)
 	}
