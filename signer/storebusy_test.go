@@ -9,6 +9,7 @@ import (
 
 	"github.com/nbd-wtf/go-nostr"
 
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -47,8 +48,11 @@ func TestRequestAnsweredAfterStoreBusy(t *testing.T) {
 	failed := make(chan string, 1)
 	log := slog.New(signalHandler{want: "replay check failed", hits: failed})
 	pool := &memPool{}
-	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, echoPSBT{}, log)
+	rs, err := NewRemoteSigner(nostr.GeneratePrivateKey(), pool, db, log)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, echoPSBT{}.SignPSBT); err != nil {
 		t.Fatal(err)
 	}
 	sk := nostr.GeneratePrivateKey()
