@@ -482,7 +482,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		}
 		r.scripts[scriptHash] = struct{}{}
 	}
-	if !sameIDs(t.hist[scriptHash], ids) {
+	if !slices.Equal(t.hist[scriptHash], ids) {
 		up.Histories = map[string][]chainhash.Hash{scriptHash: ids}
 	}
 	if len(ids) == 0 {
@@ -514,18 +514,6 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 	}
 	t.diff(dirty, &up, t.next())
 	return up, nil
-}
-
-func sameIDs(a, b []chainhash.Hash) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (t *Tracker) putServer(u UTXO) {

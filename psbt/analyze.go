@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil"
@@ -511,7 +512,7 @@ func claimedChange(pout psbt.POutput, j int, pkScript []byte, desc *descriptor.D
 		}
 		var keyOK bool
 		for _, k := range der.Keys {
-			if k.Fingerprint != fp || !equalPath(k.Path, c.path) {
+			if k.Fingerprint != fp || !slices.Equal(k.Path, c.path) {
 				continue
 			}
 			if bytes.Equal(k.PubKey.SerializeCompressed(), c.pubKey) || bytes.Equal(schnorr.SerializePubKey(k.PubKey), c.pubKey) {
@@ -549,18 +550,6 @@ func foreignPathClaim(pout psbt.POutput, desc *descriptor.Descriptor) bool {
 		}
 	}
 	return false
-}
-
-func equalPath(a, b []uint32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // relativeLock describes the BIP-68 relative lock of nSequence seq in a transaction of version

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/btcsuite/btcd/btcutil/psbt"
 )
@@ -185,7 +186,7 @@ func mergeDerivations(dst, src []*psbt.Bip32Derivation) ([]*psbt.Bip32Derivation
 		for _, d := range dst {
 			if bytes.Equal(d.PubKey, s.PubKey) {
 				found = true
-				if d.MasterKeyFingerprint != s.MasterKeyFingerprint || !equalPath(d.Bip32Path, s.Bip32Path) {
+				if d.MasterKeyFingerprint != s.MasterKeyFingerprint || !slices.Equal(d.Bip32Path, s.Bip32Path) {
 					return dst, fmt.Errorf("BIP32 derivation of key %x differs", s.PubKey)
 				}
 			}
@@ -203,7 +204,7 @@ func mergeTapDerivations(dst, src []*psbt.TaprootBip32Derivation) ([]*psbt.Tapro
 		for _, d := range dst {
 			if bytes.Equal(d.XOnlyPubKey, s.XOnlyPubKey) {
 				found = true
-				if d.MasterKeyFingerprint != s.MasterKeyFingerprint || !equalPath(d.Bip32Path, s.Bip32Path) {
+				if d.MasterKeyFingerprint != s.MasterKeyFingerprint || !slices.Equal(d.Bip32Path, s.Bip32Path) {
 					return dst, fmt.Errorf("taproot BIP32 derivation of key %x differs", s.XOnlyPubKey)
 				}
 			}
