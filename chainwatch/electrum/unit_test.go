@@ -668,12 +668,15 @@ func TestPoolFailsOverAndRecordsHealth(t *testing.T) {
 }
 
 func TestPoolCountsDropsAndSwitches(t *testing.T) {
-	var mu sync.Mutex
-	var first net.Conn
+	// The server hands over its first connection once it serves it: Connect may return (the
+	// handshake answered) before the handler runs, so the test waits for it rather than read a
+	// variable the handler may not have set yet.
+	conns := make(chan net.Conn, 1)
 	a := fakeMany(t, "1.4", nil, func(r *bufio.Reader, w net.Conn) {
-		mu.Lock()
-		first = w
-		mu.Unlock()
+		select {
+		case conns <- w:
+		default:
+		}
 		echoUntilEOF(r, w)
 	})
 	b := fakeMany(t, "1.4", nil, echoUntilEOF)
@@ -685,9 +688,7 @@ func TestPoolCountsDropsAndSwitches(t *testing.T) {
 	if err != nil || c.Server() != "tcp://"+a {
 		t.Fatalf("first connect: %v", err)
 	}
-	mu.Lock()
-	first.Close() // the server drops us
-	mu.Unlock()
+	(<-conns).Close() // the server drops us
 	<-c.Done()
 	c.Close()
 	h := p.Health()
