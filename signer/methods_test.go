@@ -3,6 +3,7 @@ package signer
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -354,8 +355,15 @@ func TestNostrConnectQueue(t *testing.T) {
 	if dialed != 1 {
 		t.Fatalf("dialed %d client relays, want 1 (the other is in the pool)", dialed)
 	}
+	// The test pokes the queue until the state reads sent, so a poke that arrives while the
+	// first send is being recorded may send the same response again (the client ignores a
+	// repeated id); what must hold is that every copy is the connect response with the secret.
 	main, client := h.decrypt(h.pool.take()), h.decrypt(clientPool.take())
-	if len(main) != 1 || len(client) != 1 || main[0].Result != "abc123" || client[0].Result != "abc123" {
+	ok := len(main) >= 1 && len(client) >= 1
+	for _, r := range append(slices.Clone(main), client...) {
+		ok = ok && r.Result == "abc123" && r.ID == main[0].ID
+	}
+	if !ok {
 		t.Fatalf("connect response with the secret: pool %+v, client relay %+v", main, client)
 	}
 	if got := h.perms(); got != "sign_psbt" {
