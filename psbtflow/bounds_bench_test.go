@@ -79,7 +79,7 @@ func manyOutputsPSBT(tb testing.TB, f *fixture, n int) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := f.chain.coins[op]
+	c := f.chain.Coins[op]
 	p.Inputs[0].WitnessUtxo = wire.NewTxOut(int64(c.Value), c.PkScript)
 	s, err := psbt.Encode(p, psbt.Base64)
 	if err != nil {

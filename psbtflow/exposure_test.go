@@ -57,7 +57,7 @@ func (e *exposureEnv) sign(t *testing.T, ins []wire.OutPoint, pay btcutil.Amount
 	t.Helper()
 	var total btcutil.Amount
 	for _, op := range ins {
-		total += e.f.chain.coins[op].Value
+		total += e.f.chain.Coins[op].Value
 	}
 	p := e.f.buildPSBT(t, ins, pay, total-pay-1_000, 3)
 	s, _ := psbt.Encode(p, psbt.Base64)
@@ -120,7 +120,7 @@ func TestWithheldSignatureStillCountsAfterReleaseAfterAndWindow(t *testing.T) {
 	}
 	// Once the first confirms (now), it counts at its confirmation time until the window passes.
 	e.facts.Mine(e.now, first, a)
-	delete(e.f.chain.coins, a)
+	delete(e.f.chain.Coins, a)
 	e.tick(t)
 	e.mustRefuse(t, []wire.OutPoint{b}, 90_000, "velocity_30d")
 	e.now = e.now.Add(30*day + time.Second)
@@ -135,8 +135,8 @@ func TestInventedMempoolSpendDoesNotLowerExposure(t *testing.T) {
 	a, b := e.f.addCoin(t, 0, 1, 200_000), e.f.addCoin(t, 0, 2, 200_000)
 	first := e.mustSign(t, []wire.OutPoint{a}, 90_000)
 	// The server reports a spend of a in its mempool by some other transaction.
-	coin := e.f.chain.coins[a]
-	delete(e.f.chain.coins, a)
+	coin := e.f.chain.Coins[a]
+	delete(e.f.chain.Coins, a)
 	e.svc.NoteSpentCoin(a, coin, chainhash.Hash{0x66})
 	e.tick(t)
 	e.mustRefuse(t, []wire.OutPoint{b}, 50_000, "velocity_1d")
@@ -144,7 +144,7 @@ func TestInventedMempoolSpendDoesNotLowerExposure(t *testing.T) {
 		t.Fatalf("after an invented mempool spend the entry is %s, want outstanding", got)
 	}
 	// The invented spend disappears: nothing changes.
-	e.f.chain.coins[a] = coin
+	e.f.chain.Coins[a] = coin
 	e.tick(t)
 	e.mustRefuse(t, []wire.OutPoint{b}, 50_000, "velocity_1d")
 	if got := e.state(t, first); got != store.LedgerOutstanding {
@@ -159,8 +159,8 @@ func TestHiddenConfirmedSpendDoesNotReopen(t *testing.T) {
 	a, b := e.f.addCoin(t, 0, 1, 200_000), e.f.addCoin(t, 0, 2, 200_000)
 	first := e.mustSign(t, []wire.OutPoint{a}, 90_000)
 	height := e.facts.Mine(e.now, first, a)
-	coin := e.f.chain.coins[a]
-	delete(e.f.chain.coins, a)
+	coin := e.f.chain.Coins[a]
+	delete(e.f.chain.Coins, a)
 	e.tick(t)
 	if got := e.state(t, first); got != store.LedgerConfirmed {
 		t.Fatalf("after its proven confirmation the entry is %s, want confirmed", got)
@@ -170,7 +170,7 @@ func TestHiddenConfirmedSpendDoesNotReopen(t *testing.T) {
 	second := e.mustSign(t, []wire.OutPoint{b}, 90_000) // the first is out of the window
 	// The server hides the confirmed spend: the coin looks unspent again, no proof is offered.
 	e.facts.Hide(a)
-	e.f.chain.coins[a] = coin
+	e.f.chain.Coins[a] = coin
 	e.tick(t)
 	if got := e.state(t, first); got != store.LedgerConfirmed {
 		t.Fatalf("after the server hid the confirmed spend the entry is %s, want confirmed", got)
@@ -196,7 +196,7 @@ func TestConfirmedConflictInvalidates(t *testing.T) {
 	first := e.mustSign(t, []wire.OutPoint{a}, 90_000)
 	other := chainhash.Hash{0x42}
 	e.facts.Mine(e.now, other.String(), a)
-	delete(e.f.chain.coins, a)
+	delete(e.f.chain.Coins, a)
 	e.tick(t)
 	if got := e.state(t, first); got != store.LedgerInvalidated {
 		t.Fatalf("after a conflicting transaction confirmed the entry is %s, want invalidated", got)
@@ -236,7 +236,7 @@ func TestExposureWorkedExample(t *testing.T) {
 	e.mustRefuse(t, []wire.OutPoint{b}, 49_999_000, "velocity_30d")
 	e.now = day0.Add(41 * day)
 	e.facts.Mine(e.now, first, a)
-	delete(e.f.chain.coins, a)
+	delete(e.f.chain.Coins, a)
 	e.tick(t)
 	r, _, _ := e.db.LedgerEntry(context.Background(), first)
 	if r.State != store.LedgerConfirmed || !r.ConfAt.Equal(day0.Add(41*day)) {

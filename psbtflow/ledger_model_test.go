@@ -44,7 +44,7 @@ func TestReplacementOfTwoCountsBoth(t *testing.T) {
 	sign := func(ins []wire.OutPoint, pay btcutil.Amount) error {
 		var total btcutil.Amount
 		for _, op := range ins {
-			total += f.chain.coins[op].Value
+			total += f.chain.Coins[op].Value
 		}
 		s, _ := psbt.Encode(f.buildPSBT(t, ins, pay, total-pay-1_000, 2), psbt.Base64)
 		n++

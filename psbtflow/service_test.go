@@ -320,7 +320,7 @@ limits:
 	sign := func(ins []wire.OutPoint, pay btcutil.Amount) bool {
 		var total btcutil.Amount
 		for _, op := range ins {
-			total += f.chain.coins[op].Value
+			total += f.chain.Coins[op].Value
 		}
 		fee := btcutil.Amount(500 + rng.IntN(3000))
 		if pay < 0 || pay > total-fee {
@@ -342,7 +342,7 @@ limits:
 	}
 	unspent := func(m *modelTx) bool {
 		for _, op := range m.inputs {
-			if _, ok := f.chain.coins[op]; !ok {
+			if _, ok := f.chain.Coins[op]; !ok {
 				return false
 			}
 		}
@@ -365,7 +365,7 @@ limits:
 		switch op := rng.IntN(10); {
 		case op < 4: // sign a new transaction over 1–2 coins
 			var coins []wire.OutPoint
-			for o := range f.chain.coins {
+			for o := range f.chain.Coins {
 				coins = append(coins, o)
 			}
 			slices.SortFunc(coins, func(a, b wire.OutPoint) int { return strings.Compare(a.String(), b.String()) })
@@ -400,7 +400,7 @@ limits:
 			}
 			m.state, m.conf = "confirmed", now
 			for _, in := range m.inputs {
-				delete(f.chain.coins, in)
+				delete(f.chain.Coins, in)
 			}
 			facts.Mine(now, m.txid, m.inputs...)
 			if err := svc.ReconcileExposure(ctx); err != nil {
