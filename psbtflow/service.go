@@ -204,11 +204,11 @@ type options struct {
 // holds the request (the answer follows through the Responder). The same (client, id) is
 // answered again from the store, never evaluated twice.
 func (s *Service) SignPSBT(ctx context.Context, req nip46.Call) (string, error) {
-	pol, now, err := s.admit(ctx, req)
+	pol, now, pre, err := s.admit(ctx, req)
 	if err != nil {
 		return "", err
 	}
-	return s.signOnce(ctx, req, pol, now, func() verdict { return s.decide(ctx, req, pol, now, time.Time{}, nil) })
+	return s.signOnce(ctx, req, pol, now, func() verdict { return s.decideFrom(ctx, req, pre, pol, now, time.Time{}, nil) })
 }
 
 // Decide is the sign_psbt decision for a PSBT this co-signer's outbound engine built itself,
@@ -224,7 +224,7 @@ func (s *Service) Decide(ctx context.Context, client, id string, p *btcpsbt.Pack
 		return nil, WireError(err)
 	}
 	req := nip46.Call{Client: client, ID: id, Method: "sign_psbt", Params: []string{text}}
-	pol, now, err := s.admit(ctx, req)
+	pol, now, _, err := s.admit(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -273,35 +273,38 @@ func Refused(err error) (text string, transient, ok bool) {
 
 // admit refuses, before anything is stored, a request the policy does not let this client
 // make (audited), a malformed or oversized one, and any while the wallet view is not complete.
-// It returns the policy and the time the request is decided under.
-func (s *Service) admit(ctx context.Context, req nip46.Call) (*policy.Policy, time.Time, error) {
+// It returns the policy, the time the request is decided under, and the PSBT as decoded for
+// the count check (nil when the text does not decode: the decision records that refusal).
+func (s *Service) admit(ctx context.Context, req nip46.Call) (*policy.Policy, time.Time, *decoded, error) {
 	pol := s.policy()
 	now := s.now()
 	if d := policy.Authorize(pol, req.Client, req.Method, now); d.Outcome != policy.Allow {
 		s.audit(ctx, req, "rejected", d, nil)
-		return nil, now, nip46.Errorf(nip46.CodeUnauthorized, "%s", d.Reason)
+		return nil, now, nil, nip46.Errorf(nip46.CodeUnauthorized, "%s", d.Reason)
 	}
 	if len(req.Params) < 1 || len(req.Params) > 2 {
-		return nil, now, nip46.Errorf(nip46.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
+		return nil, now, nil, nip46.Errorf(nip46.CodeInvalidParams, "sign_psbt takes [psbt] or [psbt, options-json], got %d params", len(req.Params))
 	}
 	if err := s.limits.psbtLimits().CheckText(req.Params[0]); err != nil {
 		// Refused before any write: the same text is refused the same way again.
-		return nil, now, WireError(err)
+		return nil, now, nil, WireError(err)
 	}
-	if p, _, err := psbt.Decode(req.Params[0]); err == nil {
+	var pre *decoded
+	if p, enc, err := psbt.Decode(req.Params[0]); err == nil {
+		pre = &decoded{p: p, enc: enc}
 		if err := s.limits.psbtLimits().CheckCounts(p); err != nil {
 			// Refused before the lock and before any write, like an oversized text: the counts
 			// are the text's own, so the same text is refused the same way again, and a client
 			// sending PSBTs far over the bounds holds no other client's request up while its
 			// refusals are recorded. (A text that does not decode is recorded and refused below.)
-			return nil, now, WireError(err)
+			return nil, now, nil, WireError(err)
 		}
 	}
 	if !s.chain.Synced() {
 		// Not recorded: the same request is decided normally once the view is complete.
-		return nil, now, nip46.Errorf(nip46.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
+		return nil, now, nil, nip46.Errorf(nip46.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
 	}
-	return pol, now, nil
+	return pol, now, pre, nil
 }
 
 // signOnce decides req once, under pol at now: a repeated (client, id) is answered from the
@@ -458,6 +461,18 @@ func short(h string) string {
 // totals the policy's velocity windows need) but writes nothing. heldSince and approvals are
 // the hold's state when a held request is decided again.
 func (s *Service) decide(ctx context.Context, req nip46.Call, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
+	return s.decideFrom(ctx, req, nil, pol, now, heldSince, approvals)
+}
+
+// decoded is a request's PSBT as admit decoded it, so that the decision does not decode it
+// again.
+type decoded struct {
+	p   *btcpsbt.Packet
+	enc psbt.Encoding
+}
+
+// decideFrom is decide with the PSBT already decoded (pre; nil: decoded from req here).
+func (s *Service) decideFrom(ctx context.Context, req nip46.Call, pre *decoded, pol *policy.Policy, now, heldSince time.Time, approvals []string) verdict {
 	if len(req.Params) == 2 {
 		var o options
 		dec := json.NewDecoder(strings.NewReader(req.Params[1]))
@@ -469,11 +484,14 @@ func (s *Service) decide(ctx context.Context, req nip46.Call, pol *policy.Policy
 			return s.refused("rejected", nip46.Errorf(nip46.CodeWrongNetwork, "request is for %q but this co-signer's wallet is on %s", o.Network, s.desc.Network().Name), "network", nil)
 		}
 	}
-	p, enc, err := psbt.Decode(req.Params[0])
-	if err != nil {
-		return s.refused("rejected", WireError(err), "decode", nil)
+	if pre == nil {
+		p, enc, err := psbt.Decode(req.Params[0])
+		if err != nil {
+			return s.refused("rejected", WireError(err), "decode", nil)
+		}
+		pre = &decoded{p: p, enc: enc}
 	}
-	return s.decidePacket(ctx, req, p, enc, pol, now, heldSince, approvals)
+	return s.decidePacket(ctx, req, pre.p, pre.enc, pol, now, heldSince, approvals)
 }
 
 // decidePacket is decide after decoding: limits, analysis, spend ledger, policy, and the
