@@ -184,6 +184,17 @@ func run(ctx context.Context) error {
 		say("  %s  %s (%s #%d)", u.OutPoint, u.Value, kind, u.Index)
 	}
 	say("balance now %s", st.Confirmed)
+	// The spend exposure (docs/spend-exposure.md): what the policy's limits count.
+	exp, err := env.Cosigner(ctx, "exposure", "list", "--all")
+	if err != nil {
+		return err
+	}
+	say("`cosigner exposure list --all` — what the policy's limits count: a signature counts from the moment")
+	say("it is given (the client may never broadcast it) until its transaction confirms, then at its")
+	say("confirmation time; `cosigner exposure invalidate TXID` ends one that will never be used:")
+	for _, l := range strings.Split(strings.TrimRight(exp, "\n"), "\n") {
+		say("  %s", truncate(l, 150))
+	}
 
 	// Payment 2: over the cap.
 	big := btcutil.Amount(150_000_000)
