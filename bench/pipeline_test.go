@@ -89,6 +89,20 @@ func benchPipeline(b *testing.B, kind string) {
 	b.ReportMetric(sigs.perSecond, "sigs_only_requests/s/core")
 	b.ReportMetric(sigs.p50, "sigs_only_p50_ms")
 	b.ReportMetric(pipe.p50/sigs.p50, "x_floor")
+	figure, goal, limit := "decode→analyze→evaluate→sign, 2-in/2-out P2WSH", "≤ 2×", 2.0
+	if kind == "tr" {
+		figure, goal, limit = "decode→analyze→evaluate→sign, 2-in/2-out taproot script path", "≤ 1.5×", 1.5
+	}
+	ratio := sigs.perSecond / pipe.perSecond
+	Record(Row{
+		Key:      map[string]string{"wsh": "pipeline-p2wsh", "tr": "pipeline-taproot"}[kind],
+		Figure:   figure,
+		Value:    fmt.Sprintf("%.0f req/s/core (p50 %.3f ms)", pipe.perSecond, pipe.p50),
+		Baseline: fmt.Sprintf("signatures alone %.0f/s", sigs.perSecond),
+		Ratio:    fmt.Sprintf("%.2f× the floor", ratio),
+		Goal:     goal,
+		Met:      MetIf(ratio <= limit),
+	})
 }
 
 type sampleStats struct{ perSecond, p50, p99 float64 }
