@@ -65,9 +65,15 @@ type NostrConnectURI struct {
 	Name         string   // display hints, never authority
 	URL          string
 	Image        string
+	// MetadataNote says why an older-form metadata= JSON param was not read ("" otherwise).
+	MetadataNote string
 }
 
 // ParseNostrConnectURI parses "nostrconnect://<client-pubkey>?relay=…&secret=…&perms=…&name=…".
+// name, url and image are returned as written (AcceptNostrConnect validates them). A URI
+// without any of them but with the older metadata={"name","url",…} JSON param (rust-nostr's
+// clients still send it) is read through ParseClientMetadata instead; a malformed one is noted
+// in MetadataNote, never an error.
 // Errors: ErrBadURI wrapped with what is wrong (a missing secret included: the current NIP-46
 // requires it so that the client can tell the real response from a spoofed one).
 func ParseNostrConnectURI(s string) (NostrConnectURI, error) {
@@ -88,6 +94,13 @@ func ParseNostrConnectURI(s string) (NostrConnectURI, error) {
 		return NostrConnectURI{}, fmt.Errorf("%w: secret longer than %d characters", ErrBadURI, maxURISecret)
 	case len(u.Perms) > maxURIField*4 || len(u.Name) > maxURIField || len(u.URL) > maxURIField || len(u.Image) > maxURIField:
 		return NostrConnectURI{}, fmt.Errorf("%w: a parameter is too long", ErrBadURI)
+	}
+	if raw := q.Get("metadata"); raw != "" && u.Name == "" && u.URL == "" && u.Image == "" {
+		m, err := ParseClientMetadata(raw)
+		u.Name, u.URL, u.Image = m.Name, m.URL, m.Image
+		if err != nil {
+			u.MetadataNote = "metadata= param: " + err.Error()
+		}
 	}
 	return u, nil
 }

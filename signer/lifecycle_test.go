@@ -303,7 +303,7 @@ func TestLateAnswerTransportSurvivesRestart(t *testing.T) {
 	if err := h.db.AddConnectSecretPerms(ctx, "s", "sign_psbt"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.db.UseConnectSecret(ctx, "s", h.clientPK, "", "", func(string, bool) (string, error) { return "sign_psbt", nil }); err != nil {
+	if _, err := h.db.UseConnectSecret(ctx, "s", h.clientPK, "", session.ClientInfo{}, func(string, bool) (string, error) { return "sign_psbt", nil }); err != nil {
 		t.Fatal(err)
 	}
 	shared, _ := nip04.ComputeSharedSecret(rs.PublicKey(), h.clientSK)

@@ -104,15 +104,20 @@ func (s *RemoteSigner) audit(ctx context.Context, req nip46.Call, decision, rule
 	}
 }
 
-// connect handles NIP-46 connect [remote_signer_pubkey, secret?, perms?, metadata?]: a valid
-// unused secret (single use) creates a session whose permissions are the secret's perms
+// connect handles NIP-46 connect [remote_signer_pubkey, secret?, perms?, client_metadata?]: a
+// valid unused secret (single use) creates a session whose permissions are the secret's perms
 // intersected with the requested ones (GrantAtConnect); a client that already has a session may
-// reconnect without one.
+// reconnect without one (that changes nothing, its metadata included).
+//
+// The client metadata (NIP-46 "Client metadata", {name, url, image}; an empty perms string
+// keeps it fourth) is validated (nip46.ParseClientMetadata) and kept with the session and in the
+// audit log as a display hint. It never decides anything: malformed metadata does not fail the
+// connect (what was dropped is noted), and no permission, policy rule or session depends on it.
 func (s *RemoteSigner) connect(ctx context.Context, req nip46.Call) (string, error) {
 	if len(req.Params) < 1 || req.Params[0] != s.pk {
 		return "", nip46.Errorf(nip46.CodeInvalidParams, "connect: first param must be this remote signer's pubkey %s", s.pk)
 	}
-	secret, requested, meta := param(req.Params, 1), param(req.Params, 2), param(req.Params, 3)
+	secret, requested := param(req.Params, 1), param(req.Params, 2)
 	if secret == "" {
 		_, ok, err := s.sessions.SessionPerms(ctx, req.Client)
 		if err != nil {
@@ -126,7 +131,8 @@ func (s *RemoteSigner) connect(ctx context.Context, req nip46.Call) (string, err
 	if len(requested) > 4096 {
 		return "", nip46.Errorf(nip46.CodeInvalidParams, "connect: perms longer than 4096 characters")
 	}
-	granted, err := s.sessions.UseConnectSecret(ctx, secret, req.Client, requested, truncate(meta, 1024),
+	info := connectInfo(req.Params)
+	granted, err := s.sessions.UseConnectSecret(ctx, secret, req.Client, requested, info,
 		func(secretPerms string, has bool) (string, error) {
 			p, err := nip46.GrantAtConnect(secretPerms, has, requested)
 			return p.String(), err
@@ -144,9 +150,43 @@ func (s *RemoteSigner) connect(ctx context.Context, req nip46.Call) (string, err
 		}
 		return "", err
 	}
-	s.audit(ctx, req, "connected", "connect_secret", "single-use secret accepted; perms: "+orNone(granted))
-	s.log.Info("client connected", "client", req.Client, "perms", granted)
+	s.audit(ctx, req, "connected", "connect_secret", "single-use secret accepted; perms: "+orNone(granted)+"; "+describeInfo(info))
+	s.log.Info("client connected", "client", req.Client, "perms", granted, "client_name", info.Name, "client_url", info.URL)
 	return "ack", nil
+}
+
+// connectInfo reads connect's fourth param (client metadata) into the validated fields and a
+// note on what was dropped. A perms param that holds the metadata instead (a client that left
+// out the empty perms string) is noted: its entries grant nothing (GrantAtConnect skips them).
+func connectInfo(params []string) session.ClientInfo {
+	m, err := nip46.ParseClientMetadata(param(params, 3))
+	info := session.ClientInfo{Name: m.Name, URL: m.URL, Image: m.Image}
+	if err != nil {
+		info.Note = err.Error()
+	}
+	if p := strings.TrimSpace(param(params, 2)); strings.HasPrefix(p, "{") && len(params) < 4 {
+		info.Note = "the perms param (third) holds JSON; NIP-46 puts client metadata fourth, after an empty perms string"
+	}
+	return info
+}
+
+// describeInfo is info for the audit log: what the client says about itself, marked as
+// unverified.
+func describeInfo(info session.ClientInfo) string {
+	var b strings.Builder
+	b.WriteString("client says (unverified):")
+	if info.Name == "" && info.URL == "" && info.Image == "" {
+		b.WriteString(" nothing")
+	}
+	for _, f := range [][2]string{{"name", info.Name}, {"url", info.URL}, {"image", info.Image}} {
+		if f[1] != "" {
+			fmt.Fprintf(&b, " %s=%q", f[0], f[1])
+		}
+	}
+	if info.Note != "" {
+		b.WriteString("; " + info.Note)
+	}
+	return b.String()
 }
 
 // eventTemplate is sign_event's parameter (NIP-46 "sign_event": {kind, content, tags,

@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/custodyagents/cosigner/nip46"
@@ -160,25 +160,23 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 // AcceptNostrConnect turns a parsed nostrconnect:// URI into the store row that the running
 // remote signer answers: the client gets base (the operator's grant; DefaultPerms if empty)
 // intersected with the perms the URI asks for (all of base if it asks for none); the URI's
-// name, url and image are kept as the session's metadata (display hints).
-// Errors: ErrBadPerms for a malformed base.
+// name, url and image are validated (nip46.ClientMetadata.Validate) and kept as the session's
+// metadata: display hints, never used to authorize. What was dropped is in the row's
+// Info.Note. Errors: ErrBadPerms for a malformed base.
 func AcceptNostrConnect(u nip46.NostrConnectURI, base string) (session.NostrConnect, error) {
 	has := base != ""
 	granted, err := nip46.GrantAtConnect(base, has, u.Perms)
 	if err != nil {
 		return session.NostrConnect{}, err
 	}
-	var meta string
-	if u.Name != "" || u.URL != "" || u.Image != "" {
-		m := map[string]string{}
-		for k, v := range map[string]string{"name": u.Name, "url": u.URL, "image": u.Image} {
-			if v != "" {
-				m[k] = v
-			}
-		}
-		b, _ := json.Marshal(m)
-		meta = string(b)
+	m, verr := nip46.ClientMetadata{Name: u.Name, URL: u.URL, Image: u.Image}.Validate()
+	info := session.ClientInfo{Name: m.Name, URL: m.URL, Image: m.Image}
+	if verr != nil {
+		info.Note = verr.Error()
+	}
+	if u.MetadataNote != "" {
+		info.Note = strings.TrimPrefix(strings.Join([]string{info.Note, u.MetadataNote}, "; "), "; ")
 	}
 	return session.NostrConnect{Client: u.ClientPubKey, Relays: u.Relays, Secret: u.Secret, Perms: granted.String(),
-		RequestedPerms: u.Perms, Name: u.Name, Metadata: meta}, nil
+		RequestedPerms: u.Perms, Name: m.Name, Metadata: m.JSON(), Info: info}, nil
 }

@@ -21,8 +21,9 @@ type Sessions interface {
 // SessionTable holds the connect secrets and the sessions they open (NIP-46 connect).
 type SessionTable interface {
 	// UseConnectSecret spends secret for client and opens its session with the permissions
-	// grant returns; session.ErrSecretInvalid when the secret is unknown or spent.
-	UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant session.GrantFunc) (string, error)
+	// grant returns, keeping info (the client's validated metadata, display only);
+	// session.ErrSecretInvalid when the secret is unknown or spent.
+	UseConnectSecret(ctx context.Context, secret, client, requested string, info session.ClientInfo, grant session.GrantFunc) (string, error)
 	// SessionPerms returns client's granted permissions; ok is false without a session.
 	SessionPerms(ctx context.Context, client string) (perms string, ok bool, err error)
 	// ConnectSecretUsable reports whether secret would open a session for client (known and

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/custodyagents/cosigner/nip46/session"
 )
 
 // retentionFixture writes one request of each kind Prune must tell apart, all "now", and
@@ -52,7 +54,7 @@ func retentionFixture(t *testing.T) *DB {
 	if err := db.AddConnectSecret(ctx, "s"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.UseConnectSecret(ctx, "s", "live", "", "", func(string, bool) (string, error) { return "ping", nil }); err != nil {
+	if _, err := db.UseConnectSecret(ctx, "s", "live", "", session.ClientInfo{}, func(string, bool) (string, error) { return "ping", nil }); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []string{"live", "gone"} {

@@ -38,12 +38,12 @@ func (db *DB) addConnectSecret(ctx context.Context, secret string, perms sql.Nul
 }
 
 // UseConnectSecret spends secret for client in one transaction: the secret must exist and be
-// unused, and the client gets a session with the permissions grant returns (requested and
-// metadata are kept as the client sent them). A retried connect by the same client whose session
+// unused, and the client gets a session with the permissions grant returns (requested is kept
+// as the client sent it, info as validated: display hints, never read to authorize). A retried connect by the same client whose session
 // still exists is answered alike and changes nothing (so a repeated connect never restores
 // revoked permissions). Returns the session's permissions, or session.ErrSecretInvalid
 // (nothing changes then) or grant's error.
-func (db *DB) UseConnectSecret(ctx context.Context, secret, client, requested, metadata string, grant session.GrantFunc) (string, error) {
+func (db *DB) UseConnectSecret(ctx context.Context, secret, client, requested string, info session.ClientInfo, grant session.GrantFunc) (string, error) {
 	h := sha256.Sum256([]byte(secret))
 	var granted string
 	err := db.Tx(ctx, func(tx *sql.Tx) error {
@@ -73,10 +73,12 @@ func (db *DB) UseConnectSecret(ctx context.Context, secret, client, requested, m
 			client, now, h[:]); err != nil {
 			return fmt.Errorf("store: use connect secret: %w", err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata) VALUES (?, ?, ?, ?, ?)
+		_, err = tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata,
+			name, url, image, metadata_note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at, perms = excluded.perms,
-			requested_perms = excluded.requested_perms, metadata = excluded.metadata`,
-			client, now, granted, requested, metadata)
+			requested_perms = excluded.requested_perms, metadata = excluded.metadata, name = excluded.name,
+			url = excluded.url, image = excluded.image, metadata_note = excluded.metadata_note`,
+			client, now, granted, requested, infoJSON(info), info.Name, info.URL, info.Image, info.Note)
 		if err != nil {
 			return fmt.Errorf("store: create session: %w", err)
 		}
@@ -123,7 +125,7 @@ func (db *DB) SessionPerms(ctx context.Context, client string) (perms string, ok
 // ListSessions returns every session, oldest first.
 func (db *DB) ListSessions(ctx context.Context) ([]session.ClientSession, error) {
 	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, connected_at, perms, requested_perms, metadata, relays, name,
-		last_seen, requests FROM client_sessions ORDER BY connected_at, client_pubkey`)
+		url, image, metadata_note, last_seen, requests FROM client_sessions ORDER BY connected_at, client_pubkey`)
 	if err != nil {
 		return nil, fmt.Errorf("store: list sessions: %w", err)
 	}
@@ -133,10 +135,12 @@ func (db *DB) ListSessions(ctx context.Context) ([]session.ClientSession, error)
 		var c session.ClientSession
 		var at, seen int64
 		var relays string
-		if err := rows.Scan(&c.Client, &at, &c.Perms, &c.RequestedPerms, &c.Metadata, &relays, &c.Name, &seen, &c.Requests); err != nil {
+		if err := rows.Scan(&c.Client, &at, &c.Perms, &c.RequestedPerms, &c.Metadata, &relays, &c.Name,
+			&c.Info.URL, &c.Info.Image, &c.Info.Note, &seen, &c.Requests); err != nil {
 			return nil, fmt.Errorf("store: list sessions: %w", err)
 		}
 		c.ConnectedAt = time.Unix(at, 0)
+		c.Info.Name = c.Name
 		if seen > 0 {
 			c.LastSeen = time.Unix(seen, 0)
 		}
@@ -261,11 +265,13 @@ func (db *DB) AddNostrConnect(ctx context.Context, c session.NostrConnect) error
 	}
 	return db.Tx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().Unix()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata, relays, name)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO client_sessions(client_pubkey, connected_at, perms, requested_perms, metadata, relays, name,
+			url, image, metadata_note)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(client_pubkey) DO UPDATE SET connected_at = excluded.connected_at,
 			perms = excluded.perms, requested_perms = excluded.requested_perms, metadata = excluded.metadata,
-			relays = excluded.relays, name = excluded.name`,
-			c.Client, now, c.Perms, c.RequestedPerms, c.Metadata, string(relays), c.Name); err != nil {
+			relays = excluded.relays, name = excluded.name, url = excluded.url, image = excluded.image,
+			metadata_note = excluded.metadata_note`,
+			c.Client, now, c.Perms, c.RequestedPerms, c.Metadata, string(relays), c.Name, c.Info.URL, c.Info.Image, c.Info.Note); err != nil {
 			return fmt.Errorf("store: nostrconnect session: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO nostrconnect_pending(client_pubkey, secret, relays, state, error, created_at, updated_at)
@@ -488,4 +494,18 @@ func (db *DB) AuditLog(ctx context.Context, limit int) ([]AuditEntry, error) {
 		return a, err
 	}, `SELECT at, client_pubkey, request_id, method, decision, rule, reason, unsigned_txid,
 		outflow_sat, fee_sat, analysis, policy_hash, explanation FROM audit_log ORDER BY id DESC LIMIT ?`, limit)
+}
+
+// infoJSON is info's name, url and image as a JSON object ("" when all are empty): the
+// client_sessions.metadata column.
+func infoJSON(info session.ClientInfo) string {
+	if info.Name == "" && info.URL == "" && info.Image == "" {
+		return ""
+	}
+	b, _ := json.Marshal(struct {
+		Name  string `json:"name,omitempty"`
+		URL   string `json:"url,omitempty"`
+		Image string `json:"image,omitempty"`
+	}{info.Name, info.URL, info.Image}) // strings only: cannot fail
+	return string(b)
 }

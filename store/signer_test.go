@@ -38,10 +38,10 @@ func TestConnectSecretGrantsPerms(t *testing.T) {
 		}
 		return "granted:" + p, nil
 	}
-	if g, err := db.UseConnectSecret(ctx, "s1", "alice", "req", "{}", grant); err != nil || g != "granted:sign_event:1" {
+	if g, err := db.UseConnectSecret(ctx, "s1", "alice", "req", session.ClientInfo{Name: "A", URL: "https://a.example", Note: "n"}, grant); err != nil || g != "granted:sign_event:1" {
 		t.Fatalf("s1: %q %v", g, err)
 	}
-	if _, err := db.UseConnectSecret(ctx, "s2", "bob", "", "", grant); err != nil {
+	if _, err := db.UseConnectSecret(ctx, "s2", "bob", "", session.ClientInfo{Name: "Bob", Image: "https://b.example/i.png"}, grant); err != nil {
 		t.Fatal(err)
 	}
 	if len(seen) != 2 || seen[1] != "<default>" {
@@ -49,29 +49,30 @@ func TestConnectSecretGrantsPerms(t *testing.T) {
 	}
 	// Spent secret: another client is refused; the same client with its session is answered
 	// alike without running grant again; after the session ends the secret is dead.
-	if _, err := db.UseConnectSecret(ctx, "s1", "mallory", "", "", grant); !errors.Is(err, session.ErrSecretInvalid) {
+	if _, err := db.UseConnectSecret(ctx, "s1", "mallory", "", session.ClientInfo{}, grant); !errors.Is(err, session.ErrSecretInvalid) {
 		t.Fatalf("reuse by another client: %v", err)
 	}
 	if err := db.SetSessionPerms(ctx, "alice", "nothing_much"); err != nil {
 		t.Fatal(err)
 	}
-	if g, err := db.UseConnectSecret(ctx, "s1", "alice", "", "", grant); err != nil || g != "nothing_much" || len(seen) != 2 {
+	if g, err := db.UseConnectSecret(ctx, "s1", "alice", "", session.ClientInfo{}, grant); err != nil || g != "nothing_much" || len(seen) != 2 {
 		t.Fatalf("retry by the same client: %q %v (grant ran %d times)", g, err, len(seen))
 	}
 	if err := db.EndSession(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.UseConnectSecret(ctx, "s1", "alice", "", "", grant); !errors.Is(err, session.ErrSecretInvalid) {
+	if _, err := db.UseConnectSecret(ctx, "s1", "alice", "", session.ClientInfo{}, grant); !errors.Is(err, session.ErrSecretInvalid) {
 		t.Fatalf("secret reused after logout: %v", err)
 	}
-	if _, err := db.UseConnectSecret(ctx, "nope", "alice", "", "", grant); !errors.Is(err, session.ErrSecretInvalid) {
+	if _, err := db.UseConnectSecret(ctx, "nope", "alice", "", session.ClientInfo{}, grant); !errors.Is(err, session.ErrSecretInvalid) {
 		t.Fatalf("unknown secret: %v", err)
 	}
 	if err := db.SetSessionPerms(ctx, "alice", "x"); !errors.Is(err, session.ErrNoSession) {
 		t.Fatalf("set perms without a session: %v", err)
 	}
 	ss, err := db.ListSessions(ctx)
-	if err != nil || len(ss) != 1 || ss[0].Client != "bob" || ss[0].Perms != "granted:" {
+	if err != nil || len(ss) != 1 || ss[0].Client != "bob" || ss[0].Perms != "granted:" ||
+		ss[0].Info != (session.ClientInfo{Name: "Bob", Image: "https://b.example/i.png"}) || ss[0].Metadata != `{"name":"Bob","image":"https://b.example/i.png"}` {
 		t.Fatalf("sessions: %+v %v", ss, err)
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,6 +68,7 @@ func clientsList(ctx context.Context, db *store.DB, out io.Writer) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	var notes []string
 	fmt.Fprintln(w, "CLIENT\tNAME*\tURL*\tPERMISSIONS\tREQUESTED\tRELAYS\tCONNECTED\tLAST SEEN\tREQUESTS")
 	for _, s := range ss {
 		relays := "(ours)"
@@ -85,38 +85,54 @@ func clientsList(ctx context.Context, db *store.DB, out io.Writer) error {
 		if perms == "" {
 			perms = "(session methods only)"
 		}
-		name, url := clientHints(s)
+		info := clientHints(s)
+		if info.Note != "" {
+			notes = append(notes, fmt.Sprintf("%s…: %s", s.Client[:16], printable(info.Note, 200)))
+		}
 		seen := "-"
 		if !s.LastSeen.IsZero() {
 			seen = s.LastSeen.UTC().Format("2006-01-02 15:04Z")
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.Client, printable(name), printable(url), perms,
-			printable(s.RequestedPerms), relays, s.ConnectedAt.UTC().Format("2006-01-02 15:04Z"), seen, s.Requests)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.Client, printable(info.Name, 40), printable(info.URL, 40), perms,
+			printable(s.RequestedPerms, 40), relays, s.ConnectedAt.UTC().Format("2006-01-02 15:04Z"), seen, s.Requests)
 	}
-	fmt.Fprintln(w, "* name and url are what the client says about itself: display hints, never proof of identity")
-	return w.Flush()
+	fmt.Fprintln(w, "* name and url are what the client says about itself (NIP-46 client metadata): display hints, never proof of identity, never used to authorize")
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(notes) > 0 {
+		fmt.Fprintln(out, "client metadata dropped:")
+		for _, n := range notes {
+			fmt.Fprintln(out, "  "+n)
+		}
+	}
+	return nil
 }
 
-// clientHints returns the client's self-declared name and url: the nostrconnect name= (kept in
-// the session), else connect's metadata JSON {"name","url",…} (NIP-46 connect's optional
-// fourth param). Both are hints; malformed metadata gives none.
-func clientHints(s session.ClientSession) (name, url string) {
-	var meta struct {
-		Name string `json:"name"`
-		URL  string `json:"url"`
+// clientHints returns what the client says about itself (NIP-46 client metadata: connect's
+// fourth param or the nostrconnect:// name=/url=/image=), as validated when it connected. A
+// session made before migration 0017 has only the metadata JSON as the client sent it: it is
+// read through the same validation (nip46.ParseClientMetadata).
+func clientHints(s session.ClientSession) session.ClientInfo {
+	info := s.Info
+	if info.URL == "" && info.Image == "" && info.Note == "" && s.Metadata != "" {
+		m, err := nip46.ParseClientMetadata(s.Metadata)
+		if info.Name == "" {
+			info.Name = m.Name
+		}
+		info.URL, info.Image = m.URL, m.Image
+		if err != nil {
+			info.Note = err.Error()
+		}
 	}
-	if s.Metadata != "" {
-		_ = json.Unmarshal([]byte(s.Metadata), &meta)
+	if n, err := (nip46.ClientMetadata{Name: info.Name}).Validate(); err != nil {
+		info.Name = n.Name // a name= kept before migration 0017, not validated then
 	}
-	name = s.Name
-	if name == "" {
-		name = meta.Name
-	}
-	return name, meta.URL
+	return info
 }
 
-// printable keeps client-chosen names from moving the terminal around.
-func printable(s string) string {
+// printable keeps client-chosen text from moving the terminal around.
+func printable(s string, n int) string {
 	if s == "" {
 		return "-"
 	}
@@ -125,7 +141,7 @@ func printable(s string) string {
 			return '?'
 		}
 		return r
-	}, signerTruncate(s, 40))
+	}, signerTruncate(s, n))
 }
 
 func signerTruncate(s string, n int) string {

@@ -51,7 +51,7 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	defer db.Close()
 	// The secret carries the canonical perms: a client asking for nothing gets exactly them.
 	client := strings.Repeat("c", 64)
-	g, err := db.UseConnectSecret(context.Background(), bp.Secret, client, "", `{"name":"Web\u001bApp","url":"https://web.example","description":"x"}`, func(p string, has bool) (string, error) {
+	g, err := db.UseConnectSecret(context.Background(), bp.Secret, client, "", session.ClientInfo{Name: "WebApp", URL: "https://web.example"}, func(p string, has bool) (string, error) {
 		perms, err := nip46.GrantAtConnect(p, has, "")
 		return perms.String(), err
 	})
@@ -81,7 +81,8 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 	appPK, _ := nostr.GetPublicKey(appSK)
 	uri := "nostrconnect://" + appPK + "?relay=" + url.QueryEscape("wss://app.example") + "&secret=abc&perms=" + url.QueryEscape("sign_psbt,nip44_decrypt") + "&name=" + url.QueryEscape("My\x1bApp") + "&url=" + url.QueryEscape("https://my.example")
 	out, err = cli(t, "connect", "--wait", "0s", uri)
-	if err != nil || !strings.Contains(out, "permissions: sign_psbt") || !strings.Contains(out, "queued") {
+	if err != nil || !strings.Contains(out, "permissions: sign_psbt") || !strings.Contains(out, "queued") ||
+		!strings.Contains(out, "note: client metadata ignored: name has control characters") {
 		t.Fatalf("connect: %q %v", out, err)
 	}
 	if _, err := cli(t, "connect", "nostrconnect://"+appPK+"?relay=wss%3A%2F%2Fa"); err == nil || !strings.Contains(err.Error(), "secret") {
@@ -92,9 +93,10 @@ func TestClientsConnectAndBunkerPerms(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err = cli(t, "clients", "list")
-	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example [pending]") || !strings.Contains(out, "My?App") ||
+	if err != nil || !strings.Contains(out, appPK) || !strings.Contains(out, "wss://app.example [pending]") || strings.Contains(out, "My?App") ||
+		!strings.Contains(out, appPK[:16]+"…: client metadata ignored: name has control characters") ||
 		!strings.Contains(out, "nip44_encrypt,sign_psbt") || !strings.Contains(out, "sign_psbt,nip44_decrypt") ||
-		!strings.Contains(out, "Web?App") || !strings.Contains(out, "https://web.example") || !strings.Contains(out, "https://my.example") || !strings.Contains(out, "display hints") {
+		!strings.Contains(out, "WebApp") || !strings.Contains(out, "https://web.example") || !strings.Contains(out, "https://my.example") || !strings.Contains(out, "display hints") {
 		t.Fatalf("list: %q %v", out, err)
 	}
 	var clientLine string

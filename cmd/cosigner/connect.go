@@ -49,7 +49,10 @@ func cmdConnect(ctx context.Context, cfg *Config, args []string, out io.Writer) 
 	if err := db.AddNostrConnect(ctx, nc); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "client %s (%s) accepted with permissions: %s\n", u.ClientPubKey, printable(u.Name), orDash(nc.Perms))
+	fmt.Fprintf(out, "client %s (%s, as it names itself: unverified) accepted with permissions: %s\n", u.ClientPubKey, printable(nc.Name, 40), orDash(nc.Perms))
+	if nc.Info.Note != "" {
+		fmt.Fprintf(out, "note: %s\n", printable(nc.Info.Note, 200))
+	}
 	deadline := time.Now().Add(*wait)
 	for {
 		state, msg, err := db.NostrConnectState(ctx, u.ClientPubKey)

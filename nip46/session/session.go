@@ -27,11 +27,24 @@ type ClientSession struct {
 	ConnectedAt    time.Time
 	Perms          string   // granted, canonical "method[:kind],…"
 	RequestedPerms string   // as the client asked in connect (or the nostrconnect URI)
-	Metadata       string   // connect's client metadata JSON, a display hint only
+	Metadata       string   // the client metadata as JSON {name,url,image}, a display hint only
 	Relays         []string // the client's own relays (nostrconnect); empty: ours
-	Name           string
+	Name           string   // Info.Name (sessions made before migration 0017: nostrconnect name= only)
+	Info           ClientInfo
 	LastSeen       time.Time // last request (zero: none recorded yet); flushed every few seconds
 	Requests       int64     // requests received since the session began (display only)
+}
+
+// ClientInfo is what a client says about itself (NIP-46 "Client metadata": connect's fourth
+// param {name, url, image}, or the nostrconnect:// URI's name=, url=, image=), after validation
+// (package nip46, ParseClientMetadata). Unauthenticated: shown to people, never used to
+// authorize anything.
+type ClientInfo struct {
+	Name  string
+	URL   string
+	Image string
+	// Note says what the client sent that was dropped and why ("" when nothing was).
+	Note string
 }
 
 // Activity is what a client did since the last flush: requests received and the time of the
@@ -68,6 +81,7 @@ type NostrConnect struct {
 	RequestedPerms string
 	Name           string
 	Metadata       string // the URI's name/url/image as connect-style metadata JSON, a display hint only
+	Info           ClientInfo
 	State          string // one of the Connect* states
 	Error          string
 	CreatedAt      time.Time
