@@ -56,6 +56,8 @@ var commands = []command{
 		run:  cmdBunkerURI},
 	{name: "connect", usage: "cosigner connect 'nostrconnect://…'", summary: "accept an app's nostrconnect:// URI (the daemon answers it)", run: cmdConnect},
 	{name: "clients", usage: "cosigner clients list|grant|revoke …", summary: "connected NIP-46 clients and their permissions", run: cmdClients},
+	{name: "announce", usage: "cosigner announce [--nip05 NAME@DOMAIN] [--dry-run] | --nostr-json", summary: "publish the NIP-89 discovery event (kind 31990) or print the NIP-05 nostr.json for apps",
+		help: announceHelp, run: cmdAnnounce},
 	{name: "request", usage: "cosigner request BUNKER_URI METHOD [PARAMS…]", summary: "call a NIP-46 remote signer, print the result", run: cmdRequest},
 	{name: "run", usage: "cosigner run", summary: "watch the wallet and serve NIP-46 until SIGTERM/SIGINT",
 		help: "The daemon: syncs the wallet from the Electrum server, serves NIP-46 on COSIGNER_RELAYS, runs\nthe policy's automations, and serves /healthz, /status and /metrics on COSIGNER_HEALTH_ADDR.\nSIGTERM or SIGINT stops it gracefully.",
