@@ -16,7 +16,12 @@
 // (whole session, default 60), --peer HEX (third party for the nip44 step),
 // --psbt-file FILE (for sign_psbt), --perms LIST (nostrconnect perms).
 // STEPs, in order: ping, get_public_key, sign_event, nip44 (encrypt a text to
-// --peer, then decrypt the result), sign_psbt, switch_relays, logout.
+// --peer, then decrypt the result), sign_psbt, sign_psbt_hex, switch_relays, logout.
+// sign_psbt sends the PSBT of --psbt-file as it is (base64); sign_psbt_hex sends
+// exactly the request Amber and Amethyst send (nips PR #2332, NIP-BC):
+// {"id","method":"sign_psbt","params":["<PSBT hex>"]}, and expects hex back.
+// The bunker flow's connect carries client metadata {name, url} (NIP-46 "Client
+// metadata": nostr-tools puts it fourth, after an empty perms string).
 //
 // Output: one JSON line per step on stdout:
 //   {"step": "<step>", "result": "<string>"} or {"step": …, "error": "<string>"}
@@ -29,7 +34,7 @@ import { randomBytes } from 'node:crypto'
 
 import { loadNostrTools, log, out, usage } from './nip46_common.mjs'
 
-const STEPS = ['ping', 'get_public_key', 'sign_event', 'nip44', 'sign_psbt', 'switch_relays', 'logout']
+const STEPS = ['ping', 'get_public_key', 'sign_event', 'nip44', 'sign_psbt', 'sign_psbt_hex', 'switch_relays', 'logout']
 
 function parseArgs(argv) {
   const o = { timeout: 60, relays: [], steps: [], nostrconnect: false }
@@ -55,7 +60,7 @@ function parseArgs(argv) {
   if (!o.nostrconnect && !o.bunker) usage('--bunker or --nostrconnect is required')
   if (o.nostrconnect && o.relays.length === 0) usage('--nostrconnect needs at least one --relay')
   if (o.steps.includes('nip44') && !/^[0-9a-f]{64}$/.test(o.peer ?? '')) usage('the nip44 step needs --peer HEX')
-  if (o.steps.includes('sign_psbt') && !o.psbtFile) usage('the sign_psbt step needs --psbt-file')
+  if ((o.steps.includes('sign_psbt') || o.steps.includes('sign_psbt_hex')) && !o.psbtFile) usage('the sign_psbt steps need --psbt-file')
   return o
 }
 
@@ -104,7 +109,7 @@ async function main() {
       if (!pointer) usage('--bunker is not a valid bunker:// URI')
       signer = nip46.BunkerSigner.fromBunker(sk, pointer, { pool, onauth: url => log({ auth_url: url }) })
       await step('connect', async () => {
-        await signer.connect({ name: 'cosigner interop test' })
+        await signer.connect({ name: 'cosigner interop test', url: 'https://interop.example' })
         return 'ack'
       })
     }
@@ -132,6 +137,9 @@ async function main() {
           break
         case 'sign_psbt':
           await step(s, () => signer.sendRequest('sign_psbt', [readFileSync(o.psbtFile, 'utf8').trim()]))
+          break
+        case 'sign_psbt_hex':
+          await step(s, () => signer.sendRequest('sign_psbt', [Buffer.from(readFileSync(o.psbtFile, 'utf8').trim(), 'base64').toString('hex')]))
           break
         case 'switch_relays':
           await step(s, () => signer.sendRequest('switch_relays', []))

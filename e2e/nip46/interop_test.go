@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/store"
 )
 
 // buildPSBT has BDK build a payment from the wallet (signed by key B) and returns it, base64.
@@ -147,6 +149,18 @@ func TestInteropNostrTools(t *testing.T) {
 			}
 			checkCosigned(t, built.PSBT, r.Result)
 		})
+		t.Run("sign_psbt_hex as Amber and Amethyst send it", func(t *testing.T) {
+			// {"method":"sign_psbt","params":["<PSBT hex>"]} (nips PR #2332, NIP-BC): answered in hex,
+			// with the co-signer's partial signatures on the multisig inputs (found by its BIP32
+			// fingerprint), not finalized.
+			r := mustStep(t, got, "sign_psbt_hex")
+			noError(t, r)
+			raw, err := hex.DecodeString(r.Result)
+			if err != nil || !strings.HasPrefix(r.Result, "70736274ff") {
+				t.Fatalf("sign_psbt with a hex PSBT was not answered in hex: %.80q (%v)", r.Result, err)
+			}
+			checkCosigned(t, built.PSBT, base64.StdEncoding.EncodeToString(raw))
+		})
 		t.Run("switch_relays", func(t *testing.T) {
 			r := mustStep(t, got, "switch_relays")
 			var relays []string
@@ -160,7 +174,14 @@ func TestInteropNostrTools(t *testing.T) {
 			}
 		})
 	}
-	steps := []string{"ping", "get_public_key", "sign_event", "nip44", "sign_psbt", "switch_relays"}
+	steps := []string{"ping", "get_public_key", "sign_event", "nip44", "sign_psbt", "sign_psbt_hex", "switch_relays", "logout"}
+	// logout (NIP-46 "Ending a session"): "ack", then the session is gone.
+	checkLogout := func(t *testing.T, got map[string]stepResult) {
+		if r := mustStep(t, got, "logout"); r.Result != "ack" {
+			t.Fatalf("logout: %+v", r)
+		}
+		waitNoSession(ctx, t, env, env.ClientPK)
+	}
 
 	t.Run("fromBunker", func(t *testing.T) {
 		bunker := bunkerURI(ctx, t, env, interopPerms)
@@ -168,7 +189,18 @@ func TestInteropNostrTools(t *testing.T) {
 		psbtFile := writeFile(t, "psbt.txt", built.PSBT)
 		p := startClient(ctx, t, env, "node", append([]string{script, "--bunker", bunker, "--sk", env.ClientSK,
 			"--peer", peerPK, "--psbt-file", psbtFile, "--timeout", "90"}, steps...)...)
-		check(t, p.results(t), built)
+		got := p.results(t)
+		check(t, got, built)
+		t.Run("client metadata in the audit log", func(t *testing.T) {
+			// nostr-tools' connect({name, url}) sends [pubkey, secret, "", '{"name":…,"url":…}'].
+			e := lastConnectAudit(ctx, t, env, env.ClientPK)
+			for _, w := range []string{`name="cosigner interop test"`, `url="https://interop.example"`, "unverified"} {
+				if !strings.Contains(e.Reason, w) {
+					t.Fatalf("connect audit %q lacks %s", e.Reason, w)
+				}
+			}
+		})
+		t.Run("logout", func(t *testing.T) { checkLogout(t, got) })
 	})
 
 	t.Run("fromURI", func(t *testing.T) {
@@ -192,7 +224,57 @@ func TestInteropNostrTools(t *testing.T) {
 			t.Fatalf("fromURI connected to remote signer %q, want %s", r.RemoteSigner, env.KeyA.NostrPubKey)
 		}
 		check(t, got, built)
+		t.Run("logout", func(t *testing.T) { checkLogout(t, got) })
 	})
+}
+
+// waitNoSession waits until client has no session (the remote signer removes it right after
+// sending logout's "ack"), or fails when ctx ends.
+func waitNoSession(ctx context.Context, t *testing.T, env *scenario.Env, client string) {
+	t.Helper()
+	db, err := store.Open(ctx, dbPath(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for {
+		_, ok, err := db.SessionPerms(ctx, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the session of %s outlived its logout", client)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// lastConnectAudit returns the newest "connected" audit entry of client.
+func lastConnectAudit(ctx context.Context, t *testing.T, env *scenario.Env, client string) store.AuditEntry {
+	t.Helper()
+	db, err := store.Open(ctx, dbPath(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	es, err := db.AuditLog(ctx, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last store.AuditEntry
+	for _, e := range es {
+		if e.Client == client && e.Decision == "connected" && !e.At.Before(last.At) {
+			last = e
+		}
+	}
+	if last.Client == "" {
+		t.Fatalf("no connect of %s in the audit log", client)
+	}
+	return last
 }
 
 // TestInteropRustNostr drives cosigner with rust-nostr's NostrConnect client (PyPI nostr-sdk
