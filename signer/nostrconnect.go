@@ -149,7 +149,7 @@ func (s *RemoteSigner) processNostrConnects(ctx context.Context) {
 			continue
 		}
 		if c.State == session.ConnectPending {
-			s.audit(ctx, nip46.Call{Client: c.Client, ID: id, Method: nip46.MethodConnect}, "connected", "nostrconnect", "operator accepted a nostrconnect:// URI")
+			s.audit(ctx, nip46.Call{Client: c.Client, ID: id, Method: nip46.MethodConnect}, "connected", "nostrconnect", "operator accepted a nostrconnect:// URI; "+describeInfo(c.Info))
 			log.Info("nostrconnect: connect response sent; re-sending until the app's first request", "for", NostrConnectResendFor)
 		} else {
 			log.Debug("nostrconnect: connect response re-sent", "attempt", c.Attempts+1)

@@ -286,11 +286,13 @@ func (db *DB) AddNostrConnect(ctx context.Context, c session.NostrConnect) error
 }
 
 // PendingNostrConnects returns the nostrconnect responses still being delivered (state pending
-// or sent), oldest first.
+// or sent), oldest first, with the client metadata of their sessions (Info, Name).
 func (db *DB) PendingNostrConnects(ctx context.Context) ([]session.NostrConnect, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT client_pubkey, secret, relays, state, error, created_at,
-		response_id, attempts, sent_at, next_at
-		FROM nostrconnect_pending WHERE state IN (?, ?) ORDER BY created_at`, session.ConnectPending, session.ConnectSent)
+	rows, err := db.SQL.QueryContext(ctx, `SELECT p.client_pubkey, p.secret, p.relays, p.state, p.error, p.created_at,
+		p.response_id, p.attempts, p.sent_at, p.next_at,
+		COALESCE(s.name, ''), COALESCE(s.url, ''), COALESCE(s.image, ''), COALESCE(s.metadata_note, '')
+		FROM nostrconnect_pending p LEFT JOIN client_sessions s ON s.client_pubkey = p.client_pubkey
+		WHERE p.state IN (?, ?) ORDER BY p.created_at`, session.ConnectPending, session.ConnectSent)
 	if err != nil {
 		return nil, fmt.Errorf("store: pending nostrconnect: %w", err)
 	}
@@ -300,9 +302,11 @@ func (db *DB) PendingNostrConnects(ctx context.Context) ([]session.NostrConnect,
 		var c session.NostrConnect
 		var relays string
 		var at, sent, next int64
-		if err := rows.Scan(&c.Client, &c.Secret, &relays, &c.State, &c.Error, &at, &c.ResponseID, &c.Attempts, &sent, &next); err != nil {
+		if err := rows.Scan(&c.Client, &c.Secret, &relays, &c.State, &c.Error, &at, &c.ResponseID, &c.Attempts, &sent, &next,
+			&c.Info.Name, &c.Info.URL, &c.Info.Image, &c.Info.Note); err != nil {
 			return nil, fmt.Errorf("store: pending nostrconnect: %w", err)
 		}
+		c.Name = c.Info.Name
 		c.CreatedAt = time.Unix(at, 0)
 		if sent > 0 {
 			c.SentAt = time.Unix(sent, 0)

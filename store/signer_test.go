@@ -80,16 +80,17 @@ func TestConnectSecretGrantsPerms(t *testing.T) {
 func TestNostrConnectQueueRows(t *testing.T) {
 	ctx := context.Background()
 	db := openTest(t)
-	c := session.NostrConnect{Client: "carol", Relays: []string{"wss://a", "wss://b"}, Secret: "sec", Perms: "sign_psbt", Name: "App"}
+	c := session.NostrConnect{Client: "carol", Relays: []string{"wss://a", "wss://b"}, Secret: "sec", Perms: "sign_psbt", Name: "App",
+		Info: session.ClientInfo{Name: "App", URL: "https://app.example", Note: "client metadata ignored: image …"}}
 	if err := db.AddNostrConnect(ctx, c); err != nil {
 		t.Fatal(err)
 	}
 	p, err := db.PendingNostrConnects(ctx)
-	if err != nil || len(p) != 1 || p[0].Secret != "sec" || len(p[0].Relays) != 2 {
+	if err != nil || len(p) != 1 || p[0].Secret != "sec" || len(p[0].Relays) != 2 || p[0].Info != c.Info {
 		t.Fatalf("pending: %+v %v", p, err)
 	}
 	ss, _ := db.ListSessions(ctx)
-	if len(ss) != 1 || ss[0].Perms != "sign_psbt" || ss[0].Name != "App" || ss[0].Relays[1] != "wss://b" {
+	if len(ss) != 1 || ss[0].Perms != "sign_psbt" || ss[0].Name != "App" || ss[0].Relays[1] != "wss://b" || ss[0].Info != c.Info {
 		t.Fatalf("session: %+v", ss)
 	}
 	t0 := time.Unix(1_800_000_000, 0)

@@ -18,9 +18,16 @@ NostrConnect connects lazily: the first step makes it send connect
     get_public_key  the user pubkey (NIP-46 get_public_key)
     sign_event      a kind-1 note signed by the remote signer
     nip44           nip44_encrypt a text to --peer, then nip44_decrypt it
-    sign_psbt       not offered by the nostr-sdk 0.45 Python bindings: the
-                    NostrConnect class has no generic request method, so this
-                    step reports {"unsupported": …} instead of sending anything
+    sign_psbt       sign_psbt of --psbt-file (as given) in the same session. The
+                    NostrConnect client cannot send it: it has no generic request
+                    method (nostr-connect 0.45's send_request is private and its
+                    NostrConnectRequest enum has no variant for other methods;
+                    the Python bindings export neither). So the request is built
+                    as a raw NIP-46 request with rust-nostr's own primitives —
+                    nip44_encrypt, EventBuilder(kind 24133, p tag), Client —
+                    under the same client keys, to the remote signer NostrConnect
+                    connected to, and its response read with Client's
+                    notifications (auth_url answers are waited past)
 
 Output: one JSON line per step on stdout:
     {"step": S, "result": "<string>"} or {"step": S, "error": "<string>"}
@@ -71,10 +78,13 @@ async def main(argv):
     p.add_argument("--sk", help="client secret key, hex (generated if absent)")
     p.add_argument("--timeout", type=float, default=30.0, help="per request, seconds")
     p.add_argument("--peer", help="third-party pubkey (hex) for the nip44 step")
+    p.add_argument("--psbt-file", help="the PSBT for the sign_psbt step")
     p.add_argument("steps", nargs="*", choices=STEPS)
     a = p.parse_args(argv)
     if "nip44" in a.steps and not a.peer:
         p.error("the nip44 step needs --peer")
+    if "sign_psbt" in a.steps and not a.psbt_file:
+        p.error("the sign_psbt step needs --psbt-file")
     if bool(a.bunker) == a.nostrconnect or (a.nostrconnect and not a.relay):
         p.error("give --bunker URI, or --nostrconnect with at least one --relay")
 
@@ -113,7 +123,39 @@ async def main(argv):
         return {"result": "ok" if pt == text else "mismatch", "text": text, "ciphertext": ct, "plaintext": pt}
 
     async def sign_psbt():
-        return {"unsupported": "nostr-sdk 0.45 NostrConnect (Python) exposes no generic NIP-46 request, so sign_psbt cannot be sent"}
+        with open(a.psbt_file, encoding="utf-8") as f:
+            psbt = f.read().strip()
+        # The remote signer NostrConnect connected to (bootstrapped by the earlier steps).
+        remote = ns.PublicKey.parse(urllib.parse.urlparse(str(await signer.bunker_uri())).netloc)
+        client = ns.Client()
+        for r in signer.relays():
+            await client.add_relay(r)
+        await client.connect()
+        try:
+            stream = client.notifications()
+            await client.subscribe(ns.ReqTarget.auto([ns.Filter().kind(ns.Kind(24133)).pubkey(keys.public_key()).limit(0)]))
+            req_id = "raw-" + secrets.token_hex(8)
+            body = json.dumps({"id": req_id, "method": "sign_psbt", "params": [psbt]})
+            content = ns.nip44_encrypt(keys.secret_key(), remote, body, ns.Nip44Version.V2)
+            ev = ns.EventBuilder(ns.Kind(24133), content).tags([ns.Tag.public_key(remote)]).finalize(keys)
+            await client.send_event(ev)
+            while True:
+                n = await asyncio.wait_for(stream.next(), a.timeout)
+                if n is None:
+                    raise ns.NostrSdkError.Generic("notification stream ended")
+                if not isinstance(n, ns.ClientNotification.NEW_EVENT):
+                    continue
+                got = n.event
+                if got.kind().as_u16() != 24133 or got.author().to_hex() != remote.to_hex():
+                    continue
+                msg = json.loads(ns.nip44_decrypt(keys.secret_key(), got.author(), got.content()))
+                if msg.get("id") != req_id or msg.get("result") == "auth_url":
+                    continue
+                if msg.get("error"):
+                    return {"error": msg["error"], "sent_as": "raw"}
+                return {"result": msg.get("result", ""), "sent_as": "raw"}
+        finally:
+            await client.shutdown()
 
     fns = {"get_public_key": get_public_key, "sign_event": sign_event, "nip44": nip44, "sign_psbt": sign_psbt}
     for s in a.steps:

@@ -19,6 +19,7 @@ import (
 	"github.com/nbd-wtf/go-nostr/nip44"
 
 	"github.com/custodyagents/cosigner/internal/scenario"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -278,10 +279,12 @@ func lastConnectAudit(ctx context.Context, t *testing.T, env *scenario.Env, clie
 }
 
 // TestInteropRustNostr drives cosigner with rust-nostr's NostrConnect client (PyPI nostr-sdk
-// 0.45.1) in both flows (a bunker:// URI; a nostrconnect:// URI accepted with `cosigner
-// connect`): connect, get_public_key, sign_event, a nip44 round trip. sign_psbt cannot be sent:
-// the Python bindings of NostrConnect have no generic request method (the step reports so, and
-// the test checks that it did not pretend otherwise).
+// 0.45.1, the newest served) in both flows (a bunker:// URI; a nostrconnect:// URI accepted with
+// `cosigner connect`): connect, get_public_key, sign_event, a nip44 round trip, and sign_psbt of
+// a real 2-of-3 P2WSH PSBT. NostrConnect itself cannot send sign_psbt (no generic request:
+// nostr-connect's send_request is private, its NostrConnectRequest enum is closed, and the
+// Python bindings export neither), so the script sends it as a raw NIP-46 request built with
+// rust-nostr's nip44, event and relay code, under the same client keys, in the same session.
 func TestInteropRustNostr(t *testing.T) {
 	env := setup(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -290,7 +293,7 @@ func TestInteropRustNostr(t *testing.T) {
 	peerPK, _ := nostr.GetPublicKey(peerSK)
 	script := filepath.Join("e2e", "clients", "nostrsdk_client.py")
 	steps := []string{"get_public_key", "sign_event", "nip44", "sign_psbt"}
-	check := func(t *testing.T, got map[string]stepResult) {
+	check := func(t *testing.T, got map[string]stepResult, built scenario.Built) {
 		t.Run("connect and get_public_key", func(t *testing.T) {
 			if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
 				t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)
@@ -311,19 +314,20 @@ func TestInteropRustNostr(t *testing.T) {
 		})
 		t.Run("sign_psbt", func(t *testing.T) {
 			r := mustStep(t, got, "sign_psbt")
-			if r.Unsupported == "" {
-				t.Fatalf("nostr-sdk now reports sign_psbt as %+v: extend the script to send it", r)
-			}
-			t.Skipf("not possible with this client: %s", r.Unsupported)
+			noError(t, r)
+			checkCosigned(t, built.PSBT, r.Result)
 		})
 	}
 	t.Run("bunker", func(t *testing.T) {
+		built := buildPSBT(ctx, t, env, 10_000_000)
 		p := startClient(ctx, t, env, python(t), append([]string{script, "--bunker", bunkerURI(ctx, t, env, interopPerms),
-			"--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--timeout", "60"}, steps...)...)
-		check(t, p.results(t))
+			"--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--psbt-file", writeFile(t, "psbt.txt", built.PSBT), "--timeout", "60"}, steps...)...)
+		check(t, p.results(t), built)
 	})
 	t.Run("nostrconnect", func(t *testing.T) {
-		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--timeout", "60"}
+		built := buildPSBT(ctx, t, env, 10_000_000)
+		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", nostr.GeneratePrivateKey(), "--peer", peerPK,
+			"--psbt-file", writeFile(t, "psbt.txt", built.PSBT), "--timeout", "60"}
 		for _, u := range env.Net.RelayURLs() {
 			args = append(args, "--relay", u)
 		}
@@ -335,7 +339,32 @@ func TestInteropRustNostr(t *testing.T) {
 		if out, err := env.Cosigner(ctx, "connect", "--perms", interopPerms, first.NostrConnectURI); err != nil {
 			t.Fatalf("cosigner connect: %v (%s)", err, out)
 		}
-		check(t, p.results(t))
+		check(t, p.results(t), built)
+		u, err := nip46.ParseNostrConnectURI(first.NostrConnectURI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run("metadata= of the older URI form", func(t *testing.T) {
+			// nostr-sdk 0.45 needs metadata={"name":…} in the URI; cosigner reads it as the name.
+			db, err := store.Open(ctx, dbPath(env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			ss, err := db.ListSessions(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range ss {
+				if s.Client == u.ClientPubKey {
+					if s.Info.Name != "cosigner interop test" {
+						t.Fatalf("session name %q", s.Info.Name)
+					}
+					return
+				}
+			}
+			t.Fatalf("no session for the nostrconnect client")
+		})
 	})
 }
 

@@ -93,14 +93,13 @@ func setup(t *testing.T) *scenario.Env {
 
 // stepResult is one line of nip46_session.mjs or nostrsdk_client.py output.
 type stepResult struct {
-	Step        string `json:"step"`
-	Result      string `json:"result"`
-	Error       string `json:"error"`
-	Verified    bool   `json:"verified"`
-	Text        string `json:"text"`
-	Ciphertext  string `json:"ciphertext"`
-	Plaintext   string `json:"plaintext"`
-	Unsupported string `json:"unsupported"`
+	Step       string `json:"step"`
+	Result     string `json:"result"`
+	Error      string `json:"error"`
+	Verified   bool   `json:"verified"`
+	Text       string `json:"text"`
+	Ciphertext string `json:"ciphertext"`
+	Plaintext  string `json:"plaintext"`
 
 	NostrConnectURI string   `json:"nostrconnect_uri"`
 	RemoteSigner    string   `json:"remote_signer"`
