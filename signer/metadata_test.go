@@ -170,3 +170,22 @@ func TestAcceptNostrConnectMetadata(t *testing.T) {
 		}
 	}
 }
+
+// NIP-46 (nips PR #2375): requests with unknown or unsupported methods MUST be answered with an
+// error. Methods of older NIP-46 texts (get_relays, describe, create_account), other spellings
+// and names that cannot be methods all get unknown_method, and change nothing.
+func TestUnknownMethodsAnswered(t *testing.T) {
+	h := newHarness(t)
+	h.connectWith("sign_psbt", "")
+	before := h.perms()
+	for _, m := range []string{"get_relays", "describe", "create_account", "disconnect", "Sign_PSBT", "sign-psbt",
+		"nip44v3_encrypt", strings.Repeat("m", 200), "sign_message"} {
+		r := h.one(h.request("u", m, "x"))
+		if r.Result != "" || !strings.HasPrefix(r.Error, nip46.CodeUnknownMethod+": ") || r.ID != "u" {
+			t.Errorf("%.40s: %+v", m, r)
+		}
+	}
+	if h.perms() != before {
+		t.Fatalf("permissions changed: %q -> %q", before, h.perms())
+	}
+}

@@ -171,3 +171,37 @@ func TestPassphraseFromContainerSecret(t *testing.T) {
 		t.Fatalf("the environment wins: %q %v", p, err)
 	}
 }
+
+// A session stored before migration 0017 has only the metadata JSON as the client sent it:
+// `clients list` shows it through the same validation (a javascript: url is dropped and noted).
+func TestClientsListReadsOlderMetadata(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("COSIGNER_DATA_DIR", dir)
+	t.Setenv("COSIGNER_PASSPHRASE", "pw")
+	t.Setenv("COSIGNER_RELAYS", "ws://127.0.0.1:1")
+	if _, err := cli(t, "init"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	db, err := store.Open(ctx, filepath.Join(dir, "cosigner.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	client := strings.Repeat("e", 64)
+	if err := db.AddConnectSecret(ctx, "s"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UseConnectSecret(ctx, "s", client, "", session.ClientInfo{}, func(string, bool) (string, error) { return "sign_psbt", nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL.ExecContext(ctx, `UPDATE client_sessions SET metadata = ? WHERE client_pubkey = ?`,
+		`{"name":"Legacy App","url":"javascript:alert(1)"}`, client); err != nil {
+		t.Fatal(err)
+	}
+	out, err := cli(t, "clients", "list")
+	if err != nil || !strings.Contains(out, "Legacy App") || strings.Contains(out, "javascript") ||
+		!strings.Contains(out, client[:16]+"…: client metadata ignored: url is not an http:// or https:// URL") {
+		t.Fatalf("list: %q %v", out, err)
+	}
+}

@@ -321,12 +321,12 @@ func TestInteropRustNostr(t *testing.T) {
 	t.Run("bunker", func(t *testing.T) {
 		built := buildPSBT(ctx, t, env, 10_000_000)
 		p := startClient(ctx, t, env, python(t), append([]string{script, "--bunker", bunkerURI(ctx, t, env, interopPerms),
-			"--sk", nostr.GeneratePrivateKey(), "--peer", peerPK, "--psbt-file", writeFile(t, "psbt.txt", built.PSBT), "--timeout", "60"}, steps...)...)
+			"--sk", env.ClientSK, "--peer", peerPK, "--psbt-file", writeFile(t, "psbt.txt", built.PSBT), "--timeout", "60"}, steps...)...)
 		check(t, p.results(t), built)
 	})
 	t.Run("nostrconnect", func(t *testing.T) {
 		built := buildPSBT(ctx, t, env, 10_000_000)
-		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", nostr.GeneratePrivateKey(), "--peer", peerPK,
+		args := []string{script, "--nostrconnect", "--perms", interopPerms, "--sk", env.ClientSK, "--peer", peerPK,
 			"--psbt-file", writeFile(t, "psbt.txt", built.PSBT), "--timeout", "60"}
 		for _, u := range env.Net.RelayURLs() {
 			args = append(args, "--relay", u)
