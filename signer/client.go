@@ -32,6 +32,10 @@ type ClientOptions struct {
 	OnAuthURL func(method, requestID, url string)
 	// Perms are the permissions asked for in connect ("method[:kind],…"), optional.
 	Perms string
+	// Metadata is what the client says about itself in connect's fourth param (NIP-46
+	// "Client metadata": a bunker:// client SHOULD send it), optional; a display hint for the
+	// remote signer's operator.
+	Metadata nip46.ClientMetadata
 	// Pool carries the requests (default: a relaypool.Pool on the bunker URI's relays, closed by
 	// Close).
 	Pool   RelayPool
@@ -374,11 +378,15 @@ func (c *Client) send(ctx context.Context, body string) error {
 // so a response sent before our subscription reached a relay is lost there).
 func (c *Client) connect(ctx context.Context) error {
 	params := []string{c.remote}
-	if c.secret != "" || c.opts.Perms != "" {
+	meta := c.opts.Metadata.JSON()
+	if c.secret != "" || c.opts.Perms != "" || meta != "" {
 		params = append(params, c.secret)
 	}
-	if c.opts.Perms != "" {
-		params = append(params, c.opts.Perms)
+	if c.opts.Perms != "" || meta != "" {
+		params = append(params, c.opts.Perms) // "" keeps the metadata fourth
+	}
+	if meta != "" {
+		params = append(params, meta)
 	}
 	res, err := c.exchange(ctx, newRequestID(), "connect", params, waitRule{timeout: c.opts.Timeout, resend: 2 * time.Second, mustSend: true})
 	if err != nil {

@@ -90,6 +90,7 @@ func TestClientAgainstRemoteSigner(t *testing.T) {
 	var authMu sync.Mutex
 	var authURLs []string
 	opts := ClientOptions{Pool: busPool{b}, Logger: quietLog(), Timeout: 20 * time.Second, Perms: "sign_psbt,sign_event:1",
+		Metadata:  nip46.ClientMetadata{Name: "cosigner", URL: "https://cosigner.example"},
 		OnAuthURL: func(method, id, url string) { authMu.Lock(); authURLs = append(authURLs, url); authMu.Unlock() }}
 	clientSK := nostr.GeneratePrivateKey()
 	c, err := DialBunker(ctx, clientSK, uri, opts)
@@ -102,6 +103,9 @@ func TestClientAgainstRemoteSigner(t *testing.T) {
 	}
 	if perms, _, _ := db.SessionPerms(ctx, c.PublicKey()); perms != "sign_event:1,sign_psbt" {
 		t.Fatalf("granted %q", perms)
+	}
+	if s := sessionOf(t, db, c.PublicKey()); s.Info.Name != "cosigner" || s.Info.URL != "https://cosigner.example" {
+		t.Fatalf("the client's metadata did not arrive: %+v", s.Info)
 	}
 	_, err = c.Call(ctx, "psbt_status", "x")
 	var re *nip46.RemoteError

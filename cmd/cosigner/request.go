@@ -14,6 +14,7 @@ import (
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/signer"
 )
 
@@ -41,7 +42,7 @@ func cmdRequest(ctx context.Context, cfg *Config, args []string, out io.Writer) 
 	}
 	log := cfg.logger()
 	c, err := signer.DialBunker(ctx, sk, fs.Arg(0), signer.ClientOptions{
-		Timeout: *timeout, Perms: *perms, Logger: log,
+		Timeout: *timeout, Perms: *perms, Logger: log, Metadata: nip46.ClientMetadata{Name: "cosigner request"},
 		OnAuthURL: func(method, id, url string) {
 			fmt.Fprintf(os.Stderr, "the remote signer holds this request; open %s (waiting for the answer)\n", url)
 		},
