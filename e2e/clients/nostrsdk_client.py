@@ -32,7 +32,7 @@ NostrConnect connects lazily: the first step makes it send connect
 Output: one JSON line per step on stdout:
     {"step": S, "result": "<string>"} or {"step": S, "error": "<string>"}
     (nip44 adds "ciphertext" and "plaintext"; sign_event adds "verified"),
-then {"done": true}. Exit status 0 when every step ran (a signer's error answer
+then {"done": true}; every line carries "at", seconds since the start. Exit status 0 when every step ran (a signer's error answer
 is a result, not a failure), 1 on a timeout, 2 on a usage error.
 """
 
@@ -41,6 +41,7 @@ import asyncio
 import json
 import secrets
 import sys
+import time
 import urllib.parse
 from datetime import timedelta
 
@@ -49,7 +50,11 @@ import nostr_sdk as ns
 STEPS = ("get_public_key", "sign_event", "nip44", "sign_psbt")
 
 
+START = time.monotonic()
+
+
 def out(obj):
+    obj.setdefault("at", round(time.monotonic() - START, 3))  # seconds since start, for the test log
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
 

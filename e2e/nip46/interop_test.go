@@ -294,6 +294,9 @@ func TestInteropRustNostr(t *testing.T) {
 	script := filepath.Join("e2e", "clients", "nostrsdk_client.py")
 	steps := []string{"get_public_key", "sign_event", "nip44", "sign_psbt"}
 	check := func(t *testing.T, got map[string]stepResult, built scenario.Built) {
+		for _, s := range steps {
+			t.Logf("%s answered %.1fs after the client started", s, got[s].At)
+		}
 		t.Run("connect and get_public_key", func(t *testing.T) {
 			if r := mustStep(t, got, "get_public_key"); r.Result != env.KeyA.NostrPubKey {
 				t.Fatalf("get_public_key: %+v, want %s", r, env.KeyA.NostrPubKey)

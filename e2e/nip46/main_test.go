@@ -105,6 +105,7 @@ type stepResult struct {
 	RemoteSigner    string   `json:"remote_signer"`
 	Relays          []string `json:"relays"`
 	Done            bool     `json:"done"`
+	At              float64  `json:"at"` // seconds since the client started (nostrsdk_client.py)
 }
 
 // clientProcess runs a client script from the repository root; its stdout lines are decoded
