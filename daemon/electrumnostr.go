@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/custodyagents/cosigner/policy"
@@ -53,5 +54,33 @@ func (d *Daemon) newElectrumNostr(context.Context) error {
 	}
 	d.electrum = ch
 	d.responders.electrum = ch
+	d.reqMetrics.electrum = ch
 	return nil
+}
+
+// electrumNostrReasons are the reasons psbtnostr.Channel.Drops reports (a fixed label set).
+var electrumNostrReasons = []string{"not_for_us", "not_cosigner", "stale", "oversized", "rate", "undecryptable", "malformed", "seen", "disabled", "store"}
+
+// electrumNostrCollectors report the channel's drops as
+// cosigner_electrum_nostr_dropped_total{reason} and the events handed to the policy as
+// cosigner_electrum_nostr_requests_total (0 while the channel does not exist).
+func electrumNostrCollectors(ch func() *psbtnostr.Channel) []prometheus.Collector {
+	out := []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cosigner_electrum_nostr_requests_total",
+		Help: "Electrum psbt_nostr messages handed to the policy (signed, held or refused)."}, func() float64 {
+		if c := ch(); c != nil {
+			return float64(c.Handled())
+		}
+		return 0
+	})}
+	for _, reason := range electrumNostrReasons {
+		out = append(out, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "cosigner_electrum_nostr_dropped_total",
+			Help:        "Electrum psbt_nostr events dropped with no decision and no answer, by reason (psbtnostr.Channel.Drops).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 {
+			if c := ch(); c != nil {
+				return float64(c.Drops()[reason])
+			}
+			return 0
+		}))
+	}
+	return out
 }

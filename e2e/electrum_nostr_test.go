@@ -11,6 +11,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -253,6 +255,19 @@ rules:
 	for _, reason := range []string{"not_cosigner", "stale", "oversized"} {
 		if _, err := env.WaitLog(ctx, time.Minute, `msg="event dropped"`, "reason="+reason); err != nil {
 			t.Fatal(err)
+		}
+	}
+
+	resp, err := http.Get("http://" + env.HealthAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`cosigner_electrum_nostr_dropped_total{reason="not_cosigner"} 1`, `cosigner_electrum_nostr_dropped_total{reason="stale"} 1`,
+		`cosigner_electrum_nostr_dropped_total{reason="oversized"} 1`, `cosigner_electrum_nostr_requests_total 0`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Fatalf("/metrics lacks %s", m)
 		}
 	}
 
