@@ -200,7 +200,7 @@ func (d *Daemon) newSigner(context.Context) error {
 		return err
 	}
 	d.remote = remote
-	d.responders = &responders{remote: remote}
+	d.responders = &responders{remote: remote, log: d.log}
 	d.reqMetrics.drops = remote.Drops
 	// An automation's fee bump spends again the coins of this co-signer's own broadcast,
 	// unconfirmed proposals (outbound.Replaceable reads them from the store and the watcher).

@@ -6,7 +6,7 @@ package daemon
 
 import (
 	"context"
-	"fmt"
+	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -21,13 +21,17 @@ import (
 type responders struct {
 	remote   psbtflow.Responder
 	electrum psbtflow.Responder // nil until made (or when the wallet is not Electrum's)
+	log      *slog.Logger
 }
 
 // Respond implements psbtflow.Responder.
 func (r *responders) Respond(ctx context.Context, client, requestID, result string, err error) error {
 	if client == policy.ChannelElectrumNostr {
 		if r.electrum == nil {
-			return fmt.Errorf("the electrum_nostr channel is not running (the wallet is not one Electrum can hold)")
+			// No channel for this wallet (a descriptor Electrum cannot hold): nobody to answer;
+			// marked answered rather than retried at every tick.
+			r.log.Warn("held electrum_nostr request ended, but this wallet has no Electrum channel: not answered", "id", requestID)
+			return nil
 		}
 		return r.electrum.Respond(ctx, client, requestID, result, err)
 	}

@@ -80,3 +80,13 @@ func (db *DB) ElectrumNostrEventByID(ctx context.Context, id string) (ElectrumNo
 	ev.SeenAt, ev.Pending = time.Unix(at, 0), p == 1
 	return ev, true, nil
 }
+
+// ForgetElectrumNostr removes the record of event id (nothing when there is none), so that the
+// event is taken in again when it is delivered again: for a request psbtflow did not decide
+// (not synced yet, a passing failure). Errors: the database's.
+func (db *DB) ForgetElectrumNostr(ctx context.Context, id string) error {
+	if _, err := db.SQL.ExecContext(ctx, `DELETE FROM electrum_nostr_events WHERE event_id = ?`, id); err != nil {
+		return fmt.Errorf("store: electrum nostr event %s: %w", id, err)
+	}
+	return nil
+}

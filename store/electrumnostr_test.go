@@ -54,4 +54,11 @@ func TestElectrumNostrEvents(t *testing.T) {
 	if _, ok, _ := db.ElectrumNostrEventByID(ctx, "e2"); ok {
 		t.Fatal("e2 not pruned once answered")
 	}
+	// A forgotten event is new again.
+	if err := db.ForgetElectrumNostr(ctx, "e4"); err != nil {
+		t.Fatal(err)
+	}
+	if !first("e4", later) {
+		t.Fatal("e4 still seen after ForgetElectrumNostr")
+	}
 }

@@ -37,6 +37,7 @@ type Records interface {
 	FirstSeenElectrumNostr(ctx context.Context, ev store.ElectrumNostrEvent, ttl time.Duration) (bool, error)
 	SetElectrumNostrPending(ctx context.Context, id string, pending bool) error
 	ElectrumNostrEventByID(ctx context.Context, id string) (store.ElectrumNostrEvent, bool, error)
+	ForgetElectrumNostr(ctx context.Context, id string) error
 }
 
 // Defaults of Config.
@@ -235,6 +236,15 @@ func (c *Channel) Handle(ctx context.Context, ev *nostr.Event) {
 			c.log.Error("held request: keeping its sender", "event", ev.ID, "error", perr)
 		}
 		c.log.Info("Electrum request held", "event", ev.ID, "from", ev.PubKey, "reason", reason, "url", url)
+		return
+	}
+	if _, transient, refused := psbtflow.Refused(err); err != nil && (!refused || transient) {
+		// Not decided (not synced yet, a passing failure): forget the event so that it is
+		// taken in again when a relay delivers it again (a re-subscription, a restart).
+		if ferr := c.cfg.Records.ForgetElectrumNostr(ctx, ev.ID); ferr != nil {
+			c.log.Error("forgetting an undecided event", "event", ev.ID, "error", ferr)
+		}
+		c.log.Warn("Electrum request not decided; it is taken in again when delivered again", "event", ev.ID, "error", err)
 		return
 	}
 	if err != nil {

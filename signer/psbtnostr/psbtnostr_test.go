@@ -436,3 +436,21 @@ func TestChannelRateLimit(t *testing.T) {
 		t.Fatalf("handled %d, drops %v", h.ch.Handled(), h.ch.Drops())
 	}
 }
+
+// TestChannelUndecidedIsTakenAgain: a request psbtflow does not decide (the wallet view is not
+// synced) leaves no record, so the same event delivered again is decided and answered.
+func TestChannelUndecidedIsTakenAgain(t *testing.T) {
+	h := newHarness(t, polDoc, false)
+	ctx := context.Background()
+	ev := h.message(h.sender, Message{TX: h.psbtHex(50_000)}, h.now)
+	h.w.Chain.Syncing = true
+	h.ch.Handle(ctx, ev)
+	if _, ok, _ := h.db.ElectrumNostrEventByID(ctx, ev.ID); ok || len(h.pool.take()) != 0 {
+		t.Fatal("an undecided event was kept or answered")
+	}
+	h.w.Chain.Syncing = false
+	h.ch.Handle(ctx, ev)
+	if sent := h.pool.take(); len(sent) != 1 || h.ch.Drops()["seen"] != 0 {
+		t.Fatalf("delivered again: %d answers, drops %v", len(sent), h.ch.Drops())
+	}
+}
