@@ -195,6 +195,12 @@ func (c *Channel) Handled() uint64 { return c.handled.Load() }
 // under the event id; a signature goes back at once (answer), a hold later (Respond), a
 // refusal nowhere (Electrum has no error message; psbtflow audited it). Every drop is counted
 // and logged and writes nothing.
+//
+// Why a signature is never given twice for one event, nor beyond the policy: psbtflow decides a
+// (client, request id) once and answers a repeat from its store, and the request id is the
+// event id (a hash of the signed event); the seen record only keeps a replayed event from
+// sending the stored answer out again, and it outlives the 24 hours in which Check lets an
+// event in (a record is pruned only after KeepDelay, and never while its request is held).
 func (c *Channel) Handle(ctx context.Context, ev *nostr.Event) {
 	now := c.cfg.Now()
 	if err := Check(ev, c.cfg.Wallet, now); err != nil {
