@@ -454,3 +454,20 @@ func TestChannelUndecidedIsTakenAgain(t *testing.T) {
 		t.Fatalf("delivered again: %d answers, drops %v", len(sent), h.ch.Drops())
 	}
 }
+
+// FuzzInbound: hostile content and plaintext never panic the decryption or the parser, and a
+// parsed message always has a non-empty tx.
+func FuzzInbound(f *testing.F) {
+	sk := nostr.GeneratePrivateKey()
+	pk, _ := nostr.GetPublicKey(sk)
+	good, _ := Encrypt(`{"tx":"70736274ff","label":"x"}`, pk, sk)
+	f.Add(good, `{"tx":"70736274ff"}`)
+	f.Add("AAAA?iv=AAAA", `{"tx":5}`)
+	f.Add("?iv=", `{"label":null}`)
+	f.Fuzz(func(t *testing.T, content, plaintext string) {
+		_, _ = Decrypt(content, pk, sk)
+		if m, err := ParseMessage(plaintext); err == nil && m.TX == "" {
+			t.Fatalf("parsed %q with an empty tx", plaintext)
+		}
+	})
+}
