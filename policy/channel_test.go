@@ -101,3 +101,28 @@ func TestChannelClientErrors(t *testing.T) {
 		t.Fatalf("client %+v", p.Clients[0])
 	}
 }
+
+// TestChannelAddedIsLoosening: enabling the channel loosens the policy, so under loosen_delay
+// it waits: until the new policy applies alone the channel stays off.
+func TestChannelAddedIsLoosening(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	prev, err := Parse("a.yaml", []byte("version: 1\nloosen_delay: 7d\nclients:\n  - name: coordinator\n    pubkey: 79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798\nlimits:\n  max_per_tx: 1 BTC\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := Parse("b.yaml", []byte("version: 1\nloosen_delay: 7d\nclients:\n  - name: coordinator\n    pubkey: 79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798\n  - name: electrum\n    channel: electrum_nostr\nlimits:\n  max_per_tx: 1 BTC\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Loosenings(prev, next)
+	if len(l) != 1 || !strings.Contains(l[0], `"electrum" added`) {
+		t.Fatalf("loosenings %v", l)
+	}
+	pending := next.WithPrior(prev, now.Add(7*24*time.Hour))
+	if ChannelEnabled(pending, ChannelElectrumNostr, now) {
+		t.Fatal("the channel is on before the loosening applies alone")
+	}
+	if !ChannelEnabled(pending, ChannelElectrumNostr, now.Add(8*24*time.Hour)) {
+		t.Fatal("the channel is off after the loosening applies")
+	}
+}
