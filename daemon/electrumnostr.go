@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer/psbtnostr"
 )
 
@@ -38,7 +40,7 @@ func (r *responders) Respond(ctx context.Context, client, requestID, result stri
 	return r.remote.Respond(ctx, client, requestID, result, err)
 }
 
-// newElectrumNostr makes the channel over the main relay pool, deciding through the psbtflow
+// newElectrumNostr makes the channel over COSIGNER_RELAYS, deciding through the psbtflow
 // service like any sign_psbt; nil (logged) when the wallet is not one Electrum can hold.
 func (d *Daemon) newElectrumNostr(context.Context) error {
 	w, err := psbtnostr.NewWallet(d.desc, d.keys.AccountXPub())
@@ -46,11 +48,21 @@ func (d *Daemon) newElectrumNostr(context.Context) error {
 		d.log.Info("Electrum's Send to cosigner is not available for this wallet", "reason", err)
 		return nil
 	}
+	// Its own connections to the relays, authenticated (NIP-42) with the channel's key: relays
+	// that serve kind-4 messages only to their p-tagged recipient after AUTH (as Electrum's
+	// library authenticates with that key too) then serve them to cosigner; the bunker key would
+	// not do. Connected only when the channel subscribes or answers.
+	pool, err := relaypool.New(d.cfg.Relays, relaypool.Options{Logger: d.log.With("component", "electrum_nostr"), Quorum: d.cfg.RelayQuorum,
+		AuthSigner: NostrAuthSigner(w.OwnSecret)})
+	if err != nil {
+		return fmt.Errorf("configuration: COSIGNER_RELAYS: %w", err)
+	}
+	d.onClose(pool.Close)
 	per := d.cfg.ElectrumNostrPerMin
 	if per < 1 {
 		per = 10
 	}
-	ch, err := psbtnostr.New(psbtnostr.Config{Wallet: w, Pool: d.pool, Signer: d.flow, Records: d.db, Policy: d.policies.Policy,
+	ch, err := psbtnostr.New(psbtnostr.Config{Wallet: w, Pool: pool, Signer: d.flow, Records: d.db, Policy: d.policies.Policy,
 		Ready: d.watcher.Ready(), ReplyToAll: d.cfg.ElectrumNostrReplyAll, Rate: rate.Limit(float64(per) / 60), Burst: per,
 		Now: d.clock.Now, Log: d.log})
 	if err != nil {
