@@ -48,6 +48,11 @@ type Config struct {
 	NIP04Legacy bool
 	ClientRate  float64
 	ClientBurst int
+	// ElectrumNostrPerMin bounds the Electrum psbt_nostr messages taken in per minute, all
+	// senders together (COSIGNER_ELECTRUM_NOSTR_RATE); ElectrumNostrReplyAll also sends a
+	// signed PSBT to every other co-signer (COSIGNER_ELECTRUM_NOSTR_REPLY_ALL).
+	ElectrumNostrPerMin   int
+	ElectrumNostrReplyAll bool
 	// NotifyRecipients are the operators' hex pubkeys for NIP-17 notices (COSIGNER_NOTIFY_NPUB
 	// parsed; nil: off).
 	NotifyRecipients []string

@@ -24,6 +24,7 @@ import (
 	"github.com/custodyagents/cosigner/psbtflow"
 	"github.com/custodyagents/cosigner/relaypool"
 	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/signer/psbtnostr"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -44,6 +45,8 @@ type Daemon struct {
 	flow       *psbtflow.Service
 	reqMetrics *requestMetrics
 	remote     *signer.RemoteSigner
+	responders *responders        // late answers of held requests: NIP-46 or Electrum's channel
+	electrum   *psbtnostr.Channel // nil when the wallet is not one Electrum can hold
 	engine     *outbound.Engine
 	health     net.Listener // nil: no health endpoint
 
@@ -72,6 +75,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		d.newWatcher,
 		d.newRelayPool,
 		d.newSigner,
+		d.newElectrumNostr,
 		d.newAutomations,
 		d.listenHealth,
 	}
@@ -196,12 +200,13 @@ func (d *Daemon) newSigner(context.Context) error {
 		return err
 	}
 	d.remote = remote
+	d.responders = &responders{remote: remote, log: d.log}
 	d.reqMetrics.drops = remote.Drops
 	// An automation's fee bump spends again the coins of this co-signer's own broadcast,
 	// unconfirmed proposals (outbound.Replaceable reads them from the store and the watcher).
 	// The spend exposure and the replaceable coins move on the watcher's proven facts.
 	flowOpts := []psbtflow.Option{psbtflow.WithClock(d.clock.Now), psbtflow.WithLimits(d.cfg.Limits),
-		psbtflow.WithReplaceable(outbound.Replaceable(d.db, chainView{d.watcher})), psbtflow.WithResponder(remote),
+		psbtflow.WithReplaceable(outbound.Replaceable(d.db, chainView{d.watcher})), psbtflow.WithResponder(d.responders),
 		psbtflow.WithSpendFacts(d.watcher), psbtflow.WithTxConfirmed(func(txid chainhash.Hash) bool {
 			st, ok := d.watcher.Tx(txid)
 			return ok && st.Verified && st.Height > 0
@@ -308,6 +313,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	start("signer", d.remote.Run)
 	start("policy reload", d.policies.Run)
 	start("held requests", d.flow.Run)
+	if d.electrum != nil {
+		start("electrum_nostr", d.electrum.Run)
+	}
 	start("retention", d.runRetention)
 	start("sync report", d.reportSync)
 	<-ctx.Done()

@@ -17,6 +17,7 @@ import (
 	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/outbound"
 	"github.com/custodyagents/cosigner/signer"
+	"github.com/custodyagents/cosigner/signer/psbtnostr"
 	"github.com/custodyagents/cosigner/store"
 )
 
@@ -28,6 +29,8 @@ type requestMetrics struct {
 	requests *prometheus.CounterVec
 	// drops reads the remote signer's counts of events dropped unanswered (set once it exists).
 	drops func() signer.DropStats
+	// electrum is Electrum's psbt_nostr channel (nil: none; its metrics then read 0).
+	electrum *psbtnostr.Channel
 }
 
 // dropCollectors report drops as cosigner_nip46_dropped_total{reason}: invalid, stranger,
@@ -48,7 +51,7 @@ func (m *requestMetrics) dropCollectors() []prometheus.Collector {
 			return float64(v(m.drops()))
 		}))
 	}
-	return out
+	return append(out, electrumNostrCollectors(func() *psbtnostr.Channel { return m.electrum })...)
 }
 
 func newRequestMetrics() *requestMetrics {

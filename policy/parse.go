@@ -20,7 +20,7 @@ import (
 // The keys each mapping of the language accepts; the JSON Schema is built from the same lists.
 var (
 	keysTop        = []string{"version", "timezone", "loosen_delay", "clients", "approvers", "descriptors", "limits", "automations", "rules"}
-	keysClient     = []string{"name", "pubkey", "methods", "rate_limit"}
+	keysClient     = []string{"name", "pubkey", "channel", "methods", "rate_limit"}
 	keysApprover   = []string{"name", "pubkey"}
 	keysDescriptor = []string{"descriptor", "lookahead"}
 	keysLimits     = []string{"max_per_tx", "velocity", "max_fee", "max_feerate", "max_fee_share", "min_confirmations", "hours", "destinations", "release_after", "allow_sighash", "deny_warnings"}
@@ -327,18 +327,16 @@ func (v *validator) clients(n *yaml.Node) []Client {
 			}
 			names[c.Name] = true
 		}
-		pk, ok := m["pubkey"]
+		hexpk, ok := v.clientID(item, m)
 		if !ok {
-			v.errorf(item, "client needs a pubkey (npub1… or 64 hex characters)")
-			continue
-		}
-		hexpk, err := parsePubKey(pk.Value)
-		if err != nil {
-			v.errorf(pk, "pubkey: %v", err)
 			continue
 		}
 		if seen[hexpk] {
-			v.errorf(pk, "client pubkey listed twice")
+			if _, isChannel := m["channel"]; isChannel {
+				v.errorf(m["channel"], "channel %s listed twice", hexpk)
+			} else {
+				v.errorf(m["pubkey"], "client pubkey listed twice")
+			}
 			continue
 		}
 		seen[hexpk] = true
@@ -349,8 +347,15 @@ func (v *validator) clients(n *yaml.Node) []Client {
 					v.errorf(mn, "unknown method %q (known: %s)", mn.Value, strings.Join(knownMethods, ", "))
 					continue
 				}
+				if IsChannel(hexpk) && mn.Value != "sign_psbt" {
+					v.errorf(mn, "channel %s can only ask for signatures (methods: [sign_psbt])", hexpk)
+					continue
+				}
 				c.Methods = append(c.Methods, mn.Value)
 			}
+		}
+		if IsChannel(hexpk) && len(c.Methods) == 0 {
+			c.Methods = []string{"sign_psbt"}
 		}
 		if rl, ok := m["rate_limit"]; ok {
 			if s, ok := v.scalar(rl, "rate_limit", `"20/1h"`); ok {
@@ -361,7 +366,9 @@ func (v *validator) clients(n *yaml.Node) []Client {
 				}
 			}
 		}
-		if c.Name == "" {
+		if c.Name == "" && IsChannel(hexpk) {
+			c.Name = hexpk
+		} else if c.Name == "" {
 			c.Name = hexpk[:12]
 		}
 		out = append(out, c)

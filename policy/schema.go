@@ -63,12 +63,13 @@ func Schema() []byte {
 		"version":      js{"const": 1, "description": "Policy language version."},
 		"timezone":     str(`Default IANA time zone of time-of-day windows (default UTC).`, ""),
 		"loosen_delay": js{"anyOf": []any{duration("A change that loosens this policy applies alone only after this delay; tightening applies at once."), js{"const": 0}}},
-		"clients": list(obj(keysClient, js{
+		"clients": list(exactlyOne(obj(keysClient, js{
 			"name":       str("Name used in rules and logs.", ""),
 			"pubkey":     pubkey,
-			"methods":    list(js{"enum": knownMethods}, "Methods it may call (default: all policy-gated methods)."),
+			"channel":    js{"enum": channels, "description": "Instead of pubkey: a channel whose senders are unauthenticated (electrum_nostr: Electrum's \"Send to cosigner\"; docs/electrum-cosigning.md)."},
+			"methods":    list(js{"enum": knownMethods}, "Methods it may call (default: all policy-gated methods; a channel: sign_psbt only)."),
 			"rate_limit": str(`Requests per rolling window: "20/1h".`, patRate),
-		}, "pubkey"), "NIP-46 clients allowed to ask."),
+		}), "pubkey", "channel"), "NIP-46 clients (pubkey) and channels (channel) allowed to ask."),
 		"approvers": list(obj(keysApprover, js{"name": str("Name used in hold rules.", ""), "pubkey": pubkey}, "name", "pubkey"),
 			"People who may approve held requests with the approve method."),
 		"descriptors": js{"type": "object", "description": "Named output descriptors (e.g. a cold vault) for destination lists.",
@@ -128,6 +129,16 @@ func Schema() []byte {
 	s["title"] = "cosigner policy"
 	b, _ := json.MarshalIndent(s, "", "  ")
 	return append(b, '\n')
+}
+
+// exactlyOne makes o require exactly one of keys (a client's pubkey or channel).
+func exactlyOne(o js, keys ...string) js {
+	var alts []any
+	for _, k := range keys {
+		alts = append(alts, js{"required": []string{k}})
+	}
+	o["oneOf"] = alts
+	return o
 }
 
 // oneOf is an object with exactly one of keys (a trigger, an action).

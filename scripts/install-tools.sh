@@ -3,7 +3,7 @@
 # (internal/devnet), the end-to-end tests and the demo need.
 #
 #   btcd + btcctl  v0.24.2            -> $TOOLS_DIR/bin          (go install)
-#   ElectrumX, plyvel, bdkpython, nostr-sdk -> $TOOLS_DIR/venv   (pip, scripts/requirements.txt)
+#   ElectrumX, plyvel, bdkpython, nostr-sdk, electrum-aionostr -> $TOOLS_DIR/venv   (pip, scripts/requirements.txt)
 #   nostr-tools, ws, @nostr-relay/*   -> internal/devnet/node/node_modules (npm ci, package-lock.json)
 #   nostr-rs-relay 0.8.12, electrs 0.12.0 -> $TOOLS_DIR/bin (cargo install, built once into
 #                                       $CACHE_DIR/<crate>-<version>, outside the clone)
@@ -91,9 +91,9 @@ need cargo "Rust toolchain (cargo), for nostr-rs-relay and electrs"
 # --- Debian packages -------------------------------------------------------------
 # The Rust builds need clang/libclang (rocksdb's bindgen, for electrs) and protoc (for
 # nostr-rs-relay); `cosigner export`'s test opens wallets with Debian's Electrum library
-# (python3-electrum); the container test needs the Docker engine and mmdebstrap (base images
+# (python3-electrum); electrum_ecc (pip) loads libsecp256k1-1; the container test needs the Docker engine and mmdebstrap (base images
 # are made locally: nothing can be pulled from a registry).
-DEB_PACKAGES=(clang libclang-dev protobuf-compiler docker.io mmdebstrap python3-electrum)
+DEB_PACKAGES=(clang libclang-dev protobuf-compiler docker.io mmdebstrap python3-electrum libsecp256k1-1)
 missing_debs() {
 	local p
 	for p in "${DEB_PACKAGES[@]}"; do
@@ -135,9 +135,11 @@ install_venv() {
 	"$PYTHON" -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ needed, have " + sys.version'
 	rm -rf "$TOOLS_DIR/venv"
 	"$PYTHON" -m venv "$TOOLS_DIR/venv"
-	"$TOOLS_DIR/venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -r "$REQUIREMENTS"
+	# electrum_ecc (electrum-aionostr's curve library) would build libsecp256k1 with autotools;
+	# it loads Debian's libsecp256k1-1 instead.
+	ELECTRUM_ECC_DONT_COMPILE=1 "$TOOLS_DIR/venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -r "$REQUIREMENTS"
 	"$TOOLS_DIR/venv/bin/python" -m pip check
-	"$TOOLS_DIR/venv/bin/python" -c 'import electrumx, plyvel, bdkpython, nostr_sdk; print("electrumx", electrumx.version)'
+	"$TOOLS_DIR/venv/bin/python" -c 'import electrumx, plyvel, bdkpython, nostr_sdk, electrum_aionostr, electrum_ecc; print("electrumx", electrumx.version)'
 }
 run_step python-venv "python $PY_VERSION requirements $(sha "$REQUIREMENTS")" \
 	"$TOOLS_DIR/venv/bin/electrumx_server" install_venv

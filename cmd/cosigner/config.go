@@ -54,6 +54,10 @@ type Config struct {
 	NIP04Legacy     bool              `envconfig:"NIP04_LEGACY" default:"false" desc:"also accept NIP-04 transport and serve nip04_* (old NIP-46 clients)"`
 	ClientRate      float64           `envconfig:"CLIENT_RATE" default:"20" desc:"NIP-46 requests per second allowed per client pubkey (0: no limit)"`
 	ClientBurst     int               `envconfig:"CLIENT_BURST" default:"100" desc:"burst of NIP-46 requests allowed per client pubkey"`
+	// Electrum's "Send to cosigner" (docs/electrum-cosigning.md); on only when the policy lists
+	// the channel electrum_nostr.
+	ElectrumNostrPerMin   int  `envconfig:"ELECTRUM_NOSTR_RATE" default:"10" desc:"Electrum psbt_nostr messages taken in per minute, all senders together (burst the same)"`
+	ElectrumNostrReplyAll bool `envconfig:"ELECTRUM_NOSTR_REPLY_ALL" default:"false" desc:"send a signed PSBT from Electrum's channel to every other co-signer, not only to its sender"`
 
 	// Retention of the remote signer's records (store.Retention, docs/flood-and-retention.md);
 	// 0 turns a limit off. What an audit needs is never pruned.
@@ -100,6 +104,9 @@ func loadConfig() (*Config, error) {
 	}
 	if c.ClientRate < 0 || c.ClientBurst < 1 {
 		return nil, fmt.Errorf("configuration: COSIGNER_CLIENT_RATE=%v must be >= 0 and COSIGNER_CLIENT_BURST=%d >= 1", c.ClientRate, c.ClientBurst)
+	}
+	if c.ElectrumNostrPerMin < 1 {
+		return nil, fmt.Errorf("configuration: COSIGNER_ELECTRUM_NOSTR_RATE=%d must be >= 1 (messages per minute)", c.ElectrumNostrPerMin)
 	}
 	if c.RetentionAge < 0 || c.RetentionAuditRows < 0 || c.RetentionRequestRows < 0 || c.RetentionSeenEvents < 0 || c.RetentionInterval < time.Second {
 		return nil, fmt.Errorf("configuration: COSIGNER_RETENTION_AGE, _AUDIT_ROWS, _REQUEST_ROWS and _SEEN_EVENTS must be >= 0 and COSIGNER_RETENTION_INTERVAL >= 1s")

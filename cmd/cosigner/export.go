@@ -12,16 +12,21 @@ import (
 	"io"
 
 	"github.com/custodyagents/cosigner/descriptor"
+	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/signer/psbtnostr"
 )
 
-const exportUsage = "usage: cosigner export [--format descriptors|core|specter|electrum] [--label NAME]"
+const exportUsage = "usage: cosigner export [--format descriptors|core|specter|electrum|electrum-keystore] [--label NAME]"
 
 // cmdExport prints the registered wallet for a coordinator to import:
 //   - descriptors (default): the receive and change descriptors, with checksums (BDK takes the
 //     pair; Sparrow and Bitcoin Core take either);
 //   - core: a JSON array for Bitcoin Core's importdescriptors (watch-only, active, range 0–999);
 //   - specter: Specter's wallet JSON ({label, blockheight, descriptor}), which Sparrow imports;
-//   - electrum: an Electrum multisig wallet file (watch-only, SLIP-132 keystores).
+//   - electrum: an Electrum multisig wallet file (watch-only, SLIP-132 keystores);
+//   - electrum-keystore: this co-signer's keystore string as Electrum stores it (SLIP-132), to
+//     enter as a co-signer's master public key when making the multisig wallet in Electrum, and
+//     every keystore's Nostr pubkey of Electrum's "Send to cosigner" (psbtnostr.ChannelKey).
 func cmdExport(_ context.Context, cfg *Config, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -74,6 +79,34 @@ func cmdExport(_ context.Context, cfg *Config, args []string, out io.Writer) err
 			return fmt.Errorf("export: %w", err)
 		}
 		return enc.Encode(w)
+	case "electrum-keystore":
+		return exportElectrumKeystore(cfg, d, out)
 	}
 	return usageError{fmt.Sprintf("export: unknown --format %q\n%s", *format, exportUsage)}
+}
+
+// exportElectrumKeystore prints this co-signer's Electrum keystore string (from the key file's
+// public part: no passphrase needed) with its key origin, then every keystore of the wallet with
+// its "Send to cosigner" Nostr pubkey. Errors: a wallet Electrum cannot hold, a key file that
+// cannot be read, a key that is not in the descriptor.
+func exportElectrumKeystore(cfg *Config, d *descriptor.Descriptor, out io.Writer) error {
+	pub, _, err := keystore.ReadPublic(cfg.KeyFile)
+	if err != nil {
+		return fmt.Errorf("export: %w (run `cosigner init` first)", err)
+	}
+	w, err := psbtnostr.NewWallet(d, pub.AccountXPub)
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	_, own := psbtnostr.ChannelKey(w.OwnXPub)
+	fmt.Fprintf(out, "# cosigner's keystore for Electrum: in the new multisig wallet, add a co-signer with\n")
+	fmt.Fprintf(out, "# \"Enter cosigner key\" and paste this master public key (origin [%s/%s])\n", pub.Fingerprint, pub.OriginPath)
+	fmt.Fprintln(out, w.OwnXPub)
+	fmt.Fprintf(out, "# Send to cosigner (Electrum's psbt_nostr plugin): cosigner listens as %s when the\n", own)
+	fmt.Fprintf(out, "# policy lists {channel: electrum_nostr}; anyone who knows these xpubs can send as any of them.\n")
+	fmt.Fprintf(out, "# co-signers (keystore, Nostr pubkey):\n")
+	for _, c := range w.Cosigners {
+		fmt.Fprintf(out, "#   %s %s  %s\n", c.Keystore, c.PubKey, c.XPub)
+	}
+	return nil
 }
