@@ -12,6 +12,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // MaxLength bounds the descriptor text Parse accepts. A 20-key descriptor
@@ -25,6 +26,8 @@ type Descriptor struct {
 	out      outputExpr
 	keys     []*keyExpr
 	branches int
+	// derived caches Derive's results by (branch, index) (cache.go: bound and safety).
+	derived *lru.Cache[uint64, *Derived]
 }
 
 // outputExpr is a top-level script expression that yields output scripts:
@@ -140,7 +143,7 @@ func Parse(s string, net *chaincfg.Params, opts ...Option) (*Descriptor, error) 
 }
 
 func build(n *node, net *chaincfg.Params) (*Descriptor, error) {
-	d := &Descriptor{net: net}
+	d := &Descriptor{net: net, derived: newDerivedCache()}
 	reg := &keyRegistry{}
 	switch n.name {
 	case "wsh":
@@ -409,9 +412,9 @@ func (d *Descriptor) MaxSatisfactionWeight() int {
 	return d.MaxWitnessSize() - 1 + 4*d.MaxScriptSigSize()
 }
 
-// Derive returns the scripts, address and keys at (branch, index).
-// branch must be below Branches() (ErrBranch); index must be unhardened,
-// below 2^31 (ErrIndex).
+// Derive returns the scripts, address and keys at (branch, index): the caller's own copy,
+// served from a bounded cache after the first time (cache.go). branch must be below
+// Branches() (ErrBranch); index must be unhardened, below 2^31 (ErrIndex).
 func (d *Descriptor) Derive(branch, index uint32) (*Derived, error) {
 	if int64(branch) >= int64(d.branches) {
 		return nil, fmt.Errorf("descriptor: branch %d of %d: %w", branch, d.branches, ErrBranch)
@@ -419,7 +422,19 @@ func (d *Descriptor) Derive(branch, index uint32) (*Derived, error) {
 	if index >= hdkeychain.HardenedKeyStart {
 		return nil, fmt.Errorf("descriptor: index %d is hardened: %w", index, ErrIndex)
 	}
-	return d.out.derive(d.net, int(branch), index)
+	if d.derived == nil { // a Descriptor not made by Parse
+		return d.out.derive(d.net, int(branch), index)
+	}
+	id := uint64(branch)<<32 | uint64(index)
+	if der, ok := d.derived.Get(id); ok {
+		return der.clone(), nil
+	}
+	der, err := d.out.derive(d.net, int(branch), index)
+	if err != nil {
+		return nil, err
+	}
+	d.derived.Add(id, der)
+	return der.clone(), nil
 }
 
 // PkScript returns the scriptPubKey at (branch, index); see Derive.

@@ -25,6 +25,27 @@ type KeySource interface {
 	DeriveRelative(steps ...uint32) (*btcec.PrivateKey, error)
 }
 
+// KeyPairSource is a KeySource that also returns the private key's public key, so that
+// SignInputs need not recompute it (an EC multiplication per input); keystore.Keys satisfies it
+// and serves both from its bounded derived-key cache. SignInputs still compares the public key
+// with the descriptor's before signing.
+type KeyPairSource interface {
+	KeySource
+	SigningKey(steps ...uint32) (*btcec.PrivateKey, *btcec.PublicKey, error)
+}
+
+// signingKey asks keys for the key pair at steps, through KeyPairSource when it is one.
+func signingKey(keys KeySource, steps []uint32) (*btcec.PrivateKey, *btcec.PublicKey, error) {
+	if kp, ok := keys.(KeyPairSource); ok {
+		return kp.SigningKey(steps...)
+	}
+	priv, err := keys.DeriveRelative(steps...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return priv, priv.PubKey(), nil
+}
+
 // SignInputs adds this co-signer's signatures to every input of p, acting as the BIP-174 Signer.
 // It must only be called with the Analysis that Analyze returned for p (every input is then the
 // wallet's and unspent). For each input it derives the key of desc's key slot `slot` at the
@@ -70,14 +91,19 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 		if err != nil {
 			return signed, err
 		}
+		if int(c.Branch) >= len(key.Steps) {
+			return signed, fmt.Errorf("psbt: input %d: branch %d of %d: %w", i, c.Branch, len(key.Steps), ErrNotOurKey)
+		}
 		steps := append(append([]uint32(nil), key.Steps[c.Branch]...), c.Index)
-		priv, err := keys.DeriveRelative(steps...)
+		priv, pub, err := signingKey(keys, steps)
 		if err != nil {
 			return signed, err
 		}
+		// The key must be our slot's key in the descriptor's script at this (branch, index),
+		// whatever the key source (or its cache) returned.
 		var ours *descriptor.DerivedKey
 		for k := range d.Keys {
-			if d.Keys[k].Slot == slot && d.Keys[k].PubKey.IsEqual(priv.PubKey()) {
+			if d.Keys[k].Slot == slot && d.Keys[k].PubKey.IsEqual(pub) {
 				ours = &d.Keys[k]
 			}
 		}
@@ -92,7 +118,7 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 		var n int
 		switch d.Type {
 		case descriptor.P2WSH, descriptor.P2SHP2WSH:
-			n, err = signWitnessV0(u, i, c, d, priv, hashes, sighashFor(a, i, txscript.SigHashAll))
+			n, err = signWitnessV0(u, i, c, d, priv, pub, hashes, sighashFor(a, i, txscript.SigHashAll))
 		case descriptor.P2TR:
 			n, err = signTapscript(p, i, c, d, ours, priv, hashes, sighashFor(a, i, txscript.SigHashDefault))
 		default:
@@ -117,12 +143,12 @@ func sighashFor(a *Analysis, i int, def txscript.SigHashType) txscript.SigHashTy
 
 // signWitnessV0 signs a wsh or sh(wsh) input over the BIP-143 sighash (SIGHASH_ALL unless the
 // analysis allowed another type).
-func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
+func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, pubKey *btcec.PublicKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
 	sig, err := txscript.RawTxInWitnessSignature(u.Upsbt.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, hashType, priv)
 	if err != nil {
 		return 0, fmt.Errorf("psbt: sign input %d: %w", i, err)
 	}
-	pub := priv.PubKey().SerializeCompressed()
+	pub := pubKey.SerializeCompressed()
 	if _, exists := findPartialSig(u.Upsbt.Inputs[i].PartialSigs, pub); exists {
 		return 0, nil // already signed by this key (a repeated request): nothing to add
 	}
