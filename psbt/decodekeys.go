@@ -2,8 +2,8 @@ package psbt
 
 // Decoding without decompressing the same public key twice.
 //
-// btcd's v0 parser checks that every key in a BIP32 derivation, a partial signature and a
-// taproot internal key is a point on the curve (btcec.ParsePubKey / schnorr.ParsePubKey), which
+// btcd's v0 parser checks that every key in a BIP32 derivation, a partial signature, a
+// taproot internal key and a leaf script's control block is a point on the curve (btcec.ParsePubKey / schnorr.ParsePubKey), which
 // means a modular square root per key: nine of them for a 2-in/2-out 2-of-3 PSBT, more CPU than
 // the two signatures the co-signer then makes. The same wallet keys arrive again and again, so
 // decodeV0 takes the pairs of those types out of the maps before btcd parses the rest, checks
@@ -28,6 +28,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/txscript"
 	"github.com/btcsuite/btcd/wire"
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -76,7 +77,8 @@ func validKey(kind byte, b []byte) bool {
 
 // Key types taken out of the maps for decodeV0 (BIP-174, BIP-371; btcd's InputType/OutputType).
 var (
-	keyedInputTypes  = map[byte]bool{byte(psbt.PartialSigType): true, byte(psbt.Bip32DerivationInputType): true, byte(psbt.TaprootBip32DerivationInputType): true, byte(psbt.TaprootInternalKeyInputType): true}
+	keyedInputTypes = map[byte]bool{byte(psbt.PartialSigType): true, byte(psbt.Bip32DerivationInputType): true,
+		byte(psbt.TaprootLeafScriptType): true, byte(psbt.TaprootBip32DerivationInputType): true, byte(psbt.TaprootInternalKeyInputType): true}
 	keyedOutputTypes = map[byte]bool{byte(psbt.Bip32DerivationOutputType): true, byte(psbt.TaprootInternalKeyOutputType): true, byte(psbt.TaprootBip32DerivationOutputType): true}
 )
 
@@ -187,6 +189,12 @@ func attachInput(pi *psbt.PInput, m []kv) error {
 				return err
 			}
 			pi.Bip32Derivation = append(pi.Bip32Derivation, d)
+		case psbt.TaprootLeafScriptType:
+			if len(p.value) < 1 || !validControlBlock(kd) {
+				return errKeyed
+			}
+			pi.TaprootLeafScript = append(pi.TaprootLeafScript, &psbt.TaprootTapLeafScript{
+				ControlBlock: kd, Script: p.value[:len(p.value)-1], LeafVersion: txscript.TapscriptLeafVersion(p.value[len(p.value)-1])})
 		case psbt.TaprootBip32DerivationInputType:
 			if !validXOnlyKey(kd) {
 				return errKeyed
@@ -234,6 +242,16 @@ func attachOutput(po *psbt.POutput, m []kv) error {
 		}
 	}
 	return nil
+}
+
+// validControlBlock is txscript.ParseControlBlock's acceptance (btcd's validateControlBlock):
+// 33 + 32·m bytes, m ≤ 128, the internal key (bytes 1..32) an x-only point (memoized).
+func validControlBlock(cb []byte) bool {
+	n := len(cb)
+	if n < txscript.ControlBlockBaseSize || n > txscript.ControlBlockMaxSize || (n-txscript.ControlBlockBaseSize)%txscript.ControlBlockNodeSize != 0 {
+		return false
+	}
+	return validXOnlyKey(cb[1:33])
 }
 
 // readBip32 reads a PSBT_IN/OUT_BIP32_DERIVATION pair: the key must be a point, the value a

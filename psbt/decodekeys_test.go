@@ -1,0 +1,163 @@
+package psbt
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcutil/psbt"
+)
+
+// btcdDecode is what decodeRaw did before the key pre-pass: btcd parses the whole v0 stream
+// (a panic inside btcd counted as a refusal).
+func btcdDecode(raw []byte) (p *psbt.Packet, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("btcd panicked: %v", r)
+		}
+	}()
+	return psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+}
+
+// checkSameAsBtcd fails unless decodeRaw and btcd agree on a v0 PSBT: both refuse it, or both
+// accept it with deeply equal packets.
+func checkSameAsBtcd(t *testing.T, raw []byte) {
+	t.Helper()
+	if len(raw) < 5 || !bytes.Equal(raw[:5], []byte("psbt\xff")) {
+		return
+	}
+	r := bytes.NewReader(raw[5:])
+	global, err := readMap(r)
+	if err != nil {
+		return
+	}
+	if v, err := globalVersionOf(global); err != nil || v != 0 {
+		return
+	}
+	want, werr := btcdDecode(raw)
+	if werr == nil {
+		werr = checkV0(want) // decodeRaw applies the same v0 check after parsing
+	}
+	got, gerr := decodeRaw(raw)
+	switch {
+	case werr != nil && gerr != nil:
+	case werr != nil:
+		t.Fatalf("decodeRaw accepts %x, btcd refuses it: %v", raw, werr)
+	case gerr != nil:
+		t.Fatalf("decodeRaw refuses %x (%v), btcd accepts it", raw, gerr)
+	case !reflect.DeepEqual(got, want):
+		t.Fatalf("decodeRaw and btcd decode %x differently:\n got %+v\nwant %+v", raw, got, want)
+	}
+}
+
+// TestDecodeMatchesBtcd: on every seed (BIP-174/370/371 vectors, valid and invalid, and PSBTs of
+// every wallet kind, signed and unsigned) the key pre-pass gives btcd's packet or btcd's
+// refusal, whether the keys are already in validKeys or not.
+func TestDecodeMatchesBtcd(t *testing.T) {
+	seeds := decodeSeeds(t)
+	if len(seeds) < 20 {
+		t.Fatalf("only %d seeds", len(seeds))
+	}
+	for round := 0; round < 2; round++ { // first with a cold key set, then warm
+		validKeys.Purge()
+		for _, raw := range seeds {
+			checkSameAsBtcd(t, raw)
+		}
+		for _, raw := range seeds {
+			checkSameAsBtcd(t, raw)
+		}
+	}
+}
+
+// FuzzDecodeMatchesBtcd is TestDecodeMatchesBtcd on mutated inputs.
+func FuzzDecodeMatchesBtcd(f *testing.F) {
+	for _, raw := range decodeSeeds(f) {
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) { checkSameAsBtcd(t, raw) })
+}
+
+// TestValidKeysNeverAdmitsAnInvalidKey: an encoding that is not a point is refused however often
+// it is asked, and is not remembered; a valid one is remembered under its kind only (an x-only
+// key accepted by schnorr is not thereby a valid compressed key, and the other way round).
+func TestValidKeysNeverAdmitsAnInvalidKey(t *testing.T) {
+	validKeys.Purge()
+	priv, _ := btcec.NewPrivateKey()
+	comp := priv.PubKey().SerializeCompressed()
+	bad := append([]byte(nil), comp...)
+	bad[0] = 0x05 // not a compressed-key prefix
+	for i := 0; i < 3; i++ {
+		if validPubKey(bad) {
+			t.Fatal("an invalid encoding was accepted")
+		}
+	}
+	if validKeys.Len() != 0 {
+		t.Fatalf("an invalid encoding was remembered (%d entries)", validKeys.Len())
+	}
+	if !validPubKey(comp) || !validPubKey(comp) {
+		t.Fatal("a valid compressed key was refused")
+	}
+	if validXOnlyKey(comp) { // 33 bytes are never an x-only key
+		t.Fatal("a 33-byte key was accepted as x-only after being cached as compressed")
+	}
+	xonly := comp[1:]
+	if validPubKey(xonly) {
+		t.Fatal("a 32-byte x-only key was accepted as an ECDSA public key")
+	}
+	if !validXOnlyKey(xonly) {
+		t.Fatal("a valid x-only key was refused")
+	}
+	if validPubKey(xonly) {
+		t.Fatal("caching the x-only key made it a valid ECDSA encoding")
+	}
+}
+
+// TestValidKeysBound: the set never holds more than MaxValidKeys encodings.
+func TestValidKeysBound(t *testing.T) {
+	validKeys.Purge()
+	for i := 0; i < MaxValidKeys+50; i++ {
+		priv, _ := btcec.NewPrivateKey()
+		if !validXOnlyKey(priv.PubKey().SerializeCompressed()[1:]) {
+			t.Fatal("valid key refused")
+		}
+	}
+	if n := validKeys.Len(); n != MaxValidKeys {
+		t.Fatalf("validKeys holds %d entries, bound %d", n, MaxValidKeys)
+	}
+}
+
+func decodeSeeds(tb testing.TB) [][]byte {
+	var out [][]byte
+	add := func(s string) {
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil {
+			out = append(out, b)
+		} else if b, err := hex.DecodeString(s); err == nil {
+			out = append(out, b)
+		}
+	}
+	raw, err := os.ReadFile("testdata/bip371_vectors.json")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var v struct {
+		Vectors []struct {
+			Base64 string `json:"base64"`
+		} `json:"vectors"`
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		tb.Fatal(err)
+	}
+	for _, vec := range v.Vectors {
+		add(vec.Base64)
+	}
+	for _, s := range fuzzSeeds(tb) {
+		add(s)
+	}
+	return out
+}
