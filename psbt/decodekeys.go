@@ -23,6 +23,7 @@ package psbt
 import (
 	"bytes"
 	"errors"
+	"fmt"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/ecdsa"
@@ -88,7 +89,7 @@ var errKeyed = errors.New("invalid key field")
 // decodeV0 parses a v0 PSBT (raw, whose global map, already read, is global and r positioned
 // after it) as btcd's psbt.NewFromRawBytes does, checking public keys through validKeys.
 func decodeV0(raw []byte, r *bytes.Reader, global []kv) (*psbt.Packet, error) {
-	slow := func() (*psbt.Packet, error) { return psbt.NewFromRawBytes(bytes.NewReader(raw), false) }
+	slow := func() (*psbt.Packet, error) { return btcdParse(raw) }
 	if len(global) == 0 || len(global[0].key) != 1 || global[0].key[0] != globalUnsignedTx {
 		return slow()
 	}
@@ -131,7 +132,7 @@ func decodeV0(raw []byte, r *bytes.Reader, global []kv) (*psbt.Packet, error) {
 		writeMap(&buf, keep)
 	}
 	buf.Write(rest)
-	p, err := psbt.NewFromRawBytes(&buf, false)
+	p, err := btcdParse(buf.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -146,6 +147,18 @@ func decodeV0(raw []byte, r *bytes.Reader, global []kv) (*psbt.Packet, error) {
 		}
 	}
 	return p, p.SanityCheck()
+}
+
+// btcdParse is psbt.NewFromRawBytes, with a panic inside btcd (v1.1.8 slices a BIP32
+// derivation value shorter than its 4-byte fingerprint: raw[:4]) returned as an error: a
+// client's malformed PSBT must be refused, never take the process down.
+func btcdParse(raw []byte) (p *psbt.Packet, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("malformed PSBT (btcd parser: %v)", r)
+		}
+	}()
+	return psbt.NewFromRawBytes(bytes.NewReader(raw), false)
 }
 
 // splitKeyed separates the pairs whose key type (btcd reads it as the key's first byte) is in

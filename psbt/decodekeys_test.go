@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil/psbt"
+	"github.com/btcsuite/btcd/wire"
 )
 
 // btcdDecode is what decodeRaw did before the key pre-pass: btcd parses the whole v0 stream
@@ -160,4 +162,35 @@ func decodeSeeds(tb testing.TB) [][]byte {
 		add(s)
 	}
 	return out
+}
+
+// TestDecodeShortBip32DerivationRefused: a BIP32 derivation value shorter than its 4-byte
+// fingerprint is refused as invalid_psbt. btcd v1.1.8 panics on it (found by
+// FuzzDecodeMatchesBtcd), so before this a client's PSBT could crash the process; both the key
+// pre-pass and the plain btcd path (taken when a map repeats a key) refuse it.
+func TestDecodeShortBip32DerivationRefused(t *testing.T) {
+	fx := newFixture(t)
+	op := fx.addCoin(t, 0, 1, 100_000)
+	p := fx.build(t, []wire.OutPoint{op}, 50_000, 49_000, 1)
+	priv, _ := btcec.NewPrivateKey()
+	short := append([]byte{byte(psbt.Bip32DerivationOutputType)}, priv.PubKey().SerializeCompressed()...)
+	p.Outputs[0].Unknowns = append(p.Outputs[0].Unknowns, &psbt.Unknown{Key: short, Value: nil})
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	raw := buf.Bytes()
+	// The same with a repeated unknown key in the first input map, which the pre-pass leaves to btcd.
+	p.Inputs[0].Unknowns = append(p.Inputs[0].Unknowns, &psbt.Unknown{Key: []byte{0xfc, 1}, Value: []byte{1}}, &psbt.Unknown{Key: []byte{0xfc, 1}, Value: []byte{2}})
+	buf.Reset()
+	if err := p.Serialize(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{raw, buf.Bytes()} {
+		_, _, err := Decode(base64.StdEncoding.EncodeToString(b))
+		var ref *Refusal
+		if !errors.As(err, &ref) || ref.Code != InvalidPSBT {
+			t.Fatalf("Decode = %v, want an invalid_psbt refusal", err)
+		}
+	}
 }
