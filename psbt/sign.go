@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sort"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
@@ -142,24 +143,54 @@ func sighashFor(a *Analysis, i int, def txscript.SigHashType) txscript.SigHashTy
 }
 
 // signWitnessV0 signs a wsh or sh(wsh) input over the BIP-143 sighash (SIGHASH_ALL unless the
-// analysis allowed another type).
+// analysis allowed another type) and adds the partial signature (addPartialSig).
 func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, pubKey *btcec.PublicKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
+	pin := &u.Upsbt.Inputs[i]
+	if pin.FinalScriptSig != nil || pin.FinalScriptWitness != nil {
+		return 0, nil // finalized already: nothing to add (btcd's SignFinalized)
+	}
+	pub := pubKey.SerializeCompressed()
+	if _, exists := findPartialSig(pin.PartialSigs, pub); exists {
+		return 0, nil // already signed by this key (a repeated request): nothing to add
+	}
 	sig, err := txscript.RawTxInWitnessSignature(u.Upsbt.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, hashType, priv)
 	if err != nil {
 		return 0, fmt.Errorf("psbt: sign input %d: %w", i, err)
 	}
-	pub := pubKey.SerializeCompressed()
-	if _, exists := findPartialSig(u.Upsbt.Inputs[i].PartialSigs, pub); exists {
-		return 0, nil // already signed by this key (a repeated request): nothing to add
+	if err := addPartialSig(u.Upsbt, i, d, pub, sig); err != nil {
+		return 0, err
 	}
-	outcome, err := u.Sign(i, sig, pub, d.RedeemScript, d.WitnessScript)
-	if err != nil {
-		return 0, fmt.Errorf("psbt: add partial signature to input %d: %w", i, err)
+	return 1, nil
+}
+
+// addPartialSig places PSBT_IN_PARTIAL_SIG (pub → sig) on input i with the descriptor's witness
+// script (and redeem script for sh(wsh)), as btcd's Updater.Sign does, without its re-parsing of
+// a public key this co-signer just derived and matched against the descriptor. btcd's script
+// checks are kept, stated against the descriptor: the witness UTXO (and a non-witness UTXO, which
+// must hash to the input's txid) must pay d.PkScript, which is P2WSH(witness script) or
+// P2SH(P2WSH(witness script)) by construction. Partial signatures stay sorted by public key
+// (btcd's PartialSigSorter), so the encoding is the one Updater.Sign gives.
+func addPartialSig(p *psbt.Packet, i int, d *descriptor.Derived, pub, sig []byte) error {
+	pin := &p.Inputs[i]
+	op := p.UnsignedTx.TxIn[i].PreviousOutPoint
+	if pin.WitnessUtxo == nil && pin.NonWitnessUtxo == nil {
+		return fmt.Errorf("psbt: input %d has no UTXO to sign for: %w", i, psbt.ErrInvalidPsbtFormat)
 	}
-	if outcome == psbt.SignSuccesful {
-		return 1, nil
+	if pin.WitnessUtxo != nil && !bytes.Equal(pin.WitnessUtxo.PkScript, d.PkScript) {
+		return fmt.Errorf("psbt: input %d's witness UTXO does not pay the descriptor's script: %w", i, psbt.ErrInvalidSignatureForInput)
 	}
-	return 0, nil
+	if prev := pin.NonWitnessUtxo; prev != nil {
+		if prev.TxHash() != op.Hash || int(op.Index) >= len(prev.TxOut) || !bytes.Equal(prev.TxOut[op.Index].PkScript, d.PkScript) {
+			return fmt.Errorf("psbt: input %d's previous transaction does not pay the descriptor's script: %w", i, psbt.ErrInvalidSignatureForInput)
+		}
+	}
+	pin.WitnessScript = d.WitnessScript
+	if d.RedeemScript != nil {
+		pin.RedeemScript = d.RedeemScript
+	}
+	pin.PartialSigs = append(pin.PartialSigs, &psbt.PartialSig{PubKey: pub, Signature: sig})
+	sort.Sort(psbt.PartialSigSorter(pin.PartialSigs))
+	return nil
 }
 
 func findPartialSig(sigs []*psbt.PartialSig, pub []byte) (int, bool) {
