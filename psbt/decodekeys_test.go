@@ -194,3 +194,47 @@ func TestDecodeShortBip32DerivationRefused(t *testing.T) {
 		}
 	}
 }
+
+// benchPSBT is a 2-in/2-out 2-of-3 wsh PSBT with every key's BIP32 derivation (9 public keys).
+func benchPSBT(b *testing.B) []byte {
+	fx := newFixture(b)
+	op1 := fx.addCoin(b, 0, 1, 100_000)
+	op2 := fx.addCoin(b, 1, 4, 60_000)
+	p := fx.build(b, []wire.OutPoint{op1, op2}, 100_000, 59_000, 2)
+	var buf bytes.Buffer
+	if err := p.Serialize(&buf); err != nil {
+		b.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// BenchmarkDecodeBtcd: the decode as it was, btcd parsing (and decompressing) every key.
+func BenchmarkDecodeBtcd(b *testing.B) {
+	raw := benchPSBT(b)
+	for b.Loop() {
+		if _, err := btcdDecode(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeCold: decodeRaw with no key seen before (the set emptied each time).
+func BenchmarkDecodeCold(b *testing.B) {
+	raw := benchPSBT(b)
+	for b.Loop() {
+		validKeys.Purge()
+		if _, err := decodeRaw(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeWarm: decodeRaw with the wallet's keys already in the set (a wallet's requests).
+func BenchmarkDecodeWarm(b *testing.B) {
+	raw := benchPSBT(b)
+	for b.Loop() {
+		if _, err := decodeRaw(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
