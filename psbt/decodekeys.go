@@ -2,23 +2,25 @@ package psbt
 
 // Decoding without decompressing the same public key twice.
 //
-// btcd's v0 parser checks that every key in a BIP32 derivation, a partial signature, a
-// taproot internal key and a leaf script's control block is a point on the curve (btcec.ParsePubKey / schnorr.ParsePubKey), which
-// means a modular square root per key: nine of them for a 2-in/2-out 2-of-3 PSBT, more CPU than
-// the two signatures the co-signer then makes. The same wallet keys arrive again and again, so
-// decodeV0 takes the pairs of those types out of the maps before btcd parses the rest, checks
-// each key against validKeys (a bounded set of encodings already seen to be points, filled by
-// the same btcec / schnorr parsers), and attaches them to the packet exactly as btcd would
-// (same fields, same order, same checks, btcd's own ReadBip32Derivation and
+// btcd's v0 parser checks that every key in a BIP32 derivation, a partial signature, a taproot
+// internal key and a leaf script's control block is a point on the curve (btcec.ParsePubKey /
+// schnorr.ParsePubKey): a modular square root per key, nine of them for a 2-in/2-out 2-of-3
+// PSBT, more CPU than the two signatures the co-signer then makes. The same wallet keys arrive
+// again and again, so decodeV0 takes the pairs of those types out of the maps before btcd parses
+// the rest, checks each key against validKeys (a bounded set of encodings already seen to be
+// points, filled by the same btcec / schnorr parsers), and attaches them to the packet exactly
+// as btcd would (same fields, same order, same checks, btcd's own ReadBip32Derivation and
 // ReadTaprootBip32Derivation). Whatever the pre-pass cannot read (a truncated map, a repeated
 // key, a global map not led by the unsigned transaction) is handed to btcd unchanged, as before,
-// so the result is btcd's in every case; FuzzDecodeMatchesBtcd checks the two agree.
+// so the result is btcd's in every case; TestDecodeMatchesBtcd and FuzzDecodeMatchesBtcd check
+// that the two agree (packet for packet, refusal for refusal).
 //
 // Why the set cannot admit a bad key: it holds only encodings (exact bytes, tagged by kind:
 // compressed/uncompressed or x-only) that the parser accepted; whether bytes are a valid
 // encoding of a point is a fixed function of the bytes, so a hit answers exactly what parsing
 // again would. It decides nothing else: which keys are ours, at which path, is still checked by
-// Analyze against the registered descriptor on every request.
+// Analyze against the registered descriptor on every request. Bound: MaxValidKeys encodings,
+// least recently used evicted first; invalid encodings are never stored.
 
 import (
 	"bytes"
