@@ -41,9 +41,9 @@ const pipelineSamples = 400
 // wsh(sortedmulti) wallet, 2 inputs / 2 outputs: Decode → Analyze → policy.Evaluate →
 // SignInputs → Encode, no I/O. Reports requests/s on one core, p50/p99 per request, and the
 // floor: the two ECDSA signatures alone (BIP-143 sighash + sign), measured in the same run.
-// The descriptor caches derived child public keys, so after the first request the pipeline
-// derives only this co-signer's private keys (as a daemon answering requests for the same coins
-// does); the first request's cold cost is in p99.
+// After the first request the pipeline's caches hold what the coins need (the descriptor's
+// derivations, this co-signer's key pairs, the parsed public keys), as in a daemon answering
+// requests for the same coins; the first request's cold cost is in p99.
 func BenchmarkPipelineP2WSH(b *testing.B) { benchPipeline(b, "wsh") }
 
 // BenchmarkPipelineTaproot: the same for tr(NUMS,multi_a(2,A,B,C)) (BIP-341 script-path
