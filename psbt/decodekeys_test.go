@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil/psbt"
 	"github.com/btcsuite/btcd/wire"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // btcdDecode is what decodeRaw did before the key pre-pass: btcd parses the whole v0 stream
@@ -66,11 +67,8 @@ func TestDecodeMatchesBtcd(t *testing.T) {
 	if len(seeds) < 20 {
 		t.Fatalf("only %d seeds", len(seeds))
 	}
-	for round := 0; round < 2; round++ { // first with a cold key set, then warm
-		validKeys.Purge()
-		for _, raw := range seeds {
-			checkSameAsBtcd(t, raw)
-		}
+	validKeys.Purge()
+	for pass := 0; pass < 2; pass++ { // first with a cold key set, then warm
 		for _, raw := range seeds {
 			checkSameAsBtcd(t, raw)
 		}
@@ -120,17 +118,34 @@ func TestValidKeysNeverAdmitsAnInvalidKey(t *testing.T) {
 	}
 }
 
-// TestValidKeysBound: the set never holds more than MaxValidKeys encodings.
+// TestValidKeysBound: the set never holds more than its bound (a small bound here; the
+// production one is MaxValidKeys), and a key evicted from it is still accepted (parsed again).
 func TestValidKeysBound(t *testing.T) {
-	validKeys.Purge()
-	for i := 0; i < MaxValidKeys+50; i++ {
+	saved := validKeys
+	defer func() { validKeys = saved }()
+	validKeys, _ = lru.New[string, struct{}](16)
+	var first []byte
+	for i := 0; i < 40; i++ {
 		priv, _ := btcec.NewPrivateKey()
-		if !validXOnlyKey(priv.PubKey().SerializeCompressed()[1:]) {
+		k := priv.PubKey().SerializeCompressed()[1:]
+		if i == 0 {
+			first = k
+		}
+		if !validXOnlyKey(k) {
 			t.Fatal("valid key refused")
 		}
+		if n := validKeys.Len(); n > 16 {
+			t.Fatalf("validKeys holds %d entries, bound 16", n)
+		}
 	}
-	if n := validKeys.Len(); n != MaxValidKeys {
-		t.Fatalf("validKeys holds %d entries, bound %d", n, MaxValidKeys)
+	if validKeys.Contains("x" + string(first)) {
+		t.Fatal("the least recently used key was not evicted")
+	}
+	if !validXOnlyKey(first) {
+		t.Fatal("an evicted valid key is refused")
+	}
+	if saved.Len() > MaxValidKeys {
+		t.Fatalf("the production set holds %d entries, bound %d", saved.Len(), MaxValidKeys)
 	}
 }
 
