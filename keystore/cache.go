@@ -27,7 +27,9 @@ import (
 // the key, so their zeroing or keeping it never touches the cached one. Branch keys are not
 // zeroed on eviction (a concurrent derivation may still be reading one; a descriptor uses two
 // branches, far below the bound, so they are evicted only by a caller walking other paths).
-// The cache is never logged (Keys.String prints only the public key origin).
+// The cache is never logged (Keys.String prints only the public key origin). Holding child keys
+// adds no exposure beyond the account private key the same Keys already holds for the life of
+// the process: every cached key is derivable from it.
 //
 // Why a cache cannot make the co-signer sign with a wrong key:
 //   - Scope: the cache is a field of one Keys, filled only from that Keys' own account key. No
