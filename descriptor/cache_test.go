@@ -68,6 +68,8 @@ func TestDeriveCacheReturnsCopies(t *testing.T) {
 		want, _ := d.out.derive(d.net, 1, 5)
 		for n := 0; n < 2; n++ { // the first result comes from a miss, the second from a hit
 			scribble(d.Derive(1, 5))
+			pk, _ := d.PkScript(1, 5)
+			pk[2] ^= 0xff
 		}
 		again, _ := d.Derive(1, 5)
 		if !reflect.DeepEqual(again, want) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
@@ -422,28 +423,44 @@ func (d *Descriptor) Derive(branch, index uint32) (*Derived, error) {
 	if index >= hdkeychain.HardenedKeyStart {
 		return nil, fmt.Errorf("descriptor: index %d is hardened: %w", index, ErrIndex)
 	}
+	der, err := d.cached(branch, index)
+	if err != nil {
+		return nil, err
+	}
+	return der.clone(), nil
+}
+
+// cached returns the shared, cached derivation at (branch, index), deriving it on a miss. The
+// result must not be modified or handed out: Derive and PkScript copy what they return.
+func (d *Descriptor) cached(branch, index uint32) (*Derived, error) {
 	if d.derived == nil { // a Descriptor not made by Parse
 		return d.out.derive(d.net, int(branch), index)
 	}
 	id := uint64(branch)<<32 | uint64(index)
 	if der, ok := d.derived.Get(id); ok {
-		return der.clone(), nil
+		return der, nil
 	}
 	der, err := d.out.derive(d.net, int(branch), index)
 	if err != nil {
 		return nil, err
 	}
 	d.derived.Add(id, der)
-	return der.clone(), nil
+	return der, nil
 }
 
-// PkScript returns the scriptPubKey at (branch, index); see Derive.
+// PkScript returns the scriptPubKey at (branch, index) (a fresh slice); see Derive.
 func (d *Descriptor) PkScript(branch, index uint32) ([]byte, error) {
-	der, err := d.Derive(branch, index)
+	if int64(branch) >= int64(d.branches) {
+		return nil, fmt.Errorf("descriptor: branch %d of %d: %w", branch, d.branches, ErrBranch)
+	}
+	if index >= hdkeychain.HardenedKeyStart {
+		return nil, fmt.Errorf("descriptor: index %d is hardened: %w", index, ErrIndex)
+	}
+	der, err := d.cached(branch, index)
 	if err != nil {
 		return nil, err
 	}
-	return der.PkScript, nil
+	return slices.Clone(der.PkScript), nil
 }
 
 // FindKey returns the first key slot whose origin fingerprint is fp, and
