@@ -99,13 +99,17 @@ func benchPipeline(b *testing.B, kind string) {
 	if kind == "tr" {
 		figure, goal, limit = "decode→analyze→evaluate→sign, 2-in/2-out taproot script path", "≤ 1.5×", 1.5
 	}
-	ratio := sigs.perSecond / pipe.perSecond
+	// The ratio of the medians: on a shared 2-core machine a preempted sample lands on whichever
+	// of the two was running, and the summed times swing with it (the throughput ratio is
+	// reported beside it as x_floor_throughput).
+	ratio := pipe.p50 / sigs.p50
+	b.ReportMetric(sigs.perSecond/pipe.perSecond, "x_floor_throughput")
 	Record(Row{
 		Key:      map[string]string{"wsh": "pipeline-p2wsh", "tr": "pipeline-taproot"}[kind],
 		Figure:   figure,
 		Value:    fmt.Sprintf("%.0f req/s/core (p50 %.3f ms)", pipe.perSecond, pipe.p50),
-		Baseline: fmt.Sprintf("signatures alone %.0f/s", sigs.perSecond),
-		Ratio:    fmt.Sprintf("%.2f× the floor", ratio),
+		Baseline: fmt.Sprintf("signatures alone %.0f/s (p50 %.3f ms)", sigs.perSecond, sigs.p50),
+		Ratio:    fmt.Sprintf("%.2f× the floor (p50; %.2f× by throughput)", ratio, sigs.perSecond/pipe.perSecond),
 		Goal:     goal,
 		Met:      MetIf(ratio <= limit),
 	})
@@ -165,13 +169,17 @@ func BenchmarkPipelineService(b *testing.B) {
 	b.ReportMetric(pipe.p99, "p99_ms")
 	b.ReportMetric(sigs.perSecond, "sigs_only_requests/s/core")
 	b.ReportMetric(pipe.p50/sigs.p50, "x_floor")
-	ratio := sigs.perSecond / pipe.perSecond
+	// The ratio of the medians: on a shared 2-core machine a preempted sample lands on whichever
+	// of the two was running, and the summed times swing with it (the throughput ratio is
+	// reported beside it as x_floor_throughput).
+	ratio := pipe.p50 / sigs.p50
+	b.ReportMetric(sigs.perSecond/pipe.perSecond, "x_floor_throughput")
 	Record(Row{
 		Key:      "pipeline-service",
 		Figure:   "sign_psbt through psbtflow.Service (SQLite store), 2-in/2-out P2WSH",
 		Value:    fmt.Sprintf("%.0f req/s/core (p50 %.3f ms)", pipe.perSecond, pipe.p50),
-		Baseline: fmt.Sprintf("signatures alone %.0f/s", sigs.perSecond),
-		Ratio:    fmt.Sprintf("%.2f× the floor", ratio),
+		Baseline: fmt.Sprintf("signatures alone %.0f/s (p50 %.3f ms)", sigs.perSecond, sigs.p50),
+		Ratio:    fmt.Sprintf("%.2f× the floor (p50; %.2f× by throughput)", ratio, sigs.perSecond/pipe.perSecond),
 		Goal:     "≤ 2× (as pipeline-p2wsh)",
 		Met:      MetIf(ratio <= 2),
 	})
