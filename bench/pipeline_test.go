@@ -2,9 +2,13 @@ package bench
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -22,8 +26,11 @@ import (
 
 	"github.com/custodyagents/cosigner/descriptor"
 	"github.com/custodyagents/cosigner/keystore"
+	"github.com/custodyagents/cosigner/nip46"
 	"github.com/custodyagents/cosigner/policy"
 	"github.com/custodyagents/cosigner/psbt"
+	"github.com/custodyagents/cosigner/psbtflow"
+	"github.com/custodyagents/cosigner/store"
 )
 
 // pipelineSamples is how many requests each pipeline benchmark runs (one after another, on one
@@ -34,9 +41,9 @@ const pipelineSamples = 400
 // wsh(sortedmulti) wallet, 2 inputs / 2 outputs: Decode → Analyze → policy.Evaluate →
 // SignInputs → Encode, no I/O. Reports requests/s on one core, p50/p99 per request, and the
 // floor: the two ECDSA signatures alone (BIP-143 sighash + sign), measured in the same run.
-// The descriptor caches derived child public keys, so after the first request the pipeline
-// derives only this co-signer's private keys (as a daemon answering requests for the same coins
-// does); the first request's cold cost is in p99.
+// After the first request the pipeline's caches hold what the coins need (the descriptor's
+// derivations, this co-signer's key pairs, the parsed public keys), as in a daemon answering
+// requests for the same coins; the first request's cold cost is in p99.
 func BenchmarkPipelineP2WSH(b *testing.B) { benchPipeline(b, "wsh") }
 
 // BenchmarkPipelineTaproot: the same for tr(NUMS,multi_a(2,A,B,C)) (BIP-341 script-path
@@ -80,8 +87,7 @@ func benchPipeline(b *testing.B, kind string) {
 
 	runtime.GC()
 	b.ResetTimer()
-	pipe := measure(b, pipelineSamples, pipeline)
-	sigs := measure(b, pipelineSamples, floor)
+	pipe, sigs := measurePair(b, pipelineSamples, pipeline, floor)
 	b.StopTimer()
 	b.ReportMetric(pipe.perSecond, "requests/s/core")
 	b.ReportMetric(pipe.p50, "p50_ms")
@@ -93,31 +99,119 @@ func benchPipeline(b *testing.B, kind string) {
 	if kind == "tr" {
 		figure, goal, limit = "decode→analyze→evaluate→sign, 2-in/2-out taproot script path", "≤ 1.5×", 1.5
 	}
-	ratio := sigs.perSecond / pipe.perSecond
+	// The ratio of the medians: on a shared 2-core machine a preempted sample lands on whichever
+	// of the two was running, and the summed times swing with it (the throughput ratio is
+	// reported beside it as x_floor_throughput).
+	ratio := pipe.p50 / sigs.p50
+	b.ReportMetric(sigs.perSecond/pipe.perSecond, "x_floor_throughput")
 	Record(Row{
 		Key:      map[string]string{"wsh": "pipeline-p2wsh", "tr": "pipeline-taproot"}[kind],
 		Figure:   figure,
 		Value:    fmt.Sprintf("%.0f req/s/core (p50 %.3f ms)", pipe.perSecond, pipe.p50),
-		Baseline: fmt.Sprintf("signatures alone %.0f/s", sigs.perSecond),
-		Ratio:    fmt.Sprintf("%.2f× the floor", ratio),
+		Baseline: fmt.Sprintf("signatures alone %.0f/s (p50 %.3f ms)", sigs.perSecond, sigs.p50),
+		Ratio:    fmt.Sprintf("%.2f× the floor (p50; %.2f× by throughput)", ratio, sigs.perSecond/pipe.perSecond),
 		Goal:     goal,
 		Met:      MetIf(ratio <= limit),
 	})
 }
 
+// BenchmarkPipelineService: the same 2-in/2-out P2WSH request through the real request path,
+// psbtflow.Service.SignPSBT over a SQLite store in a temporary directory (admit: authorize,
+// bounds, decode once; the request row; analysis against the wallet view; the spend ledger
+// read; policy.Evaluate; SignInputs; Encode; the verdict, audit row and ledger reservation
+// written in one transaction). Each request has a new id (so none is answered from the store).
+// Reported against the same floor as BenchmarkPipelineP2WSH (the two ECDSA signatures alone,
+// measured in the same run); the difference from pipeline-p2wsh is the service's own work,
+// mostly the two durable SQLite commits per request.
+func BenchmarkPipelineService(b *testing.B) {
+	if testing.Short() {
+		b.Skip("benchmark: skipped under -short")
+	}
+	ctx := context.Background()
+	w := newPipelineWallet(b, "wsh")
+	req := w.request(b)
+	client := strings.Repeat("ab", 32)
+	pol, err := policy.Parse("bench.yaml", []byte("version: 1\nclients:\n  - name: coordinator\n    pubkey: "+client+"\nlimits:\n  max_per_tx: 1 BTC\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := store.Open(ctx, filepath.Join(b.TempDir(), "cosigner.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	svc, err := psbtflow.NewService(w.desc, w.keys, w.chain, func() *policy.Policy { return pol }, db,
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := 0
+	pipeline := func() error {
+		n++
+		out, err := svc.SignPSBT(ctx, nip46.Call{Client: client, ID: fmt.Sprint("bench-", n), Method: "sign_psbt", Params: []string{req}})
+		if err != nil {
+			return err
+		}
+		if out == req {
+			return fmt.Errorf("request %d: nothing signed", n)
+		}
+		return nil
+	}
+	p, _, _ := psbt.Decode(req)
+	floor := w.signaturesOnly(b, p)
+
+	runtime.GC()
+	b.ResetTimer()
+	pipe, sigs := measurePair(b, pipelineSamples, pipeline, floor)
+	b.StopTimer()
+	b.ReportMetric(pipe.perSecond, "requests/s/core")
+	b.ReportMetric(pipe.p50, "p50_ms")
+	b.ReportMetric(pipe.p99, "p99_ms")
+	b.ReportMetric(sigs.perSecond, "sigs_only_requests/s/core")
+	b.ReportMetric(pipe.p50/sigs.p50, "x_floor")
+	// The ratio of the medians: on a shared 2-core machine a preempted sample lands on whichever
+	// of the two was running, and the summed times swing with it (the throughput ratio is
+	// reported beside it as x_floor_throughput).
+	ratio := pipe.p50 / sigs.p50
+	b.ReportMetric(sigs.perSecond/pipe.perSecond, "x_floor_throughput")
+	Record(Row{
+		Key:      "pipeline-service",
+		Figure:   "sign_psbt through psbtflow.Service (SQLite store), 2-in/2-out P2WSH",
+		Value:    fmt.Sprintf("%.0f req/s/core (p50 %.3f ms)", pipe.perSecond, pipe.p50),
+		Baseline: fmt.Sprintf("signatures alone %.0f/s (p50 %.3f ms)", sigs.perSecond, sigs.p50),
+		Ratio:    fmt.Sprintf("%.2f× the floor (p50; %.2f× by throughput)", ratio, sigs.perSecond/pipe.perSecond),
+		Goal:     "≤ 2× (as pipeline-p2wsh)",
+		Met:      MetIf(ratio <= 2),
+	})
+}
+
 type sampleStats struct{ perSecond, p50, p99 float64 }
 
-func measure(b *testing.B, n int, f func() error) sampleStats {
-	d := make([]time.Duration, n)
-	start := time.Now()
-	for i := range d {
+// measurePair runs f and its floor g n times each, alternating (f, g, f, g, …) so that both
+// see the same machine load, and returns each one's statistics: requests per second over its
+// own summed time, p50 and p99.
+func measurePair(b *testing.B, n int, f, g func() error) (sampleStats, sampleStats) {
+	df, dg := make([]time.Duration, n), make([]time.Duration, n)
+	for i := 0; i < n; i++ {
 		t0 := time.Now()
 		if err := f(); err != nil {
 			b.Fatal(err)
 		}
-		d[i] = time.Since(t0)
+		t1 := time.Now()
+		if err := g(); err != nil {
+			b.Fatal(err)
+		}
+		df[i], dg[i] = t1.Sub(t0), time.Since(t1)
 	}
-	total := time.Since(start)
+	return stats(df), stats(dg)
+}
+
+func stats(d []time.Duration) sampleStats {
+	var total time.Duration
+	for _, x := range d {
+		total += x
+	}
+	n := len(d)
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	ms := func(x time.Duration) float64 { return float64(x) / float64(time.Millisecond) }
 	return sampleStats{perSecond: float64(n) / total.Seconds(), p50: ms(d[n/2]), p99: ms(d[n*99/100])}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcutil"
@@ -12,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/txscript"
+	lru "github.com/hashicorp/golang-lru/v2"
 )
 
 // MaxLength bounds the descriptor text Parse accepts. A 20-key descriptor
@@ -25,6 +27,8 @@ type Descriptor struct {
 	out      outputExpr
 	keys     []*keyExpr
 	branches int
+	// derived caches Derive's results by (branch, index) (cache.go: bound and safety).
+	derived *lru.Cache[uint64, *Derived]
 }
 
 // outputExpr is a top-level script expression that yields output scripts:
@@ -140,7 +144,7 @@ func Parse(s string, net *chaincfg.Params, opts ...Option) (*Descriptor, error) 
 }
 
 func build(n *node, net *chaincfg.Params) (*Descriptor, error) {
-	d := &Descriptor{net: net}
+	d := &Descriptor{net: net, derived: newDerivedCache()}
 	reg := &keyRegistry{}
 	switch n.name {
 	case "wsh":
@@ -409,9 +413,9 @@ func (d *Descriptor) MaxSatisfactionWeight() int {
 	return d.MaxWitnessSize() - 1 + 4*d.MaxScriptSigSize()
 }
 
-// Derive returns the scripts, address and keys at (branch, index).
-// branch must be below Branches() (ErrBranch); index must be unhardened,
-// below 2^31 (ErrIndex).
+// Derive returns the scripts, address and keys at (branch, index): the caller's own copy,
+// served from a bounded cache after the first time (cache.go). branch must be below
+// Branches() (ErrBranch); index must be unhardened, below 2^31 (ErrIndex).
 func (d *Descriptor) Derive(branch, index uint32) (*Derived, error) {
 	if int64(branch) >= int64(d.branches) {
 		return nil, fmt.Errorf("descriptor: branch %d of %d: %w", branch, d.branches, ErrBranch)
@@ -419,16 +423,44 @@ func (d *Descriptor) Derive(branch, index uint32) (*Derived, error) {
 	if index >= hdkeychain.HardenedKeyStart {
 		return nil, fmt.Errorf("descriptor: index %d is hardened: %w", index, ErrIndex)
 	}
-	return d.out.derive(d.net, int(branch), index)
-}
-
-// PkScript returns the scriptPubKey at (branch, index); see Derive.
-func (d *Descriptor) PkScript(branch, index uint32) ([]byte, error) {
-	der, err := d.Derive(branch, index)
+	der, err := d.cached(branch, index)
 	if err != nil {
 		return nil, err
 	}
-	return der.PkScript, nil
+	return der.clone(), nil
+}
+
+// cached returns the shared, cached derivation at (branch, index), deriving it on a miss. The
+// result must not be modified or handed out: Derive and PkScript copy what they return.
+func (d *Descriptor) cached(branch, index uint32) (*Derived, error) {
+	if d.derived == nil { // a Descriptor not made by Parse
+		return d.out.derive(d.net, int(branch), index)
+	}
+	id := uint64(branch)<<32 | uint64(index)
+	if der, ok := d.derived.Get(id); ok {
+		return der, nil
+	}
+	der, err := d.out.derive(d.net, int(branch), index)
+	if err != nil {
+		return nil, err
+	}
+	d.derived.Add(id, der)
+	return der, nil
+}
+
+// PkScript returns the scriptPubKey at (branch, index) (a fresh slice); see Derive.
+func (d *Descriptor) PkScript(branch, index uint32) ([]byte, error) {
+	if int64(branch) >= int64(d.branches) {
+		return nil, fmt.Errorf("descriptor: branch %d of %d: %w", branch, d.branches, ErrBranch)
+	}
+	if index >= hdkeychain.HardenedKeyStart {
+		return nil, fmt.Errorf("descriptor: index %d is hardened: %w", index, ErrIndex)
+	}
+	der, err := d.cached(branch, index)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(der.PkScript), nil
 }
 
 // FindKey returns the first key slot whose origin fingerprint is fp, and

@@ -102,6 +102,8 @@ type Keys struct {
 	path     []uint32
 	nostrSK  string
 	seed     []byte
+	// cache holds the key pairs SigningKey derived (cache.go: bounds and safety argument).
+	cache *keyCache
 }
 
 // String hides the secrets from fmt and slog.
@@ -124,19 +126,11 @@ func (k *Keys) KeyOrigin() string { return k.Public.KeyOrigin() }
 
 // DeriveRelative returns the private key at AccountPath/steps… (all unhardened), for signing an
 // input whose script was derived from the registered descriptor (steps = the branch's steps and
-// the index). Errors: ErrNotOurKey for a hardened step.
+// the index); the caller's own copy, served from the derived-key cache after the first time
+// (SigningKey, cache.go). Errors: ErrNotOurKey for a hardened step.
 func (k *Keys) DeriveRelative(steps ...uint32) (*btcec.PrivateKey, error) {
-	key := k.account
-	for _, s := range steps {
-		if s >= hardened {
-			return nil, fmt.Errorf("keystore: hardened step after the account key: %w", ErrNotOurKey)
-		}
-		var err error
-		if key, err = key.Derive(s); err != nil {
-			return nil, fmt.Errorf("keystore: derive step %d: %w", s, err)
-		}
-	}
-	return key.ECPrivKey()
+	priv, _, err := k.SigningKey(steps...)
+	return priv, err
 }
 
 // AccountPathFor returns the BIP48 account path m/48'/coin'/0'/2' for net (coin 0 on mainnet,
@@ -441,6 +435,7 @@ func keysFrom(p secretPayload, net *chaincfg.Params) (*Keys, error) {
 			NostrPubKey: npk,
 		},
 		Params: net, account: acct, masterFP: fp, path: path, nostrSK: p.NostrSK, seed: seed,
+		cache: newKeyCache(MaxCachedKeys, MaxCachedBranches),
 	}, nil
 }
 

@@ -75,7 +75,7 @@ func FuzzAnalyze(f *testing.F) {
 	})
 }
 
-func fuzzSeeds(f *testing.F) []string {
+func fuzzSeeds(f testing.TB) []string {
 	var seeds []string
 	raw, err := os.ReadFile("testdata/bip370_vectors.json")
 	if err != nil {

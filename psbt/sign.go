@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"sort"
 
 	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
@@ -23,6 +24,27 @@ import (
 // an implementation refuses a hardened step with an error.
 type KeySource interface {
 	DeriveRelative(steps ...uint32) (*btcec.PrivateKey, error)
+}
+
+// KeyPairSource is a KeySource that also returns the private key's public key, so that
+// SignInputs need not recompute it (an EC multiplication per input); keystore.Keys satisfies it
+// and serves both from its bounded derived-key cache. SignInputs still compares the public key
+// with the descriptor's before signing.
+type KeyPairSource interface {
+	KeySource
+	SigningKey(steps ...uint32) (*btcec.PrivateKey, *btcec.PublicKey, error)
+}
+
+// signingKey asks keys for the key pair at steps, through KeyPairSource when it is one.
+func signingKey(keys KeySource, steps []uint32) (*btcec.PrivateKey, *btcec.PublicKey, error) {
+	if kp, ok := keys.(KeyPairSource); ok {
+		return kp.SigningKey(steps...)
+	}
+	priv, err := keys.DeriveRelative(steps...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return priv, priv.PubKey(), nil
 }
 
 // SignInputs adds this co-signer's signatures to every input of p, acting as the BIP-174 Signer.
@@ -70,14 +92,19 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 		if err != nil {
 			return signed, err
 		}
+		if int(c.Branch) >= len(key.Steps) {
+			return signed, fmt.Errorf("psbt: input %d: branch %d of %d: %w", i, c.Branch, len(key.Steps), ErrNotOurKey)
+		}
 		steps := append(append([]uint32(nil), key.Steps[c.Branch]...), c.Index)
-		priv, err := keys.DeriveRelative(steps...)
+		priv, pub, err := signingKey(keys, steps)
 		if err != nil {
 			return signed, err
 		}
+		// The key must be our slot's key in the descriptor's script at this (branch, index),
+		// whatever the key source (or its cache) returned.
 		var ours *descriptor.DerivedKey
 		for k := range d.Keys {
-			if d.Keys[k].Slot == slot && d.Keys[k].PubKey.IsEqual(priv.PubKey()) {
+			if d.Keys[k].Slot == slot && d.Keys[k].PubKey.IsEqual(pub) {
 				ours = &d.Keys[k]
 			}
 		}
@@ -92,7 +119,7 @@ func SignInputs(p *psbt.Packet, a *Analysis, desc *descriptor.Descriptor, slot i
 		var n int
 		switch d.Type {
 		case descriptor.P2WSH, descriptor.P2SHP2WSH:
-			n, err = signWitnessV0(u, i, c, d, priv, hashes, sighashFor(a, i, txscript.SigHashAll))
+			n, err = signWitnessV0(u, i, c, d, priv, pub, hashes, sighashFor(a, i, txscript.SigHashAll))
 		case descriptor.P2TR:
 			n, err = signTapscript(p, i, c, d, ours, priv, hashes, sighashFor(a, i, txscript.SigHashDefault))
 		default:
@@ -116,24 +143,54 @@ func sighashFor(a *Analysis, i int, def txscript.SigHashType) txscript.SigHashTy
 }
 
 // signWitnessV0 signs a wsh or sh(wsh) input over the BIP-143 sighash (SIGHASH_ALL unless the
-// analysis allowed another type).
-func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
+// analysis allowed another type) and adds the partial signature (addPartialSig).
+func signWitnessV0(u *psbt.Updater, i int, c Coin, d *descriptor.Derived, priv *btcec.PrivateKey, pubKey *btcec.PublicKey, hashes *txscript.TxSigHashes, hashType txscript.SigHashType) (int, error) {
+	pin := &u.Upsbt.Inputs[i]
+	if pin.FinalScriptSig != nil || pin.FinalScriptWitness != nil {
+		return 0, nil // finalized already: nothing to add (btcd's SignFinalized)
+	}
+	pub := pubKey.SerializeCompressed()
+	if _, exists := findPartialSig(pin.PartialSigs, pub); exists {
+		return 0, nil // already signed by this key (a repeated request): nothing to add
+	}
 	sig, err := txscript.RawTxInWitnessSignature(u.Upsbt.UnsignedTx, hashes, i, int64(c.Value), d.WitnessScript, hashType, priv)
 	if err != nil {
 		return 0, fmt.Errorf("psbt: sign input %d: %w", i, err)
 	}
-	pub := priv.PubKey().SerializeCompressed()
-	if _, exists := findPartialSig(u.Upsbt.Inputs[i].PartialSigs, pub); exists {
-		return 0, nil // already signed by this key (a repeated request): nothing to add
+	if err := addPartialSig(u.Upsbt, i, d, pub, sig); err != nil {
+		return 0, err
 	}
-	outcome, err := u.Sign(i, sig, pub, d.RedeemScript, d.WitnessScript)
-	if err != nil {
-		return 0, fmt.Errorf("psbt: add partial signature to input %d: %w", i, err)
+	return 1, nil
+}
+
+// addPartialSig places PSBT_IN_PARTIAL_SIG (pub → sig) on input i with the descriptor's witness
+// script (and redeem script for sh(wsh)), as btcd's Updater.Sign does, without its re-parsing of
+// a public key this co-signer just derived and matched against the descriptor. btcd's script
+// checks are kept, stated against the descriptor: the witness UTXO (and a non-witness UTXO, which
+// must hash to the input's txid) must pay d.PkScript, which is P2WSH(witness script) or
+// P2SH(P2WSH(witness script)) by construction. Partial signatures stay sorted by public key
+// (btcd's PartialSigSorter), so the encoding is the one Updater.Sign gives.
+func addPartialSig(p *psbt.Packet, i int, d *descriptor.Derived, pub, sig []byte) error {
+	pin := &p.Inputs[i]
+	op := p.UnsignedTx.TxIn[i].PreviousOutPoint
+	if pin.WitnessUtxo == nil && pin.NonWitnessUtxo == nil {
+		return fmt.Errorf("psbt: input %d has no UTXO to sign for: %w", i, psbt.ErrInvalidPsbtFormat)
 	}
-	if outcome == psbt.SignSuccesful {
-		return 1, nil
+	if pin.WitnessUtxo != nil && !bytes.Equal(pin.WitnessUtxo.PkScript, d.PkScript) {
+		return fmt.Errorf("psbt: input %d's witness UTXO does not pay the descriptor's script: %w", i, psbt.ErrInvalidSignatureForInput)
 	}
-	return 0, nil
+	if prev := pin.NonWitnessUtxo; prev != nil {
+		if prev.TxHash() != op.Hash || int(op.Index) >= len(prev.TxOut) || !bytes.Equal(prev.TxOut[op.Index].PkScript, d.PkScript) {
+			return fmt.Errorf("psbt: input %d's previous transaction does not pay the descriptor's script: %w", i, psbt.ErrInvalidSignatureForInput)
+		}
+	}
+	pin.WitnessScript = d.WitnessScript
+	if d.RedeemScript != nil {
+		pin.RedeemScript = d.RedeemScript
+	}
+	pin.PartialSigs = append(pin.PartialSigs, &psbt.PartialSig{PubKey: pub, Signature: sig})
+	sort.Sort(psbt.PartialSigSorter(pin.PartialSigs))
+	return nil
 }
 
 func findPartialSig(sigs []*psbt.PartialSig, pub []byte) (int, bool) {

@@ -219,7 +219,7 @@ func decodeRaw(raw []byte) (*psbt.Packet, error) {
 	}
 	switch version {
 	case 0:
-		p, err := psbt.NewFromRawBytes(bytes.NewReader(raw), false)
+		p, err := decodeV0(raw, r, global)
 		if err != nil {
 			return nil, err
 		}
@@ -408,7 +408,14 @@ func v0Packet(tx *wire.MsgTx, global []kv, ins, outs [][]kv) (*psbt.Packet, erro
 	for _, m := range outs {
 		writeMap(&buf, m)
 	}
-	return psbt.NewFromRawBytes(&buf, false)
+	raw := buf.Bytes()
+	r := bytes.NewReader(raw)
+	_, _ = r.Seek(5, io.SeekStart) // the magic just written
+	g, err := readMap(r)
+	if err != nil {
+		return nil, err
+	}
+	return decodeV0(raw, r, g)
 }
 
 // determineLockTime applies BIP-370 "Determining Lock Time": without any required lock time the
