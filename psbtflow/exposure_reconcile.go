@@ -362,7 +362,7 @@ func (s *Service) lowerEntry(ctx context.Context, txid string, write func(store.
 // reopenAbove makes outstanding again every settled entry whose fact is in a block at or above
 // height that the watcher's header chain no longer has.
 func (s *Service) reopenAbove(ctx context.Context, height int32) error {
-	settled, err := s.db.SettledAbove(ctx, max(0, height))
+	settled, err := s.db.SettledFactsAbove(ctx, max(0, height))
 	if err != nil {
 		return err
 	}
@@ -393,6 +393,10 @@ func (s *Service) reopenAbove(ctx context.Context, height int32) error {
 func (s *Service) reopen(ctx context.Context, r store.Reservation) error {
 	s.ledgerMu.Lock()
 	defer s.ledgerMu.Unlock()
+	r, found, err := s.db.LedgerEntry(ctx, r.TxID) // with its inputs
+	if err != nil || !found || r.State == store.LedgerOutstanding {
+		return err
+	}
 	b := &s.book
 	b.mu.Lock()
 	b.conf.remove(r.TxID)

@@ -31,6 +31,8 @@ type Ledger interface {
 	// SettledAbove returns the confirmed and invalidated entries whose fact is in a block at
 	// or above height (those a reorg could undo).
 	SettledAbove(ctx context.Context, height int32) ([]store.Reservation, error)
+	// SettledFactsAbove is SettledAbove without the inputs.
+	SettledFactsAbove(ctx context.Context, height int32) ([]store.Reservation, error)
 	ConfirmEntry(ctx context.Context, txid string, height int32, hash string, at time.Time) error
 	InvalidateEntry(ctx context.Context, txid, by string, height int32, hash string) error
 	ReopenEntry(ctx context.Context, txid string) error

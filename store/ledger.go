@@ -266,6 +266,12 @@ func (db *DB) SettledAbove(ctx context.Context, height int32) ([]Reservation, er
 	return db.reservations(ctx, whereSettled, LedgerConfirmed, height, LedgerInvalidated, height)
 }
 
+// SettledFactsAbove is SettledAbove without the inputs (the reorg check reads only the facts;
+// an entry to reopen is read whole with LedgerEntry).
+func (db *DB) SettledFactsAbove(ctx context.Context, height int32) ([]Reservation, error) {
+	return queryReservations(ctx, db.SQL, whereSettled, LedgerConfirmed, height, LedgerInvalidated, height)
+}
+
 // LedgerSpending returns the ledger entries (any state) that spend outpoint, with their inputs.
 func (db *DB) LedgerSpending(ctx context.Context, outpoint string) ([]Reservation, error) {
 	return db.reservations(ctx, whereSpending, outpoint)
