@@ -31,7 +31,7 @@ const (
 	ledgerSettled = 100_000 // confirmed and invalidated entries
 	ledgerAudit   = 200_000 // audit_log rows
 	// ledgerSamples requests are measured at each size, after ledgerWarmup unmeasured ones.
-	ledgerSamples = 300
+	ledgerSamples = 1000
 	ledgerWarmup  = 20
 	// ledgerBlocks is the height of the header chain the settled entries' facts are in.
 	ledgerBlocks = 1200
