@@ -5,7 +5,6 @@ import (
 	"log/slog"
 
 	"github.com/custodyagents/cosigner/chainwatch"
-	"github.com/custodyagents/cosigner/psbt"
 	"github.com/custodyagents/cosigner/psbtflow"
 )
 
@@ -75,22 +74,12 @@ func (r chainRouter) route(ctx context.Context, ev chainwatch.Event) bool {
 	return true
 }
 
-// exposureSubscriber keeps the spend exposure (psbtflow's ledger) in step with the chain. A
-// coin spent by a known transaction is noted (NoteSpentCoin); events that can change a proven
-// fact (Spent, FundingConfirmed, FundingReorged, NewTip) make the exposure reconcile with the
-// watcher's proven view (ReconcileExposure). The event itself is never taken as a fact.
+// exposureSubscriber keeps the spend exposure (psbtflow's ledger) in step with the chain:
+// psbtflow.Service.HandleChainEvent notes coins spent by known transactions and moves only the
+// entries the event can affect, on the watcher's proven facts (the event itself is never taken
+// as a fact).
 func exposureSubscriber(flow *psbtflow.Service) func(context.Context, chainwatch.Event) error {
-	return func(ctx context.Context, ev chainwatch.Event) error {
-		if e, ok := ev.(chainwatch.Spent); ok && e.SpentBy != nil {
-			flow.NoteSpentCoin(e.OutPoint, psbt.Coin{Value: e.UTXO.Value, PkScript: e.UTXO.PkScript, Branch: e.UTXO.Branch,
-				Index: e.UTXO.Index, Height: e.UTXO.Height}, *e.SpentBy)
-		}
-		switch ev.(type) {
-		case chainwatch.Spent, chainwatch.FundingConfirmed, chainwatch.FundingReorged, chainwatch.NewTip:
-			return flow.ReconcileExposure(ctx)
-		}
-		return nil
-	}
+	return flow.HandleChainEvent
 }
 
 // logChainEvent reports the wallet's chain events in words; it never fails.

@@ -118,8 +118,6 @@ func (s *Service) approveResult(ctx context.Context, h store.Hold, decision stri
 	if err != nil {
 		return res
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	a, err := psbt.AnalyzeWith(p, s.desc, s.chainFor(ctx, h.Client), psbt.AnalyzeOptions{AllowSighash: s.policy().AllowSighash(s.now())})
 	if err != nil {
 		return res

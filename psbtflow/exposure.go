@@ -20,8 +20,6 @@ package psbtflow
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/btcsuite/btcd/btcutil"
@@ -121,48 +119,24 @@ func heaviest(rs []store.Reservation, adj []map[int]bool, group []int) btcutil.A
 	return max(without, btcutil.Amount(max(0, rs[v].OutflowSat))+heaviest(rs, adj, keep))
 }
 
-// withLedger fills in.Spent for every velocity window in force: the exposure as it would be
-// with this transaction signed (outstanding), less its own outflow (the policy adds that). So an
-// RBF replacement is counted once with what it replaces (the larger of the two when they spend
-// the same inputs), and a transaction spending the inputs of two outstanding ones counts against
-// their sum, since those could both confirm if it does not.
+// withLedger fills in.Spent for every velocity window in force from the store (the offline
+// commands: Explain): the exposure as it would be with this transaction signed (outstanding),
+// less its own outflow (the policy adds that). So an RBF replacement is counted once with what
+// it replaces (the larger of the two when they spend the same inputs), and a transaction
+// spending the inputs of two outstanding ones counts against their sum, since those could both
+// confirm if it does not. The Service reads the same from its exposure book (decideExposure).
 func withLedger(ctx context.Context, db Ledger, pol *policy.Policy, in *policy.Input, a *psbt.Analysis) error {
 	windows := pol.Windows(in.Now)
 	in.Spent = map[time.Duration]btcutil.Amount{}
 	if len(windows) == 0 {
 		return nil
 	}
-	longest := windows[0]
-	for _, w := range windows {
-		longest = max(longest, w)
-	}
-	entries, err := db.Exposure(ctx, in.Now.Add(-longest))
+	b, err := bookFromStore(ctx, db, in.Now.Add(-longestWindow(windows)))
 	if err != nil {
 		return err
 	}
-	out := []store.Reservation{{TxID: a.UnsignedTxID, OutflowSat: int64(a.Outflow), Inputs: outpoints(a), State: store.LedgerOutstanding}}
-	var confirmed []store.Reservation
-	for _, r := range entries {
-		switch {
-		case r.TxID == a.UnsignedTxID:
-			// Signed before (another request id): counted once, as this one.
-		case r.State == store.LedgerOutstanding:
-			out = append(out, r)
-		case r.State == store.LedgerConfirmed:
-			confirmed = append(confirmed, r)
-		}
-	}
-	outstanding := OutstandingExposure(out) - a.Outflow
-	for _, w := range windows {
-		since := in.Now.Add(-w)
-		spent := outstanding
-		for _, r := range confirmed {
-			if !r.ConfAt.Before(since) {
-				spent += btcutil.Amount(r.OutflowSat)
-			}
-		}
-		in.Spent[w] = spent
-	}
+	n := &bookNode{txid: a.UnsignedTxID, outflow: a.Outflow, inputs: outpoints(a), at: in.Now}
+	in.Spent = b.view(n, windows, in.Now).spentFor(windows, a.Outflow)
 	return nil
 }
 
@@ -174,123 +148,9 @@ func ExposureAt(ctx context.Context, db Ledger, windows []time.Duration, now tim
 	if len(windows) == 0 {
 		return out, nil
 	}
-	longest := windows[0]
-	for _, w := range windows {
-		longest = max(longest, w)
-	}
-	entries, err := db.Exposure(ctx, now.Add(-longest))
+	b, err := bookFromStore(ctx, db, now.Add(-longestWindow(windows)))
 	if err != nil {
 		return nil, err
 	}
-	var outs []store.Reservation
-	for _, r := range entries {
-		if r.State == store.LedgerOutstanding {
-			outs = append(outs, r)
-		}
-	}
-	base := OutstandingExposure(outs)
-	for _, w := range windows {
-		n := base
-		for _, r := range entries {
-			if r.State == store.LedgerConfirmed && !r.ConfAt.Before(now.Add(-w)) {
-				n += btcutil.Amount(r.OutflowSat)
-			}
-		}
-		out[w] = n
-	}
-	return out, nil
-}
-
-// ReconcileExposure moves the spend ledger on proven facts only (see the file comment): a
-// confirmed or invalidated entry whose block left the watcher's header chain is outstanding
-// again; an outstanding entry whose own transaction is proven in a block is confirmed at that
-// block's time (never before its signing time); one with an input spent by a different proven
-// transaction is invalidated. Without SpendFacts it does nothing. Safe to call at any time and
-// as often as wanted: it reads the facts afresh and changes only what they prove.
-func (s *Service) ReconcileExposure(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.facts == nil {
-		return nil
-	}
-	tip := s.facts.Tip()
-	if tip.Height <= 0 {
-		return nil
-	}
-	settled, err := s.db.SettledAbove(ctx, max(0, tip.Height-reorgHorizon))
-	if err != nil {
-		return err
-	}
-	for _, r := range settled {
-		height, hash := r.ConfHeight, r.ConfHash
-		if r.State == store.LedgerInvalidated {
-			height, hash = r.InvalidHeight, r.InvalidHash
-		}
-		h, err := chainhash.NewHashFromStr(hash)
-		if err != nil {
-			return fmt.Errorf("spend ledger %s: block hash %q: %w", r.TxID, hash, err)
-		}
-		if in, known := s.facts.InBestChain(height, *h); !known || in {
-			continue
-		}
-		if err := s.db.ReopenEntry(ctx, r.TxID); err != nil {
-			return err
-		}
-		s.log.Warn("spend exposure: the block of a settled transaction left the header chain; outstanding again",
-			"txid", r.TxID, "was", r.State, "height", height, "outflow_sat", r.OutflowSat)
-	}
-	outs, err := s.db.Reservations(ctx, store.LedgerOutstanding)
-	if err != nil {
-		return err
-	}
-	var ops []wire.OutPoint
-	for _, r := range outs {
-		for _, in := range r.Inputs {
-			op, err := wire.NewOutPointFromString(in)
-			if err != nil {
-				return fmt.Errorf("spend ledger %s: input %q: %w", r.TxID, in, err)
-			}
-			ops = append(ops, *op)
-		}
-	}
-	spenders := s.facts.ProvenSpenders(ops)
-	if len(spenders) == 0 {
-		return nil
-	}
-	for _, r := range outs {
-		var own, other *chainwatch.ProvenSpend
-		for _, in := range r.Inputs {
-			op, _ := wire.NewOutPointFromString(in)
-			sp, ok := spenders[*op]
-			if !ok {
-				continue
-			}
-			if sp.UnsignedTxID.String() == r.TxID || sp.TxID.String() == r.TxID {
-				own = &sp
-			} else if other == nil {
-				other = &sp
-			}
-		}
-		switch {
-		case own != nil:
-			at := own.BlockTime
-			if at.Before(r.At) {
-				at = r.At
-			}
-			err = s.db.ConfirmEntry(ctx, r.TxID, own.Height, own.BlockHash.String(), at)
-			if err == nil {
-				s.log.Info("spend exposure: confirmed", "txid", r.TxID, "height", own.Height, "counts_at", at.UTC().Format(time.RFC3339), "outflow_sat", r.OutflowSat)
-			}
-		case other != nil:
-			err = s.db.InvalidateEntry(ctx, r.TxID, other.TxID.String(), other.Height, other.BlockHash.String())
-			if err == nil {
-				s.log.Info("spend exposure: invalidated (an input was spent by a confirmed transaction)", "txid", r.TxID, "by", other.TxID.String(),
-					"height", other.Height, "outflow_sat", r.OutflowSat)
-			}
-		}
-		if err != nil && !errors.Is(err, store.ErrLedgerState) {
-			return err
-		}
-	}
-	return nil
+	return b.view(nil, windows, now).spentFor(windows, 0), nil
 }

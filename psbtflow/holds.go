@@ -24,7 +24,8 @@ type holdDue struct {
 // tick over held requests costs nothing until a time point passes (the end of a cooling-off, a
 // time-of-day window's edge, a loosened policy taking effect: policy.NextChange) or an approval
 // arrives (issue 11, finding 4). It is rebuilt from the store at the first tick after a start
-// and whenever the policy in force changes. Guarded by Service.mu.
+// and whenever the policy in force changes. Guarded by Service.mu (held only to read or change
+// it, never across a decision).
 type holdSchedule struct {
 	loaded bool
 	pol    *policy.Policy // the policy the due times were computed under
@@ -48,50 +49,83 @@ func (s *Service) scheduleHold(key holdKey, at time.Time) {
 // or cancelled. wake are holds to decide now (an approval arrived). The late answers go out
 // through respondEnded.
 func (s *Service) processHolds(ctx context.Context, wake ...holdKey) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.holdRun.Lock()
+	defer s.holdRun.Unlock()
 	pol := s.policy()
 	now := s.now()
 	var holds []store.Hold
-	if !s.holds.loaded || s.holds.pol != pol {
-		all, err := s.db.Holds(ctx, store.HoldWaiting)
-		if err != nil {
-			return err
-		}
-		holds = all
+	s.mu.Lock()
+	reload := !s.holds.loaded || s.holds.pol != pol
+	var due []holdKey
+	if reload {
+		// Reset before reading the store: a hold written meanwhile is either read below or
+		// scheduled into the new map by its decision.
 		s.holds = holdSchedule{loaded: true, pol: pol, due: map[holdKey]holdDue{}}
 	} else {
 		for _, k := range wake {
 			s.holds.due[k] = holdDue{timed: true}
 		}
 		for k, d := range s.holds.due {
-			if !d.timed || now.Before(d.At) {
-				continue
+			if d.timed && !now.Before(d.At) {
+				due = append(due, k)
 			}
-			h, err := s.db.FindHold(ctx, k.client, k.id)
-			if err != nil {
-				return fmt.Errorf("held request %s/%s: %w", k.client, k.id, err)
-			}
-			if h.State != store.HoldWaiting {
-				delete(s.holds.due, k)
-				continue
-			}
-			holds = append(holds, h)
 		}
+	}
+	s.mu.Unlock()
+	if reload {
+		all, err := s.db.Holds(ctx, store.HoldWaiting)
+		if err != nil {
+			s.forgetSchedule()
+			return err
+		}
+		holds = all
+	}
+	for _, k := range due {
+		h, err := s.db.FindHold(ctx, k.client, k.id)
+		if err != nil {
+			return fmt.Errorf("held request %s/%s: %w", k.client, k.id, err)
+		}
+		if h.State != store.HoldWaiting {
+			s.unscheduleHold(k)
+			continue
+		}
+		holds = append(holds, h)
 	}
 	for _, h := range holds {
 		if err := s.decideHold(ctx, h, pol, now); err != nil {
 			// Decided again at the next tick.
-			s.holds.loaded = false
+			s.forgetSchedule()
 			return err
 		}
 	}
 	return nil
 }
 
-// decideHold decides one waiting hold again. Called with s.mu held.
+// forgetSchedule makes the next processHolds decide every waiting hold again.
+func (s *Service) forgetSchedule() {
+	s.mu.Lock()
+	s.holds.loaded = false
+	s.mu.Unlock()
+}
+
+// unscheduleHold forgets the hold of key (it ended).
+func (s *Service) unscheduleHold(key holdKey) {
+	s.mu.Lock()
+	delete(s.holds.due, key)
+	s.mu.Unlock()
+}
+
+// decideHold decides one waiting hold again, under its request's lock (a repeat of the request
+// meanwhile waits and is answered from the store).
 func (s *Service) decideHold(ctx context.Context, h store.Hold, pol *policy.Policy, now time.Time) error {
 	key := holdKey{h.Client, h.RequestID}
+	defer s.requests.lock(key)()
+	if cur, err := s.db.FindHold(ctx, h.Client, h.RequestID); err != nil {
+		return fmt.Errorf("held request %s/%s: %w", h.Client, h.RequestID, err)
+	} else if cur.State != store.HoldWaiting {
+		s.unscheduleHold(key)
+		return nil
+	}
 	rec, ok, err := s.db.SignRequestRow(ctx, h.Client, h.RequestID)
 	if err != nil || !ok {
 		return fmt.Errorf("held request %s/%s: %v", h.Client, h.RequestID, err)
@@ -133,12 +167,14 @@ func (s *Service) decideHold(ctx context.Context, h store.Hold, pol *policy.Poli
 		if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
 			return err
 		}
-		delete(s.holds.due, key)
+		s.unscheduleHold(key)
 		return nil
 	}
 	v := s.decide(ctx, req, pol, now, h.HeldSince, yes)
 	if v.held {
+		s.mu.Lock()
 		s.scheduleHold(key, v.recheck)
+		s.mu.Unlock()
 		return nil
 	}
 	state := store.HoldReleased
@@ -148,7 +184,7 @@ func (s *Service) decideHold(ctx context.Context, h store.Hold, pol *policy.Poli
 	if _, err := s.finish(ctx, req, rec.PSBTSHA256, v, state); err != nil && !isMethodError(err) {
 		return err
 	}
-	delete(s.holds.due, key)
+	s.unscheduleHold(key)
 	return nil
 }
 

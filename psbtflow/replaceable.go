@@ -54,7 +54,7 @@ func (s *Service) NoteSpentCoin(op wire.OutPoint, c psbt.Coin, by chainhash.Hash
 }
 
 // replaceableCoin returns the coin at op if it is spent by an unconfirmed transaction this
-// co-signer signed (see the file comment). Called with s.mu held.
+// co-signer signed (see the file comment). Safe for concurrent use.
 func (s *Service) replaceableCoin(ctx context.Context, op wire.OutPoint) (psbt.Coin, bool) {
 	s.spent.mu.Lock()
 	sc, ok := s.spent.m[op]

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
@@ -62,11 +63,68 @@ type Service struct {
 	// each waiting hold must be decided again (holds.go), guarded by mu.
 	limits Limits
 	holds  holdSchedule
+	mu     sync.Mutex
 
-	// mu serialises decisions so that one (client, id) is never evaluated twice at once, two
-	// conflicting PSBTs are never analysed against the same UTXO snapshot concurrently, and the
-	// ledger totals a decision reads are the ones its reservation is added to.
+	// Decisions run concurrently; they share only what the spend exposure needs.
+	//   - requests serialises the decisions of one (client, id), so that it is never evaluated
+	//     twice at once (a repeat waits and is answered from the store);
+	//   - book is the spend exposure in memory: a decision reads it, evaluates the policy and
+	//     reserves its transaction in one short critical section (book.mu), so two decisions
+	//     never both fit under a limit only one fits under (exposure_book.go);
+	//   - ledgerMu orders the writes of the spend ledger with the book's changes that mirror
+	//     them (a signed decision's commit, the reconcile's moves);
+	//   - reconcileMu serialises the reconciles (chain events, sweeps) with each other only;
+	//   - holdRun serialises the re-decisions of held requests, holdCap the check of the hold
+	//     caps with the new hold's write.
+	// Lock order: holdRun → requests → holdCap → reconcileMu → ledgerMu → book.mu → mu.
+	requests    keyedLocks
+	book        exposureBook
+	ledgerMu    sync.Mutex
+	reconcileMu sync.Mutex
+	holdRun     sync.Mutex
+	holdCap     sync.Mutex
+	sweepEvery  time.Duration
+	sweepDue    atomic.Bool  // a sweep is due at the next Tick (start, a failed event)
+	lastSweep   atomic.Int64 // when the last sweep ended, Unix nanoseconds
+	// onReconcile and onDecide are test hooks: called by a sweep once the book is loaded, and by
+	// a decision once its PSBT is analysed, before it reads the exposure.
+	onReconcile func()
+	onDecide    func(req nip46.Call)
+}
+
+// keyedLocks is one mutex per (client, request id), made on demand and forgotten when unused.
+type keyedLocks struct {
 	mu sync.Mutex
+	m  map[holdKey]*keyedLock
+}
+
+type keyedLock struct {
+	mu    sync.Mutex
+	users int
+}
+
+// lock locks key's mutex and returns its unlock.
+func (k *keyedLocks) lock(key holdKey) (unlock func()) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[holdKey]*keyedLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyedLock{}
+		k.m[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 }
 
 // AccountKey is this co-signer's private account key as the Service uses it (satisfied by
@@ -145,17 +203,19 @@ func NewService(desc *descriptor.Descriptor, keys AccountKey, chain psbt.ChainVi
 		log = slog.Default()
 	}
 	s := &Service{desc: desc, slot: slot, keys: keys, chain: chain, policy: pol, db: db, log: log.With("component", "psbtflow"),
-		now: time.Now, tick: 2 * time.Second, wake: make(chan struct{}, 1), limits: DefaultLimits()}
+		now: time.Now, tick: 2 * time.Second, wake: make(chan struct{}, 1), limits: DefaultLimits(), sweepEvery: defaultSweepEvery}
 	for _, o := range opts {
 		o(s)
 	}
+	s.book.reset()
+	s.sweepDue.Store(true)
 	return s, nil
 }
 
 // chainFor is the wallet view a request from client is analysed against: the watcher's, plus
 // the coins spent by this co-signer's own unconfirmed transactions (which an RBF replacement
 // spends again; see replaceable.go), plus, for the policy's automations, the coins of the
-// engine's own broadcast proposals. Called with s.mu held.
+// engine's own broadcast proposals. Safe for concurrent use.
 func (s *Service) chainFor(ctx context.Context, client string) psbt.ChainView {
 	own := s.replaceable
 	if !strings.HasPrefix(client, policy.AutomationClientPrefix) {
@@ -310,8 +370,7 @@ func (s *Service) admit(ctx context.Context, req nip46.Call) (*policy.Policy, ti
 // signOnce decides req once, under pol at now: a repeated (client, id) is answered from the
 // store, a new one is rate-limited, then decided by decide and its verdict written.
 func (s *Service) signOnce(ctx context.Context, req nip46.Call, pol *policy.Policy, now time.Time, decide func() verdict) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer s.requests.lock(holdKey{req.Client, req.ID})()
 
 	h := sha256.Sum256([]byte(strings.Join(req.Params, "\x00")))
 	prev, existed, err := s.db.BeginSignRequest(ctx, store.SignRequest{Client: req.Client, RequestID: req.ID, Method: req.Method, PSBTSHA256: h[:]})
@@ -364,6 +423,7 @@ type verdict struct {
 	audit    store.AuditEntry
 	decision *policy.Decision
 	reserve  *store.Reservation
+	pending  string // the reservation's key in the exposure book (see finishSigned)
 	held     bool
 	recheck  time.Time // when held: when to decide again with time alone (policy.NextChange); zero = never
 }
@@ -396,6 +456,10 @@ func (s *Service) finish(ctx context.Context, req nip46.Call, psbtHash []byte, v
 	}
 	var held *nip46.HeldError
 	if v.held && holdState == "" {
+		// The caps are checked and the new hold written under holdCap, so that concurrent
+		// decisions cannot all pass the check.
+		s.holdCap.Lock()
+		defer s.holdCap.Unlock()
 		if mine, all, err := s.db.CountWaitingHolds(ctx, req.Client); err != nil {
 			return "", err
 		} else if mine >= s.limits.MaxHoldsPerClient || all >= s.limits.MaxHolds {
@@ -416,14 +480,22 @@ func (s *Service) finish(ctx context.Context, req nip46.Call, psbtHash []byte, v
 	if v.held && holdState != "" {
 		return "", nil // still held: nothing changes
 	}
-	if err := s.db.FinishDecision(ctx, d); err != nil {
+	var err error
+	if v.reserve != nil {
+		err = s.finishSigned(ctx, d, v.pending)
+	} else {
+		err = s.db.FinishDecision(ctx, d)
+	}
+	if err != nil {
 		return "", err
 	}
 	s.log.Info("sign_psbt decided", "client", req.Client, "id", req.ID, "decision", v.audit.Decision, "rule", v.audit.Rule,
 		"reason", v.audit.Reason, "unsigned_txid", v.audit.UnsignedTxID, "outflow_sat", v.audit.OutflowSat, "fee_sat", v.audit.FeeSat,
 		"policy", short(d.PolicyHash))
 	if held != nil {
+		s.mu.Lock()
 		s.scheduleHold(holdKey{req.Client, req.ID}, v.recheck)
+		s.mu.Unlock()
 		return "", held
 	}
 	if v.rec.State != store.RequestSigned {
@@ -511,11 +583,14 @@ func (s *Service) decidePacket(ctx context.Context, req nip46.Call, p *btcpsbt.P
 	}
 	in := PolicyInput(req.Client, req.Method, now, p, a)
 	in.HeldSince, in.Approvals = heldSince, approvals
-	if err := withLedger(ctx, s.db, pol, &in, a); err != nil {
+	if s.onDecide != nil {
+		s.onDecide(req)
+	}
+	d, pending, err := s.decideExposure(ctx, pol, &in, a)
+	if err != nil {
 		s.log.Error("spend ledger read failed", "error", err)
 		return s.refused("error", nip46.AsMethodError(err), "ledger", a)
 	}
-	d := policy.Evaluate(pol, in)
 	withDecision := func(v verdict) verdict { v.decision = &d; return v }
 	switch d.Outcome {
 	case policy.Unauthorized:
@@ -530,11 +605,13 @@ func (s *Service) decidePacket(ctx context.Context, req nip46.Call, p *btcpsbt.P
 	}
 	n, err := psbt.SignInputs(p, a, s.desc, s.slot, s.keys, chain)
 	if err != nil {
+		s.dropPending(pending)
 		s.log.Error("signing failed", "error", err)
 		return withDecision(s.refused("error", nip46.AsMethodError(err), "sign", a))
 	}
 	out, err := psbt.Encode(p, enc)
 	if err != nil {
+		s.dropPending(pending)
 		return withDecision(s.refused("error", nip46.AsMethodError(err), "encode", a))
 	}
 	ae := store.AuditEntry{Decision: "signed", Rule: d.Rule, Reason: fmt.Sprintf("%s; %d partial signature(s) added", d.Reason, n)}
@@ -542,7 +619,7 @@ func (s *Service) decidePacket(ctx context.Context, req nip46.Call, p *btcpsbt.P
 	res := &store.Reservation{TxID: a.UnsignedTxID, Client: req.Client, RequestID: req.ID, OutflowSat: int64(a.Outflow),
 		Inputs: outpoints(a), At: now}
 	return verdict{result: out, rec: store.SignRequest{State: store.RequestSigned, Result: out, UnsignedTxID: a.UnsignedTxID},
-		audit: ae, decision: &d, reserve: res}
+		audit: ae, decision: &d, reserve: res, pending: pending}
 }
 
 func outpoints(a *psbt.Analysis) []string {
@@ -631,9 +708,10 @@ func parseMethodError(s string) *nip46.MethodError {
 	return &nip46.MethodError{Code: code, Message: msg}
 }
 
-// Run re-decides held requests when they are due (cooling-off over, approvals in), delivers their late answers,
-// and reconciles the spend ledger with the wallet view, every tick and whenever an approval
-// arrives, until ctx ends. It returns nil when ctx is cancelled.
+// Run re-decides held requests when they are due (cooling-off over, approvals in) and delivers
+// their late answers, every tick and whenever an approval arrives, and sweeps the spend exposure
+// when one is due (see exposure_reconcile.go; chain events move it in between), until ctx
+// ends. It returns nil when ctx is cancelled.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.tick)
 	defer t.Stop()
@@ -649,14 +727,19 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Tick does one round of Run's work now: decide again the waiting holds that are due (see
-// holdSchedule), answer the holds that ended, reconcile the spend ledger. Errors are logged (the next tick retries).
+// holdSchedule), answer the holds that ended, sweep the spend exposure when a sweep is due (the
+// first tick, after a chain event failed, every sweepEvery). Errors are logged (the next tick
+// retries).
 func (s *Service) Tick(ctx context.Context) {
 	if s.chain.Synced() {
 		if err := s.processHolds(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("held requests", "error", err)
 		}
-		if err := s.ReconcileExposure(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("spend exposure reconcile", "error", err)
+		if s.sweepNeeded() {
+			if err := s.ReconcileExposure(ctx); err != nil && ctx.Err() == nil {
+				s.sweepDue.Store(true)
+				s.log.Error("spend exposure reconcile", "error", err)
+			}
 		}
 	}
 	if err := s.respondEnded(ctx); err != nil && ctx.Err() == nil {

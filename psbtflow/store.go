@@ -16,17 +16,23 @@ type Store interface {
 }
 
 // Ledger is the spend ledger: one reservation per signed transaction, moved by the proven chain
-// facts (exposure.go).
+// facts (exposure.go). A Service keeps the counted part of it in memory too (exposure_book.go),
+// so it must be the only writer of the ledger it is given.
 type Ledger interface {
 	// Exposure returns what the velocity windows count: every outstanding entry and the
 	// confirmed ones that count at or after since.
 	Exposure(ctx context.Context, since time.Time) ([]store.Reservation, error)
+	// LedgerEntry returns the entry of txid (any state, with its inputs); found is false when
+	// there is none.
+	LedgerEntry(ctx context.Context, txid string) (r store.Reservation, found bool, err error)
 	// LedgerSpending returns the entries (any state) that spend outpoint ("txid:vout").
 	LedgerSpending(ctx context.Context, outpoint string) ([]store.Reservation, error)
 	Reservations(ctx context.Context, states ...string) ([]store.Reservation, error)
 	// SettledAbove returns the confirmed and invalidated entries whose fact is in a block at
 	// or above height (those a reorg could undo).
 	SettledAbove(ctx context.Context, height int32) ([]store.Reservation, error)
+	// SettledFactsAbove is SettledAbove without the inputs.
+	SettledFactsAbove(ctx context.Context, height int32) ([]store.Reservation, error)
 	ConfirmEntry(ctx context.Context, txid string, height int32, hash string, at time.Time) error
 	InvalidateEntry(ctx context.Context, txid, by string, height int32, hash string) error
 	ReopenEntry(ctx context.Context, txid string) error

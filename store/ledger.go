@@ -91,13 +91,60 @@ type Decided struct {
 	HoldState   string // when non-empty, the request's hold moves to this state
 }
 
+// The statements of the request path (sign_psbt, approve, psbt_status, the held requests) and
+// of the spend exposure's reconcile. Each is served by an index, so that none reads a number of
+// rows that grows with the ledger, the requests or the audit log (store/plan_test.go checks
+// their plans).
+const (
+	sqlFinishRequest = `UPDATE sign_requests SET state = ?, result = ?, error = ?, unsigned_txid = ?, updated_at = ?
+			WHERE client_pubkey = ? AND request_id = ?`
+	sqlInsertHold = `INSERT INTO holds(client_pubkey, request_id, token, params, rule, held_since, state, url, reason, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	sqlHoldState = `UPDATE holds SET state = ?, reason = ?, updated_at = ? WHERE client_pubkey = ? AND request_id = ?`
+	sqlReserve   = `INSERT INTO spend_ledger(txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, 0, ?)
+		ON CONFLICT(txid) DO UPDATE SET outflow_sat = max(outflow_sat, excluded.outflow_sat), updated_at = excluded.updated_at`
+	sqlReserveInput = `INSERT OR IGNORE INTO spend_ledger_inputs(outpoint, txid) VALUES (?, ?)`
+	sqlReopen       = `UPDATE spend_ledger SET state = ?, conf_height = 0, conf_hash = '', conf_at = 0, invalid_by = '',
+			invalid_height = 0, invalid_hash = '', updated_at = ? WHERE txid = ? AND state IN (?, ?)`
+	sqlCountRequests    = `SELECT count(*) FROM sign_requests WHERE client_pubkey = ? AND created_at >= ?`
+	sqlHoldByToken      = `SELECT ` + holdCols + ` FROM holds WHERE token = ?`
+	sqlHold             = `SELECT ` + holdCols + ` FROM holds WHERE client_pubkey = ? AND request_id = ?`
+	sqlHoldsByRequestID = `SELECT ` + holdCols + ` FROM holds WHERE request_id = ? OR token = ?
+		OR (client_pubkey, request_id) IN (SELECT client_pubkey, request_id FROM sign_requests WHERE unsigned_txid = ?)`
+	sqlHoldsForApproval = `SELECT ` + holdCols + ` FROM holds WHERE token = ?
+		OR (client_pubkey, request_id) IN (SELECT client_pubkey, request_id FROM sign_requests WHERE unsigned_txid = ? AND unsigned_txid != '')
+		ORDER BY held_since, request_id`
+	sqlUnrespondedHolds  = `SELECT ` + holdCols + ` FROM holds WHERE state IN (?, ?, ?) AND responded = 0 ORDER BY held_since, request_id`
+	sqlHoldsByState      = `SELECT ` + holdCols + ` FROM holds WHERE state IN (?`
+	sqlCountWaitingHolds = `SELECT count(*), coalesce(sum(client_pubkey = ?), 0) FROM holds WHERE state = ?`
+	sqlHoldResponded     = `UPDATE holds SET responded = 1, updated_at = ? WHERE client_pubkey = ? AND request_id = ?`
+	sqlAddApproval       = `INSERT INTO approvals(client_pubkey, request_id, approver_pubkey, decision, event, at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT(client_pubkey, request_id, approver_pubkey) DO UPDATE SET decision = excluded.decision, event = excluded.event, at = excluded.at`
+	sqlApprovals   = `SELECT approver_pubkey, decision, event, at FROM approvals WHERE client_pubkey = ? AND request_id = ? ORDER BY at, approver_pubkey`
+	sqlSignRequest = `SELECT method, psbt_sha256, unsigned_txid, state, result, error FROM sign_requests
+		WHERE client_pubkey = ? AND request_id = ?`
+	sqlFindSignRequests = `SELECT request_id, method, psbt_sha256, unsigned_txid, state, result, error FROM sign_requests
+		WHERE (client_pubkey = ? AND request_id = ?) OR (client_pubkey = ? AND unsigned_txid = ?) ORDER BY created_at`
+)
+
+// The columns ConfirmEntry and InvalidateEntry set (moveSQL).
+const (
+	setConfirmed   = `state = ?, conf_height = ?, conf_hash = ?, conf_at = ?`
+	setInvalidated = `state = ?, invalid_by = ?, invalid_height = ?, invalid_hash = ?`
+)
+
+// moveSQL is the statement that moves a ledger entry from one state (set: the columns it sets).
+func moveSQL(set string) string {
+	return `UPDATE spend_ledger SET ` + set + `, updated_at = ? WHERE txid = ? AND state = ?`
+}
+
 // FinishDecision writes d in one transaction. Errors: a wrapped SQL error; nothing is written then.
 func (db *DB) FinishDecision(ctx context.Context, d Decided) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
 		now := time.Now().Unix()
 		r := d.Request
-		res, err := tx.ExecContext(ctx, `UPDATE sign_requests SET state = ?, result = ?, error = ?, unsigned_txid = ?, updated_at = ?
-			WHERE client_pubkey = ? AND request_id = ?`, r.State, r.Result, r.Error, r.UnsignedTxID, now, r.Client, r.RequestID)
+		res, err := tx.ExecContext(ctx, sqlFinishRequest, r.State, r.Result, r.Error, r.UnsignedTxID, now, r.Client, r.RequestID)
 		if err != nil {
 			return fmt.Errorf("store: update sign request: %w", err)
 		}
@@ -111,13 +158,12 @@ func (db *DB) FinishDecision(ctx context.Context, d Decided) error {
 		}
 		if h := d.NewHold; h != nil {
 			params, _ := json.Marshal(h.Params)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO holds(client_pubkey, request_id, token, params, rule, held_since, state, url, reason, updated_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, h.Client, h.RequestID, h.Token, string(params), h.Rule, h.HeldSince.Unix(), HoldWaiting, h.URL, h.Reason, now); err != nil {
+			if _, err := tx.ExecContext(ctx, sqlInsertHold, h.Client, h.RequestID, h.Token, string(params), h.Rule, h.HeldSince.Unix(), HoldWaiting, h.URL, h.Reason, now); err != nil {
 				return fmt.Errorf("store: insert hold: %w", err)
 			}
 		}
 		if d.HoldState != "" {
-			if _, err := tx.ExecContext(ctx, `UPDATE holds SET state = ?, reason = ?, updated_at = ? WHERE client_pubkey = ? AND request_id = ?`,
+			if _, err := tx.ExecContext(ctx, sqlHoldState,
 				d.HoldState, d.Audit.Reason, now, r.Client, r.RequestID); err != nil {
 				return fmt.Errorf("store: update hold: %w", err)
 			}
@@ -145,7 +191,25 @@ type querier interface {
 
 const ledgerCols = `txid, client_pubkey, request_id, outflow_sat, state, reserved_at, conf_height, conf_hash, conf_at, invalid_by, invalid_height, invalid_hash`
 
+// The conditions the spend ledger is read by; each is served by an index (migrations 0005,
+// 0013, 0018; store/plan_test.go checks the plans).
+const (
+	whereExposure    = `WHERE state = ? OR (state = ? AND conf_at >= ?)`
+	whereSettled     = `WHERE (state = ? AND conf_height >= ?) OR (state = ? AND invalid_height >= ?)`
+	whereSpending    = `WHERE txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint = ?)`
+	whereLedgerTxID  = `WHERE txid = ?`
+	whereLedgerState = `WHERE state IN (?`
+)
+
+// ledgerSelect returns the two statements that read the ledger entries matching where: the
+// entries, oldest first, and their inputs.
+func ledgerSelect(where string) (entries, inputs string) {
+	return `SELECT ` + ledgerCols + ` FROM spend_ledger ` + where + ` ORDER BY reserved_at, txid`,
+		`SELECT txid, outpoint FROM spend_ledger_inputs WHERE txid IN (SELECT txid FROM spend_ledger ` + where + `) ORDER BY txid, outpoint`
+}
+
 func queryReservations(ctx context.Context, q querier, where string, args ...any) ([]Reservation, error) {
+	entries, _ := ledgerSelect(where)
 	return queryRows(ctx, q, "read spend ledger", func(rows *sql.Rows) (Reservation, error) {
 		var r Reservation
 		var at, confAt int64
@@ -156,22 +220,20 @@ func queryReservations(ctx context.Context, q querier, where string, args ...any
 			r.ConfAt = time.Unix(confAt, 0)
 		}
 		return r, err
-	}, `SELECT `+ledgerCols+` FROM spend_ledger `+where+` ORDER BY reserved_at, txid`, args...)
+	}, entries, args...)
 }
 
 // reserve records a newly signed transaction as outstanding. Signing a transaction the ledger
 // already has (the same unsigned txid under another request) keeps its state and counts the
 // larger outflow.
 func reserve(ctx context.Context, tx *sql.Tx, r Reservation, now int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO spend_ledger(txid, client_pubkey, request_id, outflow_sat, state, reserved_at, release_after, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, 0, ?)
-		ON CONFLICT(txid) DO UPDATE SET outflow_sat = max(outflow_sat, excluded.outflow_sat), updated_at = excluded.updated_at`,
+	_, err := tx.ExecContext(ctx, sqlReserve,
 		r.TxID, r.Client, r.RequestID, r.OutflowSat, LedgerOutstanding, r.At.Unix(), now)
 	if err != nil {
 		return fmt.Errorf("store: reserve: %w", err)
 	}
 	for _, op := range r.Inputs {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO spend_ledger_inputs(outpoint, txid) VALUES (?, ?)`, op, r.TxID); err != nil {
+		if _, err := tx.ExecContext(ctx, sqlReserveInput, op, r.TxID); err != nil {
 			return fmt.Errorf("store: reserve input: %w", err)
 		}
 	}
@@ -182,7 +244,7 @@ func reserve(ctx context.Context, tx *sql.Tx, r Reservation, now int64) error {
 // (whatever its age) and the confirmed entries that count at or after since (ConfAt).
 // Invalidated entries and older confirmed ones are left out.
 func (db *DB) Exposure(ctx context.Context, since time.Time) ([]Reservation, error) {
-	return db.reservations(ctx, `WHERE state = ? OR (state = ? AND conf_at >= ?)`, LedgerOutstanding, LedgerConfirmed, since.Unix())
+	return db.reservations(ctx, whereExposure, LedgerOutstanding, LedgerConfirmed, since.Unix())
 }
 
 // Reservations returns the ledger entries in any of states (all when none given), oldest
@@ -190,7 +252,7 @@ func (db *DB) Exposure(ctx context.Context, since time.Time) ([]Reservation, err
 func (db *DB) Reservations(ctx context.Context, states ...string) ([]Reservation, error) {
 	where, args := "", []any{}
 	if len(states) > 0 {
-		where = `WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `)`
+		where = whereLedgerState + strings.Repeat(",?", len(states)-1) + `)`
 		for _, s := range states {
 			args = append(args, s)
 		}
@@ -201,18 +263,23 @@ func (db *DB) Reservations(ctx context.Context, states ...string) ([]Reservation
 // SettledAbove returns the confirmed and invalidated entries whose fact is in a block at or
 // above height (those a reorg could undo), with their inputs.
 func (db *DB) SettledAbove(ctx context.Context, height int32) ([]Reservation, error) {
-	return db.reservations(ctx, `WHERE (state = ? AND conf_height >= ?) OR (state = ? AND invalid_height >= ?)`,
-		LedgerConfirmed, height, LedgerInvalidated, height)
+	return db.reservations(ctx, whereSettled, LedgerConfirmed, height, LedgerInvalidated, height)
+}
+
+// SettledFactsAbove is SettledAbove without the inputs (the reorg check reads only the facts;
+// an entry to reopen is read whole with LedgerEntry).
+func (db *DB) SettledFactsAbove(ctx context.Context, height int32) ([]Reservation, error) {
+	return queryReservations(ctx, db.SQL, whereSettled, LedgerConfirmed, height, LedgerInvalidated, height)
 }
 
 // LedgerSpending returns the ledger entries (any state) that spend outpoint, with their inputs.
 func (db *DB) LedgerSpending(ctx context.Context, outpoint string) ([]Reservation, error) {
-	return db.reservations(ctx, `WHERE txid IN (SELECT txid FROM spend_ledger_inputs WHERE outpoint = ?)`, outpoint)
+	return db.reservations(ctx, whereSpending, outpoint)
 }
 
 // LedgerEntry returns the ledger entry of txid (with its inputs); ok is false when there is none.
 func (db *DB) LedgerEntry(ctx context.Context, txid string) (Reservation, bool, error) {
-	rs, err := db.reservations(ctx, `WHERE txid = ?`, txid)
+	rs, err := db.reservations(ctx, whereLedgerTxID, txid)
 	if err != nil || len(rs) == 0 {
 		return Reservation{}, false, err
 	}
@@ -231,7 +298,8 @@ func (db *DB) reservations(ctx context.Context, where string, args ...any) ([]Re
 	for i, r := range out {
 		idx[r.TxID] = i
 	}
-	rows, err := db.SQL.QueryContext(ctx, `SELECT txid, outpoint FROM spend_ledger_inputs WHERE txid IN (SELECT txid FROM spend_ledger `+where+`) ORDER BY txid, outpoint`, args...)
+	_, inputs := ledgerSelect(where)
+	rows, err := db.SQL.QueryContext(ctx, inputs, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: read spend ledger inputs: %w", err)
 	}
@@ -255,14 +323,14 @@ var ErrLedgerState = errors.New("store: spend ledger entry not in the expected s
 // ConfirmEntry moves outstanding entry txid to confirmed in block (height, hash), counting at
 // at. ErrLedgerState when it is not outstanding.
 func (db *DB) ConfirmEntry(ctx context.Context, txid string, height int32, hash string, at time.Time) error {
-	return db.moveEntry(ctx, txid, LedgerOutstanding, `state = ?, conf_height = ?, conf_hash = ?, conf_at = ?`,
+	return db.moveEntry(ctx, txid, LedgerOutstanding, setConfirmed,
 		LedgerConfirmed, height, hash, at.Unix())
 }
 
 // InvalidateEntry moves outstanding entry txid to invalidated: by, in block (height, hash),
 // spent one of its inputs. ErrLedgerState when it is not outstanding.
 func (db *DB) InvalidateEntry(ctx context.Context, txid, by string, height int32, hash string) error {
-	return db.moveEntry(ctx, txid, LedgerOutstanding, `state = ?, invalid_by = ?, invalid_height = ?, invalid_hash = ?`,
+	return db.moveEntry(ctx, txid, LedgerOutstanding, setInvalidated,
 		LedgerInvalidated, by, height, hash)
 }
 
@@ -270,8 +338,7 @@ func (db *DB) InvalidateEntry(ctx context.Context, txid, by string, height int32
 // header chain), clearing the fact. ErrLedgerState when it is in neither state.
 func (db *DB) ReopenEntry(ctx context.Context, txid string) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET state = ?, conf_height = 0, conf_hash = '', conf_at = 0, invalid_by = '',
-			invalid_height = 0, invalid_hash = '', updated_at = ? WHERE txid = ? AND state IN (?, ?)`,
+		res, err := tx.ExecContext(ctx, sqlReopen,
 			LedgerOutstanding, time.Now().Unix(), txid, LedgerConfirmed, LedgerInvalidated)
 		if err != nil {
 			return fmt.Errorf("store: reopen spend ledger entry: %w", err)
@@ -286,7 +353,7 @@ func (db *DB) ReopenEntry(ctx context.Context, txid string) error {
 func (db *DB) moveEntry(ctx context.Context, txid, from, set string, args ...any) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
 		args = append(args, time.Now().Unix(), txid, from)
-		res, err := tx.ExecContext(ctx, `UPDATE spend_ledger SET `+set+`, updated_at = ? WHERE txid = ? AND state = ?`, args...)
+		res, err := tx.ExecContext(ctx, moveSQL(set), args...)
 		if err != nil {
 			return fmt.Errorf("store: update spend ledger: %w", err)
 		}
@@ -300,7 +367,7 @@ func (db *DB) moveEntry(ctx context.Context, txid, from, set string, args ...any
 // CountRequests counts client's signing requests received at or after since.
 func (db *DB) CountRequests(ctx context.Context, client string, since time.Time) (int, error) {
 	var n int
-	if err := db.SQL.QueryRowContext(ctx, `SELECT count(*) FROM sign_requests WHERE client_pubkey = ? AND created_at >= ?`, client, since.Unix()).Scan(&n); err != nil {
+	if err := db.SQL.QueryRowContext(ctx, sqlCountRequests, client, since.Unix()).Scan(&n); err != nil {
 		return 0, fmt.Errorf("store: count requests: %w", err)
 	}
 	return n, nil
@@ -327,7 +394,7 @@ func (db *DB) Holds(ctx context.Context, states ...string) ([]Hold, error) {
 	q := `SELECT ` + holdCols + ` FROM holds`
 	var args []any
 	if len(states) > 0 {
-		q += ` WHERE state IN (?` + strings.Repeat(",?", len(states)-1) + `)`
+		q = sqlHoldsByState + strings.Repeat(",?", len(states)-1) + `)`
 		for _, s := range states {
 			args = append(args, s)
 		}
@@ -337,19 +404,10 @@ func (db *DB) Holds(ctx context.Context, states ...string) ([]Hold, error) {
 }
 
 // UnrespondedHolds returns holds that ended (released, denied, cancelled) whose late answer has
-// not reached a relay yet.
+// not reached a relay yet, oldest first.
 func (db *DB) UnrespondedHolds(ctx context.Context) ([]Hold, error) {
-	hs, err := db.Holds(ctx, HoldReleased, HoldDenied, HoldCancelled)
-	if err != nil {
-		return nil, err
-	}
-	out := hs[:0]
-	for _, h := range hs {
-		if !h.Responded {
-			out = append(out, h)
-		}
-	}
-	return out, nil
+	return queryRows(ctx, db.SQL, "read holds", func(rows *sql.Rows) (Hold, error) { return scanHold(rows) },
+		sqlUnrespondedHolds, HoldReleased, HoldDenied, HoldCancelled)
 }
 
 // FindHold returns the hold of (client, requestID), or by token when client is empty and
@@ -357,9 +415,9 @@ func (db *DB) UnrespondedHolds(ctx context.Context) ([]Hold, error) {
 func (db *DB) FindHold(ctx context.Context, client, requestID string) (Hold, error) {
 	var row *sql.Row
 	if client == "" {
-		row = db.SQL.QueryRowContext(ctx, `SELECT `+holdCols+` FROM holds WHERE token = ?`, requestID)
+		row = db.SQL.QueryRowContext(ctx, sqlHoldByToken, requestID)
 	} else {
-		row = db.SQL.QueryRowContext(ctx, `SELECT `+holdCols+` FROM holds WHERE client_pubkey = ? AND request_id = ?`, client, requestID)
+		row = db.SQL.QueryRowContext(ctx, sqlHold, client, requestID)
 	}
 	h, err := scanHold(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -373,8 +431,7 @@ func (db *DB) FindHold(ctx context.Context, client, requestID string) (Hold, err
 
 // HoldsByRequestID returns every hold whose request id (or unsigned txid) is id, any client.
 func (db *DB) HoldsByRequestID(ctx context.Context, id string) ([]Hold, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT `+holdCols+` FROM holds WHERE request_id = ? OR token = ?
-		OR (client_pubkey, request_id) IN (SELECT client_pubkey, request_id FROM sign_requests WHERE unsigned_txid = ?)`, id, id, id)
+	rows, err := db.SQL.QueryContext(ctx, sqlHoldsByRequestID, id, id, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: read holds: %w", err)
 	}
@@ -395,14 +452,12 @@ func (db *DB) HoldsByRequestID(ctx context.Context, id string) ([]Hold, error) {
 // choose them (issue 11, finding 6).
 func (db *DB) HoldsForApproval(ctx context.Context, id string) ([]Hold, error) {
 	return queryRows(ctx, db.SQL, "read holds", func(rows *sql.Rows) (Hold, error) { return scanHold(rows) },
-		`SELECT `+holdCols+` FROM holds WHERE token = ?
-		OR (client_pubkey, request_id) IN (SELECT client_pubkey, request_id FROM sign_requests WHERE unsigned_txid = ? AND unsigned_txid != '')
-		ORDER BY held_since, request_id`, id, id)
+		sqlHoldsForApproval, id, id)
 }
 
 // CountWaitingHolds returns how many holds are waiting: client's, and in all.
 func (db *DB) CountWaitingHolds(ctx context.Context, client string) (mine, all int, err error) {
-	err = db.SQL.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(client_pubkey = ?), 0) FROM holds WHERE state = ?`,
+	err = db.SQL.QueryRowContext(ctx, sqlCountWaitingHolds,
 		client, HoldWaiting).Scan(&all, &mine)
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: count holds: %w", err)
@@ -412,7 +467,7 @@ func (db *DB) CountWaitingHolds(ctx context.Context, client string) (mine, all i
 
 // MarkHoldResponded records that the late answer of a hold reached a relay.
 func (db *DB) MarkHoldResponded(ctx context.Context, client, requestID string) error {
-	if _, err := db.SQL.ExecContext(ctx, `UPDATE holds SET responded = 1, updated_at = ? WHERE client_pubkey = ? AND request_id = ?`,
+	if _, err := db.SQL.ExecContext(ctx, sqlHoldResponded,
 		time.Now().Unix(), client, requestID); err != nil {
 		return fmt.Errorf("store: update hold: %w", err)
 	}
@@ -421,8 +476,7 @@ func (db *DB) MarkHoldResponded(ctx context.Context, client, requestID string) e
 
 // AddApproval records (or replaces) an approver's decision on a held request, with its evidence.
 func (db *DB) AddApproval(ctx context.Context, a Approval) error {
-	_, err := db.SQL.ExecContext(ctx, `INSERT INTO approvals(client_pubkey, request_id, approver_pubkey, decision, event, at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT(client_pubkey, request_id, approver_pubkey) DO UPDATE SET decision = excluded.decision, event = excluded.event, at = excluded.at`,
+	_, err := db.SQL.ExecContext(ctx, sqlAddApproval,
 		a.Client, a.RequestID, a.Approver, a.Decision, a.Event, a.At.Unix())
 	if err != nil {
 		return fmt.Errorf("store: add approval: %w", err)
@@ -438,14 +492,13 @@ func (db *DB) Approvals(ctx context.Context, client, requestID string) ([]Approv
 		err := rows.Scan(&a.Approver, &a.Decision, &a.Event, &at)
 		a.At = time.Unix(at, 0)
 		return a, err
-	}, `SELECT approver_pubkey, decision, event, at FROM approvals WHERE client_pubkey = ? AND request_id = ? ORDER BY at, approver_pubkey`, client, requestID)
+	}, sqlApprovals, client, requestID)
 }
 
 // SignRequestRow returns the stored request (client, requestID), or ok = false.
 func (db *DB) SignRequestRow(ctx context.Context, client, requestID string) (SignRequest, bool, error) {
 	r := SignRequest{Client: client, RequestID: requestID}
-	err := db.SQL.QueryRowContext(ctx, `SELECT method, psbt_sha256, unsigned_txid, state, result, error FROM sign_requests
-		WHERE client_pubkey = ? AND request_id = ?`, client, requestID).Scan(&r.Method, &r.PSBTSHA256, &r.UnsignedTxID, &r.State, &r.Result, &r.Error)
+	err := db.SQL.QueryRowContext(ctx, sqlSignRequest, client, requestID).Scan(&r.Method, &r.PSBTSHA256, &r.UnsignedTxID, &r.State, &r.Result, &r.Error)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, false, nil
 	}
@@ -457,8 +510,7 @@ func (db *DB) SignRequestRow(ctx context.Context, client, requestID string) (Sig
 
 // FindSignRequests returns client's requests whose id or unsigned txid is id.
 func (db *DB) FindSignRequests(ctx context.Context, client, id string) ([]SignRequest, error) {
-	rows, err := db.SQL.QueryContext(ctx, `SELECT request_id, method, psbt_sha256, unsigned_txid, state, result, error FROM sign_requests
-		WHERE client_pubkey = ? AND (request_id = ? OR unsigned_txid = ?) ORDER BY created_at`, client, id, id)
+	rows, err := db.SQL.QueryContext(ctx, sqlFindSignRequests, client, id, client, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: read sign requests: %w", err)
 	}
