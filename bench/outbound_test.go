@@ -71,7 +71,8 @@ func BenchmarkOutbound(b *testing.B) {
 // benchSweeps deposits outboundDeposits times, one block each (which also confirms the previous
 // sweep), and measures each sweep from A's funding-confirmed event to its broadcast.
 func benchSweeps(ctx context.Context, b *testing.B, p *scenario.Pair) {
-	var totals, react, local, wait, finish []time.Duration
+	var totals []time.Duration
+	stages := make([][]time.Duration, len(sweepStages))
 	var waited, total time.Duration
 	for i := range outboundDeposits {
 		op, err := p.Deposit(ctx, btcutil.Amount(10_000_000+i), 0)
@@ -92,34 +93,55 @@ func benchSweeps(ctx context.Context, b *testing.B, p *scenario.Pair) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		proposed, requested, answered, broadcast := pr.Events("proposed"), pr.Events("requested"), pr.Events("answered"), pr.Events("broadcast")
-		if len(proposed) == 0 || len(requested) == 0 || len(answered) == 0 || len(broadcast) == 0 {
-			b.Fatalf("timeline of %s lacks proposed/requested/answered/broadcast: %+v", pr.ID, pr.Timeline)
+		at := map[string]time.Time{"event": event}
+		for _, s := range sweepStages {
+			evs := pr.Events(s.to)
+			if len(evs) == 0 {
+				b.Fatalf("timeline of %s lacks %s: %+v", pr.ID, s.to, pr.Timeline)
+			}
+			at[s.to] = evs[len(evs)-1].At
+			if s.to == "proposed" || s.to == "requested" {
+				at[s.to] = evs[0].At
+			}
 		}
-		react = append(react, proposed[0].At.Sub(event))
-		local = append(local, requested[0].At.Sub(proposed[0].At))
-		wait = append(wait, answered[0].At.Sub(requested[0].At))
-		finish = append(finish, broadcast[0].At.Sub(answered[0].At))
-		d := broadcast[0].At.Sub(event)
+		line := fmt.Sprintf("sweep %2d:", i)
+		for k, s := range sweepStages {
+			d := at[s.to].Sub(at[s.from])
+			stages[k] = append(stages[k], d)
+			line += fmt.Sprintf(" %s %.1f", s.name, ms(d))
+		}
+		d := at["broadcast"].Sub(event)
 		if d <= 0 {
-			b.Fatalf("sweep %s broadcast at %s, before the funding-confirmed event at %s", pr.ID, broadcast[0].At, event)
+			b.Fatalf("sweep %s broadcast at %s, before the funding-confirmed event at %s", pr.ID, at["broadcast"], event)
 		}
+		b.Logf("%s total %.1f ms", line, ms(d))
 		totals = append(totals, d)
 		total += d
-		waited += answered[0].At.Sub(requested[0].At)
+		waited += at["answered"].Sub(at["requested"])
 	}
 	if _, err := p.Net.Mine(ctx, 1); err != nil { // confirm the last sweep
 		b.Fatal(err)
 	}
 	reportLatency(b, totals)
 	b.ReportMetric(float64(waited)/float64(total), "relay_wait_share")
-	// Where the time goes, p50 of each stage: the engine taking up the event (event → proposed),
-	// building and signing our share (→ requested), waiting for B (→ answered), combining,
-	// finalizing and broadcasting (→ broadcast).
-	b.ReportMetric(ms(percentile(react, 0.5)), "react_p50_ms")
-	b.ReportMetric(ms(percentile(local, 0.5)), "build_sign_p50_ms")
-	b.ReportMetric(ms(percentile(wait, 0.5)), "wait_B_p50_ms")
-	b.ReportMetric(ms(percentile(finish, 0.5)), "finish_p50_ms")
+	// Where the time goes, p50 of each stage (sweepStages).
+	for k, s := range sweepStages {
+		b.ReportMetric(ms(percentile(stages[k], 0.5)), s.name+"_p50_ms")
+	}
+}
+
+// sweepStages are the stages of one sweep, between the entries of A's proposal timeline (the
+// last entry of each name, the first for proposed and requested): the engine taking up the
+// event (event → proposed), building (→ built: fee, coins, previous transactions, PSBT),
+// signing our share (→ requested), waiting for B (→ answered: the relays both ways plus B's
+// own analysis, policy and signing), finalizing (→ finalized) and broadcasting (→ broadcast).
+var sweepStages = []struct{ name, from, to string }{
+	{"react", "event", "proposed"},
+	{"build", "proposed", "built"},
+	{"sign", "built", "requested"},
+	{"wait_B", "requested", "answered"},
+	{"finalize", "answered", "finalized"},
+	{"broadcast", "finalized", "broadcast"},
 }
 
 // fundingConfirmedAt finds A's log line for the funding-confirmed event of op and returns its

@@ -726,8 +726,10 @@ func TestEngineBuilderChoices(t *testing.T) {
 		if !slices.Equal(ins, small) || len(tx.TxOut) != 1 || string(tx.TxOut[0].PkScript) != string(want0) {
 			t.Fatalf("consolidation %v", tx)
 		}
-		// Above its feerate limit it does not run.
+		// Above its feerate limit it does not run (the estimate is asked once per block: the
+		// higher one comes with the next).
 		e.chain.feerate = 8
+		e.chain.mine()
 		slot2 := slot.Add(time.Hour)
 		e.deposit(t, 5, 10_000)
 		e.deposit(t, 6, 11_000)
