@@ -39,7 +39,8 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// maxPrebuilt bounds the PSBTs kept for deposits not confirmed yet (the oldest is forgotten).
+// maxPrebuilt bounds the PSBTs kept for deposits not confirmed yet, and the pre-builds waiting
+// to be done (the oldest is forgotten).
 const maxPrebuilt = 64
 
 // prebuildJob is a pre-build to do: the funding_confirmed proposal (id) that automation will
@@ -106,7 +107,16 @@ func (e *Engine) queuePrebuilds(autos []policy.Automation, ev chainwatch.Funding
 			continue
 		}
 		key := FundingKey(policy.TriggerFundingConfirmed, ev.UTXO.OutPoint)
-		e.due.prebuild = append(e.due.prebuild, prebuildJob{id: ProposalID(a.Name, key), automation: a.Name, key: key})
+		job := prebuildJob{id: ProposalID(a.Name, key), automation: a.Name, key: key}
+		if slices.Contains(e.due.prebuild, job) {
+			continue
+		}
+		// At most maxPrebuilt waiting (a flood of deposits seen): the oldest are left to be
+		// built when they confirm.
+		if len(e.due.prebuild) >= maxPrebuilt {
+			e.due.prebuild = e.due.prebuild[1:]
+		}
+		e.due.prebuild = append(e.due.prebuild, job)
 		e.due.warm = append(e.due.warm, a)
 	}
 	e.signal()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -269,4 +270,32 @@ type failingFees struct {
 func (f *failingFees) EstimateFee(context.Context, int) electrum.FeeEstimate {
 	f.n++
 	return electrum.FeeEstimate{Rate: 2, Reason: errors.New("not connected")}
+}
+
+// A flood of deposits seen queues at most maxPrebuilt pre-builds and keeps at most maxPrebuilt
+// PSBTs (the oldest go: they are built when they confirm); a deposit seen twice is queued once.
+func TestPrebuildBounded(t *testing.T) {
+	e := newEngineEnv(t, "", "  max_per_tx: 1 BTC\n")
+	ctx := context.Background()
+	for i := range maxPrebuilt + 6 {
+		ev := e.deposit(t, uint32(2+i), 150_000)
+		for range 2 {
+			if err := e.eng.HandleEvent(ctx, chainwatch.FundingSeen{UTXO: ev.UTXO}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	e.eng.due.mu.Lock()
+	n := len(e.eng.due.prebuild)
+	e.eng.due.mu.Unlock()
+	if n != maxPrebuilt {
+		t.Fatalf("%d pre-builds queued, want %d", n, maxPrebuilt)
+	}
+	var s prebuiltSet
+	for i := range maxPrebuilt + 6 {
+		s.put(fmt.Sprint(i), prebuilt{})
+	}
+	if _, ok := s.take("0"); ok || len(s.m) != maxPrebuilt || len(s.order) != maxPrebuilt {
+		t.Fatalf("kept %d (order %d), the oldest still there: %v", len(s.m), len(s.order), ok)
+	}
 }
