@@ -120,7 +120,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 			return err
 		}
 		e.log.Info("fee bump proposed", "proposal", p.ID, "bump", q.ID, "detail", detail)
-		e.Wake()
+		e.wakeProposal(q.ID)
 	}
 	return nil
 }
