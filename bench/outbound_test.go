@@ -30,7 +30,7 @@ import (
 // "outbound-broadcast" of docs/benchmarks.md has both (issue 15: p50 < 100 ms, p99 < 300 ms).
 
 const (
-	outboundDeposits = 50
+	outboundDeposits = 100
 	outboundPings    = 50
 )
 
