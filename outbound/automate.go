@@ -193,25 +193,40 @@ func ScheduleFirings(autos []policy.Automation, now, started time.Time) []Firing
 }
 
 // HandleEvent is the engine's side of a chainwatch event: it stores the proposals the event
-// fires (committed before it returns, so the caller acknowledges the event only after) and
-// wakes the runner, which re-reads the chain for the proposals in flight. An error means
-// nothing may be acknowledged: the event comes back after a restart and fires the same keys.
+// fires (committed before it returns, so the caller acknowledges the event only after), wakes
+// each of them first in line, and wakes a pass over the proposals in flight, which re-reads the
+// chain. A deposit seen (FundingSeen) also queues the pre-build of the funding_confirmed
+// proposals it will fire (prebuild.go) and connects to their co-signers; a new tip refreshes the
+// fee estimates (fees.go). An error means nothing may be acknowledged: the event comes back
+// after a restart and fires the same keys.
 func (e *Engine) HandleEvent(ctx context.Context, ev chainwatch.Event) error {
 	autos := e.policy().AutomationsAt(e.now())
 	firings := FundingFirings(autos, ev)
-	if tip, ok := ev.(chainwatch.NewTip); ok && len(autos) > 0 {
+	switch x := ev.(type) {
+	case chainwatch.NewTip:
+		if len(autos) == 0 {
+			break
+		}
 		utxos := e.chain.SpendableUTXOs()
-		firings = append(firings, DeepFundingFirings(autos, utxos, tip.Tip)...)
+		firings = append(firings, DeepFundingFirings(autos, utxos, x.Tip)...)
 		if slices.ContainsFunc(autos, func(a policy.Automation) bool { return a.Trigger.Kind == policy.TriggerBalanceAbove }) {
 			taken, err := e.takenInputs(ctx)
 			if err != nil {
 				return err
 			}
-			firings = append(firings, BalanceFirings(autos, utxos, taken, tip.Tip)...)
+			firings = append(firings, BalanceFirings(autos, utxos, taken, x.Tip)...)
 		}
+		e.due.mu.Lock()
+		e.due.fees = true
+		e.due.mu.Unlock()
+	case chainwatch.FundingSeen:
+		e.queuePrebuilds(autos, x)
 	}
 	if err := e.fire(ctx, firings); err != nil {
 		return err
+	}
+	for _, id := range firedIDs(firings) {
+		e.wakeProposal(id)
 	}
 	e.Wake()
 	return nil
@@ -282,5 +297,7 @@ func (s *schedule) check(ctx context.Context) {
 	for _, f := range due {
 		s.fired[f.Automation] = f.TriggerKey
 	}
-	e.Wake()
+	for _, id := range firedIDs(due) {
+		e.wakeProposal(id)
+	}
 }

@@ -85,6 +85,7 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 		return
 	}
 	timeout := a.Timeout
+	asker := e.askerOf(timeout)
 	for _, c := range cos {
 		if c.State == CosignerSigned || c.State == CosignerDenied {
 			continue
@@ -114,21 +115,72 @@ func (e *Engine) ask(ctx context.Context, p store.Proposal, a policy.Automation,
 		go func() {
 			defer e.wg.Done()
 			defer cancel()
-			e.askOne(actx, p, c, pk.UnsignedTx.TxHash(), cp, timeout)
+			e.askOne(actx, asker, p, c, pk.UnsignedTx.TxHash(), cp)
 		}()
 	}
 }
 
+// askerOf is the CosignerAsker for an automation's timeout (nil when there is none).
+func (e *Engine) askerOf(timeout time.Duration) CosignerAsker {
+	if e.askerFor != nil {
+		return e.askerFor(timeout)
+	}
+	return e.asker
+}
+
+// warm connects, in the background, to the co-signers of automation a that are not connected
+// (or being connected) yet, when its CosignerAsker can (CosignerWarmer).
+func (e *Engine) warm(ctx context.Context, a policy.Automation) {
+	w, ok := e.askerOf(a.Timeout).(CosignerWarmer)
+	if !ok {
+		return
+	}
+	for _, uri := range a.Cosigners {
+		key := a.Timeout.String() + " " + uri
+		e.askMu.Lock()
+		busy := e.warmed[key]
+		e.warmed[key] = true
+		e.askMu.Unlock()
+		if busy {
+			continue
+		}
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			if err := w.Warm(ctx, uri); err != nil {
+				e.askMu.Lock()
+				delete(e.warmed, key)
+				e.askMu.Unlock()
+				if ctx.Err() == nil {
+					e.log.Warn("co-signer not connected ahead of time; connected when asked", "automation", a.Name, "error", err)
+				}
+			}
+		}()
+	}
+}
+
+// viewLagRetry is how long to wait before asking again a co-signer whose chain view lagged
+// (unsafe_psbt: input_unspent) for the n-th time in a row (n ≥ 1): 250 ms, doubling, at most
+// the engine's tick.
+func (e *Engine) viewLagRetry(n int) time.Duration {
+	d := 250 * time.Millisecond
+	for i := 1; i < n && d < e.tick; i++ {
+		d *= 2
+	}
+	return min(d, e.tick)
+}
+
 // askOne asks one co-signer and records its answer: its signatures combined into the
-// proposal's PSBT, or its refusal (the proposal is abandoned when the others cannot make up the
-// threshold), or a failure (asked again after RetryAfter).
-func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *btcpsbt.Packet, timeout time.Duration) {
+// proposal's PSBT — and the transaction finalized with them when they complete the threshold —,
+// or its refusal (the proposal is abandoned when the others cannot make up the threshold), or a
+// failure (asked again after RetryAfter). Its proposal is woken when it returns.
+func (e *Engine) askOne(ctx context.Context, asker CosignerAsker, p store.Proposal, c store.ProposalCosigner, txid chainhash.Hash, pk *btcpsbt.Packet) {
 	key := p.ID + "/" + c.Cosigner
 	defer func() {
 		e.askMu.Lock()
 		delete(e.asking, key)
 		e.askMu.Unlock()
-		e.Wake()
+		e.wakeProposal(p.ID)
 	}()
 	onHeld := func(url string) {
 		c.State, c.Detail, c.UpdatedAt = CosignerHeld, url, e.now()
@@ -138,23 +190,28 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		}
 		e.tell(ctx, p, NoticeHeld, fmt.Sprintf("proposal %s (%s): co-signer %s holds the request: %s", p.ID, p.Automation, c.Cosigner[:12], url))
 	}
-	asker := e.asker
-	if e.askerFor != nil {
-		asker = e.askerFor(timeout)
-	}
 	got, err := asker.Ask(ctx, c.BunkerURI, c.RequestID, pk, onHeld)
 	if ctx.Err() != nil {
 		return
 	}
 	var re *Refusal
+	lags := 0
+	if errors.As(err, &re) && re.ViewLag {
+		e.askMu.Lock()
+		e.viewLags[key]++
+		lags = e.viewLags[key]
+		e.askMu.Unlock()
+	} else {
+		e.askMu.Lock()
+		delete(e.viewLags, key)
+		e.askMu.Unlock()
+	}
 	switch {
-	case errors.As(err, &re) && re.ViewLag:
+	case lags > 0:
 		// The co-signer's watcher has not seen the coin yet (its Electrum server lags ours):
 		// it refused this request id for good, so ask again soon under a new one (it signed
 		// nothing under the old).
-		e.askMu.Lock()
-		e.retryAt[key] = e.now().Add(e.tick)
-		e.askMu.Unlock()
+		e.retryIn(key, e.viewLagRetry(lags))
 		c.RequestID = renewRequestID(c.RequestID, e.now())
 		c.State, c.Detail, c.UpdatedAt = CosignerError, re.Text, e.now()
 		if err := e.db.RenewProposalCosigner(ctx, string(StateAwaitingCosigners), c); err != nil && !errors.Is(err, store.ErrProposalState) {
@@ -168,9 +225,7 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 		e.denied(ctx, p.ID, c, re.Text)
 		return
 	case err != nil:
-		e.askMu.Lock()
-		e.retryAt[key] = e.now().Add(e.retryAfter)
-		e.askMu.Unlock()
+		e.retryIn(key, e.retryAfter)
 		c.State, c.Detail, c.UpdatedAt = CosignerError, err.Error(), e.now()
 		if err := e.db.SetProposalCosigner(ctx, string(StateAwaitingCosigners), c); err != nil && !errors.Is(err, store.ErrProposalState) {
 			e.log.Warn("record co-signer error", "proposal", p.ID, "error", err)
@@ -206,12 +261,28 @@ func (e *Engine) askOne(ctx context.Context, p store.Proposal, c store.ProposalC
 	n, _ := psbt.Signatures(e.desc, combined)
 	cur.PSBT, cur.UpdatedAt = buf.Bytes(), e.now()
 	c.State, c.Detail, c.UpdatedAt = CosignerSigned, fmt.Sprintf("every input now has %d signature(s)", n), e.now()
+	events := []store.ProposalEvent{{Event: "answered", Detail: c.Cosigner}}
+	// The answer that completes the threshold is stored with the finalized transaction, in one
+	// transaction (the runner, woken below, broadcasts it); when finalizing fails here the runner
+	// finalizes (and reports) at its next step, as before.
+	a, _ := e.automation(cur.Automation)
+	if need, err := e.needed(a); err == nil && n >= need {
+		if tx, err := e.finalTx(cur.ID, combined); err != nil {
+			e.log.Warn("finalize with the co-signer's answer", "proposal", p.ID, "error", err)
+		} else {
+			cur.State, cur.FinalTx, cur.TxID = string(StateFinalized), tx.raw, tx.id
+			events = append(events, store.ProposalEvent{Event: "finalized", Detail: tx.id})
+		}
+	}
 	if err := e.db.ChangeProposal(ctx, store.ProposalChange{From: string(StateAwaitingCosigners), Proposal: cur, Cosigners: []store.ProposalCosigner{c},
-		Events: []store.ProposalEvent{{Event: "answered", Detail: c.Cosigner}}}); err != nil {
+		Events: events}); err != nil {
 		e.log.Warn("record co-signer answer", "proposal", p.ID, "error", err)
 		return
 	}
 	e.log.Info("co-signer signed", "proposal", p.ID, "cosigner", c.Cosigner, "signatures", n)
+	if cur.State == string(StateFinalized) {
+		e.log.Info("proposal finalized", "proposal", p.ID, "automation", cur.Automation, "state", cur.State, "txid", cur.TxID)
+	}
 }
 
 // renewRequestID is the next request id for a co-signer after a view-lag refusal: the first id

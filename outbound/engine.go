@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -74,6 +73,14 @@ var _ Store = (*store.DB)(nil)
 // called with the auth_url while it holds the request.
 type CosignerAsker interface {
 	Ask(ctx context.Context, bunkerURI, requestID string, p *btcpsbt.Packet, onHeld func(url string)) (*btcpsbt.Packet, error)
+}
+
+// CosignerWarmer may be implemented by a CosignerAsker (signer/cosign's Coordinator does):
+// Warm connects to the co-signer at bunkerURI before the first Ask needs it (relays, NIP-46
+// connect), so that a proposal's first request goes out at once. It returns once connected, or
+// with ctx's error or a refusal of the connection.
+type CosignerWarmer interface {
+	Warm(ctx context.Context, bunkerURI string) error
 }
 
 // Refusal is a co-signer's error answer to sign_psbt (a NIP-46 error response) as a
@@ -144,7 +151,8 @@ type Config struct {
 	// Prev fetches previous transactions for non_witness_utxo; nil: not added.
 	Prev   psbt.PrevTxFetcher
 	Logger *slog.Logger
-	// Tick is how often the runner re-checks proposals without a wake-up (default 5s);
+	// Tick is how often the runner re-checks every proposal in flight without a wake-up, a
+	// safety net only: each step is woken by what enables it (runner.go) (default 5s);
 	// ScheduleTick how often schedule triggers are checked (default 10s); RetryAfter how long a
 	// co-signer whose Ask failed waits before being asked again (default 30s). They only pace
 	// the polling: what is due is decided on Now.
@@ -167,7 +175,17 @@ type Engine struct {
 	now      func() time.Time
 
 	tick, scheduleTick, retryAfter time.Duration
-	wake                           chan struct{} // buffered (1)
+	wake                           chan struct{} // buffered (1): the runner has work (due)
+	due                            due           // what the runner does next (runner.go)
+
+	// prebuilt holds the PSBTs built while a deposit was only seen, for the funding_confirmed
+	// proposal it will fire (prebuild.go); fees the fee estimates of the current tip.
+	prebuilt prebuiltSet
+	fees     feeCache
+	// shapes and dests spare the passes decoding stored PSBTs and deriving destination
+	// addresses again (outbound_run.go, build.go).
+	shapes shapeCache
+	dests  destCache
 
 	// mu serialises changes to one proposal's PSBT (the runner and the answers of co-signers).
 	mu sync.Mutex
@@ -179,8 +197,14 @@ type Engine struct {
 	// conflicts counts consecutive checks that saw a proposal's inputs spent by an unknown
 	// transaction (two are needed: the watcher may learn of our own spend a moment later).
 	conflicts map[string]int
-	noted     map[string]bool // what was already recorded or told once per process: "<id>" held, "stuck:<id>", "stuck-ask:<id>"
-	wg        sync.WaitGroup
+	// viewLags counts, per "proposal/cosigner", the view-lag refusals in a row (the retry waits
+	// double); retryWake holds the timers that wake a proposal when a retry is due.
+	viewLags  map[string]int
+	retryWake map[string]*time.Timer
+	// warmed lists the co-signers ("timeout bunker-URI") already connected or being connected.
+	warmed map[string]bool
+	noted  map[string]bool // what was already recorded or told once per process: "<id>" held, "stuck:<id>", "stuck-ask:<id>"
+	wg     sync.WaitGroup
 }
 
 // NewEngine returns an Engine. Errors: ErrConfig when a required field (Descriptor, Store,
@@ -199,7 +223,8 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e := &Engine{signer: cfg.Signer, desc: cfg.Descriptor, chain: cfg.Chain, db: cfg.Store, policy: cfg.Policy, asker: cfg.Asker,
 		askerFor: cfg.AskerFor, notify: cfg.Notifier, prev: cfg.Prev, log: log.With("component", "outbound"), now: cfg.Now,
 		tick: cfg.Tick, scheduleTick: cfg.ScheduleTick, retryAfter: cfg.RetryAfter, wake: make(chan struct{}, 1),
-		asking: map[string]context.CancelFunc{}, retryAt: map[string]time.Time{}, conflicts: map[string]int{}, noted: map[string]bool{}}
+		asking: map[string]context.CancelFunc{}, retryAt: map[string]time.Time{}, conflicts: map[string]int{}, noted: map[string]bool{},
+		viewLags: map[string]int{}, retryWake: map[string]*time.Timer{}, warmed: map[string]bool{}}
 	if e.tick <= 0 {
 		e.tick = 5 * time.Second
 	}
@@ -210,89 +235,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 		e.retryAfter = 30 * time.Second
 	}
 	return e, nil
-}
-
-// Wake makes the runner check the proposals now.
-func (e *Engine) Wake() {
-	select {
-	case e.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Run takes the proposals in flight forward — on every tick, chain event (Wake) and co-signer
-// answer — and fires schedule automations, until ctx ends; then it waits for the co-signer
-// requests it started. It returns nil when ctx is cancelled.
-func (e *Engine) Run(ctx context.Context) error {
-	e.wg.Add(1)
-	go func() { defer e.wg.Done(); e.runSchedule(ctx) }()
-	defer e.wg.Wait()
-	t := time.NewTicker(e.tick)
-	defer t.Stop()
-	for {
-		if e.chain.Synced() {
-			e.Step(ctx)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		case <-e.wake:
-		}
-	}
-}
-
-// Step does one round of the runner's work now: each proposal in flight gets its next step(s).
-// Errors are logged; the next round retries.
-func (e *Engine) Step(ctx context.Context) {
-	ps, err := e.db.Proposals(ctx, string(StateProposed), string(StateAwaitingCosigners), string(StateFinalized),
-		string(StateBroadcast), string(StateConfirmed))
-	if err != nil {
-		if ctx.Err() == nil {
-			e.log.Error("read proposals", "error", err)
-		}
-		return
-	}
-	defer e.stopStaleAsks(ctx)
-	for _, p := range ps {
-		if p.State == string(StateConfirmed) && p.BroadcastHeight > 0 && e.chain.TipHeight()-p.BroadcastHeight > 100 {
-			continue // deep enough: no longer followed
-		}
-		// A step that changed the state is followed by the next one at once (built → signed →
-		// asked), up to a few per round.
-		for range 4 {
-			changed, err := e.advance(ctx, p.ID)
-			if err != nil {
-				if ctx.Err() == nil {
-					e.log.Warn("proposal step failed; retried later", "proposal", p.ID, "automation", p.Automation, "error", err)
-				}
-				break
-			}
-			if !changed {
-				break
-			}
-		}
-	}
-}
-
-// stopStaleAsks cancels the co-signer requests of proposals no longer awaiting co-signers
-// (cancelled by the operator, abandoned, or finalized with the others' signatures).
-func (e *Engine) stopStaleAsks(ctx context.Context) {
-	ps, err := e.db.Proposals(ctx, string(StateAwaitingCosigners))
-	if err != nil {
-		return
-	}
-	awaiting := map[string]bool{}
-	for _, p := range ps {
-		awaiting[p.ID] = true
-	}
-	e.askMu.Lock()
-	defer e.askMu.Unlock()
-	for key, cancel := range e.asking {
-		if id, _, _ := strings.Cut(key, "/"); !awaiting[id] {
-			cancel()
-		}
-	}
 }
 
 // automation returns the automation named name as in force now (policy.AutomationsAt: an added
@@ -352,7 +294,9 @@ func (e *Engine) advance(ctx context.Context, id string) (bool, error) {
 	case ActFinalize:
 		return true, e.finalize(ctx, p, pk)
 	case ActBroadcast:
-		return e.broadcast(ctx, p)
+		// No step follows at once: the next one waits for the watcher to see the transaction.
+		_, err := e.broadcast(ctx, p)
+		return false, err
 	case ActConfirm:
 		return true, e.move(ctx, p, d.To, "confirmed", fmt.Sprintf("%d confirmation(s)", f.Confs), NoticeConfirmed)
 	case ActUnconfirm:
@@ -360,6 +304,9 @@ func (e *Engine) advance(ctx context.Context, id string) (bool, error) {
 	case ActMarkReplace:
 		return true, e.move(ctx, p, d.To, "replaced", "its fee bump confirmed", "")
 	case ActBump:
+		if pk, err = storedPSBT(p); err != nil {
+			return false, err
+		}
 		return false, e.bump(ctx, p, a, pk)
 	}
 	return false, fmt.Errorf("psbtflow: unknown action %s", d.Do)

@@ -176,8 +176,8 @@ func (e *Engine) buildInvalidation(ctx context.Context, p store.Proposal, a poli
 	if target <= 0 {
 		target = 6
 	}
-	rate := AutomationFeeRate(a, e.chain.EstimateFee(ctx, target), e.limitFeeRate())
-	pk, err := e.buildPSBT(ctx, []psbt.UTXO{*coin}, payTo, 0, rate, used)
+	rate := AutomationFeeRate(a, e.estimateFee(ctx, target), e.limitFeeRate())
+	pk, _, err := e.buildPSBT(ctx, []psbt.UTXO{*coin}, payTo, 0, rate, used)
 	if err != nil {
 		if errors.Is(err, psbt.ErrInsufficientFunds) || errors.Is(err, psbt.ErrDustOutput) {
 			return true, e.abandon(ctx, p, ReasonInsufficientFunds+": "+strings.TrimPrefix(err.Error(), "psbtflow: "))

@@ -56,7 +56,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 	if target <= 0 {
 		target = 6
 	}
-	est := AutomationFeeRate(a, e.chain.EstimateFee(ctx, target), e.limitFeeRate())
+	est := AutomationFeeRate(a, e.estimateFee(ctx, target), e.limitFeeRate())
 	ceiling := FeeCeiling(a, e.limitFeeRate())
 	// Bumps the network refused as paying too little (its incremental relay fee is higher than
 	// ours, e.g. btcd's is its minrelaytxfee) raise the floor: the next one pays more.
@@ -120,7 +120,7 @@ func (e *Engine) bump(ctx context.Context, p store.Proposal, a policy.Automation
 			return err
 		}
 		e.log.Info("fee bump proposed", "proposal", p.ID, "bump", q.ID, "detail", detail)
-		e.Wake()
+		e.wakeProposal(q.ID)
 	}
 	return nil
 }

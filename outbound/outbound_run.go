@@ -19,6 +19,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	btcpsbt "github.com/btcsuite/btcd/btcutil/psbt"
@@ -31,14 +32,21 @@ import (
 	"github.com/custodyagents/cosigner/store"
 )
 
-// facts gathers what Next needs about p, and its stored PSBT (nil before it is built).
+// facts gathers what Next needs about p, and its stored PSBT while it is being signed (states
+// proposed and awaiting_cosigners; nil otherwise, and before it is built).
 func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automation) (Facts, *btcpsbt.Packet, error) {
 	f := Facts{State: ProposalState(p.State), Tip: e.chain.TipHeight(), BroadcastHeight: p.BroadcastHeight, BumpAfter: a.BumpAfter}
-	pk, err := storedPSBT(p)
-	if pk == nil || err != nil {
+	sh, built, err := e.shapeOf(p)
+	if !built || err != nil {
 		return f, nil, err
 	}
 	f.Built = true
+	var pk *btcpsbt.Packet
+	if f.State == StateProposed || f.State == StateAwaitingCosigners {
+		if pk, err = storedPSBT(p); err != nil {
+			return f, nil, err
+		}
+	}
 	if f.State == StateAwaitingCosigners {
 		if f.Needed, err = e.needed(a); err != nil {
 			f.Needed = 0
@@ -47,18 +55,21 @@ func (e *Engine) facts(ctx context.Context, p store.Proposal, a policy.Automatio
 			return f, nil, fmt.Errorf("psbtflow: proposal %s: count signatures: %w", p.ID, err)
 		}
 	}
-	txid := pk.UnsignedTx.TxHash()
-	f.Seen, f.Confs = e.txConfs(txid)
+	f.Seen, f.Confs = e.txConfs(sh.txid)
 	spent := false
-	for _, in := range pk.UnsignedTx.TxIn {
-		if _, ok := e.chain.Coin(in.PreviousOutPoint); !ok {
+	for _, op := range sh.ins {
+		if _, ok := e.chain.Coin(op); !ok {
 			spent = true
 			break
 		}
 	}
-	bumps, err := e.bumpsOf(ctx, p.ID)
-	if err != nil {
-		return f, nil, err
+	// Its fee bumps matter only once it is broadcast (BumpLive) or when its inputs are spent by
+	// another transaction (one of them?): reading them costs a scan of the proposals.
+	var bumps []store.Proposal
+	if f.State == StateBroadcast || spent && !f.Seen {
+		if bumps, err = e.bumpsOf(ctx, p.ID); err != nil {
+			return f, nil, err
+		}
 	}
 	for _, b := range bumps {
 		if Live(b.State) {
@@ -182,9 +193,9 @@ func (e *Engine) tell(ctx context.Context, p store.Proposal, kind NoticeKind, te
 // takenInputs maps each input of a live proposal's PSBT to the proposal's id.
 func (e *Engine) takenInputs(ctx context.Context) (map[wire.OutPoint]string, error) {
 	out := map[wire.OutPoint]string{}
-	err := e.eachBuilt(ctx, func(p store.Proposal, pk *btcpsbt.Packet) {
-		for _, in := range pk.UnsignedTx.TxIn {
-			out[in.PreviousOutPoint] = p.ID
+	err := e.eachShape(ctx, func(p store.Proposal, sh txShape) {
+		for _, op := range sh.ins {
+			out[op] = p.ID
 		}
 	}, string(StateProposed), string(StateAwaitingCosigners), string(StateFinalized), string(StateBroadcast))
 	return out, err
@@ -194,31 +205,85 @@ func (e *Engine) takenInputs(ctx context.Context) (map[wire.OutPoint]string, err
 // destination or change index is not reused.
 func (e *Engine) usedOutputs(ctx context.Context) (map[string]bool, error) {
 	out := map[string]bool{}
-	err := e.eachBuilt(ctx, func(_ store.Proposal, pk *btcpsbt.Packet) {
-		for _, o := range pk.UnsignedTx.TxOut {
-			out[string(o.PkScript)] = true
+	err := e.eachShape(ctx, func(_ store.Proposal, sh txShape) {
+		for _, o := range sh.outs {
+			out[string(o)] = true
 		}
 	})
 	return out, err
 }
 
-// eachBuilt calls f with every built proposal in the given states (any state with none) and its
-// decoded PSBT. Errors: the database's, or a stored PSBT that does not decode.
-func (e *Engine) eachBuilt(ctx context.Context, f func(store.Proposal, *btcpsbt.Packet), states ...string) error {
+// eachShape calls f with every built proposal in the given states (any state with none) and
+// the shape of its unsigned transaction. Errors: the database's, or a stored PSBT that does not
+// decode.
+func (e *Engine) eachShape(ctx context.Context, f func(store.Proposal, txShape), states ...string) error {
 	ps, err := e.db.Proposals(ctx, states...)
 	if err != nil {
 		return err
 	}
 	for _, p := range ps {
-		pk, err := storedPSBT(p)
+		sh, built, err := e.shapeOf(p)
 		if err != nil {
 			return err
 		}
-		if pk != nil {
-			f(p, pk)
+		if built {
+			f(p, sh)
 		}
 	}
 	return nil
+}
+
+// txShape is what the engine reads of a built proposal's unsigned transaction on every pass:
+// its txid, the outpoints it spends and the scripts it pays.
+type txShape struct {
+	txid chainhash.Hash
+	ins  []wire.OutPoint
+	outs [][]byte
+}
+
+// shapeCache keeps the txShape of built proposals by "id unsigned-txid": the unsigned
+// transaction of a PSBT stored under an unsigned txid is that transaction (signatures added to
+// the PSBT leave it as it is), so it is decoded once rather than on every pass. One small entry
+// per built proposal, as the store's rows. Safe for concurrent use.
+type shapeCache struct {
+	mu sync.Mutex
+	m  map[string]txShape
+}
+
+// shapeOf returns the shape of proposal p's unsigned transaction (built false before it is
+// built). Errors: a stored PSBT that does not decode.
+func (e *Engine) shapeOf(p store.Proposal) (txShape, bool, error) {
+	if len(p.PSBT) == 0 {
+		return txShape{}, false, nil
+	}
+	key := p.ID + " " + p.UnsignedTxID
+	e.shapes.mu.Lock()
+	sh, ok := e.shapes.m[key]
+	e.shapes.mu.Unlock()
+	if ok {
+		return sh, true, nil
+	}
+	pk, err := storedPSBT(p)
+	if err != nil {
+		return txShape{}, false, err
+	}
+	tx := pk.UnsignedTx
+	sh.txid = tx.TxHash()
+	for _, in := range tx.TxIn {
+		sh.ins = append(sh.ins, in.PreviousOutPoint)
+	}
+	for _, o := range tx.TxOut {
+		sh.outs = append(sh.outs, o.PkScript)
+	}
+	if sh.txid.String() == p.UnsignedTxID {
+		e.shapes.mu.Lock()
+		if e.shapes.m == nil {
+			e.shapes.m = map[string]txShape{}
+		}
+		e.shapes.m[key] = sh
+		e.shapes.mu.Unlock()
+	}
+	return sh, true, nil
 }
 
 // storedPSBT decodes proposal p's stored PSBT (nil, nil before it is built).
@@ -235,16 +300,33 @@ func storedPSBT(p store.Proposal) (*btcpsbt.Packet, error) {
 
 // finalize plays the Finalizer and Extractor and stores the network transaction (finalized).
 func (e *Engine) finalize(ctx context.Context, p store.Proposal, pk *btcpsbt.Packet) error {
+	tx, err := e.finalTx(p.ID, pk)
+	if err != nil {
+		return err
+	}
+	p.FinalTx, p.TxID = tx.raw, tx.id
+	return e.move(ctx, p, StateFinalized, "finalized", p.TxID, "")
+}
+
+// finalized is a network transaction: serialized, and its txid.
+type finalized struct {
+	raw []byte
+	id  string
+}
+
+// finalTx plays the Finalizer and Extractor on proposal id's PSBT pk (psbt.Finalize: every
+// signature verified, exactly the threshold, the extracted transaction run through the script
+// engine).
+func (e *Engine) finalTx(id string, pk *btcpsbt.Packet) (finalized, error) {
 	tx, err := psbt.Finalize(e.desc, pk)
 	if err != nil {
-		return fmt.Errorf("psbtflow: finalize proposal %s: %w", p.ID, err)
+		return finalized{}, fmt.Errorf("psbtflow: finalize proposal %s: %w", id, err)
 	}
 	var buf bytes.Buffer
 	if err := tx.Serialize(&buf); err != nil {
-		return err
+		return finalized{}, err
 	}
-	p.FinalTx, p.TxID = buf.Bytes(), tx.TxHash().String()
-	return e.move(ctx, p, StateFinalized, "finalized", p.TxID, "")
+	return finalized{raw: buf.Bytes(), id: tx.TxHash().String()}, nil
 }
 
 // broadcast sends the stored final transaction ("already known" counts as sent) and moves the

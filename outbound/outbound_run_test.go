@@ -43,6 +43,7 @@ type outChain struct {
 	sent      []*wire.MsgTx
 	all       map[chainhash.Hash]*wire.MsgTx
 	feerate   float64
+	estimates int                        // EstimateFee calls
 	broadcast func(tx *wire.MsgTx) error // optional: refuse
 }
 
@@ -114,6 +115,9 @@ func (c *outChain) spender(op wire.OutPoint) int {
 }
 
 func (c *outChain) EstimateFee(context.Context, int) electrum.FeeEstimate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.estimates++
 	return electrum.FeeEstimate{Rate: electrum.FeeRate(c.feerate), Estimated: true}
 }
 
@@ -153,8 +157,9 @@ type localCosigner struct {
 	// the asks that ended that way.
 	hang      bool
 	cancelled int
-	// lag answers that many requests with input_unspent (its watcher has not seen the coin).
-	lag int
+	// lag answers that many requests with input_unspent (its watcher has not seen the coin);
+	// fail that many with a transport error.
+	lag, fail int
 	// raw, when set, signs instead of the Service (like the wallet's offline key C in BDK).
 	raw func(p *btcpsbt.Packet) error
 }
@@ -165,6 +170,15 @@ func (l *localCosigner) Ask(ctx context.Context, _ string, id string, p *btcpsbt
 	down, hang := l.down, l.hang
 	l.mu.Unlock()
 	if down {
+		return nil, errors.New("relays unreachable")
+	}
+	l.mu.Lock()
+	fail := l.fail > 0
+	if fail {
+		l.fail--
+	}
+	l.mu.Unlock()
+	if fail {
 		return nil, errors.New("relays unreachable")
 	}
 	if l.lag > 0 {
@@ -726,8 +740,10 @@ func TestEngineBuilderChoices(t *testing.T) {
 		if !slices.Equal(ins, small) || len(tx.TxOut) != 1 || string(tx.TxOut[0].PkScript) != string(want0) {
 			t.Fatalf("consolidation %v", tx)
 		}
-		// Above its feerate limit it does not run.
+		// Above its feerate limit it does not run (the estimate is asked once per block: the
+		// higher one comes with the next).
 		e.chain.feerate = 8
+		e.chain.mine()
 		slot2 := slot.Add(time.Hour)
 		e.deposit(t, 5, 10_000)
 		e.deposit(t, 6, 11_000)

@@ -187,6 +187,24 @@ func (c *Coordinator) Ask(ctx context.Context, bunkerURI, requestID string, p *b
 	return got, nil
 }
 
+// Warm connects to the co-signer at bunkerURI now, as the first Ask would (its relays
+// subscribed, NIP-46 connect with the URI's secret answered; dialed again after each Timeout
+// while unreachable), so that a later Ask sends its request at once (outbound.CosignerWarmer).
+// It returns nil once connected (at once when already connected), or ctx's error,
+// ErrCoordinatorClosed, nip46.ErrBadURI, or the co-signer's refusal of connect.
+func (c *Coordinator) Warm(ctx context.Context, bunkerURI string) error {
+	bp, err := nip46.ParseBunkerURI(bunkerURI)
+	if err != nil {
+		return err
+	}
+	ctx, stop := c.bound(ctx)
+	defer stop()
+	_, err = c.client(ctx, bunkerURI, shortKey(bp.RemoteSignerPubKey))
+	return err
+}
+
+var _ outbound.CosignerWarmer = (*Coordinator)(nil)
+
 func (c *Coordinator) bound(ctx context.Context) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.ctx, cancel)

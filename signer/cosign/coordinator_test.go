@@ -265,3 +265,79 @@ func TestCoordinatorAsk(t *testing.T) {
 		}
 	})
 }
+
+// countingRelay counts the events published through it.
+type countingRelay struct {
+	*memRelay
+	mu sync.Mutex
+	n  int
+}
+
+func (r *countingRelay) Publish(ctx context.Context, ev nostr.Event) []relaypool.PublishResult {
+	r.mu.Lock()
+	r.n++
+	r.mu.Unlock()
+	return r.memRelay.Publish(ctx, ev)
+}
+
+func (r *countingRelay) published() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+// Warm connects to a co-signer ahead of the first Ask (connect answered), once: the Ask that
+// follows publishes only its request.
+func TestCoordinatorWarm(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	f, p := twoInputPSBT(t)
+	ours := signedBy(t, f, p, 0)
+	db, err := store.Open(ctx, filepath.Join(t.TempDir(), "c.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	mem := &memRelay{}
+	rs, err := signer.NewRemoteSigner(nostr.GeneratePrivateKey(), mem, db, wallettest.Quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.Handle(nip46.MethodSignPSBT, scriptedCosigner{t, f}.SignPSBT); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rs.Run(rctx); close(done) }()
+	defer func() { rcancel(); <-done }()
+	if err := db.AddConnectSecretPerms(ctx, "s3cret", "sign_psbt"); err != nil {
+		t.Fatal(err)
+	}
+	uri := nip46.BunkerURI(rs.PublicKey(), []string{"ws://unused.invalid"}, "s3cret")
+	relay := &countingRelay{memRelay: mem}
+	co := NewCoordinator(nostr.GeneratePrivateKey(), CoordinatorOptions{Pool: relay, Logger: wallettest.Quiet, Descriptor: f.Desc, Timeout: time.Hour})
+	defer co.Close()
+	if err := co.Warm(ctx, uri); err != nil {
+		t.Fatal(err)
+	}
+	connected := relay.published()
+	if connected == 0 {
+		t.Fatal("Warm published nothing")
+	}
+	if err := co.Warm(ctx, uri); err != nil || relay.published() != connected {
+		t.Fatalf("Warm again: %v, %d events after %d: connected twice", err, relay.published(), connected)
+	}
+	if _, err := co.Ask(ctx, uri, "sign-warm", ours, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := relay.published() - connected; n != 1 {
+		t.Fatalf("Ask after Warm published %d events, want its request only", n)
+	}
+	if err := co.Warm(ctx, "bunker://nope"); !errors.Is(err, nip46.ErrBadURI) {
+		t.Fatalf("Warm(bad URI) = %v", err)
+	}
+	co.Close()
+	if err := co.Warm(ctx, uri); !errors.Is(err, ErrCoordinatorClosed) {
+		t.Fatalf("Warm after Close = %v", err)
+	}
+}
