@@ -2,6 +2,9 @@ package signer
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
 	"github.com/nbd-wtf/go-nostr"
 
 	"github.com/custodyagents/cosigner/nip46"
@@ -37,10 +42,64 @@ func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string,
 		Tags:      nostr.Tags{{"p", t.client}},
 		Content:   content,
 	}
-	if err := ev.Sign(s.sk); err != nil {
+	if err := s.key.sign(&ev); err != nil {
 		return err
 	}
 	return s.publish(ctx, ev, t.client, arrivedOn)
+}
+
+// eventKey is the remote signer's Nostr secret key, parsed once, with its x-only pubkey (hex).
+// go-nostr's Event.Sign takes the key as hex and, on every event, decodes it, recomputes its
+// public key and verifies the signature it made (BIP-340 step 14); this signs with the parsed
+// key and without that step.
+//
+// Why dropping step 14 is safe here: BIP-340 calls it a guard against computation faults that
+// could leak the key through an invalid signature, "recommended, but can be omitted if the
+// computation cost is prohibitive". The leak needs two signatures whose nonces an attacker can
+// relate, which deterministic nonces (RFC 6979, go-nostr's default through btcec) give for the
+// same message; sign uses BIP-340's own nonce derivation with 32 bytes of fresh randomness
+// (aux_rand, steps 6-8), so every signature's nonce is new and a faulty one tells nothing about
+// the key. An invalid signature, should one ever be made, is refused by the relays and by the
+// client (NIP-01), which then re-sends its request.
+type eventKey struct {
+	sk *btcec.PrivateKey
+	pk string
+}
+
+// parseEventKey parses a hex secret key (32 bytes, 0 < key < n).
+func parseEventKey(skHex string) (eventKey, error) {
+	b, err := hex.DecodeString(skHex)
+	if err != nil || len(b) != 32 {
+		return eventKey{}, errors.New("not 32 bytes of hex")
+	}
+	var k btcec.ModNScalar
+	if overflow := k.SetByteSlice(b); overflow || k.IsZero() {
+		return eventKey{}, errors.New("not a secp256k1 secret key")
+	}
+	sk := btcec.PrivKeyFromScalar(&k)
+	return eventKey{sk: sk, pk: hex.EncodeToString(schnorr.SerializePubKey(sk.PubKey()))}, nil
+}
+
+// sign sets ev's PubKey, its ID (the sha256 of go-nostr's NIP-01 serialization, as Event.GetID
+// computes it) and its Sig (BIP-340 with fresh aux_rand), like go-nostr's Event.Sign. Errors:
+// the system's random source failing, or the signing library's.
+func (k eventKey) sign(ev *nostr.Event) error {
+	if ev.Tags == nil {
+		ev.Tags = nostr.Tags{}
+	}
+	ev.PubKey = k.pk
+	h := sha256.Sum256(ev.Serialize())
+	var aux [32]byte
+	if _, err := rand.Read(aux[:]); err != nil {
+		return fmt.Errorf("signer: randomness for a signature: %w", err)
+	}
+	sig, err := schnorr.Sign(k.sk, h[:], schnorr.FastSign(), schnorr.CustomNonce(aux))
+	if err != nil {
+		return fmt.Errorf("signer: sign event: %w", err)
+	}
+	ev.ID = hex.EncodeToString(h[:])
+	ev.Sig = hex.EncodeToString(sig.Serialize())
+	return nil
 }
 
 func (s *RemoteSigner) publish(ctx context.Context, ev nostr.Event, client, arrivedOn string) error {
