@@ -13,7 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2"
 	"github.com/btcsuite/btcd/btcec/v2/schnorr"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -67,7 +69,7 @@ func verifyEvent(ev *nostr.Event, known func(id string) bool) error {
 	if _, err := hex.Decode(pkb[:], []byte(ev.PubKey)); err != nil {
 		return fmt.Errorf("%w: pubkey: %v", ErrBadSignature, err)
 	}
-	pk, err := schnorr.ParsePubKey(pkb[:])
+	pk, err := parsePubKey(pkb)
 	if err != nil {
 		return fmt.Errorf("%w: pubkey: %v", ErrBadSignature, err)
 	}
@@ -86,6 +88,35 @@ func verifyEvent(ev *nostr.Event, known func(id string) bool) error {
 		return ErrBadSignature
 	}
 	return nil
+}
+
+// maxParsedPubKeys bounds the cache of parsed pubkeys (LRU, about 100 bytes each).
+const maxParsedPubKeys = 10000
+
+// parsedPubKeys caches BIP-340 x-only pubkeys parsed to curve points: parsing one takes a
+// square root in the field (a sizeable share of a verification), and the events a process
+// verifies come from few keys again and again (its clients, its co-signers). Parsing is a pure
+// function of the 32 bytes, so a cached point is the point; a flood of fresh keys only evicts
+// other entries and costs each its ordinary parse.
+var parsedPubKeys = func() *lru.Cache[[32]byte, *btcec.PublicKey] {
+	c, err := lru.New[[32]byte, *btcec.PublicKey](maxParsedPubKeys)
+	if err != nil {
+		panic(err) // only for a non-positive size, a constant here
+	}
+	return c
+}()
+
+// parsePubKey is schnorr.ParsePubKey, cached (parsedPubKeys).
+func parsePubKey(b [32]byte) (*btcec.PublicKey, error) {
+	if pk, ok := parsedPubKeys.Get(b); ok {
+		return pk, nil
+	}
+	pk, err := schnorr.ParsePubKey(b[:])
+	if err != nil {
+		return nil, err
+	}
+	parsedPubKeys.Add(b, pk)
+	return pk, nil
 }
 
 // Backoff growth and jitter (see Options.MinBackoff).
