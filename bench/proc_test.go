@@ -178,3 +178,19 @@ func (u cpuUse) busiest() string {
 	}
 	return u.names[best]
 }
+
+// bottleneck names what limited a throughput run: the busiest process when the benchmark's
+// processes kept the machine's cores busy, otherwise the rest of the machine — when together
+// they used less than 60 % of the cores, the requests were waiting for CPU that other load
+// took (the load average says how much) or for something that is not CPU.
+func (u cpuUse) bottleneck(cores int) string {
+	var total time.Duration
+	for _, c := range u.cpu {
+		total += c
+	}
+	used := total.Seconds() / u.wall.Seconds()
+	if used < 0.6*float64(cores) {
+		return fmt.Sprintf("not CPU-bound in these processes (together %.2f of %d cores; load average %s)", used, cores, loadAvg())
+	}
+	return "busiest: " + u.busiest()
+}
