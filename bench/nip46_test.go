@@ -635,14 +635,14 @@ func benchNative(b *testing.B, env *scenario.Env, psbt64 string) {
 
 	pingRate := n.concurrent(ctx, b, "ping", nil)
 	b.Logf("ping, 50 clients: %s; %s", pingRate, pingRate.use.bottleneck(runtime.NumCPU()))
-	Record(Row{Key: "nip46-native-ping", Figure: "50 concurrent clients, ping, nostr-rs-relay 0.8.12 alone; CPU " + pingRate.use.shares(runtime.NumCPU()),
+	Record(Row{Key: "nip46-native-ping", Figure: fmt.Sprintf("50 concurrent clients, ping, nostr-rs-relay 0.8.12 alone; CPU %s; delayed ACKs on the machine %d", pingRate.use.shares(runtime.NumCPU()), pingRate.delayedACKs),
 		Value: fmt.Sprintf("%.0f req/s", pingRate.perSecond), Baseline: fmt.Sprintf("one client sequential %.0f req/s", seqPing.perSecond),
 		Ratio: fmt.Sprintf("%.1f×; %s", pingRate.perSecond/seqPing.perSecond, pingRate.use.bottleneck(runtime.NumCPU()))})
 
 	signRate := n.concurrent(ctx, b, "sign_psbt", []string{psbt64})
 	b.Logf("sign_psbt, 50 clients: %s; %s", signRate, signRate.use.bottleneck(runtime.NumCPU()))
 	const before = 185 // issue 15's upper figure at b8d02d5 (158–185 req/s), not this run
-	Record(Row{Key: "nip46-native-sign-psbt", Figure: "50 concurrent clients, sign_psbt (2-in/2-out P2WSH), nostr-rs-relay 0.8.12 alone; CPU " + signRate.use.shares(runtime.NumCPU()),
+	Record(Row{Key: "nip46-native-sign-psbt", Figure: fmt.Sprintf("50 concurrent clients, sign_psbt (2-in/2-out P2WSH), nostr-rs-relay 0.8.12 alone; CPU %s; delayed ACKs on the machine %d", signRate.use.shares(runtime.NumCPU()), signRate.delayedACKs),
 		Value: fmt.Sprintf("%.0f req/s", signRate.perSecond), Baseline: fmt.Sprintf("one client sequential %.0f req/s", seqSign.perSecond),
 		Ratio: fmt.Sprintf("%.1f× sequential; %.1f× issue 15's %d req/s (b8d02d5, not this run); %s", signRate.perSecond/seqSign.perSecond, signRate.perSecond/before, before, signRate.use.bottleneck(runtime.NumCPU())),
 		Goal:  fmt.Sprintf("≥ 3× %d req/s", before), Met: MetIf(signRate.perSecond >= 3*before)})
@@ -706,10 +706,14 @@ func (n *nip46Native) sequentialCPU(ctx context.Context, b *testing.B, method st
 type rate struct {
 	perSecond float64
 	use       cpuUse
+	// delayedACKs is the number of delayed-ACK timers that fired on the machine during the run
+	// (-1: unknown): an upper bound on the writes a relay's Nagle's algorithm held for one.
+	delayedACKs int64
 }
 
 func (r rate) String() string {
-	return fmt.Sprintf("%.0f req/s; CPU %s", r.perSecond, r.use.shares(runtime.NumCPU()))
+	return fmt.Sprintf("%.0f req/s; CPU %s; %d delayed ACKs on the machine during the run (%d requests)",
+		r.perSecond, r.use.shares(runtime.NumCPU()), r.delayedACKs, int(r.perSecond*r.use.wall.Seconds()+0.5))
 }
 
 // concurrent connects nip46Clients fresh clients on relay 0 (for sign_psbt, each named in the
@@ -730,6 +734,7 @@ func (n *nip46Native) concurrent(ctx context.Context, b *testing.B, method strin
 		clients[i] = nip46ClientOn(ctx, b, n.env, sk, n.relay)
 	}
 	m := n.meter()
+	acks0, aerr := delayedACKs()
 	if err := m.begin(); err != nil {
 		b.Fatal(err)
 	}
@@ -738,7 +743,11 @@ func (n *nip46Native) concurrent(ctx context.Context, b *testing.B, method strin
 	if err != nil {
 		b.Fatal(err)
 	}
-	return rate{perSecond: float64(count) / use.wall.Seconds(), use: use}
+	r := rate{perSecond: float64(count) / use.wall.Seconds(), use: use, delayedACKs: -1}
+	if acks1, err := delayedACKs(); err == nil && aerr == nil {
+		r.delayedACKs = acks1 - acks0
+	}
+	return r
 }
 
 // runConcurrent has every client make nip46PerClient calls of method, one at a time, all

@@ -194,3 +194,28 @@ func (u cpuUse) bottleneck(cores int) string {
 	}
 	return "busiest: " + u.busiest()
 }
+
+// delayedACKs is the number of delayed TCP ACKs this network namespace has sent since boot
+// (/proc/net/netstat, TcpExt DelayedACKs): each is a delayed-ACK timer that fired. A relay
+// with Nagle's algorithm on can hold a small write only until the peer's ACK, and the peer
+// holds that ACK only until its timer fires or it sends data; so the timers fired during a run
+// (an upper bound: other traffic on the machine counts too) bound the writes held that long.
+func delayedACKs() (int64, error) {
+	data, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		return 0, err
+	}
+	lines := strings.Split(string(data), "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) == 0 || names[0] != "TcpExt:" || len(values) != len(names) {
+			continue
+		}
+		for j, n := range names {
+			if n == "DelayedACKs" {
+				return strconv.ParseInt(values[j], 10, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("/proc/net/netstat: no TcpExt DelayedACKs")
+}
