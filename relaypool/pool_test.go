@@ -310,6 +310,14 @@ func TestPoolAgainstRelays(t *testing.T) {
 	if (Event{Event: &e1}).Verified() {
 		t.Fatal("an Event made outside the pool reports Verified() true")
 	}
+	if delivered := got.all(); len(delivered) > 0 {
+		swapped := delivered[0]
+		other := *swapped.Event
+		swapped.Event = &other
+		if swapped.Verified() {
+			t.Fatal("a delivered Event whose Event was replaced still reports Verified() true")
+		}
+	}
 
 	t.Log("relay 0 stops: its publish fails, the others accept, delivery goes on")
 	if err := n.StopRelay(0); err != nil {
