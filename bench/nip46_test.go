@@ -52,7 +52,11 @@ const (
 // nip46Setup starts the network and the daemon (closed when b ends), funds the wallet with two
 // 1 BTC coins, and has BDK build (and sign with key B) a 1.5 BTC payment: 2 P2WSH 2-of-3
 // inputs, 2 outputs. It returns the scenario and that PSBT (base64).
-func nip46Setup(b *testing.B) (*scenario.Env, string) {
+func nip46Setup(b *testing.B) (*scenario.Env, string) { return nip46SetupOn(b, nil) }
+
+// nip46SetupOn is nip46Setup on a network with one relay per entry of relayPorts (nil: the
+// default three, nostr-rs-relay first; []int{0}: nostr-rs-relay alone).
+func nip46SetupOn(b *testing.B, relayPorts []int) (*scenario.Env, string) {
 	b.Helper()
 	if testing.Short() {
 		b.Skip("NIP-46 benchmarks need the local test network")
@@ -68,7 +72,7 @@ func nip46Setup(b *testing.B) (*scenario.Env, string) {
 		// No per-client rate limit: the figures are about transport and signing, and a sequential
 		// series from one client outruns the default 20 requests/s.
 		// Log level info, as in production: the debug lines of every event are not the figure.
-		if nip46Env, nip46Err = scenario.Setup(ctx, scenario.Options{Dir: b.TempDir(), MaxPerTx: "3 BTC",
+		if nip46Env, nip46Err = scenario.Setup(ctx, scenario.Options{Dir: b.TempDir(), MaxPerTx: "3 BTC", RelayPorts: relayPorts,
 			ExtraEnv: []string{"COSIGNER_CLIENT_RATE=0", "COSIGNER_LOG_LEVEL=info"}}); nip46Err != nil {
 			return
 		}
@@ -168,7 +172,13 @@ func BenchmarkNIP46(b *testing.B) {
 	env, psbt := nip46Setup(b)
 	b.Run("round_trip", func(b *testing.B) { benchRoundTrip(b, env, psbt) })
 	b.Run("throughput", func(b *testing.B) { benchThroughput(b, env) })
-	b.Run("native", func(b *testing.B) { benchNative(b, env, psbt) })
+}
+
+// BenchmarkNIP46Native: cosigner on a network whose one relay is nostr-rs-relay 0.8.12, so that
+// the daemon publishes to, and listens on, that relay alone (benchNative).
+func BenchmarkNIP46Native(b *testing.B) {
+	env, psbt := nip46SetupOn(b, []int{0})
+	benchNative(b, env, psbt)
 }
 
 // BenchmarkNIP46Node: 50 concurrent clients sending ping over three Node relays
@@ -572,7 +582,7 @@ type nip46Native struct {
 	idleMS func(name string) float64 // background CPU of a process, ms per second of wall time
 }
 
-// benchNative: cosigner over nostr-rs-relay 0.8.12 alone (relay 0): its own CPU per request
+// benchNative: cosigner over nostr-rs-relay 0.8.12 alone (relay 0, the daemon's only relay): its own CPU per request
 // (sequential ping and sign_psbt, from /proc/<pid>/stat, beside the relay's), the sign_psbt
 // round trip against its physical floor measured here, and 50 concurrent clients' throughput
 // for ping and sign_psbt with each process's CPU share.
