@@ -152,8 +152,9 @@ type RemoteSigner struct {
 	filter        nostr.Filter
 	nostrConnects chan struct{}
 
-	sem chan struct{}
-	wg  sync.WaitGroup
+	sem       chan struct{} // events being handled, at most maxHandling (reply.go)
+	answering chan struct{} // answers waiting for the relays, at most maxAnswering
+	wg        sync.WaitGroup
 }
 
 // NewRemoteSigner returns a remote signer for the Nostr identity key sk (hex) that serves over
@@ -184,7 +185,8 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, log *slog.Log
 		awaiting:      make(map[string]bool),
 		activity:      make(map[string]session.Activity),
 		idle:          DefaultClientRelayIdle,
-		sem:           make(chan struct{}, 16),
+		sem:           make(chan struct{}, maxHandling),
+		answering:     make(chan struct{}, maxAnswering),
 		nostrConnects: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -278,9 +280,10 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				defer func() { <-s.sem }()
+				sl := &slot{free: func() { <-s.sem }}
+				defer sl.release()
 				defer s.recoverEvent(ev.Event)
-				s.handle(withArrival(ctx, ev.Received), ev)
+				s.handle(withSlot(withArrival(ctx, ev.Received), sl), ev)
 			}()
 		}
 	}()
@@ -524,8 +527,14 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	if !ok {
 		return
 	}
-	if err := s.reply(ctx, t, relay, resp); err != nil {
-		log.Error("could not deliver the response to any relay", "error", err)
+	out, rerr := s.responseEvent(t, resp)
+	if rerr == nil {
+		done := s.awaitRelays(ctx)
+		rerr = s.publish(ctx, out, t.client, relay)
+		done()
+	}
+	if rerr != nil {
+		log.Error("could not deliver the response to any relay", "error", rerr)
 	}
 	if err == nil && perr == nil && !limited {
 		s.afterSessionMethod(ctx, req, log)

@@ -27,13 +27,22 @@ import (
 // reply encrypts resp for the client and publishes it to the pool and to the client's own
 // relays (and the relay the request came on, if outside the pool).
 func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string, resp nip46.Response) error {
-	body, err := json.Marshal(resp)
+	ev, err := s.responseEvent(t, resp)
 	if err != nil {
 		return err
 	}
+	return s.publish(ctx, ev, t.client, arrivedOn)
+}
+
+// responseEvent is resp encrypted for the client and signed: a kind-24133 event p-tagged to it.
+func (s *RemoteSigner) responseEvent(t transport, resp nip46.Response) (nostr.Event, error) {
+	body, err := json.Marshal(resp)
+	if err != nil {
+		return nostr.Event{}, err
+	}
 	content, err := t.encrypt(s.sk, string(body))
 	if err != nil {
-		return err
+		return nostr.Event{}, err
 	}
 	ev := nostr.Event{
 		PubKey:    s.pk,
@@ -43,9 +52,52 @@ func (s *RemoteSigner) reply(ctx context.Context, t transport, arrivedOn string,
 		Content:   content,
 	}
 	if err := s.key.sign(&ev); err != nil {
-		return err
+		return nostr.Event{}, err
 	}
-	return s.publish(ctx, ev, t.client, arrivedOn)
+	return ev, nil
+}
+
+// Handling slots. At most maxHandling events are handled at once (checked, decrypted, decided,
+// answered: CPU and database work). Publishing an answer then waits for the relays' OKs (a
+// quorum; a slow relay up to the publish timeout): an event waiting for that gives its handling
+// slot up for one of maxAnswering answering slots, so that slow relays cannot hold up the
+// handling of other requests. When every answering slot is taken, the handling slot is kept:
+// the intake slows down instead of piling up answers.
+const (
+	maxHandling  = 16
+	maxAnswering = 1024
+)
+
+// slot is an event's handling slot, released once.
+type slot struct {
+	once sync.Once
+	free func()
+}
+
+func (sl *slot) release() { sl.once.Do(sl.free) }
+
+type slotKey struct{}
+
+// withSlot returns ctx carrying the event's handling slot.
+func withSlot(ctx context.Context, sl *slot) context.Context {
+	return context.WithValue(ctx, slotKey{}, sl)
+}
+
+// awaitRelays trades the handling slot ctx carries (if any) for an answering slot, for the wait
+// on the relays; call done when the publish returned. Without a slot in ctx, or when ctx ends
+// while it waits for an answering slot, nothing changes hands.
+func (s *RemoteSigner) awaitRelays(ctx context.Context) (done func()) {
+	sl, ok := ctx.Value(slotKey{}).(*slot)
+	if !ok {
+		return func() {}
+	}
+	select {
+	case s.answering <- struct{}{}:
+	case <-ctx.Done():
+		return func() {}
+	}
+	sl.release()
+	return func() { <-s.answering }
 }
 
 // eventKey is the remote signer's Nostr secret key, parsed once, with its x-only pubkey (hex).
