@@ -593,7 +593,8 @@ type nip46Native struct {
 // each answer. Nagle's algorithm can hold a small write only while an earlier one on the same
 // connection is unacknowledged; one request and one answer per connection and round trip never
 // do (the next request carries the ACK), so the sequential figures do not include it (their p50
-// is far below the 40 ms a delayed ACK costs), and the concurrent ones can only batch writes.
+// is far below the 40 ms a delayed ACK costs); what it costs the concurrent ones, measured, is
+// in docs/relays.md (about 15 % of concurrent ping, not what limits it).
 func benchNative(b *testing.B, env *scenario.Env, psbt64 string) {
 	if env.Net.RelaySoftware(0) != devnet.RelayNostrRs {
 		b.Fatalf("relay 0 runs %q, want nostr-rs-relay", env.Net.RelaySoftware(0))
