@@ -4,6 +4,8 @@ package relaypool
 // de-duplication set. No I/O, no goroutines.
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +13,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/btcec/v2/schnorr"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nbd-wtf/go-nostr"
 )
 
@@ -33,20 +38,85 @@ func checkEventOnce(f nostr.Filter, ev *nostr.Event, seen *seenSet, now time.Tim
 	if !f.Matches(ev) {
 		return ErrFilterMismatch
 	}
-	if ev.GetID() != ev.ID {
+	return verifyEvent(ev, func(id string) bool { return seen != nil && seen.has(id, now) })
+}
+
+// VerifyEvent checks ev's id (the sha256 of its NIP-01 serialization) and its sig (a BIP-340
+// signature of that id by its pubkey), NIP-01 "Events and signatures": nil when both hold,
+// otherwise an error wrapping ErrBadEventID or ErrBadSignature. The serialization is hashed
+// once for both checks (go-nostr's GetID and CheckSignature each hash it again).
+func VerifyEvent(ev *nostr.Event) error { return verifyEvent(ev, nil) }
+
+// verifyEvent is VerifyEvent that, when known(id) reports the id as already delivered (hence
+// verified), gives errDuplicate without the signature check. The id is checked first, so a
+// forged copy of a delivered event (same id, other content) is a bad id, never a duplicate.
+func verifyEvent(ev *nostr.Event, known func(id string) bool) error {
+	h := sha256.Sum256(ev.Serialize())
+	var id [32]byte
+	if len(ev.ID) != 64 {
 		return ErrBadEventID
 	}
-	if seen != nil && seen.has(ev.ID, now) {
+	if _, err := hex.Decode(id[:], []byte(ev.ID)); err != nil || id != h {
+		return ErrBadEventID
+	}
+	if known != nil && known(ev.ID) {
 		return errDuplicate
 	}
-	ok, err := ev.CheckSignature()
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSignature, err)
+	var pkb [32]byte
+	if len(ev.PubKey) != 64 {
+		return fmt.Errorf("%w: pubkey is not 32 bytes of hex", ErrBadSignature)
 	}
-	if !ok {
+	if _, err := hex.Decode(pkb[:], []byte(ev.PubKey)); err != nil {
+		return fmt.Errorf("%w: pubkey: %v", ErrBadSignature, err)
+	}
+	pk, err := parsePubKey(pkb)
+	if err != nil {
+		return fmt.Errorf("%w: pubkey: %v", ErrBadSignature, err)
+	}
+	var sigb [64]byte
+	if len(ev.Sig) != 128 {
+		return fmt.Errorf("%w: sig is not 64 bytes of hex", ErrBadSignature)
+	}
+	if _, err := hex.Decode(sigb[:], []byte(ev.Sig)); err != nil {
+		return fmt.Errorf("%w: sig: %v", ErrBadSignature, err)
+	}
+	sig, err := schnorr.ParseSignature(sigb[:])
+	if err != nil {
+		return fmt.Errorf("%w: sig: %v", ErrBadSignature, err)
+	}
+	if !sig.Verify(h[:], pk) {
 		return ErrBadSignature
 	}
 	return nil
+}
+
+// maxParsedPubKeys bounds the cache of parsed pubkeys (LRU, about 100 bytes each).
+const maxParsedPubKeys = 10000
+
+// parsedPubKeys caches BIP-340 x-only pubkeys parsed to curve points: parsing one takes a
+// square root in the field (a sizeable share of a verification), and the events a process
+// verifies come from few keys again and again (its clients, its co-signers). Parsing is a pure
+// function of the 32 bytes, so a cached point is the point; a flood of fresh keys only evicts
+// other entries and costs each its ordinary parse.
+var parsedPubKeys = func() *lru.Cache[[32]byte, *btcec.PublicKey] {
+	c, err := lru.New[[32]byte, *btcec.PublicKey](maxParsedPubKeys)
+	if err != nil {
+		panic(err) // only for a non-positive size, a constant here
+	}
+	return c
+}()
+
+// parsePubKey is schnorr.ParsePubKey, cached (parsedPubKeys).
+func parsePubKey(b [32]byte) (*btcec.PublicKey, error) {
+	if pk, ok := parsedPubKeys.Get(b); ok {
+		return pk, nil
+	}
+	pk, err := schnorr.ParsePubKey(b[:])
+	if err != nil {
+		return nil, err
+	}
+	parsedPubKeys.Add(b, pk)
+	return pk, nil
 }
 
 // Backoff growth and jitter (see Options.MinBackoff).

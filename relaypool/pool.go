@@ -82,7 +82,17 @@ type Event struct {
 	// Received is when the pool took the event from that relay's connection, before checking
 	// it: where a consumer's handling time of the event starts.
 	Received time.Time
+	// verified is set only by the pool: the event it checked (id and signature).
+	verified *nostr.Event
 }
+
+// Verified reports whether the pool checked the id and BIP-340 signature (VerifyEvent) of
+// e.Event before delivering it: true for every event out of Subscribe, false for an Event made
+// anywhere else (a test's fake pool, a literal) and for a delivered Event whose Event field was
+// replaced since; a consumer must then check it itself. A consumer that checks "Verified() ||
+// VerifyEvent(ev.Event) == nil" verifies each event exactly once and cannot skip the check by
+// mistake. The event must not be modified after delivery.
+func (e Event) Verified() bool { return e.verified != nil && e.verified == e.Event }
 
 // PublishResult is one relay's answer to a published event: Err is nil when the relay said
 // OK true (NIP-01), and otherwise holds its reason, a connection error, or a timeout.

@@ -129,6 +129,12 @@ func (c *collector) received(id string) time.Time {
 	return time.Time{}
 }
 
+func (c *collector) all() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Event(nil), c.events...)
+}
+
 func (c *collector) count(id string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -295,6 +301,22 @@ func TestPoolAgainstRelays(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // the other two relays' copies arrive meanwhile
 	if c := got.count(e1.ID); c != 1 {
 		t.Fatalf("e1 delivered %d times, want once", c)
+	}
+	for _, ev := range got.all() {
+		if !ev.Verified() {
+			t.Fatalf("event %s out of Subscribe reports Verified() false", ev.ID)
+		}
+	}
+	if (Event{Event: &e1}).Verified() {
+		t.Fatal("an Event made outside the pool reports Verified() true")
+	}
+	if delivered := got.all(); len(delivered) > 0 {
+		swapped := delivered[0]
+		other := *swapped.Event
+		swapped.Event = &other
+		if swapped.Verified() {
+			t.Fatal("a delivered Event whose Event was replaced still reports Verified() true")
+		}
 	}
 
 	t.Log("relay 0 stops: its publish fails, the others accept, delivery goes on")

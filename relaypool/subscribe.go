@@ -214,7 +214,7 @@ func (s *relaySubscription) req(ctx context.Context, c *conn, working func()) (o
 				continue
 			}
 			select {
-			case s.out <- Event{Event: ev, Relay: r.url, Received: now}:
+			case s.out <- Event{Event: ev, Relay: r.url, Received: now, verified: ev}:
 			case <-ctx.Done():
 				return true, "", ctx.Err()
 			}

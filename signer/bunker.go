@@ -121,6 +121,7 @@ func WithClock(now func() time.Time) Option { return func(s *RemoteSigner) { s.n
 // extension methods with Handle, and call Run.
 type RemoteSigner struct {
 	sk, pk      string
+	key         eventKey // sk parsed once, signs every answer (reply.go)
 	pool        RelayPool
 	sessions    Sessions
 	log         *slog.Logger
@@ -151,8 +152,9 @@ type RemoteSigner struct {
 	filter        nostr.Filter
 	nostrConnects chan struct{}
 
-	sem chan struct{}
-	wg  sync.WaitGroup
+	sem       chan struct{} // events being handled, at most maxHandling (reply.go)
+	answering chan struct{} // answers waiting for the relays, at most maxAnswering
+	wg        sync.WaitGroup
 }
 
 // NewRemoteSigner returns a remote signer for the Nostr identity key sk (hex) that serves over
@@ -163,11 +165,15 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, log *slog.Log
 	if err != nil {
 		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", keystore.ErrNotOurKey)
 	}
+	key, err := parseEventKey(sk)
+	if err != nil {
+		return nil, fmt.Errorf("signer: bad Nostr secret key: %w", keystore.ErrNotOurKey)
+	}
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &RemoteSigner{
-		sk: sk, pk: pk, pool: pool, sessions: sessions,
+		sk: sk, pk: pk, key: key, pool: pool, sessions: sessions,
 		log: log.With("component", "signer"), now: time.Now,
 		limits:        newRateLimits(DefaultRatePerSecond, DefaultRateBurst),
 		handlers:      make(map[string]HandlerFunc),
@@ -179,7 +185,8 @@ func NewRemoteSigner(sk string, pool RelayPool, sessions Sessions, log *slog.Log
 		awaiting:      make(map[string]bool),
 		activity:      make(map[string]session.Activity),
 		idle:          DefaultClientRelayIdle,
-		sem:           make(chan struct{}, 16),
+		sem:           make(chan struct{}, maxHandling),
+		answering:     make(chan struct{}, maxAnswering),
 		nostrConnects: make(chan struct{}, 1),
 	}
 	for _, o := range opts {
@@ -273,9 +280,10 @@ func (s *RemoteSigner) serveWith(ctx context.Context, filter nostr.Filter, pool 
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				defer func() { <-s.sem }()
+				sl := &slot{free: func() { <-s.sem }}
+				defer sl.release()
 				defer s.recoverEvent(ev.Event)
-				s.handleEvent(withArrival(ctx, ev.Received), ev.Event, ev.Relay)
+				s.handle(withSlot(withArrival(ctx, ev.Received), sl), ev)
 			}()
 		}
 	}()
@@ -342,14 +350,20 @@ func (s *RemoteSigner) checkEvent(ev *nostr.Event) string {
 	return ""
 }
 
-// checkAuthentic checks ev's id and BIP-340 signature (NIP-01) and records it in the replay
-// set; a non-empty reason means drop it. It runs before an event can cost a durable write or
-// an answer: at once for clients' events, and for a stranger's only once its content turned
-// out a connect with a usable secret (see stranger.go).
-func (s *RemoteSigner) checkAuthentic(ev *nostr.Event) string {
-	if ok, err := ev.CheckSignature(); !ok || err != nil {
-		return "invalid signature or id"
+// checkAuthentic makes sure ev's id and BIP-340 signature (NIP-01) were checked — by the relay
+// pool that delivered it (relaypool.Event.Verified, set only by the pool), or here for an event
+// from anywhere else — and records it in the replay set; a non-empty reason means drop it. Each
+// event is thus verified exactly once, and an event that did not come through the pool's
+// checks cannot skip them. It runs before an event can cost a durable write or an answer: at
+// once for clients' events, and for a stranger's only once its content turned out a connect
+// with a usable secret (see stranger.go).
+func (s *RemoteSigner) checkAuthentic(in relaypool.Event) string {
+	if !in.Verified() {
+		if err := relaypool.VerifyEvent(in.Event); err != nil {
+			return "invalid signature or id"
+		}
 	}
+	ev := in.Event
 	if !s.seen.first(ev.ID, s.now()) {
 		return "already handled (replayed or delivered by another relay)"
 	}
@@ -388,11 +402,18 @@ func (s *RemoteSigner) decrypt(ev *nostr.Event, cache bool) (transport, string, 
 	return t, plain, nil
 }
 
-// handleEvent checks, decrypts and answers one event. Anything it cannot attribute to a
-// client request (bad signature, not for us, undecryptable) is logged and dropped: there is no
-// one to answer safely. Events from pubkeys without a session are filtered in memory
-// (handleStranger) before anything is written: only a connect carrying a usable secret goes on.
+// handleEvent is handle for an event that did not come out of a relaypool subscription (its
+// signature is checked here).
 func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay string) {
+	s.handle(ctx, relaypool.Event{Event: ev, Relay: relay})
+}
+
+// handle checks, decrypts and answers one event. Anything it cannot attribute to a client
+// request (bad signature, not for us, undecryptable) is logged and dropped: there is no one to
+// answer safely. Events from pubkeys without a session are filtered in memory (handleStranger)
+// before anything is written: only a connect carrying a usable secret goes on.
+func (s *RemoteSigner) handle(ctx context.Context, in relaypool.Event) {
+	ev, relay := in.Event, in.Relay
 	log := s.log.With("event", ev.ID, "client", ev.PubKey, "relay", relay)
 	if reason := s.checkEvent(ev); reason != "" {
 		if reason != "our own event" {
@@ -407,17 +428,18 @@ func (s *RemoteSigner) handleEvent(ctx context.Context, ev *nostr.Event, relay s
 		return
 	}
 	if !known {
-		s.handleStranger(ctx, ev, relay, log)
+		s.handleStranger(ctx, in, log)
 		return
 	}
-	s.handleClient(ctx, ev, relay, log)
+	s.handleClient(ctx, in, log)
 }
 
 // handleClient takes an event from a client (a pubkey with a session, or a nostrconnect app
 // awaited) past its rate limit and the durable replay check, decrypts it and serves it. Over the
 // limit it is answered rate_limited at most once a second, and dropped otherwise.
-func (s *RemoteSigner) handleClient(ctx context.Context, ev *nostr.Event, relay string, log *slog.Logger) {
-	if reason := s.checkAuthentic(ev); reason != "" {
+func (s *RemoteSigner) handleClient(ctx context.Context, in relaypool.Event, log *slog.Logger) {
+	ev, relay := in.Event, in.Relay
+	if reason := s.checkAuthentic(in); reason != "" {
 		log.Debug("dropped event: " + reason)
 		s.drops.invalid.Add(1)
 		return
@@ -505,8 +527,14 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	if !ok {
 		return
 	}
-	if err := s.reply(ctx, t, relay, resp); err != nil {
-		log.Error("could not deliver the response to any relay", "error", err)
+	out, rerr := s.responseEvent(t, resp)
+	if rerr == nil {
+		done := s.awaitRelays(ctx)
+		rerr = s.publish(ctx, out, t.client, relay)
+		done()
+	}
+	if rerr != nil {
+		log.Error("could not deliver the response to any relay", "error", rerr)
 	}
 	if err == nil && perr == nil && !limited {
 		s.afterSessionMethod(ctx, req, log)

@@ -7,9 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nbd-wtf/go-nostr"
-
 	"github.com/custodyagents/cosigner/nip46"
+	"github.com/custodyagents/cosigner/relaypool"
 )
 
 // Events from strangers — pubkeys with no session and no nostrconnect response awaiting their
@@ -23,9 +22,10 @@ import (
 //
 // A stranger's event also costs as little CPU as can be: the signer checks its BIP-340
 // signature, the costliest check, only once its content is a connect with a usable secret, and
-// drops everything else before. (The relay pool has checked every event it delivers, once;
-// the signer's own check runs at once for clients' events.) So the pubkey an unchecked
-// stranger's event names keys in-memory state only: its rate bucket.
+// drops everything else before. (The relay pool has checked every event it delivers, once, and
+// says so in relaypool.Event.Verified; the signer checks only events that did not come out of a
+// pool subscription.) So the pubkey an unchecked stranger's event names keys in-memory state
+// only: its rate bucket.
 
 // errUnanswered makes serveRequest drop a request without an answer (a stranger's connect
 // whose secret turned out unusable).
@@ -106,7 +106,8 @@ func (s *RemoteSigner) isClient(ctx context.Context, pubkey string) (bool, error
 // handleStranger handles an event from a pubkey without a session: only a connect carrying a
 // usable secret (checked without writing) goes on to serveRequest; everything else is counted
 // and dropped.
-func (s *RemoteSigner) handleStranger(ctx context.Context, ev *nostr.Event, relay string, log *slog.Logger) {
+func (s *RemoteSigner) handleStranger(ctx context.Context, in relaypool.Event, log *slog.Logger) {
+	ev, relay := in.Event, in.Relay
 	if !s.limits.allowUnknown(ev.PubKey, s.now()) {
 		s.drops.strangerLimited.Add(1)
 		return
@@ -141,7 +142,7 @@ func (s *RemoteSigner) handleStranger(ctx context.Context, ev *nostr.Event, rela
 		s.drops.badSecret.Add(1)
 		return
 	}
-	if reason := s.checkAuthentic(ev); reason != "" {
+	if reason := s.checkAuthentic(in); reason != "" {
 		log.Debug("dropped connect: " + reason)
 		s.drops.invalid.Add(1)
 		return

@@ -29,6 +29,12 @@ type DB struct {
 	// instead of waking when the lock is free; waiting here, a transaction starts as soon as
 	// the one before it has committed.
 	txTurn chan struct{}
+	// seen is the one connection that writes the NIP-46 replay set (FirstSeenEvent), kept out
+	// of the pool with synchronous=NORMAL: its commits skip the fsync that every other
+	// transaction (synchronous=FULL) makes. Why that cannot lose a replay that matters is in
+	// seen.go and docs/flood-and-retention.md ("The replay set and crashes"). Used only inside
+	// a txTurn turn.
+	seen *sql.Conn
 }
 
 // Open opens (creating if needed) the SQLite database at path in WAL mode with foreign keys on,
@@ -60,6 +66,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		sqldb.Close()
 		return nil, err
 	}
+	if db.seen, err = seenConn(ctx, sqldb); err != nil {
+		sqldb.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
 	if err := privateFiles(path); err != nil {
 		sqldb.Close()
 		return nil, err
@@ -68,7 +78,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.SQL.Close() }
+func (db *DB) Close() error {
+	return errors.Join(db.seen.Close(), db.SQL.Close())
+}
 
 type migration struct {
 	version int
@@ -143,13 +155,24 @@ func (db *DB) migrate(ctx context.Context) error {
 // order they asked (DB.txTurn); fn must not call Tx. When ctx ends while it waits for its turn,
 // Tx returns an error wrapping ctx's.
 func (db *DB) Tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return db.txOn(ctx, nil, fn)
+}
+
+// txOn is Tx on conn (nil: a connection of the pool).
+func (db *DB) txOn(ctx context.Context, conn *sql.Conn, fn func(*sql.Tx) error) error {
 	select {
 	case db.txTurn <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("store: begin: %w", ctx.Err())
 	}
 	defer func() { <-db.txTurn }()
-	tx, err := db.SQL.BeginTx(ctx, nil)
+	var tx *sql.Tx
+	var err error
+	if conn != nil {
+		tx, err = conn.BeginTx(ctx, nil)
+	} else {
+		tx, err = db.SQL.BeginTx(ctx, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
 	}

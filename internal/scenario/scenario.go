@@ -43,6 +43,9 @@ type Options struct {
 	// Electrs also starts electrs 0.12 on the network (devnet.Config.Electrs) and points the
 	// cosigner and BDK at it instead of ElectrumX (see Env.ElectrumURL).
 	Electrs bool
+	// RelaySoftware picks the program of each relay (devnet.Config.RelaySoftware; nil: the
+	// network's default mix).
+	RelaySoftware []devnet.RelaySoftware
 	// Wallet is the registered wallet's shape: "" or "wsh" (wsh(sortedmulti(2,A,B,C))),
 	// "sh-wsh" (the same nested in P2SH) or "tr" (tr(NUMS,multi_a(2,A,B,C))); see WalletDescriptor.
 	Wallet string
@@ -122,7 +125,7 @@ func Setup(ctx context.Context, o Options) (_ *Env, err error) {
 		}
 	}()
 	e.Net, err = devnet.Start(ctx, devnet.Config{Dir: filepath.Join(dir, "network"), RelayPorts: o.RelayPorts,
-		ElectrumPort: o.ElectrumPort, Logger: o.Logger, Electrs: o.Electrs})
+		ElectrumPort: o.ElectrumPort, Logger: o.Logger, Electrs: o.Electrs, RelaySoftware: o.RelaySoftware})
 	if err != nil {
 		return nil, err
 	}
