@@ -317,20 +317,24 @@ func (t *Tracker) Extend() ([]ScriptState, error) {
 	var out []ScriptState
 	for b := range t.branches {
 		want := t.used[b] + 1 + int64(t.lookahead)
-		for int64(len(t.branches[b])) < want {
-			var s *ScriptState
-			if len(t.ahead[b]) > 0 { // derived by Peek already
-				sc := t.ahead[b][0]
-				t.ahead[b] = t.ahead[b][1:]
-				s = &sc
-			} else {
-				var err error
-				if s, err = t.derive(uint32(b), uint32(len(t.branches[b]))); err != nil {
-					return out, err
-				}
-			}
-			t.add(s)
-			out = append(out, *s)
+		need := want - int64(len(t.branches[b]))
+		if need <= 0 {
+			continue
+		}
+		take := min(need, int64(len(t.ahead[b]))) // derived by Peek already
+		for _, sc := range t.ahead[b][:take] {
+			s := sc
+			t.add(&s)
+			out = append(out, s)
+		}
+		t.ahead[b] = t.ahead[b][take:]
+		fresh, err := t.deriveRange(uint32(b), uint32(len(t.branches[b])), int(need-take))
+		for i := range fresh {
+			t.add(&fresh[i])
+			out = append(out, fresh[i])
+		}
+		if err != nil {
+			return out, err
 		}
 	}
 	return out, nil
@@ -345,14 +349,12 @@ func (t *Tracker) Peek(branch uint32, n int) ([]ScriptState, error) {
 	if int(branch) >= len(t.branches) {
 		return nil, nil
 	}
-	next := uint32(len(t.branches[branch]) + len(t.ahead[branch]))
-	for len(t.ahead[branch]) < n {
-		s, err := t.derive(branch, next)
+	if more := n - len(t.ahead[branch]); more > 0 {
+		fresh, err := t.deriveRange(branch, uint32(len(t.branches[branch])+len(t.ahead[branch])), more)
+		t.ahead[branch] = append(t.ahead[branch], fresh...)
 		if err != nil {
 			return nil, err
 		}
-		t.ahead[branch] = append(t.ahead[branch], *s)
-		next++
 	}
 	return append([]ScriptState(nil), t.ahead[branch][:n]...), nil
 }

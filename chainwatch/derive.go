@@ -1,0 +1,69 @@
+package chainwatch
+
+import (
+	"runtime"
+	"sync"
+)
+
+// deriveWorkers bounds the goroutines deriveRange uses; deriveSerialBelow is the count under
+// which it derives on the calling goroutine (a payment's few new scripts).
+const (
+	deriveWorkers     = 4
+	deriveSerialBelow = 32
+)
+
+// deriveRange derives the n scripts of branch at indexes from..from+n-1 and returns them in
+// index order, with their scripthashes. Deriving is most of the CPU of a large wallet's sync
+// (three EC multiplications per script of a 2-of-3), so a long range is split into contiguous
+// parts derived at once by up to min(GOMAXPROCS, deriveWorkers) goroutines, each started and
+// waited for here; the result does not depend on how the work was split. ScriptSource must be
+// safe for concurrent use (a *descriptor.Descriptor is). On an error it returns the scripts
+// below the first index that failed, and that error.
+func (t *Tracker) deriveRange(branch, from uint32, n int) ([]ScriptState, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	out := make([]ScriptState, n)
+	errs := make([]error, n)
+	one := func(i int) {
+		s, err := t.derive(branch, from+uint32(i))
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		out[i] = *s
+	}
+	workers := min(runtime.GOMAXPROCS(0), deriveWorkers, (n+deriveSerialBelow-1)/deriveSerialBelow)
+	if workers <= 1 {
+		for i := range n {
+			if one(i); errs[i] != nil {
+				return out[:i], errs[i]
+			}
+		}
+		return out, nil
+	}
+	var wg sync.WaitGroup
+	per := (n + workers - 1) / workers
+	for w := range workers {
+		lo, hi := w*per, min((w+1)*per, n)
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := lo; i < hi; i++ {
+				if one(i); errs[i] != nil {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			return out[:i], err
+		}
+	}
+	return out, nil
+}
