@@ -1,0 +1,58 @@
+package chainwatch
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/btcsuite/btcd/chaincfg"
+)
+
+// failingScripts is fakeScripts that fails at one index of branch 0 (and counts nothing else).
+type failingScripts struct {
+	fakeScripts
+	failAt uint32
+}
+
+var errDeriveTest = errors.New("derive failed")
+
+func (f failingScripts) PkScript(branch, index uint32) ([]byte, error) {
+	if branch == 0 && index == f.failAt {
+		return nil, errDeriveTest
+	}
+	return f.fakeScripts.PkScript(branch, index)
+}
+
+// TestDeriveRangeOrder: a long range derived in parallel is the same, script by script, as
+// deriving each index in turn; a failure returns exactly the scripts below the failing index.
+func TestDeriveRangeOrder(t *testing.T) {
+	src := failingScripts{fakeScripts{branches: 2}, 1 << 30}
+	tr, err := NewTracker(src, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 1, deriveSerialBelow - 1, deriveSerialBelow + 1, 1000, 1003} {
+		got, err := tr.deriveRange(1, 7, n)
+		if err != nil || len(got) != n {
+			t.Fatalf("n=%d: %d scripts, %v", n, len(got), err)
+		}
+		for i, s := range got {
+			want, _ := src.PkScript(1, 7+uint32(i))
+			if s.Branch != 1 || s.Index != 7+uint32(i) || !bytes.Equal(s.PkScript, want) || s.ScriptHash != ScriptHash(want) {
+				t.Fatalf("n=%d: script %d is %d/%d %x", n, i, s.Branch, s.Index, s.PkScript)
+			}
+		}
+	}
+	for _, failAt := range []uint32{0, 5, 250, 999} {
+		tr.src = failingScripts{fakeScripts{branches: 2}, failAt}
+		got, err := tr.deriveRange(0, 0, 1000)
+		if !errors.Is(err, errDeriveTest) || len(got) != int(failAt) {
+			t.Fatalf("failing at %d: %d scripts, %v", failAt, len(got), err)
+		}
+		for i, s := range got {
+			if s.Index != uint32(i) {
+				t.Fatalf("failing at %d: script %d has index %d", failAt, i, s.Index)
+			}
+		}
+	}
+}
