@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 )
@@ -115,9 +116,9 @@ type Tracker struct {
 	used      []int64          // highest used index per branch, -1 for none
 	byHash    map[string]*ScriptState
 	byPk      map[string]*ScriptState
-	utxos     map[wire.OutPoint]UTXO // as the server lists them (Height/BlockHash/Coinbase unused)
-	byTx      map[chainhash.Hash]map[wire.OutPoint]struct{}
-	byScript  map[string]map[wire.OutPoint]struct{} // string(PkScript) → its server UTXOs
+	utxos     map[wire.OutPoint]srvUTXO       // as the server lists them
+	byTx      map[chainhash.Hash][]uint32      // txid → indexes of its outputs in utxos
+	byScript  map[*ScriptState][]wire.OutPoint // script → its outputs in utxos
 	eff       map[wire.OutPoint]UTXO                // the published (trusted) view
 	txs       map[chainhash.Hash]*txRecord
 	hist      map[string][]chainhash.Hash    // scripthash → txids of its verified history
@@ -150,9 +151,9 @@ func NewTracker(src ScriptSource, lookahead int, chain *HeaderChain) (*Tracker, 
 		used:      make([]int64, n),
 		byHash:    make(map[string]*ScriptState),
 		byPk:      make(map[string]*ScriptState),
-		utxos:     make(map[wire.OutPoint]UTXO),
-		byTx:      make(map[chainhash.Hash]map[wire.OutPoint]struct{}),
-		byScript:  make(map[string]map[wire.OutPoint]struct{}),
+		utxos:     make(map[wire.OutPoint]srvUTXO),
+		byTx:      make(map[chainhash.Hash][]uint32),
+		byScript:  make(map[*ScriptState][]wire.OutPoint),
 		eff:       make(map[wire.OutPoint]UTXO),
 		txs:       make(map[chainhash.Hash]*txRecord),
 		hist:      make(map[string][]chainhash.Hash),
@@ -302,8 +303,8 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 		if _, ok := t.txs[u.OutPoint.Hash]; !ok {
 			return nil, fmt.Errorf("%w: stored UTXO %v has no stored transaction", ErrStore, u.OutPoint)
 		}
-		t.putServer(u)
-		t.eff[u.OutPoint] = t.effective(u)
+		t.putServer(u.OutPoint, u.Value, s)
+		t.eff[u.OutPoint] = t.effective(t.server(u.OutPoint, t.utxos[u.OutPoint]))
 	}
 	return repaired, nil
 }
@@ -493,15 +494,15 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		t.hist[scriptHash] = ids
 	}
 	// UTXOs of this script: replaced by the unspent list.
-	for op := range t.byScript[string(s.PkScript)] {
+	for _, op := range slices.Clone(t.byScript[s]) {
 		if _, still := next[op]; !still {
 			t.removeServer(op)
 			dirty[op] = struct{}{}
 		}
 	}
 	for op, u := range next {
-		if prev, had := t.utxos[op]; !had || prev.Value != u.Value {
-			t.putServer(u)
+		if prev, had := t.utxos[op]; !had || prev.value != u.Value || prev.s != s {
+			t.putServer(op, u.Value, s)
 			dirty[op] = struct{}{}
 		}
 	}
@@ -518,38 +519,47 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 	return up, nil
 }
 
-func (t *Tracker) putServer(u UTXO) {
-	u.Height, u.BlockHash, u.Coinbase = 0, chainhash.Hash{}, false
-	t.utxos[u.OutPoint] = u
-	m := t.byTx[u.OutPoint.Hash]
-	if m == nil {
-		m = map[wire.OutPoint]struct{}{}
-		t.byTx[u.OutPoint.Hash] = m
+// srvUTXO is an output in the server's view (Tracker.utxos): its value and the tracked script
+// it pays (whose PkScript, Branch and Index complete it; see server). Kept small: a large
+// wallet holds one per UTXO.
+type srvUTXO struct {
+	value btcutil.Amount
+	s     *ScriptState
+}
+
+// server returns the server's view of op as a UTXO (Height, BlockHash and Coinbase unset).
+func (t *Tracker) server(op wire.OutPoint, su srvUTXO) UTXO {
+	return UTXO{OutPoint: op, Value: su.value, PkScript: su.s.PkScript, Branch: su.s.Branch, Index: su.s.Index}
+}
+
+func (t *Tracker) putServer(op wire.OutPoint, value btcutil.Amount, s *ScriptState) {
+	if prev, had := t.utxos[op]; had {
+		if prev.s == s {
+			t.utxos[op] = srvUTXO{value: value, s: s}
+			return
+		}
+		t.removeServer(op) // listed for another script before
 	}
-	m[u.OutPoint] = struct{}{}
-	ms := t.byScript[string(u.PkScript)]
-	if ms == nil {
-		ms = map[wire.OutPoint]struct{}{}
-		t.byScript[string(u.PkScript)] = ms
-	}
-	ms[u.OutPoint] = struct{}{}
+	t.utxos[op] = srvUTXO{value: value, s: s}
+	t.byTx[op.Hash] = append(t.byTx[op.Hash], op.Index)
+	t.byScript[s] = append(t.byScript[s], op)
 }
 
 func (t *Tracker) removeServer(op wire.OutPoint) {
-	if u, ok := t.utxos[op]; ok {
-		if ms := t.byScript[string(u.PkScript)]; ms != nil {
-			delete(ms, op)
-			if len(ms) == 0 {
-				delete(t.byScript, string(u.PkScript))
-			}
-		}
+	u, ok := t.utxos[op]
+	if !ok {
+		return
 	}
 	delete(t.utxos, op)
-	if m := t.byTx[op.Hash]; m != nil {
-		delete(m, op)
-		if len(m) == 0 {
-			delete(t.byTx, op.Hash)
-		}
+	if ops := slices.DeleteFunc(t.byScript[u.s], func(o wire.OutPoint) bool { return o == op }); len(ops) == 0 {
+		delete(t.byScript, u.s)
+	} else {
+		t.byScript[u.s] = ops
+	}
+	if idx := slices.DeleteFunc(t.byTx[op.Hash], func(i uint32) bool { return i == op.Index }); len(idx) == 0 {
+		delete(t.byTx, op.Hash)
+	} else {
+		t.byTx[op.Hash] = idx
 	}
 }
 
@@ -557,8 +567,8 @@ func (t *Tracker) removeServer(op wire.OutPoint) {
 func (t *Tracker) markTx(dirty map[wire.OutPoint]struct{}, txid chainhash.Hash) {
 	// The published outputs are always a subset of the server's (a removed one is diffed in the
 	// same call), so the server index finds them all.
-	for op := range t.byTx[txid] {
-		dirty[op] = struct{}{}
+	for _, i := range t.byTx[txid] {
+		dirty[wire.OutPoint{Hash: txid, Index: i}] = struct{}{}
 	}
 }
 
@@ -593,7 +603,11 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext in
 	var removed, added []Event
 	for _, op := range ops {
 		old, had := t.eff[op]
-		srv, has := t.utxos[op]
+		su, has := t.utxos[op]
+		var srv UTXO
+		if has {
+			srv = t.server(op, su)
+		}
 		switch {
 		case had && !has:
 			delete(t.eff, op)
