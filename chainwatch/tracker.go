@@ -115,11 +115,10 @@ type Tracker struct {
 	ahead     [][]ScriptState  // [branch]: derived past the window by Peek, not tracked (Extend takes them)
 	used      []int64          // highest used index per branch, -1 for none
 	byHash    map[string]*ScriptState
-	byPk      map[string]*ScriptState
 	utxos     map[wire.OutPoint]srvUTXO       // as the server lists them
 	byTx      map[chainhash.Hash][]uint32      // txid → indexes of its outputs in utxos
 	byScript  map[*ScriptState][]wire.OutPoint // script → its outputs in utxos
-	eff       map[wire.OutPoint]UTXO                // the published (trusted) view
+	eff       map[wire.OutPoint]pubUTXO        // the published (trusted) view
 	txs       map[chainhash.Hash]*txRecord
 	hist      map[string][]chainhash.Hash    // scripthash → txids of its verified history
 	raw       map[chainhash.Hash]*wire.MsgTx // wallet transactions held (ApplyTxs), a subset of txs
@@ -150,11 +149,10 @@ func NewTracker(src ScriptSource, lookahead int, chain *HeaderChain) (*Tracker, 
 		ahead:     make([][]ScriptState, n),
 		used:      make([]int64, n),
 		byHash:    make(map[string]*ScriptState),
-		byPk:      make(map[string]*ScriptState),
 		utxos:     make(map[wire.OutPoint]srvUTXO),
 		byTx:      make(map[chainhash.Hash][]uint32),
 		byScript:  make(map[*ScriptState][]wire.OutPoint),
-		eff:       make(map[wire.OutPoint]UTXO),
+		eff:       make(map[wire.OutPoint]pubUTXO),
 		txs:       make(map[chainhash.Hash]*txRecord),
 		hist:      make(map[string][]chainhash.Hash),
 		raw:       make(map[chainhash.Hash]*wire.MsgTx),
@@ -176,7 +174,6 @@ func (t *Tracker) derive(branch, index uint32) (*ScriptState, error) {
 func (t *Tracker) add(s *ScriptState) {
 	t.branches[s.Branch] = append(t.branches[s.Branch], s)
 	t.byHash[s.ScriptHash] = s
-	t.byPk[string(s.PkScript)] = s
 	if s.Used() && int64(s.Index) > t.used[s.Branch] {
 		t.used[s.Branch] = int64(s.Index)
 	}
@@ -296,7 +293,7 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 		t.raw[id] = tx
 	}
 	for _, u := range utxos {
-		s, ok := t.byPk[string(u.PkScript)]
+		s, ok := t.byPk(u.PkScript)
 		if !ok || s.Branch != u.Branch || s.Index != u.Index {
 			return nil, fmt.Errorf("%w: stored UTXO %v pays no stored script", ErrStore, u.OutPoint)
 		}
@@ -304,7 +301,7 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 			return nil, fmt.Errorf("%w: stored UTXO %v has no stored transaction", ErrStore, u.OutPoint)
 		}
 		t.putServer(u.OutPoint, u.Value, s)
-		t.eff[u.OutPoint] = t.effective(t.server(u.OutPoint, t.utxos[u.OutPoint]))
+		t.publish(t.effective(t.server(u.OutPoint, t.utxos[u.OutPoint])), s)
 	}
 	return repaired, nil
 }
@@ -527,6 +524,34 @@ type srvUTXO struct {
 	s     *ScriptState
 }
 
+// pubUTXO is an output in the published view (Tracker.eff): a UTXO without the fields its
+// script gives (see utxo).
+type pubUTXO struct {
+	value    btcutil.Amount
+	s        *ScriptState
+	height   int32
+	coinbase bool
+	block    chainhash.Hash
+}
+
+func (p pubUTXO) utxo(op wire.OutPoint) UTXO {
+	return UTXO{OutPoint: op, Value: p.value, PkScript: p.s.PkScript, Branch: p.s.Branch, Index: p.s.Index, Height: p.height, BlockHash: p.block, Coinbase: p.coinbase}
+}
+
+// published returns the published UTXO at op.
+func (t *Tracker) published(op wire.OutPoint) (UTXO, bool) {
+	p, ok := t.eff[op]
+	if !ok {
+		return UTXO{}, false
+	}
+	return p.utxo(op), true
+}
+
+// publish sets u (paying s) in the published view.
+func (t *Tracker) publish(u UTXO, s *ScriptState) {
+	t.eff[u.OutPoint] = pubUTXO{value: u.Value, s: s, height: u.Height, coinbase: u.Coinbase, block: u.BlockHash}
+}
+
 // server returns the server's view of op as a UTXO (Height, BlockHash and Coinbase unset).
 func (t *Tracker) server(op wire.OutPoint, su srvUTXO) UTXO {
 	return UTXO{OutPoint: op, Value: su.value, PkScript: su.s.PkScript, Branch: su.s.Branch, Index: su.s.Index}
@@ -602,7 +627,7 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext in
 	})
 	var removed, added []Event
 	for _, op := range ops {
-		old, had := t.eff[op]
+		old, had := t.published(op)
 		su, has := t.utxos[op]
 		var srv UTXO
 		if has {
@@ -619,7 +644,7 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext in
 			}
 		case !had && has:
 			cur := t.effective(srv)
-			t.eff[op] = cur
+			t.publish(cur, su.s)
 			up.Put = append(up.Put, cur)
 			added = append(added, FundingSeen{UTXO: cur})
 			if cur.Height > 0 {
@@ -636,7 +661,7 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext in
 				}
 				continue
 			}
-			t.eff[op] = cur
+			t.publish(cur, su.s)
 			up.Put = append(up.Put, cur)
 			if old.Height > 0 && (cur.Height != old.Height || cur.BlockHash != old.BlockHash) {
 				added = append(added, FundingReorged{UTXO: old})
@@ -717,7 +742,8 @@ func (t *Tracker) ConnectHeaders(start int32, headers []wire.BlockHeader) (Updat
 	// shorter best chain, become immature again).
 	if prevNext != t.next() {
 		var cbs []UTXO
-		for op, u := range t.eff {
+		for op, p := range t.eff {
+			u := p.utxo(op)
 			if _, done := dirty[op]; !done && u.Coinbase && u.Height > 0 {
 				cbs = append(cbs, u)
 			}
@@ -823,7 +849,7 @@ func (t *Tracker) Chain() *HeaderChain { return t.chain }
 
 // UTXO returns the wallet's UTXO at op as published (see UTXO for when it counts as confirmed).
 func (t *Tracker) UTXO(op wire.OutPoint) (UTXO, bool) {
-	u, ok := t.eff[op]
+	u, ok := t.published(op)
 	u.PkScript = bytes.Clone(u.PkScript)
 	return u, ok
 }
@@ -831,7 +857,8 @@ func (t *Tracker) UTXO(op wire.OutPoint) (UTXO, bool) {
 // UTXOs returns the UTXO set ordered by height (mempool last), txid, output index.
 func (t *Tracker) UTXOs() []UTXO {
 	out := make([]UTXO, 0, len(t.eff))
-	for _, u := range t.eff {
+	for op, p := range t.eff {
+		u := p.utxo(op)
 		u.PkScript = bytes.Clone(u.PkScript) // callers may not alias the tracker's state
 		out = append(out, u)
 	}
@@ -876,11 +903,21 @@ func (t *Tracker) RawTx(txid chainhash.Hash) (*wire.MsgTx, bool) {
 
 // Lookup reports whether pkScript is a tracked script and where it derives from.
 func (t *Tracker) Lookup(pkScript []byte) (branch, index uint32, ok bool) {
-	s, ok := t.byPk[string(pkScript)]
+	s, ok := t.byPk(pkScript)
 	if !ok {
 		return 0, 0, false
 	}
 	return s.Branch, s.Index, true
+}
+
+// byPk returns the tracked script pkScript (found by its scripthash: a second index by script
+// would cost a large wallet ~100 bytes per script).
+func (t *Tracker) byPk(pkScript []byte) (*ScriptState, bool) {
+	s, ok := t.byHash[ScriptHash(pkScript)]
+	if !ok || !bytes.Equal(s.PkScript, pkScript) {
+		return nil, false
+	}
+	return s, true
 }
 
 // Len returns the number of tracked scripts.
