@@ -92,10 +92,12 @@ func (u *Update) Merge(o Update) {
 	u.Events = append(u.Events, o.Events...)
 }
 
-// txRecord is a TxState plus the tracked scripts whose history lists it.
+// txRecord is a TxState plus how many tracked scripts' histories list it (a count, not the set:
+// each script's history lists a transaction once, and a set per transaction would cost a large
+// wallet a map per transaction).
 type txRecord struct {
 	TxState
-	scripts map[string]struct{}
+	refs int
 }
 
 // Tracker is chainwatch's functional core, in the manner of lnd's TxNotifier: the tracked
@@ -270,20 +272,24 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 				x.Verified, x.BlockHash = false, chainhash.Hash{} // a coinbase stays one
 			}
 		}
-		t.txs[x.TxID] = &txRecord{TxState: x, scripts: map[string]struct{}{}}
+		t.txs[x.TxID] = &txRecord{TxState: x}
 	}
 	for sh, ids := range histories {
 		if _, ok := t.byHash[sh]; !ok {
 			return nil, fmt.Errorf("%w: stored history of script %s, which is not stored", ErrStore, sh)
 		}
+		distinct := make([]chainhash.Hash, 0, len(ids))
 		for _, id := range ids {
 			r, ok := t.txs[id]
 			if !ok {
 				return nil, fmt.Errorf("%w: stored history names transaction %s that is not stored", ErrStore, id)
 			}
-			r.scripts[sh] = struct{}{}
+			if !slices.Contains(distinct, id) {
+				distinct = append(distinct, id)
+				r.refs++
+			}
 		}
-		t.hist[sh] = append([]chainhash.Hash(nil), ids...)
+		t.hist[sh] = distinct
 	}
 	for _, tx := range raw {
 		id := tx.TxHash()
@@ -446,7 +452,9 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 	var up Update
 	dirty := map[wire.OutPoint]struct{}{}
 	// Transactions: the script leaves the ones no longer listed; others are added or moved.
+	had := make(map[chainhash.Hash]bool, len(t.hist[scriptHash]))
 	for _, id := range t.hist[scriptHash] {
+		had[id] = true
 		if _, still := inHistory[id]; still {
 			continue
 		}
@@ -454,8 +462,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		if r == nil {
 			continue
 		}
-		delete(r.scripts, scriptHash)
-		if len(r.scripts) == 0 {
+		if r.refs--; r.refs <= 0 {
 			delete(t.txs, id)
 			delete(t.raw, id)
 			up.RemoveTxs = append(up.RemoveTxs, id)
@@ -472,7 +479,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		ids = append(ids, h.TxHash)
 		r := t.txs[h.TxHash]
 		if r == nil {
-			r = &txRecord{TxState: TxState{TxID: h.TxHash, Height: h.Height}, scripts: map[string]struct{}{}}
+			r = &txRecord{TxState: TxState{TxID: h.TxHash, Height: h.Height}}
 			t.txs[h.TxHash] = r
 			up.PutTxs = append(up.PutTxs, r.TxState)
 		} else if r.Height != h.Height {
@@ -480,7 +487,9 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 			up.PutTxs = append(up.PutTxs, r.TxState)
 			t.markTx(dirty, h.TxHash)
 		}
-		r.scripts[scriptHash] = struct{}{}
+		if !had[h.TxHash] {
+			r.refs++
+		}
 	}
 	if !slices.Equal(t.hist[scriptHash], ids) {
 		up.Histories = map[string][]chainhash.Hash{scriptHash: ids}
