@@ -117,7 +117,7 @@ type Tracker struct {
 	ahead     [][]ScriptState  // [branch]: derived past the window by Peek, not tracked (Extend takes them)
 	used      []int64          // highest used index per branch, -1 for none
 	byHash    map[string]*ScriptState
-	utxos     map[wire.OutPoint]srvUTXO       // as the server lists them
+	utxos     map[wire.OutPoint]srvUTXO        // as the server lists them
 	byTx      map[chainhash.Hash][]uint32      // txid → indexes of its outputs in utxos
 	byScript  map[*ScriptState][]wire.OutPoint // script → its outputs in utxos
 	eff       map[wire.OutPoint]pubUTXO        // the published (trusted) view
