@@ -75,6 +75,77 @@ func (p *ckdParent) child(index uint32) (*btcec.PublicKey, error) {
 	return btcec.NewPublicKey(&childPoint.X, &childPoint.Y), nil
 }
 
+// children returns the public keys of the n unhardened children from, from+1, … (CKDpub, as
+// child does) with one field inversion for all of them (Montgomery's trick: the product of the
+// Jacobian Z coordinates is inverted once, and each Z^-1 taken from it with two
+// multiplications) instead of one inversion per child. Errors: those of child, for the first
+// index that has one (the keys below it are returned).
+func (p *ckdParent) children(from uint32, n int) ([]*btcec.PublicKey, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	if uint64(from)+uint64(n) > hdkeychain.HardenedKeyStart {
+		return nil, hdkeychain.ErrDeriveHardFromPublic
+	}
+	if p.depth == 255 {
+		return nil, hdkeychain.ErrDeriveBeyondMaxDepth
+	}
+	pts := make([]btcec.JacobianPoint, n)
+	acc := make([]btcec.FieldVal, n) // acc[i] = Z_0 · … · Z_i
+	var data [37]byte
+	copy(data[:33], p.ser[:])
+	var sum [64]byte
+	for i := range n {
+		binary.BigEndian.PutUint32(data[33:], from+uint32(i))
+		mac := hmac.New(sha512.New, p.chainCode[:])
+		mac.Write(data[:])
+		il := mac.Sum(sum[:0])[:32]
+		var ilScalar btcec.ModNScalar
+		var ilPoint btcec.JacobianPoint
+		bad := ilScalar.SetByteSlice(il)
+		if !bad {
+			btcec.ScalarBaseMultNonConst(&ilScalar, &ilPoint)
+			bad = ilPoint.Z.IsZero()
+		}
+		if !bad {
+			btcec.AddNonConst(&ilPoint, &p.point, &pts[i])
+			pts[i].Z.Normalize()
+			bad = pts[i].Z.IsZero()
+		}
+		if bad { // BIP-32's invalid child: derive the ones below it alone
+			out, err := p.children(from, i)
+			if err != nil {
+				return out, err
+			}
+			return out, hdkeychain.ErrInvalidChild
+		}
+		if i == 0 {
+			acc[0].Set(&pts[0].Z)
+		} else {
+			acc[i].Mul2(&acc[i-1], &pts[i].Z).Normalize()
+		}
+	}
+	var inv btcec.FieldVal // (Z_0 · … · Z_i)^-1, from i = n-1 down
+	inv.Set(&acc[n-1]).Inverse().Normalize()
+	out := make([]*btcec.PublicKey, n)
+	for i := n - 1; i >= 0; i-- {
+		var zInv, zInv2 btcec.FieldVal
+		if i > 0 {
+			zInv.Mul2(&inv, &acc[i-1]).Normalize() // Z_i^-1
+			inv.Mul(&pts[i].Z).Normalize()         // (Z_0 · … · Z_i-1)^-1
+		} else {
+			zInv.Set(&inv)
+		}
+		zInv2.SquareVal(&zInv)         // Z^-2
+		pts[i].X.Mul(&zInv2)           // X/Z^2
+		pts[i].Y.Mul(zInv2.Mul(&zInv)) // Y/Z^3
+		pts[i].X.Normalize()
+		pts[i].Y.Normalize()
+		out[i] = btcec.NewPublicKey(&pts[i].X, &pts[i].Y)
+	}
+	return out, nil
+}
+
 // branchParents parses each branch key once (deriveBranches calls it at parse time).
 func branchParents(keys []*hdkeychain.ExtendedKey) ([]*ckdParent, error) {
 	out := make([]*ckdParent, len(keys))
@@ -86,4 +157,58 @@ func branchParents(keys []*hdkeychain.ExtendedKey) ([]*ckdParent, error) {
 		out[i] = p
 	}
 	return out, nil
+}
+
+// pkScriptsChunk bounds the children one PkScripts step derives per key (well below
+// maxChildCache, which they pass through).
+const pkScriptsChunk = 512
+
+// PkScripts returns the n scriptPubKeys at (branch, from), (branch, from+1), …, each as PkScript
+// returns it, for a wallet watcher deriving a long range: each key's children are derived in
+// batches sharing one field inversion (BIP-32 CKDpub from the branch key parsed once), then the
+// scripts are built from them. Safe for concurrent use. Errors: those of Derive; on an error
+// the scripts below the first failing index are returned with it.
+func (d *Descriptor) PkScripts(branch, from uint32, n int) ([][]byte, error) {
+	if int64(branch) >= int64(d.branches) {
+		return nil, fmt.Errorf("descriptor: branch %d of %d: %w", branch, d.branches, ErrBranch)
+	}
+	out := make([][]byte, 0, max(n, 0))
+	for done := 0; done < n; {
+		m := min(n-done, pkScriptsChunk)
+		start := from + uint32(done)
+		if uint64(start)+uint64(m) <= hdkeychain.HardenedKeyStart {
+			for _, k := range d.keys {
+				pubs, err := k.parent(int(branch)).children(start, m)
+				k.prefill(int(branch), start, pubs) // the ones before a failure; Derive reports it
+				if err != nil {
+					break
+				}
+			}
+		}
+		for i := range m {
+			pk, err := d.PkScript(branch, start+uint32(i))
+			if err != nil {
+				return out, err
+			}
+			out = append(out, pk)
+		}
+		done += m
+	}
+	return out, nil
+}
+
+// prefill puts children from, from+1, … of branch into the key's cache, emptying it first when
+// they would not fit.
+func (k *keyExpr) prefill(branch int, from uint32, pubs []*btcec.PublicKey) {
+	if len(pubs) == 0 {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.cache == nil || len(k.cache)+len(pubs) > maxChildCache {
+		k.cache = make(map[uint64]*btcec.PublicKey)
+	}
+	for i, pub := range pubs {
+		k.cache[uint64(branch)<<32|uint64(from+uint32(i))] = pub
+	}
 }

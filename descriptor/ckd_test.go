@@ -122,3 +122,115 @@ func BenchmarkChildPub(b *testing.B) {
 		}
 	})
 }
+
+// TestCKDChildrenBatch: children (one inversion for the batch) gives each key child gives.
+func TestCKDChildrenBatch(t *testing.T) {
+	master, err := hdkeychain.NewMaster(bytes.Repeat([]byte{3}, 32), &chaincfg.MainNetParams)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := master.Neuter()
+	p, err := newCKDParent(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		from uint32
+		n    int
+	}{{0, 1}, {0, 2}, {5, 37}, {1<<31 - 3, 3}} {
+		got, err := p.children(r.from, r.n)
+		if err != nil || len(got) != r.n {
+			t.Fatalf("children(%d, %d): %d keys, %v", r.from, r.n, len(got), err)
+		}
+		for i, k := range got {
+			want, err := p.child(r.from + uint32(i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !k.IsEqual(want) {
+				t.Fatalf("children(%d, %d)[%d] = %x, want %x", r.from, r.n, i, k.SerializeCompressed(), want.SerializeCompressed())
+			}
+		}
+	}
+	if _, err := p.children(1<<31-2, 3); !errors.Is(err, hdkeychain.ErrDeriveHardFromPublic) {
+		t.Fatalf("children into the hardened range: %v", err)
+	}
+}
+
+// TestPkScriptsMatchesPkScript: PkScripts over a range is PkScript at each index, for every
+// script type, on both branches, across a chunk boundary.
+func TestPkScriptsMatchesPkScript(t *testing.T) {
+	var xpubs []string
+	for i := range 3 {
+		m, err := hdkeychain.NewMaster(bytes.Repeat([]byte{byte(20 + i)}, 32), &chaincfg.TestNet3Params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := m.Neuter()
+		xpubs = append(xpubs, pub.String()+"/<0;1>/*")
+	}
+	for _, text := range []string{
+		"wsh(sortedmulti(2," + xpubs[0] + "," + xpubs[1] + "," + xpubs[2] + "))",
+		"sh(wsh(multi(2," + xpubs[0] + "," + xpubs[1] + "," + xpubs[2] + ")))",
+		"tr(" + xpubs[0] + ",sortedmulti_a(2," + xpubs[1] + "," + xpubs[2] + "))",
+	} {
+		batch, err := Parse(text, &chaincfg.TestNet3Params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		single, _ := Parse(text, &chaincfg.TestNet3Params) // its own cache
+		for branch := range uint32(2) {
+			from, n := uint32(3), pkScriptsChunk+5
+			got, err := batch.PkScripts(branch, from, n)
+			if err != nil || len(got) != n {
+				t.Fatalf("%s: %d scripts, %v", text[:3], len(got), err)
+			}
+			for i, pk := range got {
+				want, err := single.PkScript(branch, from+uint32(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(pk, want) {
+					t.Fatalf("%s branch %d index %d: %x, want %x", text[:3], branch, from+uint32(i), pk, want)
+				}
+			}
+		}
+		if _, err := batch.PkScripts(2, 0, 1); !errors.Is(err, ErrBranch) {
+			t.Fatalf("branch 2: %v", err)
+		}
+		if got, err := batch.PkScripts(0, 1<<31-2, 3); !errors.Is(err, ErrIndex) || len(got) != 2 {
+			t.Fatalf("into the hardened range: %d scripts, %v", len(got), err)
+		}
+	}
+}
+
+func BenchmarkPkScripts(b *testing.B) {
+	var xpubs []string
+	for i := range 3 {
+		m, _ := hdkeychain.NewMaster(bytes.Repeat([]byte{byte(20 + i)}, 32), &chaincfg.TestNet3Params)
+		pub, _ := m.Neuter()
+		xpubs = append(xpubs, pub.String()+"/<0;1>/*")
+	}
+	text := "wsh(sortedmulti(2," + xpubs[0] + "," + xpubs[1] + "," + xpubs[2] + "))"
+	b.Run("PkScript", func(b *testing.B) {
+		d, _ := Parse(text, &chaincfg.TestNet3Params)
+		i := uint32(0)
+		for b.Loop() {
+			if _, err := d.PkScript(0, i); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("PkScripts-256", func(b *testing.B) {
+		d, _ := Parse(text, &chaincfg.TestNet3Params)
+		i := uint32(0)
+		for b.Loop() {
+			if _, err := d.PkScripts(0, i, 256); err != nil {
+				b.Fatal(err)
+			}
+			i += 256
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/256, "ns/script")
+	})
+}
