@@ -12,11 +12,18 @@ const (
 	deriveSerialBelow = 32
 )
 
+// batchSource is a ScriptSource that derives a range of scripts at once, cheaper than one at a
+// time (*descriptor.Descriptor: PkScripts); it must give the scripts PkScript gives.
+type batchSource interface {
+	PkScripts(branch, from uint32, n int) ([][]byte, error)
+}
+
 // deriveRange derives the n scripts of branch at indexes from..from+n-1 and returns them in
 // index order, with their scripthashes. Deriving is most of the CPU of a large wallet's sync
 // (three EC multiplications per script of a 2-of-3), so a long range is split into contiguous
 // parts derived at once by up to min(GOMAXPROCS, deriveWorkers) goroutines, each started and
-// waited for here; the result does not depend on how the work was split. ScriptSource must be
+// waited for here, each deriving its part in one batch when the source is a batchSource; the
+// result does not depend on how the work was split. ScriptSource must be
 // safe for concurrent use (a *descriptor.Descriptor is). On an error it returns the scripts
 // below the first index that failed, and that error.
 func (t *Tracker) deriveRange(branch, from uint32, n int) ([]ScriptState, error) {
@@ -25,41 +32,48 @@ func (t *Tracker) deriveRange(branch, from uint32, n int) ([]ScriptState, error)
 	}
 	out := make([]ScriptState, n)
 	errs := make([]error, n)
-	one := func(i int) {
-		s, err := t.derive(branch, from+uint32(i))
-		if err != nil {
-			errs[i] = err
-			return
+	// part derives indexes lo..hi-1 (a batch at once when the source can), stopping at the
+	// first error, which it records at its index.
+	part := func(lo, hi int) {
+		if bs, ok := t.src.(batchSource); ok && hi-lo > 1 {
+			pks, err := bs.PkScripts(branch, from+uint32(lo), hi-lo)
+			pks = pks[:min(len(pks), hi-lo)]
+			for i, pk := range pks {
+				out[lo+i] = ScriptState{Branch: branch, Index: from + uint32(lo+i), PkScript: pk, ScriptHash: ScriptHash(pk)}
+			}
+			if err == nil && len(pks) == hi-lo {
+				return
+			}
+			lo += len(pks) // derived alone below, for the error at its index
 		}
-		out[i] = *s
+		for i := lo; i < hi; i++ {
+			s, err := t.derive(branch, from+uint32(i))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			out[i] = *s
+		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), deriveWorkers, (n+deriveSerialBelow-1)/deriveSerialBelow)
 	if workers <= 1 {
-		for i := range n {
-			if one(i); errs[i] != nil {
-				return out[:i], errs[i]
+		part(0, n)
+	} else {
+		var wg sync.WaitGroup
+		per := (n + workers - 1) / workers
+		for w := range workers {
+			lo, hi := w*per, min((w+1)*per, n)
+			if lo >= hi {
+				break
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				part(lo, hi)
+			}()
 		}
-		return out, nil
+		wg.Wait()
 	}
-	var wg sync.WaitGroup
-	per := (n + workers - 1) / workers
-	for w := range workers {
-		lo, hi := w*per, min((w+1)*per, n)
-		if lo >= hi {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := lo; i < hi; i++ {
-				if one(i); errs[i] != nil {
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
 			return out[:i], err

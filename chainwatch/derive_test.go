@@ -3,6 +3,7 @@ package chainwatch
 import (
 	"bytes"
 	"errors"
+	"sync/atomic"
 	"testing"
 
 	"github.com/btcsuite/btcd/chaincfg"
@@ -23,10 +24,43 @@ func (f failingScripts) PkScript(branch, index uint32) ([]byte, error) {
 	return f.fakeScripts.PkScript(branch, index)
 }
 
+// batchScripts is failingScripts with a PkScripts that stops at the failing index.
+type batchScripts struct {
+	failingScripts
+	batches *atomic.Int64
+}
+
+func (b batchScripts) PkScripts(branch, from uint32, n int) ([][]byte, error) {
+	b.batches.Add(1)
+	var out [][]byte
+	for i := range uint32(n) {
+		pk, err := b.PkScript(branch, from+i)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, pk)
+	}
+	return out, nil
+}
+
 // TestDeriveRangeOrder: a long range derived in parallel is the same, script by script, as
 // deriving each index in turn; a failure returns exactly the scripts below the failing index.
 func TestDeriveRangeOrder(t *testing.T) {
-	src := failingScripts{fakeScripts{branches: 2}, 1 << 30}
+	for _, batch := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one-by-one", true: "batches"}[batch], func(t *testing.T) { testDeriveRange(t, batch) })
+	}
+}
+
+func testDeriveRange(t *testing.T, batch bool) {
+	var batches atomic.Int64
+	source := func(failAt uint32) ScriptSource {
+		f := failingScripts{fakeScripts{branches: 2}, failAt}
+		if batch {
+			return batchScripts{f, &batches}
+		}
+		return f
+	}
+	src := source(1 << 30)
 	tr, err := NewTracker(src, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 10))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +78,7 @@ func TestDeriveRangeOrder(t *testing.T) {
 		}
 	}
 	for _, failAt := range []uint32{0, 5, 250, 999} {
-		tr.src = failingScripts{fakeScripts{branches: 2}, failAt}
+		tr.src = source(failAt)
 		got, err := tr.deriveRange(0, 0, 1000)
 		if !errors.Is(err, errDeriveTest) || len(got) != int(failAt) {
 			t.Fatalf("failing at %d: %d scripts, %v", failAt, len(got), err)
@@ -54,5 +88,8 @@ func TestDeriveRangeOrder(t *testing.T) {
 				t.Fatalf("failing at %d: script %d has index %d", failAt, i, s.Index)
 			}
 		}
+	}
+	if batch && batches.Load() == 0 {
+		t.Fatal("the batch source was never asked")
 	}
 }
