@@ -336,6 +336,16 @@ func (t *notifyTap) when(key string) (time.Time, bool) {
 // bdkScan runs e2e/clients/bdkscan.py against url and returns its report.
 func bdkScan(b *testing.B, ctx context.Context, url string, d *descriptor.Descriptor) (scan, apply time.Duration, utxos int) {
 	b.Helper()
+	scan, apply, utxos, err := bdkScanErr(b, ctx, url, d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return scan, apply, utxos
+}
+
+// bdkScanErr is bdkScan returning bdkscan.py's failure.
+func bdkScanErr(b *testing.B, ctx context.Context, url string, d *descriptor.Descriptor) (scan, apply time.Duration, utxos int, err error) {
+	b.Helper()
 	root, err := devnet.RepoRoot()
 	if err != nil {
 		b.Fatal(err)
@@ -350,7 +360,7 @@ func bdkScan(b *testing.B, ctx context.Context, url string, d *descriptor.Descri
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		b.Fatalf("bdkscan.py: %v\n%s", err, stderr.String())
+		return 0, 0, 0, fmt.Errorf("bdkscan.py: %v\n%s", err, stderr.String())
 	}
 	var rep struct {
 		Scan  float64 `json:"scan_seconds"`
@@ -358,9 +368,9 @@ func bdkScan(b *testing.B, ctx context.Context, url string, d *descriptor.Descri
 		UTXOs int     `json:"utxos"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
-		b.Fatalf("bdkscan.py output %q: %v", out, err)
+		return 0, 0, 0, fmt.Errorf("bdkscan.py output %q: %v", out, err)
 	}
-	return time.Duration(rep.Scan * float64(time.Second)), time.Duration(rep.Apply * float64(time.Second)), rep.UTXOs
+	return time.Duration(rep.Scan * float64(time.Second)), time.Duration(rep.Apply * float64(time.Second)), rep.UTXOs, nil
 }
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -653,16 +663,6 @@ func largeSync(b *testing.B, ctx context.Context, n *devnet.Network, exPID int, 
 	}
 	w.stop()
 	b.Logf("cosigner %v (process CPU %v, ElectrumX CPU %v)", took.Round(time.Millisecond), (selfCPU() - cpu0).Round(time.Millisecond), (procCPU(exPID) - ex0).Round(time.Millisecond))
-	ex0 = procCPU(exPID)
-	scan, apply, utxos := bdkScan(b, ctx, n.ElectrumURL(), d)
-	if utxos != largeWallet {
-		b.Fatalf("BDK found %d UTXOs, want %d", utxos, largeWallet)
-	}
-	b.Logf("BDK full_scan %v + apply_update %v (ElectrumX CPU %v)", scan.Round(time.Millisecond), apply.Round(time.Millisecond), (procCPU(exPID) - ex0).Round(time.Millisecond))
-	recordSync(fmt.Sprintf("sync-%dk", largeWallet/1000), largeWallet, "one run", took, scan+apply)
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(took.Seconds(), "cosigner_s")
-	b.ReportMetric((scan + apply).Seconds(), "bdk_s")
 
 	// The events of the sync are handled (acknowledged) by now in a daemon.
 	if _, err := db.SQL.ExecContext(ctx, `DELETE FROM chainwatch_events`); err != nil {
@@ -705,6 +705,29 @@ func largeSync(b *testing.B, ctx context.Context, n *devnet.Network, exPID int, 
 		Goal:     "≤ 1 KB/script; RSS < 80 MB",
 		Met:      MetIf(perScript <= 1024 && rss < 80_000_000),
 	})
+
+	// BDK on the same wallet and server (a second try when it fails: its Electrum client gives
+	// up on a server slowed by a loaded machine).
+	var scan, apply time.Duration
+	var utxos int
+	for try := range 2 {
+		ex0 = procCPU(exPID)
+		if scan, apply, utxos, err = bdkScanErr(b, ctx, n.ElectrumURL(), d); err == nil {
+			break
+		}
+		b.Logf("BDK try %d: %v", try+1, err)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	if utxos != largeWallet {
+		b.Fatalf("BDK found %d UTXOs, want %d", utxos, largeWallet)
+	}
+	b.Logf("BDK full_scan %v + apply_update %v (ElectrumX CPU %v)", scan.Round(time.Millisecond), apply.Round(time.Millisecond), (procCPU(exPID) - ex0).Round(time.Millisecond))
+	recordSync(fmt.Sprintf("sync-%dk", largeWallet/1000), largeWallet, "one run", took, scan+apply)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(took.Seconds(), "cosigner_s")
+	b.ReportMetric((scan + apply).Seconds(), "bdk_s")
 }
 
 // dbPath is the file a store was opened on.
