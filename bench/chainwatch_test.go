@@ -362,6 +362,7 @@ func bdkScanErr(b *testing.B, ctx context.Context, url string, d *descriptor.Des
 	if err != nil {
 		return 0, 0, 0, fmt.Errorf("bdkscan.py: %v\n%s", err, stderr.String())
 	}
+	b.Logf("bdkscan.py process CPU %v", (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Round(time.Millisecond))
 	var rep struct {
 		Scan  float64 `json:"scan_seconds"`
 		Apply float64 `json:"apply_seconds"`
