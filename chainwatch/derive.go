@@ -81,3 +81,41 @@ func (t *Tracker) deriveRange(branch, from uint32, n int) ([]ScriptState, error)
 	}
 	return out, nil
 }
+
+// AheadEnd returns the index just past the scripts of branch the tracker has derived, tracked
+// or peeked (where the next Peek derives from).
+func (t *Tracker) AheadEnd(branch uint32) uint32 {
+	if int(branch) >= len(t.branches) {
+		return 0
+	}
+	return uint32(len(t.branches[branch]) + len(t.ahead[branch]))
+}
+
+// DeriveAhead derives the n scripts of branch from index from, changing nothing: it reads only
+// the ScriptSource, so it may run without the tracker's guard, at the same time as other
+// calls (the watcher derives the next range while the server answers). AddAhead hands the
+// result to the tracker.
+func (t *Tracker) DeriveAhead(branch, from uint32, n int) ([]ScriptState, error) {
+	return t.deriveRange(branch, from, n)
+}
+
+// AddAhead appends scripts (from DeriveAhead) to the peeked scripts of their branch when they
+// continue them (the first one's index is AheadEnd); otherwise, or when they are not a
+// contiguous run of one branch, it takes none and returns false. Peek and Extend then take
+// them without deriving them again; they stay outside the window until Extend takes them in.
+func (t *Tracker) AddAhead(scripts []ScriptState) bool {
+	if len(scripts) == 0 {
+		return false
+	}
+	b := scripts[0].Branch
+	if int(b) >= len(t.branches) || scripts[0].Index != t.AheadEnd(b) {
+		return false
+	}
+	for i, sc := range scripts {
+		if sc.Branch != b || sc.Index != scripts[0].Index+uint32(i) {
+			return false
+		}
+	}
+	t.ahead[b] = append(t.ahead[b], scripts...)
+	return true
+}

@@ -3,6 +3,7 @@ package chainwatch
 import (
 	"bytes"
 	"errors"
+	"reflect"
 	"sync/atomic"
 	"testing"
 
@@ -91,5 +92,50 @@ func testDeriveRange(t *testing.T, batch bool) {
 	}
 	if batch && batches.Load() == 0 {
 		t.Fatal("the batch source was never asked")
+	}
+}
+
+// TestAddAhead: scripts derived outside the tracker (DeriveAhead) and handed to it (AddAhead)
+// are what Peek and Extend would have derived; a run that does not continue the peeked scripts
+// is not taken.
+func TestAddAhead(t *testing.T) {
+	newTr := func() *Tracker {
+		tr, err := NewTracker(fakeScripts{branches: 2}, 20, NewHeaderChain(&chaincfg.RegressionNetParams, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tr.Extend(); err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	tr, ref := newTr(), newTr()
+	if _, err := tr.Peek(0, 10); err != nil {
+		t.Fatal(err)
+	}
+	end := tr.AheadEnd(0)
+	if end != 30 {
+		t.Fatalf("AheadEnd = %d, want 20 tracked + 10 peeked", end)
+	}
+	more, err := tr.DeriveAhead(0, end, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr.AddAhead(more[1:]) || tr.AddAhead(append([]ScriptState{more[0]}, more[2:]...)) || tr.AddAhead(nil) {
+		t.Fatal("AddAhead took a run that does not continue the peeked scripts")
+	}
+	if !tr.AddAhead(more) || tr.AheadEnd(0) != end+50 {
+		t.Fatalf("AddAhead did not take the next run (AheadEnd %d)", tr.AheadEnd(0))
+	}
+	got, err := tr.Peek(0, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.Peek(0, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatal("Peek after AddAhead differs from Peek deriving them")
 	}
 }
