@@ -1,6 +1,6 @@
 package bench
 
-// chainwatch_test.go — chainwatch's figures (docs/benchmarks.md; issue 3 "Numbers"), side by
+// chainwatch_test.go — chainwatch's figures (docs/benchmarks.md; issues 3 and 15), side by
 // side in one run on the local test network:
 //
 //   - initial sync of a wallet with 10,000 used receive scripts (one transaction in each
@@ -21,7 +21,15 @@ package bench
 //     fetch) and NewTip for a block (blockchain.headers.subscribe notification);
 //   - idle RSS of the process holding the synced 10,000-script Watcher (this benchmark process:
 //     the harness's own memory is included, so it is an upper bound);
-//   - a 2,000-script sync under ElectrumX's default cost limits (as deployed servers run).
+//   - a 2,000-script sync under ElectrumX's default cost limits (as deployed servers run);
+//   - a 50,000-script wallet ($BENCH_CHAINWATCH_LARGE; 0 skips it): one sync against one BDK
+//     scan, then the memory a restarted watcher holds per script, the RSS of a process holding
+//     only that watcher (TestWatcherProcessHelper) and the SQLite bytes per script.
+//
+// The sync and restart figures log each process's CPU (this process, ElectrumX, bdkscan.py),
+// read from /proc. Rows of docs/benchmarks.md's table: sync-10k, sync-50k, restart-10k,
+// watcher-memory; BenchmarkChainwatchHeaders (at the end of this file) writes
+// headers-mainnet-restart.
 
 import (
 	"bufio"
