@@ -198,7 +198,11 @@ func (d *Descriptor) PkScripts(branch, from uint32, n int) ([][]byte, error) {
 }
 
 // prefill puts children from, from+1, … of branch into the key's cache, emptying it first when
-// they would not fit.
+// they would not fit. The cache answers "which key is at (branch, index)" for every caller,
+// signing and PSBT analysis included: it only ever holds a key derived (child or children,
+// both CKDpub from that branch's key) at its own (branch, index), so a hit is the key a fresh
+// derivation gives (TestPkScriptsMatchesPkScript, TestCKDChildrenBatch); a concurrent reset
+// only costs a derivation again.
 func (k *keyExpr) prefill(branch int, from uint32, pubs []*btcec.PublicKey) {
 	if len(pubs) == 0 {
 		return
