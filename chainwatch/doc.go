@@ -53,6 +53,18 @@
 // histories of up to 500 scripts past the window are fetched ahead and applied once the window
 // reaches them (Tracker.Peek keeps them derived but untracked, so the gap limit holds). Batches
 // go several at a time; each fetch round is one SQLite transaction (two when the window grows).
+// Deriving the scripts is most of the watcher's own CPU in a large sync: a window's new scripts
+// are derived in parallel (derive.go: contiguous index ranges on a few goroutines, joined before
+// the tracker takes them in index order), and the descriptor derives each child from its
+// branch key parsed once.
+//
+// Memory: the tracker keeps what the hot path and the next change need — each script (branch,
+// index, pkScript, scripthash, status) found by its scripthash (and a pkScript through its
+// scripthash), the server's and the published UTXOs as a value and a pointer to the script
+// (plus height, block and coinbase for the published one), each wallet transaction's state with
+// the number of histories that list it, each used script's txids, and the wallet's raw
+// transactions (ApplyTxs and ProvenSpenders read them); events, acknowledgements and everything
+// else stay in SQLite.
 //
 // Servers: Config.Servers go to an electrum.Pool (TLS with pinning, failover); every new
 // connection resubscribes every script, and the stored statuses make that cheap.

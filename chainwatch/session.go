@@ -688,6 +688,11 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 	for _, sc := range ahead {
 		jobs = append(jobs, newHistoryJob(sc.ScriptHash, "", false, true))
 	}
+	// While the server answers, derive the range the next round will fetch ahead (deriving is
+	// most of the watcher's CPU in a large sync); the tracker takes it once this round is
+	// applied, before the window grows.
+	next := w.deriveNextAhead(ahead)
+	defer next.wait()
 	var calls []*electrum.Call
 	for _, j := range jobs {
 		if j.sub != nil {
@@ -719,6 +724,13 @@ func (w *Watcher) fetch(ctx context.Context, c *electrum.Client, s *syncState) e
 	// then grow the windows.
 	if err := w.commit(ctx, upd); err != nil {
 		return err
+	}
+	if got := next.wait(); len(got) > 0 {
+		w.mu.Lock()
+		for _, scs := range got {
+			w.tr.AddAhead(scs)
+		}
+		w.mu.Unlock()
 	}
 	var more Update
 	err = w.extend(ctx, c, s, &more)
@@ -902,6 +914,68 @@ func (w *Watcher) aheadScripts(s *syncState, queued []string) ([]ScriptState, er
 		}
 	}
 	return out, nil
+}
+
+// nextAhead is the derivation deriveNextAhead started; wait returns its scripts (one run per
+// branch) once it has finished, nil after the first call.
+type nextAhead struct {
+	done    chan struct{}
+	scripts [][]ScriptState
+	taken   bool
+}
+
+func (n *nextAhead) wait() [][]ScriptState {
+	if n == nil || n.taken {
+		return nil
+	}
+	<-n.done
+	n.taken = true
+	return n.scripts
+}
+
+// deriveNextAhead starts deriving, for each branch that ahead (this round's scripts fetched
+// ahead) reaches, as many scripts again just past them (the next round asks about as many:
+// min(used, aheadMax)). It returns nil when there is nothing to derive. A failure derives
+// fewer; the tracker derives the rest itself when it needs them.
+func (w *Watcher) deriveNextAhead(ahead []ScriptState) *nextAhead {
+	type run struct {
+		branch, from uint32
+		n            int
+	}
+	ends := map[uint32]*run{}
+	for _, sc := range ahead {
+		r := ends[sc.Branch]
+		if r == nil {
+			r = &run{branch: sc.Branch}
+			ends[sc.Branch] = r
+		}
+		r.n++
+		r.from = max(r.from, sc.Index+1)
+	}
+	if len(ends) == 0 {
+		return nil
+	}
+	w.mu.RLock()
+	var runs []run
+	for b, r := range ends {
+		if r.from == w.tr.AheadEnd(b) { // this round took every peeked script of b
+			runs = append(runs, run{branch: b, from: r.from, n: min(r.n, aheadMax)})
+		}
+	}
+	w.mu.RUnlock()
+	if len(runs) == 0 {
+		return nil
+	}
+	n := &nextAhead{done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		for _, r := range runs {
+			if scs, _ := w.tr.DeriveAhead(r.branch, r.from, r.n); len(scs) > 0 {
+				n.scripts = append(n.scripts, scs)
+			}
+		}
+	}()
+	return n
 }
 
 // parseHistory turns a get_history answer into typed items (ErrBadHistory or the server's error).

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/btcsuite/btcd/btcutil"
 	"github.com/btcsuite/btcd/chaincfg/chainhash"
 	"github.com/btcsuite/btcd/wire"
 )
@@ -91,10 +92,12 @@ func (u *Update) Merge(o Update) {
 	u.Events = append(u.Events, o.Events...)
 }
 
-// txRecord is a TxState plus the tracked scripts whose history lists it.
+// txRecord is a TxState plus how many tracked scripts' histories list it (a count, not the set:
+// each script's history lists a transaction once, and a set per transaction would cost a large
+// wallet a map per transaction).
 type txRecord struct {
 	TxState
-	scripts map[string]struct{}
+	refs int
 }
 
 // Tracker is chainwatch's functional core, in the manner of lnd's TxNotifier: the tracked
@@ -114,11 +117,10 @@ type Tracker struct {
 	ahead     [][]ScriptState  // [branch]: derived past the window by Peek, not tracked (Extend takes them)
 	used      []int64          // highest used index per branch, -1 for none
 	byHash    map[string]*ScriptState
-	byPk      map[string]*ScriptState
-	utxos     map[wire.OutPoint]UTXO // as the server lists them (Height/BlockHash/Coinbase unused)
-	byTx      map[chainhash.Hash]map[wire.OutPoint]struct{}
-	byScript  map[string]map[wire.OutPoint]struct{} // string(PkScript) → its server UTXOs
-	eff       map[wire.OutPoint]UTXO                // the published (trusted) view
+	utxos     map[wire.OutPoint]srvUTXO        // as the server lists them
+	byTx      map[chainhash.Hash][]uint32      // txid → indexes of its outputs in utxos
+	byScript  map[*ScriptState][]wire.OutPoint // script → its outputs in utxos
+	eff       map[wire.OutPoint]pubUTXO        // the published (trusted) view
 	txs       map[chainhash.Hash]*txRecord
 	hist      map[string][]chainhash.Hash    // scripthash → txids of its verified history
 	raw       map[chainhash.Hash]*wire.MsgTx // wallet transactions held (ApplyTxs), a subset of txs
@@ -149,11 +151,10 @@ func NewTracker(src ScriptSource, lookahead int, chain *HeaderChain) (*Tracker, 
 		ahead:     make([][]ScriptState, n),
 		used:      make([]int64, n),
 		byHash:    make(map[string]*ScriptState),
-		byPk:      make(map[string]*ScriptState),
-		utxos:     make(map[wire.OutPoint]UTXO),
-		byTx:      make(map[chainhash.Hash]map[wire.OutPoint]struct{}),
-		byScript:  make(map[string]map[wire.OutPoint]struct{}),
-		eff:       make(map[wire.OutPoint]UTXO),
+		utxos:     make(map[wire.OutPoint]srvUTXO),
+		byTx:      make(map[chainhash.Hash][]uint32),
+		byScript:  make(map[*ScriptState][]wire.OutPoint),
+		eff:       make(map[wire.OutPoint]pubUTXO),
 		txs:       make(map[chainhash.Hash]*txRecord),
 		hist:      make(map[string][]chainhash.Hash),
 		raw:       make(map[chainhash.Hash]*wire.MsgTx),
@@ -175,7 +176,6 @@ func (t *Tracker) derive(branch, index uint32) (*ScriptState, error) {
 func (t *Tracker) add(s *ScriptState) {
 	t.branches[s.Branch] = append(t.branches[s.Branch], s)
 	t.byHash[s.ScriptHash] = s
-	t.byPk[string(s.PkScript)] = s
 	if s.Used() && int64(s.Index) > t.used[s.Branch] {
 		t.used[s.Branch] = int64(s.Index)
 	}
@@ -272,20 +272,24 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 				x.Verified, x.BlockHash = false, chainhash.Hash{} // a coinbase stays one
 			}
 		}
-		t.txs[x.TxID] = &txRecord{TxState: x, scripts: map[string]struct{}{}}
+		t.txs[x.TxID] = &txRecord{TxState: x}
 	}
 	for sh, ids := range histories {
 		if _, ok := t.byHash[sh]; !ok {
 			return nil, fmt.Errorf("%w: stored history of script %s, which is not stored", ErrStore, sh)
 		}
+		distinct := make([]chainhash.Hash, 0, len(ids))
 		for _, id := range ids {
 			r, ok := t.txs[id]
 			if !ok {
 				return nil, fmt.Errorf("%w: stored history names transaction %s that is not stored", ErrStore, id)
 			}
-			r.scripts[sh] = struct{}{}
+			if !slices.Contains(distinct, id) {
+				distinct = append(distinct, id)
+				r.refs++
+			}
 		}
-		t.hist[sh] = append([]chainhash.Hash(nil), ids...)
+		t.hist[sh] = distinct
 	}
 	for _, tx := range raw {
 		id := tx.TxHash()
@@ -295,15 +299,15 @@ func (t *Tracker) Restore(scripts []ScriptState, utxos []UTXO, txs []TxState, hi
 		t.raw[id] = tx
 	}
 	for _, u := range utxos {
-		s, ok := t.byPk[string(u.PkScript)]
+		s, ok := t.byPk(u.PkScript)
 		if !ok || s.Branch != u.Branch || s.Index != u.Index {
 			return nil, fmt.Errorf("%w: stored UTXO %v pays no stored script", ErrStore, u.OutPoint)
 		}
 		if _, ok := t.txs[u.OutPoint.Hash]; !ok {
 			return nil, fmt.Errorf("%w: stored UTXO %v has no stored transaction", ErrStore, u.OutPoint)
 		}
-		t.putServer(u)
-		t.eff[u.OutPoint] = t.effective(u)
+		t.putServer(u.OutPoint, u.Value, s)
+		t.publish(t.effective(t.server(u.OutPoint, t.utxos[u.OutPoint])), s)
 	}
 	return repaired, nil
 }
@@ -317,20 +321,24 @@ func (t *Tracker) Extend() ([]ScriptState, error) {
 	var out []ScriptState
 	for b := range t.branches {
 		want := t.used[b] + 1 + int64(t.lookahead)
-		for int64(len(t.branches[b])) < want {
-			var s *ScriptState
-			if len(t.ahead[b]) > 0 { // derived by Peek already
-				sc := t.ahead[b][0]
-				t.ahead[b] = t.ahead[b][1:]
-				s = &sc
-			} else {
-				var err error
-				if s, err = t.derive(uint32(b), uint32(len(t.branches[b]))); err != nil {
-					return out, err
-				}
-			}
-			t.add(s)
-			out = append(out, *s)
+		need := want - int64(len(t.branches[b]))
+		if need <= 0 {
+			continue
+		}
+		take := min(need, int64(len(t.ahead[b]))) // derived by Peek already
+		for _, sc := range t.ahead[b][:take] {
+			s := sc
+			t.add(&s)
+			out = append(out, s)
+		}
+		t.ahead[b] = t.ahead[b][take:]
+		fresh, err := t.deriveRange(uint32(b), uint32(len(t.branches[b])), int(need-take))
+		for i := range fresh {
+			t.add(&fresh[i])
+			out = append(out, fresh[i])
+		}
+		if err != nil {
+			return out, err
 		}
 	}
 	return out, nil
@@ -345,14 +353,12 @@ func (t *Tracker) Peek(branch uint32, n int) ([]ScriptState, error) {
 	if int(branch) >= len(t.branches) {
 		return nil, nil
 	}
-	next := uint32(len(t.branches[branch]) + len(t.ahead[branch]))
-	for len(t.ahead[branch]) < n {
-		s, err := t.derive(branch, next)
+	if more := n - len(t.ahead[branch]); more > 0 {
+		fresh, err := t.deriveRange(branch, uint32(len(t.branches[branch])+len(t.ahead[branch])), more)
+		t.ahead[branch] = append(t.ahead[branch], fresh...)
 		if err != nil {
 			return nil, err
 		}
-		t.ahead[branch] = append(t.ahead[branch], *s)
-		next++
 	}
 	return append([]ScriptState(nil), t.ahead[branch][:n]...), nil
 }
@@ -446,7 +452,9 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 	var up Update
 	dirty := map[wire.OutPoint]struct{}{}
 	// Transactions: the script leaves the ones no longer listed; others are added or moved.
+	had := make(map[chainhash.Hash]bool, len(t.hist[scriptHash]))
 	for _, id := range t.hist[scriptHash] {
+		had[id] = true
 		if _, still := inHistory[id]; still {
 			continue
 		}
@@ -454,8 +462,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		if r == nil {
 			continue
 		}
-		delete(r.scripts, scriptHash)
-		if len(r.scripts) == 0 {
+		if r.refs--; r.refs <= 0 {
 			delete(t.txs, id)
 			delete(t.raw, id)
 			up.RemoveTxs = append(up.RemoveTxs, id)
@@ -472,7 +479,7 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		ids = append(ids, h.TxHash)
 		r := t.txs[h.TxHash]
 		if r == nil {
-			r = &txRecord{TxState: TxState{TxID: h.TxHash, Height: h.Height}, scripts: map[string]struct{}{}}
+			r = &txRecord{TxState: TxState{TxID: h.TxHash, Height: h.Height}}
 			t.txs[h.TxHash] = r
 			up.PutTxs = append(up.PutTxs, r.TxState)
 		} else if r.Height != h.Height {
@@ -480,7 +487,9 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 			up.PutTxs = append(up.PutTxs, r.TxState)
 			t.markTx(dirty, h.TxHash)
 		}
-		r.scripts[scriptHash] = struct{}{}
+		if !had[h.TxHash] {
+			r.refs++
+		}
 	}
 	if !slices.Equal(t.hist[scriptHash], ids) {
 		up.Histories = map[string][]chainhash.Hash{scriptHash: ids}
@@ -491,15 +500,15 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 		t.hist[scriptHash] = ids
 	}
 	// UTXOs of this script: replaced by the unspent list.
-	for op := range t.byScript[string(s.PkScript)] {
+	for _, op := range slices.Clone(t.byScript[s]) {
 		if _, still := next[op]; !still {
 			t.removeServer(op)
 			dirty[op] = struct{}{}
 		}
 	}
 	for op, u := range next {
-		if prev, had := t.utxos[op]; !had || prev.Value != u.Value {
-			t.putServer(u)
+		if prev, had := t.utxos[op]; !had || prev.value != u.Value || prev.s != s {
+			t.putServer(op, u.Value, s)
 			dirty[op] = struct{}{}
 		}
 	}
@@ -516,38 +525,75 @@ func (t *Tracker) Apply(scriptHash, announced string, history []HistoryItem, uns
 	return up, nil
 }
 
-func (t *Tracker) putServer(u UTXO) {
-	u.Height, u.BlockHash, u.Coinbase = 0, chainhash.Hash{}, false
-	t.utxos[u.OutPoint] = u
-	m := t.byTx[u.OutPoint.Hash]
-	if m == nil {
-		m = map[wire.OutPoint]struct{}{}
-		t.byTx[u.OutPoint.Hash] = m
+// srvUTXO is an output in the server's view (Tracker.utxos): its value and the tracked script
+// it pays (whose PkScript, Branch and Index complete it; see server). Kept small: a large
+// wallet holds one per UTXO.
+type srvUTXO struct {
+	value btcutil.Amount
+	s     *ScriptState
+}
+
+// pubUTXO is an output in the published view (Tracker.eff): a UTXO without the fields its
+// script gives (see utxo).
+type pubUTXO struct {
+	value    btcutil.Amount
+	s        *ScriptState
+	height   int32
+	coinbase bool
+	block    chainhash.Hash
+}
+
+func (p pubUTXO) utxo(op wire.OutPoint) UTXO {
+	return UTXO{OutPoint: op, Value: p.value, PkScript: p.s.PkScript, Branch: p.s.Branch, Index: p.s.Index, Height: p.height, BlockHash: p.block, Coinbase: p.coinbase}
+}
+
+// published returns the published UTXO at op.
+func (t *Tracker) published(op wire.OutPoint) (UTXO, bool) {
+	p, ok := t.eff[op]
+	if !ok {
+		return UTXO{}, false
 	}
-	m[u.OutPoint] = struct{}{}
-	ms := t.byScript[string(u.PkScript)]
-	if ms == nil {
-		ms = map[wire.OutPoint]struct{}{}
-		t.byScript[string(u.PkScript)] = ms
+	return p.utxo(op), true
+}
+
+// publish sets u (paying s) in the published view.
+func (t *Tracker) publish(u UTXO, s *ScriptState) {
+	t.eff[u.OutPoint] = pubUTXO{value: u.Value, s: s, height: u.Height, coinbase: u.Coinbase, block: u.BlockHash}
+}
+
+// server returns the server's view of op as a UTXO (Height, BlockHash and Coinbase unset).
+func (t *Tracker) server(op wire.OutPoint, su srvUTXO) UTXO {
+	return UTXO{OutPoint: op, Value: su.value, PkScript: su.s.PkScript, Branch: su.s.Branch, Index: su.s.Index}
+}
+
+func (t *Tracker) putServer(op wire.OutPoint, value btcutil.Amount, s *ScriptState) {
+	if prev, had := t.utxos[op]; had {
+		if prev.s == s {
+			t.utxos[op] = srvUTXO{value: value, s: s}
+			return
+		}
+		t.removeServer(op) // listed for another script before
 	}
-	ms[u.OutPoint] = struct{}{}
+	t.utxos[op] = srvUTXO{value: value, s: s}
+	t.byTx[op.Hash] = append(t.byTx[op.Hash], op.Index)
+	t.byScript[s] = append(t.byScript[s], op)
 }
 
 func (t *Tracker) removeServer(op wire.OutPoint) {
-	if u, ok := t.utxos[op]; ok {
-		if ms := t.byScript[string(u.PkScript)]; ms != nil {
-			delete(ms, op)
-			if len(ms) == 0 {
-				delete(t.byScript, string(u.PkScript))
-			}
-		}
+	u, ok := t.utxos[op]
+	if !ok {
+		return
 	}
 	delete(t.utxos, op)
-	if m := t.byTx[op.Hash]; m != nil {
-		delete(m, op)
-		if len(m) == 0 {
-			delete(t.byTx, op.Hash)
-		}
+	if ops := slices.DeleteFunc(t.byScript[u.s], func(o wire.OutPoint) bool { return o == op }); len(ops) == 0 {
+		delete(t.byScript, u.s)
+	} else {
+		t.byScript[u.s] = ops
+	}
+	if idx := slices.DeleteFunc(t.byTx[op.Hash], func(i uint32) bool { return i == op.Index }); len(idx) == 0 {
+		delete(t.byTx, op.Hash)
+	} else {
+		t.byTx[op.Hash] = idx
 	}
 }
 
@@ -555,8 +601,8 @@ func (t *Tracker) removeServer(op wire.OutPoint) {
 func (t *Tracker) markTx(dirty map[wire.OutPoint]struct{}, txid chainhash.Hash) {
 	// The published outputs are always a subset of the server's (a removed one is diffed in the
 	// same call), so the server index finds them all.
-	for op := range t.byTx[txid] {
-		dirty[op] = struct{}{}
+	for _, i := range t.byTx[txid] {
+		dirty[wire.OutPoint{Hash: txid, Index: i}] = struct{}{}
 	}
 }
 
@@ -590,8 +636,12 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext in
 	})
 	var removed, added []Event
 	for _, op := range ops {
-		old, had := t.eff[op]
-		srv, has := t.utxos[op]
+		old, had := t.published(op)
+		su, has := t.utxos[op]
+		var srv UTXO
+		if has {
+			srv = t.server(op, su)
+		}
 		switch {
 		case had && !has:
 			delete(t.eff, op)
@@ -603,7 +653,7 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext in
 			}
 		case !had && has:
 			cur := t.effective(srv)
-			t.eff[op] = cur
+			t.publish(cur, su.s)
 			up.Put = append(up.Put, cur)
 			added = append(added, FundingSeen{UTXO: cur})
 			if cur.Height > 0 {
@@ -620,7 +670,7 @@ func (t *Tracker) diff(dirty map[wire.OutPoint]struct{}, up *Update, prevNext in
 				}
 				continue
 			}
-			t.eff[op] = cur
+			t.publish(cur, su.s)
 			up.Put = append(up.Put, cur)
 			if old.Height > 0 && (cur.Height != old.Height || cur.BlockHash != old.BlockHash) {
 				added = append(added, FundingReorged{UTXO: old})
@@ -701,7 +751,8 @@ func (t *Tracker) ConnectHeaders(start int32, headers []wire.BlockHeader) (Updat
 	// shorter best chain, become immature again).
 	if prevNext != t.next() {
 		var cbs []UTXO
-		for op, u := range t.eff {
+		for op, p := range t.eff {
+			u := p.utxo(op)
 			if _, done := dirty[op]; !done && u.Coinbase && u.Height > 0 {
 				cbs = append(cbs, u)
 			}
@@ -807,7 +858,7 @@ func (t *Tracker) Chain() *HeaderChain { return t.chain }
 
 // UTXO returns the wallet's UTXO at op as published (see UTXO for when it counts as confirmed).
 func (t *Tracker) UTXO(op wire.OutPoint) (UTXO, bool) {
-	u, ok := t.eff[op]
+	u, ok := t.published(op)
 	u.PkScript = bytes.Clone(u.PkScript)
 	return u, ok
 }
@@ -815,7 +866,8 @@ func (t *Tracker) UTXO(op wire.OutPoint) (UTXO, bool) {
 // UTXOs returns the UTXO set ordered by height (mempool last), txid, output index.
 func (t *Tracker) UTXOs() []UTXO {
 	out := make([]UTXO, 0, len(t.eff))
-	for _, u := range t.eff {
+	for op, p := range t.eff {
+		u := p.utxo(op)
 		u.PkScript = bytes.Clone(u.PkScript) // callers may not alias the tracker's state
 		out = append(out, u)
 	}
@@ -860,11 +912,21 @@ func (t *Tracker) RawTx(txid chainhash.Hash) (*wire.MsgTx, bool) {
 
 // Lookup reports whether pkScript is a tracked script and where it derives from.
 func (t *Tracker) Lookup(pkScript []byte) (branch, index uint32, ok bool) {
-	s, ok := t.byPk[string(pkScript)]
+	s, ok := t.byPk(pkScript)
 	if !ok {
 		return 0, 0, false
 	}
 	return s.Branch, s.Index, true
+}
+
+// byPk returns the tracked script pkScript (found by its scripthash: a second index by script
+// would cost a large wallet ~100 bytes per script).
+func (t *Tracker) byPk(pkScript []byte) (*ScriptState, bool) {
+	s, ok := t.byHash[ScriptHash(pkScript)]
+	if !ok || !bytes.Equal(s.PkScript, pkScript) {
+		return nil, false
+	}
+	return s, true
 }
 
 // Len returns the number of tracked scripts.

@@ -57,6 +57,8 @@ type keyExpr struct {
 	// branchKeys[b] is xpub derived along prefix/multi[b]/suffix; one
 	// element when there is no multipath step.
 	branchKeys []*hdkeychain.ExtendedKey
+	// parents[b] is branchKeys[b] parsed once for child derivation (ckd.go).
+	parents []*ckdParent
 
 	// cache holds derived child public keys by (branch, index): deriving
 	// is the costliest step of analysing a PSBT, and the same few indexes
@@ -79,11 +81,8 @@ func (k *keyExpr) childPub(branch int, index uint32) (*btcec.PublicKey, error) {
 	if ok {
 		return pub, nil
 	}
-	child, err := k.branchKey(branch).Derive(index)
+	pub, err := k.parent(branch).child(index)
 	if err != nil {
-		return nil, err
-	}
-	if pub, err = child.ECPubKey(); err != nil {
 		return nil, err
 	}
 	k.mu.Lock()
@@ -366,6 +365,11 @@ func (k *keyExpr) deriveBranches() error {
 		}
 		k.branchKeys[b] = xk
 	}
+	parents, err := branchParents(k.branchKeys)
+	if err != nil {
+		return errAt(k.pos, ErrUnsupported, "cannot use this key: %v", err)
+	}
+	k.parents = parents
 	return nil
 }
 
@@ -380,12 +384,12 @@ func (k *keyExpr) steps(b int) []uint32 {
 	return append(out, k.suffix...)
 }
 
-// branchKey returns the extended key at the wildcard's parent on branch b.
-func (k *keyExpr) branchKey(b int) *hdkeychain.ExtendedKey {
+// parent returns the parsed branch key at the wildcard's parent on branch b.
+func (k *keyExpr) parent(b int) *ckdParent {
 	if k.multi == nil {
-		return k.branchKeys[0]
+		return k.parents[0]
 	}
-	return k.branchKeys[b]
+	return k.parents[b]
 }
 
 // public returns the exported view of the key for a descriptor with
