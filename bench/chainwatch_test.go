@@ -437,12 +437,12 @@ func BenchmarkChainwatch(b *testing.B) {
 		var ours, bdk []time.Duration
 		for run := range 2 {
 			db := openDB(fmt.Sprintf("sync-%d.db", run))
-			cpu0, ex0 := selfCPU(), procCPU(exPID)
+			cpu0, ex0 := selfCPU(), cpuOf(exPID)
 			w, took, err := runWatcher(b, n.ElectrumURL(), db, watcherSource(b, d), params, 10*time.Minute)
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Logf("run %d: cosigner process CPU %v, ElectrumX CPU %v during the sync", run+1, (selfCPU() - cpu0).Round(time.Millisecond), (procCPU(exPID) - ex0).Round(time.Millisecond))
+			b.Logf("run %d: cosigner process CPU %v, ElectrumX CPU %v during the sync", run+1, (selfCPU() - cpu0).Round(time.Millisecond), (cpuOf(exPID) - ex0).Round(time.Millisecond))
 			if got := len(w.UTXOs()); got != bigWallet {
 				b.Fatalf("cosigner found %d UTXOs, want %d", got, bigWallet)
 			}
@@ -453,12 +453,12 @@ func BenchmarkChainwatch(b *testing.B) {
 			} else {
 				unackedDB = db
 			}
-			ex0 = procCPU(exPID)
+			ex0 = cpuOf(exPID)
 			scan, apply, utxos := bdkScan(b, ctx, n.ElectrumURL(), d)
 			if utxos != bigWallet {
 				b.Fatalf("BDK found %d UTXOs, want %d", utxos, bigWallet)
 			}
-			b.Logf("run %d: ElectrumX CPU %v during BDK's scan", run+1, (procCPU(exPID) - ex0).Round(time.Millisecond))
+			b.Logf("run %d: ElectrumX CPU %v during BDK's scan", run+1, (cpuOf(exPID) - ex0).Round(time.Millisecond))
 			bdk = append(bdk, scan+apply)
 			b.Logf("run %d: cosigner %v; BDK full_scan %v + apply_update %v", run+1, took.Round(time.Millisecond), scan.Round(time.Millisecond), apply.Round(time.Millisecond))
 		}
@@ -482,10 +482,10 @@ func BenchmarkChainwatch(b *testing.B) {
 	restarts := func(b *testing.B, db *store.DB, wantEvents int) []time.Duration {
 		var samples []time.Duration
 		for i := range restartN {
-			cpu0, ex0 := selfCPU(), procCPU(exPID)
+			cpu0, ex0 := selfCPU(), cpuOf(exPID)
 			w, took, err := runWatcher(b, n.ElectrumURL(), db, watcherSource(b, d), params, 5*time.Minute)
 			if wantEvents == 0 {
-				selfRestart, exRestart = append(selfRestart, selfCPU()-cpu0), append(exRestart, procCPU(exPID)-ex0)
+				selfRestart, exRestart = append(selfRestart, selfCPU()-cpu0), append(exRestart, cpuOf(exPID)-ex0)
 			}
 			if err != nil {
 				b.Fatal(err)
@@ -662,7 +662,7 @@ func largeSync(b *testing.B, ctx context.Context, n *devnet.Network, exPID int, 
 	d := benchDescriptor(b, n.Params(), 31)
 	fundWallet(b, ctx, n, d, largeWallet)
 	db := openDB("large.db")
-	cpu0, ex0 := selfCPU(), procCPU(exPID)
+	cpu0, ex0 := selfCPU(), cpuOf(exPID)
 	w, took, err := runWatcher(b, n.ElectrumURL(), db, watcherSource(b, d), n.Params(), 20*time.Minute)
 	if err != nil {
 		b.Fatal(err)
@@ -671,7 +671,7 @@ func largeSync(b *testing.B, ctx context.Context, n *devnet.Network, exPID int, 
 		b.Fatalf("cosigner found %d UTXOs, want %d", got, largeWallet)
 	}
 	w.stop()
-	b.Logf("cosigner %v (process CPU %v, ElectrumX CPU %v)", took.Round(time.Millisecond), (selfCPU() - cpu0).Round(time.Millisecond), (procCPU(exPID) - ex0).Round(time.Millisecond))
+	b.Logf("cosigner %v (process CPU %v, ElectrumX CPU %v)", took.Round(time.Millisecond), (selfCPU() - cpu0).Round(time.Millisecond), (cpuOf(exPID) - ex0).Round(time.Millisecond))
 
 	// The events of the sync are handled (acknowledged) by now in a daemon.
 	if _, err := db.SQL.ExecContext(ctx, `DELETE FROM chainwatch_events`); err != nil {
@@ -727,7 +727,7 @@ func largeSync(b *testing.B, ctx context.Context, n *devnet.Network, exPID int, 
 	var scan, apply time.Duration
 	var utxos int
 	for try := range 2 {
-		ex0 = procCPU(exPID)
+		ex0 = cpuOf(exPID)
 		if scan, apply, utxos, err = bdkScanErr(b, ctx, n.ElectrumURL(), d); err == nil {
 			break
 		}
@@ -739,7 +739,7 @@ func largeSync(b *testing.B, ctx context.Context, n *devnet.Network, exPID int, 
 	if utxos != largeWallet {
 		b.Fatalf("BDK found %d UTXOs, want %d", utxos, largeWallet)
 	}
-	b.Logf("BDK full_scan %v + apply_update %v (ElectrumX CPU %v)", scan.Round(time.Millisecond), apply.Round(time.Millisecond), (procCPU(exPID) - ex0).Round(time.Millisecond))
+	b.Logf("BDK full_scan %v + apply_update %v (ElectrumX CPU %v)", scan.Round(time.Millisecond), apply.Round(time.Millisecond), (cpuOf(exPID) - ex0).Round(time.Millisecond))
 	recordSync(fmt.Sprintf("sync-%dk", largeWallet/1000), largeWallet, "one run", took, scan+apply)
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(took.Seconds(), "cosigner_s")
@@ -866,31 +866,21 @@ func heapAfterGC() int64 {
 	return int64(m.HeapAlloc)
 }
 
-// clockTick is Linux's USER_HZ, the unit of /proc/PID/stat's CPU times.
-const clockTick = 100
-
-// procCPU is the user+system CPU time process pid has used (/proc/PID/stat), 0 when unknown.
-func procCPU(pid int) time.Duration {
+// cpuOf is the user+system CPU time process pid has used (procCPU), 0 when unknown (pid ≤ 0,
+// the process gone).
+func cpuOf(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := procCPU(pid)
 	if err != nil {
 		return 0
 	}
-	// The fields after the command name (which may hold spaces) start after its ')'.
-	rest := string(raw[bytes.LastIndexByte(raw, ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / clockTick
+	return d
 }
 
 // selfCPU is this process's CPU time.
-func selfCPU() time.Duration { return procCPU(os.Getpid()) }
+func selfCPU() time.Duration { return cpuOf(os.Getpid()) }
 
 // electrumXPID finds the ElectrumX process of n (its environment names n's database
 // directory); 0 when it cannot (the CPU figures then read 0).
