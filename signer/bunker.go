@@ -422,7 +422,7 @@ func (s *RemoteSigner) handle(ctx context.Context, in relaypool.Event) {
 		}
 		return
 	}
-	known, err := s.isClient(ctx, ev.PubKey)
+	ctx, known, err := s.isClient(ctx, ev.PubKey)
 	if err != nil {
 		log.Error("dropped event: cannot read the client's session", "error", err)
 		return
