@@ -5,7 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nbd-wtf/go-nostr"
 
@@ -15,7 +17,8 @@ import (
 // BenchmarkHandlePing: the remote signer's own work for one NIP-46 ping from a connected client
 // (signature check, session read, durable replay write, NIP-44 decrypt and encrypt, response
 // event signature, logging at info as in production), in process with the real store and an
-// in-memory relay pool. The request events are built before the timer starts.
+// in-memory relay pool. The request events are built before the timer starts. cpu-µs/op is the
+// process's CPU (user+system, GC included) per ping.
 func BenchmarkHandlePing(b *testing.B) {
 	ctx := context.Background()
 	db, err := store.Open(ctx, filepath.Join(b.TempDir(), "s.db"))
@@ -38,10 +41,21 @@ func BenchmarkHandlePing(b *testing.B) {
 		evs[i] = h.request("p", "ping")
 	}
 	b.ResetTimer()
+	start := processCPU(b)
 	for _, ev := range evs {
 		rs.handleEvent(ctx, ev, "mem://")
 		if out := pool.take(); len(out) != 1 {
 			b.Fatalf("got %d responses, want 1", len(out))
 		}
 	}
+	b.ReportMetric(float64((processCPU(b)-start).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// processCPU is this process's user+system CPU time so far (getrusage), GC included.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
