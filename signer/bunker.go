@@ -422,7 +422,7 @@ func (s *RemoteSigner) handle(ctx context.Context, in relaypool.Event) {
 		}
 		return
 	}
-	known, err := s.isClient(ctx, ev.PubKey)
+	ctx, known, err := s.isClient(ctx, ev.PubKey)
 	if err != nil {
 		log.Error("dropped event: cannot read the client's session", "error", err)
 		return
@@ -520,7 +520,12 @@ func (s *RemoteSigner) serveRequest(ctx context.Context, ev *nostr.Event, relay 
 	}
 	s.noteRequest(ctx, ev.PubKey, t, log)
 	log = log.With("id", truncate(id, 64), "method", truncate(method, 64))
-	req := nip46.Call{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID, Event: eventJSON(ev, log)}
+	req := nip46.Call{Client: ev.PubKey, ID: id, Method: method, Params: params, EventID: ev.ID}
+	if nip46.NeedsPermission(method) {
+		// Only a method with a handler can keep the evidence; the session methods (ping,
+		// connect, …) are answered in dispatch and never reach one.
+		req.Event = eventJSON(ev, log)
+	}
 	result, err := s.answer(ctx, req, perr, limited, log)
 	log = log.With("took", handlingTime(ctx))
 	resp, ok := s.response(ctx, req, relay, t, result, err, log)

@@ -40,7 +40,7 @@ func (s *RemoteSigner) dispatch(ctx context.Context, req nip46.Call) (string, er
 	if req.Method == nip46.MethodConnect {
 		return s.connect(ctx, req)
 	}
-	permsText, ok, err := s.sessions.SessionPerms(ctx, req.Client)
+	permsText, ok, err := s.sessionPerms(ctx, req.Client)
 	if err != nil {
 		return "", err
 	}

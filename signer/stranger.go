@@ -91,16 +91,43 @@ func (s *RemoteSigner) logDrops(now time.Time) {
 }
 
 // isClient reports whether pubkey has a session (read, never written) or is a nostrconnect
-// app whose connect response awaits its first request.
-func (s *RemoteSigner) isClient(ctx context.Context, pubkey string) (bool, error) {
+// app whose connect response awaits its first request. When it read the session, the returned
+// ctx carries what it read (sessionRead) for this one request's dispatch, which then does not
+// read it again: one read of the session per request. It is a value on the request path, not a
+// cache: the next request reads the session anew, so a revoke or grant from another process
+// (`cosigner clients revoke`) takes effect from the next request on.
+func (s *RemoteSigner) isClient(ctx context.Context, pubkey string) (context.Context, bool, error) {
 	s.clientMu.Lock()
 	awaiting := s.awaiting[pubkey]
 	s.clientMu.Unlock()
 	if awaiting {
-		return true, nil
+		return ctx, true, nil
 	}
-	_, ok, err := s.sessions.SessionPerms(ctx, pubkey)
-	return ok, err
+	perms, ok, err := s.sessions.SessionPerms(ctx, pubkey)
+	if err != nil {
+		return ctx, false, err
+	}
+	return context.WithValue(ctx, sessionReadKey{}, sessionRead{client: pubkey, perms: perms, ok: ok}), ok, nil
+}
+
+// sessionRead is one request's read of its client's session (SessionPerms), carried in the
+// request's context from isClient to dispatch.
+type sessionRead struct {
+	client string
+	perms  string
+	ok     bool
+}
+
+type sessionReadKey struct{}
+
+// sessionPerms returns client's session as read earlier on this request's path (isClient), or
+// reads it now when the request has none (an awaited nostrconnect app, or a call from
+// elsewhere).
+func (s *RemoteSigner) sessionPerms(ctx context.Context, client string) (string, bool, error) {
+	if r, ok := ctx.Value(sessionReadKey{}).(sessionRead); ok && r.client == client {
+		return r.perms, r.ok, nil
+	}
+	return s.sessions.SessionPerms(ctx, client)
 }
 
 // handleStranger handles an event from a pubkey without a session: only a connect carrying a
