@@ -60,6 +60,9 @@ type Config struct {
 	// HealthAddr is the listen address of /healthz, /status, /metrics and /requests/
 	// (COSIGNER_HEALTH_ADDR; empty: off).
 	HealthAddr string
+	// PprofAddr is the loopback listen address of Go's /debug/pprof/ profiles
+	// (COSIGNER_PPROF_ADDR; empty: off; CheckPprofAddr).
+	PprofAddr string
 	// Limits bound sign_psbt and held requests (COSIGNER_MAX_PSBT_*, …; docs/bounds.md).
 	Limits psbtflow.Limits
 	// Retention bounds the remote signer's records (COSIGNER_RETENTION_*; SeenTTL is set by

@@ -49,6 +49,7 @@ type Daemon struct {
 	electrum   *psbtnostr.Channel // nil when the wallet is not one Electrum can hold
 	engine     *outbound.Engine
 	health     net.Listener // nil: no health endpoint
+	pprof      net.Listener // nil: no profiling endpoint (pprof.go)
 
 	// chainEvents is the chain-event subscriber list (chainevents.go): every event goes to
 	// each subscriber in order and is acknowledged once all returned nil.
@@ -78,6 +79,7 @@ func New(ctx context.Context, cfg Config) (*Daemon, error) {
 		d.newElectrumNostr,
 		d.newAutomations,
 		d.listenHealth,
+		d.listenPprof,
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -307,6 +309,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.health != nil {
 		handler := d.healthHandler()
 		start("health", func(ctx context.Context) error { return serveHealth(ctx, d.health, handler, defaultHealthLimits) })
+	}
+	if d.pprof != nil {
+		ln := d.pprof
+		start("pprof", func(ctx context.Context) error { return servePprof(ctx, ln) })
 	}
 	// NIP-46 is served from the start (connect, ping…); sign_psbt waits for the wallet view to be
 	// complete (psbtflow answers "not synced yet" before that).

@@ -15,6 +15,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/custodyagents/cosigner/chainwatch/electrum"
+	"github.com/custodyagents/cosigner/daemon"
 	"github.com/custodyagents/cosigner/netparams"
 	"github.com/custodyagents/cosigner/notify"
 	"github.com/custodyagents/cosigner/psbt"
@@ -49,6 +50,7 @@ type Config struct {
 	PolicyFile      string            `envconfig:"POLICY" default:"" desc:"policy YAML file (default DATA_DIR/policy.yaml)"`
 	Lookahead       int               `envconfig:"LOOKAHEAD" default:"20" desc:"unused scripts watched past the last used one, per branch"`
 	HealthAddr      string            `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8080" desc:"listen address of /healthz, /status and /metrics (Prometheus) (empty: off)"`
+	PprofAddr       string            `envconfig:"PPROF_ADDR" default:"" desc:"loopback listen address of Go's /debug/pprof/ profiles, e.g. 127.0.0.1:6060 (empty: off; profiles can reveal memory contents, so only loopback is accepted)"`
 	LogLevel        string            `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat       string            `envconfig:"LOG_FORMAT" default:"text" desc:"text or json"`
 	NIP04Legacy     bool              `envconfig:"NIP04_LEGACY" default:"false" desc:"also accept NIP-04 transport and serve nip04_* (old NIP-46 clients)"`
@@ -112,6 +114,9 @@ func loadConfig() (*Config, error) {
 		return nil, fmt.Errorf("configuration: COSIGNER_RETENTION_AGE, _AUDIT_ROWS, _REQUEST_ROWS and _SEEN_EVENTS must be >= 0 and COSIGNER_RETENTION_INTERVAL >= 1s")
 	}
 	if err := c.checkLimits(); err != nil {
+		return nil, err
+	}
+	if err := daemon.CheckPprofAddr(c.PprofAddr); err != nil {
 		return nil, err
 	}
 	if c.RelayQuorum < 0 {

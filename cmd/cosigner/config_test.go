@@ -19,6 +19,9 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		{"COSIGNER_LOG_LEVEL", "chatty", "COSIGNER_LOG_LEVEL"},
 		{"COSIGNER_LOG_FORMAT", "xml", "COSIGNER_LOG_FORMAT"},
 		{"COSIGNER_NOTIFY_NPUB", "npub1notanpub", "COSIGNER_NOTIFY_NPUB"},
+		{"COSIGNER_PPROF_ADDR", "0.0.0.0:6060", "COSIGNER_PPROF_ADDR"},
+		{"COSIGNER_PPROF_ADDR", ":6060", "COSIGNER_PPROF_ADDR"},
+		{"COSIGNER_PPROF_ADDR", "6060", "COSIGNER_PPROF_ADDR"},
 		{"COSIGNER_NOTIFY_NPUB", "44900586091b284416a0c001f677f9c49f7639a55c3f1e2ec130a8e1a7998e1b,bob", "COSIGNER_NOTIFY_NPUB"},
 	}
 	for _, c := range cases {
@@ -40,7 +43,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.KeyFile != "/d/key.json" || c.PolicyFile != "/d/policy.yaml" || c.Lookahead != 20 || c.ElectrumURL != "tcp://127.0.0.1:50001" ||
-		strings.Join(c.Relays, "|") != "ws://a|ws://b" {
+		strings.Join(c.Relays, "|") != "ws://a|ws://b" || c.PprofAddr != "" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }

@@ -38,7 +38,7 @@ func (c *Config) daemonConfig() (daemon.Config, error) {
 		ElectrumServers: c.ElectrumServers, ElectrumURL: c.ElectrumURL, ElectrumTLS: etls, Lookahead: c.Lookahead,
 		Relays: c.Relays, RelayQuorum: c.RelayQuorum, NIP04Legacy: c.NIP04Legacy, ClientRate: c.ClientRate, ClientBurst: c.ClientBurst,
 		ElectrumNostrPerMin: c.ElectrumNostrPerMin, ElectrumNostrReplyAll: c.ElectrumNostrReplyAll,
-		NotifyRecipients: c.NotifyRecipients, HealthAddr: c.HealthAddr, Limits: c.Limits(),
+		NotifyRecipients: c.NotifyRecipients, HealthAddr: c.HealthAddr, PprofAddr: c.PprofAddr, Limits: c.Limits(),
 		Retention: store.Retention{MaxAge: c.RetentionAge, MaxAuditRows: c.RetentionAuditRows, MaxRequestRows: c.RetentionRequestRows,
 			MaxSeenEvents: c.RetentionSeenEvents},
 		RetentionInterval: c.RetentionInterval,
