@@ -2,6 +2,7 @@ package psbtflow
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,41 @@ func TestHoldHoursWindowOnTrustedClock(t *testing.T) {
 	e.svc.Tick(ctx)
 	if got := e.ans.List(); len(got) != 1 || !strings.HasPrefix(got[0], "r1 cHNidP8") {
 		t.Fatalf("an hour later, want r1 signed, got %v", got)
+	}
+}
+
+// TestRepeatedRequestAnsweredFromStoreWhileSyncing: after a restart, while the watcher syncs, a
+// client re-sending a request already held or signed gets its stored answer (the auth_url, the
+// signature), not "retry in a moment" — a chaos run showed a client taking that as the held
+// request's answer and missing the signature its approval released. A new request is still
+// refused until the view is complete, and nothing is recorded for it.
+func TestRepeatedRequestAnsweredFromStoreWhileSyncing(t *testing.T) {
+	e := newHoldEnv(t, officeHours)
+	ctx := context.Background()
+	held := nip46.Call{Client: e.client, ID: "held", Method: "sign_psbt", Params: []string{e.psbt(t, 60_000)}}
+	_, err := e.svc.SignPSBT(ctx, held)
+	url := heldURL(t, err)
+	e.now = e.now.Add(2 * time.Hour) // in the office window: the next request is signed
+	signedCall := nip46.Call{Client: e.client, ID: "signed", Method: "sign_psbt", Params: []string{e.psbt(t, 70_000)}}
+	sig, err := e.svc.SignPSBT(ctx, signedCall)
+	if err != nil {
+		t.Fatalf("signed request: %v", err)
+	}
+
+	e.f.chain.Syncing = true
+	if _, err := e.svc.SignPSBT(ctx, held); heldURL(t, err) != url {
+		t.Fatalf("held request re-sent while syncing: want the same auth_url %s", url)
+	}
+	if again, err := e.svc.SignPSBT(ctx, signedCall); err != nil || again != sig {
+		t.Fatalf("signed request re-sent while syncing: %v (same answer: %v)", err, again == sig)
+	}
+	fresh := nip46.Call{Client: e.client, ID: "fresh", Method: "sign_psbt", Params: []string{e.psbt(t, 80_000)}}
+	_, err = e.svc.SignPSBT(ctx, fresh)
+	var me *nip46.MethodError
+	if !errors.As(err, &me) || me.Code != nip46.CodeInternal {
+		t.Fatalf("new request while syncing: %v, want %s", err, nip46.CodeInternal)
+	}
+	if _, ok, err := e.db.SignRequestRow(ctx, e.client, "fresh"); ok || err != nil {
+		t.Fatalf("new request while syncing was recorded (%v, %v)", ok, err)
 	}
 }

@@ -361,6 +361,13 @@ func (s *Service) admit(ctx context.Context, req nip46.Call) (*policy.Policy, ti
 		}
 	}
 	if !s.chain.Synced() {
+		// A request already decided or held is answered from the store (signOnce), which needs
+		// no wallet view: a client re-sending it after a restart, while the watcher syncs, gets
+		// its signature, refusal or auth_url again — not "retry", which a client may take as
+		// the request's answer and then miss the late answer of its hold.
+		if prev, ok, err := s.db.SignRequestRow(ctx, req.Client, req.ID); err == nil && ok && prev.State != store.RequestReceived {
+			return pol, now, pre, nil
+		}
 		// Not recorded: the same request is decided normally once the view is complete.
 		return nil, now, nil, nip46.Errorf(nip46.CodeInternal, "the co-signer has not finished syncing its wallet with the Electrum server; retry in a moment")
 	}
