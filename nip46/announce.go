@@ -6,9 +6,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/nbd-wtf/go-nostr"
 )
 
 // Remote signer discovery (NIP-46 "Appendix": "Announcing remote-signer metadata" and "Remote
@@ -105,18 +102,24 @@ func SplitNIP05(id string) (name, domain string, err error) {
 	return name, domain, nil
 }
 
-// HandlerEvent is a's NIP-89 handler information event for the remote signer pubkey (kind
-// 31990), unsigned: tags d (AnnouncementDTag), k 24133, one relay tag per relay, and
-// nostrconnect_url when set; content the kind-0-style JSON {name, about, picture, website, nip05}
-// (empty fields left out). Call Validate first.
-func (a Announcement) HandlerEvent(pubkey string, now time.Time) nostr.Event {
-	tags := nostr.Tags{{"d", AnnouncementDTag}, {"k", strconv.Itoa(KindNostrConnect)}}
+// HandlerTags are the tags of a's NIP-89 handler information event (kind
+// KindHandlerInformation, 31990): d (AnnouncementDTag), k 24133, one relay tag per relay, and
+// nostrconnect_url when set. Call Validate first. (The event itself is built and signed by the
+// signer, which holds the key; this package stays free of Nostr I/O libraries.)
+func (a Announcement) HandlerTags() [][]string {
+	tags := [][]string{{"d", AnnouncementDTag}, {"k", strconv.Itoa(KindNostrConnect)}}
 	for _, r := range a.Relays {
-		tags = append(tags, nostr.Tag{"relay", r})
+		tags = append(tags, []string{"relay", r})
 	}
 	if a.NostrConnectURL != "" {
-		tags = append(tags, nostr.Tag{"nostrconnect_url", a.NostrConnectURL})
+		tags = append(tags, []string{"nostrconnect_url", a.NostrConnectURL})
 	}
+	return tags
+}
+
+// HandlerContent is the content of a's NIP-89 handler information event: the kind-0-style JSON
+// {name, about, picture, website, nip05}, empty fields left out.
+func (a Announcement) HandlerContent() string {
 	content, _ := json.Marshal(struct { // strings only: cannot fail
 		Name    string `json:"name,omitempty"`
 		About   string `json:"about,omitempty"`
@@ -124,7 +127,7 @@ func (a Announcement) HandlerEvent(pubkey string, now time.Time) nostr.Event {
 		Website string `json:"website,omitempty"`
 		NIP05   string `json:"nip05,omitempty"`
 	}{a.Name, a.About, a.Picture, a.Website, a.NIP05})
-	return nostr.Event{PubKey: pubkey, CreatedAt: nostr.Timestamp(now.Unix()), Kind: KindHandlerInformation, Tags: tags, Content: string(content)}
+	return string(content)
 }
 
 // NostrJSON is the NIP-05 document to serve at https://<domain>/.well-known/nostr.json?name=<name>

@@ -5,33 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/nbd-wtf/go-nostr"
 )
-
-func TestHandlerEvent(t *testing.T) {
-	a := Announcement{Name: "cosigner", About: "co-signer", Website: "https://co.example", NIP05: "_@co.example",
-		Relays: []string{"wss://r1.example", "ws://127.0.0.1:7"}, NostrConnectURL: "https://co.example/connect?uri=<nostrconnect>"}
-	if err := a.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	ev := a.HandlerEvent(pk64, time.Unix(1700000000, 0))
-	if ev.Kind != 31990 || ev.PubKey != pk64 || ev.CreatedAt != 1700000000 {
-		t.Fatalf("event %+v", ev)
-	}
-	// NIP-89: d and k tags; NIP-46 appendix: relay and nostrconnect_url tags.
-	want := nostr.Tags{{"d", AnnouncementDTag}, {"k", "24133"}, {"relay", "wss://r1.example"}, {"relay", "ws://127.0.0.1:7"},
-		{"nostrconnect_url", "https://co.example/connect?uri=<nostrconnect>"}}
-	if !slices.EqualFunc(ev.Tags, want, func(a, b nostr.Tag) bool { return slices.Equal(a, b) }) {
-		t.Fatalf("tags %v, want %v", ev.Tags, want)
-	}
-	var content map[string]string
-	if err := json.Unmarshal([]byte(ev.Content), &content); err != nil || content["name"] != "cosigner" || content["nip05"] != "_@co.example" ||
-		content["website"] != "https://co.example" || len(content) != 4 {
-		t.Fatalf("content %s %v", ev.Content, err)
-	}
-}
 
 func TestAnnouncementValidate(t *testing.T) {
 	ok := Announcement{Relays: []string{"wss://r.example"}}

@@ -24,9 +24,19 @@ func Announce(ctx context.Context, sk string, pool RelayPool, a nip46.Announceme
 	if err != nil {
 		return nostr.Event{}, nil, fmt.Errorf("announce: bad Nostr secret key")
 	}
-	ev := a.HandlerEvent(pk, now)
+	ev := handlerEvent(a, pk, now)
 	if err := ev.Sign(sk); err != nil {
 		return nostr.Event{}, nil, fmt.Errorf("announce: sign: %w", err)
 	}
 	return ev, pool.Publish(ctx, ev), nil
+}
+
+// handlerEvent is a's NIP-89 handler information event for the remote signer pubkey (kind
+// 31990), unsigned: nip46.Announcement's tags and content at now. Call a.Validate first.
+func handlerEvent(a nip46.Announcement, pubkey string, now time.Time) nostr.Event {
+	var tags nostr.Tags
+	for _, t := range a.HandlerTags() {
+		tags = append(tags, nostr.Tag(t))
+	}
+	return nostr.Event{PubKey: pubkey, CreatedAt: nostr.Timestamp(now.Unix()), Kind: nip46.KindHandlerInformation, Tags: tags, Content: a.HandlerContent()}
 }
