@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 )
@@ -15,26 +14,7 @@ import (
 func TestChainwatchMigration0003Upgrade(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	old, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := old.ExecContext(ctx, `CREATE TABLE schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))`); err != nil {
-		t.Fatal(err)
-	}
-	for i, name := range []string{"0001_signer.sql", "0002_chainwatch.sql"} {
-		body, err := migrationFiles.ReadFile("migrations/" + name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := old.ExecContext(ctx, string(body)); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if _, err := old.ExecContext(ctx, `INSERT INTO schema_migrations(version, name) VALUES (?, ?)`, i+1, name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	old := openBefore(ctx, t, path, 3)
 	for _, q := range []string{
 		`INSERT INTO chainwatch_scripts VALUES (0, 0, 'sh00', x'0014aa', 'status00')`,
 		`INSERT INTO chainwatch_scripts VALUES (0, 1, 'sh01', x'0014bb', NULL)`,

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 )
@@ -15,33 +14,7 @@ import (
 func TestLedgerMigration0013Upgrade(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "old.db")
-	old, err := sql.Open("sqlite3", "file:"+path+"?_foreign_keys=on")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := old.ExecContext(ctx, `CREATE TABLE schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))`); err != nil {
-		t.Fatal(err)
-	}
-	ms, err := migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if m.version >= 13 {
-			continue
-		}
-		body, err := migrationFiles.ReadFile("migrations/" + m.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := old.ExecContext(ctx, string(body)); err != nil {
-			t.Fatalf("%s: %v", m.name, err)
-		}
-		if _, err := old.ExecContext(ctx, `INSERT INTO schema_migrations(version, name) VALUES (?, ?)`, m.version, m.name); err != nil {
-			t.Fatal(err)
-		}
-	}
+	old := openBefore(ctx, t, path, 13)
 	for _, q := range []string{
 		`INSERT INTO spend_ledger VALUES ('r', 'c', '1', 100, 'reserved', 1000, 259200, '', 1000)`,
 		`INSERT INTO spend_ledger VALUES ('s', 'c', '2', 200, 'spent', 1001, 259200, '', 1001)`,
